@@ -1,0 +1,283 @@
+"""The ports: what albgate needs from Kubernetes, from ELBv2 and from a clock, as plain data and Protocols.
+
+Invariant: the domain and the handlers see only these types. Two families implement them and must behave
+alike: the real adapters (``lambdas/adapters``, the only code that imports boto3 or the kubernetes client) and
+the simulated cluster and load balancer (``albgate/sim``). Values are immutable snapshots; a method that
+changes something returns nothing and raises a domain error (``domain/errors.py``) on failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# Condition type of albgate's own readiness gate. albgate adds it to the pod template of every Deployment it
+# rolls, so each new pod stays not-Ready (and holds the old pods, maxUnavailable 0) until albgate has seen its
+# target healthy in every target group. It works where the controller's gate does not exist (EKS Auto Mode,
+# namespaces labelled after their pods were born) because albgate, not the webhook, owns it.
+ALBGATE_GATE = "albgate.io/target-healthy"
+
+# Prefix of the Load Balancer Controller's gates: target-health.elbv2.k8s.aws/<targetgroupbinding-name>
+# (FACTS.md, docs/deploy/pod_readiness_gate.md).
+LBC_GATE_PREFIX = "target-health.elbv2.k8s.aws/"
+# Namespace label that makes the controller's webhook inject its gates (FACTS.md).
+INJECT_LABEL = "elbv2.k8s.aws/pod-readiness-gate-inject"
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Kubernetes
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Container:
+    name: str
+    image: str
+    pre_stop_sleep_seconds: int | None = None  # None: no preStop; a sleep action or `sleep N` exec counts
+    has_readiness_probe: bool = True
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    containers: tuple[Container, ...]
+    readiness_gates: tuple[str, ...] = ()
+    termination_grace_period_seconds: int = 30  # Kubernetes default (FACTS.md)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def container(self, name: str) -> Container | None:
+        return next((c for c in self.containers if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class DeploymentCondition:
+    type: str  # Available | Progressing | ReplicaFailure
+    status: str  # True | False | Unknown
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    namespace: str
+    name: str
+    uid: str
+    replicas: int
+    selector: dict[str, str]
+    template: PodTemplate
+    max_surge: int | str  # as written: 1 or "25%"
+    max_unavailable: int | str
+    min_ready_seconds: int = 0
+    progress_deadline_seconds: int = 600
+    paused: bool = False
+    revision: int = 0  # deployment.kubernetes.io/revision
+    generation: int = 1
+    observed_generation: int = 1
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    conditions: tuple[DeploymentCondition, ...] = ()
+    annotations: dict[str, str] = field(default_factory=dict)
+    resource_version: str = ""
+
+    def condition(self, type_: str) -> DeploymentCondition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+@dataclass(frozen=True)
+class ReplicaSet:
+    namespace: str
+    name: str
+    revision: int
+    pod_template_hash: str
+    replicas: int  # spec.replicas (desired)
+    ready_replicas: int
+    available_replicas: int
+    template: PodTemplate
+    created_at: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class PodCondition:
+    type: str  # ContainersReady | Ready | PodScheduled | <readiness gate type>
+    status: str  # True | False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Pod:
+    namespace: str
+    name: str
+    uid: str
+    ip: str | None
+    labels: dict[str, str]
+    phase: str  # Pending | Running | Succeeded | Failed
+    readiness_gates: tuple[str, ...]
+    conditions: tuple[PodCondition, ...]
+    terminating: bool  # metadata.deletionTimestamp is set
+    restart_count: int
+    created_at: float
+    owner_replica_set: str | None = None
+    waiting_reason: str = ""  # e.g. CrashLoopBackOff, ImagePullBackOff
+
+    def condition(self, type_: str) -> str:
+        c = next((c for c in self.conditions if c.type == type_), None)
+        return c.status if c else "False"
+
+    @property
+    def containers_ready(self) -> bool:
+        return self.condition("ContainersReady") == "True"
+
+    @property
+    def ready(self) -> bool:
+        return self.condition("Ready") == "True"
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    target_port: int | str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Service:
+    namespace: str
+    name: str
+    selector: dict[str, str]
+    ports: tuple[ServicePort, ...]
+
+
+@dataclass(frozen=True)
+class IngressBackend:
+    service_name: str
+    service_port: int | str
+
+
+@dataclass(frozen=True)
+class Ingress:
+    namespace: str
+    name: str
+    ingress_class: str | None
+    annotations: dict[str, str]
+    backends: tuple[IngressBackend, ...]
+
+
+@dataclass(frozen=True)
+class TargetGroupBinding:
+    namespace: str
+    name: str
+    target_group_arn: str
+    target_type: str  # ip | instance
+    service_name: str
+    service_port: int | str
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DeploymentPatch:
+    """A change to a Deployment, rendered by the real adapter as a strategic merge patch.
+
+    Only fields that are not None change. ``images`` maps container name to image. ``add_readiness_gates``
+    are added to the pod template if absent (never removed). ``expected_resource_version`` makes the patch
+    conditional (409 ConflictError when the object moved on).
+    """
+
+    images: dict[str, str] | None = None
+    add_readiness_gates: tuple[str, ...] = ()
+    max_surge: int | str | None = None
+    max_unavailable: int | str | None = None
+    min_ready_seconds: int | None = None
+    paused: bool | None = None
+    termination_grace_period_seconds: int | None = None
+    pre_stop_sleep_seconds: dict[str, int] | None = None  # container -> seconds
+    template_annotations: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    expected_resource_version: str | None = None
+
+
+class KubernetesPort(Protocol):
+    """The Kubernetes API calls albgate makes, in domain terms."""
+
+    def get_namespace(self, name: str) -> Namespace: ...
+    def get_deployment(self, namespace: str, name: str) -> Deployment: ...
+    def patch_deployment(self, namespace: str, name: str, patch: DeploymentPatch) -> Deployment: ...
+    def rollback_deployment(self, namespace: str, name: str, to_revision: int) -> Deployment:
+        """Copy the template of the ReplicaSet with that revision back into the Deployment (kubectl undo)."""
+        ...
+
+    def list_replica_sets(self, namespace: str, deployment: str) -> list[ReplicaSet]: ...
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]: ...
+    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
+        """Patch pods/status so a readiness gate condition becomes True or False."""
+        ...
+
+    def list_services(self, namespace: str) -> list[Service]: ...
+    def list_ingresses(self, namespace: str) -> list[Ingress]: ...
+    def list_target_group_bindings(self, namespace: str) -> list[TargetGroupBinding]: ...
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ELBv2
+# ---------------------------------------------------------------------------------------------------------
+# DescribeTargetHealth states (FACTS.md, ALB target groups).
+INITIAL, HEALTHY, UNHEALTHY, UNUSED, DRAINING, UNAVAILABLE = (
+    "initial",
+    "healthy",
+    "unhealthy",
+    "unused",
+    "draining",
+    "unavailable",
+)
+
+
+@dataclass(frozen=True)
+class TargetHealth:
+    target_id: str  # the pod IP for IP targets
+    port: int
+    state: str
+    reason: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    arn: str
+    target_type: str  # ip | instance | lambda | alb
+    protocol: str
+    port: int
+    health_check_interval_seconds: int
+    health_check_timeout_seconds: int
+    healthy_threshold: int
+    unhealthy_threshold: int
+    load_balancer_arns: tuple[str, ...]
+    deregistration_delay_seconds: int  # target group attribute deregistration_delay.timeout_seconds
+
+
+class ElbPort(Protocol):
+    """DescribeTargetHealth and DescribeTargetGroups(+Attributes). Throttling raises ThrottledError."""
+
+    def describe_target_health(self, target_group_arn: str) -> list[TargetHealth]: ...
+    def describe_target_group(self, target_group_arn: str) -> TargetGroup: ...
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Clock
+# ---------------------------------------------------------------------------------------------------------
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch (real time in Lambda, virtual time in the simulation)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Everything a use case may touch, handed in by the handler's wiring."""
+
+    kube: KubernetesPort
+    elb: ElbPort
+    clock: Clock

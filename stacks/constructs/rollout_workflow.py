@@ -1,0 +1,364 @@
+"""The gated rollout state machine, built from readable fragments so the console graph tells the story.
+
+Invariant: every loop is bounded (a deadline checked by the handler that decides it, and a poll budget) and
+ends in an explicit Fail with an error and a cause a person can act on; every Lambda task retries exactly the
+retryable error names of ``lambdas/domain/errors.py`` and catches everything else. The rollback path is the
+same step fragment as the rollout path, prefixed "Rollback: ", so a rollback is gated exactly like a rollout.
+
+Data flow: each task takes the whole state (``$``) and returns the whole, updated state (``ResultPath: $``).
+A caught error lands in ``$.failure`` ({Error, Cause}) and the rollback decision reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from lambdas.domain.errors import permanent_error_names, retryable_error_names
+from stacks.constructs.handler_specs import HandlerSpec
+
+# Lambda's own transient failures, plus a timed-out invocation: every handler is idempotent, so a retry after a
+# timeout cannot double-step (issue 4). Names from the Step Functions error-handling docs.
+LAMBDA_TRANSIENT_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Sandbox.Timedout",
+    "States.Timeout",
+]
+RETRY_INTERVAL = Duration.seconds(2)
+RETRY_MAX_ATTEMPTS = 5
+RETRY_BACKOFF = 2.0
+
+# Gate and drain verdicts written by the handlers into $.gate.status / $.drain.status (domain/gate.py).
+PASSED, WAITING, FAILED = "PASSED", "WAITING", "FAILED"
+
+
+def _invoke(
+    scope: Construct,
+    state_name: str,
+    fn: lambda_.IFunction,
+    comment: str,
+    *,
+    integration: sfn.IntegrationPattern = sfn.IntegrationPattern.REQUEST_RESPONSE,
+    payload: sfn.TaskInput | None = None,
+    heartbeat: Duration | None = None,
+) -> tasks.LambdaInvoke:
+    waits_for_token = integration is sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN
+    # payloadResponseOnly may not be combined with integrationPattern, so each shape sets only its own.
+    shape: dict = (
+        {"integration_pattern": integration, "payload": payload, "result_path": sfn.JsonPath.DISCARD}
+        if waits_for_token
+        else {"payload_response_only": True, "result_path": "$"}
+    )
+    task = tasks.LambdaInvoke(
+        scope,
+        state_name,
+        lambda_function=fn,
+        comment=comment,
+        retry_on_service_exceptions=False,  # we own the retry policy (TOOLING.md)
+        task_timeout=sfn.Timeout.duration(heartbeat) if heartbeat else None,
+        **shape,
+    )
+    task.add_retry(
+        errors=retryable_error_names() + LAMBDA_TRANSIENT_ERRORS,
+        interval=RETRY_INTERVAL,
+        max_attempts=RETRY_MAX_ATTEMPTS,
+        backoff_rate=RETRY_BACKOFF,
+    )
+    return task
+
+
+def _catch_all(task: tasks.LambdaInvoke, handler: sfn.IChainable) -> None:
+    """Permanent errors by name (the contract), then anything left (retries exhausted, runtime errors)."""
+    task.add_catch(handler, errors=permanent_error_names(), result_path="$.failure")
+    task.add_catch(handler, errors=["States.ALL"], result_path="$.failure")
+
+
+class GatedSteps(sfn.StateMachineFragment):
+    """One pass over the step plan: approve?, start, gate on target health, release old pods, verify drain, bake.
+
+    ``on_failure`` receives the state with ``$.failure`` set, whether a handler raised or a gate failed.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: Mapping[str, lambda_.IFunction],
+        on_failure: sfn.IChainable,
+        with_approval: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        fn = functions
+
+        start_step = _invoke(
+            self,
+            "Start Step",
+            fn["StartStep"],
+            "Set maxSurge to this step's batch (maxUnavailable stays 0). On the first step also write the new "
+            "image and albgate's readiness gate into the pod template, so every new pod waits for its target.",
+        )
+        check_health = _invoke(
+            self,
+            "Check Target Health",
+            fn["CheckTargetHealth"],
+            "Gate: the step's new pods must be `healthy` in EVERY target group; `initial` (registered, no check "
+            "passed yet) is not enough. Reads DescribeTargetHealth no faster than the health-check interval.",
+        )
+        healthy = sfn.Choice(self, "Targets Healthy?", comment="PASSED, WAITING (poll again) or FAILED")
+        wait_health = sfn.Wait(
+            self,
+            "Wait For Health Check",
+            comment="Seconds chosen by the gate: the health-check interval with jitter, longer when throttled",
+            time=sfn.WaitTime.seconds_path("$.wait_seconds"),
+        )
+        gate_failed = sfn.Pass(
+            self,
+            "Record Gate Failure",
+            comment="Turn the gate's verdict into the same $.failure shape a caught error has",
+            parameters={"Error": "TargetsNotHealthy", "Cause.$": "$.gate.reason"},
+            result_path="$.failure",
+        )
+        release = _invoke(
+            self,
+            "Release Old Pods",
+            fn["ReleaseOldPods"],
+            "Open albgate's readiness gate on exactly this step's healthy pods: they turn Ready, and only then "
+            "may the Deployment controller scale the old ReplicaSet down by the same number",
+        )
+        verify_drain = _invoke(
+            self,
+            "Verify Drain",
+            fn["VerifyDrain"],
+            "The old pods' targets must go `draining` and leave every target group before the next step",
+        )
+        drained = sfn.Choice(self, "Old Targets Drained?", comment="PASSED, WAITING (poll again) or FAILED")
+        wait_drain = sfn.Wait(
+            self,
+            "Wait For Drain",
+            comment="Draining lasts up to the deregistration delay, less when the target is idle",
+            time=sfn.WaitTime.seconds_path("$.wait_seconds"),
+        )
+        drain_failed = sfn.Pass(
+            self,
+            "Record Drain Failure",
+            parameters={"Error": "DrainNotVerified", "Cause.$": "$.drain.reason"},
+            result_path="$.failure",
+        )
+        bake = sfn.Wait(
+            self,
+            "Bake Step",
+            comment="Watch the step under real traffic before the next one (policy.bake_seconds)",
+            time=sfn.WaitTime.seconds_path("$.bake_seconds"),
+        )
+        more = sfn.Choice(self, "More Steps?")
+        done = sfn.Pass(self, "All Steps Passed")
+
+        for task in (start_step, check_health, release, verify_drain):
+            _catch_all(task, on_failure)
+        gate_failed.next(on_failure)
+        drain_failed.next(on_failure)
+
+        if with_approval:
+            approval_needed = sfn.Choice(
+                self, "Approval Needed?", comment="policy.approval_before_steps names this step"
+            )
+            approval = _invoke(
+                self,
+                "Wait For Approval",
+                fn["RequestApproval"],
+                "A person approves with SendTaskSuccess (or rejects with SendTaskFailure) using the task token",
+                integration=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+                payload=sfn.TaskInput.from_object(
+                    {
+                        "task_token": sfn.JsonPath.task_token,
+                        "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+                        "state": sfn.JsonPath.entire_payload,
+                    }
+                ),
+                heartbeat=Duration.hours(24),
+            )
+            _catch_all(approval, on_failure)
+            approval_needed.when(sfn.Condition.boolean_equals("$.approval_required", True), approval)
+            approval_needed.otherwise(start_step)
+            approval.next(start_step)
+            entry: sfn.State = approval_needed
+        else:
+            entry = start_step
+
+        start_step.next(check_health)
+        check_health.next(healthy)
+        healthy.when(sfn.Condition.string_equals("$.gate.status", PASSED), release)
+        healthy.when(sfn.Condition.string_equals("$.gate.status", FAILED), gate_failed)
+        healthy.otherwise(wait_health)
+        wait_health.next(check_health)
+        release.next(verify_drain)
+        verify_drain.next(drained)
+        drained.when(sfn.Condition.string_equals("$.drain.status", PASSED), bake)
+        drained.when(sfn.Condition.string_equals("$.drain.status", FAILED), drain_failed)
+        drained.otherwise(wait_drain)
+        wait_drain.next(verify_drain)
+        bake.next(more)
+        more.when(sfn.Condition.boolean_equals("$.more_steps", True), entry)
+        more.otherwise(done)
+
+        self._start = entry
+        self._ends = [done]
+
+    @property
+    def start_state(self) -> sfn.State:
+        return self._start
+
+    @property
+    def end_states(self) -> list[sfn.INextable]:
+        return self._ends
+
+
+class RolloutWorkflow(Construct):
+    """The state machine `albgate-rollout`: preflight, gated steps, finish; on failure a gated rollback."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: Mapping[str, lambda_.IFunction],
+        specs: tuple[HandlerSpec, ...] = (),
+        state_machine_name: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        missing = {"Preflight", "StartStep", "CheckTargetHealth", "ReleaseOldPods", "VerifyDrain", "RollBack",
+                   "FinishRollout", "RequestApproval"} - set(functions)
+        if missing:
+            raise ValueError(f"RolloutWorkflow needs functions for {sorted(missing)}")
+        fn = functions
+
+        refused = sfn.Fail(
+            self,
+            "Rollout Refused",
+            comment="Preflight failed: nothing in the cluster was changed",
+            error_path="$.failure.Error",
+            cause_path="$.failure.Cause",
+        )
+        failed = sfn.Fail(
+            self,
+            "Rollout Failed",
+            comment="A step failed and the policy does not roll back, or there was nothing to roll back",
+            error_path="$.failure.Error",
+            cause_path="$.failure.Cause",
+        )
+        rolled_back = sfn.Fail(
+            self,
+            "Rollout Rolled Back",
+            comment="The previous revision is serving again, reached through the same gates",
+            error="RolledBack",
+            cause_path="$.failure_summary",
+        )
+        rollback_failed = sfn.Fail(
+            self,
+            "Rollback Failed",
+            comment="The rollback itself could not pass its gates: a person must look at the Deployment now",
+            error="RollbackFailed",
+            cause_path="$.failure_summary",
+        )
+        succeeded = sfn.Succeed(self, "Rollout Succeeded")
+
+        preflight = _invoke(
+            self,
+            "Preflight",
+            fn["Preflight"],
+            "Validate the input, find every target group serving the Deployment and read its real health-check "
+            "and deregistration settings; stop here, changing nothing, when the rollout cannot be safe",
+        )
+        preflight.add_catch(refused, errors=permanent_error_names(), result_path="$.failure")
+        preflight.add_catch(refused, errors=["States.ALL"], result_path="$.failure")
+
+        # --- rollback path ---------------------------------------------------------------------------------
+        finish_rollback = _invoke(
+            self,
+            "Record Rollback",
+            fn["FinishRollout"],
+            "Restore the strategy, record the outcome `rolled_back` and emit metrics",
+        )
+        summarise_rollback_failure = sfn.Pass(
+            self,
+            "Summarise Rollback Failure",
+            parameters={
+                "summary.$": "States.Format('rollback failed: {} ({}); it started because: {}', "
+                "$.failure.Error, $.failure.Cause, $.failure_summary)"
+            },
+            result_path="$.rollback_failure",
+        )
+        summarise_rollback_failure.next(
+            sfn.Pass(self, "Keep Rollback Cause", input_path="$.rollback_failure.summary", result_path="$.failure_summary")
+        ).next(rollback_failed)
+        rollback_steps = GatedSteps(
+            self, "Rollback", functions=fn, on_failure=summarise_rollback_failure, with_approval=False
+        ).prefix_states("Rollback: ")
+        _catch_all(finish_rollback, summarise_rollback_failure)
+        rollback_steps.next(finish_rollback).next(rolled_back)
+
+        roll_back = _invoke(
+            self,
+            "Roll Back",
+            fn["RollBack"],
+            "Write the previous image back into the template (albgate's gate stays) and restart the plan, "
+            "so the rollback drops nothing either",
+        )
+        could_not_start = sfn.Fail(
+            self,
+            "Rollback Could Not Start",
+            comment="The previous image could not be written back: a person must look at the Deployment now",
+            error_path="$.rollback_error.Error",
+            cause_path="$.rollback_error.Cause",
+        )
+        roll_back.add_catch(could_not_start, errors=["States.ALL"], result_path="$.rollback_error")
+        needs_rollback = sfn.Choice(
+            self, "Anything To Roll Back?", comment="Nothing to undo when the template was never changed"
+        )
+        roll_back.next(needs_rollback)
+        needs_rollback.when(sfn.Condition.boolean_equals("$.rollback_needed", True), rollback_steps)
+        needs_rollback.otherwise(failed)
+
+        should_roll_back = sfn.Choice(self, "Roll Back?", comment="policy.rollback_on_failure")
+        should_roll_back.when(sfn.Condition.boolean_equals("$.request.policy.rollback_on_failure", True), roll_back)
+        should_roll_back.otherwise(failed)
+
+        # --- rollout path ----------------------------------------------------------------------------------
+        rollout_steps = GatedSteps(self, "Rollout", functions=fn, on_failure=should_roll_back, with_approval=True)
+        finish = _invoke(
+            self,
+            "Finish Rollout",
+            fn["FinishRollout"],
+            "Restore maxSurge, record the outcome `succeeded` and emit metrics",
+        )
+        _catch_all(finish, failed)
+
+        definition = preflight.next(rollout_steps).next(finish).next(succeeded)
+
+        log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=state_machine_name,
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            timeout=Duration.hours(48),
+            comment="albgate: roll a Deployment in steps, each gated on ALB target health; gated rollback",
+        )
