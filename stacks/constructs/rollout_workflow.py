@@ -56,7 +56,7 @@ def _invoke(
     shape: dict = (
         {"integration_pattern": integration, "payload": payload, "result_path": sfn.JsonPath.DISCARD}
         if waits_for_token
-        else {"payload_response_only": True, "result_path": "$"}
+        else {"payload_response_only": True, "result_path": "$", "payload": payload}
     )
     task = tasks.LambdaInvoke(
         scope,
@@ -278,6 +278,9 @@ class RolloutWorkflow(Construct):
             fn["Preflight"],
             "Validate the input, find every target group serving the Deployment and read its real health-check "
             "and deregistration settings; stop here, changing nothing, when the rollout cannot be safe",
+            payload=sfn.TaskInput.from_object(
+                {"request": sfn.JsonPath.entire_payload, "execution_name": sfn.JsonPath.string_at("$$.Execution.Name")}
+            ),
         )
         preflight.add_catch(refused, errors=permanent_error_names(), result_path="$.failure")
         preflight.add_catch(refused, errors=["States.ALL"], result_path="$.failure")

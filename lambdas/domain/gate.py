@@ -1,0 +1,267 @@
+"""The two decisions of a step: may old pods go (the health gate), and have they gone (the drain check).
+
+Invariant: the gate passes only with at least the step's number of new pods whose target is ``healthy`` in
+EVERY target group; ``initial`` (registered, no check passed) never counts (Argo Rollouts' registration-only
+check is the bug this avoids, FACTS.md Peers). A new target ``unhealthy``, a crash-looping new pod or a passed
+deadline fails the step. Decisions are data (``PASSED | WAITING | FAILED`` with counts), never exceptions.
+Both functions are pure: the caller reads the cluster and the target groups and hands the snapshots in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, UNHEALTHY, UNUSED, Pod, TargetHealth
+
+
+class Verdict(str, Enum):
+    PASSED = "PASSED"
+    WAITING = "WAITING"
+    FAILED = "FAILED"
+
+
+# Waiting reasons of a container that will not become ready by waiting (kubelet's reasons).
+STUCK_REASONS = frozenset(
+    {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
+)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    status: Verdict
+    reason: str
+    needed: int
+    healthy: int = 0
+    initial: int = 0
+    unhealthy: int = 0
+    unregistered: int = 0
+    starting: int = 0
+    release: tuple[str, ...] = ()  # pod names to open albgate's gate on, oldest first
+    polled_targets: bool = False  # False: decided from Kubernetes alone, no DescribeTargetHealth needed
+
+    def as_dict(self) -> dict:
+        return {
+            "status": self.status.value,
+            "reason": self.reason,
+            "needed": self.needed,
+            "healthy": self.healthy,
+            "initial": self.initial,
+            "unhealthy": self.unhealthy,
+            "unregistered": self.unregistered,
+            "starting": self.starting,
+            "release": list(self.release),
+        }
+
+
+def pods_needing_targets(candidates: list[Pod], needed: int) -> bool:
+    """True when enough candidates are ContainersReady for DescribeTargetHealth to be worth a call.
+
+    The controller registers a pod only once it is ContainersReady (FACTS.md), so before that no target can be
+    healthy and polling ELB would only spend the account's shared Describe* tokens.
+    """
+    return needed > 0 and sum(1 for p in candidates if p.containers_ready and p.ip) >= needed
+
+
+def evaluate_gate(
+    *,
+    candidates: list[Pod],
+    needed: int,
+    health: dict[str, list[TargetHealth]] | None,
+    now: float,
+    deadline: float,
+) -> GateResult:
+    """Decide a step's gate.
+
+    candidates: the new ReplicaSet's pods that are not terminating and whose albgate gate is still closed.
+    needed: how many of them this step releases (plan target minus pods already released).
+    health: DescribeTargetHealth per target group ARN, or None when it was not polled this turn.
+    """
+    if needed <= 0:
+        return GateResult(Verdict.PASSED, "this step's pods are already released", needed=0)
+
+    stuck = sorted((p for p in candidates if p.waiting_reason in STUCK_REASONS), key=lambda p: p.name)
+    if stuck:
+        p = stuck[0]
+        return GateResult(
+            Verdict.FAILED,
+            f"new pod {p.name} is {p.waiting_reason} (restarts: {p.restart_count}); the new version does not start",
+            needed=needed,
+        )
+
+    starting = [p for p in candidates if not (p.containers_ready and p.ip)]
+    ready = sorted((p for p in candidates if p.containers_ready and p.ip), key=lambda p: (p.created_at, p.name))
+    if health is None:
+        result = GateResult(
+            Verdict.WAITING,
+            f"waiting for {needed - len(ready)} of {needed} new pods to start (ContainersReady) before checking targets",
+            needed=needed,
+            starting=len(starting),
+        )
+        return _with_deadline(result, now, deadline)
+
+    by_group = {arn: {t.target_id: t for t in targets} for arn, targets in health.items()}
+    healthy_pods: list[Pod] = []
+    initial = unhealthy = unregistered = 0
+    worst: tuple[Pod, str, TargetHealth] | None = None
+    for pod in ready:
+        states = []
+        for arn, targets in by_group.items():
+            t = targets.get(pod.ip or "")
+            states.append(t.state if t else UNUSED)
+            if t and t.state == UNHEALTHY and worst is None:
+                worst = (pod, arn, t)
+        if all(s == HEALTHY for s in states):
+            healthy_pods.append(pod)
+        elif UNHEALTHY in states:
+            unhealthy += 1
+        elif any(s == INITIAL for s in states):
+            initial += 1
+        else:
+            unregistered += 1
+
+    counts = dict(
+        needed=needed,
+        healthy=len(healthy_pods),
+        initial=initial,
+        unhealthy=unhealthy,
+        unregistered=unregistered,
+        starting=len(starting),
+        polled_targets=True,
+    )
+    if worst is not None:
+        pod, arn, t = worst
+        return GateResult(
+            Verdict.FAILED,
+            f"new pod {pod.name} ({pod.ip}) is unhealthy in {arn}: {t.reason or 'no reason'}"
+            f"{' - ' + t.description if t.description else ''}",
+            **counts,
+        )
+    if len(healthy_pods) >= needed:
+        release = tuple(p.name for p in healthy_pods[:needed])
+        return GateResult(
+            Verdict.PASSED,
+            f"{needed} new pod(s) healthy in all {len(by_group)} target group(s)",
+            release=release,
+            **counts,
+        )
+    result = GateResult(
+        Verdict.WAITING,
+        f"{len(healthy_pods)}/{needed} new targets healthy in every target group "
+        f"({initial} initial, {unregistered} not registered yet, {len(starting)} pods starting)",
+        **counts,
+    )
+    return _with_deadline(result, now, deadline)
+
+
+def _with_deadline(result: GateResult, now: float, deadline: float) -> GateResult:
+    if now < deadline:
+        return result
+    return GateResult(
+        Verdict.FAILED,
+        f"step deadline passed: {result.reason}",
+        needed=result.needed,
+        healthy=result.healthy,
+        initial=result.initial,
+        unhealthy=result.unhealthy,
+        unregistered=result.unregistered,
+        starting=result.starting,
+        polled_targets=result.polled_targets,
+    )
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    status: Verdict
+    reason: str
+    old_live: int = 0
+    expected_old: int = 0
+    routable: int = 0
+    draining: int = 0
+    leaving_ips: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict:
+        return {
+            "status": self.status.value,
+            "reason": self.reason,
+            "old_live": self.old_live,
+            "expected_old": self.expected_old,
+            "routable": self.routable,
+            "draining": self.draining,
+        }
+
+
+def evaluate_drain(
+    *,
+    old_pods: list[Pod],
+    expected_old: int,
+    watched_ips: list[str],
+    health: dict[str, list[TargetHealth]] | None,
+    now: float,
+    deadline: float,
+) -> DrainResult:
+    """Decide whether a step's old pods have gone: scaled down by Kubernetes and out of every target group.
+
+    old_pods: pods of the other ReplicaSets (terminating ones included).
+    expected_old: how many old pods may stay serving after this step (replicas minus the plan target).
+    watched_ips: the old pods' IPs recorded when the step released its new pods.
+    """
+    live = [p for p in old_pods if not p.terminating]
+    live_ips = {p.ip for p in live if p.ip}
+    leaving = sorted(ip for ip in watched_ips if ip not in live_ips)
+    if len(live) > expected_old:
+        result = DrainResult(
+            Verdict.WAITING,
+            f"{len(live)} old pods still serving, {expected_old} expected: the Deployment controller has not "
+            "scaled the old ReplicaSet down yet",
+            old_live=len(live),
+            expected_old=expected_old,
+            leaving_ips=tuple(leaving),
+        )
+        return _drain_deadline(result, now, deadline)
+    if health is None:
+        return DrainResult(
+            Verdict.WAITING,
+            "old pods scaled down; checking their targets next",
+            old_live=len(live),
+            expected_old=expected_old,
+            leaving_ips=tuple(leaving),
+        )
+    routable = draining = 0
+    for targets in health.values():
+        for t in targets:
+            if t.target_id not in leaving:
+                continue
+            if t.state == DRAINING:
+                draining += 1
+            elif t.state != UNUSED:
+                routable += 1
+    counts = dict(old_live=len(live), expected_old=expected_old, routable=routable, draining=draining)
+    if routable == 0 and draining == 0:
+        return DrainResult(
+            Verdict.PASSED,
+            f"{len(leaving)} old target(s) left every target group",
+            leaving_ips=tuple(leaving),
+            **counts,
+        )
+    result = DrainResult(
+        Verdict.WAITING,
+        f"{routable} old target(s) still registered (deregistration not started), {draining} draining",
+        leaving_ips=tuple(leaving),
+        **counts,
+    )
+    return _drain_deadline(result, now, deadline)
+
+
+def _drain_deadline(result: DrainResult, now: float, deadline: float) -> DrainResult:
+    if now < deadline:
+        return result
+    return DrainResult(
+        Verdict.FAILED,
+        f"drain deadline passed: {result.reason}",
+        old_live=result.old_live,
+        expected_old=result.expected_old,
+        routable=result.routable,
+        draining=result.draining,
+        leaving_ips=result.leaving_ips,
+    )

@@ -1,0 +1,40 @@
+"""How long to wait before looking again: never faster than a target group can change, with jitter.
+
+Invariant: a wait that precedes a DescribeTargetHealth call is at least the target group's health-check
+interval (a target's state changes at most once per check, FACTS.md ALB target groups), stretched by a
+deterministic jitter of up to ``JITTER`` so that concurrent rollouts do not poll in lock-step, and doubled per
+consecutive throttle up to ``THROTTLE_CAP_SECONDS``. Waits are whole seconds (a Wait state's SecondsPath).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+JITTER = 0.2
+# While new pods are still starting only the Kubernetes API is read (no Describe* token is spent).
+POD_START_POLL_SECONDS = 5
+THROTTLE_CAP_SECONDS = 120
+
+
+def jitter_fraction(key: str) -> float:
+    """A stable number in [0, 1) from a key (execution name, step, poll number): same input, same wait."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def target_poll_seconds(interval_seconds: int, key: str, throttles: int = 0) -> int:
+    base = max(1, interval_seconds)
+    if throttles:
+        base = min(THROTTLE_CAP_SECONDS, base * 2**throttles)
+    return _jittered(base, key)
+
+
+def pod_poll_seconds(key: str) -> int:
+    return _jittered(POD_START_POLL_SECONDS, key)
+
+
+def _jittered(base: int, key: str) -> int:
+    """base plus a whole number of seconds from 0 to ceil(base * JITTER), spread evenly by the key."""
+    spread = math.ceil(base * JITTER) + 1
+    return base + int(jitter_fraction(key) * spread)

@@ -1,0 +1,465 @@
+"""The gated rollout's use cases: one function per state machine task, each (ports, state) -> new state.
+
+Invariant: a use case is idempotent for a given input state. Step Functions hands a retried or duplicated
+task the same input, every change it makes to the cluster is a declarative patch (the same patch twice is one
+change), and the step index only moves in the returned state, so a retry can neither double-step nor undo
+progress. Nothing here imports boto3 or kubernetes: the ports do the I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from lambdas.domain.errors import (
+    InvalidInputError,
+    NotFoundError,
+    ThrottledError,
+    UnsafeConfigurationError,
+)
+from lambdas.domain.gate import Verdict, evaluate_drain, evaluate_gate, pods_needing_targets
+from lambdas.domain.models import RolloutRequest, parse_request
+from lambdas.domain.plan import step_targets
+from lambdas.domain.poll import pod_poll_seconds, target_poll_seconds
+from lambdas.domain.ports import (
+    ALBGATE_GATE,
+    Deployment,
+    DeploymentPatch,
+    Pod,
+    Ports,
+    ReplicaSet,
+    TargetHealth,
+)
+from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo
+
+POD_TEMPLATE_HASH = "pod-template-hash"
+# Old targets may take the deregistration delay to leave; give the controller's reconcile and one more
+# check on top (FACTS.md: requeue 15 s; leader change pauses reconciles up to 2 min).
+DRAIN_MARGIN_SECONDS = 120
+
+
+def resolve_int_or_percent(value: int | str, replicas: int, *, round_up: bool) -> int:
+    """maxSurge rounds up, maxUnavailable rounds down (FACTS.md, ResolveFenceposts)."""
+    if isinstance(value, int):
+        return value
+    pct = int(str(value).rstrip("%"))
+    exact = replicas * pct / 100
+    return math.ceil(exact) if round_up else math.floor(exact)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preflight
+# ---------------------------------------------------------------------------------------------------------
+def preflight(ports: Ports, raw_input: Any, execution_name: str) -> dict:
+    """Validate, find the target groups, assess safety. Reads only: a refused rollout changed nothing."""
+    request = parse_request(raw_input)
+    kube, ns = ports.kube, request.namespace
+    kube.get_namespace(ns)  # NotFoundError names a missing namespace before anything else
+    dep = kube.get_deployment(ns, request.deployment)
+    container = dep.template.container(request.container)
+    if container is None:
+        names = ", ".join(c.name for c in dep.template.containers)
+        raise NotFoundError(
+            f"container: Deployment {ns}/{dep.name} has no container {request.container!r}; it has: {names}"
+        )
+    if dep.paused:
+        raise UnsafeConfigurationError(
+            f"Deployment {ns}/{dep.name} is paused; resume it (kubectl rollout resume) or finish what paused it"
+        )
+    busy = [rs.name for rs in kube.list_replica_sets(ns, dep.name) if rs.replicas > 0]
+    if len(busy) > 1:
+        raise UnsafeConfigurationError(
+            f"Deployment {ns}/{dep.name} is already rolling (ReplicaSets {', '.join(sorted(busy))} have pods); "
+            "wait for that rollout to finish or undo it, then start again"
+        )
+    if container.image == request.image and request.kind == "rollout":
+        raise InvalidInputError(
+            f"image: container {request.container} of {ns}/{dep.name} already runs {request.image}; "
+            "use kind='restart' to re-create its pods through the gates"
+        )
+
+    groups = discover_target_groups(ports, dep)
+    hardening, findings = assess(request, dep, groups)
+    if findings and not request.policy.harden:
+        raise UnsafeConfigurationError(
+            f"{ns}/{dep.name} cannot roll without dropping requests: "
+            + "; ".join(findings)
+            + ". Fix these, or start again with policy.harden=true to let albgate apply them on the first step."
+        )
+
+    now = ports.clock.now()
+    plan = step_targets(dep.replicas, request.policy)
+    target_image = request.image if request.kind == "rollout" else container.image
+    state = RolloutState(
+        request=request,
+        execution_name=execution_name,
+        started_at=now,
+        replicas=dep.replicas,
+        plan=plan,
+        target_image=target_image,
+        previous_image=container.image,
+        previous_revision=dep.revision,
+        original_max_surge=dep.max_surge,
+        original_max_unavailable=dep.max_unavailable,
+        hardening=hardening,
+        findings=findings,
+        target_groups=groups,
+        approval_required=1 in request.policy.approval_before_steps,
+        more_steps=True,
+    )
+    if request.kind == "restart":
+        # A restart keeps the image: a new template annotation makes a new ReplicaSet (as kubectl does).
+        state.hardening = {**hardening, "template_annotations": {"albgate.io/restarted-by": execution_name}}
+    return state.dump()
+
+
+def discover_target_groups(ports: Ports, dep: Deployment) -> list[TargetGroupInfo]:
+    """Every target group that serves the Deployment's pods: Services that select them -> TargetGroupBindings."""
+    kube, ns = ports.kube, dep.namespace
+    pod_labels = dep.template.labels or dep.selector
+    services = [
+        s
+        for s in kube.list_services(ns)
+        if s.selector and all(pod_labels.get(k) == v for k, v in s.selector.items())
+    ]
+    if not services:
+        raise NotFoundError(
+            f"no Service in {ns} selects the pods of Deployment {dep.name} (labels {pod_labels}); "
+            "albgate gates on the ALB targets behind a Service"
+        )
+    names = {s.name for s in services}
+    bindings = [b for b in kube.list_target_group_bindings(ns) if b.service_name in names]
+    if not bindings:
+        raise NotFoundError(
+            f"no TargetGroupBinding in {ns} for Service(s) {', '.join(sorted(names))}: the Load Balancer "
+            "Controller creates one per backend of an Ingress with ingressClassName alb; is the controller "
+            "running and the Ingress applied?"
+        )
+    groups: list[TargetGroupInfo] = []
+    for b in sorted(bindings, key=lambda b: b.name):
+        tg = ports.elb.describe_target_group(b.target_group_arn)
+        if b.target_type != "ip" or tg.target_type != "ip":
+            raise UnsafeConfigurationError(
+                f"TargetGroupBinding {ns}/{b.name} uses target type {tg.target_type}: only IP targets map one "
+                "pod to one target, so only they can be gated; set the Ingress annotation "
+                "alb.ingress.kubernetes.io/target-type: ip"
+            )
+        if not tg.load_balancer_arns:
+            raise UnsafeConfigurationError(
+                f"target group {tg.arn} is not attached to a load balancer listener, so no target in it can "
+                "ever become healthy (aws-load-balancer-controller#3753); check the Ingress rules"
+            )
+        groups.append(
+            TargetGroupInfo(
+                arn=tg.arn,
+                service=b.service_name,
+                health_check_interval_seconds=tg.health_check_interval_seconds,
+                healthy_threshold=tg.healthy_threshold,
+                deregistration_delay_seconds=tg.deregistration_delay_seconds,
+            )
+        )
+    return groups
+
+
+def assess(
+    request: RolloutRequest, dep: Deployment, groups: list[TargetGroupInfo]
+) -> tuple[dict[str, Any], list[str]]:
+    """What would drop requests, and the DeploymentPatch fields that fix it (applied only with harden)."""
+    policy = request.policy
+    hardening: dict[str, Any] = {}
+    findings: list[str] = []
+    unavailable = resolve_int_or_percent(dep.max_unavailable, dep.replicas, round_up=False)
+    if unavailable > 0:
+        findings.append(
+            f"maxUnavailable is {dep.max_unavailable} ({unavailable} pod(s)): old pods could go before any "
+            "replacement is healthy; set it to 0"
+        )
+        hardening["max_unavailable"] = 0
+    container = dep.template.container(request.container)
+    assert container is not None
+    pre_stop = container.pre_stop_sleep_seconds or 0
+    if pre_stop < policy.pre_stop_seconds:
+        findings.append(
+            f"container {container.name} has {'no preStop' if not pre_stop else f'a {pre_stop} s preStop'}: the "
+            f"ALB keeps sending new requests for some seconds after deregistration starts; add a preStop sleep "
+            f"of {policy.pre_stop_seconds} s"
+        )
+        hardening["pre_stop_sleep_seconds"] = {container.name: policy.pre_stop_seconds}
+        pre_stop = policy.pre_stop_seconds
+    needed_grace = pre_stop + policy.max_request_seconds
+    if dep.template.termination_grace_period_seconds < needed_grace:
+        findings.append(
+            f"terminationGracePeriodSeconds is {dep.template.termination_grace_period_seconds}: it must cover "
+            f"the preStop ({pre_stop} s) plus the longest request ({policy.max_request_seconds} s); set it to "
+            f"{needed_grace}"
+        )
+        hardening["termination_grace_period_seconds"] = needed_grace
+    for g in groups:
+        if g.deregistration_delay_seconds < policy.max_request_seconds:
+            raise UnsafeConfigurationError(
+                f"target group {g.arn} has a deregistration delay of {g.deregistration_delay_seconds} s, shorter "
+                f"than the longest request ({policy.max_request_seconds} s): requests in flight are cut when it "
+                "ends; raise it with the Ingress annotation alb.ingress.kubernetes.io/target-group-attributes: "
+                f"deregistration_delay.timeout_seconds={policy.max_request_seconds}"
+            )
+    return hardening, findings
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------------------------------------
+def start_step(ports: Ports, raw_state: dict) -> dict:
+    s = RolloutState.model_validate(raw_state)
+    req = s.request
+    i = s.next_step
+    if i >= len(s.plan):
+        raise InvalidInputError(f"next_step {i} is past the plan {s.plan}; the state was edited by hand?")
+    batch = s.plan[i] - (s.plan[i - 1] if i else 0)
+    if i == 0:
+        fields: dict[str, Any] = dict(s.hardening) if s.mode == "rollout" else {}
+        fields.pop("max_unavailable", None)
+        patch = DeploymentPatch(
+            images={req.container: s.target_image},
+            add_readiness_gates=(ALBGATE_GATE,),
+            max_surge=batch,
+            max_unavailable=0,
+            **fields,
+        )
+        s.template_changed = True
+    else:
+        patch = DeploymentPatch(max_surge=batch)
+    ports.kube.patch_deployment(req.namespace, req.deployment, patch)
+
+    now = ports.clock.now()
+    s.step = i
+    s.next_step = i + 1
+    s.more_steps = s.next_step < len(s.plan)
+    s.approval_required = s.mode == "rollout" and (s.next_step + 1) in req.policy.approval_before_steps
+    s.step_deadline = now + req.policy.step_deadline_seconds
+    s.gate = {"status": Verdict.WAITING.value, "reason": "step started"}
+    s.drain = {"status": Verdict.WAITING.value, "reason": "not started"}
+    s.wait_seconds = 0
+    s.throttles = 0
+    s.steps.append(StepRecord(step=i + 1, mode=s.mode, target=s.plan[i], started_at=now))
+    return s.dump()
+
+
+def _target_replica_set(rs_list: list[ReplicaSet], container: str, image: str, restart_marker: str | None) -> ReplicaSet | None:
+    """The newest ReplicaSet whose template runs ``image`` behind albgate's gate."""
+    matching = []
+    for rs in rs_list:
+        c = rs.template.container(container)
+        if c is None or c.image != image or ALBGATE_GATE not in rs.template.readiness_gates:
+            continue
+        if restart_marker and rs.template.annotations.get("albgate.io/restarted-by") != restart_marker:
+            continue
+        matching.append(rs)
+    return max(matching, key=lambda rs: rs.revision, default=None)
+
+
+def _split_pods(ports: Ports, s: RolloutState) -> tuple[ReplicaSet | None, list[Pod], list[Pod]]:
+    """(target ReplicaSet, its pods, every other pod of the Deployment)."""
+    req = s.request
+    kube = ports.kube
+    dep = kube.get_deployment(req.namespace, req.deployment)
+    marker = s.execution_name if req.kind == "restart" and s.mode == "rollout" else None
+    target = _target_replica_set(kube.list_replica_sets(req.namespace, req.deployment), req.container, s.target_image, marker)
+    pods = kube.list_pods(req.namespace, dep.selector)
+    if target is None:
+        return None, [], pods
+    mine = [p for p in pods if p.labels.get(POD_TEMPLATE_HASH) == target.pod_template_hash]
+    others = [p for p in pods if p.labels.get(POD_TEMPLATE_HASH) != target.pod_template_hash]
+    return target, mine, others
+
+
+def _describe_all(ports: Ports, s: RolloutState) -> dict[str, list[TargetHealth]]:
+    health: dict[str, list[TargetHealth]] = {}
+    for g in s.target_groups:
+        s.describe_target_health_calls += 1
+        health[g.arn] = ports.elb.describe_target_health(g.arn)
+    return health
+
+
+def _poll_key(s: RolloutState, what: str) -> str:
+    polls = s.steps[-1].polls if s.steps else 0
+    return f"{s.execution_name}/{s.mode}/{s.step}/{what}/{polls}"
+
+
+def _interval(s: RolloutState) -> int:
+    return min(g.health_check_interval_seconds for g in s.target_groups)
+
+
+def check_target_health(ports: Ports, raw_state: dict) -> dict:
+    s = RolloutState.model_validate(raw_state)
+    now = ports.clock.now()
+    record = s.steps[-1]
+    record.polls += 1
+    target, mine, _ = _split_pods(ports, s)
+    if target is None:
+        s.gate = {"status": Verdict.WAITING.value, "reason": "waiting for the Deployment controller to create the new ReplicaSet"}
+        if now >= s.step_deadline:
+            s.gate = {"status": Verdict.FAILED.value, "reason": "step deadline passed before the new ReplicaSet appeared"}
+        s.wait_seconds = pod_poll_seconds(_poll_key(s, "rs"))
+        return s.dump()
+
+    dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)
+    progressing = dep.condition("Progressing")
+    if progressing and progressing.status == "False" and progressing.reason == "ProgressDeadlineExceeded":
+        s.gate = {
+            "status": Verdict.FAILED.value,
+            "reason": f"Kubernetes reports ProgressDeadlineExceeded: {progressing.message or 'no progress'}",
+        }
+        return s.dump()
+
+    live = [p for p in mine if not p.terminating]
+    released = [p for p in live if p.condition(ALBGATE_GATE) == "True"]
+    candidates = [p for p in live if p.condition(ALBGATE_GATE) != "True"]
+    needed = s.plan[s.step] - len(released)
+
+    health = None
+    if pods_needing_targets(candidates, needed):
+        try:
+            health = _describe_all(ports, s)
+            s.throttles = 0
+        except ThrottledError:
+            s.throttles += 1
+            s.gate = {"status": Verdict.WAITING.value, "reason": f"DescribeTargetHealth throttled ({s.throttles}x); backing off"}
+            if now >= s.step_deadline:
+                s.gate = {"status": Verdict.FAILED.value, "reason": "step deadline passed while DescribeTargetHealth was throttled"}
+            s.wait_seconds = target_poll_seconds(_interval(s), _poll_key(s, "throttled"), s.throttles)
+            return s.dump()
+
+    result = evaluate_gate(candidates=candidates, needed=needed, health=health, now=now, deadline=s.step_deadline)
+    s.gate = result.as_dict()
+    if result.status is Verdict.PASSED:
+        record.gate_passed_at = now
+        s.wait_seconds = 0
+    elif health is not None:
+        s.wait_seconds = target_poll_seconds(_interval(s), _poll_key(s, "targets"))
+    else:
+        s.wait_seconds = pod_poll_seconds(_poll_key(s, "pods"))
+    return s.dump()
+
+
+def release_old_pods(ports: Ports, raw_state: dict) -> dict:
+    s = RolloutState.model_validate(raw_state)
+    req = s.request
+    _, mine, others = _split_pods(ports, s)
+    s.watched_ips = sorted({p.ip for p in others if p.ip and not p.terminating})
+    live_names = {p.name for p in mine if not p.terminating}
+    for name in s.gate.get("release", []):
+        if name not in live_names:
+            continue  # gone since the gate looked: the next gate turn re-counts
+        ports.kube.set_pod_condition(
+            req.namespace,
+            name,
+            ALBGATE_GATE,
+            "True",
+            "TargetHealthy",
+            f"albgate {s.execution_name}: target healthy in all {len(s.target_groups)} target group(s)",
+        )
+    now = ports.clock.now()
+    delay = max(g.deregistration_delay_seconds for g in s.target_groups)
+    s.drain_deadline = now + (req.policy.drain_deadline_seconds or delay + DRAIN_MARGIN_SECONDS)
+    s.drain = {"status": Verdict.WAITING.value, "reason": "old pods released"}
+    s.wait_seconds = 0
+    return s.dump()
+
+
+def verify_drain(ports: Ports, raw_state: dict) -> dict:
+    s = RolloutState.model_validate(raw_state)
+    now = ports.clock.now()
+    record = s.steps[-1]
+    record.polls += 1
+    _, _, others = _split_pods(ports, s)
+    expected_old = s.replicas - s.plan[s.step]
+    health = None
+    if sum(1 for p in others if not p.terminating) <= expected_old:
+        try:
+            health = _describe_all(ports, s)
+            s.throttles = 0
+        except ThrottledError:
+            s.throttles += 1
+    result = evaluate_drain(
+        old_pods=others,
+        expected_old=expected_old,
+        watched_ips=s.watched_ips,
+        health=health,
+        now=now,
+        deadline=s.drain_deadline,
+    )
+    s.drain = result.as_dict()
+    if result.status is Verdict.PASSED:
+        record.drained_at = now
+        s.wait_seconds = 0
+        s.bake_seconds = s.request.policy.bake_seconds if (s.more_steps and s.mode == "rollout") else 0
+    elif health is None and not s.throttles:
+        s.wait_seconds = pod_poll_seconds(_poll_key(s, "scale-down"))
+    else:
+        s.wait_seconds = target_poll_seconds(_interval(s), _poll_key(s, "drain"), s.throttles)
+    return s.dump()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rollback and finish
+# ---------------------------------------------------------------------------------------------------------
+def describe_failure(failure: dict | None) -> str:
+    """A caught error's {Error, Cause} as one line; Lambda causes are JSON with errorMessage."""
+    if not failure:
+        return "unknown failure"
+    error = failure.get("Error", "Error")
+    cause = failure.get("Cause", "")
+    try:
+        parsed = json.loads(cause)
+        if isinstance(parsed, dict):
+            cause = parsed.get("errorMessage", cause)
+    except (TypeError, ValueError):
+        pass
+    return f"{error}: {cause}"
+
+
+def roll_back(ports: Ports, raw_state: dict) -> dict:
+    s = RolloutState.model_validate(raw_state)
+    where = f"step {s.step + 1}/{len(s.plan)}" if s.step >= 0 else "before the first step"
+    s.failure_summary = f"{s.mode} failed at {where}: {describe_failure(s.failure)}"
+    if not s.template_changed or s.mode == "rollback":
+        s.rollback_needed = False
+        s.outcome = "failed"
+        return s.dump()
+    s.mode = "rollback"
+    s.rollback_needed = True
+    s.target_image = s.previous_image
+    s.next_step = 0
+    s.step = -1
+    s.more_steps = True
+    s.approval_required = False
+    s.bake_seconds = 0
+    s.gate = {"status": Verdict.WAITING.value, "reason": "rollback not started"}
+    s.drain = {"status": Verdict.WAITING.value, "reason": "rollback not started"}
+    return s.dump()
+
+
+def finish_rollout(ports: Ports, raw_state: dict) -> dict:
+    s = RolloutState.model_validate(raw_state)
+    req = s.request
+    ports.kube.patch_deployment(req.namespace, req.deployment, DeploymentPatch(max_surge=s.original_max_surge))
+    s.outcome = "succeeded" if s.mode == "rollout" else "rolled_back"
+    s.finished_at = ports.clock.now()
+    return s.dump()
+
+
+def approval_request(raw_state: dict, task_token: str, execution_name: str) -> dict:
+    """What a person needs to approve or reject the next step."""
+    s = RolloutState.model_validate(raw_state)
+    step = s.next_step + 1
+    return {
+        "execution_name": execution_name,
+        "deployment": f"{s.request.namespace}/{s.request.deployment}",
+        "cluster": s.request.cluster,
+        "step": step,
+        "new_pods_after_step": s.plan[s.next_step] if s.next_step < len(s.plan) else s.replicas,
+        "image": s.target_image,
+        "approve": f"aws stepfunctions send-task-success --task-token {task_token} --task-output '{{}}'",
+        "reject": f"aws stepfunctions send-task-failure --task-token {task_token} --error ApprovalRejected",
+    }

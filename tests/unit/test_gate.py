@@ -1,0 +1,166 @@
+"""The health gate and the drain check, table-driven over target states (domain/gate.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lambdas.domain.gate import Verdict, evaluate_drain, evaluate_gate, pods_needing_targets
+from lambdas.domain.ports import ALBGATE_GATE, Pod, PodCondition, TargetHealth
+
+TG_A = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/a/1"
+TG_B = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/b/2"
+
+
+def pod(name: str, ip: str | None, *, ready: bool = True, created: float = 0.0, waiting: str = "", terminating=False) -> Pod:
+    return Pod(
+        namespace="readiness",
+        name=name,
+        uid=name,
+        ip=ip,
+        labels={},
+        phase="Running",
+        readiness_gates=(ALBGATE_GATE,),
+        conditions=(PodCondition("ContainersReady", "True" if ready else "False"),),
+        terminating=terminating,
+        restart_count=3 if waiting else 0,
+        created_at=created,
+        waiting_reason=waiting,
+    )
+
+
+def th(ip: str, state: str, reason: str = "") -> TargetHealth:
+    return TargetHealth(target_id=ip, port=80, state=state, reason=reason)
+
+
+P1, P2, P3 = pod("p1", "10.0.0.1", created=1), pod("p2", "10.0.0.2", created=2), pod("p3", "10.0.0.3", created=3)
+
+GATE_CASES = [
+    # id, candidates, needed, health, expected status, expected release
+    ("all-healthy", [P1, P2], 2, {TG_A: [th(P1.ip, "healthy"), th(P2.ip, "healthy")]}, Verdict.PASSED, ("p1", "p2")),
+    (
+        "one-initial-is-not-enough",
+        [P1, P2],
+        2,
+        {TG_A: [th(P1.ip, "healthy"), th(P2.ip, "initial", "Elb.InitialHealthChecking")]},
+        Verdict.WAITING,
+        (),
+    ),
+    (
+        "one-unhealthy-fails",
+        [P1, P2],
+        2,
+        {TG_A: [th(P1.ip, "healthy"), th(P2.ip, "unhealthy", "Target.ResponseCodeMismatch")]},
+        Verdict.FAILED,
+        (),
+    ),
+    ("unused-is-unregistered", [P1], 1, {TG_A: [th(P1.ip, "unused", "Target.NotRegistered")]}, Verdict.WAITING, ()),
+    ("absent-is-unregistered", [P1], 1, {TG_A: []}, Verdict.WAITING, ()),
+    ("draining-new-target-is-not-healthy", [P1], 1, {TG_A: [th(P1.ip, "draining")]}, Verdict.WAITING, ()),
+    (
+        "healthy-in-one-group-only",
+        [P1],
+        1,
+        {TG_A: [th(P1.ip, "healthy")], TG_B: [th(P1.ip, "initial")]},
+        Verdict.WAITING,
+        (),
+    ),
+    (
+        "healthy-in-every-group",
+        [P1],
+        1,
+        {TG_A: [th(P1.ip, "healthy")], TG_B: [th(P1.ip, "healthy")]},
+        Verdict.PASSED,
+        ("p1",),
+    ),
+    (
+        "releases-only-the-step-oldest-first",
+        [P3, P1, P2],
+        2,
+        {TG_A: [th(P1.ip, "healthy"), th(P2.ip, "healthy"), th(P3.ip, "healthy")]},
+        Verdict.PASSED,
+        ("p1", "p2"),
+    ),
+    ("nothing-needed-passes", [P1], 0, None, Verdict.PASSED, ()),
+    ("not-polled-waits", [P1], 1, None, Verdict.WAITING, ()),
+    ("crash-loop-fails", [pod("px", None, ready=False, waiting="CrashLoopBackOff")], 1, None, Verdict.FAILED, ()),
+]
+
+
+@pytest.mark.parametrize(
+    "candidates,needed,health,status,release", [c[1:] for c in GATE_CASES], ids=[c[0] for c in GATE_CASES]
+)
+def test_gate_decision(candidates, needed, health, status, release):
+    # Given the new pods and what DescribeTargetHealth says about them
+    # When the gate decides before its deadline
+    result = evaluate_gate(candidates=candidates, needed=needed, health=health, now=0, deadline=100)
+    # Then the verdict and the pods it releases are as the rules say
+    assert result.status is status, result.reason
+    assert result.release == release
+
+
+def test_gate_fails_after_deadline_with_the_reason_it_was_waiting():
+    # Given a target still initial
+    health = {TG_A: [th(P1.ip, "initial", "Elb.RegistrationInProgress")]}
+    # When the deadline has passed
+    result = evaluate_gate(candidates=[P1], needed=1, health=health, now=100, deadline=100)
+    # Then the gate fails and says what it was waiting for
+    assert result.status is Verdict.FAILED
+    assert "deadline" in result.reason and "initial" in result.reason
+
+
+def test_unhealthy_reason_names_pod_group_and_code():
+    result = evaluate_gate(
+        candidates=[P1], needed=1, health={TG_A: [th(P1.ip, "unhealthy", "Target.Timeout")]}, now=0, deadline=9
+    )
+    assert "p1" in result.reason and TG_A in result.reason and "Target.Timeout" in result.reason
+
+
+@pytest.mark.parametrize(
+    "candidates,needed,expected",
+    [([P1, P2], 2, True), ([P1, pod("s", None, ready=False)], 2, False), ([P1], 0, False)],
+    ids=["all-containers-ready", "one-starting", "nothing-needed"],
+)
+def test_targets_are_polled_only_when_enough_pods_can_be_registered(candidates, needed, expected):
+    assert pods_needing_targets(candidates, needed) is expected
+
+
+OLD1, OLD2 = pod("o1", "10.1.0.1"), pod("o2", "10.1.0.2")
+OLD1_GONE = pod("o1", "10.1.0.1", terminating=True)
+
+DRAIN_CASES = [
+    ("controller-not-scaled-yet", [OLD1, OLD2], 1, None, Verdict.WAITING),
+    ("still-registered", [OLD1_GONE, OLD2], 1, {TG_A: [th("10.1.0.1", "healthy")]}, Verdict.WAITING),
+    ("draining", [OLD1_GONE, OLD2], 1, {TG_A: [th("10.1.0.1", "draining")]}, Verdict.WAITING),
+    ("left-the-group", [OLD1_GONE, OLD2], 1, {TG_A: [th("10.1.0.2", "healthy")]}, Verdict.PASSED),
+    ("unused-counts-as-left", [OLD2], 1, {TG_A: [th("10.1.0.1", "unused")]}, Verdict.PASSED),
+    (
+        "draining-in-second-group",
+        [OLD2],
+        1,
+        {TG_A: [], TG_B: [th("10.1.0.1", "draining")]},
+        Verdict.WAITING,
+    ),
+]
+
+
+@pytest.mark.parametrize("old,expected_old,health,status", [c[1:] for c in DRAIN_CASES], ids=[c[0] for c in DRAIN_CASES])
+def test_drain_decision(old, expected_old, health, status):
+    # Given old pods o1 (being removed) and o2 (staying), watched since release
+    # When the drain check looks
+    result = evaluate_drain(
+        old_pods=old, expected_old=expected_old, watched_ips=["10.1.0.1", "10.1.0.2"], health=health, now=0, deadline=9
+    )
+    # Then it passes only once o1's target has left every group
+    assert result.status is status, result.reason
+
+
+def test_drain_fails_after_deadline():
+    result = evaluate_drain(
+        old_pods=[OLD1_GONE],
+        expected_old=0,
+        watched_ips=["10.1.0.1"],
+        health={TG_A: [th("10.1.0.1", "draining")]},
+        now=10,
+        deadline=10,
+    )
+    assert result.status is Verdict.FAILED and "draining" in result.reason

@@ -1,0 +1,101 @@
+"""Rollout input validation, the step plan and poll timing (domain/models.py, plan.py, poll.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lambdas.domain.errors import InvalidInputError
+from lambdas.domain.models import RolloutPolicy, parse_image, parse_request
+from lambdas.domain.plan import batch_sizes, step_targets
+from lambdas.domain.poll import JITTER, THROTTLE_CAP_SECONDS, pod_poll_seconds, target_poll_seconds
+
+DIGEST = "sha256:" + "a" * 64
+GOOD = {
+    "cluster": "prod-eks",
+    "namespace": "readiness",
+    "deployment": "nginx-app",
+    "container": "nginx",
+    "image": f"123456789012.dkr.ecr.us-east-1.amazonaws.com/myapp@{DIGEST}",
+}
+
+BAD_INPUTS = [
+    ("namespace-upper-case", {"namespace": "Readiness"}, "namespace"),
+    ("deployment-slash", {"deployment": "a/b"}, "deployment"),
+    ("image-without-tag-or-digest", {"image": "nginx"}, "image"),
+    ("image-hostile", {"image": "nginx:v1; rm -rf /"}, "image"),
+    ("cluster-spaces", {"cluster": "my cluster"}, "cluster"),
+    ("unknown-field", {"imagee": "x"}, "imagee"),
+    ("steps-not-to-100", {"policy": {"steps": [1, "50%"]}}, "policy.steps"),
+    ("steps-decreasing", {"policy": {"steps": ["50%", "25%", "100%"]}}, "policy.steps"),
+    ("steps-zero", {"policy": {"steps": [0, "100%"]}}, "policy.steps"),
+    ("deadline-too-short", {"policy": {"step_deadline_seconds": 5}}, "policy.step_deadline_seconds"),
+    ("approval-step-zero", {"policy": {"approval_before_steps": [0]}}, "policy"),
+]
+
+
+@pytest.mark.parametrize("change,field", [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_names_the_field(change, field):
+    # Given a valid input with one bad field
+    # When it is parsed
+    with pytest.raises(InvalidInputError) as err:
+        parse_request({**GOOD, **change})
+    # Then the error names that field
+    assert field in str(err.value)
+
+
+def test_good_input_has_documented_defaults():
+    request = parse_request(GOOD)
+    assert request.policy.steps == [1, "25%", "50%", "100%"]
+    assert request.policy.rollback_on_failure is True
+    assert request.policy.harden is False
+
+
+@pytest.mark.parametrize(
+    "image,expected",
+    [
+        ("repo/app:v2", ("repo/app", "v2", None)),
+        (f"registry:5000/app@{DIGEST}", ("registry:5000/app", None, DIGEST)),
+        (f"app:v1@{DIGEST}", ("app", "v1", DIGEST)),
+    ],
+    ids=["tag", "registry-port-digest", "tag-and-digest"],
+)
+def test_parse_image(image, expected):
+    assert parse_image(image) == expected
+
+
+PLANS = [
+    ("seed-app-default", 3, {}, [1, 2, 3]),
+    ("hundred-default", 100, {}, [1, 25, 50, 100]),
+    ("one-replica", 1, {}, [1]),
+    ("batch", 10, {"batch_size": 4}, [4, 8, 10]),
+    ("count-beyond-replicas", 2, {"steps": [5, "100%"]}, [2]),
+    ("merged-rounding", 4, {"steps": ["10%", "20%", "100%"]}, [1, 4]),
+]
+
+
+@pytest.mark.parametrize("replicas,policy,expected", [c[1:] for c in PLANS], ids=[c[0] for c in PLANS])
+def test_step_targets(replicas, policy, expected):
+    targets = step_targets(replicas, RolloutPolicy(**policy))
+    assert targets == expected
+    # Invariant: strictly increasing, ends at replicas, batches positive and summing to replicas
+    assert all(b > a for a, b in zip(targets, targets[1:]))
+    assert sum(batch_sizes(targets)) == replicas and min(batch_sizes(targets)) >= 1
+
+
+@pytest.mark.parametrize("interval", [5, 10, 15, 30, 300])
+def test_target_polls_never_faster_than_the_interval(interval):
+    waits = [target_poll_seconds(interval, f"exec/{i}") for i in range(200)]
+    assert min(waits) >= interval
+    assert max(waits) <= interval * (1 + JITTER) + 1
+    assert len(set(waits)) > 1  # jitter spreads polls
+
+
+def test_throttling_backs_off_and_is_capped():
+    waits = [target_poll_seconds(15, "k", throttles=n) for n in range(0, 8)]
+    assert waits == sorted(waits)
+    assert waits[1] >= 30 and waits[-1] <= THROTTLE_CAP_SECONDS * (1 + JITTER) + 1
+
+
+def test_waits_are_deterministic():
+    assert target_poll_seconds(15, "same") == target_poll_seconds(15, "same")
+    assert pod_poll_seconds("same") == pod_poll_seconds("same")
