@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lambdas.domain.errors import InvalidInputError
 
 # RFC 1123 label / subdomain as Kubernetes validates names (namespaces and Deployments).
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # An OCI image reference: [registry/]repository[:tag][@sha256:64hex]
 _IMAGE = re.compile(
     r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
@@ -138,14 +138,14 @@ class RolloutRequest(_Strict):
     @field_validator("namespace", "container")
     @classmethod
     def _label(cls, v: str) -> str:
-        if not _DNS1123_LABEL.match(v):
+        if not DNS1123_LABEL.match(v):
             raise ValueError(f"{v!r} is not a Kubernetes name: lower-case letters, digits and '-', at most 63")
         return v
 
     @field_validator("deployment")
     @classmethod
     def _subdomain(cls, v: str) -> str:
-        if not _DNS1123_SUBDOMAIN.match(v):
+        if not DNS1123_SUBDOMAIN.match(v):
             raise ValueError(f"{v!r} is not a Kubernetes object name: lower-case letters, digits, '-' and '.'")
         return v
 

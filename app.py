@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""The CDK app: read and validate the config, build the albgate stack, check it with cdk-nag, synthesize.
+
+Invariant: composition only, no AWS call. ``python app.py`` and ``cdk synth`` produce the same assembly: when
+run without the CDK CLI, this file reads cdk.json's context itself (the CLI would have passed it) and accepts
+the CLI's ``-c key=value``. The outdir is ``CDK_OUTDIR`` (set by the CLI) or ``cdk.out``. Synth fails (exit 1)
+on a config error or on any cdk-nag AwsSolutions finding that has no acknowledgment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App, Aspects, Environment
+from cdk_nag import AwsSolutionsChecks
+
+from lambdas.domain.plan import step_targets
+from stacks.albgate_stack import AlbgateStack
+from stacks.config import CONTEXT_FILE_KEY, CONTEXT_KEY, AlbgateConfig, ConfigError, load_config
+from stacks.constructs.cluster_access import render_rbac
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_OUTDIR = "cdk.out"
+
+
+def cdk_json_context(path: Path = ROOT / "cdk.json") -> dict[str, Any]:
+    """cdk.json's context (feature flags and the albgate config), as the CLI would pass it."""
+    return dict(json.loads(path.read_text()).get("context", {}))
+
+
+def stack_environment(config: AlbgateConfig, env: Mapping[str, str] = os.environ) -> Environment:
+    """Account: config, else CDK_DEFAULT_ACCOUNT, else agnostic (resolved at deploy). Region: the clusters'."""
+    return Environment(account=config.account or env.get("CDK_DEFAULT_ACCOUNT") or None, region=config.region)
+
+
+def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = None) -> tuple[App, AlbgateStack]:
+    """The app with the albgate stack and cdk-nag's AwsSolutions checks attached (they run at synth).
+
+    ``context`` defaults to cdk.json's; the CLI's ``CDK_CONTEXT_JSON`` still overrides it inside ``App``.
+    """
+    ctx = dict(cdk_json_context() if context is None else context)
+    app = App(context=ctx, outdir=outdir or os.environ.get("CDK_OUTDIR") or DEFAULT_OUTDIR)
+    # Read the config from the app's merged context, so `cdk synth -c albgate_config=...` is seen too.
+    config = load_config({k: app.node.try_get_context(k) for k in (CONTEXT_KEY, CONTEXT_FILE_KEY)})
+    stack = AlbgateStack(
+        app,
+        config.stack_name,
+        config=config,
+        env=stack_environment(config),
+        description="albgate: zero-downtime rollouts of EKS Deployments behind an ALB, gated on target health",
+    )
+    Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    return app, stack
+
+
+def synthesis_problems(app: App, stack: AlbgateStack) -> list[str]:
+    """Unacknowledged cdk-nag findings and CDK's own errors/warnings; empty when the assembly is clean.
+
+    With the feature flags in cdk.json, CDK itself refuses to finish synth on an error annotation and writes
+    ``validation-report.json``: read the violations from there; warnings come from the stack's messages.
+    """
+    try:
+        artifact = app.synth().get_stack_artifact(stack.artifact_id)
+    except RuntimeError as exc:
+        if "ValidationFailed" not in str(exc):
+            raise
+        report = json.loads((Path(app.outdir) / "validation-report.json").read_text())
+        return [
+            f"error: {construct.get('constructPath')}: {violation.get('description', '').split(': ', 1)[0]}"
+            for plugin in report.get("pluginReports", [])
+            for violation in plugin.get("violations", [])
+            for construct in violation.get("violatingConstructs", [])
+        ] or [str(exc)]
+    problems = []
+    for message in artifact.messages:
+        level = str(message.level).rsplit(".", 1)[-1].lower()
+        if level in ("error", "warning"):
+            problems.append(f"{level}: {message.id}: {message.entry.data}")
+    return problems
+
+
+def summary(config: AlbgateConfig, stack: AlbgateStack, outdir: str) -> str:
+    """What would be deployed, in a few lines a person can check before `cdk deploy`."""
+    lines = [
+        f"albgate: synthesized stack {stack.stack_name} to {outdir}/ "
+        f"(account {config.account or os.environ.get('CDK_DEFAULT_ACCOUNT') or 'from deploy credentials'}, "
+        f"region {config.region})",
+        f"  functions: {', '.join(stack.functions)} (Python 3.12, x86_64, X-Ray, one code asset)",
+        "  state machine: Rollout (Standard, logging ALL, X-Ray)",
+    ]
+    for c in config.clusters:
+        access = (
+            f"{len(stack.cluster_access.access_entries) // len(config.clusters)} access entries"
+            if c.uses_access_entries
+            else "aws-auth mapRoles (stack output AwsAuthMapRoles...)"
+        )
+        where = f"in {c.vpc_id}" if c.endpoint_private else "public endpoint"
+        lines.append(f"  cluster {c.name}: {c.authentication_mode}, {access}, {where}, "
+                     f"namespaces {', '.join(config.namespaces(c.name))}")
+    for a in config.applications:
+        plan = f", plan {step_targets(a.replicas, config.rollout_policy)} new pods per step" if a.replicas else ""
+        lines.append(
+            f"  app {a.namespace}/{a.deployment} (container {a.container}, Service {a.service}, "
+            f"Ingress {a.ingress}){plan}"
+        )
+    lines.append(f"  next: kubectl apply -f {outdir}/albgate-rbac.yaml on each cluster, then cdk deploy")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "-c", "--context", action="append", default=[], metavar="KEY=VALUE",
+        help="context value, as with the CDK CLI (e.g. -c albgate_config=config/example.json)",
+    )  # fmt: skip
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not print the summary")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    context = cdk_json_context()
+    for item in args.context:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"albgate: -c expects KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        # The CLI parses JSON-looking values too (e.g. -c 'aws:cdk:bundling-stacks=[]').
+        context[key] = json.loads(value) if value[:1] in "[{" else value
+    try:
+        app, stack = build_app(context)
+    except ConfigError as exc:
+        print(f"albgate: {exc}", file=sys.stderr)
+        return 1
+    problems = synthesis_problems(app, stack)
+    if problems:
+        print("albgate: synth found problems (cdk-nag findings need a fix or an acknowledgment with a reason):",
+              file=sys.stderr)
+        print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
+        return 1
+    outdir = app.outdir
+    (Path(outdir) / "albgate-rbac.yaml").write_text(
+        render_rbac(ns for c in stack.config.clusters for ns in stack.config.namespaces(c.name))
+    )
+    if not args.quiet:
+        shown = os.path.relpath(outdir)
+        print(summary(stack.config, stack, outdir if shown.startswith("..") else shown), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The albgate stack: one function per rollout handler, their cluster access, and the rollout state machine.
+
+Invariant: the stack is built only from a validated ``AlbgateConfig`` and makes no AWS call while it is built
+(the VPC, subnets and security groups are imported by id, never looked up). It creates exactly one Lambda per
+entry of ``ROLLOUT_HANDLERS``, all from one code asset, and hands them to the lead's ``RolloutWorkflow``.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Annotations, CfnOutput, Stack
+from aws_cdk import aws_ec2 as ec2
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import Construct
+
+from stacks.config import AlbgateConfig
+from stacks.constructs.cluster_access import ClusterAccess, cluster_arn
+from stacks.constructs.handler_specs import ROLLOUT_HANDLERS
+from stacks.constructs.lambda_asset import lambdas_code
+from stacks.constructs.lambda_function import AlbgateFunction, VpcPlacement
+from stacks.constructs.rollout_workflow import RolloutWorkflow
+
+
+class AlbgateStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: AlbgateConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+
+        code = lambdas_code()
+        cluster_arns = [cluster_arn(self, c) for c in config.clusters]
+        placement = self._vpc_placement(config)
+
+        self.functions: dict[str, AlbgateFunction] = {
+            spec.name: AlbgateFunction(
+                self,
+                spec.name,
+                spec=spec,
+                code=code,
+                cluster_arns=cluster_arns,
+                log_level=config.log_level,
+                log_retention_days=config.log_retention_days,
+                vpc=placement,
+            )
+            for spec in ROLLOUT_HANDLERS
+        }
+        self.cluster_access = ClusterAccess(self, "ClusterAccess", config=config, functions=self.functions)
+
+        self.workflow = RolloutWorkflow(
+            self,
+            "Rollout",
+            functions={name: f.function for name, f in self.functions.items()},
+            specs=ROLLOUT_HANDLERS,
+        )
+        self.state_machine = self.workflow.state_machine
+        # LambdaInvoke grants lambda:InvokeFunction on each function ARN and on "<ARN>:*" (its versions and
+        # aliases); cdk-nag flags the ":*" suffix.
+        NagSuppressions.add_resource_suppressions(
+            self.state_machine,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="lambda:InvokeFunction on '<function ARN>:*' only covers the versions and aliases of "
+                    "albgate's own functions (granted by LambdaInvoke); the function ARNs are explicit",
+                    applies_to=[
+                        f"Resource::<{self.get_logical_id(f.function.node.default_child)}.Arn>:*"
+                        for f in self.functions.values()
+                    ],
+                ),
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="Resource '*' only for actions without resource types: the CloudWatch Logs vended-log "
+                    "delivery actions (logs:CreateLogDelivery/GetLogDelivery/UpdateLogDelivery/DeleteLogDelivery/"
+                    "ListLogDeliveries/PutResourcePolicy/DescribeResourcePolicies/DescribeLogGroups) that the Step "
+                    "Functions developer guide ('IAM policies for logging to CloudWatch Logs') requires on '*' for "
+                    "logging level ALL, and the X-Ray tracing actions (PutTraceSegments/PutTelemetryRecords/"
+                    "GetSamplingRules/GetSamplingTargets), which the Service Authorization Reference lists without "
+                    "resource types",
+                    applies_to=["Resource::*"],
+                ),
+            ],
+            apply_to_children=True,
+        )
+
+        CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
+
+    def _vpc_placement(self, config: AlbgateConfig) -> VpcPlacement | None:
+        """Import the private clusters' VPC by id (no lookup: synth stays offline)."""
+        vpc_id = config.private_vpc_id
+        if vpc_id is None:
+            return None
+        subnet_ids = config.vpc_subnet_ids
+        sg_ids = config.vpc_security_group_ids
+        vpc = ec2.Vpc.from_vpc_attributes(self, "ClusterVpc", vpc_id=vpc_id, availability_zones=[""])
+        subnets = [ec2.Subnet.from_subnet_id(self, f"Subnet-{s}", s) for s in subnet_ids]
+        for subnet in subnets:
+            # Only the subnet id reaches the template (Lambda VpcConfig); nothing here reads its route table.
+            Annotations.of(subnet).acknowledge_warning(
+                "@aws-cdk/aws-ec2:noSubnetRouteTableId", "albgate only passes subnet ids to Lambda VpcConfig"
+            )
+        groups = [ec2.SecurityGroup.from_security_group_id(self, f"Sg-{g}", g, mutable=False) for g in sg_ids]
+        return VpcPlacement(vpc=vpc, subnets=subnets, security_groups=groups, subnet_ids=subnet_ids,
+                            security_group_ids=sg_ids)

@@ -1,0 +1,199 @@
+"""One albgate Lambda function with the project's defaults, and exactly the AWS permissions its HandlerSpec names.
+
+Invariant: every function runs Python 3.12 on x86_64 (the platform the asset is bundled for), traces with
+X-Ray, logs to its own log group with a retention, carries the Powertools environment, and has its own role
+with no managed policy: logs, X-Ray, ENI (only in a VPC), ELB reads (only when ``spec.elb_read``) and
+``eks:DescribeCluster`` on the configured clusters (only when ``spec.kube`` is not "none"). Every ``*``
+resource left is for an action the Service Authorization Reference lists without resource types, and carries
+a cdk-nag acknowledgment saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
+from constructs import Construct
+
+from stacks.constructs.handler_specs import HandlerSpec
+
+RUNTIME = lambda_.Runtime.PYTHON_3_12  # the asset's wheels are cp312 (lambda_asset.PYTHON_VERSION)
+ARCHITECTURE = lambda_.Architecture.X86_64  # the asset's wheels are manylinux2014_x86_64
+SERVICE_NAME = "albgate"
+
+# CloudWatch Logs retention in days -> the CDK enum (whose Python values are names, not numbers).
+RETENTION = {
+    1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS, 90: logs.RetentionDays.THREE_MONTHS, 120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS, 365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS, 545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS, 1096: logs.RetentionDays.THREE_YEARS, 1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS, 2557: logs.RetentionDays.SEVEN_YEARS, 2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS, 3653: logs.RetentionDays.TEN_YEARS,
+}  # fmt: skip
+
+# Elastic Load Balancing v2 Describe* actions have no resource types in the Service Authorization Reference
+# ("Actions, resources, and condition keys for Elastic Load Balancing V2"), so they only work with "*".
+ELB_READ_ACTIONS = [
+    "elasticloadbalancing:DescribeTargetHealth",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetGroupAttributes",
+]
+# Lambda creates the function's ENIs with the execution role (Lambda developer guide, "Giving Lambda functions
+# access to resources in an Amazon VPC"); DescribeNetworkInterfaces/DescribeSubnets only work on "*".
+ENI_DESCRIBE_ACTIONS = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
+ENI_WILDCARD = RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:ec2:[^:]+:[^:]+:network-interface\/\*$/g")
+ENI_MANAGE_ACTIONS = [
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+]
+
+
+@dataclass(frozen=True)
+class VpcPlacement:
+    """Where the functions run when a cluster endpoint is private (from the config)."""
+
+    vpc: ec2.IVpc
+    subnets: Sequence[ec2.ISubnet]
+    security_groups: Sequence[ec2.ISecurityGroup]
+    subnet_ids: Sequence[str]
+    security_group_ids: Sequence[str]
+
+
+def powertools_environment(log_level: str) -> dict[str, str]:
+    """The environment Powertools Logger/Tracer/Metrics read at cold start (one service, one namespace)."""
+    return {
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": SERVICE_NAME,
+        "LOG_LEVEL": log_level,
+    }
+
+
+class AlbgateFunction(Construct):
+    """Role + log group + Function for one HandlerSpec; exposes ``function``, ``role`` and ``log_group``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        spec: HandlerSpec,
+        code: lambda_.Code,
+        cluster_arns: Sequence[str],
+        log_level: str = "INFO",
+        log_retention_days: int = 30,
+        vpc: VpcPlacement | None = None,
+        extra_environment: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.spec = spec
+        stack = Stack.of(self)
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=RETENTION[log_retention_days],
+            # Kept on stack deletion: a rollout's log is its audit trail.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"albgate {spec.name}: {spec.description}"[:1000],
+        )
+        # Instead of AWSLambdaBasicExecutionRole (logs:* on every log group): write to this log group only.
+        self.log_group.grant_write(self.role)
+
+        wildcard_reasons: list[str] = [
+            "xray:PutTraceSegments/PutTelemetryRecords (added by Tracing.ACTIVE) have no resource types in the "
+            "Service Authorization Reference for AWS X-Ray, so they require Resource '*'"
+        ]
+        if spec.elb_read:
+            self.role.add_to_policy(
+                iam.PolicyStatement(sid="ReadTargetHealth", actions=ELB_READ_ACTIONS, resources=["*"])
+            )
+            wildcard_reasons.append(
+                "elasticloadbalancing:DescribeTargetHealth/DescribeTargetGroups/DescribeTargetGroupAttributes "
+                "have no resource types in the Service Authorization Reference for Elastic Load Balancing V2 "
+                "(read-only; target groups are chosen at run time by the Ingress)"
+            )
+        if spec.kube != "none":
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="DescribeCluster", actions=["eks:DescribeCluster"], resources=list(cluster_arns)
+                )
+            )
+        if vpc is not None:
+            self.role.add_to_policy(
+                iam.PolicyStatement(sid="DescribeEnis", actions=ENI_DESCRIBE_ACTIONS, resources=["*"])
+            )
+
+            def ec2_arn(kind: str, name: str) -> str:
+                return stack.format_arn(service="ec2", resource=kind, resource_name=name)
+
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ManageEnis",
+                    actions=ENI_MANAGE_ACTIONS,
+                    resources=[ec2_arn("network-interface", "*")]
+                    + [ec2_arn("subnet", s) for s in vpc.subnet_ids]
+                    + [ec2_arn("security-group", g) for g in vpc.security_group_ids],
+                )
+            )
+            wildcard_reasons.append(
+                "ec2:DescribeNetworkInterfaces/DescribeSubnets only work with Resource '*' (Lambda developer guide, "
+                "VPC access); the ENI actions are scoped to network-interface/* in this account and Region because "
+                "Lambda picks the ENI ids, plus the configured subnets and security groups"
+            )
+
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=spec.handler,
+            code=code,
+            description=spec.description[:256],
+            memory_size=spec.memory_mb,
+            timeout=Duration.seconds(spec.timeout_seconds),
+            tracing=lambda_.Tracing.ACTIVE,
+            role=self.role,
+            log_group=self.log_group,
+            environment={**powertools_environment(log_level), **(extra_environment or {})},
+            vpc=vpc.vpc if vpc else None,
+            vpc_subnets=ec2.SubnetSelection(subnets=list(vpc.subnets)) if vpc else None,
+            security_groups=list(vpc.security_groups) if vpc else None,
+        )
+
+        NagSuppressions.add_resource_suppressions(
+            self.role,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="; ".join(wildcard_reasons),
+                    applies_to=["Resource::*"] + ([ENI_WILDCARD] if vpc else []),
+                )
+            ],
+            apply_to_children=True,
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.function,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-L1",
+                    reason="Pinned to Python 3.12 on purpose: the code asset's native wheels (pydantic-core) are "
+                    "bundled for CPython 3.12 (lambda_asset.PYTHON_VERSION); a runtime upgrade is a deliberate "
+                    "change together with the bundling target and its tests, not an automatic one",
+                )
+            ],
+        )

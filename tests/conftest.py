@@ -1,0 +1,78 @@
+"""Session-wide test set-up: the jsii Node banner, and the stack synthesized once per session.
+
+Invariant: the CDK app is synthesized at most once per configuration per session (synthesis costs seconds), with
+bundling skipped (``aws:cdk:bundling-stacks: []`` gives the same template without running pip), into a
+temporary outdir. Fixtures are lazy: a test layer that does not ask for them pays nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+# jsii prints an end-of-life banner on Node 20 (the Node on these machines). We know, and chose to silence it
+# for this major only (docs/foundation.md explains why, and how to use JSII_NODE with Node 22 instead). Set
+# before anything imports aws_cdk, which starts the jsii runtime.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+
+
+def load_cdk_app_module() -> ModuleType:
+    """app.py lives at the repository root (where `cdk` expects it), outside any package: load it by path."""
+    spec = importlib.util.spec_from_file_location("albgate_cdk_app", ROOT / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Synthesized:
+    app: Any
+    stack: Any
+    outdir: Path
+    problems: list[str]  # unacknowledged cdk-nag findings and CDK errors/warnings (app.synthesis_problems)
+    template: dict[str, Any]
+
+    def resources(self, rtype: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.template["Resources"].items() if v["Type"] == rtype}
+
+
+def synthesize(cdk_app: ModuleType, outdir: Path, albgate_config: dict[str, Any] | None = None) -> Synthesized:
+    context = {**cdk_app.cdk_json_context(), **SKIP_BUNDLING}
+    if albgate_config is not None:
+        context["albgate"] = albgate_config
+    app, stack = cdk_app.build_app(context, outdir=str(outdir))
+    problems = cdk_app.synthesis_problems(app, stack)
+    template = json.loads((outdir / stack.template_file).read_text())
+    return Synthesized(app=app, stack=stack, outdir=outdir, problems=problems, template=template)
+
+
+@pytest.fixture(scope="session")
+def cdk_app() -> ModuleType:
+    return load_cdk_app_module()
+
+
+@pytest.fixture(scope="session")
+def example_config() -> dict[str, Any]:
+    return json.loads((ROOT / "config" / "example.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def synth(cdk_app: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The stack from cdk.json's context (the seed's example), synthesized once for the whole session."""
+    return synthesize(cdk_app, tmp_path_factory.mktemp("cdk.out"))
+
+
+@pytest.fixture(scope="session")
+def template(synth: Synthesized) -> dict[str, Any]:
+    return synth.template

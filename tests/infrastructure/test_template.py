@@ -1,0 +1,225 @@
+"""The synthesized template: one traced Python 3.12 Lambda per handler spec, least-privilege roles, the state
+machine with logging and tracing, access entries scoped to the app namespaces."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from stacks.config import LOG_RETENTION_DAYS
+from stacks.constructs.cluster_access import ROLLOUT_GROUP, VIEW_POLICY
+from stacks.constructs.handler_specs import ROLLOUT_HANDLERS, HandlerSpec
+from stacks.constructs.lambda_function import ELB_READ_ACTIONS, RETENTION
+from tests.infrastructure.cfn import definition, walk_states
+from tests.infrastructure.conftest import PRIVATE_SGS, PRIVATE_SUBNETS
+
+SPEC_IDS = [s.name for s in ROLLOUT_HANDLERS]
+
+
+def function_of(synth, spec: HandlerSpec) -> tuple[str, dict[str, Any]]:
+    """The Lambda built for a spec: the construct path is <Stack>/<spec.name>/Function."""
+    fn = synth.stack.functions[spec.name].function
+    logical_id = synth.stack.get_logical_id(fn.node.default_child)
+    return logical_id, synth.template["Resources"][logical_id]
+
+
+def policy_statements(synth, role_logical_id: str) -> list[dict[str, Any]]:
+    statements = []
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_logical_id} in policy["Properties"]["Roles"]:
+            statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def actions(statements: list[dict[str, Any]]) -> set[str]:
+    found: set[str] = set()
+    for s in statements:
+        found.update([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    return found
+
+
+def test_one_function_per_handler_spec(synth):
+    # Given the handler specs / When the stack is synthesized / Then there is exactly one Lambda per spec
+    handlers = sorted(f["Properties"]["Handler"] for f in synth.resources("AWS::Lambda::Function").values())
+    assert handlers == sorted(s.handler for s in ROLLOUT_HANDLERS)
+
+
+@pytest.mark.parametrize("spec", ROLLOUT_HANDLERS, ids=SPEC_IDS)
+def test_function_defaults(synth, spec):
+    # Given a handler spec / When its function is synthesized
+    _, fn = function_of(synth, spec)
+    props = fn["Properties"]
+    # Then it runs the platform the asset is bundled for, traced, with the spec's size and Powertools settings
+    assert props["Runtime"] == "python3.12"
+    assert props["Architectures"] == ["x86_64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["Handler"] == f"lambdas.handlers.{spec.module}.handler"
+    assert props["MemorySize"] == spec.memory_mb
+    assert props["Timeout"] == spec.timeout_seconds
+    assert props["Environment"]["Variables"] == {
+        "POWERTOOLS_SERVICE_NAME": "albgate",
+        "POWERTOOLS_METRICS_NAMESPACE": "albgate",
+        "LOG_LEVEL": "INFO",
+    }
+    # Powertools comes from the bundled asset, never also from the managed layer
+    assert "Layers" not in props
+    assert "VpcConfig" not in props  # the example cluster's endpoint is public
+
+
+@pytest.mark.parametrize("spec", ROLLOUT_HANDLERS, ids=SPEC_IDS)
+def test_function_logs_to_its_own_log_group_with_retention(synth, spec):
+    _, fn = function_of(synth, spec)
+    log_group_id = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    log_group = synth.template["Resources"][log_group_id]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert log_group["Properties"]["RetentionInDays"] == 30
+
+
+def test_every_function_shares_one_code_asset(synth):
+    functions = synth.resources("AWS::Lambda::Function").values()
+    codes = {json.dumps(f["Properties"]["Code"], sort_keys=True) for f in functions}
+    assert len(codes) == 1
+
+
+def test_retention_table_covers_every_accepted_value():
+    assert sorted(RETENTION) == sorted(LOG_RETENTION_DAYS)
+
+
+@pytest.mark.parametrize("spec", ROLLOUT_HANDLERS, ids=SPEC_IDS)
+def test_role_grants_exactly_what_the_spec_names(synth, spec):
+    # Given a spec / When its role is synthesized
+    _, fn = function_of(synth, spec)
+    role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    role = synth.template["Resources"][role_id]
+    statements = policy_statements(synth, role_id)
+    # Then no managed policy, and only logs + X-Ray + what the spec names
+    assert "ManagedPolicyArns" not in role["Properties"]
+    expected = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    if spec.elb_read:
+        expected |= set(ELB_READ_ACTIONS)
+    if spec.kube != "none":
+        expected |= {"eks:DescribeCluster"}
+    assert actions(statements) == expected
+
+
+@pytest.mark.parametrize("spec", [s for s in ROLLOUT_HANDLERS if s.kube != "none"], ids=lambda s: s.name)
+def test_describe_cluster_is_scoped_to_the_configured_cluster(synth, spec):
+    _, fn = function_of(synth, spec)
+    statements = policy_statements(synth, fn["Properties"]["Role"]["Fn::GetAtt"][0])
+    (describe,) = [s for s in statements if s["Action"] == "eks:DescribeCluster"]
+    assert describe["Resource"] == {
+        "Fn::Join": ["", ["arn:aws:eks:us-east-1:", {"Ref": "AWS::AccountId"}, ":cluster/my-cluster"]]
+    }
+
+
+def _access_entries_by_function(synth) -> dict[str, dict[str, Any]]:
+    by_role = {}
+    for entry in synth.resources("AWS::EKS::AccessEntry").values():
+        by_role[entry["Properties"]["PrincipalArn"]["Fn::GetAtt"][0]] = entry["Properties"]
+    out = {}
+    for spec in ROLLOUT_HANDLERS:
+        _, fn = function_of(synth, spec)
+        role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        if role_id in by_role:
+            out[spec.name] = by_role[role_id]
+    return out
+
+
+def test_access_entry_for_every_function_that_talks_to_kubernetes(synth):
+    entries = _access_entries_by_function(synth)
+    assert sorted(entries) == sorted(s.name for s in ROLLOUT_HANDLERS if s.kube != "none")
+
+
+@pytest.mark.parametrize("spec", [s for s in ROLLOUT_HANDLERS if s.kube != "none"], ids=lambda s: s.name)
+def test_access_entry_is_namespace_scoped_view_plus_rollout_group(synth, spec):
+    # Given a function that reads (or rolls) Deployments / When its access entry is synthesized
+    entry = _access_entries_by_function(synth)[spec.name]
+    # Then it sees only the app namespace, and only rollout functions get the rollout group
+    assert entry["ClusterName"] == "my-cluster"
+    assert entry["Type"] == "STANDARD"
+    (policy,) = entry["AccessPolicies"]
+    assert policy["AccessScope"] == {"Type": "namespace", "Namespaces": ["readiness"]}
+    # The Region is known (us-east-1), so CDK writes the partition as a literal (@aws-cdk/core:enablePartitionLiterals)
+    assert policy["PolicyArn"] == f"arn:aws:eks::aws:cluster-access-policy/{VIEW_POLICY}"
+    assert entry.get("KubernetesGroups", []) == ([ROLLOUT_GROUP] if spec.kube == "rollout" else [])
+
+
+def test_state_machine_logs_everything_and_traces(synth):
+    (machine,) = synth.resources("AWS::StepFunctions::StateMachine").values()
+    props = machine["Properties"]
+    assert props["StateMachineType"] == "STANDARD"
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    (destination,) = props["LoggingConfiguration"]["Destinations"]
+    log_group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    assert synth.template["Resources"][log_group_id]["Type"] == "AWS::Logs::LogGroup"
+
+
+def lambda_target(state: dict[str, Any]) -> str | None:
+    """The function a Task calls: directly (payloadResponseOnly) or through the lambda:invoke integration."""
+    if state["Type"] != "Task":
+        return None
+    if state["Resource"].startswith("arn:aws:lambda:"):
+        return state["Resource"]
+    if ":states:::lambda:invoke" in state["Resource"]:
+        return state["Parameters"]["FunctionName"]
+    return None
+
+
+def test_state_machine_invokes_only_the_stack_functions_and_all_of_them(synth):
+    # Given the definition with placeholder ARNs named after logical ids
+    asl = definition(synth.template)
+    invoked = {
+        target.rsplit(":", 1)[-1] for _, state in walk_states(asl["States"]) if (target := lambda_target(state))
+    }
+    # Then every task calls a function of this stack, and every function is called
+    assert invoked == {function_of(synth, s)[0] for s in ROLLOUT_HANDLERS}
+
+
+def test_outputs_name_the_state_machine(synth):
+    assert "StateMachineArn" in synth.template["Outputs"]
+
+
+# --- private endpoint + aws-auth (CONFIG_MAP) variant -------------------------------------------------------------
+@pytest.mark.parametrize("spec", ROLLOUT_HANDLERS, ids=SPEC_IDS)
+def test_private_endpoint_puts_functions_in_the_cluster_vpc(private_synth, spec):
+    _, fn = function_of(private_synth, spec)
+    vpc = fn["Properties"]["VpcConfig"]
+    assert vpc["SubnetIds"] == PRIVATE_SUBNETS
+    assert vpc["SecurityGroupIds"] == PRIVATE_SGS
+
+
+@pytest.mark.parametrize("spec", ROLLOUT_HANDLERS, ids=SPEC_IDS)
+def test_private_endpoint_eni_permissions_are_scoped(private_synth, spec):
+    # Given a function in a VPC / Then it may manage ENIs only in its account and Region, its subnets and SGs
+    _, fn = function_of(private_synth, spec)
+    statements = policy_statements(private_synth, fn["Properties"]["Role"]["Fn::GetAtt"][0])
+    (manage,) = [s for s in statements if s.get("Sid") == "ManageEnis"]
+    resources = json.dumps(manage["Resource"])
+    assert "network-interface/*" in resources
+    for subnet in PRIVATE_SUBNETS:
+        assert f"subnet/{subnet}" in resources
+    assert f"security-group/{PRIVATE_SGS[0]}" in resources
+    assert '"*"' not in resources
+    (describe,) = [s for s in statements if s.get("Sid") == "DescribeEnis"]
+    assert describe["Resource"] == "*"
+
+
+def test_config_map_cluster_gets_aws_auth_output_instead_of_access_entries(private_synth):
+    # Given a cluster that authenticates with aws-auth only / Then no access entry (the API would refuse it)
+    assert private_synth.resources("AWS::EKS::AccessEntry") == {}
+    # And the stack outputs the mapRoles entries, one per function that talks to Kubernetes
+    outputs = private_synth.template["Outputs"]
+    (output,) = [v for k, v in outputs.items() if k.startswith("ClusterAccessAwsAuthMapRoles")]
+    text = json.dumps(output["Value"])
+    kube_specs = [s for s in ROLLOUT_HANDLERS if s.kube != "none"]
+    assert text.count("- rolearn: ") == len(kube_specs)
+    assert text.count("    - albgate-rollout") == sum(s.kube == "rollout" for s in kube_specs)
+    assert text.count("    - albgate-read") == len(kube_specs)
+    assert "username: albgate:{{SessionName}}" in text
+
+
+def test_private_variant_is_nag_clean_too(private_synth):
+    assert private_synth.problems == []
