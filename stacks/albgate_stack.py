@@ -7,16 +7,19 @@ entry of ``ROLLOUT_HANDLERS``, all from one code asset, and hands them to the le
 
 from __future__ import annotations
 
-from aws_cdk import Annotations, CfnOutput, Stack
+from aws_cdk import Annotations, CfnOutput, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_ec2 as ec2
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from stacks.config import AlbgateConfig
 from stacks.constructs.cluster_access import ClusterAccess, cluster_arn
-from stacks.constructs.handler_specs import ROLLOUT_HANDLERS
+from stacks.constructs.handler_specs import ROLLOUT_HANDLERS, SCHEDULED_HANDLERS
 from stacks.constructs.lambda_asset import lambdas_code
 from stacks.constructs.lambda_function import AlbgateFunction, VpcPlacement
+from stacks.constructs.observability import RolloutObservability
 from stacks.constructs.rollout_workflow import RolloutWorkflow
 
 
@@ -40,7 +43,7 @@ class AlbgateStack(Stack):
                 log_retention_days=config.log_retention_days,
                 vpc=placement,
             )
-            for spec in ROLLOUT_HANDLERS
+            for spec in ROLLOUT_HANDLERS + SCHEDULED_HANDLERS
         }
         self.cluster_access = ClusterAccess(self, "ClusterAccess", config=config, functions=self.functions)
 
@@ -51,6 +54,30 @@ class AlbgateStack(Stack):
             specs=ROLLOUT_HANDLERS,
         )
         self.state_machine = self.workflow.state_machine
+        self.observability = RolloutObservability(self, "Observability", state_machine=self.state_machine)
+
+        # Pods created outside a rollout (scale-ups) carry albgate's gate too: open it once their target is
+        # healthy, as the controller does for its own gate. Once a minute, with the applications as input.
+        events.Rule(
+            self,
+            "GateKeeperSchedule",
+            description="albgate: open the readiness gate of healthy pods created outside a rollout",
+            schedule=events.Schedule.rate(Duration.minutes(1)),
+            targets=[
+                targets.LambdaFunction(
+                    self.functions["GateKeeper"].function,
+                    event=events.RuleTargetInput.from_object(
+                        {
+                            "applications": [
+                                {"cluster": a.cluster, "namespace": a.namespace, "deployment": a.deployment}
+                                for a in config.applications
+                            ]
+                        }
+                    ),
+                    retry_attempts=0,  # the next minute is the retry
+                )
+            ],
+        )
         # LambdaInvoke grants lambda:InvokeFunction on each function ARN and on "<ARN>:*" (its versions and
         # aliases); cdk-nag flags the ":*" suffix.
         NagSuppressions.add_resource_suppressions(

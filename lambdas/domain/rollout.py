@@ -34,6 +34,10 @@ from lambdas.domain.ports import (
 from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo
 
 POD_TEMPLATE_HASH = "pod-template-hash"
+# Marks a Deployment as being rolled by albgate until a deadline, so the gate keeper leaves its gates alone:
+# "<execution name>@<epoch seconds>". Cleared (empty) when the execution finishes; an execution that died
+# leaves a deadline that expires by itself.
+ROLLOUT_ANNOTATION = "albgate.io/rollout"
 # Old targets may take the deregistration delay to leave; give the controller's reconcile and one more
 # check on top (FACTS.md: requeue 15 s; leader change pauses reconciles up to 2 min).
 DRAIN_MARGIN_SECONDS = 120
@@ -216,6 +220,10 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
     if i >= len(s.plan):
         raise InvalidInputError(f"next_step {i} is past the plan {s.plan}; the state was edited by hand?")
     batch = s.plan[i] - (s.plan[i - 1] if i else 0)
+    now = ports.clock.now()
+    delay = max(g.deregistration_delay_seconds for g in s.target_groups)
+    hold_until = now + req.policy.step_deadline_seconds + delay + DRAIN_MARGIN_SECONDS + req.policy.bake_seconds
+    marker = {ROLLOUT_ANNOTATION: f"{s.execution_name}@{int(hold_until)}"}
     if i == 0:
         fields: dict[str, Any] = dict(s.hardening) if s.mode == "rollout" else {}
         fields.pop("max_unavailable", None)
@@ -224,14 +232,14 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
             add_readiness_gates=(ALBGATE_GATE,),
             max_surge=batch,
             max_unavailable=0,
+            annotations=marker,
             **fields,
         )
         s.template_changed = True
     else:
-        patch = DeploymentPatch(max_surge=batch)
+        patch = DeploymentPatch(max_surge=batch, annotations=marker)
     ports.kube.patch_deployment(req.namespace, req.deployment, patch)
 
-    now = ports.clock.now()
     s.step = i
     s.next_step = i + 1
     s.more_steps = s.next_step < len(s.plan)
@@ -443,7 +451,11 @@ def roll_back(ports: Ports, raw_state: dict) -> dict:
 def finish_rollout(ports: Ports, raw_state: dict) -> dict:
     s = RolloutState.model_validate(raw_state)
     req = s.request
-    ports.kube.patch_deployment(req.namespace, req.deployment, DeploymentPatch(max_surge=s.original_max_surge))
+    ports.kube.patch_deployment(
+        req.namespace,
+        req.deployment,
+        DeploymentPatch(max_surge=s.original_max_surge, annotations={ROLLOUT_ANNOTATION: ""}),
+    )
     s.outcome = "succeeded" if s.mode == "rollout" else "rolled_back"
     s.finished_at = ports.clock.now()
     return s.dump()

@@ -81,3 +81,17 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         description="record the outcome and emit metrics",
     ),
 )
+
+
+# Functions that run on a schedule, outside the state machine.
+SCHEDULED_HANDLERS: tuple[HandlerSpec, ...] = (
+    HandlerSpec(
+        "GateKeeper",
+        "gate_keeper",
+        kube="rollout",
+        elb_read=True,
+        description="open albgate's readiness gate on healthy pods created outside a rollout (scale-ups)",
+    ),
+)
+
+ALL_HANDLERS: tuple[HandlerSpec, ...] = ROLLOUT_HANDLERS + SCHEDULED_HANDLERS

@@ -352,7 +352,7 @@ class RolloutWorkflow(Construct):
             self,
             "Logs",
             retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
+            removal_policy=RemovalPolicy.RETAIN,  # the execution history is an audit trail, like the functions' logs
         )
         self.state_machine = sfn.StateMachine(
             self,

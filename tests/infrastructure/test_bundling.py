@@ -12,7 +12,7 @@ import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
 
-from stacks.constructs.handler_specs import ROLLOUT_HANDLERS
+from stacks.constructs.handler_specs import ALL_HANDLERS
 from stacks.constructs.lambda_asset import LAMBDAS_DIR, lambdas_code
 
 pytestmark = [
@@ -28,7 +28,7 @@ def asset_dir(tmp_path_factory) -> Path:
     app = App(outdir=str(outdir))
     stack = Stack(app, "Bundle")
     lambda_.Function(
-        stack, "Fn", runtime=lambda_.Runtime.PYTHON_3_12, handler=ROLLOUT_HANDLERS[0].handler, code=lambdas_code()
+        stack, "Fn", runtime=lambda_.Runtime.PYTHON_3_12, handler=ALL_HANDLERS[0].handler, code=lambdas_code()
     )
     # When it is synthesized
     app.synth()
@@ -36,7 +36,7 @@ def asset_dir(tmp_path_factory) -> Path:
     return asset
 
 
-@pytest.mark.parametrize("spec", ROLLOUT_HANDLERS, ids=[s.name for s in ROLLOUT_HANDLERS])
+@pytest.mark.parametrize("spec", ALL_HANDLERS, ids=[s.name for s in ALL_HANDLERS])
 def test_handler_modules_land_under_lambdas(asset_dir, spec):
     assert (asset_dir / "lambdas" / "handlers" / f"{spec.module}.py").is_file()
 

@@ -10,12 +10,12 @@ import pytest
 
 from stacks.config import LOG_RETENTION_DAYS
 from stacks.constructs.cluster_access import ROLLOUT_GROUP, VIEW_POLICY
-from stacks.constructs.handler_specs import ROLLOUT_HANDLERS, HandlerSpec
+from stacks.constructs.handler_specs import ALL_HANDLERS, ROLLOUT_HANDLERS, HandlerSpec
 from stacks.constructs.lambda_function import ELB_READ_ACTIONS, RETENTION
 from tests.infrastructure.cfn import definition, walk_states
 from tests.infrastructure.conftest import PRIVATE_SGS, PRIVATE_SUBNETS
 
-SPEC_IDS = [s.name for s in ROLLOUT_HANDLERS]
+SPEC_IDS = [s.name for s in ALL_HANDLERS]
 
 
 def function_of(synth, spec: HandlerSpec) -> tuple[str, dict[str, Any]]:
@@ -43,10 +43,10 @@ def actions(statements: list[dict[str, Any]]) -> set[str]:
 def test_one_function_per_handler_spec(synth):
     # Given the handler specs / When the stack is synthesized / Then there is exactly one Lambda per spec
     handlers = sorted(f["Properties"]["Handler"] for f in synth.resources("AWS::Lambda::Function").values())
-    assert handlers == sorted(s.handler for s in ROLLOUT_HANDLERS)
+    assert handlers == sorted(s.handler for s in ALL_HANDLERS)
 
 
-@pytest.mark.parametrize("spec", ROLLOUT_HANDLERS, ids=SPEC_IDS)
+@pytest.mark.parametrize("spec", ALL_HANDLERS, ids=SPEC_IDS)
 def test_function_defaults(synth, spec):
     # Given a handler spec / When its function is synthesized
     _, fn = function_of(synth, spec)
@@ -68,7 +68,7 @@ def test_function_defaults(synth, spec):
     assert "VpcConfig" not in props  # the example cluster's endpoint is public
 
 
-@pytest.mark.parametrize("spec", ROLLOUT_HANDLERS, ids=SPEC_IDS)
+@pytest.mark.parametrize("spec", ALL_HANDLERS, ids=SPEC_IDS)
 def test_function_logs_to_its_own_log_group_with_retention(synth, spec):
     _, fn = function_of(synth, spec)
     log_group_id = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
@@ -87,7 +87,7 @@ def test_retention_table_covers_every_accepted_value():
     assert sorted(RETENTION) == sorted(LOG_RETENTION_DAYS)
 
 
-@pytest.mark.parametrize("spec", ROLLOUT_HANDLERS, ids=SPEC_IDS)
+@pytest.mark.parametrize("spec", ALL_HANDLERS, ids=SPEC_IDS)
 def test_role_grants_exactly_what_the_spec_names(synth, spec):
     # Given a spec / When its role is synthesized
     _, fn = function_of(synth, spec)
@@ -104,7 +104,7 @@ def test_role_grants_exactly_what_the_spec_names(synth, spec):
     assert actions(statements) == expected
 
 
-@pytest.mark.parametrize("spec", [s for s in ROLLOUT_HANDLERS if s.kube != "none"], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [s for s in ALL_HANDLERS if s.kube != "none"], ids=lambda s: s.name)
 def test_describe_cluster_is_scoped_to_the_configured_cluster(synth, spec):
     _, fn = function_of(synth, spec)
     statements = policy_statements(synth, fn["Properties"]["Role"]["Fn::GetAtt"][0])
@@ -119,7 +119,7 @@ def _access_entries_by_function(synth) -> dict[str, dict[str, Any]]:
     for entry in synth.resources("AWS::EKS::AccessEntry").values():
         by_role[entry["Properties"]["PrincipalArn"]["Fn::GetAtt"][0]] = entry["Properties"]
     out = {}
-    for spec in ROLLOUT_HANDLERS:
+    for spec in ALL_HANDLERS:
         _, fn = function_of(synth, spec)
         role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
         if role_id in by_role:
@@ -129,10 +129,10 @@ def _access_entries_by_function(synth) -> dict[str, dict[str, Any]]:
 
 def test_access_entry_for_every_function_that_talks_to_kubernetes(synth):
     entries = _access_entries_by_function(synth)
-    assert sorted(entries) == sorted(s.name for s in ROLLOUT_HANDLERS if s.kube != "none")
+    assert sorted(entries) == sorted(s.name for s in ALL_HANDLERS if s.kube != "none")
 
 
-@pytest.mark.parametrize("spec", [s for s in ROLLOUT_HANDLERS if s.kube != "none"], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [s for s in ALL_HANDLERS if s.kube != "none"], ids=lambda s: s.name)
 def test_access_entry_is_namespace_scoped_view_plus_rollout_group(synth, spec):
     # Given a function that reads (or rolls) Deployments / When its access entry is synthesized
     entry = _access_entries_by_function(synth)[spec.name]
@@ -183,7 +183,7 @@ def test_outputs_name_the_state_machine(synth):
 
 
 # --- private endpoint + aws-auth (CONFIG_MAP) variant -------------------------------------------------------------
-@pytest.mark.parametrize("spec", ROLLOUT_HANDLERS, ids=SPEC_IDS)
+@pytest.mark.parametrize("spec", ALL_HANDLERS, ids=SPEC_IDS)
 def test_private_endpoint_puts_functions_in_the_cluster_vpc(private_synth, spec):
     _, fn = function_of(private_synth, spec)
     vpc = fn["Properties"]["VpcConfig"]
@@ -191,7 +191,7 @@ def test_private_endpoint_puts_functions_in_the_cluster_vpc(private_synth, spec)
     assert vpc["SecurityGroupIds"] == PRIVATE_SGS
 
 
-@pytest.mark.parametrize("spec", ROLLOUT_HANDLERS, ids=SPEC_IDS)
+@pytest.mark.parametrize("spec", ALL_HANDLERS, ids=SPEC_IDS)
 def test_private_endpoint_eni_permissions_are_scoped(private_synth, spec):
     # Given a function in a VPC / Then it may manage ENIs only in its account and Region, its subnets and SGs
     _, fn = function_of(private_synth, spec)
@@ -214,7 +214,7 @@ def test_config_map_cluster_gets_aws_auth_output_instead_of_access_entries(priva
     outputs = private_synth.template["Outputs"]
     (output,) = [v for k, v in outputs.items() if k.startswith("ClusterAccessAwsAuthMapRoles")]
     text = json.dumps(output["Value"])
-    kube_specs = [s for s in ROLLOUT_HANDLERS if s.kube != "none"]
+    kube_specs = [s for s in ALL_HANDLERS if s.kube != "none"]
     assert text.count("- rolearn: ") == len(kube_specs)
     assert text.count("    - albgate-rollout") == sum(s.kube == "rollout" for s in kube_specs)
     assert text.count("    - albgate-read") == len(kube_specs)
