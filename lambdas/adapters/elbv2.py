@@ -1,0 +1,180 @@
+"""ELBv2 adapter: target health and target group settings, read through boto3 with adaptive retries.
+
+Job: implement ``ElbPort`` (DescribeTargetHealth, DescribeTargetGroups + DescribeTargetGroupAttributes) and
+translate every AWS failure into the domain's error families (``map_aws_error``, shared with the EKS client
+factory).
+
+Invariant: nothing but domain errors leaves this module. Throttling is retried inside botocore first (adaptive
+mode: exponential backoff plus a client-side token bucket that slows this client down after a throttle,
+because every concurrent rollout and the Load Balancer Controller spend from the same Describe* bucket,
+FACTS.md "API throttling"); what is still throttled after the last attempt becomes ``ThrottledError`` so the
+state machine backs off with its own Retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from lambdas.domain.errors import (
+    AccessDeniedError,
+    AlbgateError,
+    AwsUnavailableError,
+    InvalidInputError,
+    NotFoundError,
+    ThrottledError,
+)
+from lambdas.domain.ports import TargetGroup, TargetHealth
+
+# Attempts per call, first included. With botocore's backoff (base 1 s, doubling, jittered, capped at 20 s)
+# five attempts spend at most ~15 s, well inside a 60 s Lambda, before the state machine takes over.
+MAX_ATTEMPTS = 5
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 15
+# Deregistration delay when the attribute is missing from the answer: the ELB default (FACTS.md, 300 s).
+DEFAULT_DEREGISTRATION_DELAY_SECONDS = 300
+# Health check settings when the answer omits them (Lambda targets): the values the Load Balancer Controller
+# writes (FACTS.md: interval 15 s, timeout 5 s, healthy 2, unhealthy 2).
+_DEFAULT_HEALTH = {
+    "HealthCheckIntervalSeconds": 15,
+    "HealthCheckTimeoutSeconds": 5,
+    "HealthyThresholdCount": 2,
+    "UnhealthyThresholdCount": 2,
+}
+
+# Error codes AWS SDKs treat as throttling (ELBv2 answers "Throttling" with the message "Rate exceeded").
+_THROTTLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "SlowDown",
+    }
+)
+_NOT_FOUND_CODES = frozenset({"TargetGroupNotFound", "LoadBalancerNotFound", "ResourceNotFoundException"})
+_ACCESS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "SignatureDoesNotMatch",
+    }
+)
+_UNAVAILABLE_CODES = frozenset(
+    {"InternalFailure", "InternalError", "ServiceUnavailable", "ServiceUnavailableException", "HealthUnavailable"}
+)
+
+
+def map_aws_error(error: Exception, action: str) -> AlbgateError:
+    """The domain error for an AWS failure; ``action`` says what was being done, for the message.
+
+    Callers ``raise map_aws_error(e, "...") from e`` so the original stays attached as the cause.
+    """
+    if isinstance(error, ClientError):
+        err = error.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        message = str(err.get("Message", ""))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        said = f"{action}: AWS answered {code or status}: {message}".rstrip(": ")
+        if code in _THROTTLE_CODES or "rate exceeded" in message.lower():
+            return ThrottledError(
+                f"{said}. The account's API rate is shared by every rollout and the Load Balancer Controller; "
+                "albgate retries with backoff"
+            )
+        if code in _NOT_FOUND_CODES:
+            return NotFoundError(f"{said}. Check the ARN or name and the Region it lives in")
+        if code in _ACCESS_CODES or status in (401, 403):
+            return AccessDeniedError(
+                f"{said}. Grant the function's execution role this action on the resource "
+                "(stacks/constructs/handler_specs.py lists what each function may call)"
+            )
+        if code in _UNAVAILABLE_CODES or status >= 500:
+            return AwsUnavailableError(f"{said}. A transient AWS failure; albgate retries")
+        if code == "ValidationError":
+            return InvalidInputError(f"{said}. Fix the value named in the message")
+        return InvalidInputError(f"{said}. The request was refused as malformed; fix the value it names")
+    if isinstance(error, NoCredentialsError):
+        return AccessDeniedError(f"{action}: no AWS credentials; run with an IAM role or configure credentials")
+    if isinstance(error, (BotoConnectionError, HTTPClientError)):
+        return AwsUnavailableError(f"{action}: could not reach the AWS endpoint ({error}); albgate retries")
+    if isinstance(error, BotoCoreError):
+        return AwsUnavailableError(f"{action}: the AWS SDK failed ({error}); albgate retries")
+    return AwsUnavailableError(f"{action}: unexpected failure {type(error).__name__}: {error}")
+
+
+def client_config() -> Config:
+    """botocore settings shared by albgate's AWS clients: adaptive retries and bounded timeouts."""
+    return Config(
+        # total_max_attempts counts the first attempt; botocore's "max_attempts" would count only the retries.
+        retries={"mode": "adaptive", "total_max_attempts": MAX_ATTEMPTS},
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=READ_TIMEOUT_SECONDS,
+    )
+
+
+def make_elbv2_client(region: str, session: boto3.Session | None = None) -> Any:
+    return (session or boto3.Session(region_name=region)).client("elbv2", region_name=region, config=client_config())
+
+
+class ElbAdapter:
+    """``ElbPort`` over a boto3 ``elbv2`` client (made with :func:`make_elbv2_client`, or a stubbed one)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    @classmethod
+    def for_region(cls, region: str, session: boto3.Session | None = None) -> ElbAdapter:
+        return cls(make_elbv2_client(region, session))
+
+    def describe_target_health(self, target_group_arn: str) -> list[TargetHealth]:
+        try:
+            answer = self._client.describe_target_health(TargetGroupArn=target_group_arn)
+        except (ClientError, BotoCoreError) as e:
+            raise map_aws_error(e, f"DescribeTargetHealth of {target_group_arn}") from e
+        return [
+            TargetHealth(
+                target_id=d["Target"]["Id"],
+                port=int(d["Target"].get("Port", 0)),
+                state=d.get("TargetHealth", {}).get("State", ""),
+                reason=d.get("TargetHealth", {}).get("Reason", ""),
+                description=d.get("TargetHealth", {}).get("Description", ""),
+            )
+            for d in answer.get("TargetHealthDescriptions", [])
+        ]
+
+    def describe_target_group(self, target_group_arn: str) -> TargetGroup:
+        try:
+            groups = self._client.describe_target_groups(TargetGroupArns=[target_group_arn])["TargetGroups"]
+            attributes = self._client.describe_target_group_attributes(TargetGroupArn=target_group_arn)["Attributes"]
+        except (ClientError, BotoCoreError) as e:
+            raise map_aws_error(e, f"DescribeTargetGroups/Attributes of {target_group_arn}") from e
+        if not groups:
+            raise NotFoundError(f"target group {target_group_arn} was not returned by DescribeTargetGroups")
+        tg = groups[0]
+        attrs = {a["Key"]: a.get("Value", "") for a in attributes}
+        delay = attrs.get("deregistration_delay.timeout_seconds") or DEFAULT_DEREGISTRATION_DELAY_SECONDS
+        health = {key: int(tg.get(key, default)) for key, default in _DEFAULT_HEALTH.items()}
+        return TargetGroup(
+            arn=tg["TargetGroupArn"],
+            target_type=tg.get("TargetType", ""),
+            protocol=tg.get("Protocol", ""),
+            port=int(tg.get("Port", 0)),
+            health_check_interval_seconds=health["HealthCheckIntervalSeconds"],
+            health_check_timeout_seconds=health["HealthCheckTimeoutSeconds"],
+            healthy_threshold=health["HealthyThresholdCount"],
+            unhealthy_threshold=health["UnhealthyThresholdCount"],
+            load_balancer_arns=tuple(tg.get("LoadBalancerArns", ())),
+            deregistration_delay_seconds=int(delay),
+        )

@@ -1,0 +1,624 @@
+"""Kubernetes adapter: ``KubernetesPort`` over the official kubernetes client, speaking the API server's wire format.
+
+Job: read Namespaces, Deployments, ReplicaSets, Pods, Services, Ingresses and the Load Balancer Controller's
+TargetGroupBindings into the ports' frozen dataclasses, and make the three writes albgate needs:
+- ``patch_deployment``: a strategic merge patch (containers merged by ``name``); readiness gates are an atomic
+  list in the Pod schema (k8s.io/api core/v1 types.go: ``readinessGates`` has no patchStrategy tag, so a patch
+  replaces the whole list), so the patch carries the union of the gates already there and the new ones,
+  conditional on the resourceVersion it was computed from, and never drops a gate;
+- ``rollback_deployment``: what ``kubectl rollout undo`` does (FACTS.md, "Undo is a template change"): copy the
+  chosen revision's ReplicaSet template back without its ``pod-template-hash`` label, with a JSON patch, and
+  refuse a paused Deployment;
+- ``set_pod_condition``: a strategic merge patch of ``pods/status``; ``status.conditions`` merge on ``type``
+  (patchMergeKey in types.go), so the kubelet's own conditions are untouched.
+
+Objects are read as the server's JSON (``_preload_content=False``) rather than the client's generated models, so
+a rollback copies back fields the client's models do not know and a new enum value cannot break parsing.
+
+Invariant: every failure leaves as a domain error, raised ``from`` the ApiException or connection error, with a
+message that says what was being done and what a person can do about it: 409 ConflictError; 429, 5xx and
+connection failures KubernetesUnavailableError (WebhookNotReadyError when the Load Balancer Controller's
+webhook could not be called); 404 NotFoundError; 401/403 AccessDeniedError; 400/422 InvalidInputError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import urllib3
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, VersionApi
+from kubernetes.client.exceptions import ApiException
+
+from lambdas.domain.errors import (
+    AccessDeniedError,
+    AlbgateError,
+    ConflictError,
+    InvalidInputError,
+    KubernetesUnavailableError,
+    NotFoundError,
+    WebhookNotReadyError,
+)
+from lambdas.domain.ports import (
+    REVISION_ANNOTATION,
+    Container,
+    Deployment,
+    DeploymentCondition,
+    DeploymentPatch,
+    Ingress,
+    IngressBackend,
+    Namespace,
+    Pod,
+    PodCondition,
+    PodTemplate,
+    ReplicaSet,
+    Service,
+    ServicePort,
+    TargetGroupBinding,
+)
+
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+POD_TEMPLATE_HASH = "pod-template-hash"
+TGB_GROUP, TGB_VERSION, TGB_PLURAL = "elbv2.k8s.aws", "v1beta1", "targetgroupbindings"
+# Deployment annotations kubectl keeps from the Deployment (not copied from the ReplicaSet) on undo
+# (kubectl polymorphichelpers/rollback.go, annotationsToSkip).
+_UNDO_KEEP_ANNOTATIONS = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION_ANNOTATION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
+# Kubernetes defaults (FACTS.md): rolling update 25 % / 25 %, grace period 30 s, progress deadline 600 s.
+_DEFAULT_SURGE = _DEFAULT_UNAVAILABLE = "25%"
+_DEFAULT_GRACE_SECONDS = 30
+_DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+# The native preStop sleep action is on by default from 1.30 (beta) and GA in 1.34 (FACTS.md).
+_NATIVE_SLEEP_SINCE = (1, 30)
+# preStop exec commands that are a drain sleep: ["sleep", "30"], or a shell script starting "sleep 30".
+_SLEEP_SCRIPT = re.compile(r"^\s*(?:exec\s+)?(?:\S*/)?sleep\s+(\d+)(?:\.\d+)?([smh]?)\s*(?:$|;|&&|\|\|)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+_SHELLS = ("sh", "bash", "ash", "dash")
+_LBC_WEBHOOK_MARKERS = ("elbv2.k8s.aws", "aws-load-balancer-webhook")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------------------
+def _status_message(e: ApiException) -> str:
+    """The ``message`` of the Status object the API server sends with an error, else the raw reason."""
+    body = e.body.decode("utf-8", "replace") if isinstance(e.body, bytes) else (e.body or "")
+    try:
+        message = json.loads(body).get("message", "")
+    except (ValueError, AttributeError):
+        message = body.strip()
+    return message or str(e.reason or "").strip()
+
+
+def map_api_error(e: ApiException, action: str) -> AlbgateError:
+    """The domain error for an ApiException met while doing ``action`` (e.g. "patch Deployment shop/web")."""
+    status = int(e.status or 0)
+    said = f"{action}: the Kubernetes API answered {status or 'no status'}: {_status_message(e)}"
+    if status == 409:
+        return ConflictError(f"{said}. Somebody changed the object since albgate read it; it reads it again")
+    if status == 404:
+        return NotFoundError(f"{said}. Check the namespace and name (and that the resource type is installed)")
+    if status == 401:
+        return AccessDeniedError(
+            f"{said}. The cluster did not accept the token: give the function's IAM role an EKS access entry "
+            "(or an aws-auth mapping) on this cluster"
+        )
+    if status == 403:
+        return AccessDeniedError(
+            f"{said}. The function's identity lacks this permission: extend its EKS access policy or RBAC role"
+        )
+    if status in (400, 422):
+        return InvalidInputError(f"{said}. The API server rejected the change; fix the field it names")
+    if status == 429 or status >= 500 or status == 0:
+        message = _status_message(e)
+        if "failed calling webhook" in message and any(m in message for m in _LBC_WEBHOOK_MARKERS):
+            return WebhookNotReadyError(
+                f"{said}. The AWS Load Balancer Controller's webhook is not serving yet; albgate retries"
+            )
+        return KubernetesUnavailableError(f"{said}. The API server is busy or failing; albgate retries")
+    return InvalidInputError(f"{said}. The request was refused; fix what the message names")
+
+
+@contextmanager
+def _calling(action: str) -> Iterator[None]:
+    try:
+        yield
+    except ApiException as e:
+        raise map_api_error(e, action) from e
+    except json.JSONDecodeError as e:  # e.g. an HTML page from a proxy in front of the API server
+        raise KubernetesUnavailableError(f"{action}: the Kubernetes API answered with something not JSON ({e})") from e
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise KubernetesUnavailableError(
+            f"{action}: could not reach the Kubernetes API ({type(e).__name__}: {e}); check the cluster endpoint "
+            "and that the function can reach it (VPC, security groups); albgate retries"
+        ) from e
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Wire JSON -> ports
+# ---------------------------------------------------------------------------------------------------------
+def _epoch(stamp: str | None) -> float:
+    if not stamp:
+        return 0.0
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _revision(meta: dict[str, Any]) -> int:
+    try:
+        return int((meta.get("annotations") or {}).get(REVISION_ANNOTATION, 0))
+    except ValueError:
+        return 0
+
+
+def pre_stop_sleep_seconds(container: dict[str, Any]) -> int | None:
+    """Seconds a container's preStop sleeps: the native ``sleep`` action or an exec ``sleep N``; else None."""
+    pre_stop = (container.get("lifecycle") or {}).get("preStop") or {}
+    if pre_stop.get("sleep") is not None:
+        return int(pre_stop["sleep"].get("seconds", 0))
+    command = [str(c) for c in ((pre_stop.get("exec") or {}).get("command") or [])]
+    if len(command) == 2 and command[0].rsplit("/", 1)[-1] == "sleep":
+        script = f"sleep {command[1]}"
+    elif len(command) >= 3 and command[0].rsplit("/", 1)[-1] in _SHELLS and command[1] == "-c":
+        script = command[2]
+    else:
+        return None
+    m = _SLEEP_SCRIPT.match(script)
+    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else None
+
+
+def _template(raw: dict[str, Any]) -> PodTemplate:
+    meta, spec = raw.get("metadata") or {}, raw.get("spec") or {}
+    containers = tuple(
+        Container(
+            name=c["name"],
+            image=c.get("image", ""),
+            pre_stop_sleep_seconds=pre_stop_sleep_seconds(c),
+            has_readiness_probe=c.get("readinessProbe") is not None,
+        )
+        for c in spec.get("containers") or []
+    )
+    return PodTemplate(
+        containers=containers,
+        readiness_gates=tuple(g["conditionType"] for g in spec.get("readinessGates") or []),
+        termination_grace_period_seconds=int(spec.get("terminationGracePeriodSeconds", _DEFAULT_GRACE_SECONDS)),
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+    )
+
+
+def _deployment(raw: dict[str, Any]) -> Deployment:
+    meta, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
+    strategy = spec.get("strategy") or {}
+    if strategy.get("type") == "Recreate":
+        # Recreate stops every old pod before starting new ones: report it as the rolling update it amounts to.
+        surge, unavailable = 0, "100%"
+    else:
+        rolling = strategy.get("rollingUpdate") or {}
+        surge = rolling.get("maxSurge", _DEFAULT_SURGE)
+        unavailable = rolling.get("maxUnavailable", _DEFAULT_UNAVAILABLE)
+    return Deployment(
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        replicas=int(spec.get("replicas", 1)),
+        selector=dict((spec.get("selector") or {}).get("matchLabels") or {}),
+        template=_template(spec.get("template") or {}),
+        max_surge=surge,
+        max_unavailable=unavailable,
+        min_ready_seconds=int(spec.get("minReadySeconds", 0)),
+        progress_deadline_seconds=int(spec.get("progressDeadlineSeconds", _DEFAULT_PROGRESS_DEADLINE_SECONDS)),
+        paused=bool(spec.get("paused", False)),
+        revision=_revision(meta),
+        generation=int(meta.get("generation", 1)),
+        observed_generation=int(status.get("observedGeneration", 0)),
+        updated_replicas=int(status.get("updatedReplicas", 0)),
+        ready_replicas=int(status.get("readyReplicas", 0)),
+        available_replicas=int(status.get("availableReplicas", 0)),
+        conditions=tuple(
+            DeploymentCondition(c["type"], c["status"], c.get("reason", ""), c.get("message", ""))
+            for c in status.get("conditions") or []
+        ),
+        annotations=dict(meta.get("annotations") or {}),
+        resource_version=meta.get("resourceVersion", ""),
+    )
+
+
+def _replica_set(raw: dict[str, Any]) -> ReplicaSet:
+    meta, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
+    template = spec.get("template") or {}
+    return ReplicaSet(
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        revision=_revision(meta),
+        pod_template_hash=((template.get("metadata") or {}).get("labels") or {}).get(
+            POD_TEMPLATE_HASH, (meta.get("labels") or {}).get(POD_TEMPLATE_HASH, "")
+        ),
+        replicas=int(spec.get("replicas", 1)),
+        ready_replicas=int(status.get("readyReplicas", 0)),
+        available_replicas=int(status.get("availableReplicas", 0)),
+        template=_template(template),
+        created_at=_epoch(meta.get("creationTimestamp")),
+    )
+
+
+def _controller(meta: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((o for o in meta.get("ownerReferences") or [] if o.get("kind") == kind and o.get("controller")), None)
+
+
+def _pod(raw: dict[str, Any]) -> Pod:
+    meta, spec, status = raw["metadata"], raw.get("spec") or {}, raw.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    waiting = next(
+        (s["state"]["waiting"].get("reason", "") for s in statuses if (s.get("state") or {}).get("waiting")), ""
+    )
+    owner = _controller(meta, "ReplicaSet")
+    return Pod(
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        ip=status.get("podIP") or None,
+        labels=dict(meta.get("labels") or {}),
+        phase=status.get("phase", "Pending"),
+        readiness_gates=tuple(g["conditionType"] for g in spec.get("readinessGates") or []),
+        conditions=tuple(
+            PodCondition(c["type"], c["status"], c.get("reason", "")) for c in status.get("conditions") or []
+        ),
+        terminating=meta.get("deletionTimestamp") is not None,
+        restart_count=sum(int(s.get("restartCount", 0)) for s in statuses),
+        created_at=_epoch(meta.get("creationTimestamp")),
+        owner_replica_set=owner["name"] if owner else None,
+        waiting_reason=waiting,
+    )
+
+
+def _service(raw: dict[str, Any]) -> Service:
+    meta, spec = raw["metadata"], raw.get("spec") or {}
+    return Service(
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        selector=dict(spec.get("selector") or {}),
+        ports=tuple(
+            ServicePort(port=int(p["port"]), target_port=p.get("targetPort", p["port"]), name=p.get("name", ""))
+            for p in spec.get("ports") or []
+        ),
+    )
+
+
+def _backend(backend: dict[str, Any] | None) -> IngressBackend | None:
+    service = (backend or {}).get("service")
+    if not service:
+        return None  # a resource backend: not a Service, no target group
+    port = service.get("port") or {}
+    return IngressBackend(service["name"], port.get("number", port.get("name", "")))
+
+
+def _ingress(raw: dict[str, Any]) -> Ingress:
+    meta, spec = raw["metadata"], raw.get("spec") or {}
+    annotations = dict(meta.get("annotations") or {})
+    found = [_backend(spec.get("defaultBackend"))]
+    for rule in spec.get("rules") or []:
+        found.extend(_backend(p.get("backend")) for p in (rule.get("http") or {}).get("paths") or [])
+    backends = tuple(dict.fromkeys(b for b in found if b is not None))  # unique, in order of appearance
+    return Ingress(
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        # spec.ingressClassName replaced the deprecated annotation; the Load Balancer Controller reads both.
+        ingress_class=spec.get("ingressClassName") or annotations.get("kubernetes.io/ingress.class"),
+        annotations=annotations,
+        backends=backends,
+    )
+
+
+def _target_group_binding(raw: dict[str, Any]) -> TargetGroupBinding:
+    meta, spec = raw["metadata"], raw.get("spec") or {}
+    ref = spec.get("serviceRef") or {}
+    return TargetGroupBinding(
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        target_group_arn=spec.get("targetGroupARN", ""),
+        target_type=spec.get("targetType", ""),  # optional in v1beta1: "" when the binding leaves it to the TG
+        service_name=ref.get("name", ""),
+        service_port=ref.get("port", ""),
+    )
+
+
+def label_selector(match_labels: dict[str, str], match_expressions: list[dict[str, Any]] | None = None) -> str:
+    """A LabelSelector in the query syntax the API server takes (``a=b,c in (d,e),!f``)."""
+    parts = [f"{k}={v}" for k, v in sorted(match_labels.items())]
+    for e in match_expressions or []:
+        key, op, values = e["key"], e["operator"], ",".join(e.get("values") or [])
+        rendered = {
+            "In": f"{key} in ({values})",
+            "NotIn": f"{key} notin ({values})",
+            "Exists": key,
+            "DoesNotExist": f"!{key}",
+        }
+        parts.append(rendered[op])
+    return ",".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ports -> wire JSON
+# ---------------------------------------------------------------------------------------------------------
+def pre_stop_handler(seconds: int, native_sleep: bool) -> dict[str, Any]:
+    """A preStop that only sleeps; the other handler kinds are nulled, since a handler may have just one."""
+    if native_sleep:
+        return {"sleep": {"seconds": seconds}, "exec": None, "httpGet": None, "tcpSocket": None}
+    return {"exec": {"command": ["sleep", str(seconds)]}, "sleep": None, "httpGet": None, "tcpSocket": None}
+
+
+def render_deployment_patch(current: dict[str, Any], patch: DeploymentPatch, native_sleep: bool) -> dict[str, Any]:
+    """The strategic merge patch that applies ``patch`` to the Deployment ``current`` (as the server sent it).
+
+    Raises NotFoundError when the patch names a container the template does not have: a strategic merge would
+    otherwise *add* a container with only a name and an image.
+    """
+    body: dict[str, Any] = {}
+    spec: dict[str, Any] = {}
+    pod_spec: dict[str, Any] = {}
+    template_spec = (current.get("spec") or {}).get("template") or {}
+    current_pod_spec = template_spec.get("spec") or {}
+    known = [c["name"] for c in current_pod_spec.get("containers") or []]
+    where = f"Deployment {current['metadata'].get('namespace')}/{current['metadata']['name']}"
+
+    containers: dict[str, dict[str, Any]] = {}
+    for name, image in (patch.images or {}).items():
+        containers.setdefault(name, {"name": name})["image"] = image
+    for name, seconds in (patch.pre_stop_sleep_seconds or {}).items():
+        handler = pre_stop_handler(seconds, native_sleep)
+        containers.setdefault(name, {"name": name})["lifecycle"] = {"preStop": handler}
+    unknown = sorted(set(containers) - set(known))
+    if unknown:
+        raise NotFoundError(f"{where} has no container named {', '.join(unknown)}; its containers are {known}")
+    if containers:
+        pod_spec["containers"] = list(containers.values())  # merged on "name" (patchMergeKey)
+
+    present = [g["conditionType"] for g in current_pod_spec.get("readinessGates") or []]
+    missing = [g for g in dict.fromkeys(patch.add_readiness_gates) if g not in present]
+    if missing:
+        # readinessGates has no patch strategy: the list is replaced whole, so send every gate, old ones first.
+        pod_spec["readinessGates"] = [{"conditionType": g} for g in present + missing]
+    if patch.termination_grace_period_seconds is not None:
+        pod_spec["terminationGracePeriodSeconds"] = patch.termination_grace_period_seconds
+
+    template: dict[str, Any] = {}
+    if pod_spec:
+        template["spec"] = pod_spec
+    if patch.template_annotations:
+        template["metadata"] = {"annotations": dict(patch.template_annotations)}
+    if template:
+        spec["template"] = template
+
+    rolling: dict[str, Any] = {}
+    if patch.max_surge is not None:
+        rolling["maxSurge"] = patch.max_surge
+    if patch.max_unavailable is not None:
+        rolling["maxUnavailable"] = patch.max_unavailable
+    if rolling:
+        # rollingUpdate is only valid with type RollingUpdate (a Recreate Deployment is switched over).
+        spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": rolling}
+    if patch.min_ready_seconds is not None:
+        spec["minReadySeconds"] = patch.min_ready_seconds
+    if patch.paused is not None:
+        spec["paused"] = patch.paused
+    if spec:
+        body["spec"] = spec
+    if patch.annotations:
+        body["metadata"] = {"annotations": dict(patch.annotations)}
+
+    # A resourceVersion in a patch is a precondition: the server answers 409 if the object moved on
+    # (kubernetes/kubernetes#63104; controller-runtime's MergeFromWithOptimisticLock relies on it). Use the
+    # caller's, or the one the gate union was computed from (else a concurrent writer's gate could be lost).
+    read_version = current["metadata"].get("resourceVersion")
+    precondition = patch.expected_resource_version or (read_version if missing else None)
+    if body and precondition:
+        body.setdefault("metadata", {})["resourceVersion"] = precondition
+    return body
+
+
+def undo_patch(
+    current: dict[str, Any], replica_set: dict[str, Any], add_readiness_gates: tuple[str, ...] = ()
+) -> list[dict[str, Any]] | None:
+    """The JSON patch ``kubectl rollout undo`` sends to restore ``replica_set``'s template; None if nothing changes.
+
+    ``add_readiness_gates`` go into the restored template in the same write, so no pod of the restored revision
+    is ever created without them (a second patch would race the Deployment controller).
+    """
+    template = json.loads(json.dumps((replica_set.get("spec") or {}).get("template") or {}))
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    labels.pop(POD_TEMPLATE_HASH, None)
+    pod_spec = template.setdefault("spec", {})
+    present = [g["conditionType"] for g in pod_spec.get("readinessGates") or []]
+    missing = [g for g in dict.fromkeys(add_readiness_gates) if g not in present]
+    if missing:
+        pod_spec["readinessGates"] = [{"conditionType": g} for g in present + missing]
+    if template == (current.get("spec") or {}).get("template"):
+        return None  # kubectl: "skipped rollback (current template already matches revision N)"
+    current_annotations = current["metadata"].get("annotations") or {}
+    annotations = {k: v for k, v in current_annotations.items() if k in _UNDO_KEEP_ANNOTATIONS}
+    copied = replica_set["metadata"].get("annotations") or {}
+    annotations.update({k: v for k, v in copied.items() if k not in _UNDO_KEEP_ANNOTATIONS})
+    return [
+        # Precondition, as in the merge patch (kubernetes#63104): 409 if the Deployment changed since it was read.
+        {"op": "replace", "path": "/metadata/resourceVersion", "value": current["metadata"]["resourceVersion"]},
+        {"op": "replace", "path": "/spec/template", "value": template},
+        {"op": "add", "path": "/metadata/annotations", "value": annotations},
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The adapter
+# ---------------------------------------------------------------------------------------------------------
+class KubernetesAdapter:
+    """``KubernetesPort`` over a configured ``ApiClient`` (from ``kube_client.KubeClientFactory`` in Lambda).
+
+    ``native_sleep``: write preStop as the native ``sleep`` action (True) or ``exec sleep N`` (False); None asks
+    the API server's version once (>= 1.30). ``now`` stamps ``lastTransitionTime`` on conditions albgate sets.
+    """
+
+    def __init__(
+        self,
+        api_client: ApiClient,
+        *,
+        native_sleep: bool | None = None,
+        request_timeout: float | tuple[float, float] = (5, 20),
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._core = CoreV1Api(api_client)
+        self._apps = AppsV1Api(api_client)
+        self._networking = NetworkingV1Api(api_client)
+        self._custom = CustomObjectsApi(api_client)
+        self._version = VersionApi(api_client)
+        self._native_sleep = native_sleep
+        self._timeout = request_timeout
+        self._now = now
+
+    def _json(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        response = method(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
+        return json.loads(response.data or b"null")
+
+    # --- reads ---------------------------------------------------------------------------------------------
+    def get_namespace(self, name: str) -> Namespace:
+        with _calling(f"get Namespace {name}"):
+            raw = self._json(self._core.read_namespace, name)
+        return Namespace(name=raw["metadata"]["name"], labels=dict(raw["metadata"].get("labels") or {}))
+
+    def _read_deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        with _calling(f"get Deployment {namespace}/{name}"):
+            raw: dict[str, Any] = self._json(self._apps.read_namespaced_deployment, name, namespace)
+        return raw
+
+    def get_deployment(self, namespace: str, name: str) -> Deployment:
+        return _deployment(self._read_deployment(namespace, name))
+
+    def _owned_replica_sets(self, namespace: str, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+        selector = (deployment.get("spec") or {}).get("selector") or {}
+        query = label_selector(selector.get("matchLabels") or {}, selector.get("matchExpressions"))
+        name = deployment["metadata"]["name"]
+        with _calling(f"list ReplicaSets of Deployment {namespace}/{name}"):
+            items = self._json(self._apps.list_namespaced_replica_set, namespace, label_selector=query)["items"]
+        # The selector can match ReplicaSets of other Deployments: keep those this Deployment controls (by uid).
+        uid = deployment["metadata"].get("uid")
+        owned = [rs for rs in items if (_controller(rs["metadata"], "Deployment") or {}).get("uid") == uid]
+        return sorted(owned, key=lambda rs: _revision(rs["metadata"]))
+
+    def list_replica_sets(self, namespace: str, deployment: str) -> list[ReplicaSet]:
+        owned = self._owned_replica_sets(namespace, self._read_deployment(namespace, deployment))
+        return [_replica_set(rs) for rs in owned]
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
+        query = label_selector(selector)
+        with _calling(f"list Pods in {namespace} matching {query or 'everything'}"):
+            items = self._json(self._core.list_namespaced_pod, namespace, label_selector=query)["items"]
+        return [_pod(p) for p in items]
+
+    def list_services(self, namespace: str) -> list[Service]:
+        with _calling(f"list Services in {namespace}"):
+            items = self._json(self._core.list_namespaced_service, namespace)["items"]
+        return [_service(s) for s in items]
+
+    def list_ingresses(self, namespace: str) -> list[Ingress]:
+        with _calling(f"list Ingresses in {namespace}"):
+            items = self._json(self._networking.list_namespaced_ingress, namespace)["items"]
+        return [_ingress(i) for i in items]
+
+    def list_target_group_bindings(self, namespace: str) -> list[TargetGroupBinding]:
+        with _calling(f"list TargetGroupBindings in {namespace}"):
+            try:
+                answer = self._json(
+                    self._custom.list_namespaced_custom_object, TGB_GROUP, TGB_VERSION, namespace, TGB_PLURAL
+                )
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+                # A namespaced list answers 200 even for a namespace that does not exist; 404 means the resource
+                # type is unknown: the Load Balancer Controller's CRDs are not installed.
+                raise NotFoundError(
+                    f"list TargetGroupBindings in {namespace}: the resource {TGB_PLURAL}.{TGB_GROUP}/{TGB_VERSION} "
+                    "does not exist on this cluster; install the AWS Load Balancer Controller (and its CRDs) first"
+                ) from e
+        return [_target_group_binding(t) for t in answer.get("items") or []]
+
+    # --- writes --------------------------------------------------------------------------------------------
+    def _supports_native_sleep(self) -> bool:
+        if self._native_sleep is None:
+            with _calling("get the API server version"):
+                info = self._json(self._version.get_code)
+            major, minor = (int(re.sub(r"\D", "", str(info.get(k, ""))) or 0) for k in ("major", "minor"))
+            self._native_sleep = (major, minor) >= _NATIVE_SLEEP_SINCE
+        return self._native_sleep
+
+    def patch_deployment(self, namespace: str, name: str, patch: DeploymentPatch) -> Deployment:
+        current = self._read_deployment(namespace, name)
+        native = self._supports_native_sleep() if patch.pre_stop_sleep_seconds else False
+        body = render_deployment_patch(current, patch, native)
+        if not body:
+            return _deployment(current)
+        with _calling(f"patch Deployment {namespace}/{name}"):
+            raw = self._json(
+                self._apps.patch_namespaced_deployment, name, namespace, body, _content_type=STRATEGIC_MERGE
+            )
+        return _deployment(raw)
+
+    def rollback_deployment(
+        self, namespace: str, name: str, to_revision: int, add_readiness_gates: tuple[str, ...] = ()
+    ) -> Deployment:
+        """kubectl rollout undo (0: the previous revision), plus ``add_readiness_gates`` in the same write."""
+        current = self._read_deployment(namespace, name)
+        where = f"Deployment {namespace}/{name}"
+        if (current.get("spec") or {}).get("paused"):
+            raise InvalidInputError(
+                f"{where} is paused and kubectl refuses to roll back a paused Deployment too: resume it "
+                f"(kubectl rollout resume deployment/{name} -n {namespace}) and roll back again"
+            )
+        history = self._owned_replica_sets(namespace, current)
+        revisions = [_revision(rs["metadata"]) for rs in history]
+        if to_revision == 0:
+            # kubectl's default: the revision before the newest one.
+            older = sorted({r for r in revisions if r < max(revisions, default=0)})
+            if not older:
+                raise NotFoundError(f"{where} has no previous revision to roll back to (revisions: {revisions})")
+            to_revision = older[-1]
+        target = next((rs for rs in history if _revision(rs["metadata"]) == to_revision), None)
+        if target is None:
+            raise NotFoundError(f"{where} has no revision {to_revision} in its history; revisions kept: {revisions}")
+        ops = undo_patch(current, target, add_readiness_gates)
+        if ops is None:
+            return _deployment(current)
+        with _calling(f"roll back {where} to revision {to_revision}"):
+            raw = self._json(self._apps.patch_namespaced_deployment, name, namespace, ops, _content_type=JSON_PATCH)
+        return _deployment(raw)
+
+    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
+        if status not in ("True", "False", "Unknown"):
+            raise InvalidInputError(f"pod condition status must be True, False or Unknown, not {status!r}")
+        condition = {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": _rfc3339(self._now()),
+            "lastProbeTime": None,
+        }
+        # status.conditions merges on "type" (patchMergeKey): only this condition changes.
+        body = {"status": {"conditions": [condition]}}
+        with _calling(f"set condition {type_}={status} on Pod {namespace}/{pod} (pods/status)"):
+            self._json(self._core.patch_namespaced_pod_status, pod, namespace, body, _content_type=STRATEGIC_MERGE)

@@ -1,0 +1,118 @@
+"""Wiring: the real ``Ports`` a handler hands to the domain in Lambda.
+
+Job: build the ELBv2 adapter, a wall clock, and a Kubernetes port for one cluster, once per warm Lambda.
+
+Invariant: importing this module, or calling ``real_ports``, imports neither the kubernetes client nor calls
+any AWS API. The Kubernetes side (client import, eks:DescribeCluster, token) happens on the first Kubernetes
+call, so a handler that only reads target health (CheckTargetHealth, VerifyDrain when given pod IPs) pays
+nothing for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import boto3
+
+from lambdas.adapters.elbv2 import ElbAdapter
+from lambdas.domain.ports import (
+    Deployment,
+    DeploymentPatch,
+    Ingress,
+    KubernetesPort,
+    Namespace,
+    Pod,
+    Ports,
+    ReplicaSet,
+    Service,
+    TargetGroupBinding,
+)
+
+if TYPE_CHECKING:
+    from lambdas.adapters.kubernetes import KubernetesAdapter
+
+
+@dataclass(frozen=True)
+class SystemClock:
+    """The Lambda's wall clock (the simulation has its own virtual one)."""
+
+    def now(self) -> float:
+        return time.time()
+
+
+class LazyKubernetes:
+    """A ``KubernetesPort`` that builds the real adapter, importing the kubernetes client, on its first call."""
+
+    def __init__(self, cluster_name: str, region: str, session: boto3.Session, clock: SystemClock) -> None:
+        self._cluster = cluster_name
+        self._region = region
+        self._session = session
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._adapter: KubernetesAdapter | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._adapter is not None
+
+    def adapter(self) -> KubernetesAdapter:
+        with self._lock:
+            if self._adapter is None:
+                from lambdas.adapters.kube_client import KubeClientFactory
+                from lambdas.adapters.kubernetes import KubernetesAdapter
+
+                factory = KubeClientFactory(self._region, session=self._session, now=self._clock.now)
+                self._adapter = KubernetesAdapter(factory.api_client(self._cluster), now=self._clock.now)
+            return self._adapter
+
+    def get_namespace(self, name: str) -> Namespace:
+        return self.adapter().get_namespace(name)
+
+    def get_deployment(self, namespace: str, name: str) -> Deployment:
+        return self.adapter().get_deployment(namespace, name)
+
+    def patch_deployment(self, namespace: str, name: str, patch: DeploymentPatch) -> Deployment:
+        return self.adapter().patch_deployment(namespace, name, patch)
+
+    def rollback_deployment(
+        self, namespace: str, name: str, to_revision: int, add_readiness_gates: tuple[str, ...] = ()
+    ) -> Deployment:
+        return self.adapter().rollback_deployment(namespace, name, to_revision, add_readiness_gates)
+
+    def list_replica_sets(self, namespace: str, deployment: str) -> list[ReplicaSet]:
+        return self.adapter().list_replica_sets(namespace, deployment)
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
+        return self.adapter().list_pods(namespace, selector)
+
+    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
+        self.adapter().set_pod_condition(namespace, pod, type_, status, reason, message)
+
+    def list_services(self, namespace: str) -> list[Service]:
+        return self.adapter().list_services(namespace)
+
+    def list_ingresses(self, namespace: str) -> list[Ingress]:
+        return self.adapter().list_ingresses(namespace)
+
+    def list_target_group_bindings(self, namespace: str) -> list[TargetGroupBinding]:
+        return self.adapter().list_target_group_bindings(namespace)
+
+
+def _kube_port(port: LazyKubernetes) -> KubernetesPort:
+    return port  # checked by mypy/pyright: LazyKubernetes satisfies the Protocol
+
+
+@functools.lru_cache(maxsize=8)
+def real_ports(cluster_name: str, region: str) -> Ports:
+    """The ports for one cluster and Region, cached for the life of a warm Lambda."""
+    session = boto3.Session(region_name=region)
+    clock = SystemClock()
+    return Ports(
+        kube=_kube_port(LazyKubernetes(cluster_name, region, session, clock)),
+        elb=ElbAdapter.for_region(region, session),
+        clock=clock,
+    )

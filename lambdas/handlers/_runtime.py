@@ -1,0 +1,92 @@
+"""What every albgate handler shares: validated settings, the ports for a cluster, observability, metrics.
+
+Invariant: handlers stay thin (event -> one use case -> state); nothing below this module reads
+``os.environ``; the ports come from ``ports_for`` so the very same handler code runs against the real cluster
+(adapters) in Lambda and against the simulated cluster (``albgate.sim``) locally, which installs its own
+provider with ``use_ports``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from lambdas.domain.errors import InvalidInputError
+from lambdas.domain.models import validation_message
+from lambdas.domain.ports import Ports
+from lambdas.handlers._observability import logger, observed
+
+PortsProvider = Callable[[str], Ports]
+_provider: PortsProvider | None = None
+
+
+class HandlerSettings(BaseModel):
+    """A handler's environment, validated once per container (cold start)."""
+
+    region: str = Field(min_length=1, description="AWS_REGION, set by Lambda")
+    clusters: list[str] = Field(default_factory=list, description="ALBGATE_CLUSTERS: clusters this stack may touch")
+
+    @classmethod
+    def from_environ(cls) -> "HandlerSettings":
+        try:
+            return cls(
+                region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", ""),
+                clusters=[c for c in os.environ.get("ALBGATE_CLUSTERS", "").split(",") if c],
+            )
+        except ValidationError as exc:
+            raise InvalidInputError(f"handler environment: {validation_message(exc)}") from exc
+
+
+@functools.lru_cache(maxsize=1)
+def settings() -> HandlerSettings:
+    return HandlerSettings.from_environ()
+
+
+def use_ports(provider: PortsProvider | None) -> None:
+    """Install a ports provider (the simulation does); None restores the real adapters."""
+    global _provider
+    _provider = provider
+
+
+def ports_for(cluster: str) -> Ports:
+    if _provider is not None:
+        return _provider(cluster)
+    cfg = settings()
+    if cfg.clusters and cluster not in cfg.clusters:
+        raise InvalidInputError(
+            f"cluster: {cluster!r} is not one this albgate stack manages ({', '.join(cfg.clusters)}); "
+            "add it to the clusters in the CDK config and deploy"
+        )
+    from lambdas.adapters.wiring import real_ports  # imported late: only Lambda pays for boto3/kubernetes
+
+    return real_ports(cluster, cfg.region)
+
+
+def cluster_of(event: dict[str, Any]) -> str:
+    try:
+        return event["request"]["cluster"]
+    except (KeyError, TypeError) as exc:
+        raise InvalidInputError("request.cluster: the state has no request; start the execution with a rollout input") from exc
+
+
+def task(name: str) -> Callable[[Callable[..., dict]], Callable[[dict, Any], dict]]:
+    """Wrap a handler body with correlation id, tracing, metrics flushing and structured logs."""
+
+    def decorate(body: Callable[..., dict]) -> Callable[[dict, Any], dict]:
+        @observed
+        @functools.wraps(body)
+        def handler(event: dict, context: Any = None) -> dict:
+            result = body(event, context)
+            logger.info(
+                f"{name} done",
+                extra={k: result.get(k) for k in ("gate", "drain", "step", "mode", "outcome") if k in result},
+            )
+            return result
+
+        return handler
+
+    return decorate

@@ -1,0 +1,23 @@
+"""Lambda `Preflight`: validate the input, find the target groups, refuse an unsafe rollout before changing anything.
+
+Thin: the execution input and name in, lambdas.domain.rollout.preflight, the first state out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lambdas.domain import rollout
+from lambdas.domain.errors import InvalidInputError
+from lambdas.handlers._runtime import ports_for, task
+
+
+@task("Preflight")
+def handler(event: dict, context: Any) -> dict:
+    raw = event.get("request") if isinstance(event, dict) else None
+    if not isinstance(raw, dict):
+        raise InvalidInputError("input: expected a JSON object with cluster, namespace, deployment, container, image")
+    cluster = raw.get("cluster")
+    if not isinstance(cluster, str) or not cluster:
+        raise InvalidInputError("cluster: missing; name the EKS cluster the Deployment runs in")
+    return rollout.preflight(ports_for(cluster), raw, event.get("execution_name", "local"))

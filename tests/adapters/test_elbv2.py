@@ -1,0 +1,108 @@
+"""ELBv2 adapter under moto: target health and target group settings of a real-shaped ALB setup."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from lambdas.adapters.elbv2 import ElbAdapter
+from lambdas.domain.errors import NotFoundError
+from lambdas.domain.ports import HEALTHY, TargetGroup, TargetHealth
+
+REGION = "eu-west-1"
+
+
+class Alb:
+    """An ALB with an IP target group (LBC-style health checks) behind a listener, two pod IPs registered."""
+
+    def __init__(self) -> None:
+        ec2 = boto3.client("ec2", region_name=REGION)
+        elbv2 = boto3.client("elbv2", region_name=REGION)
+        self.vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=self.vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"][
+                "SubnetId"
+            ]
+            for i, az in ((1, "a"), (2, "b"))
+        ]
+        self.lb = elbv2.create_load_balancer(Name="k8s-readines-alb", Subnets=subnets, Type="application")[
+            "LoadBalancers"
+        ][0]["LoadBalancerArn"]
+        self.tg = elbv2.create_target_group(
+            Name="k8s-readines-nginxsvc",
+            Protocol="HTTP",
+            Port=80,
+            VpcId=self.vpc,
+            TargetType="ip",
+            HealthCheckIntervalSeconds=15,
+            HealthCheckTimeoutSeconds=5,
+            HealthyThresholdCount=2,
+            UnhealthyThresholdCount=2,
+        )["TargetGroups"][0]["TargetGroupArn"]
+        elbv2.modify_target_group_attributes(
+            TargetGroupArn=self.tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "45"}]
+        )
+        elbv2.create_listener(
+            LoadBalancerArn=self.lb,
+            Protocol="HTTP",
+            Port=80,
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": self.tg}],
+        )
+        elbv2.register_targets(
+            TargetGroupArn=self.tg, Targets=[{"Id": "10.0.1.10", "Port": 80}, {"Id": "10.0.2.20", "Port": 80}]
+        )
+
+
+@pytest.fixture(scope="module")
+def alb() -> Iterator[Alb]:
+    with mock_aws():
+        yield Alb()
+
+
+@pytest.fixture
+def elb(alb: Alb) -> ElbAdapter:
+    return ElbAdapter.for_region(REGION)
+
+
+def test_target_health_lists_every_registered_pod_ip(alb: Alb, elb: ElbAdapter) -> None:
+    # Given two pod IPs registered in the target group (moto reports every target healthy at once)
+    # When target health is described
+    health = elb.describe_target_health(alb.tg)
+    # Then each target comes back as a TargetHealth with its IP, port and state
+    assert sorted(health, key=lambda t: t.target_id) == [
+        TargetHealth("10.0.1.10", 80, HEALTHY),
+        TargetHealth("10.0.2.20", 80, HEALTHY),
+    ]
+
+
+def test_target_group_combines_settings_and_deregistration_delay(alb: Alb, elb: ElbAdapter) -> None:
+    # Given an IP target group with LBC health checks, a 45 s deregistration delay, attached to the ALB
+    # When it is described
+    tg = elb.describe_target_group(alb.tg)
+    # Then settings from DescribeTargetGroups and the attribute from DescribeTargetGroupAttributes are combined
+    assert tg == TargetGroup(
+        arn=alb.tg,
+        target_type="ip",
+        protocol="HTTP",
+        port=80,
+        health_check_interval_seconds=15,
+        health_check_timeout_seconds=5,
+        healthy_threshold=2,
+        unhealthy_threshold=2,
+        load_balancer_arns=(alb.lb,),
+        deregistration_delay_seconds=45,
+    )
+
+
+@pytest.mark.parametrize("call", ["describe_target_health", "describe_target_group"])
+def test_unknown_target_group_is_not_found(alb: Alb, elb: ElbAdapter, call: str) -> None:
+    # Given an ARN with no target group behind it
+    missing = alb.tg[:-4] + "ffff"
+    # When it is described / Then NotFoundError names it, caused by the AWS error
+    with pytest.raises(NotFoundError, match="ffff") as caught:
+        getattr(elb, call)(missing)
+    assert isinstance(caught.value.__cause__, ClientError)

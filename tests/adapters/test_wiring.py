@@ -1,0 +1,81 @@
+"""Wiring: real_ports builds the ELB side at once and the Kubernetes side only on its first call."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from kubernetes.client import ApiClient
+
+from lambdas.adapters import wiring
+from lambdas.adapters.elbv2 import ElbAdapter
+from lambdas.adapters.kube_client import KubeClientFactory
+from lambdas.domain.ports import KubernetesPort
+from tests.adapters import k8s_objects as k8s
+from tests.adapters.conftest import api_client_for
+from tests.adapters.fake_apiserver import FakeApiServer
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> None:
+    wiring.real_ports.cache_clear()
+
+
+def test_ports_have_elb_clock_and_a_kubernetes_port() -> None:
+    # Given a cluster and Region / When the ports are built
+    ports = wiring.real_ports("demo", "eu-west-1")
+    # Then ELB is the real adapter, the clock is the wall clock, and Kubernetes is a port not yet loaded
+    assert isinstance(ports.elb, ElbAdapter)
+    assert abs(ports.clock.now() - time.time()) < 1
+    assert isinstance(ports.kube, wiring.LazyKubernetes) and not ports.kube.loaded
+    kube: KubernetesPort = ports.kube  # the lazy port satisfies the Protocol (checked statically too)
+    assert callable(kube.rollback_deployment)
+
+
+def test_ports_are_cached_for_a_warm_lambda() -> None:
+    # Given one warm process / When the ports are asked for twice, and for another cluster
+    first, again, other = (
+        wiring.real_ports("demo", "eu-west-1"),
+        wiring.real_ports("demo", "eu-west-1"),
+        wiring.real_ports("other", "eu-west-1"),
+    )
+    # Then the same ports come back for the same cluster only
+    assert first is again and first is not other
+
+
+def test_kubernetes_side_is_built_on_first_use(monkeypatch: pytest.MonkeyPatch, apiserver: FakeApiServer) -> None:
+    # Given a client factory that would describe the cluster (here: hands out a client on the fake API server)
+    built: list[str] = []
+
+    def api_client(self: KubeClientFactory, cluster: str) -> ApiClient:
+        built.append(cluster)
+        return api_client_for(apiserver.url)
+
+    monkeypatch.setattr(KubeClientFactory, "api_client", api_client)
+    apiserver.put("namespaces", k8s.namespace("readiness"))
+    ports = wiring.real_ports("demo", "eu-west-1")
+    assert built == []
+    # When two Kubernetes calls are made
+    ports.kube.get_namespace("readiness")
+    ports.kube.get_namespace("readiness")
+    # Then the client was built once, for the cluster, and the calls reached the API server
+    assert built == ["demo"] and [r.path for r in apiserver.requests] == ["/api/v1/namespaces/readiness"] * 2
+
+
+def test_an_elb_only_handler_never_imports_the_kubernetes_client() -> None:
+    # Given a fresh interpreter (imports are process-wide)
+    code = (
+        "import sys\n"
+        "from lambdas.adapters.wiring import real_ports\n"
+        "ports = real_ports('demo', 'eu-west-1')\n"
+        "ports.clock.now()\n"
+        "print(sorted(m for m in sys.modules if m == 'kubernetes' or m.startswith('kubernetes.')))\n"
+    )
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    # When a handler wires its ports and uses the ELB side only
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    # Then no kubernetes module was loaded
+    assert out.strip() == "[]"
