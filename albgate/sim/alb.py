@@ -1,0 +1,293 @@
+"""The simulated Application Load Balancer: target groups, per-target health, draining, routing, and the
+Describe* throttling bucket.
+
+Job: answer DescribeTargetHealth as ELBv2 would at every instant, and decide which targets a new request may
+reach. Sources (FACTS.md, "ALB target groups" and "Load Balancer Controller details"): target states and reason
+codes; a new target needs one passing check, an unhealthy one HealthyThresholdCount; fail-open when nothing is
+healthy; draining for the deregistration delay or until idle; the Describe* bucket of 40 tokens refilled at
+10/s shared per account and Region; the seconds in which the ALB still sends new requests to a target whose
+deregistration began (``deregistration_lag_seconds``, ~10 s per aws-load-balancer-controller#1719).
+Invariant: a target becomes ``healthy`` only in a health check that passed; a ``draining`` target receives
+new requests only during the lag, and leaves the group no later than the deregistration delay after it began.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from lambdas.domain.errors import NotFoundError, ThrottledError
+from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, UNHEALTHY, TargetGroup, TargetHealth
+
+if TYPE_CHECKING:
+    from albgate.sim.kube import PodObj
+    from albgate.sim.simulation import Simulation
+
+# DescribeTargetHealth reason codes and descriptions (ELBv2 API reference, TargetHealth).
+DESCRIPTIONS = {
+    "Elb.RegistrationInProgress": "Target registration is in progress.",
+    "Elb.InitialHealthChecking": "Initial health checks in progress.",
+    "Target.ResponseCodeMismatch": "Health checks failed with these codes: [500]",
+    "Target.Timeout": "Request timed out",
+    "Target.FailedHealthChecks": "Health checks failed",
+    "Target.DeregistrationInProgress": "Target deregistration is in progress",
+}
+
+
+class Target:
+    __slots__ = ("tg", "ip", "pod", "state", "reason", "passes", "fails", "registered_at", "dereg_at", "routable",
+                 "state_at_dereg", "last_end", "hc_event", "drain_event", "checks")
+
+    def __init__(self, tg: "TargetGroupSim", pod: "PodObj", now: float) -> None:
+        self.tg, self.pod, self.ip = tg, pod, pod.ip or ""
+        self.state, self.reason = INITIAL, "Elb.RegistrationInProgress"
+        self.passes = self.fails = 0
+        self.registered_at, self.dereg_at = now, None
+        self.routable = False  # only meaningful while draining: still in the data plane (the lag)
+        self.state_at_dereg = INITIAL
+        self.last_end = now  # end of the last request routed to it through this group
+        self.hc_event: Any = None
+        self.drain_event: Any = None
+        self.checks = 0
+
+
+class TargetGroupSim:
+    def __init__(self, arn: str, name: str, port: int, target_type: str, interval: int, timeout: int,
+                 healthy_threshold: int, unhealthy_threshold: int, delay: int, lb_arns: tuple[str, ...]) -> None:
+        self.arn, self.name, self.port, self.target_type = arn, name, port, target_type
+        self.interval, self.timeout = interval, timeout
+        self.healthy_threshold, self.unhealthy_threshold = healthy_threshold, unhealthy_threshold
+        self.delay, self.lb_arns = delay, lb_arns
+        self.targets: dict[str, Target] = {}
+        self._pool: list[Target] | None = None
+        self.rr = 0
+
+    def pool(self) -> list[Target]:
+        """Targets a new request may reach: healthy ones (plus draining ones still in the lag); if none, fail
+        open to the unhealthy ones (FACTS.md). `initial` targets get no traffic."""
+        if self._pool is None:
+            healthy, unhealthy = [], []
+            for t in self.targets.values():
+                s = t.state_at_dereg if t.state == DRAINING and t.routable else t.state
+                if t.state == DRAINING and not t.routable:
+                    continue
+                if s == HEALTHY:
+                    healthy.append(t)
+                elif s == UNHEALTHY:
+                    unhealthy.append(t)
+            self._pool = healthy or unhealthy
+        return self._pool
+
+    def snapshot(self) -> TargetGroup:
+        return TargetGroup(
+            arn=self.arn, target_type=self.target_type, protocol="HTTP", port=self.port,
+            health_check_interval_seconds=self.interval, health_check_timeout_seconds=self.timeout,
+            healthy_threshold=self.healthy_threshold, unhealthy_threshold=self.unhealthy_threshold,
+            load_balancer_arns=self.lb_arns, deregistration_delay_seconds=self.delay,
+        )
+
+
+class TokenBucket:
+    """The account's Describe* bucket; other callers' load (scenario faults) drains it continuously."""
+
+    def __init__(self, capacity: int, refill: float, now: float, load: list[tuple[float, float, float]]) -> None:
+        self.capacity, self.refill = float(capacity), refill
+        self.tokens, self.last = float(capacity), now
+        self.load = load  # (start, end, calls per second) in absolute virtual time
+
+    def _refill(self, now: float) -> None:
+        if now <= self.last:
+            return
+        cuts = sorted({self.last, now, *(x for s, e, _ in self.load for x in (s, e) if self.last < x < now)})
+        tokens = self.tokens
+        for a, b in zip(cuts, cuts[1:]):
+            mid = (a + b) / 2
+            net = self.refill - sum(r for s, e, r in self.load if s <= mid < e)
+            tokens = min(self.capacity, max(0.0, tokens + net * (b - a)))
+        self.tokens, self.last = tokens, now
+
+    def take(self, now: float, n: int = 1) -> bool:
+        self._refill(now)
+        if self.tokens >= n - 1e-6:  # epoch-second floats lose ~1e-7 s: do not let that refuse a due token
+            self.tokens = max(0.0, self.tokens - n)
+            return True
+        return False
+
+
+class Alb:
+    def __init__(self, sim: "Simulation") -> None:
+        self.sim = sim
+        self.loop = sim.loop
+        self.rng = sim.rng("alb")
+        spec = sim.scenario.alb
+        load = [(sim.rel_to_abs(w.at_seconds),
+                 sim.rel_to_abs(w.at_seconds + w.duration_seconds) if w.duration_seconds else float("inf"),
+                 w.rate_per_second) for w in sim.scenario.faults.describe_load]
+        self.bucket = TokenBucket(spec.describe_bucket_capacity, spec.describe_bucket_refill_per_second,
+                                  sim.clock.t, load)
+        self.lag = spec.deregistration_lag_seconds
+        self.tgs: dict[str, TargetGroupSim] = {}
+        self.describe_calls: Counter[str] = Counter()  # DescribeTargetHealth by caller
+        self.describe_tg_calls: Counter[str] = Counter()
+        self.throttled: Counter[str] = Counter()
+        self.transitions: list[tuple[float, str, str, str, str, str]] = []  # (t, arn, ip, from, to, reason)
+        self.on_transition: list[Any] = []
+
+    # --- the API ------------------------------------------------------------------------------------------
+    def _spend(self, caller: str, api: str, n: int = 1) -> None:
+        if not self.bucket.take(self.sim.clock.t, n):
+            self.throttled[caller] += 1
+            raise ThrottledError(f"An error occurred (Throttling) when calling the {api} operation: Rate exceeded")
+
+    def target_group(self, arn: str) -> TargetGroupSim:
+        tg = self.tgs.get(arn)
+        if tg is None:
+            raise NotFoundError(f"One or more target groups not found: {arn}")
+        return tg
+
+    def describe_target_health(self, arn: str, caller: str) -> list[TargetHealth]:
+        self.describe_calls[caller] += 1
+        self._spend(caller, "DescribeTargetHealth")
+        tg = self.target_group(arn)
+        return [TargetHealth(t.ip, tg.port, t.state, "" if t.state == HEALTHY else t.reason,
+                             DESCRIPTIONS.get(t.reason, "") if t.state != HEALTHY else "")
+                for t in tg.targets.values()]
+
+    def describe_target_group(self, arn: str, caller: str) -> TargetGroup:
+        # DescribeTargetGroups + DescribeTargetGroupAttributes: two Describe* calls from the same bucket
+        self.describe_tg_calls[caller] += 1
+        self._spend(caller, "DescribeTargetGroups", 2)
+        return self.target_group(arn).snapshot()
+
+    # --- target groups --------------------------------------------------------------------------------
+    def create_target_group(self, name: str, port: int, target_type: str, hc: tuple[int, int, int, int],
+                            delay: int) -> TargetGroupSim:
+        sc = self.sim.scenario.cluster
+        h = hashlib.sha256(f"{sc.account_id}/{name}".encode()).hexdigest()
+        arn = f"arn:aws:elasticloadbalancing:{sc.region}:{sc.account_id}:targetgroup/{name}/{h[:16]}"
+        lb = (f"arn:aws:elasticloadbalancing:{sc.region}:{sc.account_id}:loadbalancer/app/"
+              f"k8s-{name.split('-')[1]}-{h[16:26]}/{h[26:42]}",)
+        tg = TargetGroupSim(arn, name, port, target_type, *hc, delay, lb)
+        self.tgs[arn] = tg
+        return tg
+
+    def add_healthy(self, tg: TargetGroupSim, pod: "PodObj") -> None:
+        """A target that has been registered and healthy for long (the steady state before a rollout)."""
+        t = Target(tg, pod, self.sim.clock.t)
+        t.state, t.reason = HEALTHY, ""
+        tg.targets[t.ip] = t
+        tg._pool = None
+        t.hc_event = self.loop.after(self.rng.uniform(0, tg.interval), self._health_check, t)
+
+    def register(self, tg: TargetGroupSim, pod: "PodObj") -> None:
+        now = self.sim.clock.t
+        old = tg.targets.get(pod.ip or "")
+        if old is not None:
+            if old.state != DRAINING:
+                return
+            self._cancel(old)
+        t = Target(tg, pod, now)
+        tg.targets[t.ip] = t
+        tg._pool = None
+        self._record(t, "(none)" if old is None else DRAINING)
+        lo, hi = self.sim.scenario.alb.registration_seconds
+        t.hc_event = self.loop.after(self.rng.uniform(lo, hi), self._registration_done, t)
+
+    def deregister(self, tg: TargetGroupSim, ip: str) -> None:
+        t = tg.targets.get(ip)
+        if t is None or t.state == DRAINING:
+            return
+        now = self.sim.clock.t
+        self._cancel(t)
+        t.state_at_dereg = t.state
+        t.state, t.reason, t.dereg_at = DRAINING, "Target.DeregistrationInProgress", now
+        t.routable = t.state_at_dereg in (HEALTHY, UNHEALTHY)
+        tg._pool = None
+        self._record(t, t.state_at_dereg)
+        # The data plane keeps sending new requests for the lag (never past the delay); then the target
+        # drains until idle or until the deregistration delay ends (FACTS.md).
+        t.drain_event = self.loop.after(min(self.lag, tg.delay), self._lag_over, t)
+
+    def _cancel(self, t: Target) -> None:
+        for ev in (t.hc_event, t.drain_event):
+            if ev is not None:
+                ev.cancel()
+        t.hc_event = t.drain_event = None
+
+    def _lag_over(self, t: Target) -> None:
+        t.routable = False
+        t.tg._pool = None
+        now = self.sim.clock.t
+        assert t.dereg_at is not None
+        end = min(t.dereg_at + t.tg.delay, max(now, t.last_end))
+        t.drain_event = self.loop.at(end, self._drained, t)
+
+    def _drained(self, t: Target) -> None:
+        tg = t.tg
+        if tg.targets.get(t.ip) is not t:
+            return
+        assert t.dereg_at is not None
+        if self.sim.clock.t >= t.dereg_at + tg.delay:
+            # the deregistration delay ran out: the ALB closes what is still in flight (FACTS.md)
+            self.sim.traffic.drop_target_inflight(t, "deregistration_delay_expired")
+        del tg.targets[t.ip]
+        tg._pool = None
+        self.transitions.append((self.sim.clock.t, tg.arn, t.ip, DRAINING, "(gone)", ""))
+        self.sim.log("target", f"target {t.ip} left {tg.name} after draining "
+                               f"{self.sim.clock.t - t.dereg_at:.1f} s")
+        for fn in self.on_transition:
+            fn(t, DRAINING, "(gone)")
+
+    def _registration_done(self, t: Target) -> None:
+        t.reason = "Elb.InitialHealthChecking"
+        self.sim.log("target", f"target {t.ip} in {t.tg.name}: initial (Elb.InitialHealthChecking)")
+        # Checks start at a random phase of the interval (several ALB nodes check independently in reality).
+        t.hc_event = self.loop.after(self.rng.uniform(0, t.tg.interval), self._health_check, t)
+
+    def _health_check(self, t: Target) -> None:
+        tg = t.tg
+        if tg.targets.get(t.ip) is not t or t.state == DRAINING:
+            return
+        t.checks += 1
+        pod = t.pod
+        passed = pod.serving and not pod.broken
+        if passed:
+            t.fails = 0
+            if t.state == INITIAL:
+                self._set(t, HEALTHY, "")  # a new target needs one passing check (FACTS.md)
+            elif t.state == UNHEALTHY:
+                t.passes += 1
+                if t.passes >= tg.healthy_threshold:
+                    self._set(t, HEALTHY, "")
+        else:
+            reason = "Target.ResponseCodeMismatch" if pod.serving and pod.broken else "Target.FailedHealthChecks"
+            t.passes = 0
+            t.fails += 1
+            if t.state == UNHEALTHY:
+                t.reason = reason
+            elif t.fails >= tg.unhealthy_threshold:
+                self._set(t, UNHEALTHY, reason)
+        t.hc_event = self.loop.after(tg.interval, self._health_check, t)
+
+    def _set(self, t: Target, state: str, reason: str) -> None:
+        before = t.state
+        t.state, t.reason = state, reason
+        t.passes = t.fails = 0
+        t.tg._pool = None
+        self._record(t, before)
+
+    def _record(self, t: Target, before: str) -> None:
+        self.transitions.append((self.sim.clock.t, t.tg.arn, t.ip, before, t.state, t.reason))
+        self.sim.log("target", f"target {t.ip} ({t.pod.name}) in {t.tg.name}: {before} -> {t.state}"
+                               + (f" ({t.reason})" if t.reason else ""))
+        for fn in self.on_transition:
+            fn(t, before, t.state)
+
+    # --- for strategies with perfect knowledge (the oracle) -------------------------------------------------
+    def state_of(self, arn: str, ip: str | None) -> str | None:
+        t = self.tgs[arn].targets.get(ip or "")
+        return t.state if t else None
+
+    def draining_count(self) -> int:
+        return sum(t.state == DRAINING for tg in self.tgs.values() for t in tg.targets.values())

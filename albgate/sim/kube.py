@@ -1,0 +1,791 @@
+"""The simulated Kubernetes control plane and kubelet: namespaces, Services, Ingresses, TargetGroupBindings,
+Deployments, ReplicaSets and Pods.
+
+Job: reproduce the rules that decide when pods appear, become Ready and go away during a rolling update.
+Sources (FACTS.md, "Kubernetes Deployment controller"): kubernetes/kubernetes pkg/controller/deployment
+(rolling.go reconcileNewReplicaSet / reconcileOldReplicaSets / cleanupUnhealthyReplicas /
+scaleDownOldReplicaSetsForRollingUpdate, util/deployment_util.go ResolveFenceposts, NewRSNewReplicas,
+DeploymentProgressing, DeploymentTimedOut), pkg/controller/replicaset (getPodsToDelete ranking),
+pkg/kubelet/status/generate.go (Ready = ContainersReady and every readiness gate True), kubectl
+polymorphichelpers/rollback.go (undo), and the pod termination sequence (preStop inside the grace period,
+SIGTERM, SIGKILL, one-off 2 s extension).
+Invariant: a Deployment controller sync never scales old ReplicaSets down while the available pods are at
+or below replicas - maxUnavailable, and never lets the sum of spec.replicas exceed replicas + maxSurge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from lambdas.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from lambdas.domain.ports import (
+    REVISION_ANNOTATION,
+    Container,
+    Deployment,
+    DeploymentCondition,
+    DeploymentPatch,
+    Ingress,
+    IngressBackend,
+    Namespace,
+    Pod,
+    PodCondition,
+    PodTemplate,
+    ReplicaSet,
+    Service,
+    ServicePort,
+    TargetGroupBinding,
+)
+
+if TYPE_CHECKING:
+    from albgate.sim.simulation import Simulation
+
+POD_TEMPLATE_HASH = "pod-template-hash"
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery rand.SafeEncodeString
+# CrashLoopBackOff: 10 s doubling to 5 min (kubelet, pkg/kubelet/kuberuntime backOff).
+_CRASH_BACKOFF_START, _CRASH_BACKOFF_MAX = 10.0, 300.0
+# Workqueue default item backoff: 5 ms doubling to 1000 s (client-go DefaultControllerRateLimiter).
+_QUEUE_BACKOFF_START, _QUEUE_BACKOFF_MAX = 0.005, 1000.0
+
+
+def resolve_fenceposts(max_surge: int | str, max_unavailable: int | str, replicas: int) -> tuple[int, int]:
+    """maxSurge rounds up, maxUnavailable rounds down, both 0 -> maxUnavailable 1 (FACTS.md, ResolveFenceposts)."""
+
+    def resolve(v: int | str, up: bool) -> int:
+        if isinstance(v, int):
+            return v
+        exact = replicas * int(v.rstrip("%")) / 100
+        return math.ceil(exact) if up else math.floor(exact)
+
+    surge, unavailable = resolve(max_surge, True), resolve(max_unavailable, False)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return surge, unavailable
+
+
+def template_hash(t: PodTemplate) -> str:
+    canon = repr((t.containers, t.readiness_gates, t.termination_grace_period_seconds, sorted(t.labels.items()),
+                  sorted(t.annotations.items())))
+    digest = hashlib.sha256(canon.encode()).digest()
+    return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:10])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Objects (mutable, internal; the ports hand out frozen snapshots from lambdas.domain.ports)
+# ---------------------------------------------------------------------------------------------------------
+class PodObj:
+    __slots__ = (
+        "namespace", "name", "uid", "labels", "template", "rs", "ip", "created_at", "readiness_gates",
+        "conditions", "phase", "containers_ready", "ready", "ready_since", "listening", "broken", "crashes",
+        "terminating", "deletion_at", "sigtermed", "exited", "inflight", "restart_count", "waiting_reason",
+        "probe_ok", "probe_fail", "timers", "kill_at", "rv", "version", "sigterm_at", "exited_at",
+    )
+
+    def __init__(self, namespace: str, name: str, uid: str, labels: dict[str, str], template: PodTemplate,
+                 rs: "RSObj | None", created_at: float, gates: tuple[str, ...]) -> None:
+        self.namespace, self.name, self.uid, self.labels = namespace, name, uid, labels
+        self.template, self.rs, self.created_at = template, rs, created_at
+        self.ip: str | None = None
+        self.readiness_gates = gates
+        self.conditions: dict[str, tuple[str, str, str]] = {}
+        self.phase = "Pending"
+        self.containers_ready = self.ready = False
+        self.ready_since: float | None = None
+        self.listening = self.broken = self.crashes = False
+        self.terminating = self.sigtermed = self.exited = False
+        self.deletion_at: float | None = None
+        self.inflight: list[tuple[float, Any]] = []  # (end time, ALB target) of requests being served
+        self.restart_count = 0
+        self.waiting_reason = "ContainerCreating"
+        self.probe_ok = self.probe_fail = 0
+        self.timers: list[Any] = []
+        self.kill_at: float | None = None
+        self.sigterm_at: float | None = None
+        self.exited_at: float | None = None
+        self.rv = 0
+        self.version = ""
+
+    @property
+    def serving(self) -> bool:
+        """Accepts new connections: app listening, no SIGTERM yet, process alive."""
+        return self.listening and not self.sigtermed and not self.exited
+
+    def available(self, now: float, min_ready: int) -> bool:
+        return self.ready and not self.terminating and self.ready_since is not None and now >= self.ready_since + min_ready
+
+    def snapshot(self) -> Pod:
+        conds = [PodCondition("PodScheduled", "True" if self.ip else "False")]
+        conds.append(PodCondition("ContainersReady", "True" if self.containers_ready else "False",
+                                  "" if self.containers_ready else "ContainersNotReady"))
+        if self.ready:
+            conds.append(PodCondition("Ready", "True"))
+        else:
+            reason = "ReadinessGatesNotReady" if self.containers_ready else "ContainersNotReady"
+            conds.append(PodCondition("Ready", "False", reason))
+        for t, (status, reason, _msg) in self.conditions.items():
+            conds.append(PodCondition(t, status, reason))
+        return Pod(
+            namespace=self.namespace, name=self.name, uid=self.uid, ip=self.ip, labels=dict(self.labels),
+            phase=self.phase, readiness_gates=self.readiness_gates, conditions=tuple(conds),
+            terminating=self.terminating, restart_count=self.restart_count, created_at=self.created_at,
+            owner_replica_set=self.rs.name if self.rs else None,
+            waiting_reason=self.waiting_reason if self.phase == "Pending" or self.crashes else "",
+        )
+
+
+class RSObj:
+    def __init__(self, dep: "DepObj", template: PodTemplate, revision: int, created_at: float, phash: str) -> None:
+        self.dep, self.template, self.revision, self.created_at = dep, template, revision, created_at
+        self.pod_template_hash = phash
+        self.name = f"{dep.name}-{phash}"
+        self.spec = 0
+        self.pods: list[PodObj] = []
+        self.create_failures = 0
+        self.sync_event: Any = None
+        self.retry_event: Any = None
+
+    def active(self) -> list[PodObj]:
+        return [p for p in self.pods if not p.terminating and not p.exited]
+
+    def counts(self, now: float, min_ready: int) -> tuple[int, int, int]:
+        act = self.active()
+        return (len(act), sum(p.ready for p in act), sum(p.available(now, min_ready) for p in act))
+
+    def snapshot(self, now: float) -> ReplicaSet:
+        n, ready, avail = self.counts(now, self.dep.min_ready_seconds)
+        return ReplicaSet(
+            namespace=self.dep.namespace, name=self.name, revision=self.revision,
+            pod_template_hash=self.pod_template_hash, replicas=self.spec, ready_replicas=ready,
+            available_replicas=avail, template=self.template, created_at=self.created_at,
+        )
+
+
+class DepObj:
+    def __init__(self, namespace: str, name: str, uid: str, replicas: int, selector: dict[str, str],
+                 template: PodTemplate, max_surge: int | str, max_unavailable: int | str, min_ready_seconds: int,
+                 progress_deadline_seconds: int, revision_history_limit: int) -> None:
+        self.namespace, self.name, self.uid = namespace, name, uid
+        self.replicas, self.selector, self.template = replicas, selector, template
+        self.max_surge, self.max_unavailable = max_surge, max_unavailable
+        self.min_ready_seconds, self.progress_deadline_seconds = min_ready_seconds, progress_deadline_seconds
+        self.revision_history_limit = revision_history_limit
+        self.paused = False
+        self.generation = self.observed_generation = 1
+        self.annotations: dict[str, str] = {}
+        self.rss: list[RSObj] = []
+        self.status = (0, 0, 0, 0, 0)  # replicas, updated, ready, available, old replicas
+        self.conditions: dict[str, tuple[str, str, str, float]] = {}  # type -> (status, reason, msg, lastUpdate)
+        self.rv = 0
+        self.sync_event: Any = None
+        self.deadline_event: Any = None
+
+    @property
+    def revision(self) -> int:
+        return int(self.annotations.get(REVISION_ANNOTATION, "0"))
+
+    def snapshot(self) -> Deployment:
+        replicas, updated, ready, available, _ = self.status
+        return Deployment(
+            namespace=self.namespace, name=self.name, uid=self.uid, replicas=self.replicas,
+            selector=dict(self.selector), template=self.template, max_surge=self.max_surge,
+            max_unavailable=self.max_unavailable, min_ready_seconds=self.min_ready_seconds,
+            progress_deadline_seconds=self.progress_deadline_seconds, paused=self.paused, revision=self.revision,
+            generation=self.generation, observed_generation=self.observed_generation, updated_replicas=updated,
+            ready_replicas=ready, available_replicas=available,
+            conditions=tuple(DeploymentCondition(t, s, r, m) for t, (s, r, m, _) in sorted(self.conditions.items())),
+            annotations=dict(self.annotations), resource_version=str(self.rv),
+        )
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The cluster
+# ---------------------------------------------------------------------------------------------------------
+class Cluster:
+    def __init__(self, sim: "Simulation") -> None:
+        self.sim = sim
+        self.loop = sim.loop
+        self.rng = sim.rng("pods")
+        self.namespaces: dict[str, dict[str, str]] = {}
+        self.services: dict[tuple[str, str], Service] = {}
+        self.ingresses: dict[tuple[str, str], Ingress] = {}
+        self.tgbs: dict[tuple[str, str], TargetGroupBinding] = {}
+        self.deployments: dict[tuple[str, str], DepObj] = {}
+        self.pods: dict[tuple[str, str], PodObj] = {}  # present in the API (until the containers stopped)
+        self.all_pods: list[PodObj] = []  # every pod ever created, for tests and the report
+        self._rv = 0
+        self._ip = 0
+        self._uid = 0
+
+    # --- identifiers ---------------------------------------------------------------------------------
+    def next_rv(self) -> int:
+        self._rv += 1
+        return self._rv
+
+    def uid(self) -> str:
+        self._uid += 1
+        return f"00000000-0000-4000-8000-{self._uid:012d}"
+
+    def _next_ip(self) -> str:
+        self._ip += 1  # never reused within a run, so a target id names one pod
+        return f"10.0.{(self._ip >> 8) & 255}.{self._ip & 255}" if self._ip < 65536 else f"10.1.0.{self._ip % 250}"
+
+    @property
+    def now(self) -> float:
+        return self.loop.clock.t
+
+    # --- plain objects ---------------------------------------------------------------------------------
+    def add_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        self.namespaces[name] = dict(labels or {})
+
+    def label_namespace(self, name: str, key: str, value: str) -> None:
+        self.namespaces[name][key] = value
+        self.sim.log("namespace", f"namespace {name} labelled {key}={value}")
+
+    def add_service(self, svc: Service) -> None:
+        self.services[(svc.namespace, svc.name)] = svc
+
+    def add_ingress(self, ing: Ingress) -> None:
+        self.ingresses[(ing.namespace, ing.name)] = ing
+
+    def add_tgb(self, tgb: TargetGroupBinding) -> None:
+        self.tgbs[(tgb.namespace, tgb.name)] = tgb
+
+    def namespace(self, name: str) -> Namespace:
+        if name not in self.namespaces:
+            raise NotFoundError(f"namespace {name!r} not found")
+        return Namespace(name, dict(self.namespaces[name]))
+
+    def deployment(self, namespace: str, name: str) -> DepObj:
+        d = self.deployments.get((namespace, name))
+        if d is None:
+            raise NotFoundError(f"Deployment {namespace}/{name} not found")
+        return d
+
+    def pods_selected(self, namespace: str, selector: dict[str, str]) -> list[PodObj]:
+        return [p for (ns, _), p in self.pods.items() if ns == namespace and _selects(selector, p.labels)]
+
+    def service_pods(self, svc: Service) -> list[PodObj]:
+        return self.pods_selected(svc.namespace, svc.selector)
+
+    # --- Deployments -----------------------------------------------------------------------------------
+    def create_deployment(self, d: DepObj, *, steady: bool) -> None:
+        """Add a Deployment; with steady=True its first ReplicaSet and pods exist already, Ready for long."""
+        self.deployments[(d.namespace, d.name)] = d
+        d.rv = self.next_rv()
+        if steady:
+            rs = self._new_rs(d, 1)
+            rs.spec = d.replicas
+            for _ in range(d.replicas):
+                pod = self._make_pod(rs, born_ready=True)
+                assert pod is not None
+            d.annotations[REVISION_ANNOTATION] = "1"
+            self._sync_status(d, rs, [], created=False)
+        else:
+            self.request_sync(d)
+
+    def _new_rs(self, d: DepObj, revision: int) -> RSObj:
+        phash = template_hash(d.template)
+        rs = RSObj(d, d.template, revision, self.now, phash)
+        d.rss.append(rs)
+        self.sim.log("replicaset", f"ReplicaSet {rs.name} created (revision {revision})")
+        return rs
+
+    def request_sync(self, d: DepObj) -> None:
+        if d.sync_event is None or not d.sync_event.alive:
+            d.sync_event = self.loop.after(0, self._sync_deployment, d)
+
+    def _find_new_rs(self, d: DepObj) -> RSObj | None:
+        matches = [rs for rs in d.rss if rs.template == d.template]
+        return min(matches, key=lambda rs: rs.created_at) if matches else None
+
+    def _sync_deployment(self, d: DepObj) -> None:
+        """One Deployment controller sync (sync.go / rolling.go)."""
+        d.sync_event = None
+        new = self._find_new_rs(d)
+        old = [rs for rs in d.rss if rs is not new]
+        created = False
+        if d.paused:
+            # Paused: no new ReplicaSet from a template change; only scaling (not modelled: replicas are fixed).
+            d.observed_generation = d.generation
+            self._sync_status(d, new, old, created=False)
+            return
+        max_old_rev = max((rs.revision for rs in old), default=0)
+        if new is None:
+            new = self._new_rs(d, max_old_rev + 1)
+            created = True
+        elif new.revision <= max_old_rev:
+            # An old template came back (undo): its ReplicaSet becomes the newest revision (sync.go
+            # getNewReplicaSet), which is why undo to revision N makes a revision max+1.
+            self.sim.log("replicaset", f"ReplicaSet {new.name} revision {new.revision} -> {max_old_rev + 1}")
+            new.revision = max_old_rev + 1
+        if d.annotations.get(REVISION_ANNOTATION) != str(new.revision):
+            d.annotations[REVISION_ANNOTATION] = str(new.revision)
+        surge, unavailable = resolve_fenceposts(d.max_surge, d.max_unavailable, d.replicas)
+        if not self._reconcile_new(d, new, old, surge):
+            self._reconcile_old(d, new, old, unavailable)
+        d.observed_generation = d.generation
+        self._sync_status(d, new, old, created=created)
+
+    def _scale(self, rs: RSObj, n: int) -> None:
+        if rs.spec != n:
+            self.sim.log("scale", f"ReplicaSet {rs.name} scaled {rs.spec} -> {n}")
+            rs.spec = n
+            self._request_rs_sync(rs)
+
+    def _reconcile_new(self, d: DepObj, new: RSObj, old: list[RSObj], surge: int) -> bool:
+        """rolling.go reconcileNewReplicaSet + deployment_util.go NewRSNewReplicas (counts spec.replicas)."""
+        if new.spec == d.replicas:
+            return False
+        if new.spec > d.replicas:
+            self._scale(new, d.replicas)
+            return True
+        current = sum(rs.spec for rs in d.rss)
+        max_total = d.replicas + surge
+        if current >= max_total:
+            return False
+        target = new.spec + min(max_total - current, d.replicas - new.spec)
+        self._scale(new, target)
+        return True
+
+    def _reconcile_old(self, d: DepObj, new: RSObj, old: list[RSObj], unavailable: int) -> bool:
+        """rolling.go reconcileOldReplicaSets: unhealthy old replicas first, then available ones, oldest first."""
+        if sum(rs.spec for rs in old) == 0:
+            return False
+        now, mr = self.now, d.min_ready_seconds
+        all_pods = sum(rs.spec for rs in d.rss)
+        min_available = d.replicas - unavailable
+        new_unavailable = new.spec - new.counts(now, mr)[2]
+        max_scaled_down = all_pods - min_available - new_unavailable
+        if max_scaled_down <= 0:
+            return False
+        total = 0
+        for rs in sorted(old, key=lambda r: r.created_at):  # cleanupUnhealthyReplicas
+            if total >= max_scaled_down:
+                break
+            avail = rs.counts(now, mr)[2]
+            if rs.spec == 0 or rs.spec == avail:
+                continue
+            n = min(max_scaled_down - total, rs.spec - avail)
+            self._scale(rs, rs.spec - n)
+            total += n
+        # scaleDownOldReplicaSetsForRollingUpdate
+        available = sum(rs.counts(now, mr)[2] for rs in d.rss)
+        if available > min_available:
+            budget, done = available - min_available, 0
+            for rs in sorted(old, key=lambda r: r.created_at):
+                if done >= budget:
+                    break
+                if rs.spec == 0:
+                    continue
+                n = min(rs.spec, budget - done)
+                self._scale(rs, rs.spec - n)
+                done += n
+            total += done
+        if total == 0 and all(rs.spec == 0 for rs in old):
+            self._cleanup(d)
+        return total > 0
+
+    def _cleanup(self, d: DepObj) -> None:
+        """Old ReplicaSets with no pods beyond revisionHistoryLimit are deleted, oldest first."""
+        new = self._find_new_rs(d)
+        idle = sorted((rs for rs in d.rss if rs is not new and rs.spec == 0 and not rs.pods), key=lambda r: r.revision)
+        for rs in idle[: max(0, len(idle) - d.revision_history_limit)]:
+            d.rss.remove(rs)
+
+    def _sync_status(self, d: DepObj, new: RSObj | None, old: list[RSObj], *, created: bool) -> None:
+        now, mr = self.now, d.min_ready_seconds
+        counts = [rs.counts(now, mr) for rs in d.rss]
+        replicas = sum(c[0] for c in counts)
+        ready = sum(c[1] for c in counts)
+        available = sum(c[2] for c in counts)
+        updated = new.counts(now, mr)[0] if new else 0
+        old_replicas = replicas - updated
+        prev = d.status
+        status = (replicas, updated, ready, available, old_replicas)
+        changed = status != prev
+        d.status = status
+        _, unavailable = resolve_fenceposts(d.max_surge, d.max_unavailable, d.replicas)
+        if available >= d.replicas - unavailable:
+            changed |= self._set_cond(d, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+        else:
+            changed |= self._set_cond(d, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+        cond = d.conditions.get("Progressing")
+        if d.paused:
+            changed |= self._set_cond(d, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused")
+        else:
+            complete = updated == d.replicas and replicas == d.replicas and available == d.replicas and new is not None
+            progressed = (updated > prev[1] or old_replicas < prev[4] or ready > prev[2] or available > prev[3])
+            if complete:
+                changed |= self._set_cond(d, "Progressing", "True", "NewReplicaSetAvailable",
+                                          f'ReplicaSet "{new.name}" has successfully progressed.', keep_time=True)
+            elif created:
+                changed |= self._set_cond(d, "Progressing", "True", "NewReplicaSetCreated", f'Created new replica set "{new.name}"')
+            elif progressed and cond is not None and cond[1] != "ProgressDeadlineExceeded":
+                changed |= self._set_cond(d, "Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{new.name}" is progressing.', force=True)
+            elif cond is not None and cond[1] == "NewReplicaSetAvailable":
+                # a completed rollout that lost pods (not a new rollout) does not restart the deadline clock
+                pass
+            elif cond is not None and cond[1] not in ("ProgressDeadlineExceeded",):
+                if now >= cond[3] + d.progress_deadline_seconds:
+                    changed |= self._set_cond(d, "Progressing", "False", "ProgressDeadlineExceeded",
+                                              f'ReplicaSet "{new.name if new else ""}" has timed out progressing.')
+            cond = d.conditions.get("Progressing")
+            if cond and cond[1] not in ("NewReplicaSetAvailable", "ProgressDeadlineExceeded"):
+                due = cond[3] + d.progress_deadline_seconds
+                if d.deadline_event is None or not d.deadline_event.alive or d.deadline_event.time != due:
+                    if d.deadline_event is not None:
+                        d.deadline_event.cancel()
+                    d.deadline_event = self.loop.at(due, self.request_sync, d)
+        if changed:
+            d.rv = self.next_rv()
+
+    def _set_cond(self, d: DepObj, type_: str, status: str, reason: str, msg: str, *, force: bool = False,
+                  keep_time: bool = False) -> bool:
+        cur = d.conditions.get(type_)
+        if cur is not None and cur[0] == status and cur[1] == reason and not force:
+            return False
+        when = cur[3] if (keep_time and cur is not None and cur[0] == status) else self.now
+        d.conditions[type_] = (status, reason, msg, when)
+        if type_ == "Progressing" and (cur is None or cur[1] != reason):
+            self.sim.log("deployment", f"Deployment {d.name}: Progressing={status} {reason}")
+        return cur is None or cur[:2] != (status, reason) or force
+
+    def deployment_complete(self, d: DepObj) -> bool:
+        """What `kubectl rollout status` waits for: the controller saw the latest spec, every replica is
+        updated and available, and no old replica is left (terminating pods do not count)."""
+        replicas, updated, _, available, _ = d.status
+        return (d.sync_event is None and d.observed_generation >= d.generation and updated == d.replicas
+                and replicas == updated and available == updated)
+
+    def deadline_exceeded(self, d: DepObj) -> bool:
+        cond = d.conditions.get("Progressing")
+        return cond is not None and cond[1] == "ProgressDeadlineExceeded"
+
+    # --- spec changes (what the API server accepts) ---------------------------------------------------------
+    def patch_deployment(self, namespace: str, name: str, patch: DeploymentPatch) -> DepObj:
+        d = self.deployment(namespace, name)
+        if patch.expected_resource_version is not None and patch.expected_resource_version != str(d.rv):
+            raise ConflictError(
+                f"Operation cannot be fulfilled on deployments.apps {name!r}: the object has been modified "
+                f"(resourceVersion {patch.expected_resource_version} != {d.rv})"
+            )
+        t = d.template
+        containers = list(t.containers)
+        if patch.images:
+            for cname, image in patch.images.items():
+                i = next((i for i, c in enumerate(containers) if c.name == cname), None)
+                if i is None:
+                    raise NotFoundError(f"container {cname!r} is not in the pod template of {namespace}/{name}")
+                containers[i] = replace(containers[i], image=image)
+        if patch.pre_stop_sleep_seconds:
+            for cname, secs in patch.pre_stop_sleep_seconds.items():
+                i = next((i for i, c in enumerate(containers) if c.name == cname), None)
+                if i is None:
+                    raise NotFoundError(f"container {cname!r} is not in the pod template of {namespace}/{name}")
+                containers[i] = replace(containers[i], pre_stop_sleep_seconds=secs)
+        gates = t.readiness_gates + tuple(g for g in patch.add_readiness_gates if g not in t.readiness_gates)
+        new_t = replace(
+            t, containers=tuple(containers), readiness_gates=gates,
+            termination_grace_period_seconds=(patch.termination_grace_period_seconds
+                                              if patch.termination_grace_period_seconds is not None
+                                              else t.termination_grace_period_seconds),
+            annotations={**t.annotations, **(patch.template_annotations or {})},
+        )
+        for field_name in ("max_surge", "max_unavailable"):
+            v = getattr(patch, field_name)
+            if v is not None and (isinstance(v, bool) or (isinstance(v, int) and v < 0)
+                                  or (isinstance(v, str) and not (v.endswith("%") and v[:-1].isdigit()))):
+                raise InvalidInputError(f"{field_name}: {v!r} is not a pod count or a percentage")
+        surge = patch.max_surge if patch.max_surge is not None else d.max_surge
+        unav = patch.max_unavailable if patch.max_unavailable is not None else d.max_unavailable
+        if surge in (0, "0%") and unav in (0, "0%"):
+            raise InvalidInputError("maxUnavailable may not be 0 when maxSurge is 0 (Deployment validation)")
+        d.template = new_t
+        d.max_surge, d.max_unavailable = surge, unav
+        if patch.min_ready_seconds is not None:
+            d.min_ready_seconds = patch.min_ready_seconds
+        if patch.annotations:
+            d.annotations.update(patch.annotations)
+        if patch.paused is not None and patch.paused != d.paused:
+            d.paused = patch.paused
+            if not d.paused:
+                self._set_cond(d, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed")
+        d.generation += 1
+        d.rv = self.next_rv()
+        if new_t != t:
+            self.sim.log("deployment", f"Deployment {name} template changed ({_describe_template(new_t)})")
+        self.request_sync(d)
+        return d
+
+    def rollback_deployment(self, namespace: str, name: str, to_revision: int) -> DepObj:
+        """kubectl rollout undo: copy the template of the ReplicaSet with that revision back (rollback.go)."""
+        d = self.deployment(namespace, name)
+        if d.paused:
+            raise InvalidInputError(f"you cannot rollback a paused deployment; resume it first with "
+                                    f"'kubectl rollout resume deployment/{name}' and try again")
+        if to_revision == 0:
+            # 0 = the previous revision: the highest revision below the current one
+            candidates = sorted((rs for rs in d.rss if rs.revision < d.revision), key=lambda r: r.revision)
+            if not candidates:
+                raise NotFoundError(f"no rollout history found for deployment {name!r}")
+            target = candidates[-1]
+        else:
+            target = next((rs for rs in d.rss if rs.revision == to_revision), None)
+            if target is None:
+                raise NotFoundError(f"unable to find specified revision {to_revision} in history of {name!r}")
+        if target.template == d.template:
+            self.sim.log("deployment", f"Deployment {name}: rollback skipped, template already matches revision "
+                                       f"{target.revision}")
+            return d
+        d.template = target.template
+        d.generation += 1
+        d.rv = self.next_rv()
+        self.sim.log("deployment", f"Deployment {name} rolled back to the template of revision {target.revision} "
+                                   f"({_describe_template(target.template)})")
+        self.request_sync(d)
+        return d
+
+    # --- ReplicaSet controller -------------------------------------------------------------------------
+    def _request_rs_sync(self, rs: RSObj) -> None:
+        if rs.sync_event is None or not rs.sync_event.alive:
+            rs.sync_event = self.loop.after(0, self._sync_rs, rs)
+
+    def _sync_rs(self, rs: RSObj) -> None:
+        rs.sync_event = None
+        active = rs.active()
+        diff = len(active) - rs.spec
+        if diff < 0:
+            if rs.retry_event is not None and rs.retry_event.alive:
+                return  # backing off after a failed create
+            for _ in range(-diff):
+                if self._make_pod(rs) is None:
+                    rs.create_failures += 1
+                    delay = min(_QUEUE_BACKOFF_START * 2 ** rs.create_failures, _QUEUE_BACKOFF_MAX)
+                    rs.retry_event = self.loop.after(delay, self._retry_rs, rs)
+                    return
+            rs.create_failures = 0
+        elif diff > 0:
+            now = self.now
+
+            def rank(p: PodObj) -> tuple:  # controller.ActivePodsWithRanks: who goes first
+                return (p.ip is not None, {"Pending": 0, "Running": 2}.get(p.phase, 1), p.ready,
+                        -(p.ready_since or now) if p.ready else 0, -p.restart_count, -p.created_at)
+
+            for p in sorted(active, key=rank)[:diff]:
+                self.delete_pod(p)
+
+    def _retry_rs(self, rs: RSObj) -> None:
+        rs.retry_event = None
+        self._sync_rs(rs)
+
+    # --- Pods: creation, kubelet, termination --------------------------------------------------------
+    def _make_pod(self, rs: RSObj, *, born_ready: bool = False) -> PodObj | None:
+        d = rs.dep
+        labels = {**rs.template.labels, POD_TEMPLATE_HASH: rs.pod_template_hash}
+        gates = rs.template.readiness_gates
+        if not born_ready:
+            ok, injected = self.sim.lbc.admit(d.namespace, labels)
+            if not ok:
+                self.sim.log("pod", f"ReplicaSet {rs.name}: FailedCreate (webhook "
+                                    f"mspod.elbv2.k8s.aws unreachable, failurePolicy Fail)")
+                return None
+            gates = gates + tuple(g for g in injected if g not in gates)
+        else:
+            gates = gates + tuple(g for g in self.sim.lbc.injected_gates(d.namespace, labels) if g not in gates)
+        suffix = "".join(self.rng.choice(_ALPHABET) for _ in range(5))
+        created = self.now - (3600 if born_ready else 0)
+        pod = PodObj(d.namespace, f"{rs.name}-{suffix}", self.uid(), labels, rs.template, rs, created, gates)
+        c = rs.template.containers[0]
+        pod.version = c.image
+        pod.broken = c.image in self.sim.scenario.faults.broken_images
+        pod.crashes = pod.broken and self.sim.scenario.faults.broken_mode == "crash"
+        pod.rv = self.next_rv()
+        rs.pods.append(pod)
+        self.pods[(pod.namespace, pod.name)] = pod
+        self.all_pods.append(pod)
+        if born_ready:
+            pod.ip = self._next_ip()
+            pod.phase, pod.waiting_reason = "Running", ""
+            pod.listening = pod.containers_ready = True
+            for g in gates:
+                pod.conditions[g] = ("True", "", "")
+            pod.ready, pod.ready_since = True, created
+            return pod
+        self.sim.log("pod", f"pod {pod.name} created" + (f" with gates {', '.join(gates)}" if gates else " (no readiness gates)"))
+        self.request_sync(d)  # the ReplicaSet's status changed: the Deployment controller syncs
+        st = self.sim.scenario.app.startup
+        pod.timers.append(self.loop.after(st.schedule_seconds, self._scheduled, pod))
+        return pod
+
+    def _scheduled(self, pod: PodObj) -> None:
+        if pod.terminating:
+            return
+        pod.ip = self._next_ip()
+        pod.rv = self.next_rv()
+        lo, hi = self.sim.scenario.app.startup.container_start_seconds
+        pod.timers.append(self.loop.after(self.rng.uniform(lo, hi), self._container_started, pod))
+
+    def _container_started(self, pod: PodObj) -> None:
+        if pod.terminating:
+            return
+        app = self.sim.scenario.app
+        pod.phase, pod.waiting_reason = "Running", ""
+        pod.probe_ok = pod.probe_fail = 0
+        if app.readiness_probe is None:
+            self._set_containers_ready(pod, True)  # no probe: ready once the container runs
+        else:
+            p = app.readiness_probe
+            pod.timers.append(self.loop.after(p.initial_delay_seconds, self._probe, pod))
+        pod.timers.append(self.loop.after(app.startup.app_start_seconds, self._app_listening, pod))
+
+    def _app_listening(self, pod: PodObj) -> None:
+        if pod.exited or pod.sigtermed:
+            return
+        if pod.crashes:
+            # The broken version exits right after starting: CrashLoopBackOff (kubelet back-off doubles).
+            pod.restart_count += 1
+            pod.phase, pod.waiting_reason = "Running", "CrashLoopBackOff"
+            self._set_containers_ready(pod, False)
+            delay = min(_CRASH_BACKOFF_START * 2 ** (pod.restart_count - 1), _CRASH_BACKOFF_MAX)
+            pod.timers.append(self.loop.after(delay, self._container_started, pod))
+            return
+        pod.listening = True
+
+    def _probe(self, pod: PodObj) -> None:
+        if pod.terminating or pod.exited:
+            return
+        p = self.sim.scenario.app.readiness_probe
+        assert p is not None
+        if pod.serving and not pod.broken:
+            pod.probe_ok, pod.probe_fail = pod.probe_ok + 1, 0
+            if pod.probe_ok >= p.success_threshold:
+                self._set_containers_ready(pod, True)
+        else:
+            pod.probe_ok, pod.probe_fail = 0, pod.probe_fail + 1
+            if pod.probe_fail >= p.failure_threshold:
+                self._set_containers_ready(pod, False)
+        pod.timers.append(self.loop.after(p.period_seconds, self._probe, pod))
+
+    def _set_containers_ready(self, pod: PodObj, value: bool) -> None:
+        if pod.containers_ready == value:
+            return
+        pod.containers_ready = value
+        pod.rv = self.next_rv()
+        self.sim.log("pod", f"pod {pod.name} ContainersReady={value}")
+        self._update_ready(pod)
+        self.sim.lbc.endpoints_changed(pod.namespace)
+
+    def set_pod_condition(self, namespace: str, name: str, type_: str, status: str, reason: str, message: str) -> None:
+        pod = self.pods.get((namespace, name))
+        if pod is None:
+            raise NotFoundError(f"pod {namespace}/{name} not found")
+        if status not in ("True", "False", "Unknown"):
+            raise InvalidInputError(f"status: {status!r} is not True, False or Unknown")
+        if type_ in ("Ready", "ContainersReady", "PodScheduled", "Initialized"):
+            raise InvalidInputError(f"condition {type_} is owned by the kubelet; patch a readiness gate condition")
+        cur = pod.conditions.get(type_)
+        if cur is not None and cur[0] == status:
+            return
+        pod.conditions[type_] = (status, reason, message)
+        pod.rv = self.next_rv()
+        self.sim.log("gate", f"pod {pod.name} {type_}={status}" + (f" ({reason})" if reason else ""))
+        self._update_ready(pod)
+
+    def _update_ready(self, pod: PodObj) -> None:
+        """kubelet status/generate.go: Ready = ContainersReady and every readiness gate condition True."""
+        ready = pod.containers_ready and all(pod.conditions.get(g, ("False",))[0] == "True" for g in pod.readiness_gates)
+        if ready == pod.ready:
+            return
+        pod.ready = ready
+        pod.ready_since = self.now if ready else None
+        self.sim.log("pod", f"pod {pod.name} Ready={ready}")
+        if pod.rs is not None:
+            d = pod.rs.dep
+            self.request_sync(d)
+            if ready and d.min_ready_seconds:
+                self.loop.after(d.min_ready_seconds, self.request_sync, d)
+        self.sim.lbc.endpoints_changed(pod.namespace)
+
+    def delete_pod(self, pod: PodObj) -> None:
+        """Graceful deletion: endpoint not ready at once; preStop inside the grace period; SIGTERM; SIGKILL."""
+        if pod.terminating:
+            return
+        pod.terminating, pod.deletion_at = True, self.now
+        pod.rv = self.next_rv()
+        for t in pod.timers:
+            t.cancel()
+        pod.timers.clear()
+        c = pod.template.containers[0]
+        grace = pod.template.termination_grace_period_seconds
+        self.sim.log("pod", f"pod {pod.name} terminating (preStop {c.pre_stop_sleep_seconds or 0} s, grace {grace} s)")
+        if pod.rs is not None:
+            self.request_sync(pod.rs.dep)
+            self._request_rs_sync(pod.rs)
+        self.sim.lbc.endpoints_changed(pod.namespace)
+        if pod.phase != "Running":
+            self.loop.after(0, self._exit, pod, "not started")
+            return
+        pre_stop = c.pre_stop_sleep_seconds or 0
+        if pre_stop >= grace and pre_stop > 0:
+            # preStop still running at the end of the grace period: SIGTERM then, one-off 2 s more, SIGKILL
+            self.loop.after(grace, self._sigterm, pod)
+            pod.kill_at = self.now + grace + 2
+        else:
+            self.loop.after(pre_stop, self._sigterm, pod)
+            pod.kill_at = self.now + grace
+        self.loop.at(pod.kill_at, self._kill, pod)
+
+    def _sigterm(self, pod: PodObj) -> None:
+        if pod.exited:
+            return
+        pod.sigtermed, pod.sigterm_at = True, self.now
+        if self.sim.scenario.app.sigterm == "immediate":
+            self._exit(pod, "SIGTERM")
+            return
+        # graceful: no new connections; exit once the requests in flight are done (or SIGKILL first)
+        last = max((end for end, _ in pod.inflight), default=self.now)
+        if last < (pod.kill_at or math.inf):
+            self.loop.at(last, self._exit, pod, "SIGTERM, requests finished")
+
+    def _kill(self, pod: PodObj) -> None:
+        if not pod.exited:
+            self._exit(pod, "SIGKILL at the end of the grace period")
+
+    def _exit(self, pod: PodObj, why: str) -> None:
+        if pod.exited:
+            return
+        pod.exited, pod.listening, pod.exited_at = True, False, self.now
+        pod.phase = "Succeeded"
+        self.sim.traffic.kill_inflight(pod, "killed_in_flight")
+        self.pods.pop((pod.namespace, pod.name), None)
+        if pod.rs is not None and pod in pod.rs.pods:
+            pod.rs.pods.remove(pod)
+            self.request_sync(pod.rs.dep)
+        self.sim.log("pod", f"pod {pod.name} gone ({why})")
+        self.sim.lbc.endpoints_changed(pod.namespace)
+
+
+def _describe_template(t: PodTemplate) -> str:
+    c: Container = t.containers[0]
+    parts = [f"image {c.image}"]
+    if t.readiness_gates:
+        parts.append("gates " + ", ".join(t.readiness_gates))
+    if c.pre_stop_sleep_seconds:
+        parts.append(f"preStop {c.pre_stop_sleep_seconds} s")
+    parts.append(f"grace {t.termination_grace_period_seconds} s")
+    return "; ".join(parts)
+
+
+def make_service(namespace: str, name: str, selector: dict[str, str], port: int, target_port: int) -> Service:
+    return Service(namespace, name, dict(selector), (ServicePort(port, target_port),))
+
+
+def make_ingress(namespace: str, name: str, ingress_class: str, annotations: dict[str, str], service: str,
+                 port: int) -> Ingress:
+    return Ingress(namespace, name, ingress_class, dict(annotations), (IngressBackend(service, port),))

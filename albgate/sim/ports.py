@@ -1,0 +1,116 @@
+"""The simulated cluster and load balancer seen through albgate's ports (``lambdas.domain.ports``).
+
+Job: let the real use cases and handlers run unchanged against the simulation: the same methods, the same
+frozen snapshots, the same domain errors. Calls take zero virtual time, are counted per method (Kubernetes)
+and per caller (DescribeTargetHealth), and can fail as the scenario's faults say (Kubernetes 409 / 5xx as
+``ConflictError`` / ``KubernetesUnavailableError``; the shared Describe* bucket as ``ThrottledError``).
+Invariant: nothing here changes the world except through what the real API would allow.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from lambdas.domain.errors import ConflictError, KubernetesUnavailableError, NotFoundError
+from lambdas.domain.ports import (
+    Deployment,
+    DeploymentPatch,
+    Ingress,
+    Namespace,
+    Pod,
+    ReplicaSet,
+    Service,
+    TargetGroup,
+    TargetGroupBinding,
+    TargetHealth,
+)
+
+if TYPE_CHECKING:
+    from albgate.sim.simulation import Simulation
+
+KUBE_METHODS = (
+    "get_namespace", "get_deployment", "patch_deployment", "rollback_deployment", "list_replica_sets",
+    "list_pods", "set_pod_condition", "list_services", "list_ingresses", "list_target_group_bindings",
+)
+
+
+class SimKubernetes:
+    """Implements ``KubernetesPort`` on the simulated cluster."""
+
+    def __init__(self, sim: "Simulation") -> None:
+        self.sim = sim
+        self.calls: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self._rng = sim.rng("kube-api")
+
+    def _call(self, method: str) -> None:
+        self.calls[method] += 1
+        rel = self.sim.clock.t - self.sim.rollout_start
+        for w in self.sim.scenario.faults.kube_api_errors:
+            if w.contains(rel) and (w.methods is None or method in w.methods) and self._rng.random() < w.probability:
+                self.errors[method] += 1
+                if w.error == "conflict":
+                    raise ConflictError(f"{method}: 409 Conflict (injected by the scenario)")
+                raise KubernetesUnavailableError(f"{method}: 503 Service Unavailable (injected by the scenario)")
+
+    def get_namespace(self, name: str) -> Namespace:
+        self._call("get_namespace")
+        return self.sim.cluster.namespace(name)
+
+    def get_deployment(self, namespace: str, name: str) -> Deployment:
+        self._call("get_deployment")
+        return self.sim.cluster.deployment(namespace, name).snapshot()
+
+    def patch_deployment(self, namespace: str, name: str, patch: DeploymentPatch) -> Deployment:
+        self._call("patch_deployment")
+        return self.sim.cluster.patch_deployment(namespace, name, patch).snapshot()
+
+    def rollback_deployment(self, namespace: str, name: str, to_revision: int) -> Deployment:
+        self._call("rollback_deployment")
+        return self.sim.cluster.rollback_deployment(namespace, name, to_revision).snapshot()
+
+    def list_replica_sets(self, namespace: str, deployment: str) -> list[ReplicaSet]:
+        self._call("list_replica_sets")
+        d = self.sim.cluster.deployment(namespace, deployment)
+        return [rs.snapshot(self.sim.clock.t) for rs in sorted(d.rss, key=lambda r: r.revision)]
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
+        self._call("list_pods")
+        return [p.snapshot() for p in self.sim.cluster.pods_selected(namespace, selector)]
+
+    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
+        self._call("set_pod_condition")
+        self.sim.cluster.set_pod_condition(namespace, pod, type_, status, reason, message)
+
+    def list_services(self, namespace: str) -> list[Service]:
+        self._call("list_services")
+        self._namespace_exists(namespace)
+        return [s for (ns, _), s in sorted(self.sim.cluster.services.items()) if ns == namespace]
+
+    def list_ingresses(self, namespace: str) -> list[Ingress]:
+        self._call("list_ingresses")
+        self._namespace_exists(namespace)
+        return [i for (ns, _), i in sorted(self.sim.cluster.ingresses.items()) if ns == namespace]
+
+    def list_target_group_bindings(self, namespace: str) -> list[TargetGroupBinding]:
+        self._call("list_target_group_bindings")
+        self._namespace_exists(namespace)
+        return [b for (ns, _), b in sorted(self.sim.cluster.tgbs.items()) if ns == namespace]
+
+    def _namespace_exists(self, namespace: str) -> None:
+        if namespace not in self.sim.cluster.namespaces:
+            raise NotFoundError(f"namespace {namespace!r} not found")
+
+
+class SimElb:
+    """Implements ``ElbPort`` on the simulated load balancer, spending from the shared Describe* bucket."""
+
+    def __init__(self, sim: "Simulation", caller: str) -> None:
+        self.sim, self.caller = sim, caller
+
+    def describe_target_health(self, target_group_arn: str) -> list[TargetHealth]:
+        return self.sim.alb.describe_target_health(target_group_arn, self.caller)
+
+    def describe_target_group(self, target_group_arn: str) -> TargetGroup:
+        return self.sim.alb.describe_target_group(target_group_arn, self.caller)

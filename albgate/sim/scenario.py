@@ -1,0 +1,363 @@
+"""Simulation scenarios: the YAML schema, its defaults and its validation.
+
+Job: turn a scenario file into a typed, frozen ``Scenario``; every default is a documented number (FACTS.md
+where it gives one, a stated assumption where it does not: docs/simulation.md lists which is which).
+Invariant: a ``Scenario`` that validates can be simulated; anything else raises ``ScenarioError`` whose message
+names the field (``app.replicas: ...``) and the file. Times in ``faults`` are seconds after the rollout starts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lambdas.domain.models import RolloutPolicy, parse_image, validation_message
+
+_PERCENT = re.compile(r"^[0-9]{1,3}%$")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+# ALB annotations the simulation reads (aws-load-balancer-controller docs/guide/ingress/annotations.md).
+A_TARGET_TYPE = "alb.ingress.kubernetes.io/target-type"
+A_HC_INTERVAL = "alb.ingress.kubernetes.io/healthcheck-interval-seconds"
+A_HC_TIMEOUT = "alb.ingress.kubernetes.io/healthcheck-timeout-seconds"
+A_HEALTHY = "alb.ingress.kubernetes.io/healthy-threshold-count"
+A_UNHEALTHY = "alb.ingress.kubernetes.io/unhealthy-threshold-count"
+A_TG_ATTRIBUTES = "alb.ingress.kubernetes.io/target-group-attributes"
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be simulated; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _int_or_percent(v: int | str, field: str) -> int | str:
+    if isinstance(v, bool) or (isinstance(v, int) and v < 0):
+        raise ValueError(f"{field} is {v!r}; write a pod count >= 0 or a percentage like '25%'")
+    if isinstance(v, str) and not _PERCENT.match(v):
+        raise ValueError(f"{field} is {v!r}; write a pod count or a percentage like '25%'")
+    return v
+
+
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class ClusterSpec(_Strict):
+    name: str = Field(default="sim-cluster", min_length=1, description="EKS cluster name (RolloutRequest.cluster)")
+    region: str = "us-east-1"
+    account_id: str = Field(default="123456789012", pattern=r"^[0-9]{12}$")
+    auto_mode: bool = Field(
+        default=False, description="EKS Auto Mode: no readiness gate injection at all (aws/containers-roadmap#2511)"
+    )
+
+
+class NamespaceSpec(_Strict):
+    name: str = "readiness"
+    inject_label: Literal["none", "before_pods", "after_pods"] = Field(
+        default="none",
+        description="elbv2.k8s.aws/pod-readiness-gate-inject=enabled: never, before the pods were created, or "
+        "after (then the existing pods have no gate: the webhook acts only at pod CREATE)",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _DNS1123_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a Kubernetes namespace name")
+        return v
+
+
+class ReadinessProbeSpec(_Strict):
+    """Kubernetes readinessProbe defaults: period 10 s, success 1, failure 3 (core/v1 Probe)."""
+
+    initial_delay_seconds: Seconds = 0
+    period_seconds: float = Field(default=10, gt=0)
+    success_threshold: int = Field(default=1, ge=1)
+    failure_threshold: int = Field(default=3, ge=1)
+
+
+class StartupSpec(_Strict):
+    """Pod start-up: FACTS.md has no number; these are assumptions for a small image already cached."""
+
+    schedule_seconds: Seconds = Field(default=1.0, description="create -> scheduled with an IP")
+    container_start_seconds: tuple[Seconds, Seconds] = Field(
+        default=(2.0, 6.0), description="scheduled -> container running, uniform in [min, max] (seeded)"
+    )
+    app_start_seconds: Seconds = Field(default=1.0, description="container running -> app accepts connections")
+
+    @model_validator(mode="after")
+    def _range(self) -> "StartupSpec":
+        lo, hi = self.container_start_seconds
+        if hi < lo:
+            raise ValueError(f"container_start_seconds [{lo}, {hi}]: the maximum is below the minimum")
+        return self
+
+
+class AppSpec(_Strict):
+    deployment: str = "nginx-app"
+    labels: dict[str, str] = Field(default_factory=lambda: {"app": "nginx"})
+    replicas: int = Field(default=3, ge=1, le=2000)
+    container: str = "nginx"
+    image: str = "ikubernetes/myapp:v1"
+    port: int = Field(default=80, ge=1, le=65535)
+    max_surge: int | str = "25%"  # Deployment default (FACTS.md)
+    max_unavailable: int | str = "25%"  # Deployment default (FACTS.md)
+    min_ready_seconds: int = Field(default=0, ge=0)
+    progress_deadline_seconds: int = Field(default=600, ge=1)  # Deployment default (FACTS.md)
+    revision_history_limit: int = Field(default=10, ge=0)  # Deployment default
+    termination_grace_period_seconds: int = Field(default=30, ge=0)  # Kubernetes default (FACTS.md)
+    pre_stop_sleep_seconds: int | None = Field(default=None, ge=0, description="None: no preStop hook (the seed)")
+    readiness_probe: ReadinessProbeSpec | None = Field(default=None, description="None: no probe (the seed)")
+    startup: StartupSpec = Field(default_factory=StartupSpec)
+    sigterm: Literal["graceful", "immediate"] = Field(
+        default="graceful",
+        description="graceful: on SIGTERM stop accepting, finish in-flight requests, exit; immediate: exit at once",
+    )
+
+    @field_validator("max_surge")
+    @classmethod
+    def _surge(cls, v: int | str) -> int | str:
+        return _int_or_percent(v, "max_surge")
+
+    @field_validator("max_unavailable")
+    @classmethod
+    def _unavail(cls, v: int | str) -> int | str:
+        return _int_or_percent(v, "max_unavailable")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        parse_image(v)
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("give the pods at least one label; the Service selects them by it")
+        return v
+
+
+class ServiceSpec(_Strict):
+    name: str = "nginx-svc"
+    port: int = 80
+    selector: dict[str, str] | None = Field(default=None, description="None: the app's labels")
+
+
+class IngressSpec(_Strict):
+    name: str = "myapp-ingress"
+    ingress_class: str = "alb"
+    annotations: dict[str, str] = Field(
+        default_factory=lambda: {A_TARGET_TYPE: "ip", "alb.ingress.kubernetes.io/scheme": "internet-facing"}
+    )
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, v: dict[str, str]) -> dict[str, str]:
+        tt = v.get(A_TARGET_TYPE, "instance")
+        if tt not in ("ip", "instance"):
+            raise ValueError(f"{A_TARGET_TYPE} is {tt!r}; the controller accepts 'ip' or 'instance'")
+        for key in (A_HC_INTERVAL, A_HC_TIMEOUT, A_HEALTHY, A_UNHEALTHY):
+            if key in v and not str(v[key]).isdigit():
+                raise ValueError(f"{key} is {v[key]!r}; write a whole number")
+        if A_TG_ATTRIBUTES in v:
+            _parse_attributes(v[A_TG_ATTRIBUTES])
+        return v
+
+    def target_type(self) -> str:
+        # The controller's default target type is instance (annotations.md); the seed sets ip.
+        return self.annotations.get(A_TARGET_TYPE, "instance")
+
+    def health_check(self) -> tuple[int, int, int, int]:
+        """(interval, timeout, healthy threshold, unhealthy threshold): LBC defaults 15/5/2/2 (FACTS.md)."""
+        a = self.annotations
+        return (int(a.get(A_HC_INTERVAL, 15)), int(a.get(A_HC_TIMEOUT, 5)), int(a.get(A_HEALTHY, 2)),
+                int(a.get(A_UNHEALTHY, 2)))
+
+    def deregistration_delay(self) -> int:
+        """deregistration_delay.timeout_seconds, default 300 s (FACTS.md)."""
+        return int(_parse_attributes(self.annotations.get(A_TG_ATTRIBUTES, "")).get(
+            "deregistration_delay.timeout_seconds", 300))
+
+
+def _parse_attributes(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise ValueError(f"target-group-attributes part {part!r} is not key=value")
+        k, val = part.split("=", 1)
+        out[k.strip()] = val.strip()
+    d = out.get("deregistration_delay.timeout_seconds")
+    if d is not None and (not d.isdigit() or not 0 <= int(d) <= 3600):
+        raise ValueError(f"deregistration_delay.timeout_seconds is {d!r}; it must be 0-3600 (FACTS.md)")
+    return out
+
+
+class ControllerSpec(_Strict):
+    webhook_failure_policy: Literal["Ignore", "Fail"] = Field(
+        default="Ignore", description="podMutatorWebhookConfig.failurePolicy; Ignore after v2.11.0 (FACTS.md)"
+    )
+    requeue_seconds: float = Field(default=15, gt=0, description="--targetgroupbinding-requeue-duration (FACTS.md)")
+    max_backoff_seconds: float = Field(
+        default=1000, gt=0, description="--targetgroupbinding-max-exponential-backoff-delay, 16m40s (FACTS.md)"
+    )
+    reconcile_latency_seconds: Seconds = Field(
+        default=1.0, description="pod change -> EndpointSlice -> controller watch -> reconcile (assumption)"
+    )
+    leader_election_seconds: Seconds = Field(
+        default=15, description="pause after the controller comes back (FACTS.md: 15 s to 2 min)"
+    )
+
+
+class AlbSpec(_Strict):
+    registration_seconds: tuple[Seconds, Seconds] = Field(
+        default=(5.0, 15.0),
+        description="RegisterTargets -> first health check may start, uniform (seeded). FACTS.md gives NLB "
+        "3-5 min (#1834) and no ALB number; ALB seconds is an assumption",
+    )
+    deregistration_lag_seconds: Seconds = Field(
+        default=10.0,
+        description="seconds the ALB still sends NEW requests after deregistration starts (FACTS.md: ~10 s #1719)",
+    )
+    describe_bucket_capacity: int = Field(default=40, ge=1, description="Describe* token bucket (FACTS.md)")
+    describe_bucket_refill_per_second: float = Field(default=10, gt=0, description="Describe* refill (FACTS.md)")
+
+
+class TrafficSpec(_Strict):
+    rate_per_second: float = Field(default=20, ge=0, description="Poisson arrivals (seeded)")
+    mean_duration_seconds: float = Field(default=0.2, gt=0, description="exponential request duration")
+    max_duration_seconds: float = Field(default=30, gt=0, description="the cap on one request's duration")
+    settle_seconds: float = Field(
+        default=30, ge=0, description="traffic keeps flowing this long after the rollout ends and drains settle"
+    )
+
+
+class RolloutSpec(_Strict):
+    image: str = "ikubernetes/myapp:v2"
+    container: str | None = Field(default=None, description="None: the app's container")
+    start_at_seconds: float = Field(default=30, ge=0, description="steady traffic before the rollout starts")
+    policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        parse_image(v)
+        return v
+
+
+class Window(_Strict):
+    at_seconds: float = Field(description="seconds after the rollout starts (negative: before)")
+    duration_seconds: float | None = Field(default=None, gt=0, description="None: until the end")
+
+    def contains(self, rel: float) -> bool:
+        return rel >= self.at_seconds and (self.duration_seconds is None or rel < self.at_seconds + self.duration_seconds)
+
+
+class ControllerOutage(Window):
+    pass
+
+
+class ControllerSlowdown(Window):
+    reconcile_latency_seconds: float = Field(gt=0)
+
+
+class KubeApiErrors(Window):
+    error: Literal["conflict", "unavailable"] = "unavailable"
+    methods: list[str] | None = Field(default=None, description="KubernetesPort method names; None: every method")
+    probability: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str] | None) -> list[str] | None:
+        from albgate.sim.ports import KUBE_METHODS
+
+        for m in v or []:
+            if m not in KUBE_METHODS:
+                raise ValueError(f"{m!r} is not a KubernetesPort method; use one of {', '.join(KUBE_METHODS)}")
+        return v
+
+
+class DescribeLoad(Window):
+    rate_per_second: float = Field(gt=0, description="other callers' Describe* calls on the shared bucket")
+
+
+class FaultsSpec(_Strict):
+    broken_images: list[str] = Field(default_factory=list, description="images whose app fails health checks")
+    broken_mode: Literal["http_500", "crash"] = Field(
+        default="http_500", description="http_500: runs, answers 500; crash: exits after start (CrashLoopBackOff)"
+    )
+    controller_outages: list[ControllerOutage] = Field(default_factory=list)
+    controller_slowdowns: list[ControllerSlowdown] = Field(default_factory=list)
+    kube_api_errors: list[KubeApiErrors] = Field(default_factory=list)
+    describe_load: list[DescribeLoad] = Field(default_factory=list)
+
+
+class Scenario(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    seed: int = 1
+    horizon_seconds: float = Field(default=3600, gt=0, description="hard stop, seconds after the rollout starts")
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+    namespace: NamespaceSpec = Field(default_factory=NamespaceSpec)
+    app: AppSpec = Field(default_factory=AppSpec)
+    service: ServiceSpec = Field(default_factory=ServiceSpec)
+    ingress: IngressSpec = Field(default_factory=IngressSpec)
+    controller: ControllerSpec = Field(default_factory=ControllerSpec)
+    alb: AlbSpec = Field(default_factory=AlbSpec)
+    traffic: TrafficSpec = Field(default_factory=TrafficSpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    faults: FaultsSpec = Field(default_factory=FaultsSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Scenario":
+        container = self.rollout.container or self.app.container
+        if container != self.app.container:
+            raise ValueError(f"rollout.container {container!r} is not the app's container {self.app.container!r}")
+        selector = self.service.selector or self.app.labels
+        if any(self.app.labels.get(k) != v for k, v in selector.items()):
+            raise ValueError(f"service.selector {selector} does not select the app's labels {self.app.labels}")
+        return self
+
+    @property
+    def rollout_container(self) -> str:
+        return self.rollout.container or self.app.container
+
+    def with_changes(self, **sections: dict[str, Any]) -> "Scenario":
+        """A copy with some fields of some sections replaced, validated again: with_changes(app={...})."""
+        data = self.model_dump()
+        for section, changes in sections.items():
+            if isinstance(changes, dict) and isinstance(data.get(section), dict):
+                data[section] = {**data[section], **changes}
+            else:
+                data[section] = changes
+        return Scenario.model_validate(data)
+
+
+def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
+    """Validate a scenario mapping; ScenarioError names every bad field."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: a scenario is a YAML mapping (name:, app:, rollout:, ...)")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(f"{source}: {validation_message(exc)}") from exc
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read the scenario ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{p}: not valid YAML ({exc})") from exc
+    return parse_scenario(data, str(p))

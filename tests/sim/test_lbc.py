@@ -1,0 +1,137 @@
+"""The Load Balancer Controller's webhook and reconciler follow its documented behaviour (FACTS.md,
+"AWS Load Balancer Controller" and "Load Balancer Controller details")."""
+
+from __future__ import annotations
+
+import pytest
+
+from albgate.sim import Simulation
+from lambdas.domain.ports import HEALTHY, LBC_GATE_PREFIX, DeploymentPatch
+from tests.sim.conftest import scenario, started
+
+V2 = "ikubernetes/myapp:v2"
+
+
+def _roll(sim: Simulation, **patch) -> None:
+    d = sim.deployment()
+    sim.cluster.patch_deployment(d.namespace, d.name, DeploymentPatch(images={"nginx": V2}, **patch))
+
+
+def _new_pods(sim: Simulation):
+    return [p for p in sim.cluster.all_pods if p.version == V2]
+
+
+INJECTION = [
+    # (case, namespace label, auto mode, old pods gated, new pods gated)
+    ("never-labelled", "none", False, False, False),
+    ("labelled-before-pods", "before_pods", False, True, True),
+    ("labelled-after-pods", "after_pods", False, False, True),
+    ("auto-mode", "before_pods", True, False, False),
+]
+
+
+@pytest.mark.parametrize("case,label,auto,old_gated,new_gated", INJECTION, ids=[i[0] for i in INJECTION])
+def test_gate_is_injected_only_at_pod_creation(case, label, auto, old_gated, new_gated):
+    # Given a namespace labelled (or not) before or after its pods, on EKS or EKS Auto Mode
+    sim = started(scenario(namespace={"inject_label": label}, cluster={"auto_mode": auto}))
+    gate = sim.lbc_gate_names()[0]
+    old = list(sim.cluster.pods.values())
+    # When the Deployment rolls
+    _roll(sim)
+    sim.advance(30)
+    # Then running pods keep what they were born with, and new pods get the gate only where the webhook acts
+    assert all((gate in p.readiness_gates) == old_gated for p in old)
+    assert _new_pods(sim) and all((gate in p.readiness_gates) == new_gated for p in _new_pods(sim))
+
+
+def test_gate_is_named_after_the_target_group_binding():
+    sim = started(scenario(namespace={"inject_label": "before_pods"}))
+    tgb = sim.kube.list_target_group_bindings("readiness")[0]
+    assert sim.lbc_gate_names() == [LBC_GATE_PREFIX + tgb.name]
+    assert tgb.target_type == "ip" and tgb.service_name == "nginx-svc"
+    assert tgb.target_group_arn.startswith("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/k8s-")
+
+
+def test_no_gate_for_instance_targets():
+    sim = started(scenario(namespace={"inject_label": "before_pods"},
+                           ingress={"annotations": {"alb.ingress.kubernetes.io/target-type": "instance"}}))
+    _roll(sim)
+    sim.advance(30)
+    assert _new_pods(sim) and all(not p.readiness_gates for p in _new_pods(sim))
+
+
+WEBHOOK_DOWN = [
+    # (case, failurePolicy, pod created while down, gated)
+    ("ignore-creates-ungated-pods", "Ignore", True, False),
+    ("fail-refuses-pods", "Fail", False, None),
+]
+
+
+@pytest.mark.parametrize("case,policy,created,gated", WEBHOOK_DOWN, ids=[w[0] for w in WEBHOOK_DOWN])
+def test_webhook_failure_policy_when_the_controller_is_down(case, policy, created, gated):
+    # Given a labelled namespace and the controller (its webhook) down from the rollout start for 120 s
+    sim = started(scenario(namespace={"inject_label": "before_pods"},
+                           controller={"webhook_failure_policy": policy},
+                           faults={"controller_outages": [{"at_seconds": 0, "duration_seconds": 120}]}))
+    gate = sim.lbc_gate_names()[0]
+    _roll(sim)
+    sim.advance(60)
+    # Then Ignore: pods are created without the gate; Fail: no pod is created until the webhook is back
+    assert bool(_new_pods(sim)) == created
+    if created:
+        assert all(gate not in p.readiness_gates for p in _new_pods(sim))
+    sim.advance(1200)
+    assert _new_pods(sim)
+
+
+def test_gate_true_only_after_the_target_was_healthy_and_on_a_requeue():
+    # Given a labelled namespace
+    sim = started(scenario(namespace={"inject_label": "before_pods"}))
+    gate = sim.lbc_gate_names()[0]
+    healthy_at: dict[str, float] = {}
+    gate_true_at: dict[str, float] = {}
+    sim.alb.on_transition.append(lambda t, before, after: after == HEALTHY and healthy_at.setdefault(t.ip, sim.clock.t))
+
+    def watch():
+        for p in _new_pods(sim):
+            if p.conditions.get(gate, ("",))[0] == "True":
+                gate_true_at.setdefault(p.ip, sim.clock.t)
+
+    sim.add_observer(watch)
+    # When it rolls
+    _roll(sim)
+    d = sim.deployment()
+    assert sim.run_until(sim.clock.t + 900, stop=lambda: sim.cluster.deployment_complete(d))
+    # Then every gate turned True after its target was healthy, within one requeue (15 s) plus latency
+    assert len(gate_true_at) == 3
+    for ip, t in gate_true_at.items():
+        assert healthy_at[ip] <= t <= healthy_at[ip] + 15 + 1 + 1e-6
+
+
+def test_nothing_is_registered_or_deregistered_while_the_controller_is_down():
+    sim = started(scenario(faults={"controller_outages": [{"at_seconds": 0, "duration_seconds": 300}]}))
+    tg = next(iter(sim.alb.tgs.values()))
+    _roll(sim)
+    sim.advance(290)
+    new_ips = {p.ip for p in _new_pods(sim)}
+    assert new_ips and not (new_ips & set(tg.targets))  # nothing registered
+    gone = [p for p in sim.cluster.all_pods if p.exited]
+    assert gone and all(p.ip in tg.targets for p in gone)  # dead pods still registered
+    # after recovery (+ leader election) the controller catches up
+    sim.advance(60)
+    assert new_ips <= set(tg.targets)
+    assert all(tg.targets[p.ip].state == "draining" for p in gone if p.ip in tg.targets)
+
+
+def test_throttled_controller_backs_off_exponentially_up_to_the_max():
+    # Given other callers overdrawing the Describe* bucket for 30 minutes
+    sim = started(scenario(namespace={"inject_label": "before_pods"},
+                           controller={"max_backoff_seconds": 1000},
+                           faults={"describe_load": [{"at_seconds": 0, "duration_seconds": 1800, "rate_per_second": 20}]}))
+    _roll(sim)
+    sim.advance(1800)
+    b = sim.lbc.bindings[0]
+    # Then its throttled calls thin out: 5 ms doubling reaches the 1000 s cap after ~18 failures
+    throttled = sim.alb.throttled["controller"]
+    assert 15 <= throttled <= 25
+    assert b.failures >= 15
