@@ -224,8 +224,8 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
     delay = max(g.deregistration_delay_seconds for g in s.target_groups)
     hold_until = now + req.policy.step_deadline_seconds + delay + DRAIN_MARGIN_SECONDS + req.policy.bake_seconds
     marker = {ROLLOUT_ANNOTATION: f"{s.execution_name}@{int(hold_until)}"}
-    if i == 0:
-        fields: dict[str, Any] = dict(s.hardening) if s.mode == "rollout" else {}
+    if i == 0 and s.mode == "rollout":
+        fields: dict[str, Any] = dict(s.hardening)
         fields.pop("max_unavailable", None)
         patch = DeploymentPatch(
             images={req.container: s.target_image},
@@ -236,6 +236,12 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
             **fields,
         )
         s.template_changed = True
+    elif i == 0:
+        # Roll back as `kubectl rollout undo` does: the previous revision's exact template, so the Deployment
+        # controller scales the previous ReplicaSet (still serving) back up instead of building a new one.
+        # Its pods carry albgate's gate when an earlier albgate rollout made that revision.
+        ports.kube.rollback_deployment(req.namespace, req.deployment, s.previous_revision)
+        patch = DeploymentPatch(max_surge=batch, max_unavailable=0, annotations=marker)
     else:
         patch = DeploymentPatch(max_surge=batch, annotations=marker)
     ports.kube.patch_deployment(req.namespace, req.deployment, patch)
@@ -253,17 +259,28 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
     return s.dump()
 
 
-def _target_replica_set(rs_list: list[ReplicaSet], container: str, image: str, restart_marker: str | None) -> ReplicaSet | None:
-    """The newest ReplicaSet whose template runs ``image`` behind albgate's gate."""
+def _target_replica_set(
+    rs_list: list[ReplicaSet], container: str, image: str, *, gated: bool, restart_marker: str | None
+) -> ReplicaSet | None:
+    """The newest ReplicaSet whose template runs ``image`` (behind albgate's gate when ``gated``)."""
     matching = []
     for rs in rs_list:
         c = rs.template.container(container)
-        if c is None or c.image != image or ALBGATE_GATE not in rs.template.readiness_gates:
+        if c is None or c.image != image:
+            continue
+        if gated and ALBGATE_GATE not in rs.template.readiness_gates:
             continue
         if restart_marker and rs.template.annotations.get("albgate.io/restarted-by") != restart_marker:
             continue
         matching.append(rs)
     return max(matching, key=lambda rs: rs.revision, default=None)
+
+
+def is_released(pod: Pod) -> bool:
+    """A pod counts as serving the step once albgate opened its gate, or, without the gate, once it is Ready."""
+    if ALBGATE_GATE in pod.readiness_gates:
+        return pod.condition(ALBGATE_GATE) == "True"
+    return pod.ready
 
 
 def _split_pods(ports: Ports, s: RolloutState) -> tuple[ReplicaSet | None, list[Pod], list[Pod]]:
@@ -272,7 +289,13 @@ def _split_pods(ports: Ports, s: RolloutState) -> tuple[ReplicaSet | None, list[
     kube = ports.kube
     dep = kube.get_deployment(req.namespace, req.deployment)
     marker = s.execution_name if req.kind == "restart" and s.mode == "rollout" else None
-    target = _target_replica_set(kube.list_replica_sets(req.namespace, req.deployment), req.container, s.target_image, marker)
+    target = _target_replica_set(
+        kube.list_replica_sets(req.namespace, req.deployment),
+        req.container,
+        s.target_image,
+        gated=s.mode == "rollout",
+        restart_marker=marker,
+    )
     pods = kube.list_pods(req.namespace, dep.selector)
     if target is None:
         return None, [], pods
@@ -321,8 +344,9 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
         return s.dump()
 
     live = [p for p in mine if not p.terminating]
-    released = [p for p in live if p.condition(ALBGATE_GATE) == "True"]
-    candidates = [p for p in live if p.condition(ALBGATE_GATE) != "True"]
+    released = [p for p in live if is_released(p)]
+    # Only pods behind albgate's gate wait for it; a rollback's ungated pods turn Ready by themselves.
+    candidates = [p for p in live if not is_released(p) and ALBGATE_GATE in p.readiness_gates]
     needed = s.plan[s.step] - len(released)
 
     health = None
@@ -438,6 +462,9 @@ def roll_back(ports: Ports, raw_state: dict) -> dict:
     s.mode = "rollback"
     s.rollback_needed = True
     s.target_image = s.previous_image
+    # One step: the previous ReplicaSet still serves, so bring it back to full size at once; the drain
+    # check then watches every pod of the failed version leave the target groups.
+    s.plan = [s.replicas]
     s.next_step = 0
     s.step = -1
     s.more_steps = True
