@@ -1,0 +1,617 @@
+"""Run an extracted state machine in moto's Step Functions interpreter, with Lambda tasks dispatched to the
+in-process handlers and every Wait and Retry backoff on a simulated clock.
+
+Job: ``LocalStateMachine(extracted, clock)`` opens ``moto.mock_aws`` (executions on, Docker off), creates
+each called function under its logical id with the template's ``Handler`` and creates the state machine; then
+``run(input, name)`` executes the definition once and returns an ``ExecutionResult`` read from the backend.
+
+Invariants:
+  * The interpreter is moto's; this module only feeds it. Every moto internal it needs goes through
+    ``moto_hooks`` (installed while the machine is open, removed on close).
+  * Simulated time only moves through ``clock.sleep``: Wait states, Retry backoff, an emulated Lambda timeout
+    and whatever handlers, ``invoke`` hooks and ``on_task_token`` callbacks do. Real time is only spent
+    computing, and a real-time guard (``real_timeout_seconds``) stops a run that hangs.
+  * One execution at a time (the clock is shared; Waits in parallel branches would add up), one open machine
+    per process (the hooks are process-wide).
+  * A handler exception is a Lambda function error with ``errorType`` = the exception's class name, as on
+    AWS; a failure of the runner itself (clock, callback, missing handler) raises ``LocalRunnerError`` from
+    ``run`` instead of passing for a state machine failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any, Protocol
+
+import boto3
+from moto import mock_aws
+
+from albgate.sfn_local import moto_hooks
+from albgate.sfn_local.extract import ACCOUNT_ID, REGION, ExtractedMachine, FunctionSettings, lambda_arn
+
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/albgate-local-runner"
+# What Lambda answers when a function times out (Invoke: 200, X-Amz-Function-Error: Unhandled). Current runtimes
+# name it Sandbox.Timedout; the Step Functions guide still calls unhandled errors Lambda.Unknown (see
+# docs/local-runner.md), so LambdaTimeout lets a test pick the name.
+SANDBOX_TIMEDOUT = "Sandbox.Timedout"
+UNHANDLED = "Unhandled"
+
+Invoke = Callable[[str, str, Any], Any]  # (function logical id, Handler string, event) -> result
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Simulated seconds since the epoch."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Advance the simulation by ``seconds``, processing whatever happens meanwhile."""
+        ...
+
+
+class LocalRunnerError(RuntimeError):
+    """The runner (not the state machine) failed: a hook, the clock, a callback, a missing handler, a hang."""
+
+
+class UnansweredTaskToken(LocalRunnerError):
+    """A ``.waitForTaskToken`` task got no answer: give ``on_task_token`` and have it succeed/fail/time out."""
+
+
+class LambdaFault(Exception):
+    """Raise from an ``invoke`` hook to make the invocation fail with exactly this ``errorType``."""
+
+    def __init__(self, error_type: str, message: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+class LambdaTimeout(LambdaFault):
+    """Raise from an ``invoke`` hook to emulate the function running past its Timeout.
+
+    The clock advances by ``seconds`` (default: the function's Timeout from the template) and Step Functions
+    sees what Lambda returns for a timeout: ``{"errorType": "Sandbox.Timedout", "errorMessage": "RequestId: ...
+    Error: Task timed out after N.00 seconds"}``. Call ``machine.invoke_handler`` first to emulate a handler
+    whose side effects happened although its answer was lost.
+    """
+
+    def __init__(self, seconds: float | None = None, error_type: str = SANDBOX_TIMEDOUT) -> None:
+        super().__init__(error_type)
+        self.seconds = seconds
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's Python context object handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    aws_request_id: str
+    invoked_function_arn: str
+    _deadline: float
+    _clock: Clock
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+
+    def __post_init__(self) -> None:
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - self._clock.now()) * 1000))
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One Lambda invocation as the runner saw it (``at`` in simulated seconds)."""
+
+    function_logical_id: str
+    at: float
+    request_id: str
+    error_type: str | None = None
+
+
+@dataclass
+class TaskTokenRequest:
+    """A ``.waitForTaskToken`` task delivered ``token`` to ``function_logical_id`` (whose event is ``payload``).
+
+    Answer it exactly once with ``succeed``, ``fail`` or ``time_out`` (the callback may ``clock.sleep`` first,
+    as a person would take time).
+    """
+
+    token: str
+    function_logical_id: str
+    state_name: str | None
+    payload: Any
+    _machine: LocalStateMachine = field(repr=False)
+    answer: str | None = None
+
+    def succeed(self, output: Any = None) -> None:
+        self._answer("succeeded")
+        self._machine.send_task_success(self.token, {} if output is None else output)
+
+    def fail(self, error: str, cause: str = "") -> None:
+        self._answer("failed")
+        self._machine.send_task_failure(self.token, error, cause)
+
+    def time_out(self) -> None:
+        """The task fails with States.Timeout (a TaskTimedOut event), as when its TimeoutSeconds passes.
+
+        Not for a task with HeartbeatSeconds: moto would go on waiting for heartbeats in real time, so this
+        raises LocalRunnerError instead (docs/local-runner.md)."""
+        if self._machine._has_heartbeat(self.function_logical_id):
+            raise LocalRunnerError(
+                f"cannot time out the task token of {self.function_logical_id}: a state that calls it has "
+                "HeartbeatSeconds, which moto waits for in real time; answer with fail(...) instead"
+            )
+        self._answer("timed_out")
+        self._machine.time_out_task(self.token)
+
+    def _answer(self, answer: str) -> None:
+        if self.answer is not None:
+            raise LocalRunnerError(f"task token of {self.function_logical_id} already answered ({self.answer})")
+        self.answer = answer
+
+
+OnTaskToken = Callable[[TaskTokenRequest], None]
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    name: str
+    status: str  # SUCCEEDED | FAILED | ABORTED | TIMED_OUT
+    output: Any
+    error: str | None
+    cause: str | None
+    history: list[dict]
+    visited: list[str]  # state names in the order they were entered
+    state_transitions: int  # states entered + retries (Standard workflows bill each, retries included)
+    retries: int
+    invocations: list[Invocation]
+    started_at: float  # simulated
+    stopped_at: float  # simulated
+    real_seconds: float
+
+    @property
+    def simulated_seconds(self) -> float:
+        return self.stopped_at - self.started_at
+
+
+@dataclass
+class _Run:
+    clock: Clock
+    invoke: Invoke
+    on_task_token: OnTaskToken | None
+    execution: Any = None
+    started: threading.Event = field(default_factory=threading.Event)
+    invocations: list[Invocation] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+
+class LocalStateMachine:
+    """One synthesized state machine, runnable locally. Use as a context manager::
+
+        with LocalStateMachine(extract_state_machine(template), clock) as machine:
+            result = machine.run({"request": ...}, name="rollout-1")
+    """
+
+    def __init__(
+        self,
+        extracted: ExtractedMachine,
+        clock: Clock,
+        invoke: Invoke | None = None,
+        *,
+        on_task_token: OnTaskToken | None = None,
+        real_timeout_seconds: float = 120.0,
+        quiet_moto_logs: bool = True,
+    ) -> None:
+        self.extracted = extracted
+        self.clock = clock
+        self.invoke = invoke
+        self.on_task_token = on_task_token
+        self.real_timeout_seconds = real_timeout_seconds
+        self.quiet_moto_logs = quiet_moto_logs
+        self._log_level: int | None = None
+        self._handlers = {h: resolve_handler(h) for h in sorted(set(extracted.functions.values()))}
+        self._token_states, self._token_states_defs = _wait_for_task_token_states(extracted.definition)
+        self._run: _Run | None = None
+        self._mock: Any = None
+        self._hooks: Any = None
+        self._backend: Any = None
+        self.state_machine_arn = ""
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    def __enter__(self) -> LocalStateMachine:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        if self._mock is not None:
+            return
+        hooks = moto_hooks.installed(
+            [
+                moto_hooks.dispatch_lambda_invoke(self._dispatch),
+                moto_hooks.wait_on_clock(self._sleep),
+                moto_hooks.retry_backoff_on_clock(self._sleep),
+                moto_hooks.history_timestamps_on_clock(self._now),
+                moto_hooks.fail_state_passes_states_errors(),
+                moto_hooks.early_answer_reaches_heartbeat_wait(),
+                moto_hooks.cache_boto_clients(),
+                moto_hooks.cache_definition_parse(),
+                moto_hooks.cache_json_path_parse(),
+                moto_hooks.cache_result_path_parse(),
+            ]
+        )
+        hooks.__enter__()  # raises when another machine is open, before anything else changed
+        self._hooks = hooks
+        try:
+            if self.quiet_moto_logs:  # the interpreter logs every Fail state and caught error at ERROR level
+                self._log_level = _MOTO_SFN_LOG.level
+                _MOTO_SFN_LOG.setLevel(logging.CRITICAL)
+            mock = mock_aws(config=MOTO_CONFIG)
+            mock.start()
+            self._mock = mock
+            self._create_resources()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release any waiting task, leave the mock and remove the hooks (idempotent)."""
+        try:
+            run = self._run
+            if self._backend is not None and run is not None and run.execution is not None:
+                self._release(run.execution, "closing the local runner")
+            moto_hooks.prune_finished_threads()
+        finally:
+            if self._mock is not None:
+                self._mock.stop()
+                self._mock = None
+            if self._log_level is not None:
+                _MOTO_SFN_LOG.setLevel(self._log_level)
+                self._log_level = None
+            if self._hooks is not None:
+                hooks, self._hooks = self._hooks, None
+                hooks.__exit__(None, None, None)
+            self._backend = None
+
+    def _create_resources(self) -> None:
+        code = _tiny_zip()
+        # moto's CreateFunction checks that the role exists (and could be assumed by Lambda).
+        boto3.client("iam", region_name=REGION).create_role(
+            RoleName=ROLE_ARN.rsplit("/", 1)[1],
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )
+        lam = boto3.client("lambda", region_name=REGION)
+        for logical_id, handler in self.extracted.functions.items():
+            settings = self.extracted.function_settings.get(logical_id, FunctionSettings())
+            lam.create_function(
+                FunctionName=logical_id,
+                Runtime="python3.12",
+                Role=ROLE_ARN,
+                Handler=handler,
+                Code={"ZipFile": code},
+                Timeout=settings.timeout_seconds,
+                MemorySize=settings.memory_mb,
+            )
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        created = sfn.create_state_machine(
+            name=self.extracted.state_machine_logical_id,
+            definition=self.extracted.definition_json,
+            roleArn=ROLE_ARN,
+        )
+        self.state_machine_arn = created["stateMachineArn"]
+        self._backend = moto_hooks.parser_backend(ACCOUNT_ID, REGION)
+
+    # --- running ---------------------------------------------------------------------------------------
+    def run(
+        self,
+        input: Any,
+        name: str,
+        *,
+        clock: Clock | None = None,
+        invoke: Invoke | None = None,
+        on_task_token: OnTaskToken | None = None,
+    ) -> ExecutionResult:
+        """Execute once, to the end, and return what happened. ``clock``/``invoke``/``on_task_token`` override
+        the machine's for this run only. ``name`` is the execution name (``$$.Execution.Name``); a finished run
+        is forgotten by the backend, so names may repeat across runs."""
+        if self._backend is None:
+            raise LocalRunnerError("open the machine first: `with LocalStateMachine(...) as machine:`")
+        if self._run is not None:
+            raise LocalRunnerError("one execution at a time: run() is already executing")
+        run = self._run = _Run(
+            clock=clock or self.clock,
+            invoke=invoke or self.invoke or self.invoke_handler,
+            on_task_token=on_task_token or self.on_task_token,
+        )
+        real_start = time.perf_counter()
+        started_at = run.clock.now()
+        try:
+            execution = moto_hooks.start_execution(self._backend, self.state_machine_arn, name, json.dumps(input))
+            run.execution = execution
+            run.started.set()
+            self._wait_until_done(execution, name)
+            stopped_at = run.clock.now()
+            if run.errors:
+                first = run.errors[0]
+                if isinstance(first, LocalRunnerError):
+                    raise first
+                raise LocalRunnerError(f"execution {name!r}: {first!r}") from first
+            history = moto_hooks.execution_history(execution)
+            visited, retries = _walk(history)
+            status, output, error, cause = moto_hooks.execution_outcome(execution)
+            return ExecutionResult(
+                name=name,
+                status=status,
+                output=output if status == "SUCCEEDED" else None,
+                error=error,
+                cause=cause,
+                history=history,
+                visited=visited,
+                state_transitions=len(visited) + retries,
+                retries=retries,
+                invocations=list(run.invocations),
+                started_at=started_at,
+                stopped_at=stopped_at,
+                real_seconds=time.perf_counter() - real_start,
+            )
+        finally:
+            if run.execution is not None:
+                self._release(run.execution, "run ended")
+                moto_hooks.forget_execution(self._backend, run.execution)
+            moto_hooks.prune_finished_threads()
+            self._run = None
+
+    def _wait_until_done(self, execution: Any, name: str) -> None:
+        deadline = time.monotonic() + self.real_timeout_seconds
+        pause = 0.0002
+        while moto_hooks.execution_outcome(execution)[0] == "RUNNING":
+            if time.monotonic() > deadline:
+                self._release(execution, "real-time guard")
+                raise LocalRunnerError(
+                    f"execution {name!r} still RUNNING after {self.real_timeout_seconds} s of real time: something "
+                    "waits on real time (TimeoutSeconds, HeartbeatSeconds, an unanswered task token?)"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.001)
+
+    def _release(self, execution: Any, why: str) -> None:
+        """Abort a still-running execution and fail its outstanding task tokens, so no daemon thread waits on."""
+        if moto_hooks.execution_outcome(execution)[0] == "RUNNING":
+            moto_hooks.stop_execution(execution, "albgate.LocalRunnerStopped", why)
+        for token in moto_hooks.pending_task_tokens(execution):
+            try:
+                moto_hooks.send_task_failure(self._backend, token, "albgate.LocalRunnerStopped", why)
+            except Exception:  # noqa: BLE001 - already answered or gone: nothing left to release
+                pass
+
+    # --- task tokens -----------------------------------------------------------------------------------
+    def send_task_success(self, token: str, output: Any) -> None:
+        moto_hooks.send_task_success(self._backend, token, json.dumps(output))
+
+    def send_task_failure(self, token: str, error: str, cause: str = "") -> None:
+        moto_hooks.send_task_failure(self._backend, token, error, cause)
+
+    def time_out_task(self, token: str) -> None:
+        self._require_run().started.wait()
+        moto_hooks.time_out_task_token(self._require_run().execution, token)
+
+    def stop(self, error: str | None = None, cause: str | None = None) -> None:
+        """Abort the running execution (status ABORTED), e.g. from a handler or a clock event."""
+        run = self._require_run()
+        run.started.wait()
+        moto_hooks.stop_execution(run.execution, error, cause)
+        for token in moto_hooks.pending_task_tokens(run.execution):
+            self.send_task_failure(token, "albgate.LocalRunnerStopped", "execution stopped")
+
+    def _has_heartbeat(self, logical_id: str) -> bool:
+        return any(
+            {"HeartbeatSeconds", "HeartbeatSecondsPath"} & set(self._token_states_defs[name])
+            for name in self._token_states.get(logical_id, [])
+        )
+
+    def _require_run(self) -> _Run:
+        if self._run is None:
+            raise LocalRunnerError("no execution is running")
+        return self._run
+
+    # --- hooks' callbacks (run on moto's threads) ------------------------------------------------------
+    def _now(self) -> float:
+        run = self._run
+        return (run.clock if run else self.clock).now()
+
+    def _sleep(self, seconds: float) -> None:
+        run = self._require_run()
+        try:
+            run.clock.sleep(seconds)
+        except BaseException as exc:
+            run.errors.append(exc)
+            raise
+
+    def _dispatch(self, function_name: str, handler: str, body: Any) -> tuple[bytes, str | None]:
+        run = self._require_run()
+        try:
+            return self._invoke_once(run, function_name, handler, body)
+        except BaseException as exc:
+            run.errors.append(exc)
+            raise
+
+    def _invoke_once(self, run: _Run, logical_id: str, handler: str, body: Any) -> tuple[bytes, str | None]:
+        if logical_id not in self.extracted.functions:
+            raise LocalRunnerError(f"moto invoked {logical_id!r}, which the extracted definition does not call")
+        if isinstance(body, bytes):
+            body = body.decode("utf-8")
+        event = json.loads(body) if body else {}
+        request_id = str(uuid.uuid4())
+        _current.request_id = request_id
+        at = run.clock.now()
+        error_type: str | None = None
+        try:
+            result = run.invoke(logical_id, handler, event)
+            try:
+                payload = json.dumps(result).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise LambdaFault("Runtime.MarshalError", f"Unable to marshal response: {exc}") from exc
+        except LambdaTimeout as fault:
+            seconds = fault.seconds if fault.seconds is not None else self._settings(logical_id).timeout_seconds
+            run.clock.sleep(seconds)
+            error_type = fault.error_type
+            payload = _error_payload(
+                error_type, f"RequestId: {request_id} Error: Task timed out after {seconds:.2f} seconds"
+            )
+        except LambdaFault as fault:
+            error_type = fault.error_type
+            payload = _error_payload(error_type, fault.message)
+        except Exception as exc:  # noqa: BLE001 - a handler error is the function's error, as in Lambda
+            error_type = type(exc).__name__
+            payload = _error_payload(error_type, str(exc), request_id, traceback.format_tb(exc.__traceback__))
+        finally:
+            _current.request_id = None
+        run.invocations.append(Invocation(logical_id, at, request_id, error_type))
+        if error_type is None and logical_id in self._token_states:
+            self._offer_task_tokens(run, logical_id, event)
+        return payload, (UNHANDLED if error_type else None)
+
+    def _offer_task_tokens(self, run: _Run, logical_id: str, event: Any) -> None:
+        run.started.wait(self.real_timeout_seconds)
+        strings = set(_strings_in(event))
+        for token in moto_hooks.pending_task_tokens(run.execution):
+            if token not in strings:
+                continue
+            names = self._token_states[logical_id]
+            request = TaskTokenRequest(token, logical_id, names[0] if len(names) == 1 else None, event, self)
+            try:
+                if run.on_task_token is not None:
+                    run.on_task_token(request)
+            finally:
+                if request.answer is None:  # unblock the interpreter before failing the run loudly
+                    self.send_task_failure(token, "albgate.LocalRunnerStopped", "task token not answered")
+            if request.answer is None:
+                raise UnansweredTaskToken(
+                    f"{logical_id} (state {request.state_name!r}) was given a task token and nobody answered it: "
+                    "pass on_task_token and call request.succeed(...), .fail(...) or .time_out()"
+                )
+
+    # --- handlers --------------------------------------------------------------------------------------
+    def invoke_handler(self, function_logical_id: str, handler: str, event: Any) -> Any:
+        """The default ``invoke``: call the in-process handler with a Lambda-like context. Custom ``invoke``
+        hooks call this to deliver the event (once, twice for a duplicate, or before a LambdaTimeout)."""
+        run = self._require_run()
+        settings = self._settings(function_logical_id)
+        fn = self._handlers.get(handler) or resolve_handler(handler)
+        context = LambdaContext(
+            function_name=function_logical_id,
+            memory_limit_in_mb=settings.memory_mb,
+            aws_request_id=getattr(_current, "request_id", None) or str(uuid.uuid4()),
+            invoked_function_arn=lambda_arn(function_logical_id),
+            _deadline=run.clock.now() + settings.timeout_seconds,
+            _clock=run.clock,
+        )
+        return fn(event, context)
+
+    def _settings(self, logical_id: str) -> FunctionSettings:
+        return self.extracted.function_settings.get(logical_id, FunctionSettings())
+
+
+_current = threading.local()
+_MOTO_SFN_LOG = logging.getLogger("moto.stepfunctions.parser")
+
+
+def resolve_handler(handler: str) -> Callable[[Any, Any], Any]:
+    """Import ``package.module.function`` (a Lambda ``Handler`` string) and return the function."""
+    module_name, _, attribute = handler.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise LocalRunnerError(f"Handler {handler!r}: cannot import {module_name!r}: {exc}") from exc
+    fn = getattr(module, attribute, None)
+    if not callable(fn):
+        raise LocalRunnerError(f"Handler {handler!r}: {module_name} has no function {attribute!r}")
+    return fn
+
+
+def _error_payload(error_type: str, message: str, request_id: str = "", trace: list[str] | None = None) -> bytes:
+    body: dict[str, Any] = {"errorMessage": message, "errorType": error_type}
+    if request_id:  # the shape of the Python runtime's answer for an unhandled exception
+        body["requestId"] = request_id
+        body["stackTrace"] = trace or []
+    return json.dumps(body).encode("utf-8")
+
+
+def _tiny_zip() -> bytes:
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", "# dispatched in-process by albgate.sfn_local\n")
+    return buffer.getvalue()
+
+
+def _strings_in(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings_in(v)]
+    return []
+
+
+def _wait_for_task_token_states(definition: dict) -> tuple[dict[str, list[str]], dict[str, dict]]:
+    """(function logical id -> names of the ``.waitForTaskToken`` Task states that invoke it, name -> state)."""
+    found: dict[str, list[str]] = {}
+    states_by_name: dict[str, dict] = {}
+
+    def walk(states: dict) -> None:
+        for name, state in states.items():
+            if state.get("Type") == "Task" and str(state.get("Resource", "")).endswith(".waitForTaskToken"):
+                states_by_name[name] = state
+                for arn in _strings_in(state.get("Parameters", {})):
+                    if ":function:" in arn:
+                        found.setdefault(arn.split(":function:")[1].split(":")[0], []).append(name)
+            for branch in state.get("Branches", []):
+                walk(branch.get("States", {}))
+            for key in ("ItemProcessor", "Iterator"):
+                if key in state:
+                    walk(state[key].get("States", {}))
+
+    walk(definition.get("States", {}))
+    return found, states_by_name
+
+
+def _walk(history: list[dict]) -> tuple[list[str], int]:
+    """(state names entered, in order; retries = task attempts beyond the first of each Task state entered)."""
+    visited: list[str] = []
+    tasks_entered = scheduled = 0
+    for event in history:
+        typ = event["type"]
+        if typ.endswith("StateEntered"):
+            visited.append(event["stateEnteredEventDetails"]["name"])
+            tasks_entered += typ == "TaskStateEntered"
+        elif typ in ("TaskScheduled", "LambdaFunctionScheduled"):
+            scheduled += 1
+    return visited, max(0, scheduled - tasks_entered)
