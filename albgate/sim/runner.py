@@ -80,7 +80,9 @@ def simulate(scenario: Scenario, strategy: str = "kubernetes-default", seed: int
         if strategy == LOWER_BOUND_STRATEGY:
             lb_run = run
         else:
-            _, lb_run = run_strategy(scenario, LOWER_BOUND_STRATEGY, seed)
+            # The oracle runs in the world the strategy prepared (e.g. albgate's bootstrap-hardened app), so the
+            # bound is for the same rollout, not for a different starting point.
+            _, lb_run = run_strategy(get_strategy(strategy).prepare(scenario), LOWER_BOUND_STRATEGY, seed)
         lb = lb_run.seconds if lb_run.outcome in (SUCCEEDED, ROLLED_BACK) else None
     tr = sim.traffic
     return SimulationResult(

@@ -145,13 +145,25 @@ class _Oracle:
     def start(self, images: dict[str, str] | None, *, rollback: bool = False) -> None:
         d, sim = self.d, self.sim
         if rollback:
+            # As albgate rolls back (lambdas.domain.rollout): the previous revision's exact template, so the
+            # previous ReplicaSet, still serving, scales back up in one step.
             self.cluster.rollback_deployment(d.namespace, d.name, 0)
-        patch = DeploymentPatch(images=images, add_readiness_gates=(ALBGATE_GATE,), max_surge=self.batches[0],
-                                max_unavailable=0, **hardening_for(sim, self.policy))
+            self.plan, self.batches = [d.replicas], [d.replicas]
+            patch = DeploymentPatch(max_surge=d.replicas, max_unavailable=0)
+        else:
+            patch = DeploymentPatch(images=images, add_readiness_gates=(ALBGATE_GATE,), max_surge=self.batches[0],
+                                    max_unavailable=0, **hardening_for(sim, self.policy))
         self.cluster.patch_deployment(d.namespace, d.name, patch)
         self.step, self.step_started = 0, sim.clock.t
         self.new_template = d.template
         self._deadline()
+
+    @staticmethod
+    def _released(p: Any) -> bool:
+        """albgate's rule (lambdas.domain.rollout.is_released): its gate opened, or Ready when it has none."""
+        if ALBGATE_GATE in p.readiness_gates:
+            return p.conditions.get(ALBGATE_GATE, ("",))[0] == "True"
+        return bool(p.ready)
 
     def _deadline(self) -> None:
         # make sure an event happens at the step deadline, so tick() sees it pass
@@ -169,11 +181,11 @@ class _Oracle:
             return
         target = self.plan[self.step]
         active = new.active()
-        released = sum(1 for p in active if p.conditions.get(ALBGATE_GATE, ("",))[0] == "True")
+        released = sum(1 for p in active if self._released(p))
         for p in sorted(active, key=lambda p: p.created_at):
             if released >= target:
                 break
-            if p.conditions.get(ALBGATE_GATE, ("",))[0] != "True" and p.ip and self._healthy_everywhere(p.ip):
+            if ALBGATE_GATE in p.readiness_gates and not self._released(p) and p.ip and self._healthy_everywhere(p.ip):
                 cluster.set_pod_condition(p.namespace, p.name, ALBGATE_GATE, "True", "TargetHealthy",
                                           "oracle: healthy in every target group")
                 released += 1

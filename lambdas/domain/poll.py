@@ -1,7 +1,9 @@
 """How long to wait before looking again: never faster than a target group can change, with jitter.
 
-Invariant: a wait that precedes a DescribeTargetHealth call is at least the target group's health-check
-interval (a target's state changes at most once per check, FACTS.md ALB target groups), stretched by a
+Invariant: a wait before a DescribeTargetHealth call that asks about health is at least the target group's
+health-check interval (a target's health changes at most once per check, FACTS.md ALB target groups); a wait
+before asking whether a draining target has left is a third of it (at least 5 s), since draining ends with the
+last in-flight request rather than at a check. Every wait is stretched by a
 deterministic jitter of up to ``JITTER`` so that concurrent rollouts do not poll in lock-step, and doubled per
 consecutive throttle up to ``THROTTLE_CAP_SECONDS``. Waits are whole seconds (a Wait state's SecondsPath).
 """
@@ -12,8 +14,13 @@ import hashlib
 import math
 
 JITTER = 0.2
-# While new pods are still starting only the Kubernetes API is read (no Describe* token is spent).
-POD_START_POLL_SECONDS = 5
+# While new pods are still starting, or the Deployment controller has yet to act, only the Kubernetes API is
+# read (no Describe* token is spent); the controller reacts within a second, pods start in seconds.
+POD_START_POLL_SECONDS = 3
+# A draining target leaves when its last in-flight request ends or the deregistration delay expires (FACTS.md),
+# not at a health check, so the drain is polled a few times per interval (at least every 5 s apart).
+DRAIN_POLLS_PER_INTERVAL = 3
+MIN_DRAIN_POLL_SECONDS = 5
 THROTTLE_CAP_SECONDS = 120
 
 
@@ -28,6 +35,12 @@ def target_poll_seconds(interval_seconds: int, key: str, throttles: int = 0) -> 
     if throttles:
         base = min(THROTTLE_CAP_SECONDS, base * 2**throttles)
     return _jittered(base, key)
+
+
+def drain_poll_seconds(interval_seconds: int, key: str, throttles: int = 0) -> int:
+    if throttles:
+        return target_poll_seconds(interval_seconds, key, throttles)
+    return _jittered(max(MIN_DRAIN_POLL_SECONDS, math.ceil(interval_seconds / DRAIN_POLLS_PER_INTERVAL)), key)
 
 
 def pod_poll_seconds(key: str) -> int:

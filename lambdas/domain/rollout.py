@@ -21,7 +21,7 @@ from lambdas.domain.errors import (
 from lambdas.domain.gate import Verdict, evaluate_drain, evaluate_gate, pods_needing_targets
 from lambdas.domain.models import RolloutRequest, parse_request
 from lambdas.domain.plan import step_targets
-from lambdas.domain.poll import pod_poll_seconds, target_poll_seconds
+from lambdas.domain.poll import drain_poll_seconds, pod_poll_seconds, target_poll_seconds
 from lambdas.domain.ports import (
     ALBGATE_GATE,
     Deployment,
@@ -429,7 +429,7 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
     elif health is None and not s.throttles:
         s.wait_seconds = pod_poll_seconds(_poll_key(s, "scale-down"))
     else:
-        s.wait_seconds = target_poll_seconds(_interval(s), _poll_key(s, "drain"), s.throttles)
+        s.wait_seconds = drain_poll_seconds(_interval(s), _poll_key(s, "drain"), s.throttles)
     return s.dump()
 
 

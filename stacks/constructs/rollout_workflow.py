@@ -31,6 +31,7 @@ LAMBDA_TRANSIENT_ERRORS = [
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
     "Sandbox.Timedout",
+    "Lambda.Unknown",  # what the Step Functions guide calls an unhandled Lambda error, timeouts included
     "States.Timeout",
 ]
 RETRY_INTERVAL = Duration.seconds(2)

@@ -1,0 +1,124 @@
+"""The `albgate` strategy: albgate's synthesized state machine, run by moto, against the simulated cluster.
+
+Job: take the template CDK synthesizes for this checkout, run its rollout state machine in moto's Step
+Functions interpreter (``albgate.sfn_local``) with every Lambda task dispatched to the real in-process handler,
+and point those handlers at the simulation's ports. Waits and retry backoff advance the simulation's virtual
+clock, so the rollout the simulation measures is exactly what the deployed state machine would do.
+
+Invariant: nothing here decides anything about the rollout: the state machine and the handlers do. This
+module only wires them to the simulated world and reads the outcome back from the execution.
+
+The world is prepared as albgate's bootstrap leaves it (``bootstrap_hardened``): the running app already has
+the preStop drain and grace period albgate applies to workloads, because pods that are replaced without a
+preStop stop accepting connections at SIGTERM while the ALB still sends them requests, whatever gate the new
+pods pass (docs/simulation.md). The oracle runs in the same world, so the lower bound is comparable.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from albgate.sfn_local.extract import extract_state_machine
+from albgate.sfn_local.runner import LocalStateMachine, TaskTokenRequest
+from albgate.sim.scenario import Scenario
+from albgate.sim.simulation import Simulation
+from albgate.sim.strategies import FAILED, ROLLED_BACK, SUCCEEDED, TIMED_OUT, StrategyRun, register_strategy
+from albgate.template import synthesized_template
+from lambdas.domain.rollout import resolve_int_or_percent
+
+# A warm Lambda invocation of these handlers (a few Kubernetes/ELB calls) takes a fraction of a second; charged
+# to the virtual clock so the measured rollout time includes albgate's own latency, not just its waits.
+LAMBDA_SECONDS = 0.3
+ROLLED_BACK_ERROR = "RolledBack"
+
+# Handlers log and emit metrics through Powertools; locally that would print EMF blobs into the CLI's output.
+_QUIET_ENV = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+
+
+class SimClock:
+    """The runner's clock on the simulation: sleeping processes the world's events for that long."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+
+    def now(self) -> float:
+        return self.sim.clock.now()
+
+    def sleep(self, seconds: float) -> None:
+        self.sim.advance(seconds)
+
+
+def bootstrap_hardened(scenario: Scenario) -> Scenario:
+    """The scenario's app as albgate's bootstrap applies it: preStop drain, grace period, maxUnavailable 0."""
+    app, policy = scenario.app, scenario.rollout.policy
+    pre_stop = max(app.pre_stop_sleep_seconds or 0, policy.pre_stop_seconds)
+    changes: dict[str, Any] = {
+        "pre_stop_sleep_seconds": pre_stop,
+        "termination_grace_period_seconds": max(
+            app.termination_grace_period_seconds, pre_stop + policy.max_request_seconds
+        ),
+    }
+    if resolve_int_or_percent(app.max_unavailable, app.replicas, round_up=False) > 0:
+        changes["max_unavailable"] = 0
+    return scenario.with_changes(app=changes)
+
+
+def _outcome(status: str, error: str | None) -> str:
+    if status == "SUCCEEDED":
+        return SUCCEEDED
+    if status == "FAILED" and error == ROLLED_BACK_ERROR:
+        return ROLLED_BACK
+    if status in ("TIMED_OUT", "ABORTED"):
+        return TIMED_OUT
+    return FAILED
+
+
+def run_albgate(sim: Simulation) -> StrategyRun:
+    for k, v in _QUIET_ENV.items():  # before the handlers' modules create their Powertools objects
+        os.environ.setdefault(k, v)
+    from lambdas.handlers import _runtime
+    extracted = extract_state_machine(synthesized_template())
+    clock = SimClock(sim)
+    request = sim.rollout_request().model_dump(mode="json")
+    start = sim.clock.now()
+
+    def invoke(logical_id: str, handler: str, event: Any) -> Any:
+        sim.advance(LAMBDA_SECONDS)
+        return machine.invoke_handler(logical_id, handler, event)
+
+    def approve(token: TaskTokenRequest) -> None:
+        token.succeed({})  # a simulated release engineer approves every step at once
+
+    _runtime.use_ports(lambda cluster: sim.ports)
+    try:
+        with LocalStateMachine(extracted, clock, invoke=invoke, on_task_token=approve) as machine:
+            result = machine.run(request, name=f"{sim.scenario.name}-{sim.seed}")
+    finally:
+        _runtime.use_ports(None)
+    outcome = _outcome(result.status, result.error)
+    output = result.output or {}
+    detail = result.cause or result.error or ""
+    if outcome == SUCCEEDED:
+        detail = f"plan {output.get('plan')}, {len(output.get('steps', []))} step(s)"
+    return StrategyRun(
+        outcome,
+        start,
+        sim.clock.now(),
+        state_transitions=result.state_transitions,
+        detail=detail,
+        extra={
+            "visited": result.visited,
+            "invocations": len(result.invocations),
+            "execution_status": result.status,
+            "error": result.error,
+        },
+    )
+
+
+register_strategy(
+    "albgate",
+    run_albgate,
+    prepare=bootstrap_hardened,
+    description="albgate's synthesized state machine (moto) gating every step on ALB target health",
+)

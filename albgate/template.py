@@ -1,0 +1,76 @@
+"""The synthesized CloudFormation template of albgate's own stack, for running its state machine locally.
+
+Job: synthesize the CDK app in this checkout (bundling skipped: the same template, no pip run) and cache the
+result on disk, keyed by a hash of every file that shapes the template, so `albgate simulate` pays the ~5 s
+jsii start-up once per change rather than once per run.
+Invariant: what runs locally is the definition CDK synthesized from ``stacks/`` (never a hand-written copy);
+a stale cache is impossible because any change to those files changes the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE_DIR = ROOT / ".albgate-cache"
+SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+_memo: dict[str, dict[str, Any]] = {}
+
+
+def _inputs() -> list[Path]:
+    files = [ROOT / "app.py", ROOT / "cdk.json"]
+    for folder in ("stacks", "lambdas/domain"):
+        files += sorted((ROOT / folder).rglob("*.py"))
+    return [f for f in files if f.is_file()]
+
+
+def template_key() -> str:
+    digest = hashlib.sha256()
+    for f in _inputs():
+        digest.update(str(f.relative_to(ROOT)).encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _synthesize() -> dict[str, Any]:
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    spec = importlib.util.spec_from_file_location("albgate_cdk_app", ROOT / "app.py")
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load the CDK app at {ROOT / 'app.py'}: run albgate from its checkout")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with tempfile.TemporaryDirectory(prefix="albgate-synth-") as out:
+        app, stack = module.build_app({**module.cdk_json_context(), **SKIP_BUNDLING}, outdir=out)
+        problems = module.synthesis_problems(app, stack)  # synthesizes; cdk-nag findings are problems too
+        if problems:
+            raise RuntimeError("the CDK app does not synthesize cleanly: " + "; ".join(problems))
+        return json.loads((Path(out) / stack.template_file).read_text())
+
+
+def synthesized_template() -> dict[str, Any]:
+    """The stack's template for this checkout: from memory, else the disk cache, else a fresh synth."""
+    key = template_key()
+    if key in _memo:
+        return _memo[key]
+    cached = CACHE_DIR / f"template-{key}.json"
+    if cached.is_file():
+        template = json.loads(cached.read_text())
+    else:
+        template = _synthesize()
+        CACHE_DIR.mkdir(exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps(template))
+        tmp.replace(cached)  # atomic: a parallel run never reads half a file
+    _memo[key] = template
+    return template
+
+
+def use_template(template: dict[str, Any]) -> None:
+    """Hand in a template synthesized elsewhere (the test session synthesizes once and shares it)."""
+    _memo[template_key()] = template
