@@ -17,6 +17,7 @@ pods pass (docs/simulation.md). The oracle runs in the same world, so the lower 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from albgate.sfn_local.extract import extract_state_machine
@@ -74,9 +75,25 @@ def _outcome(status: str, error: str | None) -> str:
     return FAILED
 
 
-def run_albgate(sim: Simulation) -> StrategyRun:
+Fault = Callable[[str, str, Any, Callable[[], Any]], Any]  # (function id, handler, event, deliver) -> result
+
+
+def run_albgate(sim: Simulation, fault: Fault | None = None) -> StrategyRun:
+    """Run one rollout execution; ``fault`` (for the reliability tests) wraps every Lambda invocation."""
+    saved = {k: os.environ.get(k) for k in _QUIET_ENV}
     for k, v in _QUIET_ENV.items():  # before the handlers' modules create their Powertools objects
         os.environ.setdefault(k, v)
+    try:
+        return _run(sim, fault)
+    finally:  # leave the process's environment as it was (a test session runs other things after this)
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+
+
+def _run(sim: Simulation, fault: Fault | None) -> StrategyRun:
     from lambdas.handlers import _runtime
     extracted = extract_state_machine(synthesized_template())
     clock = SimClock(sim)
@@ -85,7 +102,9 @@ def run_albgate(sim: Simulation) -> StrategyRun:
 
     def invoke(logical_id: str, handler: str, event: Any) -> Any:
         sim.advance(LAMBDA_SECONDS)
-        return machine.invoke_handler(logical_id, handler, event)
+        if fault is None:
+            return machine.invoke_handler(logical_id, handler, event)
+        return fault(logical_id, handler, event, lambda: machine.invoke_handler(logical_id, handler, event))
 
     def approve(token: TaskTokenRequest) -> None:
         token.succeed({})  # a simulated release engineer approves every step at once

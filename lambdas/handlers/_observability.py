@@ -72,7 +72,8 @@ def observed(handler: Handler) -> Handler:
             # Flush only what was recorded: Powertools warns on every empty flush, which outside Lambda is noise.
             if metrics.metric_set:
                 metrics.flush_metrics()
-            else:
-                metrics.clear_metrics()
+            # Dimensions are per invocation: clear them even when flushing was disabled
+            # (POWERTOOLS_METRICS_DISABLED keeps them otherwise, and the next invocation would inherit them).
+            metrics.clear_metrics()
 
     return wrapper  # type: ignore[return-value]

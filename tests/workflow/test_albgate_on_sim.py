@@ -1,0 +1,151 @@
+"""albgate's synthesized rollout state machine, run by moto against the simulated cluster and ALB.
+
+The top of the pyramid: the template CDK synthesizes for this checkout, moto's interpreter, the real handlers
+and use cases, the simulated Kubernetes/controller/ALB with traffic. Each test states one behaviour the issue
+asks for: zero failed requests, the right outcome, bounded cost, and safety under retries and duplicates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from albgate.rollout_strategy import bootstrap_hardened, run_albgate
+from albgate.sfn_local.runner import LambdaTimeout
+from albgate.sim import load_scenario
+from albgate.sim.runner import run_strategy, simulate
+from albgate.sim.strategies import register_strategy
+from albgate.template import use_template
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _session_template(template):
+    """Run the definition the test session synthesized (tests/conftest.py), not a second synth."""
+    use_template(template)
+
+
+def scenario(name: str):
+    return load_scenario(SCENARIOS / f"{name}.yaml")
+
+
+OUTCOMES = [
+    # scenario, expected outcome, expected final image
+    ("seed-app", "succeeded", "ikubernetes/myapp:v2"),
+    ("auto-mode", "succeeded", "ikubernetes/myapp:v2"),
+    ("labelled-after-pods", "succeeded", "ikubernetes/myapp:v2"),
+    ("controller-down-mid-rollout", "succeeded", "ikubernetes/myapp:v2"),
+    ("broken-image", "rolled_back", "ikubernetes/myapp:v1"),
+    ("controller-never-recovers", "rolled_back", "ikubernetes/myapp:v1"),
+]
+
+
+@pytest.mark.parametrize("name,outcome,image", OUTCOMES, ids=[o[0] for o in OUTCOMES])
+def test_albgate_drops_nothing_and_ends_right(name, outcome, image):
+    # Given a shipped scenario, prepared as albgate's bootstrap leaves the app
+    # When albgate's state machine rolls it under traffic
+    r = simulate(scenario(name), "albgate", lower_bound=False)
+    # Then no request failed, and the rollout ended as the scenario demands
+    assert r.failed_requests == 0, r.failed_by_cause
+    assert (r.outcome, r.final_image) == (outcome, image), r.detail
+    assert r.state_transitions > 0  # it really ran the state machine
+
+
+def test_seed_app_visits_the_documented_states_in_order():
+    sim, run = run_strategy(scenario("seed-app"), "albgate")
+    visited = run.extra["visited"]
+    assert visited[0] == "Preflight" and visited[-1] == "Rollout Succeeded"
+    first_release = visited.index("Release Old Pods")
+    # the gate passed before old pods were released, and the drain was verified before the next step
+    assert "Targets Healthy?" in visited[:first_release]
+    assert visited.index("Verify Drain") > first_release
+    assert visited.count("Start Step") == 3  # plan [1, 2, 3]
+
+
+def test_broken_image_fails_in_the_gate_and_the_cause_says_why():
+    sim, run = run_strategy(scenario("broken-image"), "albgate")
+    assert run.outcome == "rolled_back"
+    assert "unhealthy" in run.detail and "Target.ResponseCodeMismatch" in run.detail
+    assert "Rollback: Verify Drain" in run.extra["visited"]
+
+
+def test_describe_target_health_cost_is_bounded_by_the_poll_rule():
+    # Given the seed app (one target group, 15 s health checks, three steps)
+    r = simulate(scenario("seed-app"), "albgate", lower_bound=False)
+    # Then the calls are about one per interval while a gate waits, plus a few per drain: a handful per step
+    assert 0 < r.describe_target_health_calls <= 3 * 8
+    assert r.throttled_calls_by_caller.get("albgate", 0) == 0
+
+
+def _register(name: str, fault) -> str:
+    register_strategy(name, lambda sim: run_albgate(sim, fault), prepare=bootstrap_hardened)
+    return name
+
+
+def test_a_duplicated_invocation_never_double_steps():
+    # Given every Start Step and Release Old Pods invocation delivered twice (at-least-once delivery)
+    def duplicate(logical_id, handler, event, deliver):
+        if "StartStep" in logical_id or "ReleaseOldPods" in logical_id:
+            deliver()
+        return deliver()
+
+    sim, run = run_strategy(scenario("seed-app"), _register("albgate-duplicates", duplicate))
+    # Then the rollout is the same: three steps, no request dropped, the new image everywhere
+    assert run.outcome == "succeeded", run.detail
+    assert run.extra["visited"].count("Start Step") == 3
+    assert sim.traffic.failed_requests == 0
+    assert sim.current_image() == "ikubernetes/myapp:v2"
+
+
+def test_a_lambda_timeout_after_its_side_effect_is_retried_safely():
+    # Given the first Release Old Pods does its work but its answer is lost (the function times out)
+    seen = {"timed_out": False}
+
+    def time_out_once(logical_id, handler, event, deliver):
+        if "ReleaseOldPods" in logical_id and not seen["timed_out"]:
+            seen["timed_out"] = True
+            deliver()
+            raise LambdaTimeout()
+        return deliver()
+
+    sim, run = run_strategy(scenario("seed-app"), _register("albgate-timeout", time_out_once))
+    # Then Step Functions retries it and the rollout finishes cleanly
+    assert seen["timed_out"]
+    assert run.outcome == "succeeded", run.detail
+    assert sim.traffic.failed_requests == 0
+
+
+def test_kubernetes_api_errors_are_retried_not_fatal():
+    # Given every third Kubernetes call through Start Step fails with a 409 conflict, then succeeds
+    from lambdas.domain.errors import ConflictError
+
+    calls = {"n": 0}
+
+    def conflicts(logical_id, handler, event, deliver):
+        if "StartStep" in logical_id:
+            calls["n"] += 1
+            if calls["n"] % 2 == 1:
+                raise ConflictError("the Deployment changed since it was read")
+        return deliver()
+
+    sim, run = run_strategy(scenario("seed-app"), _register("albgate-conflicts", conflicts))
+    assert run.outcome == "succeeded", run.detail
+    assert sim.traffic.failed_requests == 0
+
+
+def test_bad_input_is_refused_and_changes_nothing():
+    # Given an execution input that names a container the Deployment does not have
+    def wrong_container(logical_id, handler, event, deliver):
+        if "Preflight" in logical_id:
+            event["request"]["container"] = "sidecar"
+        return deliver()
+
+    sim, run = run_strategy(scenario("seed-app"), _register("albgate-bad-input", wrong_container))
+    # Then preflight refuses it, naming the field, and the cluster is untouched
+    assert run.outcome == "failed"
+    assert run.extra["error"] == "NotFoundError" and "container" in run.detail
+    assert run.extra["visited"][-1] == "Rollout Refused"
+    assert sim.current_image() == "ikubernetes/myapp:v1"
+    assert sim.deployment().revision == 1
