@@ -1,0 +1,124 @@
+"""The rollout state machine's graph, as the console draws it: state names and branches are a reviewed contract.
+
+The definition is extracted from the synthesized template (not built by hand) and walked through Next,
+Default, Choices and Catch, so a renamed state or a rewired branch fails here and shows up in review.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from albgate.sfn_local.extract import extract_state_machine
+
+RETRY_STATES = ("Preflight", "Start Step", "Check Target Health", "Release Old Pods", "Verify Drain", "Roll Back")
+
+
+@pytest.fixture(scope="module")
+def states(template) -> dict:
+    return extract_state_machine(template).definition["States"]
+
+
+def edges(state: dict) -> dict[str, str]:
+    """label -> target, with the labels the console shows (Next, Default, a Choice's condition, Catch)."""
+    out: dict[str, str] = {}
+    if "Next" in state:
+        out["next"] = state["Next"]
+    if "Default" in state:
+        out["default"] = state["Default"]
+    for choice in state.get("Choices", []):
+        variable = choice.get("Variable", "")
+        value = next((v for k, v in choice.items() if k not in ("Variable", "Next")), None)
+        out[f"{variable}={value}"] = choice["Next"]
+    for catch in state.get("Catch", []):
+        out["catch:" + ",".join(catch["ErrorEquals"][:1])] = catch["Next"]
+    return out
+
+
+def test_start_and_story_of_a_step(template):
+    definition = extract_state_machine(template).definition
+    assert definition["StartAt"] == "Preflight"
+    s = definition["States"]
+    # Given the console graph / Then a step reads: start, check, decide, wait, release, verify, decide, bake
+    assert edges(s["Preflight"])["next"] == "Approval Needed?"
+    assert edges(s["Approval Needed?"]) == {
+        "$.approval_required=True": "Wait For Approval",
+        "default": "Start Step",
+    }
+    assert edges(s["Start Step"])["next"] == "Check Target Health"
+    assert edges(s["Check Target Health"])["next"] == "Targets Healthy?"
+    assert edges(s["Targets Healthy?"]) == {
+        "$.gate.status=PASSED": "Release Old Pods",
+        "$.gate.status=FAILED": "Record Gate Failure",
+        "default": "Wait For Health Check",
+    }
+    assert edges(s["Wait For Health Check"]) == {"next": "Check Target Health"}
+    assert s["Wait For Health Check"]["SecondsPath"] == "$.wait_seconds"
+    assert edges(s["Release Old Pods"])["next"] == "Verify Drain"
+    assert edges(s["Old Targets Drained?"]) == {
+        "$.drain.status=PASSED": "Bake Step",
+        "$.drain.status=FAILED": "Record Drain Failure",
+        "default": "Wait For Drain",
+    }
+    assert edges(s["More Steps?"]) == {"$.more_steps=True": "Approval Needed?", "default": "All Steps Passed"}
+    assert edges(s["All Steps Passed"])["next"] == "Finish Rollout"
+    assert edges(s["Finish Rollout"])["next"] == "Rollout Succeeded"
+
+
+def test_every_failure_leads_to_the_rollback_decision(states):
+    for name in ("Start Step", "Check Target Health", "Release Old Pods", "Verify Drain", "Wait For Approval"):
+        targets = {v for k, v in edges(states[name]).items() if k.startswith("catch:")}
+        assert targets == {"Roll Back?"}, name
+    assert edges(states["Record Gate Failure"])["next"] == "Roll Back?"
+    assert edges(states["Record Drain Failure"])["next"] == "Roll Back?"
+    assert edges(states["Roll Back?"]) == {
+        "$.request.policy.rollback_on_failure=True": "Roll Back",
+        "default": "Rollout Failed",
+    }
+    assert edges(states["Anything To Roll Back?"]) == {
+        "$.rollback_needed=True": "Rollback: Start Step",
+        "default": "Rollout Failed",
+    }
+
+
+def test_rollback_is_the_same_step_fragment_prefixed(states):
+    rollout = {n for n in states if not n.startswith("Rollback: ")}
+    rollback = {n.removeprefix("Rollback: ") for n in states if n.startswith("Rollback: ")}
+    # the rollback repeats the step's gate and drain, without approval
+    assert {"Start Step", "Check Target Health", "Targets Healthy?", "Wait For Health Check", "Release Old Pods",
+            "Verify Drain", "Old Targets Drained?", "Wait For Drain", "More Steps?"} <= rollback
+    assert "Approval Needed?" in rollout and "Approval Needed?" not in rollback
+    assert edges(states["Rollback: All Steps Passed"])["next"] == "Record Rollback"
+    assert edges(states["Record Rollback"])["next"] == "Rollout Rolled Back"
+    for name in ("Rollback: Check Target Health", "Rollback: Verify Drain"):
+        assert {v for k, v in edges(states[name]).items() if k.startswith("catch:")} == {"Summarise Rollback Failure"}
+
+
+def test_every_loop_ends_in_an_explicit_fail_with_error_and_cause(states):
+    fails = {n: s for n, s in states.items() if s["Type"] == "Fail"}
+    assert set(fails) == {"Rollout Refused", "Rollout Failed", "Rollout Rolled Back", "Rollback Failed",
+                          "Rollback Could Not Start"}
+    for name, s in fails.items():
+        assert ("Error" in s or "ErrorPath" in s) and ("Cause" in s or "CausePath" in s), name
+    # preflight failure changes nothing: it goes straight to Rollout Refused
+    assert {v for k, v in edges(states["Preflight"]).items() if k.startswith("catch:")} == {"Rollout Refused"}
+
+
+def test_every_state_is_reachable_and_every_edge_lands(template):
+    definition = extract_state_machine(template).definition
+    states = definition["States"]
+    seen, todo = set(), [definition["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for target in edges(states[name]).values():
+            assert target in states, f"{name} -> {target}"
+            todo.append(target)
+    assert seen == set(states)
+
+
+@pytest.mark.parametrize("name", RETRY_STATES)
+def test_lambda_tasks_retry_with_backoff_and_never_forever(states, name):
+    (retry,) = states[name]["Retry"]
+    assert retry["MaxAttempts"] <= 5 and retry["BackoffRate"] >= 2 and retry["IntervalSeconds"] >= 1
