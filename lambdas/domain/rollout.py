@@ -111,6 +111,7 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str) -> dict:
         target_groups=groups,
         approval_required=1 in request.policy.approval_before_steps,
         more_steps=True,
+        rollback_allowed=request.policy.rollback_on_failure,
     )
     if request.kind == "restart":
         # A restart keeps the image: a new template annotation makes a new ReplicaSet (as kubectl does).
@@ -337,10 +338,7 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
     dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)
     progressing = dep.condition("Progressing")
     if progressing and progressing.status == "False" and progressing.reason == "ProgressDeadlineExceeded":
-        s.gate = {
-            "status": Verdict.FAILED.value,
-            "reason": f"Kubernetes reports ProgressDeadlineExceeded: {progressing.message or 'no progress'}",
-        }
+        _fail_gate(s, f"Kubernetes reports ProgressDeadlineExceeded: {progressing.message or 'no progress'}", now)
         return s.dump()
 
     live = [p for p in mine if not p.terminating]
@@ -354,16 +352,19 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
         try:
             health = _describe_all(ports, s)
             s.throttles = 0
+            record.observed_at = now
         except ThrottledError:
             s.throttles += 1
             s.gate = {"status": Verdict.WAITING.value, "reason": f"DescribeTargetHealth throttled ({s.throttles}x); backing off"}
             if now >= s.step_deadline:
-                s.gate = {"status": Verdict.FAILED.value, "reason": "step deadline passed while DescribeTargetHealth was throttled"}
+                _fail_gate(s, "step deadline passed while DescribeTargetHealth was throttled", now)
             s.wait_seconds = target_poll_seconds(_interval(s), _poll_key(s, "throttled"), s.throttles)
             return s.dump()
 
     result = evaluate_gate(candidates=candidates, needed=needed, health=health, now=now, deadline=s.step_deadline)
     s.gate = result.as_dict()
+    if result.status is Verdict.FAILED:
+        _fail_gate(s, result.reason, now)
     if result.status is Verdict.PASSED:
         record.gate_passed_at = now
         s.wait_seconds = 0
@@ -372,6 +373,25 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
     else:
         s.wait_seconds = pod_poll_seconds(_poll_key(s, "pods"))
     return s.dump()
+
+
+# Older than this many health-check intervals, the last look at the targets says nothing about them now.
+STALE_OBSERVATION_INTERVALS = 4
+
+
+def _fail_gate(s: RolloutState, reason: str, now: float) -> None:
+    """Fail the step; forbid an automatic rollback when the targets are out of sight (blind)."""
+    record = s.steps[-1]
+    stale = record.observed_at is None or now - record.observed_at > STALE_OBSERVATION_INTERVALS * _interval(s)
+    blind = s.throttles > 0 and stale
+    if blind:
+        s.rollback_allowed = False
+        reason += (
+            "; albgate has not seen this step's targets for a while (DescribeTargetHealth throttled), so it cannot tell whether "
+            "a rollback would remove serving pods: it stops here with the old pods serving; roll back by hand "
+            "once the account's Describe* calls are no longer throttled"
+        )
+    s.gate = {**s.gate, "status": Verdict.FAILED.value, "reason": reason}
 
 
 def release_old_pods(ports: Ports, raw_state: dict) -> dict:

@@ -2,7 +2,7 @@
 
 Invariant: the fields the state machine's Choice and Wait states read (``gate.status``, ``drain.status``,
 ``wait_seconds``, ``bake_seconds``, ``more_steps``, ``approval_required``, ``rollback_needed``,
-``request.policy.rollback_on_failure``, ``failure_summary``) are always present and typed; everything a
+``rollback_allowed``, ``failure_summary``) are always present and typed; everything a
 handler needs to resume after a retry is in here, never in Lambda memory.
 """
 
@@ -35,6 +35,7 @@ class StepRecord(_Model):
     gate_passed_at: float | None = None
     drained_at: float | None = None
     polls: int = 0
+    observed_at: float | None = None  # when a DescribeTargetHealth last answered during this step
 
 
 class RolloutState(_Model):
@@ -67,6 +68,9 @@ class RolloutState(_Model):
     more_steps: bool = True
     approval_required: bool = False
     rollback_needed: bool = False
+    # False when rolling back would be blind: albgate never saw this step's targets (throttled throughout), so
+    # it cannot tell whether the pods a rollback removes are serving. The state machine then stops instead.
+    rollback_allowed: bool = True
     throttles: int = 0
 
     describe_target_health_calls: int = 0

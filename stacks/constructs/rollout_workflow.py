@@ -333,8 +333,13 @@ class RolloutWorkflow(Construct):
         needs_rollback.when(sfn.Condition.boolean_equals("$.rollback_needed", True), rollback_steps)
         needs_rollback.otherwise(failed)
 
-        should_roll_back = sfn.Choice(self, "Roll Back?", comment="policy.rollback_on_failure")
-        should_roll_back.when(sfn.Condition.boolean_equals("$.request.policy.rollback_on_failure", True), roll_back)
+        should_roll_back = sfn.Choice(
+            self,
+            "Roll Back?",
+            comment="policy.rollback_on_failure, unless the step's targets were never seen (throttled): a blind "
+            "rollback could remove pods that serve",
+        )
+        should_roll_back.when(sfn.Condition.boolean_equals("$.rollback_allowed", True), roll_back)
         should_roll_back.otherwise(failed)
 
         # --- rollout path ----------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_every_failure_leads_to_the_rollback_decision(states):
     assert edges(states["Record Gate Failure"])["next"] == "Roll Back?"
     assert edges(states["Record Drain Failure"])["next"] == "Roll Back?"
     assert edges(states["Roll Back?"]) == {
-        "$.request.policy.rollback_on_failure=True": "Roll Back",
+        "$.rollback_allowed=True": "Roll Back",
         "default": "Rollout Failed",
     }
     assert edges(states["Anything To Roll Back?"]) == {

@@ -39,6 +39,9 @@ OUTCOMES = [
     ("controller-down-mid-rollout", "succeeded", "ikubernetes/myapp:v2"),
     ("broken-image", "rolled_back", "ikubernetes/myapp:v1"),
     ("controller-never-recovers", "rolled_back", "ikubernetes/myapp:v1"),
+    # The account's Describe* bucket is overdrawn for 20 minutes: albgate cannot see the targets, so it stops
+    # with the old pods serving instead of a blind rollback (the controller could not deregister either).
+    ("throttled-account", "failed", "ikubernetes/myapp:v2"),
 ]
 
 
