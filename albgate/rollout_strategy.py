@@ -22,11 +22,17 @@ from typing import Any
 
 from albgate.sfn_local.extract import extract_state_machine
 from albgate.sfn_local.runner import LocalStateMachine, TaskTokenRequest
-from albgate.sim.scenario import Scenario
 from albgate.sim.simulation import Simulation
-from albgate.sim.strategies import FAILED, ROLLED_BACK, SUCCEEDED, TIMED_OUT, StrategyRun, register_strategy
+from albgate.sim.strategies import (
+    FAILED,
+    ROLLED_BACK,
+    SUCCEEDED,
+    TIMED_OUT,
+    StrategyRun,
+    bootstrap_hardened,
+    register_strategy,
+)
 from albgate.template import synthesized_template
-from lambdas.domain.rollout import resolve_int_or_percent
 
 # A warm Lambda invocation of these handlers (a few Kubernetes/ELB calls) takes a fraction of a second; charged
 # to the virtual clock so the measured rollout time includes albgate's own latency, not just its waits.
@@ -48,21 +54,6 @@ class SimClock:
 
     def sleep(self, seconds: float) -> None:
         self.sim.advance(seconds)
-
-
-def bootstrap_hardened(scenario: Scenario) -> Scenario:
-    """The scenario's app as albgate's bootstrap applies it: preStop drain, grace period, maxUnavailable 0."""
-    app, policy = scenario.app, scenario.rollout.policy
-    pre_stop = max(app.pre_stop_sleep_seconds or 0, policy.pre_stop_seconds)
-    changes: dict[str, Any] = {
-        "pre_stop_sleep_seconds": pre_stop,
-        "termination_grace_period_seconds": max(
-            app.termination_grace_period_seconds, pre_stop + policy.max_request_seconds
-        ),
-    }
-    if resolve_int_or_percent(app.max_unavailable, app.replicas, round_up=False) > 0:
-        changes["max_unavailable"] = 0
-    return scenario.with_changes(app=changes)
 
 
 def _outcome(status: str, error: str | None) -> str:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from lambdas.domain.models import RolloutPolicy
 from lambdas.domain.plan import batch_sizes, step_targets
 from lambdas.domain.ports import ALBGATE_GATE, HEALTHY, DeploymentPatch
+from lambdas.domain.rollout import resolve_int_or_percent
 
 if TYPE_CHECKING:
     from albgate.sim.scenario import Scenario
@@ -108,6 +109,25 @@ def _labelled_before_pods(scenario: "Scenario") -> "Scenario":
     if scenario.namespace.inject_label == "none":
         return scenario.with_changes(namespace={"inject_label": "before_pods"})
     return scenario  # labelled already (maybe after the pods: then they keep no gates, as in reality)
+
+
+def bootstrap_hardened(scenario: "Scenario") -> "Scenario":
+    """The scenario's app as albgate's bootstrap applies it: preStop drain, grace period, maxUnavailable 0."""
+    app, policy = scenario.app, scenario.rollout.policy
+    pre_stop = max(app.pre_stop_sleep_seconds or 0, policy.pre_stop_seconds)
+    changes: dict[str, Any] = {
+        "pre_stop_sleep_seconds": pre_stop,
+        "termination_grace_period_seconds": max(
+            app.termination_grace_period_seconds, pre_stop + policy.max_request_seconds
+        ),
+    }
+    if resolve_int_or_percent(app.max_unavailable, app.replicas, round_up=False) > 0:
+        changes["max_unavailable"] = 0
+    return scenario.with_changes(app=changes)
+
+
+def _hardened_and_labelled(scenario: "Scenario") -> "Scenario":
+    return _labelled_before_pods(bootstrap_hardened(scenario))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -231,5 +251,7 @@ register_strategy("kubernetes-default", _set_image_and_wait, prepare=_unlabelled
                   description="kubectl set image on an unlabelled namespace: the seed's problem")
 register_strategy("readiness-gate", _set_image_and_wait, prepare=_labelled_before_pods,
                   description="the seed's fix alone: namespace labelled before the pods, controller gates")
+register_strategy("hardened-readiness-gate", _set_image_and_wait, prepare=_hardened_and_labelled,
+                  description="the seed's fix on an app hardened as albgate's bootstrap does: preStop, grace period")
 register_strategy("oracle", oracle,
                   description="albgate's plan with a perfect, instant gate: the lower bound of a gated rollout")

@@ -35,6 +35,7 @@ OUTCOMES = [
     # scenario, expected outcome, expected final image
     ("seed-app", "succeeded", "ikubernetes/myapp:v2"),
     ("auto-mode", "succeeded", "ikubernetes/myapp:v2"),
+    ("auto-mode-slow-registration", "succeeded", "ikubernetes/myapp:v2"),
     ("labelled-after-pods", "succeeded", "ikubernetes/myapp:v2"),
     ("controller-down-mid-rollout", "succeeded", "ikubernetes/myapp:v2"),
     ("broken-image", "rolled_back", "ikubernetes/myapp:v1"),
