@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lambdas.domain.health_check import hardened_annotations
 from lambdas.domain.models import RolloutPolicy
 from lambdas.domain.plan import batch_sizes, step_targets
 from lambdas.domain.ports import ALBGATE_GATE, HEALTHY, DeploymentPatch
@@ -112,7 +113,8 @@ def _labelled_before_pods(scenario: "Scenario") -> "Scenario":
 
 
 def bootstrap_hardened(scenario: "Scenario") -> "Scenario":
-    """The scenario's app as albgate's bootstrap applies it: preStop drain, grace period, maxUnavailable 0."""
+    """The scenario's app as albgate's bootstrap applies it: preStop drain, grace period, maxUnavailable 0, and
+    the Ingress health check of lambdas.domain.health_check (5 s interval)."""
     app, policy = scenario.app, scenario.rollout.policy
     pre_stop = max(app.pre_stop_sleep_seconds or 0, policy.pre_stop_seconds)
     changes: dict[str, Any] = {
@@ -123,7 +125,9 @@ def bootstrap_hardened(scenario: "Scenario") -> "Scenario":
     }
     if resolve_int_or_percent(app.max_unavailable, app.replicas, round_up=False) > 0:
         changes["max_unavailable"] = 0
-    return scenario.with_changes(app=changes)
+    return scenario.with_changes(
+        app=changes, ingress={"annotations": hardened_annotations(scenario.ingress.annotations)}
+    )
 
 
 def _hardened_and_labelled(scenario: "Scenario") -> "Scenario":
