@@ -153,3 +153,27 @@ def test_bad_input_is_refused_and_changes_nothing():
     assert run.extra["visited"][-1] == "Rollout Refused"
     assert sim.current_image() == "ikubernetes/myapp:v1"
     assert sim.deployment().revision == 1
+
+
+@pytest.mark.parametrize("name,seed", [("seed-app", s) for s in (1, 2, 3)] + [("large-deployment", 1)])
+def test_healthy_targets_never_drop_below_replicas_during_a_rollout(name, seed):
+    # Given an observer that counts healthy targets after every event of the world
+    low = {"min": None}
+
+    def observed(sim):
+        def watch():
+            healthy = sum(t.state == "healthy" for tg in sim.alb.tgs.values() for t in tg.targets.values())
+            low["min"] = healthy if low["min"] is None else min(low["min"], healthy)
+
+        sim.add_observer(watch)
+        try:
+            return run_albgate(sim)
+        finally:
+            sim.remove_observer(watch)
+
+    register_strategy("albgate-observed", observed, prepare=bootstrap_hardened)
+    sc = scenario(name)
+    sim, run = run_strategy(sc, "albgate-observed", seed)
+    # Then, with maxUnavailable 0 and the gate, capacity behind the ALB never fell below the replicas
+    assert run.outcome == "succeeded"
+    assert low["min"] >= sc.app.replicas
