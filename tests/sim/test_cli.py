@@ -13,7 +13,7 @@ SEED = str(SCENARIOS / "seed-app.yaml")
 
 
 def test_json_output_has_the_contract_fields(capsys):
-    assert main(["simulate", SEED, "--json", "--seed", "3"]) == 0
+    assert main(["simulate", SEED, "--json", "--seed", "3", "--strategy", "kubernetes-default"]) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("outcome", "requests", "failed_requests", "failed_by_cause", "rollout_seconds",
                 "lower_bound_seconds", "describe_target_health_calls", "state_transitions", "final_image"):
