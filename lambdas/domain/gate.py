@@ -9,7 +9,7 @@ Both functions are pure: the caller reads the cluster and the target groups and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, UNHEALTHY, UNUSED, Pod, TargetHealth
@@ -157,17 +157,7 @@ def evaluate_gate(
 def _with_deadline(result: GateResult, now: float, deadline: float) -> GateResult:
     if now < deadline:
         return result
-    return GateResult(
-        Verdict.FAILED,
-        f"step deadline passed: {result.reason}",
-        needed=result.needed,
-        healthy=result.healthy,
-        initial=result.initial,
-        unhealthy=result.unhealthy,
-        unregistered=result.unregistered,
-        starting=result.starting,
-        polled_targets=result.polled_targets,
-    )
+    return replace(result, status=Verdict.FAILED, reason=f"step deadline passed: {result.reason}")
 
 
 @dataclass(frozen=True)
@@ -256,12 +246,4 @@ def evaluate_drain(
 def _drain_deadline(result: DrainResult, now: float, deadline: float) -> DrainResult:
     if now < deadline:
         return result
-    return DrainResult(
-        Verdict.FAILED,
-        f"drain deadline passed: {result.reason}",
-        old_live=result.old_live,
-        expected_old=result.expected_old,
-        routable=result.routable,
-        draining=result.draining,
-        leaving_ips=result.leaving_ips,
-    )
+    return replace(result, status=Verdict.FAILED, reason=f"drain deadline passed: {result.reason}")
