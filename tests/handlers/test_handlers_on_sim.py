@@ -1,0 +1,104 @@
+"""The real handlers, called as Lambda would call them, against the simulated cluster and ALB.
+
+One behaviour per test at the handler layer: the state they return, what they change in the cluster, and how
+they react to throttling and to being invoked twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from albgate.sim import Simulation, load_scenario
+from albgate.sim.strategies import bootstrap_hardened
+from lambdas.domain.errors import ThrottledError
+from lambdas.domain.ports import ALBGATE_GATE, Ports
+from lambdas.handlers import _runtime
+from lambdas.handlers import check_target_health, preflight, release_old_pods, start_step
+
+SEED_APP = Path(__file__).resolve().parents[2] / "scenarios" / "seed-app.yaml"
+
+
+class ThrottlingElb:
+    """The simulated ELB, except that the next ``fail`` DescribeTargetHealth calls are throttled."""
+
+    def __init__(self, elb, fail: int) -> None:
+        self.elb, self.fail = elb, fail
+
+    def describe_target_group(self, arn):
+        return self.elb.describe_target_group(arn)
+
+    def describe_target_health(self, arn):
+        if self.fail > 0:
+            self.fail -= 1
+            raise ThrottledError("Rate exceeded")
+        return self.elb.describe_target_health(arn)
+
+
+@pytest.fixture()
+def sim():
+    s = Simulation(bootstrap_hardened(load_scenario(SEED_APP)))
+    s.run_until(s.rollout_start)
+    _runtime.use_ports(lambda cluster: s.ports)
+    yield s
+    _runtime.use_ports(None)
+
+
+def started(sim) -> dict:
+    state = preflight.handler({"request": sim.rollout_request().model_dump(mode="json"), "execution_name": "t1"}, None)
+    return start_step.handler(state, None)
+
+
+def test_preflight_reads_the_real_target_group_settings(sim):
+    state = preflight.handler({"request": sim.rollout_request().model_dump(mode="json"), "execution_name": "t1"}, None)
+    (tg,) = state["target_groups"]
+    assert tg["health_check_interval_seconds"] == 5  # the bootstrapped Ingress writes 5 s
+    assert tg["deregistration_delay_seconds"] == 300  # controller default, read from the group
+    assert state["plan"] == [1, 2, 3] and state["findings"] == []
+
+
+def test_start_step_writes_the_gate_and_holds_old_pods(sim):
+    state = started(sim)
+    d = sim.kube.get_deployment("readiness", "nginx-app")
+    assert ALBGATE_GATE in d.template.readiness_gates
+    assert (d.max_surge, d.max_unavailable) == (1, 0)
+    assert state["step"] == 0 and state["more_steps"] is True
+
+
+def test_start_step_twice_is_one_change(sim):
+    state = preflight.handler({"request": sim.rollout_request().model_dump(mode="json"), "execution_name": "t1"}, None)
+    first = start_step.handler(state, None)
+    revision = sim.kube.get_deployment("readiness", "nginx-app").revision
+    second = start_step.handler(state, None)  # the same input again: a duplicated invocation
+    assert sim.kube.get_deployment("readiness", "nginx-app").revision == revision
+    assert first["step"] == second["step"] == 0 and first["next_step"] == second["next_step"] == 1
+
+
+def test_throttling_backs_off_instead_of_failing(sim):
+    state = started(sim)
+    sim.advance(20)  # the first new pod is ContainersReady: the gate would call DescribeTargetHealth
+    throttling = ThrottlingElb(sim.elb, fail=2)
+    _runtime.use_ports(lambda cluster: Ports(kube=sim.kube, elb=throttling, clock=sim.clock))
+    once = check_target_health.handler(state, None)
+    twice = check_target_health.handler(once, None)
+    assert once["gate"]["status"] == twice["gate"]["status"] == "WAITING"
+    assert "throttled" in once["gate"]["reason"]
+    assert 2 * 5 <= once["wait_seconds"] < twice["wait_seconds"]  # doubled per throttle, from the 5 s interval
+    recovered = check_target_health.handler(twice, None)
+    assert recovered["throttles"] == 0
+
+
+def test_release_opens_the_gate_only_on_the_pods_the_gate_named(sim):
+    state = started(sim)
+    for _ in range(20):
+        state = check_target_health.handler(state, None)
+        if state["gate"]["status"] != "WAITING":
+            break
+        sim.advance(state["wait_seconds"])
+    assert state["gate"]["status"] == "PASSED"
+    released = release_old_pods.handler(state, None)
+    pods = sim.kube.list_pods("readiness", {"app": "nginx"})
+    opened = sorted(p.name for p in pods if p.condition(ALBGATE_GATE) == "True")
+    assert opened == sorted(state["gate"]["release"]) and len(opened) == 1
+    assert len(released["watched_ips"]) == 3  # the old pods' IPs, recorded before any of them goes
