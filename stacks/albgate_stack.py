@@ -31,6 +31,14 @@ class AlbgateStack(Stack):
         code = lambdas_code()
         cluster_arns = [cluster_arn(self, c) for c in config.clusters]
         placement = self._vpc_placement(config)
+        # Preflight pins an image tag to its digest: DescribeImages on the configured repositories only.
+        ecr_arns = sorted(
+            {
+                self.format_arn(service="ecr", resource="repository", resource_name=a.ecr_repository)
+                for a in config.applications
+                if a.ecr_repository
+            }
+        )
 
         self.functions: dict[str, AlbgateFunction] = {
             spec.name: AlbgateFunction(
@@ -42,6 +50,7 @@ class AlbgateStack(Stack):
                 log_level=config.log_level,
                 log_retention_days=config.log_retention_days,
                 vpc=placement,
+                ecr_repository_arns=ecr_arns,
             )
             for spec in ROLLOUT_HANDLERS + SCHEDULED_HANDLERS
         }

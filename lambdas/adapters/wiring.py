@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 
+from lambdas.adapters.ecr import EcrAdapter
 from lambdas.adapters.elbv2 import ElbAdapter
 from lambdas.domain.ports import (
     Deployment,
@@ -115,4 +116,5 @@ def real_ports(cluster_name: str, region: str) -> Ports:
         kube=_kube_port(LazyKubernetes(cluster_name, region, session, clock)),
         elb=ElbAdapter.for_region(region, session),
         clock=clock,
+        images=EcrAdapter(session),
     )

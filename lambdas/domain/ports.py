@@ -266,6 +266,19 @@ class ElbPort(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------------------
+class ImagePort(Protocol):
+    """Pins a tag to the digest the registry holds now (ECR DescribeImages)."""
+
+    def resolve_digest(self, image: str) -> str | None:
+        """``repo@sha256:...`` for ``repo:tag``; None when the registry is not one this port can ask.
+
+        Raises NotFoundError when the registry answers that the tag or repository does not exist."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Clock
 # ---------------------------------------------------------------------------------------------------------
 class Clock(Protocol):
@@ -281,3 +294,4 @@ class Ports:
     kube: KubernetesPort
     elb: ElbPort
     clock: Clock
+    images: ImagePort | None = None  # None: tags are recorded as given (no registry to ask)

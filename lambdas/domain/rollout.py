@@ -19,7 +19,7 @@ from lambdas.domain.errors import (
     UnsafeConfigurationError,
 )
 from lambdas.domain.gate import Verdict, evaluate_drain, evaluate_gate, pods_needing_targets
-from lambdas.domain.models import RolloutRequest, parse_request
+from lambdas.domain.models import RolloutRequest, parse_image, parse_request
 from lambdas.domain.plan import step_targets
 from lambdas.domain.poll import drain_poll_seconds, pod_poll_seconds, target_poll_seconds
 from lambdas.domain.ports import (
@@ -94,7 +94,12 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str) -> dict:
 
     now = ports.clock.now()
     plan = step_targets(dep.replicas, request.policy)
-    target_image = request.image if request.kind == "rollout" else container.image
+    target_image, notes = pin_image(ports, request.image) if request.kind == "rollout" else (container.image, [])
+    if request.kind == "rollout" and target_image == container.image and target_image != request.image:
+        raise InvalidInputError(
+            f"image: {request.image} is {target_image}, which container {request.container} of {ns}/{dep.name} "
+            "already runs; use kind='restart' to re-create its pods through the gates"
+        )
     state = RolloutState(
         request=request,
         execution_name=execution_name,
@@ -108,6 +113,8 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str) -> dict:
         original_max_unavailable=dep.max_unavailable,
         hardening=hardening,
         findings=findings,
+        notes=notes,
+        requested_image=request.image,
         target_groups=groups,
         approval_required=1 in request.policy.approval_before_steps,
         more_steps=True,
@@ -117,6 +124,23 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str) -> dict:
         # A restart keeps the image: a new template annotation makes a new ReplicaSet (as kubectl does).
         state.hardening = {**hardening, "template_annotations": {"albgate.io/restarted-by": execution_name}}
     return state.dump()
+
+
+def pin_image(ports: Ports, image: str) -> tuple[str, list[str]]:
+    """The image to write: a digest as given, a tag pinned to the registry's digest now, else the tag as given.
+
+    Pinning makes every pod of the rollout run the same bytes even if the tag moves mid-rollout, and makes the
+    rollback target exact."""
+    _, tag, digest = parse_image(image)
+    if digest:
+        return image, []
+    resolved = ports.images.resolve_digest(image) if ports.images else None
+    if resolved:
+        return resolved, [f"image: tag {tag!r} pinned to {resolved.rsplit('@', 1)[1]}"]
+    return image, [
+        f"image: tag {tag!r} is not pinned to a digest (albgate reads digests from ECR only); pods created "
+        "during the rollout could pull different bytes if the tag moves"
+    ]
 
 
 def discover_target_groups(ports: Ports, dep: Deployment) -> list[TargetGroupInfo]:

@@ -52,6 +52,8 @@ class RolloutState(_Model):
     original_max_unavailable: int | str
     hardening: dict[str, Any] = Field(default_factory=dict)  # DeploymentPatch fields applied on step 1
     findings: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # worth knowing, not blocking (e.g. a tag left unpinned)
+    requested_image: str = ""  # the image as the input named it (a tag is pinned to target_image's digest)
     target_groups: list[TargetGroupInfo]
     template_changed: bool = False
 

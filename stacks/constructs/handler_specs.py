@@ -18,6 +18,7 @@ class HandlerSpec:
     module: str  # lambdas.handlers.<module>
     kube: KubeAccess  # read: get/list/watch in app namespaces; rollout: + patch deployments and pods/status
     elb_read: bool  # elasticloadbalancing:DescribeTargetHealth / DescribeTargetGroups / DescribeTargetGroupAttributes
+    ecr_read: bool = False  # ecr:DescribeImages on the configured repositories (pin a tag to its digest)
     memory_mb: int = 256
     timeout_seconds: int = 60
     description: str = ""
@@ -33,6 +34,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         "preflight",
         kube="rollout",
         elb_read=True,
+        ecr_read=True,
         description="validate input, find target groups, check (or harden) zero-downtime settings",
     ),
     HandlerSpec(

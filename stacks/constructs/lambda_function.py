@@ -93,6 +93,7 @@ class AlbgateFunction(Construct):
         log_retention_days: int = 30,
         vpc: VpcPlacement | None = None,
         extra_environment: Mapping[str, str] | None = None,
+        ecr_repository_arns: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.spec = spec
@@ -126,6 +127,12 @@ class AlbgateFunction(Construct):
                 "elasticloadbalancing:DescribeTargetHealth/DescribeTargetGroups/DescribeTargetGroupAttributes "
                 "have no resource types in the Service Authorization Reference for Elastic Load Balancing V2 "
                 "(read-only; target groups are chosen at run time by the Ingress)"
+            )
+        if spec.ecr_read and ecr_repository_arns:
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="PinImageTags", actions=["ecr:DescribeImages"], resources=list(ecr_repository_arns)
+                )
             )
         if spec.kube != "none":
             self.role.add_to_policy(

@@ -102,3 +102,33 @@ def test_release_opens_the_gate_only_on_the_pods_the_gate_named(sim):
     opened = sorted(p.name for p in pods if p.condition(ALBGATE_GATE) == "True")
     assert opened == sorted(state["gate"]["release"]) and len(opened) == 1
     assert len(released["watched_ips"]) == 3  # the old pods' IPs, recorded before any of them goes
+
+
+class FakeRegistry:
+    """An ImagePort that knows one tag: models ECR's answer, nothing else."""
+
+    def __init__(self, image: str, pinned: str) -> None:
+        self.image, self.pinned = image, pinned
+
+    def resolve_digest(self, image):
+        return self.pinned if image == self.image else None
+
+
+def test_a_tag_is_pinned_to_its_digest_and_the_digest_is_rolled(sim):
+    # Given a registry where ikubernetes/myapp:v2 is sha256:ab...
+    pinned = "ikubernetes/myapp@sha256:" + "ab" * 32
+    registry = FakeRegistry("ikubernetes/myapp:v2", pinned)
+    _runtime.use_ports(lambda cluster: Ports(kube=sim.kube, elb=sim.elb, clock=sim.clock, images=registry))
+    # When the rollout starts
+    state = started(sim)
+    # Then the state records both, and the template runs the digest
+    assert state["requested_image"] == "ikubernetes/myapp:v2" and state["target_image"] == pinned
+    assert any("pinned" in n for n in state["notes"])
+    d = sim.kube.get_deployment("readiness", "nginx-app")
+    assert d.template.container("nginx").image == pinned
+
+
+def test_an_unpinnable_tag_is_rolled_as_given_with_a_note(sim):
+    state = started(sim)  # the simulation's ports have no registry
+    assert state["target_image"] == "ikubernetes/myapp:v2"
+    assert any("not pinned" in n for n in state["notes"])

@@ -101,6 +101,8 @@ def test_role_grants_exactly_what_the_spec_names(synth, spec):
         expected |= set(ELB_READ_ACTIONS)
     if spec.kube != "none":
         expected |= {"eks:DescribeCluster"}
+    if spec.ecr_read:  # the example config names an ECR repository
+        expected |= {"ecr:DescribeImages"}
     assert actions(statements) == expected
 
 
@@ -223,3 +225,19 @@ def test_config_map_cluster_gets_aws_auth_output_instead_of_access_entries(priva
 
 def test_private_variant_is_nag_clean_too(private_synth):
     assert private_synth.problems == []
+
+
+def test_image_pinning_reads_only_the_configured_repositories(synth):
+    # Given the example config's application with ecr_repository "myapp"
+    (spec,) = [s for s in ALL_HANDLERS if s.ecr_read]
+    _, fn = function_of(synth, spec)
+    role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    (statement,) = [s for s in policy_statements(synth, role) if s.get("Sid") == "PinImageTags"]
+    # Then DescribeImages is granted on that repository's ARN only, nothing else may call ECR
+    assert statement["Action"] == "ecr:DescribeImages"
+    assert "repository/myapp" in json.dumps(statement["Resource"])
+    others = [s for s in ALL_HANDLERS if not s.ecr_read]
+    for other in others:
+        _, ofn = function_of(synth, other)
+        orole = ofn["Properties"]["Role"]["Fn::GetAtt"][0]
+        assert "ecr:DescribeImages" not in actions(policy_statements(synth, orole))

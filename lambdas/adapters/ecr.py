@@ -1,0 +1,62 @@
+"""``ImagePort`` over Amazon ECR: pin ``<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>`` to its digest.
+
+Invariant: only ECR image URIs are resolved (DescribeImages by tag, in the registry and Region the URI names);
+any other registry gives None and the tag is recorded as given. AWS errors become domain errors through the
+same mapping as the ELB adapter; an image or repository that does not exist is a NotFoundError naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from lambdas.adapters.elbv2 import client_config, map_aws_error
+from lambdas.domain.errors import NotFoundError
+
+# <12-digit account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]/<repository>:<tag>
+_ECR_URI = re.compile(
+    r"^(?P<registry>(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)"
+    r"/(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*):(?P<tag>[\w][\w.-]{0,127})$"
+)
+
+
+def parse_ecr_uri(image: str) -> dict[str, str] | None:
+    m = _ECR_URI.match(image)
+    return m.groupdict() if m else None
+
+
+class EcrAdapter:
+    def __init__(self, session: boto3.Session | None = None, clients: dict[str, Any] | None = None) -> None:
+        self._session = session or boto3.Session()
+        self._clients: dict[str, Any] = dict(clients or {})
+
+    def _client(self, region: str) -> Any:
+        if region not in self._clients:
+            self._clients[region] = self._session.client("ecr", region_name=region, config=client_config())
+        return self._clients[region]
+
+    def resolve_digest(self, image: str) -> str | None:
+        uri = parse_ecr_uri(image)
+        if uri is None:
+            return None
+        action = f"ecr:DescribeImages {uri['repository']}:{uri['tag']}"
+        try:
+            answer = self._client(uri["region"]).describe_images(
+                registryId=uri["account"],
+                repositoryName=uri["repository"],
+                imageIds=[{"imageTag": uri["tag"]}],
+            )
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if code in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                raise NotFoundError(
+                    f"image: {image} does not exist in ECR ({code}); push it first or fix the tag"
+                ) from e
+            raise map_aws_error(e, action) from e
+        details = answer.get("imageDetails") or []
+        if not details:
+            raise NotFoundError(f"image: ECR has no image tagged {uri['tag']!r} in {uri['repository']}")
+        return f"{uri['registry']}/{uri['repository']}@{details[0]['imageDigest']}"

@@ -1,0 +1,772 @@
+"""The bootstrap workflow's use cases: install the Load Balancer Controller, label namespaces, apply hardened
+workloads, re-create pods born before the label; one function per state machine task, (ports, state) -> state.
+
+Job: turn the seed's manual steps (FACTS.md, "The problem" and "Install recipe") into steps a state machine
+can run and re-run: install or upgrade the controller with Helm and wait until it really works; label each
+app namespace ``elbv2.k8s.aws/pod-readiness-gate-inject=enabled`` (never kube-system or the controller's own
+namespace: #1628, #2282); server-side apply each app's Service and Ingress, wait until the controller has
+bound them to an IP target group and its webhook injects the gate into a dry-run pod, then apply the
+Deployment (the gate is injected only at pod CREATE, FACTS.md); list the pods of a settled Deployment that
+still have no gate, as the ``restart`` inputs of albgate's gated rollout.
+
+Invariant: every use case is idempotent. Each change is a server-side apply (field manager ``albgate``) or a
+``helm upgrade --install`` that is skipped when the release already has the pinned chart and values, so a
+second run reports ``unchanged`` everywhere and starts no restart. Waiting is data: a check returns
+``PASSED | WAITING | FAILED`` with a reason and the seconds to wait, and fails by itself once its deadline has
+passed. Nothing here imports boto3 or the kubernetes client; the ports do the I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lambdas.domain.errors import InvalidInputError, NotFoundError, RetryableError, UnsafeConfigurationError
+from lambdas.domain.gate import Verdict
+from lambdas.domain.manifests import HardeningPolicy, harden
+from lambdas.domain.models import DNS1123_LABEL, RolloutPolicy, parse_image, validation_message
+from lambdas.domain.ports import (
+    INJECT_LABEL,
+    LBC_GATE_PREFIX,
+    Clock,
+    Deployment,
+    KubernetesPort,
+    Pod,
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# The pinned controller: version, chart and IAM policy source, in ONE place (the CDK policy in
+# stacks/constructs/lbc_iam.py and the Helm install read these). FACTS.md: the policy JSON is unchanged from
+# v2.13.0 through v3.5.0; eks-charts chart 3.5.0 ships controller v3.5.0.
+# ---------------------------------------------------------------------------------------------------------
+CONTROLLER_VERSION = "v3.5.0"
+CHART_VERSION = "3.5.0"
+CHART_NAME = "aws-load-balancer-controller"
+CHART_REPOSITORY = "https://aws.github.io/eks-charts"
+IAM_POLICY_SOURCE = (
+    f"https://raw.githubusercontent.com/kubernetes-sigs/aws-load-balancer-controller/{CONTROLLER_VERSION}"
+    "/docs/install/iam_policy.json"
+)
+RELEASE_NAME = "aws-load-balancer-controller"
+CONTROLLER_NAMESPACE = "kube-system"
+SERVICE_ACCOUNT = "aws-load-balancer-controller"  # FACTS.md, install recipe
+CONTROLLER_DEPLOYMENT = "aws-load-balancer-controller"
+# The chart names its webhooks after the prefix "aws-load-balancer" (templates/webhook.yaml).
+WEBHOOK_CONFIGURATION = "aws-load-balancer-webhook"
+POD_WEBHOOK = "mpod.elbv2.k8s.aws"
+WEBHOOK_SERVICE = "aws-load-balancer-webhook-service"
+CONTROLLER_NAME_LABEL = ("app.kubernetes.io/name", "aws-load-balancer-controller")
+# Lower than the controller's 16m40s default: gates stuck for 16 minutes were fixed by lowering it (#3622,
+# #3677; PR #2029 verified a 60 s cap). Kept well above the 15 s requeue so a throttled account (the Describe*
+# bucket is shared, FACTS.md) is not hammered.
+DEFAULT_MAX_BACKOFF = "60s"
+# CDK's own Helm install waits up to 15 min (FACTS.md, install recipe); the controller gets as long to work.
+DEFAULT_CONTROLLER_DEADLINE_SECONDS = 900
+# A new Ingress -> the controller creates the load balancer, target group and binding; then the webhook must
+# inject the gate. Minutes on a busy controller (FACTS.md: leader change pauses reconciles up to 2 min).
+DEFAULT_BINDING_DEADLINE_SECONDS = 600
+# Waiting for a Deployment the apply changed to settle: Kubernetes' own progress deadline default (FACTS.md).
+DEFAULT_SETTLE_DEADLINE_SECONDS = 600
+POLL_SECONDS = 10  # between checks of a bootstrap wait (Kubernetes reads only, no Describe* tokens)
+NATIVE_SLEEP_SINCE = (1, 30)  # FACTS.md: PodLifecycleSleepAction beta and on by default from 1.30
+FIELD_MANAGER = "albgate"
+PROTECTED_NAMESPACES = frozenset({"kube-system"})
+_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$")
+_VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ports the bootstrap needs beyond the rollout's KubernetesPort
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AppliedObject:
+    """What a server-side apply did: ``created``, ``configured`` (fields changed), ``unchanged`` or
+    ``validated`` (a dry run)."""
+
+    kind: str
+    namespace: str
+    name: str
+    action: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.namespace + '/' if self.namespace else ''}{self.name}"
+
+
+@dataclass(frozen=True)
+class WebhookEntry:
+    name: str
+    failure_policy: str  # Fail | Ignore
+    namespace_selector: dict[str, Any]
+    object_selector: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MutatingWebhook:
+    name: str
+    webhooks: tuple[WebhookEntry, ...]
+
+    def entry(self, name: str) -> WebhookEntry | None:
+        return next((w for w in self.webhooks if w.name == name), None)
+
+
+@runtime_checkable
+class BootstrapKubernetesPort(KubernetesPort, Protocol):
+    """The Kubernetes calls of the bootstrap, on top of the rollout's (``lambdas.domain.ports``)."""
+
+    def server_version(self) -> tuple[int, int]:
+        """(major, minor) of the API server."""
+        ...
+
+    def list_deployments(self, namespace: str) -> list[Deployment]: ...
+
+    def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> AppliedObject:
+        """Server-side apply (field manager ``albgate``, strict field validation); a dry run persists nothing."""
+        ...
+
+    def get_mutating_webhook(self, name: str) -> MutatingWebhook:
+        """A MutatingWebhookConfiguration; NotFoundError when absent."""
+        ...
+
+    def ready_endpoints(self, namespace: str, service: str) -> int:
+        """How many endpoints of the Service are ready (EndpointSlices)."""
+        ...
+
+    def dry_run_create_pod(self, namespace: str, manifest: dict[str, Any]) -> Pod:
+        """Create a pod with dryRun=All: admission webhooks run, nothing is persisted; the pod as admitted."""
+        ...
+
+
+@dataclass(frozen=True)
+class HelmRelease:
+    name: str
+    namespace: str
+    chart_version: str
+    status: str  # deployed | failed | pending-install | pending-upgrade | ...
+    values: dict[str, Any]
+
+
+class HelmPort(Protocol):
+    """The helm command line, pointed at one cluster."""
+
+    def release(self, name: str, namespace: str) -> HelmRelease | None:
+        """The release as ``helm list`` + ``helm get values`` show it; None when not installed."""
+        ...
+
+    def upgrade_install(self, args: list[str], values: dict[str, Any]) -> str:
+        """Run ``helm <args>`` with ``values`` as the values file; returns helm's output."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ControllerSettings(_Strict):
+    """How the AWS Load Balancer Controller is installed (docs/bootstrap.md lists every field)."""
+
+    install: bool = Field(default=True, description="false: only check the controller that is there")
+    chart_repository: str = Field(
+        default=CHART_REPOSITORY,
+        description="eks-charts repository URL, or an OCI mirror 'oci://<registry>/<path>' for private clusters",
+    )
+    chart_version: str = Field(default=CHART_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    namespace: str = Field(default=CONTROLLER_NAMESPACE)
+    service_account: str = Field(default=SERVICE_ACCOUNT)
+    region: str | None = Field(default=None, description="else the controller reads instance metadata")
+    vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
+    image_repository: str | None = Field(default=None, description="controller image mirror (no internet)")
+    webhook_failure_policy: Literal["Fail", "Ignore"] = Field(
+        default="Fail",
+        description="Fail: no pod is created without its gate while the webhook is down (FACTS.md)",
+    )
+    max_backoff: str = Field(default=DEFAULT_MAX_BACKOFF, description="targetgroupbindingMaxExponentialBackoffDelay")
+    role_arn: str | None = Field(default=None, description="IRSA: annotate the service account with this role")
+    require_gate_injection: bool = Field(
+        default=True, description="false on EKS Auto Mode, which injects no gate (aws/containers-roadmap#2511)"
+    )
+    deadline_seconds: int = Field(default=DEFAULT_CONTROLLER_DEADLINE_SECONDS, ge=60, le=3600)
+
+    @field_validator("max_backoff")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        if not _DURATION.match(v):
+            raise ValueError(f"{v!r} is not a Go duration; write e.g. '60s' or '2m'")
+        return v
+
+    @field_validator("namespace", "service_account")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not DNS1123_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a Kubernetes name")
+        return v
+
+
+class Manifests(_Strict):
+    deployment: dict[str, Any]
+    service: dict[str, Any]
+    ingress: dict[str, Any]
+
+
+class AppBootstrap(_Strict):
+    namespace: str
+    deployment: str
+    container: str
+    manifests: Manifests | None = Field(default=None, description="None: the app exists; only label and check it")
+    gated: bool = Field(default=True, description="rolled behind readiness gates: instance targets are refused")
+    harden: bool = Field(default=True, description="false: apply as given, report the would-be changes")
+
+    @field_validator("namespace", "container")
+    @classmethod
+    def _label(cls, v: str) -> str:
+        if not DNS1123_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a Kubernetes name: lower-case letters, digits and '-', at most 63")
+        return v
+
+    @model_validator(mode="after")
+    def _names_agree(self) -> "AppBootstrap":
+        if self.manifests is not None:
+            name = (self.manifests.deployment.get("metadata") or {}).get("name")
+            if name != self.deployment:
+                raise ValueError(
+                    f"manifests.deployment.metadata.name is {name!r} but the application's deployment is "
+                    f"{self.deployment!r}; make them equal"
+                )
+        return self
+
+
+class BootstrapRequest(_Strict):
+    """The input of one bootstrap execution."""
+
+    cluster: str = Field(min_length=1, max_length=100)
+    namespaces: list[str] = Field(default_factory=list, description="labelled too; the apps' are always labelled")
+    applications: list[AppBootstrap] = Field(default_factory=list)
+    controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    health_check_interval_seconds: int = Field(default=10, ge=6, le=300)
+    restart_pods_born_before_label: bool = Field(default=True)
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, v: list[str]) -> list[str]:
+        for ns in v:
+            if not DNS1123_LABEL.match(ns):
+                raise ValueError(f"{ns!r} is not a Kubernetes namespace name")
+        return v
+
+    def all_namespaces(self) -> list[str]:
+        return list(dict.fromkeys([*self.namespaces, *(a.namespace for a in self.applications)]))
+
+
+def parse_bootstrap(data: Any) -> BootstrapRequest:
+    try:
+        return BootstrapRequest.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInputError(f"invalid bootstrap input: {validation_message(exc)}") from exc
+
+
+# ---------------------------------------------------------------------------------------------------------
+# State passed from task to task
+# ---------------------------------------------------------------------------------------------------------
+def _wait(status: Verdict, reason: str, **extra: Any) -> dict[str, Any]:
+    return {"status": status.value, "reason": reason, **extra}
+
+
+def _state(raw: Any) -> tuple[dict[str, Any], BootstrapRequest]:
+    if not isinstance(raw, dict) or "request" not in raw:
+        raise InvalidInputError("state: expected the bootstrap state with a request; start with Validate Input")
+    return dict(raw), parse_bootstrap(raw["request"])
+
+
+def _log(state: dict[str, Any], step: str, what: str, ref: str, detail: Any = None) -> None:
+    """Every change the workflow makes, in order (the execution's output is its audit trail)."""
+    entry = {"step": step, "change": what, "object": ref}
+    if detail is not None:
+        entry["detail"] = detail
+    state.setdefault("changes", []).append(entry)
+
+
+def refuse_namespace(namespace: str, controller_namespace: str) -> None:
+    """kube-system and the controller's namespace are never labelled (FACTS.md: #1628, #2282)."""
+    if namespace in PROTECTED_NAMESPACES or namespace == controller_namespace:
+        why = (
+            "the controller's own pods would wait for a gate only the controller can set "
+            "(aws-load-balancer-controller#1628)"
+            if namespace == controller_namespace
+            else "a readiness gate on a system pod can block cluster recovery (aws-load-balancer-controller#2282)"
+        )
+        raise InvalidInputError(
+            f"namespaces: refusing to label namespace {namespace!r} with {INJECT_LABEL}=enabled: {why}; "
+            "run applications in their own namespaces"
+        )
+
+
+def validate_input(
+    raw: Any, execution_name: str, now: float, controller_defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Validate everything that can be validated without the cluster, so a bad input changes nothing.
+
+    ``controller_defaults``: what the stack knows (the IRSA role ARN, the Region), under the input's own values.
+    """
+    if controller_defaults and isinstance(raw, dict):
+        given = raw.get("controller") if isinstance(raw.get("controller"), dict) else {}
+        raw = {**raw, "controller": {**{k: v for k, v in controller_defaults.items() if v}, **given}}
+    request = parse_bootstrap(raw)
+    for ns in request.all_namespaces():
+        refuse_namespace(ns, request.controller.namespace)
+    plans = []
+    for app in request.applications:
+        if app.manifests is None:
+            continue
+        # The provisional harden validates the shape and refuses instance targets; Apply hardens again with the
+        # cluster's real version (native sleep or exec).
+        hardened = harden(
+            app.manifests.deployment,
+            app.manifests.service,
+            app.manifests.ingress,
+            _hardening_policy(request, app, native_sleep=True),
+            namespace=app.namespace,
+            container=app.container,
+        )
+        plans.append({"app": f"{app.namespace}/{app.deployment}", "changes": len(hardened.changes),
+                      "findings": len(hardened.findings)})
+    return {
+        "request": request.model_dump(mode="json"),
+        "execution_name": execution_name,
+        "started_at": now,
+        "plans": plans,
+        "changes": [],
+        "wait_seconds": 0,
+    }
+
+
+def _hardening_policy(request: BootstrapRequest, app: AppBootstrap, *, native_sleep: bool) -> HardeningPolicy:
+    return HardeningPolicy.from_rollout_policy(
+        request.policy,
+        native_sleep=native_sleep,
+        health_check_interval_seconds=request.health_check_interval_seconds,
+        gated=app.gated,
+        harden=app.harden,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Install the controller
+# ---------------------------------------------------------------------------------------------------------
+def helm_values(cluster: str, settings: ControllerSettings) -> dict[str, Any]:
+    """The chart values albgate installs with (FACTS.md, "Helm values and defaults")."""
+    values: dict[str, Any] = {
+        "clusterName": cluster,
+        # The identity is albgate's (Pod Identity association or IRSA, stacks/constructs/lbc_iam.py): the
+        # chart must not create its own account.
+        "serviceAccount": {"create": False, "name": settings.service_account},
+        # Fail: while the webhook is down no pod is created without its gate (FACTS.md: Ignore is the default
+        # after v2.11.0 and then pods get created with no gate). The object selector keeps the controller's own
+        # pods out (the chart's template excludes them too; stated here so a chart change cannot drop it):
+        # with Fail they could otherwise never be created while no controller pod serves the webhook (#1628).
+        "podMutatorWebhookConfig": {"failurePolicy": settings.webhook_failure_policy},
+        "objectSelector": {
+            "matchExpressions": [
+                {"key": CONTROLLER_NAME_LABEL[0], "operator": "NotIn", "values": [CONTROLLER_NAME_LABEL[1]]}
+            ]
+        },
+        "targetgroupbindingMaxExponentialBackoffDelay": settings.max_backoff,
+    }
+    if settings.region:
+        values["region"] = settings.region
+    if settings.vpc_id:
+        values["vpcId"] = settings.vpc_id
+    if settings.image_repository:
+        values["image"] = {"repository": settings.image_repository, "tag": CONTROLLER_VERSION}
+    return values
+
+
+def chart_reference(settings: ControllerSettings) -> list[str]:
+    """The chart argument(s): ``--repo URL aws-load-balancer-controller`` or ``oci://mirror/aws-load-balancer-controller``."""
+    repo = settings.chart_repository.rstrip("/")
+    if repo.startswith("oci://"):
+        return [f"{repo}/{CHART_NAME}"]
+    return ["--repo", repo, CHART_NAME]
+
+
+def helm_upgrade_args(settings: ControllerSettings, values_file: str) -> list[str]:
+    """``helm upgrade --install`` for the pinned chart. No --wait: the state machine checks that it works."""
+    return [
+        "upgrade",
+        "--install",
+        RELEASE_NAME,
+        *chart_reference(settings),
+        "--version",
+        settings.chart_version,
+        "--namespace",
+        settings.namespace,
+        "--values",
+        values_file,
+        "--reset-values",  # the values are exactly albgate's, never merged with a previous run's
+        "--history-max",
+        "10",
+        "--timeout",
+        "10m0s",
+    ]
+
+
+def install_action(current: HelmRelease | None, chart_version: str, values: dict[str, Any]) -> str:
+    """``install``, ``upgrade`` or ``unchanged``: a release at the pinned chart with the same values is left alone."""
+    if current is None:
+        return "install"
+    if current.status != "deployed" or current.chart_version != chart_version or current.values != values:
+        return "upgrade"
+    return "unchanged"
+
+
+def service_account_manifest(settings: ControllerSettings) -> dict[str, Any]:
+    """The controller's service account; annotated with the IRSA role when one is configured."""
+    meta: dict[str, Any] = {
+        "name": settings.service_account,
+        "namespace": settings.namespace,
+        "labels": {CONTROLLER_NAME_LABEL[0]: CONTROLLER_NAME_LABEL[1], "app.kubernetes.io/managed-by": "albgate"},
+    }
+    if settings.role_arn:
+        meta["annotations"] = {"eks.amazonaws.com/role-arn": settings.role_arn}
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
+
+
+def install_controller(kube: BootstrapKubernetesPort, helm: HelmPort, clock: Clock, raw_state: Any) -> dict[str, Any]:
+    state, request = _state(raw_state)
+    settings = request.controller
+    now = clock.now()
+    state["controller"] = _wait(Verdict.WAITING, "installed; waiting for it to work",
+                                deadline=now + settings.deadline_seconds, polls=0)
+    if not settings.install:
+        state["controller"]["install"] = {"action": "skipped", "reason": "controller.install is false"}
+        return state
+    applied = kube.apply(service_account_manifest(settings))
+    if applied.action != "unchanged":
+        _log(state, "Install Controller", applied.action, applied.ref)
+    values = helm_values(request.cluster, settings)
+    current = helm.release(RELEASE_NAME, settings.namespace)
+    action = install_action(current, settings.chart_version, values)
+    if action != "unchanged":
+        helm.upgrade_install(helm_upgrade_args(settings, "values.json"), values)
+        _log(state, "Install Controller", action, f"helm release {settings.namespace}/{RELEASE_NAME}",
+             {"chart_version": settings.chart_version,
+              "from": current.chart_version if current else None, "values": values})
+    state["controller"]["install"] = {"action": action, "chart_version": settings.chart_version}
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Is the controller working?
+# ---------------------------------------------------------------------------------------------------------
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) of ``v2.13.0`` / ``2.13.0``; None when it is not such a version."""
+    m = _VERSION.fullmatch(text.strip())
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def image_version(image: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) from an image tag like ``...:v2.13.0``; None when the tag says no version."""
+    tag = image.rsplit("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
+    m = _VERSION.match(tag)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+@dataclass(frozen=True)
+class ControllerObservation:
+    """What the cluster shows of the controller at one instant (read by ``observe_controller``)."""
+
+    deployment: Deployment | None
+    webhook: MutatingWebhook | None
+    ready_endpoints: int
+
+
+def observe_controller(kube: BootstrapKubernetesPort, settings: ControllerSettings) -> ControllerObservation:
+    try:
+        dep: Deployment | None = kube.get_deployment(settings.namespace, CONTROLLER_DEPLOYMENT)
+    except NotFoundError:
+        dep = None
+    try:
+        webhook: MutatingWebhook | None = kube.get_mutating_webhook(WEBHOOK_CONFIGURATION)
+    except NotFoundError:
+        webhook = None
+    endpoints = kube.ready_endpoints(settings.namespace, WEBHOOK_SERVICE) if dep is not None else 0
+    return ControllerObservation(dep, webhook, endpoints)
+
+
+def controller_verdict(
+    seen: ControllerObservation, settings: ControllerSettings, now: float, deadline: float
+) -> tuple[Verdict, str]:
+    """PASSED when the Deployment is available and fully rolled, the pod webhook has the wanted failure
+    policy and its Service has ready endpoints; WAITING until then; FAILED at the deadline."""
+    problems: list[str] = []
+    dep = seen.deployment
+    if dep is None:
+        problems.append(f"Deployment {settings.namespace}/{CONTROLLER_DEPLOYMENT} does not exist")
+    else:
+        if dep.observed_generation < dep.generation or dep.updated_replicas < dep.replicas:
+            problems.append(f"the controller Deployment is still rolling ({dep.updated_replicas}/{dep.replicas} updated)")
+        if dep.available_replicas < 1:
+            problems.append("no controller pod is available")
+    entry = seen.webhook.entry(POD_WEBHOOK) if seen.webhook else None
+    if entry is None:
+        problems.append(f"the pod webhook {POD_WEBHOOK} in {WEBHOOK_CONFIGURATION} does not exist")
+    elif settings.install and entry.failure_policy != settings.webhook_failure_policy:
+        problems.append(f"the pod webhook's failurePolicy is {entry.failure_policy}, not {settings.webhook_failure_policy}")
+    if seen.ready_endpoints < 1:
+        problems.append(f"Service {settings.namespace}/{WEBHOOK_SERVICE} has no ready endpoint")
+    if not problems:
+        return Verdict.PASSED, "controller available, webhook serving"
+    reason = "; ".join(problems)
+    if now >= deadline:
+        return Verdict.FAILED, f"the controller did not work within its deadline: {reason}"
+    return Verdict.WAITING, reason
+
+
+def check_controller(kube: BootstrapKubernetesPort, clock: Clock, raw_state: Any) -> dict[str, Any]:
+    state, request = _state(raw_state)
+    now = clock.now()
+    controller = dict(state.get("controller") or {})
+    deadline = float(controller.get("deadline") or now + request.controller.deadline_seconds)
+    seen = observe_controller(kube, request.controller)
+    verdict, reason = controller_verdict(seen, request.controller, now, deadline)
+    image = seen.deployment.template.containers[0].image if seen.deployment and seen.deployment.template.containers else None
+    state["controller"] = {**controller, **_wait(verdict, reason), "deadline": deadline,
+                           "polls": int(controller.get("polls", 0)) + 1, "image": image}
+    state["wait_seconds"] = POLL_SECONDS if verdict is Verdict.WAITING else 0
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Label namespaces
+# ---------------------------------------------------------------------------------------------------------
+def namespace_manifest(name: str) -> dict[str, Any]:
+    """Only the label: with server-side apply albgate owns that one field (and creates the namespace if new)."""
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {INJECT_LABEL: "enabled"}}}
+
+
+def label_namespaces(kube: BootstrapKubernetesPort, raw_state: Any) -> dict[str, Any]:
+    state, request = _state(raw_state)
+    results = []
+    for ns in request.all_namespaces():
+        refuse_namespace(ns, request.controller.namespace)
+        applied = kube.apply(namespace_manifest(ns))
+        results.append({"namespace": ns, "action": applied.action})
+        if applied.action != "unchanged":
+            _log(state, "Label Namespaces", applied.action, applied.ref, {INJECT_LABEL: "enabled"})
+    state["namespaces"] = results
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Apply workloads
+# ---------------------------------------------------------------------------------------------------------
+def native_sleep_supported(kube: BootstrapKubernetesPort) -> bool:
+    return kube.server_version() >= NATIVE_SLEEP_SINCE
+
+
+def _hardened_apps(kube: BootstrapKubernetesPort, request: BootstrapRequest) -> list[tuple[AppBootstrap, Any]]:
+    native = native_sleep_supported(kube) if any(a.manifests for a in request.applications) else True
+    out = []
+    for app in request.applications:
+        if app.manifests is None:
+            continue
+        out.append((app, harden(app.manifests.deployment, app.manifests.service, app.manifests.ingress,
+                                _hardening_policy(request, app, native_sleep=native),
+                                namespace=app.namespace, container=app.container)))
+    return out
+
+
+def apply_services_and_ingresses(kube: BootstrapKubernetesPort, clock: Clock, raw_state: Any) -> dict[str, Any]:
+    """Dry-run every manifest (the API server validates them against its schemas, strictly), then apply the
+    Services and Ingresses; the Deployments wait until their binding exists and the webhook injects the gate."""
+    state, request = _state(raw_state)
+    apps = _hardened_apps(kube, request)
+    for _, hardened in apps:
+        for manifest in hardened.manifests():
+            kube.apply(manifest, dry_run=True)  # InvalidInputError (422/400) names the field; nothing applied
+    applied = []
+    for app, hardened in apps:
+        for manifest in (hardened.service, hardened.ingress):
+            result = kube.apply(manifest)
+            applied.append({"object": result.ref, "action": result.action})
+            if result.action != "unchanged":
+                _log(state, "Apply Services And Ingresses", result.action, result.ref)
+        state.setdefault("hardening", {})[f"{app.namespace}/{app.deployment}"] = {
+            "changes": [c.as_dict() for c in hardened.changes],
+            "findings": [c.as_dict() for c in hardened.findings],
+        }
+    state["applied"] = applied
+    state["bindings"] = _wait(Verdict.WAITING, "waiting for the controller to bind the Services",
+                              deadline=clock.now() + DEFAULT_BINDING_DEADLINE_SECONDS, polls=0)
+    state["wait_seconds"] = 0
+    return state
+
+
+def probe_pod(namespace: str, deployment: dict[str, Any]) -> dict[str, Any]:
+    """A minimal pod with the Deployment's template labels, for a dry-run create (never persisted)."""
+    template = (deployment.get("spec") or {}).get("template") or {}
+    labels = dict((template.get("metadata") or {}).get("labels") or {})
+    containers = [{"name": c["name"], "image": c["image"]} for c in (template.get("spec") or {}).get("containers", [])[:1]]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": "albgate-probe-", "namespace": namespace, "labels": labels},
+        "spec": {"containers": containers},
+    }
+
+
+def check_bindings(kube: BootstrapKubernetesPort, clock: Clock, raw_state: Any) -> dict[str, Any]:
+    """Each app's Service is bound to an IP target group, and a pod created now gets the controller's gate."""
+    state, request = _state(raw_state)
+    now = clock.now()
+    bindings = dict(state.get("bindings") or {})
+    deadline = float(bindings.get("deadline") or now + DEFAULT_BINDING_DEADLINE_SECONDS)
+    waiting: list[str] = []
+    gates: dict[str, list[str]] = {}
+    for app in request.applications:
+        if app.manifests is None:
+            continue
+        svc = app.manifests.service["metadata"]["name"]
+        tgbs = [b for b in kube.list_target_group_bindings(app.namespace) if b.service_name == svc]
+        if not tgbs:
+            waiting.append(f"no TargetGroupBinding for Service {app.namespace}/{svc} yet")
+            continue
+        wrong = [b.name for b in tgbs if b.target_type and b.target_type != "ip"]
+        if wrong and app.gated:
+            raise UnsafeConfigurationError(
+                f"TargetGroupBinding(s) {', '.join(wrong)} of Service {app.namespace}/{svc} use instance targets; "
+                "set alb.ingress.kubernetes.io/target-type: ip on the Ingress and re-run the bootstrap"
+            )
+        if not request.controller.require_gate_injection:
+            continue
+        try:
+            pod = kube.dry_run_create_pod(app.namespace, probe_pod(app.namespace, app.manifests.deployment))
+        except RetryableError as e:
+            waiting.append(f"dry-run pod in {app.namespace}: {e}")
+            continue
+        expected = [LBC_GATE_PREFIX + b.name for b in tgbs if b.target_type in ("ip", "")]
+        missing = [g for g in expected if g not in pod.readiness_gates]
+        gates[f"{app.namespace}/{app.deployment}"] = list(pod.readiness_gates)
+        if missing:
+            waiting.append(f"a dry-run pod in {app.namespace} came back without {', '.join(missing)}")
+    if not waiting:
+        verdict, reason = Verdict.PASSED, "every Service is bound to an IP target group; the webhook injects the gates"
+    elif now >= deadline:
+        verdict, reason = Verdict.FAILED, "bindings or gate injection not ready by the deadline: " + "; ".join(waiting)
+    else:
+        verdict, reason = Verdict.WAITING, "; ".join(waiting)
+    state["bindings"] = {**bindings, **_wait(verdict, reason), "deadline": deadline,
+                         "polls": int(bindings.get("polls", 0)) + 1, "gates": gates}
+    state["wait_seconds"] = POLL_SECONDS if verdict is Verdict.WAITING else 0
+    return state
+
+
+def apply_deployments(kube: BootstrapKubernetesPort, clock: Clock, raw_state: Any) -> dict[str, Any]:
+    state, request = _state(raw_state)
+    applied = list(state.get("applied") or [])
+    for app, hardened in _hardened_apps(kube, request):
+        result = kube.apply(hardened.deployment)
+        applied.append({"object": result.ref, "action": result.action})
+        if result.action != "unchanged":
+            _log(state, "Apply Deployments", result.action, result.ref,
+                 [str(c) for c in hardened.changes] or None)
+    state["applied"] = applied
+    state["settle"] = _wait(Verdict.WAITING, "waiting for the Deployments to settle",
+                            deadline=clock.now() + DEFAULT_SETTLE_DEADLINE_SECONDS, polls=0)
+    state["wait_seconds"] = 0
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pods born before the label
+# ---------------------------------------------------------------------------------------------------------
+def settled(dep: Deployment) -> bool:
+    """What ``kubectl rollout status`` waits for: the latest spec seen, every replica updated and available."""
+    return (
+        dep.observed_generation >= dep.generation
+        and dep.updated_replicas == dep.replicas
+        and dep.available_replicas >= dep.replicas
+    )
+
+
+def ungated_pods(pods: list[Pod], ip_bindings: list[str]) -> list[Pod]:
+    """Pods that miss one of the controller's gates they would get if created now."""
+    wanted = [LBC_GATE_PREFIX + b for b in ip_bindings]
+    return [p for p in pods if not p.terminating and any(g not in p.readiness_gates for g in wanted)]
+
+
+def find_pods_born_before_label(kube: BootstrapKubernetesPort, clock: Clock, raw_state: Any) -> dict[str, Any]:
+    """Wait for the apps' Deployments to settle; then list those whose current pods lack the controller's gate,
+    as inputs of albgate's gated ``restart`` (never a bulk delete)."""
+    state, request = _state(raw_state)
+    now = clock.now()
+    settle = dict(state.get("settle") or {})
+    deadline = float(settle.get("deadline") or now + DEFAULT_SETTLE_DEADLINE_SECONDS)
+    busy: list[str] = []
+    restarts: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
+    for app in request.applications:
+        try:
+            dep = kube.get_deployment(app.namespace, app.deployment)
+        except NotFoundError:
+            continue  # nothing to restart; the preflight report names the missing Deployment
+        if not settled(dep):
+            busy.append(f"{app.namespace}/{app.deployment} ({dep.available_replicas}/{dep.replicas} available, "
+                        f"{dep.updated_replicas} updated)")
+            continue
+        selected = [s.name for s in kube.list_services(app.namespace)
+                    if s.selector and all(dep.template.labels.get(k) == v for k, v in s.selector.items())]
+        ip_bindings = [b.name for b in kube.list_target_group_bindings(app.namespace)
+                       if b.service_name in selected and b.target_type in ("ip", "")]
+        if not ip_bindings or not request.controller.require_gate_injection:
+            continue
+        current = max(kube.list_replica_sets(app.namespace, app.deployment), key=lambda rs: rs.revision, default=None)
+        pods = [p for p in kube.list_pods(app.namespace, dep.selector)
+                if current is None or p.labels.get("pod-template-hash") == current.pod_template_hash]
+        missing = ungated_pods(pods, ip_bindings)
+        if not missing:
+            continue
+        stale.append({"deployment": f"{app.namespace}/{app.deployment}", "pods": sorted(p.name for p in missing)})
+        container = dep.template.container(app.container) or dep.template.containers[0]
+        restarts.append(restart_request(request, app.namespace, app.deployment, container.name, container.image))
+    if busy and now < deadline:
+        verdict, reason = Verdict.WAITING, "Deployments still rolling: " + "; ".join(busy)
+    elif busy:
+        verdict, reason = Verdict.FAILED, "Deployments did not settle by the deadline: " + "; ".join(busy)
+    else:
+        verdict, reason = Verdict.PASSED, (f"{len(restarts)} Deployment(s) have pods born before the label"
+                                           if restarts else "every pod carries its gate")
+    state["settle"] = {**settle, **_wait(verdict, reason), "deadline": deadline, "polls": int(settle.get("polls", 0)) + 1}
+    state["stale_pods"] = stale
+    state["restarts"] = restarts if verdict is Verdict.PASSED and request.restart_pods_born_before_label else []
+    state["wait_seconds"] = POLL_SECONDS if verdict is Verdict.WAITING else 0
+    return state
+
+
+def restart_request(
+    request: BootstrapRequest, namespace: str, deployment: str, container: str, image: str
+) -> dict[str, Any]:
+    """The input of albgate's rollout state machine that re-creates every pod through the gates, same image."""
+    try:
+        parse_image(image)
+    except ValueError as e:
+        raise InvalidInputError(
+            f"Deployment {namespace}/{deployment} runs image {image!r}, which names no tag or digest, so a gated "
+            f"restart cannot pin it: {e}"
+        ) from e
+    return {
+        "cluster": request.cluster,
+        "namespace": namespace,
+        "deployment": deployment,
+        "container": container,
+        "image": image,
+        "kind": "restart",
+        "policy": request.policy.model_dump(mode="json"),
+    }
+

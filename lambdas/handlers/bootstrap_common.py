@@ -1,0 +1,64 @@
+"""Shared glue of the bootstrap Lambdas (not a Lambda itself): the bootstrap's ports for a cluster.
+
+Job: hand each bootstrap handler a Kubernetes port with the bootstrap's calls (``BootstrapKubernetesPort``)
+and, for the install, a helm port. In Lambda these are the real adapters (``lambdas.adapters.
+kubernetes_bootstrap``, imported late so a cold start pays only when used); locally, when a ports provider is
+installed (``_runtime.use_ports``, as the simulation does) and its Kubernetes port already has the bootstrap's
+calls, that one is used, and ``use_helm`` installs the helm port.
+
+Invariant: nothing below the handlers reads ``os.environ``: the Region comes from ``_runtime.settings()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lambdas.domain.bootstrap import BootstrapKubernetesPort, HelmPort
+from lambdas.domain.errors import InvalidInputError
+from lambdas.domain.ports import Clock, ElbPort
+from lambdas.handlers._runtime import ports_for, settings
+
+HelmProvider = Callable[[str], HelmPort]
+_helm_provider: HelmProvider | None = None
+
+
+@dataclass(frozen=True)
+class BootstrapPorts:
+    kube: BootstrapKubernetesPort
+    elb: ElbPort
+    clock: Clock
+
+
+def use_helm(provider: HelmProvider | None) -> None:
+    """Install a helm provider (tests, the simulation); None restores the real helm binary."""
+    global _helm_provider
+    _helm_provider = provider
+
+
+def bootstrap_ports(cluster: str) -> BootstrapPorts:
+    ports = ports_for(cluster)
+    kube: Any = ports.kube
+    if not isinstance(kube, BootstrapKubernetesPort):
+        from lambdas.adapters.kubernetes_bootstrap import real_bootstrap_kube
+
+        kube = real_bootstrap_kube(cluster, settings().region)
+    return BootstrapPorts(kube=kube, elb=ports.elb, clock=ports.clock)
+
+
+def helm_for(cluster: str) -> HelmPort:
+    if _helm_provider is not None:
+        return _helm_provider(cluster)
+    from lambdas.adapters.kubernetes_bootstrap import real_helm
+
+    return real_helm(cluster, settings().region)
+
+
+def cluster_of_state(event: Any) -> str:
+    try:
+        return str(event["request"]["cluster"])
+    except (KeyError, TypeError) as exc:
+        raise InvalidInputError(
+            "request.cluster: the state has no bootstrap request; start the execution with a bootstrap input"
+        ) from exc
