@@ -1,9 +1,9 @@
 """The ``albgate`` command: one sub-command per job, each registered with ``register_command``.
 
 Job: parse the command line, run the chosen sub-command, turn expected failures (bad scenario, unknown
-strategy) into one clear line on stderr and a non-zero exit code. Sub-commands today: ``simulate``; the
-project adds ``demo``, ``start``, ``watch`` and ``preflight`` the same way (a ``configure(subparsers)``
-that adds its parser and sets ``handler``).
+strategy) into one clear line on stderr and a non-zero exit code. Sub-commands today: ``simulate`` and
+``demo`` (albgate/demo.py); more are added the same way (a ``configure(subparsers)`` that adds its parser
+and sets ``handler``).
 Invariant: ``main`` returns 0 on success, 1 when a run went wrong, 2 on bad input; it never prints a
 traceback for bad input.
 """
@@ -21,7 +21,7 @@ _COMMANDS: dict[str, Configure] = {}
 
 # Strategies that live in modules imported only when asked for (so `albgate simulate` stays light).
 LAZY_STRATEGIES = {"albgate": "albgate.rollout_strategy"}
-DEFAULT_STRATEGY = "kubernetes-default"
+DEFAULT_STRATEGY = "albgate"
 
 
 class UsageError(Exception):
@@ -136,6 +136,7 @@ def _configure_simulate(sub: "argparse._SubParsersAction[argparse.ArgumentParser
 
 
 register_command("simulate", _configure_simulate)
+import albgate.demo  # noqa: E402,F401  (registers `albgate demo`; it imports this module's hooks)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,78 @@
+"""The state machine graph's layout (albgate.pictures): every state once, every transition once, loops drawn up.
+
+Table-driven over small ASL definitions that have what albgate's machine has: a poll loop (Task -> Choice ->
+Wait -> back to the Task), a Catch, a Choice Default, and a terminal Fail/Succeed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from albgate.pictures import START, layout_state_machine, rule_label
+
+POLL_LOOP = {
+    "StartAt": "Check",
+    "States": {
+        "Check": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:Check", "Next": "Ready?",
+                  "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Failed"}]},
+        "Ready?": {"Type": "Choice", "Choices": [
+            {"Variable": "$.gate.status", "StringEquals": "PASSED", "Next": "Done"},
+            {"Variable": "$.gate.status", "StringEquals": "FAILED", "Next": "Failed"}], "Default": "Wait"},
+        "Wait": {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": "Check"},
+        "Done": {"Type": "Succeed"},
+        "Failed": {"Type": "Fail"},
+    },
+}
+STEPS = {  # an outer loop around an inner one, like More Steps? -> Approval Needed?
+    "StartAt": "Start Step",
+    "States": {
+        "Start Step": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:S", "Next": "Check"},
+        "Check": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:C", "Next": "Healthy?"},
+        "Healthy?": {"Type": "Choice", "Choices": [{"Variable": "$.ok", "BooleanEquals": True, "Next": "More?"}],
+                     "Default": "Wait"},
+        "Wait": {"Type": "Wait", "Seconds": 15, "Next": "Check"},
+        "More?": {"Type": "Choice", "Choices": [{"Variable": "$.more", "BooleanEquals": True, "Next": "Start Step"}],
+                  "Default": "End"},
+        "End": {"Type": "Pass", "End": True},
+    },
+}
+CASES = [
+    ("poll-loop", POLL_LOOP, {("Wait", "Check")}, 6),
+    ("nested-loops", STEPS, {("Wait", "Check"), ("More?", "Start Step")}, 7),
+]
+
+
+@pytest.mark.parametrize("case,definition,loops,transitions", CASES, ids=[c[0] for c in CASES])
+def test_layout_places_every_state_once_and_draws_loops_upwards(case, definition, loops, transitions):
+    # Given a definition, When it is laid out
+    lay = layout_state_machine(definition)
+    real = {n.key for n in lay.real()}
+    # Then every state is a box (plus Start), exactly once across the rows
+    assert real == set(definition["States"]) | {START}
+    placed = [n for row in lay.layers for n in row if n in real]
+    assert sorted(placed) == sorted(real)
+    # And every transition is one arrow (Start's included); exactly the loop-closing ones point up
+    assert len(lay.edges) == transitions + 1
+    assert {(e.src, e.dst) for e in lay.edges if e.back} == loops
+    for e in lay.edges:
+        src, dst = lay.nodes[e.src], lay.nodes[e.dst]
+        assert (dst.layer < src.layer) if e.back else (dst.layer > src.layer), (e.src, e.dst)
+    # And boxes in a row never overlap
+    for row in lay.layers:
+        boxes = sorted((lay.nodes[n] for n in row if n in real), key=lambda n: n.x)
+        for a, b in zip(boxes, boxes[1:]):
+            assert b.x - a.x >= (a.w + b.w) / 2
+
+
+RULES = [
+    ("string", {"Variable": "$.gate.status", "StringEquals": "PASSED"}, "gate.status = PASSED"),
+    ("boolean-true", {"Variable": "$.more_steps", "BooleanEquals": True}, "more_steps"),
+    ("boolean-false", {"Variable": "$.ok", "BooleanEquals": False}, "not ok"),
+    ("numeric", {"Variable": "$.n", "NumericGreaterThan": 3}, "n > 3"),
+    ("compound", {"And": [{"Variable": "$.a", "IsPresent": True}]}, "Rule #2"),
+]
+
+
+@pytest.mark.parametrize("case,rule,label", RULES, ids=[r[0] for r in RULES])
+def test_choice_rules_read_as_short_labels(case, rule, label):
+    assert rule_label({**rule, "Next": "X"}, 2) == label
