@@ -23,12 +23,19 @@ _IMAGE = re.compile(
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
     r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
+# distribution/reference: a repository name (registry host included) is at most 255 characters.
+_NAME_TOTAL_LENGTH_MAX = 255
 _STEP = re.compile(r"^(?P<n>[0-9]{1,3})%$")
 
 
 def parse_image(image: str) -> tuple[str, str | None, str | None]:
     """Split an image reference into (repository, tag, digest); raises ValueError when malformed."""
     m = _IMAGE.match(image)
+    if m and len(m.group("repo")) > _NAME_TOTAL_LENGTH_MAX:
+        raise ValueError(
+            f"the image name is {len(m.group('repo'))} characters; a registry accepts at most "
+            f"{_NAME_TOTAL_LENGTH_MAX} (distribution/reference NameTotalLengthMax)"
+        )
     if not m or not (m.group("tag") or m.group("digest")):
         raise ValueError(
             f"{image!r} is not an image reference with a tag or digest; write e.g. "

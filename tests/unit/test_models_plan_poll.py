@@ -23,6 +23,7 @@ BAD_INPUTS = [
     ("deployment-slash", {"deployment": "a/b"}, "deployment"),
     ("image-without-tag-or-digest", {"image": "nginx"}, "image"),
     ("image-hostile", {"image": "nginx:v1; rm -rf /"}, "image"),
+    ("image-name-too-long", {"image": "a" * 256 + ":v1"}, "image"),
     ("cluster-spaces", {"cluster": "my cluster"}, "cluster"),
     ("unknown-field", {"imagee": "x"}, "imagee"),
     ("steps-not-to-100", {"policy": {"steps": [1, "50%"]}}, "policy.steps"),
