@@ -39,6 +39,7 @@ from kubernetes.client.exceptions import ApiException
 from lambdas.adapters.kubernetes import KubernetesAdapter, _calling, _deployment, _pod
 from lambdas.domain.bootstrap import (
     FIELD_MANAGER,
+    VALUES_FILE,
     AppliedObject,
     HelmRelease,
     MutatingWebhook,
@@ -56,7 +57,6 @@ from lambdas.domain.ports import Deployment, Pod
 APPLY_PATCH = "application/apply-patch+yaml"
 HELM_BINARY = "/opt/helm/helm"  # where the aws-cdk kubectl/helm layer puts it
 HELM_WORKDIR = "/tmp/albgate-helm"
-VALUES_PLACEHOLDER = "values.json"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -286,7 +286,7 @@ class HelmCli:
         self._workdir.mkdir(parents=True, exist_ok=True)
         values_path = self._workdir / "values.json"
         values_path.write_text(json.dumps(values))
-        args = [str(values_path) if a == VALUES_PLACEHOLDER else a for a in args]
+        args = [str(values_path) if a == VALUES_FILE else a for a in args]
         return self.helm(args, f"helm {' '.join(args[:3])}")
 
 

@@ -73,6 +73,7 @@ DEFAULT_SETTLE_DEADLINE_SECONDS = 600
 POLL_SECONDS = 10  # between checks of a bootstrap wait (Kubernetes reads only, no Describe* tokens)
 NATIVE_SLEEP_SINCE = (1, 30)  # FACTS.md: PodLifecycleSleepAction beta and on by default from 1.30
 FIELD_MANAGER = "albgate"
+VALUES_FILE = "values.json"  # the values file argument; the helm adapter writes the values there
 PROTECTED_NAMESPACES = frozenset({"kube-system"})
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$")
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
@@ -453,7 +454,7 @@ def install_controller(kube: BootstrapKubernetesPort, helm: HelmPort, clock: Clo
     current = helm.release(RELEASE_NAME, settings.namespace)
     action = install_action(current, settings.chart_version, values)
     if action != "unchanged":
-        helm.upgrade_install(helm_upgrade_args(settings, "values.json"), values)
+        helm.upgrade_install(helm_upgrade_args(settings, VALUES_FILE), values)
         _log(state, "Install Controller", action, f"helm release {settings.namespace}/{RELEASE_NAME}",
              {"chart_version": settings.chart_version,
               "from": current.chart_version if current else None, "values": values})

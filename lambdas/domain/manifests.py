@@ -423,13 +423,13 @@ def harden(
         raise InvalidInputError("manifests are invalid: " + "; ".join(problems))
     dep, svc, ing = (copy.deepcopy(x) for x in (deployment, service, ingress))
     changes: list[Change] = []
-    dep_id, svc_id, ing_id = f"Deployment/{_name(dep)}", f"Service/{_name(svc)}", f"Ingress/{_name(ing)}"
+    dep_id, ing_id = f"Deployment/{_name(dep)}", f"Ingress/{_name(ing)}"
 
     def record(obj: str, path: str, before: Any, after: Any, reason: str) -> None:
         changes.append(Change(obj, path, before, after, reason))
 
     # --- namespace: every object goes to the application's namespace --------------------------------------
-    for obj, ident in ((dep, dep_id), (svc, svc_id), (ing, ing_id)):
+    for obj in (dep, svc, ing):
         if obj["metadata"].get("namespace") is None:
             obj["metadata"]["namespace"] = namespace  # not a hardening change: where the manifest is applied
 

@@ -11,7 +11,7 @@ from typing import Any
 from lambdas.domain import bootstrap
 from lambdas.domain.errors import InvalidInputError
 from lambdas.handlers._runtime import task
-from lambdas.handlers.bootstrap_common import bootstrap_ports, cluster_of_state
+from lambdas.handlers.bootstrap_common import bootstrap_ports, cluster_of_state, log_changes
 
 PHASES = {"services": bootstrap.apply_services_and_ingresses, "deployments": bootstrap.apply_deployments}
 
@@ -23,4 +23,4 @@ def handler(event: dict, context: Any) -> dict:
         raise InvalidInputError(f"phase: {phase!r}; the state machine passes one of {sorted(PHASES)}")
     state = event["state"]
     ports = bootstrap_ports(cluster_of_state(state))
-    return PHASES[phase](ports.kube, ports.clock, state)
+    return log_changes("Apply Workloads", state, PHASES[phase](ports.kube, ports.clock, state))

@@ -18,6 +18,7 @@ from typing import Any
 from lambdas.domain.bootstrap import BootstrapKubernetesPort, HelmPort
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.ports import Clock, ElbPort
+from lambdas.handlers._observability import logger
 from lambdas.handlers._runtime import ports_for, settings
 
 HelmProvider = Callable[[str], HelmPort]
@@ -62,3 +63,14 @@ def cluster_of_state(event: Any) -> str:
         raise InvalidInputError(
             "request.cluster: the state has no bootstrap request; start the execution with a bootstrap input"
         ) from exc
+
+
+def log_changes(step: str, before: Any, after: dict[str, Any]) -> dict[str, Any]:
+    """Log every cluster change a step made (the state's ``changes`` that are new), one line each."""
+    seen = len((before or {}).get("changes") or []) if isinstance(before, dict) else 0
+    new = (after.get("changes") or [])[seen:]
+    for change in new:
+        logger.info(f"{step}: {change['change']} {change['object']}", extra={"change": change})
+    if not new:
+        logger.info(f"{step}: nothing changed")
+    return after

@@ -11,11 +11,12 @@ from typing import Any
 
 from lambdas.domain import bootstrap
 from lambdas.handlers._runtime import task
-from lambdas.handlers.bootstrap_common import bootstrap_ports, cluster_of_state, helm_for
+from lambdas.handlers.bootstrap_common import bootstrap_ports, cluster_of_state, helm_for, log_changes
 
 
 @task("Install Controller")
 def handler(event: dict, context: Any) -> dict:
     cluster = cluster_of_state(event)
     ports = bootstrap_ports(cluster)
-    return bootstrap.install_controller(ports.kube, helm_for(cluster), ports.clock, event)
+    state = bootstrap.install_controller(ports.kube, helm_for(cluster), ports.clock, event)
+    return log_changes("Install Controller", event, state)

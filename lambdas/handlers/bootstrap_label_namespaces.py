@@ -10,9 +10,10 @@ from typing import Any
 
 from lambdas.domain import bootstrap
 from lambdas.handlers._runtime import task
-from lambdas.handlers.bootstrap_common import bootstrap_ports, cluster_of_state
+from lambdas.handlers.bootstrap_common import bootstrap_ports, cluster_of_state, log_changes
 
 
 @task("Label Namespaces")
 def handler(event: dict, context: Any) -> dict:
-    return bootstrap.label_namespaces(bootstrap_ports(cluster_of_state(event)).kube, event)
+    state = bootstrap.label_namespaces(bootstrap_ports(cluster_of_state(event)).kube, event)
+    return log_changes("Label Namespaces", event, state)

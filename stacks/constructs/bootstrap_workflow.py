@@ -260,10 +260,9 @@ class BootstrapWorkflow(Construct):
             "replacement's target is healthy",
             state_machine=rollout,
             integration_pattern=sfn.IntegrationPattern.RUN_JOB,  # startExecution.sync:2: waits for the rollout
+            # The restart request itself. No execution name: "<bootstrap name>-..." could pass the 80-character
+            # limit; Step Functions then names it with a UUID, shown in $.restart_results.
             input=sfn.TaskInput.from_json_path_at("$"),
-            name=sfn.JsonPath.format(
-                "{}-restart-{}", sfn.JsonPath.string_at("$$.Execution.Name"), sfn.JsonPath.string_at("$$.Map.Item.Index")
-            ),
             result_selector={"status.$": "$.Status", "execution.$": "$.ExecutionArn"},
         )
         restarts = sfn.Map(

@@ -1,0 +1,53 @@
+"""BOOTSTRAP_HANDLERS: one deployable Lambda per bootstrap handler, each with its Kubernetes access named."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacks.constructs.bootstrap_specs import (
+    BOOTSTRAP_HANDLERS,
+    BOOTSTRAP_KUBE_ACCESS,
+    bootstrap_groups,
+    render_bootstrap_rbac,
+)
+from stacks.constructs.bootstrap_workflow import REQUIRED_FUNCTIONS
+from stacks.constructs.handler_specs import ALL_HANDLERS
+
+HANDLERS_DIR = Path(__file__).resolve().parents[2] / "lambdas" / "handlers"
+
+
+@pytest.mark.parametrize("spec", BOOTSTRAP_HANDLERS, ids=lambda s: s.name)
+def test_every_spec_names_a_handler_that_imports(spec) -> None:
+    module = importlib.import_module(f"lambdas.handlers.{spec.module}")
+    assert callable(module.handler)
+    assert spec.timeout_seconds <= 900 and spec.description
+
+
+def test_specs_are_exactly_what_the_workflow_needs_and_every_bootstrap_module_is_deployed() -> None:
+    names = [s.name for s in BOOTSTRAP_HANDLERS]
+    assert sorted(names) == sorted(REQUIRED_FUNCTIONS) == sorted(BOOTSTRAP_KUBE_ACCESS)
+    modules = {p.stem for p in HANDLERS_DIR.glob("bootstrap_*.py")} - {"bootstrap_common"} | {"preflight_report"}
+    assert modules == {s.module for s in BOOTSTRAP_HANDLERS}
+    assert not set(names) & {s.name for s in ALL_HANDLERS}  # no clash with the rollout's construct ids
+
+
+def test_only_the_report_reads_elb_and_only_validation_stays_off_the_cluster() -> None:
+    assert [s.name for s in BOOTSTRAP_HANDLERS if s.elb_read] == ["PreflightReport"]
+    assert [s.name for s in BOOTSTRAP_HANDLERS if s.kube == "none"] == ["BootstrapValidate"]
+
+
+def test_rbac_binds_workload_rights_only_in_app_namespaces() -> None:
+    docs = list(yaml.safe_load_all(render_bootstrap_rbac(["shop", "web"])))
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert {(d["metadata"]["namespace"], d["roleRef"]["name"]) for d in bindings} == {
+        ("kube-system", "albgate-controller-read"), ("shop", "albgate-bootstrap-workloads"),
+        ("web", "albgate-bootstrap-workloads")}
+    verbs = {v for d in docs if d["kind"] == "ClusterRole" for r in d["rules"] for v in r["verbs"]}
+    assert "delete" not in verbs and "*" not in verbs
+    webhook = next(d for d in docs if d["metadata"]["name"] == "albgate-controller-read-webhook")
+    assert webhook["rules"][0]["resourceNames"] == ["aws-load-balancer-webhook"]
+    assert bootstrap_groups("BootstrapInstallController") == []  # cluster admin comes from the access policy
