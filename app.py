@@ -23,6 +23,7 @@ from cdk_nag import AwsSolutionsChecks
 from lambdas.domain.plan import step_targets
 from stacks.albgate_stack import AlbgateStack
 from stacks.config import CONTEXT_FILE_KEY, CONTEXT_KEY, AlbgateConfig, ConfigError, load_config
+from stacks.constructs.bootstrap_specs import render_bootstrap_rbac
 from stacks.constructs.cluster_access import render_rbac
 
 ROOT = Path(__file__).resolve().parent
@@ -109,7 +110,10 @@ def summary(config: AlbgateConfig, stack: AlbgateStack, outdir: str) -> str:
             f"  app {a.namespace}/{a.deployment} (container {a.container}, Service {a.service}, "
             f"Ingress {a.ingress}){plan}"
         )
-    lines.append(f"  next: kubectl apply -f {outdir}/albgate-rbac.yaml on each cluster, then cdk deploy")
+    lines.append(
+        f"  next: kubectl apply -f {outdir}/albgate-rbac.yaml -f {outdir}/albgate-bootstrap-rbac.yaml on each "
+        "cluster, then cdk deploy"
+    )
     return "\n".join(lines)
 
 
@@ -145,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
         return 1
     outdir = app.outdir
-    (Path(outdir) / "albgate-rbac.yaml").write_text(
-        render_rbac(ns for c in stack.config.clusters for ns in stack.config.namespaces(c.name))
-    )
+    namespaces = [ns for c in stack.config.clusters for ns in stack.config.namespaces(c.name)]
+    (Path(outdir) / "albgate-rbac.yaml").write_text(render_rbac(namespaces))
+    (Path(outdir) / "albgate-bootstrap-rbac.yaml").write_text(render_bootstrap_rbac(namespaces))
     if not args.quiet:
         shown = os.path.relpath(outdir)
         print(summary(stack.config, stack, outdir if shown.startswith("..") else shown), file=sys.stderr)

@@ -224,14 +224,15 @@ def run_demo(scenario: Any, seed: int, out: Path, progress: Progress) -> dict[st
     from albgate import pictures
     from albgate.sfn_local.extract import extract_state_machine
     from albgate.sim import simulate
-    from albgate.template import CACHE_DIR, synthesized_template, template_key
+    from albgate.template import CACHE_DIR, state_machine_id, synthesized_template, template_key
 
     for name in STRATEGIES:
         resolve_strategy(name)
     if not (CACHE_DIR / f"template-{template_key()}.json").is_file():
         progress.note(f"synthesizing albgate's CDK app once for this checkout (a few seconds; cached in "
                       f"{CACHE_DIR.name}/) ...")
-    definition = extract_state_machine(synthesized_template()).definition
+    template = synthesized_template()
+    definition = extract_state_machine(template, state_machine_id(template)).definition
 
     results, recordings = [], []
     for i, name in enumerate(STRATEGIES, 1):

@@ -32,7 +32,7 @@ from albgate.sim.strategies import (
     bootstrap_hardened,
     register_strategy,
 )
-from albgate.template import synthesized_template
+from albgate.template import state_machine_id, synthesized_template
 
 # A warm Lambda invocation of these handlers (a few Kubernetes/ELB calls) takes a fraction of a second; charged
 # to the virtual clock so the measured rollout time includes albgate's own latency, not just its waits.
@@ -86,7 +86,8 @@ def run_albgate(sim: Simulation, fault: Fault | None = None) -> StrategyRun:
 
 def _run(sim: Simulation, fault: Fault | None) -> StrategyRun:
     from lambdas.handlers import _runtime
-    extracted = extract_state_machine(synthesized_template())
+    template = synthesized_template()
+    extracted = extract_state_machine(template, state_machine_id(template))
     clock = SimClock(sim)
     request = sim.rollout_request().model_dump(mode="json")
     start = sim.clock.now()

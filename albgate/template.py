@@ -74,3 +74,20 @@ def synthesized_template() -> dict[str, Any]:
 def use_template(template: dict[str, Any]) -> None:
     """Hand in a template synthesized elsewhere (the test session synthesizes once and shares it)."""
     _memo[template_key()] = template
+
+
+# Construct paths in stacks/albgate_stack.py: Rollout/StateMachine and Bootstrap/StateMachine.
+ROLLOUT_STATE_MACHINE_PREFIX = "RolloutStateMachine"
+BOOTSTRAP_STATE_MACHINE_PREFIX = "BootstrapStateMachine"
+
+
+def state_machine_id(template: dict[str, Any], prefix: str = ROLLOUT_STATE_MACHINE_PREFIX) -> str:
+    """The logical id of the stack's state machine whose id starts with ``prefix`` (exactly one must)."""
+    ids = [
+        k
+        for k, v in template["Resources"].items()
+        if v["Type"] == "AWS::StepFunctions::StateMachine" and k.startswith(prefix)
+    ]
+    if len(ids) != 1:
+        raise RuntimeError(f"expected one state machine named {prefix}* in the template, found {ids}")
+    return ids[0]

@@ -8,19 +8,24 @@ entry of ``ROLLOUT_HANDLERS``, all from one code asset, and hands them to the le
 from __future__ import annotations
 
 from aws_cdk import Annotations, CfnOutput, Duration, Stack
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from stacks.config import AlbgateConfig
+from stacks.constructs.bootstrap_specs import BOOTSTRAP_HANDLERS
+from stacks.constructs.bootstrap_workflow import BootstrapWorkflow
 from stacks.constructs.cluster_access import ClusterAccess, cluster_arn
-from stacks.constructs.handler_specs import ROLLOUT_HANDLERS, SCHEDULED_HANDLERS
+from stacks.constructs.handler_specs import ROLLOUT_HANDLERS
 from stacks.constructs.lambda_asset import lambdas_code
 from stacks.constructs.lambda_function import AlbgateFunction, VpcPlacement
+from stacks.constructs.lbc_iam import LbcIdentity
 from stacks.constructs.observability import RolloutObservability
 from stacks.constructs.rollout_workflow import RolloutWorkflow
+from stacks.constructs.specs import ALL_HANDLERS
 
 
 class AlbgateStack(Stack):
@@ -52,7 +57,7 @@ class AlbgateStack(Stack):
                 vpc=placement,
                 ecr_repository_arns=ecr_arns,
             )
-            for spec in ROLLOUT_HANDLERS + SCHEDULED_HANDLERS
+            for spec in ALL_HANDLERS
         }
         self.cluster_access = ClusterAccess(self, "ClusterAccess", config=config, functions=self.functions)
 
@@ -117,6 +122,31 @@ class AlbgateStack(Stack):
         )
 
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
+        self._bootstrap(config)
+
+    def _bootstrap(self, config: AlbgateConfig) -> None:
+        """The controller's identity per cluster and the bootstrap state machine (docs/bootstrap.md)."""
+        self.lbc = {
+            c.name: LbcIdentity(self, f"Lbc-{c.name}", cluster_name=c.name, oidc_provider_arn=c.oidc_provider_arn)
+            for c in config.clusters
+        }
+        # helm comes from the aws-cdk kubectl/helm layer package (a registry package, never downloaded at run time)
+        self.functions["BootstrapInstallController"].function.add_layers(KubectlV33Layer(self, "KubectlHelmLayer"))
+        first = config.clusters[0]
+        defaults = {"region": first.region}
+        if first.vpc_id:
+            defaults["vpc_id"] = first.vpc_id
+        if self.lbc[first.name].mode == "irsa":
+            defaults["role_arn"] = self.lbc[first.name].role_arn
+        self.bootstrap = BootstrapWorkflow(
+            self,
+            "Bootstrap",
+            functions={s.name: self.functions[s.name].function for s in BOOTSTRAP_HANDLERS},
+            rollout_state_machine=self.state_machine,
+            controller_defaults=defaults,
+            specs=BOOTSTRAP_HANDLERS,
+        )
+        CfnOutput(self, "BootstrapStateMachineArn", value=self.bootstrap.state_machine.state_machine_arn)
 
     def _vpc_placement(self, config: AlbgateConfig) -> VpcPlacement | None:
         """Import the private clusters' VPC by id (no lookup: synth stays offline)."""

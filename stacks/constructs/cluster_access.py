@@ -26,6 +26,7 @@ from aws_cdk import aws_eks as eks
 from constructs import Construct
 
 from stacks.config import AlbgateConfig, ClusterConfig
+from stacks.constructs.bootstrap_specs import BOOTSTRAP_KUBE_ACCESS, CLUSTER_ADMIN_POLICY, bootstrap_groups
 from stacks.constructs.handler_specs import HandlerSpec
 from stacks.constructs.lambda_function import AlbgateFunction
 
@@ -75,7 +76,16 @@ def groups_for(spec: HandlerSpec, *, access_entry: bool) -> list[str]:
     groups = [] if access_entry else [READ_GROUP]
     if spec.kube == "rollout":
         groups.append(ROLLOUT_GROUP)
+    if spec.name in BOOTSTRAP_KUBE_ACCESS:
+        groups += bootstrap_groups(spec.name)
+        if BOOTSTRAP_KUBE_ACCESS[spec.name] == "cluster-admin" and not access_entry:
+            groups.append("system:masters")  # aws-auth's cluster admin (helm installs CRDs and webhooks)
     return groups
+
+
+def needs_cluster_admin(spec: HandlerSpec) -> bool:
+    """Only the controller install: helm creates CRDs, ClusterRoles and webhook configurations."""
+    return BOOTSTRAP_KUBE_ACCESS.get(spec.name) == "cluster-admin"
 
 
 def render_rbac(namespaces: Iterable[str]) -> str:
@@ -157,7 +167,18 @@ class ClusterAccess(Construct):
                                     type="namespace", namespaces=namespaces
                                 ),
                             )
-                        ],
+                        ]
+                        + (
+                            [
+                                eks.CfnAccessEntry.AccessPolicyProperty(
+                                    policy_arn=f"arn:{stack.partition}:eks::aws:cluster-access-policy/"
+                                    f"{CLUSTER_ADMIN_POLICY}",
+                                    access_scope=eks.CfnAccessEntry.AccessScopeProperty(type="cluster"),
+                                )
+                            ]
+                            if needs_cluster_admin(f.spec)
+                            else []
+                        ),
                     )
                     self.access_entries.append(entry)
             else:

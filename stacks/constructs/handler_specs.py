@@ -95,5 +95,3 @@ SCHEDULED_HANDLERS: tuple[HandlerSpec, ...] = (
         description="open albgate's readiness gate on healthy pods created outside a rollout (scale-ups)",
     ),
 )
-
-ALL_HANDLERS: tuple[HandlerSpec, ...] = ROLLOUT_HANDLERS + SCHEDULED_HANDLERS

@@ -27,8 +27,15 @@ from lambdas.handlers._runtime import use_ports
 from lambdas.handlers.bootstrap_common import use_helm
 from tests.bootstrap.conftest import CLUSTER, deployment, ingress, service, world
 
-os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quiet_powertools():
+    """No EMF output from the handlers here; restored afterwards so other test modules see a clean env."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+        mp.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+        yield
 
 NAMESPACE = "shop"
 # The seed's app (seeds/000): nginx-app behind nginx-svc and the ALB Ingress myapp-ingress, target-type ip.

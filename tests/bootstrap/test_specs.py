@@ -15,7 +15,7 @@ from stacks.constructs.bootstrap_specs import (
     render_bootstrap_rbac,
 )
 from stacks.constructs.bootstrap_workflow import REQUIRED_FUNCTIONS
-from stacks.constructs.handler_specs import ALL_HANDLERS
+from stacks.constructs.specs import ALL_HANDLERS
 
 HANDLERS_DIR = Path(__file__).resolve().parents[2] / "lambdas" / "handlers"
 
@@ -32,7 +32,9 @@ def test_specs_are_exactly_what_the_workflow_needs_and_every_bootstrap_module_is
     assert sorted(names) == sorted(REQUIRED_FUNCTIONS) == sorted(BOOTSTRAP_KUBE_ACCESS)
     modules = {p.stem for p in HANDLERS_DIR.glob("bootstrap_*.py")} - {"bootstrap_common"} | {"preflight_report"}
     assert modules == {s.module for s in BOOTSTRAP_HANDLERS}
-    assert not set(names) & {s.name for s in ALL_HANDLERS}  # no clash with the rollout's construct ids
+    others = [s.name for s in ALL_HANDLERS if s not in BOOTSTRAP_HANDLERS]
+    assert not set(names) & set(others)  # no clash with the rollout's construct ids
+    assert set(names) <= {s.name for s in ALL_HANDLERS}  # and every one is deployed
 
 
 def test_only_the_report_reads_elb_and_only_validation_stays_off_the_cluster() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+
+from albgate.template import state_machine_id
 from typing import Any
 
 PARTITION, REGION, ACCOUNT = "aws", "us-east-1", "123456789012"
@@ -67,12 +69,10 @@ def state_machines(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def definition(template: dict[str, Any], logical_id: str | None = None) -> dict[str, Any]:
-    """The ASL of a state machine (the only one when no id is given) as a dict."""
+    """The ASL of a state machine (the rollout's when no id is given) as a dict."""
     machines = state_machines(template)
     if logical_id is None:
-        if len(machines) != 1:
-            raise ValueError(f"expected one state machine, found {sorted(machines)}")
-        (logical_id,) = machines
+        logical_id = state_machine_id(template)
     raw = machines[logical_id]["Properties"]["DefinitionString"]
     return json.loads(resolve(raw, template["Resources"]) if not isinstance(raw, str) else raw)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stacks.constructs.handler_specs import ALL_HANDLERS
+from stacks.constructs.specs import ALL_HANDLERS
 
 from stacks.config import parse_config
 

@@ -12,7 +12,7 @@ import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
 
-from stacks.constructs.handler_specs import ALL_HANDLERS
+from stacks.constructs.specs import ALL_HANDLERS
 from stacks.constructs.lambda_asset import LAMBDAS_DIR, lambdas_code
 
 pytestmark = [

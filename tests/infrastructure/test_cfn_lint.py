@@ -14,6 +14,7 @@ import json
 import pytest
 from cfnlint.api import ManualArgs, lint
 
+from albgate.template import state_machine_id
 from tests.infrastructure.cfn import state_machines, with_plain_definitions
 
 IGNORED = ["W3005"]
@@ -37,7 +38,7 @@ def test_private_variant_is_lint_clean(private_synth):
 def test_plain_definition_copy_is_really_checked(template):
     # Given the plain copy with one state of an unknown type (a negative control for the test above)
     broken = with_plain_definitions(template)
-    (logical_id,) = state_machines(broken)
+    logical_id = state_machine_id(broken)
     asl = json.loads(broken["Resources"][logical_id]["Properties"]["DefinitionString"])
     asl["States"][asl["StartAt"]]["Type"] = "Taskk"
     broken["Resources"][logical_id]["Properties"]["DefinitionString"] = json.dumps(asl)

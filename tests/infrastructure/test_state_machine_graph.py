@@ -9,13 +9,14 @@ from __future__ import annotations
 import pytest
 
 from albgate.sfn_local.extract import extract_state_machine
+from albgate.template import state_machine_id
 
 RETRY_STATES = ("Preflight", "Start Step", "Check Target Health", "Release Old Pods", "Verify Drain", "Roll Back")
 
 
 @pytest.fixture(scope="module")
 def states(template) -> dict:
-    return extract_state_machine(template).definition["States"]
+    return extract_state_machine(template, state_machine_id(template)).definition["States"]
 
 
 def edges(state: dict) -> dict[str, str]:
@@ -35,7 +36,7 @@ def edges(state: dict) -> dict[str, str]:
 
 
 def test_start_and_story_of_a_step(template):
-    definition = extract_state_machine(template).definition
+    definition = extract_state_machine(template, state_machine_id(template)).definition
     assert definition["StartAt"] == "Preflight"
     s = definition["States"]
     # Given the console graph / Then a step reads: start, check, decide, wait, release, verify, decide, bake
@@ -104,7 +105,7 @@ def test_every_loop_ends_in_an_explicit_fail_with_error_and_cause(states):
 
 
 def test_every_state_is_reachable_and_every_edge_lands(template):
-    definition = extract_state_machine(template).definition
+    definition = extract_state_machine(template, state_machine_id(template)).definition
     states = definition["States"]
     seen, todo = set(), [definition["StartAt"]]
     while todo:

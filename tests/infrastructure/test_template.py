@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from stacks.config import LOG_RETENTION_DAYS
-from stacks.constructs.cluster_access import ROLLOUT_GROUP, VIEW_POLICY
-from stacks.constructs.handler_specs import ALL_HANDLERS, ROLLOUT_HANDLERS, HandlerSpec
+from stacks.constructs.cluster_access import ROLLOUT_GROUP, VIEW_POLICY, groups_for, needs_cluster_admin
+from stacks.constructs.handler_specs import ROLLOUT_HANDLERS, HandlerSpec
+from stacks.constructs.specs import ALL_HANDLERS
 from stacks.constructs.lambda_function import ELB_READ_ACTIONS, RETENTION
+from albgate.template import state_machine_id
 from tests.infrastructure.cfn import definition, walk_states
 from tests.infrastructure.conftest import PRIVATE_SGS, PRIVATE_SUBNETS
 
@@ -63,8 +65,13 @@ def test_function_defaults(synth, spec):
         "POWERTOOLS_METRICS_NAMESPACE": "albgate",
         "LOG_LEVEL": "INFO",
     }
-    # Powertools comes from the bundled asset, never also from the managed layer
-    assert "Layers" not in props
+    # Powertools comes from the bundled asset, never also from the managed layer; the only layer is the
+    # kubectl/helm layer of the controller install
+    if spec.name == "BootstrapInstallController":
+        (layer,) = props["Layers"]
+        assert "KubectlHelmLayer" in json.dumps(layer)
+    else:
+        assert "Layers" not in props
     assert "VpcConfig" not in props  # the example cluster's endpoint is public
 
 
@@ -141,15 +148,26 @@ def test_access_entry_is_namespace_scoped_view_plus_rollout_group(synth, spec):
     # Then it sees only the app namespace, and only rollout functions get the rollout group
     assert entry["ClusterName"] == "my-cluster"
     assert entry["Type"] == "STANDARD"
-    (policy,) = entry["AccessPolicies"]
+    policy, *admin = entry["AccessPolicies"]
     assert policy["AccessScope"] == {"Type": "namespace", "Namespaces": ["readiness"]}
     # The Region is known (us-east-1), so CDK writes the partition as a literal (@aws-cdk/core:enablePartitionLiterals)
     assert policy["PolicyArn"] == f"arn:aws:eks::aws:cluster-access-policy/{VIEW_POLICY}"
-    assert entry.get("KubernetesGroups", []) == ([ROLLOUT_GROUP] if spec.kube == "rollout" else [])
+    assert entry.get("KubernetesGroups", []) == groups_for(spec, access_entry=True)
+    # Only the controller install is cluster admin (helm creates CRDs, ClusterRoles, webhook configurations)
+    if needs_cluster_admin(spec):
+        assert admin == [
+            {
+                "AccessScope": {"Type": "cluster"},
+                "PolicyArn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+            }
+        ]
+    else:
+        assert admin == []
 
 
-def test_state_machine_logs_everything_and_traces(synth):
-    (machine,) = synth.resources("AWS::StepFunctions::StateMachine").values()
+@pytest.mark.parametrize("prefix", ["RolloutStateMachine", "BootstrapStateMachine"])
+def test_state_machine_logs_everything_and_traces(synth, prefix):
+    machine = synth.template["Resources"][state_machine_id(synth.template, prefix)]
     props = machine["Properties"]
     assert props["StateMachineType"] == "STANDARD"
     assert props["TracingConfiguration"] == {"Enabled": True}

@@ -1,0 +1,219 @@
+"""ECR push -> gated rollout: the rules, the two Lambdas, the lock table, albgate's event bus and the DLQ + alarm.
+
+Job: one construct the stack adds with one call. It creates
+- the ``albgate`` custom event bus, where albgate publishes Rollout Started / Queued / Succeeded / Rolled Back /
+  Failed;
+- the lock table (one item per cluster/namespace/deployment; PAY_PER_REQUEST, point-in-time recovery, TTL on
+  ``expires_at``);
+- the ``EcrTrigger`` Lambda and the rule that sends it ``aws.ecr`` ``ECR Image Action`` events (PUSH, SUCCESS,
+  the configured repositories, this account);
+- the ``ExecutionEvents`` Lambda and the rule that sends it the rollout state machine's terminal
+  ``Step Functions Execution Status Change`` events;
+- one encrypted, SSL-only SQS dead-letter queue for both rules' targets and both functions' asynchronous
+  invocations, with an alarm as soon as a message is in it.
+
+Invariant: least privilege, nothing on ``*`` beyond what ``AlbgateFunction`` already acknowledges (X-Ray):
+states:StartExecution on the rollout state machine only, GetItem/PutItem/UpdateItem/DeleteItem on the lock table
+only, events:PutEvents on the albgate bus only, sqs:SendMessage on the DLQ only. cdk-nag AwsSolutions stays
+clean without any new acknowledgment. When no application names an ``ecr_repository`` the construct creates
+nothing (``enabled`` is False), so the stack can always add it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from lambdas.domain.trigger import (
+    ECR_DETAIL_TYPE,
+    ECR_SOURCE,
+    STATES_DETAIL_TYPE,
+    STATES_SOURCE,
+    TERMINAL_STATUSES,
+)
+from stacks.config import AlbgateConfig
+from stacks.constructs.lambda_function import AlbgateFunction
+from stacks.constructs.trigger_specs import ECR_TRIGGER, EXECUTION_EVENTS
+
+EVENT_BUS_NAME = "albgate"
+LOCK_KEY = "lock_key"  # lambdas/adapters/dynamodb_lock.py
+LOCK_TTL_ATTRIBUTE = "expires_at"
+LOCK_ITEM_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+# Lambda retries a failed asynchronous invocation twice (its default), EventBridge retries delivery for up to
+# 24 h (its default); what still fails lands in the DLQ. A push older than this is not worth rolling any more.
+MAX_EVENT_AGE = Duration.hours(6)
+# Environment variables both handlers validate at cold start (lambdas/handlers/ecr_trigger.py:EventSettings).
+ENV_STATE_MACHINE = "ALBGATE_STATE_MACHINE_ARN"
+ENV_LOCK_TABLE = "ALBGATE_LOCK_TABLE"
+ENV_EVENT_BUS = "ALBGATE_EVENT_BUS"
+ENV_APPLICATIONS = "ALBGATE_TRIGGER_APPLICATIONS"
+ENV_POLICY = "ALBGATE_ROLLOUT_POLICY"
+LAMBDA_ENVIRONMENT_MAX_BYTES = 4096  # Lambda quota: all environment variables of a function together
+
+
+def trigger_applications(config: AlbgateConfig) -> list[dict]:
+    """The applications a push may roll, as the trigger Lambda reads them."""
+    return [
+        {
+            "cluster": a.cluster,
+            "namespace": a.namespace,
+            "deployment": a.deployment,
+            "container": a.container,
+            "ecr_repository": a.ecr_repository,
+            "tag_pattern": a.tag_pattern,
+            "replicas": a.replicas,
+        }
+        for a in config.applications
+        if a.ecr_repository
+    ]
+
+
+class EcrTrigger(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AlbgateConfig,
+        state_machine: sfn.IStateMachine,
+        code: lambda_.Code,
+        event_bus_name: str = EVENT_BUS_NAME,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        apps = trigger_applications(config)
+        self.enabled = bool(apps)
+        if not self.enabled:
+            return
+        stack = Stack.of(self)
+        repositories = sorted({a["ecr_repository"] for a in apps})
+
+        self.bus = events.EventBus(self, "Bus", event_bus_name=event_bus_name,
+                                   description="albgate: rollout started, queued, succeeded, rolled back, failed")
+        self.table = dynamodb.Table(
+            self,
+            "Locks",
+            partition_key=dynamodb.Attribute(name=LOCK_KEY, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute=LOCK_TTL_ATTRIBUTE,
+            # Holds only short-lived locks and pending pushes: nothing to keep once the stack is gone.
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),  # the SQS maximum: time to look and redrive
+        )
+        self.dead_letter_alarm = cw.Alarm(
+            self,
+            "DeadLettersAlarm",
+            alarm_description="albgate: an ECR push or a rollout's end could not be handled (see the DLQ "
+            "messages and the EcrTrigger / ExecutionEvents logs); a push may not have rolled, or a Deployment's "
+            "lock stays until it expires",
+            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic="Maximum"
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+
+        common_env = {
+            ENV_STATE_MACHINE: state_machine.state_machine_arn,
+            ENV_LOCK_TABLE: self.table.table_name,
+            ENV_EVENT_BUS: self.bus.event_bus_name,
+        }
+        trigger_env = {
+            **common_env,
+            ENV_APPLICATIONS: json.dumps(apps, separators=(",", ":")),
+            ENV_POLICY: config.rollout_policy.model_dump_json(),
+        }
+        self.functions: dict[str, AlbgateFunction] = {}
+        for spec, env in ((ECR_TRIGGER, trigger_env), (EXECUTION_EVENTS, common_env)):
+            fn = AlbgateFunction(
+                self,
+                spec.name,
+                spec=spec,
+                code=code,
+                cluster_arns=[],
+                log_level=config.log_level,
+                log_retention_days=config.log_retention_days,
+                extra_environment=env,
+            )
+            fn.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="StartRollout", actions=["states:StartExecution"], resources=[state_machine.state_machine_arn]
+                )
+            )
+            fn.role.add_to_policy(
+                iam.PolicyStatement(sid="DeploymentLocks", actions=LOCK_ITEM_ACTIONS, resources=[self.table.table_arn])
+            )
+            fn.role.add_to_policy(
+                iam.PolicyStatement(sid="PublishEvents", actions=["events:PutEvents"],
+                                    resources=[self.bus.event_bus_arn])
+            )
+            fn.role.add_to_policy(
+                iam.PolicyStatement(sid="DeadLetters", actions=["sqs:SendMessage"],
+                                    resources=[self.dead_letters.queue_arn])
+            )
+            # A failed asynchronous invocation (after Lambda's two retries) goes to the same DLQ.
+            cfn = fn.function.node.default_child
+            assert isinstance(cfn, lambda_.CfnFunction)
+            cfn.dead_letter_config = lambda_.CfnFunction.DeadLetterConfigProperty(
+                target_arn=self.dead_letters.queue_arn
+            )
+            fn.function.configure_async_invoke(max_event_age=MAX_EVENT_AGE, retry_attempts=2)
+            self.functions[spec.name] = fn
+
+        self.push_rule = events.Rule(
+            self,
+            "EcrPushRule",
+            description="albgate: a successful ECR push to a configured repository starts a gated rollout",
+            event_pattern=events.EventPattern(
+                source=[ECR_SOURCE],
+                detail_type=[ECR_DETAIL_TYPE],
+                account=[stack.account],
+                detail={"action-type": ["PUSH"], "result": ["SUCCESS"], "repository-name": repositories},
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    self.functions[ECR_TRIGGER.name].function,
+                    dead_letter_queue=self.dead_letters,
+                    max_event_age=MAX_EVENT_AGE,
+                    retry_attempts=185,  # EventBridge's maximum: delivery is retried, then dead-lettered
+                )
+            ],
+        )
+        self.execution_rule = events.Rule(
+            self,
+            "ExecutionEndedRule",
+            description="albgate: a rollout execution ended: publish its outcome, release its Deployment's lock",
+            event_pattern=events.EventPattern(
+                source=[STATES_SOURCE],
+                detail_type=[STATES_DETAIL_TYPE],
+                detail={"status": list(TERMINAL_STATUSES), "stateMachineArn": [state_machine.state_machine_arn]},
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    self.functions[EXECUTION_EVENTS.name].function,
+                    dead_letter_queue=self.dead_letters,
+                    max_event_age=MAX_EVENT_AGE,
+                    retry_attempts=185,
+                )
+            ],
+        )
