@@ -19,6 +19,7 @@ from stacks.config import AlbgateConfig
 from stacks.constructs.bootstrap_specs import BOOTSTRAP_HANDLERS
 from stacks.constructs.bootstrap_workflow import BootstrapWorkflow
 from stacks.constructs.cluster_access import ClusterAccess, cluster_arn
+from stacks.constructs.ecr_trigger import EcrTrigger
 from stacks.constructs.handler_specs import ROLLOUT_HANDLERS
 from stacks.constructs.lambda_asset import lambdas_code
 from stacks.constructs.lambda_function import AlbgateFunction, VpcPlacement
@@ -69,6 +70,8 @@ class AlbgateStack(Stack):
         )
         self.state_machine = self.workflow.state_machine
         self.observability = RolloutObservability(self, "Observability", state_machine=self.state_machine)
+        # ECR pushes start rollouts by themselves: one per (Deployment, digest), serialized per Deployment
+        self.ecr_trigger = EcrTrigger(self, "EcrTrigger", config=config, state_machine=self.state_machine, code=code)
 
         # Pods created outside a rollout (scale-ups) carry albgate's gate too: open it once their target is
         # healthy, as the controller does for its own gate. Once a minute, with the applications as input.

@@ -9,7 +9,7 @@ HANDLERS = Path(__file__).resolve().parents[2] / "lambdas" / "handlers"
 
 
 def test_alarm_fires_on_any_failed_or_rolled_back_execution(synth):
-    (alarm,) = synth.resources("AWS::CloudWatch::Alarm").values()
+    (alarm,) = [a for a in synth.resources("AWS::CloudWatch::Alarm").values() if a["Properties"].get("Namespace") == "AWS/States"]
     props = alarm["Properties"]
     # Given a rolled-back rollout ends in a Fail state / Then ExecutionsFailed >= 1 in 5 minutes raises it
     assert props["MetricName"] == "ExecutionsFailed" and props["Namespace"] == "AWS/States"
@@ -31,7 +31,7 @@ def test_dashboard_shows_the_metrics_the_handlers_emit(synth):
 
 
 def test_gate_keeper_runs_every_minute_with_the_configured_applications(synth):
-    (rule,) = synth.resources("AWS::Events::Rule").values()
+    (rule,) = [r for r in synth.resources("AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]]
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     (target,) = rule["Properties"]["Targets"]
     apps = json.loads(target["Input"])["applications"]

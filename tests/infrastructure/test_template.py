@@ -11,7 +11,7 @@ import pytest
 from stacks.config import LOG_RETENTION_DAYS
 from stacks.constructs.cluster_access import ROLLOUT_GROUP, VIEW_POLICY, groups_for, needs_cluster_admin
 from stacks.constructs.handler_specs import ROLLOUT_HANDLERS, HandlerSpec
-from stacks.constructs.specs import ALL_HANDLERS
+from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
 from stacks.constructs.lambda_function import ELB_READ_ACTIONS, RETENTION
 from albgate.template import state_machine_id
 from tests.infrastructure.cfn import definition, walk_states
@@ -45,7 +45,7 @@ def actions(statements: list[dict[str, Any]]) -> set[str]:
 def test_one_function_per_handler_spec(synth):
     # Given the handler specs / When the stack is synthesized / Then there is exactly one Lambda per spec
     handlers = sorted(f["Properties"]["Handler"] for f in synth.resources("AWS::Lambda::Function").values())
-    assert handlers == sorted(s.handler for s in ALL_HANDLERS)
+    assert handlers == sorted(s.handler for s in ALL_HANDLERS + TRIGGER)
 
 
 @pytest.mark.parametrize("spec", ALL_HANDLERS, ids=SPEC_IDS)

@@ -1,0 +1,384 @@
+"""The ECR push trigger's decisions: which pushes start which rollouts, under which name, and who holds the lock.
+
+Job: turn an EventBridge ``ECR Image Action`` event into an ``EcrPush`` (or a reason to ignore it), map the
+push's repository and tag to the configured applications (``fnmatch`` globs, case-sensitive like tags), build the
+rollout request pinned by digest and a deterministic Step Functions execution name, and decide, from the
+current lock item of a Deployment, whether a push takes the lock, is a replay of the holder, is queued as the
+newest pending push, or is stale. Also: parse a Step Functions ``Execution Status Change`` event and name the
+outcome albgate publishes.
+
+Invariant: pure. No I/O, no clock, no environment: every function is a function of its arguments, so the same
+event always gives the same decision and the same execution name (that is what makes a replayed event start
+nothing new). Malformed input never raises anything but ``Ignored``, which carries the logged reason.
+
+Event schemas: ECR "Sample events from Amazon ECR" (Amazon ECR user guide, "Amazon ECR events and
+EventBridge"): ``detail`` has ``action-type`` (PUSH | DELETE), ``result`` (SUCCESS | FAILURE),
+``repository-name``, ``image-digest`` and ``image-tag``. Step Functions (developer guide, "EventBridge for
+Step Functions execution status changes"): ``detail`` has ``executionArn``, ``stateMachineArn``, ``name``,
+``status`` (RUNNING | SUCCEEDED | FAILED | TIMED_OUT | ABORTED), ``input`` (a JSON string, left out above
+248 KB) and, when it failed, ``error`` and ``cause``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lambdas.domain.models import RolloutPolicy, RolloutRequest, validation_message
+
+ECR_SOURCE = "aws.ecr"
+ECR_DETAIL_TYPE = "ECR Image Action"
+STATES_SOURCE = "aws.states"
+STATES_DETAIL_TYPE = "Step Functions Execution Status Change"
+TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+ROLLED_BACK_ERROR = "RolledBack"  # the rollout state machine's `Rollout Rolled Back` Fail state (docs/rollout.md)
+
+# albgate's own events on its bus (source ``albgate``).
+EVENT_SOURCE = "albgate"
+ROLLOUT_STARTED = "Rollout Started"
+ROLLOUT_QUEUED = "Rollout Queued"
+ROLLOUT_SUCCEEDED = "Rollout Succeeded"
+ROLLOUT_ROLLED_BACK = "Rollout Rolled Back"
+ROLLOUT_FAILED = "Rollout Failed"
+
+# Step Functions execution names: 1-80 characters; for CloudWatch Logs only 0-9, A-Z, a-z, '-' and '_'
+# (StartExecution API reference, `name`). albgate's names keep to the logging-safe set.
+EXECUTION_NAME_MAX = 80
+_NAME_HASH_CHARS = 16  # 64 bits of sha256 over the whole (cluster, namespace, deployment, digest)
+_DIGEST_CHARS = 12  # what `docker images` shows: readable, not what makes the name unique
+_UNSAFE_NAME = re.compile(r"[^0-9A-Za-z_-]+")
+
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+_ECR_REPO = re.compile(r"^(?=.{2,256}$)(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
+_STATE_MACHINE_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):states:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):stateMachine:"
+    r"(?P<name>[0-9A-Za-z_-]{1,80})$"
+)
+
+# The lock outlives the longest rollout the policy allows, then may be taken over (a lost terminal event must
+# not block a Deployment forever). Margins: Preflight and Finish (Lambda timeouts, 60 s each, with retries).
+STATE_MACHINE_TIMEOUT_SECONDS = 48 * 3600  # stacks/constructs/rollout_workflow.py: timeout=Duration.hours(48)
+DEFAULT_DEREGISTRATION_DELAY_SECONDS = 300  # ELB default (FACTS.md), what drain_deadline defaults from
+_DRAIN_MARGIN_SECONDS = 120  # docs/rollout.md: drain deadline default = deregistration delay + 120 s
+_LOCK_MARGIN_SECONDS = 600
+_STEPS_WHEN_UNKNOWN = 20  # batch_size without a known replica count
+
+
+class Ignored(Exception):
+    """An event albgate does not act on; ``str(exc)`` is the reason it logs."""
+
+
+@dataclass(frozen=True)
+class EcrPush:
+    account: str
+    region: str
+    repository: str
+    digest: str
+    tag: str
+    time: str  # the event's `time` (ISO 8601, UTC): orders racing pushes
+    event_id: str = ""
+
+
+class TriggerApplication(BaseModel):
+    """One application the trigger may roll: the CDK config's ``ApplicationConfig`` fields it needs."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    cluster: str = Field(min_length=1)
+    namespace: str = Field(min_length=1)
+    deployment: str = Field(min_length=1)
+    container: str = Field(min_length=1)
+    ecr_repository: str = Field(min_length=1)
+    tag_pattern: str = Field(default="*", min_length=1)
+    replicas: int | None = Field(default=None, ge=1)
+
+    @property
+    def lock_key(self) -> str:
+        return f"{self.cluster}/{self.namespace}/{self.deployment}"
+
+
+def _get(detail: dict[str, Any], key: str, pattern: re.Pattern[str] | None, what: str) -> str:
+    value = detail.get(key)
+    if value is None:
+        raise Ignored(f"malformed event: detail.{key} is missing")
+    if not isinstance(value, str):
+        raise Ignored(f"malformed event: detail.{key} is {type(value).__name__}, expected a string ({what})")
+    if pattern is not None and not pattern.match(value):
+        raise Ignored(f"malformed event: detail.{key} {value[:100]!r} is not {what}")
+    return value
+
+
+def parse_ecr_push(event: Any, *, account: str, region: str) -> EcrPush:
+    """The successful push this event reports, in this account and Region; else ``Ignored`` with the reason."""
+    if not isinstance(event, dict):
+        raise Ignored(f"malformed event: expected a JSON object, got {type(event).__name__}")
+    if event.get("source") != ECR_SOURCE or event.get("detail-type") != ECR_DETAIL_TYPE:
+        raise Ignored(
+            f"not an ECR image action: source {event.get('source')!r}, detail-type {event.get('detail-type')!r}"
+        )
+    if event.get("account") != account:
+        raise Ignored(f"event from account {event.get('account')!r}; this albgate serves account {account}")
+    if event.get("region") != region:
+        raise Ignored(f"event from Region {event.get('region')!r}; this albgate serves Region {region}")
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        raise Ignored("malformed event: detail is missing or not an object")
+    action = _get(detail, "action-type", None, "an action type")
+    if action != "PUSH":
+        raise Ignored(f"action-type {action!r}: only PUSH starts a rollout")
+    result = _get(detail, "result", None, "a result")
+    if result != "SUCCESS":
+        raise Ignored(f"result {result!r}: only a successful push starts a rollout")
+    repository = _get(detail, "repository-name", _ECR_REPO, "an ECR repository name")
+    digest = _get(detail, "image-digest", _DIGEST, "a sha256 digest")
+    if detail.get("image-tag") in (None, ""):
+        raise Ignored(f"push of {repository}@{digest} has no tag; albgate matches tag_pattern, so it rolls tags only")
+    tag = _get(detail, "image-tag", _TAG, "an image tag")
+    time = event.get("time")
+    if not isinstance(time, str) or _parse_time(time) is None:
+        raise Ignored(f"malformed event: time {time!r} is not an ISO 8601 timestamp")
+    event_id = event.get("id") if isinstance(event.get("id"), str) else ""
+    return EcrPush(account, region, repository, digest, tag, time, event_id)
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def is_newer_or_same(a: str, b: str) -> bool:
+    """Whether push time ``a`` is at or after ``b`` (ISO 8601; an unparsable ``b`` loses)."""
+    ta, tb = _parse_time(a), _parse_time(b)
+    if ta is None:
+        return False
+    if tb is None:
+        return True
+    return ta >= tb
+
+
+def matching_applications(
+    applications: list[TriggerApplication], repository: str, tag: str
+) -> list[TriggerApplication]:
+    """Applications whose repository is the push's and whose tag_pattern glob matches its tag, in config order."""
+    return [
+        a for a in applications if a.ecr_repository == repository and fnmatch.fnmatchcase(tag, a.tag_pattern)
+    ]
+
+
+def image_uri(account: str, region: str, repository: str, digest: str) -> str:
+    suffix = ".com.cn" if region.startswith("cn-") else ".com"
+    return f"{account}.dkr.ecr.{region}.amazonaws{suffix}/{repository}@{digest}"
+
+
+def rollout_request(app: TriggerApplication, push: EcrPush, policy: RolloutPolicy) -> RolloutRequest:
+    """The execution input: the application's Deployment and container, the image pinned by digest."""
+    return RolloutRequest(
+        cluster=app.cluster,
+        namespace=app.namespace,
+        deployment=app.deployment,
+        container=app.container,
+        image=image_uri(push.account, push.region, push.repository, push.digest),
+        policy=policy,
+    )
+
+
+def execution_name(cluster: str, namespace: str, deployment: str, digest: str) -> str:
+    """``<deployment>-<12 digest hex>-<16 hash hex>``, at most 80 logging-safe characters, deterministic.
+
+    Uniqueness comes from the hash over the whole tuple (a '/' joins it: no Kubernetes or cluster name has one);
+    the readable prefix is truncated to fit.
+    """
+    key = "/".join((cluster, namespace, deployment, digest))
+    h = hashlib.sha256(key.encode()).hexdigest()[:_NAME_HASH_CHARS]
+    hex_digest = digest.split(":", 1)[-1][:_DIGEST_CHARS]
+    room = EXECUTION_NAME_MAX - len(hex_digest) - len(h) - 2
+    prefix = _UNSAFE_NAME.sub("-", deployment)[: room - 1].strip("-") or "rollout"
+    return f"{prefix}-{hex_digest}-{h}"
+
+
+def lock_seconds(policy: RolloutPolicy, replicas: int | None = None) -> int:
+    """How long a rollout under ``policy`` may hold its Deployment's lock before another push may take it over.
+
+    Every step may take its step deadline, its drain deadline and its bake; a rollback repeats the steps; an
+    approval waits up to the state machine's own timeout, which also caps the whole (48 h).
+    """
+    if policy.approval_before_steps:
+        return STATE_MACHINE_TIMEOUT_SECONDS + _LOCK_MARGIN_SECONDS
+    if policy.batch_size is not None:
+        steps = math.ceil(replicas / policy.batch_size) if replicas else _STEPS_WHEN_UNKNOWN
+    else:
+        steps = len(policy.steps)
+    drain = policy.drain_deadline_seconds or DEFAULT_DEREGISTRATION_DELAY_SECONDS + _DRAIN_MARGIN_SECONDS
+    per_step = policy.step_deadline_seconds + drain + policy.bake_seconds
+    total = 2 * steps * per_step  # roll forward, then (worst case) roll back through the same gates
+    return min(total, STATE_MACHINE_TIMEOUT_SECONDS) + _LOCK_MARGIN_SECONDS
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The per-Deployment lock
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pending:
+    """The newest push waiting for a Deployment's running rollout to end."""
+
+    execution_name: str
+    input: str  # the execution input (JSON), started as is
+    pushed_at: str
+    image: str
+    hold_seconds: int  # its lock's lifetime once it starts (``lock_seconds``)
+
+
+@dataclass(frozen=True)
+class LockItem:
+    key: str  # cluster/namespace/deployment
+    execution_name: str  # the execution that holds the Deployment
+    input: str  # its input: a retried release restarts it idempotently
+    expires_at: int  # epoch seconds
+    pushed_at: str  # time of the push that started it
+    image: str
+    pending: Pending | None = None
+    handed_over_from: str = ""  # the execution whose end handed this lock over (release retries)
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at <= now
+
+
+class LockDecision(Enum):
+    ACQUIRE = "acquire"  # free, or expired: take it and start
+    HELD_BY_SELF = "held_by_self"  # a replay of the holder's push: start again (idempotent by name)
+    QUEUE = "queue"  # another rollout runs: become (or stay) the pending push
+    ALREADY_PENDING = "already_pending"  # a replay of the pending push
+    STALE = "stale"  # older than what runs or waits: nothing to do
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: LockDecision
+    reason: str = field(default="")
+
+
+def decide(item: LockItem | None, name: str, pushed_at: str, now: float) -> Decision:
+    """What a push for one Deployment does, given the lock item as read (None: no item)."""
+    if item is None:
+        return Decision(LockDecision.ACQUIRE, "no rollout holds the Deployment")
+    if item.execution_name == name:
+        return Decision(LockDecision.HELD_BY_SELF, "this push's rollout already holds the Deployment")
+    if item.expired(now):
+        return Decision(LockDecision.ACQUIRE, f"the lock of {item.execution_name} expired; taking it over")
+    if item.pending is not None and item.pending.execution_name == name:
+        return Decision(LockDecision.ALREADY_PENDING, "this push already waits for the running rollout")
+    if not is_newer_or_same(pushed_at, item.pushed_at):
+        return Decision(LockDecision.STALE, f"pushed before the running rollout {item.execution_name}'s image")
+    if item.pending is not None and not is_newer_or_same(pushed_at, item.pending.pushed_at):
+        return Decision(LockDecision.STALE, f"a newer push ({item.pending.execution_name}) already waits")
+    return Decision(
+        LockDecision.QUEUE,
+        f"{item.execution_name} is rolling the Deployment; this push waits as the newest and starts when it ends",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Step Functions execution status events
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExecutionEnded:
+    execution_arn: str
+    state_machine_arn: str
+    name: str
+    status: str
+    error: str
+    cause: str
+    request: dict[str, Any] | None  # the execution input, when the event carries it
+
+    @property
+    def lock_key(self) -> str | None:
+        r = self.request or {}
+        parts = [r.get("cluster"), r.get("namespace"), r.get("deployment")]
+        return "/".join(parts) if all(isinstance(p, str) and p for p in parts) else None  # type: ignore[arg-type]
+
+
+def parse_execution_ended(event: Any, *, state_machine_arn: str) -> ExecutionEnded:
+    """A terminal status of the rollout state machine's execution; else ``Ignored`` with the reason."""
+    if not isinstance(event, dict):
+        raise Ignored(f"malformed event: expected a JSON object, got {type(event).__name__}")
+    if event.get("source") != STATES_SOURCE or event.get("detail-type") != STATES_DETAIL_TYPE:
+        raise Ignored(
+            f"not an execution status change: source {event.get('source')!r}, "
+            f"detail-type {event.get('detail-type')!r}"
+        )
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        raise Ignored("malformed event: detail is missing or not an object")
+    arn = _get(detail, "stateMachineArn", None, "an ARN")
+    if arn != state_machine_arn:
+        raise Ignored(f"execution of {arn}, not of the rollout state machine {state_machine_arn}")
+    status = _get(detail, "status", None, "a status")
+    if status not in TERMINAL_STATUSES:
+        raise Ignored(f"status {status!r} is not terminal")
+    execution_arn = _get(detail, "executionArn", None, "an ARN")
+    name = _get(detail, "name", None, "a name")
+    request: dict[str, Any] | None = None
+    raw = detail.get("input")
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+            request = parsed if isinstance(parsed, dict) else None
+        except json.JSONDecodeError:
+            request = None
+    error = detail.get("error") if isinstance(detail.get("error"), str) else ""
+    cause = detail.get("cause") if isinstance(detail.get("cause"), str) else ""
+    return ExecutionEnded(execution_arn, arn, name, status, error or "", cause or "", request)
+
+
+def outcome_event(ended: ExecutionEnded) -> str:
+    """The albgate event for an execution's end: rolled back is FAILED with the error ``RolledBack``."""
+    if ended.status == "SUCCEEDED":
+        return ROLLOUT_SUCCEEDED
+    if ended.status == "FAILED" and ended.error == ROLLED_BACK_ERROR:
+        return ROLLOUT_ROLLED_BACK
+    return ROLLOUT_FAILED
+
+
+def console_url(region: str, execution_arn: str) -> str:
+    """The execution's page in the Step Functions console."""
+    domain = "console.amazonaws.cn" if region.startswith("cn-") else "console.aws.amazon.com"
+    return f"https://{region}.{domain}/states/home?region={region}#/v2/executions/details/{execution_arn}"
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """The ARN StartExecution gives an execution of this state machine with this name."""
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+
+
+def parse_state_machine_arn(arn: str) -> dict[str, str] | None:
+    m = _STATE_MACHINE_ARN.match(arn)
+    return m.groupdict() if m else None
+
+
+def parse_applications(raw: Any) -> list[TriggerApplication]:
+    """Applications from their JSON form; ValueError with one line per bad field."""
+    if isinstance(raw, str):
+        raw = json.loads(raw)
+    if not isinstance(raw, list):
+        raise ValueError("expected a JSON list of applications")
+    try:
+        return [TriggerApplication.model_validate(a) for a in raw]
+    except ValidationError as exc:
+        raise ValueError(validation_message(exc)) from exc
+
+
+def is_account(value: str) -> bool:
+    return bool(_ACCOUNT.match(value))
