@@ -177,3 +177,47 @@ def test_healthy_targets_never_drop_below_replicas_during_a_rollout(name, seed):
     # Then, with maxUnavailable 0 and the gate, capacity behind the ALB never fell below the replicas
     assert run.outcome == "succeeded"
     assert low["min"] >= sc.app.replicas
+
+
+def _with_policy(policy: dict):
+    """A fault hook that adds policy fields to the execution input, as a release engineer would."""
+
+    def hook(logical_id, handler, event, deliver):
+        if "Preflight" in logical_id:
+            event["request"]["policy"] = {**event["request"].get("policy", {}), **policy}
+        return deliver()
+
+    return hook
+
+
+def test_a_step_waits_for_approval_and_goes_on_when_approved():
+    # Given a policy that asks for approval before step 2 (the runner's simulated engineer approves)
+    sim, run = run_strategy(scenario("seed-app"), _register("albgate-approval", _with_policy({"approval_before_steps": [2]})))
+    visited = run.extra["visited"]
+    # Then the execution waited exactly once, before the second Start Step, and finished
+    assert visited.count("Wait For Approval") == 1
+    assert visited.index("Wait For Approval") > visited.index("Start Step")
+    assert run.outcome == "succeeded" and sim.traffic.failed_requests == 0
+
+
+def test_a_rejected_step_rolls_back_through_the_gates(monkeypatch):
+    # Given an engineer who rejects the approval before step 2
+    from albgate import rollout_strategy
+    from albgate.sfn_local.runner import LocalStateMachine
+
+    original = LocalStateMachine.__init__
+
+    def rejecting_init(self, extracted, clock, invoke=None, *, on_task_token=None, **kw):
+        def reject(token):
+            token.fail("ApprovalRejected", "not today")
+
+        original(self, extracted, clock, invoke, on_task_token=reject, **kw)
+
+    monkeypatch.setattr(rollout_strategy.LocalStateMachine, "__init__", rejecting_init)
+    sim, run = run_strategy(scenario("seed-app"), _register("albgate-rejected", _with_policy({"approval_before_steps": [2]})))
+    # Then the rollout is rolled back, gated, and says why
+    assert run.outcome == "rolled_back", run.detail
+    assert "ApprovalRejected" in run.detail
+    assert "Rollback: Verify Drain" in run.extra["visited"]
+    assert sim.traffic.failed_requests == 0
+    assert sim.current_image() == "ikubernetes/myapp:v1"
