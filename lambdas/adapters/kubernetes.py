@@ -44,6 +44,7 @@ from lambdas.domain.errors import (
     NotFoundError,
     WebhookNotReadyError,
 )
+from lambdas.domain.manifests import pre_stop_sleep_seconds  # one reading of a preStop, shared with hardening
 from lambdas.domain.ports import (
     REVISION_ANNOTATION,
     Container,
@@ -85,9 +86,6 @@ _DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 # The native preStop sleep action is on by default from 1.30 (beta) and GA in 1.34 (FACTS.md).
 _NATIVE_SLEEP_SINCE = (1, 30)
 # preStop exec commands that are a drain sleep: ["sleep", "30"], or a shell script starting "sleep 30".
-_SLEEP_SCRIPT = re.compile(r"^\s*(?:exec\s+)?(?:\S*/)?sleep\s+(\d+)(?:\.\d+)?([smh]?)\s*(?:$|;|&&|\|\|)")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
-_SHELLS = ("sh", "bash", "ash", "dash")
 _LBC_WEBHOOK_MARKERS = ("elbv2.k8s.aws", "aws-load-balancer-webhook")
 
 
@@ -166,22 +164,6 @@ def _revision(meta: dict[str, Any]) -> int:
         return int((meta.get("annotations") or {}).get(REVISION_ANNOTATION, 0))
     except ValueError:
         return 0
-
-
-def pre_stop_sleep_seconds(container: dict[str, Any]) -> int | None:
-    """Seconds a container's preStop sleeps: the native ``sleep`` action or an exec ``sleep N``; else None."""
-    pre_stop = (container.get("lifecycle") or {}).get("preStop") or {}
-    if pre_stop.get("sleep") is not None:
-        return int(pre_stop["sleep"].get("seconds", 0))
-    command = [str(c) for c in ((pre_stop.get("exec") or {}).get("command") or [])]
-    if len(command) == 2 and command[0].rsplit("/", 1)[-1] == "sleep":
-        script = f"sleep {command[1]}"
-    elif len(command) >= 3 and command[0].rsplit("/", 1)[-1] in _SHELLS and command[1] == "-c":
-        script = command[2]
-    else:
-        return None
-    m = _SLEEP_SCRIPT.match(script)
-    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else None
 
 
 def _template(raw: dict[str, Any]) -> PodTemplate:

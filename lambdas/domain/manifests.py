@@ -31,6 +31,7 @@ from typing import Any
 
 from lambdas.domain.errors import InvalidInputError, UnsafeConfigurationError
 from lambdas.domain.models import DNS1123_LABEL, DNS1123_SUBDOMAIN
+from lambdas.domain.rollout import resolve_int_or_percent
 
 # Ingress annotations the Load Balancer Controller reads (docs/guide/ingress/annotations.md).
 TARGET_TYPE = "alb.ingress.kubernetes.io/target-type"
@@ -390,11 +391,8 @@ def _validate_ingress(ing: dict[str, Any], svc: dict[str, Any]) -> list[str]:
 # Hardening
 # ---------------------------------------------------------------------------------------------------------
 def _resolve(value: int | str | None, replicas: int, *, round_up: bool, default: str = "25%") -> int:
-    value = default if value is None else value
-    if isinstance(value, int):
-        return value
-    exact = replicas * int(str(value).rstrip("%")) / 100
-    return int(-(-exact // 1)) if round_up else int(exact // 1)
+    """maxSurge/maxUnavailable as Kubernetes resolves them; unset means the 25 % default (FACTS.md)."""
+    return resolve_int_or_percent(default if value is None else value, replicas, round_up=round_up)
 
 
 def pre_stop_handler(seconds: int, native_sleep: bool) -> dict[str, Any]:

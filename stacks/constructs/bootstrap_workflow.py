@@ -25,14 +25,9 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
-from lambdas.domain.errors import permanent_error_names, retryable_error_names
+from lambdas.domain.errors import permanent_error_names
 from stacks.constructs.handler_specs import HandlerSpec
-from stacks.constructs.rollout_workflow import (
-    LAMBDA_TRANSIENT_ERRORS,
-    RETRY_BACKOFF,
-    RETRY_INTERVAL,
-    RETRY_MAX_ATTEMPTS,
-)
+from stacks.constructs.rollout_workflow import catch_all, invoke_lambda
 
 PASSED, WAITING, FAILED = "PASSED", "WAITING", "FAILED"
 REQUIRED_FUNCTIONS = (
@@ -42,34 +37,6 @@ REQUIRED_FUNCTIONS = (
 # A whole bootstrap: controller (<= 15 min), bindings (<= 10 min), settling (<= 10 min) and the gated
 # restarts, each bounded by its own rollout's deadlines; the execution's own hard stop on top.
 BOOTSTRAP_TIMEOUT = Duration.hours(24)
-
-
-def _invoke(
-    scope: Construct, state_name: str, fn: lambda_.IFunction, comment: str, *, payload: sfn.TaskInput | None = None
-) -> tasks.LambdaInvoke:
-    task = tasks.LambdaInvoke(
-        scope,
-        state_name,
-        lambda_function=fn,
-        comment=comment,
-        payload=payload,
-        payload_response_only=True,
-        result_path="$",
-        retry_on_service_exceptions=False,  # the retry policy is ours, below
-    )
-    task.add_retry(
-        errors=retryable_error_names() + LAMBDA_TRANSIENT_ERRORS,
-        interval=RETRY_INTERVAL,
-        max_attempts=RETRY_MAX_ATTEMPTS,
-        backoff_rate=RETRY_BACKOFF,
-    )
-    return task
-
-
-def _catch_all(task: sfn.TaskStateBase, handler: sfn.IChainable) -> None:
-    """Permanent errors by name (the contract), then anything left (retries exhausted, runtime errors)."""
-    task.add_catch(handler, errors=permanent_error_names(), result_path="$.failure")
-    task.add_catch(handler, errors=["States.ALL"], result_path="$.failure")
 
 
 class WaitLoop(sfn.StateMachineFragment):
@@ -100,7 +67,7 @@ class WaitLoop(sfn.StateMachineFragment):
             result_path="$.failure",
         )
         done = sfn.Pass(self, f"{question.rstrip('?')}: Yes")
-        _catch_all(check, on_failure)
+        catch_all(check, on_failure)
         record.next(on_failure)
         check.next(choice)
         choice.when(sfn.Condition.string_equals(f"$.{key}.status", PASSED), done)
@@ -165,7 +132,7 @@ class BootstrapWorkflow(Construct):
             cause_path="$.failure.Cause",
         )
 
-        validate = _invoke(
+        validate = invoke_lambda(
             self,
             "Validate Input",
             fn["BootstrapValidate"],
@@ -182,18 +149,18 @@ class BootstrapWorkflow(Construct):
         validate.add_catch(refused, errors=permanent_error_names(), result_path="$.failure")
         validate.add_catch(refused, errors=["States.ALL"], result_path="$.failure")
 
-        install = _invoke(
+        install = invoke_lambda(
             self,
             "Install Controller",
             fn["BootstrapInstallController"],
             "Apply the controller's service account, then helm upgrade --install the pinned chart with "
             "failurePolicy Fail and a lower binding backoff; skipped when the release already matches",
         )
-        _catch_all(install, failed)
+        catch_all(install, failed)
         controller = WaitLoop(
             self,
             "Controller",
-            check=_invoke(self, "Check Controller", fn["BootstrapCheckController"],
+            check=invoke_lambda(self, "Check Controller", fn["BootstrapCheckController"],
                           "Deployment available, webhook failurePolicy as installed, webhook Service endpoints ready"),
             question="Controller Working?",
             wait_name="Wait For Controller",
@@ -202,19 +169,19 @@ class BootstrapWorkflow(Construct):
             failure_error="ControllerNotWorking",
             on_failure=failed,
         )
-        label = _invoke(
+        label = invoke_lambda(
             self,
             "Label Namespaces For Readiness Gates",
             fn["BootstrapLabelNamespaces"],
             "Label before new pods exist: the webhook injects gates only at pod creation (never kube-system or "
             "the controller's namespace: #1628, #2282)",
         )
-        _catch_all(label, failed)
+        catch_all(label, failed)
 
         def apply(state_name: str, phase: str, comment: str) -> tasks.LambdaInvoke:
-            task = _invoke(self, state_name, fn["BootstrapApplyWorkloads"], comment,
+            task = invoke_lambda(self, state_name, fn["BootstrapApplyWorkloads"], comment,
                            payload=sfn.TaskInput.from_object({"phase": phase, "state": sfn.JsonPath.entire_payload}))
-            _catch_all(task, failed)
+            catch_all(task, failed)
             return task
 
         apply_services = apply(
@@ -226,7 +193,7 @@ class BootstrapWorkflow(Construct):
         bindings = WaitLoop(
             self,
             "Bindings",
-            check=_invoke(self, "Check Bindings", fn["BootstrapCheckBindings"],
+            check=invoke_lambda(self, "Check Bindings", fn["BootstrapCheckBindings"],
                           "Each Service bound to an IP target group, and a dry-run pod comes back with the gate"),
             question="Bound And Injecting?",
             wait_name="Wait For Bindings",
@@ -243,7 +210,7 @@ class BootstrapWorkflow(Construct):
         settle = WaitLoop(
             self,
             "Settle",
-            check=_invoke(self, "Find Pods Born Before The Label", fn["BootstrapFindUngatedPods"],
+            check=invoke_lambda(self, "Find Pods Born Before The Label", fn["BootstrapFindUngatedPods"],
                           "Once each Deployment settled, list those whose current pods still lack the gate"),
             question="Deployments Settled?",
             wait_name="Wait For Deployments",
@@ -283,13 +250,13 @@ class BootstrapWorkflow(Construct):
         record_restart.next(failed)
         restarts.add_catch(record_restart, errors=["States.ALL"], result_path="$.failure")
 
-        report = _invoke(
+        report = invoke_lambda(
             self,
             "Preflight Report",
             fn["PreflightReport"],
             "Read the cluster as it is now and list every zero-downtime risk left, with its fix",
         )
-        _catch_all(report, failed)
+        catch_all(report, failed)
         clean = sfn.Choice(self, "No Risk Left?", comment="The report has no error-level risk")
         risks = sfn.Pass(
             self,

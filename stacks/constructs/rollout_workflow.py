@@ -42,7 +42,7 @@ RETRY_BACKOFF = 2.0
 PASSED, WAITING, FAILED = "PASSED", "WAITING", "FAILED"
 
 
-def _invoke(
+def invoke_lambda(
     scope: Construct,
     state_name: str,
     fn: lambda_.IFunction,
@@ -77,7 +77,7 @@ def _invoke(
     return task
 
 
-def _catch_all(task: tasks.LambdaInvoke, handler: sfn.IChainable) -> None:
+def catch_all(task: tasks.LambdaInvoke, handler: sfn.IChainable) -> None:
     """Permanent errors by name (the contract), then anything left (retries exhausted, runtime errors)."""
     task.add_catch(handler, errors=permanent_error_names(), result_path="$.failure")
     task.add_catch(handler, errors=["States.ALL"], result_path="$.failure")
@@ -101,14 +101,14 @@ class GatedSteps(sfn.StateMachineFragment):
         super().__init__(scope, construct_id)
         fn = functions
 
-        start_step = _invoke(
+        start_step = invoke_lambda(
             self,
             "Start Step",
             fn["StartStep"],
             "Set maxSurge to this step's batch (maxUnavailable stays 0). On the first step also write the new "
             "image and albgate's readiness gate into the pod template, so every new pod waits for its target.",
         )
-        check_health = _invoke(
+        check_health = invoke_lambda(
             self,
             "Check Target Health",
             fn["CheckTargetHealth"],
@@ -129,14 +129,14 @@ class GatedSteps(sfn.StateMachineFragment):
             parameters={"Error": "TargetsNotHealthy", "Cause.$": "$.gate.reason"},
             result_path="$.failure",
         )
-        release = _invoke(
+        release = invoke_lambda(
             self,
             "Release Old Pods",
             fn["ReleaseOldPods"],
             "Open albgate's readiness gate on exactly this step's healthy pods: they turn Ready, and only then "
             "may the Deployment controller scale the old ReplicaSet down by the same number",
         )
-        verify_drain = _invoke(
+        verify_drain = invoke_lambda(
             self,
             "Verify Drain",
             fn["VerifyDrain"],
@@ -165,7 +165,7 @@ class GatedSteps(sfn.StateMachineFragment):
         done = sfn.Pass(self, "All Steps Passed")
 
         for task in (start_step, check_health, release, verify_drain):
-            _catch_all(task, on_failure)
+            catch_all(task, on_failure)
         gate_failed.next(on_failure)
         drain_failed.next(on_failure)
 
@@ -173,7 +173,7 @@ class GatedSteps(sfn.StateMachineFragment):
             approval_needed = sfn.Choice(
                 self, "Approval Needed?", comment="policy.approval_before_steps names this step"
             )
-            approval = _invoke(
+            approval = invoke_lambda(
                 self,
                 "Wait For Approval",
                 fn["RequestApproval"],
@@ -188,7 +188,7 @@ class GatedSteps(sfn.StateMachineFragment):
                 ),
                 heartbeat=Duration.hours(24),
             )
-            _catch_all(approval, on_failure)
+            catch_all(approval, on_failure)
             approval_needed.when(sfn.Condition.boolean_equals("$.approval_required", True), approval)
             approval_needed.otherwise(start_step)
             approval.next(start_step)
@@ -273,7 +273,7 @@ class RolloutWorkflow(Construct):
         )
         succeeded = sfn.Succeed(self, "Rollout Succeeded")
 
-        preflight = _invoke(
+        preflight = invoke_lambda(
             self,
             "Preflight",
             fn["Preflight"],
@@ -287,7 +287,7 @@ class RolloutWorkflow(Construct):
         preflight.add_catch(refused, errors=["States.ALL"], result_path="$.failure")
 
         # --- rollback path ---------------------------------------------------------------------------------
-        finish_rollback = _invoke(
+        finish_rollback = invoke_lambda(
             self,
             "Record Rollback",
             fn["FinishRollout"],
@@ -308,10 +308,10 @@ class RolloutWorkflow(Construct):
         rollback_steps = GatedSteps(
             self, "Rollback", functions=fn, on_failure=summarise_rollback_failure, with_approval=False
         ).prefix_states("Rollback: ")
-        _catch_all(finish_rollback, summarise_rollback_failure)
+        catch_all(finish_rollback, summarise_rollback_failure)
         rollback_steps.next(finish_rollback).next(rolled_back)
 
-        roll_back = _invoke(
+        roll_back = invoke_lambda(
             self,
             "Roll Back",
             fn["RollBack"],
@@ -344,13 +344,13 @@ class RolloutWorkflow(Construct):
 
         # --- rollout path ----------------------------------------------------------------------------------
         rollout_steps = GatedSteps(self, "Rollout", functions=fn, on_failure=should_roll_back, with_approval=True)
-        finish = _invoke(
+        finish = invoke_lambda(
             self,
             "Finish Rollout",
             fn["FinishRollout"],
             "Restore maxSurge, record the outcome `succeeded` and emit metrics",
         )
-        _catch_all(finish, failed)
+        catch_all(finish, failed)
 
         definition = preflight.next(rollout_steps).next(finish).next(succeeded)
 
