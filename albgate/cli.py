@@ -137,6 +137,7 @@ def _configure_simulate(sub: "argparse._SubParsersAction[argparse.ArgumentParser
 
 register_command("simulate", _configure_simulate)
 import albgate.demo  # noqa: E402,F401  (registers `albgate demo`; it imports this module's hooks)
+import albgate.commands  # noqa: E402,F401  (registers `albgate start`, `watch` and `preflight`)
 
 
 if __name__ == "__main__":  # pragma: no cover
