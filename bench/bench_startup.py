@@ -1,0 +1,255 @@
+"""Benchmark (not a test): how long each Lambda handler module takes to import, and how big the code asset is.
+
+Job:
+- for every deployed handler (stacks/constructs/specs.py), ``python -X importtime -c "import
+  lambdas.handlers.<m>"`` in a fresh process with the function's environment from the synthesized template
+  (plus what Lambda sets: AWS_REGION, AWS_LAMBDA_FUNCTION_NAME, LAMBDA_TASK_ROOT, so Powertools' Tracer is on
+  as with ``Tracing.ACTIVE``); the import time is the sum of ``self`` times from the first ``lambdas`` import
+  on (the interpreter's own start-up imports excluded), median of ``--repeat`` (5) runs; also the process's
+  wall time minus that of ``python -c pass``, and which heavy packages the import pulled in (kubernetes?);
+- one more row per path that matters: the health check's first invocation, which builds the real ports
+  (``lambdas.adapters.wiring``) and, because the gate lists the step's pods first, the Kubernetes adapter;
+- two layouts: the development venv (``.pyc`` cached), and the asset layout without ``.pyc`` (the asset is
+  built with ``--no-compile`` and Lambda's /var/task is read-only, so every cold start compiles the package and
+  its dependencies): the requirements installed for this host's Python into a temp dir, run with ``-S -B``;
+- the Lambda asset: bundled with ``stacks/constructs/lambda_asset.py``'s local bundler (pip, wheels for
+  manylinux2014_x86_64 / CPython 3.12) into a temp dir; unpacked and zipped (deflate) size in MB (10^6 bytes).
+Invariant: nothing is imported into this process from the handlers; every number comes from a child process.
+
+Run: .venv/bin/python bench/bench_startup.py [--repeat 5] [--modules m ...] [--skip-bundle]
+Method and results: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ROOT, command_line, fmt, machine, markdown_table, pinned_template, write_result  # noqa: E402
+
+HEAVY = ("kubernetes", "boto3", "botocore", "pydantic", "aws_lambda_powertools", "aws_xray_sdk", "urllib3", "yaml")
+TARGET_MS = 300.0
+HEALTH_MODULE = "check_target_health"
+# The health check's first invocation: real ports, then the Kubernetes adapter (the gate lists pods first).
+FIRST_CALL_IMPORTS = ("lambdas.adapters.wiring", "lambdas.adapters.kube_client", "lambdas.adapters.kubernetes")
+_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)\s*$")
+
+
+def handler_modules() -> list[tuple[str, str]]:
+    """(module, function name) of every deployed handler, in the order the stack's spec lists give them."""
+    try:
+        from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
+
+        specs = (*ALL_HANDLERS, *TRIGGER)
+    except ImportError:  # before stacks/constructs/specs.py existed
+        from stacks.constructs.handler_specs import ALL_HANDLERS
+
+        specs = ALL_HANDLERS
+    return list(dict.fromkeys((s.module, s.name) for s in specs))
+
+
+def lambda_environment(module: str, function_name: str, memory: int = 256) -> dict[str, str]:
+    """The function's environment from the template, plus the variables the Lambda runtime itself sets."""
+    env_vars: dict[str, str] = {}
+    for res in pinned_template()[1]["Resources"].values():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::Lambda::Function" and props.get("Handler") == f"lambdas.handlers.{module}.handler":
+            env_vars = {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()
+                        if isinstance(v, (str, int, float))}
+            memory = int(props.get("MemorySize", memory))
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8",
+        **env_vars,
+        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": f"albgate-{function_name}", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12", "LAMBDA_TASK_ROOT": str(ROOT),
+    }
+
+
+def parse_importtime(stderr: str) -> dict[str, Any]:
+    """Sum of self times (us) from the first top-level ``lambdas`` import on; the packages imported then."""
+    rows = []
+    for line in stderr.splitlines():
+        m = _LINE.match(line)
+        if m:
+            rows.append((int(m.group(1)), int(m.group(2)), len(m.group(3)) // 2, m.group(4)))
+    start = next((i for i, r in enumerate(rows) if r[3] == "lambdas" or r[3].startswith("lambdas.")), None)
+    if start is None:
+        raise RuntimeError("no `lambdas` import in the -X importtime output:\n" + stderr[-2000:])
+    # importtime prints a package after its children: the block of our import starts at the first line after
+    # the interpreter's start-up (the last top-level line before the first `lambdas` line that is not ours).
+    first = start
+    while first > 0 and rows[first - 1][2] > 0:
+        first -= 1
+    mine = rows[first:]
+    names = {r[3].split(".")[0] for r in mine}
+    by_package: Counter[str] = Counter()
+    for r in mine:
+        by_package[r[3].split(".")[0]] += r[0]
+    return {
+        "ms_by_package": {k: round(v / 1000.0, 1) for k, v in by_package.most_common(8)},
+        "import_ms": sum(r[0] for r in mine) / 1000.0,
+        "process_imports_ms": sum(r[0] for r in rows) / 1000.0,
+        "modules": len(mine),
+        "heavy": sorted(n for n in HEAVY if n in names),
+        "kubernetes": "kubernetes" in names,
+    }
+
+
+def _run(python: list[str], code: str, env: dict[str, str], cwd: Path, importtime: bool) -> tuple[float, str]:
+    cmd = [*python, *(["-X", "importtime"] if importtime else []), "-c", code]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
+    return wall, p.stderr
+
+
+def measure(python: list[str], code: str, env: dict[str, str], cwd: Path, repeat: int) -> dict[str, Any]:
+    _run(python, code, env, cwd, True)  # warm the OS file cache (and, in the venv, the .pyc files)
+    parsed = [parse_importtime(_run(python, code, env, cwd, True)[1]) for _ in range(repeat)]
+    base = statistics.median(_run(python, "pass", env, cwd, False)[0] for _ in range(repeat))
+    walls = [_run(python, code, env, cwd, False)[0] for _ in range(repeat)]
+    return {
+        "import_ms_median": statistics.median(p["import_ms"] for p in parsed),
+        "import_ms_runs": [round(p["import_ms"], 1) for p in parsed],
+        "wall_ms_over_python_median": 1000 * (statistics.median(walls) - base),
+        "python_pass_ms": 1000 * base,
+        "modules": parsed[-1]["modules"], "heavy": parsed[-1]["heavy"], "kubernetes": parsed[-1]["kubernetes"],
+        "ms_by_package": parsed[len(parsed) // 2]["ms_by_package"],
+    }
+
+
+def host_layout(tmp: Path) -> Path:
+    """The asset's layout for this host's Python: requirements installed with --no-compile, package copied."""
+    from stacks.constructs.lambda_asset import copy_package
+
+    out = tmp / "host-asset"
+    cmd = [sys.executable, "-m", "pip", "install", "-r", str(ROOT / "lambdas" / "requirements.txt"), "-t", str(out),
+           "--only-binary=:all:", "--no-compile", "--disable-pip-version-check", "--quiet"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    copy_package(ROOT / "lambdas", out)
+    return out
+
+
+def bundle_asset(tmp: Path) -> dict[str, Any]:
+    """Bundle with the stack's own local bundler, then measure it unpacked and zipped."""
+    from stacks.constructs.lambda_asset import LAMBDAS_DIR, PipLocalBundling
+
+    out = tmp / "lambda-asset"
+    out.mkdir()
+    t0 = time.perf_counter()
+    if not PipLocalBundling(LAMBDAS_DIR).try_bundle(str(out), None):
+        raise RuntimeError("the local bundler refused (pip not usable here)")
+    seconds = time.perf_counter() - t0
+    files = [p for p in out.rglob("*") if p.is_file()]
+    per_top: Counter[str] = Counter()
+    for p in files:
+        top = p.relative_to(out).parts[0]
+        per_top[re.sub(r"-[\d.]+\.dist-info$", ".dist-info", top)] += p.stat().st_size
+    zpath = tmp / "asset.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(files):
+            z.write(p, p.relative_to(out))
+    return {
+        "bundle_seconds": round(seconds, 1), "files": len(files),
+        "unpacked_mb": sum(p.stat().st_size for p in files) / 1e6, "zipped_mb": zpath.stat().st_size / 1e6,
+        "pyc_files": sum(1 for p in files if p.suffix == ".pyc"),
+        "largest_mb": {k: round(v / 1e6, 2) for k, v in per_top.most_common(8)},
+    }
+
+
+def render(rows: list[dict[str, Any]], asset: dict[str, Any] | None) -> str:
+    layouts = sorted({r["layout"] for r in rows}, key=lambda x: x != "venv")
+    table_rows = []
+    for label in dict.fromkeys(r["label"] for r in rows):
+        by = {r["layout"]: r for r in rows if r["label"] == label}
+        first = next(iter(by.values()))
+        cells = [label]
+        for lay in layouts:
+            r = by.get(lay)
+            cells += ["-", "-"] if r is None else [fmt(r["import_ms_median"], 0), fmt(r["wall_ms_over_python_median"], 0)]
+        cells += ["yes" if first["kubernetes"] else "no", ", ".join(first["heavy"])]
+        table_rows.append(cells)
+    headers = ["import"]
+    for lay in layouts:
+        headers += [f"{lay}: import ms (median)", f"{lay}: process ms over `python -c pass`"]
+    headers += ["kubernetes imported", "heavy packages imported"]
+    parts = [markdown_table(headers, table_rows, "l" + "r" * (2 * len(layouts)) + "ll")]
+    if asset:
+        parts.append(f"Lambda asset: {asset['unpacked_mb']:.1f} MB unpacked in {asset['files']} files "
+                     f"({asset['pyc_files']} .pyc), {asset['zipped_mb']:.1f} MB zipped (deflate); largest: "
+                     + ", ".join(f"{k} {v} MB" for k, v in asset["largest_mb"].items()))
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--modules", nargs="*", default=None, help="handler modules (default: every deployed one)")
+    ap.add_argument("--skip-bundle", action="store_true",
+                    help="no pip: measure the venv only and leave the asset size out")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    info = machine()
+    mods = [(m, n) for m, n in handler_modules() if args.modules is None or m in args.modules]
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    asset = None
+    with tempfile.TemporaryDirectory(prefix="albgate-bench-startup-") as tmpname:
+        tmp = Path(tmpname)
+        layouts: list[tuple[str, list[str], Path]] = [("venv", [sys.executable], ROOT)]
+        if not args.skip_bundle:
+            asset = bundle_asset(tmp)
+            host = host_layout(tmp)
+            layouts.append(("asset layout, no .pyc", [sys.executable, "-S", "-B"], host))
+        for layout, python, cwd in layouts:
+            for module, name in mods:
+                env = lambda_environment(module, name)
+                jobs = [(f"lambdas.handlers.{module}", f"import lambdas.handlers.{module}")]
+                if module == HEALTH_MODULE:
+                    jobs.append((f"{module} + first invocation's adapters",
+                                 f"import lambdas.handlers.{module}; import " + ", ".join(FIRST_CALL_IMPORTS)))
+                for label, code in jobs:
+                    r = measure(python, code, env, cwd, args.repeat)
+                    rows.append({"label": label, "module": module, "layout": layout, **r})
+                    print(f"  {layout:>22}  {label:<60} {r['import_ms_median']:7.1f} ms  kubernetes={r['kubernetes']}",
+                          file=sys.stderr)
+    text = render(rows, asset)
+    health = [r for r in rows if r["label"] == f"lambdas.handlers.{HEALTH_MODULE}"]
+    verdict = {
+        "health_check_imports_kubernetes": any(r["kubernetes"] for r in health),
+        "health_check_import_ms": {r["layout"]: round(r["import_ms_median"], 1) for r in health},
+        "target_ms": TARGET_MS,
+    }
+    text += (f"\n\nHealth-check path (lambdas.handlers.{HEALTH_MODULE}): imports kubernetes at import time: "
+             f"{'YES' if verdict['health_check_imports_kubernetes'] else 'no'}; import "
+             + ", ".join(f"{k} {v} ms" for k, v in verdict["health_check_import_ms"].items())
+             + f" (target < {TARGET_MS:.0f} ms); where the time goes ({health[0]['layout']}, self ms by "
+             f"top-level package): {health[0]['ms_by_package']}" if health else "")
+    print(text)
+    path = write_result("startup", {
+        "benchmark": "startup", "command": command_line(), "machine": info,
+        "wall_seconds": round(time.perf_counter() - t0, 1), "repeat": args.repeat, "rows": rows, "asset": asset,
+        "verdict": verdict, "table": text,
+    }, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
