@@ -57,6 +57,7 @@ class AlbgateStack(Stack):
                 log_retention_days=config.log_retention_days,
                 vpc=placement,
                 ecr_repository_arns=ecr_arns,
+                cluster_names=[c.name for c in config.clusters],
             )
             for spec in ALL_HANDLERS
         }

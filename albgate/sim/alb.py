@@ -130,6 +130,7 @@ class Alb:
         self.tgs: dict[str, TargetGroupSim] = {}
         self.describe_calls: Counter[str] = Counter()  # DescribeTargetHealth by caller
         self.describe_tg_calls: Counter[str] = Counter()
+        self.deregister_calls: Counter[str] = Counter()  # DeregisterTargets by caller (not the controller's own)
         self.throttled: Counter[str] = Counter()
         self.transitions: list[tuple[float, str, str, str, str, str]] = []  # (t, arn, ip, from, to, reason)
         self.on_transition: list[Any] = []
@@ -153,6 +154,17 @@ class Alb:
         return [TargetHealth(t.ip, tg.port, t.state, "" if t.state == HEALTHY else t.reason,
                              DESCRIPTIONS.get(t.reason, "") if t.state != HEALTHY else "")
                 for t in tg.targets.values()]
+
+    def deregister_targets(self, arn: str, targets: list[tuple[str, int]], caller: str) -> None:
+        """DeregisterTargets as a client calls it. Not charged to the Describe* bucket (FACTS.md gives the bucket
+        for Describe* calls only; the mutating calls' own limit is not modelled). A target that is not
+        registered, or already draining, is left as it is."""
+        self.deregister_calls[caller] += 1
+        tg = self.target_group(arn)
+        for ip, _port in targets:
+            if ip in tg.targets:
+                self.sim.log("target", f"{caller} deregisters {ip} from {tg.name}")
+                self.deregister(tg, ip)
 
     def describe_target_group(self, arn: str, caller: str) -> TargetGroup:
         # DescribeTargetGroups + DescribeTargetGroupAttributes: two Describe* calls from the same bucket

@@ -194,7 +194,7 @@ class DepObj:
             progress_deadline_seconds=self.progress_deadline_seconds, paused=self.paused, revision=self.revision,
             generation=self.generation, observed_generation=self.observed_generation, updated_replicas=updated,
             ready_replicas=ready, available_replicas=available,
-            conditions=tuple(DeploymentCondition(t, s, r, m) for t, (s, r, m, _) in sorted(self.conditions.items())),
+            conditions=tuple(DeploymentCondition(t, s, r, m, at) for t, (s, r, m, at) in sorted(self.conditions.items())),
             annotations=dict(self.annotations), resource_version=str(self.rv),
         )
 
@@ -426,7 +426,9 @@ class Cluster:
                                           f'ReplicaSet "{new.name}" has successfully progressed.', keep_time=True)
             elif created:
                 changed |= self._set_cond(d, "Progressing", "True", "NewReplicaSetCreated", f'Created new replica set "{new.name}"')
-            elif progressed and cond is not None and cond[1] != "ProgressDeadlineExceeded":
+            elif progressed and cond is not None:
+                # progress.go: any progress replaces the condition (ProgressDeadlineExceeded included) and moves
+                # its lastUpdateTime, from which the deadline counts.
                 changed |= self._set_cond(d, "Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{new.name}" is progressing.', force=True)
             elif cond is not None and cond[1] == "NewReplicaSetAvailable":
                 # a completed rollout that lost pods (not a new rollout) does not restart the deadline clock

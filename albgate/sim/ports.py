@@ -2,7 +2,7 @@
 
 Job: let the real use cases and handlers run unchanged against the simulation: the same methods, the same
 frozen snapshots, the same domain errors. Calls take zero virtual time, are counted per method (Kubernetes)
-and per caller (DescribeTargetHealth), and can fail as the scenario's faults say (Kubernetes 409 / 5xx as
+and per caller (DescribeTargetHealth, DeregisterTargets), and can fail as the scenario's faults say (Kubernetes 409 / 5xx as
 ``ConflictError`` / ``KubernetesUnavailableError``; the shared Describe* bucket as ``ThrottledError``).
 Invariant: nothing here changes the world except through what the real API would allow.
 """
@@ -114,3 +114,6 @@ class SimElb:
 
     def describe_target_group(self, target_group_arn: str) -> TargetGroup:
         return self.sim.alb.describe_target_group(target_group_arn, self.caller)
+
+    def deregister_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
+        self.sim.alb.deregister_targets(target_group_arn, targets, self.caller)

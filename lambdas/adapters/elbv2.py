@@ -1,7 +1,7 @@
 """ELBv2 adapter: target health and target group settings, read through boto3 with adaptive retries.
 
-Job: implement ``ElbPort`` (DescribeTargetHealth, DescribeTargetGroups + DescribeTargetGroupAttributes) and
-translate every AWS failure into the domain's error families (``map_aws_error``, shared with the EKS client
+Job: implement ``ElbPort`` (DescribeTargetHealth, DescribeTargetGroups + DescribeTargetGroupAttributes,
+DeregisterTargets) and translate every AWS failure into the domain's error families (``map_aws_error``, shared with the EKS client
 factory).
 
 Invariant: nothing but domain errors leaves this module. Throttling is retried inside botocore first (adaptive
@@ -59,6 +59,9 @@ _THROTTLE_CODES = frozenset(
         "SlowDown",
     }
 )
+# DeregisterTargets answers InvalidTarget for a target that "does not exist" in the group (ELBv2 API reference):
+# for an IP albgate saw registered there, that means it has already left, which is what was asked for.
+_ALREADY_GONE_CODES = frozenset({"InvalidTarget"})
 _NOT_FOUND_CODES = frozenset({"TargetGroupNotFound", "LoadBalancerNotFound", "ResourceNotFoundException"})
 _ACCESS_CODES = frozenset(
     {
@@ -178,3 +181,17 @@ class ElbAdapter:
             load_balancer_arns=tuple(tg.get("LoadBalancerArns", ())),
             deregistration_delay_seconds=int(delay),
         )
+
+    def deregister_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
+        if not targets:
+            return
+        try:
+            self._client.deregister_targets(
+                TargetGroupArn=target_group_arn, Targets=[{"Id": ip, "Port": port} for ip, port in targets]
+            )
+        except ClientError as e:
+            if str(e.response.get("Error", {}).get("Code", "")) in _ALREADY_GONE_CODES:
+                return
+            raise map_aws_error(e, f"DeregisterTargets {targets} from {target_group_arn}") from e
+        except BotoCoreError as e:
+            raise map_aws_error(e, f"DeregisterTargets {targets} from {target_group_arn}") from e

@@ -215,7 +215,10 @@ def _deployment(raw: dict[str, Any]) -> Deployment:
         ready_replicas=int(status.get("readyReplicas", 0)),
         available_replicas=int(status.get("availableReplicas", 0)),
         conditions=tuple(
-            DeploymentCondition(c["type"], c["status"], c.get("reason", ""), c.get("message", ""))
+            DeploymentCondition(
+                c["type"], c["status"], c.get("reason", ""), c.get("message", ""),
+                _epoch(c.get("lastUpdateTime")) if c.get("lastUpdateTime") else None,
+            )
             for c in status.get("conditions") or []
         ),
         annotations=dict(meta.get("annotations") or {}),

@@ -247,3 +247,39 @@ def _drain_deadline(result: DrainResult, now: float, deadline: float) -> DrainRe
     if now < deadline:
         return result
     return replace(result, status=Verdict.FAILED, reason=f"drain deadline passed: {result.reason}")
+
+
+def targets_to_deregister(
+    *,
+    leaving_ips: tuple[str, ...] | list[str],
+    held_ips: set[str],
+    health: dict[str, list[TargetHealth]] | None,
+    blind_ports: dict[str, int],
+    already: set[str],
+) -> dict[str, list[tuple[str, int]]]:
+    """The (IP, port) targets albgate deregisters itself, per target group, for old pods it released.
+
+    A released pod is terminating: Kubernetes has taken it out of the Service's endpoints, so the only right
+    state for its target is `draining` or gone. The Load Balancer Controller normally deregisters it within a
+    reconcile; when the controller is down or throttled nobody does, and the pod exits after its preStop
+    while the ALB still routes to it. So every leaving target that is still `initial`, `healthy` or
+    `unhealthy` is deregistered here. An IP held again by a live pod is never touched (IP reuse).
+
+    health: the targets as DescribeTargetHealth showed them now; None when the call was throttled, in which
+    case each leaving IP is deregistered once, blind, on the port the group's targets use (``blind_ports``;
+    a group whose port was never seen is skipped). ``already`` holds "arn|ip" keys deregistered before.
+    """
+    wanted = [ip for ip in leaving_ips if ip and ip not in held_ips]
+    out: dict[str, list[tuple[str, int]]] = {}
+    if health is None:
+        for arn, port in blind_ports.items():
+            todo = [(ip, port) for ip in wanted if f"{arn}|{ip}" not in already]
+            if todo:
+                out[arn] = todo
+        return out
+    for arn, targets in health.items():
+        todo = [(t.target_id, t.port) for t in targets
+                if t.target_id in wanted and t.state in (INITIAL, HEALTHY, UNHEALTHY)]
+        if todo:
+            out[arn] = todo
+    return out

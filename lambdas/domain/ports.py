@@ -54,6 +54,7 @@ class DeploymentCondition:
     status: str  # True | False | Unknown
     reason: str = ""
     message: str = ""
+    last_update_time: float | None = None  # epoch seconds; a ProgressDeadlineExceeded counts from here
 
 
 @dataclass(frozen=True)
@@ -259,10 +260,15 @@ class TargetGroup:
 
 
 class ElbPort(Protocol):
-    """DescribeTargetHealth and DescribeTargetGroups(+Attributes). Throttling raises ThrottledError."""
+    """DescribeTargetHealth, DescribeTargetGroups(+Attributes) and DeregisterTargets. Throttling raises
+    ThrottledError."""
 
     def describe_target_health(self, target_group_arn: str) -> list[TargetHealth]: ...
     def describe_target_group(self, target_group_arn: str) -> TargetGroup: ...
+    def deregister_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
+        """Start draining these (IP, port) targets. A target that is not registered (any more) is not an error:
+        the call is idempotent, as the ELB API treats it."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------------------

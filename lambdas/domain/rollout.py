@@ -18,13 +18,20 @@ from lambdas.domain.errors import (
     ThrottledError,
     UnsafeConfigurationError,
 )
-from lambdas.domain.gate import Verdict, evaluate_drain, evaluate_gate, pods_needing_targets
+from lambdas.domain.gate import (
+    Verdict,
+    evaluate_drain,
+    evaluate_gate,
+    pods_needing_targets,
+    targets_to_deregister,
+)
 from lambdas.domain.models import RolloutRequest, parse_image, parse_request
 from lambdas.domain.plan import step_targets
 from lambdas.domain.poll import drain_poll_seconds, pod_poll_seconds, target_poll_seconds
 from lambdas.domain.ports import (
     ALBGATE_GATE,
     Deployment,
+    DeploymentCondition,
     DeploymentPatch,
     Pod,
     Ports,
@@ -261,12 +268,22 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
             **fields,
         )
         s.template_changed = True
-    elif i == 0:
+    elif i == 0 and (req.kind == "restart" or _undo_is_safe(ports, s)):
         # Roll back as `kubectl rollout undo` does: the previous revision's exact template, so the Deployment
         # controller scales the previous ReplicaSet (still serving) back up instead of building a new one.
-        # Its pods carry albgate's gate when an earlier albgate rollout made that revision.
         ports.kube.rollback_deployment(req.namespace, req.deployment, s.previous_revision)
         patch = DeploymentPatch(max_surge=batch, max_unavailable=0, annotations=marker)
+    elif i == 0:
+        # The previous revision has no albgate gate and no pod left serving: its new pods would turn Ready, and
+        # let Kubernetes remove the failed version's serving pods, before the load balancer had checked them.
+        # Roll back to its image behind the gate instead: a new ReplicaSet, gated like any step.
+        patch = DeploymentPatch(
+            images={req.container: s.previous_image},
+            add_readiness_gates=(ALBGATE_GATE,),
+            max_surge=batch,
+            max_unavailable=0,
+            annotations=marker,
+        )
     else:
         patch = DeploymentPatch(max_surge=batch, annotations=marker)
     ports.kube.patch_deployment(req.namespace, req.deployment, patch)
@@ -282,6 +299,22 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
     s.throttles = 0
     s.steps.append(StepRecord(step=i + 1, mode=s.mode, target=s.plan[i], started_at=now))
     return s.dump()
+
+
+def _undo_is_safe(ports: Ports, s: RolloutState) -> bool:
+    """Whether `kubectl rollout undo` to the previous revision drops nothing.
+
+    Undo scales the previous ReplicaSet back up and Kubernetes removes the failed version's pods as soon as
+    the returning pods are Ready. That is gated when the previous template carries albgate's gate (an earlier
+    albgate rollout made it). Without the gate it is still safe while the previous ReplicaSet has pods
+    serving: they keep a healthy pool in every target group while the failed version's targets drain (albgate
+    deregisters them itself if the controller does not), at the cost of capacity until the returning pods are
+    registered. With no previous pod left serving, it is not: see ``start_step``.
+    """
+    for rs in ports.kube.list_replica_sets(s.request.namespace, s.request.deployment):
+        if rs.revision == s.previous_revision:
+            return ALBGATE_GATE in rs.template.readiness_gates or rs.ready_replicas > 0
+    return False
 
 
 def _target_replica_set(
@@ -334,6 +367,8 @@ def _describe_all(ports: Ports, s: RolloutState) -> dict[str, list[TargetHealth]
     for g in s.target_groups:
         s.describe_target_health_calls += 1
         health[g.arn] = ports.elb.describe_target_health(g.arn)
+        if health[g.arn] and g.target_port is None:
+            g.target_port = health[g.arn][0].port  # kept for a deregistration while Describe* is throttled
     return health
 
 
@@ -361,7 +396,7 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
 
     dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)
     progressing = dep.condition("Progressing")
-    if progressing and progressing.status == "False" and progressing.reason == "ProgressDeadlineExceeded":
+    if _deadline_exceeded_during_step(progressing, record.started_at):
         _fail_gate(s, f"Kubernetes reports ProgressDeadlineExceeded: {progressing.message or 'no progress'}", now)
         return s.dump()
 
@@ -399,6 +434,18 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
     return s.dump()
 
 
+def _deadline_exceeded_during_step(progressing: DeploymentCondition | None, step_started_at: float) -> bool:
+    """ProgressDeadlineExceeded raised by this step's pods, not left over from an earlier attempt.
+
+    Kubernetes keeps the condition until the Deployment makes progress again (progress.go), so right after a
+    rollback (or a new rollout over a timed-out one) it still describes the abandoned ReplicaSet. A condition
+    whose lastUpdateTime predates the step is that leftover. Without a time the condition is trusted.
+    """
+    if not progressing or progressing.status != "False" or progressing.reason != "ProgressDeadlineExceeded":
+        return False
+    return progressing.last_update_time is None or progressing.last_update_time >= step_started_at
+
+
 # Older than this many health-check intervals, the last look at the targets says nothing about them now.
 STALE_OBSERVATION_INTERVALS = 4
 
@@ -422,7 +469,9 @@ def release_old_pods(ports: Ports, raw_state: dict) -> dict:
     s = RolloutState.model_validate(raw_state)
     req = s.request
     _, mine, others = _split_pods(ports, s)
-    s.watched_ips = sorted({p.ip for p in others if p.ip and not p.terminating})
+    # Every pod of the other ReplicaSets, terminating ones included: Kubernetes may already be removing one
+    # (an ungated pod turned Ready by itself), and its target must leave the groups like the others.
+    s.watched_ips = sorted({p.ip for p in others if p.ip})
     live_names = {p.name for p in mine if not p.terminating}
     for name in s.gate.get("release", []):
         if name not in live_names:
@@ -448,7 +497,7 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
     now = ports.clock.now()
     record = s.steps[-1]
     record.polls += 1
-    _, _, others = _split_pods(ports, s)
+    _, mine, others = _split_pods(ports, s)
     expected_old = s.replicas - s.plan[s.step]
     health = None
     if sum(1 for p in others if not p.terminating) <= expected_old:
@@ -466,6 +515,8 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
         deadline=s.drain_deadline,
     )
     s.drain = result.as_dict()
+    if result.status is Verdict.WAITING and result.leaving_ips and (health is not None or s.throttles):
+        _deregister_released(ports, s, result.leaving_ips, health, held={p.ip for p in mine + others if p.ip and not p.terminating})
     if result.status is Verdict.PASSED:
         record.drained_at = now
         s.wait_seconds = 0
@@ -475,6 +526,30 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
     else:
         s.wait_seconds = drain_poll_seconds(_interval(s), _poll_key(s, "drain"), s.throttles)
     return s.dump()
+
+
+def _deregister_released(
+    ports: Ports, s: RolloutState, leaving: tuple[str, ...], health: dict[str, list[TargetHealth]] | None, held: set[str]
+) -> None:
+    """Start the drain of released pods' targets that nobody deregistered (see ``targets_to_deregister``)."""
+    record = s.steps[-1]
+    todo = targets_to_deregister(
+        leaving_ips=leaving,
+        held_ips=held,
+        health=health,
+        blind_ports={g.arn: g.target_port for g in s.target_groups if g.target_port is not None},
+        already=set(record.deregistered),
+    )
+    for arn, targets in todo.items():
+        ports.elb.deregister_targets(arn, targets)
+        record.deregistered.extend(f"{arn}|{ip}" for ip, _ in targets if f"{arn}|{ip}" not in record.deregistered)
+    if todo:
+        n = sum(len(t) for t in todo.values())
+        s.drain = {
+            **s.drain,
+            "reason": f"{s.drain['reason']}; albgate started the drain of {n} released target(s) the Load Balancer "
+            "Controller had not deregistered yet",
+        }
 
 
 # ---------------------------------------------------------------------------------------------------------

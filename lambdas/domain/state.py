@@ -25,6 +25,7 @@ class TargetGroupInfo(_Model):
     health_check_interval_seconds: int
     healthy_threshold: int
     deregistration_delay_seconds: int
+    target_port: int | None = None  # the port its targets are registered on, as DescribeTargetHealth showed it
 
 
 class StepRecord(_Model):
@@ -36,6 +37,9 @@ class StepRecord(_Model):
     drained_at: float | None = None
     polls: int = 0
     observed_at: float | None = None  # when a DescribeTargetHealth last answered during this step
+    # Released pods whose targets albgate deregistered itself because nobody else had (controller down or
+    # throttled): "target group ARN|IP".
+    deregistered: list[str] = Field(default_factory=list)
 
 
 class RolloutState(_Model):

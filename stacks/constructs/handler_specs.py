@@ -19,6 +19,9 @@ class HandlerSpec:
     kube: KubeAccess  # read: get/list/watch in app namespaces; rollout: + patch deployments and pods/status
     elb_read: bool  # elasticloadbalancing:DescribeTargetHealth / DescribeTargetGroups / DescribeTargetGroupAttributes
     ecr_read: bool = False  # ecr:DescribeImages on the configured repositories (pin a tag to its digest)
+    # elasticloadbalancing:DeregisterTargets on the configured clusters' controller-managed target groups: start
+    # the drain of a released pod's target when the Load Balancer Controller has not (down or throttled)
+    elb_deregister: bool = False
     memory_mb: int = 256
     timeout_seconds: int = 60
     description: str = ""
@@ -66,7 +69,8 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         "verify_drain",
         kube="read",
         elb_read=True,
-        description="old targets went draining and left the target group",
+        elb_deregister=True,
+        description="old targets went draining (deregistered here if nobody had) and left the target group",
     ),
     HandlerSpec(
         "RollBack",

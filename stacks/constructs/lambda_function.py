@@ -22,6 +22,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from stacks.constructs.handler_specs import HandlerSpec
+from stacks.constructs.lbc_iam import CLUSTER_TAG
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12  # the asset's wheels are cp312 (lambda_asset.PYTHON_VERSION)
 ARCHITECTURE = lambda_.Architecture.X86_64  # the asset's wheels are manylinux2014_x86_64
@@ -50,6 +51,9 @@ ELB_READ_ACTIONS = [
 # access to resources in an Amazon VPC"); DescribeNetworkInterfaces/DescribeSubnets only work on "*".
 ENI_DESCRIBE_ACTIONS = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
 ENI_WILDCARD = RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:ec2:[^:]+:[^:]+:network-interface\/\*$/g")
+TARGET_GROUP_WILDCARD = RegexAppliesTo(
+    regex=r"/^Resource::arn:[^:]+:elasticloadbalancing:[^:]+:(\d{12}|<AWS::AccountId>):targetgroup\/\*\/\*$/g"
+)
 ENI_MANAGE_ACTIONS = [
     "ec2:CreateNetworkInterface",
     "ec2:DeleteNetworkInterface",
@@ -94,6 +98,7 @@ class AlbgateFunction(Construct):
         vpc: VpcPlacement | None = None,
         extra_environment: Mapping[str, str] | None = None,
         ecr_repository_arns: Sequence[str] = (),
+        cluster_names: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.spec = spec
@@ -127,6 +132,24 @@ class AlbgateFunction(Construct):
                 "elasticloadbalancing:DescribeTargetHealth/DescribeTargetGroups/DescribeTargetGroupAttributes "
                 "have no resource types in the Service Authorization Reference for Elastic Load Balancing V2 "
                 "(read-only; target groups are chosen at run time by the Ingress)"
+            )
+        if spec.elb_deregister and cluster_names:
+            # Only target groups the Load Balancer Controller of a configured cluster manages: it tags each one
+            # with elbv2.k8s.aws/cluster = the cluster's name (the tag its own IAM policy conditions on).
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="DrainReleasedTargets",
+                    actions=["elasticloadbalancing:DeregisterTargets"],
+                    resources=[
+                        stack.format_arn(service="elasticloadbalancing", resource="targetgroup", resource_name="*/*")
+                    ],
+                    conditions={"StringEquals": {f"aws:ResourceTag/{CLUSTER_TAG}": sorted(set(cluster_names))}},
+                )
+            )
+            wildcard_reasons.append(
+                "elasticloadbalancing:DeregisterTargets on targetgroup/*/* of this account and Region, conditioned "
+                f"on the {CLUSTER_TAG} tag naming a configured cluster: the controller creates and names its "
+                "target groups at run time, so the tag is the narrowest fixed selector"
             )
         if spec.ecr_read and ecr_repository_arns:
             self.role.add_to_policy(
@@ -188,7 +211,9 @@ class AlbgateFunction(Construct):
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
                     reason="; ".join(wildcard_reasons),
-                    applies_to=["Resource::*"] + ([ENI_WILDCARD] if vpc else []),
+                    applies_to=["Resource::*"]
+                    + ([ENI_WILDCARD] if vpc else [])
+                    + ([TARGET_GROUP_WILDCARD] if spec.elb_deregister and cluster_names else []),
                 )
             ],
             apply_to_children=True,

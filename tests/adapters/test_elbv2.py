@@ -106,3 +106,28 @@ def test_unknown_target_group_is_not_found(alb: Alb, elb: ElbAdapter, call: str)
     with pytest.raises(NotFoundError, match="ffff") as caught:
         getattr(elb, call)(missing)
     assert isinstance(caught.value.__cause__, ClientError)
+
+
+def test_deregister_starts_the_drain_of_exactly_the_named_targets(alb: Alb, elb: ElbAdapter) -> None:
+    # Given a third pod IP registered next to the two others
+    boto3.client("elbv2", region_name=REGION).register_targets(
+        TargetGroupArn=alb.tg, Targets=[{"Id": "10.0.1.30", "Port": 80}]
+    )
+    # When albgate deregisters it
+    elb.deregister_targets(alb.tg, [("10.0.1.30", 80)])
+    # Then it is no longer serving (moto moves it out at once; ELB shows it draining) and the others are untouched
+    states = {t.target_id: t.state for t in elb.describe_target_health(alb.tg)}
+    assert states.get("10.0.1.30") in (None, "draining", "unused")
+    assert states["10.0.1.10"] == states["10.0.2.20"] == HEALTHY
+
+
+def test_deregistering_a_target_that_already_left_is_not_an_error(alb: Alb, elb: ElbAdapter) -> None:
+    # Given an IP that is not (any more) registered / When it is deregistered / Then nothing is raised
+    elb.deregister_targets(alb.tg, [("10.0.9.99", 80)])
+    # and an empty list makes no call at all
+    elb.deregister_targets(alb.tg[:-4] + "ffff", [])
+
+
+def test_deregister_from_an_unknown_group_is_not_found(alb: Alb, elb: ElbAdapter) -> None:
+    with pytest.raises(NotFoundError, match="ffff"):
+        elb.deregister_targets(alb.tg[:-4] + "ffff", [("10.0.1.10", 80)])

@@ -64,17 +64,18 @@ def stubbed() -> tuple[ElbAdapter, Stubber]:
         "validation",
     ],
 )
-@pytest.mark.parametrize("call", ["describe_target_health", "describe_target_group"])
+@pytest.mark.parametrize("call", ["describe_target_health", "describe_target_group", "deregister_targets"])
 def test_aws_errors_become_domain_errors(
     call: str, code: str, status: int, message: str, error: type[Exception]
 ) -> None:
     # Given ELBv2 answering an error (after botocore's own retries)
     adapter, stub = stubbed()
-    operation = "describe_target_health" if call == "describe_target_health" else "describe_target_groups"
+    operation = {"describe_target_group": "describe_target_groups"}.get(call, call)
     stub.add_client_error(operation, service_error_code=code, service_message=message, http_status_code=status)
+    args = (TG_ARN, [("10.0.1.10", 8080)]) if call == "deregister_targets" else (TG_ARN,)
     # When the adapter calls it
     with stub, pytest.raises(error) as caught:
-        getattr(adapter, call)(TG_ARN)
+        getattr(adapter, call)(*args)
     # Then the domain error carries the AWS message and the ClientError as its cause
     assert message in str(caught.value) and TG_ARN in str(caught.value)
     assert isinstance(caught.value.__cause__, ClientError)
@@ -199,3 +200,17 @@ def test_throttling_is_retried_with_backoff_before_it_surfaces(
     # Then botocore retried (sleeping between attempts) and only then did the outcome surface
     assert (len(attempts), result) == (expected_attempts, outcome)
     assert sum(s > 0 for s in sleeps) >= expected_attempts - 1
+
+
+def test_deregister_sends_ip_and_port_and_treats_invalid_target_as_gone() -> None:
+    # Given ELBv2 that accepts the first call and answers InvalidTarget ("does not exist") to the second
+    adapter, stub = stubbed()
+    expected = {"TargetGroupArn": TG_ARN, "Targets": [{"Id": "10.0.1.10", "Port": 8080}]}
+    stub.add_response("deregister_targets", {}, expected)
+    stub.add_client_error("deregister_targets", service_error_code="InvalidTarget", http_status_code=400,
+                          service_message="The following targets are not registered", expected_params=expected)
+    # When albgate deregisters the same target twice / Then both calls succeed and carry IP and port
+    with stub:
+        adapter.deregister_targets(TG_ARN, [("10.0.1.10", 8080)])
+        adapter.deregister_targets(TG_ARN, [("10.0.1.10", 8080)])
+    stub.assert_no_pending_responses()

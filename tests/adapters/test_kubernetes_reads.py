@@ -108,6 +108,8 @@ def test_deployment_fields(apiserver: FakeApiServer, kube: KubernetesAdapter) ->
                     "status": "Unknown",
                     "reason": "DeploymentPaused",
                     "message": "Deployment is paused",
+                    "lastUpdateTime": "2026-11-27T10:00:05Z",
+                    "lastTransitionTime": "2026-11-27T09:00:00Z",
                 }
             ],
         },
@@ -132,6 +134,8 @@ def test_deployment_fields(apiserver: FakeApiServer, kube: KubernetesAdapter) ->
         2,
     )
     assert d.condition("Progressing").reason == "DeploymentPaused"  # type: ignore[union-attr]
+    # lastUpdateTime, not lastTransitionTime: a ProgressDeadlineExceeded counts from its last update
+    assert d.condition("Progressing").last_update_time == 1795773605.0  # type: ignore[union-attr]
     assert d.resource_version == stored["metadata"]["resourceVersion"] and d.uid == "uid-deploy-nginx-app"
 
 

@@ -15,7 +15,7 @@ from albgate.sim.strategies import bootstrap_hardened
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.ports import ALBGATE_GATE, Ports
 from lambdas.handlers import _runtime
-from lambdas.handlers import check_target_health, preflight, release_old_pods, start_step
+from lambdas.handlers import check_target_health, preflight, release_old_pods, roll_back, start_step, verify_drain
 
 SEED_APP = Path(__file__).resolve().parents[2] / "scenarios" / "seed-app.yaml"
 
@@ -132,3 +132,86 @@ def test_an_unpinnable_tag_is_rolled_as_given_with_a_note(sim):
     state = started(sim)  # the simulation's ports have no registry
     assert state["target_image"] == "ikubernetes/myapp:v2"
     assert any("not pinned" in n for n in state["notes"])
+
+
+def gate_passed(sim) -> dict:
+    state = started(sim)
+    for _ in range(20):
+        state = check_target_health.handler(state, None)
+        if state["gate"]["status"] != "WAITING":
+            break
+        sim.advance(state["wait_seconds"])
+    assert state["gate"]["status"] == "PASSED"
+    return state
+
+
+def drain_polls(sim, state: dict, polls: int) -> dict:
+    for _ in range(polls):
+        state = verify_drain.handler(state, None)
+        if state["drain"]["status"] != "WAITING":
+            break
+        sim.advance(state["wait_seconds"])
+    return state
+
+
+def released_target_states(sim, state: dict) -> list[str | None]:
+    arn = state["target_groups"][0]["arn"]
+    live = {p.ip for p in sim.kube.list_pods("readiness", {"app": "nginx"}) if not p.terminating}
+    return [sim.alb.state_of(arn, ip) for ip in state["watched_ips"] if ip not in live]
+
+
+def test_with_the_controller_down_verify_drain_deregisters_the_released_pod_itself(sim):
+    # Given a step whose gate passed, and then a Load Balancer Controller that stopped reconciling
+    state = gate_passed(sim)
+    sim.lbc.up = False
+    # When albgate releases the old pod and checks the drain
+    state = release_old_pods.handler(state, None)
+    state = drain_polls(sim, state, 2)
+    # Then the released pod's target was deregistered by albgate, within seconds, long before its preStop ends
+    assert released_target_states(sim, state) == ["draining"]
+    assert sim.alb.deregister_calls["albgate"] == 1
+    assert "albgate started the drain of 1 released target" in state["drain"]["reason"]
+    # And the drain then completes as usual, without a second call
+    state = drain_polls(sim, state, 10)
+    assert state["drain"]["status"] == "PASSED" and sim.alb.deregister_calls["albgate"] == 1
+
+
+def test_a_target_the_controller_already_deregistered_is_left_alone(sim):
+    # Given a released pod whose target the controller has already put in draining
+    state = release_old_pods.handler(gate_passed(sim), None)
+    sim.advance(3)
+    assert released_target_states(sim, state) == ["draining"]
+    # When the drain is checked until it passes / Then albgate never deregisters anything itself
+    state = drain_polls(sim, state, 10)
+    assert state["drain"]["status"] == "PASSED"
+    assert sim.alb.deregister_calls["albgate"] == 0 and state["steps"][-1]["deregistered"] == []
+
+
+def test_rollback_with_no_previous_pod_serving_returns_behind_the_gate(sim):
+    # Given a rollout whose three steps all passed: no pod of the previous (ungated) revision is left
+    state = gate_passed(sim)
+    while True:
+        state = drain_polls(sim, release_old_pods.handler(state, None), 40)
+        assert state["drain"]["status"] == "PASSED"
+        if not state["more_steps"]:
+            break
+        state = start_step.handler(state, None)
+        for _ in range(30):
+            state = check_target_health.handler(state, None)
+            if state["gate"]["status"] != "WAITING":
+                break
+            sim.advance(state["wait_seconds"])
+    sim.advance(60)
+    assert {p.labels["pod-template-hash"] for p in sim.kube.list_pods("readiness", {"app": "nginx"}) if not p.terminating} \
+        == {rs.pod_template_hash for rs in sim.kube.list_replica_sets("readiness", "nginx-app") if rs.replicas}
+    # When it is rolled back (say a late check failed)
+    state["failure"] = {"Error": "TargetsNotHealthy", "Cause": "late failure"}
+    state = start_step.handler(roll_back.handler(state, None), None)
+    # Then the previous image comes back behind albgate's gate, so no serving pod goes before its replacement's
+    # target is healthy (an undo would bring back ungated pods that Kubernetes counts Ready at once)
+    sim.advance(1)  # the Deployment controller's sync
+    d = sim.kube.get_deployment("readiness", "nginx-app")
+    assert d.template.container("nginx").image == "ikubernetes/myapp:v1"
+    assert ALBGATE_GATE in d.template.readiness_gates and d.revision == 3  # a new ReplicaSet, not revision 1
+    state = check_target_health.handler(state, None)
+    assert state["gate"]["status"] == "WAITING"

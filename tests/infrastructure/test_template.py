@@ -110,7 +110,21 @@ def test_role_grants_exactly_what_the_spec_names(synth, spec):
         expected |= {"eks:DescribeCluster"}
     if spec.ecr_read:  # the example config names an ECR repository
         expected |= {"ecr:DescribeImages"}
+    if spec.elb_deregister:
+        expected |= {"elasticloadbalancing:DeregisterTargets"}
     assert actions(statements) == expected
+
+
+def test_only_verify_drain_may_deregister_and_only_the_clusters_target_groups(synth):
+    # Given the rollout functions / Then exactly one may deregister targets
+    (spec,) = [s for s in ALL_HANDLERS if s.elb_deregister]
+    assert spec.name == "VerifyDrain"
+    # And only on target groups tagged by a configured cluster's Load Balancer Controller
+    _, fn = function_of(synth, spec)
+    statements = policy_statements(synth, fn["Properties"]["Role"]["Fn::GetAtt"][0])
+    (dereg,) = [s for s in statements if s["Action"] == "elasticloadbalancing:DeregisterTargets"]
+    assert dereg["Condition"] == {"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": ["my-cluster"]}}
+    assert json.dumps(dereg["Resource"]).endswith(':targetgroup/*/*"]]}')
 
 
 @pytest.mark.parametrize("spec", [s for s in ALL_HANDLERS if s.kube != "none"], ids=lambda s: s.name)

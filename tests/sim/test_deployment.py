@@ -131,6 +131,23 @@ def test_progress_deadline_exceeded_is_reported_and_nothing_rolls_back():
     assert len([p for p in sim.cluster.pods.values() if p.version != V2]) == 3
 
 
+def test_progress_replaces_progress_deadline_exceeded():
+    # Given a Deployment that timed out on a new version whose gate never opened
+    sim = started(scenario(app={"max_unavailable": 0, "progress_deadline_seconds": 120}))
+    d = sim.deployment()
+    _set_image(sim, add_readiness_gates=(ALBGATE_GATE,))
+    sim.run_until(sim.clock.t + 1000, stop=lambda: sim.cluster.deadline_exceeded(d))
+    timed_out_at = sim.clock.t
+    # When it makes progress again (the gate opens on the new pod: ready replicas grow)
+    pod = next(p for p in sim.cluster.pods.values() if p.version == V2)
+    sim.kube.set_pod_condition(pod.namespace, pod.name, ALBGATE_GATE, "True", "TargetHealthy", "")
+    sim.advance(0.001)
+    # Then, as progress.go does, the condition says ReplicaSetUpdated again with a new lastUpdateTime
+    cond = d.snapshot().condition("Progressing")
+    assert (cond.status, cond.reason) == ("True", "ReplicaSetUpdated")
+    assert cond.last_update_time is not None and cond.last_update_time >= timed_out_at
+
+
 def test_paused_deployment_creates_no_replica_set_until_resumed():
     sim = started(scenario())
     d = sim.deployment()

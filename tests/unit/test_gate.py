@@ -164,3 +164,54 @@ def test_drain_fails_after_deadline():
         deadline=10,
     )
     assert result.status is Verdict.FAILED and "draining" in result.reason
+
+
+# --- albgate's own deregistration of released targets ----------------------------------------------------
+from lambdas.domain.gate import targets_to_deregister  # noqa: E402
+
+DEREG_CASES = [
+    # id, leaving, held, health, blind ports, already, expected
+    ("controller-did-it", ["10.0.0.1"], set(), {TG_A: [th("10.0.0.1", "draining")]}, {}, set(), {}),
+    ("nobody-did-it", ["10.0.0.1"], set(), {TG_A: [th("10.0.0.1", "healthy")]}, {}, set(), {TG_A: [("10.0.0.1", 80)]}),
+    ("unhealthy-and-initial-too", ["10.0.0.1", "10.0.0.2"], set(),
+     {TG_A: [th("10.0.0.1", "unhealthy"), th("10.0.0.2", "initial")]}, {}, set(),
+     {TG_A: [("10.0.0.1", 80), ("10.0.0.2", 80)]}),
+    ("gone-or-unused", ["10.0.0.1", "10.0.0.2"], set(), {TG_A: [th("10.0.0.2", "unused")]}, {}, set(), {}),
+    ("only-leaving-ips", ["10.0.0.1"], set(), {TG_A: [th("10.0.0.1", "healthy"), th("10.0.0.3", "healthy")]}, {},
+     set(), {TG_A: [("10.0.0.1", 80)]}),
+    ("ip-reused-by-a-live-pod", ["10.0.0.1"], {"10.0.0.1"}, {TG_A: [th("10.0.0.1", "healthy")]}, {}, set(), {}),
+    ("every-group", ["10.0.0.1"], set(), {TG_A: [th("10.0.0.1", "draining")], TG_B: [th("10.0.0.1", "healthy")]},
+     {}, set(), {TG_B: [("10.0.0.1", 80)]}),
+    ("throttled-blind-once", ["10.0.0.1", "10.0.0.2"], set(), None, {TG_A: 8080}, {f"{TG_A}|10.0.0.2"},
+     {TG_A: [("10.0.0.1", 8080)]}),
+    ("throttled-port-never-seen", ["10.0.0.1"], set(), None, {}, set(), {}),
+]
+
+
+@pytest.mark.parametrize("leaving,held,health,ports,already,expected", [c[1:] for c in DEREG_CASES],
+                         ids=[c[0] for c in DEREG_CASES])
+def test_which_released_targets_albgate_deregisters(leaving, held, health, ports, already, expected):
+    assert targets_to_deregister(leaving_ips=leaving, held_ips=held, health=health, blind_ports=ports,
+                                 already=already) == expected
+
+
+# --- a ProgressDeadlineExceeded left over from an earlier attempt ---------------------------------------
+from lambdas.domain.ports import DeploymentCondition  # noqa: E402
+from lambdas.domain.rollout import _deadline_exceeded_during_step  # noqa: E402
+
+EXCEEDED = "ProgressDeadlineExceeded"
+
+
+@pytest.mark.parametrize(
+    "condition,expected",
+    [
+        (None, False),
+        (DeploymentCondition("Progressing", "True", "ReplicaSetUpdated", "", 150.0), False),
+        (DeploymentCondition("Progressing", "False", EXCEEDED, "", 150.0), True),  # raised during the step
+        (DeploymentCondition("Progressing", "False", EXCEEDED, "", 99.0), False),  # before it: the abandoned RS
+        (DeploymentCondition("Progressing", "False", EXCEEDED, "", None), True),  # no time given: trusted
+    ],
+    ids=["none", "progressing", "during-step", "left-over", "no-time"],
+)
+def test_progress_deadline_counts_only_when_raised_during_the_step(condition, expected):
+    assert _deadline_exceeded_during_step(condition, step_started_at=100.0) is expected
