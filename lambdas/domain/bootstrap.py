@@ -18,6 +18,8 @@ passed. Nothing here imports boto3 or the kubernetes client; the ports do the I/
 
 from __future__ import annotations
 
+import copy
+
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -282,7 +284,9 @@ def _wait(status: Verdict, reason: str, **extra: Any) -> dict[str, Any]:
 def _state(raw: Any) -> tuple[dict[str, Any], BootstrapRequest]:
     if not isinstance(raw, dict) or "request" not in raw:
         raise InvalidInputError("state: expected the bootstrap state with a request; start with Validate Input")
-    return dict(raw), parse_bootstrap(raw["request"])
+    # A deep copy: the use cases append to lists in the state (``changes``); aliasing the caller's lists would
+    # change its input too, and the handler's log of "what changed" compares the two.
+    return copy.deepcopy(raw), parse_bootstrap(raw["request"])
 
 
 def _log(state: dict[str, Any], step: str, what: str, ref: str, detail: Any = None) -> None:
