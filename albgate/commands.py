@@ -348,7 +348,7 @@ def summarise_state(state: Any) -> dict[str, Any]:
     for key in ("gate", "drain"):
         value = state.get(key)
         if isinstance(value, dict) and value.get("status"):
-            keep = ("status", "reason", "healthy", "needed", "initial", "unhealthy") if key == "gate" else (
+            keep = ("status", "reason", "healthy", "needed", "initial", "unhealthy", "groups") if key == "gate" else (
                 "status", "reason", "old_live", "expected_old", "draining")
             out[key] = {k: value[k] for k in keep if k in value}
     for key in ("wait_seconds", "bake_seconds", "outcome", "failure_summary"):
@@ -366,8 +366,19 @@ def _fmt_elapsed(seconds: float) -> str:
 
 def _gate_text(gate: dict[str, Any]) -> str:
     counts = f" {gate['healthy']}/{gate['needed']} healthy" if "healthy" in gate and "needed" in gate else ""
+    groups = ""
+    if isinstance(gate.get("groups"), list) and gate["groups"]:
+        # Per target group: the step's new targets by state, e.g. "k8s-shop-web-1a2b: 1 healthy, 1 initial".
+        per = []
+        for g in gate["groups"]:
+            if not isinstance(g, dict):
+                continue
+            states = ", ".join(f"{g[k]} {k}" for k in ("healthy", "initial", "unhealthy", "draining", "unregistered")
+                               if g.get(k))
+            per.append(f"{g.get('target_group', '?')}: {states or 'no new target yet'}")
+        groups = f" [{'; '.join(per)}]" if per else ""
     reason = f" ({gate['reason']})" if gate.get("reason") else ""
-    return f"gate {gate['status']}{counts}{reason}"
+    return f"gate {gate['status']}{counts}{groups}{reason}"
 
 
 def _drain_text(drain: dict[str, Any]) -> str:

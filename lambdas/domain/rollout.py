@@ -422,6 +422,8 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
 
     result = evaluate_gate(candidates=candidates, needed=needed, health=health, now=now, deadline=s.step_deadline)
     s.gate = result.as_dict()
+    if health is not None:
+        s.gate["groups"] = group_summary(s.target_groups, candidates, health)
     if result.status is Verdict.FAILED:
         _fail_gate(s, result.reason, now)
     if result.status is Verdict.PASSED:
@@ -444,6 +446,26 @@ def _deadline_exceeded_during_step(progressing: DeploymentCondition | None, step
     if not progressing or progressing.status != "False" or progressing.reason != "ProgressDeadlineExceeded":
         return False
     return progressing.last_update_time is None or progressing.last_update_time >= step_started_at
+
+
+def group_summary(
+    groups: list[TargetGroupInfo], candidates: list[Pod], health: dict[str, list[TargetHealth]]
+) -> list[dict[str, Any]]:
+    """Per target group, the states of the step's started new pods' targets (what `albgate watch` shows).
+
+    ``unregistered``: the pod is ContainersReady but its IP is not (yet) a target of that group."""
+    started = [p.ip for p in candidates if p.containers_ready and p.ip]
+    out = []
+    for g in groups:
+        by_ip = {t.target_id: t.state for t in health.get(g.arn, [])}
+        counts = {"healthy": 0, "initial": 0, "unhealthy": 0, "draining": 0, "unregistered": 0}
+        for ip in started:
+            state = by_ip.get(ip)
+            key = state if state in counts else "unregistered"
+            counts[key] += 1
+        name = g.arn.split(":targetgroup/")[-1].split("/")[0]
+        out.append({"target_group": name, "service": g.service, **counts})
+    return out
 
 
 # Older than this many health-check intervals, the last look at the targets says nothing about them now.

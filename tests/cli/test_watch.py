@@ -177,3 +177,18 @@ def test_summary_keeps_the_useful_part(state: Any, expected: dict) -> None:
     assert set(expected) <= set(summary)
     if not expected:
         assert summary == {}
+
+
+def test_the_gate_line_shows_each_target_group() -> None:
+    # Given a Check Target Health output with two target groups, the second still checking its new target
+    state = rollout_state(0, healthy=0, gate="WAITING")
+    state["gate"]["groups"] = [
+        {"target_group": "k8s-shop-web-1a2b", "service": "web", "healthy": 1, "initial": 0, "unhealthy": 0,
+         "draining": 0, "unregistered": 0},
+        {"target_group": "k8s-shop-api-3c4d", "service": "api", "healthy": 0, "initial": 1, "unhealthy": 0,
+         "draining": 0, "unregistered": 0},
+    ]
+    # When the watcher summarises it / Then the line names each group with its new targets' states
+    from albgate.commands import _gate_text
+    line = _gate_text(summarise_state(state)["gate"])
+    assert "[k8s-shop-web-1a2b: 1 healthy; k8s-shop-api-3c4d: 1 initial]" in line

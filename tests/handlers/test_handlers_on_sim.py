@@ -101,6 +101,9 @@ def test_release_opens_the_gate_only_on_the_pods_the_gate_named(sim):
     pods = sim.kube.list_pods("readiness", {"app": "nginx"})
     opened = sorted(p.name for p in pods if p.condition(ALBGATE_GATE) == "True")
     assert opened == sorted(state["gate"]["release"]) and len(opened) == 1
+    # and the gate said, per target group, where the step's new targets stood
+    [group] = state["gate"]["groups"]
+    assert group["service"] == "nginx-svc" and group["healthy"] == 1 and group["target_group"].startswith("k8s-")
     assert len(released["watched_ips"]) == 3  # the old pods' IPs, recorded before any of them goes
 
 
