@@ -80,7 +80,7 @@ class PodObj:
         "namespace", "name", "uid", "labels", "template", "rs", "ip", "created_at", "readiness_gates",
         "conditions", "phase", "containers_ready", "ready", "ready_since", "listening", "broken", "crashes",
         "terminating", "deletion_at", "sigtermed", "exited", "inflight", "restart_count", "waiting_reason",
-        "probe_ok", "probe_fail", "timers", "kill_at", "rv", "version", "sigterm_at", "exited_at",
+        "probe_ok", "probe_fail", "timers", "kill_at", "rv", "version", "sigterm_at", "exited_at", "unschedulable",
     )
 
     def __init__(self, namespace: str, name: str, uid: str, labels: dict[str, str], template: PodTemplate,
@@ -106,6 +106,7 @@ class PodObj:
         self.exited_at: float | None = None
         self.rv = 0
         self.version = ""
+        self.unschedulable = False  # the scheduler found no node for it (faults.pods_pending)
 
     @property
     def serving(self) -> bool:
@@ -116,7 +117,10 @@ class PodObj:
         return self.ready and not self.terminating and self.ready_since is not None and now >= self.ready_since + min_ready
 
     def snapshot(self) -> Pod:
-        conds = [PodCondition("PodScheduled", "True" if self.ip else "False")]
+        if self.unschedulable:
+            conds = [PodCondition("PodScheduled", "False", "Unschedulable")]  # core/v1 PodReasonUnschedulable
+        else:
+            conds = [PodCondition("PodScheduled", "True" if self.ip else "False")]
         conds.append(PodCondition("ContainersReady", "True" if self.containers_ready else "False",
                                   "" if self.containers_ready else "ContainersNotReady"))
         if self.ready:
@@ -131,7 +135,9 @@ class PodObj:
             phase=self.phase, readiness_gates=self.readiness_gates, conditions=tuple(conds),
             terminating=self.terminating, restart_count=self.restart_count, created_at=self.created_at,
             owner_replica_set=self.rs.name if self.rs else None,
-            waiting_reason=self.waiting_reason if self.phase == "Pending" or self.crashes else "",
+            # an unscheduled pod has no containerStatuses yet (no kubelet owns it), so no waiting reason
+            waiting_reason=(self.waiting_reason if (self.phase == "Pending" and not self.unschedulable)
+                            or self.crashes else ""),
         )
 
 
@@ -625,9 +631,38 @@ class Cluster:
         pod.timers.append(self.loop.after(st.schedule_seconds, self._scheduled, pod))
         return pod
 
+    def _pending_until(self, pod: PodObj) -> float | None:
+        """When a ``faults.pods_pending`` window holding this pod's image ends (inf: never), or None when the
+        scheduler can place the pod now. Windows are compared in absolute time, so the event scheduled at a
+        window's end sees it closed."""
+        sc = self.sim.scenario
+        end: float | None = None
+        for w in sc.faults.pods_pending:
+            images = (sc.rollout.image,) if w.images == "new" else w.images
+            start = self.sim.rel_to_abs(w.at_seconds)
+            stop = math.inf if w.duration_seconds is None else self.sim.rel_to_abs(w.at_seconds + w.duration_seconds)
+            if pod.version in images and start <= self.now < stop:
+                end = stop if end is None else max(end, stop)
+        return end
+
     def _scheduled(self, pod: PodObj) -> None:
+        """The scheduler binds the pod to a node (its IP comes with the sandbox). While a ``pods_pending``
+        window holds its image no node has room: the pod stays phase Pending with PodScheduled=False reason
+        Unschedulable and no IP (core/v1 PodPhase Pending, PodReasonUnschedulable), and is bound as soon as
+        the window ends (room appeared; the scheduler's retry back-off and queueing are not modelled)."""
         if pod.terminating:
             return
+        until = self._pending_until(pod)
+        if until is not None:
+            if not pod.unschedulable:
+                pod.unschedulable, pod.rv = True, self.next_rv()
+                self.sim.log("pod", f"pod {pod.name} Pending: PodScheduled=False Unschedulable (no node has room)")
+            if until != math.inf:
+                pod.timers.append(self.loop.at(until, self._scheduled, pod))
+            return
+        if pod.unschedulable:
+            pod.unschedulable = False
+            self.sim.log("pod", f"pod {pod.name} scheduled after being Unschedulable")
         pod.ip = self._next_ip()
         pod.rv = self.next_rv()
         lo, hi = self.sim.scenario.app.startup.container_start_seconds

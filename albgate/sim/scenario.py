@@ -283,6 +283,33 @@ class KubeApiErrors(Window):
         return v
 
 
+class PodsPending(Window):
+    """New pods the scheduler cannot place (no node has room, or none matches): they stay phase Pending with
+    PodScheduled=False reason Unschedulable and no IP (kubernetes core/v1 types.go: PodPending "includes time
+    before being bound to a node"; PodReasonUnschedulable "can't schedule the pod right now, for example due
+    to insufficient resources"). A pod whose scheduling falls in the window is scheduled when it ends."""
+
+    images: Literal["new"] | list[str] = Field(
+        default="new", description="'new': the rollout's image; or the images whose pods cannot be scheduled"
+    )
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if v != "new":
+                raise ValueError(f"{v!r}: write 'new' (the rollout's image) or a list of images like "
+                                 "['ikubernetes/myapp:v2']")
+            return v
+        if not isinstance(v, list) or not v:
+            raise ValueError("write 'new' (the rollout's image) or a non-empty list of images")
+        for image in v:
+            if not isinstance(image, str):
+                raise ValueError(f"{image!r} is not an image reference")
+            parse_image(image)
+        return v
+
+
 class DescribeLoad(Window):
     rate_per_second: float = Field(gt=0, description="other callers' Describe* calls on the shared bucket")
 
@@ -296,6 +323,9 @@ class FaultsSpec(_Strict):
     controller_slowdowns: list[ControllerSlowdown] = Field(default_factory=list)
     kube_api_errors: list[KubeApiErrors] = Field(default_factory=list)
     describe_load: list[DescribeLoad] = Field(default_factory=list)
+    pods_pending: list[PodsPending] = Field(
+        default_factory=list, description="windows in which pods of some images stay Pending (Unschedulable)"
+    )
 
 
 class Scenario(_Strict):

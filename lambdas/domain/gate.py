@@ -91,10 +91,12 @@ def evaluate_gate(
 
     starting = [p for p in candidates if not (p.containers_ready and p.ip)]
     ready = sorted((p for p in candidates if p.containers_ready and p.ip), key=lambda p: (p.created_at, p.name))
+    pending = _unschedulable_note(starting)
     if health is None:
         result = GateResult(
             Verdict.WAITING,
-            f"waiting for {needed - len(ready)} of {needed} new pods to start (ContainersReady) before checking targets",
+            f"waiting for {needed - len(ready)} of {needed} new pods to start (ContainersReady) before checking targets"
+            f"{'; ' + pending if pending else ''}",
             needed=needed,
             starting=len(starting),
         )
@@ -148,10 +150,24 @@ def evaluate_gate(
     result = GateResult(
         Verdict.WAITING,
         f"{len(healthy_pods)}/{needed} new targets healthy in every target group "
-        f"({initial} initial, {unregistered} not registered yet, {len(starting)} pods starting)",
+        f"({initial} initial, {unregistered} not registered yet, {len(starting)} pods starting"
+        f"{', ' + pending if pending else ''})",
         **counts,
     )
     return _with_deadline(result, now, deadline)
+
+
+def _unschedulable_note(pods: list[Pod]) -> str:
+    """Reason text naming the pods the scheduler cannot place (PodScheduled=False, reason Unschedulable, as
+    kubernetes core/v1 PodReasonUnschedulable), so a release engineer sees why a step waits; "" when none."""
+    n = sum(
+        1
+        for p in pods
+        if any(c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable" for c in p.conditions)
+    )
+    if not n:
+        return ""
+    return f"{n} Pending, PodScheduled=False Unschedulable: no node can take {'it' if n == 1 else 'them'}"
 
 
 def _with_deadline(result: GateResult, now: float, deadline: float) -> GateResult:

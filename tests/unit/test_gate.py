@@ -215,3 +215,44 @@ EXCEEDED = "ProgressDeadlineExceeded"
 )
 def test_progress_deadline_counts_only_when_raised_during_the_step(condition, expected):
     assert _deadline_exceeded_during_step(condition, step_started_at=100.0) is expected
+
+
+# --- pods the scheduler cannot place: the WAITING reason says so (decisions unchanged) -------------------
+from dataclasses import replace  # noqa: E402
+
+
+def _unscheduled(name: str, created: float = 0.0) -> Pod:
+    return Pod(namespace="readiness", name=name, uid=name, ip=None, labels={}, phase="Pending",
+               readiness_gates=(ALBGATE_GATE,), conditions=(PodCondition("PodScheduled", "False", "Unschedulable"),),
+               terminating=False, restart_count=0, created_at=created)
+
+
+def test_waiting_for_unschedulable_pods_names_them_and_keeps_the_decision():
+    # Given one step pod that no node can take, and one that is merely starting (no IP yet, no reason)
+    stuck, starting = _unscheduled("p9", 9), pod("p8", None, ready=False, created=8)
+    # When the gate waits before polling targets
+    r = evaluate_gate(candidates=[stuck, starting], needed=2, health=None, now=0.0, deadline=100.0)
+    # Then the reason counts only the unschedulable pod, and the decision and counts are as without it
+    assert r.status is Verdict.WAITING and r.starting == 2 and not r.release
+    assert "1 Pending, PodScheduled=False Unschedulable: no node can take it" in r.reason
+    plain = evaluate_gate(candidates=[starting, starting], needed=2, health=None, now=0.0, deadline=100.0)
+    assert "Unschedulable" not in plain.reason and plain.status is r.status
+
+
+def test_a_polled_wait_and_the_deadline_keep_the_unschedulable_note():
+    # Given one healthy new target and two pods that cannot be scheduled, three needed
+    pods = [P1, _unscheduled("p9", 9), _unscheduled("p10", 10)]
+    health = {TG_A: [th(P1.ip, "healthy")]}
+    waiting = evaluate_gate(candidates=pods, needed=3, health=health, now=0.0, deadline=100.0)
+    assert waiting.status is Verdict.WAITING and waiting.healthy == 1
+    assert waiting.reason.endswith(
+        "2 pods starting, 2 Pending, PodScheduled=False Unschedulable: no node can take them)")
+    # When the step deadline has passed, it fails with the same explanation
+    late = evaluate_gate(candidates=pods, needed=3, health=health, now=100.0, deadline=100.0)
+    assert late.status is Verdict.FAILED and late.reason == f"step deadline passed: {waiting.reason}"
+
+
+def test_a_pod_scheduled_false_for_another_reason_is_not_called_unschedulable():
+    gated = replace(_unscheduled("p9"), conditions=(PodCondition("PodScheduled", "False", "SchedulingGated"),))
+    r = evaluate_gate(candidates=[gated], needed=1, health=None, now=0.0, deadline=100.0)
+    assert r.status is Verdict.WAITING and "Unschedulable" not in r.reason

@@ -40,6 +40,10 @@ OUTCOMES = [
     ("controller-down-mid-rollout", "succeeded", "ikubernetes/myapp:v2"),
     ("broken-image", "rolled_back", "ikubernetes/myapp:v1"),
     ("controller-never-recovers", "rolled_back", "ikubernetes/myapp:v1"),
+    # The new version's pods never get a node (Pending, Unschedulable): the step deadline passes and albgate
+    # rolls back through its gates; with a minute of Pending the rollout waits it out and finishes.
+    ("pods-stuck-pending", "rolled_back", "ikubernetes/myapp:v1"),
+    ("pods-pending-then-scheduled", "succeeded", "ikubernetes/myapp:v2"),
     # The account's Describe* bucket is overdrawn for 20 minutes: albgate cannot see the targets, so it stops
     # with the old pods serving instead of a blind rollback (the controller could not deregister either).
     ("throttled-account", "failed", "ikubernetes/myapp:v2"),
