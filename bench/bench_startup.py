@@ -7,8 +7,11 @@ Job:
   as with ``Tracing.ACTIVE``); the import time is the sum of ``self`` times from the first ``lambdas`` import
   on (the interpreter's own start-up imports excluded), median of ``--repeat`` (5) runs; also the process's
   wall time minus that of ``python -c pass``, and which heavy packages the import pulled in (kubernetes?);
-- one more row per path that matters: the health check's first invocation, which builds the real ports
-  (``lambdas.adapters.wiring``) and, because the gate lists the step's pods first, the Kubernetes adapter;
+- one more row per path that matters: the first invocation of the health check and of the drain check, which
+  builds the real ports (``lambdas.adapters.wiring``) and, because both list the step's pods first, the
+  Kubernetes adapter on its light transport (``kube_http``: reads never import the kubernetes client); with
+  ``--client-row``, also the health check's first invocation as it was before ``kube_http``, over the
+  kubernetes client (the path a write's first call still takes), for a comparison inside one run;
 - two layouts: the development venv (``.pyc`` cached), and the asset layout without ``.pyc`` (the asset is
   built with ``--no-compile`` and Lambda's /var/task is read-only, so every cold start compiles the package and
   its dependencies): the requirements installed for this host's Python into a temp dir, run with ``-S -B``;
@@ -43,8 +46,13 @@ from _common import ROOT, command_line, fmt, machine, markdown_table, pinned_tem
 HEAVY = ("kubernetes", "boto3", "botocore", "pydantic", "aws_lambda_powertools", "aws_xray_sdk", "urllib3", "yaml")
 TARGET_MS = 300.0
 HEALTH_MODULE = "check_target_health"
-# The health check's first invocation: real ports, then the Kubernetes adapter (the gate lists pods first).
-FIRST_CALL_IMPORTS = ("lambdas.adapters.wiring", "lambdas.adapters.kube_client", "lambdas.adapters.kubernetes")
+# Handlers whose first invocation gets its own row: both read the step's pods before anything else.
+FIRST_CALL_MODULES = (HEALTH_MODULE, "verify_drain")
+# What their first invocation imports on top of the handler: the real ports, then the Kubernetes adapter on
+# the light transport (wiring.LazyKubernetes.reader; every call these two handlers make is a read).
+FIRST_CALL_IMPORTS = ("lambdas.adapters.wiring", "lambdas.adapters.kube_http", "lambdas.adapters.kubernetes")
+# The same before kube_http existed, and for a write's first call today: the adapter over the kubernetes client.
+CLIENT_CALL_IMPORTS = ("lambdas.adapters.wiring", "lambdas.adapters.kube_client", "lambdas.adapters.kubernetes")
 _LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)\s*$")
 
 
@@ -203,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modules", nargs="*", default=None, help="handler modules (default: every deployed one)")
     ap.add_argument("--skip-bundle", action="store_true",
                     help="no pip: measure the venv only and leave the asset size out")
+    ap.add_argument("--client-row", action="store_true",
+                    help="also time the health check's first invocation over the kubernetes client (the path "
+                         "before kube_http, and a write's first call today)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     info = machine()
@@ -221,9 +232,12 @@ def main(argv: list[str] | None = None) -> int:
             for module, name in mods:
                 env = lambda_environment(module, name)
                 jobs = [(f"lambdas.handlers.{module}", f"import lambdas.handlers.{module}")]
-                if module == HEALTH_MODULE:
+                if module in FIRST_CALL_MODULES:
                     jobs.append((f"{module} + first invocation's adapters",
                                  f"import lambdas.handlers.{module}; import " + ", ".join(FIRST_CALL_IMPORTS)))
+                if module == HEALTH_MODULE and args.client_row:
+                    jobs.append((f"{module} + adapters over the kubernetes client",
+                                 f"import lambdas.handlers.{module}; import " + ", ".join(CLIENT_CALL_IMPORTS)))
                 for label, code in jobs:
                     r = measure(python, code, env, cwd, args.repeat)
                     rows.append({"label": label, "module": module, "layout": layout, **r})
@@ -231,9 +245,12 @@ def main(argv: list[str] | None = None) -> int:
                           file=sys.stderr)
     text = render(rows, asset)
     health = [r for r in rows if r["label"] == f"lambdas.handlers.{HEALTH_MODULE}"]
+    first = [r for r in rows if r["label"] == f"{HEALTH_MODULE} + first invocation's adapters"]
     verdict = {
         "health_check_imports_kubernetes": any(r["kubernetes"] for r in health),
         "health_check_import_ms": {r["layout"]: round(r["import_ms_median"], 1) for r in health},
+        "health_check_first_invocation_imports_kubernetes": any(r["kubernetes"] for r in first),
+        "health_check_first_invocation_import_ms": {r["layout"]: round(r["import_ms_median"], 1) for r in first},
         "target_ms": TARGET_MS,
     }
     text += (f"\n\nHealth-check path (lambdas.handlers.{HEALTH_MODULE}): imports kubernetes at import time: "
@@ -241,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
              + ", ".join(f"{k} {v} ms" for k, v in verdict["health_check_import_ms"].items())
              + f" (target < {TARGET_MS:.0f} ms); where the time goes ({health[0]['layout']}, self ms by "
              f"top-level package): {health[0]['ms_by_package']}" if health else "")
+    text += (f"\nIts first invocation: imports kubernetes: "
+             f"{'YES' if verdict['health_check_first_invocation_imports_kubernetes'] else 'no'}; import "
+             + ", ".join(f"{k} {v} ms" for k, v in verdict["health_check_first_invocation_import_ms"].items())
+             if first else "")
     print(text)
     path = write_result("startup", {
         "benchmark": "startup", "command": command_line(), "machine": info,

@@ -1,70 +1,71 @@
-"""Kubernetes API clients for EKS clusters, built from ``eks:DescribeCluster`` and an IAM-signed bearer token.
+"""Kubernetes API clients for EKS clusters: the kubernetes client's ``ApiClient``, and a transport over it.
 
-Job: give each cluster one ``kubernetes.client.ApiClient`` per warm Lambda: endpoint and CA from
-DescribeCluster (the CA, base64 PEM, written once to a file because the client's TLS layer reads a path), and
-a bearer token minted by ``eks_token`` (FACTS.md, "EKS API from a Lambda").
+Job:
+- ``KubeClientFactory``: one ``kubernetes.client.ApiClient`` per cluster and warm Lambda, built from the same
+  endpoint, CA and self-refreshing token as the light transport (``kube_http.EksClusters``, shared when the
+  caller passes one, so a Lambda that reads over ``kube_http`` and writes here describes the cluster once).
+  The CA, base64 PEM in DescribeCluster, is written once to a file because the client's TLS layer reads a
+  path. ``configuration`` builds a fresh one (described again, a token of its own) for helm's kubeconfig;
+- ``ApiClientTransport``: ``kube_http.KubeTransport`` over an ``ApiClient`` (its REST layer, auth hook and
+  ``ApiException``), so ``kubernetes.KubernetesAdapter`` runs the same code over either transport.
+
+This is the module that imports the kubernetes client; the handlers that only read never import it
+(``wiring``).
 
 Invariant: a request never leaves with a token that has less than ``refresh_margin_seconds`` left. The
 kubernetes client calls ``Configuration.refresh_api_key_hook`` before it reads the token for every request;
-the hook here swaps in a new token when the current one is that close to ``expires_at``, so a warm Lambda that
-lives for hours keeps working and a cold one pays for one token, not one per call.
+the hook asks the cluster's ``RefreshingToken``, which mints a new token only when the current one is that
+close to ``expires_at``, so a warm Lambda that lives for hours keeps working and a cold one pays for one token,
+not one per call.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import json
 import os
 import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 from kubernetes.client import ApiClient, Configuration
 
-from lambdas.adapters.eks_token import EksToken, EksTokenGenerator
-from lambdas.adapters.elbv2 import client_config, map_aws_error
-from lambdas.domain.errors import InvalidInputError, KubernetesUnavailableError
+from lambdas.adapters.eks_token import EksToken
+from lambdas.adapters.kube_http import (
+    DEFAULT_TIMEOUT,
+    REFRESH_MARGIN_SECONDS,
+    USER_AGENT,
+    ClusterEndpoint,
+    EksClusters,
+    KubeTransport,
+    RefreshingToken,
+    Timeout,
+)
 
-# Refresh a token when less than this is left (the token is handed out for 14 of the ~15 min the cluster
-# accepts it, eks_token.TOKEN_LIFETIME_SECONDS; this is a second margin for a request that is slow to arrive).
-REFRESH_MARGIN_SECONDS = 60
+__all__ = ["REFRESH_MARGIN_SECONDS", "USER_AGENT", "ApiClientTransport", "KubeClientFactory"]
+
 # kubernetes >= 36 reads the token from api_key["BearerToken"] (older releases used "authorization").
 _API_KEY = "BearerToken"
-USER_AGENT = "albgate"
-_PEM_HEADER = b"-----BEGIN CERTIFICATE-----"
 
 
-class _TokenRefresher:
+class _TokenHook:
     """``refresh_api_key_hook``: keeps ``configuration.api_key`` holding a token that is not about to expire."""
 
-    def __init__(
-        self, cluster_name: str, token_source: Callable[[str], EksToken], now: Callable[[], float], margin: float
-    ) -> None:
-        self._cluster = cluster_name
-        self._source = token_source
-        self._now = now
-        self._margin = margin
-        self._lock = threading.Lock()
-        self.token: EksToken | None = None
+    def __init__(self, token: RefreshingToken) -> None:
+        self._token = token
 
     def __call__(self, configuration: Configuration) -> None:
-        with self._lock:
-            if self.token is None or self._now() >= self.token.expires_at - self._margin:
-                self.token = self._source(self._cluster)
-                configuration.api_key[_API_KEY] = self.token.value
+        configuration.api_key[_API_KEY] = self._token()
 
 
 class KubeClientFactory:
     """Builds and caches one ``ApiClient`` per EKS cluster of a Region.
 
-    ``eks_client``, ``token_source`` and ``now`` are seams for tests: a moto EKS client, a token minter that
-    does not sign, a clock that jumps. By default the token comes from :class:`EksTokenGenerator` with the
-    session's credentials and ``now`` is the wall clock.
+    ``eks_client``, ``token_source`` and ``now`` are seams for tests (see ``kube_http.EksClusters``), used
+    when no ``clusters`` is given; with ``clusters``, endpoints and tokens are the ones it already holds.
     """
 
     def __init__(
@@ -77,15 +78,16 @@ class KubeClientFactory:
         now: Callable[[], float] = time.time,
         refresh_margin_seconds: float = REFRESH_MARGIN_SECONDS,
         ca_dir: str | None = None,
+        clusters: EksClusters | None = None,
     ) -> None:
-        session = session or boto3.Session(region_name=region)
-        self._eks = eks_client or session.client("eks", region_name=region, config=client_config())
-        if token_source is None:
-            generator = EksTokenGenerator(region, session)
-            token_source = lambda cluster: generator.token(cluster, now=now)  # noqa: E731
-        self._token_source = token_source
-        self._now = now
-        self._margin = refresh_margin_seconds
+        self.clusters = clusters or EksClusters(
+            region,
+            session=session,
+            eks_client=eks_client,
+            token_source=token_source,
+            now=now,
+            refresh_margin_seconds=refresh_margin_seconds,
+        )
         self._ca_dir = ca_dir
         self._lock = threading.Lock()
         self._clients: dict[str, ApiClient] = {}
@@ -95,48 +97,28 @@ class KubeClientFactory:
         with self._lock:
             client = self._clients.get(cluster_name)
             if client is None:
-                client = ApiClient(configuration=self.configuration(cluster_name))
+                configuration = self._configure(
+                    self.clusters.endpoint(cluster_name), self.clusters.token(cluster_name)
+                )
+                client = ApiClient(configuration=configuration)
                 client.user_agent = USER_AGENT
                 self._clients[cluster_name] = client
             return client
 
     def configuration(self, cluster_name: str) -> Configuration:
-        """A fresh ``Configuration`` for the cluster (endpoint, CA file, self-refreshing bearer token)."""
-        endpoint, ca_pem = self._describe(cluster_name)
-        # No trailing slash: the client appends paths starting with "/".
-        configuration = Configuration(host=endpoint.rstrip("/"))
-        configuration.ssl_ca_cert = self._write_ca(cluster_name, ca_pem)
+        """A fresh ``Configuration`` for the cluster: described again, with a newly minted token of its own."""
+        return self._configure(self.clusters.describe(cluster_name), self.clusters.new_token(cluster_name))
+
+    def _configure(self, endpoint: ClusterEndpoint, token: RefreshingToken) -> Configuration:
+        # No trailing slash (ClusterEndpoint has none): the client appends paths starting with "/".
+        configuration = Configuration(host=endpoint.host)
+        configuration.ssl_ca_cert = self._write_ca(endpoint.name, endpoint.ca_pem)
         configuration.verify_ssl = True
         configuration.api_key_prefix[_API_KEY] = "Bearer"
-        refresher = _TokenRefresher(cluster_name, self._token_source, self._now, self._margin)
-        refresher(configuration)  # mint now: a credentials problem shows at start-up, not on the first call
-        configuration.refresh_api_key_hook = refresher
+        hook = _TokenHook(token)
+        hook(configuration)  # mint now: a credentials problem shows at start-up, not on the first call
+        configuration.refresh_api_key_hook = hook
         return configuration
-
-    def _describe(self, cluster_name: str) -> tuple[str, bytes]:
-        try:
-            cluster = self._eks.describe_cluster(name=cluster_name)["cluster"]
-        except (ClientError, BotoCoreError) as e:
-            raise map_aws_error(e, f"eks:DescribeCluster of {cluster_name!r}") from e
-        endpoint = cluster.get("endpoint") or ""
-        ca_data = (cluster.get("certificateAuthority") or {}).get("data") or ""
-        if not endpoint or not ca_data:
-            raise KubernetesUnavailableError(
-                f"EKS cluster {cluster_name!r} is {cluster.get('status', 'not ACTIVE')} and has no API endpoint or CA "
-                "yet; albgate retries, and the cluster must become ACTIVE"
-            )
-        try:
-            pem = base64.b64decode(ca_data, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise InvalidInputError(
-                f"EKS cluster {cluster_name!r}: certificateAuthority.data is not base64 ({e})"
-            ) from e
-        if _PEM_HEADER not in pem:
-            raise InvalidInputError(
-                f"EKS cluster {cluster_name!r}: certificateAuthority.data does not hold a PEM certificate, so the "
-                "API server's TLS certificate cannot be verified; check the cluster in the EKS console"
-            )
-        return endpoint, pem
 
     def _write_ca(self, cluster_name: str, pem: bytes) -> str:
         # One file per configuration; the name says which cluster it belongs to (Lambda's /tmp is private).
@@ -145,3 +127,39 @@ class KubeClientFactory:
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
         return path
+
+
+class ApiClientTransport(KubeTransport):
+    """``KubeTransport`` over a kubernetes ``ApiClient``: its ``call_api`` with the path already built.
+
+    Errors stay the client's: ``ApiException`` for an answer outside 2xx (and for a TLS failure, which the
+    client reports as status 0), urllib3's errors for a connection that failed.
+    """
+
+    def __init__(self, api_client: ApiClient) -> None:
+        self.api_client = api_client
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        response = self.api_client.call_api(
+            path,
+            method,
+            query_params=list(query or []),
+            header_params=headers,
+            body=body,
+            auth_settings=[_API_KEY],
+            _preload_content=False,
+            _request_timeout=timeout,
+        )
+        return json.loads(response.data or b"null")

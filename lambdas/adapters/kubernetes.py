@@ -1,4 +1,4 @@
-"""Kubernetes adapter: ``KubernetesPort`` over the official kubernetes client, speaking the API server's wire format.
+"""Kubernetes adapter: ``KubernetesPort`` over a ``KubeTransport``, speaking the API server's wire format.
 
 Job: read Namespaces, Deployments, ReplicaSets, Pods, Services, Ingresses and the Load Balancer Controller's
 TargetGroupBindings into the ports' frozen dataclasses, and make the three writes albgate needs:
@@ -12,29 +12,35 @@ TargetGroupBindings into the ports' frozen dataclasses, and make the three write
 - ``set_pod_condition``: a strategic merge patch of ``pods/status``; ``status.conditions`` merge on ``type``
   (patchMergeKey in types.go), so the kubelet's own conditions are untouched.
 
-Objects are read as the server's JSON (``_preload_content=False``) rather than the client's generated models, so
-a rollback copies back fields the client's models do not know and a new enum value cannot break parsing.
+Every request is a path, a query and a JSON body handed to a transport (``kube_http.KubeTransport``): the
+light ``kube_http.HttpTransport`` (urllib3 only), or ``kube_client.ApiClientTransport`` over the kubernetes
+client when the adapter is given an ``ApiClient``. This module does not import the kubernetes client, so the
+light flavour never loads it; the paths, bodies, parsing and error mapping are the same code for both.
+Objects are read as the server's JSON rather than the client's generated models, so a rollback copies back
+fields the client's models do not know and a new enum value cannot break parsing.
 
-Invariant: every failure leaves as a domain error, raised ``from`` the ApiException or connection error, with a
-message that says what was being done and what a person can do about it: 409 ConflictError; 429, 5xx and
-connection failures KubernetesUnavailableError (WebhookNotReadyError when the Load Balancer Controller's
-webhook could not be called); 404 NotFoundError; 401/403 AccessDeniedError; 400/422 InvalidInputError.
+Invariant: every failure leaves as a domain error, raised ``from`` the transport's error (``ApiStatusError``,
+the client's ``ApiException``, or the connection error), with a message that says what was being done and
+what a person can do about it: 409 ConflictError; 429, 5xx and connection failures KubernetesUnavailableError
+(WebhookNotReadyError when the Load Balancer Controller's webhook could not be called); 404 NotFoundError;
+401/403 AccessDeniedError; 400/422 InvalidInputError.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 import urllib3
-from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, VersionApi
-from kubernetes.client.exceptions import ApiException
 
+from lambdas.adapters.kube_http import DEFAULT_TIMEOUT, ApiStatusError, KubeTransport, Timeout
 from lambdas.domain.errors import (
     AccessDeniedError,
     AlbgateError,
@@ -62,6 +68,9 @@ from lambdas.domain.ports import (
     ServicePort,
     TargetGroupBinding,
 )
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -92,7 +101,26 @@ _LBC_WEBHOOK_MARKERS = ("elbv2.k8s.aws", "aws-load-balancer-webhook")
 # ---------------------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------------------
-def _status_message(e: ApiException) -> str:
+class StatusAnswer(Protocol):
+    """An error answer as a transport raises it: ``kube_http.ApiStatusError`` or the client's ``ApiException``."""
+
+    status: int | None
+    reason: str | None
+    body: bytes | str | None
+
+
+def _answer_errors() -> tuple[type[Exception], ...]:
+    """The exception types that carry the API server's error answer.
+
+    ``ApiStatusError``, and the kubernetes client's ``ApiException`` once the client is loaded: only then can
+    one have been raised, and looking it up here (rather than importing it) keeps this module free of the
+    client. ``except`` evaluates this only when an exception is being matched.
+    """
+    client = sys.modules.get("kubernetes.client.exceptions")
+    return (ApiStatusError,) if client is None else (ApiStatusError, client.ApiException)
+
+
+def _status_message(e: StatusAnswer) -> str:
     """The ``message`` of the Status object the API server sends with an error, else the raw reason."""
     body = e.body.decode("utf-8", "replace") if isinstance(e.body, bytes) else (e.body or "")
     try:
@@ -102,8 +130,8 @@ def _status_message(e: ApiException) -> str:
     return message or str(e.reason or "").strip()
 
 
-def map_api_error(e: ApiException, action: str) -> AlbgateError:
-    """The domain error for an ApiException met while doing ``action`` (e.g. "patch Deployment shop/web")."""
+def map_api_error(e: StatusAnswer, action: str) -> AlbgateError:
+    """The domain error for an error answer met while doing ``action`` (e.g. "patch Deployment shop/web")."""
     status = int(e.status or 0)
     said = f"{action}: the Kubernetes API answered {status or 'no status'}: {_status_message(e)}"
     if status == 409:
@@ -135,7 +163,7 @@ def map_api_error(e: ApiException, action: str) -> AlbgateError:
 def _calling(action: str) -> Iterator[None]:
     try:
         yield
-    except ApiException as e:
+    except _answer_errors() as e:
         raise map_api_error(e, action) from e
     except json.JSONDecodeError as e:  # e.g. an HTML page from a proxy in front of the API server
         raise KubernetesUnavailableError(f"{action}: the Kubernetes API answered with something not JSON ({e})") from e
@@ -452,8 +480,30 @@ def undo_patch(
 # ---------------------------------------------------------------------------------------------------------
 # The adapter
 # ---------------------------------------------------------------------------------------------------------
+CORE_API, APPS_API, NETWORKING_API = "/api/v1", "/apis/apps/v1", "/apis/networking.k8s.io/v1"
+TGB_API = f"/apis/{TGB_GROUP}/{TGB_VERSION}"
+
+
+def api_path(api: str, plural: str, name: str | None = None, *, namespace: str | None = None, sub: str = "") -> str:
+    """``/api/v1/namespaces/shop/pods/web-1/status`` and the like, each name quoted as one path segment."""
+    parts = [api]
+    if namespace is not None:
+        parts += ["namespaces", quote(namespace, safe="")]
+    parts.append(plural)
+    if name is not None:
+        parts.append(quote(name, safe=""))
+    if sub:
+        parts.append(sub)
+    return "/".join(parts)
+
+
 class KubernetesAdapter:
-    """``KubernetesPort`` over a configured ``ApiClient`` (from ``kube_client.KubeClientFactory`` in Lambda).
+    """``KubernetesPort`` over a ``KubeTransport``, or over a configured ``ApiClient`` (kubernetes client).
+
+    In Lambda the transport comes from ``kube_http.EksClusters.http_transport`` (reads) or the client from
+    ``kube_client.KubeClientFactory`` (writes), see ``wiring``. Given an ``ApiClient``, the adapter sends its
+    requests through ``kube_client.ApiClientTransport`` and also keeps the client's generated APIs
+    (``_core``, ``_apps``, ``_networking``, ``_version``) for a subclass's extra calls (the bootstrap adapter).
 
     ``native_sleep``: write preStop as the native ``sleep`` action (True) or ``exec sleep N`` (False); None asks
     the API server's version once (>= 1.30). ``now`` stamps ``lastTransitionTime`` on conditions albgate sets.
@@ -461,34 +511,58 @@ class KubernetesAdapter:
 
     def __init__(
         self,
-        api_client: ApiClient,
+        api: KubeTransport | ApiClient,
         *,
         native_sleep: bool | None = None,
-        request_timeout: float | tuple[float, float] = (5, 20),
+        request_timeout: Timeout = DEFAULT_TIMEOUT,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self._core = CoreV1Api(api_client)
-        self._apps = AppsV1Api(api_client)
-        self._networking = NetworkingV1Api(api_client)
-        self._custom = CustomObjectsApi(api_client)
-        self._version = VersionApi(api_client)
+        if isinstance(api, KubeTransport):
+            self._transport = api
+        else:
+            self._use_api_client(api)
         self._native_sleep = native_sleep
         self._timeout = request_timeout
         self._now = now
 
+    def _use_api_client(self, api_client: ApiClient) -> None:
+        from kubernetes.client import AppsV1Api, CoreV1Api, NetworkingV1Api, VersionApi
+
+        from lambdas.adapters.kube_client import ApiClientTransport
+
+        self._transport: KubeTransport = ApiClientTransport(api_client)
+        self._core = CoreV1Api(api_client)
+        self._apps = AppsV1Api(api_client)
+        self._networking = NetworkingV1Api(api_client)
+        self._version = VersionApi(api_client)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Any:
+        return self._transport.request(
+            method, path, query=query, body=body, content_type=content_type, timeout=self._timeout
+        )
+
     def _json(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A call of the kubernetes client's generated API ``method``, its answer as JSON (subclasses' calls)."""
         response = method(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
         return json.loads(response.data or b"null")
 
     # --- reads ---------------------------------------------------------------------------------------------
     def get_namespace(self, name: str) -> Namespace:
         with _calling(f"get Namespace {name}"):
-            raw = self._json(self._core.read_namespace, name)
+            raw = self._call("GET", api_path(CORE_API, "namespaces", name))
         return Namespace(name=raw["metadata"]["name"], labels=dict(raw["metadata"].get("labels") or {}))
 
     def _read_deployment(self, namespace: str, name: str) -> dict[str, Any]:
         with _calling(f"get Deployment {namespace}/{name}"):
-            raw: dict[str, Any] = self._json(self._apps.read_namespaced_deployment, name, namespace)
+            raw: dict[str, Any] = self._call("GET", api_path(APPS_API, "deployments", name, namespace=namespace))
         return raw
 
     def get_deployment(self, namespace: str, name: str) -> Deployment:
@@ -499,7 +573,8 @@ class KubernetesAdapter:
         query = label_selector(selector.get("matchLabels") or {}, selector.get("matchExpressions"))
         name = deployment["metadata"]["name"]
         with _calling(f"list ReplicaSets of Deployment {namespace}/{name}"):
-            items = self._json(self._apps.list_namespaced_replica_set, namespace, label_selector=query)["items"]
+            path = api_path(APPS_API, "replicasets", namespace=namespace)
+            items = self._call("GET", path, query=[("labelSelector", query)])["items"]
         # The selector can match ReplicaSets of other Deployments: keep those this Deployment controls (by uid).
         uid = deployment["metadata"].get("uid")
         owned = [rs for rs in items if (_controller(rs["metadata"], "Deployment") or {}).get("uid") == uid]
@@ -512,26 +587,25 @@ class KubernetesAdapter:
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
         query = label_selector(selector)
         with _calling(f"list Pods in {namespace} matching {query or 'everything'}"):
-            items = self._json(self._core.list_namespaced_pod, namespace, label_selector=query)["items"]
+            path = api_path(CORE_API, "pods", namespace=namespace)
+            items = self._call("GET", path, query=[("labelSelector", query)])["items"]
         return [_pod(p) for p in items]
 
     def list_services(self, namespace: str) -> list[Service]:
         with _calling(f"list Services in {namespace}"):
-            items = self._json(self._core.list_namespaced_service, namespace)["items"]
+            items = self._call("GET", api_path(CORE_API, "services", namespace=namespace))["items"]
         return [_service(s) for s in items]
 
     def list_ingresses(self, namespace: str) -> list[Ingress]:
         with _calling(f"list Ingresses in {namespace}"):
-            items = self._json(self._networking.list_namespaced_ingress, namespace)["items"]
+            items = self._call("GET", api_path(NETWORKING_API, "ingresses", namespace=namespace))["items"]
         return [_ingress(i) for i in items]
 
     def list_target_group_bindings(self, namespace: str) -> list[TargetGroupBinding]:
         with _calling(f"list TargetGroupBindings in {namespace}"):
             try:
-                answer = self._json(
-                    self._custom.list_namespaced_custom_object, TGB_GROUP, TGB_VERSION, namespace, TGB_PLURAL
-                )
-            except ApiException as e:
+                answer = self._call("GET", api_path(TGB_API, TGB_PLURAL, namespace=namespace))
+            except _answer_errors() as e:
                 if e.status != 404:
                     raise
                 # A namespaced list answers 200 even for a namespace that does not exist; 404 means the resource
@@ -546,7 +620,7 @@ class KubernetesAdapter:
     def _supports_native_sleep(self) -> bool:
         if self._native_sleep is None:
             with _calling("get the API server version"):
-                info = self._json(self._version.get_code)
+                info = self._call("GET", "/version/")
             major, minor = (int(re.sub(r"\D", "", str(info.get(k, ""))) or 0) for k in ("major", "minor"))
             self._native_sleep = (major, minor) >= _NATIVE_SLEEP_SINCE
         return self._native_sleep
@@ -558,9 +632,8 @@ class KubernetesAdapter:
         if not body:
             return _deployment(current)
         with _calling(f"patch Deployment {namespace}/{name}"):
-            raw = self._json(
-                self._apps.patch_namespaced_deployment, name, namespace, body, _content_type=STRATEGIC_MERGE
-            )
+            path = api_path(APPS_API, "deployments", name, namespace=namespace)
+            raw = self._call("PATCH", path, body=body, content_type=STRATEGIC_MERGE)
         return _deployment(raw)
 
     def rollback_deployment(
@@ -589,7 +662,8 @@ class KubernetesAdapter:
         if ops is None:
             return _deployment(current)
         with _calling(f"roll back {where} to revision {to_revision}"):
-            raw = self._json(self._apps.patch_namespaced_deployment, name, namespace, ops, _content_type=JSON_PATCH)
+            path = api_path(APPS_API, "deployments", name, namespace=namespace)
+            raw = self._call("PATCH", path, body=ops, content_type=JSON_PATCH)
         return _deployment(raw)
 
     def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
@@ -606,4 +680,5 @@ class KubernetesAdapter:
         # status.conditions merges on "type" (patchMergeKey): only this condition changes.
         body = {"status": {"conditions": [condition]}}
         with _calling(f"set condition {type_}={status} on Pod {namespace}/{pod} (pods/status)"):
-            self._json(self._core.patch_namespaced_pod_status, pod, namespace, body, _content_type=STRATEGIC_MERGE)
+            path = api_path(CORE_API, "pods", pod, namespace=namespace, sub="status")
+            self._call("PATCH", path, body=body, content_type=STRATEGIC_MERGE)

@@ -1,11 +1,16 @@
 """Wiring: the real ``Ports`` a handler hands to the domain in Lambda.
 
-Job: build the ELBv2 adapter, a wall clock, and a Kubernetes port for one cluster, once per warm Lambda.
+Job: build the ELB adapter, a wall clock, and a Kubernetes port for one cluster, once per warm Lambda.
 
-Invariant: importing this module, or calling ``real_ports``, imports neither the kubernetes client nor calls
-any AWS API. The Kubernetes side (client import, eks:DescribeCluster, token) happens on the first Kubernetes
-call, so a handler that only reads target health (CheckTargetHealth, VerifyDrain when given pod IPs) pays
-nothing for it.
+Invariant: importing this module, or calling ``real_ports``, imports no kubernetes client and calls no AWS
+API. The Kubernetes port connects on its first call (eks:DescribeCluster once per cluster, then an EKS token,
+both shared by every later call). Reads (Namespace, Deployment, ReplicaSets, Pods, Services, Ingresses,
+TargetGroupBindings) go over ``kube_http``'s urllib3 transport and never import the ``kubernetes`` package,
+so a handler that only reads never loads it: Check Target Health and Verify Drain (their first invocation
+included: tests/adapters/test_kube_http.py checks it in a fresh interpreter), and Preflight. The three writes
+(``patch_deployment``, ``rollback_deployment``, ``set_pod_condition``) go over the kubernetes client, which
+the first write imports (Start Step, Release Old Pods, Roll Back, Finish Rollout pay for it). Both sides are
+the same ``KubernetesAdapter`` on two transports.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from lambdas.domain.ports import (
 )
 
 if TYPE_CHECKING:
+    from lambdas.adapters.kube_http import EksClusters
     from lambdas.adapters.kubernetes import KubernetesAdapter
 
 
@@ -46,7 +52,7 @@ class SystemClock:
 
 
 class LazyKubernetes:
-    """A ``KubernetesPort`` that builds the real adapter, importing the kubernetes client, on its first call."""
+    """A ``KubernetesPort`` that connects on its first call: reads over ``kube_http``, writes over the client."""
 
     def __init__(self, cluster_name: str, region: str, session: boto3.Session, clock: SystemClock) -> None:
         self._cluster = cluster_name
@@ -54,53 +60,74 @@ class LazyKubernetes:
         self._session = session
         self._clock = clock
         self._lock = threading.Lock()
-        self._adapter: KubernetesAdapter | None = None
+        self._clusters: EksClusters | None = None
+        self._reader: KubernetesAdapter | None = None
+        self._writer: KubernetesAdapter | None = None
 
     @property
     def loaded(self) -> bool:
-        return self._adapter is not None
+        return self._reader is not None or self._writer is not None
 
-    def adapter(self) -> KubernetesAdapter:
+    def _eks(self) -> EksClusters:
+        # Called with the lock held.
+        if self._clusters is None:
+            from lambdas.adapters.kube_http import EksClusters
+
+            self._clusters = EksClusters(self._region, session=self._session, now=self._clock.now)
+        return self._clusters
+
+    def reader(self) -> KubernetesAdapter:
+        """The adapter on the light HTTP transport: the kubernetes package stays unimported."""
         with self._lock:
-            if self._adapter is None:
+            if self._reader is None:
+                from lambdas.adapters.kubernetes import KubernetesAdapter
+
+                transport = self._eks().http_transport(self._cluster)
+                self._reader = KubernetesAdapter(transport, now=self._clock.now)
+            return self._reader
+
+    def writer(self) -> KubernetesAdapter:
+        """The adapter on the kubernetes client (imported now), sharing the reader's endpoint and token."""
+        with self._lock:
+            if self._writer is None:
                 from lambdas.adapters.kube_client import KubeClientFactory
                 from lambdas.adapters.kubernetes import KubernetesAdapter
 
-                factory = KubeClientFactory(self._region, session=self._session, now=self._clock.now)
-                self._adapter = KubernetesAdapter(factory.api_client(self._cluster), now=self._clock.now)
-            return self._adapter
+                factory = KubeClientFactory(self._region, clusters=self._eks())
+                self._writer = KubernetesAdapter(factory.api_client(self._cluster), now=self._clock.now)
+            return self._writer
 
     def get_namespace(self, name: str) -> Namespace:
-        return self.adapter().get_namespace(name)
+        return self.reader().get_namespace(name)
 
     def get_deployment(self, namespace: str, name: str) -> Deployment:
-        return self.adapter().get_deployment(namespace, name)
+        return self.reader().get_deployment(namespace, name)
 
     def patch_deployment(self, namespace: str, name: str, patch: DeploymentPatch) -> Deployment:
-        return self.adapter().patch_deployment(namespace, name, patch)
+        return self.writer().patch_deployment(namespace, name, patch)
 
     def rollback_deployment(
         self, namespace: str, name: str, to_revision: int, add_readiness_gates: tuple[str, ...] = ()
     ) -> Deployment:
-        return self.adapter().rollback_deployment(namespace, name, to_revision, add_readiness_gates)
+        return self.writer().rollback_deployment(namespace, name, to_revision, add_readiness_gates)
 
     def list_replica_sets(self, namespace: str, deployment: str) -> list[ReplicaSet]:
-        return self.adapter().list_replica_sets(namespace, deployment)
+        return self.reader().list_replica_sets(namespace, deployment)
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
-        return self.adapter().list_pods(namespace, selector)
+        return self.reader().list_pods(namespace, selector)
 
     def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
-        self.adapter().set_pod_condition(namespace, pod, type_, status, reason, message)
+        self.writer().set_pod_condition(namespace, pod, type_, status, reason, message)
 
     def list_services(self, namespace: str) -> list[Service]:
-        return self.adapter().list_services(namespace)
+        return self.reader().list_services(namespace)
 
     def list_ingresses(self, namespace: str) -> list[Ingress]:
-        return self.adapter().list_ingresses(namespace)
+        return self.reader().list_ingresses(namespace)
 
     def list_target_group_bindings(self, namespace: str) -> list[TargetGroupBinding]:
-        return self.adapter().list_target_group_bindings(namespace)
+        return self.reader().list_target_group_bindings(namespace)
 
 
 def _kube_port(port: LazyKubernetes) -> KubernetesPort:

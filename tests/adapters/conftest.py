@@ -1,4 +1,8 @@
-"""Fixtures for the adapter tests: fake AWS credentials (never real ones), the fake API server, a client on it."""
+"""Fixtures for the adapter tests: fake AWS credentials (never real ones), the fake API server, a client on it.
+
+``kube`` is the Kubernetes adapter on each of its two transports in turn (``kube_http``'s urllib3 one and the
+kubernetes client's), so every adapter test shows that both send the same requests and map the same answers.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes.client import ApiClient, Configuration
 
+from lambdas.adapters.kube_http import HttpTransport
 from lambdas.adapters.kubernetes import KubernetesAdapter
 from tests.adapters.fake_apiserver import FakeApiServer
 
@@ -42,6 +47,13 @@ def api_client_for(url: str, token: str = "test-token") -> ApiClient:
     return ApiClient(configuration)
 
 
-@pytest.fixture
-def kube(apiserver: FakeApiServer) -> KubernetesAdapter:
-    return KubernetesAdapter(api_client_for(apiserver.url), now=lambda: FIXED_NOW)
+def http_transport_for(url: str, token: str = "test-token") -> HttpTransport:
+    return HttpTransport(url, token=lambda: token)
+
+
+TRANSPORTS = {"http": http_transport_for, "kubernetes-client": api_client_for}
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def kube(request: pytest.FixtureRequest, apiserver: FakeApiServer) -> KubernetesAdapter:
+    return KubernetesAdapter(TRANSPORTS[request.param](apiserver.url), now=lambda: FIXED_NOW)

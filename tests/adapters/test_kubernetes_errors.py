@@ -7,6 +7,7 @@ import socket
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from lambdas.adapters.kube_http import ApiStatusError
 from lambdas.adapters.kubernetes import KubernetesAdapter
 from lambdas.domain.errors import (
     AccessDeniedError,
@@ -19,7 +20,7 @@ from lambdas.domain.errors import (
 )
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentPatch
 from tests.adapters import k8s_objects as k8s
-from tests.adapters.conftest import api_client_for
+from tests.adapters.conftest import TRANSPORTS
 from tests.adapters.fake_apiserver import FakeApiServer
 
 NS, NAME = "readiness", "nginx-app"
@@ -63,13 +64,15 @@ def test_api_answers_become_domain_errors(
     # When albgate patches the Deployment
     with pytest.raises(error) as caught:
         kube.patch_deployment(NS, NAME, DeploymentPatch(add_readiness_gates=(ALBGATE_GATE,)))
-    # Then the domain error names the action, quotes the server and says what to do, caused by the ApiException
+    # Then the domain error names the action, quotes the server and says what to do, caused by the transport's
+    # error answer (ApiStatusError over kube_http, ApiException over the kubernetes client)
     text = str(caught.value)
     assert text.startswith(f"patch Deployment {NS}/{NAME}: the Kubernetes API answered {code}: {message}")
     assert hint in text
-    assert isinstance(caught.value.__cause__, ApiException) and caught.value.__cause__.status == code
+    assert isinstance(caught.value.__cause__, (ApiStatusError, ApiException)) and caught.value.__cause__.status == code
 
 
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
 @pytest.mark.parametrize(
     "call",
     [
@@ -80,12 +83,12 @@ def test_api_answers_become_domain_errors(
     ],
     ids=["get", "list", "status-patch", "custom-objects"],
 )
-def test_unreachable_api_server_is_retryable(call: object) -> None:
+def test_unreachable_api_server_is_retryable(call: object, transport: str) -> None:
     # Given an endpoint nobody listens on (a port just released)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    kube = KubernetesAdapter(api_client_for(f"http://127.0.0.1:{port}"), request_timeout=1)
+    kube = KubernetesAdapter(TRANSPORTS[transport](f"http://127.0.0.1:{port}"), request_timeout=1)
     # When any call is made / Then KubernetesUnavailableError (retryable) says to check the endpoint and network
     with pytest.raises(KubernetesUnavailableError, match="could not reach the Kubernetes API") as caught:
         call(kube)  # type: ignore[operator]

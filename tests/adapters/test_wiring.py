@@ -8,14 +8,13 @@ import sys
 import time
 
 import pytest
-from kubernetes.client import ApiClient
-
 from lambdas.adapters import wiring
+from lambdas.adapters.eks_token import TOKEN_PREFIX
 from lambdas.adapters.elbv2 import ElbAdapter
-from lambdas.adapters.kube_client import KubeClientFactory
-from lambdas.domain.ports import KubernetesPort
+from lambdas.adapters.kube_client import ApiClientTransport
+from lambdas.adapters.kube_http import ClusterEndpoint, EksClusters, HttpTransport
+from lambdas.domain.ports import ALBGATE_GATE, DeploymentPatch, KubernetesPort
 from tests.adapters import k8s_objects as k8s
-from tests.adapters.conftest import api_client_for
 from tests.adapters.fake_apiserver import FakeApiServer
 
 
@@ -47,22 +46,49 @@ def test_ports_are_cached_for_a_warm_lambda() -> None:
 
 
 def test_kubernetes_side_is_built_on_first_use(monkeypatch: pytest.MonkeyPatch, apiserver: FakeApiServer) -> None:
-    # Given a client factory that would describe the cluster (here: hands out a client on the fake API server)
-    built: list[str] = []
+    # Given a cluster whose description points at the fake API server (plain HTTP, so no CA is used)
+    described: list[str] = []
 
-    def api_client(self: KubeClientFactory, cluster: str) -> ApiClient:
-        built.append(cluster)
-        return api_client_for(apiserver.url)
+    def describe(self: EksClusters, cluster: str) -> ClusterEndpoint:
+        described.append(cluster)
+        return ClusterEndpoint(cluster, apiserver.url, b"")
 
-    monkeypatch.setattr(KubeClientFactory, "api_client", api_client)
+    monkeypatch.setattr(EksClusters, "describe", describe)
     apiserver.put("namespaces", k8s.namespace("readiness"))
     ports = wiring.real_ports("demo", "eu-west-1")
-    assert built == []
+    assert described == []
     # When two Kubernetes calls are made
     ports.kube.get_namespace("readiness")
     ports.kube.get_namespace("readiness")
-    # Then the client was built once, for the cluster, and the calls reached the API server
-    assert built == ["demo"] and [r.path for r in apiserver.requests] == ["/api/v1/namespaces/readiness"] * 2
+    # Then the cluster was described once, and the calls reached the API server with an EKS token
+    assert described == ["demo"] and [r.path for r in apiserver.requests] == ["/api/v1/namespaces/readiness"] * 2
+    assert apiserver.requests[0].authorization.startswith(f"Bearer {TOKEN_PREFIX}")
+
+
+def test_reads_go_over_http_and_writes_over_the_client_sharing_one_description(
+    monkeypatch: pytest.MonkeyPatch, apiserver: FakeApiServer
+) -> None:
+    # Given a cluster whose description points at the fake API server, with a Deployment
+    described: list[str] = []
+
+    def describe(self: EksClusters, cluster: str) -> ClusterEndpoint:
+        described.append(cluster)
+        return ClusterEndpoint(cluster, apiserver.url, b"")
+
+    monkeypatch.setattr(EksClusters, "describe", describe)
+    apiserver.put("deployments", k8s.deployment(), "apps")
+    kube = wiring.real_ports("demo", "eu-west-1").kube
+    assert isinstance(kube, wiring.LazyKubernetes)
+    # When the port reads, then writes
+    kube.get_deployment("readiness", "nginx-app")
+    kube.patch_deployment("readiness", "nginx-app", DeploymentPatch(add_readiness_gates=(ALBGATE_GATE,)))
+    # Then the read went over kube_http, the write over the kubernetes client, with one DescribeCluster and one
+    # token between them
+    assert isinstance(kube.reader()._transport, HttpTransport)
+    assert isinstance(kube.writer()._transport, ApiClientTransport)
+    assert described == ["demo"]
+    assert len({r.authorization for r in apiserver.requests}) == 1
+    assert [r.method for r in apiserver.requests] == ["GET", "GET", "PATCH"]
 
 
 def test_an_elb_only_handler_never_imports_the_kubernetes_client() -> None:
