@@ -6,8 +6,9 @@ Markdown table and writes one JSON file under out/bench/ (git-ignored) that hold
 every per-run record the table was computed from.
 Invariant: nothing here changes a rollout. The simulation runs are ``albgate.sim.simulate`` / ``run_strategy``
 with the registered strategies; the only addition, the ``albgate-bench`` strategy, is the ``albgate`` strategy
-(same prepare, same execution name, same state machine) with two read-only hooks: a timer around each Lambda
-handler call and a log of every Describe* call the world's token bucket saw. At most ``MAX_WORKERS`` (2)
+(same prepare, same execution name, same state machine) with read-only hooks: a timer around each Lambda
+handler call (which also notes the error class of a call that raised), and a log of every Describe* call the
+world's token bucket saw, with the function that made it. At most ``MAX_WORKERS`` (2)
 processes run at once: the machine has 2 cores shared with other work, and one moto machine opens per process.
 """
 
@@ -273,37 +274,59 @@ def reproduce(scenario_file: str | Path, strategy: str, seed: int) -> str:
 # The instrumented albgate run (cost benchmark)
 # ---------------------------------------------------------------------------------------------------------
 def albgate_bench_run(sim: Any) -> Any:
-    """The ``albgate`` strategy plus two read-only hooks: the in-process wall time of every Lambda handler call,
-    and every Describe* call the account's token bucket saw (any caller, from the rollout start to the end of
-    settling), as (seconds after the rollout start, caller, API, tokens, allowed)."""
+    """The ``albgate`` strategy plus read-only hooks: the in-process wall time of every Lambda handler call,
+    the error class of every handler call that raised (what a Retry or Catch then saw), and every Describe*
+    call the account's token bucket saw (any caller, from the rollout start to the end of settling), as
+    (seconds after the rollout start, caller, API, tokens, allowed, calling function, start of its step).
+    The calling function is the role of the Lambda whose handler made the call (``Preflight``,
+    ``CheckTargetHealth``, ``VerifyDrain``; empty for the controller); the step start is the time of the
+    last ``Start Step`` invocation before the call (None before the first step)."""
     from albgate.rollout_strategy import run_albgate
 
-    calls: list[tuple[float, str, str, int, bool]] = []
+    calls: list[tuple[float, str, str, int, bool, str, float | None]] = []
     spend = sim.alb._spend
+    now: dict[str, Any] = {"role": "", "step_start": None}  # what the running handler is
 
     def logged_spend(caller: str, api: str, n: int = 1) -> None:
         t = sim.clock.t - sim.rollout_start
+        source = now["role"] if caller == "albgate" else ""
         try:
             spend(caller, api, n)
         except Exception:
-            calls.append((t, caller, api, n, False))
+            calls.append((t, caller, api, n, False, source, now["step_start"]))
             raise
-        calls.append((t, caller, api, n, True))
+        calls.append((t, caller, api, n, True, source, now["step_start"]))
 
     sim.alb._spend = logged_spend  # stays for the settling that follows the rollout (the same list grows)
     timings: list[tuple[str, float]] = []
+    errors: list[tuple[float, str, str]] = []
 
     def timed(fid: str, handler: str, event: Any, deliver: Callable[[], Any]) -> Any:
+        role = function_role(fid)
+        if role == "StartStep":
+            now["step_start"] = sim.clock.t - sim.rollout_start  # the clock start_step reads for its deadline
+        now["role"] = role
         t0 = time.perf_counter()
         try:
             return deliver()
+        except Exception as e:
+            errors.append((sim.clock.t - sim.rollout_start, role, type(e).__name__))
+            raise
         finally:
             timings.append((fid, time.perf_counter() - t0))
+            now["role"] = ""
 
     run = run_albgate(sim, fault=timed)
     run.extra["describe_calls"] = calls
     run.extra["handler_timings"] = timings
+    run.extra["handler_errors"] = errors
     return run
+
+
+def function_role(logical_id: str) -> str:
+    """``CheckTargetHealthFunction76657722`` -> ``CheckTargetHealth`` (the function's id in the stack)."""
+    head, sep, _ = logical_id.partition("Function")
+    return head if sep else logical_id
 
 
 def register_bench_strategy() -> None:
@@ -323,109 +346,330 @@ class Call:
     caller: str  # "albgate" or "controller"
     api: str  # DescribeTargetHealth | DescribeTargetGroups
     tokens: int
+    source: str = ""  # albgate's calling function: Preflight | CheckTargetHealth | VerifyDrain ("" unknown)
+    step_start: float | None = None  # when the step this call belongs to started (seconds after the rollout start)
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """One recorded rollout: its Describe* calls (both callers) and its duration."""
+    """One recorded rollout: its Describe* calls (both callers), its duration and its step deadline."""
 
     name: str
     calls: tuple[Call, ...]
     rollout_seconds: float
+    step_deadline_seconds: float = 900.0  # RolloutPolicy.step_deadline_seconds default: a gate throttled past it fails
 
 
-# albgate's reactions to a throttled call (the code they come from):
-PREFLIGHT_RETRY_INTERVAL, PREFLIGHT_RETRY_BACKOFF, PREFLIGHT_MAX_ATTEMPTS = 2.0, 2.0, 5  # rollout_workflow.py Retry
-STEP_DEADLINE_SECONDS = 900.0  # RolloutPolicy.step_deadline_seconds default: a gate throttled this long fails
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A Step Functions Retry clause, as the service applies it: before the k-th retry (k = 1..max_attempts)
+    it waits ``interval * backoff_rate**(k-1)``, capped at ``max_delay`` (MaxDelaySeconds), and with
+    JitterStrategy FULL a uniform draw from [0, that] instead (the CDK's JitterType.FULL: "a random number
+    between 0 and the computed backoff"; moto's interpreter does the same). After ``max_attempts`` retries the
+    error goes to the Catch."""
+
+    interval: float
+    backoff_rate: float = 2.0
+    max_attempts: int = 3
+    max_delay: float | None = None
+    jitter: str = "NONE"  # NONE | FULL
+
+    def delay(self, k: int, rng: random.Random) -> float | None:
+        """The wait before retry k (1-based); None = retries exhausted, the task fails."""
+        if k > self.max_attempts:
+            return None
+        wait = self.interval * self.backoff_rate ** (k - 1)
+        if self.max_delay is not None:
+            wait = min(wait, self.max_delay)
+        return rng.uniform(0.0, wait) if self.jitter == "FULL" else wait
+
+    def worst_total(self) -> float:
+        """Seconds of waiting before the task gives up when every draw is at its maximum."""
+        return sum(min(self.interval * self.backoff_rate ** k, self.max_delay or math.inf)
+                   for k in range(self.max_attempts))
+
+    def describe(self) -> str:
+        cap = f", at most {self.max_delay:g} s" if self.max_delay is not None else ""
+        jitter = ", full jitter" if self.jitter == "FULL" else ", no jitter"
+        return (f"{self.max_attempts} retries from {self.interval:g} s x{self.backoff_rate:g}{cap}{jitter} "
+                f"(<= {self.worst_total():.0f} s)")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"interval": self.interval, "backoff_rate": self.backoff_rate, "max_attempts": self.max_attempts,
+                "max_delay": self.max_delay, "jitter": self.jitter}
+
+
+# The rollout state machine's Retry for ThrottledError before it had a clause of its own (commit 6f0ebc1 and
+# earlier: the general clause, 2 s doubling, 5 retries, no jitter): kept to compare with (--preflight-retry legacy).
+LEGACY_PREFLIGHT_RETRY = RetryPolicy(interval=2.0, backoff_rate=2.0, max_attempts=5)
+
+
+def retry_policy(definition: dict[str, Any], state: str, error: str) -> RetryPolicy | None:
+    """The Retry clause a Task state of an ASL definition applies to ``error`` (the first whose ErrorEquals
+    names it or States.ALL, as Step Functions picks it); None when no clause matches (no retry)."""
+    for clause in definition["States"][state].get("Retry", []):
+        names = clause["ErrorEquals"]
+        if error in names or "States.ALL" in names:
+            return RetryPolicy(
+                interval=float(clause.get("IntervalSeconds", 1)),
+                backoff_rate=float(clause.get("BackoffRate", 2.0)),
+                max_attempts=int(clause.get("MaxAttempts", 3)),
+                max_delay=float(clause["MaxDelaySeconds"]) if "MaxDelaySeconds" in clause else None,
+                jitter=str(clause.get("JitterStrategy", "NONE")),
+            )
+    return None
+
+
+def template_retry_policy(template: dict[str, Any], state: str = "Preflight",
+                          error: str = "ThrottledError") -> RetryPolicy | None:
+    """The Retry the synthesized rollout state machine applies to ``error`` in ``state``."""
+    from albgate.sfn_local.extract import extract_state_machine
+    from albgate.template import state_machine_id
+
+    return retry_policy(extract_state_machine(template, state_machine_id(template)).definition, state, error)
+
+
+# albgate's reactions to a throttled call, besides Preflight's Retry (the code they come from):
+EXECUTION_TIMEOUT_SECONDS = 48 * 3600.0  # the state machine's TimeoutSeconds (rollout_workflow.py)
 CONTROLLER_BACKOFF_START, CONTROLLER_BACKOFF_CAP = 0.005, 1000.0  # LBC workqueue back-off (FACTS.md 22-24)
+PREFLIGHT, GATE, DRAIN = "Preflight", "CheckTargetHealth", "VerifyDrain"  # function roles (function_role)
+
+
+def _phase(call: Call) -> tuple[str, float] | None:
+    """The gate or drain wait a poll belongs to (its function and step), or None (any other call)."""
+    if call.caller == "albgate" and call.source in (GATE, DRAIN) and call.step_start is not None:
+        return call.source, call.step_start
+    return None
+
+
+def _is_preflight(call: Call) -> bool:
+    """Preflight's call (DescribeTargetGroups + Attributes; a record without a source: by its API)."""
+    by_api = not call.source and call.api == "DescribeTargetGroups"
+    return call.caller == "albgate" and (call.source == PREFLIGHT or by_api)
+
+
+@dataclass
+class _Stream:
+    """One caller's calls of one recorded rollout, in order, with whether each one decides its phase."""
+
+    calls: tuple[Call, ...]
+    decisive: tuple[bool, ...]
+
+
+def _streams(sched: Schedule) -> tuple[_Stream, _Stream]:
+    """(albgate's calls, the controller's calls). A gate or drain poll decides its phase only if it is the last
+    poll of that step's gate (or drain): the one that saw the targets healthy (or gone). Every other call
+    decides: Preflight's, the controller's, and any call recorded without its source."""
+    out = []
+    for caller in ("albgate", "controller"):
+        calls = tuple(c for c in sched.calls if c.caller == caller)
+        phases = [_phase(c) for c in calls]
+        decisive = tuple(ph is None or ph not in phases[j + 1:] for j, ph in enumerate(phases))
+        out.append(_Stream(calls, decisive))
+    return out[0], out[1]
 
 
 @dataclass
 class _Copy:
     sched: Schedule
     offset: float
-    shift: float = 0.0  # delay added to every later call of this rollout by throttling so far
-    consecutive: Counter = field(default_factory=Counter)  # per caller
-    throttled_wait: float = 0.0  # consecutive back-off of albgate's gate, compared with the step deadline
+    streams: tuple[_Stream, _Stream]
+    shift: float = 0.0  # how late this rollout is so far: the whole rest of it happens that much later
+    consecutive: Counter = field(default_factory=Counter)  # throttles in a row, per caller
+    throttled_wait: float = 0.0  # consecutive back-off of albgate's polls (rule for calls of unknown source)
+    step_shift: dict = field(default_factory=dict)  # step start -> shift when the step's first call was due
     throttled: int = 0
+    preflight_retries: int = 0
     failed: bool = False
 
+    def due(self, call: Call) -> float:
+        return self.offset + self.shift + call.t
 
-def _backoff(call: Call, k: int, interval: int, key: str) -> float | None:
+
+def _backoff(call: Call, k: int, interval: int, key: str, preflight_retry: RetryPolicy | None,
+             rng: random.Random) -> float | None:
     """The wait before the k-th consecutive retry of a throttled call; None = albgate gives the rollout up."""
-    from lambdas.domain.poll import target_poll_seconds
+    from lambdas.domain.poll import drain_poll_seconds, target_poll_seconds
 
     if call.caller == "controller":
         return min(CONTROLLER_BACKOFF_CAP, CONTROLLER_BACKOFF_START * 2 ** (k - 1))
-    if call.api == "DescribeTargetGroups":  # Preflight: Step Functions' Retry on ThrottledError, then Catch
-        return None if k > PREFLIGHT_MAX_ATTEMPTS else PREFLIGHT_RETRY_INTERVAL * PREFLIGHT_RETRY_BACKOFF ** (k - 1)
-    return float(target_poll_seconds(interval, key, k))  # the gate / drain poll's own back-off
+    if _is_preflight(call):  # ThrottledError from Preflight: Step Functions' Retry, then the Catch refuses
+        return None if preflight_retry is None else preflight_retry.delay(k, rng)
+    if call.source == DRAIN:
+        return float(drain_poll_seconds(interval, key, k))
+    return float(target_poll_seconds(interval, key, k))  # the gate's own back-off (rollout.check_target_health)
+
+
+def _gate_gives_up(c: _Copy, call: Call, now: float, wait: float) -> bool:
+    """Whether this throttled albgate poll ends the rollout, as the handlers decide it.
+
+    Check Target Health fails the step when, at a throttled poll, the step deadline has passed; the step
+    started when recorded plus however late the rollout was then. Verify Drain never fails on a throttled
+    poll (``evaluate_drain`` without health answers WAITING). A call of unknown source (a record without it)
+    uses the older rule: consecutive throttled waits past the step deadline."""
+    if call.source == DRAIN:
+        return False
+    if call.source == GATE and call.step_start is not None:
+        started = c.offset + c.step_shift.get(call.step_start, c.shift) + call.step_start
+        return now - started >= c.sched.step_deadline_seconds
+    c.throttled_wait += wait
+    return c.throttled_wait > c.sched.step_deadline_seconds
 
 
 def replay(schedules: Sequence[Schedule], n: int, *, window: float, background: float, seed: int,
-           capacity: int = 40, refill: float = 10.0, interval: int = 5) -> dict[str, Any]:
-    """N rollouts on one account's Describe* bucket: copy i replays schedule i mod len(schedules), started at a
-    uniform random offset in [0, window]. A throttled call is retried after the back-off its caller uses, and
-    every later call of that rollout moves by the same delay (the whole rollout is assumed to wait: an upper
-    bound on the slow-down). ``background`` calls/s come out of the bucket all the time (other pollers)."""
+           preflight_retry: RetryPolicy | None, capacity: int = 40, refill: float = 10.0,
+           interval: int = 5) -> dict[str, Any]:
+    """N rollouts on one account's Describe* bucket: copy i replays schedule (i + seed) mod len(schedules),
+    started at a uniform random offset in [0, window]; ``background`` calls/s come out of the bucket all the
+    time (other pollers).
+
+    A throttled call is retried after the back-off its caller uses: Preflight's by ``preflight_retry`` (the
+    state machine's Retry for ThrottledError: its delays, cap and jitter; past its attempts the rollout is
+    refused), the gate's and drain's polls by ``lambdas.domain.poll`` (past the step deadline a gate fails),
+    the controller's by its work-queue back-off. How late a retry makes the rollout depends on the call:
+    - a call that decides something (Preflight's; the gate poll that saw the step's targets healthy; the
+      drain poll that saw the old ones gone; every controller call) makes the whole rest of the rollout, both
+      callers, as late as it succeeded after it was due;
+    - an earlier gate or drain poll of the same wait only asked "not yet?": the world does not wait for it,
+      so its back-off makes nothing later by itself; the polls that fell due during the back-off are folded
+      into the retry, and if the retry lands after the deciding poll was due, that poll is late by the rest.
+    The deciding poll is an upper bound on when the targets turned healthy, and a late controller call delays
+    everything after it, so the slow-downs are still upper bounds, only no longer charged for a throttled
+    "not yet". Stops a rollout past the state machine's 48 h timeout (only with background >= refill)."""
     from albgate.sim.alb import TokenBucket
 
     rng = random.Random(f"replay:{n}:{float(window)}:{float(background)}:{seed}")
-    copies = [_Copy(schedules[(i + seed) % len(schedules)], rng.uniform(0.0, window)) for i in range(n)]
+    jitter = random.Random(f"replay-retry-jitter:{n}:{float(window)}:{float(background)}:{seed}")
+    cache: dict[int, tuple[_Stream, _Stream]] = {}
+    copies = []
+    for i in range(n):
+        sched = schedules[(i + seed) % len(schedules)]
+        streams = cache.setdefault(id(sched), _streams(sched))
+        copies.append(_Copy(sched, rng.uniform(0.0, window), streams))
     bucket = TokenBucket(capacity, refill, 0.0, [(0.0, float("inf"), background)] if background else [])
-    heap: list[tuple[float, int, int]] = []
+    heap: list[tuple[float, int, int, int, bool]] = []  # (time, copy, stream, call index, is a retry)
     for i, c in enumerate(copies):
-        if c.sched.calls:
-            heapq.heappush(heap, (c.offset + c.sched.calls[0].t, i, 0))
+        for s, st in enumerate(c.streams):
+            if st.calls:
+                heapq.heappush(heap, (c.due(st.calls[0]), i, s, 0, False))
     calls = throttled = 0
     failed_by: Counter[str] = Counter()
     while heap:
-        t, i, j = heapq.heappop(heap)
+        t, i, s, j, retry = heapq.heappop(heap)
         c = copies[i]
-        call = c.sched.calls[j]
+        if c.failed:
+            continue
+        st = c.streams[s]
+        call = st.calls[j]
+        due = c.due(call)
+        if not retry and due > t + 1e-9:  # the rollout got later since this call was queued
+            heapq.heappush(heap, (due, i, s, j, False))
+            continue
+        if call.step_start is not None:
+            c.step_shift.setdefault(call.step_start, c.shift)
         calls += 1
         if bucket.take(t, call.tokens):
             c.consecutive[call.caller] = 0
             if call.caller == "albgate":
                 c.throttled_wait = 0.0
-            if j + 1 < len(c.sched.calls):
-                heapq.heappush(heap, (c.offset + c.shift + c.sched.calls[j + 1].t, i, j + 1))
+            if st.decisive[j] and t > due:
+                c.shift += t - due
+            if j + 1 < len(st.calls):
+                heapq.heappush(heap, (max(t, c.due(st.calls[j + 1])), i, s, j + 1, False))
             continue
         throttled += 1
         c.throttled += 1
         c.consecutive[call.caller] += 1
-        wait = _backoff(call, c.consecutive[call.caller], interval, f"{i}:{j}")
-        if call.caller == "albgate" and wait is not None:
-            c.throttled_wait += wait
-        if wait is None or c.throttled_wait > STEP_DEADLINE_SECONDS:
-            c.failed = True  # Preflight refused after its retries, or the gate throttled past the step deadline
-            failed_by["preflight_refused" if wait is None else "gate_past_step_deadline"] += 1
+        k = c.consecutive[call.caller]
+        wait = _backoff(call, k, interval, f"{i}:{j}", preflight_retry, jitter)
+        if wait is None:
+            c.failed = True  # Preflight's retries exhausted: the Catch refuses the rollout
+            failed_by["preflight_refused"] += 1
             continue
-        c.shift += wait
-        heapq.heappush(heap, (t + wait, i, j))
+        if _is_preflight(call):
+            c.preflight_retries = max(c.preflight_retries, k)
+        elif call.caller == "albgate" and _gate_gives_up(c, call, t, wait):
+            c.failed = True  # the gate throttled past the step deadline
+            failed_by["gate_past_step_deadline"] += 1
+            continue
+        if t + wait - c.offset > EXECUTION_TIMEOUT_SECONDS:
+            c.failed = True
+            failed_by["execution_timed_out"] += 1
+            continue
+        nxt = j
+        phase = _phase(call)
+        if phase is not None:  # fold the polls of this wait that fall due during the back-off into the retry
+            while (nxt + 1 < len(st.calls) and _phase(st.calls[nxt + 1]) == phase
+                   and c.due(st.calls[nxt + 1]) <= t + wait):
+                nxt += 1
+        heapq.heappush(heap, (t + wait, i, s, nxt, True))
     slow = [c.shift / c.sched.rollout_seconds for c in copies if not c.failed and c.sched.rollout_seconds > 0]
     return {
         "n": n, "calls": calls, "throttled_calls": throttled,
         "throttled_rollouts": sum(1 for c in copies if c.throttled),
         "failed_rollouts": sum(1 for c in copies if c.failed), "failed_by": dict(failed_by),
         "max_slowdown": max(slow, default=0.0),
+        "preflight_retries_max": max((c.preflight_retries for c in copies), default=0),
+        "slowdowns": slow,
     }
 
 
+def replay_at(schedules: Sequence[Schedule], ns: Iterable[int], *, window: float, background: float, trials: int,
+              preflight_retry: RetryPolicy | None) -> list[dict[str, Any]]:
+    """What N concurrent rollouts see, for each given N, over ``trials`` replays: throttled calls per replay
+    (median, max), rollouts given up (max in one replay, total), why, and the slow-down of the rollouts that
+    finished (median, p90 and max over every rollout of every trial), with the most Preflight retries used."""
+    rows = []
+    for n in ns:
+        rs = [replay(schedules, n, window=window, background=background, seed=s, preflight_retry=preflight_retry)
+              for s in range(trials)]
+        slow = [x for r in rs for x in r["slowdowns"]]
+        rows.append({
+            "n": n, "trials": trials,
+            "throttled_calls_median": statistics.median(r["throttled_calls"] for r in rs),
+            "throttled_calls_max": max(r["throttled_calls"] for r in rs),
+            "throttled_rollouts_max": max(r["throttled_rollouts"] for r in rs),
+            "failed_rollouts_max": max(r["failed_rollouts"] for r in rs),
+            "failed_rollouts_total": sum(r["failed_rollouts"] for r in rs),
+            "failed_by": dict(sum((Counter(r["failed_by"]) for r in rs), Counter())),
+            "slowdown_median": statistics.median(slow) if slow else None,
+            "slowdown_p90": percentile(slow, 90),
+            "slowdown_max": max(slow, default=None),
+            "rollouts_over_slow_limit": sum(1 for x in slow if x > 0.10),
+            "rollouts": len(slow) + sum(r["failed_rollouts"] for r in rs),
+            "preflight_retries_max": max(r["preflight_retries_max"] for r in rs),
+        })
+    return rows
+
+
+def _next_n(n: int, fine: bool) -> int:
+    """The concurrency grid: every N while ``fine`` (up to 100), then every 5th up to 200, then every 25th."""
+    if fine and n < 100:
+        return n + 1
+    step = 5 if n < 200 else 25
+    return (n // step + 1) * step
+
+
 def concurrency_limits(schedules: Sequence[Schedule], *, window: float, background: float, trials: int,
-                       slow_limit: float = 0.10, n_max: int = 400) -> dict[str, Any]:
-    """The largest N (every N' <= N passing in every trial) with (a) no throttled call, (b) no rollout failed
-    and none slowed by more than ``slow_limit``, (c) no rollout failed (Preflight refused after its retries,
-    or a gate throttled past the step deadline). Grid: every N to 100, then every 5th, up to the first
-    failure or ``n_max``."""
-    grid = [n for n in [*range(1, 101), *range(105, n_max + 1, 5)] if n <= n_max]
+                       preflight_retry: RetryPolicy | None, slow_limit: float = 0.10,
+                       n_max: int = 400) -> dict[str, Any]:
+    """The largest N (every N' <= N on the grid passing in every trial) with (a) no throttled call, (b) no
+    rollout failed and none slowed by more than ``slow_limit``, (c) no rollout failed (Preflight refused
+    after its retries, a gate throttled past the step deadline, or the execution timed out). Grid: every N
+    until (a) and (b) are found (at most to 100), then every 5th N up to 200 and every 25th up to ``n_max``,
+    stopping at the first failure; when that failure follows a coarse step, the N skipped over are looked at
+    too (each one after a step of 5, every 5th after a step of 25), so (c) is exact to 1 below 200 and to 5
+    above."""
     no_throttle = ok = no_failure = 0
     first_throttle: dict[str, Any] | None = None
     first_bad: dict[str, Any] | None = None
     first_failed: dict[str, Any] | None = None
-    rows = []
-    for n in grid:
-        rs = [replay(schedules, n, window=window, background=background, seed=s) for s in range(trials)]
+    rows: list[dict[str, Any]] = []
+    n = 1
+    todo: list[int] = []  # after a coarse step ended in a failure: the N skipped over, to look at first
+    while n <= n_max:
+        rs = [replay(schedules, n, window=window, background=background, seed=s, preflight_retry=preflight_retry)
+              for s in range(trials)]
         worst = {
             "n": n,
             "trials_with_throttling": sum(1 for r in rs if r["throttled_calls"]),
@@ -433,6 +677,7 @@ def concurrency_limits(schedules: Sequence[Schedule], *, window: float, backgrou
             "failed_rollouts_max": max(r["failed_rollouts"] for r in rs),
             "failed_by": dict(sum((Counter(r["failed_by"]) for r in rs), Counter())),
             "max_slowdown": max(r["max_slowdown"] for r in rs),
+            "preflight_retries_max": max(r["preflight_retries_max"] for r in rs),
         }
         rows.append(worst)
         if first_throttle is None:
@@ -448,10 +693,21 @@ def concurrency_limits(schedules: Sequence[Schedule], *, window: float, backgrou
                 first_bad = worst
         if worst["failed_rollouts_max"] == 0:
             no_failure = n
+        elif not todo and rows[-2:-1] and n - rows[-2]["n"] > 1:
+            # a failure after a coarse step: look at the N skipped over (every one if the step was 5, else
+            # every 5th), so that "largest N without failure" is exact to the finer step
+            gap = n - rows[-2]["n"]
+            todo = list(range(rows[-2]["n"] + (1 if gap <= 5 else 5), n, 1 if gap <= 5 else 5)) + [n]
+            rows.pop()
         else:
             first_failed = worst
             break
+        if todo:
+            n = todo.pop(0)
+            continue
+        n = _next_n(n, first_throttle is None or first_bad is None)
     return {"window_seconds": window, "background_calls_per_second": background, "trials": trials,
+            "preflight_retry": preflight_retry.as_dict() if preflight_retry else None,
             "largest_n_without_throttling": no_throttle, "largest_n_within_slowdown": ok,
             "largest_n_without_failure": no_failure, "slow_limit": slow_limit, "first_throttled": first_throttle,
             "first_too_slow": first_bad, "first_failed": first_failed, "grid": rows}

@@ -10,20 +10,25 @@ simulation, with a timer around each handler call and a log of the account's Des
   per invocation, the figure the simulation charges to its clock; each invocation billed in 1 ms units;
 - dollars per rollout at public prices (PRICES below; ELB Describe calls are free);
 - concurrency: N rollouts sharing the account's Describe* bucket (40 tokens, 10/s). Recorded call schedules
-  (both callers) of the replay scenario are replayed N times with random start offsets against the same token
-  bucket class the simulation uses (``_common.replay``), with each caller's back-off on a throttle, plus a
-  constant background rate; the largest N with no throttled call, and the largest N with no rollout failed or
-  slowed by more than 10 %. A replay model: docs/benchmarks.md says what it leaves out.
+  (both callers, each albgate call with the function that made it and its step) of the replay scenario are
+  replayed N times with random start offsets against the same token bucket class the simulation uses
+  (``_common.replay``), with each caller's back-off on a throttle (Preflight: the synthesized state machine's
+  Retry for ThrottledError, read from the template, jitter included), plus a constant background rate; the
+  largest N with no throttled call, with no rollout failed or slowed by more than 10 %, and with no rollout
+  failed; and, at given N (``--at-n``), the throttled calls, rollouts given up and slow-downs. A replay model:
+  docs/benchmarks.md says what it leaves out.
 Invariant: counts are the simulation's and the state machine's own; prices and assumptions are constants
 here and are written to the result file with the numbers.
 
 Run: .venv/bin/python bench/bench_cost.py [--seeds 20] [--scenarios a b] [--workers 2] [--trials 20]
+     [--at-n 28 50 ...] [--preflight-retry template|legacy|none|I,B,A[,MAX[,FULL]]] [--runs-from cost.json]
 Method and results: docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -35,8 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     BENCH_ALBGATE,
+    LEGACY_PREFLIGHT_RETRY,
     MAX_WORKERS,
     Call,
+    RetryPolicy,
     Schedule,
     chunks,
     command_line,
@@ -45,9 +52,11 @@ from _common import (  # noqa: E402
     machine,
     markdown_table,
     pinned_template,
+    replay_at,
     run_parallel,
     scenario_files,
     summary,
+    template_retry_policy,
     write_result,
 )
 
@@ -64,6 +73,8 @@ ASSUMED_INVOCATION_SECONDS = 0.3  # albgate.rollout_strategy.LAMBDA_SECONDS
 REPLAY_SCENARIOS = ("seed-app", "slow-registration")
 WINDOWS = (0.0, 10.0, 60.0, 300.0)
 BACKGROUNDS = (0.0, 2.0)
+AT_N = (28, 50, 75, 100, 150, 200)  # issue 8 asks about 50 concurrent rollouts; 28 was the earlier limit
+AT_N_WINDOWS = (10.0,)
 
 
 def memory_by_function(template: dict[str, Any]) -> dict[str, int]:
@@ -86,6 +97,7 @@ def cost_task(task: tuple[str, list[int]]) -> list[dict[str, Any]]:
         sim, run = run_strategy(sc, BENCH_ALBGATE, seed)
         calls = run.extra["describe_calls"]
         timings = run.extra["handler_timings"]
+        errors = run.extra["handler_errors"]
         visited = Counter(run.extra["visited"])
         steps = sum(n for name, n in visited.items() if name.endswith("Start Step"))
         gbs_measured = sum(memory.get(fid, 256) / 1024 * math.ceil(sec * 1000) / 1000 for fid, sec in timings)
@@ -106,6 +118,7 @@ def cost_task(task: tuple[str, list[int]]) -> list[dict[str, Any]]:
         out.append({
             "scenario": sc.name, "seed": seed, "outcome": run.outcome, "rollout_seconds": run.seconds,
             "steps": steps, "health_check_interval_seconds": interval,
+            "step_deadline_seconds": sim.rollout_request().policy.step_deadline_seconds,
             "albgate_describe_target_health": n("albgate", "DescribeTargetHealth"),
             "albgate_describe_target_groups": n("albgate", "DescribeTargetGroups"),
             "controller_describe_target_health": n("controller", "DescribeTargetHealth"),
@@ -113,11 +126,15 @@ def cost_task(task: tuple[str, list[int]]) -> list[dict[str, Any]]:
             "controller_throttled": sum(1 for c in calls if c[1] == "controller" and not c[4]),
             "state_transitions": run.state_transitions, "invocations": n_inv,
             "invocations_by_function": dict(Counter(fid for fid, _ in timings).most_common()),
+            # handler errors by class: ThrottledError ones went to the Retry for throttling (jittered in moto)
+            "handler_errors": dict(Counter(f"{role}:{err}" for _t, role, err in errors).most_common()),
             "handler_seconds_total": sum(s for _, s in timings),
             "handler_seconds_max": max((s for _, s in timings), default=0.0),
             "gb_seconds_measured": gbs_measured, "gb_seconds_assumed": gbs_assumed, "usd": usd,
             "failed_requests": sim.traffic.failed_requests,
-            "describe_calls": [[round(c[0], 3), c[1], c[2], c[3], c[4]] for c in calls],
+            # (t, caller, API, tokens, allowed, calling function, start of its step): see _common.albgate_bench_run
+            "describe_calls": [[round(c[0], 3), c[1], c[2], c[3], c[4], c[5],
+                                None if c[6] is None else round(c[6], 3)] for c in calls],
             "wall_seconds": time.perf_counter() - t0,
         })
     return out
@@ -154,6 +171,7 @@ def per_scenario(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "albgate_throttled": sum(r["albgate_throttled"] for r in rs),
             "controller_throttled": sum(r["controller_throttled"] for r in rs),
             "failed_requests": sum(r["failed_requests"] for r in rs),
+            "handler_errors": dict(sum((Counter(r.get("handler_errors", {})) for r in rs), Counter())),
         }
     return out
 
@@ -163,15 +181,39 @@ def med_usd(rs: list[dict[str, Any]], key: str) -> float:
 
 
 def schedules_of(runs: list[dict[str, Any]], scenarios: tuple[str, ...]) -> list[Schedule]:
+    """The recorded Describe* calls of the succeeded runs of these scenarios, as replay schedules. Records from
+    before the calling function was logged (5 fields a call) replay with the older, cruder rules."""
     out = []
     for r in runs:
         if r["scenario"] in scenarios and r["outcome"] == "succeeded" and r["rollout_seconds"]:
-            calls = tuple(Call(t, caller, api, n) for t, caller, api, n, _ok in r["describe_calls"])
-            out.append(Schedule(f"{r['scenario']}-{r['seed']}", calls, r["rollout_seconds"]))
+            calls = tuple(Call(x[0], x[1], x[2], x[3], *(x[5:7] if len(x) >= 7 else ())) for x in r["describe_calls"])
+            out.append(Schedule(f"{r['scenario']}-{r['seed']}", calls, r["rollout_seconds"],
+                                float(r.get("step_deadline_seconds", 900))))
     return out
 
 
-def render(per: dict[str, dict[str, Any]], conc: list[dict[str, Any]], replay_info: dict[str, Any]) -> str:
+def parse_retry(text: str, template: dict[str, Any] | None) -> RetryPolicy | None:
+    """--preflight-retry: ``template`` (the synthesized state machine's Retry for ThrottledError at Preflight),
+    ``legacy`` (the Retry before the throttling clause: 2 s doubling, 5 retries, no jitter), ``none`` (no
+    retry) or ``INTERVAL,BACKOFF,ATTEMPTS[,MAX_DELAY[,FULL|NONE]]`` (a what-if)."""
+    if text == "template":
+        assert template is not None
+        return template_retry_policy(template)
+    if text == "legacy":
+        return LEGACY_PREFLIGHT_RETRY
+    if text == "none":
+        return None
+    parts = text.split(",")
+    if not 3 <= len(parts) <= 5:
+        raise SystemExit(f"--preflight-retry {text!r}: template, legacy, none or "
+                         "INTERVAL,BACKOFF,ATTEMPTS[,MAX_DELAY[,JITTER]]")
+    delay = float(parts[3]) if len(parts) > 3 and parts[3] else None
+    jitter = parts[4].upper() if len(parts) > 4 else "NONE"
+    return RetryPolicy(float(parts[0]), float(parts[1]), int(parts[2]), delay, jitter)
+
+
+def render(per: dict[str, dict[str, Any]], conc: list[dict[str, Any]], at_n: list[dict[str, Any]],
+           replay_info: dict[str, Any]) -> str:
     rows = []
     for s, e in per.items():
         rows.append([s, e["runs"], ", ".join(f"{k} {v}" for k, v in e["outcomes"].items()), fmt(e["steps"], 0),
@@ -202,14 +244,39 @@ def render(per: dict[str, dict[str, Any]], conc: list[dict[str, Any]], replay_in
     t3 = markdown_table(["replayed rollouts", "start window s", "background Describe*/s", "largest N, no throttled call",
                          "largest N, none failed or >10 % slower", "first N over (failed, worst slow-down)",
                          "largest N, none failed"], rows, "lrrrrrr")
+    rows = [[a["replay_scenario"], fmt(a["window_seconds"], 0), fmt(a["background_calls_per_second"], 0), r["n"],
+             f"{fmt(r['throttled_calls_median'], 0)} ({r['throttled_calls_max']})",
+             f"{r['failed_rollouts_max']} ({r['failed_rollouts_total']})" + _why(r["failed_by"]),
+             " / ".join(_pct(r[k]) for k in ("slowdown_median", "slowdown_p90", "slowdown_max")),
+             f"{r['rollouts_over_slow_limit']} of {r['rollouts']}", r["preflight_retries_max"]]
+            for a in at_n for r in a["rows"]]
+    t4 = markdown_table(["replayed rollouts", "start window s", "background Describe*/s", "N",
+                         "throttled calls per replay: median (max)", "rollouts given up: most in one replay (all)",
+                         "slow-down of the others vs alone: median / p90 / max", "rollouts > 10 % slower",
+                         "most Preflight retries"], rows, "lrrrrrrrr")
     rates = [f"- {s}: {i['schedules']} rollouts, median {fmt(i['rollout_seconds']['median'], 0)} s; Describe* tokens/s "
              f"per rollout: albgate {fmt(i['albgate_tokens_per_second']['median'], 3)}, controller "
              f"{fmt(i['controller_tokens_per_second']['median'], 3)}" for s, i in replay_info["by_scenario"].items()]
+    errors = [f"- {s}: " + ", ".join(f"{k} {v}" for k, v in e["handler_errors"].items())
+              for s, e in per.items() if e["handler_errors"]]
+    policy = replay_info["preflight_retry"]
     return "\n\n".join([
         "Per rollout (median over seeds; max in brackets):", t1,
+        "Handler errors (Retry or Catch saw them; ThrottledError goes to the jittered Retry), all seeds:",
+        "\n".join(errors) or "- none",
         "Dollars per rollout (median; prices in the result file):", t2,
         f"Concurrent rollouts on one Describe* bucket (40 tokens, 10/s; replay of recorded rollouts, "
-        f"{replay_info['trials']} trials per N):", t3, "\n".join(rates)])
+        f"{replay_info['trials']} trials per N; Preflight's Retry for ThrottledError: "
+        f"{RetryPolicy(**policy).describe() if policy else 'none'}, {replay_info['preflight_retry_from']}):", t3,
+        f"At given N ({replay_info['trials']} trials each):", t4, "\n".join(rates)])
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f} %"
+
+
+def _why(failed_by: dict[str, int]) -> str:
+    return (": " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in failed_by.items())) if failed_by else ""
 
 
 def _first(x: dict[str, Any] | None) -> str:
@@ -227,6 +294,23 @@ def _failed(c: dict[str, Any]) -> str:
     return f"{c['largest_n_without_failure']} (N={x['n']}: {why} in {c['trials']} trials)"
 
 
+def concurrency_task(task: tuple[str, list[Schedule], float, float, int, int, dict | None]) -> dict[str, Any]:
+    """Worker: the concurrency limits of one replayed scenario, start window and background rate."""
+    scenario, schedules, window, background, trials, n_max, policy = task
+    lim = concurrency_limits(schedules, window=window, background=background, trials=trials, n_max=n_max,
+                             preflight_retry=RetryPolicy(**policy) if policy else None)
+    return {"replay_scenario": scenario, **lim}
+
+
+def at_n_task(task: tuple[str, list[Schedule], float, float, int, list[int], dict | None]) -> dict[str, Any]:
+    """Worker: what N concurrent rollouts see at each given N, for one scenario, window and background rate."""
+    scenario, schedules, window, background, trials, ns, policy = task
+    rows = replay_at(schedules, ns, window=window, background=background, trials=trials,
+                     preflight_retry=RetryPolicy(**policy) if policy else None)
+    return {"replay_scenario": scenario, "window_seconds": window, "background_calls_per_second": background,
+            "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)
@@ -237,37 +321,65 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--background", nargs="*", type=float, default=list(BACKGROUNDS))
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--max-n", type=int, default=400)
+    ap.add_argument("--at-n", nargs="*", type=int, default=list(AT_N),
+                    help="also report throttled calls, rollouts given up and slow-downs at exactly these N")
+    ap.add_argument("--at-n-windows", nargs="*", type=float, default=list(AT_N_WINDOWS),
+                    help="start windows (s) of the --at-n table")
+    ap.add_argument("--preflight-retry", default="template",
+                    help="Preflight's Retry for ThrottledError in the replay: template (the synthesized state "
+                         "machine's, default), legacy (2 s doubling, 5 retries, no jitter), none, or "
+                         "INTERVAL,BACKOFF,ATTEMPTS[,MAX_DELAY[,FULL|NONE]]")
+    ap.add_argument("--runs-from", type=Path, default=None,
+                    help="replay the runs of an earlier cost result file instead of simulating again")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    files = scenario_files(args.scenarios)
     info = machine()
     t0 = time.perf_counter()
-    tasks = [(str(f), c) for f in files for c in chunks(list(range(1, args.seeds + 1)), 5)]
-    runs = [r for rs in run_parallel(cost_task, tasks, args.workers, "cost") for r in rs]
+    if args.runs_from:
+        earlier = json.loads(args.runs_from.read_text())
+        runs = earlier["runs"]
+        runs_from = {"file": str(args.runs_from), "command": earlier.get("command"),
+                     "template_key": earlier.get("template_key")}
+    else:
+        files = scenario_files(args.scenarios)
+        tasks = [(str(f), c) for f in files for c in chunks(list(range(1, args.seeds + 1)), 5)]
+        runs = [r for rs in run_parallel(cost_task, tasks, args.workers, "cost") for r in rs]
+        runs_from = None
     per = per_scenario(runs)
-    conc, replay_info = [], {"trials": args.trials, "by_scenario": {}}
+    policy = parse_retry(args.preflight_retry, pinned_template()[1] if args.preflight_retry == "template" else None)
+    replay_info: dict[str, Any] = {
+        "trials": args.trials, "by_scenario": {}, "preflight_retry": policy.as_dict() if policy else None,
+        "preflight_retry_from": "the synthesized template" if args.preflight_retry == "template"
+        else f"--preflight-retry {args.preflight_retry}"}
+    limit_tasks, at_tasks = [], []
     for scenario in args.replay_scenarios:
         schedules = schedules_of(runs, (scenario,))
         if not schedules:
             continue
         replay_info["by_scenario"][scenario] = {
             "schedules": len(schedules), "rollout_seconds": summary([s.rollout_seconds for s in schedules]),
+            "calls_with_source": all(c.source or c.caller != "albgate" for s in schedules for c in s.calls),
             **{f"{who}_tokens_per_second": summary([sum(c.tokens for c in s.calls if c.caller == who)
                                                     / s.rollout_seconds for s in schedules])
                for who in ("albgate", "controller")}}
+        retry = replay_info["preflight_retry"]
         for bg in args.background:
             for w in args.windows:
-                c = concurrency_limits(schedules, window=w, background=bg, trials=args.trials, n_max=args.max_n)
-                conc.append({"replay_scenario": scenario, **c})
-    text = render(per, conc, replay_info)
+                limit_tasks.append((scenario, schedules, w, bg, args.trials, args.max_n, retry))
+            for w in args.at_n_windows:
+                if args.at_n:
+                    at_tasks.append((scenario, schedules, w, bg, args.trials, args.at_n, retry))
+    conc = run_parallel(concurrency_task, limit_tasks, args.workers, "replay") if limit_tasks else []
+    at_n = run_parallel(at_n_task, at_tasks, args.workers, "at N") if at_tasks else []
+    text = render(per, conc, at_n, replay_info)
     print(text)
     wall = time.perf_counter() - t0
     path = write_result("cost", {
         "benchmark": "cost", "command": command_line(), "machine": info, "wall_seconds": round(wall, 1),
-        "template_key": pinned_template()[0], "seeds": args.seeds, "prices_usd": PRICES,
+        "template_key": pinned_template()[0], "runs_from": runs_from, "seeds": args.seeds, "prices_usd": PRICES,
         "prices_date": PRICES_DATE, "assumed_invocation_seconds": ASSUMED_INVOCATION_SECONDS,
         "memory_mb_by_function": memory_by_function(pinned_template()[1]),
-        "per_scenario": per, "replay": replay_info, "concurrency": conc, "table": text, "runs": runs,
+        "per_scenario": per, "replay": replay_info, "concurrency": conc, "at_n": at_n, "table": text, "runs": runs,
     }, args.out)
     print(f"wrote {path}")
     return 0

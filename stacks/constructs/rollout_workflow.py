@@ -2,7 +2,9 @@
 
 Invariant: every loop is bounded (a deadline checked by the handler that decides it, and a poll budget) and
 ends in an explicit Fail with an error and a cause a person can act on; every Lambda task retries exactly the
-retryable error names of ``lambdas/domain/errors.py`` and catches everything else. The rollback path is the
+retryable error names of ``lambdas/domain/errors.py`` and catches everything else. Throttling has a Retry
+clause of its own (first, fully jittered, capped, more attempts: ``THROTTLE_ERRORS``), because concurrent
+rollouts share the account's Describe* bucket and are throttled together. The rollback path is the
 same step fragment as the rollout path, prefixed "Rollback: ", so a rollback is gated exactly like a rollout.
 
 Data flow: each task takes the whole state (``$``) and returns the whole, updated state (``ResultPath: $``).
@@ -38,6 +40,22 @@ RETRY_INTERVAL = Duration.seconds(2)
 RETRY_MAX_ATTEMPTS = 5
 RETRY_BACKOFF = 2.0
 
+# Throttling is different from the other transient errors: the account's Describe* bucket (40 tokens, 10/s) is
+# shared by every rollout and the Load Balancer Controller (FACTS.md, "API throttling"), so when it runs dry many
+# executions are throttled at the same moment (an ECR push starts one rollout per Deployment at once). Retrying
+# them all after the same 2, 4, 8 ... s keeps them in lock-step; full jitter (a delay drawn uniformly from 0 to
+# the backoff) spreads them out, the cap keeps each wait at most a minute, and more attempts keep trying for a
+# while. A throttled task has changed nothing (Preflight only reads; every other handler is idempotent), so
+# waiting is safe: an overloaded account makes a new rollout wait at Preflight instead of refusing it. What it
+# costs is a state transition per retry. Worst case, every draw at its maximum: 2+4+8+16+32 s, then 60 s per
+# attempt, about 16 minutes for 20 retries (about 8 on average), the order of a step's 900 s deadline.
+# Measured with the Describe* replay of bench/bench_cost.py (docs/benchmarks.md, "Concurrent rollouts").
+THROTTLE_ERRORS = ["ThrottledError", "Lambda.TooManyRequestsException"]
+THROTTLE_RETRY_INTERVAL = Duration.seconds(2)
+THROTTLE_RETRY_BACKOFF = 2.0
+THROTTLE_RETRY_MAX_DELAY = Duration.seconds(60)
+THROTTLE_RETRY_MAX_ATTEMPTS = 20
+
 # Gate and drain verdicts written by the handlers into $.gate.status / $.drain.status (domain/gate.py).
 PASSED, WAITING, FAILED = "PASSED", "WAITING", "FAILED"
 
@@ -51,7 +69,14 @@ def invoke_lambda(
     integration: sfn.IntegrationPattern = sfn.IntegrationPattern.REQUEST_RESPONSE,
     payload: sfn.TaskInput | None = None,
     heartbeat: Duration | None = None,
+    spread_throttles: bool = False,
 ) -> tasks.LambdaInvoke:
+    """A Lambda task that retries the retryable error names with backoff and leaves the rest to a Catch.
+
+    ``spread_throttles``: throttling errors get their own, first Retry clause (``throttle_retry``): more
+    attempts, capped, fully jittered, so that concurrent executions throttled together retry apart. Without
+    it, throttling is retried like any other transient error.
+    """
     waits_for_token = integration is sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN
     # payloadResponseOnly may not be combined with integrationPattern, so each shape sets only its own.
     shape: dict = (
@@ -68,13 +93,39 @@ def invoke_lambda(
         task_timeout=sfn.Timeout.duration(heartbeat) if heartbeat else None,
         **shape,
     )
+    transient = retryable_error_names() + LAMBDA_TRANSIENT_ERRORS
+    if spread_throttles:
+        # Step Functions uses the first Retry clause whose ErrorEquals matches, so this one goes first and the
+        # general clause no longer names these errors.
+        task.add_retry(**throttle_retry())
+        transient = [e for e in transient if e not in THROTTLE_ERRORS]
     task.add_retry(
-        errors=retryable_error_names() + LAMBDA_TRANSIENT_ERRORS,
+        errors=transient,
         interval=RETRY_INTERVAL,
         max_attempts=RETRY_MAX_ATTEMPTS,
         backoff_rate=RETRY_BACKOFF,
     )
     return task
+
+
+def throttle_retry() -> dict:
+    """The Retry clause for throttling errors, as ``add_retry`` keyword arguments (see THROTTLE_ERRORS)."""
+    return {
+        "errors": list(THROTTLE_ERRORS),
+        "interval": THROTTLE_RETRY_INTERVAL,
+        "backoff_rate": THROTTLE_RETRY_BACKOFF,
+        "max_delay": THROTTLE_RETRY_MAX_DELAY,
+        "max_attempts": THROTTLE_RETRY_MAX_ATTEMPTS,
+        "jitter_strategy": sfn.JitterType.FULL,
+    }
+
+
+def rollout_task(
+    scope: Construct, state_name: str, fn: lambda_.IFunction, comment: str, **kwargs
+) -> tasks.LambdaInvoke:
+    """A Lambda task of the rollout state machine: many rollouts of one account may run at once, so
+    throttling is retried apart (``spread_throttles``)."""
+    return invoke_lambda(scope, state_name, fn, comment, spread_throttles=True, **kwargs)
 
 
 def catch_all(task: tasks.LambdaInvoke, handler: sfn.IChainable) -> None:
@@ -101,14 +152,14 @@ class GatedSteps(sfn.StateMachineFragment):
         super().__init__(scope, construct_id)
         fn = functions
 
-        start_step = invoke_lambda(
+        start_step = rollout_task(
             self,
             "Start Step",
             fn["StartStep"],
             "Set maxSurge to this step's batch (maxUnavailable stays 0). On the first step also write the new "
             "image and albgate's readiness gate into the pod template, so every new pod waits for its target.",
         )
-        check_health = invoke_lambda(
+        check_health = rollout_task(
             self,
             "Check Target Health",
             fn["CheckTargetHealth"],
@@ -129,14 +180,14 @@ class GatedSteps(sfn.StateMachineFragment):
             parameters={"Error": "TargetsNotHealthy", "Cause.$": "$.gate.reason"},
             result_path="$.failure",
         )
-        release = invoke_lambda(
+        release = rollout_task(
             self,
             "Release Old Pods",
             fn["ReleaseOldPods"],
             "Open albgate's readiness gate on exactly this step's healthy pods: they turn Ready, and only then "
             "may the Deployment controller scale the old ReplicaSet down by the same number",
         )
-        verify_drain = invoke_lambda(
+        verify_drain = rollout_task(
             self,
             "Verify Drain",
             fn["VerifyDrain"],
@@ -173,7 +224,7 @@ class GatedSteps(sfn.StateMachineFragment):
             approval_needed = sfn.Choice(
                 self, "Approval Needed?", comment="policy.approval_before_steps names this step"
             )
-            approval = invoke_lambda(
+            approval = rollout_task(
                 self,
                 "Wait For Approval",
                 fn["RequestApproval"],
@@ -273,7 +324,7 @@ class RolloutWorkflow(Construct):
         )
         succeeded = sfn.Succeed(self, "Rollout Succeeded")
 
-        preflight = invoke_lambda(
+        preflight = rollout_task(
             self,
             "Preflight",
             fn["Preflight"],
@@ -287,7 +338,7 @@ class RolloutWorkflow(Construct):
         preflight.add_catch(refused, errors=["States.ALL"], result_path="$.failure")
 
         # --- rollback path ---------------------------------------------------------------------------------
-        finish_rollback = invoke_lambda(
+        finish_rollback = rollout_task(
             self,
             "Record Rollback",
             fn["FinishRollout"],
@@ -311,7 +362,7 @@ class RolloutWorkflow(Construct):
         catch_all(finish_rollback, summarise_rollback_failure)
         rollback_steps.next(finish_rollback).next(rolled_back)
 
-        roll_back = invoke_lambda(
+        roll_back = rollout_task(
             self,
             "Roll Back",
             fn["RollBack"],
@@ -344,7 +395,7 @@ class RolloutWorkflow(Construct):
 
         # --- rollout path ----------------------------------------------------------------------------------
         rollout_steps = GatedSteps(self, "Rollout", functions=fn, on_failure=should_roll_back, with_approval=True)
-        finish = invoke_lambda(
+        finish = rollout_task(
             self,
             "Finish Rollout",
             fn["FinishRollout"],

@@ -68,6 +68,14 @@ def test_cost_counts_and_replay_and_leaves_the_rollout_unchanged(safety, out):
     assert {"prices_usd", "prices_date", "assumed_invocation_seconds", "memory_mb_by_function"} <= set(result)
     (conc,) = result["concurrency"]
     assert {"largest_n_without_throttling", "largest_n_within_slowdown", "grid"} <= set(conc)
+    # the replay retries Preflight exactly as the synthesized state machine does, read from the template
+    assert conc["preflight_retry"] == result["replay"]["preflight_retry"] == _template_preflight_retry()
+    (at,) = result["at_n"]
+    assert [row["n"] for row in at["rows"]] == [28, 50, 75, 100, 150, 200]
+    # every Describe* call albgate made is attributed to the function that made it
+    calls = [c for r in result["runs"] for c in r["describe_calls"]]
+    assert {c[5] for c in calls if c[1] == "albgate"} == {"Preflight", "CheckTargetHealth", "VerifyDrain"}
+    assert all(c[6] is not None for c in calls if c[5] in ("CheckTargetHealth", "VerifyDrain"))
     # Then the hooks changed nothing: the same rollout as bench_safety's albgate run on each seed
     plain = {r["seed"]: r for r in safety[0]["runs"] if r["strategy"] == "albgate"}
     for r in result["runs"]:
@@ -75,6 +83,13 @@ def test_cost_counts_and_replay_and_leaves_the_rollout_unchanged(safety, out):
         assert r["state_transitions"] == plain[r["seed"]]["state_transitions"]
         assert r["albgate_describe_target_health"] == plain[r["seed"]]["describe_target_health_calls"]
         assert r["invocations"] == sum(r["invocations_by_function"].values())
+
+
+def _template_preflight_retry() -> dict:
+    import _common
+    from albgate.template import synthesized_template
+
+    return _common.template_retry_policy(synthesized_template()).as_dict()
 
 
 def test_startup_measures_the_health_check_import(out):

@@ -119,7 +119,33 @@ def test_every_state_is_reachable_and_every_edge_lands(template):
     assert seen == set(states)
 
 
+THROTTLE_ERRORS = {"ThrottledError", "Lambda.TooManyRequestsException"}
+
+
+def _worst_wait(retry: dict) -> float:
+    """Seconds a Retry clause waits in all before giving up, every jittered draw at its maximum."""
+    cap = retry.get("MaxDelaySeconds", float("inf"))
+    return sum(min(retry["IntervalSeconds"] * retry["BackoffRate"] ** k, cap) for k in range(retry["MaxAttempts"]))
+
+
 @pytest.mark.parametrize("name", RETRY_STATES)
 def test_lambda_tasks_retry_with_backoff_and_never_forever(states, name):
-    (retry,) = states[name]["Retry"]
-    assert retry["MaxAttempts"] <= 5 and retry["BackoffRate"] >= 2 and retry["IntervalSeconds"] >= 1
+    throttled, transient = states[name]["Retry"]
+    # Given the general clause / Then transient errors retry a few times with backoff, as before
+    assert transient["MaxAttempts"] <= 5 and transient["BackoffRate"] >= 2 and transient["IntervalSeconds"] >= 1
+    # and throttling is not in it: Step Functions takes the first clause that names an error
+    assert not THROTTLE_ERRORS & set(transient["ErrorEquals"])
+    assert set(throttled["ErrorEquals"]) == THROTTLE_ERRORS
+
+
+@pytest.mark.parametrize("name", RETRY_STATES)
+def test_throttled_tasks_retry_apart_with_capped_jittered_backoff_and_give_up_within_a_step_deadline(states, name):
+    # Given the Retry for throttling (the account's Describe* bucket is shared by every concurrent rollout)
+    (throttled, _) = states[name]["Retry"]
+    # Then concurrent executions throttled together retry at random times, not in lock-step
+    assert throttled["JitterStrategy"] == "FULL"
+    assert throttled["BackoffRate"] >= 2 and throttled["IntervalSeconds"] >= 1
+    # and each wait is capped, so a long retry keeps looking at the bucket every minute or so
+    assert throttled["MaxDelaySeconds"] <= 60
+    # and it keeps trying longer than the general clause, but gives up within about a step's 900 s deadline
+    assert throttled["MaxAttempts"] > 5 and 300 <= _worst_wait(throttled) <= 1000
