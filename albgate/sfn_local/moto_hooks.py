@@ -19,7 +19,8 @@ When moto changes, re-check (in ``.venv/lib/python3.11/site-packages/moto``):
   * ``stepfunctions/parser/asl/component/state/wait/wait_function/wait_function.py``: ``_eval_body`` still
     calls ``self._wait_interval(env=env, wait_seconds=...)`` **with keyword arguments** (a renamed parameter
     fails every Wait as States.Runtime).
-  * ``.../common/retry/retrier_decl.py``: ``RetrierDecl._eval_body`` still waits with ``time.sleep``.
+  * ``.../common/retry/retrier_decl.py``: ``RetrierDecl._eval_body`` still waits with ``time.sleep``;
+    ``.../common/retry/jitter_strategy_decl.py``: FULL jitter still draws with the module's ``random.uniform``.
   * ``.../state/exec/state_task/lambda_eval_utils.py``: still builds its client with ``boto_client_for``.
   * ``backend/execution_worker.py``: ``ExecutionWorker._get_evaluation_entrypoint`` still parses the
     definition, and the parsed tree still keeps no per-execution state (else drop ``cache_definition_parse``).
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import random
 import inspect
 import threading
 import time
@@ -66,7 +68,10 @@ from moto.stepfunctions.models import StateMachine  # noqa: E402
 from moto.stepfunctions.parser import utils as parser_utils  # noqa: E402
 from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName  # noqa: E402
 from moto.stepfunctions.parser.asl.component.common.path import result_path  # noqa: E402
-from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: E402
+from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl, retrier_decl  # noqa: E402
+from moto.stepfunctions.parser.asl.component.common.retry.jitter_strategy_decl import (  # noqa: E402
+    JitterStrategyDecl,
+)
 from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: E402
@@ -130,6 +135,13 @@ HOOK_TARGETS: dict[str, HookTarget] = {
         ("self", "env", "wait_seconds"),
         _WAIT,
         call_sites=((WaitFunction._eval_body, "self._wait_interval(env=env, wait_seconds="),),
+    ),
+    "seeded_retry_jitter": HookTarget(
+        jitter_strategy_decl,
+        "random",
+        None,
+        "moto/stepfunctions/parser/asl/component/common/retry/jitter_strategy_decl.py",
+        call_sites=((JitterStrategyDecl._eval_body, "random.uniform(0, interval_seconds)"),),
     ),
     "retry_backoff_on_clock": HookTarget(
         retrier_decl,
@@ -284,6 +296,7 @@ def verify_target(name: str) -> None:
     if target.parameters is None:
         ok = {
             "retry_backoff_on_clock": current is time or isinstance(current, _TimeWithClockSleep),
+            "seeded_retry_jitter": current is random or isinstance(current, random.Random),
             "prune_finished_threads": isinstance(current, list),
         }
         if not ok[name]:
@@ -411,6 +424,14 @@ def retry_backoff_on_clock(sleep: Sleep) -> Patch:
     Swapping the module attribute (not ``time.sleep`` itself) keeps every other thread's real sleeps real.
     """
     return Patch("retry_backoff_on_clock", _TimeWithClockSleep(sleep))
+
+
+def seeded_retry_jitter(rng: random.Random) -> Patch:
+    """Replace the ``random`` module seen by ``jitter_strategy_decl`` with ``rng``, so a Retry with
+    ``JitterStrategy: FULL`` draws its delay (``random.uniform(0, interval_seconds)``) from a generator the
+    runner seeds per execution: a simulated run with a jittered retry is then as repeatable as the rest of
+    the simulation (moto draws from the process-wide generator otherwise)."""
+    return Patch("seeded_retry_jitter", rng)
 
 
 def history_timestamps_on_clock(now: Now) -> Patch:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import random
 import logging
 import threading
 import time
@@ -226,6 +227,8 @@ class LocalStateMachine:
         self._handlers = {h: resolve_handler(h) for h in sorted(set(extracted.functions.values()))}
         self._token_states, self._token_states_defs = _wait_for_task_token_states(extracted.definition)
         self._run: _Run | None = None
+        # Retry jitter (JitterStrategy FULL) draws from this, re-seeded with the execution name at each run.
+        self._jitter = random.Random(0)
         self._mock: Any = None
         self._hooks: Any = None
         self._backend: Any = None
@@ -247,6 +250,7 @@ class LocalStateMachine:
                 moto_hooks.dispatch_lambda_invoke(self._dispatch),
                 moto_hooks.wait_on_clock(self._sleep),
                 moto_hooks.retry_backoff_on_clock(self._sleep),
+                moto_hooks.seeded_retry_jitter(self._jitter),
                 moto_hooks.history_timestamps_on_clock(self._now),
                 moto_hooks.fail_state_passes_states_errors(),
                 moto_hooks.early_answer_reaches_heartbeat_wait(),
@@ -350,6 +354,7 @@ class LocalStateMachine:
             invoke=invoke or self.invoke or self.invoke_handler,
             on_task_token=on_task_token or self.on_task_token,
         )
+        self._jitter.seed(f"albgate-retry-jitter/{name}")
         real_start = time.perf_counter()
         started_at = run.clock.now()
         try:

@@ -231,3 +231,38 @@ def test_no_interpreter_thread_outlives_a_run(machine):
     run(machine, VirtualClock())
     # Then moto's thread list holds no live thread (outstanding tokens were released)
     assert moto_hooks.prune_finished_threads() == 0
+
+
+def test_seeded_retry_jitter_draws_full_jitter_from_the_runners_generator():
+    # Given moto's FULL jitter evaluated under the hook with a generator seeded by the runner
+    import random
+    from types import SimpleNamespace
+
+    from moto.stepfunctions.parser.asl.component.common.retry.jitter_strategy_decl import (
+        JitterStrategy,
+        JitterStrategyDecl,
+    )
+
+    from albgate.sfn_local import moto_hooks
+
+    def draws(seed: str) -> list[float]:
+        rng = random.Random(seed)
+        out = []
+        patch = moto_hooks.seeded_retry_jitter(rng)  # installed alone (another test module may hold the set)
+        patch.install()
+        try:
+            for interval in (2.0, 4.0, 8.0):
+                env = SimpleNamespace(stack=[interval])
+                JitterStrategyDecl(JitterStrategy.FULL)._eval_body(env)
+                out.append(env.stack.pop())
+        finally:
+            patch.uninstall()
+        return out
+
+    # When the same execution's retries are drawn twice, and another execution's once
+    first, again, other = draws("run-a"), draws("run-a"), draws("run-b")
+    # Then the delays repeat exactly for the same seed, stay within [0, interval], and differ between runs
+    assert first == again and first != other
+    assert all(0 <= d <= i for d, i in zip(first, (2.0, 4.0, 8.0)))
+    expected = random.Random("run-a")
+    assert first == [expected.uniform(0, i) for i in (2.0, 4.0, 8.0)]
