@@ -19,7 +19,7 @@ from stacks.config import AlbgateConfig
 from stacks.constructs.bootstrap_specs import BOOTSTRAP_HANDLERS
 from stacks.constructs.bootstrap_workflow import BootstrapWorkflow
 from stacks.constructs.cluster_access import ClusterAccess, cluster_arn
-from stacks.constructs.ecr_trigger import EcrTrigger
+from stacks.constructs.ecr_trigger import EVENT_BUS_NAME, EcrTrigger, trigger_applications
 from stacks.constructs.handler_specs import ROLLOUT_HANDLERS
 from stacks.constructs.lambda_asset import lambdas_code
 from stacks.constructs.lambda_function import AlbgateFunction, VpcPlacement
@@ -63,11 +63,19 @@ class AlbgateStack(Stack):
         }
         self.cluster_access = ClusterAccess(self, "ClusterAccess", config=config, functions=self.functions)
 
+        # albgate's event bus exists when the ECR trigger does (it is created there); the state machine then
+        # announces every passed step on it. Referenced by name: the trigger needs the state machine first.
+        bus = (
+            events.EventBus.from_event_bus_name(self, "AlbgateEvents", EVENT_BUS_NAME)
+            if trigger_applications(config)
+            else None
+        )
         self.workflow = RolloutWorkflow(
             self,
             "Rollout",
             functions={name: f.function for name, f in self.functions.items()},
             specs=ROLLOUT_HANDLERS,
+            event_bus=bus,
         )
         self.state_machine = self.workflow.state_machine
         self.observability = RolloutObservability(self, "Observability", state_machine=self.state_machine)

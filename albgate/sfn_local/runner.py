@@ -200,6 +200,23 @@ class _Run:
     errors: list[BaseException] = field(default_factory=list)
 
 
+def _event_buses(node: Any) -> set[str]:
+    """Names of the custom event buses named by the definition's ``events:putEvents`` tasks."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        if str(node.get("Resource", "")).startswith("arn:aws:states:::events:putEvents"):
+            for entry in (node.get("Parameters") or {}).get("Entries") or []:
+                name = str(entry.get("EventBusName") or "default").rsplit("/", 1)[-1]
+                if name != "default":
+                    found.add(name)
+        for value in node.values():
+            found |= _event_buses(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _event_buses(value)
+    return found
+
+
 class LocalStateMachine:
     """One synthesized state machine, runnable locally. Use as a context manager::
 
@@ -323,6 +340,12 @@ class LocalStateMachine:
                 Timeout=settings.timeout_seconds,
                 MemorySize=settings.memory_mb,
             )
+        # The custom event buses the definition publishes to (events:putEvents tasks), so a PutEvents lands
+        # in moto's EventBridge as it would on AWS; a test subscribes a queue to read what was published.
+        events = boto3.client("events", region_name=REGION)
+        existing = {b["Name"] for b in events.list_event_buses().get("EventBuses", [])}
+        for bus in sorted(_event_buses(self.extracted.definition) - existing):
+            events.create_event_bus(Name=bus)
         sfn = boto3.client("stepfunctions", region_name=REGION)
         created = sfn.create_state_machine(
             name=self.extracted.state_machine_logical_id,

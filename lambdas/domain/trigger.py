@@ -45,6 +45,7 @@ ROLLED_BACK_ERROR = "RolledBack"  # the rollout state machine's `Rollout Rolled 
 # albgate's own events on its bus (source ``albgate``).
 EVENT_SOURCE = "albgate"
 ROLLOUT_STARTED = "Rollout Started"
+ROLLOUT_STEP_PASSED = "Rollout Step Passed"  # published by the state machine itself (Announce Step Passed)
 ROLLOUT_QUEUED = "Rollout Queued"
 ROLLOUT_SUCCEEDED = "Rollout Succeeded"
 ROLLOUT_ROLLED_BACK = "Rollout Rolled Back"

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_events as events
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from lambdas.domain.errors import permanent_error_names, retryable_error_names
+from lambdas.domain.trigger import EVENT_SOURCE, ROLLOUT_STEP_PASSED
 from stacks.constructs.handler_specs import HandlerSpec
 
 # Lambda's own transient failures, plus a timed-out invocation: every handler is idempotent, so a retry after a
@@ -134,6 +136,46 @@ def catch_all(task: tasks.LambdaInvoke, handler: sfn.IChainable) -> None:
     task.add_catch(handler, errors=["States.ALL"], result_path="$.failure")
 
 
+def announce_step_passed(scope: Construct, bus: events.IEventBus) -> tasks.EventBridgePutEvents:
+    """PutEvents ``Rollout Step Passed`` on albgate's bus, straight from the state machine (no Lambda): which
+    execution, which Deployment, the step that passed (1-based, of how many, with how many new pods) and its
+    mode (a rollback's steps are announced too), and the execution's console link."""
+    region = Stack.of(scope).region
+    detail = {
+        "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+        "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
+        "console_url": sfn.JsonPath.format(
+            "https://{}.console.aws.amazon.com/states/home?region={}#/v2/executions/details/{}",
+            region,
+            region,
+            sfn.JsonPath.string_at("$$.Execution.Id"),
+        ),
+        "cluster": sfn.JsonPath.string_at("$.request.cluster"),
+        "namespace": sfn.JsonPath.string_at("$.request.namespace"),
+        "deployment": sfn.JsonPath.string_at("$.request.deployment"),
+        "container": sfn.JsonPath.string_at("$.request.container"),
+        "image": sfn.JsonPath.string_at("$.target_image"),
+        "mode": sfn.JsonPath.string_at("$.mode"),
+        "step": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.step"), 1),
+        "steps": sfn.JsonPath.array_length(sfn.JsonPath.list_at("$.plan")),
+        "new_pods": sfn.JsonPath.array_get_item(sfn.JsonPath.list_at("$.plan"), sfn.JsonPath.number_at("$.step")),
+    }
+    return tasks.EventBridgePutEvents(
+        scope,
+        "Announce Step Passed",
+        comment="Tell the teams' event rules that a step passed its gate and its drain (albgate's event bus)",
+        entries=[
+            tasks.EventBridgePutEventsEntry(
+                detail=sfn.TaskInput.from_object(detail),
+                detail_type=ROLLOUT_STEP_PASSED,
+                source=EVENT_SOURCE,
+                event_bus=bus,
+            )
+        ],
+        result_path=sfn.JsonPath.DISCARD,
+    )
+
+
 class GatedSteps(sfn.StateMachineFragment):
     """One pass over the step plan: approve?, start, gate on target health, release old pods, verify drain, bake.
 
@@ -148,6 +190,7 @@ class GatedSteps(sfn.StateMachineFragment):
         functions: Mapping[str, lambda_.IFunction],
         on_failure: sfn.IChainable,
         with_approval: bool,
+        event_bus: events.IEventBus | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         fn = functions
@@ -255,7 +298,14 @@ class GatedSteps(sfn.StateMachineFragment):
         wait_health.next(check_health)
         release.next(verify_drain)
         verify_drain.next(drained)
-        drained.when(sfn.Condition.string_equals("$.drain.status", PASSED), bake)
+        if event_bus is not None:
+            announce = announce_step_passed(self, event_bus)
+            # An event that could not be published must not stop a rollout whose step passed: go on, keep the state.
+            announce.add_catch(bake, errors=["States.ALL"], result_path=sfn.JsonPath.DISCARD)
+            announce.next(bake)
+            drained.when(sfn.Condition.string_equals("$.drain.status", PASSED), announce)
+        else:
+            drained.when(sfn.Condition.string_equals("$.drain.status", PASSED), bake)
         drained.when(sfn.Condition.string_equals("$.drain.status", FAILED), drain_failed)
         drained.otherwise(wait_drain)
         wait_drain.next(verify_drain)
@@ -286,6 +336,7 @@ class RolloutWorkflow(Construct):
         functions: Mapping[str, lambda_.IFunction],
         specs: tuple[HandlerSpec, ...] = (),
         state_machine_name: str | None = None,
+        event_bus: events.IEventBus | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         missing = {"Preflight", "StartStep", "CheckTargetHealth", "ReleaseOldPods", "VerifyDrain", "RollBack",
@@ -357,7 +408,8 @@ class RolloutWorkflow(Construct):
             sfn.Pass(self, "Keep Rollback Cause", input_path="$.rollback_failure.summary", result_path="$.failure_summary")
         ).next(rollback_failed)
         rollback_steps = GatedSteps(
-            self, "Rollback", functions=fn, on_failure=summarise_rollback_failure, with_approval=False
+            self, "Rollback", functions=fn, on_failure=summarise_rollback_failure, with_approval=False,
+            event_bus=event_bus,
         ).prefix_states("Rollback: ")
         catch_all(finish_rollback, summarise_rollback_failure)
         rollback_steps.next(finish_rollback).next(rolled_back)
@@ -394,7 +446,9 @@ class RolloutWorkflow(Construct):
         should_roll_back.otherwise(failed)
 
         # --- rollout path ----------------------------------------------------------------------------------
-        rollout_steps = GatedSteps(self, "Rollout", functions=fn, on_failure=should_roll_back, with_approval=True)
+        rollout_steps = GatedSteps(
+            self, "Rollout", functions=fn, on_failure=should_roll_back, with_approval=True, event_bus=event_bus
+        )
         finish = rollout_task(
             self,
             "Finish Rollout",

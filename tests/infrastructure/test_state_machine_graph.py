@@ -56,10 +56,16 @@ def test_start_and_story_of_a_step(template):
     assert s["Wait For Health Check"]["SecondsPath"] == "$.wait_seconds"
     assert edges(s["Release Old Pods"])["next"] == "Verify Drain"
     assert edges(s["Old Targets Drained?"]) == {
-        "$.drain.status=PASSED": "Bake Step",
+        "$.drain.status=PASSED": "Announce Step Passed",
         "$.drain.status=FAILED": "Record Drain Failure",
         "default": "Wait For Drain",
     }
+    # the example config has an ECR trigger, hence albgate's bus: a passed step is announced, and an event that
+    # could not be published never stops the rollout (its Catch goes on to the bake, keeping the state)
+    assert edges(s["Announce Step Passed"]) == {"next": "Bake Step", "catch:States.ALL": "Bake Step"}
+    assert s["Announce Step Passed"]["ResultPath"] is None and s["Announce Step Passed"]["Catch"][0]["ResultPath"] is None
+    assert s["Announce Step Passed"]["Resource"] == "arn:aws:states:::events:putEvents"
+    assert edges(s["Bake Step"]) == {"next": "More Steps?"}
     assert edges(s["More Steps?"]) == {"$.more_steps=True": "Approval Needed?", "default": "All Steps Passed"}
     assert edges(s["All Steps Passed"])["next"] == "Finish Rollout"
     assert edges(s["Finish Rollout"])["next"] == "Rollout Succeeded"
@@ -86,7 +92,7 @@ def test_rollback_is_the_same_step_fragment_prefixed(states):
     rollback = {n.removeprefix("Rollback: ") for n in states if n.startswith("Rollback: ")}
     # the rollback repeats the step's gate and drain, without approval
     assert {"Start Step", "Check Target Health", "Targets Healthy?", "Wait For Health Check", "Release Old Pods",
-            "Verify Drain", "Old Targets Drained?", "Wait For Drain", "More Steps?"} <= rollback
+            "Verify Drain", "Old Targets Drained?", "Wait For Drain", "Announce Step Passed", "More Steps?"} <= rollback
     assert "Approval Needed?" in rollout and "Approval Needed?" not in rollback
     assert edges(states["Rollback: All Steps Passed"])["next"] == "Record Rollback"
     assert edges(states["Record Rollback"])["next"] == "Rollout Rolled Back"
