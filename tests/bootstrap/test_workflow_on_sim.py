@@ -5,40 +5,21 @@ nothing. Waits advance the simulation's virtual clock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 
 from albgate.rollout_strategy import LAMBDA_SECONDS, SimClock
 from albgate.sfn_local.extract import extract_state_machine
 from albgate.sfn_local.runner import ExecutionResult, LocalStateMachine
 from albgate.sim import Simulation
-from albgate.sim.bootstrap_ports import SimBootstrapKubernetes, SimController, SimHelm
 from albgate.template import BOOTSTRAP_STATE_MACHINE_PREFIX, state_machine_id, synthesized_template
-from lambdas.domain.ports import INJECT_LABEL, LBC_GATE_PREFIX, Ports
-from lambdas.handlers._runtime import use_ports
-from lambdas.handlers.bootstrap_common import use_helm
-from tests.bootstrap.conftest import world
-from tests.bootstrap.test_end_to_end_sim import NAMESPACE, SEED_INPUT
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_powertools():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-        mp.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-        yield
-
-
-@pytest.fixture
-def cluster() -> Iterator[tuple[Simulation, SimBootstrapKubernetes, SimHelm]]:
-    sim, kube, helm = world(SimController(installed=False))
-    use_ports(lambda name: Ports(kube=kube, elb=sim.elb, clock=sim.clock))
-    use_helm(lambda name: helm)
-    yield sim, kube, helm
-    use_ports(None)
-    use_helm(None)
+from lambdas.domain.ports import INJECT_LABEL, LBC_GATE_PREFIX
+from tests.bootstrap.test_end_to_end_sim import (  # noqa: F401  (the module's fixtures: quiet Powertools, a world)
+    NAMESPACE,
+    SEED_INPUT,
+    _quiet_powertools,
+    cluster,
+)
 
 
 def run_synthesized(sim: Simulation, request: dict[str, Any], name: str) -> ExecutionResult:

@@ -90,13 +90,7 @@ def test_throttling_backs_off_instead_of_failing(sim):
 
 
 def test_release_opens_the_gate_only_on_the_pods_the_gate_named(sim):
-    state = started(sim)
-    for _ in range(20):
-        state = check_target_health.handler(state, None)
-        if state["gate"]["status"] != "WAITING":
-            break
-        sim.advance(state["wait_seconds"])
-    assert state["gate"]["status"] == "PASSED"
+    state = gate_passed(sim)
     released = release_old_pods.handler(state, None)
     pods = sim.kube.list_pods("readiness", {"app": "nginx"})
     opened = sorted(p.name for p in pods if p.condition(ALBGATE_GATE) == "True")
