@@ -21,6 +21,11 @@ POD_START_POLL_SECONDS = 3
 # not at a health check, so the drain is polled a few times per interval (at least every 5 s apart).
 DRAIN_POLLS_PER_INTERVAL = 3
 MIN_DRAIN_POLL_SECONDS = 5
+# A pod the scheduler cannot place (PodScheduled=False, Unschedulable) waits for room on a node, which a node
+# autoscaler adds in tens of seconds to minutes, not in the seconds a pod takes to start: while every starting
+# pod is unschedulable, look every 15 s, which delays such a pod's start by at most that and keeps a long
+# wait from costing a state transition every 3 s.
+UNSCHEDULABLE_POLL_SECONDS = 15
 THROTTLE_CAP_SECONDS = 120
 
 
@@ -43,8 +48,8 @@ def drain_poll_seconds(interval_seconds: int, key: str, throttles: int = 0) -> i
     return _jittered(max(MIN_DRAIN_POLL_SECONDS, math.ceil(interval_seconds / DRAIN_POLLS_PER_INTERVAL)), key)
 
 
-def pod_poll_seconds(key: str) -> int:
-    return _jittered(POD_START_POLL_SECONDS, key)
+def pod_poll_seconds(key: str, *, unschedulable: bool = False) -> int:
+    return _jittered(UNSCHEDULABLE_POLL_SECONDS if unschedulable else POD_START_POLL_SECONDS, key)
 
 
 def _jittered(base: int, key: str) -> int:

@@ -432,8 +432,16 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
     elif health is not None:
         s.wait_seconds = target_poll_seconds(_interval(s), _poll_key(s, "targets"))
     else:
-        s.wait_seconds = pod_poll_seconds(_poll_key(s, "pods"))
+        starting = [p for p in candidates if not (p.containers_ready and p.ip)]
+        s.wait_seconds = pod_poll_seconds(
+            _poll_key(s, "pods"), unschedulable=bool(starting) and all(_unschedulable(p) for p in starting)
+        )
     return s.dump()
+
+
+def _unschedulable(pod: Pod) -> bool:
+    """PodScheduled=False with reason Unschedulable: the scheduler found no node for it (Kubernetes core/v1)."""
+    return any(c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable" for c in pod.conditions)
 
 
 def _deadline_exceeded_during_step(progressing: DeploymentCondition | None, step_started_at: float) -> bool:

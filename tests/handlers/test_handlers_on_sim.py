@@ -212,3 +212,16 @@ def test_rollback_with_no_previous_pod_serving_returns_behind_the_gate(sim):
     assert ALBGATE_GATE in d.template.readiness_gates and d.revision == 3  # a new ReplicaSet, not revision 1
     state = check_target_health.handler(state, None)
     assert state["gate"]["status"] == "WAITING"
+
+
+def test_while_the_new_pods_cannot_be_scheduled_the_gate_looks_every_15_s(sim):
+    # Given the seed app whose new pods the scheduler cannot place (scenarios/pods-stuck-pending.yaml)
+    pending = Simulation(bootstrap_hardened(load_scenario(SEED_APP.parent / "pods-stuck-pending.yaml")))
+    pending.run_until(pending.rollout_start)
+    _runtime.use_ports(lambda cluster: pending.ports)
+    state = started(pending)
+    pending.advance(5)
+    # When the gate checks / Then it waits, says why, and looks again in 15 s rather than 3 (no ELB call)
+    state = check_target_health.handler(state, None)
+    assert state["gate"]["status"] == "WAITING" and "Unschedulable" in state["gate"]["reason"]
+    assert 15 <= state["wait_seconds"] <= 19 and state["describe_target_health_calls"] == 0

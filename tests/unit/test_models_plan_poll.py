@@ -100,3 +100,12 @@ def test_throttling_backs_off_and_is_capped():
 def test_waits_are_deterministic():
     assert target_poll_seconds(15, "same") == target_poll_seconds(15, "same")
     assert pod_poll_seconds("same") == pod_poll_seconds("same")
+
+
+def test_pods_the_scheduler_cannot_place_are_polled_every_15_s_not_every_3():
+    from lambdas.domain.poll import POD_START_POLL_SECONDS, UNSCHEDULABLE_POLL_SECONDS
+
+    starting = [pod_poll_seconds(f"k/{i}") for i in range(100)]
+    pending = [pod_poll_seconds(f"k/{i}", unschedulable=True) for i in range(100)]
+    assert POD_START_POLL_SECONDS <= min(starting) and max(starting) <= POD_START_POLL_SECONDS * (1 + JITTER) + 1
+    assert UNSCHEDULABLE_POLL_SECONDS <= min(pending) and max(pending) <= UNSCHEDULABLE_POLL_SECONDS * (1 + JITTER) + 1
