@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,16 +32,24 @@ def _free_port() -> int:
 
 @pytest.fixture
 def moto_server(no_aws: Path) -> Iterator[dict[str, str]]:
-    """A moto server executing Step Functions definitions; yields the environment a user's shell would have."""
-    from moto.server import ThreadedMotoServer
-
+    """A moto server in its own process (its backends and config are process-wide: sharing them would leak into
+    the other tests' in-process mocks), executing Step Functions definitions; yields the environment a user's
+    shell would have."""
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}},
-                      timeout=10).raise_for_status()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}},
+                              timeout=2).raise_for_status()
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION,
                    AWS_ENDPOINT_URL=endpoint, AWS_EC2_METADATA_DISABLED="true",
@@ -48,7 +57,8 @@ def moto_server(no_aws: Path) -> Iterator[dict[str, str]]:
                    AWS_SHARED_CREDENTIALS_FILE=os.environ["AWS_SHARED_CREDENTIALS_FILE"])
         yield env
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _state_machine(env: dict[str, str], end: str) -> str:
