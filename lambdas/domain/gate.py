@@ -37,6 +37,7 @@ class GateResult:
     unhealthy: int = 0
     unregistered: int = 0
     starting: int = 0
+    unschedulable: int = 0  # of the starting pods, those the scheduler cannot place
     release: tuple[str, ...] = ()  # pod names to open albgate's gate on, oldest first
     polled_targets: bool = False  # False: decided from Kubernetes alone, no DescribeTargetHealth needed
 
@@ -99,6 +100,7 @@ def evaluate_gate(
             f"{'; ' + pending if pending else ''}",
             needed=needed,
             starting=len(starting),
+            unschedulable=sum(1 for p in starting if is_unschedulable(p)),
         )
         return _with_deadline(result, now, deadline)
 
@@ -157,14 +159,16 @@ def evaluate_gate(
     return _with_deadline(result, now, deadline)
 
 
+def is_unschedulable(pod: Pod) -> bool:
+    """PodScheduled=False with reason Unschedulable (kubernetes core/v1 PodReasonUnschedulable): the scheduler
+    found no node for the pod right now."""
+    return any(c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable" for c in pod.conditions)
+
+
 def _unschedulable_note(pods: list[Pod]) -> str:
-    """Reason text naming the pods the scheduler cannot place (PodScheduled=False, reason Unschedulable, as
-    kubernetes core/v1 PodReasonUnschedulable), so a release engineer sees why a step waits; "" when none."""
-    n = sum(
-        1
-        for p in pods
-        if any(c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable" for c in p.conditions)
-    )
+    """Reason text naming the pods the scheduler cannot place, so a release engineer sees why a step waits;
+    "" when none."""
+    n = sum(1 for p in pods if is_unschedulable(p))
     if not n:
         return ""
     return f"{n} Pending, PodScheduled=False Unschedulable: no node can take {'it' if n == 1 else 'them'}"

@@ -256,8 +256,17 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
     delay = max(g.deregistration_delay_seconds for g in s.target_groups)
     hold_until = now + req.policy.step_deadline_seconds + delay + DRAIN_MARGIN_SECONDS + req.policy.bake_seconds
     marker = {ROLLOUT_ANNOTATION: f"{s.execution_name}@{int(hold_until)}"}
-    if i == 0 and s.mode == "rollout":
-        fields: dict[str, Any] = dict(s.hardening)
+    if i == 0 and s.mode == "rollback" and (req.kind == "restart" or _undo_is_safe(ports, s)):
+        # Roll back as `kubectl rollout undo` does: the previous revision's exact template, so the Deployment
+        # controller scales the previous ReplicaSet (still serving) back up instead of building a new one.
+        ports.kube.rollback_deployment(req.namespace, req.deployment, s.previous_revision)
+        patch = DeploymentPatch(max_surge=batch, max_unavailable=0, annotations=marker)
+    elif i == 0:
+        # The first step writes the target image behind albgate's gate (with the hardening, on a rollout). A
+        # rollback comes here when undo is not safe: the previous revision has no albgate gate and no pod left
+        # serving, so its returning pods would turn Ready, and let Kubernetes remove the failed version's serving
+        # pods, before the load balancer had checked them; its image then comes back gated like any step.
+        fields: dict[str, Any] = dict(s.hardening) if s.mode == "rollout" else {}
         fields.pop("max_unavailable", None)
         patch = DeploymentPatch(
             images={req.container: s.target_image},
@@ -267,23 +276,8 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
             annotations=marker,
             **fields,
         )
-        s.template_changed = True
-    elif i == 0 and (req.kind == "restart" or _undo_is_safe(ports, s)):
-        # Roll back as `kubectl rollout undo` does: the previous revision's exact template, so the Deployment
-        # controller scales the previous ReplicaSet (still serving) back up instead of building a new one.
-        ports.kube.rollback_deployment(req.namespace, req.deployment, s.previous_revision)
-        patch = DeploymentPatch(max_surge=batch, max_unavailable=0, annotations=marker)
-    elif i == 0:
-        # The previous revision has no albgate gate and no pod left serving: its new pods would turn Ready, and
-        # let Kubernetes remove the failed version's serving pods, before the load balancer had checked them.
-        # Roll back to its image behind the gate instead: a new ReplicaSet, gated like any step.
-        patch = DeploymentPatch(
-            images={req.container: s.previous_image},
-            add_readiness_gates=(ALBGATE_GATE,),
-            max_surge=batch,
-            max_unavailable=0,
-            annotations=marker,
-        )
+        if s.mode == "rollout":
+            s.template_changed = True
     else:
         patch = DeploymentPatch(max_surge=batch, annotations=marker)
     ports.kube.patch_deployment(req.namespace, req.deployment, patch)
@@ -432,16 +426,9 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
     elif health is not None:
         s.wait_seconds = target_poll_seconds(_interval(s), _poll_key(s, "targets"))
     else:
-        starting = [p for p in candidates if not (p.containers_ready and p.ip)]
-        s.wait_seconds = pod_poll_seconds(
-            _poll_key(s, "pods"), unschedulable=bool(starting) and all(_unschedulable(p) for p in starting)
-        )
+        stuck = result.starting > 0 and result.unschedulable == result.starting  # every starting pod waits for a node
+        s.wait_seconds = pod_poll_seconds(_poll_key(s, "pods"), unschedulable=stuck)
     return s.dump()
-
-
-def _unschedulable(pod: Pod) -> bool:
-    """PodScheduled=False with reason Unschedulable: the scheduler found no node for it (Kubernetes core/v1)."""
-    return any(c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable" for c in pod.conditions)
 
 
 def _deadline_exceeded_during_step(progressing: DeploymentCondition | None, step_started_at: float) -> bool:

@@ -57,6 +57,17 @@ SEED_INPUT = {
 }
 
 
+# What the first bootstrap of an empty cluster changes, in order (the execution's audit trail).
+FIRST_RUN_CHANGES = [
+    ("created", "ServiceAccount/kube-system/aws-load-balancer-controller"),
+    ("install", "helm release kube-system/aws-load-balancer-controller"),
+    ("created", "Namespace/shop"),
+    ("created", "Service/shop/nginx-svc"),
+    ("created", "Ingress/shop/myapp-ingress"),
+    ("created", "Deployment/shop/nginx-app"),
+]
+
+
 @pytest.fixture
 def cluster() -> Iterator[tuple[Simulation, SimBootstrapKubernetes, SimHelm]]:
     sim, kube, helm = world(SimController(installed=False))
@@ -97,14 +108,7 @@ def test_from_an_empty_namespace_to_the_seed_app_serving_then_a_rerun_changes_no
     # When the bootstrap runs
     first = run_bootstrap(sim, SEED_INPUT, "boot-1")
     # Then it installed the controller, created and labelled the namespace, applied Service, Ingress, Deployment
-    assert [(c["change"], c["object"]) for c in first["changes"]] == [
-        ("created", "ServiceAccount/kube-system/aws-load-balancer-controller"),
-        ("install", "helm release kube-system/aws-load-balancer-controller"),
-        ("created", "Namespace/shop"),
-        ("created", "Service/shop/nginx-svc"),
-        ("created", "Ingress/shop/myapp-ingress"),
-        ("created", "Deployment/shop/nginx-app"),
-    ]
+    assert [(c["change"], c["object"]) for c in first["changes"]] == FIRST_RUN_CHANGES
     assert len(helm.runs) == 1 and helm.runs[0][:2] == ["upgrade", "--install"]
     assert kube.get_namespace(NAMESPACE).labels[INJECT_LABEL] == "enabled"
     # And the Deployment was applied only after the binding existed: every pod carries the controller's gate

@@ -15,6 +15,7 @@ from albgate.sim import Simulation
 from albgate.template import BOOTSTRAP_STATE_MACHINE_PREFIX, state_machine_id, synthesized_template
 from lambdas.domain.ports import INJECT_LABEL, LBC_GATE_PREFIX
 from tests.bootstrap.test_end_to_end_sim import (  # noqa: F401  (the module's fixtures: quiet Powertools, a world)
+    FIRST_RUN_CHANGES,
     NAMESPACE,
     SEED_INPUT,
     _quiet_powertools,
@@ -54,14 +55,7 @@ def test_the_synthesized_bootstrap_installs_labels_applies_and_reruns_as_a_no_op
     assert [n for n in names if n in ORDER] == ORDER
     assert {"Wait For Controller", "Wait For Bindings", "Wait For Deployments"} <= set(names)
     out = first.output or {}
-    assert [(c["change"], c["object"]) for c in out["changes"]] == [
-        ("created", "ServiceAccount/kube-system/aws-load-balancer-controller"),
-        ("install", "helm release kube-system/aws-load-balancer-controller"),
-        ("created", "Namespace/shop"),
-        ("created", "Service/shop/nginx-svc"),
-        ("created", "Ingress/shop/myapp-ingress"),
-        ("created", "Deployment/shop/nginx-app"),
-    ]
+    assert [(c["change"], c["object"]) for c in out["changes"]] == FIRST_RUN_CHANGES
     assert kube.get_namespace(NAMESPACE).labels[INJECT_LABEL] == "enabled"
     [binding] = kube.list_target_group_bindings(NAMESPACE)
     pods = kube.list_pods(NAMESPACE, {"app": "nginx"})

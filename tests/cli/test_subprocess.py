@@ -95,3 +95,15 @@ def test_watch_in_a_process_with_json_ends_with_the_summary(moto_server):
     # Then every line is JSON, the last one the summary with the exit code
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert proc.returncode == 0 and lines[-1]["type"] == "Summary" and lines[-1]["status"] == "SUCCEEDED"
+
+
+def test_preflight_in_a_process_reports_the_seed_apps_risks_as_json(no_aws):
+    # Given the seed's app on the simulated cluster (no AWS needed) / When a user runs the report with --json
+    seed_app = str(Path(__file__).resolve().parents[2] / "scenarios" / "seed-app.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.run([ALBGATE, "preflight", "--simulate", seed_app, "--namespace", "readiness",
+                           "--deployment", "nginx-app", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    # Then it exits 1 (error-level risks) with one JSON object listing each risk with its fix
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1 and report["exit_code"] == 1, proc.stderr
+    assert report["risks"] and all(r["fix"] for r in report["risks"])

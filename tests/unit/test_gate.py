@@ -233,7 +233,7 @@ def test_waiting_for_unschedulable_pods_names_them_and_keeps_the_decision():
     # When the gate waits before polling targets
     r = evaluate_gate(candidates=[stuck, starting], needed=2, health=None, now=0.0, deadline=100.0)
     # Then the reason counts only the unschedulable pod, and the decision and counts are as without it
-    assert r.status is Verdict.WAITING and r.starting == 2 and not r.release
+    assert r.status is Verdict.WAITING and r.starting == 2 and r.unschedulable == 1 and not r.release
     assert "1 Pending, PodScheduled=False Unschedulable: no node can take it" in r.reason
     plain = evaluate_gate(candidates=[starting, starting], needed=2, health=None, now=0.0, deadline=100.0)
     assert "Unschedulable" not in plain.reason and plain.status is r.status
