@@ -49,9 +49,9 @@ HEALTH_MODULE = "check_target_health"
 # Handlers whose first invocation gets its own row: both read the step's pods before anything else.
 FIRST_CALL_MODULES = (HEALTH_MODULE, "verify_drain")
 # What their first invocation imports on top of the handler: the real ports, then the Kubernetes adapter on
-# the light transport (wiring.LazyKubernetes.reader; every call these two handlers make is a read).
+# the light transport (wiring.LazyKubernetes.adapter, which every rollout handler uses for reads and writes).
 FIRST_CALL_IMPORTS = ("lambdas.adapters.wiring", "lambdas.adapters.kube_http", "lambdas.adapters.kubernetes")
-# The same before kube_http existed, and for a write's first call today: the adapter over the kubernetes client.
+# The same before kube_http existed (the bootstrap's adapter still runs on it): the adapter over the kubernetes client.
 CLIENT_CALL_IMPORTS = ("lambdas.adapters.wiring", "lambdas.adapters.kube_client", "lambdas.adapters.kubernetes")
 _LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)\s*$")
 

@@ -3,8 +3,7 @@
 Job:
 - ``EksClusters``: what reaching a cluster takes, once per cluster and warm Lambda: the endpoint and CA from
   ``eks:DescribeCluster``, and a bearer token minted by ``eks_token`` (``RefreshingToken``) (FACTS.md, "EKS
-  API from a Lambda"). Both transports below share them, so a Lambda that reads and writes describes the
-  cluster once;
+  API from a Lambda"), described once per cluster (``kube_client.KubeClientFactory`` can share them too);
 - ``HttpTransport``: one request, JSON in and JSON out, over urllib3 (already loaded by botocore, so it costs
   no import), TLS verified against the cluster's CA, the token in ``Authorization``. An answer outside 2xx
   raises ``ApiStatusError``; a connection failure leaves as urllib3's own error.
@@ -14,8 +13,8 @@ about the wire format (paths, label selectors, patch bodies, preconditions, the 
 errors). It sends its requests through a ``KubeTransport``: this module's, or ``kube_client.ApiClientTransport``
 over the kubernetes client. Both flavours are therefore the same adapter, and its tests run on both; a lean
 reader would have been a second copy of the same reads, free to drift from the first. Why a transport at all:
-the handlers that only read (Check Target Health, Verify Drain, Preflight) would otherwise import the
-kubernetes client on their first call, ~100 ms with bytecode and ~780 ms without it, as Lambda runs the
+the rollout handlers (``wiring`` sends all their requests, reads and writes, through this module) would
+otherwise import the kubernetes client on their first call, ~100 ms with bytecode and ~780 ms without it, as Lambda runs the
 asset (docs/benchmarks.md, "Start-up").
 
 Invariant: importing or using this module never imports the ``kubernetes`` package. A request never leaves

@@ -500,8 +500,8 @@ def api_path(api: str, plural: str, name: str | None = None, *, namespace: str |
 class KubernetesAdapter:
     """``KubernetesPort`` over a ``KubeTransport``, or over a configured ``ApiClient`` (kubernetes client).
 
-    In Lambda the transport comes from ``kube_http.EksClusters.http_transport`` (reads) or the client from
-    ``kube_client.KubeClientFactory`` (writes), see ``wiring``. Given an ``ApiClient``, the adapter sends its
+    In the rollout Lambdas the transport comes from ``kube_http.EksClusters.http_transport`` (``wiring``); the
+    bootstrap's subclass gets an ``ApiClient`` from ``kube_client.KubeClientFactory``. Given an ``ApiClient``, the adapter sends its
     requests through ``kube_client.ApiClientTransport`` and also keeps the client's generated APIs
     (``_core``, ``_apps``, ``_networking``, ``_version``) for a subclass's extra calls (the bootstrap adapter).
 

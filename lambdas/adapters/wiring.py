@@ -3,14 +3,11 @@
 Job: build the ELB adapter, a wall clock, and a Kubernetes port for one cluster, once per warm Lambda.
 
 Invariant: importing this module, or calling ``real_ports``, imports no kubernetes client and calls no AWS
-API. The Kubernetes port connects on its first call (eks:DescribeCluster once per cluster, then an EKS token,
-both shared by every later call). Reads (Namespace, Deployment, ReplicaSets, Pods, Services, Ingresses,
-TargetGroupBindings) go over ``kube_http``'s urllib3 transport and never import the ``kubernetes`` package,
-so a handler that only reads never loads it: Check Target Health and Verify Drain (their first invocation
-included: tests/adapters/test_kube_http.py checks it in a fresh interpreter), and Preflight. The three writes
-(``patch_deployment``, ``rollback_deployment``, ``set_pod_condition``) go over the kubernetes client, which
-the first write imports (Start Step, Release Old Pods, Roll Back, Finish Rollout pay for it). Both sides are
-the same ``KubernetesAdapter`` on two transports.
+API. The Kubernetes port connects on its first call (eks:DescribeCluster once per cluster, then an EKS token
+refreshed before it expires) and sends every request, reads and writes alike, over ``kube_http``'s urllib3
+transport, so no rollout Lambda ever loads the ``kubernetes`` package (tests/adapters/test_kube_http.py checks
+Check Target Health and Verify Drain, first invocation included, in a fresh interpreter). The adapter is the
+same ``KubernetesAdapter`` the bootstrap drives over the kubernetes client; its tests run on both transports.
 """
 
 from __future__ import annotations
@@ -39,7 +36,6 @@ from lambdas.domain.ports import (
 )
 
 if TYPE_CHECKING:
-    from lambdas.adapters.kube_http import EksClusters
     from lambdas.adapters.kubernetes import KubernetesAdapter
 
 
@@ -52,7 +48,7 @@ class SystemClock:
 
 
 class LazyKubernetes:
-    """A ``KubernetesPort`` that connects on its first call: reads over ``kube_http``, writes over the client."""
+    """A ``KubernetesPort`` that connects on its first call, over ``kube_http`` (no kubernetes client)."""
 
     def __init__(self, cluster_name: str, region: str, session: boto3.Session, clock: SystemClock) -> None:
         self._cluster = cluster_name
@@ -60,74 +56,54 @@ class LazyKubernetes:
         self._session = session
         self._clock = clock
         self._lock = threading.Lock()
-        self._clusters: EksClusters | None = None
-        self._reader: KubernetesAdapter | None = None
-        self._writer: KubernetesAdapter | None = None
+        self._adapter: KubernetesAdapter | None = None
 
     @property
     def loaded(self) -> bool:
-        return self._reader is not None or self._writer is not None
+        return self._adapter is not None
 
-    def _eks(self) -> EksClusters:
-        # Called with the lock held.
-        if self._clusters is None:
-            from lambdas.adapters.kube_http import EksClusters
-
-            self._clusters = EksClusters(self._region, session=self._session, now=self._clock.now)
-        return self._clusters
-
-    def reader(self) -> KubernetesAdapter:
-        """The adapter on the light HTTP transport: the kubernetes package stays unimported."""
+    def adapter(self) -> KubernetesAdapter:
+        """The adapter on the light HTTP transport, built on the first call (DescribeCluster, then a token)."""
         with self._lock:
-            if self._reader is None:
+            if self._adapter is None:
+                from lambdas.adapters.kube_http import EksClusters
                 from lambdas.adapters.kubernetes import KubernetesAdapter
 
-                transport = self._eks().http_transport(self._cluster)
-                self._reader = KubernetesAdapter(transport, now=self._clock.now)
-            return self._reader
-
-    def writer(self) -> KubernetesAdapter:
-        """The adapter on the kubernetes client (imported now), sharing the reader's endpoint and token."""
-        with self._lock:
-            if self._writer is None:
-                from lambdas.adapters.kube_client import KubeClientFactory
-                from lambdas.adapters.kubernetes import KubernetesAdapter
-
-                factory = KubeClientFactory(self._region, clusters=self._eks())
-                self._writer = KubernetesAdapter(factory.api_client(self._cluster), now=self._clock.now)
-            return self._writer
+                clusters = EksClusters(self._region, session=self._session, now=self._clock.now)
+                self._adapter = KubernetesAdapter(clusters.http_transport(self._cluster), now=self._clock.now)
+            return self._adapter
 
     def get_namespace(self, name: str) -> Namespace:
-        return self.reader().get_namespace(name)
+        return self.adapter().get_namespace(name)
 
     def get_deployment(self, namespace: str, name: str) -> Deployment:
-        return self.reader().get_deployment(namespace, name)
+        return self.adapter().get_deployment(namespace, name)
 
     def patch_deployment(self, namespace: str, name: str, patch: DeploymentPatch) -> Deployment:
-        return self.writer().patch_deployment(namespace, name, patch)
+        return self.adapter().patch_deployment(namespace, name, patch)
 
     def rollback_deployment(
         self, namespace: str, name: str, to_revision: int, add_readiness_gates: tuple[str, ...] = ()
     ) -> Deployment:
-        return self.writer().rollback_deployment(namespace, name, to_revision, add_readiness_gates)
+        return self.adapter().rollback_deployment(namespace, name, to_revision, add_readiness_gates)
 
     def list_replica_sets(self, namespace: str, deployment: str) -> list[ReplicaSet]:
-        return self.reader().list_replica_sets(namespace, deployment)
+        return self.adapter().list_replica_sets(namespace, deployment)
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
-        return self.reader().list_pods(namespace, selector)
+        return self.adapter().list_pods(namespace, selector)
 
     def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
-        self.writer().set_pod_condition(namespace, pod, type_, status, reason, message)
+        self.adapter().set_pod_condition(namespace, pod, type_, status, reason, message)
 
     def list_services(self, namespace: str) -> list[Service]:
-        return self.reader().list_services(namespace)
+        return self.adapter().list_services(namespace)
 
     def list_ingresses(self, namespace: str) -> list[Ingress]:
-        return self.reader().list_ingresses(namespace)
+        return self.adapter().list_ingresses(namespace)
 
     def list_target_group_bindings(self, namespace: str) -> list[TargetGroupBinding]:
-        return self.reader().list_target_group_bindings(namespace)
+        return self.adapter().list_target_group_bindings(namespace)
 
 
 def _kube_port(port: LazyKubernetes) -> KubernetesPort:

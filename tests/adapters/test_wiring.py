@@ -11,7 +11,6 @@ import pytest
 from lambdas.adapters import wiring
 from lambdas.adapters.eks_token import TOKEN_PREFIX
 from lambdas.adapters.elbv2 import ElbAdapter
-from lambdas.adapters.kube_client import ApiClientTransport
 from lambdas.adapters.kube_http import ClusterEndpoint, EksClusters, HttpTransport
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentPatch, KubernetesPort
 from tests.adapters import k8s_objects as k8s
@@ -65,7 +64,7 @@ def test_kubernetes_side_is_built_on_first_use(monkeypatch: pytest.MonkeyPatch, 
     assert apiserver.requests[0].authorization.startswith(f"Bearer {TOKEN_PREFIX}")
 
 
-def test_reads_go_over_http_and_writes_over_the_client_sharing_one_description(
+def test_reads_and_writes_go_over_http_with_one_description_and_one_token(
     monkeypatch: pytest.MonkeyPatch, apiserver: FakeApiServer
 ) -> None:
     # Given a cluster whose description points at the fake API server, with a Deployment
@@ -82,10 +81,8 @@ def test_reads_go_over_http_and_writes_over_the_client_sharing_one_description(
     # When the port reads, then writes
     kube.get_deployment("readiness", "nginx-app")
     kube.patch_deployment("readiness", "nginx-app", DeploymentPatch(add_readiness_gates=(ALBGATE_GATE,)))
-    # Then the read went over kube_http, the write over the kubernetes client, with one DescribeCluster and one
-    # token between them
-    assert isinstance(kube.reader()._transport, HttpTransport)
-    assert isinstance(kube.writer()._transport, ApiClientTransport)
+    # Then both went over kube_http, with one DescribeCluster and one token between them
+    assert isinstance(kube.adapter()._transport, HttpTransport)
     assert described == ["demo"]
     assert len({r.authorization for r in apiserver.requests}) == 1
     assert [r.method for r in apiserver.requests] == ["GET", "GET", "PATCH"]
