@@ -12,11 +12,15 @@ Job:
   Kubernetes adapter on its light transport (``kube_http``: reads never import the kubernetes client); with
   ``--client-row``, also the health check's first invocation as it was before ``kube_http``, over the
   kubernetes client (the path a write's first call still takes), for a comparison inside one run;
-- two layouts: the development venv (``.pyc`` cached), and the asset layout without ``.pyc`` (the asset is
-  built with ``--no-compile`` and Lambda's /var/task is read-only, so every cold start compiles the package and
-  its dependencies): the requirements installed for this host's Python into a temp dir, run with ``-S -B``;
+- three layouts: the development venv (``.pyc`` cached); the asset layout without bytecode (the requirements
+  installed with ``--no-compile`` for this host's Python into a temp dir, the package copied, run with
+  ``-S -B``: Lambda's /var/task is read-only, so there every cold start compiles what it imports); and the same
+  layout with bytecode compiled as the bundler compiles the real asset (unchecked-hash pycs, ``/var/task``
+  paths; ``stacks/constructs/bytecode.py``), here by this host's Python, since the asset's own 3.12 pycs do not
+  load on another version: it measures what shipping bytecode saves, on this machine;
 - the Lambda asset: bundled with ``stacks/constructs/lambda_asset.py``'s local bundler (pip, wheels for
-  manylinux2014_x86_64 / CPython 3.12) into a temp dir; unpacked and zipped (deflate) size in MB (10^6 bytes).
+  manylinux2014_x86_64 / CPython 3.12, CPython 3.12 bytecode) into a temp dir; unpacked and zipped (deflate)
+  size in MB (10^6 bytes).
 Invariant: nothing is imported into this process from the handlers; every number comes from a child process.
 
 Run: .venv/bin/python bench/bench_startup.py [--repeat 5] [--modules m ...] [--skip-bundle]
@@ -154,6 +158,17 @@ def host_layout(tmp: Path) -> Path:
     return out
 
 
+def compiled_layout(host: Path, tmp: Path) -> Path:
+    """``host_layout`` plus bytecode for this host's Python, compiled the way the bundler compiles the asset."""
+    from stacks.constructs.bytecode import RUNTIME_DIR
+
+    out = tmp / "host-asset-compiled"
+    shutil.copytree(host, out)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-d", RUNTIME_DIR, "--invalidation-mode",
+                    "unchecked-hash", str(out)], check=True, capture_output=True, text=True)
+    return out
+
+
 def bundle_asset(tmp: Path) -> dict[str, Any]:
     """Bundle with the stack's own local bundler, then measure it unpacked and zipped."""
     from stacks.constructs.lambda_asset import LAMBDAS_DIR, PipLocalBundling
@@ -228,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             asset = bundle_asset(tmp)
             host = host_layout(tmp)
             layouts.append(("asset layout, no .pyc", [sys.executable, "-S", "-B"], host))
+            layouts.append(("asset layout with bytecode", [sys.executable, "-S", "-B"], compiled_layout(host, tmp)))
         for layout, python, cwd in layouts:
             for module, name in mods:
                 env = lambda_environment(module, name)

@@ -1,10 +1,12 @@
 """The ONE code asset every albgate function runs: the ``lambdas`` package plus its pinned dependencies.
 
 Invariant: the asset's root holds the runtime dependencies of ``lambdas/requirements.txt`` (built for
-``manylinux2014_x86_64`` / CPython 3.12, wheels only, no ``.pyc``) and the package itself under ``lambdas/``,
-so every handler is ``lambdas.handlers.<module>.handler``. Powertools is bundled from the requirements, never
-added as the AWS-managed layer as well (two copies would shadow each other). Bundling runs locally with pip
-(no Docker); the Docker image of the Lambda runtime is only the fallback when local pip is unusable.
+``manylinux2014_x86_64`` / CPython 3.12, wheels only) and the package itself under ``lambdas/``, so every
+handler is ``lambdas.handlers.<module>.handler``. Every ``.py`` in it comes with CPython 3.12 bytecode
+compiled at bundling time (``bytecode.py``: Lambda cannot write it, so without it each cold start compiles).
+Powertools is bundled from the requirements, never added as the AWS-managed layer as well (two copies would
+shadow each other). Bundling runs locally with pip and Node.js (no Docker); the Docker image of the Lambda
+runtime is only the fallback when local pip is unusable.
 
 The asset hash comes from the source folder (``lambdas/``, requirements included), not from what pip resolves:
 that is why lambdas/requirements.txt pins every version (TOOLING.md).
@@ -21,6 +23,8 @@ import jsii
 from aws_cdk import AssetHashType, BundlingOptions, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
+from stacks.constructs.bytecode import compile_asset, docker_command
+
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
 PLATFORM = "manylinux2014_x86_64"  # matches Architecture.X86_64 in lambda_function.py
 PYTHON_VERSION = "3.12"  # matches Runtime.PYTHON_3_12
@@ -28,7 +32,9 @@ EXCLUDE = ["__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".mypy_cache"]
 
 
 def pip_command(requirements: str, target: str) -> list[str]:
-    """The pip invocation both bundlers run: wheels for the Lambda platform, whatever the host is."""
+    """The pip invocation both bundlers run: wheels for the Lambda platform, whatever the host is.
+
+    ``--no-compile``: pip would compile with the host's Python; the bytecode comes from ``bytecode.py``."""
     return [
         "pip", "install", "-r", requirements, "-t", target,
         "--platform", PLATFORM, "--implementation", "cp", "--python-version", PYTHON_VERSION,
@@ -61,6 +67,8 @@ class PipLocalBundling:
             # A resolver failure is not a reason to try Docker: the same pins would fail there too. Say why.
             raise RuntimeError(f"albgate: bundling the Lambda dependencies failed:\n{result.stderr.strip()}")
         copy_package(self._source, out)
+        report = compile_asset(out)
+        print(f"albgate: compiled {report.compiled} files to CPython {report.version} bytecode", file=sys.stderr)
         return True
 
 
@@ -74,7 +82,7 @@ def bundling_options(source: Path = LAMBDAS_DIR) -> BundlingOptions:
     )
     return BundlingOptions(
         image=lambda_.Runtime.PYTHON_3_12.bundling_image,
-        command=["bash", "-c", f"{pip} && {copy}"],
+        command=["bash", "-c", f"{pip} && {copy} && {docker_command()}"],
         local=PipLocalBundling(source),
         platform="linux/amd64",
     )

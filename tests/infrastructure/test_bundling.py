@@ -1,6 +1,7 @@
 """Opt-in (ALBGATE_TEST_BUNDLING=1): bundle the Lambda asset for real with the local pip bundler.
 
-Needs the package registry (or pip's configured mirror); takes tens of seconds, so it is not in the default run.
+Needs the package registry (or pip's configured mirror) and Pyodide (``npm ci``) for the bytecode; takes tens of
+seconds, so it is not in the default run.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_lambda as lambda_
 
 from stacks.constructs.specs import ALL_HANDLERS
+from stacks.constructs.bytecode import bytecode_problems
 from stacks.constructs.lambda_asset import LAMBDAS_DIR, lambdas_code
 
 pytestmark = [
@@ -41,12 +43,17 @@ def test_handler_modules_land_under_lambdas(asset_dir, spec):
     assert (asset_dir / "lambdas" / "handlers" / f"{spec.module}.py").is_file()
 
 
-def test_the_whole_package_is_copied_without_caches(asset_dir):
+def test_the_whole_package_is_copied_without_the_hosts_caches(asset_dir):
     source = {p.relative_to(LAMBDAS_DIR) for p in LAMBDAS_DIR.rglob("*.py") if "__pycache__" not in p.parts}
     bundled = {p.relative_to(asset_dir / "lambdas") for p in (asset_dir / "lambdas").rglob("*.py")}
     assert bundled == source
-    assert not list(asset_dir.rglob("__pycache__"))
-    assert not list(asset_dir.rglob("*.pyc"))
+    # the only bytecode is the Lambda runtime's: nothing compiled by (or for) this host's Python
+    assert {p.name.split(".")[-2] for p in asset_dir.rglob("*.pyc")} == {"cpython-312"}
+
+
+def test_every_module_ships_with_its_cpython_312_bytecode(asset_dir):
+    # Lambda cannot write bytecode into /var/task: without it every cold start compiles what it imports
+    assert bytecode_problems(asset_dir) == []
 
 
 @pytest.mark.parametrize("package", ["kubernetes", "pydantic", "aws_lambda_powertools", "aws_xray_sdk"])
