@@ -19,6 +19,9 @@ class Verdict(str, Enum):
     PASSED = "PASSED"
     WAITING = "WAITING"
     FAILED = "FAILED"
+    # Drain only: every released target has left the pool (draining or gone) and more steps follow, so the
+    # step hands its drain over: the next step's gate releases nothing until those targets have left.
+    DRAINING = "DRAINING"
 
 
 # Waiting reasons of a container that will not become ready by waiting (kubelet's reasons).

@@ -19,6 +19,7 @@ from lambdas.domain.errors import (
     UnsafeConfigurationError,
 )
 from lambdas.domain.gate import (
+    DrainResult,
     Verdict,
     evaluate_drain,
     evaluate_gate,
@@ -30,6 +31,8 @@ from lambdas.domain.plan import step_targets
 from lambdas.domain.poll import drain_poll_seconds, pod_poll_seconds, target_poll_seconds
 from lambdas.domain.ports import (
     ALBGATE_GATE,
+    DRAINING,
+    UNUSED,
     Deployment,
     DeploymentCondition,
     DeploymentPatch,
@@ -288,7 +291,8 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
     s.approval_required = s.mode == "rollout" and (s.next_step + 1) in req.policy.approval_before_steps
     s.step_deadline = now + req.policy.step_deadline_seconds
     s.gate = {"status": Verdict.WAITING.value, "reason": "step started"}
-    s.drain = {"status": Verdict.WAITING.value, "reason": "not started"}
+    if s.pending_drain_step is None:  # else it still shows the previous step's drain, which this gate follows
+        s.drain = {"status": Verdict.WAITING.value, "reason": "not started"}
     s.wait_seconds = 0
     s.throttles = 0
     s.steps.append(StepRecord(step=i + 1, mode=s.mode, target=s.plan[i], started_at=now))
@@ -380,7 +384,7 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
     now = ports.clock.now()
     record = s.steps[-1]
     record.polls += 1
-    target, mine, _ = _split_pods(ports, s)
+    target, mine, others = _split_pods(ports, s)
     if target is None:
         s.gate = {"status": Verdict.WAITING.value, "reason": "waiting for the Deployment controller to create the new ReplicaSet"}
         if now >= s.step_deadline:
@@ -401,7 +405,8 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
     needed = s.plan[s.step] - len(released)
 
     health = None
-    if pods_needing_targets(candidates, needed):
+    handed_over = s.pending_drain_step is not None
+    if pods_needing_targets(candidates, needed) or (handed_over and needed <= 0):
         try:
             health = _describe_all(ports, s)
             s.throttles = 0
@@ -418,17 +423,71 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
     s.gate = result.as_dict()
     if health is not None:
         s.gate["groups"] = group_summary(s.target_groups, candidates, health)
-    if result.status is Verdict.FAILED:
-        _fail_gate(s, result.reason, now)
-    if result.status is Verdict.PASSED:
+    status = result.status
+    if handed_over and health is not None and status is not Verdict.FAILED:
+        status = _follow_handed_over_drain(ports, s, mine, others, health, now, gate_passed=status is Verdict.PASSED)
+    if status is Verdict.FAILED:
+        _fail_gate(s, s.gate["reason"], now)
+    if status is Verdict.PASSED:
         record.gate_passed_at = now
         s.wait_seconds = 0
+    elif result.status is Verdict.PASSED:  # the new targets are healthy; the previous step's are still draining
+        s.wait_seconds = drain_poll_seconds(_interval(s), _poll_key(s, "handed-over-drain"))
     elif health is not None:
         s.wait_seconds = target_poll_seconds(_interval(s), _poll_key(s, "targets"))
     else:
         stuck = result.starting > 0 and result.unschedulable == result.starting  # every starting pod waits for a node
         s.wait_seconds = pod_poll_seconds(_poll_key(s, "pods"), unschedulable=stuck)
     return s.dump()
+
+
+def _follow_handed_over_drain(
+    ports: Ports,
+    s: RolloutState,
+    mine: list[Pod],
+    others: list[Pod],
+    health: dict[str, list[TargetHealth]],
+    now: float,
+    *,
+    gate_passed: bool,
+) -> Verdict:
+    """Check the targets the previous step handed over still draining (``verify_drain``), on the gate's look.
+
+    The step releases nothing until they have left every target group, so a step's drain is verified before
+    the next step lets any old pod go, as when Verify Drain waits for it, but on the same DescribeTargetHealth
+    calls as the gate and while the new pods start. Returns the gate's verdict once the drain is counted:
+    FAILED (with ``s.gate`` saying why) when the drain deadline passed, PASSED only when the gate passed and
+    the targets have left, else WAITING. Released targets still in the pool are deregistered, as in Verify Drain.
+    """
+    step = s.pending_drain_step
+    assert step is not None
+    record = next(r for r in reversed(s.steps) if r.step == step and r.mode == s.mode)
+    result = evaluate_drain(
+        old_pods=others,
+        expected_old=s.replicas - s.plan[step - 1],
+        watched_ips=s.watched_ips,
+        health=health,
+        now=now,
+        deadline=s.drain_deadline,
+    )
+    s.drain = {**result.as_dict(), "step": step}
+    if result.status is Verdict.FAILED:
+        s.gate = {**s.gate, "status": Verdict.FAILED.value, "reason": f"step {step}'s old targets did not leave: {result.reason}", "release": []}
+        return Verdict.FAILED
+    if result.status is Verdict.PASSED:
+        record.drained_at = now
+        s.pending_drain_step = None
+        return Verdict.PASSED if gate_passed else Verdict.WAITING
+    held = {p.ip for p in mine + others if p.ip and not p.terminating}
+    _deregister_released(ports, s, result.leaving_ips, health, held=held, record=record)
+    if gate_passed:
+        s.gate = {
+            **s.gate,
+            "status": Verdict.WAITING.value,
+            "reason": f"{s.gate['reason']}; waiting for step {step}'s old targets to leave ({result.reason})",
+            "release": [],
+        }
+    return Verdict.WAITING
 
 
 def _deadline_exceeded_during_step(progressing: DeploymentCondition | None, step_started_at: float) -> bool:
@@ -533,9 +592,19 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
     )
     s.drain = result.as_dict()
     if result.status is Verdict.WAITING and result.leaving_ips and (health is not None or s.throttles):
-        _deregister_released(ports, s, result.leaving_ips, health, held={p.ip for p in mine + others if p.ip and not p.terminating})
-    if result.status is Verdict.PASSED:
-        record.drained_at = now
+        held = {p.ip for p in mine + others if p.ip and not p.terminating}
+        _deregister_released(ports, s, result.leaving_ips, health, held=held, record=record)
+    if result.status is Verdict.WAITING and health is not None and _may_hand_over(s, result, health, record):
+        s.pending_drain_step = record.step
+        s.drain = {
+            **s.drain,
+            "status": Verdict.DRAINING.value,
+            "reason": f"{len(result.leaving_ips)} old target(s) out of the pool, draining; step {record.step + 1}'s "
+            "gate releases nothing until they have left every target group",
+        }
+    if result.status is Verdict.PASSED or s.pending_drain_step is not None:
+        if result.status is Verdict.PASSED:
+            record.drained_at = now
         s.wait_seconds = 0
         s.bake_seconds = s.request.policy.bake_seconds if (s.more_steps and s.mode == "rollout") else 0
     elif health is None and not s.throttles:
@@ -545,11 +614,38 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
     return s.dump()
 
 
+def _may_hand_over(s: RolloutState, drain: DrainResult, health: dict[str, list[TargetHealth]], record: StepRecord) -> bool:
+    """Whether a step may leave its drain to the next step's gate (``Verdict.DRAINING``) instead of waiting.
+
+    Only between two steps of a rollout (a rollback and the last step wait here, so the execution ends with
+    the targets gone), and only once nothing of the drain is left to do but wait: Kubernetes has scaled the
+    old ReplicaSet down, and every released target is `draining` or gone in every target group, or albgate
+    has just deregistered it. Waiting for them to leave is then the same here or in the next step's gate,
+    which checks it on the DescribeTargetHealth calls it makes anyway while the next pods start.
+    """
+    if s.mode != "rollout" or not s.more_steps or drain.old_live > drain.expected_old:
+        return False
+    deregistered = set(record.deregistered)
+    leaving = set(drain.leaving_ips)
+    return all(
+        t.state in (DRAINING, UNUSED) or f"{arn}|{t.target_id}" in deregistered
+        for arn, targets in health.items()
+        for t in targets
+        if t.target_id in leaving
+    )
+
+
 def _deregister_released(
-    ports: Ports, s: RolloutState, leaving: tuple[str, ...], health: dict[str, list[TargetHealth]] | None, held: set[str]
+    ports: Ports,
+    s: RolloutState,
+    leaving: tuple[str, ...],
+    health: dict[str, list[TargetHealth]] | None,
+    held: set[str],
+    record: StepRecord,
 ) -> None:
-    """Start the drain of released pods' targets that nobody deregistered (see ``targets_to_deregister``)."""
-    record = s.steps[-1]
+    """Start the drain of released pods' targets that nobody deregistered (see ``targets_to_deregister``).
+
+    ``record``: the step that released them (its ``deregistered`` list keeps a blind deregistration to once)."""
     todo = targets_to_deregister(
         leaving_ips=leaving,
         held_ips=held,
@@ -603,6 +699,9 @@ def roll_back(ports: Ports, raw_state: dict) -> dict:
     s.plan = [s.replicas]
     s.next_step = 0
     s.step = -1
+    # Targets a rollout step handed over still draining are on their way out and belong to the version the
+    # rollback brings back: its own drain check watches the failed version's pods instead.
+    s.pending_drain_step = None
     s.more_steps = True
     s.approval_required = False
     s.bake_seconds = 0

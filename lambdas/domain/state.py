@@ -66,6 +66,9 @@ class RolloutState(_Model):
     step_deadline: float = 0.0
     drain_deadline: float = 0.0
     watched_ips: list[str] = Field(default_factory=list)
+    # The step (1-based) whose Verify Drain handed its still-draining targets over to the next step's gate
+    # (Verdict.DRAINING); None once they have left. watched_ips and drain_deadline are still that step's.
+    pending_drain_step: int | None = None
 
     gate: dict[str, Any] = Field(default_factory=lambda: {"status": "WAITING", "reason": "not started"})
     drain: dict[str, Any] = Field(default_factory=lambda: {"status": "WAITING", "reason": "not started"})

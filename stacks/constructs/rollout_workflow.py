@@ -60,6 +60,16 @@ THROTTLE_RETRY_MAX_ATTEMPTS = 20
 
 # Gate and drain verdicts written by the handlers into $.gate.status / $.drain.status (domain/gate.py).
 PASSED, WAITING, FAILED = "PASSED", "WAITING", "FAILED"
+DRAINING = "DRAINING"  # drain only: handed over to the next step's gate (lambdas.domain.rollout.verify_drain)
+
+
+def _drained_or_handed_over() -> sfn.Condition:
+    """The step is done with its drain: its old targets left, or (between steps) they are all draining and the
+    next step's gate holds every release until they have left."""
+    return sfn.Condition.or_(
+        sfn.Condition.string_equals("$.drain.status", PASSED),
+        sfn.Condition.string_equals("$.drain.status", DRAINING),
+    )
 
 
 def invoke_lambda(
@@ -139,7 +149,8 @@ def catch_all(task: tasks.LambdaInvoke, handler: sfn.IChainable) -> None:
 def announce_step_passed(scope: Construct, bus: events.IEventBus) -> tasks.EventBridgePutEvents:
     """PutEvents ``Rollout Step Passed`` on albgate's bus, straight from the state machine (no Lambda): which
     execution, which Deployment, the step that passed (1-based, of how many, with how many new pods) and its
-    mode (a rollback's steps are announced too), and the execution's console link."""
+    mode (a rollback's steps are announced too), whether its old targets have left or still drain, and the
+    execution's console link."""
     region = Stack.of(scope).region
     detail = {
         "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
@@ -159,6 +170,9 @@ def announce_step_passed(scope: Construct, bus: events.IEventBus) -> tasks.Event
         "step": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.step"), 1),
         "steps": sfn.JsonPath.array_length(sfn.JsonPath.list_at("$.plan")),
         "new_pods": sfn.JsonPath.array_get_item(sfn.JsonPath.list_at("$.plan"), sfn.JsonPath.number_at("$.step")),
+        # PASSED: the step's old targets have left; DRAINING: they are out of the pool, still draining, and the
+        # next step releases nothing until they have left
+        "old_targets": sfn.JsonPath.string_at("$.drain.status"),
     }
     return tasks.EventBridgePutEvents(
         scope,
@@ -234,9 +248,16 @@ class GatedSteps(sfn.StateMachineFragment):
             self,
             "Verify Drain",
             fn["VerifyDrain"],
-            "The old pods' targets must go `draining` and leave every target group before the next step",
+            "The old pods' targets must go `draining` (albgate deregisters any nobody did) and leave every target "
+            "group before the next step releases anything; between steps the next step's gate checks that they "
+            "left, on its own DescribeTargetHealth calls, while its pods start",
         )
-        drained = sfn.Choice(self, "Old Targets Drained?", comment="PASSED, WAITING (poll again) or FAILED")
+        drained = sfn.Choice(
+            self,
+            "Old Targets Drained?",
+            comment="PASSED, DRAINING (between steps: the next step's gate waits for them), WAITING (poll again) "
+            "or FAILED",
+        )
         wait_drain = sfn.Wait(
             self,
             "Wait For Drain",
@@ -303,9 +324,9 @@ class GatedSteps(sfn.StateMachineFragment):
             # An event that could not be published must not stop a rollout whose step passed: go on, keep the state.
             announce.add_catch(bake, errors=["States.ALL"], result_path=sfn.JsonPath.DISCARD)
             announce.next(bake)
-            drained.when(sfn.Condition.string_equals("$.drain.status", PASSED), announce)
+            drained.when(_drained_or_handed_over(), announce)
         else:
-            drained.when(sfn.Condition.string_equals("$.drain.status", PASSED), bake)
+            drained.when(_drained_or_handed_over(), bake)
         drained.when(sfn.Condition.string_equals("$.drain.status", FAILED), drain_failed)
         drained.otherwise(wait_drain)
         wait_drain.next(verify_drain)

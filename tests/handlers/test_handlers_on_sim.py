@@ -151,6 +151,15 @@ def drain_polls(sim, state: dict, polls: int) -> dict:
     return state
 
 
+def gate_polls(sim, state: dict, polls: int) -> dict:
+    for _ in range(polls):
+        state = check_target_health.handler(state, None)
+        if state["gate"]["status"] != "WAITING":
+            break
+        sim.advance(state["wait_seconds"])
+    return state
+
+
 def released_target_states(sim, state: dict) -> list[str | None]:
     arn = state["target_groups"][0]["arn"]
     live = {p.ip for p in sim.kube.list_pods("readiness", {"app": "nginx"}) if not p.terminating}
@@ -164,13 +173,17 @@ def test_with_the_controller_down_verify_drain_deregisters_the_released_pod_itse
     # When albgate releases the old pod and checks the drain
     state = release_old_pods.handler(state, None)
     state = drain_polls(sim, state, 2)
-    # Then the released pod's target was deregistered by albgate, within seconds, long before its preStop ends
+    # Then the released pod's target was deregistered by albgate, within seconds, long before its preStop ends,
+    # and with nothing left to do but wait, the step hands its drain over to the next step's gate
     assert released_target_states(sim, state) == ["draining"]
     assert sim.alb.deregister_calls["albgate"] == 1
-    assert "albgate started the drain of 1 released target" in state["drain"]["reason"]
-    # And the drain then completes as usual, without a second call
-    state = drain_polls(sim, state, 10)
+    assert state["drain"]["status"] == "DRAINING" and state["pending_drain_step"] == 1
+    # And the drain then completes as usual, without a second call: the next step's gate sees it while it waits
+    # for a new target nobody registers (the controller is still down)
+    state = gate_polls(sim, start_step.handler(state, None), 12)
+    assert state["gate"]["status"] == "WAITING" and state["gate"]["unregistered"] == 1
     assert state["drain"]["status"] == "PASSED" and sim.alb.deregister_calls["albgate"] == 1
+    assert state["steps"][0]["drained_at"] is not None and state["pending_drain_step"] is None
 
 
 def test_a_target_the_controller_already_deregistered_is_left_alone(sim):
@@ -178,10 +191,13 @@ def test_a_target_the_controller_already_deregistered_is_left_alone(sim):
     state = release_old_pods.handler(gate_passed(sim), None)
     sim.advance(3)
     assert released_target_states(sim, state) == ["draining"]
-    # When the drain is checked until it passes / Then albgate never deregisters anything itself
+    # When the drain is checked until it passes (handed over to the next step's gate) / Then albgate never
+    # deregisters anything itself
     state = drain_polls(sim, state, 10)
+    assert state["drain"]["status"] == "DRAINING"
+    state = gate_polls(sim, start_step.handler(state, None), 30)
     assert state["drain"]["status"] == "PASSED"
-    assert sim.alb.deregister_calls["albgate"] == 0 and state["steps"][-1]["deregistered"] == []
+    assert sim.alb.deregister_calls["albgate"] == 0 and state["steps"][0]["deregistered"] == []
 
 
 def test_rollback_with_no_previous_pod_serving_returns_behind_the_gate(sim):
@@ -189,15 +205,10 @@ def test_rollback_with_no_previous_pod_serving_returns_behind_the_gate(sim):
     state = gate_passed(sim)
     while True:
         state = drain_polls(sim, release_old_pods.handler(state, None), 40)
-        assert state["drain"]["status"] == "PASSED"
+        assert state["drain"]["status"] == ("DRAINING" if state["more_steps"] else "PASSED")
         if not state["more_steps"]:
             break
-        state = start_step.handler(state, None)
-        for _ in range(30):
-            state = check_target_health.handler(state, None)
-            if state["gate"]["status"] != "WAITING":
-                break
-            sim.advance(state["wait_seconds"])
+        state = gate_polls(sim, start_step.handler(state, None), 30)
     sim.advance(60)
     assert {p.labels["pod-template-hash"] for p in sim.kube.list_pods("readiness", {"app": "nginx"}) if not p.terminating} \
         == {rs.pod_template_hash for rs in sim.kube.list_replica_sets("readiness", "nginx-app") if rs.replicas}
@@ -225,3 +236,75 @@ def test_while_the_new_pods_cannot_be_scheduled_the_gate_looks_every_15_s(sim):
     state = check_target_health.handler(state, None)
     assert state["gate"]["status"] == "WAITING" and "Unschedulable" in state["gate"]["reason"]
     assert 15 <= state["wait_seconds"] <= 19 and state["describe_target_health_calls"] == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A drain handed over to the next step's gate (Verdict.DRAINING)
+# ---------------------------------------------------------------------------------------------------------
+def handed_over(sim) -> dict:
+    """Step 1 released and its drain handed over to step 2, whose gate has started."""
+    state = drain_polls(sim, release_old_pods.handler(gate_passed(sim), None), 10)
+    assert state["drain"]["status"] == "DRAINING" and state["pending_drain_step"] == 1
+    return start_step.handler(state, None)
+
+
+def test_the_next_gate_releases_nothing_while_the_handed_over_targets_still_drain(sim):
+    # Given an ALB that keeps routing to a deregistered target for 2 minutes (so it drains that long)
+    sim.alb.lag = 120
+    state = handed_over(sim)
+    assert state["drain"]["status"] == "DRAINING"  # Start Step keeps showing the drain it inherits
+    # When step 2's gate looks until its new target is healthy
+    for _ in range(30):
+        state = check_target_health.handler(state, None)
+        if state["gate"]["healthy"] == state["gate"].get("needed", -1):
+            break
+        sim.advance(state["wait_seconds"])
+    # Then it waits, names what it waits for, releases nobody, and looks again at the drain's pace
+    assert state["gate"]["status"] == "WAITING" and state["gate"]["release"] == []
+    assert "waiting for step 1's old targets to leave" in state["gate"]["reason"]
+    assert state["drain"]["step"] == 1 and state["drain"]["draining"] == 1
+    assert state["wait_seconds"] <= 6
+    # And once the old target has left, the same gate passes and records step 1's drain
+    state = gate_polls(sim, state, 40)
+    assert state["gate"]["status"] == "PASSED" and state["drain"]["status"] == "PASSED"
+    assert state["steps"][0]["drained_at"] >= state["steps"][0]["gate_passed_at"] + 120
+    assert sim.alb.state_of(state["target_groups"][0]["arn"], released_ip(sim, state)) is None
+
+
+def released_ip(sim, state: dict) -> str:
+    live = {p.ip for p in sim.kube.list_pods("readiness", {"app": "nginx"}) if not p.terminating}
+    (ip,) = [ip for ip in state["watched_ips"] if ip not in live]
+    return ip
+
+
+def test_a_handed_over_drain_past_its_deadline_fails_the_next_gate(sim):
+    # Given a handed-over drain whose deadline has passed while its target still drains
+    sim.alb.lag = 400
+    state = handed_over(sim)
+    state["drain_deadline"] = sim.clock.t + 20
+    # When step 2's gate looks
+    state = gate_polls(sim, state, 30)
+    # Then the gate fails, and says it was step 1's drain
+    assert state["gate"]["status"] == "FAILED"
+    assert state["gate"]["reason"].startswith("step 1's old targets did not leave: drain deadline passed")
+
+
+def test_the_last_step_and_a_rollback_wait_for_their_own_drain(sim):
+    # Given a rollout driven to its last step
+    state = gate_passed(sim)
+    while state["more_steps"]:
+        state = drain_polls(sim, release_old_pods.handler(state, None), 10)
+        state = gate_polls(sim, start_step.handler(state, None), 30)
+    # When the last step's drain is checked / Then Verify Drain itself waits until the targets left
+    state = drain_polls(sim, release_old_pods.handler(state, None), 40)
+    assert state["drain"]["status"] == "PASSED" and state["pending_drain_step"] is None
+
+
+def test_a_rollback_drops_a_handed_over_drain(sim):
+    # Given step 2's gate following step 1's drain, then failing
+    state = handed_over(sim)
+    state["failure"] = {"Error": "TargetsNotHealthy", "Cause": "step 2 failed"}
+    # When albgate rolls back
+    state = roll_back.handler(state, None)
+    # Then the rollback's gate does not wait for the failed rollout's handed-over targets
+    assert state["mode"] == "rollback" and state["pending_drain_step"] is None

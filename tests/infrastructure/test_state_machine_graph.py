@@ -27,12 +27,21 @@ def edges(state: dict) -> dict[str, str]:
     if "Default" in state:
         out["default"] = state["Default"]
     for choice in state.get("Choices", []):
-        variable = choice.get("Variable", "")
-        value = next((v for k, v in choice.items() if k not in ("Variable", "Next")), None)
-        out[f"{variable}={value}"] = choice["Next"]
+        out[_condition(choice)] = choice["Next"]
     for catch in state.get("Catch", []):
         out["catch:" + ",".join(catch["ErrorEquals"][:1])] = catch["Next"]
     return out
+
+
+def _condition(rule: dict) -> str:
+    """``$.x=V``; an Or of comparisons of one variable reads ``$.x=V1|V2``."""
+    if "Or" in rule:
+        parts = [_condition(r) for r in rule["Or"]]
+        variables = {p.split("=")[0] for p in parts}
+        assert len(variables) == 1, f"an Or over several variables: {parts}"
+        return f"{variables.pop()}=" + "|".join(p.split("=", 1)[1] for p in parts)
+    value = next((v for k, v in rule.items() if k not in ("Variable", "Next")), None)
+    return f"{rule.get('Variable', '')}={value}"
 
 
 def test_start_and_story_of_a_step(template):
@@ -55,8 +64,9 @@ def test_start_and_story_of_a_step(template):
     assert edges(s["Wait For Health Check"]) == {"next": "Check Target Health"}
     assert s["Wait For Health Check"]["SecondsPath"] == "$.wait_seconds"
     assert edges(s["Release Old Pods"])["next"] == "Verify Drain"
+    # DRAINING: between steps the old targets are all draining and the next step's gate waits for them to leave
     assert edges(s["Old Targets Drained?"]) == {
-        "$.drain.status=PASSED": "Announce Step Passed",
+        "$.drain.status=PASSED|DRAINING": "Announce Step Passed",
         "$.drain.status=FAILED": "Record Drain Failure",
         "default": "Wait For Drain",
     }
