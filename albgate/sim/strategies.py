@@ -6,10 +6,12 @@ Job: drive one rollout on a ``Simulation`` and say how it ended. Built in:
   Balancer Controller injects its gates, and nothing else;
 - ``oracle``: albgate's plan (``lambdas.domain.plan.step_targets``, maxUnavailable 0, maxSurge = the step's
   batch, ALBGATE_GATE in the template, hardened preStop / grace period as ``rollout.assess`` computes them)
-  executed with perfect, free knowledge: it opens ALBGATE_GATE on a new pod the instant its target is
-  healthy in every target group (never more pods than the step allows) and starts the next step the instant
-  the step's old targets have left the target groups. Its duration is the ``lower_bound_seconds`` of a
-  gated rollout: no poller can be faster.
+  executed with perfect, free knowledge and albgate's rules: it opens ALBGATE_GATE on a new pod the instant
+  its target is healthy in every target group and no released old pod's target is left in any group (never
+  more pods than the step allows); it starts the next step the instant the step's old targets are all
+  `draining` (albgate hands the rest of the drain to the next gate), and ends the last step (or a rollback)
+  the instant they have left. Its duration is the ``lower_bound_seconds`` of a gated rollout: no poller can
+  be faster.
 The lead registers ``albgate`` (the real state machine) with ``register_strategy`` from
 ``albgate.rollout_strategy``.
 Invariant: a strategy only acts on the world through what Kubernetes allows (patches, pod status, undo); it
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from lambdas.domain.health_check import hardened_annotations
 from lambdas.domain.models import RolloutPolicy
 from lambdas.domain.plan import batch_sizes, step_targets
-from lambdas.domain.ports import ALBGATE_GATE, HEALTHY, DeploymentPatch
+from lambdas.domain.ports import ALBGATE_GATE, DRAINING, HEALTHY, DeploymentPatch
 from lambdas.domain.rollout import resolve_int_or_percent
 
 if TYPE_CHECKING:
@@ -206,8 +208,9 @@ class _Oracle:
         target = self.plan[self.step]
         active = new.active()
         released = sum(1 for p in active if self._released(p))
+        leaving = [t for tg in sim.alb.tgs.values() for t in tg.targets.values() if t.pod.terminating or t.pod.exited]
         for p in sorted(active, key=lambda p: p.created_at):
-            if released >= target:
+            if released >= target or leaving:
                 break
             if ALBGATE_GATE in p.readiness_gates and not self._released(p) and p.ip and self._healthy_everywhere(p.ip):
                 cluster.set_pod_condition(p.namespace, p.name, ALBGATE_GATE, "True", "TargetHealthy",
@@ -215,8 +218,9 @@ class _Oracle:
                 released += 1
         old_spec = sum(rs.spec for rs in d.rss if rs is not new)
         old_active = sum(len(rs.active()) for rs in d.rss if rs is not new)
-        leaving = any((t.pod.terminating or t.pod.exited) for tg in sim.alb.tgs.values() for t in tg.targets.values())
-        if released >= target and old_spec <= d.replicas - target and old_active <= d.replicas - target and not leaving:
+        hands_over = self.mode == "rollout" and self.step < len(self.plan) - 1
+        drained = all(t.state == DRAINING for t in leaving) if hands_over else not leaving
+        if released >= target and old_spec <= d.replicas - target and old_active <= d.replicas - target and drained:
             self.steps_log.append((self.mode, target, sim.clock.t - self.step_started))
             self.step += 1
             if self.step == len(self.plan):
