@@ -12,7 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, UNHEALTHY, UNUSED, Pod, TargetHealth
+from lambdas.domain.ports import (
+    DRAINING,
+    HEALTHY,
+    INITIAL,
+    REGISTRATION_IN_PROGRESS,
+    UNHEALTHY,
+    UNUSED,
+    Pod,
+    TargetHealth,
+)
 
 
 class Verdict(str, Enum):
@@ -65,6 +74,26 @@ def pods_needing_targets(candidates: list[Pod], needed: int) -> bool:
     healthy and polling ELB would only spend the account's shared Describe* tokens.
     """
     return needed > 0 and sum(1 for p in candidates if p.containers_ready and p.ip) >= needed
+
+
+def all_registering(candidates: list[Pod], health: dict[str, list[TargetHealth]]) -> bool:
+    """True when every started candidate's target is `initial` with Elb.RegistrationInProgress in every group.
+
+    No health check has run on any of them then, and none will before the load balancer finishes registering
+    (the poll module paces the gate's looks by how long that has taken). A target not registered at all is not
+    counted as registering: the controller registers within a reconcile, or is down, and either way the
+    next look should come at the usual pace.
+    """
+    started = [p for p in candidates if p.containers_ready and p.ip]
+    if not started or not health:
+        return False
+    by_group = [{t.target_id: t for t in targets} for targets in health.values()]
+    for pod in started:
+        for targets in by_group:
+            t = targets.get(pod.ip or "")
+            if t is None or t.state != INITIAL or t.reason != REGISTRATION_IN_PROGRESS:
+                return False
+    return True
 
 
 def evaluate_gate(

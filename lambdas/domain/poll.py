@@ -1,7 +1,8 @@
 """How long to wait before looking again: never faster than a target group can change, with jitter.
 
 Invariant: a wait before a DescribeTargetHealth call that asks about health is at least the target group's
-health-check interval (a target's health changes at most once per check, FACTS.md ALB target groups); a wait
+health-check interval (a target's health changes at most once per check, FACTS.md ALB target groups), longer
+while the load balancer is still registering every target the gate waits for; a wait
 before asking whether a draining target has left is a third of it (at least 5 s), since draining ends with the
 last in-flight request rather than at a check. Every wait is stretched by a
 deterministic jitter of up to ``JITTER`` so that concurrent rollouts do not poll in lock-step, and doubled per
@@ -27,6 +28,14 @@ MIN_DRAIN_POLL_SECONDS = 5
 # wait from costing a state transition every 3 s.
 UNSCHEDULABLE_POLL_SECONDS = 15
 THROTTLE_CAP_SECONDS = 120
+# While the load balancer is still registering every target a step waits for (`initial`,
+# Elb.RegistrationInProgress), no health check has run on them and none will until registration ends: seconds
+# on most ALBs, minutes on some (FACTS.md: 3-5 min reported for NLB IP targets). So the longer registration has
+# already taken, the less often the gate looks: after e seconds of it, every max(interval, e / 10) seconds,
+# capped at 30. A look then comes at most a tenth of the time already spent registering after the targets
+# could first have turned healthy, and a 4-minute registration costs about 25 looks instead of 45.
+REGISTRATION_POLL_FRACTION = 0.1
+REGISTRATION_POLL_CAP_SECONDS = 30
 
 
 def jitter_fraction(key: str) -> float:
@@ -40,6 +49,12 @@ def target_poll_seconds(interval_seconds: int, key: str, throttles: int = 0) -> 
     if throttles:
         base = min(THROTTLE_CAP_SECONDS, base * 2**throttles)
     return _jittered(base, key)
+
+
+def registration_poll_seconds(interval_seconds: int, registering_for: float, key: str) -> int:
+    """The gate's wait while every target it waits for is still being registered (see REGISTRATION_POLL_*)."""
+    paced = min(REGISTRATION_POLL_CAP_SECONDS, math.ceil(max(0.0, registering_for) * REGISTRATION_POLL_FRACTION))
+    return _jittered(max(1, interval_seconds, paced), key)
 
 
 def drain_poll_seconds(interval_seconds: int, key: str, throttles: int = 0) -> int:

@@ -234,6 +234,8 @@ INITIAL, HEALTHY, UNHEALTHY, UNUSED, DRAINING, UNAVAILABLE = (
     "draining",
     "unavailable",
 )
+# The reason of an `initial` target the load balancer is still registering: no health check has run yet.
+REGISTRATION_IN_PROGRESS = "Elb.RegistrationInProgress"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ class StepRecord(_Model):
     drained_at: float | None = None
     polls: int = 0
     observed_at: float | None = None  # when a DescribeTargetHealth last answered during this step
+    # Since when every target the gate waits for has been `initial` (Elb.RegistrationInProgress), as the gate saw
+    # it; None when not (domain/poll.py paces the looks by it).
+    registering_since: float | None = None
     # Released pods whose targets albgate deregistered itself because nobody else had (controller down or
     # throttled): "target group ARN|IP".
     deregistered: list[str] = Field(default_factory=list)

@@ -308,3 +308,33 @@ def test_a_rollback_drops_a_handed_over_drain(sim):
     state = roll_back.handler(state, None)
     # Then the rollback's gate does not wait for the failed rollout's handed-over targets
     assert state["mode"] == "rollback" and state["pending_drain_step"] is None
+
+
+def test_while_the_alb_registers_for_minutes_the_gate_looks_less_often():
+    # Given an ALB that takes 4 minutes to register a target (as reported for NLB IP targets, FACTS.md)
+    sc = load_scenario(SEED_APP)
+    sc = sc.model_copy(update={"alb": sc.alb.model_copy(update={"registration_seconds": (240.0, 240.0)})})
+    sim = Simulation(bootstrap_hardened(sc))
+    sim.run_until(sim.rollout_start)
+    _runtime.use_ports(lambda cluster: sim.ports)
+    try:
+        state = started(sim)
+        # When the gate waits for step 1's target
+        waits, registering = [], []
+        for _ in range(80):
+            state = check_target_health.handler(state, None)
+            if state["gate"]["status"] != "WAITING":
+                break
+            waits.append(state["wait_seconds"])
+            registering.append(state["steps"][-1]["registering_since"] is not None)
+            sim.advance(state["wait_seconds"])
+    finally:
+        _runtime.use_ports(None)
+    # Then it passed after far fewer looks than one per interval (about 45 in 4 minutes): at the interval for the
+    # first looks, then less often the longer registration took
+    assert state["gate"]["status"] == "PASSED"
+    assert len(waits) < 35
+    paced = [w for w, r in zip(waits, registering) if r]
+    assert max(paced[:5]) <= 6 and max(paced) >= 20
+    # And once the target was registered (here: healthy at the next look) the step forgot the registration
+    assert state["steps"][-1]["registering_since"] is None

@@ -256,3 +256,28 @@ def test_a_pod_scheduled_false_for_another_reason_is_not_called_unschedulable():
     gated = replace(_unscheduled("p9"), conditions=(PodCondition("PodScheduled", "False", "SchedulingGated"),))
     r = evaluate_gate(candidates=[gated], needed=1, health=None, now=0.0, deadline=100.0)
     assert r.status is Verdict.WAITING and "Unschedulable" not in r.reason
+
+
+from lambdas.domain.gate import all_registering  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "case,health,expected",
+    [
+        ("both registering in both groups", {TG_A: [th(P1.ip, "initial", "Elb.RegistrationInProgress"), th(P2.ip, "initial", "Elb.RegistrationInProgress")],
+                                             TG_B: [th(P1.ip, "initial", "Elb.RegistrationInProgress"), th(P2.ip, "initial", "Elb.RegistrationInProgress")]}, True),
+        ("one already checking", {TG_A: [th(P1.ip, "initial", "Elb.RegistrationInProgress"), th(P2.ip, "initial", "Elb.InitialHealthChecking")]}, False),
+        ("one healthy", {TG_A: [th(P1.ip, "initial", "Elb.RegistrationInProgress"), th(P2.ip, "healthy")]}, False),
+        ("one not registered at all", {TG_A: [th(P1.ip, "initial", "Elb.RegistrationInProgress")]}, False),
+        ("registered in one group only", {TG_A: [th(P1.ip, "initial", "Elb.RegistrationInProgress"), th(P2.ip, "initial", "Elb.RegistrationInProgress")],
+                                          TG_B: []}, False),
+        ("nothing polled", {}, False),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_the_gate_knows_when_every_target_it_waits_for_is_still_registering(case, health, expected):
+    assert all_registering([P1, P2], health) is expected
+
+
+def test_pods_still_starting_are_not_registering():
+    assert all_registering([pod("p1", None, ready=False)], {TG_A: []}) is False

@@ -109,3 +109,35 @@ def test_pods_the_scheduler_cannot_place_are_polled_every_15_s_not_every_3():
     pending = [pod_poll_seconds(f"k/{i}", unschedulable=True) for i in range(100)]
     assert POD_START_POLL_SECONDS <= min(starting) and max(starting) <= POD_START_POLL_SECONDS * (1 + JITTER) + 1
     assert UNSCHEDULABLE_POLL_SECONDS <= min(pending) and max(pending) <= UNSCHEDULABLE_POLL_SECONDS * (1 + JITTER) + 1
+
+
+def test_while_targets_register_the_gate_looks_less_often_the_longer_it_took():
+    from lambdas.domain.poll import REGISTRATION_POLL_CAP_SECONDS, registration_poll_seconds
+
+    # Given a 5 s health-check interval
+    def wait(registering_for: float) -> int:
+        return min(registration_poll_seconds(5, registering_for, f"k/{i}") for i in range(50))
+
+    # Then for the first 50 s of registration it is the usual interval, never less
+    assert [wait(e) for e in (0, 10, 50)] == [5, 5, 5]
+    # And after that a tenth of the time registration has taken, up to the cap
+    assert wait(120) == 12 and wait(240) == 24 and wait(3600) == REGISTRATION_POLL_CAP_SECONDS
+    # And an interval longer than the paced wait still wins (never faster than the group can change)
+    assert registration_poll_seconds(60, 240, "k") >= 60
+    # And it is jittered like the other waits
+    assert len({registration_poll_seconds(5, 240, f"k/{i}") for i in range(50)}) > 1
+
+
+def test_a_4_minute_registration_costs_about_25_looks_not_45():
+    from lambdas.domain.poll import registration_poll_seconds, target_poll_seconds
+
+    def looks(poll) -> int:
+        t, n = 0.0, 0
+        while t < 240:
+            n += 1
+            t += poll(t, n) + 0.3  # plus the Lambda task's own time
+        return n
+
+    paced = looks(lambda t, n: registration_poll_seconds(5, t, f"x/{n}"))
+    plain = looks(lambda t, n: target_poll_seconds(5, f"x/{n}"))
+    assert plain >= 40 and paced <= 28
