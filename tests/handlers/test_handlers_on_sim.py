@@ -142,22 +142,22 @@ def gate_passed(sim) -> dict:
     return state
 
 
-def drain_polls(sim, state: dict, polls: int) -> dict:
+def _polls(handler, verdict: str, sim, state: dict, polls: int) -> dict:
+    """Call a polling task until its verdict is no longer WAITING, advancing the world by each wait it asks."""
     for _ in range(polls):
-        state = verify_drain.handler(state, None)
-        if state["drain"]["status"] != "WAITING":
+        state = handler.handler(state, None)
+        if state[verdict]["status"] != "WAITING":
             break
         sim.advance(state["wait_seconds"])
     return state
+
+
+def drain_polls(sim, state: dict, polls: int) -> dict:
+    return _polls(verify_drain, "drain", sim, state, polls)
 
 
 def gate_polls(sim, state: dict, polls: int) -> dict:
-    for _ in range(polls):
-        state = check_target_health.handler(state, None)
-        if state["gate"]["status"] != "WAITING":
-            break
-        sim.advance(state["wait_seconds"])
-    return state
+    return _polls(check_target_health, "gate", sim, state, polls)
 
 
 def released_target_states(sim, state: dict) -> list[str | None]:
