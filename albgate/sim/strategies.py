@@ -7,8 +7,8 @@ Job: drive one rollout on a ``Simulation`` and say how it ended. Built in:
 - ``oracle``: albgate's plan (``lambdas.domain.plan.step_targets``, maxUnavailable 0, maxSurge = the step's
   batch, ALBGATE_GATE in the template, hardened preStop / grace period as ``rollout.assess`` computes them)
   executed with perfect, free knowledge and albgate's rules: it opens ALBGATE_GATE on a new pod the instant
-  its target is healthy in every target group and no released old pod's target is left in any group (never
-  more pods than the step allows); it starts the next step the instant the step's old targets are all
+  its target is healthy in every target group and none of the previous step's released targets is left in
+  any group (never more pods than the step allows); it starts the next step the instant the step's old targets are all
   `draining` (albgate hands the rest of the drain to the next gate), and ends the last step (or a rollback)
   the instant they have left. Its duration is the ``lower_bound_seconds`` of a gated rollout: no poller can
   be faster.
@@ -167,6 +167,7 @@ class _Oracle:
         self.step_started = sim.clock.t
         self.result: str | None = None
         self.steps_log: list[tuple[str, int, float]] = []
+        self.handed_over: list[Any] = []  # sim Targets of the previous step's released pods, still in a group
 
     def start(self, images: dict[str, str] | None, *, rollback: bool = False) -> None:
         d, sim = self.d, self.sim
@@ -181,6 +182,7 @@ class _Oracle:
                                     max_unavailable=0, **hardening_for(sim, self.policy))
         self.cluster.patch_deployment(d.namespace, d.name, patch)
         self.step, self.step_started = 0, sim.clock.t
+        self.handed_over = []  # a rollback does not wait for the failed rollout's handed-over targets (as albgate)
         self.new_template = d.template
         self._deadline()
 
@@ -209,8 +211,10 @@ class _Oracle:
         active = new.active()
         released = sum(1 for p in active if self._released(p))
         leaving = [t for tg in sim.alb.tgs.values() for t in tg.targets.values() if t.pod.terminating or t.pod.exited]
+        # the previous step's old targets, handed over still draining, hold this step's releases until they left
+        self.handed_over = [t for t in self.handed_over if t.tg.targets.get(t.ip) is t]
         for p in sorted(active, key=lambda p: p.created_at):
-            if released >= target or leaving:
+            if released >= target or self.handed_over:
                 break
             if ALBGATE_GATE in p.readiness_gates and not self._released(p) and p.ip and self._healthy_everywhere(p.ip):
                 cluster.set_pod_condition(p.namespace, p.name, ALBGATE_GATE, "True", "TargetHealthy",
@@ -222,6 +226,7 @@ class _Oracle:
         drained = all(t.state == DRAINING for t in leaving) if hands_over else not leaving
         if released >= target and old_spec <= d.replicas - target and old_active <= d.replicas - target and drained:
             self.steps_log.append((self.mode, target, sim.clock.t - self.step_started))
+            self.handed_over = list(leaving)
             self.step += 1
             if self.step == len(self.plan):
                 self.result = SUCCEEDED if self.mode == "rollout" else ROLLED_BACK
