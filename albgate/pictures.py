@@ -322,7 +322,15 @@ _OPS = {"Equals": "=", "GreaterThan": ">", "GreaterThanEquals": ">=", "LessThan"
 
 
 def rule_label(rule: dict[str, Any], index: int) -> str:
-    """A Choice rule as a short label: `gate.status = PASSED`, `more_steps`, or `Rule #n` for compound ones."""
+    """A Choice rule as a short label: `gate.status = PASSED`, `more_steps`, an Or of equalities on one variable
+    as `drain.status = PASSED or DRAINING`, or `Rule #n` for other compound ones."""
+    alternatives = rule.get("Or")
+    if alternatives:
+        labels = [rule_label(r, index) for r in alternatives]
+        heads = {label.rsplit(" = ", 1)[0] for label in labels if " = " in label}
+        if len(heads) == 1 and all(" = " in label for label in labels):
+            return f"{heads.pop()} = " + " or ".join(label.rsplit(" = ", 1)[1] for label in labels)
+        return f"Rule #{index}"
     var = str(rule.get("Variable", "")).removeprefix("$.")
     for key, value in rule.items():
         if key in ("Variable", "Next", "Comment"):

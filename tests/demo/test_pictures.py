@@ -70,6 +70,11 @@ RULES = [
     ("boolean-false", {"Variable": "$.ok", "BooleanEquals": False}, "not ok"),
     ("numeric", {"Variable": "$.n", "NumericGreaterThan": 3}, "n > 3"),
     ("compound", {"And": [{"Variable": "$.a", "IsPresent": True}]}, "Rule #2"),
+    ("or-of-one-variable", {"Or": [{"Variable": "$.drain.status", "StringEquals": "PASSED"},
+                                   {"Variable": "$.drain.status", "StringEquals": "DRAINING"}]},
+     "drain.status = PASSED or DRAINING"),
+    ("or-of-two-variables", {"Or": [{"Variable": "$.a", "StringEquals": "x"}, {"Variable": "$.b", "StringEquals": "y"}]},
+     "Rule #2"),
 ]
 
 
