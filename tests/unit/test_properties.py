@@ -94,3 +94,62 @@ def test_the_plan_grows_strictly_to_all_replicas(replicas, pct_steps, counts):
     assert all(b >= 1 for b in batch_sizes(plan))
     # every step is a real step: no more steps than asked for, never more than replicas
     assert len(plan) <= min(replicas, len(policy.steps) + 1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The drain: it passes only when the released targets have left, and a step hands it over only once they
+# are all out of the pool (draining, gone, or deregistered by albgate)
+# ---------------------------------------------------------------------------------------------------------
+from lambdas.domain.gate import evaluate_drain  # noqa: E402
+from lambdas.domain.models import RolloutRequest  # noqa: E402
+from lambdas.domain.rollout import _may_hand_over  # noqa: E402
+from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo  # noqa: E402
+
+
+@st.composite
+def drains(draw):
+    n = draw(st.integers(min_value=1, max_value=6))
+    watched = [f"10.0.1.{i}" for i in range(n)]
+    live_ips = draw(st.lists(st.sampled_from(watched), unique=True))
+    old_pods = [make_pod(100 + i, True) for i in range(len(live_ips))]
+    old_pods = [Pod(**{**p.__dict__, "ip": ip}) for p, ip in zip(old_pods, live_ips)]
+    groups = GROUPS[: draw(st.integers(min_value=1, max_value=3))]
+    health = {arn: [TargetHealth(ip, 80, s) for ip in watched if (s := draw(st.sampled_from(STATES))) is not None]
+              for arn in groups}
+    deregistered = [f"{arn}|{ip}" for arn in groups for ip in watched if draw(st.booleans())]
+    return old_pods, watched, health, deregistered, draw(st.integers(min_value=0, max_value=6))
+
+
+def _state(more_steps: bool, mode: str) -> RolloutState:
+    request = RolloutRequest.model_validate(
+        {"cluster": "c", "namespace": "ns", "deployment": "d", "container": "app", "image": "r/app:v2"}
+    )
+    return RolloutState(
+        request=request, execution_name="e", mode=mode, started_at=0, replicas=6, plan=[1, 6], target_image="i",
+        previous_image="j", previous_revision=1, original_max_surge=1, original_max_unavailable=0,
+        target_groups=[TargetGroupInfo(arn=a, service="s", health_check_interval_seconds=5, healthy_threshold=2,
+                                       deregistration_delay_seconds=30) for a in GROUPS],
+        more_steps=more_steps,
+    )  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(drains(), st.booleans(), st.sampled_from(["rollout", "rollback"]))
+def test_a_drain_passes_or_is_handed_over_only_when_nothing_released_can_still_get_requests(drain, more, mode):
+    old_pods, watched, health, deregistered, expected_old = drain
+    result = evaluate_drain(old_pods=old_pods, expected_old=expected_old, watched_ips=watched, health=health,
+                            now=0, deadline=100)  # fmt: skip
+    live = {p.ip for p in old_pods}
+    leaving = [ip for ip in watched if ip not in live]
+    if result.status is Verdict.PASSED:
+        # every released target has left every group (or shows unused)
+        assert all(t.state == UNUSED for ts in health.values() for t in ts if t.target_id in leaving)
+        assert len(old_pods) <= expected_old
+    record = StepRecord(step=1, mode=mode, target=1, started_at=0, deregistered=deregistered)
+    if result.status is Verdict.WAITING and _may_hand_over(_state(more, mode), result, health, record):
+        # only between two rollout steps, after the scale-down, and with nothing released still in the pool
+        assert more and mode == "rollout" and len(old_pods) <= expected_old
+        for arn, ts in health.items():
+            for t in ts:
+                if t.target_id in leaving:
+                    assert t.state in (DRAINING, UNUSED) or f"{arn}|{t.target_id}" in deregistered
