@@ -432,7 +432,8 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
     status = result.status
     if handed_over and health is not None and status is not Verdict.FAILED:
         status = _follow_handed_over_drain(ports, s, mine, others, health, now, gate_passed=status is Verdict.PASSED)
-    if health is not None and not all_registering(candidates, health):
+    registering = health is not None and all_registering(candidates, health)
+    if health is not None and not registering:
         record.registering_since = None
     if status is Verdict.FAILED:
         _fail_gate(s, s.gate["reason"], now)
@@ -441,7 +442,7 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
         s.wait_seconds = 0
     elif result.status is Verdict.PASSED:  # the new targets are healthy; the previous step's are still draining
         s.wait_seconds = drain_poll_seconds(_interval(s), _poll_key(s, "handed-over-drain"))
-    elif health is not None and all_registering(candidates, health):
+    elif registering:
         record.registering_since = record.registering_since if record.registering_since is not None else now
         s.wait_seconds = registration_poll_seconds(_interval(s), now - record.registering_since, _poll_key(s, "registering"))
     elif health is not None:
