@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import datetime
 import functools
-import random
 import inspect
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import importlib
 import json
-import random
 import logging
+import random
 import threading
 import time
 import traceback

@@ -8,10 +8,10 @@ Job: drive one rollout on a ``Simulation`` and say how it ended. Built in:
   batch, ALBGATE_GATE in the template, hardened preStop / grace period as ``rollout.assess`` computes them)
   executed with perfect, free knowledge and albgate's rules: it opens ALBGATE_GATE on a new pod the instant
   its target is healthy in every target group and none of the previous step's released targets is left in
-  any group (never more pods than the step allows); it starts the next step the instant the step's old targets are all
-  `draining` (albgate hands the rest of the drain to the next gate), and ends the last step (or a rollback)
-  the instant they have left. Its duration is the ``lower_bound_seconds`` of a gated rollout: no poller can
-  be faster.
+  any group (never more pods than the step allows); it starts the next step the instant the step's old
+  targets are all `draining` (albgate hands the rest of the drain to the next gate), and ends the last step
+  (or a rollback) the instant they have left. Its duration is the ``lower_bound_seconds`` of a gated
+  rollout: no poller can be faster.
 The lead registers ``albgate`` (the real state machine) with ``register_strategy`` from
 ``albgate.rollout_strategy``.
 Invariant: a strategy only acts on the world through what Kubernetes allows (patches, pod status, undo); it

@@ -14,8 +14,8 @@ errors). It sends its requests through a ``KubeTransport``: this module's, or ``
 over the kubernetes client. Both flavours are therefore the same adapter, and its tests run on both; a lean
 reader would have been a second copy of the same reads, free to drift from the first. Why a transport at all:
 the rollout handlers (``wiring`` sends all their requests, reads and writes, through this module) would
-otherwise import the kubernetes client on their first call, ~100 ms with bytecode and ~780 ms without it, as Lambda runs the
-asset (docs/benchmarks.md, "Start-up").
+otherwise import the kubernetes client on their first call: ~100 ms with bytecode, ~780 ms without
+(docs/benchmarks.md, "Start-up").
 
 Invariant: importing or using this module never imports the ``kubernetes`` package. A request never leaves
 with a token that has less than ``REFRESH_MARGIN_SECONDS`` left, and never over TLS that is not verified (the

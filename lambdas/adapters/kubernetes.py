@@ -501,8 +501,8 @@ class KubernetesAdapter:
     """``KubernetesPort`` over a ``KubeTransport``, or over a configured ``ApiClient`` (kubernetes client).
 
     In the rollout Lambdas the transport comes from ``kube_http.EksClusters.http_transport`` (``wiring``); the
-    bootstrap's subclass gets an ``ApiClient`` from ``kube_client.KubeClientFactory``. Given an ``ApiClient``, the adapter sends its
-    requests through ``kube_client.ApiClientTransport`` and also keeps the client's generated APIs
+    bootstrap's subclass gets an ``ApiClient`` from ``kube_client.KubeClientFactory``. Given an ``ApiClient``,
+    the adapter sends its requests through ``kube_client.ApiClientTransport`` and also keeps the client's generated APIs
     (``_core``, ``_apps``, ``_networking``, ``_version``) for a subclass's extra calls (the bootstrap adapter).
 
     ``native_sleep``: write preStop as the native ``sleep`` action (True) or ``exec sleep N`` (False); None asks

@@ -2,11 +2,11 @@
 
 Invariant: a wait before a DescribeTargetHealth call that asks about health is at least the target group's
 health-check interval (a target's health changes at most once per check, FACTS.md ALB target groups), longer
-while the load balancer is still registering every target the gate waits for; a wait
-before asking whether a draining target has left is a third of it (at least 5 s), since draining ends with the
-last in-flight request rather than at a check. Every wait is stretched by a
-deterministic jitter of up to ``JITTER`` so that concurrent rollouts do not poll in lock-step, and doubled per
-consecutive throttle up to ``THROTTLE_CAP_SECONDS``. Waits are whole seconds (a Wait state's SecondsPath).
+while the load balancer is still registering every target the gate waits for; a wait before asking whether a
+draining target has left is a third of it (at least 5 s), since draining ends with the last in-flight request
+rather than at a check. Every wait is stretched by a deterministic jitter of up to ``JITTER`` so that
+concurrent rollouts do not poll in lock-step, and doubled per consecutive throttle up to
+``THROTTLE_CAP_SECONDS``. Waits are whole seconds (a Wait state's SecondsPath).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ THROTTLE_CAP_SECONDS = 120
 # Elb.RegistrationInProgress), no health check has run on them and none will until registration ends: seconds
 # on most ALBs, minutes on some (FACTS.md: 3-5 min reported for NLB IP targets). So the longer registration has
 # already taken, the less often the gate looks: after e seconds of it, every max(interval, e / 10) seconds,
-# capped at 30. A look then comes at most a tenth of the time already spent registering after the targets
-# could first have turned healthy, and a 4-minute registration costs about 25 looks instead of 45.
+# capped at 30. A look then comes about a tenth of the time already spent registering (plus jitter) after the
+# targets could first have turned healthy, and a 4-minute registration costs about 25 looks instead of 45.
 REGISTRATION_POLL_FRACTION = 0.1
 REGISTRATION_POLL_CAP_SECONDS = 30
 

@@ -484,7 +484,8 @@ def _follow_handed_over_drain(
     )
     s.drain = {**result.as_dict(), "step": step}
     if result.status is Verdict.FAILED:
-        s.gate = {**s.gate, "status": Verdict.FAILED.value, "reason": f"step {step}'s old targets did not leave: {result.reason}", "release": []}
+        reason = f"step {step}'s old targets did not leave: {result.reason}"
+        s.gate = {**s.gate, "status": Verdict.FAILED.value, "reason": reason, "release": []}
         return Verdict.FAILED
     if result.status is Verdict.PASSED:
         record.drained_at = now
@@ -606,7 +607,8 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
     if result.status is Verdict.WAITING and result.leaving_ips and (health is not None or s.throttles):
         held = {p.ip for p in mine + others if p.ip and not p.terminating}
         _deregister_released(ports, s, result.leaving_ips, health, held=held, record=record)
-    if result.status is Verdict.WAITING and health is not None and _may_hand_over(s, result, health, record):
+    handed_over = result.status is Verdict.WAITING and health is not None and _may_hand_over(s, result, health, record)
+    if handed_over:
         s.pending_drain_step = record.step
         s.drain = {
             **s.drain,
@@ -614,9 +616,9 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
             "reason": f"{len(result.leaving_ips)} old target(s) out of the pool, draining; step {record.step + 1}'s "
             "gate releases nothing until they have left every target group",
         }
-    if result.status is Verdict.PASSED or s.pending_drain_step is not None:
-        if result.status is Verdict.PASSED:
-            record.drained_at = now
+    if result.status is Verdict.PASSED:
+        record.drained_at = now
+    if result.status is Verdict.PASSED or handed_over:
         s.wait_seconds = 0
         s.bake_seconds = s.request.policy.bake_seconds if (s.more_steps and s.mode == "rollout") else 0
     elif health is None and not s.throttles:

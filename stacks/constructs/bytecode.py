@@ -90,10 +90,10 @@ def pyc_path(source: Path) -> Path:
     return source.parent / "__pycache__" / f"{source.stem}.{CACHE_TAG}.pyc"
 
 
-def bytecode_problems(asset_dir: Path, under: str = "") -> list[str]:
-    """Each .py under ``asset_dir/under`` whose 3.12 pyc is missing, for another version, or not unchecked-hash."""
+def bytecode_problems(asset_dir: Path) -> list[str]:
+    """Each .py under ``asset_dir`` whose 3.12 pyc is missing, for another version, or not unchecked-hash."""
     problems = []
-    for source in sorted((asset_dir / under).rglob("*.py")):
+    for source in sorted(asset_dir.rglob("*.py")):
         pyc = pyc_path(source)
         if not pyc.is_file():
             problems.append(f"{source.relative_to(asset_dir)}: no {pyc.name}")

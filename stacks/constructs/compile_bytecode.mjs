@@ -20,7 +20,7 @@ py.FS.mkdirTree("/asset");
 py.FS.mount(py.FS.filesystems.NODEFS, { root: dir }, "/asset");
 py.globals.set("ddir", ddir);
 const report = py.runPython(`
-import importlib.util, io, json, os, py_compile, sys
+import importlib.util, json, os, py_compile, sys
 
 compiled, failed = 0, []
 for root, dirs, files in os.walk("/asset"):

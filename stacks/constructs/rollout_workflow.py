@@ -177,7 +177,8 @@ def announce_step_passed(scope: Construct, bus: events.IEventBus) -> tasks.Event
     return tasks.EventBridgePutEvents(
         scope,
         "Announce Step Passed",
-        comment="Tell the teams' event rules that a step passed its gate and its drain (albgate's event bus)",
+        comment="Tell the teams' event rules that a step passed its gate and its old targets are out of the pool "
+        "(albgate's event bus)",
         entries=[
             tasks.EventBridgePutEventsEntry(
                 detail=sfn.TaskInput.from_object(detail),

@@ -402,7 +402,7 @@ def _rollout_world(apiserver: FakeApiServer) -> tuple[dict[str, Any], list[str]]
 
 
 @pytest.mark.parametrize("module", ["check_target_health", "verify_drain"])
-def test_read_only_handler_never_imports_the_kubernetes_package(apiserver: FakeApiServer, module: str) -> None:
+def test_the_gate_and_the_drain_check_never_import_the_kubernetes_package(apiserver: FakeApiServer, module: str) -> None:
     # Given a rollout in step 1 on the fake API server, an ALB target group (moto) and a fresh interpreter
     state, ips = _rollout_world(apiserver)
     env = {
