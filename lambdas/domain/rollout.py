@@ -345,11 +345,13 @@ def is_released(pod: Pod) -> bool:
     return pod.ready
 
 
-def _split_pods(ports: Ports, s: RolloutState) -> tuple[ReplicaSet | None, list[Pod], list[Pod]]:
-    """(target ReplicaSet, its pods, every other pod of the Deployment)."""
+def _split_pods(
+    ports: Ports, s: RolloutState, dep: Deployment | None = None
+) -> tuple[ReplicaSet | None, list[Pod], list[Pod]]:
+    """(target ReplicaSet, its pods, every other pod of the Deployment); ``dep`` if the caller has read it."""
     req = s.request
     kube = ports.kube
-    dep = kube.get_deployment(req.namespace, req.deployment)
+    dep = dep or kube.get_deployment(req.namespace, req.deployment)
     marker = s.execution_name if req.kind == "restart" and s.mode == "rollout" else None
     target = _target_replica_set(
         kube.list_replica_sets(req.namespace, req.deployment),
@@ -390,7 +392,8 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
     now = ports.clock.now()
     record = s.steps[-1]
     record.polls += 1
-    target, mine, others = _split_pods(ports, s)
+    dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)  # one GET for pods and conditions
+    target, mine, others = _split_pods(ports, s, dep)
     if target is None:
         s.gate = {"status": Verdict.WAITING.value, "reason": "waiting for the Deployment controller to create the new ReplicaSet"}
         if now >= s.step_deadline:
@@ -398,7 +401,6 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
         s.wait_seconds = pod_poll_seconds(_poll_key(s, "rs"))
         return s.dump()
 
-    dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)
     progressing = dep.condition("Progressing")
     if _deadline_exceeded_during_step(progressing, record.started_at):
         _fail_gate(s, f"Kubernetes reports ProgressDeadlineExceeded: {progressing.message or 'no progress'}", now)
