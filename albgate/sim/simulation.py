@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from lambdas.domain.budget import LocalBudget
 from lambdas.domain.models import RolloutRequest
 from lambdas.domain.ports import DRAINING, INITIAL, INJECT_LABEL, LBC_GATE_PREFIX, PodTemplate, Ports, TargetGroupBinding
 from lambdas.domain.ports import Container as ContainerSpec
@@ -40,6 +41,9 @@ class Simulation:
         self.loop.before_event = self.traffic.flush
         self.kube = SimKubernetes(self)
         self.elb = SimElb(self, caller="albgate")
+        # albgate's share of the account's Describe* bucket, with the stack's default rate and burst. One
+        # rollout never waits for it; bench/_common.replay puts many rollouts behind one (docs/benchmarks.md).
+        self.budget = LocalBudget(self.clock)
         self._build()
 
     # --- plumbing -------------------------------------------------------------------------------------
@@ -58,7 +62,7 @@ class Simulation:
 
     @property
     def ports(self) -> Ports:
-        return Ports(kube=self.kube, elb=self.elb, clock=self.clock)
+        return Ports(kube=self.kube, elb=self.elb, clock=self.clock, budget=self.budget)
 
     def add_observer(self, fn: Callable[[], None]) -> None:
         """fn() runs after every event, in zero virtual time (how the oracle reacts 'instantly')."""

@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING
 
 import boto3
 
+from lambdas.adapters.dynamodb_budget import DynamoDbBudget
 from lambdas.adapters.ecr import EcrAdapter
-from lambdas.adapters.elbv2 import ElbAdapter
+from lambdas.adapters.elbv2 import ElbAdapter, client_config
+from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND, BudgetSpec, UnlimitedBudget
 from lambdas.domain.ports import (
+    DescribeBudget,
     Deployment,
     DeploymentPatch,
     Ingress,
@@ -111,13 +114,29 @@ def _kube_port(port: LazyKubernetes) -> KubernetesPort:
 
 
 @functools.lru_cache(maxsize=8)
-def real_ports(cluster_name: str, region: str) -> Ports:
-    """The ports for one cluster and Region, cached for the life of a warm Lambda."""
+def real_ports(
+    cluster_name: str,
+    region: str,
+    budget_table: str = "",
+    budget_rate: float = DEFAULT_RATE_PER_SECOND,
+    budget_burst: int = DEFAULT_BURST,
+) -> Ports:
+    """The ports for one cluster and Region, cached for the life of a warm Lambda. With a budget table, every
+    Describe* call of a rollout first takes its turn in albgate's share of the account's bucket."""
     session = boto3.Session(region_name=region)
     clock = SystemClock()
+    budget: DescribeBudget = UnlimitedBudget()
+    if budget_table:
+        budget = DynamoDbBudget(
+            budget_table,
+            BudgetSpec(budget_rate, budget_burst),
+            clock.now,
+            client=session.client("dynamodb", region_name=region, config=client_config()),
+        )
     return Ports(
         kube=_kube_port(LazyKubernetes(cluster_name, region, session, clock)),
         elb=ElbAdapter.for_region(region, session),
         clock=clock,
         images=EcrAdapter(session),
+        budget=budget,
     )

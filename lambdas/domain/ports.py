@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from lambdas.domain.budget import UnlimitedBudget
+
 # Condition type of albgate's own readiness gate. albgate adds it to the pod template of every Deployment it
 # rolls, so each new pod stays not-Ready (and holds the old pods, maxUnavailable 0) until albgate has seen its
 # target healthy in every target group. It works where the controller's gate does not exist (EKS Auto Mode,
@@ -287,6 +289,16 @@ class ImagePort(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# albgate's share of the account's Describe* bucket (lambdas/domain/budget.py)
+# ---------------------------------------------------------------------------------------------------------
+class DescribeBudget(Protocol):
+    def acquire(self, tokens: int, *, reserve: bool) -> float:
+        """Seconds until ``tokens`` Describe* calls may go: 0 means now (they are counted); more means wait
+        that long, with the calls booked for then if ``reserve`` (see ``budget.admit``)."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Clock
 # ---------------------------------------------------------------------------------------------------------
 class Clock(Protocol):
@@ -303,3 +315,4 @@ class Ports:
     elb: ElbPort
     clock: Clock
     images: ImagePort | None = None  # None: tags are recorded as given (no registry to ask)
+    budget: DescribeBudget = field(default_factory=UnlimitedBudget)  # albgate's share of the Describe* bucket

@@ -181,6 +181,14 @@ def discover_target_groups(ports: Ports, dep: Deployment) -> list[TargetGroupInf
             "Controller creates one per backend of an Ingress with ingressClassName alb; is the controller "
             "running and the Ingress applied?"
         )
+    # DescribeTargetGroups + DescribeTargetGroupAttributes per group. Nothing is booked when albgate's share of
+    # the bucket is spent: the state machine's Retry for ThrottledError brings Preflight back, jittered.
+    wait = ports.budget.acquire(2 * len(bindings), reserve=False)
+    if wait > 0:
+        raise ThrottledError(
+            f"albgate's share of the account's Describe* calls is spent (other albgate rollouts are polling); "
+            f"room again in {wait:.1f} s"
+        )
     groups: list[TargetGroupInfo] = []
     for b in sorted(bindings, key=lambda b: b.name):
         tg = ports.elb.describe_target_group(b.target_group_arn)
@@ -368,6 +376,27 @@ def _split_pods(
     return target, mine, others
 
 
+# A look booked for a time that has long passed (the look went another way meanwhile) is booked again.
+STALE_SLOT_SECONDS = 10
+
+
+def _budget_wait(ports: Ports, s: RolloutState, now: float) -> int:
+    """0 when this look's DescribeTargetHealth calls may go now; otherwise the whole seconds to wait for the
+    slot albgate's share of the account's Describe* bucket booked for them (lambdas/domain/budget.py)."""
+    slot = s.describe_slot_at
+    if slot is not None and now <= slot + STALE_SLOT_SECONDS:
+        if now + 0.5 >= slot:  # back for the booked slot (a Wait state waits whole seconds)
+            s.describe_slot_at = None
+            return 0
+        return math.ceil(slot - now)
+    wait = ports.budget.acquire(len(s.target_groups), reserve=True)
+    if wait <= 0:
+        s.describe_slot_at = None
+        return 0
+    s.describe_slot_at = now + wait
+    return max(1, math.ceil(wait))
+
+
 def _describe_all(ports: Ports, s: RolloutState) -> dict[str, list[TargetHealth]]:
     health: dict[str, list[TargetHealth]] = {}
     for g in s.target_groups:
@@ -415,6 +444,17 @@ def check_target_health(ports: Ports, raw_state: dict) -> dict:
     health = None
     handed_over = s.pending_drain_step is not None
     if pods_needing_targets(candidates, needed) or (handed_over and needed <= 0):
+        budget_wait = _budget_wait(ports, s, now)
+        if budget_wait:
+            s.gate = {
+                "status": Verdict.WAITING.value,
+                "reason": f"albgate's share of the account's Describe* calls is spent (other albgate rollouts "
+                f"are polling); this look is booked in {budget_wait} s",
+            }
+            if now >= s.step_deadline:
+                _fail_gate(s, "step deadline passed while albgate waited for its share of the Describe* calls", now)
+            s.wait_seconds = budget_wait
+            return s.dump()
         try:
             health = _describe_all(ports, s)
             s.throttles = 0
@@ -545,7 +585,7 @@ def _fail_gate(s: RolloutState, reason: str, now: float) -> None:
     """Fail the step; forbid an automatic rollback when the targets are out of sight (blind)."""
     record = s.steps[-1]
     stale = record.observed_at is None or now - record.observed_at > STALE_OBSERVATION_INTERVALS * _interval(s)
-    blind = s.throttles > 0 and stale
+    blind = (s.throttles > 0 or s.describe_slot_at is not None) and stale
     if blind:
         s.rollback_allowed = False
         reason += (
@@ -591,10 +631,13 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
     _, mine, others = _split_pods(ports, s)
     expected_old = s.replicas - s.plan[s.step]
     health = None
+    budget_wait = 0
     if sum(1 for p in others if not p.terminating) <= expected_old:
+        budget_wait = _budget_wait(ports, s, now)
         try:
-            health = _describe_all(ports, s)
-            s.throttles = 0
+            if not budget_wait:
+                health = _describe_all(ports, s)
+                s.throttles = 0
         except ThrottledError:
             s.throttles += 1
     result = evaluate_drain(
@@ -623,6 +666,8 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
     if result.status is Verdict.PASSED or handed_over:
         s.wait_seconds = 0
         s.bake_seconds = s.request.policy.bake_seconds if (s.more_steps and s.mode == "rollout") else 0
+    elif budget_wait:
+        s.wait_seconds = budget_wait
     elif health is None and not s.throttles:
         s.wait_seconds = pod_poll_seconds(_poll_key(s, "scale-down"))
     else:

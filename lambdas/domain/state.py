@@ -84,6 +84,9 @@ class RolloutState(_Model):
     # it cannot tell whether the pods a rollback removes are serving. The state machine then stops instead.
     rollback_allowed: bool = True
     throttles: int = 0
+    # When the Describe* calls of the next look are booked in albgate's share of the account's bucket (epoch
+    # seconds; None: nothing booked). Set only while that share is spent (lambdas/domain/budget.py).
+    describe_slot_at: float | None = None
 
     describe_target_health_calls: int = 0
     steps: list[StepRecord] = Field(default_factory=list)

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.models import validation_message
 from lambdas.domain.ports import Ports
@@ -29,6 +30,13 @@ class HandlerSettings(BaseModel):
 
     region: str = Field(min_length=1, description="AWS_REGION, set by Lambda")
     clusters: list[str] = Field(default_factory=list, description="ALBGATE_CLUSTERS: clusters this stack may touch")
+    describe_budget_table: str = Field(
+        default="", description="ALBGATE_DESCRIBE_BUDGET_TABLE: the DynamoDB table of albgate's Describe* share ('' = none)"
+    )
+    describe_budget_rate: float = Field(
+        default=DEFAULT_RATE_PER_SECOND, gt=0, description="ALBGATE_DESCRIBE_BUDGET_RATE: Describe* calls/s for all of albgate"
+    )
+    describe_budget_burst: int = Field(default=DEFAULT_BURST, ge=1, description="ALBGATE_DESCRIBE_BUDGET_BURST: calls at once")
 
     @classmethod
     def from_environ(cls) -> "HandlerSettings":
@@ -36,6 +44,9 @@ class HandlerSettings(BaseModel):
             return cls(
                 region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", ""),
                 clusters=[c for c in os.environ.get("ALBGATE_CLUSTERS", "").split(",") if c],
+                describe_budget_table=os.environ.get("ALBGATE_DESCRIBE_BUDGET_TABLE", ""),
+                describe_budget_rate=os.environ.get("ALBGATE_DESCRIBE_BUDGET_RATE", DEFAULT_RATE_PER_SECOND),
+                describe_budget_burst=os.environ.get("ALBGATE_DESCRIBE_BUDGET_BURST", DEFAULT_BURST),
             )
         except ValidationError as exc:
             raise InvalidInputError(f"handler environment: {validation_message(exc)}") from exc
@@ -63,7 +74,7 @@ def ports_for(cluster: str) -> Ports:
         )
     from lambdas.adapters.wiring import real_ports  # imported late: only Lambda pays for boto3/kubernetes
 
-    return real_ports(cluster, cfg.region)
+    return real_ports(cluster, cfg.region, cfg.describe_budget_table, cfg.describe_budget_rate, cfg.describe_budget_burst)
 
 
 def cluster_of(event: dict[str, Any]) -> str:

@@ -1,0 +1,79 @@
+"""albgate's share of the account's Describe* bucket, kept in one DynamoDB item that every Lambda shares.
+
+Job: implement ``DescribeBudget`` over the item ``budget_key = "elbv2-describe"``: read its ``tat`` (the
+theoretical arrival time of ``lambdas/domain/budget.py``), let the domain decide, and write the new ``tat``
+only if nobody changed it since the read (a conditional UpdateItem). Two Lambdas racing for the same slot cannot
+both win: the loser reads again and decides again.
+
+Invariant: the budget is a courtesy to the other callers of the bucket, never a reason for a rollout to stop.
+If DynamoDB cannot answer (throttled, unavailable, access denied, or the item keeps changing under us), the
+call is let through, logged as a warning: ELB's own throttling is still answered by the back-off in
+``lambdas/domain/poll.py``. So nothing but a float leaves ``acquire``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lambdas.adapters.elbv2 import client_config
+from lambdas.domain.budget import BudgetSpec, admit
+
+KEY = "budget_key"
+ITEM = "elbv2-describe"
+TAT = "tat"
+# Conflicting writers read again and decide again; past this many lost races, the call is let through.
+MAX_RACES = 5
+
+log = logging.getLogger(__name__)
+
+
+class DynamoDbBudget:
+    """``DescribeBudget`` over one DynamoDB table (partition key ``budget_key``, string)."""
+
+    def __init__(self, table_name: str, spec: BudgetSpec, now: Any, client: Any = None, region: str | None = None) -> None:
+        self._table = table_name
+        self.spec = spec
+        self._now = now
+        self._client = client or boto3.client("dynamodb", region_name=region, config=client_config())
+
+    def acquire(self, tokens: int, *, reserve: bool) -> float:
+        try:
+            for _ in range(MAX_RACES):
+                answer = self._client.get_item(
+                    TableName=self._table, Key={KEY: {"S": ITEM}}, ConsistentRead=True, ProjectionExpression=TAT
+                )
+                raw = answer.get("Item", {}).get(TAT, {}).get("N")
+                tat = float(raw) if raw is not None else None
+                a = admit(tat, self._now(), tokens, self.spec, reserve=reserve)
+                if a.tat == tat:  # refused without booking: nothing to write
+                    return a.wait
+                if self._write(tat, a.tat):
+                    return a.wait
+            log.warning("describe budget: lost %d races for %s in %s; letting the call through", MAX_RACES, ITEM, self._table)
+        except (ClientError, BotoCoreError) as e:
+            log.warning("describe budget: DynamoDB %s did not answer (%s); letting the call through", self._table, e)
+        return 0.0
+
+    def _write(self, old: float | None, new: float) -> bool:
+        condition = "attribute_not_exists(#tat)" if old is None else "#tat = :old"
+        values: dict[str, Any] = {":new": {"N": repr(new)}}
+        if old is not None:
+            values[":old"] = {"N": repr(old)}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={KEY: {"S": ITEM}},
+                UpdateExpression="SET #tat = :new",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#tat": TAT},
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise

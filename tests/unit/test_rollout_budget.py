@@ -1,0 +1,335 @@
+"""The Describe* budget in the rollout's use cases: the gate, the drain check, Preflight and the gate keeper.
+
+The harness is the simulated cluster and ALB (a fake that behaves) with the real use cases of
+``lambdas/domain/rollout.py``; only the budget is replaced, by one that says "wait N s" on demand and records
+what it was asked. ELB calls are counted by the simulated ALB per caller, so "no DescribeTargetHealth call"
+means the load balancer saw none from albgate. The last test runs a whole rollout of the seed's app through
+the synthesized state machine with the default budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import albgate.rollout_strategy  # noqa: F401  registers the "albgate" strategy
+from albgate.sim import Simulation, load_scenario
+from albgate.sim import simulation as simulation_module
+from albgate.sim.runner import run_strategy
+from albgate.sim.strategies import SUCCEEDED, bootstrap_hardened
+from albgate.template import use_template
+from lambdas.domain.budget import LocalBudget
+from lambdas.domain.errors import ThrottledError
+from lambdas.domain.gatekeeper import keep_gates
+from lambdas.domain.ports import ALBGATE_GATE, DeploymentPatch, Ports
+from lambdas.domain.rollout import (
+    ROLLOUT_ANNOTATION,
+    STALE_SLOT_SECONDS,
+    check_target_health,
+    preflight,
+    release_old_pods,
+    start_step,
+    verify_drain,
+)
+
+SEED_APP = Path(__file__).resolve().parents[2] / "scenarios" / "seed-app.yaml"
+NS, DEPLOYMENT = "readiness", "nginx-app"
+SPENT = "Describe* calls is spent"  # what the gate says while it waits for its booked look
+FIRST_POD_READY = 20  # seconds after Start Step: the first new pod is ContainersReady, its target registering
+
+
+class ScriptedBudget:
+    """A DescribeBudget that answers each ask with the next of ``waits`` (0 once they run out), and records
+    every ask as (tokens, reserve)."""
+
+    def __init__(self, *waits: float) -> None:
+        self.waits = list(waits)
+        self.asks: list[tuple[int, bool]] = []
+
+    def say(self, *waits: float) -> None:
+        self.waits = list(waits)
+        self.asks.clear()
+
+    def acquire(self, tokens: int, *, reserve: bool) -> float:
+        self.asks.append((tokens, reserve))
+        return self.waits.pop(0) if self.waits else 0.0
+
+
+@dataclasses.dataclass
+class World:
+    sim: Simulation
+    budget: ScriptedBudget
+    ports: Ports
+
+    @property
+    def now(self) -> float:
+        return self.sim.clock.now()
+
+    @property
+    def health_calls(self) -> int:
+        """DescribeTargetHealth calls albgate made (the controller's are counted apart)."""
+        return self.sim.alb.describe_calls["albgate"]
+
+    @property
+    def group_calls(self) -> int:
+        return self.sim.alb.describe_tg_calls["albgate"]
+
+    def request(self, **policy: int) -> dict:
+        req = self.sim.rollout_request()
+        return req.model_copy(update={"policy": req.policy.model_copy(update=policy)}).model_dump(mode="json")
+
+    def started(self, **policy: int) -> dict:
+        """Preflight and Start Step with room in the budget; the budget's record starts empty afterwards."""
+        state = start_step(self.ports, preflight(self.ports, self.request(**policy), "t1"))
+        self.budget.say()
+        return state
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    sim = Simulation(bootstrap_hardened(load_scenario(SEED_APP)))
+    sim.run_until(sim.rollout_start)
+    budget = ScriptedBudget()
+    yield World(sim, budget, dataclasses.replace(sim.ports, budget=budget))
+
+
+def gate_waiting_for_the_budget(state: dict) -> bool:
+    return state["gate"]["status"] == "WAITING" and SPENT in state["gate"]["reason"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preflight
+# ---------------------------------------------------------------------------------------------------------
+PREFLIGHT_CASES = [
+    # id, budget's answer, ThrottledError expected, DescribeTargetGroup calls made
+    ("room-in-the-budget", 0.0, False, 1),
+    ("budget-spent", 3.0, True, 0),
+]
+
+
+@pytest.mark.parametrize("wait,throttled,calls", [c[1:] for c in PREFLIGHT_CASES], ids=[c[0] for c in PREFLIGHT_CASES])
+def test_preflight_asks_two_calls_per_target_group_and_makes_none_when_told_to_wait(world, wait, throttled, calls):
+    # Given the seed's app behind one TargetGroupBinding, and a budget that answers ``wait``
+    world.budget.say(wait)
+    # When Preflight runs
+    if throttled:
+        # Then it raises the retryable ThrottledError (the state machine's Retry brings it back) saying when
+        with pytest.raises(ThrottledError, match=r"room again in 3\.0 s"):
+            preflight(world.ports, world.request(), "t1")
+    else:
+        state = preflight(world.ports, world.request(), "t1")
+        assert len(state["target_groups"]) == 1
+    # And it asked once, for DescribeTargetGroups + DescribeTargetGroupAttributes, booking nothing
+    assert world.budget.asks == [(2, False)]
+    # And ELB was called only if the budget had room
+    assert world.group_calls == calls and world.health_calls == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The gate (Check Target Health)
+# ---------------------------------------------------------------------------------------------------------
+BOOKED = [
+    # id, booked wait the budget answers, whole seconds the gate must wait for it
+    ("under-a-second-waits-one-second", 0.2, 1),
+    ("fraction-rounds-up", 7.5, 8),
+    ("whole-seconds-as-is", 30.0, 30),
+]
+
+
+@pytest.mark.parametrize("booked,wait_seconds", [b[1:] for b in BOOKED], ids=[b[0] for b in BOOKED])
+def test_the_gate_waits_for_its_booked_look_and_then_looks_without_asking_again(world, booked, wait_seconds):
+    # Given a step whose first new pod is ContainersReady (the gate would call DescribeTargetHealth), and a
+    # budget that is spent: it books this look ``booked`` seconds ahead
+    state = world.started()
+    world.sim.advance(FIRST_POD_READY)
+    world.budget.say(booked)
+    now = world.now
+    # When the gate looks
+    state = check_target_health(world.ports, state)
+    # Then it waits for the booked slot, having booked one look's worth (one call per target group)
+    assert gate_waiting_for_the_budget(state), state["gate"]
+    assert state["wait_seconds"] == wait_seconds
+    assert state["describe_slot_at"] == now + booked
+    assert world.budget.asks == [(1, True)]
+    # And it made no DescribeTargetHealth call
+    assert world.health_calls == 0 and state["describe_target_health_calls"] == 0
+    # When it comes back after the wait it asked for
+    world.sim.advance(state["wait_seconds"])
+    state = check_target_health(world.ports, state)
+    # Then the look goes without asking the budget again (the slot was paid for), and the booking is used up
+    assert world.budget.asks == [(1, True)]
+    assert world.health_calls == 1 and state["describe_target_health_calls"] == 1
+    assert state["describe_slot_at"] is None and not gate_waiting_for_the_budget(state)
+
+
+COME_BACK = [
+    # id, seconds after the booked slot the gate comes back, budget asked again, look made
+    ("on-time", 0, False, True),
+    ("late-within-the-tolerance", STALE_SLOT_SECONDS - 1, False, True),
+    ("stale-booked-again", STALE_SLOT_SECONDS + 1, True, False),
+]
+
+
+@pytest.mark.parametrize("late,asked,looked", [c[1:] for c in COME_BACK], ids=[c[0] for c in COME_BACK])
+def test_a_stale_booking_is_booked_again(world, late, asked, looked):
+    # Given a gate that booked its look 5 s ahead
+    state = world.started()
+    world.sim.advance(FIRST_POD_READY)
+    world.budget.say(5.0, 3.0)  # the first booking, then (if asked again) a new one 3 s ahead
+    state = check_target_health(world.ports, state)
+    slot = state["describe_slot_at"]
+    # When the gate comes back ``late`` seconds after its slot
+    world.sim.advance(5.0 + late)
+    state = check_target_health(world.ports, state)
+    # Then a booking stale by more than STALE_SLOT_SECONDS is booked again (the budget says wait 3 s), while a
+    # fresh one is used without asking
+    assert len(world.budget.asks) == (2 if asked else 1)
+    assert world.health_calls == (1 if looked else 0)
+    if asked:
+        assert gate_waiting_for_the_budget(state) and state["wait_seconds"] == 3
+        assert state["describe_slot_at"] == world.now + 3.0 and state["describe_slot_at"] > slot
+    else:
+        assert state["describe_slot_at"] is None
+
+
+DEADLINE = [
+    # id, seconds after Start Step the gate looks (step deadline: 60 s), expected gate status
+    ("before-the-deadline", FIRST_POD_READY, "WAITING"),
+    ("past-the-deadline", 61, "FAILED"),
+]
+
+
+@pytest.mark.parametrize("after,status", [d[1:] for d in DEADLINE], ids=[d[0] for d in DEADLINE])
+def test_the_step_deadline_passing_while_the_budget_says_wait_fails_the_gate(world, after, status):
+    # Given a step with a 60 s deadline whose gate has not seen its targets yet, and a spent budget
+    state = world.started(step_deadline_seconds=60)
+    world.sim.advance(after)
+    world.budget.say(10.0)
+    # When the gate looks
+    state = check_target_health(world.ports, state)
+    # Then before the deadline it waits; past it the step fails, naming the budget, without a look at ELB
+    assert state["gate"]["status"] == status
+    assert world.health_calls == 0
+    if status == "FAILED":
+        assert "step deadline passed while albgate waited" in state["gate"]["reason"]
+        # And as with throttling, albgate never saw this step's targets: no automatic (blind) rollback
+        assert state["rollback_allowed"] is False
+    else:
+        assert state["rollback_allowed"] is True
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The drain check (Verify Drain)
+# ---------------------------------------------------------------------------------------------------------
+def gate_passed(world: World) -> dict:
+    state = world.started()
+    for _ in range(20):
+        state = check_target_health(world.ports, state)
+        if state["gate"]["status"] != "WAITING":
+            break
+        world.sim.advance(state["wait_seconds"])
+    assert state["gate"]["status"] == "PASSED"
+    return state
+
+
+@pytest.mark.parametrize("booked,wait_seconds", [(0.5, 1), (12.25, 13)], ids=["under-a-second", "fraction-rounds-up"])
+def test_the_drain_check_waits_its_booked_time_without_calling_elb(world, booked, wait_seconds):
+    # Given a step whose gate passed and whose old pod was released and scaled down (the drain check would now
+    # call DescribeTargetHealth), and a budget that books that look ``booked`` seconds ahead
+    state = release_old_pods(world.ports, gate_passed(world))
+    world.sim.advance(3)
+    calls = world.health_calls
+    world.budget.say(booked)
+    now = world.now
+    # When the drain is checked
+    state = verify_drain(world.ports, state)
+    # Then it waits the booked time, with no DescribeTargetHealth call
+    assert state["drain"]["status"] == "WAITING"
+    assert state["wait_seconds"] == wait_seconds
+    assert state["describe_slot_at"] == now + booked
+    assert world.budget.asks == [(1, True)] and world.health_calls == calls
+    # When it comes back then / Then it looks without asking again
+    world.sim.advance(state["wait_seconds"])
+    state = verify_drain(world.ports, state)
+    assert world.budget.asks == [(1, True)] and world.health_calls == calls + 1
+    assert state["describe_slot_at"] is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The gate keeper
+# ---------------------------------------------------------------------------------------------------------
+def pod_born_outside_a_rollout(world: World) -> None:
+    """A Deployment whose template carries albgate's gate and that no rollout holds, with one ContainersReady
+    pod whose gate is closed (as a scale-up after an albgate rollout leaves it)."""
+    world.started()
+    world.sim.advance(40)  # the new pod is ContainersReady and its target healthy
+    world.ports.kube.patch_deployment(NS, DEPLOYMENT, DeploymentPatch(annotations={ROLLOUT_ANNOTATION: ""}))
+    world.budget.say()
+
+
+def open_gates(world: World) -> int:
+    return sum(1 for p in world.ports.kube.list_pods(NS, {"app": "nginx"}) if p.condition(ALBGATE_GATE) == "True")
+
+
+KEEPER = [
+    # budget's answers (target group discovery, then the health look), skip expected, gates opened
+    pytest.param((0.0, 0.0), False, 1, id="room-in-the-budget"),
+    pytest.param((0.0, 5.0), True, 0, id="spent-before-the-health-look"),
+    pytest.param((5.0, 5.0), True, 0, id="spent-from-the-start"),
+]
+
+
+@pytest.mark.parametrize("answers,skipped,opened", KEEPER)
+def test_the_gate_keeper_skips_a_run_when_the_budget_says_wait(world, answers, skipped, opened):
+    # Given a pod born outside a rollout, its albgate gate closed and its target healthy
+    pod_born_outside_a_rollout(world)
+    world.budget.say(*answers)
+    calls = world.health_calls
+    # When the gate keeper runs
+    report = keep_gates(world.ports, NS, DEPLOYMENT)
+    # Then with the budget spent it skips the run, saying why, with no DescribeTargetHealth call and no gate
+    # opened; with room it looks and opens the healthy pod's gate
+    assert report.closed == 1
+    assert bool(report.skipped_reason) is skipped
+    # (it asked for the target groups' two Describe* calls, then, if they went, for the health look's one,
+    # booking nothing)
+    assert world.budget.asks == ([(2, False)] if answers[0] else [(2, False), (1, False)])
+    if skipped:
+        assert "spent" in report.skipped_reason
+    assert world.health_calls == calls + (0 if skipped else 1)
+    assert len(report.opened) == opened and open_gates(world) == opened
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One whole rollout with the default budget
+# ---------------------------------------------------------------------------------------------------------
+class CountingBudget(LocalBudget):
+    """The simulation's default budget, counting the calls it let go."""
+
+    def __init__(self, clock: object, spec=None) -> None:
+        super().__init__(clock, spec)
+        self.granted = 0
+
+    def acquire(self, tokens: int, *, reserve: bool) -> float:
+        wait = super().acquire(tokens, reserve=reserve)
+        self.granted += tokens if wait == 0 else 0
+        return wait
+
+
+def test_one_rollout_of_the_seed_app_never_waits_for_the_default_budget(template, monkeypatch):
+    # Given albgate's synthesized state machine (this session's synth) and the simulation's default budget
+    use_template(template)
+    monkeypatch.setattr(simulation_module, "LocalBudget", CountingBudget)
+    # When it rolls the seed's app alone
+    sim, run = run_strategy(load_scenario(SEED_APP), "albgate")
+    # Then it succeeds without ever being told to wait
+    assert run.outcome == SUCCEEDED, run.detail
+    budget = sim.budget
+    assert isinstance(budget, CountingBudget) and budget.waits == 0
+    # And every Describe* call it made was counted in the budget: two per target group in Preflight, one per
+    # DescribeTargetHealth
+    elb_calls = 2 * sim.alb.describe_tg_calls["albgate"] + sim.alb.describe_calls["albgate"]
+    assert sim.alb.describe_calls["albgate"] > 0 and budget.granted == elb_calls
