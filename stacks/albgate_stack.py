@@ -19,6 +19,7 @@ from stacks.config import AlbgateConfig
 from stacks.constructs.bootstrap_specs import BOOTSTRAP_HANDLERS
 from stacks.constructs.bootstrap_workflow import BootstrapWorkflow
 from stacks.constructs.cluster_access import ClusterAccess, cluster_arn
+from stacks.constructs.describe_budget import DescribeBudgetTable
 from stacks.constructs.ecr_trigger import EVENT_BUS_NAME, EcrTrigger, trigger_applications
 from stacks.constructs.handler_specs import ROLLOUT_HANDLERS
 from stacks.constructs.lambda_asset import lambdas_code
@@ -62,6 +63,12 @@ class AlbgateStack(Stack):
             for spec in ALL_HANDLERS
         }
         self.cluster_access = ClusterAccess(self, "ClusterAccess", config=config, functions=self.functions)
+        # All rollouts together keep to a share of the account's Describe* bucket (lambdas/domain/budget.py)
+        self.describe_budget = (
+            DescribeBudgetTable(self, "DescribeBudget", config=config.describe_budget, functions=self.functions.values())
+            if config.describe_budget.enabled
+            else None
+        )
 
         # albgate's event bus exists when the ECR trigger does (it is created there); the state machine then
         # announces every passed step on it. Referenced by name: the trigger needs the state machine first.

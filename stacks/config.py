@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND
+
 # Kubernetes name rules are the lead's contract in lambdas/domain/models.py: reuse them so the CDK config and a
 # rollout request accept exactly the same names.
 from lambdas.domain.models import DNS1123_LABEL, DNS1123_SUBDOMAIN, RolloutPolicy
@@ -214,6 +216,18 @@ class ApplicationConfig(_Strict):
         return v
 
 
+class DescribeBudgetConfig(_Strict):
+    """albgate's share of the account's ELB Describe* bucket (40 tokens, 10/s, FACTS.md), for all its
+    rollouts together; the rest is left to the Load Balancer Controllers (docs/rollout.md, "Sharing the
+    Describe* bucket")."""
+
+    enabled: bool = Field(default=True, description="false: every rollout polls at its own pace only")
+    rate_per_second: float = Field(
+        default=DEFAULT_RATE_PER_SECOND, gt=0, le=10, description="Describe* calls per second, all rollouts together"
+    )
+    burst: int = Field(default=DEFAULT_BURST, ge=1, le=40, description="calls albgate may make at once")
+
+
 class AlbgateConfig(_Strict):
     """Everything the stack needs; see docs/foundation.md for the reference and config/example.json."""
 
@@ -223,6 +237,7 @@ class AlbgateConfig(_Strict):
     rollout_policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_retention_days: int = Field(default=30, description="CloudWatch Logs retention of every function")
+    describe_budget: DescribeBudgetConfig = Field(default_factory=lambda: DescribeBudgetConfig())
 
     @field_validator("log_retention_days")
     @classmethod

@@ -22,6 +22,9 @@ class HandlerSpec:
     # elasticloadbalancing:DeregisterTargets on the configured clusters' controller-managed target groups: start
     # the drain of a released pod's target when the Load Balancer Controller has not (down or throttled)
     elb_deregister: bool = False
+    # dynamodb:GetItem/UpdateItem on the Describe* budget table: takes its turn in albgate's share of the
+    # account's Describe* bucket before each call (lambdas/domain/budget.py)
+    describe_budget: bool = False
     memory_mb: int = 256
     timeout_seconds: int = 60
     description: str = ""
@@ -37,6 +40,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         "preflight",
         kube="rollout",
         elb_read=True,
+        describe_budget=True,
         ecr_read=True,
         description="validate input, find target groups, check (or harden) zero-downtime settings",
     ),
@@ -55,6 +59,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         "check_target_health",
         kube="read",
         elb_read=True,
+        describe_budget=True,
         description="gate: every new pod's target healthy in every target group",
     ),
     HandlerSpec(
@@ -69,6 +74,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         "verify_drain",
         kube="read",
         elb_read=True,
+        describe_budget=True,
         elb_deregister=True,
         description="old targets went draining (deregistered here if nobody had) and left the target group",
     ),
@@ -96,6 +102,7 @@ SCHEDULED_HANDLERS: tuple[HandlerSpec, ...] = (
         "gate_keeper",
         kube="rollout",
         elb_read=True,
+        describe_budget=True,
         description="open albgate's readiness gate on healthy pods created outside a rollout (scale-ups)",
     ),
 )

@@ -42,6 +42,11 @@ def actions(statements: list[dict[str, Any]]) -> set[str]:
     return found
 
 
+def budget_table_id(synth) -> str:
+    (table,) = [k for k in synth.resources("AWS::DynamoDB::Table") if k.startswith("DescribeBudget")]
+    return table
+
+
 def test_one_function_per_handler_spec(synth):
     # Given the handler specs / When the stack is synthesized / Then there is exactly one Lambda per spec
     handlers = sorted(f["Properties"]["Handler"] for f in synth.resources("AWS::Lambda::Function").values())
@@ -60,10 +65,20 @@ def test_function_defaults(synth, spec):
     assert props["Handler"] == f"lambdas.handlers.{spec.module}.handler"
     assert props["MemorySize"] == spec.memory_mb
     assert props["Timeout"] == spec.timeout_seconds
+    budget = (
+        {
+            "ALBGATE_DESCRIBE_BUDGET_TABLE": {"Ref": budget_table_id(synth)},
+            "ALBGATE_DESCRIBE_BUDGET_RATE": "5.0",
+            "ALBGATE_DESCRIBE_BUDGET_BURST": "30",
+        }
+        if spec.describe_budget
+        else {}
+    )
     assert props["Environment"]["Variables"] == {
         "POWERTOOLS_SERVICE_NAME": "albgate",
         "POWERTOOLS_METRICS_NAMESPACE": "albgate",
         "LOG_LEVEL": "INFO",
+        **budget,
     }
     # Powertools comes from the bundled asset, never also from the managed layer; the only layer is the
     # kubectl/helm layer of the controller install
@@ -112,7 +127,27 @@ def test_role_grants_exactly_what_the_spec_names(synth, spec):
         expected |= {"ecr:DescribeImages"}
     if spec.elb_deregister:
         expected |= {"elasticloadbalancing:DeregisterTargets"}
+    if spec.describe_budget:
+        expected |= {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert actions(statements) == expected
+
+
+def test_the_describe_budget_is_shared_by_every_function_that_polls_elb_in_a_rollout(synth):
+    # Given the specs / Then every rollout function and the gate keeper that read ELB take their turn first
+    polling = {s.name for s in ALL_HANDLERS if s.describe_budget}
+    assert polling == {"Preflight", "CheckTargetHealth", "VerifyDrain", "GateKeeper"}
+    assert all(s.elb_read for s in ALL_HANDLERS if s.describe_budget)
+    # And their DynamoDB actions reach the budget table only
+    table = budget_table_id(synth)
+    for spec in ALL_HANDLERS:
+        if not spec.describe_budget:
+            continue
+        _, fn = function_of(synth, spec)
+        statements = policy_statements(synth, fn["Properties"]["Role"]["Fn::GetAtt"][0])
+        (grant,) = [s for s in statements if "dynamodb:GetItem" in s["Action"]]
+        assert sorted(grant["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+        resources = grant["Resource"] if isinstance(grant["Resource"], list) else [grant["Resource"]]
+        assert resources and all(r == {"Fn::GetAtt": [table, "Arn"]} or r == {"Ref": "AWS::NoValue"} for r in resources)
 
 
 def test_only_verify_drain_may_deregister_and_only_the_clusters_target_groups(synth):

@@ -1,0 +1,44 @@
+"""The DynamoDB table behind albgate's share of the account's Describe* bucket (lambdas/domain/budget.py).
+
+Job: one on-demand table holding one item (the share's theoretical arrival time), and, for every function
+whose spec says ``describe_budget``, the table's name and the share's rate and burst in its environment plus
+dynamodb:GetItem/UpdateItem on this table only (lambdas/adapters/dynamodb_budget.py uses nothing else).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+from stacks.config import DescribeBudgetConfig
+from stacks.constructs.lambda_function import AlbgateFunction
+
+BUDGET_KEY = "budget_key"  # lambdas/adapters/dynamodb_budget.py KEY
+BUDGET_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+
+
+class DescribeBudgetTable(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: DescribeBudgetConfig,
+                 functions: Iterable[AlbgateFunction]) -> None:
+        super().__init__(scope, construct_id)
+        self.table = dynamodb.Table(
+            self,
+            "Table",
+            partition_key=dynamodb.Attribute(name=BUDGET_KEY, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            # One number that is rebuilt from nothing on the first call: nothing to keep once the stack is gone.
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        for f in functions:
+            if not f.spec.describe_budget:
+                continue
+            f.function.add_environment("ALBGATE_DESCRIBE_BUDGET_TABLE", self.table.table_name)
+            f.function.add_environment("ALBGATE_DESCRIBE_BUDGET_RATE", repr(float(config.rate_per_second)))
+            f.function.add_environment("ALBGATE_DESCRIBE_BUDGET_BURST", str(config.burst))
+            self.table.grant(f.role, *BUDGET_ACTIONS)
