@@ -33,6 +33,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from lambdas.domain.budget import BudgetSpec, admit
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO_DIR = ROOT / "scenarios"
 OUT_DIR = ROOT / "out" / "bench"
@@ -429,6 +431,18 @@ def template_retry_policy(template: dict[str, Any], state: str = "Preflight",
     return retry_policy(extract_state_machine(template, state_machine_id(template)).definition, state, error)
 
 
+def template_budget(template: dict[str, Any]) -> BudgetSpec | None:
+    """albgate's share of the Describe* bucket as the synthesized stack configures it: the rate and burst in
+    the environment of the functions that poll (None: the stack has no budget)."""
+    for res in template["Resources"].values():
+        if res.get("Type") != "AWS::Lambda::Function":
+            continue
+        env = res.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        if "ALBGATE_DESCRIBE_BUDGET_RATE" in env:
+            return BudgetSpec(float(env["ALBGATE_DESCRIBE_BUDGET_RATE"]), int(env["ALBGATE_DESCRIBE_BUDGET_BURST"]))
+    return None
+
+
 # albgate's reactions to a throttled call, besides Preflight's Retry (the code they come from):
 EXECUTION_TIMEOUT_SECONDS = 48 * 3600.0  # the state machine's TimeoutSeconds (rollout_workflow.py)
 CONTROLLER_BACKOFF_START, CONTROLLER_BACKOFF_CAP = 0.005, 1000.0  # LBC workqueue back-off (FACTS.md 22-24)
@@ -516,9 +530,20 @@ def _gate_gives_up(c: _Copy, call: Call, now: float, wait: float) -> bool:
     return c.throttled_wait > c.sched.step_deadline_seconds
 
 
+def _fold(c: _Copy, st: _Stream, j: int, until: float) -> int:
+    """The poll a retried (or booked) albgate call stands for: the polls of the same wait that fall due
+    before ``until`` are folded into it (they would only have asked "not yet?")."""
+    nxt = j
+    phase = _phase(st.calls[j])
+    if phase is not None:
+        while nxt + 1 < len(st.calls) and _phase(st.calls[nxt + 1]) == phase and c.due(st.calls[nxt + 1]) <= until:
+            nxt += 1
+    return nxt
+
+
 def replay(schedules: Sequence[Schedule], n: int, *, window: float, background: float, seed: int,
            preflight_retry: RetryPolicy | None, capacity: int = 40, refill: float = 10.0,
-           interval: int = 5) -> dict[str, Any]:
+           interval: int = 5, budget: BudgetSpec | None = None) -> dict[str, Any]:
     """N rollouts on one account's Describe* bucket: copy i replays schedule (i + seed) mod len(schedules),
     started at a uniform random offset in [0, window]; ``background`` calls/s come out of the bucket all the
     time (other pollers).
@@ -535,7 +560,13 @@ def replay(schedules: Sequence[Schedule], n: int, *, window: float, background: 
       into the retry, and if the retry lands after the deciding poll was due, that poll is late by the rest.
     The deciding poll is an upper bound on when the targets turned healthy, and a late controller call delays
     everything after it, so the slow-downs are still upper bounds, only no longer charged for a throttled
-    "not yet". Stops a rollout past the state machine's 48 h timeout (only with background >= refill)."""
+    "not yet". Stops a rollout past the state machine's 48 h timeout (only with background >= refill).
+
+    With a ``budget`` (albgate's share of the bucket, lambdas/domain/budget.py), every albgate call first
+    asks it, as the handlers do: a gate or drain poll told to wait is booked (the poll goes at the booked
+    time, whole seconds later, without asking again: the same lateness rules as a throttled poll's retry);
+    Preflight told to wait books nothing and takes the Retry for ThrottledError. Such waits spend no token
+    of the account's bucket and are counted as ``budget_waits``, not as throttled calls."""
     from albgate.sim.alb import TokenBucket
 
     rng = random.Random(f"replay:{n}:{float(window)}:{float(background)}:{seed}")
@@ -552,8 +583,10 @@ def replay(schedules: Sequence[Schedule], n: int, *, window: float, background: 
         for s, st in enumerate(c.streams):
             if st.calls:
                 heapq.heappush(heap, (c.due(st.calls[0]), i, s, 0, False))
-    calls = throttled = 0
+    calls = throttled = budget_waits = 0
     failed_by: Counter[str] = Counter()
+    share_tat: float | None = None  # albgate's share of the bucket (budget.admit), shared by every copy
+    booked: set[tuple[int, int, int]] = set()  # (copy, stream, call) that go at their booked slot
     while heap:
         t, i, s, j, retry = heapq.heappop(heap)
         c = copies[i]
@@ -567,6 +600,33 @@ def replay(schedules: Sequence[Schedule], n: int, *, window: float, background: 
             continue
         if call.step_start is not None:
             c.step_shift.setdefault(call.step_start, c.shift)
+        if budget is not None and call.caller == "albgate" and (i, s, j) not in booked:
+            preflight = _is_preflight(call)
+            a = admit(share_tat, t, call.tokens, budget, reserve=not preflight)
+            share_tat = a.tat
+            if a.wait > 0:
+                budget_waits += 1
+                if preflight:  # ThrottledError before any ELB call: Preflight's Retry, then the Catch refuses
+                    c.consecutive["budget"] += 1
+                    wait = None if preflight_retry is None else preflight_retry.delay(c.consecutive["budget"], jitter)
+                    if wait is None:
+                        c.failed = True
+                        failed_by["preflight_refused"] += 1
+                        continue
+                    c.preflight_retries = max(c.preflight_retries, c.consecutive["budget"])
+                    heapq.heappush(heap, (t + wait, i, s, j, True))
+                    continue
+                wait = float(max(1, math.ceil(a.wait)))
+                if _gate_gives_up(c, call, t, wait):
+                    c.failed = True  # the step deadline passed while the gate waited for its turn
+                    failed_by["gate_past_step_deadline"] += 1
+                    continue
+                nxt = _fold(c, st, j, t + wait)
+                booked.add((i, s, nxt))
+                heapq.heappush(heap, (t + wait, i, s, nxt, True))
+                continue
+            c.consecutive["budget"] = 0
+        booked.discard((i, s, j))
         calls += 1
         if bucket.take(t, call.tokens):
             c.consecutive[call.caller] = 0
@@ -596,16 +656,10 @@ def replay(schedules: Sequence[Schedule], n: int, *, window: float, background: 
             c.failed = True
             failed_by["execution_timed_out"] += 1
             continue
-        nxt = j
-        phase = _phase(call)
-        if phase is not None:  # fold the polls of this wait that fall due during the back-off into the retry
-            while (nxt + 1 < len(st.calls) and _phase(st.calls[nxt + 1]) == phase
-                   and c.due(st.calls[nxt + 1]) <= t + wait):
-                nxt += 1
-        heapq.heappush(heap, (t + wait, i, s, nxt, True))
+        heapq.heappush(heap, (t + wait, i, s, _fold(c, st, j, t + wait), True))
     slow = [c.shift / c.sched.rollout_seconds for c in copies if not c.failed and c.sched.rollout_seconds > 0]
     return {
-        "n": n, "calls": calls, "throttled_calls": throttled,
+        "n": n, "calls": calls, "throttled_calls": throttled, "budget_waits": budget_waits,
         "throttled_rollouts": sum(1 for c in copies if c.throttled),
         "failed_rollouts": sum(1 for c in copies if c.failed), "failed_by": dict(failed_by),
         "max_slowdown": max(slow, default=0.0),
@@ -615,19 +669,20 @@ def replay(schedules: Sequence[Schedule], n: int, *, window: float, background: 
 
 
 def replay_at(schedules: Sequence[Schedule], ns: Iterable[int], *, window: float, background: float, trials: int,
-              preflight_retry: RetryPolicy | None) -> list[dict[str, Any]]:
+              preflight_retry: RetryPolicy | None, budget: BudgetSpec | None = None) -> list[dict[str, Any]]:
     """What N concurrent rollouts see, for each given N, over ``trials`` replays: throttled calls per replay
     (median, max), rollouts given up (max in one replay, total), why, and the slow-down of the rollouts that
     finished (median, p90 and max over every rollout of every trial), with the most Preflight retries used."""
     rows = []
     for n in ns:
-        rs = [replay(schedules, n, window=window, background=background, seed=s, preflight_retry=preflight_retry)
-              for s in range(trials)]
+        rs = [replay(schedules, n, window=window, background=background, seed=s, preflight_retry=preflight_retry,
+                     budget=budget) for s in range(trials)]
         slow = [x for r in rs for x in r["slowdowns"]]
         rows.append({
             "n": n, "trials": trials,
             "throttled_calls_median": statistics.median(r["throttled_calls"] for r in rs),
             "throttled_calls_max": max(r["throttled_calls"] for r in rs),
+            "budget_waits_median": statistics.median(r["budget_waits"] for r in rs),
             "throttled_rollouts_max": max(r["throttled_rollouts"] for r in rs),
             "failed_rollouts_max": max(r["failed_rollouts"] for r in rs),
             "failed_rollouts_total": sum(r["failed_rollouts"] for r in rs),
@@ -652,7 +707,7 @@ def _next_n(n: int, fine: bool) -> int:
 
 def concurrency_limits(schedules: Sequence[Schedule], *, window: float, background: float, trials: int,
                        preflight_retry: RetryPolicy | None, slow_limit: float = 0.10,
-                       n_max: int = 400) -> dict[str, Any]:
+                       n_max: int = 400, budget: BudgetSpec | None = None) -> dict[str, Any]:
     """The largest N (every N' <= N on the grid passing in every trial) with (a) no throttled call, (b) no
     rollout failed and none slowed by more than ``slow_limit``, (c) no rollout failed (Preflight refused
     after its retries, a gate throttled past the step deadline, or the execution timed out). Grid: every N
@@ -668,8 +723,8 @@ def concurrency_limits(schedules: Sequence[Schedule], *, window: float, backgrou
     n = 1
     todo: list[int] = []  # after a coarse step ended in a failure: the N skipped over, to look at first
     while n <= n_max:
-        rs = [replay(schedules, n, window=window, background=background, seed=s, preflight_retry=preflight_retry)
-              for s in range(trials)]
+        rs = [replay(schedules, n, window=window, background=background, seed=s, preflight_retry=preflight_retry,
+                     budget=budget) for s in range(trials)]
         worst = {
             "n": n,
             "trials_with_throttling": sum(1 for r in rs if r["throttled_calls"]),

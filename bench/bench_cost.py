@@ -28,6 +28,7 @@ Method and results: docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -56,9 +57,11 @@ from _common import (  # noqa: E402
     run_parallel,
     scenario_files,
     summary,
+    template_budget,
     template_retry_policy,
     write_result,
 )
+from lambdas.domain.budget import BudgetSpec  # noqa: E402
 
 # Public on-demand prices, us-east-1, x86 (aws.amazon.com/step-functions/pricing, aws.amazon.com/lambda/pricing;
 # the figures the benchmark brief gave, matching the published pages as read on PRICES_DATE). Free tiers ignored.
@@ -192,6 +195,20 @@ def schedules_of(runs: list[dict[str, Any]], scenarios: tuple[str, ...]) -> list
     return out
 
 
+def parse_budget(text: str, template: dict[str, Any] | None) -> BudgetSpec | None:
+    """--budget: ``template`` (the synthesized stack's), ``none``, or ``RATE,BURST``."""
+    if text == "template":
+        assert template is not None
+        return template_budget(template)
+    if text == "none":
+        return None
+    try:
+        rate, burst = text.split(",")
+        return BudgetSpec(float(rate), int(burst))
+    except ValueError as e:
+        raise SystemExit(f"--budget {text!r}: template, none or RATE,BURST (e.g. 4,10): {e}") from None
+
+
 def parse_retry(text: str, template: dict[str, Any] | None) -> RetryPolicy | None:
     """--preflight-retry: ``template`` (the synthesized state machine's Retry for ThrottledError at Preflight),
     ``legacy`` (the Retry before the throttling clause: 2 s doubling, 5 retries, no jitter), ``none`` (no
@@ -246,14 +263,16 @@ def render(per: dict[str, dict[str, Any]], conc: list[dict[str, Any]], at_n: lis
                          "largest N, none failed"], rows, "lrrrrrr")
     rows = [[a["replay_scenario"], fmt(a["window_seconds"], 0), fmt(a["background_calls_per_second"], 0), r["n"],
              f"{fmt(r['throttled_calls_median'], 0)} ({r['throttled_calls_max']})",
+             fmt(r.get("budget_waits_median", 0), 0),
              f"{r['failed_rollouts_max']} ({r['failed_rollouts_total']})" + _why(r["failed_by"]),
              " / ".join(_pct(r[k]) for k in ("slowdown_median", "slowdown_p90", "slowdown_max")),
              f"{r['rollouts_over_slow_limit']} of {r['rollouts']}", r["preflight_retries_max"]]
             for a in at_n for r in a["rows"]]
     t4 = markdown_table(["replayed rollouts", "start window s", "background Describe*/s", "N",
-                         "throttled calls per replay: median (max)", "rollouts given up: most in one replay (all)",
+                         "throttled calls per replay: median (max)", "waits for albgate's share per replay (median)",
+                         "rollouts given up: most in one replay (all)",
                          "slow-down of the others vs alone: median / p90 / max", "rollouts > 10 % slower",
-                         "most Preflight retries"], rows, "lrrrrrrrr")
+                         "most Preflight retries"], rows, "lrrrrrrrrr")
     rates = [f"- {s}: {i['schedules']} rollouts, median {fmt(i['rollout_seconds']['median'], 0)} s; Describe* tokens/s "
              f"per rollout: albgate {fmt(i['albgate_tokens_per_second']['median'], 3)}, controller "
              f"{fmt(i['controller_tokens_per_second']['median'], 3)}" for s, i in replay_info["by_scenario"].items()]
@@ -266,9 +285,17 @@ def render(per: dict[str, dict[str, Any]], conc: list[dict[str, Any]], at_n: lis
         "\n".join(errors) or "- none",
         "Dollars per rollout (median; prices in the result file):", t2,
         f"Concurrent rollouts on one Describe* bucket (40 tokens, 10/s; replay of recorded rollouts, "
-        f"{replay_info['trials']} trials per N; Preflight's Retry for ThrottledError: "
+        f"{replay_info['trials']} trials per N; albgate's share: {_budget(replay_info)}; "
+        f"Preflight's Retry for ThrottledError: "
         f"{RetryPolicy(**policy).describe() if policy else 'none'}, {replay_info['preflight_retry_from']}):", t3,
         f"At given N ({replay_info['trials']} trials each):", t4, "\n".join(rates)])
+
+
+def _budget(replay_info: dict[str, Any]) -> str:
+    b = replay_info.get("budget")
+    if not b:
+        return f"none ({replay_info.get('budget_from', '')})"
+    return f"{fmt(b['rate_per_second'], 1)} calls/s, bursts of {b['burst']} ({replay_info.get('budget_from', '')})"
 
 
 def _pct(x: float | None) -> str:
@@ -296,17 +323,19 @@ def _failed(c: dict[str, Any]) -> str:
 
 def concurrency_task(task: tuple[str, list[Schedule], float, float, int, int, dict | None]) -> dict[str, Any]:
     """Worker: the concurrency limits of one replayed scenario, start window and background rate."""
-    scenario, schedules, window, background, trials, n_max, policy = task
+    scenario, schedules, window, background, trials, n_max, policy, budget = task
     lim = concurrency_limits(schedules, window=window, background=background, trials=trials, n_max=n_max,
-                             preflight_retry=RetryPolicy(**policy) if policy else None)
+                             preflight_retry=RetryPolicy(**policy) if policy else None,
+                             budget=BudgetSpec(**budget) if budget else None)
     return {"replay_scenario": scenario, **lim}
 
 
 def at_n_task(task: tuple[str, list[Schedule], float, float, int, list[int], dict | None]) -> dict[str, Any]:
     """Worker: what N concurrent rollouts see at each given N, for one scenario, window and background rate."""
-    scenario, schedules, window, background, trials, ns, policy = task
+    scenario, schedules, window, background, trials, ns, policy, budget = task
     rows = replay_at(schedules, ns, window=window, background=background, trials=trials,
-                     preflight_retry=RetryPolicy(**policy) if policy else None)
+                     preflight_retry=RetryPolicy(**policy) if policy else None,
+                     budget=BudgetSpec(**budget) if budget else None)
     return {"replay_scenario": scenario, "window_seconds": window, "background_calls_per_second": background,
             "rows": rows}
 
@@ -329,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="Preflight's Retry for ThrottledError in the replay: template (the synthesized state "
                          "machine's, default), legacy (2 s doubling, 5 retries, no jitter), none, or "
                          "INTERVAL,BACKOFF,ATTEMPTS[,MAX_DELAY[,FULL|NONE]]")
+    ap.add_argument("--budget", default="template",
+                    help="albgate's share of the Describe* bucket in the replay: template (the rate and burst the "
+                         "synthesized stack gives its functions, default), none (every rollout polls at its own "
+                         "pace), or RATE,BURST (a what-if)")
     ap.add_argument("--runs-from", type=Path, default=None,
                     help="replay the runs of an earlier cost result file instead of simulating again")
     ap.add_argument("--out", type=Path, default=None)
@@ -347,7 +380,10 @@ def main(argv: list[str] | None = None) -> int:
         runs_from = None
     per = per_scenario(runs)
     policy = parse_retry(args.preflight_retry, pinned_template()[1] if args.preflight_retry == "template" else None)
+    budget = parse_budget(args.budget, pinned_template()[1] if args.budget == "template" else None)
     replay_info: dict[str, Any] = {
+        "budget": dataclasses.asdict(budget) if budget else None,
+        "budget_from": "the synthesized template" if args.budget == "template" else f"--budget {args.budget}",
         "trials": args.trials, "by_scenario": {}, "preflight_retry": policy.as_dict() if policy else None,
         "preflight_retry_from": "the synthesized template" if args.preflight_retry == "template"
         else f"--preflight-retry {args.preflight_retry}"}
@@ -365,10 +401,10 @@ def main(argv: list[str] | None = None) -> int:
         retry = replay_info["preflight_retry"]
         for bg in args.background:
             for w in args.windows:
-                limit_tasks.append((scenario, schedules, w, bg, args.trials, args.max_n, retry))
+                limit_tasks.append((scenario, schedules, w, bg, args.trials, args.max_n, retry, replay_info["budget"]))
             for w in args.at_n_windows:
                 if args.at_n:
-                    at_tasks.append((scenario, schedules, w, bg, args.trials, args.at_n, retry))
+                    at_tasks.append((scenario, schedules, w, bg, args.trials, args.at_n, retry, replay_info["budget"]))
     conc = run_parallel(concurrency_task, limit_tasks, args.workers, "replay") if limit_tasks else []
     at_n = run_parallel(at_n_task, at_tasks, args.workers, "at N") if at_tasks else []
     text = render(per, conc, at_n, replay_info)

@@ -7,6 +7,7 @@ import pytest
 
 import _common as c
 import bench_startup
+from lambdas.domain.budget import BudgetSpec
 
 PERCENTILES = [
     # (values, q, expected): nearest rank, always an observed value
@@ -225,3 +226,44 @@ def test_importtime_counts_only_what_the_handler_import_pulled_in():
 def test_importtime_without_a_lambdas_import_is_an_error():
     with pytest.raises(RuntimeError, match="no `lambdas` import"):
         bench_startup.parse_importtime(IMPORTTIME.split("import time:       300")[0])
+
+
+# --- albgate's share of the bucket (lambdas/domain/budget.py) in the replay -------------------------------
+SHARE = BudgetSpec(rate_per_second=5.0, burst=30)
+
+
+def test_with_albgates_share_41_polls_at_once_wait_their_turn_instead_of_being_throttled():
+    # Given 41 one-poll rollouts at once: without the share the 41st is throttled (REPLAYS above)
+    gate = _schedule(*_gate(0.0), seconds=50.0)
+    r = c.replay([gate], 41, window=0.0, background=0.0, seed=0, preflight_retry=LEGACY, budget=SHARE)
+    # Then with it, the 30 of the burst go, the other 11 are booked one every 0.2 s (whole seconds of Wait)
+    assert r["throttled_calls"] == 0
+    assert r["budget_waits"] == 11
+    # and the last of them goes 3 s late (11 x 0.2 s = 2.2 s, rounded up to whole seconds)
+    assert r["max_slowdown"] == pytest.approx(3 / 50)
+
+
+def test_a_preflight_told_to_wait_takes_its_retry_and_books_nothing():
+    # Given 16 Preflights at once (2 calls each) and a share with bursts of 30
+    r = c.replay([PREFLIGHT], 16, window=0.0, background=0.0, seed=0, preflight_retry=LEGACY, budget=SHARE)
+    # Then 15 go, the 16th waits for the Retry (2 s) and then goes: nothing throttled, nobody refused
+    assert (r["throttled_calls"], r["budget_waits"], r["failed_rollouts"]) == (0, 1, 0)
+    assert r["preflight_retries_max"] == 1
+
+
+def test_a_gate_told_to_wait_after_its_step_deadline_fails_as_the_gate_does():
+    # Given two rollouts whose gate first polls 40 s into a step with a 30 s deadline, on a share of one call
+    gate = _schedule(*_gate(40.0), deadline=30.0)
+    r = c.replay([gate], 2, window=0.0, background=0.0, seed=0, preflight_retry=LEGACY, budget=BudgetSpec(1.0, 1))
+    # Then the first goes (the gate then judges what it sees); the second is told to wait past its deadline
+    # and gives up, as check_target_health does; nothing reaches the account's bucket throttled
+    assert r["failed_by"] == {"gate_past_step_deadline": 1} and r["throttled_calls"] == 0
+
+
+def test_the_replay_reads_albgates_share_from_the_synthesized_template():
+    template = {"Resources": {
+        "F": {"Type": "AWS::Lambda::Function", "Properties": {"Environment": {"Variables": {
+            "ALBGATE_DESCRIBE_BUDGET_RATE": "5.0", "ALBGATE_DESCRIBE_BUDGET_BURST": "30"}}}},
+        "G": {"Type": "AWS::Lambda::Function", "Properties": {}}}}
+    assert c.template_budget(template) == SHARE
+    assert c.template_budget({"Resources": {}}) is None
