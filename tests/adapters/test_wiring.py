@@ -9,10 +9,14 @@ import time
 
 import pytest
 from lambdas.adapters import wiring
+from lambdas.adapters.dynamodb_budget import DynamoDbBudget
 from lambdas.adapters.eks_token import TOKEN_PREFIX
 from lambdas.adapters.elbv2 import ElbAdapter
 from lambdas.adapters.kube_http import ClusterEndpoint, EksClusters, HttpTransport
+from lambdas.domain.budget import BudgetSpec, UnlimitedBudget
+from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentPatch, KubernetesPort
+from lambdas.handlers._runtime import HandlerSettings
 from tests.adapters import k8s_objects as k8s
 from tests.adapters.fake_apiserver import FakeApiServer
 
@@ -102,3 +106,24 @@ def test_an_elb_only_handler_never_imports_the_kubernetes_client() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     # Then no kubernetes module was loaded
     assert out.strip() == "[]"
+
+
+def test_the_describe_budget_is_the_dynamodb_one_when_the_stack_names_a_table() -> None:
+    # Given no table / Then every call may go; Given a table / Then its rate and burst are the ones passed in
+    assert isinstance(wiring.real_ports("demo", "eu-west-1").budget, UnlimitedBudget)
+    budget = wiring.real_ports("demo", "eu-west-1", "budget-table", 2.5, 7).budget
+    assert isinstance(budget, DynamoDbBudget) and budget.spec == BudgetSpec(2.5, 7)
+
+
+def test_the_handler_settings_read_the_budget_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the environment the stack writes (stacks/constructs/describe_budget.py)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("ALBGATE_DESCRIBE_BUDGET_TABLE", "t")
+    monkeypatch.setenv("ALBGATE_DESCRIBE_BUDGET_RATE", "5.0")
+    monkeypatch.setenv("ALBGATE_DESCRIBE_BUDGET_BURST", "30")
+    cfg = HandlerSettings.from_environ()
+    assert (cfg.describe_budget_table, cfg.describe_budget_rate, cfg.describe_budget_burst) == ("t", 5.0, 30)
+    # And a rate of 0 is refused with the variable named, before any port is built
+    monkeypatch.setenv("ALBGATE_DESCRIBE_BUDGET_RATE", "0")
+    with pytest.raises(InvalidInputError, match="describe_budget_rate"):
+        HandlerSettings.from_environ()

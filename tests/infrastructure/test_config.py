@@ -65,6 +65,10 @@ BAD_VALUES = [
     ("retention", "log_retention_days", 31, "log_retention_days", "30"),
     ("log-level", "log_level", "TRACE", "log_level", "'INFO'"),
     ("no-clusters", "clusters", [], "clusters", "at least 1"),
+    ("budget-over-the-refill", "describe_budget", {"rate_per_second": 12}, "describe_budget.rate_per_second",
+     "less than or equal to 10"),
+    ("budget-burst-zero", "describe_budget", {"burst": 0}, "describe_budget.burst", "greater than or equal to 1"),
+    ("budget-unknown", "describe_budget", {"rate": 4}, "describe_budget.rate", "fix its spelling"),
 ]  # fmt: skip
 
 
