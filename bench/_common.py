@@ -563,10 +563,10 @@ def replay(schedules: Sequence[Schedule], n: int, *, window: float, background: 
     "not yet". Stops a rollout past the state machine's 48 h timeout (only with background >= refill).
 
     With a ``budget`` (albgate's share of the bucket, lambdas/domain/budget.py), every albgate call first
-    asks it, as the handlers do: a gate or drain poll told to wait is booked (the poll goes at the booked
-    time, whole seconds later, without asking again: the same lateness rules as a throttled poll's retry);
-    Preflight told to wait books nothing and takes the Retry for ThrottledError. Such waits spend no token
-    of the account's bucket and are counted as ``budget_waits``, not as throttled calls."""
+    asks it, as the handlers do: a call told to wait is booked, and goes at its turn (whole seconds later, the
+    Wait states' unit) without asking again, with the same lateness rules as a throttled poll's retry; that
+    holds for Preflight too (`Wait For Describe Turn`). Such waits spend no token of the account's bucket and
+    are counted as ``budget_waits``, not as throttled calls."""
     from albgate.sim.alb import TokenBucket
 
     rng = random.Random(f"replay:{n}:{float(window)}:{float(background)}:{seed}")
@@ -601,23 +601,12 @@ def replay(schedules: Sequence[Schedule], n: int, *, window: float, background: 
         if call.step_start is not None:
             c.step_shift.setdefault(call.step_start, c.shift)
         if budget is not None and call.caller == "albgate" and (i, s, j) not in booked:
-            preflight = _is_preflight(call)
-            a = admit(share_tat, t, call.tokens, budget, reserve=not preflight)
+            a = admit(share_tat, t, call.tokens, budget, reserve=True)
             share_tat = a.tat
-            if a.wait > 0:
+            if a.wait > 0:  # booked: the call goes at its turn (whole seconds of Wait) without asking again
                 budget_waits += 1
-                if preflight:  # ThrottledError before any ELB call: Preflight's Retry, then the Catch refuses
-                    c.consecutive["budget"] += 1
-                    wait = None if preflight_retry is None else preflight_retry.delay(c.consecutive["budget"], jitter)
-                    if wait is None:
-                        c.failed = True
-                        failed_by["preflight_refused"] += 1
-                        continue
-                    c.preflight_retries = max(c.preflight_retries, c.consecutive["budget"])
-                    heapq.heappush(heap, (t + wait, i, s, j, True))
-                    continue
                 wait = float(max(1, math.ceil(a.wait)))
-                if _gate_gives_up(c, call, t, wait):
+                if not _is_preflight(call) and _gate_gives_up(c, call, t, wait):
                     c.failed = True  # the step deadline passed while the gate waited for its turn
                     failed_by["gate_past_step_deadline"] += 1
                     continue
@@ -625,7 +614,6 @@ def replay(schedules: Sequence[Schedule], n: int, *, window: float, background: 
                 booked.add((i, s, nxt))
                 heapq.heappush(heap, (t + wait, i, s, nxt, True))
                 continue
-            c.consecutive["budget"] = 0
         booked.discard((i, s, j))
         calls += 1
         if bucket.take(t, call.tokens):

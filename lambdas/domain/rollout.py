@@ -45,6 +45,7 @@ from lambdas.domain.ports import (
     Pod,
     Ports,
     ReplicaSet,
+    TargetGroupBinding,
     TargetHealth,
 )
 from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo
@@ -71,8 +72,19 @@ def resolve_int_or_percent(value: int | str, replicas: int, *, round_up: bool) -
 # ---------------------------------------------------------------------------------------------------------
 # Preflight
 # ---------------------------------------------------------------------------------------------------------
-def preflight(ports: Ports, raw_input: Any, execution_name: str) -> dict:
-    """Validate, find the target groups, assess safety. Reads only: a refused rollout changed nothing."""
+# Preflight's answer when its Describe* calls wait for their turn in albgate's share of the account's bucket
+# (the state machine's `Describe Turn Booked?` sends it to `Wait For Describe Turn`, then back to Preflight).
+PREFLIGHT_WAITING = "WAITING_FOR_DESCRIBE_TURN"
+# Booked turns in a row after which Preflight gives up (ThrottledError, then the Retry and the Catch): a booked
+# turn always comes, so more than this means the bookings keep going stale.
+MAX_PREFLIGHT_TURNS = 10
+
+
+def preflight(ports: Ports, raw_input: Any, execution_name: str, turn: dict | None = None) -> dict:
+    """Validate, find the target groups, assess safety. Reads only: a refused rollout changed nothing.
+
+    ``turn`` is this function's own previous answer when that was ``PREFLIGHT_WAITING`` (its Describe* calls
+    were booked for later); otherwise None. Returns the rollout's first state, or such a waiting answer."""
     request = parse_request(raw_input)
     kube, ns = ports.kube, request.namespace
     kube.get_namespace(ns)  # NotFoundError names a missing namespace before anything else
@@ -99,7 +111,23 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str) -> dict:
             "use kind='restart' to re-create its pods through the gates"
         )
 
-    groups = discover_target_groups(ports, dep)
+    bindings = _bindings_of(ports, dep)
+    # DescribeTargetGroups + DescribeTargetGroupAttributes per group, in albgate's share of the bucket
+    slot = turn.get("describe_slot_at") if turn and turn.get("preflight") == PREFLIGHT_WAITING else None
+    turns = int(turn.get("turns", 0)) if slot is not None and turn else 0
+    wait, slot = _booked_wait(ports, slot, 2 * len(bindings), ports.clock.now())
+    if wait:
+        if turns >= MAX_PREFLIGHT_TURNS:
+            raise ThrottledError(f"albgate's share of the account's Describe* calls: no turn after {turns} bookings")
+        return {
+            "preflight": PREFLIGHT_WAITING,
+            "describe_slot_at": slot,
+            "wait_seconds": wait,
+            "turns": turns + 1,
+            "reason": f"albgate's share of the account's Describe* calls is spent (other albgate rollouts are "
+            f"polling); Preflight's look at the target groups is booked in {wait} s",
+        }
+    groups = _target_groups(ports, dep.namespace, bindings)
     hardening, findings = assess(request, dep, groups)
     if findings and not request.policy.harden:
         raise UnsafeConfigurationError(
@@ -160,7 +188,22 @@ def pin_image(ports: Ports, image: str) -> tuple[str, list[str]]:
 
 
 def discover_target_groups(ports: Ports, dep: Deployment) -> list[TargetGroupInfo]:
-    """Every target group that serves the Deployment's pods: Services that select them -> TargetGroupBindings."""
+    """Every target group that serves the Deployment's pods: Services that select them -> TargetGroupBindings.
+
+    Asks albgate's share of the Describe* bucket first, booking nothing: ThrottledError when it is spent (the
+    gate keeper's use; Preflight books its turn instead)."""
+    bindings = _bindings_of(ports, dep)
+    wait = ports.budget.acquire(2 * len(bindings), reserve=False)
+    if wait > 0:
+        raise ThrottledError(
+            f"albgate's share of the account's Describe* calls is spent (other albgate rollouts are polling); "
+            f"room again in {wait:.1f} s"
+        )
+    return _target_groups(ports, dep.namespace, bindings)
+
+
+def _bindings_of(ports: Ports, dep: Deployment) -> list[TargetGroupBinding]:
+    """The TargetGroupBindings of the Services that select the Deployment's pods (Kubernetes reads only)."""
     kube, ns = ports.kube, dep.namespace
     pod_labels = dep.template.labels or dep.selector
     services = [
@@ -181,14 +224,11 @@ def discover_target_groups(ports: Ports, dep: Deployment) -> list[TargetGroupInf
             "Controller creates one per backend of an Ingress with ingressClassName alb; is the controller "
             "running and the Ingress applied?"
         )
-    # DescribeTargetGroups + DescribeTargetGroupAttributes per group. Nothing is booked when albgate's share of
-    # the bucket is spent: the state machine's Retry for ThrottledError brings Preflight back, jittered.
-    wait = ports.budget.acquire(2 * len(bindings), reserve=False)
-    if wait > 0:
-        raise ThrottledError(
-            f"albgate's share of the account's Describe* calls is spent (other albgate rollouts are polling); "
-            f"room again in {wait:.1f} s"
-        )
+    return bindings
+
+
+def _target_groups(ports: Ports, ns: str, bindings: list[TargetGroupBinding]) -> list[TargetGroupInfo]:
+    """Each binding's target group as ELB describes it (2 Describe* calls each); unsafe target types refused."""
     groups: list[TargetGroupInfo] = []
     for b in sorted(bindings, key=lambda b: b.name):
         tg = ports.elb.describe_target_group(b.target_group_arn)
@@ -380,21 +420,27 @@ def _split_pods(
 STALE_SLOT_SECONDS = 10
 
 
+def _booked_wait(ports: Ports, slot: float | None, tokens: int, now: float) -> tuple[int, float | None]:
+    """(0, None) when ``tokens`` Describe* calls may go now; else (whole seconds to wait, the booked slot).
+
+    ``slot`` is a turn booked earlier in albgate's share of the account's bucket (lambdas/domain/budget.py):
+    back for it (a Wait state waits whole seconds, so up to half a second early counts), the calls go without
+    asking again; before it, the rest of the wait; long past it, it is booked again."""
+    if slot is not None and now <= slot + STALE_SLOT_SECONDS:
+        if now + 0.5 >= slot:
+            return 0, None
+        return math.ceil(slot - now), slot
+    wait = ports.budget.acquire(tokens, reserve=True)
+    if wait <= 0:
+        return 0, None
+    return max(1, math.ceil(wait)), now + wait
+
+
 def _budget_wait(ports: Ports, s: RolloutState, now: float) -> int:
     """0 when this look's DescribeTargetHealth calls may go now; otherwise the whole seconds to wait for the
-    slot albgate's share of the account's Describe* bucket booked for them (lambdas/domain/budget.py)."""
-    slot = s.describe_slot_at
-    if slot is not None and now <= slot + STALE_SLOT_SECONDS:
-        if now + 0.5 >= slot:  # back for the booked slot (a Wait state waits whole seconds)
-            s.describe_slot_at = None
-            return 0
-        return math.ceil(slot - now)
-    wait = ports.budget.acquire(len(s.target_groups), reserve=True)
-    if wait <= 0:
-        s.describe_slot_at = None
-        return 0
-    s.describe_slot_at = now + wait
-    return max(1, math.ceil(wait))
+    turn booked for them in albgate's share of the account's bucket (kept in ``s.describe_slot_at``)."""
+    wait, s.describe_slot_at = _booked_wait(ports, s.describe_slot_at, len(s.target_groups), now)
+    return wait
 
 
 def _describe_all(ports: Ports, s: RolloutState) -> dict[str, list[TargetHealth]]:

@@ -404,7 +404,12 @@ class RolloutWorkflow(Construct):
             "Validate the input, find every target group serving the Deployment and read its real health-check "
             "and deregistration settings; stop here, changing nothing, when the rollout cannot be safe",
             payload=sfn.TaskInput.from_object(
-                {"request": sfn.JsonPath.entire_payload, "execution_name": sfn.JsonPath.string_at("$$.Execution.Name")}
+                {
+                    "request": sfn.JsonPath.object_at("$$.Execution.Input"),
+                    "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+                    # its own answer when it came back from `Wait For Describe Turn`
+                    "state": sfn.JsonPath.entire_payload,
+                }
             ),
         )
         preflight.add_catch(refused, errors=permanent_error_names(), result_path="$.failure")
@@ -479,7 +484,30 @@ class RolloutWorkflow(Construct):
         )
         catch_all(finish, failed)
 
-        definition = preflight.next(rollout_steps).next(finish).next(succeeded)
+        # Preflight's look at the target groups waits for its turn in albgate's share of the account's Describe*
+        # calls (lambdas/domain/budget.py); a booked turn always comes, and Preflight gives up after ten.
+        turn_booked = sfn.Choice(
+            self,
+            "Describe Turn Booked?",
+            comment="Preflight's Describe* calls wait for their turn in albgate's share of the account's bucket",
+        )
+        wait_for_turn = sfn.Wait(
+            self,
+            "Wait For Describe Turn",
+            comment="Until the turn booked for Preflight's Describe* calls",
+            time=sfn.WaitTime.seconds_path("$.wait_seconds"),
+        )
+        preflight.next(turn_booked)
+        turn_booked.when(
+            sfn.Condition.and_(
+                sfn.Condition.is_present("$.preflight"),
+                sfn.Condition.string_equals("$.preflight", "WAITING_FOR_DESCRIBE_TURN"),
+            ),
+            wait_for_turn.next(preflight),
+        )
+        turn_booked.otherwise(rollout_steps)
+        rollout_steps.next(finish).next(succeeded)
+        definition = preflight
 
         log_group = logs.LogGroup(
             self,

@@ -40,6 +40,8 @@ def _condition(rule: dict) -> str:
         variables = {p.split("=")[0] for p in parts}
         assert len(variables) == 1, f"an Or over several variables: {parts}"
         return f"{variables.pop()}=" + "|".join(p.split("=", 1)[1] for p in parts)
+    if "And" in rule:
+        return " & ".join(_condition(r) for r in rule["And"])
     value = next((v for k, v in rule.items() if k not in ("Variable", "Next")), None)
     return f"{rule.get('Variable', '')}={value}"
 
@@ -49,7 +51,17 @@ def test_start_and_story_of_a_step(template):
     assert definition["StartAt"] == "Preflight"
     s = definition["States"]
     # Given the console graph / Then a step reads: start, check, decide, wait, release, verify, decide, bake
-    assert edges(s["Preflight"])["next"] == "Approval Needed?"
+    assert edges(s["Preflight"])["next"] == "Describe Turn Booked?"
+    # (Preflight's Describe* calls may wait for their turn in albgate's share of the account's bucket)
+    assert edges(s["Describe Turn Booked?"]) == {
+        "$.preflight=True & $.preflight=WAITING_FOR_DESCRIBE_TURN": "Wait For Describe Turn",
+        "default": "Approval Needed?",
+    }
+    assert s["Wait For Describe Turn"]["SecondsPath"] == "$.wait_seconds"
+    assert edges(s["Wait For Describe Turn"]) == {"next": "Preflight"}
+    assert s["Preflight"]["Parameters"] == {
+        "request.$": "$$.Execution.Input", "execution_name.$": "$$.Execution.Name", "state.$": "$",
+    }
     assert edges(s["Approval Needed?"]) == {
         "$.approval_required=True": "Wait For Approval",
         "default": "Start Step",

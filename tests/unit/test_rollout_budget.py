@@ -26,6 +26,8 @@ from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gatekeeper import keep_gates
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentPatch, Ports
 from lambdas.domain.rollout import (
+    MAX_PREFLIGHT_TURNS,
+    PREFLIGHT_WAITING,
     ROLLOUT_ANNOTATION,
     STALE_SLOT_SECONDS,
     check_target_health,
@@ -104,28 +106,54 @@ def gate_waiting_for_the_budget(state: dict) -> bool:
 # Preflight
 # ---------------------------------------------------------------------------------------------------------
 PREFLIGHT_CASES = [
-    # id, budget's answer, ThrottledError expected, DescribeTargetGroup calls made
-    ("room-in-the-budget", 0.0, False, 1),
-    ("budget-spent", 3.0, True, 0),
+    # id, budget's answer, whole seconds Preflight must wait for its booked turn (0: it looks now)
+    ("room-in-the-budget", 0.0, 0),
+    ("budget-spent", 2.2, 3),
 ]
 
 
-@pytest.mark.parametrize("wait,throttled,calls", [c[1:] for c in PREFLIGHT_CASES], ids=[c[0] for c in PREFLIGHT_CASES])
-def test_preflight_asks_two_calls_per_target_group_and_makes_none_when_told_to_wait(world, wait, throttled, calls):
+@pytest.mark.parametrize("wait,wait_seconds", [c[1:] for c in PREFLIGHT_CASES], ids=[c[0] for c in PREFLIGHT_CASES])
+def test_preflight_books_its_turn_for_two_calls_per_target_group(world, wait, wait_seconds):
     # Given the seed's app behind one TargetGroupBinding, and a budget that answers ``wait``
     world.budget.say(wait)
+    now = world.ports.clock.now()
     # When Preflight runs
-    if throttled:
-        # Then it raises the retryable ThrottledError (the state machine's Retry brings it back) saying when
-        with pytest.raises(ThrottledError, match=r"room again in 3\.0 s"):
-            preflight(world.ports, world.request(), "t1")
+    state = preflight(world.ports, world.request(), "t1")
+    # Then it asked once, for DescribeTargetGroups + DescribeTargetGroupAttributes, booking its turn
+    assert world.budget.asks == [(2, True)]
+    if wait_seconds:
+        # and, told to wait, it answers when (the state machine's Wait brings it back) and calls nothing
+        assert state["preflight"] == PREFLIGHT_WAITING and state["wait_seconds"] == wait_seconds
+        assert state["describe_slot_at"] == pytest.approx(now + wait) and state["turns"] == 1
+        assert SPENT in state["reason"]
+        assert world.group_calls == 0 and world.health_calls == 0
     else:
-        state = preflight(world.ports, world.request(), "t1")
-        assert len(state["target_groups"]) == 1
-    # And it asked once, for DescribeTargetGroups + DescribeTargetGroupAttributes, booking nothing
-    assert world.budget.asks == [(2, False)]
-    # And ELB was called only if the budget had room
-    assert world.group_calls == calls and world.health_calls == 0
+        assert len(state["target_groups"]) == 1 and world.group_calls == 1
+
+
+def test_preflight_back_for_its_booked_turn_looks_without_asking_again(world):
+    # Given a Preflight that was told to wait 4 s for its turn
+    world.budget.say(4.0)
+    waiting = preflight(world.ports, world.request(), "t1")
+    # When it comes back at the booked time (the Wait state waits whole seconds)
+    world.sim.run_until(world.now + waiting["wait_seconds"])
+    state = preflight(world.ports, world.request(), "t1", waiting)
+    # Then it reads the target groups without asking the budget again
+    assert world.budget.asks == [(2, True)]
+    assert len(state["target_groups"]) == 1 and world.group_calls == 1
+
+
+def test_preflight_gives_up_after_ten_turns_that_never_came(world):
+    # Given a Preflight whose every booking went stale (it came back more than 10 s late, ten times)
+    world.budget.say(*[5.0] * 12)
+    turn = None
+    for _ in range(MAX_PREFLIGHT_TURNS):
+        turn = preflight(world.ports, world.request(), "t1", turn)
+        world.sim.run_until(world.now + turn["wait_seconds"] + STALE_SLOT_SECONDS + 1)
+    # Then the next booking raises the retryable ThrottledError (the state machine's Retry, then the Catch)
+    with pytest.raises(ThrottledError, match="no turn after 10 bookings"):
+        preflight(world.ports, world.request(), "t1", turn)
+    assert world.group_calls == 0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -333,3 +361,29 @@ def test_one_rollout_of_the_seed_app_never_waits_for_the_default_budget(template
     # DescribeTargetHealth
     elb_calls = 2 * sim.alb.describe_tg_calls["albgate"] + sim.alb.describe_calls["albgate"]
     assert sim.alb.describe_calls["albgate"] > 0 and budget.granted == elb_calls
+
+
+class CrowdedBudget(CountingBudget):
+    """The default share, which other rollouts in the account have booked for the next ``busy`` seconds when
+    this one starts: every look of the first seconds waits for its turn."""
+
+    busy = 40.0
+
+    def acquire(self, tokens: int, *, reserve: bool) -> float:
+        if self.tat is None:
+            self.tat = self._clock.now() + self.busy  # type: ignore[attr-defined]
+        return super().acquire(tokens, reserve=reserve)
+
+
+def test_a_rollout_started_in_a_crowded_account_waits_its_turns_in_the_state_machine(template, monkeypatch):
+    # Given the synthesized state machine, and albgate's share booked by others for 40 s when the rollout starts
+    use_template(template)
+    monkeypatch.setattr(simulation_module, "LocalBudget", CrowdedBudget)
+    # When it rolls the seed's app
+    sim, run = run_strategy(load_scenario(SEED_APP), "albgate")
+    # Then Preflight went through `Wait For Describe Turn` (its payload carries the execution input back in),
+    # and the rollout succeeded, dropping nothing
+    assert run.outcome == SUCCEEDED, run.detail
+    assert sim.traffic.failed_requests == 0
+    assert sim.budget.waits >= 1
+    assert "Wait For Describe Turn" in run.extra["visited"]
