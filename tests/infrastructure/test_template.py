@@ -68,7 +68,7 @@ def test_function_defaults(synth, spec):
     budget = (
         {
             "ALBGATE_DESCRIBE_BUDGET_TABLE": {"Ref": budget_table_id(synth)},
-            "ALBGATE_DESCRIBE_BUDGET_RATE": "5.0",
+            "ALBGATE_DESCRIBE_BUDGET_RATE": "4.5",
             "ALBGATE_DESCRIBE_BUDGET_BURST": "30",
         }
         if spec.describe_budget
