@@ -323,7 +323,17 @@ _OPS = {"Equals": "=", "GreaterThan": ">", "GreaterThanEquals": ">=", "LessThan"
 
 def rule_label(rule: dict[str, Any], index: int) -> str:
     """A Choice rule as a short label: `gate.status = PASSED`, `more_steps`, an Or of equalities on one variable
-    as `drain.status = PASSED or DRAINING`, or `Rule #n` for other compound ones."""
+    as `drain.status = PASSED or DRAINING`, a presence test guarding a comparison of the same variable as the
+    comparison (`preflight = WAITING_FOR_DESCRIBE_TURN`), or `Rule #n` for other compound ones."""
+    parts = rule.get("And")
+    if parts:
+        # `x present and x = V` reads `x = V`: the presence test only keeps the comparison from failing
+        labels = [rule_label(r, index) for r in parts]
+        compared = {label.split(" ", 1)[0] for label in labels if not label.endswith(" present")}
+        kept = [label for label in labels if not (label.endswith(" present") and label.split(" ", 1)[0] in compared)]
+        if len(kept) == 1 and not kept[0].startswith("Rule #"):
+            return kept[0]
+        return f"Rule #{index}"
     alternatives = rule.get("Or")
     if alternatives:
         labels = [rule_label(r, index) for r in alternatives]
