@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import RemovalPolicy
-from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from stacks.config import DescribeBudgetConfig
 from stacks.constructs.lambda_function import AlbgateFunction
+from stacks.constructs.tables import small_table
 
 BUDGET_KEY = "budget_key"  # lambdas/adapters/dynamodb_budget.py KEY
 BUDGET_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
@@ -24,17 +23,8 @@ class DescribeBudgetTable(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: DescribeBudgetConfig,
                  functions: Iterable[AlbgateFunction]) -> None:
         super().__init__(scope, construct_id)
-        self.table = dynamodb.Table(
-            self,
-            "Table",
-            partition_key=dynamodb.Attribute(name=BUDGET_KEY, type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            # One number that is rebuilt from nothing on the first call: nothing to keep once the stack is gone.
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        # One number that is rebuilt from nothing on the first call: nothing to keep once the stack is gone.
+        self.table = small_table(self, "Table", partition_key=BUDGET_KEY)
         for f in functions:
             if not f.spec.describe_budget:
                 continue

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -43,6 +42,7 @@ from lambdas.domain.trigger import (
 )
 from stacks.config import AlbgateConfig
 from stacks.constructs.lambda_function import AlbgateFunction
+from stacks.constructs.tables import small_table
 from stacks.constructs.trigger_specs import ECR_TRIGGER, EXECUTION_EVENTS
 
 EVENT_BUS_NAME = "albgate"
@@ -99,18 +99,8 @@ class EcrTrigger(Construct):
 
         self.bus = events.EventBus(self, "Bus", event_bus_name=event_bus_name,
                                    description="albgate: rollout started, queued, succeeded, rolled back, failed")
-        self.table = dynamodb.Table(
-            self,
-            "Locks",
-            partition_key=dynamodb.Attribute(name=LOCK_KEY, type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            time_to_live_attribute=LOCK_TTL_ATTRIBUTE,
-            # Holds only short-lived locks and pending pushes: nothing to keep once the stack is gone.
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        # Holds only short-lived locks and pending pushes: nothing to keep once the stack is gone.
+        self.table = small_table(self, "Locks", partition_key=LOCK_KEY, time_to_live_attribute=LOCK_TTL_ATTRIBUTE)
         self.dead_letters = sqs.Queue(
             self,
             "DeadLetters",
