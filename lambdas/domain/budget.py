@@ -17,7 +17,8 @@ anyway) or books nothing and learns how long to wait (Preflight, whose Retry dec
 
 Invariant: over any window of w seconds, the calls let go (now, or at their booked time) number at most
 ``max(burst, largest request) + rate_per_second * w``, however many executions ask and in whatever order (a
-request larger than the burst goes whole on a full bucket rather than never) (tests/unit/test_budget.py checks it with hypothesis).
+request larger than the burst goes whole on a full bucket rather than never); tests/unit/test_budget.py checks
+it with hypothesis.
 Pure: the caller supplies the clock and keeps ``tat``.
 """
 

@@ -120,6 +120,11 @@ def invoke_lambda(
     return task
 
 
+
+def wait_for(scope: Construct, name: str, comment: str, path: str = "$.wait_seconds") -> sfn.Wait:
+    """A Wait state for the seconds a task chose and put at ``path`` (whole seconds, the ASL's unit)."""
+    return sfn.Wait(scope, name, comment=comment, time=sfn.WaitTime.seconds_path(path))
+
 def throttle_retry() -> dict:
     """The Retry clause for throttling errors, as ``add_retry`` keyword arguments (see THROTTLE_ERRORS)."""
     return {
@@ -225,11 +230,9 @@ class GatedSteps(sfn.StateMachineFragment):
             "passed yet) is not enough. Reads DescribeTargetHealth no faster than the health-check interval.",
         )
         healthy = sfn.Choice(self, "Targets Healthy?", comment="PASSED, WAITING (poll again) or FAILED")
-        wait_health = sfn.Wait(
-            self,
-            "Wait For Health Check",
-            comment="Seconds chosen by the gate: the health-check interval with jitter, longer when throttled",
-            time=sfn.WaitTime.seconds_path("$.wait_seconds"),
+        wait_health = wait_for(
+            self, "Wait For Health Check",
+            "Seconds chosen by the gate: the health-check interval with jitter, longer when throttled",
         )
         gate_failed = sfn.Pass(
             self,
@@ -259,11 +262,8 @@ class GatedSteps(sfn.StateMachineFragment):
             comment="PASSED, DRAINING (between steps: the next step's gate waits for them), WAITING (poll again) "
             "or FAILED",
         )
-        wait_drain = sfn.Wait(
-            self,
-            "Wait For Drain",
-            comment="Draining lasts up to the deregistration delay, less when the target is idle",
-            time=sfn.WaitTime.seconds_path("$.wait_seconds"),
+        wait_drain = wait_for(
+            self, "Wait For Drain", "Draining lasts up to the deregistration delay, less when the target is idle"
         )
         drain_failed = sfn.Pass(
             self,
@@ -271,11 +271,9 @@ class GatedSteps(sfn.StateMachineFragment):
             parameters={"Error": "DrainNotVerified", "Cause.$": "$.drain.reason"},
             result_path="$.failure",
         )
-        bake = sfn.Wait(
-            self,
-            "Bake Step",
-            comment="Watch the step under real traffic before the next one (policy.bake_seconds)",
-            time=sfn.WaitTime.seconds_path("$.bake_seconds"),
+        bake = wait_for(
+            self, "Bake Step", "Watch the step under real traffic before the next one (policy.bake_seconds)",
+            path="$.bake_seconds",
         )
         more = sfn.Choice(self, "More Steps?")
         done = sfn.Pass(self, "All Steps Passed")
@@ -491,11 +489,8 @@ class RolloutWorkflow(Construct):
             "Describe Turn Booked?",
             comment="Preflight's Describe* calls wait for their turn in albgate's share of the account's bucket",
         )
-        wait_for_turn = sfn.Wait(
-            self,
-            "Wait For Describe Turn",
-            comment="Until the turn booked for Preflight's Describe* calls",
-            time=sfn.WaitTime.seconds_path("$.wait_seconds"),
+        wait_for_turn = wait_for(
+            self, "Wait For Describe Turn", "Until the turn booked for Preflight's Describe* calls"
         )
         preflight.next(turn_booked)
         turn_booked.when(
