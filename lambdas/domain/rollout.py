@@ -635,7 +635,8 @@ def _fail_gate(s: RolloutState, reason: str, now: float) -> None:
     if blind:
         s.rollback_allowed = False
         reason += (
-            "; albgate has not seen this step's targets for a while (DescribeTargetHealth throttled), so it cannot tell whether "
+            "; albgate has not seen this step's targets for a while (DescribeTargetHealth throttled, or waiting for "
+            "albgate's share of the account's Describe* calls), so it cannot tell whether "
             "a rollback would remove serving pods: it stops here with the old pods serving; roll back by hand "
             "once the account's Describe* calls are no longer throttled"
         )
