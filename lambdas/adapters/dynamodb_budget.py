@@ -13,6 +13,7 @@ call is let through, logged as a warning: ELB's own throttling is still answered
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -34,11 +35,21 @@ log = logging.getLogger(__name__)
 class DynamoDbBudget:
     """``DescribeBudget`` over one DynamoDB table (partition key ``budget_key``, string)."""
 
-    def __init__(self, table_name: str, spec: BudgetSpec, now: Any, client: Any = None, region: str | None = None) -> None:
+    def __init__(self, table_name: str, spec: BudgetSpec, now: Any, client: Any = None,
+                 session: boto3.Session | None = None, region: str | None = None) -> None:
         self._table = table_name
         self.spec = spec
         self._now = now
-        self._client = client or boto3.client("dynamodb", region_name=region, config=client_config())
+        self._given_client = client
+        self._session = session
+        self._region = region
+
+    @functools.cached_property
+    def _client(self) -> Any:
+        """Built on the first ask, not at cold start: a look that only reads Kubernetes never needs it."""
+        if self._given_client is not None:
+            return self._given_client
+        return (self._session or boto3).client("dynamodb", region_name=self._region, config=client_config())
 
     def acquire(self, tokens: int, *, reserve: bool) -> float:
         try:

@@ -22,7 +22,7 @@ import boto3
 
 from lambdas.adapters.dynamodb_budget import DynamoDbBudget
 from lambdas.adapters.ecr import EcrAdapter
-from lambdas.adapters.elbv2 import ElbAdapter, client_config
+from lambdas.adapters.elbv2 import ElbAdapter
 from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND, BudgetSpec, UnlimitedBudget
 from lambdas.domain.ports import (
     DescribeBudget,
@@ -131,7 +131,8 @@ def real_ports(
             budget_table,
             BudgetSpec(budget_rate, budget_burst),
             clock.now,
-            client=session.client("dynamodb", region_name=region, config=client_config()),
+            session=session,
+            region=region,
         )
     return Ports(
         kube=_kube_port(LazyKubernetes(cluster_name, region, session, clock)),

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import Verdict, evaluate_gate
 from lambdas.domain.ports import ALBGATE_GATE, Ports
-from lambdas.domain.rollout import ROLLOUT_ANNOTATION, discover_target_groups
+from lambdas.domain.rollout import ROLLOUT_ANNOTATION, describe_target_groups, target_group_bindings
 
 
 @dataclass(frozen=True)
@@ -63,12 +62,12 @@ def keep_gates(ports: Ports, namespace: str, deployment: str) -> KeeperReport:
     ready = [p for p in closed if p.containers_ready and p.ip]
     if not ready:
         return KeeperReport(name, len(closed), ())
-    try:
-        groups = discover_target_groups(ports, dep)  # asks albgate's Describe* share first (ThrottledError)
-    except ThrottledError:
+    bindings = target_group_bindings(ports, dep)
+    # DescribeTargetGroups + Attributes and DescribeTargetHealth per group, in albgate's share of the Describe*
+    # calls; nothing is booked when it is spent: the next minute's run is the retry
+    if ports.budget.acquire(3 * len(bindings), reserve=False) > 0:
         return KeeperReport(name, len(closed), (), "albgate's share of the Describe* calls is spent; next run")
-    if ports.budget.acquire(len(groups), reserve=False) > 0:
-        return KeeperReport(name, len(closed), (), "albgate's share of the Describe* calls is spent; next run")
+    groups = describe_target_groups(ports, namespace, bindings)
     health = {g.arn: ports.elb.describe_target_health(g.arn) for g in groups}
     healthy = []
     for pod in ready:

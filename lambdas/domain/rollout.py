@@ -83,8 +83,9 @@ MAX_PREFLIGHT_TURNS = 10
 def preflight(ports: Ports, raw_input: Any, execution_name: str, turn: dict | None = None) -> dict:
     """Validate, find the target groups, assess safety. Reads only: a refused rollout changed nothing.
 
-    ``turn`` is this function's own previous answer when that was ``PREFLIGHT_WAITING`` (its Describe* calls
-    were booked for later); otherwise None. Returns the rollout's first state, or such a waiting answer."""
+    ``turn`` is the state the execution was in when Preflight started: the execution input the first time,
+    Preflight's own answer ``PREFLIGHT_WAITING`` (its Describe* calls booked for later) when it comes back from
+    `Wait For Describe Turn`. Returns the rollout's first state, or such a waiting answer."""
     request = parse_request(raw_input)
     kube, ns = ports.kube, request.namespace
     kube.get_namespace(ns)  # NotFoundError names a missing namespace before anything else
@@ -111,10 +112,10 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str, turn: dict | No
             "use kind='restart' to re-create its pods through the gates"
         )
 
-    bindings = _bindings_of(ports, dep)
+    bindings = target_group_bindings(ports, dep)
     # DescribeTargetGroups + DescribeTargetGroupAttributes per group, in albgate's share of the bucket
-    slot = turn.get("describe_slot_at") if turn and turn.get("preflight") == PREFLIGHT_WAITING else None
-    turns = int(turn.get("turns", 0)) if slot is not None and turn else 0
+    waited = turn if turn and turn.get("preflight") == PREFLIGHT_WAITING else {}
+    slot, turns = waited.get("describe_slot_at"), int(waited.get("turns", 0))
     wait, slot = _booked_wait(ports, slot, 2 * len(bindings), ports.clock.now())
     if wait:
         if turns >= MAX_PREFLIGHT_TURNS:
@@ -127,7 +128,7 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str, turn: dict | No
             "reason": f"albgate's share of the account's Describe* calls is spent (other albgate rollouts are "
             f"polling); Preflight's look at the target groups is booked in {wait} s",
         }
-    groups = _target_groups(ports, dep.namespace, bindings)
+    groups = describe_target_groups(ports, dep.namespace, bindings)
     hardening, findings = assess(request, dep, groups)
     if findings and not request.policy.harden:
         raise UnsafeConfigurationError(
@@ -187,23 +188,9 @@ def pin_image(ports: Ports, image: str) -> tuple[str, list[str]]:
     ]
 
 
-def discover_target_groups(ports: Ports, dep: Deployment) -> list[TargetGroupInfo]:
-    """Every target group that serves the Deployment's pods: Services that select them -> TargetGroupBindings.
-
-    Asks albgate's share of the Describe* bucket first, booking nothing: ThrottledError when it is spent (the
-    gate keeper's use; Preflight books its turn instead)."""
-    bindings = _bindings_of(ports, dep)
-    wait = ports.budget.acquire(2 * len(bindings), reserve=False)
-    if wait > 0:
-        raise ThrottledError(
-            f"albgate's share of the account's Describe* calls is spent (other albgate rollouts are polling); "
-            f"room again in {wait:.1f} s"
-        )
-    return _target_groups(ports, dep.namespace, bindings)
-
-
-def _bindings_of(ports: Ports, dep: Deployment) -> list[TargetGroupBinding]:
-    """The TargetGroupBindings of the Services that select the Deployment's pods (Kubernetes reads only)."""
+def target_group_bindings(ports: Ports, dep: Deployment) -> list[TargetGroupBinding]:
+    """The TargetGroupBindings of the Services that select the Deployment's pods (Kubernetes reads only): one
+    per target group that serves them."""
     kube, ns = ports.kube, dep.namespace
     pod_labels = dep.template.labels or dep.selector
     services = [
@@ -227,7 +214,7 @@ def _bindings_of(ports: Ports, dep: Deployment) -> list[TargetGroupBinding]:
     return bindings
 
 
-def _target_groups(ports: Ports, ns: str, bindings: list[TargetGroupBinding]) -> list[TargetGroupInfo]:
+def describe_target_groups(ports: Ports, ns: str, bindings: list[TargetGroupBinding]) -> list[TargetGroupInfo]:
     """Each binding's target group as ELB describes it (2 Describe* calls each); unsafe target types refused."""
     groups: list[TargetGroupInfo] = []
     for b in sorted(bindings, key=lambda b: b.name):
@@ -579,8 +566,7 @@ def _follow_handed_over_drain(
         record.drained_at = now
         s.pending_drain_step = None
         return Verdict.PASSED if gate_passed else Verdict.WAITING
-    held = {p.ip for p in mine + others if p.ip and not p.terminating}
-    _deregister_released(ports, s, result.leaving_ips, health, held=held, record=record)
+    _deregister_released(ports, s, result.leaving_ips, health, held=_held_ips(mine, others), record=record)
     if gate_passed:
         s.gate = {
             **s.gate,
@@ -697,8 +683,7 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
     )
     s.drain = result.as_dict()
     if result.status is Verdict.WAITING and result.leaving_ips and (health is not None or s.throttles):
-        held = {p.ip for p in mine + others if p.ip and not p.terminating}
-        _deregister_released(ports, s, result.leaving_ips, health, held=held, record=record)
+        _deregister_released(ports, s, result.leaving_ips, health, held=_held_ips(mine, others), record=record)
     handed_over = result.status is Verdict.WAITING and health is not None and _may_hand_over(s, result, health, record)
     if handed_over:
         s.pending_drain_step = record.step
@@ -720,6 +705,11 @@ def verify_drain(ports: Ports, raw_state: dict) -> dict:
     else:
         s.wait_seconds = drain_poll_seconds(_interval(s), _poll_key(s, "drain"), s.throttles)
     return s.dump()
+
+
+def _held_ips(mine: list[Pod], others: list[Pod]) -> set[str]:
+    """IPs of the Deployment's live pods: a target with such an IP is never deregistered (its pod serves)."""
+    return {p.ip for p in mine + others if p.ip and not p.terminating}
 
 
 def _may_hand_over(s: RolloutState, drain: DrainResult, health: dict[str, list[TargetHealth]], record: StepRecord) -> bool:

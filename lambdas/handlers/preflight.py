@@ -20,7 +20,6 @@ def handler(event: dict, context: Any) -> dict:
     cluster = raw.get("cluster")
     if not isinstance(cluster, str) or not cluster:
         raise InvalidInputError("cluster: missing; name the EKS cluster the Deployment runs in")
-    # its own previous answer when it waited for its turn in albgate's share of the Describe* calls
-    previous = event.get("state")
-    turn = previous if isinstance(previous, dict) and previous.get("preflight") == rollout.PREFLIGHT_WAITING else None
+    state = event.get("state")  # its own answer when it comes back from `Wait For Describe Turn`
+    turn = state if isinstance(state, dict) else None
     return rollout.preflight(ports_for(cluster), raw, event.get("execution_name", "local"), turn)

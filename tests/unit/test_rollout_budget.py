@@ -303,31 +303,30 @@ def open_gates(world: World) -> int:
 
 
 KEEPER = [
-    # budget's answers (target group discovery, then the health look), skip expected, gates opened
-    pytest.param((0.0, 0.0), False, 1, id="room-in-the-budget"),
-    pytest.param((0.0, 5.0), True, 0, id="spent-before-the-health-look"),
-    pytest.param((5.0, 5.0), True, 0, id="spent-from-the-start"),
+    # budget's answer to the run's one ask, skip expected, gates opened
+    pytest.param(0.0, False, 1, id="room-in-the-budget"),
+    pytest.param(5.0, True, 0, id="spent"),
 ]
 
 
-@pytest.mark.parametrize("answers,skipped,opened", KEEPER)
-def test_the_gate_keeper_skips_a_run_when_the_budget_says_wait(world, answers, skipped, opened):
+@pytest.mark.parametrize("answer,skipped,opened", KEEPER)
+def test_the_gate_keeper_skips_a_run_when_the_budget_says_wait(world, answer, skipped, opened):
     # Given a pod born outside a rollout, its albgate gate closed and its target healthy
     pod_born_outside_a_rollout(world)
-    world.budget.say(*answers)
-    calls = world.health_calls
+    world.budget.say(answer)
+    calls, group_calls = world.health_calls, world.group_calls
     # When the gate keeper runs
     report = keep_gates(world.ports, NS, DEPLOYMENT)
     # Then with the budget spent it skips the run, saying why, with no DescribeTargetHealth call and no gate
     # opened; with room it looks and opens the healthy pod's gate
     assert report.closed == 1
     assert bool(report.skipped_reason) is skipped
-    # (it asked for the target groups' two Describe* calls, then, if they went, for the health look's one,
-    # booking nothing)
-    assert world.budget.asks == ([(2, False)] if answers[0] else [(2, False), (1, False)])
+    # (it asked once, for the target group's two Describe* calls and its health look's one, booking nothing)
+    assert world.budget.asks == [(3, False)]
     if skipped:
         assert "spent" in report.skipped_reason
     assert world.health_calls == calls + (0 if skipped else 1)
+    assert world.group_calls == group_calls + (0 if skipped else 1)
     assert len(report.opened) == opened and open_gates(world) == opened
 
 
