@@ -127,7 +127,8 @@ def _configure_simulate(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     )
     p.add_argument("scenario", metavar="SCENARIO.yaml", help="scenario file")
     p.add_argument("--strategy", default=DEFAULT_STRATEGY, metavar="NAME",
-                   help="kubernetes-default, readiness-gate, oracle or albgate (default: %(default)s)")
+                   help="kubernetes-default, readiness-gate, hardened-readiness-gate, oracle, ideal-poller "
+                   "or albgate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=None, metavar="N", help="override the scenario's seed")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the timeline")
     p.add_argument("--full-timeline", action="store_true", help="do not shorten the timeline")

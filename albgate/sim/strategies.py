@@ -6,12 +6,16 @@ Job: drive one rollout on a ``Simulation`` and say how it ended. Built in:
   Balancer Controller injects its gates, and nothing else;
 - ``oracle``: albgate's plan (``lambdas.domain.plan.step_targets``, maxUnavailable 0, maxSurge = the step's
   batch, ALBGATE_GATE in the template, hardened preStop / grace period as ``rollout.assess`` computes them)
-  executed with perfect, free knowledge and albgate's rules: it opens ALBGATE_GATE on a new pod the instant
-  its target is healthy in every target group and none of the previous step's released targets is left in
-  any group (never more pods than the step allows); it starts the next step the instant the step's old
-  targets are all `draining` (albgate hands the rest of the drain to the next gate), and ends the last step
-  (or a rollback) the instant they have left. Its duration is the ``lower_bound_seconds`` of a gated
-  rollout: no poller can be faster.
+  executed with perfect, free knowledge and albgate's rules: the instant as many of the step's new pods as
+  it still needs are healthy in every target group, and none of the previous step's released targets is
+  left in any group, it opens ALBGATE_GATE on them together (the oldest first, as
+  ``lambdas.domain.gate.evaluate_gate``); it deregisters a leaving pod's target the instant the pod is
+  deleted (as albgate's drain check); it starts the next step the instant the step's old targets are all
+  `draining` (albgate hands the rest of the drain to the next gate), and ends the last step (or a rollback)
+  the instant they have left. Its duration is the ``lower_bound_seconds`` of a gated rollout: no poller
+  can be faster;
+- ``ideal-poller``: the oracle knowing health only through one look per health-check interval, and nothing
+  else slowing it (``_IdealPoller``): the best a poller that obeys issue 4's polling rule can hope for.
 The lead registers ``albgate`` (the real state machine) with ``register_strategy`` from
 ``albgate.rollout_strategy``.
 Invariant: a strategy only acts on the world through what Kubernetes allows (patches, pod status, undo); it
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from lambdas.domain.health_check import hardened_annotations
 from lambdas.domain.models import RolloutPolicy
 from lambdas.domain.plan import batch_sizes, step_targets
-from lambdas.domain.ports import ALBGATE_GATE, DRAINING, HEALTHY, DeploymentPatch
+from lambdas.domain.ports import ALBGATE_GATE, DRAINING, HEALTHY, INITIAL, DeploymentPatch
 from lambdas.domain.rollout import resolve_int_or_percent
 
 if TYPE_CHECKING:
@@ -154,6 +158,16 @@ def hardening_for(sim: "Simulation", policy: RolloutPolicy) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """One target of one target group as a strategy knows it."""
+
+    arn: str
+    ip: str
+    state: str
+    pod: Any  # the sim pod behind the IP (pods are Kubernetes knowledge: free to watch)
+
+
 class _Oracle:
     def __init__(self, sim: "Simulation") -> None:
         self.sim = sim
@@ -167,7 +181,8 @@ class _Oracle:
         self.step_started = sim.clock.t
         self.result: str | None = None
         self.steps_log: list[tuple[str, int, float]] = []
-        self.handed_over: list[Any] = []  # sim Targets of the previous step's released pods, still in a group
+        self.handed_over: list[_Seen] = []  # the previous step's released pods' targets, still in a group
+        self.deregistered: set[tuple[str, str, int]] = set()  # (arn, ip, id(pod)) it deregistered
 
     def start(self, images: dict[str, str] | None, *, rollback: bool = False) -> None:
         d, sim = self.d, self.sim
@@ -197,8 +212,25 @@ class _Oracle:
         # make sure an event happens at the step deadline, so tick() sees it pass
         self.sim.loop.at(self.step_started + self.policy.step_deadline_seconds + 1e-6, lambda: None)
 
-    def _healthy_everywhere(self, ip: str | None) -> bool:
-        return all(self.sim.alb.state_of(arn, ip) == HEALTHY for arn in self.sim.alb.tgs)
+    def view(self) -> list[_Seen]:
+        """What the strategy knows of the target groups: here, their live state (perfect, free knowledge)."""
+        return [_Seen(tg.arn, t.ip, t.state, t.pod) for tg in self.sim.alb.tgs.values() for t in tg.targets.values()]
+
+    def _deregister(self, seen: _Seen) -> _Seen:
+        """As albgate's drain check does (lambdas.domain.rollout.verify_drain): a leaving pod's target that is
+        not draining yet is deregistered at once rather than left to the controller. A successful
+        DeregisterTargets makes a registered target `draining`, so the strategy knows it without looking."""
+        if seen.state == DRAINING:
+            return seen
+        key = (seen.arn, seen.ip, id(seen.pod))
+        if key not in self.deregistered:
+            self.deregistered.add(key)
+            self.sim.alb.deregister_targets(seen.arn, [(seen.ip, self.sim.alb.tgs[seen.arn].port)], "oracle")
+        return _Seen(seen.arn, seen.ip, DRAINING, seen.pod)
+
+    def _healthy_everywhere(self, ip: str | None, seen: list[_Seen]) -> bool:
+        states = {s.arn: s.state for s in seen if s.ip == ip}
+        return all(states.get(arn) == HEALTHY for arn in self.sim.alb.tgs)
 
     def tick(self) -> None:
         if self.result is not None:
@@ -210,16 +242,22 @@ class _Oracle:
         target = self.plan[self.step]
         active = new.active()
         released = sum(1 for p in active if self._released(p))
-        leaving = [t for tg in sim.alb.tgs.values() for t in tg.targets.values() if t.pod.terminating or t.pod.exited]
+        seen = self.view()
+        leaving = [self._deregister(s) for s in seen if s.pod.terminating or s.pod.exited]
         # the previous step's old targets, handed over still draining, hold this step's releases until they left
-        self.handed_over = [t for t in self.handed_over if t.tg.targets.get(t.ip) is t]
-        for p in sorted(active, key=lambda p: p.created_at):
-            if released >= target or self.handed_over:
-                break
-            if ALBGATE_GATE in p.readiness_gates and not self._released(p) and p.ip and self._healthy_everywhere(p.ip):
+        present = {(s.arn, s.ip, id(s.pod)) for s in seen}
+        self.handed_over = [s for s in self.handed_over if (s.arn, s.ip, id(s.pod)) in present]
+        # As albgate's gate (lambdas.domain.gate.evaluate_gate): the step's pods are released together, once as
+        # many as it still needs are healthy everywhere, the oldest first.
+        needed = target - released
+        healthy = [p for p in sorted(active, key=lambda p: (p.created_at, p.name))
+                   if ALBGATE_GATE in p.readiness_gates and not self._released(p) and p.ip
+                   and self._healthy_everywhere(p.ip, seen)]
+        if needed > 0 and not self.handed_over and len(healthy) >= needed:
+            for p in healthy[:needed]:
                 cluster.set_pod_condition(p.namespace, p.name, ALBGATE_GATE, "True", "TargetHealthy",
                                           "oracle: healthy in every target group")
-                released += 1
+            released += needed
         old_spec = sum(rs.spec for rs in d.rss if rs is not new)
         old_active = sum(len(rs.active()) for rs in d.rss if rs is not new)
         hands_over = self.mode == "rollout" and self.step < len(self.plan) - 1
@@ -245,8 +283,46 @@ class _Oracle:
 
 
 def oracle(sim: "Simulation") -> StrategyRun:
+    return _run_oracle(sim, _Oracle(sim))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ideal-poller: the oracle's rules, knowing the target groups only through one look per health-check interval
+# ---------------------------------------------------------------------------------------------------------
+class _IdealPoller(_Oracle):
+    """The oracle, except that it knows a target's health only as it was at its last look, and looks at every
+    target group exactly once per health-check interval (the shortest of the groups'), at a phase drawn from
+    the seed (a poller cannot know when a new target's first check will run).
+
+    It models the best a poller that obeys issue 4's rule (no faster than the group can change) can hope for,
+    and is generous everywhere else: no jitter, no task latency, no Lambda or Step Functions time, no
+    Describe* cost or throttling; Kubernetes knowledge (pods, their IPs, their deletion) free and instant; and
+    the drain (a target turning `draining`, then leaving its group) seen the instant it happens, as if that
+    cost no look. Its gap to the oracle is therefore only the price of learning health once per interval.
+    """
+
+    def __init__(self, sim: "Simulation") -> None:
+        super().__init__(sim)
+        self.interval = min(tg.interval for tg in sim.alb.tgs.values())
+        self.looks = 0
+        self.health: dict[tuple[str, str, int], str] = {}  # (arn, ip, id(pod)) -> state at the last look
+        sim.loop.after(sim.rng("ideal-poller").uniform(0, self.interval), self._look)
+
+    def _look(self) -> None:
+        if self.result is not None:
+            return
+        self.health = {(s.arn, s.ip, id(s.pod)): s.state for s in super().view()}
+        self.looks += 1
+        self.sim.loop.after(self.interval, self._look)
+
+    def view(self) -> list[_Seen]:
+        return [s if s.state == DRAINING else _Seen(s.arn, s.ip, self.health.get((s.arn, s.ip, id(s.pod)), INITIAL),
+                                                     s.pod)
+                for s in super().view()]
+
+
+def _run_oracle(sim: "Simulation", o: _Oracle) -> StrategyRun:
     sc = sim.scenario
-    o = _Oracle(sim)
     start = sim.clock.t
     o.start({sc.rollout_container: sc.rollout.image})
     sim.add_observer(o.tick)
@@ -254,10 +330,16 @@ def oracle(sim: "Simulation") -> StrategyRun:
         sim.run_until(_horizon(sim), stop=lambda: o.result is not None)
     finally:
         sim.remove_observer(o.tick)
+    extra: dict[str, Any] = {"steps": o.steps_log}
+    if isinstance(o, _IdealPoller):
+        extra["looks"] = o.looks
     if o.result is None:
-        return StrategyRun(TIMED_OUT, start, None, detail=f"stuck in {o.mode} step {o.step + 1}",
-                           extra={"steps": o.steps_log})
-    return StrategyRun(o.result, start, sim.clock.t, detail=f"plan {o.plan}", extra={"steps": o.steps_log})
+        return StrategyRun(TIMED_OUT, start, None, detail=f"stuck in {o.mode} step {o.step + 1}", extra=extra)
+    return StrategyRun(o.result, start, sim.clock.t, detail=f"plan {o.plan}", extra=extra)
+
+
+def ideal_poller(sim: "Simulation") -> StrategyRun:
+    return _run_oracle(sim, _IdealPoller(sim))
 
 
 register_strategy("kubernetes-default", _set_image_and_wait, prepare=_unlabelled,
@@ -268,3 +350,6 @@ register_strategy("hardened-readiness-gate", _set_image_and_wait, prepare=_harde
                   description="the seed's fix on an app hardened as albgate's bootstrap does: preStop, grace period")
 register_strategy("oracle", oracle,
                   description="albgate's plan with a perfect, instant gate: the lower bound of a gated rollout")
+register_strategy("ideal-poller", ideal_poller, prepare=bootstrap_hardened,
+                  description="the oracle seeing the target groups once per health-check interval, at no cost: "
+                              "the best a poller can do")

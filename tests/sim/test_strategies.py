@@ -123,3 +123,56 @@ def test_a_registered_strategy_runs_through_the_runner():
         strategies._REGISTRY.pop("test-noop")
     assert calls and (r.outcome, r.state_transitions, r.failed_requests) == ("failed", 7, 0)
     assert r.final_image == "ikubernetes/myapp:v1"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The oracle follows albgate's rules; the ideal poller is the oracle seeing health once per interval
+# ---------------------------------------------------------------------------------------------------------
+LARGE = strategies.bootstrap_hardened(load_scenario(SCENARIOS / "large-deployment.yaml"))
+
+
+def gate_openings(r) -> list[float]:
+    """The distinct instants at which a strategy opened albgate's gate on some pods."""
+    return sorted({t for t, kind, _ in r.timeline if kind == "gate"})
+
+
+def test_the_oracle_releases_a_steps_pods_together_as_albgates_gate_does():
+    # Given 100 replicas rolled in steps of 1, 24, 25 and 50 pods
+    r = simulate(LARGE, "oracle", 3, lower_bound=False)
+    assert r.outcome == SUCCEEDED
+    # Then the gate opens once per step (all of the step's pods at once), not once per pod as each turns healthy
+    assert len(gate_openings(r)) == 4
+    opened = [text for _, kind, text in r.timeline if kind == "gate"]
+    assert len(opened) == 100
+
+
+def test_the_oracle_deregisters_a_leaving_pods_target_at_once():
+    r = simulate(strategies.bootstrap_hardened(SEED_APP), "oracle", lower_bound=False)
+    assert sum("oracle deregisters" in text for _, _, text in r.timeline) == 3
+
+
+@pytest.mark.parametrize("seed", [1, 7, 35])
+def test_the_ideal_poller_is_never_faster_than_the_oracle_and_at_most_one_look_per_step_slower(seed):
+    # Given the seed's app, three steps of one pod, its target group checked every 5 s
+    prepared = strategies.bootstrap_hardened(SEED_APP)
+    oracle = simulate(prepared, "oracle", seed, lower_bound=False)
+    ideal = simulate(SEED_APP, "ideal-poller", seed)
+    # Then it ends as the oracle does, and its bound is the oracle's in the same world
+    assert (ideal.outcome, ideal.final_image, ideal.failed_requests) == (SUCCEEDED, "ikubernetes/myapp:v2", 0)
+    assert ideal.lower_bound_seconds == oracle.rollout_seconds
+    # And it loses at most one interval per step to seeing health only at its looks, and nothing else
+    assert oracle.rollout_seconds <= ideal.rollout_seconds <= oracle.rollout_seconds + 3 * 5 + 1e-6
+    # And it opens gates only at its looks: one interval apart from its phase
+    looks = [t for t in gate_openings(ideal)]
+    phases = {round((t - looks[0]) % 5, 6) % 5 for t in looks}
+    assert phases <= {0.0, 5.0}
+    # And it costs the load balancer nothing (no DescribeTargetHealth call of its own)
+    assert ideal.describe_target_health_calls == 0
+
+
+def test_the_ideal_poller_looks_once_per_interval():
+    from albgate.sim.runner import run_strategy
+
+    sim, run = run_strategy(SEED_APP, "ideal-poller", 1)
+    assert run.outcome == SUCCEEDED and run.seconds is not None
+    assert run.extra["looks"] in (int(run.seconds // 5), int(run.seconds // 5) + 1)
