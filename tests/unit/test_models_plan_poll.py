@@ -7,7 +7,7 @@ import pytest
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.models import RolloutPolicy, parse_image, parse_request
 from lambdas.domain.plan import batch_sizes, step_targets
-from lambdas.domain.poll import JITTER, THROTTLE_CAP_SECONDS, pod_poll_seconds, target_poll_seconds
+from lambdas.domain.poll import JITTER, THROTTLE_CAP_SECONDS, drain_poll_seconds, pod_poll_seconds, target_poll_seconds
 
 DIGEST = "sha256:" + "a" * 64
 GOOD = {
@@ -84,11 +84,18 @@ def test_step_targets(replicas, policy, expected):
 
 
 @pytest.mark.parametrize("interval", [5, 10, 15, 30, 300])
-def test_target_polls_never_faster_than_the_interval(interval):
-    waits = [target_poll_seconds(interval, f"exec/{i}") for i in range(200)]
-    assert min(waits) >= interval
-    assert max(waits) <= interval * (1 + JITTER) + 1
-    assert len(set(waits)) > 1  # jitter spreads polls
+def test_health_looks_are_exactly_one_interval_apart(interval):
+    # Never faster than the group can change, and no slower either: a second more is a second of lag per step
+    assert {target_poll_seconds(interval, f"exec/{i}") for i in range(200)} == {interval}
+
+
+def test_the_phase_of_the_looks_is_jittered_by_the_waits_before_them():
+    # Given executions whose pods start in the same second
+    # Then the pod-start polls that lead to their first look differ, so their looks do not line up
+    assert len({pod_poll_seconds(f"exec-{i}/rollout/0/pods/1") for i in range(50)}) > 1
+    # And so do the waits after a throttle and while a drain runs
+    assert len({target_poll_seconds(5, f"exec-{i}/t", throttles=1) for i in range(50)}) > 1
+    assert len({drain_poll_seconds(5, f"exec-{i}/d") for i in range(50)}) > 1
 
 
 def test_throttling_backs_off_and_is_capped():
@@ -124,8 +131,9 @@ def test_while_targets_register_the_gate_looks_less_often_the_longer_it_took():
     assert wait(120) == 12 and wait(240) == 24 and wait(3600) == REGISTRATION_POLL_CAP_SECONDS
     # And an interval longer than the paced wait still wins (never faster than the group can change)
     assert registration_poll_seconds(60, 240, "k") >= 60
-    # And it is jittered like the other waits
+    # And a wait longer than the interval is jittered like the other long waits; a young one is not
     assert len({registration_poll_seconds(5, 240, f"k/{i}") for i in range(50)}) > 1
+    assert {registration_poll_seconds(5, 10, f"k/{i}") for i in range(50)} == {5}
 
 
 def test_a_4_minute_registration_costs_about_25_looks_not_45():
