@@ -1,7 +1,7 @@
 """Benchmark (not a test): failed requests of every shipped scenario x strategy x N seeds.
 
 Job: run ``albgate.sim.simulate(scenario, strategy, seed=s)`` for every scenario in scenarios/*.yaml, every
-strategy (kubernetes-default, readiness-gate, hardened-readiness-gate, albgate) and seeds 1..N, in at most two
+strategy (kubernetes-default, readiness-gate, hardened-readiness-gate, ideal-poller, albgate) and seeds 1..N, in at most two
 processes, and report the failed-request rate per strategy and scenario; for albgate also the runs with any
 failed request (the target is none, each listed with the command that reproduces it) and the outcome counts.
 Every run's record (outcome, requests, failures by cause, rollout and lower-bound seconds, Describe* calls)

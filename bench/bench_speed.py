@@ -2,7 +2,9 @@
 
 Job: per scenario, over seeds 1..N, albgate's ``rollout_seconds / lower_bound_seconds`` (the lower bound is the
 oracle strategy: albgate's plan with a perfect, free, instant gate, in the same world and seed) and albgate's
-time over the ``hardened-readiness-gate`` strategy's (and the plain ``readiness-gate``'s) on the same seed:
+time over the ``hardened-readiness-gate`` strategy's (and the plain ``readiness-gate``'s) on the same seed, and
+both ratios of the ``ideal-poller`` (the oracle seeing health once per interval, at no cost: what issue 4's
+polling rule alone costs):
 median, p90 (nearest rank) and worst. Ratios are of virtual (simulated) seconds, taken from runs of the same
 benchmark invocation, so machine load does not enter them. Only runs where both rollouts succeeded are
 ratioed; a rollback's time against an oracle that waits for the step deadline says nothing and is listed
@@ -42,8 +44,10 @@ from _common import (  # noqa: E402
     write_result,
 )
 
-COMPARED = ("hardened-readiness-gate", "readiness-gate")
+IDEAL = "ideal-poller"
+COMPARED = ("hardened-readiness-gate", "readiness-gate", IDEAL)
 SUCCEEDED = "succeeded"
+TARGET = 1.25  # issue 4: rollout_seconds / lower_bound_seconds at most this
 
 
 def speed(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -65,6 +69,7 @@ def speed(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "albgate_seconds": summary([r["rollout_seconds"] for r in ok.values()]),
             "lower_bound_seconds": summary([r["lower_bound_seconds"] for r in ok.values() if r["lower_bound_seconds"]]),
             "over_lower_bound": summary(lb),
+            "seeds_over_target": sum(1 for x in lb if x > TARGET),
             "worst_seed_over_lower_bound": worst_lb["seed"] if worst_lb and lb else None,
             "not_succeeded_seconds": summary([r["rollout_seconds"] for r in mine.values()
                                               if r["outcome"] != SUCCEEDED and r["rollout_seconds"] is not None]),
@@ -76,6 +81,10 @@ def speed(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             entry[f"{other}_seconds"] = summary([t for _, t in pairs])
             entry[f"over_{other}"] = summary([a / t for a, t in pairs])
             entry[f"{other}_outcomes"] = _count(r["outcome"] for r in theirs.values())
+        ideal = [r["rollout_seconds"] / r["lower_bound_seconds"] for r in by.get((scenario, IDEAL), {}).values()
+                 if r["outcome"] == SUCCEEDED and r["rollout_seconds"] and r["lower_bound_seconds"]]
+        entry["ideal_over_lower_bound"] = summary(ideal)
+        entry["ideal_seeds_over_target"] = sum(1 for x in ideal if x > TARGET)
         out[scenario] = entry
     return out
 
@@ -92,7 +101,7 @@ def _trio(s: dict[str, Any]) -> str:
 
 
 def render(result: dict[str, dict[str, Any]]) -> str:
-    rows = []
+    rows, bound_rows = [], []
     for scenario, e in result.items():
         h = e["over_hardened-readiness-gate"]
         rg = e["over_readiness-gate"]
@@ -101,10 +110,19 @@ def render(result: dict[str, dict[str, Any]]) -> str:
                      _trio(e["over_lower_bound"]),
                      fmt(e["hardened-readiness-gate_seconds"]["median"], 1), f"{_trio(h)} (n={h['n']})",
                      f"{_trio(rg)} (n={rg['n']})"])
+        ideal, mine = e["ideal_over_lower_bound"], e["over_lower_bound"]
+        if ideal["n"]:
+            bound_rows.append([scenario, f"{_trio(mine)} ({e['seeds_over_target']})",
+                               f"{_trio(ideal)} ({e['ideal_seeds_over_target']})",
+                               f"{_trio(e[f'over_{IDEAL}'])} (n={e[f'over_{IDEAL}']['n']})"])
     table = markdown_table(
         ["scenario", "albgate succeeded", "albgate median s", "lower bound median s",
          "albgate / lower bound: median / p90 / worst", "hardened-readiness-gate median s",
          "albgate / hardened-readiness-gate: median / p90 / worst", "albgate / readiness-gate"], rows)
+    if bound_rows:
+        table += (f"\n\nAgainst the ideal poller (seeds over {TARGET}x in brackets):\n\n" + markdown_table(
+            ["scenario", "albgate / lower bound: median / p90 / worst", "ideal poller / lower bound",
+             "albgate / ideal poller"], bound_rows))
     other = [f"- {s}: albgate {', '.join(f'{k} {v}' for k, v in e['albgate_outcomes'].items())}; "
              f"seconds to the end (median {fmt(e['not_succeeded_seconds']['median'], 1)}, "
              f"worst {fmt(e['not_succeeded_seconds']['max'], 1)})"

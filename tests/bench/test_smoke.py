@@ -9,7 +9,7 @@ import pytest
 
 from tests.bench.conftest import run_bench
 
-STRATEGIES = ["kubernetes-default", "readiness-gate", "hardened-readiness-gate", "albgate"]
+STRATEGIES = ["kubernetes-default", "readiness-gate", "hardened-readiness-gate", "ideal-poller", "albgate"]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,11 @@ def test_speed_ratios_come_from_the_safety_runs(safety, out):
     succeeded = [r for r in safety[0]["runs"] if r["strategy"] == "albgate" and r["outcome"] == "succeeded"]
     assert s["over_lower_bound"]["n"] == len(succeeded)
     assert {"median", "p90", "max"} <= set(s["over_lower_bound"])
-    assert {"over_hardened-readiness-gate", "over_readiness-gate"} <= set(s)
+    assert {"over_hardened-readiness-gate", "over_readiness-gate", "over_ideal-poller"} <= set(s)
+    # And the ideal poller's own ratio, and how many seeds of each exceed issue 4's 1.25
+    ideal = [r for r in safety[0]["runs"] if r["strategy"] == "ideal-poller" and r["outcome"] == "succeeded"]
+    assert s["ideal_over_lower_bound"]["n"] == len(ideal) == 2
+    assert s["seeds_over_target"] == sum(1 for r in succeeded if r["rollout_seconds"] > 1.25 * r["lower_bound_seconds"])
 
 
 def test_cost_counts_and_replay_and_leaves_the_rollout_unchanged(safety, out):
