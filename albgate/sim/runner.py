@@ -83,7 +83,9 @@ def simulate(scenario: Scenario, strategy: str = "kubernetes-default", seed: int
             # The oracle runs in the world the strategy prepared (e.g. albgate's bootstrap-hardened app), so the
             # bound is for the same rollout, not for a different starting point.
             _, lb_run = run_strategy(get_strategy(strategy).prepare(scenario), LOWER_BOUND_STRATEGY, seed)
-        lb = lb_run.seconds if lb_run.outcome in (SUCCEEDED, ROLLED_BACK) else None
+        # A bound only for a rollout that ended the same way: the oracle's rollback is no bound on a success
+        # (throttled-account: the oracle rolls back where albgate may get through, or stops).
+        lb = lb_run.seconds if lb_run.outcome in (SUCCEEDED, ROLLED_BACK) and lb_run.outcome == run.outcome else None
     tr = sim.traffic
     return SimulationResult(
         scenario=scenario.name,

@@ -176,3 +176,13 @@ def test_the_ideal_poller_looks_once_per_interval():
     sim, run = run_strategy(SEED_APP, "ideal-poller", 1)
     assert run.outcome == SUCCEEDED and run.seconds is not None
     assert run.extra["looks"] in (int(run.seconds // 5), int(run.seconds // 5) + 1)
+
+
+def test_a_lower_bound_is_given_only_for_a_rollout_that_ended_the_way_the_oracle_did():
+    # Given a scenario where the oracle rolls back (throttled-account: the step deadline passes while the
+    # controller cannot register the new targets) / When a strategy that never finishes is measured
+    throttled = load_scenario(SCENARIOS / "throttled-account.yaml")
+    assert simulate(throttled, "oracle", 1, lower_bound=False).outcome == "rolled_back"
+    r = simulate(throttled, "readiness-gate", 1)
+    # Then there is no bound: the oracle's rollback says nothing about a rollout that failed (or succeeded)
+    assert r.outcome == "failed" and r.lower_bound_seconds is None
