@@ -12,8 +12,8 @@ runs, while registration is slow and after a throttle are stretched by a determi
 gate's looks, which differs from one execution to the next. Between two looks at the health of targets
 that are being checked, the wait is exactly the interval: a target turns healthy at a check of its own
 phase, which no poller knows, so every second added there is a second added to the step's expected lag
-(half the gap between looks) and to its worst lag (the whole gap). Measured in docs/benchmarks.md, section
-2: a jitter of up to 20 % on those waits cost 0.5 s per look on average.
+(half the gap between looks) and to its worst lag (the whole gap); docs/benchmarks.md, section 2, has what
+a jitter of up to 20 % on those waits cost.
 """
 
 from __future__ import annotations
