@@ -11,7 +11,7 @@ import albgate.rollout_strategy  # noqa: F401  (registers the albgate strategy)
 from albgate.sim import load_scenario
 from albgate.sim.runner import simulate
 
-STRATEGIES = ["kubernetes-default", "readiness-gate", "hardened-readiness-gate", "oracle", "albgate"]
+STRATEGIES = ["kubernetes-default", "readiness-gate", "hardened-readiness-gate", "oracle", "ideal-poller", "albgate"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
