@@ -232,7 +232,8 @@ class GatedSteps(sfn.StateMachineFragment):
         healthy = sfn.Choice(self, "Targets Healthy?", comment="PASSED, WAITING (poll again) or FAILED")
         wait_health = wait_for(
             self, "Wait For Health Check",
-            "Seconds chosen by the gate: the health-check interval with jitter, longer when throttled",
+            "Seconds chosen by the gate: the health-check interval, longer while registration is slow or when "
+            "throttled",
         )
         gate_failed = sfn.Pass(
             self,
