@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lambdas.domain.health_check import hardened_annotations
 from lambdas.domain.models import RolloutPolicy
@@ -158,8 +158,7 @@ def hardening_for(sim: "Simulation", policy: RolloutPolicy) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True)
-class _Seen:
+class _Seen(NamedTuple):
     """One target of one target group as a strategy knows it."""
 
     arn: str
@@ -228,9 +227,10 @@ class _Oracle:
             self.sim.alb.deregister_targets(seen.arn, [(seen.ip, self.sim.alb.tgs[seen.arn].port)], "oracle")
         return _Seen(seen.arn, seen.ip, DRAINING, seen.pod)
 
-    def _healthy_everywhere(self, ip: str | None, seen: list[_Seen]) -> bool:
-        states = {s.arn: s.state for s in seen if s.ip == ip}
-        return all(states.get(arn) == HEALTHY for arn in self.sim.alb.tgs)
+    def _healthy_everywhere(self, ip: str | None, states: dict[str, dict[str, str]]) -> bool:
+        """``states``: IP -> target group ARN -> state, as the strategy knows them."""
+        mine = states.get(ip or "", {})
+        return all(mine.get(arn) == HEALTHY for arn in self.sim.alb.tgs)
 
     def tick(self) -> None:
         if self.result is not None:
@@ -246,13 +246,17 @@ class _Oracle:
         leaving = [self._deregister(s) for s in seen if s.pod.terminating or s.pod.exited]
         # the previous step's old targets, handed over still draining, hold this step's releases until they left
         present = {(s.arn, s.ip, id(s.pod)) for s in seen}
+        states: dict[str, dict[str, str]] = {}
+        for x in seen:
+            states.setdefault(x.ip, {})[x.arn] = x.state
         self.handed_over = [s for s in self.handed_over if (s.arn, s.ip, id(s.pod)) in present]
         # As albgate's gate (lambdas.domain.gate.evaluate_gate): the step's pods are released together, once as
         # many as it still needs are healthy everywhere, the oldest first.
         needed = target - released
-        healthy = [p for p in sorted(active, key=lambda p: (p.created_at, p.name))
-                   if ALBGATE_GATE in p.readiness_gates and not self._released(p) and p.ip
-                   and self._healthy_everywhere(p.ip, seen)]
+        healthy = [] if needed <= 0 or self.handed_over else [
+            p for p in sorted(active, key=lambda p: (p.created_at, p.name))
+            if ALBGATE_GATE in p.readiness_gates and not self._released(p) and p.ip
+            and self._healthy_everywhere(p.ip, states)]
         if needed > 0 and not self.handed_over and len(healthy) >= needed:
             for p in healthy[:needed]:
                 cluster.set_pod_condition(p.namespace, p.name, ALBGATE_GATE, "True", "TargetHealthy",
