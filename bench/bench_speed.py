@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     ALBGATE,
+    IDEAL_POLLER,
     MAX_WORKERS,
     command_line,
     fmt,
@@ -44,8 +45,7 @@ from _common import (  # noqa: E402
     write_result,
 )
 
-IDEAL = "ideal-poller"
-COMPARED = ("hardened-readiness-gate", "readiness-gate", IDEAL)
+COMPARED = ("hardened-readiness-gate", "readiness-gate", IDEAL_POLLER)
 SUCCEEDED = "succeeded"
 TARGET = 1.25  # issue 4: rollout_seconds / lower_bound_seconds at most this
 
@@ -81,7 +81,7 @@ def speed(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             entry[f"{other}_seconds"] = summary([t for _, t in pairs])
             entry[f"over_{other}"] = summary([a / t for a, t in pairs])
             entry[f"{other}_outcomes"] = _count(r["outcome"] for r in theirs.values())
-        ideal = [r["rollout_seconds"] / r["lower_bound_seconds"] for r in by.get((scenario, IDEAL), {}).values()
+        ideal = [r["rollout_seconds"] / r["lower_bound_seconds"] for r in by.get((scenario, IDEAL_POLLER), {}).values()
                  if r["outcome"] == SUCCEEDED and r["rollout_seconds"] and r["lower_bound_seconds"]]
         entry["ideal_over_lower_bound"] = summary(ideal)
         entry["ideal_seeds_over_target"] = sum(1 for x in ideal if x > TARGET)
@@ -114,7 +114,7 @@ def render(result: dict[str, dict[str, Any]]) -> str:
         if ideal["n"]:
             bound_rows.append([scenario, f"{_trio(mine)} ({e['seeds_over_target']})",
                                f"{_trio(ideal)} ({e['ideal_seeds_over_target']})",
-                               f"{_trio(e[f'over_{IDEAL}'])} (n={e[f'over_{IDEAL}']['n']})"])
+                               f"{_trio(e[f'over_{IDEAL_POLLER}'])} (n={e[f'over_{IDEAL_POLLER}']['n']})"])
     table = markdown_table(
         ["scenario", "albgate succeeded", "albgate median s", "lower bound median s",
          "albgate / lower bound: median / p90 / worst", "hardened-readiness-gate median s",
