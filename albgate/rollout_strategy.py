@@ -35,7 +35,8 @@ from albgate.sim.strategies import (
 from albgate.template import state_machine_id, synthesized_template
 
 # A warm Lambda invocation of these handlers (a few Kubernetes/ELB calls) takes a fraction of a second; charged
-# to the virtual clock so the measured rollout time includes albgate's own latency, not just its waits.
+# to the virtual clock so the measured rollout time includes albgate's own latency, not just its waits. An
+# assumption (no AWS document gives the number): bench/bench_latency.py measures what it does to the results.
 LAMBDA_SECONDS = 0.3
 ROLLED_BACK_ERROR = "RolledBack"
 
@@ -69,13 +70,16 @@ def _outcome(status: str, error: str | None) -> str:
 Fault = Callable[[str, str, Any, Callable[[], Any]], Any]  # (function id, handler, event, deliver) -> result
 
 
-def run_albgate(sim: Simulation, fault: Fault | None = None) -> StrategyRun:
-    """Run one rollout execution; ``fault`` (for the reliability tests) wraps every Lambda invocation."""
+def run_albgate(sim: Simulation, fault: Fault | None = None, *, task_seconds: float = LAMBDA_SECONDS) -> StrategyRun:
+    """Run one rollout execution; ``fault`` (for the reliability tests) wraps every Lambda invocation, each of
+    which takes ``task_seconds`` of virtual time before its handler runs."""
+    if task_seconds < 0:
+        raise ValueError(f"task_seconds must be 0 or more, not {task_seconds}")
     saved = {k: os.environ.get(k) for k in _QUIET_ENV}
     for k, v in _QUIET_ENV.items():  # before the handlers' modules create their Powertools objects
         os.environ.setdefault(k, v)
     try:
-        return _run(sim, fault)
+        return _run(sim, fault, task_seconds)
     finally:  # leave the process's environment as it was (a test session runs other things after this)
         for k, old in saved.items():
             if old is None:
@@ -84,7 +88,7 @@ def run_albgate(sim: Simulation, fault: Fault | None = None) -> StrategyRun:
                 os.environ[k] = old
 
 
-def _run(sim: Simulation, fault: Fault | None) -> StrategyRun:
+def _run(sim: Simulation, fault: Fault | None, task_seconds: float) -> StrategyRun:
     from lambdas.handlers import _runtime
     template = synthesized_template()
     extracted = extract_state_machine(template, state_machine_id(template))
@@ -93,7 +97,7 @@ def _run(sim: Simulation, fault: Fault | None) -> StrategyRun:
     start = sim.clock.now()
 
     def invoke(logical_id: str, handler: str, event: Any) -> Any:
-        sim.advance(LAMBDA_SECONDS)
+        sim.advance(task_seconds)
         if fault is None:
             return machine.invoke_handler(logical_id, handler, event)
         return fault(logical_id, handler, event, lambda: machine.invoke_handler(logical_id, handler, event))

@@ -96,6 +96,33 @@ def _template_preflight_retry() -> dict:
     return _common.template_retry_policy(synthesized_template()).as_dict()
 
 
+def test_latency_varies_only_the_task_time(safety, out):
+    # Given the safety runs / When bench_latency runs the same seeds at 0 and 0.3 s per Lambda task
+    result, stdout = run_bench("bench_latency.py", "--seeds", "2", "--scenarios", "seed-app", "--workers", "1",
+                               "--task-seconds", "0", "0.3", out=out)
+    e = result["latency"]["seed-app"]
+    assert set(e) == {"ideal-poller", "0", "0.3"}
+    assert {"over_lower_bound", "seeds_over_target", "last_drain_lag_seconds", "failed_requests"} <= set(e["0.3"])
+    # Then at 0.3 s (the shipped LAMBDA_SECONDS) each run is bench_safety's albgate run on that seed
+    plain = {r["seed"]: r for r in safety[0]["runs"] if r["strategy"] == "albgate"}
+    at = {r["seed"]: r for r in result["runs"] if r["task_seconds"] == 0.3}
+    assert sorted(at) == [1, 2]
+    for seed, r in at.items():
+        assert r["rollout_seconds"] == pytest.approx(plain[seed]["rollout_seconds"], abs=1e-3)
+        assert r["lower_bound_seconds"] == pytest.approx(plain[seed]["lower_bound_seconds"], abs=1e-3)
+    # And instant tasks change the time, never the lower bound; the ideal poller sees the last drain end
+    zero = {r["seed"]: r for r in result["runs"] if r["task_seconds"] == 0}
+    assert all(zero[s]["lower_bound_seconds"] == at[s]["lower_bound_seconds"] for s in at)
+    assert any(zero[s]["rollout_seconds"] != at[s]["rollout_seconds"] for s in at)
+    assert e["ideal-poller"]["last_drain_lag_seconds"]["max"] == 0
+    assert "albgate, 0.3 s per task" in stdout
+
+
+def test_latency_refuses_a_negative_task_time(out):
+    with pytest.raises(AssertionError, match="--task-seconds"):
+        run_bench("bench_latency.py", "--seeds", "1", "--task-seconds", "-1", out=out)
+
+
 def test_startup_measures_the_health_check_import(out):
     # Given the venv only (no pip bundling) / When bench_startup runs once / Then the health check is measured
     result, _ = run_bench("bench_startup.py", "--skip-bundle", "--repeat", "1", "--modules", "check_target_health",

@@ -117,6 +117,16 @@ def test_describe_target_health_cost_is_bounded_by_the_poll_rule():
     assert r.throttled_calls_by_caller.get("albgate", 0) == 0
 
 
+def test_a_negative_task_time_is_refused_before_anything_runs():
+    from albgate.sim.simulation import Simulation
+
+    sim = Simulation(bootstrap_hardened(scenario("seed-app")), 1)
+    before = (sim.clock.now(), len(sim.timeline))
+    with pytest.raises(ValueError, match="task_seconds must be 0 or more"):
+        run_albgate(sim, task_seconds=-0.1)
+    assert (sim.clock.now(), len(sim.timeline)) == before
+
+
 def _register(name: str, fault) -> str:
     register_strategy(name, lambda sim: run_albgate(sim, fault), prepare=bootstrap_hardened)
     return name
