@@ -45,6 +45,8 @@ BENCH_ALBGATE = "albgate-bench"  # the albgate strategy with read-only hooks (se
 IDEAL_POLLER = "ideal-poller"
 BASELINES = ("kubernetes-default", "readiness-gate", "hardened-readiness-gate", IDEAL_POLLER)
 STRATEGIES = (*BASELINES, ALBGATE)
+SUCCEEDED = "succeeded"
+TARGET_RATIO = 1.25  # issue 4: rollout_seconds / lower_bound_seconds at most this
 
 
 # ---------------------------------------------------------------------------------------------------------

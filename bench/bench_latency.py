@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     IDEAL_POLLER,
     MAX_WORKERS,
+    SUCCEEDED,
+    TARGET_RATIO,
     chunks,
     command_line,
     fmt,
@@ -42,8 +44,6 @@ from _common import (  # noqa: E402
 
 SHORT_SCENARIOS = ("seed-app", "seed-app-hardened", "auto-mode")  # the ones with seeds over 1.25x at 0.3 s
 DEFAULT_TASK_SECONDS = (0.0, 0.15, 0.3)
-TARGET = 1.25  # issue 4
-SUCCEEDED = "succeeded"
 PREFIX = "albgate-task-"
 
 
@@ -104,7 +104,7 @@ def latency(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "ratioed": len(ok),
             "failed_requests": sum(r["failed_requests"] for r in rs),
             "over_lower_bound": summary(ratios),
-            "seeds_over_target": sum(1 for x in ratios if x > TARGET),
+            "seeds_over_target": sum(1 for x in ratios if x > TARGET_RATIO),
             "last_drain_lag_seconds": summary([r["last_drain_lag_seconds"] for r in ok
                                                if r["last_drain_lag_seconds"] is not None]),
             "describe_target_health_calls": summary([r["describe_target_health_calls"] for r in ok]),
@@ -119,13 +119,17 @@ def _cell(e: dict[str, Any]) -> str:
     return f"{fmt(s['median'])} / {fmt(s['p90'])} / {fmt(s['max'])} ({e['seeds_over_target']})"
 
 
+def _lag_cell(e: dict[str, Any]) -> str:
+    s = e["last_drain_lag_seconds"]
+    return "-" if not s["n"] else f"{fmt(s['median'], 1)} / {fmt(s['max'], 1)}"
+
+
 def render(result: dict[str, dict[str, Any]], task_seconds: list[float]) -> str:
     keys = [IDEAL_POLLER] + [f"{x:g}" for x in task_seconds]
     heads = ["scenario", "ideal poller"] + [f"albgate, {k} s per task" for k in keys[1:]]
     rows = [[scenario] + [_cell(e[k]) if k in e else "-" for k in keys] for scenario, e in result.items()]
-    lag_rows = [[scenario] + [(lambda s: "-" if not s["n"] else f"{fmt(s['median'], 1)} / {fmt(s['max'], 1)}")(
-        e[k]["last_drain_lag_seconds"]) if k in e else "-" for k in keys] for scenario, e in result.items()]
-    return (f"rollout_seconds / lower_bound_seconds: median / p90 / worst (seeds over {TARGET}x)\n\n"
+    lag_rows = [[scenario] + [_lag_cell(e[k]) if k in e else "-" for k in keys] for scenario, e in result.items()]
+    return (f"rollout_seconds / lower_bound_seconds: median / p90 / worst (seeds over {TARGET_RATIO}x)\n\n"
             + markdown_table(heads, rows)
             + "\n\nLast drain: seconds from the last old target leaving to the end of the rollout (median / worst)\n\n"
             + markdown_table(heads, lag_rows))

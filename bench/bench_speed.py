@@ -34,6 +34,8 @@ from _common import (  # noqa: E402
     ALBGATE,
     IDEAL_POLLER,
     MAX_WORKERS,
+    SUCCEEDED,
+    TARGET_RATIO,
     command_line,
     fmt,
     machine,
@@ -46,8 +48,6 @@ from _common import (  # noqa: E402
 )
 
 COMPARED = ("hardened-readiness-gate", "readiness-gate", IDEAL_POLLER)
-SUCCEEDED = "succeeded"
-TARGET = 1.25  # issue 4: rollout_seconds / lower_bound_seconds at most this
 
 
 def speed(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -69,7 +69,7 @@ def speed(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "albgate_seconds": summary([r["rollout_seconds"] for r in ok.values()]),
             "lower_bound_seconds": summary([r["lower_bound_seconds"] for r in ok.values() if r["lower_bound_seconds"]]),
             "over_lower_bound": summary(lb),
-            "seeds_over_target": sum(1 for x in lb if x > TARGET),
+            "seeds_over_target": sum(1 for x in lb if x > TARGET_RATIO),
             "worst_seed_over_lower_bound": worst_lb["seed"] if worst_lb and lb else None,
             "not_succeeded_seconds": summary([r["rollout_seconds"] for r in mine.values()
                                               if r["outcome"] != SUCCEEDED and r["rollout_seconds"] is not None]),
@@ -84,7 +84,7 @@ def speed(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         ideal = [r["rollout_seconds"] / r["lower_bound_seconds"] for r in by.get((scenario, IDEAL_POLLER), {}).values()
                  if r["outcome"] == SUCCEEDED and r["rollout_seconds"] and r["lower_bound_seconds"]]
         entry["ideal_over_lower_bound"] = summary(ideal)
-        entry["ideal_seeds_over_target"] = sum(1 for x in ideal if x > TARGET)
+        entry["ideal_seeds_over_target"] = sum(1 for x in ideal if x > TARGET_RATIO)
         out[scenario] = entry
     return out
 
@@ -120,7 +120,7 @@ def render(result: dict[str, dict[str, Any]]) -> str:
          "albgate / lower bound: median / p90 / worst", "hardened-readiness-gate median s",
          "albgate / hardened-readiness-gate: median / p90 / worst", "albgate / readiness-gate"], rows)
     if bound_rows:
-        table += (f"\n\nAgainst the ideal poller (seeds over {TARGET}x in brackets):\n\n" + markdown_table(
+        table += (f"\n\nAgainst the ideal poller (seeds over {TARGET_RATIO}x in brackets):\n\n" + markdown_table(
             ["scenario", "albgate / lower bound: median / p90 / worst", "ideal poller / lower bound",
              "albgate / ideal poller"], bound_rows))
     other = [f"- {s}: albgate {', '.join(f'{k} {v}' for k, v in e['albgate_outcomes'].items())}; "

@@ -211,6 +211,10 @@ class _Oracle:
         # make sure an event happens at the step deadline, so tick() sees it pass
         self.sim.loop.at(self.step_started + self.policy.step_deadline_seconds + 1e-6, lambda: None)
 
+    def run_extra(self) -> dict[str, Any]:
+        """What a run reports beyond its steps (``StrategyRun.extra``)."""
+        return {}
+
     def view(self) -> list[_Seen]:
         """What the strategy knows of the target groups: here, their live state (perfect, free knowledge)."""
         return [_Seen(tg.arn, t.ip, t.state, t.pod) for tg in self.sim.alb.tgs.values() for t in tg.targets.values()]
@@ -319,6 +323,9 @@ class _IdealPoller(_Oracle):
         self.looks += 1
         self.sim.loop.after(self.interval, self._look)
 
+    def run_extra(self) -> dict[str, Any]:
+        return {"looks": self.looks}
+
     def view(self) -> list[_Seen]:
         return [s if s.state == DRAINING else _Seen(s.arn, s.ip, self.health.get((s.arn, s.ip, id(s.pod)), INITIAL),
                                                      s.pod)
@@ -334,9 +341,7 @@ def _run_oracle(sim: "Simulation", o: _Oracle) -> StrategyRun:
         sim.run_until(_horizon(sim), stop=lambda: o.result is not None)
     finally:
         sim.remove_observer(o.tick)
-    extra: dict[str, Any] = {"steps": o.steps_log}
-    if isinstance(o, _IdealPoller):
-        extra["looks"] = o.looks
+    extra: dict[str, Any] = {"steps": o.steps_log, **o.run_extra()}
     if o.result is None:
         return StrategyRun(TIMED_OUT, start, None, detail=f"stuck in {o.mode} step {o.step + 1}", extra=extra)
     return StrategyRun(o.result, start, sim.clock.t, detail=f"plan {o.plan}", extra=extra)

@@ -120,10 +120,10 @@ def invoke_lambda(
     return task
 
 
-
 def wait_for(scope: Construct, name: str, comment: str, path: str = "$.wait_seconds") -> sfn.Wait:
     """A Wait state for the seconds a task chose and put at ``path`` (whole seconds, the ASL's unit)."""
     return sfn.Wait(scope, name, comment=comment, time=sfn.WaitTime.seconds_path(path))
+
 
 def throttle_retry() -> dict:
     """The Retry clause for throttling errors, as ``add_retry`` keyword arguments (see THROTTLE_ERRORS)."""
