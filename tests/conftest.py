@@ -76,3 +76,15 @@ def synth(cdk_app: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Synt
 @pytest.fixture(scope="session")
 def template(synth: Synthesized) -> dict[str, Any]:
     return synth.template
+
+
+# Figures a test measured and wants shown under the run's summary (the Lambda size table, for one), printed
+# even with -q: a limit met by a thin margin should be visible before it breaks.
+FIGURES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("albgate figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

@@ -1,13 +1,19 @@
-"""Observability for every handler: one Powertools Logger, Tracer and Metrics, and the ``observed`` decorator.
+"""Observability for every handler: one Powertools Logger and Metrics, and the ``observed`` decorator.
 
-Job: create the three Powertools objects once per process (service name from ``POWERTOOLS_SERVICE_NAME``,
+Job: create the two Powertools objects once per process (service name from ``POWERTOOLS_SERVICE_NAME``,
 default "albgate"; metrics namespace "albgate") and, per invocation, tag every log line with the Step
 Functions execution name as the correlation id (the state machine passes ``$$.Execution.Name`` in the event
-under ``execution_name``), trace the invocation, and flush the metrics it recorded.
+under ``execution_name``) and flush the metrics it recorded.
+
+Tracing is Lambda's own active tracing (``Tracing.ACTIVE`` on every function, and on both state machines):
+the service records each invocation's segment and links it to the execution's trace, with no SDK in the
+code. Powertools' Tracer is not used: it needs the X-Ray SDK for Python, which is in maintenance mode and
+reaches its end of support (docs/facts.md, "Lambda"), and whose import alone cost the health check's cold start
+about 115 ms.
 
 Invariant: ``observed`` never changes what the handler returns or raises (Step Functions matches Retry/Catch on
 the exception's class name, so an exception must leave unwrapped), and it works outside Lambda: with no
-Lambda context, no X-Ray daemon and no metrics recorded (tests, the local runner, the simulation) it neither
+Lambda context and no metrics recorded (tests, the local runner, the simulation) it neither
 fails nor prints warnings. The correlation id lives in a context variable, so handlers running on parallel
 threads (Map iterations in the simulation) do not tag each other's logs.
 """
@@ -19,15 +25,13 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "albgate"
 METRICS_NAMESPACE = "albgate"
 EXECUTION_NAME_KEY = "execution_name"
 
 logger = Logger(service=SERVICE)
-# Tracing switches itself off outside Lambda (no LAMBDA_TASK_ROOT) and when POWERTOOLS_TRACE_DISABLED is set.
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -55,18 +59,15 @@ def _lambda_keys(context: Any) -> dict[str, Any]:
 
 
 def observed(handler: Handler) -> Handler:
-    """Decorate a Lambda handler ``(event, context)``: correlation id, Lambda context keys, trace, metrics."""
-    traced = tracer.capture_lambda_handler(handler)
+    """Decorate a Lambda handler ``(event, context)``: correlation id, Lambda context keys, metrics."""
 
     @functools.wraps(handler)
     def wrapper(event: Any, context: Any = None) -> Any:
         keys = {"correlation_id": execution_name(event), **_lambda_keys(context)}
         keys = {k: v for k, v in keys.items() if v is not None}
         logger.thread_safe_append_keys(**keys)
-        if keys.get("correlation_id"):
-            tracer.put_annotation(key="execution_name", value=keys["correlation_id"])
         try:
-            return traced(event, context)
+            return handler(event, context)
         finally:
             logger.thread_safe_remove_keys(keys)
             # Flush only what was recorded: Powertools warns on every empty flush, which outside Lambda is noise.
