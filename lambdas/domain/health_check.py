@@ -1,4 +1,4 @@
-"""The ALB health check albgate's bootstrap writes on an app's Ingress, and the controller's defaults it replaces.
+"""The ALB health check albgate's bootstrap writes for an app, and the controller's defaults it replaces.
 
 Invariant: a new target needs one passed check to turn healthy and an unhealthy one needs HealthyThresholdCount
 passes (FACTS.md), so the interval bounds how fast any gate can see a pod become serving, and a gate may not poll
@@ -6,26 +6,51 @@ faster than it. The controller writes interval 15 s, timeout 5 s, thresholds 2/2
 ALB's shortest interval (5 s, range 5-300 s) with a timeout below it, so each step waits seconds, not tens of
 seconds, for the first check, and a broken version is seen after 2 x 5 s instead of 2 x 15 s. The cost is three
 times the health-check requests per target, a few per second for a whole Deployment.
+
+The current values are read as the controller reads them, the backend Service's annotation over the Ingress's
+(``lambdas/domain/lbc_annotations.py``), and a new value goes where it takes effect: on the Service when the
+Service sets that annotation, else on the Ingress.
 """
 
 from __future__ import annotations
 
-ANNOTATION_PREFIX = "alb.ingress.kubernetes.io/"
-INTERVAL = ANNOTATION_PREFIX + "healthcheck-interval-seconds"
-TIMEOUT = ANNOTATION_PREFIX + "healthcheck-timeout-seconds"
-HEALTHY_THRESHOLD = ANNOTATION_PREFIX + "healthy-threshold-count"
-UNHEALTHY_THRESHOLD = ANNOTATION_PREFIX + "unhealthy-threshold-count"
+from collections.abc import Mapping
 
-CONTROLLER_DEFAULTS = {INTERVAL: 15, TIMEOUT: 5, HEALTHY_THRESHOLD: 2, UNHEALTHY_THRESHOLD: 2}
+from lambdas.domain import lbc_annotations as lbc
+
+ANNOTATION_PREFIX = lbc.PREFIX
+INTERVAL = lbc.HC_INTERVAL
+TIMEOUT = lbc.HC_TIMEOUT
+HEALTHY_THRESHOLD = lbc.HEALTHY_THRESHOLD
+UNHEALTHY_THRESHOLD = lbc.UNHEALTHY_THRESHOLD
+
+CONTROLLER_DEFAULTS = {k: int(lbc.DEFAULTS[k]) for k in (INTERVAL, TIMEOUT, HEALTHY_THRESHOLD, UNHEALTHY_THRESHOLD)}
 HARDENED = {INTERVAL: 5, TIMEOUT: 4, HEALTHY_THRESHOLD: 2, UNHEALTHY_THRESHOLD: 2}
 
 
+def current(ingress: Mapping[str, str], service: Mapping[str, str] | None = None) -> lbc.HealthCheck:
+    """The health check the controller configures from these annotations (Service over Ingress, then defaults)."""
+    return lbc.health_check(ingress, service)
+
+
+def hardened_health_check(
+    ingress: Mapping[str, str], service: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(Ingress annotations, Service annotations) with the hardened health check, never loosening one already
+    stricter. Each changed key is written where the controller reads it: the Service when it sets the key. The
+    timeout is lowered whenever it is not below the resulting interval (the ALB refuses such a health check)."""
+    out = {"Ingress": dict(ingress), "Service": dict(service or {})}
+    interval = lbc.effective(INTERVAL, ingress, service)
+    timeout = lbc.effective(TIMEOUT, ingress, service)
+    check = current(ingress, service)
+    new_interval = min(check.interval_seconds, HARDENED[INTERVAL])
+    if check.interval_seconds > new_interval:
+        out[interval.write_to][INTERVAL] = str(new_interval)
+    if check.timeout_seconds >= new_interval:
+        out[timeout.write_to][TIMEOUT] = str(min(HARDENED[TIMEOUT], new_interval - 1))
+    return out["Ingress"], out["Service"]
+
+
 def hardened_annotations(annotations: dict[str, str]) -> dict[str, str]:
-    """The Ingress annotations with the hardened health check, never loosening one already stricter."""
-    out = dict(annotations)
-    current = {k: int(annotations.get(k, CONTROLLER_DEFAULTS[k])) for k in HARDENED}
-    if current[INTERVAL] > HARDENED[INTERVAL]:
-        out[INTERVAL] = str(HARDENED[INTERVAL])
-        if current[TIMEOUT] >= HARDENED[INTERVAL]:
-            out[TIMEOUT] = str(HARDENED[TIMEOUT])
-    return out
+    """The Ingress annotations with the hardened health check, for an app whose Service sets none of them."""
+    return hardened_health_check(annotations)[0]

@@ -17,6 +17,10 @@ cluster), then return hardened copies and the list of every change made, each wi
 - an explicit health-check interval annotation (above the check timeout), so albgate's poll timing and the
   time to a new target's first passing check are known values.
 
+Target-group annotations are read as the controller reads them, the Service's over the Ingress's
+(``lambdas/domain/lbc_annotations.py``), and a changed value is written where it takes effect: on the Service
+when the Service sets that annotation (a value on the Ingress would be ignored), else on the Ingress.
+
 Invariant: pure. Inputs are never mutated; the same inputs give the same outputs and the same change list;
 hardening a hardened result changes nothing (idempotent, so a re-run of the bootstrap is a no-op). With
 ``harden=False`` the manifests come back unchanged and the would-be changes are returned as findings.
@@ -29,25 +33,31 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from lambdas.domain import lbc_annotations as lbc
 from lambdas.domain.errors import InvalidInputError, UnsafeConfigurationError
+from lambdas.domain.lbc_annotations import (
+    DEFAULT_DEREGISTRATION_DELAY_SECONDS,
+    DEREGISTRATION_DELAY,
+    HC_INTERVAL,
+    HC_TIMEOUT,
+    HEALTHY_THRESHOLD,
+    MAX_DEREGISTRATION_DELAY_SECONDS,
+    TARGET_TYPE,
+    TG_ATTRIBUTES,
+    UNHEALTHY_THRESHOLD,
+    parse_attributes,
+    render_attributes,
+)
 from lambdas.domain.models import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from lambdas.domain.rollout import resolve_int_or_percent
 
-# Ingress annotations the Load Balancer Controller reads (docs/guide/ingress/annotations.md).
-TARGET_TYPE = "alb.ingress.kubernetes.io/target-type"
-TG_ATTRIBUTES = "alb.ingress.kubernetes.io/target-group-attributes"
-HC_INTERVAL = "alb.ingress.kubernetes.io/healthcheck-interval-seconds"
-HC_TIMEOUT = "alb.ingress.kubernetes.io/healthcheck-timeout-seconds"
 INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
-DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
 
-# Defaults that apply when a manifest says nothing (FACTS.md): the controller's target type is instance, its
-# health check interval 15 s and timeout 5 s; an ALB target group's deregistration delay 300 s (0-3600).
-DEFAULT_TARGET_TYPE = "instance"
-DEFAULT_HC_INTERVAL_SECONDS = 15
-DEFAULT_HC_TIMEOUT_SECONDS = 5
-DEFAULT_DEREGISTRATION_DELAY_SECONDS = 300
-MAX_DEREGISTRATION_DELAY_SECONDS = 3600
+# Defaults that apply when neither the Service nor the Ingress says anything (lambdas/domain/lbc_annotations.py;
+# docs/facts.md, "Service annotations override the Ingress's").
+DEFAULT_TARGET_TYPE = str(lbc.DEFAULTS[TARGET_TYPE])
+DEFAULT_HC_INTERVAL_SECONDS = int(lbc.DEFAULTS[HC_INTERVAL])
+DEFAULT_HC_TIMEOUT_SECONDS = int(lbc.DEFAULTS[HC_TIMEOUT])
 DEFAULT_GRACE_SECONDS = 30  # Kubernetes default terminationGracePeriodSeconds (FACTS.md)
 # Kubernetes core/v1 Service names are DNS-1035 labels: they start with a letter.
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -149,19 +159,6 @@ def pre_stop_sleep_seconds(container: dict[str, Any]) -> int | None:
     return int(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else None
 
 
-def parse_attributes(text: str) -> dict[str, str]:
-    """``a=b,c=d`` (the target-group-attributes annotation) as an ordered dict."""
-    out: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in str(text).split(","))):
-        key, sep, value = part.partition("=")
-        out[key.strip()] = value.strip() if sep else ""
-    return out
-
-
-def render_attributes(attributes: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in attributes.items())
-
-
 def ingress_backends(ingress: dict[str, Any]) -> list[tuple[str, int | str]]:
     """(service name, port number or name) of every Service backend of an Ingress, in order, unique."""
     spec = ingress.get("spec") or {}
@@ -183,11 +180,13 @@ def ingress_backends(ingress: dict[str, Any]) -> list[tuple[str, int | str]]:
 def target_type(ingress: dict[str, Any], service: dict[str, Any] | None = None) -> tuple[str, str]:
     """(target type, where it was read): a Service annotation wins over the Ingress's (the controller merges
     them with the Service's taking precedence); absent, the controller's default ``instance``."""
-    for obj, where in ((service, "Service"), (ingress, "Ingress")):
-        annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
-        if TARGET_TYPE in annotations:
-            return str(annotations[TARGET_TYPE]), where
-    return DEFAULT_TARGET_TYPE, "default"
+    found = lbc.effective(TARGET_TYPE, annotations_of(ingress), annotations_of(service))
+    return (found.value if found.value is not None else DEFAULT_TARGET_TYPE), found.source
+
+
+def annotations_of(obj: dict[str, Any] | None) -> dict[str, Any]:
+    """A manifest's metadata.annotations ({} when it has none)."""
+    return ((obj or {}).get("metadata") or {}).get("annotations") or {}
 
 
 def _name(obj: dict[str, Any]) -> str:
@@ -344,6 +343,7 @@ def _validate_service(svc: dict[str, Any], dep: dict[str, Any]) -> list[str]:
             f"service.spec.selector: {selector} does not select the Deployment's pod labels {labels}; the ALB "
             "would have no targets"
         )
+    p += _validate_target_group_annotations("service", annotations_of(svc))
     ports = spec.get("ports")
     if not isinstance(ports, list) or not ports:
         return p + ["service.spec.ports: required, at least one port"]
@@ -373,16 +373,23 @@ def _validate_ingress(ing: dict[str, Any], svc: dict[str, Any]) -> list[str]:
                 f"ingress.spec: the backend port {port!r} of Service {svc_name!r} is not one of its ports "
                 f"{[x.get('name') or x.get('port') for x in ports]}"
             )
-    annotations = (ing.get("metadata") or {}).get("annotations") or {}
-    for key in (HC_INTERVAL, HC_TIMEOUT):
-        if key in annotations and not str(annotations[key]).isdigit():
-            p.append(f"ingress.metadata.annotations[{key}]: {annotations[key]!r} is not a whole number of seconds")
+    return p + _validate_target_group_annotations("ingress", annotations_of(ing))
+
+
+def _validate_target_group_annotations(key: str, annotations: dict[str, Any]) -> list[str]:
+    """The target-group annotations albgate reads, on either object: the controller reads both (the Service's
+    first), so a malformed one on the Service breaks the target group as surely as on the Ingress."""
+    p: list[str] = []
+    for name in (HC_INTERVAL, HC_TIMEOUT, HEALTHY_THRESHOLD, UNHEALTHY_THRESHOLD):
+        if name in annotations and not str(annotations[name]).isdigit():
+            what = "seconds" if name in (HC_INTERVAL, HC_TIMEOUT) else "checks"
+            p.append(f"{key}.metadata.annotations[{name}]: {annotations[name]!r} is not a whole number of {what}")
     if TG_ATTRIBUTES in annotations:
         delay = parse_attributes(annotations[TG_ATTRIBUTES]).get(DEREGISTRATION_DELAY)
         if delay is not None and (not delay.isdigit() or int(delay) > MAX_DEREGISTRATION_DELAY_SECONDS):
             p.append(
-                f"ingress.metadata.annotations[{TG_ATTRIBUTES}]: {DEREGISTRATION_DELAY}={delay!r} must be 0-3600 "
-                "(FACTS.md)"
+                f"{key}.metadata.annotations[{TG_ATTRIBUTES}]: {DEREGISTRATION_DELAY}={delay!r} must be "
+                f"0-{MAX_DEREGISTRATION_DELAY_SECONDS} (the range ELB accepts)"
             )
     return p
 
@@ -501,29 +508,43 @@ def harden(
                f"preStop ({longest_pre_stop} s) runs inside the grace period; the requests taken just before it "
                f"ends need up to {policy.max_request_seconds} s more")
 
+    # --- target-group settings: read as the controller reads them, written where they take effect ------------
+    # The Service's annotation wins over the Ingress's, key by key (lambdas/domain/lbc_annotations.py; docs/facts.md,
+    # "Service annotations override the Ingress's"): raising a value on the Ingress while the Service sets the same
+    # key would change nothing, so a value the Service sets is changed on the Service.
+    ing_annotations = ing["metadata"].setdefault("annotations", {})
+    objects = {"Service": (svc, f"Service/{_name(svc)}"), "Ingress": (ing, ing_id)}
+
+    def write(found: lbc.Effective, value: str, reason: str) -> None:
+        obj, obj_id = objects[found.write_to]
+        annotations = obj["metadata"].setdefault("annotations", {})
+        before = annotations.get(found.key)
+        annotations[found.key] = value
+        if found.source == "Service":
+            hidden = ing_annotations.get(found.key)
+            reason += (f"; changed on the Service because its annotation overrides the Ingress's"
+                       + (f" ({hidden!r}, ignored by the controller)" if hidden is not None else ""))
+        record(obj_id, f"metadata.annotations[{found.key}]", before, value, reason)
+
     # --- deregistration delay fits the longest request ------------------------------------------------------
-    annotations = ing["metadata"].setdefault("annotations", {})
-    attributes = parse_attributes(annotations.get(TG_ATTRIBUTES, ""))
+    found = lbc.effective(TG_ATTRIBUTES, ing_annotations, annotations_of(svc))
+    attributes = parse_attributes(found.value or "")
     delay = int(attributes.get(DEREGISTRATION_DELAY, DEFAULT_DEREGISTRATION_DELAY_SECONDS))
     if delay < policy.max_request_seconds:
-        wanted = min(policy.max_request_seconds, MAX_DEREGISTRATION_DELAY_SECONDS)
-        before_text = annotations.get(TG_ATTRIBUTES)
-        attributes[DEREGISTRATION_DELAY] = str(wanted)
-        annotations[TG_ATTRIBUTES] = render_attributes(attributes)
-        record(ing_id, f"metadata.annotations[{TG_ATTRIBUTES}]", before_text, annotations[TG_ATTRIBUTES],
-               f"a deregistration delay of {delay} s drops requests still running when it ends; the longest "
-               f"takes {policy.max_request_seconds} s")
+        attributes[DEREGISTRATION_DELAY] = str(min(policy.max_request_seconds, MAX_DEREGISTRATION_DELAY_SECONDS))
+        write(found, render_attributes(attributes),
+              f"a deregistration delay of {delay} s drops requests still running when it ends; the longest "
+              f"takes {policy.max_request_seconds} s")
 
     # --- health-check interval ------------------------------------------------------------------------------
-    timeout = int(annotations.get(HC_TIMEOUT, DEFAULT_HC_TIMEOUT_SECONDS))
-    interval_text = annotations.get(HC_INTERVAL)
-    interval = int(interval_text) if interval_text is not None else DEFAULT_HC_INTERVAL_SECONDS
+    timeout, _ = lbc.effective_int(HC_TIMEOUT, ing_annotations, annotations_of(svc))
+    found = lbc.effective(HC_INTERVAL, ing_annotations, annotations_of(svc))
+    interval = int(found.value) if found.value is not None else DEFAULT_HC_INTERVAL_SECONDS
     wanted_interval = max(policy.health_check_interval_seconds, timeout + 1)
-    if interval_text is None or interval > wanted_interval or interval <= timeout:
-        annotations[HC_INTERVAL] = str(wanted_interval)
-        record(ing_id, f"metadata.annotations[{HC_INTERVAL}]", interval_text, str(wanted_interval),
-               f"a new target needs one passing check to turn healthy; checking every {wanted_interval} s (above the "
-               f"{timeout} s timeout, which the ALB requires) shortens every gated step")
+    if found.value is None or interval > wanted_interval or interval <= timeout:
+        write(found, str(wanted_interval),
+              f"a new target needs one passing check to turn healthy; checking every {wanted_interval} s (above the "
+              f"{timeout} s timeout, which the ALB requires) shortens every gated step")
 
     if not policy.harden:
         return Hardened(

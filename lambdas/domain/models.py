@@ -13,35 +13,28 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lambdas.domain.errors import InvalidInputError
+from lambdas.domain.image_reference import ImageReference, ImageReferenceError
 
 # RFC 1123 label / subdomain as Kubernetes validates names (namespaces and Deployments).
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-# An OCI image reference: [registry/]repository[:tag][@sha256:64hex]
-_IMAGE = re.compile(
-    r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
-)
-# distribution/reference: a repository name (registry host included) is at most 255 characters.
-_NAME_TOTAL_LENGTH_MAX = 255
 _STEP = re.compile(r"^(?P<n>[0-9]{1,3})%$")
 
 
 def parse_image(image: str) -> tuple[str, str | None, str | None]:
-    """Split an image reference into (repository, tag, digest); raises ValueError when malformed."""
-    m = _IMAGE.match(image)
-    if m and len(m.group("repo")) > _NAME_TOTAL_LENGTH_MAX:
-        raise ValueError(
-            f"the image name is {len(m.group('repo'))} characters; a registry accepts at most "
-            f"{_NAME_TOTAL_LENGTH_MAX} (distribution/reference NameTotalLengthMax)"
-        )
-    if not m or not (m.group("tag") or m.group("digest")):
-        raise ValueError(
-            f"{image!r} is not an image reference with a tag or digest; write e.g. "
-            "'123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:<64 hex>' or 'repo/app:v2'"
-        )
-    return m.group("repo"), m.group("tag"), m.group("digest")
+    """Split an image reference into (repository, tag, digest); raises ValueError when malformed or when it names
+    neither a tag nor a digest (a rollout must say which bytes to run). The grammar is the runtimes' own
+    (lambdas/domain/image_reference.py; docs/facts.md, "Image references")."""
+    example = (
+        "write e.g. 'redis:7', 'repo/app:v2' or '123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:<64 hex>'"
+    )
+    try:
+        ref = ImageReference.parse(image)
+    except ImageReferenceError as e:
+        raise ValueError(f"{image!r} is not an image reference: {e}; {example}") from e
+    if ref.tag is None and ref.digest is None:
+        raise ValueError(f"{image!r} is not an image reference with a tag or digest; {example}")
+    return ref.repository, ref.tag, ref.digest
 
 
 class _Strict(BaseModel):

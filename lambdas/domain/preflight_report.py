@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lambdas.domain import lbc_annotations as lbc
 from lambdas.domain.bootstrap import (
     CONTROLLER_DEPLOYMENT,
     CONTROLLER_NAMESPACE,
@@ -252,7 +253,7 @@ def serving_risks(
             risks.append(Risk("instance-targets", "error", f"Ingress {ns}/{ing.name}",
                               f"target type is {ttype}{' (the controller default)' if TARGET_TYPE not in ing.annotations else ''}: "
                               "the ALB targets nodes, not pods, so no readiness gate can hold an old pod",
-                              f"set the annotation {TARGET_TYPE}: ip"))
+                              lbc.fix(TARGET_TYPE, "ip")))
     bindings = [b for b in kube.list_target_group_bindings(ns) if b.service_name in names]
     if not bindings:
         risks.append(Risk("no-binding", "error", subject,
@@ -272,7 +273,7 @@ def serving_risks(
         kind = tg.target_type or b.target_type
         if kind != "ip" and not any(r.code == "instance-targets" for r in risks):
             risks.append(Risk("instance-targets", "error", f"TargetGroupBinding {ns}/{b.name}",
-                              f"target group {tg.arn} uses {kind} targets", f"set {TARGET_TYPE}: ip on the Ingress"))
+                              f"target group {tg.arn} uses {kind} targets", lbc.fix(TARGET_TYPE, "ip")))
         if kind == "ip":
             ip_bindings.append(b.name)
         if not tg.load_balancer_arns:
@@ -284,8 +285,7 @@ def serving_risks(
             risks.append(Risk("deregistration-delay-short", "error", f"target group {tg.arn}",
                               f"deregistration delay {tg.deregistration_delay_seconds} s is shorter than the longest "
                               f"request ({policy.max_request_seconds} s): requests still running are dropped",
-                              "annotate the Ingress alb.ingress.kubernetes.io/target-group-attributes: "
-                              f"deregistration_delay.timeout_seconds={policy.max_request_seconds}"))
+                              lbc.fix(lbc.TG_ATTRIBUTES, f"{lbc.DEREGISTRATION_DELAY}={policy.max_request_seconds}")))
     if ip_bindings:
         wanted = [LBC_GATE_PREFIX + b for b in ip_bindings]
         pods = [p for p in kube.list_pods(ns, dep.selector) if not p.terminating]

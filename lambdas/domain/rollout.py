@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+from lambdas.domain import lbc_annotations as lbc
 from lambdas.domain.errors import (
     InvalidInputError,
     NotFoundError,
@@ -275,13 +276,15 @@ def assess(
             f"{needed_grace}"
         )
         hardening["termination_grace_period_seconds"] = needed_grace
+    # The delay is the target group's own attribute (DescribeTargetGroupAttributes), i.e. the value the controller
+    # applied after preferring the Service's annotation over the Ingress's; only the fix must name both places.
     for g in groups:
         if g.deregistration_delay_seconds < policy.max_request_seconds:
             raise UnsafeConfigurationError(
                 f"target group {g.arn} has a deregistration delay of {g.deregistration_delay_seconds} s, shorter "
                 f"than the longest request ({policy.max_request_seconds} s): requests in flight are cut when it "
-                "ends; raise it with the Ingress annotation alb.ingress.kubernetes.io/target-group-attributes: "
-                f"deregistration_delay.timeout_seconds={policy.max_request_seconds}"
+                "ends; raise it: "
+                + lbc.fix(lbc.TG_ATTRIBUTES, f"{lbc.DEREGISTRATION_DELAY}={policy.max_request_seconds}")
             )
     return hardening, findings
 
