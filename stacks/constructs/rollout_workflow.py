@@ -2,7 +2,9 @@
 
 Invariant: every loop is bounded (a deadline checked by the handler that decides it, and a poll budget) and
 ends in an explicit Fail with an error and a cause a person can act on; every Lambda task retries exactly the
-retryable error names of ``lambdas/domain/errors.py`` and catches everything else. Throttling has a Retry
+retryable error names of ``lambdas/domain/errors.py`` plus Lambda's transient errors, and catches everything
+else. A task-token wait is never retried on its own timeout: an approval nobody answered counts as a rejection
+(``Record Approval Timeout``, then the same rollback decision a rejection reaches). Throttling has a Retry
 clause of its own (first, fully jittered, capped, more attempts: ``THROTTLE_ERRORS``), because concurrent
 rollouts share the account's Describe* bucket and are throttled together. The rollback path is the
 same step fragment as the rollout path, prefixed "Rollback: ", so a rollback is gated exactly like a rollout.
@@ -24,12 +26,15 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from lambdas.domain.errors import permanent_error_names, retryable_error_names
-from lambdas.domain.trigger import EVENT_SOURCE, ROLLOUT_STEP_PASSED
+from lambdas.domain.trigger import EVENT_SOURCE, ROLLOUT_STEP_PASSED, STATE_MACHINE_TIMEOUT_SECONDS
 from stacks.constructs.handler_specs import HandlerSpec
 
 # Lambda's own transient failures, plus a timed-out invocation: every handler is idempotent, so a retry after a
-# timeout cannot double-step (issue 4). Names from the Step Functions error-handling docs.
+# timeout cannot double-step. The first four are the Step Functions best-practice list, which is also what CDK's
+# LambdaInvoke retries by default (we turn that default off to own the policy); docs/facts.md, "Rollout state
+# machine: retries and the approval timeout".
 LAMBDA_TRANSIENT_ERRORS = [
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
@@ -38,6 +43,11 @@ LAMBDA_TRANSIENT_ERRORS = [
     "Lambda.Unknown",  # what the Step Functions guide calls an unhandled Lambda error, timeouts included
     "States.Timeout",
 ]
+# What a Task state raises when its TimeoutSeconds (States.Timeout) or HeartbeatSeconds (States.HeartbeatTimeout,
+# also matched by States.Timeout) passes (docs/facts.md, "Rollout state machine: retries and the approval
+# timeout"). For a task-token wait that is an answer (nobody called back in time), not a transient failure: such
+# a task never retries them, and its caller catches them.
+TASK_TIMEOUT_ERRORS = ["States.Timeout", "States.HeartbeatTimeout"]
 RETRY_INTERVAL = Duration.seconds(2)
 RETRY_MAX_ATTEMPTS = 5
 RETRY_BACKOFF = 2.0
@@ -57,6 +67,14 @@ THROTTLE_RETRY_INTERVAL = Duration.seconds(2)
 THROTTLE_RETRY_BACKOFF = 2.0
 THROTTLE_RETRY_MAX_DELAY = Duration.seconds(60)
 THROTTLE_RETRY_MAX_ATTEMPTS = 20
+
+# How long `Wait For Approval` waits for a person (its TimeoutSeconds). Unanswered by then, the approval counts as
+# a rejection: $.failure becomes APPROVAL_TIMED_OUT with a cause naming the step, and the rollout goes to the
+# same rollback decision a SendTaskFailure reaches. A fixed 24 h, not a policy field: the policy has no place for
+# it yet, and the execution's own timeout (STATE_MACHINE_TIMEOUT_SECONDS, 48 h) must leave room after the wait
+# for the rollback it may lead to (docs/rollout.md, "Approvals").
+APPROVAL_TIMEOUT_HOURS = 24
+APPROVAL_TIMED_OUT = "ApprovalTimedOut"
 
 # Gate and drain verdicts written by the handlers into $.gate.status / $.drain.status (domain/gate.py).
 PASSED, WAITING, FAILED = "PASSED", "WAITING", "FAILED"
@@ -80,11 +98,14 @@ def invoke_lambda(
     *,
     integration: sfn.IntegrationPattern = sfn.IntegrationPattern.REQUEST_RESPONSE,
     payload: sfn.TaskInput | None = None,
-    heartbeat: Duration | None = None,
+    timeout: Duration | None = None,
     spread_throttles: bool = False,
 ) -> tasks.LambdaInvoke:
     """A Lambda task that retries the retryable error names with backoff and leaves the rest to a Catch.
 
+    ``timeout``: the Task state's TimeoutSeconds; for a ``.waitForTaskToken`` task, how long it waits for the
+    answer. A task-token task does not retry ``TASK_TIMEOUT_ERRORS`` (a retry would ask again, with a new
+    token, instead of going on): the caller must catch them.
     ``spread_throttles``: throttling errors get their own, first Retry clause (``throttle_retry``): more
     attempts, capped, fully jittered, so that concurrent executions throttled together retry apart. Without
     it, throttling is retried like any other transient error.
@@ -101,11 +122,13 @@ def invoke_lambda(
         state_name,
         lambda_function=fn,
         comment=comment,
-        retry_on_service_exceptions=False,  # we own the retry policy (TOOLING.md)
-        task_timeout=sfn.Timeout.duration(heartbeat) if heartbeat else None,
+        retry_on_service_exceptions=False,  # we own the retry policy: LAMBDA_TRANSIENT_ERRORS covers CDK's default
+        task_timeout=sfn.Timeout.duration(timeout) if timeout else None,
         **shape,
     )
     transient = retryable_error_names() + LAMBDA_TRANSIENT_ERRORS
+    if waits_for_token:
+        transient = [e for e in transient if e not in TASK_TIMEOUT_ERRORS]
     if spread_throttles:
         # Step Functions uses the first Retry clause whose ErrorEquals matches, so this one goes first and the
         # general clause no longer names these errors.
@@ -292,7 +315,8 @@ class GatedSteps(sfn.StateMachineFragment):
                 self,
                 "Wait For Approval",
                 fn["RequestApproval"],
-                "A person approves with SendTaskSuccess (or rejects with SendTaskFailure) using the task token",
+                "A person approves with SendTaskSuccess (or rejects with SendTaskFailure) using the task token; "
+                f"unanswered after {APPROVAL_TIMEOUT_HOURS} h it counts as a rejection (never asked again)",
                 integration=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
                 payload=sfn.TaskInput.from_object(
                     {
@@ -301,8 +325,23 @@ class GatedSteps(sfn.StateMachineFragment):
                         "state": sfn.JsonPath.entire_payload,
                     }
                 ),
-                heartbeat=Duration.hours(24),
+                timeout=Duration.hours(APPROVAL_TIMEOUT_HOURS),
             )
+            # next_step is the 0-based index of the step the approval is for (approval_request names it + 1)
+            not_answered = sfn.Pass(
+                self,
+                "Record Approval Timeout",
+                comment="Nobody answered in time: a rejection, with the same $.failure shape a caught error has",
+                parameters={
+                    "Error": APPROVAL_TIMED_OUT,
+                    "Cause.$": f"States.Format('approval for step {{}} not answered within {APPROVAL_TIMEOUT_HOURS} "
+                    "h', States.MathAdd($.next_step, 1))",
+                },
+                result_path="$.failure",
+            )
+            not_answered.next(on_failure)
+            # First, so neither the permanent-name nor the States.ALL Catch of catch_all takes a timeout.
+            approval.add_catch(not_answered, errors=list(TASK_TIMEOUT_ERRORS), result_path=sfn.JsonPath.DISCARD)
             catch_all(approval, on_failure)
             approval_needed.when(sfn.Condition.boolean_equals("$.approval_required", True), approval)
             approval_needed.otherwise(start_step)
@@ -519,6 +558,7 @@ class RolloutWorkflow(Construct):
             state_machine_type=sfn.StateMachineType.STANDARD,
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            timeout=Duration.hours(48),
+            # The domain's lock on a Deployment (lambdas/domain/trigger.py, lock_seconds) assumes this cap.
+            timeout=Duration.seconds(STATE_MACHINE_TIMEOUT_SECONDS),
             comment="albgate: roll a Deployment in steps, each gated on ALB target health; gated rollback",
         )

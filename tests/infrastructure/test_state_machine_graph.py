@@ -94,11 +94,27 @@ def test_start_and_story_of_a_step(template):
 
 
 def test_every_failure_leads_to_the_rollback_decision(states):
-    for name in ("Start Step", "Check Target Health", "Release Old Pods", "Verify Drain", "Wait For Approval"):
+    for name in ("Start Step", "Check Target Health", "Release Old Pods", "Verify Drain"):
         targets = {v for k, v in edges(states[name]).items() if k.startswith("catch:")}
         assert targets == {"Roll Back?"}, name
     assert edges(states["Record Gate Failure"])["next"] == "Roll Back?"
     assert edges(states["Record Drain Failure"])["next"] == "Roll Back?"
+    assert edges(states["Record Approval Timeout"])["next"] == "Roll Back?"
+
+
+def test_an_unanswered_approval_is_recorded_then_rolls_back_like_a_rejection(states):
+    # Given the approval task / Then its timeout is caught first (before States.ALL could take it) and recorded,
+    # and a rejection (SendTaskFailure) or a failed RequestApproval goes to the rollback decision directly
+    assert edges(states["Wait For Approval"]) == {
+        "next": "Start Step",
+        "catch:States.Timeout": "Record Approval Timeout",
+        "catch:AccessDeniedError": "Roll Back?",
+        "catch:States.ALL": "Roll Back?",
+    }
+    assert states["Wait For Approval"]["Catch"][0]["ErrorEquals"] == ["States.Timeout", "States.HeartbeatTimeout"]
+    recorded = states["Record Approval Timeout"]
+    assert recorded["Type"] == "Pass" and recorded["ResultPath"] == "$.failure"
+    assert recorded["Parameters"]["Error"] == "ApprovalTimedOut"
     assert edges(states["Roll Back?"]) == {
         "$.rollback_allowed=True": "Roll Back",
         "default": "Rollout Failed",
