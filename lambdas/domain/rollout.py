@@ -59,6 +59,9 @@ ROLLOUT_ANNOTATION = "albgate.io/rollout"
 # Old targets may take the deregistration delay to leave; give the controller's reconcile and one more
 # check on top (FACTS.md: requeue 15 s; leader change pauses reconciles up to 2 min).
 DRAIN_MARGIN_SECONDS = 120
+# How long Wait For Approval waits for an answer before it counts as a rejection (the state machine's task
+# timeout, stacks/constructs/rollout_workflow.py, reads it from here).
+APPROVAL_TIMEOUT_SECONDS = 24 * 3600
 
 
 def resolve_int_or_percent(value: int | str, replicas: int, *, round_up: bool) -> int:
@@ -302,6 +305,11 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
     now = ports.clock.now()
     delay = max(g.deregistration_delay_seconds for g in s.target_groups)
     hold_until = now + req.policy.step_deadline_seconds + delay + DRAIN_MARGIN_SECONDS + req.policy.bake_seconds
+    if s.mode == "rollout" and (i + 2) in req.policy.approval_before_steps:
+        # The next step waits for a person after this one's bake: hold the gates through that wait too, or the
+        # gate keeper would open them on the pods the Deployment controller surges meanwhile, and the
+        # Deployment would roll forward without the approval.
+        hold_until += APPROVAL_TIMEOUT_SECONDS
     marker = {ROLLOUT_ANNOTATION: f"{s.execution_name}@{int(hold_until)}"}
     if i == 0 and s.mode == "rollback" and (req.kind == "restart" or _undo_is_safe(ports, s)):
         # Roll back as `kubectl rollout undo` does: the previous revision's exact template, so the Deployment

@@ -26,6 +26,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from lambdas.domain.errors import permanent_error_names, retryable_error_names
+from lambdas.domain.rollout import APPROVAL_TIMEOUT_SECONDS
 from lambdas.domain.trigger import EVENT_SOURCE, ROLLOUT_STEP_PASSED, STATE_MACHINE_TIMEOUT_SECONDS
 from stacks.constructs.handler_specs import HandlerSpec
 
@@ -73,7 +74,7 @@ THROTTLE_RETRY_MAX_ATTEMPTS = 20
 # same rollback decision a SendTaskFailure reaches. A fixed 24 h, not a policy field: the policy has no place for
 # it yet, and the execution's own timeout (STATE_MACHINE_TIMEOUT_SECONDS, 48 h) must leave room after the wait
 # for the rollback it may lead to (docs/rollout.md, "Approvals").
-APPROVAL_TIMEOUT_HOURS = 24
+APPROVAL_TIMEOUT_HOURS = APPROVAL_TIMEOUT_SECONDS // 3600  # Start Step holds the gates through the same wait
 APPROVAL_TIMED_OUT = "ApprovalTimedOut"
 
 # Gate and drain verdicts written by the handlers into $.gate.status / $.drain.status (domain/gate.py).

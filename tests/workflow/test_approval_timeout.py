@@ -30,7 +30,7 @@ from lambdas.handlers import _runtime
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 OLD, NEW, NEXT = "ikubernetes/myapp:v1", "ikubernetes/myapp:v2", "ikubernetes/myapp:v3"
-APPROVAL_TIMEOUT_SECONDS = 24 * 3600  # `Wait For Approval`'s TimeoutSeconds (tests/infrastructure/test_retries.py)
+APPROVAL_TIMEOUT_SECONDS = 24 * 3600  # `Wait For Approval`'s TimeoutSeconds, written out: a change must show here
 CLIENT_TIMEOUT = "Lambda.ClientExecutionTimeoutException"
 
 Fault = Callable[[str, dict, Callable[[], Any]], Any]  # (function logical id, event, deliver) -> result
@@ -246,6 +246,30 @@ def wait_for_the_gate_keeper(albgate: Albgate, revision: int) -> None:
         if len(albgate.replica_sets_with_pods()) == 1 and all(p.ready for p in albgate.live_pods(NEW)):
             return
     raise AssertionError(f"still two versions after 90 minutes: {albgate.replica_sets_with_pods()}")
+
+
+def test_the_gate_keeper_waits_for_an_approval_that_takes_hours(template):
+    # Given a policy that asks before step 2, and a person who answers after three hours while the gate keeper
+    # runs every minute, as it does on AWS
+    watched: list[tuple[int, int]] = []  # (new pods Ready, new pods) at each minute of the wait
+
+    def answer_late(token: TaskTokenRequest) -> None:
+        dep = albgate.deployment()
+        for _ in range(180):
+            albgate.sim.advance(60)
+            keep_gates(albgate.sim.ports, dep.namespace, dep.name)
+            new = albgate.live_pods(NEW)
+            watched.append((sum(p.ready for p in new), len(new)))
+        token.succeed({})
+
+    with albgate_on_seed_app(template) as albgate:
+        result = albgate.roll("late-approval-1", policy={"approval_before_steps": [2]}, answer=answer_late)
+        # Then, for the whole wait, only step 1's pods are Ready: the next step's surged pods stay behind the gate
+        first_step = watched[0][0]
+        assert first_step >= 1 and all(ready == first_step for ready, _ in watched), watched[::30]
+        # and once approved, the rollout goes on through its own gates to the end, dropping nothing
+        assert result.status == "SUCCEEDED", (result.status, result.cause)
+        assert albgate.image() == NEW and albgate.sim.traffic.failed_requests == 0
 
 
 RECOVERIES = [
