@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from albgate.cli import UsageError, register_command
+from lambdas.domain.documents import DocumentError, decode_utf8, parse_json
 
 DEFAULT_STACK = "Albgate"  # app.py's stack name (README, Start a rollout)
 STACK_OUTPUT = "StateMachineArn"
@@ -135,13 +136,13 @@ def build_input(args: argparse.Namespace) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if args.file is not None:
         try:
-            text = Path(args.file).read_text(encoding="utf-8")
+            raw = Path(args.file).read_bytes()
         except OSError as exc:
             raise UsageError(f"{args.file}: cannot read the input ({exc.strerror or exc})") from None
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{args.file}: not valid JSON ({exc})") from None
+            data = parse_json(decode_utf8(raw, args.file), args.file)
+        except DocumentError as exc:
+            raise UsageError(str(exc)) from None
         if not isinstance(data, dict):
             raise UsageError(f"{args.file}: the input must be a JSON object like docs/examples/ shows")
     for key in REQUEST_FLAGS:

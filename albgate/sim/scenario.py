@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lambdas.domain.documents import DocumentError, decode_utf8, quote
 from lambdas.domain.models import RolloutPolicy, parse_image, validation_message
 
 _PERCENT = re.compile(r"^[0-9]{1,3}%$")
@@ -45,7 +46,11 @@ def _int_or_percent(v: int | str, field: str) -> int | str:
     return v
 
 
-Seconds = Annotated[float, Field(ge=0)]
+# Bounds that keep a simulation finite: no scenario may ask for more simulated time than a rollout execution may
+# last (the state machine's 48 h timeout), nor for so many requests that a run takes hours of real time.
+MAX_SECONDS = 48 * 3600
+MAX_REQUESTS = 5_000_000  # traffic.rate_per_second x (rollout.start_at_seconds + horizon_seconds)
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 
 
 class ClusterSpec(_Strict):
@@ -77,9 +82,9 @@ class ReadinessProbeSpec(_Strict):
     """Kubernetes readinessProbe defaults: period 10 s, success 1, failure 3 (core/v1 Probe)."""
 
     initial_delay_seconds: Seconds = 0
-    period_seconds: float = Field(default=10, gt=0)
-    success_threshold: int = Field(default=1, ge=1)
-    failure_threshold: int = Field(default=3, ge=1)
+    period_seconds: float = Field(default=10, ge=1, le=3600)  # Kubernetes: minimum 1
+    success_threshold: int = Field(default=1, ge=1, le=100)
+    failure_threshold: int = Field(default=3, ge=1, le=100)
 
 
 class StartupSpec(_Strict):
@@ -108,11 +113,11 @@ class AppSpec(_Strict):
     port: int = Field(default=80, ge=1, le=65535)
     max_surge: int | str = "25%"  # Deployment default (FACTS.md)
     max_unavailable: int | str = "25%"  # Deployment default (FACTS.md)
-    min_ready_seconds: int = Field(default=0, ge=0)
-    progress_deadline_seconds: int = Field(default=600, ge=1)  # Deployment default (FACTS.md)
-    revision_history_limit: int = Field(default=10, ge=0)  # Deployment default
-    termination_grace_period_seconds: int = Field(default=30, ge=0)  # Kubernetes default (FACTS.md)
-    pre_stop_sleep_seconds: int | None = Field(default=None, ge=0, description="None: no preStop hook (the seed)")
+    min_ready_seconds: int = Field(default=0, ge=0, le=MAX_SECONDS)
+    progress_deadline_seconds: int = Field(default=600, ge=1, le=MAX_SECONDS)  # Deployment default (FACTS.md)
+    revision_history_limit: int = Field(default=10, ge=0, le=1000)  # Deployment default
+    termination_grace_period_seconds: int = Field(default=30, ge=0, le=MAX_SECONDS)  # Kubernetes default (FACTS.md)
+    pre_stop_sleep_seconds: int | None = Field(default=None, ge=0, le=MAX_SECONDS, description="None: no preStop hook (the seed)")
     readiness_probe: ReadinessProbeSpec | None = Field(default=None, description="None: no probe (the seed)")
     startup: StartupSpec = Field(default_factory=StartupSpec)
     sigterm: Literal["graceful", "immediate"] = Field(
@@ -203,9 +208,9 @@ class ControllerSpec(_Strict):
     webhook_failure_policy: Literal["Ignore", "Fail"] = Field(
         default="Ignore", description="podMutatorWebhookConfig.failurePolicy; Ignore after v2.11.0 (FACTS.md)"
     )
-    requeue_seconds: float = Field(default=15, gt=0, description="--targetgroupbinding-requeue-duration (FACTS.md)")
+    requeue_seconds: float = Field(default=15, ge=1, le=MAX_SECONDS, description="--targetgroupbinding-requeue-duration (FACTS.md)")
     max_backoff_seconds: float = Field(
-        default=1000, gt=0, description="--targetgroupbinding-max-exponential-backoff-delay, 16m40s (FACTS.md)"
+        default=1000, ge=1, le=MAX_SECONDS, description="--targetgroupbinding-max-exponential-backoff-delay, 16m40s (FACTS.md)"
     )
     reconcile_latency_seconds: Seconds = Field(
         default=1.0, description="pod change -> EndpointSlice -> controller watch -> reconcile (assumption)"
@@ -225,23 +230,23 @@ class AlbSpec(_Strict):
         default=10.0,
         description="seconds the ALB still sends NEW requests after deregistration starts (FACTS.md: ~10 s #1719)",
     )
-    describe_bucket_capacity: int = Field(default=40, ge=1, description="Describe* token bucket (FACTS.md)")
-    describe_bucket_refill_per_second: float = Field(default=10, gt=0, description="Describe* refill (FACTS.md)")
+    describe_bucket_capacity: int = Field(default=40, ge=1, le=100_000, description="Describe* token bucket (FACTS.md)")
+    describe_bucket_refill_per_second: float = Field(default=10, ge=0.01, le=10_000, description="Describe* refill (FACTS.md)")
 
 
 class TrafficSpec(_Strict):
-    rate_per_second: float = Field(default=20, ge=0, description="Poisson arrivals (seeded)")
-    mean_duration_seconds: float = Field(default=0.2, gt=0, description="exponential request duration")
-    max_duration_seconds: float = Field(default=30, gt=0, description="the cap on one request's duration")
+    rate_per_second: float = Field(default=20, ge=0, le=2000, description="Poisson arrivals (seeded)")
+    mean_duration_seconds: float = Field(default=0.2, gt=0, le=3600, description="exponential request duration")
+    max_duration_seconds: float = Field(default=30, gt=0, le=3600, description="the cap on one request's duration")
     settle_seconds: float = Field(
-        default=30, ge=0, description="traffic keeps flowing this long after the rollout ends and drains settle"
+        default=30, ge=0, le=MAX_SECONDS, description="traffic keeps flowing this long after the rollout ends and drains settle"
     )
 
 
 class RolloutSpec(_Strict):
     image: str = "ikubernetes/myapp:v2"
     container: str | None = Field(default=None, description="None: the app's container")
-    start_at_seconds: float = Field(default=30, ge=0, description="steady traffic before the rollout starts")
+    start_at_seconds: float = Field(default=30, ge=0, le=MAX_SECONDS, description="steady traffic before the rollout starts")
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
 
     @field_validator("image")
@@ -252,8 +257,8 @@ class RolloutSpec(_Strict):
 
 
 class Window(_Strict):
-    at_seconds: float = Field(description="seconds after the rollout starts (negative: before)")
-    duration_seconds: float | None = Field(default=None, gt=0, description="None: until the end")
+    at_seconds: float = Field(ge=-MAX_SECONDS, le=MAX_SECONDS, description="seconds after the rollout starts (negative: before)")
+    duration_seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS, description="None: until the end")
 
     def contains(self, rel: float) -> bool:
         return rel >= self.at_seconds and (self.duration_seconds is None or rel < self.at_seconds + self.duration_seconds)
@@ -264,7 +269,7 @@ class ControllerOutage(Window):
 
 
 class ControllerSlowdown(Window):
-    reconcile_latency_seconds: float = Field(gt=0)
+    reconcile_latency_seconds: float = Field(gt=0, le=MAX_SECONDS)
 
 
 class KubeApiErrors(Window):
@@ -311,7 +316,7 @@ class PodsPending(Window):
 
 
 class DescribeLoad(Window):
-    rate_per_second: float = Field(gt=0, description="other callers' Describe* calls on the shared bucket")
+    rate_per_second: float = Field(gt=0, le=1000, description="other callers' Describe* calls on the shared bucket")
 
 
 class FaultsSpec(_Strict):
@@ -332,7 +337,7 @@ class Scenario(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
     seed: int = 1
-    horizon_seconds: float = Field(default=3600, gt=0, description="hard stop, seconds after the rollout starts")
+    horizon_seconds: float = Field(default=3600, gt=0, le=MAX_SECONDS, description="hard stop, seconds after the rollout starts")
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     namespace: NamespaceSpec = Field(default_factory=NamespaceSpec)
     app: AppSpec = Field(default_factory=AppSpec)
@@ -352,6 +357,12 @@ class Scenario(_Strict):
         selector = self.service.selector or self.app.labels
         if any(self.app.labels.get(k) != v for k, v in selector.items()):
             raise ValueError(f"service.selector {selector} does not select the app's labels {self.app.labels}")
+        requests = self.traffic.rate_per_second * (self.rollout.start_at_seconds + self.horizon_seconds)
+        if requests > MAX_REQUESTS:
+            raise ValueError(
+                f"traffic.rate_per_second x (rollout.start_at_seconds + horizon_seconds) is {requests:,.0f} "
+                f"requests; a scenario may simulate at most {MAX_REQUESTS:,}: lower the rate or the horizon"
+            )
         return self
 
     @property
@@ -379,15 +390,47 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         raise ScenarioError(f"{source}: {validation_message(exc)}") from exc
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last one
+    silently, although YAML 1.2 section 3.2.1.1 requires mapping keys to be unique)."""
+
+
+def _unique_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {quote(key)} is given twice in one mapping (first at line {seen[key]}); keep one",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def parse_scenario_yaml(text: str, source: str) -> Any:
+    """YAML text -> data, refusing duplicate keys; ScenarioError with the line of a problem."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(f"{source}: not valid YAML ({problem}{where})") from None
+
+
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario YAML file."""
+    """Read and validate a scenario YAML file; every problem is one ScenarioError line naming the file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
-        raise ScenarioError(f"{p}: cannot read the scenario ({exc.strerror or exc})") from exc
+        raise ScenarioError(f"{p}: cannot read the scenario ({exc.strerror or exc})") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{p}: not valid YAML ({exc})") from exc
-    return parse_scenario(data, str(p))
+        text = decode_utf8(raw, str(p))
+    except DocumentError as exc:
+        raise ScenarioError(str(exc)) from None
+    return parse_scenario(parse_scenario_yaml(text, str(p)), str(p))

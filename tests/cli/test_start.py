@@ -172,3 +172,25 @@ def test_bad_file_in_a_subprocess_exits_2_naming_the_field(tmp_path: Path) -> No
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("albgate start: error: invalid rollout input: image:")
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+BAD_FILES = [
+    # id, the file's bytes, what the one line says
+    pytest.param(json.dumps(SEED_INPUT).replace('"container"', '"image": "x:1", "container"', 1).encode(),
+                 "key 'image' is given twice", id="duplicate-key"),
+    pytest.param(json.dumps({**SEED_INPUT, "deployment": "caf\u00e9"}, ensure_ascii=False).encode("latin-1"),
+                 "not UTF-8 text (line 1", id="latin-1"),
+]
+
+
+@pytest.mark.parametrize(("raw", "says"), BAD_FILES)
+def test_a_file_that_is_not_strict_json_is_one_line(raw: bytes, says: str, no_aws: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # Given an input file with a key given twice, or saved in Latin-1
+    path = no_aws / "input.json"
+    path.write_bytes(raw)
+    # When it is started / Then it exits 2 with one line naming the file and the problem, before any AWS call
+    code = main(["start", "--file", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and str(path) in err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
