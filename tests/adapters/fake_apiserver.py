@@ -1,26 +1,46 @@
-"""A small fake Kubernetes API server on 127.0.0.1 that answers the calls the Kubernetes adapter makes.
+"""A small fake Kubernetes API server on 127.0.0.1 that answers the calls the Kubernetes adapter and helm make.
 
-Job: let the adapter's real HTTP path (the kubernetes client's serialization, content types, query strings,
-auth header, error handling) run against answers shaped the way the API server documents them:
-- paths ``/api/v1/...`` and ``/apis/<group>/<version>/...`` for get, list (with ``labelSelector``) and patch,
-  including the ``status`` subresource (a status patch changes only status, a main-resource patch never does);
+Job: let a client's real HTTP path (the kubernetes client's or client-go's serialization, content types, query
+strings, auth header, error handling) run against answers shaped the way the API server documents them:
+- discovery: ``/version``, ``/api``, ``/apis``, ``/api/v1`` and ``/apis/<group>/<version>`` (the legacy JSON
+  documents; a client asking for aggregated discovery gets ``application/json`` and falls back to them, as it
+  does against a server without aggregated discovery); ``/openapi/v3`` and one OpenAPI v3 document per group
+  version holding each kind's PATCH and its query parameters, no schemas (clients read there that the server
+  validates fields itself, ``fieldValidation``, and then skip client-side validation);
+- request bodies in JSON, or in protobuf for Secret and ConfigMap (client-go's typed clients send built-in
+  kinds so); answers are JSON, which their Accept header also lists;
+- paths ``/api/v1/...`` and ``/apis/<group>/<version>/...`` for get, list (with ``labelSelector``), create
+  (``POST``), replace (``PUT``), delete and patch, including the ``status`` subresource (a status patch changes
+  only status, a main-resource write never does); ``dryRun=All`` validates and answers without storing;
+- a create in a namespace that does not exist is a 404, a create of an existing name a 409 AlreadyExists;
 - patch bodies by content type: ``application/strategic-merge-patch+json`` (maps merge, ``null`` deletes, lists
   with a patch merge key merge on it, other lists are replaced, ``$patch: replace|delete``),
   ``application/merge-patch+json`` (RFC 7386), ``application/json-patch+json`` (RFC 6902 add, replace, remove,
   test); a strategic merge patch on a custom resource answers 415 as the real server does;
-- a ``metadata.resourceVersion`` in the patched object is a precondition: 409 Conflict when it differs;
+- server-side apply (``application/apply-patch+yaml``, a JSON body): ``fieldManager`` required, creates an
+  absent object, tracks which manager owns which field (a map is owned leaf by leaf, a list as a whole), answers
+  409 with the conflicting fields when another manager owns a field the apply changes (``force=true`` takes
+  it over), and removes the fields a manager stopped applying when no other manager owns them. Ownership is
+  kept beside the object (``managers``), not rendered as ``metadata.managedFields``;
+- a CustomResourceDefinition, once stored, adds its served versions to discovery and to the paths served, and
+  gets ``Established`` (``serve_new_crds = False`` holds that back until ``establish_crds()``, as a real
+  server takes a moment to start serving a new kind);
+- ``fieldValidation=Strict`` refuses top-level fields the kind does not have (400, ``strict decoding error``);
+- a ``metadata.resourceVersion`` in the patched or replaced object is a precondition: 409 Conflict when it
+  differs;
 - a few of the validations the real server applies (every container has an image, a lifecycle handler has
   exactly one action, maxSurge and maxUnavailable not both 0, condition status True/False/Unknown): 422 Invalid;
 - every error body is a ``Status`` object (kind, status Failure, message, reason, details, code).
 
 Invariant: the fake knows nothing of albgate: it stores what it is sent and answers like the API server, so a
-test that passes here checks the adapter's requests, not an agreement between two copies of the same idea.
-Tests seed objects with ``put``, read them back with ``get``, inspect ``requests``, inject failures with
-``fail_next`` and run code between two requests with ``before``.
+test that passes here checks the client's requests, not an agreement between two copies of the same idea.
+Tests seed objects with ``put``, read them back with ``get`` and ``find``, see field owners with ``managers``,
+inspect ``requests``, inject failures with ``fail_next`` and run code between two requests with ``before``.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -36,12 +56,29 @@ RESOURCES: dict[tuple[str, str, str], tuple[str, bool]] = {
     ("", "v1", "namespaces"): ("Namespace", False),
     ("", "v1", "pods"): ("Pod", True),
     ("", "v1", "services"): ("Service", True),
+    ("", "v1", "secrets"): ("Secret", True),
+    ("", "v1", "configmaps"): ("ConfigMap", True),
+    ("", "v1", "serviceaccounts"): ("ServiceAccount", True),
     ("apps", "v1", "deployments"): ("Deployment", True),
     ("apps", "v1", "replicasets"): ("ReplicaSet", True),
     ("networking.k8s.io", "v1", "ingresses"): ("Ingress", True),
+    ("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations"): ("MutatingWebhookConfiguration", False),
+    ("apiextensions.k8s.io", "v1", "customresourcedefinitions"): ("CustomResourceDefinition", False),
     ("elbv2.k8s.aws", "v1beta1", "targetgroupbindings"): ("TargetGroupBinding", True),
 }
 CUSTOM_GROUPS = {"elbv2.k8s.aws"}
+APPLY_PATCH = "application/apply-patch+yaml"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+# Top-level fields of the kinds whose fields are not just spec and status (k8s.io/api types.go).
+TOP_LEVEL_FIELDS = {
+    "Secret": {"data", "stringData", "type", "immutable"},
+    "ConfigMap": {"data", "binaryData", "immutable"},
+    "ServiceAccount": {"secrets", "imagePullSecrets", "automountServiceAccountToken"},
+    "MutatingWebhookConfiguration": {"webhooks"},
+}
+# metadata fields the server sets or that name the object: no manager owns them.
+_UNOWNED_METADATA = {"name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
+                     "managedFields", "selfLink", "deletionTimestamp"}
 # Patch merge keys of the list fields the adapter's patches touch (k8s.io/api core/v1 and apps/v1 types.go).
 MERGE_KEYS = {
     "containers": "name",
@@ -124,11 +161,15 @@ class _Hook:
 class FakeApiServer:
     version: tuple[int, int] = (1, 31)
     crds_installed: bool = True
+    serve_new_crds: bool = True
     requests: list[Recorded] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        # object key -> {(manager, operation): paths owned}; operation is Apply or Update.
+        self._owners: dict[tuple[str, str, str, str], dict[tuple[str, str], set[tuple[str, ...]]]] = {}
+        self._crd_resources: dict[tuple[str, str, str], tuple[str, bool]] = {}
         self._faults: list[_Fault] = []
         self._hooks: list[_Hook] = []
         self._rv = 1000
@@ -173,16 +214,41 @@ class FakeApiServer:
             meta.setdefault("creationTimestamp", "2026-01-02T03:04:05Z")
             meta.setdefault("generation", 1)
             self._objects[(group, plural, meta.get("namespace", ""), meta["name"])] = stored
+            if (group, plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+                self._register_crd(stored)
             return copy.deepcopy(stored)
 
     def get(self, plural: str, namespace: str, name: str, group: str = "") -> dict[str, Any]:
         with self._lock:
             return copy.deepcopy(self._objects[(group, plural, namespace, name)])
 
+    def find(self, plural: str, group: str = "", namespace: str = "") -> list[dict[str, Any]]:
+        """The stored objects of one resource (in one namespace when given), in name order."""
+        with self._lock:
+            return [copy.deepcopy(o) for (g, p, n, _), o in sorted(self._objects.items())
+                    if g == group and p == plural and (not namespace or n == namespace)]
+
+    def managers(self, plural: str, namespace: str, name: str, group: str = "") -> dict[str, str]:
+        """Field owners of an object: ``{".data.key": "manager (Apply|Update)"}`` (a shared field lists all)."""
+        with self._lock:
+            owned: dict[str, list[str]] = {}
+            for (manager, operation), paths in self._owners.get((group, plural, namespace, name), {}).items():
+                for path in paths:
+                    owned.setdefault(_dotted(path), []).append(f"{manager} ({operation})")
+            return {path: ", ".join(sorted(who)) for path, who in sorted(owned.items())}
+
     def touch(self, plural: str, namespace: str, name: str, group: str = "") -> None:
         """Another writer changed the object: its resourceVersion moves on."""
         with self._lock:
             self._objects[(group, plural, namespace, name)]["metadata"]["resourceVersion"] = self._next_rv()
+
+    def establish_crds(self) -> None:
+        """The server starts serving the kinds of every stored CustomResourceDefinition."""
+        with self._lock:
+            self.serve_new_crds = True
+            for (group, plural, _, _), obj in list(self._objects.items()):
+                if (group, plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+                    self._register_crd(obj)
 
     def fail_next(
         self,
@@ -203,17 +269,85 @@ class FakeApiServer:
     def writes(self) -> list[Recorded]:
         return [r for r in self.requests if r.method != "GET"]
 
+    # --- discovery ---------------------------------------------------------------------------------------
+    def _served(self) -> dict[tuple[str, str, str], tuple[str, bool]]:
+        served = {k: v for k, v in RESOURCES.items() if k[0] not in CUSTOM_GROUPS or self.crds_installed}
+        served.update(self._crd_resources)
+        return served
+
+    def _register_crd(self, crd: dict[str, Any]) -> None:
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        status = crd.setdefault("status", {})
+        status["acceptedNames"] = copy.deepcopy(names)
+        status["storedVersions"] = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
+        established = "True" if self.serve_new_crds else "False"
+        status["conditions"] = [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+             "lastTransitionTime": "2026-01-02T03:04:05Z", "message": "no conflicts found"},
+            {"type": "Established", "status": established, "reason": "InitialNamesAccepted",
+             "lastTransitionTime": "2026-01-02T03:04:05Z", "message": "the initial names have been accepted"},
+        ]
+        if not self.serve_new_crds:
+            return
+        for v in spec.get("versions") or []:
+            if v.get("served"):
+                key = (spec["group"], v["name"], names["plural"])
+                self._crd_resources[key] = (names["kind"], spec.get("scope") == "Namespaced")
+
+    def _discovery(self, path: str) -> dict[str, Any] | None:
+        served = self._served()
+        if path == "/api":
+            return {"kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": self.url[7:]}]}
+        if path == "/apis":
+            versions: dict[str, list[str]] = {}
+            for group, version, _ in served:
+                if group and version not in versions.setdefault(group, []):
+                    versions[group].append(version)
+            groups = [
+                {"name": g,
+                 "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                 "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}}
+                for g, vs in sorted(versions.items())
+            ]
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+        group_versions = sorted({(g, v) for g, v, _ in served})
+        if path == "/openapi/v3":
+            return {"paths": {_gv_path(g, v): {"serverRelativeURL": f"/openapi/v3/{_gv_path(g, v)}?hash={self._rv}"}
+                              for g, v in group_versions}}
+        m = re.fullmatch(r"(?P<openapi>/openapi/v3)?/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))",
+                         path)
+        if not m:
+            return None
+        group, version = m.group("group") or "", m.group("core") or m.group("version")
+        if m.group("openapi"):
+            return _openapi_v3(group, version, served) if (group, version) in group_versions else None
+        resources = [
+            {"name": plural, "singularName": kind.lower(), "namespaced": namespaced, "kind": kind,
+             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}
+            for (g, v, plural), (kind, namespaced) in sorted(served.items())
+            if g == group and v == version
+        ]
+        if not resources:
+            return None
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+
     # --- serving -----------------------------------------------------------------------------------------
     def serve(self, method: str, raw_path: str, headers: dict[str, str], raw_body: bytes) -> tuple[int, Any]:
         split = urlsplit(raw_path)
         query = parse_qs(split.query)
         content_type = headers.get("content-type", "").split(";")[0].strip()
         body: Any = None
-        if raw_body:
-            try:
-                body = json.loads(raw_body)
-            except ValueError:
-                raise ApiError(400, "the request body is not JSON") from None
+        if raw_body and method != "DELETE":  # a delete's body is DeleteOptions, which the fake does not apply
+            if content_type == PROTOBUF:
+                body = decode_protobuf(raw_body)
+            else:
+                try:
+                    body = json.loads(raw_body)
+                except ValueError:
+                    raise ApiError(400, "the request body is not JSON") from None
         self.requests.append(Recorded(method, split.path, query, content_type, headers.get("authorization", ""), body))
         for hook in list(self._hooks):
             if hook.method == method and hook.path.search(split.path):
@@ -242,6 +376,11 @@ class FakeApiServer:
                 "compiler": "gc",
                 "platform": "linux/amd64",
             }
+        if method == "GET":
+            with self._lock:
+                document = self._discovery(split.path.rstrip("/"))
+            if document is not None:
+                return 200, document
         m = _PATH.match(split.path)
         if not m:
             raise ApiError(404, "the server could not find the requested resource")
@@ -249,24 +388,41 @@ class FakeApiServer:
         version = m.group("core") or m.group("version")
         ns, plural, name, sub = m.group("ns"), m.group("plural"), m.group("name"), m.group("sub")
         # /api/v1/namespaces/<name> matches with ns=None, plural=namespaces, name=<name>.
-        if (group, version, plural) not in RESOURCES or (group in CUSTOM_GROUPS and not self.crds_installed):
+        with self._lock:
+            served = self._served()
+        if (group, version, plural) not in served:
             raise ApiError(404, "the server could not find the requested resource")
-        kind, namespaced = RESOURCES[(group, version, plural)]
+        kind, namespaced = served[(group, version, plural)]
         if (not namespaced and ns is not None) or (namespaced and ns is None and name is not None):
             raise ApiError(404, "the server could not find the requested resource")
+        api_version = f"{group}/{version}" if group else version
+        dry_run = query.get("dryRun") == ["All"]
+        strict = query.get("fieldValidation") == ["Strict"]
+        manager = query.get("fieldManager", [""])[0] or _manager_from(headers.get("user-agent", ""))
         with self._lock:
             if name is None:
-                if method != "GET":
-                    raise ApiError(405, f"{method} is not supported on a collection here")
-                return 200, self._list(group, version, plural, kind, ns or "", query)
+                if method == "GET":
+                    return 200, self._list(group, version, plural, kind, ns or "", query)
+                if method == "POST":
+                    return 201, self._create(group, plural, kind, api_version, ns or "", namespaced, body,
+                                             manager, dry_run, strict)
+                raise ApiError(405, f"{method} is not supported on a collection here")
             key = (group, plural, ns or "", name)
+            if method == "PATCH" and content_type == APPLY_PATCH and sub is None:
+                if not query.get("fieldManager"):
+                    raise ApiError(400, "PATCH with apply requires a fieldManager")
+                return self._server_side_apply(key, kind, api_version, namespaced, body, query["fieldManager"][0],
+                                               query.get("force") == ["true"], dry_run, strict)
             if key not in self._objects:
-                resource = f"{plural}.{group}" if group else plural
-                raise ApiError(404, f'{resource} "{name}" not found', {"name": name, "group": group, "kind": plural})
+                raise _not_found(plural, group, name)
             if method == "GET" and sub is None:
                 return 200, copy.deepcopy(self._objects[key])
             if method == "PATCH" and sub in (None, "status"):
-                return 200, self._patch(key, kind, group, plural, sub, content_type, body)
+                return 200, self._patch(key, kind, group, plural, sub, content_type, body, manager)
+            if method == "PUT" and sub in (None, "status"):
+                return 200, self._replace(key, kind, sub, body, manager, dry_run, strict)
+            if method == "DELETE" and sub is None:
+                return 200, self._delete(key)
         raise ApiError(405, f"{method} {split.path} is not supported by the fake")
 
     def _list(
@@ -288,6 +444,179 @@ class FakeApiServer:
             "items": items,
         }
 
+    def _check_body(self, kind: str, api_version: str, body: Any, strict: bool, name: str | None = None) -> None:
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body is not an object")
+        if body.get("kind", kind) != kind or body.get("apiVersion", api_version) != api_version:
+            raise ApiError(400, f"the body is a {body.get('apiVersion')}, Kind={body.get('kind')}, "
+                                f"not a {api_version}, Kind={kind}")
+        if name is not None and (body.get("metadata") or {}).get("name", name) != name:
+            raise ApiError(400, "the name of the object does not match the name on the URL")
+        if strict:
+            known = {"apiVersion", "kind", "metadata"} | TOP_LEVEL_FIELDS.get(kind, {"spec", "status"})
+            unknown = sorted(set(body) - known)
+            if unknown:
+                raise ApiError(400, f'strict decoding error: unknown field "{unknown[0]}"')
+
+    def _require_namespace(self, namespaced: bool, ns: str) -> None:
+        if namespaced and ("", "namespaces", "", ns) not in self._objects:
+            raise _not_found("namespaces", "", ns)
+
+    def _store(self, key: tuple[str, str, str, str], kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        validate(kind, obj, key[3])
+        meta = obj.setdefault("metadata", {})
+        meta["resourceVersion"] = self._next_rv()
+        self._objects[key] = obj
+        if key[:2] == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            self._register_crd(obj)
+        return copy.deepcopy(obj)
+
+    def _create(
+        self, group: str, plural: str, kind: str, api_version: str, ns: str, namespaced: bool, body: Any,
+        manager: str, dry_run: bool, strict: bool,
+    ) -> dict[str, Any]:
+        self._check_body(kind, api_version, body, strict)
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                raise _invalid(kind, "", [("metadata.name", "Required value: name or generateName is required")])
+            meta["name"] = f"{meta['generateName']}{self._rv:05d}"[-63:]
+        if namespaced:
+            meta["namespace"] = ns
+        self._require_namespace(namespaced, ns)
+        key = (group, plural, ns, meta["name"])
+        if key in self._objects:
+            resource = f"{plural}.{group}" if group else plural
+            raise ApiError(409, f'{resource} "{meta["name"]}" already exists',
+                           {"name": meta["name"], "group": group, "kind": plural}, reason="AlreadyExists")
+        meta.pop("resourceVersion", None)
+        meta["uid"] = f"uid-{plural}-{ns}-{meta['name']}"
+        meta["creationTimestamp"] = "2026-01-02T03:04:05Z"
+        meta["generation"] = 1
+        if dry_run:
+            validate(kind, obj, meta["name"])
+            return obj
+        stored = self._store(key, kind, obj)
+        self._owners[key] = {(manager, "Update"): set(_leaves(obj))}
+        return stored
+
+    def _replace(
+        self, key: tuple[str, str, str, str], kind: str, sub: str | None, body: Any, manager: str, dry_run: bool,
+        strict: bool,
+    ) -> dict[str, Any]:
+        current = self._objects[key]
+        self._check_body(kind, current.get("apiVersion", body.get("apiVersion", "")), body, strict, key[3])
+        wanted_rv = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
+            raise _modified(key)
+        if sub == "status":
+            result = copy.deepcopy(current)
+            result["status"] = copy.deepcopy(body.get("status") or {})
+        else:
+            result = copy.deepcopy(body)
+            meta = result.setdefault("metadata", {})
+            for server_set in ("uid", "creationTimestamp", "generation", "namespace", "name"):
+                if server_set in current["metadata"]:
+                    meta[server_set] = current["metadata"][server_set]
+            meta.pop("managedFields", None)
+            if "status" in current:
+                result["status"] = copy.deepcopy(current["status"])
+            if result.get("spec") != current.get("spec"):
+                meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
+        if dry_run:
+            validate(kind, result, key[3])
+            return result
+        stored = self._store(key, kind, result)
+        self._record_update(key, current, result, manager)
+        return stored
+
+    def _delete(self, key: tuple[str, str, str, str]) -> dict[str, Any]:
+        gone = self._objects.pop(key)
+        self._owners.pop(key, None)
+        if key[:2] == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            spec = gone.get("spec") or {}
+            for v in spec.get("versions") or []:
+                self._crd_resources.pop((spec.get("group"), v.get("name"), (spec.get("names") or {}).get("plural")),
+                                        None)
+        return gone
+
+    def _record_update(
+        self, key: tuple[str, str, str, str], before: dict[str, Any], after: dict[str, Any], manager: str
+    ) -> None:
+        """An update makes its manager the owner of every field it changed (the server's field manager)."""
+        old, new = _leaves(before), _leaves(after)
+        changed = {p for p, v in new.items() if old.get(p, _ABSENT) != v}
+        removed = set(old) - set(new)
+        owners = self._owners.setdefault(key, {})
+        for entry, paths in owners.items():
+            if entry != (manager, "Update"):
+                paths -= changed
+            paths -= removed
+        owners.setdefault((manager, "Update"), set()).update(changed)
+        self._owners[key] = {entry: paths for entry, paths in owners.items() if paths}
+
+    def _server_side_apply(
+        self, key: tuple[str, str, str, str], kind: str, api_version: str, namespaced: bool, body: Any,
+        manager: str, force: bool, dry_run: bool, strict: bool,
+    ) -> tuple[int, dict[str, Any]]:
+        self._check_body(kind, api_version, body, strict, key[3])
+        if "kind" not in body or "apiVersion" not in body:
+            raise ApiError(400, "apply requires the object's apiVersion and kind")
+        applied = _leaves(body)
+        current = self._objects.get(key)
+        if current is None:
+            self._require_namespace(namespaced, key[2])
+            obj = copy.deepcopy(body)
+            meta = obj.setdefault("metadata", {})
+            meta.update({"name": key[3], "uid": f"uid-{key[1]}-{key[2]}-{key[3]}",
+                         "creationTimestamp": "2026-01-02T03:04:05Z", "generation": 1})
+            meta.pop("resourceVersion", None)
+            if namespaced:
+                meta["namespace"] = key[2]
+            if dry_run:
+                validate(kind, obj, key[3])
+                return 201, obj
+            stored = self._store(key, kind, obj)
+            self._owners[key] = {(manager, "Apply"): set(applied)}
+            return 201, stored
+        wanted_rv = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
+            raise _modified(key)
+        owners = {entry: set(paths) for entry, paths in self._owners.get(key, {}).items()}
+        live = _leaves(current)
+        conflicts = sorted(
+            (path, other)
+            for path, value in applied.items()
+            if live.get(path, _ABSENT) != value
+            for other, paths in owners.items()
+            if other != (manager, "Apply") and path in paths
+        )
+        if conflicts and not force:
+            raise _apply_conflict(conflicts, api_version)
+        for path, other in conflicts:
+            owners[other].discard(path)
+        result = copy.deepcopy(current)
+        previous = owners.get((manager, "Apply"), set())
+        others = set().union(*(p for e, p in owners.items() if e != (manager, "Apply"))) if owners else set()
+        for path in sorted(previous - set(applied) - others, key=len, reverse=True):
+            _remove(result, path)
+        for path, value in applied.items():
+            _assign(result, path, copy.deepcopy(value))
+        owners[(manager, "Apply")] = set(applied)
+        if result.get("spec") != current.get("spec"):
+            result["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
+        if dry_run:
+            validate(kind, result, key[3])
+            return 200, result
+        if result == current:
+            validate(kind, result, key[3])
+            stored = copy.deepcopy(current)  # nothing changed: no write, same resourceVersion
+        else:
+            stored = self._store(key, kind, result)
+        self._owners[key] = {e: p for e, p in owners.items() if p}
+        return 200, stored
+
     def _patch(
         self,
         key: tuple[str, str, str, str],
@@ -297,10 +626,11 @@ class FakeApiServer:
         sub: str | None,
         content_type: str,
         body: Any,
+        manager: str = "",
     ) -> dict[str, Any]:
         current = self._objects[key]
         if content_type == "application/strategic-merge-patch+json":
-            if group in CUSTOM_GROUPS:
+            if group in CUSTOM_GROUPS or (group, plural) in {(g, p) for g, _, p in self._crd_resources}:
                 raise ApiError(415, "strategic merge patch is not supported for custom resources")
             patched = strategic_merge(current, body)
         elif content_type == "application/merge-patch+json":
@@ -317,13 +647,7 @@ class FakeApiServer:
             )
         wanted_rv = (patched.get("metadata") or {}).get("resourceVersion")
         if wanted_rv != current["metadata"]["resourceVersion"]:
-            resource = f"{plural}.{group}" if group else plural
-            raise ApiError(
-                409,
-                f'Operation cannot be fulfilled on {resource} "{key[3]}": the object has been modified; please '
-                "apply your changes to the latest version and try again",
-                {"name": key[3], "group": group, "kind": plural},
-            )
+            raise _modified(key)
         if sub == "status":
             result = copy.deepcopy(current)
             result["status"] = patched.get("status") or {}
@@ -334,10 +658,118 @@ class FakeApiServer:
             result["metadata"]["uid"] = current["metadata"]["uid"]
             if result.get("spec") != current.get("spec"):
                 result["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
-        validate(kind, result, key[3])
-        result["metadata"]["resourceVersion"] = self._next_rv()
-        self._objects[key] = result
-        return copy.deepcopy(result)
+        stored = self._store(key, kind, result)
+        self._record_update(key, current, result, manager or "unknown")
+        return stored
+
+
+_ABSENT = object()
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def _openapi_v3(group: str, version: str, served: dict[tuple[str, str, str], tuple[str, bool]]) -> dict[str, Any]:
+    """The OpenAPI v3 document of one group version: the item paths and the query parameters their PATCH takes
+    (clients read it to learn that the server validates fields itself: ``fieldValidation``)."""
+    parameters = [{"name": name, "in": "query", "schema": {"type": "string"}}
+                  for name in ("dryRun", "fieldManager", "fieldValidation", "force")]
+    paths: dict[str, Any] = {}
+    for (g, v, plural), (kind, namespaced) in sorted(served.items()):
+        if (g, v) != (group, version):
+            continue
+        scope = "/namespaces/{namespace}" if namespaced else ""
+        paths[f"/{_gv_path(g, v)}{scope}/{plural}/{{name}}"] = {
+            "patch": {
+                "operationId": f"patch{kind}",
+                "x-kubernetes-group-version-kind": {"group": g, "version": v, "kind": kind},
+                "parameters": parameters,
+                "responses": {"200": {"description": "OK"}},
+            }
+        }
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "unversioned"}, "paths": paths,
+            "components": {"schemas": {}}}
+
+
+def _manager_from(user_agent: str) -> str:
+    """The server's default field manager: the user agent up to its first '/'."""
+    return user_agent.split("/", 1)[0] or "unknown"
+
+
+def _not_found(plural: str, group: str, name: str) -> ApiError:
+    resource = f"{plural}.{group}" if group else plural
+    return ApiError(404, f'{resource} "{name}" not found', {"name": name, "group": group, "kind": plural})
+
+
+def _modified(key: tuple[str, str, str, str]) -> ApiError:
+    group, plural, _, name = key
+    resource = f"{plural}.{group}" if group else plural
+    return ApiError(
+        409,
+        f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; please apply your '
+        "changes to the latest version and try again",
+        {"name": name, "group": group, "kind": plural},
+    )
+
+
+def _apply_conflict(conflicts: list[tuple[tuple[str, ...], tuple[str, str]]], api_version: str) -> ApiError:
+    """409 as server-side apply words it: which manager owns which field."""
+    causes = [{"reason": "FieldManagerConflict", "message": f'conflict with "{manager}" using {api_version}',
+               "field": _dotted(path)} for path, (manager, _) in conflicts]
+    if len(conflicts) == 1:
+        (path, (manager, _)), = conflicts
+        text = f'Apply failed with 1 conflict: conflict with "{manager}" using {api_version}: {_dotted(path)}'
+    else:
+        text = f"Apply failed with {len(conflicts)} conflicts: " + "; ".join(
+            f'conflict with "{manager}" using {api_version}: {_dotted(path)}' for path, (manager, _) in conflicts)
+    return ApiError(409, text, {"causes": causes}, reason="Conflict")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Field ownership (server-side apply): an object as its leaf fields
+# ---------------------------------------------------------------------------------------------------------
+def _leaves(obj: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Path -> value of every field a manager can own: maps are walked, lists and scalars are leaves."""
+    out: dict[tuple[str, ...], Any] = {}
+    for k, v in obj.items():
+        if not prefix and k in ("apiVersion", "kind", "status"):
+            continue
+        if prefix == ("metadata",) and k in _UNOWNED_METADATA:
+            continue
+        path = (*prefix, k)
+        if isinstance(v, dict) and v:
+            out.update(_leaves(v, path))
+        else:
+            out[path] = v
+    return out
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return "." + ".".join(path)
+
+
+def _assign(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        if not isinstance(obj.get(part), dict):
+            obj[part] = {}
+        obj = obj[part]
+    if value == {} and isinstance(obj.get(path[-1]), dict):
+        return  # an empty map applied claims no field: the map's fields set by others stay
+    obj[path[-1]] = value
+
+
+def _remove(obj: dict[str, Any], path: tuple[str, ...]) -> None:
+    trail = []
+    for part in path[:-1]:
+        if not isinstance(obj.get(part), dict):
+            return
+        trail.append((obj, part))
+        obj = obj[part]
+    obj.pop(path[-1], None)
+    for parent, part in reversed(trail):  # maps left empty by the removal go too
+        if parent[part] == {}:
+            del parent[part]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -517,6 +949,101 @@ def validate(kind: str, obj: dict[str, Any], name: str) -> None:
                 causes.append((f"status.conditions[{i}].status", "Unsupported value"))
     if causes:
         raise _invalid(kind, name, causes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Protobuf request bodies (client-go's typed clients send built-in kinds as protobuf; the answer is JSON, which
+# their Accept header also lists). Field numbers: k8s.io/api core/v1 and k8s.io/apimachinery generated.proto.
+# ---------------------------------------------------------------------------------------------------------
+_PB_MAGIC = b"k8s\x00"
+_OBJECT_META: dict[int, tuple[str, Any]] = {
+    1: ("name", "string"),
+    2: ("generateName", "string"),
+    3: ("namespace", "string"),
+    5: ("uid", "string"),
+    6: ("resourceVersion", "string"),
+    7: ("generation", "int"),
+    11: ("labels", ("map", "string")),
+    12: ("annotations", ("map", "string")),
+    14: ("finalizers", ("repeated", "string")),
+}  # timestamps, owner references and managed fields are the server's: not decoded
+_PB_KINDS: dict[str, dict[int, tuple[str, Any]]] = {
+    "Secret": {1: ("metadata", _OBJECT_META), 2: ("data", ("map", "bytes")), 3: ("type", "string"),
+               4: ("stringData", ("map", "string")), 5: ("immutable", "bool")},
+    "ConfigMap": {1: ("metadata", _OBJECT_META), 2: ("data", ("map", "string")),
+                  3: ("binaryData", ("map", "bytes")), 4: ("immutable", "bool")},
+}
+
+
+def _pb_varint(buf: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if i >= len(buf):
+            raise ApiError(400, "truncated protobuf body")
+        byte = buf[i]
+        value |= (byte & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if byte < 0x80:
+            return value, i
+
+
+def _pb_fields(buf: bytes) -> list[tuple[int, Any]]:
+    fields, i = [], 0
+    while i < len(buf):
+        key, i = _pb_varint(buf, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _pb_varint(buf, i)
+        elif wire == 2:
+            size, i = _pb_varint(buf, i)
+            value, i = buf[i:i + size], i + size
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            value, i = buf[i:i + size], i + size
+        else:
+            raise ApiError(400, f"unsupported protobuf wire type {wire}")
+        fields.append((number, value))
+    return fields
+
+
+def _pb_value(kind: Any, raw: Any) -> Any:
+    if kind == "string":
+        return raw.decode()
+    if kind == "bytes":
+        return base64.b64encode(raw).decode()  # JSON carries bytes as base64
+    if kind == "int":
+        return raw - (1 << 64) if raw >= 1 << 63 else raw
+    if kind == "bool":
+        return bool(raw)
+    return _pb_message(kind, raw)
+
+
+def _pb_message(schema: dict[int, tuple[str, Any]], buf: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for number, raw in _pb_fields(buf):
+        if number not in schema:
+            continue
+        name, kind = schema[number]
+        if isinstance(kind, tuple) and kind[0] == "map":
+            entry = dict(_pb_fields(raw))
+            out.setdefault(name, {})[entry.get(1, b"").decode()] = _pb_value(kind[1], entry.get(2, b""))
+        elif isinstance(kind, tuple) and kind[0] == "repeated":
+            out.setdefault(name, []).append(_pb_value(kind[1], raw))
+        else:
+            out[name] = _pb_value(kind, raw)
+    return out
+
+
+def decode_protobuf(body: bytes) -> dict[str, Any]:
+    """A protobuf request body (the ``k8s\\0`` envelope around a runtime.Unknown) as the JSON object it stands for."""
+    if not body.startswith(_PB_MAGIC):
+        raise ApiError(400, "the protobuf body does not start with the k8s envelope")
+    envelope = dict(_pb_fields(body[len(_PB_MAGIC):]))
+    type_meta = {n: v.decode() for n, v in _pb_fields(envelope.get(1, b""))}
+    api_version, kind = type_meta.get(1, ""), type_meta.get(2, "")
+    if kind not in _PB_KINDS:
+        raise ApiError(415, f"the fake decodes protobuf bodies of {', '.join(sorted(_PB_KINDS))} only, not {kind!r}")
+    return {"apiVersion": api_version, "kind": kind, **_pb_message(_PB_KINDS[kind], envelope.get(2, b""))}
 
 
 # ---------------------------------------------------------------------------------------------------------

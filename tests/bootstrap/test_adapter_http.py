@@ -254,6 +254,7 @@ def test_helm_release_reads_list_and_values(tmp_path) -> None:
     assert (release.chart_version, release.status, release.values) == ("3.5.0", "deployed", {"clusterName": "c1"})
     argv, kwargs = run.calls[0]
     assert argv[0] == "/opt/helm/helm" and argv[1:3] == ["list", "--namespace"]
+    assert "--all" not in argv  # Helm 4 lists every status by default and has no --all
     assert kwargs["env"]["HELM_CACHE_HOME"].startswith(str(tmp_path))
     config = json.loads((tmp_path / "kubeconfig").read_text())
     assert config["users"][0]["user"]["token"] == "k8s-aws-v1.token"
@@ -279,10 +280,23 @@ def test_upgrade_install_writes_the_values_file(tmp_path) -> None:
     ('Error: customresourcedefinitions.apiextensions.k8s.io is forbidden: User "albgate" cannot create', AccessDeniedError),
     ("Error: Kubernetes cluster unreachable: Get \"https://x/version\": dial tcp: i/o timeout", KubernetesUnavailableError),
     ('Error: failed to fetch https://aws.github.io/eks-charts/index.yaml : 404 Not Found', InvalidInputError),
+    ('Error: unable to build kubernetes objects from release manifest: resource mapping not found for name: "alb" '
+     'namespace: "" from "": no matches for kind "IngressClassParams" in version "elbv2.k8s.aws/v1beta1"\n'
+     "ensure CRDs are installed first", KubernetesUnavailableError),
     ("Error: something else", InvalidInputError),
-], ids=["in-progress", "forbidden", "unreachable", "chart-not-found", "other"])
+], ids=["in-progress", "forbidden", "unreachable", "chart-not-found", "crds-not-served-yet", "other"])
 def test_helm_failures_map_to_domain_errors(stderr: str, error: type) -> None:
     assert isinstance(map_helm_error(1, stderr, "helm upgrade"), error)
+
+
+def test_a_helm_error_is_quoted_from_its_error_line_on() -> None:
+    # Given helm's stderr: a log line, then an error spanning two lines
+    stderr = ('level=WARN msg="upgrade failed"\nError: UPGRADE FAILED: no matches for kind "X" in version "v1"\n'
+              "ensure CRDs are installed first\n")
+    # When mapped / Then the message quotes the whole error and not the log line
+    message = str(map_helm_error(1, stderr, "helm upgrade"))
+    assert '(Error: UPGRADE FAILED: no matches for kind "X" in version "v1" ensure CRDs are installed first)' in message
+    assert "level=WARN" not in message
 
 
 def test_a_missing_helm_binary_names_the_layer(tmp_path) -> None:

@@ -54,6 +54,8 @@ def test_helm_command_line(settings: ControllerSettings, chart: list[str]) -> No
     assert args[args.index("--namespace") + 1] == "kube-system"
     assert args[args.index("--values") + 1] == "values.json"
     assert "--reset-values" in args and "--wait" not in args
+    # And Helm 4 applies server-side, taking over fields another manager changed (docs/facts.md, "Helm 4")
+    assert args[args.index("--server-side") + 1] == "true" and "--force-conflicts" in args
 
 
 VALUES = b.helm_values("c", SETTINGS)
