@@ -1,10 +1,11 @@
-"""`albgate demo`: the seed's app rolled three ways on the simulated cluster, compared in a table and pictures.
+"""`albgate demo`: the example app rolled three ways on the simulated cluster, compared in a table and pictures.
 
-Job: run one scenario (the seed's app by default) through ``kubernetes-default`` (the seed's problem),
-``readiness-gate`` (the seed's fix alone) and ``albgate`` (albgate's synthesized state machine) with the same
-seed, so every strategy sees the same clients and the same pod start-up draws; show progress per rollout on
-stderr; print a side-by-side table (or one JSON object); write a timeline per strategy, the three stacked on one
-time axis, and the state machine graph (docs/demo.md says how to read them).
+Job: run one scenario (the example app by default) through ``kubernetes-default`` (the example app's problem),
+``readiness-gate`` (the controller's documented fix alone) and ``albgate`` (albgate's synthesized state
+machine) with the same seed, so every strategy sees the same clients and the same pod start-up draws; show
+progress per rollout on stderr; print a side-by-side table (or one JSON object); write a timeline per
+strategy, the three stacked on one time axis, and the state machine graph (docs/demo.md says how to read
+them).
 
 Invariant: the numbers come from ``albgate.sim.runner.simulate`` unchanged: a recorder only watches the world
 after every event (an observer, zero virtual time, no random draws), so a demo run measures exactly what
@@ -339,13 +340,13 @@ def _demo(args: argparse.Namespace) -> int:
 def _configure(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
-        help="roll the seed's app three ways on the simulated cluster and compare (table and pictures)",
-        description="Run a scenario (the seed's app by default) with kubernetes-default, readiness-gate and "
+        help="roll the example app three ways on the simulated cluster and compare (table and pictures)",
+        description="Run a scenario (the example app by default) with kubernetes-default, readiness-gate and "
         "albgate under the same clients and seed; print a comparison table and write timeline pictures and the "
         "state machine graph.",
     )
     p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), metavar="PATH",
-                   help="scenario file (default: the seed's app, scenarios/seed-app.yaml)")
+                   help="scenario file (default: the example app, scenarios/seed-app.yaml)")
     p.add_argument("--seed", type=int, default=None, metavar="N", help="override the scenario's seed")
     p.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR",
                    help="where the pictures go (default: %(default)s)")

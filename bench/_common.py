@@ -46,7 +46,7 @@ IDEAL_POLLER = "ideal-poller"
 BASELINES = ("kubernetes-default", "readiness-gate", "hardened-readiness-gate", IDEAL_POLLER)
 STRATEGIES = (*BASELINES, ALBGATE)
 SUCCEEDED = "succeeded"
-TARGET_RATIO = 1.25  # issue 4: rollout_seconds / lower_bound_seconds at most this
+TARGET_RATIO = 1.25  # albgate's speed target: rollout_seconds / lower_bound_seconds at most this
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -449,7 +449,8 @@ def template_budget(template: dict[str, Any]) -> BudgetSpec | None:
 
 # albgate's reactions to a throttled call, besides Preflight's Retry (the code they come from):
 EXECUTION_TIMEOUT_SECONDS = 48 * 3600.0  # the state machine's TimeoutSeconds (rollout_workflow.py)
-CONTROLLER_BACKOFF_START, CONTROLLER_BACKOFF_CAP = 0.005, 1000.0  # LBC workqueue back-off (FACTS.md 22-24)
+# LBC workqueue back-off (docs/facts.md, Load Balancer Controller: registration and timing)
+CONTROLLER_BACKOFF_START, CONTROLLER_BACKOFF_CAP = 0.005, 1000.0
 PREFLIGHT, GATE, DRAIN = "Preflight", "CheckTargetHealth", "VerifyDrain"  # function roles (function_role)
 
 

@@ -64,7 +64,7 @@ from _common import (  # noqa: E402
 from lambdas.domain.budget import BudgetSpec  # noqa: E402
 
 # Public on-demand prices, us-east-1, x86 (aws.amazon.com/step-functions/pricing, aws.amazon.com/lambda/pricing;
-# the figures the benchmark brief gave, matching the published pages as read on PRICES_DATE). Free tiers ignored.
+# the published pages as read on PRICES_DATE). Free tiers ignored.
 PRICES = {
     "step_functions_standard_per_state_transition": 0.025 / 1000,
     "lambda_per_gb_second_x86": 0.0000166667,
@@ -76,7 +76,7 @@ ASSUMED_INVOCATION_SECONDS = 0.3  # albgate.rollout_strategy.LAMBDA_SECONDS
 REPLAY_SCENARIOS = ("seed-app", "slow-registration")
 WINDOWS = (0.0, 10.0, 60.0, 300.0)
 BACKGROUNDS = (0.0, 2.0)
-AT_N = (28, 50, 75, 100, 150, 200)  # issue 8 asks about 50 concurrent rollouts; 28 was the earlier limit
+AT_N = (28, 50, 75, 100, 150, 200)  # the target is 50 concurrent rollouts; 28 was the earlier limit
 AT_N_WINDOWS = (10.0,)
 
 

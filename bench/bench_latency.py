@@ -4,7 +4,7 @@ Job: the simulation charges every Lambda task albgate's state machine runs ``LAM
 time, an assumption no AWS document fixes. Per scenario, over seeds 1..N, run albgate's state machine with each
 task taking each of ``--task-seconds`` (default 0, 0.15 and 0.3, the shipped value) and the ideal poller beside
 them, and report ``rollout_seconds / lower_bound_seconds`` (median, p90 and worst, nearest rank), the seeds over
-issue 4's 1.25x, and the lag of the last drain: the seconds between the last old target leaving its group and
+the 1.25x speed target, and the lag of the last drain: the seconds between the last old target leaving its group and
 the end of the execution, which albgate has to look at (the ideal poller sees it end for free).
 Invariant: every variant is the ``albgate`` strategy's own run (``run_albgate``, same prepare, same state machine,
 same world and seed) with only the task time changed; the lower bound is the oracle on the same seed, which no

@@ -1,6 +1,6 @@
 """Benchmark (not a test): many seeded rollouts of one scenario, timed on the wall clock.
 
-Job: show how cheap a simulated rollout is (the issue asks for 1,000 seeded rollouts of the seed's app in
+Job: show how cheap a simulated rollout is (the target: 1,000 seeded rollouts of the example app in
 under a minute). Each run builds a fresh world with seed 1..N, rolls it with the strategy, settles, and
 reports; the lower bound (an extra oracle run per rollout) is left out unless --with-lower-bound.
 Run: .venv/bin/python bench/bench_simulation.py [--runs 1000] [--strategy NAME] [--scenario FILE]

@@ -3,7 +3,7 @@
 Job: per scenario, over seeds 1..N, albgate's ``rollout_seconds / lower_bound_seconds`` (the lower bound is the
 oracle strategy: albgate's plan with a perfect, free, instant gate, in the same world and seed) and albgate's
 time over the ``hardened-readiness-gate`` strategy's (and the plain ``readiness-gate``'s) on the same seed, and
-both ratios of the ``ideal-poller`` (the oracle seeing health once per interval, at no cost: what issue 4's
+both ratios of the ``ideal-poller`` (the oracle seeing health once per interval, at no cost: what albgate's
 polling rule alone costs):
 median, p90 (nearest rank) and worst. Ratios are of virtual (simulated) seconds, taken from runs of the same
 benchmark invocation, so machine load does not enter them. Only runs where both rollouts succeeded are

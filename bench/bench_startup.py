@@ -73,6 +73,13 @@ def handler_modules() -> list[tuple[str, str]]:
     return list(dict.fromkeys((s.module, s.name) for s in specs))
 
 
+def core_modules() -> set[str]:
+    """Handler modules that run on the core asset (stacks/constructs/specs.py, asset_family)."""
+    from stacks.constructs.specs import ALL_HANDLERS, TRIGGER, asset_family
+
+    return {s.module for s in (*ALL_HANDLERS, *TRIGGER) if asset_family(s).name == "core"}
+
+
 def lambda_environment(module: str, function_name: str, memory: int = 256) -> dict[str, str]:
     """The function's environment from the template, plus the variables the Lambda runtime itself sets."""
     env_vars: dict[str, str] = {}
@@ -146,14 +153,31 @@ def measure(python: list[str], code: str, env: dict[str, str], cwd: Path, repeat
     }
 
 
+# What the Lambda Python runtime provides besides the asset (docs/facts.md, "Lambda"): the SDK and its dependencies,
+# installed into the host layout at the venv's versions.
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six")
+# Only for the row that shows what Powertools' Tracer cost before albgate dropped it: never in an asset.
+TRACER_EXTRA = ("aws-xray-sdk", "wrapt")
+
+
+def _pinned(names: tuple[str, ...]) -> list[str]:
+    from importlib import metadata
+
+    return [f"{n}=={metadata.version(n)}" for n in names]
+
+
 def host_layout(tmp: Path) -> Path:
-    """The asset's layout for this host's Python: requirements installed with --no-compile, package copied."""
+    """The core asset's layout for this host's Python: its lock with --no-deps, what the runtime provides, the
+    package copied; plus the X-Ray SDK, which only the Tracer row imports."""
     from stacks.constructs.lambda_asset import copy_package
 
     out = tmp / "host-asset"
-    cmd = [sys.executable, "-m", "pip", "install", "-r", str(ROOT / "lambdas" / "requirements.txt"), "-t", str(out),
-           "--only-binary=:all:", "--no-compile", "--disable-pip-version-check", "--quiet"]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    common = ["-t", str(out), "--only-binary=:all:", "--no-compile", "--disable-pip-version-check", "--quiet"]
+    pip = [sys.executable, "-m", "pip", "install"]
+    subprocess.run([*pip, "--no-deps", "-r", str(ROOT / "lambdas" / "requirements.txt"), *common], check=True,
+                   capture_output=True, text=True)
+    subprocess.run([*pip, "--no-deps", *_pinned(RUNTIME_PROVIDED), *_pinned(TRACER_EXTRA), *common], check=True,
+                   capture_output=True, text=True)
     copy_package(ROOT / "lambdas", out)
     return out
 
@@ -169,31 +193,39 @@ def compiled_layout(host: Path, tmp: Path) -> Path:
     return out
 
 
-def bundle_asset(tmp: Path) -> dict[str, Any]:
-    """Bundle with the stack's own local bundler, then measure it unpacked and zipped."""
-    from stacks.constructs.lambda_asset import LAMBDAS_DIR, PipLocalBundling
-
-    out = tmp / "lambda-asset"
-    out.mkdir()
-    t0 = time.perf_counter()
-    if not PipLocalBundling(LAMBDAS_DIR).try_bundle(str(out), None):
-        raise RuntimeError("the local bundler refused (pip not usable here)")
-    seconds = time.perf_counter() - t0
+def _measure_tree(out: Path, tmp: Path, name: str) -> dict[str, Any]:
     files = [p for p in out.rglob("*") if p.is_file()]
     per_top: Counter[str] = Counter()
     for p in files:
         top = p.relative_to(out).parts[0]
-        per_top[re.sub(r"-[\d.]+\.dist-info$", ".dist-info", top)] += p.stat().st_size
-    zpath = tmp / "asset.zip"
+        per_top[re.sub(r"-[\d.]+(\.post\d+)?\.dist-info$", ".dist-info", top)] += p.stat().st_size
+    zpath = tmp / f"{name}.zip"
     with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
         for p in sorted(files):
             z.write(p, p.relative_to(out))
     return {
-        "bundle_seconds": round(seconds, 1), "files": len(files),
-        "unpacked_mb": sum(p.stat().st_size for p in files) / 1e6, "zipped_mb": zpath.stat().st_size / 1e6,
-        "pyc_files": sum(1 for p in files if p.suffix == ".pyc"),
+        "files": len(files), "unpacked_mb": sum(p.stat().st_size for p in files) / 1e6,
+        "zipped_mb": zpath.stat().st_size / 1e6, "pyc_files": sum(1 for p in files if p.suffix == ".pyc"),
         "largest_mb": {k: round(v / 1e6, 2) for k, v in per_top.most_common(8)},
     }
+
+
+def bundle_asset(tmp: Path) -> dict[str, Any]:
+    """Bundle each family with the stack's own local bundler (no cache), then measure it and the helm layer."""
+    from stacks.constructs.helm_layer import helm_layer_dir
+    from stacks.constructs.lambda_asset import FAMILIES, PipLocalBundling
+
+    result: dict[str, Any] = {"families": {}}
+    for family in FAMILIES:
+        out = tmp / f"lambda-asset-{family.name}"
+        out.mkdir()
+        t0 = time.perf_counter()
+        if not PipLocalBundling(family, cache_dir=None).try_bundle(str(out), None):
+            raise RuntimeError("the local bundler refused (pip not usable here)")
+        seconds = time.perf_counter() - t0
+        result["families"][family.name] = {"bundle_seconds": round(seconds, 1), **_measure_tree(out, tmp, family.name)}
+    result["helm_layer"] = _measure_tree(helm_layer_dir(cache_dir=tmp / "helm-layer"), tmp, "helm-layer")
+    return result
 
 
 def render(rows: list[dict[str, Any]], asset: dict[str, Any] | None) -> str:
@@ -214,9 +246,10 @@ def render(rows: list[dict[str, Any]], asset: dict[str, Any] | None) -> str:
     headers += ["kubernetes imported", "heavy packages imported"]
     parts = [markdown_table(headers, table_rows, "l" + "r" * (2 * len(layouts)) + "ll")]
     if asset:
-        parts.append(f"Lambda asset: {asset['unpacked_mb']:.1f} MB unpacked in {asset['files']} files "
-                     f"({asset['pyc_files']} .pyc), {asset['zipped_mb']:.1f} MB zipped (deflate); largest: "
-                     + ", ".join(f"{k} {v} MB" for k, v in asset["largest_mb"].items()))
+        for name, a in [*asset["families"].items(), ("helm layer", asset["helm_layer"])]:
+            parts.append(f"{name}: {a['unpacked_mb']:.1f} MB unpacked in {a['files']} files "
+                         f"({a['pyc_files']} .pyc), {a['zipped_mb']:.1f} MB zipped (deflate); largest: "
+                         + ", ".join(f"{k} {v} MB" for k, v in a["largest_mb"].items()))
     return "\n\n".join(parts)
 
 
@@ -233,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     info = machine()
     mods = [(m, n) for m, n in handler_modules() if args.modules is None or m in args.modules]
+    core = core_modules()
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     asset = None
@@ -246,12 +280,20 @@ def main(argv: list[str] | None = None) -> int:
             layouts.append(("asset layout with bytecode", [sys.executable, "-S", "-B"], compiled_layout(host, tmp)))
         for layout, python, cwd in layouts:
             for module, name in mods:
+                if layout != "venv" and module not in core:
+                    continue  # the host layouts are the core asset's; the bootstrap's run on the kubernetes one
                 env = lambda_environment(module, name)
                 jobs = [(f"lambdas.handlers.{module}", f"import lambdas.handlers.{module}")]
                 if module in FIRST_CALL_MODULES:
                     jobs.append((f"{module} + first invocation's adapters",
                                  f"import lambdas.handlers.{module}; import " + ", ".join(FIRST_CALL_IMPORTS)))
-                if module == HEALTH_MODULE and args.client_row:
+                if module == HEALTH_MODULE and layout != "venv":
+                    # What Powertools' Tracer added to every cold start before albgate dropped it (its X-Ray SDK
+                    # is installed in the host layouts for this row only), measured beside the row without it.
+                    jobs.append((f"{module} + Powertools Tracer (dropped)",
+                                 f"import lambdas.handlers.{module}; from aws_lambda_powertools import Tracer; "
+                                 "Tracer(service='albgate')"))
+                if module == HEALTH_MODULE and args.client_row and layout == "venv":
                     jobs.append((f"{module} + adapters over the kubernetes client",
                                  f"import lambdas.handlers.{module}; import " + ", ".join(CLIENT_CALL_IMPORTS)))
                 for label, code in jobs:

@@ -69,7 +69,7 @@ def example_config() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def synth(cdk_app: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """The stack from cdk.json's context (the seed's example), synthesized once for the whole session."""
+    """The stack from cdk.json's context (the example app's config), synthesized once for the whole session."""
     return synthesize(cdk_app, tmp_path_factory.mktemp("cdk.out"))
 
 

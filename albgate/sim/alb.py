@@ -2,11 +2,12 @@
 Describe* throttling bucket.
 
 Job: answer DescribeTargetHealth as ELBv2 would at every instant, and decide which targets a new request may
-reach. Sources (FACTS.md, "ALB target groups" and "Load Balancer Controller details"): target states and reason
-codes; a new target needs one passing check, an unhealthy one HealthyThresholdCount; fail-open when nothing is
-healthy; draining for the deregistration delay or until idle; the Describe* bucket of 40 tokens refilled at
-10/s shared per account and Region; the seconds in which the ALB still sends new requests to a target whose
-deregistration began (``deregistration_lag_seconds``, ~10 s per aws-load-balancer-controller#1719).
+reach. Sources (docs/facts.md, "ALB target health", "Deregistration and draining" and "ELB API throttling"):
+target states and reason codes; a new target needs one passing check, an unhealthy one HealthyThresholdCount;
+fail-open when nothing is healthy; draining for the deregistration delay or until idle; the Describe* bucket
+of 40 tokens refilled at 10/s shared per account and Region; the seconds in which the ALB still sends new
+requests to a target whose deregistration began (``deregistration_lag_seconds``, ~10 s per
+aws-load-balancer-controller#1719).
 Invariant: a target becomes ``healthy`` only in a health check that passed; a ``draining`` target receives
 new requests only during the lag, and leaves the group no later than the deregistration delay after it began.
 """
@@ -65,7 +66,7 @@ class TargetGroupSim:
 
     def pool(self) -> list[Target]:
         """Targets a new request may reach: healthy ones (plus draining ones still in the lag); if none, fail
-        open to the unhealthy ones (FACTS.md). `initial` targets get no traffic."""
+        open to the unhealthy ones (docs/facts.md, ALB target health). `initial` targets get no traffic."""
         if self._pool is None:
             healthy, unhealthy = [], []
             for t in self.targets.values():
@@ -156,9 +157,9 @@ class Alb:
                 for t in tg.targets.values()]
 
     def deregister_targets(self, arn: str, targets: list[tuple[str, int]], caller: str) -> None:
-        """DeregisterTargets as a client calls it. Not charged to the Describe* bucket (FACTS.md gives the bucket
-        for Describe* calls only; the mutating calls' own limit is not modelled). A target that is not
-        registered, or already draining, is left as it is."""
+        """DeregisterTargets as a client calls it. Not charged to the Describe* bucket (docs/facts.md, ELB API
+        throttling, gives the bucket for Describe* calls only; the mutating calls' own limit is not modelled). A
+        target that is not registered, or already draining, is left as it is."""
         self.deregister_calls[caller] += 1
         tg = self.target_group(arn)
         for ip, _port in targets:
@@ -218,7 +219,7 @@ class Alb:
         tg._pool = None
         self._record(t, t.state_at_dereg)
         # The data plane keeps sending new requests for the lag (never past the delay); then the target
-        # drains until idle or until the deregistration delay ends (FACTS.md).
+        # drains until idle or until the deregistration delay ends (docs/facts.md, Deregistration and draining).
         t.drain_event = self.loop.after(min(self.lag, tg.delay), self._lag_over, t)
 
     def _cancel(self, t: Target) -> None:
@@ -241,7 +242,8 @@ class Alb:
             return
         assert t.dereg_at is not None
         if self.sim.clock.t >= t.dereg_at + tg.delay:
-            # the deregistration delay ran out: the ALB closes what is still in flight (FACTS.md)
+            # the deregistration delay ran out: the ALB closes what is still in flight (docs/facts.md,
+            # Deregistration and draining)
             self.sim.traffic.drop_target_inflight(t, "deregistration_delay_expired")
         del tg.targets[t.ip]
         tg._pool = None
@@ -267,7 +269,7 @@ class Alb:
         if passed:
             t.fails = 0
             if t.state == INITIAL:
-                self._set(t, HEALTHY, "")  # a new target needs one passing check (FACTS.md)
+                self._set(t, HEALTHY, "")  # a new target needs one passing check (docs/facts.md, ALB target health)
             elif t.state == UNHEALTHY:
                 t.passes += 1
                 if t.passes >= tg.healthy_threshold:

@@ -7,7 +7,8 @@ empty namespace to an app serving through the ALB, the way the API server and th
   ``unchanged`` by comparing what the object would become with what it is (as a real server-side apply
   leaves the resourceVersion alone when no field changes); a dry run changes nothing;
 - an applied Ingress is reconciled by the simulated controller after its reconcile latency: one target group
-  and one TargetGroupBinding per Service backend (FACTS.md: what the controller builds for an ALB Ingress),
+  and one TargetGroupBinding per Service backend (docs/facts.md, Load Balancer Controller: registration and
+  timing: what the controller builds for an ALB Ingress),
   named with the controller's scheme, health check and deregistration delay from the annotations;
 - the controller is "installed" when the scenario's world has it (the default) or once ``SimHelm`` ran
   ``upgrade --install``: its pods come up after ``startup_seconds`` and it then leads after the leader

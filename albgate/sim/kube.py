@@ -2,10 +2,10 @@
 Deployments, ReplicaSets and Pods.
 
 Job: reproduce the rules that decide when pods appear, become Ready and go away during a rolling update.
-Sources (FACTS.md, "Kubernetes Deployment controller"): kubernetes/kubernetes pkg/controller/deployment
-(rolling.go reconcileNewReplicaSet / reconcileOldReplicaSets / cleanupUnhealthyReplicas /
-scaleDownOldReplicaSetsForRollingUpdate, util/deployment_util.go ResolveFenceposts, NewRSNewReplicas,
-DeploymentProgressing, DeploymentTimedOut), pkg/controller/replicaset (getPodsToDelete ranking),
+Sources (docs/facts.md, "Kubernetes Deployment controller" and "Pod readiness and termination"):
+kubernetes/kubernetes pkg/controller/deployment (rolling.go reconcileNewReplicaSet / reconcileOldReplicaSets /
+cleanupUnhealthyReplicas / scaleDownOldReplicaSetsForRollingUpdate, util/deployment_util.go ResolveFenceposts,
+NewRSNewReplicas, DeploymentProgressing, DeploymentTimedOut), pkg/controller/replicaset (getPodsToDelete ranking),
 pkg/kubelet/status/generate.go (Ready = ContainersReady and every readiness gate True), kubectl
 polymorphichelpers/rollback.go (undo), and the pod termination sequence (preStop inside the grace period,
 SIGTERM, SIGKILL, one-off 2 s extension).
@@ -51,7 +51,8 @@ _QUEUE_BACKOFF_START, _QUEUE_BACKOFF_MAX = 0.005, 1000.0
 
 
 def resolve_fenceposts(max_surge: int | str, max_unavailable: int | str, replicas: int) -> tuple[int, int]:
-    """maxSurge rounds up, maxUnavailable rounds down, both 0 -> maxUnavailable 1 (FACTS.md, ResolveFenceposts)."""
+    """maxSurge rounds up, maxUnavailable rounds down, both 0 -> maxUnavailable 1 (docs/facts.md, Kubernetes
+    Deployment controller: ResolveFenceposts)."""
 
     def resolve(v: int | str, up: bool) -> int:
         if isinstance(v, int):

@@ -1,13 +1,14 @@
 """The simulated AWS Load Balancer Controller: the pod mutating webhook and the TargetGroupBinding reconciler.
 
 Job: inject readiness gates at pod creation, register and deregister pod IPs, and set the gates from target
-health, with the controller's timing. Sources (FACTS.md, "AWS Load Balancer Controller" and "Load Balancer
-Controller details"): docs/deploy/pod_readiness_gate.md (injection only at CREATE, only with the namespace
-label and an IP TargetGroupBinding whose Service selects the pod), pkg/backend/endpoint_resolver.go (ready, or
-ContainersReady and not terminating, endpoints are targets), pkg/targetgroupbinding/resource_manager.go
-(register/deregister, gate True only when `healthy`), the 15 s requeue while a gate is pending, exponential
-back-off on errors up to 16m40s, failurePolicy Ignore (after v2.11.0) or Fail, the pause after a leader
-change, and EKS Auto Mode (no gate injection at all, aws/containers-roadmap#2511).
+health, with the controller's timing. Sources (docs/facts.md, "Load Balancer Controller: readiness gate" and
+"Load Balancer Controller: registration and timing"): docs/deploy/pod_readiness_gate.md (injection only at
+CREATE, only with the namespace label and an IP TargetGroupBinding whose Service selects the pod),
+pkg/backend/endpoint_resolver.go (ready, or ContainersReady and not terminating, endpoints are targets),
+pkg/targetgroupbinding/resource_manager.go (register/deregister, gate True only when `healthy`), the 15 s
+requeue while a gate is pending, exponential back-off on errors up to 16m40s, failurePolicy Ignore (after
+v2.11.0) or Fail, the pause after a leader change, and EKS Auto Mode (no gate injection at all,
+aws/containers-roadmap#2511).
 Invariant: a pod's readiness gates are decided once, when it is created; a gate is set True only from a
 DescribeTargetHealth answer that said `healthy`; while the controller is down nothing is registered,
 deregistered or set.

@@ -1,6 +1,6 @@
 """Simulation scenarios: the YAML schema, its defaults and its validation.
 
-Job: turn a scenario file into a typed, frozen ``Scenario``; every default is a documented number (FACTS.md
+Job: turn a scenario file into a typed, frozen ``Scenario``; every default is a documented number (docs/facts.md
 where it gives one, a stated assumption where it does not: docs/simulation.md lists which is which).
 Invariant: a ``Scenario`` that validates can be simulated; anything else raises ``ScenarioError`` whose message
 names the field (``app.replicas: ...``) and the file. Times in ``faults`` are seconds after the rollout starts.
@@ -88,7 +88,7 @@ class ReadinessProbeSpec(_Strict):
 
 
 class StartupSpec(_Strict):
-    """Pod start-up: FACTS.md has no number; these are assumptions for a small image already cached."""
+    """Pod start-up: docs/facts.md has no number; these are assumptions for a small image already cached."""
 
     schedule_seconds: Seconds = Field(default=1.0, description="create -> scheduled with an IP")
     container_start_seconds: tuple[Seconds, Seconds] = Field(
@@ -111,14 +111,17 @@ class AppSpec(_Strict):
     container: str = "nginx"
     image: str = "ikubernetes/myapp:v1"
     port: int = Field(default=80, ge=1, le=65535)
-    max_surge: int | str = "25%"  # Deployment default (FACTS.md)
-    max_unavailable: int | str = "25%"  # Deployment default (FACTS.md)
+    max_surge: int | str = "25%"  # Deployment default (docs/facts.md, Kubernetes Deployment controller)
+    max_unavailable: int | str = "25%"  # Deployment default (docs/facts.md, Kubernetes Deployment controller)
     min_ready_seconds: int = Field(default=0, ge=0, le=MAX_SECONDS)
-    progress_deadline_seconds: int = Field(default=600, ge=1, le=MAX_SECONDS)  # Deployment default (FACTS.md)
-    revision_history_limit: int = Field(default=10, ge=0, le=1000)  # Deployment default
-    termination_grace_period_seconds: int = Field(default=30, ge=0, le=MAX_SECONDS)  # Kubernetes default (FACTS.md)
-    pre_stop_sleep_seconds: int | None = Field(default=None, ge=0, le=MAX_SECONDS, description="None: no preStop hook (the seed)")
-    readiness_probe: ReadinessProbeSpec | None = Field(default=None, description="None: no probe (the seed)")
+    # Deployment defaults (docs/facts.md, Kubernetes Deployment controller)
+    progress_deadline_seconds: int = Field(default=600, ge=1, le=MAX_SECONDS)
+    revision_history_limit: int = Field(default=10, ge=0, le=1000)
+    # Kubernetes default (docs/facts.md, Pod readiness and termination)
+    termination_grace_period_seconds: int = Field(default=30, ge=0, le=MAX_SECONDS)
+    pre_stop_sleep_seconds: int | None = Field(default=None, ge=0, le=MAX_SECONDS,
+                                               description="None: no preStop hook (the example app)")
+    readiness_probe: ReadinessProbeSpec | None = Field(default=None, description="None: no probe (the example app)")
     startup: StartupSpec = Field(default_factory=StartupSpec)
     sigterm: Literal["graceful", "immediate"] = Field(
         default="graceful",
@@ -176,17 +179,19 @@ class IngressSpec(_Strict):
         return v
 
     def target_type(self) -> str:
-        # The controller's default target type is instance (annotations.md); the seed sets ip.
+        # The controller's default target type is instance (annotations.md); the example app sets ip.
         return self.annotations.get(A_TARGET_TYPE, "instance")
 
     def health_check(self) -> tuple[int, int, int, int]:
-        """(interval, timeout, healthy threshold, unhealthy threshold): LBC defaults 15/5/2/2 (FACTS.md)."""
+        """(interval, timeout, healthy threshold, unhealthy threshold): LBC defaults 15/5/2/2 (docs/facts.md,
+        Service annotations override the Ingress's)."""
         a = self.annotations
         return (int(a.get(A_HC_INTERVAL, 15)), int(a.get(A_HC_TIMEOUT, 5)), int(a.get(A_HEALTHY, 2)),
                 int(a.get(A_UNHEALTHY, 2)))
 
     def deregistration_delay(self) -> int:
-        """deregistration_delay.timeout_seconds, default 300 s (FACTS.md)."""
+        """deregistration_delay.timeout_seconds, default 300 s (docs/facts.md, Service annotations override the
+        Ingress's)."""
         return int(_parse_attributes(self.annotations.get(A_TG_ATTRIBUTES, "")).get(
             "deregistration_delay.timeout_seconds", 300))
 
@@ -200,38 +205,47 @@ def _parse_attributes(text: str) -> dict[str, str]:
         out[k.strip()] = val.strip()
     d = out.get("deregistration_delay.timeout_seconds")
     if d is not None and (not d.isdigit() or not 0 <= int(d) <= 3600):
-        raise ValueError(f"deregistration_delay.timeout_seconds is {d!r}; it must be 0-3600 (FACTS.md)")
+        raise ValueError(f"deregistration_delay.timeout_seconds is {d!r}; it must be 0-3600 "
+                         "(docs/facts.md, Service annotations override the Ingress's)")
     return out
 
 
 class ControllerSpec(_Strict):
     webhook_failure_policy: Literal["Ignore", "Fail"] = Field(
-        default="Ignore", description="podMutatorWebhookConfig.failurePolicy; Ignore after v2.11.0 (FACTS.md)"
+        default="Ignore",
+        description="podMutatorWebhookConfig.failurePolicy; Ignore after v2.11.0 (docs/facts.md, Load Balancer "
+        "Controller: readiness gate)",
     )
-    requeue_seconds: float = Field(default=15, ge=1, le=MAX_SECONDS, description="--targetgroupbinding-requeue-duration (FACTS.md)")
+    # docs/facts.md, Load Balancer Controller: registration and timing
+    requeue_seconds: float = Field(default=15, ge=1, le=MAX_SECONDS,
+                                   description="--targetgroupbinding-requeue-duration")
     max_backoff_seconds: float = Field(
-        default=1000, ge=1, le=MAX_SECONDS, description="--targetgroupbinding-max-exponential-backoff-delay, 16m40s (FACTS.md)"
+        default=1000, ge=1, le=MAX_SECONDS, description="--targetgroupbinding-max-exponential-backoff-delay, 16m40s"
     )
     reconcile_latency_seconds: Seconds = Field(
         default=1.0, description="pod change -> EndpointSlice -> controller watch -> reconcile (assumption)"
     )
     leader_election_seconds: Seconds = Field(
-        default=15, description="pause after the controller comes back (FACTS.md: 15 s to 2 min)"
+        default=15, description="pause after the controller comes back (docs/facts.md, Load Balancer Controller: "
+        "registration and timing: 15 s to 2 min)"
     )
 
 
 class AlbSpec(_Strict):
     registration_seconds: tuple[Seconds, Seconds] = Field(
         default=(5.0, 15.0),
-        description="RegisterTargets -> first health check may start, uniform (seeded). FACTS.md gives NLB "
-        "3-5 min (#1834) and no ALB number; ALB seconds is an assumption",
+        description="RegisterTargets -> first health check may start, uniform (seeded). docs/facts.md (ALB target "
+        "health) gives NLB 3-5 min (aws-load-balancer-controller#1834) and no ALB number; ALB seconds is an "
+        "assumption",
     )
     deregistration_lag_seconds: Seconds = Field(
         default=10.0,
-        description="seconds the ALB still sends NEW requests after deregistration starts (FACTS.md: ~10 s #1719)",
+        description="seconds the ALB still sends NEW requests after deregistration starts (docs/facts.md, "
+        "Deregistration and draining: ~10 s, aws-load-balancer-controller#1719)",
     )
-    describe_bucket_capacity: int = Field(default=40, ge=1, le=100_000, description="Describe* token bucket (FACTS.md)")
-    describe_bucket_refill_per_second: float = Field(default=10, ge=0.01, le=10_000, description="Describe* refill (FACTS.md)")
+    # docs/facts.md, ELB API throttling
+    describe_bucket_capacity: int = Field(default=40, ge=1, le=100_000, description="Describe* token bucket")
+    describe_bucket_refill_per_second: float = Field(default=10, ge=0.01, le=10_000, description="Describe* refill")
 
 
 class TrafficSpec(_Strict):

@@ -106,7 +106,8 @@ class Simulation:
         self.cluster.add_ingress(make_ingress(ns, sc.ingress.name, sc.ingress.ingress_class, sc.ingress.annotations,
                                               svc.name, sc.service.port))
         # What the controller builds for an ALB Ingress: one target group and one TargetGroupBinding per
-        # Service backend (FACTS.md). Names follow its k8s-<ns>-<svc>-<hash> scheme.
+        # Service backend (docs/facts.md, Load Balancer Controller: registration and timing). Names follow
+        # its k8s-<ns>-<svc>-<hash> scheme.
         name = lbc_name(ns, svc.name, f"{sc.cluster.name}/{sc.ingress.name}")
         tg = self.alb.create_target_group(name, app.port, sc.ingress.target_type(), sc.ingress.health_check(),
                                           sc.ingress.deregistration_delay())

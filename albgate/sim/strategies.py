@@ -1,9 +1,9 @@
 """Rollout strategies to compare on a scenario, and the registry the ``albgate simulate`` command reads.
 
 Job: drive one rollout on a ``Simulation`` and say how it ended. Built in:
-- ``kubernetes-default``: the seed's problem, ``kubectl set image`` on an unlabelled namespace (no gates);
-- ``readiness-gate``: the seed's fix alone: the namespace labelled before the pods exist, so the Load
-  Balancer Controller injects its gates, and nothing else;
+- ``kubernetes-default``: the example app's problem, ``kubectl set image`` on an unlabelled namespace (no gates);
+- ``readiness-gate``: the controller's documented fix alone: the namespace labelled before the pods exist, so
+  the Load Balancer Controller injects its gates, and nothing else;
 - ``oracle``: albgate's plan (``lambdas.domain.plan.step_targets``, maxUnavailable 0, maxSurge = the step's
   batch, ALBGATE_GATE in the template, hardened preStop / grace period as ``rollout.assess`` computes them)
   executed with perfect, free knowledge and albgate's rules: the instant as many of the step's new pods as
@@ -15,9 +15,9 @@ Job: drive one rollout on a ``Simulation`` and say how it ended. Built in:
   the instant they have left. Its duration is the ``lower_bound_seconds`` of a gated rollout: no poller
   can be faster;
 - ``ideal-poller``: the oracle knowing health only through one look per health-check interval, and nothing
-  else slowing it (``_IdealPoller``): the best a poller that obeys issue 4's polling rule can hope for.
-The lead registers ``albgate`` (the real state machine) with ``register_strategy`` from
-``albgate.rollout_strategy``.
+  else slowing it (``_IdealPoller``): the best a poller that obeys albgate's polling rule (docs/rollout.md,
+  "Polling and cost") can hope for.
+``albgate.rollout_strategy`` registers ``albgate`` (the real state machine) with ``register_strategy``.
 Invariant: a strategy only acts on the world through what Kubernetes allows (patches, pod status, undo); it
 returns when the rollout has ended (or the scenario's horizon is reached) and says which way it ended.
 """
@@ -302,7 +302,7 @@ class _IdealPoller(_Oracle):
     target group exactly once per health-check interval (the shortest of the groups'), at a phase drawn from
     the seed (a poller cannot know when a new target's first check will run).
 
-    It models the best a poller that obeys issue 4's rule (no faster than the group can change) can hope for,
+    It models the best a poller that obeys albgate's polling rule (no faster than the group can change) can hope for,
     and is generous everywhere else: no jitter, no task latency, no Lambda or Step Functions time, no
     Describe* cost or throttling; Kubernetes knowledge (pods, their IPs, their deletion) free and instant; and
     the drain (a target turning `draining`, then leaving its group) seen the instant it happens, as if that
@@ -352,11 +352,13 @@ def ideal_poller(sim: "Simulation") -> StrategyRun:
 
 
 register_strategy("kubernetes-default", _set_image_and_wait, prepare=_unlabelled,
-                  description="kubectl set image on an unlabelled namespace: the seed's problem")
+                  description="kubectl set image on an unlabelled namespace: the example app's problem")
 register_strategy("readiness-gate", _set_image_and_wait, prepare=_labelled_before_pods,
-                  description="the seed's fix alone: namespace labelled before the pods, controller gates")
+                  description="the controller's documented fix alone: namespace labelled before the pods, "
+                              "controller gates")
 register_strategy("hardened-readiness-gate", _set_image_and_wait, prepare=_hardened_and_labelled,
-                  description="the seed's fix on an app hardened as albgate's bootstrap does: preStop, grace period")
+                  description="the controller's documented fix on an app hardened as albgate's bootstrap does: "
+                              "preStop, grace period")
 register_strategy("oracle", oracle,
                   description="albgate's plan with a perfect, instant gate: the lower bound of a gated rollout")
 register_strategy("ideal-poller", ideal_poller, prepare=bootstrap_hardened,

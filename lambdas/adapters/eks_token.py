@@ -1,7 +1,7 @@
 """EKS bearer tokens: how a Lambda proves its IAM identity to a cluster's Kubernetes API.
 
 Job: turn AWS credentials into the token the EKS authenticator accepts, written from the documented algorithm
-(FACTS.md, "EKS API from a Lambda"): ``k8s-aws-v1.`` + base64url, padding stripped, of an STS
+(docs/facts.md, "EKS bearer token"): ``k8s-aws-v1.`` + base64url, padding stripped, of an STS
 ``GetCallerIdentity`` URL presigned (SigV4 in the query string, method GET) with the header
 ``x-k8s-aws-id: <cluster name>`` among the signed headers and an expiry of 60 s. The cluster replays the URL
 against STS to learn who is calling, so the signature must cover that header, or a token minted for one
@@ -30,11 +30,12 @@ from lambdas.domain.errors import AccessDeniedError
 
 TOKEN_PREFIX = "k8s-aws-v1."
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
-# X-Amz-Expires of the presigned URL (FACTS.md: presign expiry 60 s). It bounds how long the *URL* is valid for
-# STS; the authenticator on the cluster applies its own, longer window to the token (next constant).
+# X-Amz-Expires of the presigned URL (docs/facts.md, EKS bearer token: presign expiry 60 s, as `aws eks get-token`
+# sets it). STS ignores it: the authenticator on the cluster accepts the token for its own, longer window after
+# X-Amz-Date (next constant), and only checks that this value is 0-900.
 PRESIGN_EXPIRES_SECONDS = 60
-# The cluster accepts a token for about 15 min after signing (FACTS.md). Hand it out for 14 min: one minute of
-# margin for clock skew between the Lambda and the control plane.
+# The cluster accepts a token for 15 min after signing (docs/facts.md, EKS bearer token). Hand it out for 14 min:
+# one minute of margin for clock skew between the Lambda and the control plane.
 TOKEN_LIFETIME_SECONDS = 14 * 60
 _STS_QUERY = "Action=GetCallerIdentity&Version=2011-06-15"
 

@@ -4,11 +4,11 @@ Job: implement ``ElbPort`` (DescribeTargetHealth, DescribeTargetGroups + Describ
 DeregisterTargets) and translate every AWS failure into the domain's error families (``map_aws_error``, shared with the EKS client
 factory).
 
-Invariant: nothing but domain errors leaves this module. Throttling is retried inside botocore first (adaptive
-mode: exponential backoff plus a client-side token bucket that slows this client down after a throttle,
-because every concurrent rollout and the Load Balancer Controller spend from the same Describe* bucket,
-FACTS.md "API throttling"); what is still throttled after the last attempt becomes ``ThrottledError`` so the
-state machine backs off with its own Retry.
+Invariant: nothing but domain errors leaves this module. Throttling is retried inside botocore first (adaptive mode:
+exponential backoff plus a client-side token bucket that slows this client down after a throttle, because every
+concurrent rollout and the Load Balancer Controller spend from the same Describe* bucket: docs/facts.md, "ELB API
+throttling"); what is still throttled after the last attempt becomes ``ThrottledError`` so the state machine backs
+off with its own Retry.
 """
 
 from __future__ import annotations
@@ -35,10 +35,12 @@ from lambdas.domain.ports import TargetGroup, TargetHealth
 MAX_ATTEMPTS = 5
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 15
-# Deregistration delay when the attribute is missing from the answer: the ELB default (FACTS.md, 300 s).
+# Deregistration delay when the attribute is missing from the answer: the ELB default (300 s: docs/facts.md,
+# Deregistration and draining).
 DEFAULT_DEREGISTRATION_DELAY_SECONDS = 300
 # Health check settings when the answer omits them (Lambda targets): the values the Load Balancer Controller
-# writes (FACTS.md: interval 15 s, timeout 5 s, healthy 2, unhealthy 2).
+# writes (docs/facts.md, Service annotations override the Ingress's: interval 15 s, timeout 5 s, healthy 2,
+# unhealthy 2).
 _DEFAULT_HEALTH = {
     "HealthCheckIntervalSeconds": 15,
     "HealthCheckTimeoutSeconds": 5,

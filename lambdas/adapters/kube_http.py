@@ -2,8 +2,8 @@
 
 Job:
 - ``EksClusters``: what reaching a cluster takes, once per cluster and warm Lambda: the endpoint and CA from
-  ``eks:DescribeCluster``, and a bearer token minted by ``eks_token`` (``RefreshingToken``) (FACTS.md, "EKS
-  API from a Lambda"), described once per cluster (``kube_client.KubeClientFactory`` can share them too);
+  ``eks:DescribeCluster``, and a bearer token minted by ``eks_token`` (``RefreshingToken``) (docs/facts.md,
+  "EKS bearer token"), described once per cluster (``kube_client.KubeClientFactory`` can share them too);
 - ``HttpTransport``: one request, JSON in and JSON out, over urllib3 (already loaded by botocore, so it costs
   no import), TLS verified against the cluster's CA, the token in ``Authorization``. An answer outside 2xx
   raises ``ApiStatusError``; a connection failure leaves as urllib3's own error.

@@ -6,9 +6,9 @@ TargetGroupBindings into the ports' frozen dataclasses, and make the three write
   list in the Pod schema (k8s.io/api core/v1 types.go: ``readinessGates`` has no patchStrategy tag, so a patch
   replaces the whole list), so the patch carries the union of the gates already there and the new ones,
   conditional on the resourceVersion it was computed from, and never drops a gate;
-- ``rollback_deployment``: what ``kubectl rollout undo`` does (FACTS.md, "Undo is a template change"): copy the
-  chosen revision's ReplicaSet template back without its ``pod-template-hash`` label, with a JSON patch, and
-  refuse a paused Deployment;
+- ``rollback_deployment``: what ``kubectl rollout undo`` does (docs/facts.md, "Kubernetes Deployment
+  controller": undo is a template change): copy the chosen revision's ReplicaSet template back without its
+  ``pod-template-hash`` label, with a JSON patch, and refuse a paused Deployment;
 - ``set_pod_condition``: a strategic merge patch of ``pods/status``; ``status.conditions`` merge on ``type``
   (patchMergeKey in types.go), so the kubelet's own conditions are untouched.
 
@@ -88,11 +88,13 @@ _UNDO_KEEP_ANNOTATIONS = frozenset(
         "deprecated.deployment.rollback.to",
     }
 )
-# Kubernetes defaults (FACTS.md): rolling update 25 % / 25 %, grace period 30 s, progress deadline 600 s.
+# Kubernetes defaults (docs/facts.md, Kubernetes Deployment controller, and Pod readiness and termination):
+# rolling update 25 % / 25 %, grace period 30 s, progress deadline 600 s.
 _DEFAULT_SURGE = _DEFAULT_UNAVAILABLE = "25%"
 _DEFAULT_GRACE_SECONDS = 30
 _DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
-# The native preStop sleep action is on by default from 1.30 (beta) and GA in 1.34 (FACTS.md).
+# The native preStop sleep action is on by default from 1.30 (beta) and GA in 1.34 (docs/facts.md, Pod readiness
+# and termination).
 _NATIVE_SLEEP_SINCE = (1, 30)
 # preStop exec commands that are a drain sleep: ["sleep", "30"], or a shell script starting "sleep 30".
 _LBC_WEBHOOK_MARKERS = ("elbv2.k8s.aws", "aws-load-balancer-webhook")

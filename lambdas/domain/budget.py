@@ -1,12 +1,12 @@
 """albgate's share of the account's Describe* bucket: a rate every albgate execution in the account spends from.
 
-Job: decide whether albgate may make a Describe* call now, and if not, how long until it may. The ELB
-Describe* bucket (40 tokens, refilled at 10/s, per account and Region, FACTS.md API throttling) is shared by
-every caller, the Load Balancer Controllers included: they register the very targets a rollout waits for.
-Fifty short rollouts started together ask for more than the refill (docs/benchmarks.md section 3), and each
-one's own back-off only reacts after calls have been refused, the controllers' among them. So albgate holds
-all its executions together to a smaller rate of its own, ``rate_per_second`` with bursts of ``burst``
-calls, and leaves the rest of the bucket to the controllers and other callers.
+Job: decide whether albgate may make a Describe* call now, and if not, how long until it may. The ELB Describe*
+bucket (40 tokens, refilled at 10/s, per account and Region: docs/facts.md, ELB API throttling) is shared by every
+caller, the Load Balancer Controllers included: they register the very targets a rollout waits for. Fifty short
+rollouts started together ask for more than the refill (docs/benchmarks.md section 3), and each one's own back-off
+only reacts after calls have been refused, the controllers' among them. So albgate holds all its executions together
+to a smaller rate of its own, ``rate_per_second`` with bursts of ``burst`` calls, and leaves the rest of the bucket
+to the controllers and other callers.
 
 How: the generic cell rate algorithm (GCRA), a token bucket kept as one number, the theoretical arrival time
 ``tat`` of the next call at the steady rate. A call of ``tokens`` may go at ``now`` if the bucket, after it,
@@ -26,13 +26,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The share albgate takes by default: 4.5 calls/s with bursts of 30, of the bucket's 10/s and 40 (FACTS.md).
-# The rest is left to the controllers (0.115 tokens/s per rollout of the seed's app: 5.75/s for fifty) and to
-# other callers. Chosen by replaying concurrent rollouts started within 10 s (docs/benchmarks.md section 3):
-# with 4.5/s, fifty short rollouts throttle no call even while other callers take 2 calls/s; 5/s lets calls
-# be throttled then, and 6/s as soon as anybody else polls. The price: from about 25 short rollouts at once,
-# some wait for their turn and are more than 10 % slower. A single rollout asks well under 1 call/s and
-# never waits.
+# The share albgate takes by default: 4.5 calls/s with bursts of 30, of the bucket's 10/s and 40 (docs/facts.md, ELB
+# API throttling). The rest is left to the controllers (0.115 tokens/s per rollout of the example app: 5.75/s for
+# fifty) and to other callers. Chosen by replaying concurrent rollouts started within 10 s (docs/benchmarks.md
+# section 3): with 4.5/s, fifty short rollouts throttle no call even while other callers take 2 calls/s; 5/s lets
+# calls be throttled then, and 6/s as soon as anybody else polls. The price: from about 25 short rollouts at once,
+# some wait for their turn and are more than 10 % slower. A single rollout asks well under 1 call/s and never waits.
 DEFAULT_RATE_PER_SECOND = 4.5
 DEFAULT_BURST = 30
 

@@ -1,10 +1,10 @@
 """The two error families albgate raises, named once.
 
 Invariant: every exception that leaves a handler is one of the leaf classes below. Step Functions sees the
-exception's class name as the error name (FACTS.md, Step Functions), so these names are a contract with the
-state machine's Retry and Catch clauses; ``tests/infrastructure`` checks that the synthesized definition
-names exactly these classes. Step Functions matches names exactly, not by inheritance, hence the helpers that
-list the leaf names of each family.
+exception's class name as the error name (docs/facts.md, Step Functions error names), so these names are a contract
+with the state machine's Retry and Catch clauses; ``tests/infrastructure`` checks that the synthesized definition
+names exactly these classes. Step Functions matches names exactly, not by inheritance, hence the helpers that list
+the leaf names of each family.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The two decisions of a step: may old pods go (the health gate), and have they gone (the drain check).
 
-Invariant: the gate passes only with at least the step's number of new pods whose target is ``healthy`` in
-EVERY target group; ``initial`` (registered, no check passed) never counts (Argo Rollouts' registration-only
-check is the bug this avoids, FACTS.md Peers). A new target ``unhealthy``, a crash-looping new pod or a passed
-deadline fails the step. Decisions are data (``PASSED | WAITING | FAILED`` with counts), never exceptions.
-Both functions are pure: the caller reads the cluster and the target groups and hands the snapshots in.
+Invariant: the gate passes only with at least the step's number of new pods whose target is ``healthy`` in EVERY
+target group; ``initial`` (registered, no check passed) never counts (Argo Rollouts' registration-only check is the
+bug this avoids: docs/facts.md, Argo Rollouts target group verification). A new target ``unhealthy``, a
+crash-looping new pod or a passed deadline fails the step. Decisions are data (``PASSED | WAITING | FAILED`` with
+counts), never exceptions. Both functions are pure: the caller reads the cluster and the target groups and hands the
+snapshots in.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ class GateResult:
 def pods_needing_targets(candidates: list[Pod], needed: int) -> bool:
     """True when enough candidates are ContainersReady for DescribeTargetHealth to be worth a call.
 
-    The controller registers a pod only once it is ContainersReady (FACTS.md), so before that no target can be
-    healthy and polling ELB would only spend the account's shared Describe* tokens.
+    The controller registers a pod only once it is ContainersReady (docs/facts.md, Load Balancer Controller:
+    registration and timing), so before that no target can be healthy and polling ELB would only spend the account's
+    shared Describe* tokens.
     """
     return needed > 0 and sum(1 for p in candidates if p.containers_ready and p.ip) >= needed
 

@@ -1,9 +1,9 @@
 """The gate keeper: opens albgate's readiness gate on pods created outside a rollout (scale-ups, evictions).
 
-Once a Deployment has been rolled by albgate its template carries the ``albgate.io/target-healthy`` gate, so
-every pod the ReplicaSet creates later (an autoscaler scaling up, a node drained) waits for it. Outside a
-rollout nobody else opens it; this does, with the same rule as the controller's own gate (FACTS.md: True only
-when the target is ``healthy``), in every target group.
+Once a Deployment has been rolled by albgate its template carries the ``albgate.io/target-healthy`` gate, so every
+pod the ReplicaSet creates later (an autoscaler scaling up, a node drained) waits for it. Outside a rollout nobody
+else opens it; this does, with the same rule as the controller's own gate (docs/facts.md, Load Balancer Controller:
+readiness gate: True only when the target is ``healthy``), in every target group.
 
 Invariant: it never touches a Deployment that a live rollout holds (``ROLLOUT_ANNOTATION`` with a deadline in
 the future): there the state machine alone decides which pods may turn Ready. It opens a gate only on a pod

@@ -1,11 +1,12 @@
 """The ALB health check albgate's bootstrap writes for an app, and the controller's defaults it replaces.
 
 Invariant: a new target needs one passed check to turn healthy and an unhealthy one needs HealthyThresholdCount
-passes (FACTS.md), so the interval bounds how fast any gate can see a pod become serving, and a gate may not poll
-faster than it. The controller writes interval 15 s, timeout 5 s, thresholds 2/2 (FACTS.md); albgate writes the
-ALB's shortest interval (5 s, range 5-300 s) with a timeout below it, so each step waits seconds, not tens of
-seconds, for the first check, and a broken version is seen after 2 x 5 s instead of 2 x 15 s. The cost is three
-times the health-check requests per target, a few per second for a whole Deployment.
+passes (docs/facts.md, ALB target health), so the interval bounds how fast any gate can see a pod become serving,
+and a gate may not poll faster than it. The controller writes interval 15 s, timeout 5 s, thresholds 2/2
+(docs/facts.md, Service annotations override the Ingress's); albgate writes the ALB's shortest interval (5 s, range
+5-300 s) with a timeout below it, so each step waits seconds, not tens of seconds, for the first check, and a broken
+version is seen after 2 x 5 s instead of 2 x 15 s. The cost is three times the health-check requests per target, a
+few per second for a whole Deployment.
 
 The current values are read as the controller reads them, the backend Service's annotation over the Ingress's
 (``lambdas/domain/lbc_annotations.py``), and a new value goes where it takes effect: on the Service when the

@@ -5,15 +5,17 @@ cluster), then return hardened copies and the list of every change made, each wi
 
 - IP targets (``alb.ingress.kubernetes.io/target-type: ip``). An explicit ``instance`` on a gated app is refused:
   with instance targets the ALB sends traffic to nodes, not pods, so neither the controller's readiness gate
-  (docs/deploy/pod_readiness_gate.md, FACTS.md) nor albgate's can tie a pod to its target.
-- ``maxUnavailable: 0`` (RollingUpdate): an old pod may only go for a new *available* one (FACTS.md, Deployment
-  controller).
+  (docs/facts.md, Load Balancer Controller: readiness gate) nor albgate's can tie a pod to its target.
+- ``maxUnavailable: 0`` (RollingUpdate): an old pod may only go for a new *available* one (docs/facts.md,
+  Kubernetes Deployment controller).
 - a preStop drain on every container: the native ``sleep`` action where the cluster has it (beta and on by
-  default from 1.30, FACTS.md), else ``exec: sleep N``; the ALB keeps sending new requests for some seconds
-  after deregistration starts (FACTS.md: ~10 s reported, 25 s enough).
+  default from 1.30: docs/facts.md, Pod readiness and termination), else ``exec: sleep N``; the ALB keeps
+  sending new requests for some seconds after deregistration starts (docs/facts.md, Deregistration and
+  draining: ~10 s reported, 25 s enough).
 - ``terminationGracePeriodSeconds`` >= preStop + the longest request: preStop runs *inside* the grace period
-  (FACTS.md, Termination).
-- a deregistration delay >= the longest request: when it expires, requests in flight are dropped (FACTS.md).
+  (docs/facts.md, Pod readiness and termination).
+- a deregistration delay >= the longest request: when it expires, requests in flight are dropped
+  (docs/facts.md, Deregistration and draining).
 - an explicit health-check interval annotation (above the check timeout), so albgate's poll timing and the
   time to a new target's first passing check are known values.
 
@@ -58,7 +60,8 @@ INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 DEFAULT_TARGET_TYPE = str(lbc.DEFAULTS[TARGET_TYPE])
 DEFAULT_HC_INTERVAL_SECONDS = int(lbc.DEFAULTS[HC_INTERVAL])
 DEFAULT_HC_TIMEOUT_SECONDS = int(lbc.DEFAULTS[HC_TIMEOUT])
-DEFAULT_GRACE_SECONDS = 30  # Kubernetes default terminationGracePeriodSeconds (FACTS.md)
+# Kubernetes default terminationGracePeriodSeconds (docs/facts.md, Pod readiness and termination)
+DEFAULT_GRACE_SECONDS = 30
 # Kubernetes core/v1 Service names are DNS-1035 labels: they start with a letter.
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _PERCENT = re.compile(r"^[0-9]{1,3}%$")
@@ -80,10 +83,12 @@ class HardeningPolicy:
 
     pre_stop_seconds: int = 30
     max_request_seconds: int = 30
-    # 10 s: half the controller's 15 s default, still above its 5 s check timeout (FACTS.md). A new target
-    # needs one passing check, so this halves the wait for it; an existing annotation at or below it is kept.
+    # 10 s: half the controller's 15 s default, still above its 5 s check timeout (docs/facts.md, Service
+    # annotations override the Ingress's). A new target needs one passing check, so this halves the wait for it; an
+    # existing annotation at or below it is kept.
     health_check_interval_seconds: int = 10
-    native_sleep: bool = True  # cluster >= 1.30 (FACTS.md: PodLifecycleSleepAction beta, on by default)
+    # cluster >= 1.30 (docs/facts.md, Pod readiness and termination: PodLifecycleSleepAction beta, on by default)
+    native_sleep: bool = True
     gated: bool = True  # the app is rolled behind readiness gates (instance targets are refused)
     harden: bool = True  # False: change nothing, report the would-be changes as findings
 
@@ -398,7 +403,8 @@ def _validate_target_group_annotations(key: str, annotations: dict[str, Any]) ->
 # Hardening
 # ---------------------------------------------------------------------------------------------------------
 def _resolve(value: int | str | None, replicas: int, *, round_up: bool, default: str = "25%") -> int:
-    """maxSurge/maxUnavailable as Kubernetes resolves them; unset means the 25 % default (FACTS.md)."""
+    """maxSurge/maxUnavailable as Kubernetes resolves them; unset means the 25 % default (docs/facts.md,
+    Kubernetes Deployment controller)."""
     return resolve_int_or_percent(default if value is None else value, replicas, round_up=round_up)
 
 

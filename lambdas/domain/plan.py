@@ -1,8 +1,8 @@
 """The step plan: how many pods run the new version after each step of a rollout.
 
 Invariant: the plan is strictly increasing, every entry is between 1 and ``replicas``, and the last entry is
-``replicas``. Percent steps round up (as Kubernetes rounds maxSurge, FACTS.md) so that a step never asks for
-zero new pods; steps that round to the same count are merged.
+``replicas``. Percent steps round up (as Kubernetes rounds maxSurge: docs/facts.md, Kubernetes Deployment
+controller) so that a step never asks for zero new pods; steps that round to the same count are merged.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """How long to wait before looking again: never faster than a target group can change, with jitter.
 
 Invariant: a wait before a DescribeTargetHealth call that asks about health is at least the target group's
-health-check interval (a target's health changes at most once per check, FACTS.md ALB target groups), longer
+health-check interval (a target's health changes at most once per check: docs/facts.md, ALB target health), longer
 while the load balancer is still registering every target the gate waits for; a wait before asking whether a
 draining target has left is a third of it (at least 5 s), since draining ends with the last in-flight request
 rather than at a check. Waits are whole seconds (a Wait state's SecondsPath).
@@ -25,8 +25,9 @@ JITTER = 0.2
 # While new pods are still starting, or the Deployment controller has yet to act, only the Kubernetes API is
 # read (no Describe* token is spent); the controller reacts within a second, pods start in seconds.
 POD_START_POLL_SECONDS = 3
-# A draining target leaves when its last in-flight request ends or the deregistration delay expires (FACTS.md),
-# not at a health check, so the drain is polled a few times per interval (at least every 5 s apart).
+# A draining target leaves when its last in-flight request ends or the deregistration delay expires (docs/facts.md,
+# Deregistration and draining), not at a health check, so the drain is polled a few times per interval (at least
+# every 5 s apart).
 DRAIN_POLLS_PER_INTERVAL = 3
 MIN_DRAIN_POLL_SECONDS = 5
 # A pod the scheduler cannot place (PodScheduled=False, Unschedulable) waits for room on a node, which a node
@@ -36,11 +37,11 @@ MIN_DRAIN_POLL_SECONDS = 5
 UNSCHEDULABLE_POLL_SECONDS = 15
 THROTTLE_CAP_SECONDS = 120
 # While the load balancer is still registering every target a step waits for (`initial`,
-# Elb.RegistrationInProgress), no health check has run on them and none will until registration ends: seconds
-# on most ALBs, minutes on some (FACTS.md: 3-5 min reported for NLB IP targets). So the longer registration has
-# already taken, the less often the gate looks: after e seconds of it, every max(interval, e / 10) seconds,
-# capped at 30. A look then comes about a tenth of the time already spent registering (plus jitter) after the
-# targets could first have turned healthy, and a 4-minute registration costs about 25 looks instead of 45.
+# Elb.RegistrationInProgress), no health check has run on them and none will until registration ends: seconds on
+# most ALBs, minutes on some (docs/facts.md, ALB target health: 3-5 min reported for NLB IP targets). So the longer
+# registration has already taken, the less often the gate looks: after e seconds of it, every max(interval, e / 10)
+# seconds, capped at 30. A look then comes about a tenth of the time already spent registering (plus jitter) after
+# the targets could first have turned healthy, and a 4-minute registration costs about 25 looks instead of 45.
 REGISTRATION_POLL_FRACTION = 0.1
 REGISTRATION_POLL_CAP_SECONDS = 30
 

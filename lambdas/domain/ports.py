@@ -20,9 +20,10 @@ from lambdas.domain.budget import UnlimitedBudget
 ALBGATE_GATE = "albgate.io/target-healthy"
 
 # Prefix of the Load Balancer Controller's gates: target-health.elbv2.k8s.aws/<targetgroupbinding-name>
-# (FACTS.md, docs/deploy/pod_readiness_gate.md).
+# (docs/facts.md, Load Balancer Controller: readiness gate).
 LBC_GATE_PREFIX = "target-health.elbv2.k8s.aws/"
-# Namespace label that makes the controller's webhook inject its gates (FACTS.md).
+# Namespace label that makes the controller's webhook inject its gates (docs/facts.md, Load Balancer Controller:
+# readiness gate).
 INJECT_LABEL = "elbv2.k8s.aws/pod-readiness-gate-inject"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 
@@ -42,7 +43,7 @@ class Container:
 class PodTemplate:
     containers: tuple[Container, ...]
     readiness_gates: tuple[str, ...] = ()
-    termination_grace_period_seconds: int = 30  # Kubernetes default (FACTS.md)
+    termination_grace_period_seconds: int = 30  # Kubernetes default (docs/facts.md, Pod readiness and termination)
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
 
@@ -227,7 +228,7 @@ class KubernetesPort(Protocol):
 # ---------------------------------------------------------------------------------------------------------
 # ELBv2
 # ---------------------------------------------------------------------------------------------------------
-# DescribeTargetHealth states (FACTS.md, ALB target groups).
+# DescribeTargetHealth states (docs/facts.md, ALB target health).
 INITIAL, HEALTHY, UNHEALTHY, UNUSED, DRAINING, UNAVAILABLE = (
     "initial",
     "healthy",

@@ -1,12 +1,12 @@
 """The preflight report: every zero-downtime risk a cluster shows right now, each with its fix.
 
-Job: read the cluster (through ``BootstrapKubernetesPort``) and the target groups (``ElbPort``) and list, for
-the controller and for each configured namespace and application: the controller missing, old or not
-available; its pod webhook missing, without endpoints, or with ``failurePolicy: Ignore`` (FACTS.md: pods are
-then created with no gate while the webhook is down); a namespace without the inject label; pods without the
-controller's gate; instance targets; target groups not attached to a listener (#3753: never healthy);
-``maxUnavailable`` above 0; containers without a preStop drain; a grace period shorter than preStop plus the
-longest request; a deregistration delay shorter than the longest request.
+Job: read the cluster (through ``BootstrapKubernetesPort``) and the target groups (``ElbPort``) and list, for the
+controller and for each configured namespace and application: the controller missing, old or not available; its pod
+webhook missing, without endpoints, or with ``failurePolicy: Ignore`` (docs/facts.md, Load Balancer Controller:
+readiness gate: pods are then created with no gate while the webhook is down); a namespace without the inject label;
+pods without the controller's gate; instance targets; target groups not attached to a listener (#3753: never
+healthy); ``maxUnavailable`` above 0; containers without a preStop drain; a grace period shorter than preStop plus
+the longest request; a deregistration delay shorter than the longest request.
 
 Invariant: reads only, never changes anything, and never stops at the first problem: a check that cannot
 run (a missing Deployment, a missing Service) becomes a risk itself and the others still run. Throttling and

@@ -1,11 +1,12 @@
-"""The bootstrap state machine: the seed's manual steps as one execution that can be run and re-run safely.
+"""The bootstrap state machine: the controller's manual install steps as one execution that can be run and
+re-run safely.
 
 Order (why): validate everything first (a bad input changes nothing) -> install the controller and wait until
 it really works -> label the namespaces -> apply Services and Ingresses -> wait until the controller has bound
 them to IP target groups and its webhook injects the gate into a dry-run pod -> only then apply the
-Deployments (the gate is injected only at pod CREATE, FACTS.md) -> wait for them to settle -> re-create the
-pods still without a gate through albgate's gated rollout (``kind: restart``, one Deployment at a time,
-never a bulk delete) -> end with the preflight report.
+Deployments (the gate is injected only at pod CREATE: docs/facts.md, Load Balancer Controller: readiness gate)
+-> wait for them to settle -> re-create the pods still without a gate through albgate's gated rollout
+(``kind: restart``, one Deployment at a time, never a bulk delete) -> end with the preflight report.
 
 Invariant: every wait loop is bounded by a deadline its handler checks (it then answers FAILED) and ends in an
 explicit Fail with an error and a cause a person can act on; every Lambda task retries exactly the retryable
@@ -164,7 +165,8 @@ class BootstrapWorkflow(Construct):
                           "Deployment available, webhook failurePolicy as installed, webhook Service endpoints ready"),
             question="Controller Working?",
             wait_name="Wait For Controller",
-            wait_comment="Controller pods start and elect a leader (15 s to 2 min, FACTS.md)",
+            wait_comment="Controller pods start and elect a leader (15 s to 2 min: docs/facts.md, Load Balancer "
+                         "Controller: registration and timing)",
             key="controller",
             failure_error="ControllerNotWorking",
             on_failure=failed,
@@ -235,7 +237,8 @@ class BootstrapWorkflow(Construct):
         restarts = sfn.Map(
             self,
             "Restart Pods Born Before The Label",
-            comment="One Deployment at a time: the restarts share the account's Describe* bucket (FACTS.md)",
+            comment="One Deployment at a time: the restarts share the account's Describe* bucket (docs/facts.md, "
+                    "ELB API throttling)",
             items_path="$.restarts",
             max_concurrency=1,
             result_path="$.restart_results",

@@ -1,7 +1,8 @@
 """The AWS Load Balancer Controller's IAM policy for the pinned version, and its service account's identity.
 
 Job: ``lbc_policy_document`` writes the controller's documented policy (docs/install/iam_policy.json of the
-pinned version; FACTS.md: unchanged from v2.13.0 through v3.5.0, 16 Allow statements) for a partition;
+pinned version; docs/facts.md, Load Balancer Controller: install: unchanged from v2.13.0 through v3.5.0, 16
+Allow statements) for a partition;
 ``LbcIdentity`` creates that managed policy, a role for it, and binds the role to the controller's service
 account ``kube-system/aws-load-balancer-controller``: an EKS Pod Identity association
 (``AWS::EKS::PodIdentityAssociation``) by default, IRSA (a web-identity trust on the cluster's OIDC provider,

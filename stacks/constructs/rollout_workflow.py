@@ -54,15 +54,15 @@ RETRY_MAX_ATTEMPTS = 5
 RETRY_BACKOFF = 2.0
 
 # Throttling is different from the other transient errors: the account's Describe* bucket (40 tokens, 10/s) is
-# shared by every rollout and the Load Balancer Controller (FACTS.md, "API throttling"), so when it runs dry many
-# executions are throttled at the same moment (an ECR push starts one rollout per Deployment at once). Retrying
-# them all after the same 2, 4, 8 ... s keeps them in lock-step; full jitter (a delay drawn uniformly from 0 to
-# the backoff) spreads them out, the cap keeps each wait at most a minute, and more attempts keep trying for a
-# while. A throttled task has changed nothing (Preflight only reads; every other handler is idempotent), so
-# waiting is safe: an overloaded account makes a new rollout wait at Preflight instead of refusing it. What it
-# costs is a state transition per retry. Worst case, every draw at its maximum: 2+4+8+16+32 s, then 60 s per
-# attempt, about 16 minutes for 20 retries (about 8 on average), the order of a step's 900 s deadline.
-# Measured with the Describe* replay of bench/bench_cost.py (docs/benchmarks.md, "Concurrent rollouts").
+# shared by every rollout and the Load Balancer Controller (docs/facts.md, "ELB API throttling"), so when it runs
+# dry many executions are throttled at the same moment (an ECR push starts one rollout per Deployment at once).
+# Retrying them all after the same 2, 4, 8 ... s keeps them in lock-step; full jitter (a delay drawn uniformly from
+# 0 to the backoff) spreads them out, the cap keeps each wait at most a minute, and more attempts keep trying for a
+# while. A throttled task has changed nothing (Preflight only reads; every other handler is idempotent), so waiting
+# is safe: an overloaded account makes a new rollout wait at Preflight instead of refusing it. What it costs is a
+# state transition per retry. Worst case, every draw at its maximum: 2+4+8+16+32 s, then 60 s per attempt, about 16
+# minutes for 20 retries (about 8 on average), the order of a step's 900 s deadline. Measured with the Describe*
+# replay of bench/bench_cost.py (docs/benchmarks.md, "Concurrent rollouts").
 THROTTLE_ERRORS = ["ThrottledError", "Lambda.TooManyRequestsException"]
 THROTTLE_RETRY_INTERVAL = Duration.seconds(2)
 THROTTLE_RETRY_BACKOFF = 2.0

@@ -1,4 +1,5 @@
-"""EKS bearer token: shape, what is signed, and the window it is handed out for (FACTS.md, EKS API from a Lambda)."""
+"""EKS bearer token: shape, what is signed, and the window it is handed out for (docs/facts.md, EKS bearer
+token)."""
 
 from __future__ import annotations
 

@@ -92,7 +92,8 @@ def test_missing_deregistration_attribute_falls_back_to_the_elb_default() -> Non
     # When it is described
     with stub:
         tg = adapter.describe_target_group(TG_ARN)
-    # Then the ELB default (300 s) and the LBC's health check defaults stand in (FACTS.md)
+    # Then the ELB default (300 s) and the LBC's health check defaults stand in (docs/facts.md, Service annotations
+    # override the Ingress's)
     assert tg.deregistration_delay_seconds == 300
     assert (tg.health_check_interval_seconds, tg.healthy_threshold, tg.load_balancer_arns) == (15, 2, ())
 

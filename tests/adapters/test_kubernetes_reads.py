@@ -257,7 +257,8 @@ def test_services(apiserver: FakeApiServer, kube: KubernetesAdapter) -> None:
 
 
 def test_ingresses(apiserver: FakeApiServer, kube: KubernetesAdapter) -> None:
-    # Given the seed's ALB Ingress (class by field) and a legacy one (class by annotation) with a default backend
+    # Given the example app's ALB Ingress (class by field) and a legacy one (class by annotation) with a default
+    # backend
     apiserver.put(
         "ingresses",
         k8s.ingress(
@@ -316,7 +317,7 @@ def test_ingresses(apiserver: FakeApiServer, kube: KubernetesAdapter) -> None:
 
 
 def test_target_group_bindings_come_from_the_crd(apiserver: FakeApiServer, kube: KubernetesAdapter) -> None:
-    # Given a TargetGroupBinding made by the controller for the seed's Service
+    # Given a TargetGroupBinding made by the controller for the example app's Service
     arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/k8s-readines-nginxsvc/0123456789abcdef"
     apiserver.put(
         "targetgroupbindings",

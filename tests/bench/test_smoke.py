@@ -55,7 +55,7 @@ def test_speed_ratios_come_from_the_safety_runs(safety, out):
     assert s["over_lower_bound"]["n"] == len(succeeded)
     assert {"median", "p90", "max"} <= set(s["over_lower_bound"])
     assert {"over_hardened-readiness-gate", "over_readiness-gate", "over_ideal-poller"} <= set(s)
-    # And the ideal poller's own ratio, and how many seeds of each exceed issue 4's 1.25
+    # And the ideal poller's own ratio, and how many seeds of each exceed the 1.25x speed target
     ideal = [r for r in safety[0]["runs"] if r["strategy"] == "ideal-poller" and r["outcome"] == "succeeded"]
     assert s["ideal_over_lower_bound"]["n"] == len(ideal) == 2
     assert s["seeds_over_target"] == sum(1 for r in succeeded if r["rollout_seconds"] > 1.25 * r["lower_bound_seconds"])

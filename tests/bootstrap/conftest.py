@@ -63,7 +63,7 @@ def app_request(namespace: str = "shop", name: str = "web", **request: Any) -> d
 
 
 def world(lbc: SimController | None = None, /, **sections: Any) -> tuple[Simulation, SimBootstrapKubernetes, SimHelm]:
-    """The seed's app (scenario defaults, namespace `readiness` unlabelled) at its steady state, no traffic."""
+    """The example app (scenario defaults, namespace `readiness` unlabelled) at its steady state, no traffic."""
     sc = parse_scenario({"name": "bootstrap", "traffic": {"rate_per_second": 0}, **sections})
     sim = Simulation(sc)
     sim.run_until(sim.rollout_start)

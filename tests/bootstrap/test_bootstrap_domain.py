@@ -19,7 +19,8 @@ def test_helm_values_are_the_recipe_plus_the_zero_downtime_settings() -> None:
     # Given the default controller settings with Region and VPC
     # When the values are rendered
     values = b.helm_values("my-cluster", SETTINGS)
-    # Then they carry the install recipe and the webhook/backoff hardening (FACTS.md)
+    # Then they carry the install recipe and the webhook/backoff hardening (docs/facts.md, Load Balancer
+    # Controller: install)
     assert values["clusterName"] == "my-cluster"
     assert values["serviceAccount"] == {"create": False, "name": "aws-load-balancer-controller"}
     assert values["region"] == "us-east-1" and values["vpcId"] == "vpc-0123456789abcdef0"

@@ -1,5 +1,5 @@
 """The bootstrap end to end on the simulated cluster, through the real handlers, in the state machine's order:
-from a cluster without the controller and an empty namespace to the seed's app serving through the ALB; then a
+from a cluster without the controller and an empty namespace to the example app serving through the ALB; then a
 second run that changes nothing."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _quiet_powertools():
         yield
 
 NAMESPACE = "shop"
-# The seed's app (seeds/000): nginx-app behind nginx-svc and the ALB Ingress myapp-ingress, target-type ip.
+# The example app: nginx-app behind nginx-svc and the ALB Ingress myapp-ingress, target-type ip.
 SEED_INPUT = {
     "cluster": CLUSTER,
     "controller": {"region": "us-east-1", "vpc_id": "vpc-0123456789abcdef0"},

@@ -20,7 +20,7 @@ def state_for(request: dict) -> dict:
 @pytest.mark.parametrize(("existing", "action"), [("readiness", "configured"), ("brand-new", "created")],
                          ids=["existing-namespace-labelled", "missing-namespace-created-labelled"])
 def test_namespaces_are_labelled_once(existing: str, action: str) -> None:
-    # Given a cluster (the seed's namespace `readiness` exists, unlabelled)
+    # Given a cluster (the example app's namespace `readiness` exists, unlabelled)
     sim, kube, _ = world()
     state = state_for({"cluster": CLUSTER, "namespaces": [existing]})
     # When the namespaces are labelled twice
@@ -46,7 +46,7 @@ def test_the_controller_namespace_and_kube_system_are_never_labelled(namespace: 
 
 
 def test_pods_born_before_the_label_become_gated_restart_inputs() -> None:
-    # Given the seed's app running unlabelled, with the controller installed
+    # Given the example app running unlabelled, with the controller installed
     sim, kube, _ = world()
     state = state_for({"cluster": CLUSTER, "applications": [SEED_APP]})
     # When its namespace is labelled and the pods are checked

@@ -77,7 +77,7 @@ def test_each_rule_makes_its_change(given: dict, expected: dict) -> None:
 
 
 def test_every_change_is_in_the_returned_manifests() -> None:
-    # Given the seed-like app
+    # Given an app like the example app
     # When hardened
     r = run()
     # Then the hardened manifests carry what the changes say

@@ -111,7 +111,7 @@ def test_the_report_reads_only() -> None:
 
 
 def test_text_and_exit_code_for_the_command() -> None:
-    # Given the seed app as is / When the command's report runs
+    # Given the example app as is / When the command's report runs
     sim, kube, _ = world()
     text, code = run_report(kube, sim.elb, {"cluster": CLUSTER, "applications": [SEED]})
     # Then it prints each risk with its fix, and exits 1

@@ -1,6 +1,6 @@
 """The synthesized bootstrap state machine itself (not the handlers called in order by a test) executed by moto's
 Step Functions interpreter (``albgate.sfn_local``), every Lambda task dispatched to the real handler, against the
-simulated cluster: from a cluster without the controller to the seed's app serving, then a re-run that changes
+simulated cluster: from a cluster without the controller to the example app serving, then a re-run that changes
 nothing. Waits advance the simulation's virtual clock."""
 
 from __future__ import annotations

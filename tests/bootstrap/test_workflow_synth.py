@@ -40,7 +40,8 @@ def synthesized() -> dict[str, Any]:
     LbcIdentity(stack, "Irsa", cluster_name="c1", oidc_provider_arn=OIDC)
     Aspects.of(app).add(AwsSolutionsChecks())
     template = app.synth().get_stack_by_name("Boot").template
-    # cdk-nag findings on what this issue adds (the dummy functions stand in for AlbgateFunction, which has its own)
+    # cdk-nag findings on the bootstrap constructs (the dummy functions stand in for AlbgateFunction, which has its
+    # own)
     findings = [f"{e.id}: {e.entry.data}" for e in
                 Annotations.from_stack(stack).find_error("*", Match.string_like_regexp(".*"))
                 if "/Bootstrap/" in e.id or "/PodIdentity/" in e.id or "/Irsa/" in e.id]
@@ -138,7 +139,8 @@ def by_type(template: dict, rtype: str) -> list[dict]:
 def test_the_policy_is_the_documented_one_for_the_pinned_version(synthesized) -> None:
     from stacks.constructs.lbc_iam import policy_statements
 
-    # Given the statements / Then 16 Allow statements, ~80 actions (FACTS.md), conditions on the cluster tag
+    # Given the statements / Then 16 Allow statements, ~80 actions (86 at v3.5.0: docs/facts.md, Load Balancer
+    # Controller: install), conditions on the cluster tag
     statements = policy_statements("aws")
     actions = [a for s in statements for a in s["Action"]]
     assert len(statements) == 16 and all(s["Effect"] == "Allow" for s in statements)

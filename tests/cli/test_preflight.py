@@ -12,7 +12,7 @@ from albgate.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_APP = str(ROOT / "scenarios" / "seed-app.yaml")
-# The seed's app with no risk left: hardened, namespace labelled before its pods, webhook failurePolicy Fail.
+# The example app with no risk left: hardened, namespace labelled before its pods, webhook failurePolicy Fail.
 CLEAN = """\
 name: clean
 traffic: {rate_per_second: 0}
@@ -24,7 +24,7 @@ APP = ["--namespace", "readiness", "--deployment", "nginx-app"]
 
 
 def test_seed_app_risks_each_with_a_fix(capsys: pytest.CaptureFixture[str]) -> None:
-    # Given the seed's app as it is (namespace unlabelled, no preStop)
+    # Given the example app as it is (namespace unlabelled, no preStop)
     # When the report runs on its simulated cluster
     code = main(["preflight", "--simulate", SEED_APP, *APP])
     # Then it exits 1 and prints each risk followed by its fix

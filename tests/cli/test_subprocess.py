@@ -98,7 +98,7 @@ def test_watch_in_a_process_with_json_ends_with_the_summary(moto_server):
 
 
 def test_preflight_in_a_process_reports_the_seed_apps_risks_as_json(no_aws):
-    # Given the seed's app on the simulated cluster (no AWS needed) / When a user runs the report with --json
+    # Given the example app on the simulated cluster (no AWS needed) / When a user runs the report with --json
     seed_app = str(Path(__file__).resolve().parents[2] / "scenarios" / "seed-app.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proc = subprocess.run([ALBGATE, "preflight", "--simulate", seed_app, "--namespace", "readiness",

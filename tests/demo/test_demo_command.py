@@ -60,7 +60,7 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
 
 
 def test_the_table_lists_the_three_strategies_side_by_side(table_run):
-    # Given the seed's app, When `albgate demo` runs without --json
+    # Given the example app, When `albgate demo` runs without --json
     proc, _ = table_run
     header = next(line for line in proc.stdout.splitlines() if line.startswith("strategy"))
     # Then one header names the columns and one row per strategy follows, in the documented order
@@ -91,13 +91,13 @@ def test_progress_is_one_clean_line_per_rollout_when_stderr_is_not_a_terminal(ta
 
 
 def test_json_holds_the_three_results_and_albgate_drops_nothing(json_run):
-    # Given the seed's app, When `albgate demo --json` runs
+    # Given the example app, When `albgate demo --json` runs
     _, doc, _ = json_run
     results = doc["results"]
     # Then one object holds the three results, same scenario and seed
     assert set(results) == set(STRATEGIES)
     assert {r["seed"] for r in results.values()} == {doc["seed"]} and doc["scenario"] == "seed-app"
-    # And the seed's problem shows (kubernetes-default drops requests) while albgate drops none
+    # And the example app's problem shows (kubernetes-default drops requests) while albgate drops none
     assert results["kubernetes-default"]["failed_requests"] > 0
     assert results["albgate"]["failed_requests"] == 0
     assert results["albgate"]["outcome"] == "succeeded"

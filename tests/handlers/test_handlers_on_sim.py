@@ -226,7 +226,7 @@ def test_rollback_with_no_previous_pod_serving_returns_behind_the_gate(sim):
 
 
 def test_while_the_new_pods_cannot_be_scheduled_the_gate_looks_every_15_s(sim):
-    # Given the seed app whose new pods the scheduler cannot place (scenarios/pods-stuck-pending.yaml)
+    # Given the example app whose new pods the scheduler cannot place (scenarios/pods-stuck-pending.yaml)
     pending = Simulation(bootstrap_hardened(load_scenario(SEED_APP.parent / "pods-stuck-pending.yaml")))
     pending.run_until(pending.rollout_start)
     _runtime.use_ports(lambda cluster: pending.ports)
@@ -311,7 +311,8 @@ def test_a_rollback_drops_a_handed_over_drain(sim):
 
 
 def test_while_the_alb_registers_for_minutes_the_gate_looks_less_often():
-    # Given an ALB that takes 4 minutes to register a target (as reported for NLB IP targets, FACTS.md)
+    # Given an ALB that takes 4 minutes to register a target (as reported for NLB IP targets: docs/facts.md, ALB
+    # target health)
     sc = load_scenario(SEED_APP)
     sc = sc.model_copy(update={"alb": sc.alb.model_copy(update={"registration_seconds": (240.0, 240.0)})})
     sim = Simulation(bootstrap_hardened(sc))

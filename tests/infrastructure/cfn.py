@@ -21,7 +21,8 @@ PSEUDO = {
     "AWS::URLSuffix": "amazonaws.com",
 }
 
-# Placeholder ARN per resource type, named after the logical id (TOOLING.md: the moto runner uses the same shape).
+# Placeholder ARN per resource type, named after the logical id (albgate/sfn_local/extract.py gives the local runner's
+# functions the same shape).
 _ARN = {
     "AWS::Lambda::Function": "arn:aws:lambda:{r}:{a}:function:{id}",
     "AWS::StepFunctions::StateMachine": "arn:aws:states:{r}:{a}:stateMachine:{id}",

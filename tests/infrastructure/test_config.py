@@ -20,7 +20,7 @@ def test_example_file_and_cdk_json_carry_the_same_config(example_config):
 
 
 def test_example_is_the_seed_app(example_config):
-    # Given the shipped example / When it is parsed / Then it describes the seed's nginx app
+    # Given the shipped example / When it is parsed / Then it describes the example nginx app
     config = parse_config(example_config)
     (app,) = config.applications
     assert (app.namespace, app.deployment, app.replicas, app.service) == ("readiness", "nginx-app", 3, "nginx-svc")

@@ -1,7 +1,7 @@
 """The state machine's Retry and Catch clauses name exactly the error classes of lambdas/domain/errors.py.
 
-Step Functions matches error names exactly (FACTS.md, Step Functions), so a renamed or added exception class
-that the definition does not list would silently stop being retried or caught."""
+Step Functions matches error names exactly (docs/facts.md, Step Functions error names), so a renamed or added
+exception class that the definition does not list would silently stop being retried or caught."""
 
 from __future__ import annotations
 

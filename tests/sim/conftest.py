@@ -10,7 +10,7 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def scenario(**sections) -> Scenario:
-    """The seed's app (scenario defaults) with some sections changed."""
+    """The example app (scenario defaults) with some sections changed."""
     return parse_scenario({"name": "test", **sections})
 
 

@@ -1,4 +1,5 @@
-"""The simulated ALB answers DescribeTargetHealth and routes as ELBv2 does (FACTS.md, "ALB target groups")."""
+"""The simulated ALB answers DescribeTargetHealth and routes as ELBv2 does (docs/facts.md, "ALB target health"
+and "Deregistration and draining")."""
 
 from __future__ import annotations
 

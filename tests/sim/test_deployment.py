@@ -1,5 +1,5 @@
-"""The Deployment controller, ReplicaSets and pods follow the documented Kubernetes rules (FACTS.md,
-"Kubernetes Deployment controller")."""
+"""The Deployment controller, ReplicaSets and pods follow the documented Kubernetes rules (docs/facts.md,
+"Kubernetes Deployment controller" and "Pod readiness and termination")."""
 
 from __future__ import annotations
 

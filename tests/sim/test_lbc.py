@@ -1,5 +1,5 @@
-"""The Load Balancer Controller's webhook and reconciler follow its documented behaviour (FACTS.md,
-"AWS Load Balancer Controller" and "Load Balancer Controller details")."""
+"""The Load Balancer Controller's webhook and reconciler follow its documented behaviour (docs/facts.md,
+"Load Balancer Controller: readiness gate" and "Load Balancer Controller: registration and timing")."""
 
 from __future__ import annotations
 

@@ -77,5 +77,6 @@ def test_ingress_annotations_give_health_check_and_delay():
     }}})
     assert sc.ingress.health_check() == (10, 5, 3, 2)
     assert sc.ingress.deregistration_delay() == 45
-    assert parse_scenario({"name": "t"}).ingress.health_check() == (15, 5, 2, 2)  # LBC defaults (FACTS.md)
+    # LBC defaults (docs/facts.md, Service annotations override the Ingress's)
+    assert parse_scenario({"name": "t"}).ingress.health_check() == (15, 5, 2, 2)
     assert parse_scenario({"name": "t"}).ingress.deregistration_delay() == 300

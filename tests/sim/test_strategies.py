@@ -21,15 +21,16 @@ def test_builtin_strategies_are_registered():
 
 
 def test_kubernetes_default_drops_requests_on_the_seed_app():
-    # Given the seed's app and a plain rolling update / Then requests fail, the new pods Ready before the ALB has them
+    # Given the example app and a plain rolling update / Then requests fail, the new pods Ready before the ALB has
+    # them
     r = simulate(SEED_APP, "kubernetes-default", lower_bound=False)
     assert r.outcome == SUCCEEDED and r.final_image == "ikubernetes/myapp:v2"
     assert r.failed_requests > 100
 
 
 def test_readiness_gate_keeps_targets_but_old_pods_without_prestop_still_refuse():
-    # The seed's fix: no request finds the ALB without a ready target, yet pods without a preStop get SIGTERM
-    # while the ALB still sends them new requests (the deregistration lag)
+    # The controller's documented fix: no request finds the ALB without a ready target, yet pods without a preStop
+    # get SIGTERM while the ALB still sends them new requests (the deregistration lag)
     r = simulate(SEED_APP, "readiness-gate", lower_bound=False)
     assert r.outcome == SUCCEEDED
     assert set(r.failed_by_cause) == {"connection_refused_terminated"}
@@ -153,7 +154,7 @@ def test_the_oracle_deregisters_a_leaving_pods_target_at_once():
 
 @pytest.mark.parametrize("seed", [1, 7, 35])
 def test_the_ideal_poller_is_never_faster_than_the_oracle_and_at_most_one_look_per_step_slower(seed):
-    # Given the seed's app, three steps of one pod, its target group checked every 5 s
+    # Given the example app, three steps of one pod, its target group checked every 5 s
     prepared = strategies.bootstrap_hardened(SEED_APP)
     oracle = simulate(prepared, "oracle", seed, lower_bound=False)
     ideal = simulate(SEED_APP, "ideal-poller", seed)

@@ -101,7 +101,7 @@ def test_reserved_waiters_queue_behind_each_other():
 # ---------------------------------------------------------------------------------------------------------
 # BudgetSpec
 # ---------------------------------------------------------------------------------------------------------
-# The account's ELB Describe* bucket (FACTS.md API throttling): refilled at 10/s, 40 tokens.
+# The account's ELB Describe* bucket (docs/facts.md, ELB API throttling): refilled at 10/s, 40 tokens.
 ACCOUNT_RATE_PER_SECOND, ACCOUNT_BURST = 10.0, 40
 
 

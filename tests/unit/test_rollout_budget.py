@@ -3,7 +3,7 @@
 The harness is the simulated cluster and ALB (a fake that behaves) with the real use cases of
 ``lambdas/domain/rollout.py``; only the budget is replaced, by one that says "wait N s" on demand and records
 what it was asked. ELB calls are counted by the simulated ALB per caller, so "no DescribeTargetHealth call"
-means the load balancer saw none from albgate. The last test runs a whole rollout of the seed's app through
+means the load balancer saw none from albgate. The last test runs a whole rollout of the example app through
 the synthesized state machine with the default budget.
 """
 
@@ -114,7 +114,7 @@ PREFLIGHT_CASES = [
 
 @pytest.mark.parametrize("wait,wait_seconds", [c[1:] for c in PREFLIGHT_CASES], ids=[c[0] for c in PREFLIGHT_CASES])
 def test_preflight_books_its_turn_for_two_calls_per_target_group(world, wait, wait_seconds):
-    # Given the seed's app behind one TargetGroupBinding, and a budget that answers ``wait``
+    # Given the example app behind one TargetGroupBinding, and a budget that answers ``wait``
     world.budget.say(wait)
     now = world.ports.clock.now()
     # When Preflight runs
@@ -350,7 +350,7 @@ def test_one_rollout_of_the_seed_app_never_waits_for_the_default_budget(template
     # Given albgate's synthesized state machine (this session's synth) and the simulation's default budget
     use_template(template)
     monkeypatch.setattr(simulation_module, "LocalBudget", CountingBudget)
-    # When it rolls the seed's app alone
+    # When it rolls the example app alone
     sim, run = run_strategy(load_scenario(SEED_APP), "albgate")
     # Then it succeeds without ever being told to wait
     assert run.outcome == SUCCEEDED, run.detail
@@ -378,7 +378,7 @@ def test_a_rollout_started_in_a_crowded_account_waits_its_turns_in_the_state_mac
     # Given the synthesized state machine, and albgate's share booked by others for 40 s when the rollout starts
     use_template(template)
     monkeypatch.setattr(simulation_module, "LocalBudget", CrowdedBudget)
-    # When it rolls the seed's app
+    # When it rolls the example app
     sim, run = run_strategy(load_scenario(SEED_APP), "albgate")
     # Then Preflight went through `Wait For Describe Turn` (its payload carries the execution input back in),
     # and the rollout succeeded, dropping nothing

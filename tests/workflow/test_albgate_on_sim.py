@@ -1,8 +1,8 @@
 """albgate's synthesized rollout state machine, run by moto against the simulated cluster and ALB.
 
 The top of the pyramid: the template CDK synthesizes for this checkout, moto's interpreter, the real handlers
-and use cases, the simulated Kubernetes/controller/ALB with traffic. Each test states one behaviour the issue
-asks for: zero failed requests, the right outcome, bounded cost, and safety under retries and duplicates.
+and use cases, the simulated Kubernetes/controller/ALB with traffic. Each test states one behaviour albgate
+promises: zero failed requests, the right outcome, bounded cost, and safety under retries and duplicates.
 """
 
 from __future__ import annotations
@@ -63,11 +63,11 @@ def test_albgate_drops_nothing_and_ends_right(name, outcome, image):
 
 # A sample of the seeded variations; bench/bench_safety.py runs seeds 1-200 of every scenario (docs/benchmarks.md).
 SAMPLE_SEEDS = (7, 8)
-# The issue asks for at most 1.25x the oracle. That holds for the seed's app as shipped, and for the median and
-# p90 of every scenario over 200 seeds, but not for every seed of the short ones (worst about 1.3x: the gate
-# sees a target turn healthy up to one health-check interval late, three times per rollout, and the last
-# drain up to 6 s late; docs/benchmarks.md, section 2). So a single sampled seed is held to the measured
-# worst, with a margin, to catch regressions.
+# albgate's speed target is at most 1.25x the oracle. That holds for the example app as shipped, and for the median
+# and p90 of every scenario over 200 seeds, but not for every seed of the short ones (worst about 1.3x: the gate
+# sees a target turn healthy up to one health-check interval late, three times per rollout, and the last drain up to
+# 6 s late; docs/benchmarks.md, section 2). So a single sampled seed is held to the measured worst, with a margin,
+# to catch regressions.
 TARGET_RATIO, SAMPLE_RATIO_BOUND = 1.25, 1.4
 
 
@@ -111,7 +111,7 @@ def test_broken_image_fails_in_the_gate_and_the_cause_says_why():
 
 
 def test_describe_target_health_cost_is_bounded_by_the_poll_rule():
-    # Given the seed app (one target group, 15 s health checks, three steps)
+    # Given the example app (one target group, 15 s health checks, three steps)
     r = simulate(scenario("seed-app"), "albgate", lower_bound=False)
     # Then the calls are about one per interval while a gate waits, plus a few per drain: a handful per step
     assert 0 < r.describe_target_health_calls <= 3 * 8

@@ -38,7 +38,7 @@ Fault = Callable[[str, dict, Callable[[], Any]], Any]  # (function logical id, e
 
 @dataclass
 class Albgate:
-    """albgate's rollout state machine, open on one simulated world (the seed's app, hardened by bootstrap)."""
+    """albgate's rollout state machine, open on one simulated world (the example app, hardened by bootstrap)."""
 
     sim: Simulation
     machine: LocalStateMachine

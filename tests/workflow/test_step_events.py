@@ -1,5 +1,5 @@
 """`Rollout Step Passed` events: the synthesized state machine itself publishes one per passed step on albgate's
-event bus (issue 6), run by moto against the simulated cluster; a queue subscribed to the bus reads them."""
+event bus, run by moto against the simulated cluster; a queue subscribed to the bus reads them."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def rollout_with_a_subscriber(scenario: str) -> tuple[str, list[dict]]:
 
 
 def test_every_passed_step_is_announced_with_the_execution_and_its_console_link():
-    # Given the seed app rolled by the deployed state machine, a queue subscribed to albgate's step events
+    # Given the example app rolled by the deployed state machine, a queue subscribed to albgate's step events
     status, received = rollout_with_a_subscriber("seed-app.yaml")
     # Then the rollout succeeded and each of its 3 steps was announced once, in order
     assert status == "SUCCEEDED"
