@@ -14,6 +14,7 @@ Where the config comes from (first match wins):
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,10 +23,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND
+from lambdas.domain.limits import MAX_APPLICATIONS_PER_CLUSTER, drain_deadline_seconds
 
 # Kubernetes name rules are the lead's contract in lambdas/domain/models.py: reuse them so the CDK config and a
 # rollout request accept exactly the same names.
 from lambdas.domain.models import DNS1123_LABEL, DNS1123_SUBDOMAIN, RolloutPolicy
+from lambdas.domain.rollout import limit_problems
 
 CONTEXT_KEY = "albgate"
 CONTEXT_FILE_KEY = "albgate_config"
@@ -295,6 +298,18 @@ class AlbgateConfig(_Strict):
                 problems.append((f"applications.{i}", f"{'/'.join(key)} is listed twice; keep one entry"))
             seen_apps.add(key)
         for i, name in enumerate(names):
+            count = sum(1 for a in self.applications if a.cluster == name)
+            if count > MAX_APPLICATIONS_PER_CLUSTER:
+                problems.append(
+                    (
+                        f"clusters.{i}",
+                        f"{name!r} has {count} applications; albgate takes at most {MAX_APPLICATIONS_PER_CLUSTER} "
+                        "per cluster (the bootstrap carries every one of them in each state, and Step Functions "
+                        "keeps at most 256 KB per state, docs/rollout.md, Limits): split them over two stacks",
+                    )
+                )
+        problems.extend(("rollout_policy", p) for p in self.policy_limit_problems())
+        for i, name in enumerate(names):
             if not self.namespaces(name):
                 problems.append(
                     (
@@ -307,6 +322,21 @@ class AlbgateConfig(_Strict):
             # A ValueError here reaches the reader as one message; keep each problem's own field path in it.
             raise ValueError(" | ".join(f"{loc}: {msg}" for loc, msg in problems))
         return self
+
+    def policy_limit_problems(self) -> list[str]:
+        """Whether ``rollout_policy``, every triggered rollout's policy, fits one execution's history and
+        timeout (``lambdas.domain.rollout.limit_problems``) for the largest plan it can make here: as many
+        steps as it lists, or with batch_size, as the largest known ``replicas`` needs (Preflight checks every
+        rollout again with the real replica count and deregistration delay)."""
+        policy = self.rollout_policy
+        if policy.batch_size is None:
+            steps = len(policy.steps)
+        else:
+            known = [a.replicas for a in self.applications if a.replicas]
+            if not known:
+                return []
+            steps = max(math.ceil(r / policy.batch_size) for r in known)
+        return limit_problems(policy, steps, drain_deadline_seconds(policy))
 
     # --- derived values the stack uses ------------------------------------------------------------------------
     @property

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lambdas.domain.errors import InvalidInputError, NotFoundError, RetryableError, UnsafeConfigurationError
 from lambdas.domain.gate import Verdict
+from lambdas.domain.limits import MAX_APPLICATIONS_PER_CLUSTER, STATE_PAYLOAD_MAX_BYTES, payload_bytes
 from lambdas.domain.manifests import HardeningPolicy, harden
 from lambdas.domain.models import DNS1123_LABEL, RolloutPolicy, parse_image, validation_message
 from lambdas.domain.ports import (
@@ -77,6 +78,18 @@ NATIVE_SLEEP_SINCE = (1, 30)  # FACTS.md: PodLifecycleSleepAction beta and on by
 FIELD_MANAGER = "albgate"
 VALUES_FILE = "values.json"  # the values file argument; the helm adapter writes the values there
 PROTECTED_NAMESPACES = frozenset({"kube-system"})
+# The bootstrap's state carries the request (manifests included) and what each step found and changed; Step
+# Functions refuses a state over 256 KB with States.DataLimitExceeded, which no Catch takes (docs/facts.md,
+# "AWS limits albgate checks"). So the request is refused above MAX_REQUEST_BYTES, and what grows with it is
+# capped: the change log and the hardening summary to a byte budget each (then counted), the pods listed per
+# Deployment, the applies to counts. tests/bootstrap/test_state_size.py runs the largest allowed bootstrap.
+MAX_REQUEST_BYTES = 80 * 1024
+MAX_EXTRA_NAMESPACES = MAX_APPLICATIONS_PER_CLUSTER
+CHANGE_LOG_MAX_BYTES = 24 * 1024
+HARDENING_MAX_BYTES = 24 * 1024
+SUMMARY_LINE_MAX_CHARS = 200
+MAX_PODS_LISTED = 3  # per Deployment in stale_pods (pod_count has them all)
+MAX_GATES_LISTED = 5  # per application in bindings.gates
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$")
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
@@ -248,8 +261,10 @@ class BootstrapRequest(_Strict):
     """The input of one bootstrap execution."""
 
     cluster: str = Field(min_length=1, max_length=100)
-    namespaces: list[str] = Field(default_factory=list, description="labelled too; the apps' are always labelled")
-    applications: list[AppBootstrap] = Field(default_factory=list)
+    namespaces: list[str] = Field(
+        default_factory=list, max_length=MAX_EXTRA_NAMESPACES, description="labelled too; the apps' are always labelled"
+    )
+    applications: list[AppBootstrap] = Field(default_factory=list, max_length=MAX_APPLICATIONS_PER_CLUSTER)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
     health_check_interval_seconds: int = Field(default=10, ge=6, le=300)
@@ -290,11 +305,44 @@ def _state(raw: Any) -> tuple[dict[str, Any], BootstrapRequest]:
 
 
 def _log(state: dict[str, Any], step: str, what: str, ref: str, detail: Any = None) -> None:
-    """Every change the workflow makes, in order (the execution's output is its audit trail)."""
+    """Every change the workflow makes, in order (the execution's output is its audit trail), while the log
+    stays within ``CHANGE_LOG_MAX_BYTES``; past that a change is only counted in ``changes_not_listed`` (the
+    functions' logs still have each one)."""
     entry = {"step": step, "change": what, "object": ref}
     if detail is not None:
         entry["detail"] = detail
-    state.setdefault("changes", []).append(entry)
+    changes = state.setdefault("changes", [])
+    if payload_bytes(changes) + payload_bytes(entry) + 2 > CHANGE_LOG_MAX_BYTES:
+        state["changes_not_listed"] = int(state.get("changes_not_listed", 0)) + 1
+        return
+    changes.append(entry)
+
+
+def _count_applied(state: dict[str, Any], action: str) -> None:
+    """How many objects each apply created, configured or left unchanged (the changed ones are in the log)."""
+    counts = state.setdefault("applied", {})
+    counts[action] = int(counts.get(action, 0)) + 1
+
+
+def hardening_summary(changes: list[Any]) -> list[str]:
+    """One short line per hardening change or finding: the object, the field, before -> after. The reasons are
+    the rules' own (docs/bootstrap.md, "Manifest hardening"); a line is cut at ``SUMMARY_LINE_MAX_CHARS``."""
+    lines = []
+    for c in changes:
+        line = f"{c.object} {c.field}: {c.before!r} -> {c.after!r}"
+        lines.append(line if len(line) <= SUMMARY_LINE_MAX_CHARS else line[: SUMMARY_LINE_MAX_CHARS - 3] + "...")
+    return lines
+
+
+def _record_hardening(state: dict[str, Any], key: str, hardened: Any) -> None:
+    """The hardening of one application, summarised, while ``hardening`` stays within
+    ``HARDENING_MAX_BYTES``; past that only its counts."""
+    entry: dict[str, Any] = {"changes": hardening_summary(hardened.changes),
+                             "findings": hardening_summary(hardened.findings)}
+    section = state.setdefault("hardening", {})
+    if payload_bytes(section) + payload_bytes({key: entry}) > HARDENING_MAX_BYTES:
+        entry = {"changes": len(hardened.changes), "findings": len(hardened.findings)}
+    section[key] = entry
 
 
 def refuse_namespace(namespace: str, controller_namespace: str) -> None:
@@ -323,6 +371,15 @@ def validate_input(
         given = raw.get("controller") if isinstance(raw.get("controller"), dict) else {}
         raw = {**raw, "controller": {**{k: v for k, v in controller_defaults.items() if v}, **given}}
     request = parse_bootstrap(raw)
+    size = payload_bytes(request.model_dump(mode="json"))
+    if size > MAX_REQUEST_BYTES:
+        raise InvalidInputError(
+            f"input: {size / 1024:.0f} KiB of request (manifests included); albgate takes at most "
+            f"{MAX_REQUEST_BYTES // 1024} KiB, because every state of the bootstrap carries it next to what the "
+            f"steps find and Step Functions keeps at most {STATE_PAYLOAD_MAX_BYTES // 1024} KiB per state "
+            "(docs/rollout.md, Limits): bootstrap the applications in several runs, or leave out the manifests "
+            "of those already applied"
+        )
     for ns in request.all_namespaces():
         refuse_namespace(ns, request.controller.namespace)
     plans = []
@@ -604,18 +661,14 @@ def apply_services_and_ingresses(kube: BootstrapKubernetesPort, clock: Clock, ra
     for _, hardened in apps:
         for manifest in hardened.manifests():
             kube.apply(manifest, dry_run=True)  # InvalidInputError (422/400) names the field; nothing applied
-    applied = []
+    state["applied"] = {}
     for app, hardened in apps:
         for manifest in (hardened.service, hardened.ingress):
             result = kube.apply(manifest)
-            applied.append({"object": result.ref, "action": result.action})
+            _count_applied(state, result.action)
             if result.action != "unchanged":
                 _log(state, "Apply Services And Ingresses", result.action, result.ref)
-        state.setdefault("hardening", {})[f"{app.namespace}/{app.deployment}"] = {
-            "changes": [c.as_dict() for c in hardened.changes],
-            "findings": [c.as_dict() for c in hardened.findings],
-        }
-    state["applied"] = applied
+        _record_hardening(state, f"{app.namespace}/{app.deployment}", hardened)
     state["bindings"] = _wait(Verdict.WAITING, "waiting for the controller to bind the Services",
                               deadline=clock.now() + DEFAULT_BINDING_DEADLINE_SECONDS, polls=0)
     state["wait_seconds"] = 0
@@ -666,7 +719,7 @@ def check_bindings(kube: BootstrapKubernetesPort, clock: Clock, raw_state: Any) 
             continue
         expected = [LBC_GATE_PREFIX + b.name for b in tgbs if b.target_type in ("ip", "")]
         missing = [g for g in expected if g not in pod.readiness_gates]
-        gates[f"{app.namespace}/{app.deployment}"] = list(pod.readiness_gates)
+        gates[f"{app.namespace}/{app.deployment}"] = list(pod.readiness_gates)[:MAX_GATES_LISTED]
         if missing:
             waiting.append(f"a dry-run pod in {app.namespace} came back without {', '.join(missing)}")
     if not waiting:
@@ -683,14 +736,13 @@ def check_bindings(kube: BootstrapKubernetesPort, clock: Clock, raw_state: Any) 
 
 def apply_deployments(kube: BootstrapKubernetesPort, clock: Clock, raw_state: Any) -> dict[str, Any]:
     state, request = _state(raw_state)
-    applied = list(state.get("applied") or [])
     for app, hardened in _hardened_apps(kube, request):
         result = kube.apply(hardened.deployment)
-        applied.append({"object": result.ref, "action": result.action})
+        _count_applied(state, result.action)
         if result.action != "unchanged":
+            # What the hardening changed is in the state's `hardening`, once
             _log(state, "Apply Deployments", result.action, result.ref,
-                 [str(c) for c in hardened.changes] or None)
-    state["applied"] = applied
+                 {"hardening_changes": len(hardened.changes)} if hardened.changes else None)
     state["settle"] = _wait(Verdict.WAITING, "waiting for the Deployments to settle",
                             deadline=clock.now() + DEFAULT_SETTLE_DEADLINE_SECONDS, polls=0)
     state["wait_seconds"] = 0
@@ -746,7 +798,9 @@ def find_pods_born_before_label(kube: BootstrapKubernetesPort, clock: Clock, raw
         missing = ungated_pods(pods, ip_bindings)
         if not missing:
             continue
-        stale.append({"deployment": f"{app.namespace}/{app.deployment}", "pods": sorted(p.name for p in missing)})
+        names = sorted(p.name for p in missing)
+        stale.append({"deployment": f"{app.namespace}/{app.deployment}", "pods": names[:MAX_PODS_LISTED],
+                      "pod_count": len(names)})
         container = dep.template.container(app.container) or dep.template.containers[0]
         restarts.append(restart_request(request, app.namespace, app.deployment, container.name, container.image))
     if busy and now < deadline:

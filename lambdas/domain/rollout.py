@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from lambdas.domain import lbc_annotations as lbc
+from lambdas.domain import limits
 from lambdas.domain.errors import (
     InvalidInputError,
     NotFoundError,
@@ -28,7 +29,7 @@ from lambdas.domain.gate import (
     pods_needing_targets,
     targets_to_deregister,
 )
-from lambdas.domain.models import RolloutRequest, parse_image, parse_request
+from lambdas.domain.models import RolloutPolicy, RolloutRequest, parse_image, parse_request
 from lambdas.domain.plan import step_targets
 from lambdas.domain.poll import (
     drain_poll_seconds,
@@ -49,7 +50,7 @@ from lambdas.domain.ports import (
     TargetGroupBinding,
     TargetHealth,
 )
-from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo
+from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo, largest_state_bytes
 
 POD_TEMPLATE_HASH = "pod-template-hash"
 # Marks a Deployment as being rolled by albgate until a deadline, so the gate keeper leaves its gates alone:
@@ -143,6 +144,7 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str, turn: dict | No
 
     now = ports.clock.now()
     plan = step_targets(dep.replicas, request.policy)
+    check_limits(request, plan, groups, previous_image=container.image, hardening=hardening, findings=findings)
     target_image, notes = pin_image(ports, request.image) if request.kind == "rollout" else (container.image, [])
     if request.kind == "rollout" and target_image == container.image and target_image != request.image:
         raise InvalidInputError(
@@ -173,6 +175,55 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str, turn: dict | No
         # A restart keeps the image: a new template annotation makes a new ReplicaSet (as kubectl does).
         state.hardening = {**hardening, "template_annotations": {"albgate.io/restarted-by": execution_name}}
     return state.dump()
+
+
+def worst_case(policy: RolloutPolicy, steps: int, drain_deadline: int) -> limits.WorstCase:
+    """The most a rollout of ``steps`` steps under ``policy`` can cost (``lambdas.domain.limits.worst_case``),
+    Preflight's own booked turns included."""
+    return limits.worst_case(policy, steps, drain_deadline, preflight_turns=MAX_PREFLIGHT_TURNS)
+
+
+def limit_problems(policy: RolloutPolicy, steps: int, drain_deadline: int) -> list[str]:
+    """Why a rollout of ``steps`` steps under ``policy`` cannot run within the execution's history and timeout
+    (empty when it can), each naming the limit and the fix; also what the CDK config checks its default policy
+    with."""
+    worst = worst_case(policy, steps, drain_deadline)
+    most = limits.most_steps_within_history(policy, drain_deadline, preflight_turns=MAX_PREFLIGHT_TURNS)
+    return [p for p in (limits.history_problem(worst, most), limits.duration_problem(worst)) if p]
+
+
+def check_limits(
+    request: RolloutRequest,
+    plan: list[int],
+    groups: list[TargetGroupInfo],
+    *,
+    previous_image: str,
+    hardening: dict[str, Any],
+    findings: list[str],
+) -> None:
+    """Refuse (InvalidInputError, so `Rollout Refused`) a rollout whose worst case does not fit the execution:
+    more history events than Step Functions keeps, longer than the state machine's timeout, or a state larger
+    than a state may be (docs/rollout.md, Limits). Reads nothing: Preflight calls it before any change. A
+    Deployment scaled to zero has no plan, hence no step to bound."""
+    if not plan:
+        return
+    policy = request.policy
+    delay = max(g.deregistration_delay_seconds for g in groups)
+    drain = limits.drain_deadline_seconds(policy, delay)
+    problems = [f"policy: {p}" for p in limit_problems(policy, len(plan), drain)]
+    size = largest_state_bytes(request, replicas=plan[-1], plan=plan, target_groups=groups,
+                               previous_image=previous_image, hardening=hardening, findings=findings)
+    if size > limits.STATE_PAYLOAD_BUDGET_BYTES:
+        problems.append(
+            f"Deployment: a rollout of {plan[-1]} replicas behind {len(groups)} target group(s) could carry a state "
+            f"of {size / 1024:.0f} KiB (the old pods' IPs, the pods each gate releases, the targets albgate may "
+            f"deregister itself, in {len(plan)} steps), over the {limits.STATE_PAYLOAD_BUDGET_BYTES // 1024} KiB "
+            f"albgate allows below Step Functions' {limits.STATE_PAYLOAD_MAX_BYTES // 1024} KiB per state "
+            "(States.DataLimitExceeded, which no Catch takes); roll it in parts: fewer replicas per Deployment "
+            "or fewer target groups (Services) per Deployment (docs/rollout.md, Limits)"
+        )
+    if problems:
+        raise InvalidInputError("; ".join(problems))
 
 
 def pin_image(ports: Ports, image: str) -> tuple[str, list[str]]:

@@ -4,15 +4,46 @@ Invariant: the fields the state machine's Choice and Wait states read (``gate.st
 ``wait_seconds``, ``bake_seconds``, ``more_steps``, ``approval_required``, ``rollback_needed``,
 ``rollback_allowed``, ``failure_summary``) are always present and typed; everything a
 handler needs to resume after a retry is in here, never in Lambda memory.
+
+Size: Step Functions refuses a state over 256 KB with ``States.DataLimitExceeded``, which no Catch takes
+(docs/facts.md, "AWS limits albgate checks"), so the state is bounded. What grows with the rollout is bounded
+by the plan (one ``StepRecord`` per step), the Deployment (pod names and IPs) and its target groups, and
+Preflight refuses a rollout whose ``largest_state`` is over ``STATE_PAYLOAD_BUDGET_BYTES``. Free text is
+capped when a handler reads the state (``MAX_TEXT_CHARS``): a caught error's cause, the failure summary.
+A step's list of targets albgate deregistered itself is kept only while that step's drain may still read it
+(the current step, and the one whose drain the next gate follows; ``deregistered_total`` keeps the count), and
+each entry names its target group by position in the carried state ("#0|10.0.1.7"; handlers see the
+"<target group ARN>|<IP>" they wrote).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lambdas.domain.limits import CAUSE_MAX_CHARS, ERROR_MAX_CHARS, payload_bytes
 from lambdas.domain.models import RolloutRequest
+from lambdas.domain.plan import batch_sizes
+
+# A caught error's cause, the failure summary and the rollback's error are cut to this many characters when a
+# handler reads the state (a Lambda's cause may be 32,768 characters, with its stack trace).
+MAX_TEXT_CHARS = 4096
+TRUNCATED = " [truncated]"
+_GROUP_REF = "#"  # a deregistered entry "#<i>|<ip>": target group i of target_groups
+
+
+def cap_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """``text`` when it fits in ``limit`` characters, else its first part ending in ``TRUNCATED``."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def _cap_values(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {k: cap_text(v) if isinstance(v, str) else v for k, v in value.items()}
 
 
 class _Model(BaseModel):
@@ -41,8 +72,9 @@ class StepRecord(_Model):
     # it; None when not (domain/poll.py paces the looks by it).
     registering_since: float | None = None
     # Released pods whose targets albgate deregistered itself because nobody else had (controller down or
-    # throttled): "target group ARN|IP".
+    # throttled): "target group ARN|IP". Emptied once no drain reads it any more (RolloutState.dump).
     deregistered: list[str] = Field(default_factory=list)
+    deregistered_total: int = 0  # how many albgate deregistered itself in this step, the emptied ones included
 
 
 class RolloutState(_Model):
@@ -97,5 +129,167 @@ class RolloutState(_Model):
     outcome: Literal["in_progress", "succeeded", "rolled_back", "failed"] = "in_progress"
     finished_at: float | None = None
 
+    @field_validator("failure_summary")
+    @classmethod
+    def _cap_summary(cls, v: str) -> str:
+        return cap_text(v)
+
+    @field_validator("failure", "rollback_error", "rollback_failure")
+    @classmethod
+    def _cap_failure(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _cap_values(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_deregistered(cls, data: Any) -> Any:
+        """"#<i>|<ip>" as carried -> "<ARN of target group i>|<ip>" as the handlers read and write it."""
+        if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+            return data
+        groups = data.get("target_groups") or []
+        arns = [g.get("arn") if isinstance(g, dict) else getattr(g, "arn", None) for g in groups]
+
+        def expand(entry: Any) -> Any:
+            if isinstance(entry, str) and entry.startswith(_GROUP_REF):
+                index, sep, ip = entry[len(_GROUP_REF):].partition("|")
+                if sep and index.isdigit() and int(index) < len(arns) and arns[int(index)]:
+                    return f"{arns[int(index)]}|{ip}"
+            return entry
+
+        steps = []
+        for record in data["steps"]:
+            if isinstance(record, dict) and isinstance(record.get("deregistered"), list):
+                record = {**record, "deregistered": [expand(e) for e in record["deregistered"]]}
+            steps.append(record)
+        return {**data, "steps": steps}
+
+    def live_records(self) -> set[int]:
+        """Indexes of the step records whose ``deregistered`` list a handler may still read: the current step's
+        (Verify Drain) and the one whose drain the current gate follows (``pending_drain_step``)."""
+        live = {len(self.steps) - 1} if self.steps else set()
+        if self.pending_drain_step is not None:
+            live |= {i for i, r in enumerate(self.steps)
+                     if r.step == self.pending_drain_step and r.mode == self.mode}
+        return live
+
     def dump(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """The state as the next state receives it (see the module's docstring for what is compacted)."""
+        data = self.model_dump(mode="json")
+        live = self.live_records()
+        index = {g.arn: i for i, g in enumerate(self.target_groups)}
+
+        def compact(entry: str) -> str:
+            arn, sep, ip = entry.rpartition("|")
+            return f"{_GROUP_REF}{index[arn]}|{ip}" if sep and arn in index else entry
+
+        for i, record in enumerate(data["steps"]):
+            record["deregistered_total"] = max(record["deregistered_total"], len(record["deregistered"]))
+            record["deregistered"] = [compact(e) for e in record["deregistered"]] if i in live else []
+        return data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The largest state a rollout can carry
+# ---------------------------------------------------------------------------------------------------------
+# docs/facts.md, "AWS limits albgate checks": a ReplicaSet's pods are named by generateName, cut to 58 characters
+# plus 5 random ones; the longest textual IP address is IPv6's x:x:x:x:x:x:d.d.d.d form.
+POD_NAME_MAX_CHARS = 63
+IP_MAX_CHARS = 45
+REASON_MAX_CHARS = 1024  # a gate's or drain's reason, the longest albgate writes (with a handed-over drain's)
+_TIMESTAMP = 1.0e10 / 3  # an epoch float as long as JSON writes one
+_DIGEST_SUFFIX = "@sha256:" + "0" * 64
+
+
+def largest_state(
+    request: RolloutRequest,
+    *,
+    replicas: int,
+    plan: list[int],
+    target_groups: list[TargetGroupInfo],
+    previous_image: str,
+    hardening: dict[str, Any] | None = None,
+    findings: list[str] | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
+    """The largest state this rollout can carry, at its largest moment: its rollback failed too, in the last
+    state before `Rollback Failed` (three copies of a full-length cause: the rollback's caught error, its
+    summary and the failure summary that repeats it, which the state machine's Pass states write; the other
+    way a rollback ends, `Rollback Could Not Start`, carries one such cause in ``rollback_error`` instead).
+
+    Every list at its longest (the step records of the whole plan plus the rollback's, the old pods' IPs, the
+    pods a gate releases, the targets albgate deregistered itself in every target group, for the step records
+    that keep them) and every string at its longest (45-character IPv6 addresses, 63-character pod names, the
+    longest reasons), whether or not all of it can happen at once."""
+    groups = [g.model_copy(update={"target_port": 65535}) for g in target_groups]
+    batch = max(batch_sizes(plan)) if plan else replicas
+    ip = "f" * IP_MAX_CHARS
+    pod = "p" * POD_NAME_MAX_CHARS
+    reason = "r" * REASON_MAX_CHARS
+    old_ips = [ip] * (replicas + batch)  # the old pods, surged and terminating ones included
+    # The live records' entries: a rollback's step (every pod of the failed version, in every group), or a
+    # rollout step's and the step before it whose drain it follows (their batches: at most the replicas).
+    deregistered = [f"{g.arn}|{ip}" for g in groups] * (replicas + batch)
+
+    def record(step: int, mode: str, target: int, keep: bool) -> StepRecord:
+        return StepRecord(step=step, mode=mode, target=target, started_at=_TIMESTAMP, gate_passed_at=_TIMESTAMP,
+                          drained_at=_TIMESTAMP, polls=10**6, observed_at=_TIMESTAMP,
+                          registering_since=_TIMESTAMP, deregistered=deregistered if keep else [],
+                          deregistered_total=len(deregistered))
+
+    steps = [record(i + 1, "rollout", t, keep=False) for i, t in enumerate(plan)]
+    steps.append(record(1, "rollback", replicas, keep=True))
+    counts = {"needed": replicas, "healthy": replicas, "initial": replicas, "unhealthy": replicas,
+              "unregistered": replicas, "starting": replicas, "unschedulable": replicas}
+    summary = [{"target_group": "t" * 32, "service": "s" * 63, "healthy": replicas, "initial": replicas,
+                "unhealthy": replicas, "draining": replicas, "unregistered": replicas} for _ in groups]
+    cause = "c" * CAUSE_MAX_CHARS
+    error = "e" * ERROR_MAX_CHARS
+    capped_summary = "s" * MAX_TEXT_CHARS
+    rollback_summary = f"rollback failed: {error} ({cause}); it started because: {capped_summary}"
+    image = request.image if "@" in request.image else request.image + _DIGEST_SUFFIX
+    state = RolloutState(
+        request=request,
+        execution_name="n" * 80,
+        mode="rollback",
+        started_at=_TIMESTAMP,
+        replicas=replicas,
+        plan=plan,
+        target_image=image,
+        previous_image=previous_image,
+        previous_revision=10**9,
+        original_max_surge="100%",
+        original_max_unavailable="100%",
+        hardening=dict(hardening or {}),
+        findings=list(findings or []),
+        notes=list(notes or []),
+        requested_image=request.image,
+        target_groups=groups,
+        template_changed=True,
+        next_step=len(plan),
+        step=len(plan) - 1,
+        step_deadline=_TIMESTAMP,
+        drain_deadline=_TIMESTAMP,
+        watched_ips=old_ips,
+        pending_drain_step=len(plan),
+        gate={"status": "FAILED", "reason": reason, **counts, "release": [pod] * replicas, "groups": summary},
+        drain={"status": "FAILED", "reason": reason, "old_live": replicas, "expected_old": replicas,
+               "routable": replicas, "draining": replicas, "step": len(plan)},
+        wait_seconds=10**6,
+        bake_seconds=10**6,
+        throttles=10**6,
+        describe_slot_at=_TIMESTAMP,
+        describe_target_health_calls=10**9,
+        steps=steps,
+        outcome="in_progress",
+        finished_at=_TIMESTAMP,
+    )
+    data = state.dump()
+    # What the state machine's Pass states write after the last handler, uncapped (rollout_workflow.py:
+    # Summarise Rollback Failure, Keep Rollback Cause).
+    data["failure"] = {"Error": error, "Cause": cause}
+    data["rollback_failure"] = {"summary": rollback_summary}
+    data["failure_summary"] = rollback_summary
+    return data
+
+
+def largest_state_bytes(request: RolloutRequest, **kwargs: Any) -> int:
+    return payload_bytes(largest_state(request, **kwargs))

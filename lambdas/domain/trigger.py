@@ -5,7 +5,7 @@ push's repository and tag to the configured applications (``fnmatch`` globs, cas
 rollout request pinned by digest and a deterministic Step Functions execution name, and decide, from the
 current lock item of a Deployment, whether a push takes the lock, is a replay of the holder, is queued as the
 newest pending push, or is stale. Also: parse a Step Functions ``Execution Status Change`` event and name the
-outcome albgate publishes.
+outcome albgate publishes, and parse the trigger's configuration (``TriggerConfig``, the file its layer holds).
 
 Invariant: pure. No I/O, no clock, no environment: every function is a function of its arguments, so the same
 event always gives the same decision and the same execution name (that is what makes a replayed event start
@@ -33,7 +33,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lambdas.domain.limits import ROLLOUT_TIMEOUT_SECONDS, drain_deadline_seconds
 from lambdas.domain.models import RolloutPolicy, RolloutRequest, validation_message
+from lambdas.domain.rollout import worst_case
 
 ECR_SOURCE = "aws.ecr"
 ECR_DETAIL_TYPE = "ECR Image Action"
@@ -67,11 +69,10 @@ _STATE_MACHINE_ARN = re.compile(
     r"(?P<name>[0-9A-Za-z_-]{1,80})$"
 )
 
-# The lock outlives the longest rollout the policy allows, then may be taken over (a lost terminal event must
-# not block a Deployment forever). Margins: Preflight and Finish (Lambda timeouts, 60 s each, with retries).
-STATE_MACHINE_TIMEOUT_SECONDS = 48 * 3600  # stacks/constructs/rollout_workflow.py: timeout=Duration.hours(48)
-DEFAULT_DEREGISTRATION_DELAY_SECONDS = 300  # ELB default (FACTS.md), what drain_deadline defaults from
-_DRAIN_MARGIN_SECONDS = 120  # docs/rollout.md: drain deadline default = deregistration delay + 120 s
+# The lock outlives the longest rollout the policy allows (lambdas/domain/limits.py, the worst case Preflight
+# also refuses beyond), then may be taken over: a lost terminal event must not block a Deployment forever.
+# The rollout state machine's timeout (stacks/constructs/rollout_workflow.py uses this name) caps it.
+STATE_MACHINE_TIMEOUT_SECONDS = ROLLOUT_TIMEOUT_SECONDS
 _LOCK_MARGIN_SECONDS = 600
 _STEPS_WHEN_UNKNOWN = 20  # batch_size without a known replica count
 
@@ -107,6 +108,31 @@ class TriggerApplication(BaseModel):
     @property
     def lock_key(self) -> str:
         return f"{self.cluster}/{self.namespace}/{self.deployment}"
+
+
+# Where the trigger's configuration (``TriggerConfig`` as JSON) is at run time: the EcrTrigger function's own
+# layer holds it (stacks/constructs/ecr_trigger.py), and Lambda unpacks layers under /opt. Not in the
+# environment: Lambda keeps at most 4 KB of environment per function (docs/facts.md, "AWS limits albgate checks").
+TRIGGER_CONFIG_PATH = "/opt/albgate/trigger.json"
+TRIGGER_CONFIG_ENV = "ALBGATE_TRIGGER_CONFIG"  # the environment variable that names the file (tests point it elsewhere)
+
+
+class TriggerConfig(BaseModel):
+    """What the trigger Lambda reads at cold start: the applications a push may roll and every rollout's policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    applications: list[TriggerApplication] = Field(min_length=1)
+    policy: RolloutPolicy
+
+
+def parse_trigger_config(text: str) -> TriggerConfig:
+    """The trigger's configuration from its JSON; ValueError naming every bad field (``applications.0.namespace:
+    ...``)."""
+    try:
+        return TriggerConfig.model_validate_json(text)
+    except ValidationError as exc:
+        raise ValueError(validation_message(exc)) from exc
 
 
 def _get(detail: dict[str, Any], key: str, pattern: re.Pattern[str] | None, what: str) -> str:
@@ -213,18 +239,15 @@ def execution_name(cluster: str, namespace: str, deployment: str, digest: str) -
 def lock_seconds(policy: RolloutPolicy, replicas: int | None = None) -> int:
     """How long a rollout under ``policy`` may hold its Deployment's lock before another push may take it over.
 
-    Every step may take its step deadline, its drain deadline and its bake; a rollback repeats the steps; an
-    approval waits up to the state machine's own timeout, which also caps the whole (48 h).
+    The rollout's worst-case duration (every step to its deadlines, every approval to its timeout, a rollback;
+    ``lambdas.domain.rollout.worst_case``, with ELB's default deregistration delay), capped by the state
+    machine's own timeout, plus a margin.
     """
-    if policy.approval_before_steps:
-        return STATE_MACHINE_TIMEOUT_SECONDS + _LOCK_MARGIN_SECONDS
     if policy.batch_size is not None:
         steps = math.ceil(replicas / policy.batch_size) if replicas else _STEPS_WHEN_UNKNOWN
     else:
         steps = len(policy.steps)
-    drain = policy.drain_deadline_seconds or DEFAULT_DEREGISTRATION_DELAY_SECONDS + _DRAIN_MARGIN_SECONDS
-    per_step = policy.step_deadline_seconds + drain + policy.bake_seconds
-    total = 2 * steps * per_step  # roll forward, then (worst case) roll back through the same gates
+    total = worst_case(policy, steps, drain_deadline_seconds(policy)).seconds
     return min(total, STATE_MACHINE_TIMEOUT_SECONDS) + _LOCK_MARGIN_SECONDS
 
 

@@ -23,15 +23,18 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lambdas.domain.errors import ConflictError, InvalidInputError
 from lambdas.domain.models import RolloutPolicy, validation_message
 from lambdas.domain.trigger import (
     ROLLOUT_QUEUED,
     ROLLOUT_STARTED,
+    TRIGGER_CONFIG_ENV,
+    TRIGGER_CONFIG_PATH,
     EcrPush,
     Ignored,
     LockDecision,
@@ -45,18 +48,22 @@ from lambdas.domain.trigger import (
     matching_applications,
     parse_ecr_push,
     parse_state_machine_arn,
+    parse_trigger_config,
     rollout_request,
 )
 from lambdas.handlers._observability import logger, observed
 
 MAX_LOCK_ATTEMPTS = 5  # conditional writes lost to a racing Lambda before giving up (then the Lambda retries)
+ENV_TRIGGER_CONFIG = TRIGGER_CONFIG_ENV  # the trigger configuration's file (stacks/constructs/ecr_trigger.py)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Settings: the environment, validated once per container; an error names the variable
+# Settings: the environment and the trigger's configuration file, validated once per container; an error
+# names the variable, or the file and the field
 # ---------------------------------------------------------------------------------------------------------
 class EventSettings(BaseModel):
-    """What both trigger Lambdas read from their environment (stacks/constructs/ecr_trigger.py sets it)."""
+    """What both trigger Lambdas read from their environment (stacks/constructs/ecr_trigger.py sets it: a few
+    names and ARNs, whatever the config holds, so it stays far below Lambda's 4 KB)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -91,8 +98,33 @@ class EventSettings(BaseModel):
 
 
 class TriggerSettings(EventSettings):
-    applications: Json[list[TriggerApplication]] = Field(alias="ALBGATE_TRIGGER_APPLICATIONS")
-    policy: Json[RolloutPolicy] = Field(alias="ALBGATE_ROLLOUT_POLICY")
+    """The trigger's settings: the environment's, plus the applications and the policy from the configuration
+    file its layer holds (``ALBGATE_TRIGGER_CONFIG``, default ``TRIGGER_CONFIG_PATH``), read once per container."""
+
+    config_file: str = Field(alias=ENV_TRIGGER_CONFIG, default=TRIGGER_CONFIG_PATH)
+    applications: list[TriggerApplication]
+    policy: RolloutPolicy
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> "TriggerSettings":
+        env = dict(os.environ if environ is None else environ)
+        EventSettings.from_environ(env)  # the environment's own errors first, naming the variable
+        path = env.get(ENV_TRIGGER_CONFIG) or TRIGGER_CONFIG_PATH
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInputError(
+                f"trigger configuration {path}: cannot be read ({exc.strerror or exc}); the EcrTrigger function's "
+                f"layer holds it (redeploy the stack), or {ENV_TRIGGER_CONFIG} names another file"
+            ) from exc
+        try:
+            config = parse_trigger_config(text)
+        except ValueError as exc:
+            raise InvalidInputError(f"trigger configuration {path}: {exc}") from exc
+        # The environment validated above and the configuration parsed: this cannot fail any more.
+        return cls.model_validate(
+            {**env, ENV_TRIGGER_CONFIG: path, "applications": config.applications, "policy": config.policy}
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------

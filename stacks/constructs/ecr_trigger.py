@@ -12,6 +12,16 @@ Job: one construct the stack adds with one call. It creates
 - one encrypted, SSL-only SQS dead-letter queue for both rules' targets and both functions' asynchronous
   invocations, with an alarm as soon as a message is in it.
 
+The trigger's configuration (the applications a push may roll and the rollout policy, ``TriggerConfig``) is a
+JSON file in a small Lambda layer made at synth (``TriggerConfigLayer``, ``/opt/albgate/trigger.json``), not
+in the environment: Lambda keeps at most 4 KB of environment per function (docs/facts.md, "AWS limits albgate
+checks"), about twenty applications' worth. A layer holds up to the function's 250 MB, is deployed with the
+stack (a new version whenever the configuration changes, which updates the function) and is read once per
+container, like the environment. The environment keeps only names and ARNs, whatever the config holds: each
+function's, at the longest those can resolve to, is checked against the 4 KB at synth
+(``environment_problem``; tests/infrastructure/test_lambda_environment.py measures every function of a
+60-application stack).
+
 Invariant: least privilege, nothing on ``*`` beyond what ``AlbgateFunction`` already acknowledges (X-Ray):
 states:StartExecution on the rollout state machine only, GetItem/PutItem/UpdateItem/DeleteItem on the lock table
 only, events:PutEvents on the albgate bus only, sqs:SendMessage on the DLQ only. cdk-nag AwsSolutions stays
@@ -21,9 +31,13 @@ nothing (``enabled`` is False), so the stack can always add it.
 
 from __future__ import annotations
 
-import json
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
 
-from aws_cdk import Duration, Stack
+from aws_cdk import AssetHashType, Duration, Stack, Token
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -33,15 +47,21 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from lambdas.domain.limits import LAMBDA_ENVIRONMENT_MAX_BYTES, lambda_environment_bytes
 from lambdas.domain.trigger import (
     ECR_DETAIL_TYPE,
     ECR_SOURCE,
     STATES_DETAIL_TYPE,
     STATES_SOURCE,
     TERMINAL_STATUSES,
+    TRIGGER_CONFIG_ENV,
+    TRIGGER_CONFIG_PATH,
+    TriggerApplication,
+    TriggerConfig,
 )
-from stacks.config import AlbgateConfig
-from stacks.constructs.lambda_function import AlbgateFunction
+from stacks.config import AlbgateConfig, ConfigError
+from stacks.constructs.lambda_asset import PROJECT_ROOT
+from stacks.constructs.lambda_function import RUNTIME, AlbgateFunction, powertools_environment
 from stacks.constructs.tables import small_table
 from stacks.constructs.trigger_specs import ECR_TRIGGER, EXECUTION_EVENTS
 
@@ -56,26 +76,91 @@ MAX_EVENT_AGE = Duration.hours(6)
 ENV_STATE_MACHINE = "ALBGATE_STATE_MACHINE_ARN"
 ENV_LOCK_TABLE = "ALBGATE_LOCK_TABLE"
 ENV_EVENT_BUS = "ALBGATE_EVENT_BUS"
-ENV_APPLICATIONS = "ALBGATE_TRIGGER_APPLICATIONS"
-ENV_POLICY = "ALBGATE_ROLLOUT_POLICY"
-LAMBDA_ENVIRONMENT_MAX_BYTES = 4096  # Lambda quota: all environment variables of a function together
+ENV_TRIGGER_CONFIG = TRIGGER_CONFIG_ENV  # the trigger's configuration file, in its layer
+# The longest value each deploy-time reference in the environment can resolve to (docs/facts.md, "AWS limits
+# albgate checks"): a state machine ARN (StartExecution's stateMachineArn), a DynamoDB table name, an event bus
+# name.
+TOKEN_MAX_CHARS = {ENV_STATE_MACHINE: 256, ENV_LOCK_TABLE: 255, ENV_EVENT_BUS: 256}
+CONFIG_CACHE_DIR = PROJECT_ROOT / ".albgate-cache" / "trigger-config"
 
 
 def trigger_applications(config: AlbgateConfig) -> list[dict]:
     """The applications a push may roll, as the trigger Lambda reads them."""
     return [
-        {
-            "cluster": a.cluster,
-            "namespace": a.namespace,
-            "deployment": a.deployment,
-            "container": a.container,
-            "ecr_repository": a.ecr_repository,
-            "tag_pattern": a.tag_pattern,
-            "replicas": a.replicas,
-        }
+        TriggerApplication(
+            cluster=a.cluster,
+            namespace=a.namespace,
+            deployment=a.deployment,
+            container=a.container,
+            ecr_repository=a.ecr_repository,
+            tag_pattern=a.tag_pattern,
+            replicas=a.replicas,
+        ).model_dump()
         for a in config.applications
         if a.ecr_repository
     ]
+
+
+def trigger_config(config: AlbgateConfig) -> TriggerConfig:
+    """What the trigger Lambda reads at cold start (``TRIGGER_CONFIG_PATH``)."""
+    return TriggerConfig.model_validate({"applications": trigger_applications(config), "policy": config.rollout_policy})
+
+
+def trigger_config_layer_dir(content: str, cache_dir: Path = CONFIG_CACHE_DIR) -> Path:
+    """A folder holding only the configuration file where a layer puts it under /opt, one per content (made
+    once: a later synth of the same configuration finds it)."""
+    data = content.encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()[:32]
+    folder = cache_dir / digest
+    relative = Path(TRIGGER_CONFIG_PATH).relative_to("/opt")
+    if (folder / relative).is_file():
+        return folder
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=cache_dir))
+    (staging / relative).parent.mkdir(parents=True)
+    (staging / relative).write_bytes(data)
+    os.chmod(staging / relative, 0o644)
+    try:
+        staging.rename(folder)
+    except OSError:  # another synth made it first
+        pass
+    return folder
+
+
+def environment_problem(name: str, environment: Mapping[str, str], token_max_chars: Mapping[str, int]) -> str | None:
+    """Why a function's environment could be over Lambda's 4 KB once deployed (None: it fits), measuring each
+    value that is resolved at deploy time at the longest it can be (``token_max_chars``)."""
+    longest = {}
+    for key, value in environment.items():
+        if Token.is_unresolved(value):
+            if key not in token_max_chars:
+                return f"{name}: environment variable {key} is resolved at deploy time and has no known longest value"
+            value = "x" * token_max_chars[key]
+        longest[key] = value
+    size = lambda_environment_bytes(longest)
+    if size <= LAMBDA_ENVIRONMENT_MAX_BYTES:
+        return None
+    return (
+        f"{name}: its environment could reach {size} bytes, over Lambda's limit of {LAMBDA_ENVIRONMENT_MAX_BYTES} "
+        "bytes for all of a function's environment variables together; put what grows with the config in the "
+        "trigger's configuration layer instead"
+    )
+
+
+class TriggerConfigLayer(Construct):
+    """``layer``: a LayerVersion holding only ``/opt/albgate/trigger.json``, the trigger's configuration."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: TriggerConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.folder = folder = trigger_config_layer_dir(config.model_dump_json())
+        self.layer = lambda_.LayerVersion(
+            self,
+            "Layer",
+            code=lambda_.Code.from_asset(str(folder), asset_hash_type=AssetHashType.CUSTOM, asset_hash=folder.name),
+            description=f"albgate ECR trigger configuration ({len(config.applications)} applications, the rollout "
+            f"policy) at {TRIGGER_CONFIG_PATH}",
+            compatible_runtimes=[RUNTIME],
+        )
 
 
 class EcrTrigger(Construct):
@@ -128,13 +213,15 @@ class EcrTrigger(Construct):
             ENV_LOCK_TABLE: self.table.table_name,
             ENV_EVENT_BUS: self.bus.event_bus_name,
         }
-        trigger_env = {
-            **common_env,
-            ENV_APPLICATIONS: json.dumps(apps, separators=(",", ":")),
-            ENV_POLICY: config.rollout_policy.model_dump_json(),
-        }
+        trigger_env = {**common_env, ENV_TRIGGER_CONFIG: TRIGGER_CONFIG_PATH}
+        self.config_layer = TriggerConfigLayer(self, "Config", config=trigger_config(config))
         self.functions: dict[str, AlbgateFunction] = {}
         for spec, env in ((ECR_TRIGGER, trigger_env), (EXECUTION_EVENTS, common_env)):
+            problem = environment_problem(
+                spec.name, {**powertools_environment(config.log_level), **env}, TOKEN_MAX_CHARS
+            )
+            if problem:
+                raise ConfigError(problem)
             fn = AlbgateFunction(
                 self,
                 spec.name,
@@ -169,6 +256,7 @@ class EcrTrigger(Construct):
             )
             fn.function.configure_async_invoke(max_event_age=MAX_EVENT_AGE, retry_attempts=2)
             self.functions[spec.name] = fn
+        self.functions[ECR_TRIGGER.name].function.add_layers(self.config_layer.layer)
 
         self.push_rule = events.Rule(
             self,

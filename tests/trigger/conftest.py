@@ -11,6 +11,7 @@ import copy
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -133,13 +134,18 @@ class World:
                                       self.settings, self.deps)
 
 
-def settings_env(state_machine_arn: str) -> dict[str, str]:
+def write_trigger_config(path: Path, applications: Any = APPLICATIONS, policy: Any = POLICY) -> Path:
+    """The trigger's configuration file, as its layer holds it at /opt/albgate/trigger.json."""
+    path.write_text(json.dumps({"applications": applications, "policy": policy}))
+    return path
+
+
+def settings_env(state_machine_arn: str, config_file: Path) -> dict[str, str]:
     return {
         "ALBGATE_STATE_MACHINE_ARN": state_machine_arn,
         "ALBGATE_LOCK_TABLE": TABLE,
         "ALBGATE_EVENT_BUS": BUS,
-        "ALBGATE_TRIGGER_APPLICATIONS": json.dumps(APPLICATIONS),
-        "ALBGATE_ROLLOUT_POLICY": json.dumps(POLICY),
+        "ALBGATE_TRIGGER_CONFIG": str(config_file),
     }
 
 
@@ -151,7 +157,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def world(aws_env: None) -> Any:
+def world(aws_env: None, tmp_path: Path) -> Any:
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
         ddb.create_table(
@@ -166,7 +172,7 @@ def world(aws_env: None) -> Any:
         )["stateMachineArn"]
         events = boto3.client("events", region_name=REGION)
         events.create_event_bus(Name=BUS)
-        settings = TriggerSettings.from_environ(settings_env(arn))
+        settings = TriggerSettings.from_environ(settings_env(arn, write_trigger_config(tmp_path / "trigger.json")))
         clock = Clock()
         bus = RecordingBus(EventBusPublisher(BUS, client=events))
         deps = Deps(DynamoDbLock(TABLE, client=ddb), StepFunctionsStarter(client=sfn), bus, clock.now)

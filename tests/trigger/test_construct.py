@@ -11,13 +11,14 @@ import json
 from typing import Any
 
 import pytest
-from aws_cdk import App, Aspects, Environment, Stack
+from aws_cdk import App, Aspects, Environment, Fn, Stack, Token
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.config import parse_config
-from stacks.constructs.ecr_trigger import EcrTrigger
+from lambdas.handlers.ecr_trigger import TriggerSettings
+from stacks.constructs.ecr_trigger import TOKEN_MAX_CHARS, EcrTrigger, environment_problem
 
 SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:Rollout"
 
@@ -162,19 +163,67 @@ def test_iam_is_scoped_to_the_state_machine_the_table_the_bus_and_the_queue(synt
     assert {a.split(":")[0] for a in seen} <= {"logs", "xray"}, seen
 
 
-def test_functions_get_their_settings_from_the_environment(synthesized):
+def test_functions_get_names_and_arns_from_the_environment_and_the_trigger_its_configuration_from_a_layer(
+    synthesized,
+):
     _, template, trigger = synthesized
-    envs = {fn["Properties"]["Handler"]: fn["Properties"]["Environment"]["Variables"]
-            for fn in _resources(template, "AWS::Lambda::Function").values()}
-    trigger_env = envs["lambdas.handlers.ecr_trigger.handler"]
+    fns = {fn["Properties"]["Handler"]: fn["Properties"] for fn in _resources(template, "AWS::Lambda::Function").values()}
+    trigger_fn, events_fn = fns["lambdas.handlers.ecr_trigger.handler"], fns["lambdas.handlers.execution_events.handler"]
+    # Then both read the state machine, the lock table and the bus from the environment, and nothing the config
+    # could make long: the trigger only learns where its configuration file is
+    trigger_env, events_env = trigger_fn["Environment"]["Variables"], events_fn["Environment"]["Variables"]
     assert trigger_env["ALBGATE_STATE_MACHINE_ARN"] == SM_ARN
-    apps = json.loads(trigger_env["ALBGATE_TRIGGER_APPLICATIONS"])
-    assert [(a["deployment"], a["ecr_repository"], a["tag_pattern"]) for a in apps] == [
-        ("nginx-app", "myapp", "v*"), ("cart", "team/cart", "release-*")]
-    assert json.loads(trigger_env["ALBGATE_ROLLOUT_POLICY"])["steps"] == [1, "25%", "50%", "100%"]
-    events_env = envs["lambdas.handlers.execution_events.handler"]
+    assert trigger_env["ALBGATE_TRIGGER_CONFIG"] == "/opt/albgate/trigger.json"
     assert set(events_env) >= {"ALBGATE_STATE_MACHINE_ARN", "ALBGATE_LOCK_TABLE", "ALBGATE_EVENT_BUS"}
-    assert "ALBGATE_TRIGGER_APPLICATIONS" not in events_env
+    assert "ALBGATE_TRIGGER_CONFIG" not in events_env
+    # And the trigger (only it) has one layer: the configuration
+    (layer_id,) = _resources(template, "AWS::Lambda::LayerVersion")
+    assert trigger_fn["Layers"] == [{"Ref": layer_id}] and "Layers" not in events_fn
+
+
+def test_the_configuration_layer_holds_the_applications_and_the_policy(synthesized, tmp_path_factory):
+    _, _, trigger = synthesized
+    # Given the layer's folder as synthesized (what Lambda unpacks under /opt)
+    folder = trigger.config_layer.folder
+    files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    assert files == ["albgate/trigger.json"]
+    # When the trigger Lambda reads it at cold start / Then it gets the config's applications and policy
+    settings = TriggerSettings.from_environ({
+        "ALBGATE_STATE_MACHINE_ARN": SM_ARN, "ALBGATE_LOCK_TABLE": "locks", "ALBGATE_EVENT_BUS": "albgate",
+        "ALBGATE_TRIGGER_CONFIG": str(folder / "albgate" / "trigger.json")})
+    assert [(a.deployment, a.ecr_repository, a.tag_pattern) for a in settings.applications] == [
+        ("nginx-app", "myapp", "v*"), ("cart", "team/cart", "release-*")]
+    assert settings.policy.steps == [1, "25%", "50%", "100%"]
+
+
+def _ref(name: str) -> str:
+    return Token.as_string(Fn.ref(name))  # a value CloudFormation resolves at deploy time
+
+
+@pytest.mark.parametrize(
+    ("environment", "over_by"),
+    [
+        # {"A":"x..."}: 8 bytes of JSON around the value
+        pytest.param({"A": "x" * 4088}, None, id="exactly-4096"),
+        pytest.param({"A": "x" * 4089}, 4097, id="one-byte-over"),
+        # the lock table's name counts at its longest, 255 characters: 287 bytes of JSON besides the n x's
+        pytest.param({"ALBGATE_LOCK_TABLE": _ref("T"), "A": "x" * 3809}, None, id="token-at-its-longest-fits"),
+        pytest.param({"ALBGATE_LOCK_TABLE": _ref("T"), "A": "x" * 3810}, 4097, id="token-at-its-longest-over"),
+    ],
+)
+def test_an_environment_that_could_pass_4_kb_is_refused_at_synth(environment, over_by):
+    # Given a function's environment, its deploy-time values measured at their longest
+    problem = environment_problem("Fn", environment, TOKEN_MAX_CHARS)
+    # Then what fits Lambda's 4 KB passes and what could not is named with its size and the limit
+    if over_by is None:
+        assert problem is None
+    else:
+        assert problem is not None and f"could reach {over_by} bytes" in problem and "4096" in problem
+
+
+def test_a_deploy_time_value_of_unknown_length_is_refused():
+    problem = environment_problem("Fn", {"OTHER": _ref("T")}, TOKEN_MAX_CHARS)
+    assert problem is not None and "OTHER" in problem and "no known longest value" in problem
 
 
 def test_without_any_ecr_repository_the_construct_creates_nothing(example_config):

@@ -2,7 +2,7 @@
 
 Given the example config's application (my-cluster/readiness/nginx-app, repository myapp, tags v*), when a push
 of myapp:v2 reaches the trigger, then the execution input it starts is run by albgate's real rollout state
-machine (the template this checkout synthesizes, moto's interpreter, the real handlers) on the seed's simulated
+machine (the template this checkout synthesizes, moto's interpreter, the real handlers) on the example app's simulated
 cluster and ALB: the Deployment ends on the pushed digest. (What the execution's terminal status event then does
 is tested in test_handlers.py: the local runner starts its own moto mock, which resets the trigger's moto
 backends, so the trigger's side is checked before the rollout runs.)
@@ -22,19 +22,20 @@ from albgate.sim.strategies import register_strategy
 from albgate.template import _memo as template_memo
 from albgate.template import template_key, use_template
 from lambdas.handlers.ecr_trigger import TriggerSettings, handle_push
-from tests.trigger.conftest import DIGEST_B, ecr_event, settings_env
+from tests.trigger.conftest import DIGEST_B, ecr_event, settings_env, write_trigger_config
 
 SEED_APP = Path(__file__).resolve().parents[2] / "scenarios" / "seed-app.yaml"
 
 
 @pytest.fixture
-def example_world(world, example_config):
-    """The moto world, with the trigger configured from config/example.json."""
-    env = settings_env(world.state_machine_arn)
-    env["ALBGATE_TRIGGER_APPLICATIONS"] = json.dumps(
-        [a for a in example_config["applications"] if a.get("ecr_repository")])
-    env["ALBGATE_ROLLOUT_POLICY"] = json.dumps(example_config["rollout_policy"])
-    world.settings = TriggerSettings.from_environ(env)
+def example_world(world, example_config, tmp_path):
+    """The moto world, with the trigger configured from config/example.json (as its layer would hold it)."""
+    config = write_trigger_config(
+        tmp_path / "example-trigger.json",
+        [a for a in example_config["applications"] if a.get("ecr_repository")],
+        example_config["rollout_policy"],
+    )
+    world.settings = TriggerSettings.from_environ(settings_env(world.state_machine_arn, config))
     return world
 
 
