@@ -47,8 +47,9 @@ ERROR_MAX_CHARS = 256
 ALB_MIN_HEALTH_CHECK_INTERVAL_SECONDS = 5
 
 # albgate's own choices for its state machines.
-ROLLOUT_TIMEOUT_SECONDS = 48 * 3600  # the rollout state machine's TimeoutSeconds (stacks/constructs/rollout_workflow.py)
-APPROVAL_TIMEOUT_SECONDS = 24 * 3600  # `Wait For Approval`'s TimeoutSeconds (APPROVAL_TIMEOUT_HOURS there)
+ROLLOUT_TIMEOUT_SECONDS = 48 * 3600  # the rollout state machine's TimeoutSeconds (the workflow reads it from here)
+# `Wait For Approval`'s TimeoutSeconds (the workflow reads it from here); Start Step holds the gates through it.
+APPROVAL_TIMEOUT_SECONDS = 24 * 3600
 DEFAULT_DEREGISTRATION_DELAY_SECONDS = 300  # ELB's default: what the drain deadline defaults from when unknown
 DRAIN_MARGIN_SECONDS = 120  # lambdas/domain/rollout.py: drain deadline default = deregistration delay + 120 s
 

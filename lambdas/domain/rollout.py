@@ -32,6 +32,7 @@ from lambdas.domain.gate import (
 from lambdas.domain.models import RolloutPolicy, RolloutRequest, parse_image, parse_request
 from lambdas.domain.plan import step_targets
 from lambdas.domain.poll import (
+    POD_START_POLL_SECONDS,
     drain_poll_seconds,
     pod_poll_seconds,
     registration_poll_seconds,
@@ -60,9 +61,6 @@ ROLLOUT_ANNOTATION = "albgate.io/rollout"
 # Old targets may take the deregistration delay to leave; give the controller's reconcile and one more
 # check on top (FACTS.md: requeue 15 s; leader change pauses reconciles up to 2 min).
 DRAIN_MARGIN_SECONDS = 120
-# How long Wait For Approval waits for an answer before it counts as a rejection (the state machine's task
-# timeout, stacks/constructs/rollout_workflow.py, reads it from here).
-APPROVAL_TIMEOUT_SECONDS = 24 * 3600
 
 
 def resolve_int_or_percent(value: int | str, replicas: int, *, round_up: bool) -> int:
@@ -360,7 +358,7 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
         # The next step waits for a person after this one's bake: hold the gates through that wait too, or the
         # gate keeper would open them on the pods the Deployment controller surges meanwhile, and the
         # Deployment would roll forward without the approval.
-        hold_until += APPROVAL_TIMEOUT_SECONDS
+        hold_until += limits.APPROVAL_TIMEOUT_SECONDS
     marker = {ROLLOUT_ANNOTATION: f"{s.execution_name}@{int(hold_until)}"}
     if i == 0 and s.mode == "rollback" and (req.kind == "restart" or _undo_is_safe(ports, s)):
         # Roll back as `kubectl rollout undo` does: the previous revision's exact template, so the Deployment
@@ -474,15 +472,17 @@ def _booked_wait(ports: Ports, slot: float | None, tokens: int, now: float) -> t
 
     ``slot`` is a turn booked earlier in albgate's share of the account's bucket (lambdas/domain/budget.py):
     back for it (a Wait state waits whole seconds, so up to half a second early counts), the calls go without
-    asking again; before it, the rest of the wait; long past it, it is booked again."""
+    asking again; before it, the rest of the wait; long past it, it is booked again. A wait is never shorter
+    than the shortest look wait (``POD_START_POLL_SECONDS``): the worst-case history count
+    (``limits.max_looks``) assumes no loop turns faster, and a slot waited for a little late is still valid."""
     if slot is not None and now <= slot + STALE_SLOT_SECONDS:
         if now + 0.5 >= slot:
             return 0, None
-        return math.ceil(slot - now), slot
+        return max(POD_START_POLL_SECONDS, math.ceil(slot - now)), slot
     wait = ports.budget.acquire(tokens, reserve=True)
     if wait <= 0:
         return 0, None
-    return max(1, math.ceil(wait)), now + wait
+    return max(POD_START_POLL_SECONDS, math.ceil(wait)), now + wait
 
 
 def _budget_wait(ports: Ports, s: RolloutState, now: float) -> int:

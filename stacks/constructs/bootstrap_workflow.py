@@ -27,6 +27,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from lambdas.domain.errors import permanent_error_names
+from lambdas.domain.limits import MAX_APPLICATIONS_PER_CLUSTER, ROLLOUT_TIMEOUT_SECONDS
 from stacks.constructs.handler_specs import HandlerSpec
 from stacks.constructs.rollout_workflow import catch_all, invoke_lambda
 
@@ -36,8 +37,10 @@ REQUIRED_FUNCTIONS = (
     "BootstrapApplyWorkloads", "BootstrapCheckBindings", "BootstrapFindUngatedPods", "PreflightReport",
 )
 # A whole bootstrap: controller (<= 15 min), bindings (<= 10 min), settling (<= 10 min) and the gated
-# restarts, each bounded by its own rollout's deadlines; the execution's own hard stop on top.
-BOOTSTRAP_TIMEOUT = Duration.hours(24)
+# restarts, one at a time, each a rollout execution bounded by its own timeout. The hard stop covers the most
+# restarts one bootstrap can run (one per application) at their longest, so it never cuts a restart short;
+# 60 x 48 h is well under Standard workflows' one-year maximum (docs/facts.md, "AWS limits albgate checks").
+BOOTSTRAP_TIMEOUT = Duration.seconds(3600 + MAX_APPLICATIONS_PER_CLUSTER * ROLLOUT_TIMEOUT_SECONDS)
 
 
 class WaitLoop(sfn.StateMachineFragment):

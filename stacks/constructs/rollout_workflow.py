@@ -26,8 +26,8 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from lambdas.domain.errors import permanent_error_names, retryable_error_names
-from lambdas.domain.rollout import APPROVAL_TIMEOUT_SECONDS
-from lambdas.domain.trigger import EVENT_SOURCE, ROLLOUT_STEP_PASSED, STATE_MACHINE_TIMEOUT_SECONDS
+from lambdas.domain.limits import APPROVAL_TIMEOUT_SECONDS, ROLLOUT_TIMEOUT_SECONDS
+from lambdas.domain.trigger import EVENT_SOURCE, ROLLOUT_STEP_PASSED
 from stacks.constructs.handler_specs import HandlerSpec
 
 # Lambda's own transient failures, plus a timed-out invocation: every handler is idempotent, so a retry after a
@@ -72,7 +72,7 @@ THROTTLE_RETRY_MAX_ATTEMPTS = 20
 # How long `Wait For Approval` waits for a person (its TimeoutSeconds). Unanswered by then, the approval counts as
 # a rejection: $.failure becomes APPROVAL_TIMED_OUT with a cause naming the step, and the rollout goes to the
 # same rollback decision a SendTaskFailure reaches. A fixed 24 h, not a policy field: the policy has no place for
-# it yet, and the execution's own timeout (STATE_MACHINE_TIMEOUT_SECONDS, 48 h) must leave room after the wait
+# it yet, and the execution's own timeout (ROLLOUT_TIMEOUT_SECONDS, 48 h) must leave room after the wait
 # for the rollback it may lead to (docs/rollout.md, "Approvals").
 APPROVAL_TIMEOUT_HOURS = APPROVAL_TIMEOUT_SECONDS // 3600  # Start Step holds the gates through the same wait
 APPROVAL_TIMED_OUT = "ApprovalTimedOut"
@@ -560,6 +560,6 @@ class RolloutWorkflow(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             # The domain's lock on a Deployment (lambdas/domain/trigger.py, lock_seconds) assumes this cap.
-            timeout=Duration.seconds(STATE_MACHINE_TIMEOUT_SECONDS),
+            timeout=Duration.seconds(ROLLOUT_TIMEOUT_SECONDS),
             comment="albgate: roll a Deployment in steps, each gated on ALB target health; gated rollback",
         )

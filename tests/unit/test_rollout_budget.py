@@ -161,7 +161,7 @@ def test_preflight_gives_up_after_ten_turns_that_never_came(world):
 # ---------------------------------------------------------------------------------------------------------
 BOOKED = [
     # id, booked wait the budget answers, whole seconds the gate must wait for it
-    ("under-a-second-waits-one-second", 0.2, 1),
+    ("under-the-shortest-look-wait-waits-that", 0.2, 3),
     ("fraction-rounds-up", 7.5, 8),
     ("whole-seconds-as-is", 30.0, 30),
 ]
@@ -263,7 +263,7 @@ def gate_passed(world: World) -> dict:
     return state
 
 
-@pytest.mark.parametrize("booked,wait_seconds", [(0.5, 1), (12.25, 13)], ids=["under-a-second", "fraction-rounds-up"])
+@pytest.mark.parametrize("booked,wait_seconds", [(0.5, 3), (12.25, 13)], ids=["under-the-shortest-look-wait", "fraction-rounds-up"])
 def test_the_drain_check_waits_its_booked_time_without_calling_elb(world, booked, wait_seconds):
     # Given a step whose gate passed and whose old pod was released and scaled down (the drain check would now
     # call DescribeTargetHealth), and a budget that books that look ``booked`` seconds ahead
