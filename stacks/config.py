@@ -8,7 +8,7 @@ CDK CLI sets (CDK_DEFAULT_ACCOUNT / CDK_DEFAULT_REGION), else the stack stays ac
 Where the config comes from (first match wins):
 1. context ``albgate_config`` = path to a JSON file (``cdk synth -c albgate_config=my.json`` or
    ``python app.py -c albgate_config=my.json``), relative to the working directory;
-2. context ``albgate`` = the config object itself (cdk.json ships the seed's example there).
+2. context ``albgate`` = the config object itself (cdk.json ships the example app's config there).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND
 from lambdas.domain.limits import MAX_APPLICATIONS_PER_CLUSTER, drain_deadline_seconds
 
-# Kubernetes name rules are the lead's contract in lambdas/domain/models.py: reuse them so the CDK config and a
+# Kubernetes name rules are the rollout input's contract in lambdas/domain/models.py: reuse them so the CDK config and a
 # rollout request accept exactly the same names.
 from lambdas.domain.models import DNS1123_LABEL, DNS1123_SUBDOMAIN, RolloutPolicy
 from lambdas.domain.rollout import limit_problems
@@ -220,7 +220,7 @@ class ApplicationConfig(_Strict):
 
 
 class DescribeBudgetConfig(_Strict):
-    """albgate's share of the account's ELB Describe* bucket (40 tokens, 10/s, FACTS.md), for all its
+    """albgate's share of the account's ELB Describe* bucket (40 tokens, 10/s, docs/facts.md, ELB API throttling), for all its
     rollouts together; the rest is left to the Load Balancer Controllers (docs/rollout.md, "Sharing the
     Describe* bucket")."""
 

@@ -1,13 +1,13 @@
 """The bootstrap workflow's use cases: install the Load Balancer Controller, label namespaces, apply hardened
 workloads, re-create pods born before the label; one function per state machine task, (ports, state) -> state.
 
-Job: turn the seed's manual steps (FACTS.md, "The problem" and "Install recipe") into steps a state machine
-can run and re-run: install or upgrade the controller with Helm and wait until it really works; label each
+Job: turn the documented manual steps (docs/facts.md, Load Balancer Controller: install and readiness gate)
+into steps a state machine can run and re-run: install or upgrade the controller with Helm and wait until it really works; label each
 app namespace ``elbv2.k8s.aws/pod-readiness-gate-inject=enabled`` (never kube-system or the controller's own
 namespace: #1628, #2282); server-side apply each app's Service and Ingress, wait until the controller has
 bound them to an IP target group and its webhook injects the gate into a dry-run pod, then apply the
-Deployment (the gate is injected only at pod CREATE, FACTS.md); list the pods of a settled Deployment that
-still have no gate, as the ``restart`` inputs of albgate's gated rollout.
+Deployment (the gate is injected only at pod CREATE, docs/facts.md, Load Balancer Controller: readiness
+gate); list the pods of a settled Deployment that still have no gate, as the ``restart`` inputs of albgate's gated rollout.
 
 Invariant: every use case is idempotent. Each change is a server-side apply (field manager ``albgate``) or a
 ``helm upgrade --install`` that is skipped when the release already has the pinned chart and values, so a
@@ -42,8 +42,9 @@ from lambdas.domain.ports import (
 
 # ---------------------------------------------------------------------------------------------------------
 # The pinned controller: version, chart and IAM policy source, in ONE place (the CDK policy in
-# stacks/constructs/lbc_iam.py and the Helm install read these). FACTS.md: the policy JSON is unchanged from
-# v2.13.0 through v3.5.0; eks-charts chart 3.5.0 ships controller v3.5.0.
+# stacks/constructs/lbc_iam.py and the Helm install read these). The policy JSON is unchanged from
+# v2.13.0 through v3.5.0; eks-charts chart 3.5.0 ships controller v3.5.0 (docs/facts.md, Load Balancer
+# Controller: install).
 # ---------------------------------------------------------------------------------------------------------
 CONTROLLER_VERSION = "v3.5.0"
 CHART_VERSION = "3.5.0"
@@ -55,7 +56,7 @@ IAM_POLICY_SOURCE = (
 )
 RELEASE_NAME = "aws-load-balancer-controller"
 CONTROLLER_NAMESPACE = "kube-system"
-SERVICE_ACCOUNT = "aws-load-balancer-controller"  # FACTS.md, install recipe
+SERVICE_ACCOUNT = "aws-load-balancer-controller"  # docs/facts.md, Load Balancer Controller: install
 CONTROLLER_DEPLOYMENT = "aws-load-balancer-controller"
 # The chart names its webhooks after the prefix "aws-load-balancer" (templates/webhook.yaml).
 WEBHOOK_CONFIGURATION = "aws-load-balancer-webhook"
@@ -64,17 +65,19 @@ WEBHOOK_SERVICE = "aws-load-balancer-webhook-service"
 CONTROLLER_NAME_LABEL = ("app.kubernetes.io/name", "aws-load-balancer-controller")
 # Lower than the controller's 16m40s default: gates stuck for 16 minutes were fixed by lowering it (#3622,
 # #3677; PR #2029 verified a 60 s cap). Kept well above the 15 s requeue so a throttled account (the Describe*
-# bucket is shared, FACTS.md) is not hammered.
+# bucket is shared, docs/facts.md, ELB API throttling) is not hammered.
 DEFAULT_MAX_BACKOFF = "60s"
-# CDK's own Helm install waits up to 15 min (FACTS.md, install recipe); the controller gets as long to work.
+# CDK's own Helm install waits up to 15 min (docs/facts.md, Load Balancer Controller: install); the controller gets as long to work.
 DEFAULT_CONTROLLER_DEADLINE_SECONDS = 900
 # A new Ingress -> the controller creates the load balancer, target group and binding; then the webhook must
-# inject the gate. Minutes on a busy controller (FACTS.md: leader change pauses reconciles up to 2 min).
+# inject the gate. Minutes on a busy controller (docs/facts.md, Load Balancer Controller:
+# registration and timing: leader change pauses reconciles up to 2 min).
 DEFAULT_BINDING_DEADLINE_SECONDS = 600
-# Waiting for a Deployment the apply changed to settle: Kubernetes' own progress deadline default (FACTS.md).
+# Waiting for a Deployment the apply changed to settle: Kubernetes' own progress deadline default (docs/facts.md,
+# Kubernetes Deployment controller).
 DEFAULT_SETTLE_DEADLINE_SECONDS = 600
 POLL_SECONDS = 10  # between checks of a bootstrap wait (Kubernetes reads only, no Describe* tokens)
-NATIVE_SLEEP_SINCE = (1, 30)  # FACTS.md: PodLifecycleSleepAction beta and on by default from 1.30
+NATIVE_SLEEP_SINCE = (1, 30)  # docs/facts.md, Pod readiness and termination
 FIELD_MANAGER = "albgate"
 VALUES_FILE = "values.json"  # the values file argument; the helm adapter writes the values there
 PROTECTED_NAMESPACES = frozenset({"kube-system"})
@@ -200,7 +203,7 @@ class ControllerSettings(_Strict):
     image_repository: str | None = Field(default=None, description="controller image mirror (no internet)")
     webhook_failure_policy: Literal["Fail", "Ignore"] = Field(
         default="Fail",
-        description="Fail: no pod is created without its gate while the webhook is down (FACTS.md)",
+        description="Fail: no pod is created without its gate while the webhook is down (docs/facts.md)",
     )
     max_backoff: str = Field(default=DEFAULT_MAX_BACKOFF, description="targetgroupbindingMaxExponentialBackoffDelay")
     role_arn: str | None = Field(default=None, description="IRSA: annotate the service account with this role")
@@ -346,7 +349,7 @@ def _record_hardening(state: dict[str, Any], key: str, hardened: Any) -> None:
 
 
 def refuse_namespace(namespace: str, controller_namespace: str) -> None:
-    """kube-system and the controller's namespace are never labelled (FACTS.md: #1628, #2282)."""
+    """kube-system and the controller's namespace are never labelled (docs/facts.md, Load Balancer Controller: readiness gate)."""
     if namespace in PROTECTED_NAMESPACES or namespace == controller_namespace:
         why = (
             "the controller's own pods would wait for a gate only the controller can set "
@@ -422,13 +425,13 @@ def _hardening_policy(request: BootstrapRequest, app: AppBootstrap, *, native_sl
 # Install the controller
 # ---------------------------------------------------------------------------------------------------------
 def helm_values(cluster: str, settings: ControllerSettings) -> dict[str, Any]:
-    """The chart values albgate installs with (FACTS.md, "Helm values and defaults")."""
+    """The chart values albgate installs with (docs/facts.md, Load Balancer Controller: install)."""
     values: dict[str, Any] = {
         "clusterName": cluster,
         # The identity is albgate's (Pod Identity association or IRSA, stacks/constructs/lbc_iam.py): the
         # chart must not create its own account.
         "serviceAccount": {"create": False, "name": settings.service_account},
-        # Fail: while the webhook is down no pod is created without its gate (FACTS.md: Ignore is the default
+        # Fail: while the webhook is down no pod is created without its gate (docs/facts.md, Load Balancer Controller: readiness gate: Ignore is the default
         # after v2.11.0 and then pods get created with no gate). The object selector keeps the controller's own
         # pods out (the chart's template excludes them too; stated here so a chart change cannot drop it):
         # with Fail they could otherwise never be created while no controller pod serves the webhook (#1628).

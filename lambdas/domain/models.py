@@ -77,7 +77,7 @@ class RolloutPolicy(_Strict):
         ge=0,
         le=3_600,
         description="preStop sleep albgate writes when hardening; covers the seconds the ALB still routes new "
-        "requests to a deregistering target (FACTS.md: ~10 s reported, 25 s enough)",
+        "requests to a deregistering target (docs/facts.md, Deregistration and draining: ~10 s reported, 25 s enough)",
     )
     max_request_seconds: int = Field(
         default=30, ge=1, le=3_600, description="the longest request the app serves, for the grace period"

@@ -59,12 +59,13 @@ POD_TEMPLATE_HASH = "pod-template-hash"
 # leaves a deadline that expires by itself.
 ROLLOUT_ANNOTATION = "albgate.io/rollout"
 # Old targets may take the deregistration delay to leave; give the controller's reconcile and one more
-# check on top (FACTS.md: requeue 15 s; leader change pauses reconciles up to 2 min).
+# check on top (docs/facts.md, Load Balancer Controller: registration and timing: requeue 15 s; leader change pauses
+# reconciles up to 2 min).
 DRAIN_MARGIN_SECONDS = 120
 
 
 def resolve_int_or_percent(value: int | str, replicas: int, *, round_up: bool) -> int:
-    """maxSurge rounds up, maxUnavailable rounds down (FACTS.md, ResolveFenceposts)."""
+    """maxSurge rounds up, maxUnavailable rounds down (docs/facts.md, Kubernetes Deployment controller: ResolveFenceposts)."""
     if isinstance(value, int):
         return value
     pct = int(str(value).rstrip("%"))
