@@ -68,7 +68,12 @@ from stacks.constructs.trigger_specs import ECR_TRIGGER, EXECUTION_EVENTS
 EVENT_BUS_NAME = "albgate"
 LOCK_KEY = "lock_key"  # lambdas/adapters/dynamodb_lock.py
 LOCK_TTL_ATTRIBUTE = "expires_at"
-LOCK_ITEM_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+# The lock table's item actions each function calls: the trigger queues a push on a held lock (UpdateItem);
+# the execution-events function only reads, hands a lock over (PutItem) and releases it (DeleteItem).
+LOCK_ITEM_ACTIONS = {
+    "EcrTrigger": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+    "ExecutionEvents": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+}
 # Lambda retries a failed asynchronous invocation twice (its default), EventBridge retries delivery for up to
 # 24 h (its default); what still fails lands in the DLQ. A push older than this is not worth rolling any more.
 MAX_EVENT_AGE = Duration.hours(6)
@@ -238,7 +243,8 @@ class EcrTrigger(Construct):
                 )
             )
             fn.role.add_to_policy(
-                iam.PolicyStatement(sid="DeploymentLocks", actions=LOCK_ITEM_ACTIONS, resources=[self.table.table_arn])
+                iam.PolicyStatement(sid="DeploymentLocks", actions=LOCK_ITEM_ACTIONS[spec.name],
+                                    resources=[self.table.table_arn])
             )
             fn.role.add_to_policy(
                 iam.PolicyStatement(sid="PublishEvents", actions=["events:PutEvents"],

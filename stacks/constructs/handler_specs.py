@@ -1,7 +1,10 @@
 """Which Lambdas albgate deploys and what each may touch: the single list the stack, IAM and the tests share.
 
 Invariant: one entry per module in ``lambdas/handlers`` that is deployed; each function gets only the AWS
-actions and Kubernetes access its entry names (least privilege), nothing is granted by default.
+actions and Kubernetes access its entry names (least privilege), nothing is granted by default. An entry names
+exactly what its handler calls: tests/iam records every AWS call each deployed handler makes through its real
+adapters and fails on a call its role does not allow, and on a grant no recorded call uses (docs/foundation.md,
+"IAM from recorded calls").
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ class HandlerSpec:
     name: str  # construct id and function name suffix, e.g. "CheckTargetHealth"
     module: str  # lambdas.handlers.<module>
     kube: KubeAccess  # read: get/list/watch in app namespaces; rollout: + patch deployments and pods/status
-    elb_read: bool  # elasticloadbalancing:DescribeTargetHealth / DescribeTargetGroups / DescribeTargetGroupAttributes
+    # One flag per ElbPort method (lambdas/domain/ports.py), each granting exactly the ELBv2 actions it calls:
+    # elb_read: describe_target_group = DescribeTargetGroups + DescribeTargetGroupAttributes (a group's settings)
+    elb_read: bool
+    # elb_health: describe_target_health = DescribeTargetHealth (the gate's and the drain check's look)
+    elb_health: bool = False
     ecr_read: bool = False  # ecr:DescribeImages on the configured repositories (pin a tag to its digest)
-    # elasticloadbalancing:DeregisterTargets on the configured clusters' controller-managed target groups: start
-    # the drain of a released pod's target when the Load Balancer Controller has not (down or throttled)
+    # elb_deregister: deregister_targets = DeregisterTargets on the configured clusters' controller-managed target
+    # groups: start the drain of a released pod's target when the Load Balancer Controller has not (down or
+    # throttled). Verify Drain does it, and so does the next step's gate for a drain Verify Drain handed over.
     elb_deregister: bool = False
     # dynamodb:GetItem/UpdateItem on the Describe* budget table: takes its turn in albgate's share of the
     # account's Describe* bucket before each call (lambdas/domain/budget.py)
@@ -39,7 +47,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         "Preflight",
         "preflight",
         kube="rollout",
-        elb_read=True,
+        elb_read=True,  # the target groups' settings; Preflight never looks at target health
         describe_budget=True,
         ecr_read=True,
         description="validate input, find target groups, check (or harden) zero-downtime settings",
@@ -58,8 +66,12 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         "CheckTargetHealth",
         "check_target_health",
         kube="read",
-        elb_read=True,
+        elb_read=False,  # the target groups' settings come with the state (Preflight read them)
+        elb_health=True,
         describe_budget=True,
+        # the drain Verify Drain handed over (Verdict.DRAINING) is followed on the gate's looks, and a released
+        # target still in the pool is deregistered there (lambdas/domain/rollout.py, _follow_handed_over_drain)
+        elb_deregister=True,
         description="gate: every new pod's target healthy in every target group",
     ),
     HandlerSpec(
@@ -73,7 +85,8 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         "VerifyDrain",
         "verify_drain",
         kube="read",
-        elb_read=True,
+        elb_read=False,
+        elb_health=True,
         describe_budget=True,
         elb_deregister=True,
         description="old targets went draining (deregistered here if nobody had) and left the target group",
@@ -81,7 +94,8 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
     HandlerSpec(
         "RollBack",
         "roll_back",
-        kube="rollout",
+        # decides on the state alone: the rollback's own Start Step changes the Deployment, gated like a rollout
+        kube="none",
         elb_read=False,
         description="restore the previous revision, to be gated the same way",
     ),
@@ -102,6 +116,7 @@ SCHEDULED_HANDLERS: tuple[HandlerSpec, ...] = (
         "gate_keeper",
         kube="rollout",
         elb_read=True,
+        elb_health=True,
         describe_budget=True,
         description="open albgate's readiness gate on healthy pods created outside a rollout (scale-ups)",
     ),

@@ -2,10 +2,12 @@
 
 Invariant: every function runs Python 3.12 on x86_64 (the platform the asset is bundled for), traces with
 X-Ray, logs to its own log group with a retention, carries the Powertools environment, and has its own role
-with no managed policy: logs, X-Ray, ENI (only in a VPC), ELB reads (only when ``spec.elb_read``) and
+with no managed policy: logs, X-Ray, ENI (only in a VPC), the ELB actions of the ``ElbPort`` methods the spec
+names (``elb_read``, ``elb_health``, ``elb_deregister``), ``ecr:DescribeImages`` (``ecr_read``) and
 ``eks:DescribeCluster`` on the configured clusters (only when ``spec.kube`` is not "none"). Every ``*``
 resource left is for an action the Service Authorization Reference lists without resource types, and carries
-a cdk-nag acknowledgment saying so.
+a cdk-nag acknowledgment saying so. tests/iam checks each role against the AWS calls its handler was recorded
+making (docs/foundation.md, "IAM from recorded calls").
 """
 
 from __future__ import annotations
@@ -42,11 +44,14 @@ RETENTION = {
 
 # Elastic Load Balancing v2 Describe* actions have no resource types in the Service Authorization Reference
 # ("Actions, resources, and condition keys for Elastic Load Balancing V2"), so they only work with "*".
-ELB_READ_ACTIONS = [
-    "elasticloadbalancing:DescribeTargetHealth",
+# ElbPort.describe_target_group (spec.elb_read) and ElbPort.describe_target_health (spec.elb_health):
+ELB_TARGET_GROUP_READ_ACTIONS = [
     "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetGroupAttributes",
 ]
+ELB_HEALTH_READ_ACTIONS = ["elasticloadbalancing:DescribeTargetHealth"]
+# Every ELB read albgate makes; each function is granted only the part its spec names (elb_read_actions).
+ELB_READ_ACTIONS = ELB_HEALTH_READ_ACTIONS + ELB_TARGET_GROUP_READ_ACTIONS
 # Lambda creates the function's ENIs with the execution role (Lambda developer guide, "Giving Lambda functions
 # access to resources in an Amazon VPC"); DescribeNetworkInterfaces/DescribeSubnets only work on "*".
 ENI_DESCRIBE_ACTIONS = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
@@ -71,6 +76,13 @@ class VpcPlacement:
     security_groups: Sequence[ec2.ISecurityGroup]
     subnet_ids: Sequence[str]
     security_group_ids: Sequence[str]
+
+
+def elb_read_actions(spec: HandlerSpec) -> list[str]:
+    """The ELBv2 Describe* actions of the ``ElbPort`` reads the spec names, in ``ELB_READ_ACTIONS`` order."""
+    return (ELB_HEALTH_READ_ACTIONS if spec.elb_health else []) + (
+        ELB_TARGET_GROUP_READ_ACTIONS if spec.elb_read else []
+    )
 
 
 def powertools_environment(log_level: str) -> dict[str, str]:
@@ -124,14 +136,12 @@ class AlbgateFunction(Construct):
             "xray:PutTraceSegments/PutTelemetryRecords (added by Tracing.ACTIVE) have no resource types in the "
             "Service Authorization Reference for AWS X-Ray, so they require Resource '*'"
         ]
-        if spec.elb_read:
-            self.role.add_to_policy(
-                iam.PolicyStatement(sid="ReadTargetHealth", actions=ELB_READ_ACTIONS, resources=["*"])
-            )
+        elb_reads = elb_read_actions(spec)
+        if elb_reads:
+            self.role.add_to_policy(iam.PolicyStatement(sid="ReadElb", actions=elb_reads, resources=["*"]))
             wildcard_reasons.append(
-                "elasticloadbalancing:DescribeTargetHealth/DescribeTargetGroups/DescribeTargetGroupAttributes "
-                "have no resource types in the Service Authorization Reference for Elastic Load Balancing V2 "
-                "(read-only; target groups are chosen at run time by the Ingress)"
+                f"{'/'.join(elb_reads)} have no resource types in the Service Authorization Reference for "
+                "Elastic Load Balancing V2 (read-only; target groups are chosen at run time by the Ingress)"
             )
         if spec.elb_deregister and cluster_names:
             # Only target groups the Load Balancer Controller of a configured cluster manages: it tags each one

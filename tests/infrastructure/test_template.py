@@ -12,7 +12,7 @@ from stacks.config import LOG_RETENTION_DAYS
 from stacks.constructs.cluster_access import ROLLOUT_GROUP, VIEW_POLICY, groups_for, needs_cluster_admin
 from stacks.constructs.handler_specs import ROLLOUT_HANDLERS, HandlerSpec
 from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
-from stacks.constructs.lambda_function import ELB_READ_ACTIONS, RETENTION
+from stacks.constructs.lambda_function import RETENTION, elb_read_actions
 from albgate.template import state_machine_id
 from tests.infrastructure.cfn import definition, walk_states
 from tests.infrastructure.conftest import PRIVATE_SGS, PRIVATE_SUBNETS
@@ -126,8 +126,7 @@ def test_role_grants_exactly_what_the_spec_names(synth, spec):
     # Then no managed policy, and only logs + X-Ray + what the spec names
     assert "ManagedPolicyArns" not in role["Properties"]
     expected = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
-    if spec.elb_read:
-        expected |= set(ELB_READ_ACTIONS)
+    expected |= set(elb_read_actions(spec))
     if spec.kube != "none":
         expected |= {"eks:DescribeCluster"}
     if spec.ecr_read:  # the example config names an ECR repository
@@ -143,7 +142,7 @@ def test_the_describe_budget_is_shared_by_every_function_that_polls_elb_in_a_rol
     # Given the specs / Then every rollout function and the gate keeper that read ELB take their turn first
     polling = {s.name for s in ALL_HANDLERS if s.describe_budget}
     assert polling == {"Preflight", "CheckTargetHealth", "VerifyDrain", "GateKeeper"}
-    assert all(s.elb_read for s in ALL_HANDLERS if s.describe_budget)
+    assert all(elb_read_actions(s) for s in ALL_HANDLERS if s.describe_budget)
     # And their DynamoDB actions reach the budget table only
     table = budget_table_id(synth)
     for spec in ALL_HANDLERS:
@@ -157,16 +156,18 @@ def test_the_describe_budget_is_shared_by_every_function_that_polls_elb_in_a_rol
         assert resources and all(r == {"Fn::GetAtt": [table, "Arn"]} or r == {"Ref": "AWS::NoValue"} for r in resources)
 
 
-def test_only_verify_drain_may_deregister_and_only_the_clusters_target_groups(synth):
-    # Given the rollout functions / Then exactly one may deregister targets
-    (spec,) = [s for s in ALL_HANDLERS if s.elb_deregister]
-    assert spec.name == "VerifyDrain"
-    # And only on target groups tagged by a configured cluster's Load Balancer Controller
-    _, fn = function_of(synth, spec)
-    statements = policy_statements(synth, fn["Properties"]["Role"]["Fn::GetAtt"][0])
-    (dereg,) = [s for s in statements if s["Action"] == "elasticloadbalancing:DeregisterTargets"]
-    assert dereg["Condition"] == {"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": ["my-cluster"]}}
-    assert json.dumps(dereg["Resource"]).endswith(':targetgroup/*/*"]]}')
+def test_only_the_drain_paths_may_deregister_and_only_the_clusters_target_groups(synth):
+    # Given the rollout functions / Then the two that drain may deregister targets: Verify Drain, and Check
+    # Target Health, which follows a drain Verify Drain handed over while the controller is down or throttled
+    specs = [s for s in ALL_HANDLERS if s.elb_deregister]
+    assert sorted(s.name for s in specs) == ["CheckTargetHealth", "VerifyDrain"]
+    for spec in specs:
+        # And only on target groups tagged by a configured cluster's Load Balancer Controller
+        _, fn = function_of(synth, spec)
+        statements = policy_statements(synth, fn["Properties"]["Role"]["Fn::GetAtt"][0])
+        (dereg,) = [s for s in statements if s["Action"] == "elasticloadbalancing:DeregisterTargets"]
+        assert dereg["Condition"] == {"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": ["my-cluster"]}}
+        assert json.dumps(dereg["Resource"]).endswith(':targetgroup/*/*"]]}')
 
 
 @pytest.mark.parametrize("spec", [s for s in ALL_HANDLERS if s.kube != "none"], ids=lambda s: s.name)

@@ -147,7 +147,6 @@ def test_iam_is_scoped_to_the_state_machine_the_table_the_bus_and_the_queue(synt
         "states:StartExecution": SM_ARN,
         "dynamodb:GetItem": {"Fn::GetAtt": [table_id, "Arn"]},
         "dynamodb:PutItem": {"Fn::GetAtt": [table_id, "Arn"]},
-        "dynamodb:UpdateItem": {"Fn::GetAtt": [table_id, "Arn"]},
         "dynamodb:DeleteItem": {"Fn::GetAtt": [table_id, "Arn"]},
         "events:PutEvents": {"Fn::GetAtt": [bus_id, "Arn"]},
         "sqs:SendMessage": {"Fn::GetAtt": [queue_id, "Arn"]},
@@ -159,6 +158,8 @@ def test_iam_is_scoped_to_the_state_machine_the_table_the_bus_and_the_queue(synt
             seen.setdefault(a, []).append(s["Resource"])
     for action, resource in expected.items():
         assert seen.pop(action) == [resource, resource], action  # both functions, this resource only
+    # Only the trigger queues a push on a held lock
+    assert seen.pop("dynamodb:UpdateItem") == [{"Fn::GetAtt": [table_id, "Arn"]}]
     # Then what is left is the functions' own logs and X-Ray (AlbgateFunction), nothing on states/dynamodb/events
     assert {a.split(":")[0] for a in seen} <= {"logs", "xray"}, seen
 

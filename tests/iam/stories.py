@@ -1,0 +1,292 @@
+"""The stories the handlers are driven through while their AWS calls are recorded, every deployed function in one.
+
+Job: reach, through the real handlers and adapters, every path on which a function calls AWS, the rare ones
+included: a two-step rollout whose Load Balancer Controller is down, so Verify Drain deregisters a released
+pod's target itself and hands the rest of its drain over, and the next step's gate deregisters one more (the
+drain hand-over of Check Target Health); DescribeTargetHealth throttled in the gate and in the drain check (the
+blind deregistration); the image tag pinned through ECR; the Describe* budget table; then the gate keeper, an
+approval, a roll-back decision. The ECR trigger's push, queue, hand-over, release and replay on the lock table,
+Step Functions and the event bus. The bootstrap, step by step, the controller's helm install included.
+
+Each step says what it must have reached (``expect``), so a story that drifts away from the path it is meant
+to record fails as such instead of silently recording less.
+
+Invariant: the world is changed between steps only as Kubernetes or the load balancer would change it (the
+Deployment controller creating or removing pods, the Load Balancer Controller registering targets, or not);
+a handler's input is the previous handler's output wherever the state machine passes it so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lambdas.domain.ports import ALBGATE_GATE
+from tests.adapters import k8s_objects as k8s
+from tests.bootstrap.conftest import deployment as boot_deployment
+from tests.bootstrap.conftest import ingress as boot_ingress
+from tests.bootstrap.conftest import service as boot_service
+from tests.iam.recorder import RecordedCall
+from tests.iam.world import ACCOUNT, StoryAborted, World, called
+from tests.trigger.conftest import ecr_event, status_event
+
+OLD_IMAGE = "nginx:1.27"
+OLD_HASH, NEW_HASH = "old111", "new222"
+LABELS = {"app": "nginx"}
+READY = [{"type": t, "status": "True"} for t in ("PodScheduled", "ContainersReady", "Ready")]
+DEREGISTER = "elasticloadbalancing:DeregisterTargets"
+DESCRIBE_HEALTH = "elasticloadbalancing:DescribeTargetHealth"
+DESCRIBE_GROUPS = "elasticloadbalancing:DescribeTargetGroups"
+DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+def _all(*checks: tuple[bool, str]) -> str:
+    """'' when every check holds, else what did not."""
+    return "; ".join(message for ok, message in checks if not ok)
+
+
+def _deregistered(calls: list[RecordedCall]) -> set[str]:
+    return {t["Id"] for c in called(calls, DEREGISTER) for t in c.params["Targets"]}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A rollout of two steps while the Load Balancer Controller deregisters nothing
+# ---------------------------------------------------------------------------------------------------------
+class RolloutWorld:
+    """The configured application on the fake API server and behind the ALB, mid-rollout as the story goes."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        app = world.config.applications[0]
+        self.app = app
+        self.cluster, self.ns, self.name, self.container = app.cluster, app.namespace, app.deployment, app.container
+        self.api = world.apiserver
+        self.tg = world.target_group("k8s-readines-nginxsvc", app.cluster)
+        tpl = k8s.template([k8s.container(name=self.container, image=OLD_IMAGE)], labels=dict(LABELS))
+        dep = k8s.deployment(self.name, self.ns, replicas=3, tpl=tpl, revision=1)
+        self.api.put("namespaces", k8s.namespace(self.ns))
+        self.api.put("deployments", dep, "apps")
+        self.old_rs = k8s.replica_set(dep, 1, OLD_HASH, replicas=3)
+        self.api.put("replicasets", self.old_rs, "apps")
+        self.api.put("services", k8s.service(app.service, self.ns, selector=dict(LABELS),
+                                             ports=[{"port": 80, "targetPort": 80, "protocol": "TCP"}]))
+        self.api.put("targetgroupbindings", k8s.target_group_binding(
+            "k8s-readines-nginxsvc-0123456789", self.ns, targetGroupARN=self.tg, targetType="ip",
+            serviceRef={"name": app.service, "port": 80}), "elbv2.k8s.aws")
+        for name, ip in (("old-a", "10.0.1.10"), ("old-b", "10.0.1.11"), ("old-c", "10.0.1.12")):
+            self.old_pod(name, ip)
+        world.register(self.tg, "10.0.1.10", "10.0.1.11", "10.0.1.12")
+
+    def old_pod(self, name: str, ip: str, *, deleting: bool = False) -> None:
+        self.api.put("pods", k8s.pod(name, self.ns, ip=ip, labels={**LABELS, "pod-template-hash": OLD_HASH},
+                                     owner_rs=self.old_rs["metadata"]["name"], conditions=READY, deleting=deleting))
+
+    def new_replica_set(self) -> None:
+        """The Deployment controller's answer to Start Step: a ReplicaSet of the template albgate wrote."""
+        dep = self.api.get("deployments", self.ns, self.name, "apps")
+        self.new_rs = k8s.replica_set(dep, 2, NEW_HASH, tpl=dep["spec"]["template"], replicas=1)
+        self.api.put("replicasets", self.new_rs, "apps")
+
+    def new_pod(self, name: str, ip: str) -> None:
+        """A new pod behind albgate's gate, ContainersReady; the controller registers its target."""
+        self.api.put("pods", k8s.pod(name, self.ns, ip=ip, labels={**LABELS, "pod-template-hash": NEW_HASH},
+                                     gates=[ALBGATE_GATE], owner_rs=self.new_rs["metadata"]["name"]))
+        self.world.register(self.tg, ip)
+
+    def gate_open(self, pod: str) -> bool:
+        conditions = self.api.get("pods", self.ns, pod)["status"].get("conditions") or []
+        return any(c["type"] == ALBGATE_GATE and c["status"] == "True" for c in conditions)
+
+    def request(self) -> dict[str, Any]:
+        repository = self.app.ecr_repository
+        return {
+            "cluster": self.cluster, "namespace": self.ns, "deployment": self.name, "container": self.container,
+            "image": f"{ACCOUNT}.dkr.ecr.{self.world.region}.amazonaws.com/{repository}:v2",
+            "policy": {"steps": [1, "100%"], "harden": True},
+        }
+
+
+def rollout_story(world: World) -> None:
+    w = RolloutWorld(world)
+    step = world.step
+    first = step("preflight", "Preflight", {"request": w.request(), "execution_name": "iam-rollout"},
+                 lambda out, calls: _all(
+                     ("@sha256:" in out.get("target_image", ""), "the tag was not pinned to its ECR digest"),
+                     (bool(called(calls, "ecr:DescribeImages")), "ECR was not asked"),
+                     (bool(called(calls, "dynamodb:UpdateItem")), "no turn was taken in the Describe* budget"),
+                     (bool(called(calls, DESCRIBE_GROUPS)), "the target group was not described")))
+    started = step("start-step-1", "StartStep", first, lambda out, calls: _all(
+        (ALBGATE_GATE in str(w.api.get("deployments", w.ns, w.name, "apps")["spec"]["template"]),
+         "albgate's gate is not in the template")))
+
+    w.new_replica_set()
+    w.new_pod("new-a", "10.0.1.30")
+    gate = step("check-target-health-step-1", "CheckTargetHealth", started, lambda out, calls: _all(
+        (out["gate"]["status"] == "PASSED", f"gate {out['gate']}"),
+        (bool(called(calls, DESCRIBE_HEALTH)), "target health was not described")))
+    released = step("release-old-pods-step-1", "ReleaseOldPods", gate, lambda out, calls: _all(
+        (w.gate_open("new-a"), "new-a's gate is still closed")))
+
+    # Kubernetes removes one old pod; the Load Balancer Controller is down and leaves its target in the pool.
+    w.old_pod("old-c", "10.0.1.12", deleting=True)
+    drained = step("verify-drain-step-1-deregisters", "VerifyDrain", released, lambda out, calls: _all(
+        (_deregistered(calls) == {"10.0.1.12"}, f"deregistered {_deregistered(calls)}, not old-c's 10.0.1.12"),
+        (out["drain"]["status"] == "DRAINING", f"drain {out['drain']} was not handed over to the next gate")))
+
+    second = step("start-step-2", "StartStep", drained)
+    # Meanwhile an old pod is replaced (its target stays registered: the controller is still down) and step 2's
+    # new pods start.
+    w.old_pod("old-b", "10.0.1.11", deleting=True)
+    w.old_pod("old-d", "10.0.1.13")
+    w.new_pod("new-b", "10.0.1.31")
+    w.new_pod("new-c", "10.0.1.32")
+    with world.throttle_elb("DescribeTargetHealth"):
+        throttled = step("check-target-health-throttled", "CheckTargetHealth", second, lambda out, calls: _all(
+            ("throttled" in out["gate"]["reason"], f"gate {out['gate']} does not say throttled"),
+            (not called(calls, DEREGISTER), "deregistered while blind")))
+    handed = step("check-target-health-follows-the-handed-over-drain", "CheckTargetHealth", throttled,
+                  lambda out, calls: _all(
+                      (_deregistered(calls) == {"10.0.1.11"}, f"deregistered {_deregistered(calls)}, not 10.0.1.11"),
+                      ("albgate started the drain" in out["drain"]["reason"], f"drain {out['drain']}"),
+                      (out["gate"]["status"] == "WAITING", f"gate {out['gate']} passed before the drain ended")))
+    gate2 = step("check-target-health-step-2", "CheckTargetHealth", handed, lambda out, calls: _all(
+        (out["gate"]["status"] == "PASSED", f"gate {out['gate']}"),
+        (out["pending_drain_step"] is None, "step 1's drain is still pending")))
+    released2 = step("release-old-pods-step-2", "ReleaseOldPods", gate2)
+
+    w.old_pod("old-a", "10.0.1.10", deleting=True)
+    w.old_pod("old-d", "10.0.1.13", deleting=True)
+    with world.throttle_elb("DescribeTargetHealth"):
+        blind = step("verify-drain-throttled-deregisters-blind", "VerifyDrain", released2, lambda out, calls: _all(
+            ("10.0.1.10" in _deregistered(calls), f"deregistered {_deregistered(calls)} without old-a's 10.0.1.10"),
+            (out["throttles"] == 1, "DescribeTargetHealth was not throttled")))
+    done = step("verify-drain-step-2", "VerifyDrain", blind, lambda out, calls: _all(
+        (out["drain"]["status"] == "PASSED", f"drain {out['drain']}")))
+    step("finish-rollout", "FinishRollout", done, lambda out, calls: _all(
+        (out["outcome"] == "succeeded", f"outcome {out['outcome']}")))
+
+    # A scale-up after the rollout: a new pod behind albgate's gate, healthy, opened by the gate keeper.
+    w.new_pod("new-d", "10.0.1.33")
+    step("gate-keeper-opens-a-scaled-up-pod", "GateKeeper",
+         {"applications": [{"cluster": w.cluster, "namespace": w.ns, "deployment": w.name}]},
+         lambda out, calls: _all(
+             (out["applications"][0].get("opened") == ["new-d"] and w.gate_open("new-d"),
+              f"gate keeper: {out['applications'][0]}"),
+             (bool(called(calls, DESCRIBE_HEALTH)), "target health was not described")))
+    step("request-approval", "RequestApproval", {"state": started, "task_token": "token", "execution_name": "iam"},
+         lambda out, calls: _all(("send-task-success" in out.get("approve", ""), f"approval request {out}")))
+    failed = {**gate, "failure": {"Error": "TargetsUnhealthy", "Cause": "the step's targets stayed unhealthy"}}
+    step("roll-back-decides", "RollBack", failed, lambda out, calls: _all(
+        (out["rollback_needed"] is True, "no rollback decided")))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ECR pushes: start, queue, hand over, release, replay
+# ---------------------------------------------------------------------------------------------------------
+def trigger_story(world: World) -> None:
+    env = world.environment("EcrTrigger")
+    machine = env["ALBGATE_STATE_MACHINE_ARN"]
+    repository = world.config.applications[0].ecr_repository
+    step = world.step
+
+    def push(digest: str, tag: str) -> dict[str, Any]:
+        return ecr_event(repository=repository, digest=digest, tag=tag, account=ACCOUNT, region=world.region)
+
+    def execution(digest: str) -> dict[str, Any]:
+        for e in world.sfn.list_executions(stateMachineArn=machine)["executions"]:
+            d = world.sfn.describe_execution(executionArn=e["executionArn"])
+            if digest in d["input"]:
+                return {"name": d["name"], "executionArn": d["executionArn"], "input": d["input"]}
+        raise AssertionError(f"no execution for {digest}")
+
+    def ended(digest: str) -> dict[str, Any]:
+        """Step Functions ends the execution and sends its terminal event (moto: stop it first)."""
+        e = execution(digest)
+        world.sfn.stop_execution(executionArn=e["executionArn"])
+        return status_event(machine, e, "SUCCEEDED")
+
+    def outcome(out: dict[str, Any]) -> str:
+        return out["results"][0]["outcome"]
+
+    step("ecr-push-starts-a-rollout", "EcrTrigger", push(DIGEST_A, "v2"), lambda out, calls: _all(
+        (outcome(out) == "started", f"outcome {out}"),
+        (bool(called(calls, "states:StartExecution")), "no execution started")))
+    step("ecr-push-queues-behind-the-lock", "EcrTrigger", push(DIGEST_B, "v3"), lambda out, calls: _all(
+        (outcome(out) == "queued", f"outcome {out}"),
+        (bool(called(calls, "dynamodb:UpdateItem")), "the pending push was not written")))
+    step("execution-end-hands-the-lock-over", "ExecutionEvents", ended(DIGEST_A), lambda out, calls: _all(
+        (out["lock"]["lock"] == "handed_over", f"lock {out['lock']}"),
+        (bool(called(calls, "states:StartExecution")), "the pending push was not started")))
+    step("execution-end-releases-the-lock", "ExecutionEvents", ended(DIGEST_B), lambda out, calls: _all(
+        (out["lock"]["lock"] == "released", f"lock {out['lock']}"),
+        (bool(called(calls, "dynamodb:DeleteItem")), "the lock was not deleted")))
+    step("ecr-push-replayed-starts-nothing", "EcrTrigger", push(DIGEST_A, "v2"), lambda out, calls: _all(
+        (outcome(out) == "duplicate", f"outcome {out}"),
+        (bool(called(calls, "dynamodb:DeleteItem")), "the lock taken for the replay was not let go")))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The bootstrap, in the state machine's order (each check once: a WAITING answer is a real answer)
+# ---------------------------------------------------------------------------------------------------------
+BOOT_NAMESPACE = "shop"
+
+
+def bootstrap_story(world: World) -> None:
+    cluster = world.config.clusters[0].name
+    request = {
+        "cluster": cluster,
+        "controller": {"region": world.region, "vpc_id": "vpc-0123456789abcdef0"},
+        "applications": [{
+            "namespace": BOOT_NAMESPACE, "deployment": "web", "container": "web",
+            "manifests": {"deployment": boot_deployment("web"), "service": boot_service("web"),
+                          "ingress": boot_ingress("web", backend="web")},
+        }],
+    }
+    world.apiserver.put("namespaces", k8s.namespace("kube-system"))  # every cluster has it; the controller goes there
+    step = world.step
+
+    def changed(kind: str) -> Callable[[Any, list[RecordedCall]], str]:
+        return lambda out, calls: _all((any(kind in c["object"] for c in out.get("changes", [])),
+                                        f"no {kind} among the changes {out.get('changes')}"))
+
+    state = step("bootstrap-validate", "BootstrapValidate",
+                 {"request": request, "execution_name": "iam-boot", "controller_defaults": {"region": world.region}},
+                 lambda out, calls: _all((not calls, f"AWS called while validating: {calls}")))
+    with world.helm_process():
+        state = step("bootstrap-install-controller", "BootstrapInstallController", state, lambda out, calls: _all(
+            (any(r[:2] == ["upgrade", "--install"] for r in world.helm_runs), f"helm ran {world.helm_runs}"),
+            (len(called(calls, "eks:DescribeCluster")) >= 1, "the cluster was not described")))
+    state = step("bootstrap-check-controller", "BootstrapCheckController", state)
+    state = step("bootstrap-label-namespaces", "BootstrapLabelNamespaces", state,
+                 changed(f"Namespace/{BOOT_NAMESPACE}"))
+    state = step("bootstrap-apply-services", "BootstrapApplyWorkloads", {"phase": "services", "state": state},
+                 changed("Service/"))
+    # The Load Balancer Controller reconciles the Ingress: a target group and its binding for the Service.
+    tg = world.target_group("k8s-shop-web", cluster)
+    world.apiserver.put("targetgroupbindings", k8s.target_group_binding(
+        "k8s-shop-web-0123456789", BOOT_NAMESPACE, targetGroupARN=tg, targetType="ip",
+        serviceRef={"name": "web", "port": 80}), "elbv2.k8s.aws")
+    state = step("bootstrap-check-bindings", "BootstrapCheckBindings", state)
+    state = step("bootstrap-apply-deployments", "BootstrapApplyWorkloads", {"phase": "deployments", "state": state},
+                 changed("Deployment/"))
+    state = step("bootstrap-find-ungated-pods", "BootstrapFindUngatedPods", state)
+    step("preflight-report", "PreflightReport", state, lambda out, calls: _all(
+        ("report" in out, "no report"),
+        (bool(called(calls, DESCRIBE_GROUPS)), "the app's target group was not described")))
+
+
+STORIES: dict[str, Callable[[World], None]] = {
+    "rollout": rollout_story,
+    "trigger": trigger_story,
+    "bootstrap": bootstrap_story,
+}
+
+
+def tell(world: World) -> None:
+    """Every story; a story stops at its first failed step (filed in ``world.steps``), the others still run."""
+    for name, story in STORIES.items():
+        world.story = name
+        try:
+            story(world)
+        except StoryAborted:
+            continue

@@ -1,0 +1,133 @@
+"""IAM from recorded calls: each function's role allows every AWS call its handler makes, and nothing more.
+
+The stories (tests/iam/stories.py) drive every deployed handler through its real adapters on moto and the fake
+Kubernetes API server; every AWS call is recorded under the function that made it. Here each function's role,
+as synthesized, is checked against those calls: a call the role does not allow fails (AccessDenied on AWS), and
+so does a grant no recorded call and no AWS-only entry (tests/iam/aws_only.py) uses.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
+from tests.iam.check import check_role
+from tests.iam.policy import Statement
+from tests.iam.stories import STORIES
+from tests.iam.world import World
+
+FUNCTIONS = sorted(s.name for s in ALL_HANDLERS + TRIGGER)
+
+
+def report_for(recording: World, statements: list[Statement], function: str):
+    fn = recording.functions[function]
+    return check_role(function, fn.properties, statements, recording.recorder.calls_of(function),
+                      recording.resolver, recording.resource_tags)
+
+
+@pytest.mark.parametrize("story", sorted(STORIES))
+def test_every_step_of_the_story_reached_its_path(recording: World, story: str) -> None:
+    # Given the story told through the real handlers and adapters
+    steps = [s for s in recording.steps if s.story == story]
+    # Then it ran to its end, and every step reached the path whose calls it is meant to record
+    assert steps, f"the {story} story ran no step"
+    failed = [f"{s.id} ({s.function}): {s.error or s.unmet}" for s in steps if not s.ok]
+    assert not failed, "\n".join(failed)
+
+
+def test_every_deployed_function_was_exercised(recording: World) -> None:
+    # Given every Lambda of the synthesized template / Then each ran at least once in a story
+    ran = {s.function for s in recording.steps if s.ok}
+    assert sorted(recording.functions) == FUNCTIONS
+    assert sorted(set(recording.functions) - ran) == []
+
+
+def test_no_call_is_made_outside_a_function(recording: World) -> None:
+    # Given every recorded call / Then each was made by the handler being exercised, none by the world itself
+    assert [c.action for c in recording.recorder.calls if c.function is None] == []
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_recorded_call_is_allowed_by_the_function_role(recording, statements_of, function: str) -> None:
+    # Given the AWS calls the function was recorded making, and its role as synthesized
+    report = report_for(recording, statements_of[function], function)
+    # Then the role allows each (action, resource, condition keys), and what Lambda needs for it on AWS
+    assert not report.missing, report.describe_missing()
+
+
+# Known over-grants, each a change to make in the stack, not a grant to keep: the test runs and must fail
+# (strict), so the entry goes as soon as the stack is fixed.
+# Grants a function has that no recorded call uses, each with why it is still there (none today).
+OVER_GRANTED: dict[str, str] = {}
+
+
+@pytest.mark.parametrize(
+    "function",
+    [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=OVER_GRANTED[f])) if f in OVER_GRANTED else f
+     for f in FUNCTIONS],
+)
+def test_nothing_is_granted_that_no_recorded_call_uses(recording, statements_of, function: str) -> None:
+    # Given the function's role and its recorded calls
+    report = report_for(recording, statements_of[function], function)
+    # Then every grant is used by a recorded call or by the Lambda service (the documented AWS-only list)
+    assert not report.unused, report.describe_unused()
+
+
+@pytest.mark.parametrize(
+    ("function", "action", "sid"),
+    [
+        ("CheckTargetHealth", "elasticloadbalancing:DeregisterTargets", "DrainReleasedTargets"),
+        ("VerifyDrain", "elasticloadbalancing:DeregisterTargets", "DrainReleasedTargets"),
+        ("Preflight", "ecr:DescribeImages", "PinImageTags"),
+        ("GateKeeper", "elasticloadbalancing:DescribeTargetHealth", "ReadElb"),
+        ("EcrTrigger", "states:StartExecution", "StartRollout"),
+    ],
+    ids=["gate-drain-hand-over", "verify-drain", "preflight-pins-tags", "gate-keeper-health", "trigger-starts"],
+)
+def test_a_role_missing_a_grant_is_reported_naming_the_action(
+    recording, statements_of, function: str, action: str, sid: str
+) -> None:
+    # Given a deliberately broken copy of the function's role: the statement granting the action removed
+    broken = [s for s in copy.deepcopy(statements_of[function]) if s.sid != sid]
+    assert len(broken) < len(statements_of[function]), f"{function} has no statement {sid}"
+    # When the recorded calls are checked against it
+    report = report_for(recording, broken, function)
+    # Then the check reports the action the handler calls and the role no longer allows
+    assert action in {r.action for _, r in report.missing}, report.describe_missing()
+
+
+def test_a_handler_spec_without_the_drain_grant_fails_the_check(recording, statements_of) -> None:
+    # Given Check Target Health's role as it was before it could deregister (no elb_deregister in its spec)
+    without = [s for s in statements_of["CheckTargetHealth"]
+               if "elasticloadbalancing:DeregisterTargets" not in s.actions]
+    # When the calls of the drain hand-over are checked against it
+    report = report_for(recording, without, "CheckTargetHealth")
+    # Then exactly that call is missing, on the target group the handler drained
+    assert {(r.action, r.resource.split(":targetgroup/")[0]) for _, r in report.missing} == {
+        ("elasticloadbalancing:DeregisterTargets",
+         f"arn:aws:elasticloadbalancing:{recording.region}:{recording.placeholders.account}")
+    }
+
+
+@pytest.mark.parametrize(
+    "function",
+    [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=OVER_GRANTED[f])) if f in OVER_GRANTED else f
+     for f in FUNCTIONS],
+)
+def test_in_a_vpc_the_role_differs_only_by_what_lambda_needs_there(recording, vpc_roles, function: str) -> None:
+    # Given the stack for a private cluster endpoint (the functions that reach the cluster run in its VPC)
+    fn = vpc_roles.functions[function]
+    # When its role is checked against the same recorded calls
+    report = check_role(function, fn.properties, vpc_roles.statements[function], recording.recorder.calls_of(function),
+                        vpc_roles.resolver, recording.resource_tags)
+    # Then the calls are allowed, and the only grants beyond them are the network interfaces Lambda manages there
+    assert not report.missing, report.describe_missing()
+    assert not report.unused, report.describe_unused()
+
+
+def test_in_the_vpc_variant_every_function_that_reaches_the_cluster_is_in_the_vpc(vpc_roles) -> None:
+    # Given the private-endpoint stack / Then the network-interface grants above were checked where they matter
+    kube = sorted(s.name for s in ALL_HANDLERS + TRIGGER if s.kube != "none")
+    assert [f for f in kube if not vpc_roles.functions[f].properties.get("VpcConfig")] == []
