@@ -27,7 +27,7 @@ from constructs import Construct
 from stacks.constructs.helm_binary import DISTRIBUTION, HELM_ENTRY, helm_from_package, package_tarball
 from stacks.constructs.lambda_asset import PROJECT_ROOT
 
-CACHE_DIR = PROJECT_ROOT / ".albgate-cache" / "helm-layer"
+CACHE_DIR = Path(os.environ.get("ALBGATE_CACHE_DIR") or PROJECT_ROOT / ".albgate-cache") / "helm-layer"
 
 
 def helm_layer_dir(tarball: Path | None = None, cache_dir: Path = CACHE_DIR) -> Path:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,8 @@ from stacks.constructs.bytecode import compile_asset, docker_command
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
-CACHE_DIR = PROJECT_ROOT / ".albgate-cache" / "assets"
+# ALBGATE_CACHE_DIR moves the bundle cache (bench/bench_synth.py measures a cold synth with an empty one).
+CACHE_DIR = Path(os.environ.get("ALBGATE_CACHE_DIR") or PROJECT_ROOT / ".albgate-cache") / "assets"
 PLATFORM = "manylinux2014_x86_64"  # matches Architecture.X86_64 in lambda_function.py
 PYTHON_VERSION = "3.12"  # matches Runtime.PYTHON_3_12
 EXCLUDE = ["__pycache__", "*.pyc", "*.pyo", ".pytest_cache", ".mypy_cache"]
