@@ -69,6 +69,28 @@ BAD_VALUES = [
      "less than or equal to 10"),
     ("budget-burst-zero", "describe_budget", {"burst": 0}, "describe_budget.burst", "greater than or equal to 1"),
     ("budget-unknown", "describe_budget", {"rate": 4}, "describe_budget.rate", "fix its spelling"),
+    # booleans are JSON booleans: a lax parser would read "no" as false and 1 as true
+    ("private-as-string", "clusters.0.endpoint_private", "true", "clusters.0.endpoint_private",
+     "'true' is not a boolean; write true or false"),
+    ("budget-enabled-as-word", "describe_budget", {"enabled": "no"}, "describe_budget.enabled",
+     "'no' is not a boolean"),
+    ("harden-as-number", "rollout_policy.harden", 1, "rollout_policy.harden", "1 is not a boolean"),
+    ("rollback-as-string", "rollout_policy.rollback_on_failure", "1", "rollout_policy.rollback_on_failure",
+     "'1' is not a boolean"),
+    # the policy's shape
+    ("policy-steps-and-batch", "rollout_policy.batch_size", 2, "rollout_policy",
+     "batch_size (2) and steps ([1, '25%', '50%', '100%']) are both given"),
+    ("policy-counts-unsorted", "rollout_policy.steps", [2, 1, "100%"], "rollout_policy.steps",
+     "list counts in increasing order"),
+    ("policy-approval-twice", "rollout_policy.approval_before_steps", [2, 2], "rollout_policy.approval_before_steps",
+     "names step 2 twice"),
+    # the policy against the replicas the example lists (3): what Preflight would refuse on every rollout
+    ("policy-shrinks-on-the-replicas", "rollout_policy.steps", [3, "50%", "100%"], "rollout_policy.steps",
+     "fewer new pods than step 1 (3 pods) before it; a plan counts all new pods so far"),
+    ("policy-approval-beyond-the-plan", "rollout_policy.approval_before_steps", [4],
+     "rollout_policy.approval_before_steps", "the plan has 3 step(s), [1, 2, 3] new pods after each"),
+    ("long-value-quoted-short", "applications.0.cluster", "c" * 5000, "applications.0.cluster",
+     "'" + "c" * 98 + "…"),
 ]  # fmt: skip
 
 
@@ -148,10 +170,12 @@ def test_relative_config_path_is_read_from_the_base_dir(example_config):
     [
         ({}, "add a 'albgate' object to the context in cdk.json"),
         ({"albgate_config": "/nonexistent/a.json"}, "albgate_config: file /nonexistent/a.json does not exist"),
-        ({"albgate": "{not json"}, "context 'albgate' is a string but not JSON"),
+        ({"albgate": "{not json"}, "context 'albgate' (a string): not valid JSON (Expecting property name"),
+        ({"albgate": '{"stack_name": "A", "stack_name": "B"}'},
+         "context 'albgate' (a string): key 'stack_name' is given twice in one object"),
         ({"albgate": ["a", "list"]}, "expected a JSON object"),
     ],
-    ids=["no-config", "missing-file", "string-not-json", "not-an-object"],
+    ids=["no-config", "missing-file", "string-not-json", "string-key-twice", "not-an-object"],
 )
 def test_missing_or_malformed_config_says_what_to_do(context, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
@@ -161,3 +185,46 @@ def test_missing_or_malformed_config_says_what_to_do(context, words):
 def test_inline_json_string_is_accepted(example_config):
     # `cdk synth -c albgate='{...}'` passes the object as a string
     assert load_config({"albgate": json.dumps(example_config)}).applications[0].deployment == "nginx-app"
+
+
+# --- the config file is read strictly: one line per problem, naming the file and the fix -------------------------
+def _example_text(example_config: dict[str, Any]) -> str:
+    return json.dumps(example_config, indent=2)
+
+
+CONFIG_FILES = [
+    # id, file content (bytes), or None for a directory, words of the one-line error
+    ("latin-1", lambda text: text.replace('"Albgate"', '"Albgat\u00e9"').encode("latin-1"),
+     ["not UTF-8 text (line 2, byte", "save the file as UTF-8"]),
+    ("utf-16", lambda text: text.encode("utf-16"), ["not UTF-8 text (line 1, byte 0", "save the file as UTF-8"]),
+    ("policy-twice", lambda text: text.replace('  "log_level"', '  "rollout_policy": {},\n  "log_level"').encode(),
+     ["key 'rollout_policy' is given twice in one object (again at line", "keep one of them"]),
+    ("not-json", lambda text: text[:-2].encode(), ["not valid JSON (", "at line"]),
+    ("directory", None, ["is a directory; give the path of a JSON config file in it"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("content", "words"), [c[1:] for c in CONFIG_FILES], ids=[c[0] for c in CONFIG_FILES])
+def test_a_config_file_that_is_not_strict_json_is_one_line_naming_the_file(example_config, tmp_path, content, words):
+    # Given a config file that is not UTF-8, gives a key twice, is not JSON, or is a directory
+    path = tmp_path / "config.json"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content(_example_text(example_config)))
+    # When the CDK app reads it
+    with pytest.raises(ConfigError) as err:
+        load_config({"albgate_config": str(path)})
+    # Then one line names the context key, the file and what to do, with no exception chained to it
+    message = str(err.value)
+    assert message.startswith(f"albgate_config: {path}") and "\n" not in message, message
+    assert all(w in message for w in words), message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_a_strict_config_file_still_reads(example_config, tmp_path):
+    # Given the example written as a UTF-8 file
+    path = tmp_path / "config.json"
+    path.write_bytes(_example_text(example_config).encode("utf-8"))
+    # When read / Then it is the example
+    assert load_config({"albgate_config": str(path)}) == AlbgateConfig.model_validate(example_config)

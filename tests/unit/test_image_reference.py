@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from albgate.sim.scenario import ScenarioError, parse_scenario
+from lambdas.domain.documents import quote
 from lambdas.domain.image_reference import PATH_LENGTH_MAX, ImageReference, ImageReferenceError
 from lambdas.domain.models import parse_image
 from lambdas.domain.ports import Ports
@@ -190,7 +191,7 @@ def test_parse_image_refuses_what_a_rollout_cannot_run_with_an_example(image, ph
         parse_image(image)
     # Then the message quotes it, says why, and shows a reference that works
     message = str(err.value)
-    assert repr(image) in message and phrase in message and "write e.g. 'redis:7'" in message
+    assert quote(image) in message and phrase in message and "write e.g. 'redis:7'" in message
 
 
 def test_helpers_name_registry_and_digest_parts() -> None:

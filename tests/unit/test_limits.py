@@ -137,7 +137,8 @@ def example() -> dict[str, Any]:
 
 def with_policy(**policy: Any) -> dict[str, Any]:
     config = example()
-    config["rollout_policy"] = {**config["rollout_policy"], **policy}
+    base = {k: v for k, v in config["rollout_policy"].items() if not ("batch_size" in policy and k == "steps")}
+    config["rollout_policy"] = {**base, **policy}  # batch_size replaces steps: the two together are refused
     return config
 
 

@@ -49,7 +49,8 @@ def run(sim: Simulation, template: dict, name: str, policy: dict[str, Any] | Non
     extracted = extract_state_machine(template, state_machine_id(template))
     request = sim.rollout_request().model_dump(mode="json")
     if policy is not None:
-        request["policy"] = {**request["policy"], **policy}
+        base = {k: v for k, v in request["policy"].items() if not ("batch_size" in policy and k == "steps")}
+        request["policy"] = {**base, **policy}  # batch_size replaces steps: the two together are refused
 
     def invoke(logical_id, handler, event):
         sim.advance(LAMBDA_SECONDS)
