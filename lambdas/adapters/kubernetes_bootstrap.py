@@ -19,6 +19,12 @@ the Kubernetes client (``kube_client.KubeClientFactory``), minted fresh for ever
 HOME/cache/config under /tmp (the only writable path in Lambda). ``tests/adapters/test_helm_binary.py`` runs
 every command line built here with that very binary.
 
+Job, registry login: before ``helm upgrade --install`` pulls the chart from a private ECR mirror
+(``oci://<account>.dkr.ecr.<region>.amazonaws.com/<path>``), ``helm registry login <host> --username AWS
+--password-stdin`` with a fresh ECR authorization token (``ecr_registry.EcrRegistryAuth``); the password goes
+through stdin, never the command line, and the registry config stays under /tmp
+(``tests/adapters/test_helm_registry_login.py`` runs it against a registry with basic auth).
+
 Invariant: every failure leaves as a domain error raised ``from`` its cause (``kubernetes.map_api_error`` for
 the API; ``map_helm_error`` for helm's exit status and message), with what was being done in the message.
 """
@@ -46,10 +52,12 @@ from lambdas.domain.bootstrap import (
     HelmRelease,
     MutatingWebhook,
     WebhookEntry,
+    ecr_chart_mirror,
 )
 from lambdas.domain.errors import (
     AccessDeniedError,
     AlbgateError,
+    AwsUnavailableError,
     ConflictError,
     InvalidInputError,
     KubernetesUnavailableError,
@@ -191,6 +199,15 @@ def render_kubeconfig(server: str, ca_file: str, token: str, cluster: str) -> st
 _HELM_ERRORS: list[tuple[re.Pattern[str], type[AlbgateError], str]] = [
     (re.compile(r"another operation \(install/upgrade/rollback\) is in progress", re.I), ConflictError,
      "another helm operation on the release is running; albgate retries"),
+    # The chart registry refusing the pull: ECR's 403 says "denied: User: ... is not authorized to perform:
+    # ecr:..." or that the token expired; a registry asking for credentials helm has not got (no login) makes
+    # helm 4 say "basic credential not found" (docs/facts.md, "Private ECR mirror of the controller";
+    # tests/adapters/test_helm_registry_login.py). Matched before Kubernetes' "forbidden" below.
+    (re.compile(r"not authorized to perform: ecr:|denied: Your authorization token|basic credential not found|"
+                r"status code 401|authentication required", re.I), AccessDeniedError,
+     "the chart registry refused the pull: the install function needs a registry login and ecr:BatchGetImage and "
+     "ecr:GetDownloadUrlForLayer on the chart's repository (the stack grants them for an ECR "
+     "clusters[].controller.chart_repository), and the repository policy must allow them"),
     (re.compile(r"forbidden|unauthorized|is not authorized", re.I), AccessDeniedError,
      "the install function's identity lacks Kubernetes permissions: it needs cluster-admin rights (an access "
      "entry with AmazonEKSClusterAdminPolicy) to install CRDs, ClusterRoles and webhooks"),
@@ -204,8 +221,9 @@ _HELM_ERRORS: list[tuple[re.Pattern[str], type[AlbgateError], str]] = [
      "the API server did not serve the chart's new CRDs yet; albgate retries"),
     (re.compile(r"failed to fetch|not found|no such host|could not find|failed to download|unexpected status", re.I),
      InvalidInputError,
-     "the chart could not be fetched: check controller.chart_repository and chart_version; a cluster without "
-     "internet needs an OCI mirror (oci://<registry>/<path>)"),
+     "the chart could not be fetched: check clusters[].controller.chart_repository and chart_version in the "
+     "albgate config; a cluster without internet needs an OCI mirror (oci://<registry>/<path>, "
+     "docs/foundation.md, Private endpoints)"),
 ]
 
 
@@ -223,6 +241,26 @@ def map_helm_error(returncode: int, stderr: str, what: str) -> AlbgateError:
     return InvalidInputError(f"{what}: helm failed with exit status {returncode} ({message}); see the function's log")
 
 
+def map_login_error(returncode: int, stderr: str, host: str) -> AlbgateError:
+    """The domain error for a failed ``helm registry login``."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    message = lines[-1] if lines else f"exit status {returncode}"
+    what = f"helm registry login {host}"
+    if re.search(r"401|403|unauthorized|denied|forbidden", stderr, re.I):
+        return AccessDeniedError(
+            f"{what}: the registry refused the credentials ({message}); the ECR token is the install function's: "
+            "its role needs ecr:GetAuthorizationToken"
+        )
+    if re.search(r"connection refused|i/o timeout|no such host|deadline exceeded|TLS handshake timeout|EOF", stderr,
+                 re.I):
+        return AwsUnavailableError(
+            f"{what}: the registry could not be reached ({message}); from a VPC it needs the interface endpoints "
+            "ecr.api and ecr.dkr and the s3 gateway endpoint, or a NAT route (docs/foundation.md, Private "
+            "endpoints); albgate retries"
+        )
+    return InvalidInputError(f"{what}: helm failed with exit status {returncode} ({message})")
+
+
 def chart_version_of(chart: str) -> str:
     """``aws-load-balancer-controller-3.5.0`` -> ``3.5.0`` (helm list's chart column)."""
     m = re.search(r"-(v?\d+\.\d+\.\d+[^-]*)$", chart)
@@ -230,7 +268,10 @@ def chart_version_of(chart: str) -> str:
 
 
 class HelmCli:
-    """``HelmPort`` over the helm binary. ``kubeconfig`` returns (server, CA file, token) for each run."""
+    """``HelmPort`` over the helm binary. ``kubeconfig`` returns (server, CA file, token) for each run;
+    ``registry_credentials`` (host -> (user name, password)) logs in to a private ECR chart mirror before an
+    upgrade pulls from it. ``registry_flags`` go to the registry commands (login, and the upgrade of an ``oci://``
+    chart): empty in Lambda, where registries speak HTTPS; the tests' local registry needs ``--plain-http``."""
 
     def __init__(
         self,
@@ -241,6 +282,8 @@ class HelmCli:
         workdir: str = HELM_WORKDIR,
         run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
         timeout_seconds: float = 660,
+        registry_credentials: Callable[[str], tuple[str, str]] | None = None,
+        registry_flags: tuple[str, ...] = (),
     ) -> None:
         self._cluster = cluster
         self._kubeconfig = kubeconfig
@@ -248,15 +291,13 @@ class HelmCli:
         self._workdir = Path(workdir)
         self._run = run
         self._timeout = timeout_seconds
+        self._registry_credentials = registry_credentials
+        self._registry_flags = tuple(registry_flags)
         self._lock = threading.Lock()
 
-    def _env(self) -> dict[str, str]:
-        server, ca_file, token = self._kubeconfig()
+    def _base_env(self) -> dict[str, str]:
+        """HOME, helm's homes and its registry config, all under the work folder in /tmp."""
         self._workdir.mkdir(parents=True, exist_ok=True)
-        path = self._workdir / "kubeconfig"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the token stays private
-        with os.fdopen(fd, "w") as f:
-            f.write(render_kubeconfig(server, ca_file, token, self._cluster))
         base = str(self._workdir)
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -264,22 +305,52 @@ class HelmCli:
             "HELM_CACHE_HOME": f"{base}/cache",
             "HELM_CONFIG_HOME": f"{base}/config",
             "HELM_DATA_HOME": f"{base}/data",
-            "KUBECONFIG": str(path),
+            "HELM_REGISTRY_CONFIG": str(self.registry_config),
         }
+
+    @property
+    def registry_config(self) -> Path:
+        """Where ``helm registry login`` keeps the credentials (and ``helm pull`` reads them)."""
+        return self._workdir / "config" / "registry" / "config.json"
+
+    def _env(self) -> dict[str, str]:
+        server, ca_file, token = self._kubeconfig()
+        env = self._base_env()
+        path = self._workdir / "kubeconfig"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the token stays private
+        with os.fdopen(fd, "w") as f:
+            f.write(render_kubeconfig(server, ca_file, token, self._cluster))
+        return {**env, "KUBECONFIG": str(path)}
+
+    def login(self, host: str) -> None:
+        """``helm registry login <host> --username <user> --password-stdin`` with the host's credentials."""
+        if self._registry_credentials is None:
+            raise InvalidInputError(f"helm registry login {host}: no registry credentials for this helm")
+        username, password = self._registry_credentials(host)
+        args = ["registry", "login", host, "--username", username, "--password-stdin", *self._registry_flags]
+        with self._lock:
+            done = self._process(args, self._base_env(), f"helm registry login {host}", stdin=password)
+        if done.returncode != 0:
+            raise map_login_error(done.returncode, done.stderr or "", host)
+
+    def _process(self, args: list[str], env: dict[str, str], what: str,
+                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        # The password, when there is one, goes through stdin: never in argv, where any process could read it.
+        extra = {"input": stdin} if stdin is not None else {}
+        try:
+            return self._run([self._binary, *args], env=env, capture_output=True, text=True,
+                             timeout=self._timeout, check=False, **extra)
+        except FileNotFoundError as e:
+            raise InvalidInputError(
+                f"{what}: no helm binary at {self._binary}; add the aws-cdk kubectl/helm Lambda layer "
+                "(KubectlV3xLayer) to the install function"
+            ) from e
+        except subprocess.TimeoutExpired as e:
+            raise KubernetesUnavailableError(f"{what}: helm did not finish in {self._timeout:.0f} s") from e
 
     def helm(self, args: list[str], what: str) -> str:
         with self._lock:
-            env = self._env()
-            try:
-                done = self._run([self._binary, *args], env=env, capture_output=True, text=True,
-                                 timeout=self._timeout, check=False)
-            except FileNotFoundError as e:
-                raise InvalidInputError(
-                    f"{what}: no helm binary at {self._binary}; add the aws-cdk kubectl/helm Lambda layer "
-                    "(KubectlV3xLayer) to the install function"
-                ) from e
-            except subprocess.TimeoutExpired as e:
-                raise KubernetesUnavailableError(f"{what}: helm did not finish in {self._timeout:.0f} s") from e
+            done = self._process(args, self._env(), what)
         if done.returncode != 0:
             raise map_helm_error(done.returncode, done.stderr or "", what)
         return done.stdout or ""
@@ -301,6 +372,12 @@ class HelmCli:
         values_path = self._workdir / "values.json"
         values_path.write_text(json.dumps(values))
         args = [str(values_path) if a == VALUES_FILE else a for a in args]
+        chart = next((a for a in args if a.startswith("oci://")), None)
+        if chart is not None:
+            mirror = ecr_chart_mirror(chart.rsplit("/", 1)[0])
+            if mirror is not None:
+                self.login(mirror.host)  # a fresh token each time: it lasts 12 h, a warm Lambda longer
+            args = [*args, *self._registry_flags]
         return self.helm(args, f"helm {' '.join(args[:3])}")
 
 
@@ -323,11 +400,20 @@ def real_bootstrap_kube(cluster: str, region: str) -> KubernetesBootstrapAdapter
 
 
 def real_helm(cluster: str, region: str) -> HelmCli:
+    import boto3
+
+    from lambdas.adapters.ecr_registry import EcrRegistryAuth
+
     factory = _factory(region)
+    ecr = EcrRegistryAuth(boto3.Session(region_name=region))
 
     def kubeconfig() -> tuple[str, str, str]:
         configuration = factory.configuration(cluster)  # describes the cluster and mints a fresh token
         return configuration.host, configuration.ssl_ca_cert, configuration.api_key["BearerToken"]
 
-    return HelmCli(cluster, kubeconfig)
+    def registry_credentials(host: str) -> tuple[str, str]:
+        credentials = ecr.credentials(host)
+        return credentials.username, credentials.password
+
+    return HelmCli(cluster, kubeconfig, registry_credentials=registry_credentials)
 

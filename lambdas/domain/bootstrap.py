@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from lambdas.domain.errors import InvalidInputError, NotFoundError, RetryableError, UnsafeConfigurationError
 from lambdas.domain.gate import Verdict
@@ -188,9 +188,12 @@ class _Strict(BaseModel):
 
 
 class ControllerSettings(_Strict):
-    """How the AWS Load Balancer Controller is installed (docs/bootstrap.md lists every field)."""
+    """How the AWS Load Balancer Controller is installed (docs/bootstrap.md lists every field).
 
-    install: bool = Field(default=True, description="false: only check the controller that is there")
+    ``chart_repository``, ``chart_version``, ``image_repository`` and ``role_arn`` come from the deployed config
+    (``CONFIGURED_CONTROLLER_FIELDS``), never from an execution's input: ``validate_input`` refuses them there."""
+
+    install: StrictBool = Field(default=True, description="false: only check the controller that is there")
     chart_repository: str = Field(
         default=CHART_REPOSITORY,
         description="eks-charts repository URL, or an OCI mirror 'oci://<registry>/<path>' for private clusters",
@@ -207,7 +210,7 @@ class ControllerSettings(_Strict):
     )
     max_backoff: str = Field(default=DEFAULT_MAX_BACKOFF, description="targetgroupbindingMaxExponentialBackoffDelay")
     role_arn: str | None = Field(default=None, description="IRSA: annotate the service account with this role")
-    require_gate_injection: bool = Field(
+    require_gate_injection: StrictBool = Field(
         default=True, description="false on EKS Auto Mode, which injects no gate (aws/containers-roadmap#2511)"
     )
     deadline_seconds: int = Field(default=DEFAULT_CONTROLLER_DEADLINE_SECONDS, ge=60, le=3600)
@@ -238,8 +241,8 @@ class AppBootstrap(_Strict):
     deployment: str
     container: str
     manifests: Manifests | None = Field(default=None, description="None: the app exists; only label and check it")
-    gated: bool = Field(default=True, description="rolled behind readiness gates: instance targets are refused")
-    harden: bool = Field(default=True, description="false: apply as given, report the would-be changes")
+    gated: StrictBool = Field(default=True, description="rolled behind readiness gates: instance targets are refused")
+    harden: StrictBool = Field(default=True, description="false: apply as given, report the would-be changes")
 
     @field_validator("namespace", "container")
     @classmethod
@@ -271,7 +274,7 @@ class BootstrapRequest(_Strict):
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
     health_check_interval_seconds: int = Field(default=10, ge=6, le=300)
-    restart_pods_born_before_label: bool = Field(default=True)
+    restart_pods_born_before_label: StrictBool = Field(default=True)
 
     @field_validator("namespaces")
     @classmethod
@@ -363,16 +366,76 @@ def refuse_namespace(namespace: str, controller_namespace: str) -> None:
         )
 
 
+# What an execution's input may not set: these choose what runs with cluster-admin rights (the chart helm installs
+# from, its version, the controller image, the role the controller's service account is annotated with). The
+# deployed config sets them per cluster (stacks/config.py, ``ControllerConfig``); the field to use instead:
+CONFIGURED_CONTROLLER_FIELDS: dict[str, str] = {
+    "chart_repository": "clusters[].controller.chart_repository",
+    "chart_version": "clusters[].controller.chart_version",
+    "image_repository": "clusters[].controller.image_repository",
+    "role_arn": "clusters[].controller.role_arn",
+}
+# What the deployment knows of each cluster and the input may only repeat (cluster names and Regions are checked
+# against the configured ones).
+CONFIGURED_CLUSTER_FIELDS = ("region", "vpc_id")
+
+
+def refuse_configured_fields(raw: Any) -> None:
+    """An input that sets a controller field the config owns is refused, naming the config field to use."""
+    controller = raw.get("controller") if isinstance(raw, dict) else None
+    if not isinstance(controller, dict):
+        return
+    given = [k for k in CONFIGURED_CONTROLLER_FIELDS if k in controller]
+    if given:
+        raise InvalidInputError(
+            "; ".join(
+                f"controller.{k}: not an input field, because it chooses what runs with cluster-admin rights; set "
+                f"{CONFIGURED_CONTROLLER_FIELDS[k]} in the albgate config and deploy"
+                for k in given
+            )
+        )
+
+
+def configured_controller(raw: Any, configured: dict[str, Any]) -> Any:
+    """The input with the deployed settings of its cluster merged into ``controller``.
+
+    ``configured``: cluster name -> the controller settings the stack was deployed with (Region, VPC, chart
+    repository and version, image mirror, IRSA role). A cluster not in it is refused, and so is a Region or VPC
+    that differs from the configured one."""
+    if not isinstance(raw, dict):
+        return raw  # parse_bootstrap names the problem
+    cluster = raw.get("cluster")
+    if not isinstance(cluster, str) or cluster not in configured:
+        names = ", ".join(repr(c) for c in sorted(configured)) or "none"
+        raise InvalidInputError(
+            f"cluster: {cluster!r} is not a cluster of this deployment (configured: {names}); add it under clusters "
+            "in the albgate config and deploy"
+        )
+    settings = {k: v for k, v in dict(configured[cluster] or {}).items() if v not in (None, "")}
+    given = raw.get("controller", {})
+    if not isinstance(given, dict):
+        return raw  # parse_bootstrap names the problem
+    for key in CONFIGURED_CLUSTER_FIELDS:
+        if key in settings and given.get(key) not in (None, settings[key]):
+            raise InvalidInputError(
+                f"controller.{key}: {given[key]!r}, but cluster {cluster!r} is deployed with {key} "
+                f"{settings[key]!r} (clusters[].{key} in the albgate config); leave it out of the input"
+            )
+    return {**raw, "controller": {**given, **settings}}
+
+
 def validate_input(
-    raw: Any, execution_name: str, now: float, controller_defaults: dict[str, Any] | None = None
+    raw: Any, execution_name: str, now: float, configured: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Validate everything that can be validated without the cluster, so a bad input changes nothing.
 
-    ``controller_defaults``: what the stack knows (the IRSA role ARN, the Region), under the input's own values.
+    ``configured``: cluster name -> its deployed controller settings (the state machine passes them from the
+    stack's config; ``configured_controller``). None outside a deployment (the simulation, tests): the input
+    then gets the pinned defaults. Either way the input may not set what ``CONFIGURED_CONTROLLER_FIELDS`` names.
     """
-    if controller_defaults and isinstance(raw, dict):
-        given = raw.get("controller") if isinstance(raw.get("controller"), dict) else {}
-        raw = {**raw, "controller": {**{k: v for k, v in controller_defaults.items() if v}, **given}}
+    refuse_configured_fields(raw)
+    if configured is not None:
+        raw = configured_controller(raw, configured)
     request = parse_bootstrap(raw)
     size = payload_bytes(request.model_dump(mode="json"))
     if size > MAX_REQUEST_BYTES:
@@ -458,6 +521,36 @@ def chart_reference(settings: ControllerSettings) -> list[str]:
     if repo.startswith("oci://"):
         return [f"{repo}/{CHART_NAME}"]
     return ["--repo", repo, CHART_NAME]
+
+
+# A private ECR registry's host: <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn] (docs/facts.md, "Private
+# ECR mirror of the controller").
+_ECR_REGISTRY = re.compile(
+    r"^(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9])\.amazonaws\.com(?:\.cn)?$"
+)
+
+
+@dataclass(frozen=True)
+class EcrChartMirror:
+    """An ``oci://`` chart repository in a private ECR registry: helm logs in to ``host`` before it pulls, and the
+    chart lives in the ECR repository ``repository`` (``helm push chart.tgz oci://<host>/<path>`` stores it at
+    ``<path>/<chart name>``)."""
+
+    host: str
+    account: str
+    region: str
+    repository: str
+
+
+def ecr_chart_mirror(chart_repository: str) -> EcrChartMirror | None:
+    """The ECR mirror a chart repository names, or None (eks-charts, or another OCI registry: no login)."""
+    if not chart_repository.startswith("oci://"):
+        return None
+    host, _, path = chart_repository.removeprefix("oci://").rstrip("/").partition("/")
+    m = _ECR_REGISTRY.match(host)
+    if m is None:
+        return None
+    return EcrChartMirror(host, m.group("account"), m.group("region"), f"{path}/{CHART_NAME}" if path else CHART_NAME)
 
 
 def helm_upgrade_args(settings: ControllerSettings, values_file: str) -> list[str]:

@@ -1,11 +1,12 @@
 """The bootstrap state machine: the controller's manual install steps as one execution that can be run and
 re-run safely.
 
-Order (why): validate everything first (a bad input changes nothing) -> install the controller and wait until
-it really works -> label the namespaces -> apply Services and Ingresses -> wait until the controller has bound
-them to IP target groups and its webhook injects the gate into a dry-run pod -> only then apply the
-Deployments (the gate is injected only at pod CREATE: docs/facts.md, Load Balancer Controller: readiness gate)
--> wait for them to settle -> re-create the pods still without a gate through albgate's gated rollout
+Order (why): validate everything first (a bad input changes nothing) -> check that the functions' VPC reaches every
+AWS service they call (a private cluster without a NAT: each VPC endpoint, else refused, nothing changed) ->
+install the controller and wait until it really works -> label the namespaces -> apply Services and Ingresses
+-> wait until the controller has bound them to IP target groups and its webhook injects the gate into a dry-run
+pod -> only then apply the Deployments (the gate is injected only at pod CREATE: docs/facts.md, Load Balancer
+Controller: readiness gate) -> wait for them to settle -> re-create the pods still without a gate through albgate's gated rollout
 (``kind: restart``, one Deployment at a time, never a bulk delete) -> end with the preflight report.
 
 Invariant: every wait loop is bounded by a deadline its handler checks (it then answers FAILED) and ends in an
@@ -17,6 +18,7 @@ Each task takes the whole state and returns it, so a re-run of a finished bootst
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
@@ -33,8 +35,9 @@ from stacks.constructs.rollout_workflow import catch_all, invoke_lambda
 
 PASSED, WAITING, FAILED = "PASSED", "WAITING", "FAILED"
 REQUIRED_FUNCTIONS = (
-    "BootstrapValidate", "BootstrapInstallController", "BootstrapCheckController", "BootstrapLabelNamespaces",
-    "BootstrapApplyWorkloads", "BootstrapCheckBindings", "BootstrapFindUngatedPods", "PreflightReport",
+    "BootstrapValidate", "BootstrapCheckNetwork", "BootstrapInstallController", "BootstrapCheckController",
+    "BootstrapLabelNamespaces", "BootstrapApplyWorkloads", "BootstrapCheckBindings", "BootstrapFindUngatedPods",
+    "PreflightReport",
 )
 # A whole bootstrap: controller (<= 15 min), bindings (<= 10 min), settling (<= 10 min) and the gated
 # restarts, one at a time, each a rollout execution bounded by its own timeout. The hard stop covers the most
@@ -94,8 +97,12 @@ class BootstrapWorkflow(Construct):
 
     ``functions``: one per ``REQUIRED_FUNCTIONS`` name (from ``BOOTSTRAP_HANDLERS``). ``rollout_state_machine``:
     the gated rollout state machine (or its ARN), started with ``kind: restart`` for pods born before the label.
-    ``controller_defaults``: controller settings the stack knows (``region``, ``vpc_id``, the IRSA ``role_arn``),
-    merged under the execution input's own.
+    ``clusters``: cluster name -> the controller settings the stack was deployed with (``region``, ``vpc_id``, the
+    chart repository and version, the image mirror, the IRSA ``role_arn``). Validate Input gets them as its
+    ``controller_defaults`` and refuses a cluster not among them, an input that sets what they set, and a Region
+    or VPC that differs (lambdas/domain/bootstrap.py, ``configured_controller``).
+    ``network``: where the functions run when they are in a VPC and the endpoints they need
+    (``lambdas.domain.network.NetworkSpec.to_json``); None when they are not in a VPC.
     """
 
     def __init__(
@@ -105,7 +112,8 @@ class BootstrapWorkflow(Construct):
         *,
         functions: Mapping[str, lambda_.IFunction],
         rollout_state_machine: sfn.IStateMachine | str,
-        controller_defaults: Mapping[str, str] | None = None,
+        clusters: Mapping[str, Mapping[str, str]],
+        network: Mapping[str, Any] | None = None,
         specs: Sequence[HandlerSpec] = (),
         state_machine_name: str | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
@@ -114,6 +122,8 @@ class BootstrapWorkflow(Construct):
         missing = sorted(set(REQUIRED_FUNCTIONS) - set(functions))
         if missing:
             raise ValueError(f"BootstrapWorkflow needs functions for {missing}")
+        if not clusters:
+            raise ValueError("BootstrapWorkflow needs the configured clusters: an execution may bootstrap only those")
         fn = functions
         rollout = (
             sfn.StateMachine.from_state_machine_arn(self, "RolloutStateMachine", rollout_state_machine)
@@ -131,7 +141,7 @@ class BootstrapWorkflow(Construct):
         refused = sfn.Fail(
             self,
             "Bootstrap Refused",
-            comment="The input was refused before any cluster call: nothing was changed",
+            comment="The input, or the functions' network, was refused before any cluster call: nothing was changed",
             error_path="$.failure.Error",
             cause_path="$.failure.Cause",
         )
@@ -146,12 +156,27 @@ class BootstrapWorkflow(Construct):
                 {
                     "request": sfn.JsonPath.entire_payload,
                     "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
-                    "controller_defaults": dict(controller_defaults or {}),
+                    # The deployed settings per cluster: what runs with cluster-admin rights is the config's, never
+                    # the input's (the payload key is the one bootstrap_validate reads)
+                    "controller_defaults": {name: dict(settings) for name, settings in clusters.items()},
                 }
             ),
         )
         validate.add_catch(refused, errors=permanent_error_names(), result_path="$.failure")
         validate.add_catch(refused, errors=["States.ALL"], result_path="$.failure")
+
+        check_network = invoke_lambda(
+            self,
+            "Check Network",
+            fn["BootstrapCheckNetwork"],
+            "Before any change: the functions' subnets reach every AWS service they call, through a VPC endpoint or "
+            "a NAT route (a private cluster without a NAT needs each endpoint); nothing to read outside a VPC",
+            payload=sfn.TaskInput.from_object(
+                {"state": sfn.JsonPath.entire_payload, "network": dict(network) if network is not None else None}
+            ),
+        )
+        check_network.add_catch(refused, errors=permanent_error_names(), result_path="$.failure")
+        check_network.add_catch(refused, errors=["States.ALL"], result_path="$.failure")
 
         install = invoke_lambda(
             self,
@@ -277,7 +302,8 @@ class BootstrapWorkflow(Construct):
         clean.otherwise(risks)
 
         definition = (
-            validate.next(install)
+            validate.next(check_network)
+            .next(install)
             .next(controller)
             .next(label)
             .next(apply_services)

@@ -393,7 +393,7 @@ FAILURES: list[Any] = [
     pytest.param(lambda cli, settings: cli.helm(HELM3_LIST, "helm list"), None, InvalidInputError,
                  "unknown flag: --all", id="removed-flag-helm3-list-all"),
     pytest.param(lambda cli, settings: install(cli, settings.model_copy(update={"chart_version": "9.9.9"})), None,
-                 InvalidInputError, r'version \\?"9\.9\.9\\?" not found.*check controller\.chart_repository',
+                 InvalidInputError, r'version \\?"9\.9\.9\\?" not found.*check clusters\[\]\.controller\.chart_repository',
                  id="chart-version-not-in-repository"),
     pytest.param(lambda cli, settings: cli.release(RELEASE_NAME, NAMESPACE), _closed_port_url,
                  KubernetesUnavailableError, "connection refused.*albgate retries", id="api-server-unreachable"),

@@ -18,6 +18,10 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 CLUSTER = "sim-cluster"  # the scenario default's cluster name
 IMAGE = "ikubernetes/myapp:v1"
+# What a deployment hands Validate Input for the simulated cluster (its ``controller_defaults``): the controller
+# settings fixed at deploy time, here the pinned eks-charts chart (the simulated helm installs anything).
+DEPLOYED = {CLUSTER: {"region": "us-east-1", "chart_repository": "https://aws.github.io/eks-charts",
+                      "chart_version": "3.5.0"}}
 
 
 def deployment(name: str = "web", *, replicas: int = 3, labels: dict[str, str] | None = None, **spec: Any) -> dict:

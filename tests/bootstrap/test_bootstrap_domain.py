@@ -164,14 +164,91 @@ def test_validation_refuses_before_any_cluster_call() -> None:
         b.validate_input(bad, "x", 0)
 
 
-def test_stack_defaults_fill_only_what_the_input_leaves_out() -> None:
-    # Given the stack's defaults and an input that sets its own region
-    raw = {"cluster": "c", "controller": {"region": "eu-west-1"}}
+MIRROR = "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/charts"
+CONFIGURED = {
+    "c": {"region": "us-east-1", "vpc_id": "vpc-0123456789abcdef0", "chart_repository": MIRROR,
+          "chart_version": "3.5.0",
+          "image_repository": "123456789012.dkr.ecr.us-east-1.amazonaws.com/eks/aws-load-balancer-controller",
+          "role_arn": "arn:aws:iam::123456789012:role/lbc"},
+    "d": {"region": "us-east-1", "chart_repository": b.CHART_REPOSITORY, "chart_version": "3.5.0"},
+}
+
+
+def test_what_is_installed_is_the_deployed_config_of_the_cluster() -> None:
+    # Given the settings each cluster was deployed with, and an input that only names the cluster
     # When validated
-    state = b.validate_input(raw, "x", 0, {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/r"})
-    # Then the input wins where it speaks, the defaults fill the rest
-    assert state["request"]["controller"]["region"] == "eu-west-1"
-    assert state["request"]["controller"]["role_arn"] == "arn:aws:iam::123456789012:role/r"
+    state = b.validate_input({"cluster": "c", "controller": {"webhook_failure_policy": "Fail"}}, "x", 0, CONFIGURED)
+    # Then the chart, its version, the image and the role are the configured ones, next to the input's own fields
+    controller = state["request"]["controller"]
+    assert {k: controller[k] for k in CONFIGURED["c"]} == CONFIGURED["c"]
+    assert controller["webhook_failure_policy"] == "Fail"
+    # And the command line pulls from the configured mirror
+    chart = b.chart_reference(b.parse_bootstrap(state["request"]).controller)
+    assert chart == [f"{MIRROR}/aws-load-balancer-controller"]
+
+
+@pytest.mark.parametrize("field", sorted(b.CONFIGURED_CONTROLLER_FIELDS))
+@pytest.mark.parametrize("configured", [CONFIGURED, None], ids=["deployed", "outside-a-deployment"])
+def test_an_input_cannot_choose_what_runs_with_cluster_admin_rights(field: str, configured: dict | None) -> None:
+    # Given an input that sets a field the config owns (even to the configured value)
+    raw = {"cluster": "c", "controller": {field: CONFIGURED["c"][field]}}
+    # When validated / Then refused, naming the config field to set instead
+    with pytest.raises(InvalidInputError, match=rf"controller\.{field}: not an input field.*"
+                                                rf"clusters\[\]\.controller\.{field} in the albgate config"):
+        b.validate_input(raw, "x", 0, configured)
+
+
+def test_every_field_the_config_owns_is_refused_at_once() -> None:
+    raw = {"cluster": "c", "controller": {"chart_repository": "oci://evil.example/charts", "role_arn": "arn:x"}}
+    with pytest.raises(InvalidInputError) as refused:
+        b.validate_input(raw, "x", 0, CONFIGURED)
+    assert "controller.chart_repository" in str(refused.value) and "controller.role_arn" in str(refused.value)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    pytest.param({"cluster": "other"}, r"cluster: 'other' is not a cluster of this deployment \(configured: 'c', 'd'\)",
+                 id="unknown-cluster"),
+    pytest.param({"controller": {}}, r"cluster: None is not a cluster of this deployment", id="no-cluster"),
+    pytest.param({"cluster": "c", "controller": {"region": "eu-west-1"}},
+                 r"controller\.region: 'eu-west-1', but cluster 'c' is deployed with region 'us-east-1'",
+                 id="other-region"),
+    pytest.param({"cluster": "c", "controller": {"vpc_id": "vpc-0123456789abcdef1"}},
+                 r"controller\.vpc_id: .*deployed with vpc_id 'vpc-0123456789abcdef0'", id="other-vpc"),
+])
+def test_clusters_regions_and_vpcs_are_the_configured_ones(raw: dict, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        b.validate_input(raw, "x", 0, CONFIGURED)
+
+
+@pytest.mark.parametrize(("raw", "vpc_id"), [
+    pytest.param({"cluster": "c", "controller": {"region": "us-east-1", "vpc_id": "vpc-0123456789abcdef0"}},
+                 "vpc-0123456789abcdef0", id="repeated-as-configured"),
+    pytest.param({"cluster": "d", "controller": {"vpc_id": "vpc-0123456789abcdef1"}}, "vpc-0123456789abcdef1",
+                 id="vpc-the-config-leaves-open"),
+])
+def test_an_input_may_repeat_the_configured_region_or_name_what_the_config_leaves_open(raw: dict, vpc_id: str) -> None:
+    state = b.validate_input(raw, "x", 0, CONFIGURED)
+    assert (state["request"]["controller"]["region"], state["request"]["controller"]["vpc_id"]) == ("us-east-1", vpc_id)
+
+
+@pytest.mark.parametrize(("repository", "mirror"), [
+    pytest.param(MIRROR, ("123456789012.dkr.ecr.us-east-1.amazonaws.com", "us-east-1",
+                          "charts/aws-load-balancer-controller"), id="ecr-path"),
+    pytest.param("oci://123456789012.dkr.ecr.us-east-1.amazonaws.com", ("123456789012.dkr.ecr.us-east-1.amazonaws.com",
+                 "us-east-1", "aws-load-balancer-controller"), id="ecr-root"),
+    pytest.param("oci://123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/a/b/",
+                 ("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com", "us-gov-west-1",
+                  "a/b/aws-load-balancer-controller"), id="ecr-fips-trailing-slash"),
+    pytest.param("oci://123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/charts",
+                 ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "cn-north-1",
+                  "charts/aws-load-balancer-controller"), id="ecr-china"),
+    pytest.param("oci://harbor.internal.example/charts", None, id="other-oci-registry"),
+    pytest.param("https://aws.github.io/eks-charts", None, id="eks-charts"),
+    pytest.param("oci://public.ecr.aws/charts", None, id="ecr-public"),
+])
+def test_an_ecr_chart_mirror_is_recognised_by_its_registry_host(repository: str, mirror: tuple | None) -> None:
+    found = b.ecr_chart_mirror(repository)
+    assert (None if found is None else (found.host, found.region, found.repository)) == mirror
 
 
 @pytest.mark.parametrize(("field", "value", "says"), [

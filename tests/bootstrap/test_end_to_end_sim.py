@@ -16,6 +16,7 @@ from lambdas.domain.ports import INJECT_LABEL, LBC_GATE_PREFIX, Ports
 from lambdas.handlers import (
     bootstrap_apply_workloads,
     bootstrap_check_bindings,
+    bootstrap_check_network,
     bootstrap_check_controller,
     bootstrap_find_ungated_pods,
     bootstrap_install_controller,
@@ -25,7 +26,7 @@ from lambdas.handlers import (
 )
 from lambdas.handlers._runtime import use_ports
 from lambdas.handlers.bootstrap_common import use_helm
-from tests.bootstrap.conftest import CLUSTER, deployment, ingress, service, world
+from tests.bootstrap.conftest import CLUSTER, DEPLOYED, deployment, ingress, service, world
 
 
 
@@ -90,7 +91,9 @@ def wait_loop(sim: Simulation, handler: Any, state: dict, key: str) -> dict:
 
 
 def run_bootstrap(sim: Simulation, request: dict, name: str) -> dict:
-    state = bootstrap_validate.handler({"request": request, "execution_name": name, "controller_defaults": {}}, None)
+    state = bootstrap_validate.handler({"request": request, "execution_name": name, "controller_defaults": DEPLOYED},
+                                       None)
+    state = bootstrap_check_network.handler({"state": state, "network": None}, None)  # not in a VPC: no AWS call
     state = bootstrap_install_controller.handler(state, None)
     state = wait_loop(sim, bootstrap_check_controller.handler, state, "controller")
     state = bootstrap_label_namespaces.handler(state, None)

@@ -37,9 +37,12 @@ def test_specs_are_exactly_what_the_workflow_needs_and_every_bootstrap_module_is
     assert set(names) <= {s.name for s in ALL_HANDLERS}  # and every one is deployed
 
 
-def test_only_the_report_reads_elb_and_only_validation_stays_off_the_cluster() -> None:
+def test_only_the_report_reads_elb_and_only_the_checks_before_any_change_stay_off_the_cluster() -> None:
     assert [s.name for s in BOOTSTRAP_HANDLERS if s.elb_read] == ["PreflightReport"]
-    assert [s.name for s in BOOTSTRAP_HANDLERS if s.kube == "none"] == ["BootstrapValidate"]
+    assert [s.name for s in BOOTSTRAP_HANDLERS if s.kube == "none"] == ["BootstrapValidate", "BootstrapCheckNetwork"]
+    # And only Check Network reads the VPC, only the install pulls the chart
+    assert [s.name for s in ALL_HANDLERS if s.network_read] == ["BootstrapCheckNetwork"]
+    assert [s.name for s in ALL_HANDLERS if s.chart_pull] == ["BootstrapInstallController"]
 
 
 def test_rbac_binds_workload_rights_only_in_app_namespaces() -> None:

@@ -26,6 +26,7 @@ from lambdas.handlers import (
     bootstrap_apply_workloads,
     bootstrap_check_bindings,
     bootstrap_check_controller,
+    bootstrap_check_network,
     bootstrap_find_ungated_pods,
     bootstrap_install_controller,
     bootstrap_label_namespaces,
@@ -33,8 +34,20 @@ from lambdas.handlers import (
     preflight_report,
 )
 from lambdas.handlers._runtime import use_ports
+from lambdas.handlers.bootstrap_check_network import use_network
 from lambdas.handlers.bootstrap_common import use_helm
 from tests.bootstrap.conftest import CLUSTER, deployment, ingress, service, world
+from tests.bootstrap.test_check_network import FULL_NETWORK, AllReachable
+
+# The longest controller settings a deployment hands Validate Input: every field set, at the lengths the config
+# allows in practice (an ECR mirror with a nested path, an image mirror, an IRSA role with a path).
+ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+LARGEST_DEPLOYED = {CLUSTER: {
+    "region": "us-east-1", "vpc_id": "vpc-0123456789abcdef0", "chart_version": "3.5.0",
+    "chart_repository": f"oci://{ECR}/platform/mirrors/kubernetes-sigs/charts",
+    "image_repository": f"{ECR}/platform/mirrors/eks/aws-load-balancer-controller",
+    "role_arn": "arn:aws:iam::123456789012:role/platform/eks/clusters/aws-load-balancer-controller-sim-cluster",
+}}
 
 NEW = MAX_APPLICATIONS_PER_CLUSTER // 2
 RUNNING = MAX_APPLICATIONS_PER_CLUSTER - NEW
@@ -74,7 +87,7 @@ def largest_request(padding: int | None = None) -> dict[str, Any]:
 
     if padding is not None:
         return build(padding)
-    bare = payload_bytes(validate_input(build(0), "x", 0.0)["request"])
+    bare = payload_bytes(validate_input(build(0), "x", 0.0, LARGEST_DEPLOYED)["request"])
     return build((MAX_REQUEST_BYTES - bare - 512) // NEW)
 
 
@@ -132,11 +145,18 @@ def test_the_largest_bootstrap_keeps_every_state_within_the_budget(crowded):
     sim, _, _ = crowded
     request = largest_request()
     # Given the largest request albgate takes
-    assert MAX_REQUEST_BYTES - 2048 < payload_bytes(validate_input(request, "x", 0.0)["request"]) <= MAX_REQUEST_BYTES
+    validated = validate_input(request, "x", 0.0, LARGEST_DEPLOYED)["request"]
+    assert MAX_REQUEST_BYTES - 2048 < payload_bytes(validated) <= MAX_REQUEST_BYTES
     sizes: list[int] = []
-    # When the bootstrap runs step by step, as the state machine does
-    state = bootstrap_validate.handler({"request": request, "execution_name": "largest", "controller_defaults": {}},
-                                       None)
+    # When the bootstrap runs step by step, as the state machine does, in a VPC that reaches everything
+    state = bootstrap_validate.handler({"request": request, "execution_name": "largest",
+                                        "controller_defaults": LARGEST_DEPLOYED}, None)
+    sizes.append(payload_bytes(state))
+    use_network(lambda region: AllReachable())
+    try:
+        state = bootstrap_check_network.handler({"state": state, "network": FULL_NETWORK}, None)
+    finally:
+        use_network(None)
     sizes.append(payload_bytes(state))
     state = bootstrap_install_controller.handler(state, None)
     sizes.append(payload_bytes(state))

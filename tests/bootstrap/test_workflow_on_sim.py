@@ -5,6 +5,8 @@ nothing. Waits advance the simulation's virtual clock."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 
@@ -24,7 +26,10 @@ from tests.bootstrap.test_end_to_end_sim import (  # noqa: F401  (the module's f
 
 
 def run_synthesized(sim: Simulation, request: dict[str, Any], name: str) -> ExecutionResult:
+    """Run the deployed bootstrap with ``request`` aimed at the example config's cluster (the state machine only
+    takes configured clusters; the simulated ports serve any name)."""
     template = synthesized_template()
+    request = {**request, "cluster": EXAMPLE_CLUSTER}
     extracted = extract_state_machine(template, state_machine_id(template, BOOTSTRAP_STATE_MACHINE_PREFIX))
 
     def invoke(logical_id: str, handler: str, event: Any) -> Any:
@@ -35,8 +40,11 @@ def run_synthesized(sim: Simulation, request: dict[str, Any], name: str) -> Exec
         return machine.run(request, name=name)
 
 
+EXAMPLE_CLUSTER = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]["albgate"][
+    "clusters"][0]["name"]
 ORDER = [
-    "Validate Input", "Install Controller", "Controller Working: Yes", "Label Namespaces For Readiness Gates",
+    "Validate Input", "Check Network", "Install Controller", "Controller Working: Yes",
+    "Label Namespaces For Readiness Gates",
     "Apply Services And Ingresses", "Bound And Injecting: Yes", "Apply Deployments", "Deployments Settled: Yes",
     "Restart Pods Born Before The Label", "Preflight Report", "Bootstrap Succeeded",
 ]
@@ -81,3 +89,25 @@ def test_a_bad_request_fails_the_execution_before_anything_is_touched(cluster) -
     result = run_synthesized(sim, bad, "boot-bad")
     assert result.status == "FAILED" and "kube-system" in (result.cause or "")
     assert helm.runs == [] and NAMESPACE not in sim.cluster.namespaces and kube.applied == []
+
+
+def test_an_input_that_picks_the_chart_is_refused_before_anything_is_touched(cluster) -> None:
+    sim, kube, helm = cluster
+    # Given an input that names its own chart repository (what runs with cluster-admin rights)
+    bad = {**SEED_INPUT, "controller": {**SEED_INPUT["controller"], "chart_repository": "oci://evil.example/charts"}}
+    # When the deployed bootstrap runs / Then Validate Input refuses it, naming the config field, and nothing ran
+    result = run_synthesized(sim, bad, "boot-chart")
+    assert result.status == "FAILED" and result.error == "InvalidInputError"
+    assert "clusters[].controller.chart_repository" in (result.cause or "")
+    assert list(result.visited)[-1] == "Bootstrap Refused" and helm.runs == [] and kube.applied == []
+
+
+def test_a_cluster_the_stack_was_not_deployed_for_is_refused(cluster) -> None:
+    sim, kube, helm = cluster
+    template = synthesized_template()
+    extracted = extract_state_machine(template, state_machine_id(template, BOOTSTRAP_STATE_MACHINE_PREFIX))
+    with LocalStateMachine(extracted, SimClock(sim), invoke=lambda logical_id, handler, event: machine.invoke_handler(
+            logical_id, handler, event)) as machine:
+        result = machine.run({**SEED_INPUT, "cluster": "not-configured"}, name="boot-other")
+    assert result.status == "FAILED" and "'not-configured' is not a cluster of this deployment" in (result.cause or "")
+    assert helm.runs == [] and kube.applied == []

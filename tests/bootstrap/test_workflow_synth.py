@@ -15,6 +15,11 @@ from lambdas.domain.bootstrap import CONTROLLER_VERSION, IAM_POLICY_SOURCE  # no
 from lambdas.domain.errors import permanent_error_names, retryable_error_names  # noqa: E402
 
 OIDC = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"
+CLUSTERS = {"c1": {"region": "us-east-1", "chart_version": "3.5.0",
+                   "chart_repository": "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/charts"}}
+NETWORK = {"region": "us-east-1", "vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"],
+           "endpoints": [{"service": "eks", "kind": "Interface", "used_by": ["BootstrapCheckController"],
+                          "why": "eks:DescribeCluster", "clusters": []}]}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,7 @@ def synthesized() -> dict[str, Any]:
     fns = {n: stand_in for n in REQUIRED_FUNCTIONS}
     BootstrapWorkflow(stack, "Bootstrap", functions=fns,
                       rollout_state_machine="arn:aws:states:us-east-1:123456789012:stateMachine:albgate-rollout",
-                      controller_defaults={"region": "us-east-1"})
+                      clusters=CLUSTERS, network=NETWORK)
     LbcIdentity(stack, "PodIdentity", cluster_name="c1")
     LbcIdentity(stack, "Irsa", cluster_name="c1", oidc_provider_arn=OIDC)
     Aspects.of(app).add(AwsSolutionsChecks())
@@ -71,7 +76,7 @@ def test_the_graph_reads_as_the_bootstrap_in_order(synthesized) -> None:
         if s["Type"] == "Choice":
             name = next(c["Next"] for c in s["Choices"] if c.get("StringEquals") == "PASSED" or c.get("BooleanEquals") is True)
     assert [p for p in path if not p.endswith(": Yes")] == [
-        "Validate Input", "Install Controller", "Check Controller", "Controller Working?",
+        "Validate Input", "Check Network", "Install Controller", "Check Controller", "Controller Working?",
         "Label Namespaces For Readiness Gates", "Apply Services And Ingresses", "Check Bindings",
         "Bound And Injecting?", "Apply Deployments", "Find Pods Born Before The Label", "Deployments Settled?",
         "Restart Pods Born Before The Label", "Preflight Report", "No Risk Left?", "Bootstrap Succeeded",
@@ -96,7 +101,7 @@ def test_every_wait_loop_is_bounded_and_fails_explicitly(synthesized, choice: st
 def test_every_lambda_task_retries_the_retryable_names_and_catches_the_rest(synthesized) -> None:
     tasks = {n: s for n, s in synthesized["definition"]["States"].items()
              if s["Type"] == "Task" and s["Resource"] == "ARN"}  # payloadResponseOnly: the function ARN itself
-    assert len(tasks) == 9
+    assert len(tasks) == 10
     for name, s in tasks.items():
         assert set(retryable_error_names()) <= set(s["Retry"][0]["ErrorEquals"]), name
         caught = [set(c["ErrorEquals"]) for c in s["Catch"]]
@@ -105,9 +110,20 @@ def test_every_lambda_task_retries_the_retryable_names_and_catches_the_rest(synt
 
 def test_validation_failures_end_in_refused_before_any_change(synthesized) -> None:
     s = synthesized["definition"]["States"]
-    assert {c["Next"] for c in s["Validate Input"]["Catch"]} == {"Bootstrap Refused"}
+    # Given the two checks before the first change / Then each ends in Bootstrap Refused when it fails
+    for name in ("Validate Input", "Check Network"):
+        assert {c["Next"] for c in s[name]["Catch"]} == {"Bootstrap Refused"}, name
     assert s["Bootstrap Refused"]["Type"] == "Fail"
-    assert s["Validate Input"]["Parameters"]["controller_defaults"] == {"region": "us-east-1"}
+    assert s["Validate Input"]["Next"] == "Check Network" and s["Check Network"]["Next"] == "Install Controller"
+
+
+def test_the_deployed_settings_are_in_the_definition_not_in_the_input(synthesized) -> None:
+    s = synthesized["definition"]["States"]
+    # Given the definition / Then Validate Input gets the configured clusters' controller settings from it,
+    # and Check Network the VPC and the endpoints the functions need; only the request comes from the input
+    assert s["Validate Input"]["Parameters"]["controller_defaults"] == CLUSTERS
+    assert s["Validate Input"]["Parameters"]["request.$"] == "$"
+    assert s["Check Network"]["Parameters"] == {"state.$": "$", "network": NETWORK}
 
 
 def test_restarts_start_the_rollout_state_machine_and_wait_one_at_a_time(synthesized) -> None:

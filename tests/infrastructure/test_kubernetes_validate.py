@@ -133,15 +133,21 @@ def demo_app_manifests() -> dict[str, dict[str, Any]]:
 
 
 def example_bootstrap_request(*, harden: bool) -> dict[str, Any]:
-    """A bootstrap of the example config's cluster and app, with the demo's manifests and an IRSA role."""
+    """A bootstrap of the example config's cluster and app, with the demo's manifests (the IRSA role is the
+    deployed config's: ``configured_controller``)."""
     config = json.loads(EXAMPLE_CONFIG.read_text())
     cluster, app = config["clusters"][0], config["applications"][0]
     return {
         "cluster": cluster["name"],
-        "controller": {"region": cluster["region"], "role_arn": IRSA_ROLE},
         "applications": [{"namespace": app["namespace"], "deployment": app["deployment"], "container": app["container"],
                           "harden": harden, "manifests": demo_app_manifests()}],
     }
+
+
+def configured_controller() -> dict[str, Any]:
+    """The controller settings the stack passes for the example cluster, with an IRSA role."""
+    cluster = json.loads(EXAMPLE_CONFIG.read_text())["clusters"][0]
+    return {cluster["name"]: {"region": cluster["region"], "role_arn": IRSA_ROLE}}
 
 
 class RecordingApiServer:
@@ -181,7 +187,7 @@ class FixedClock:
 def bootstrap_sends(request: dict[str, Any], version: str) -> list[dict[str, Any]]:
     """Every object the bootstrap's use cases send to a cluster of ``version``, in the state machine's order."""
     api, clock = RecordingApiServer(version), FixedClock()
-    state = validate_input(request, "outside-validators", clock.now())
+    state = validate_input(request, "outside-validators", clock.now(), configured_controller())
     state = install_controller(api, NoReleaseYet(), clock, state)
     state = label_namespaces(api, state)
     state = apply_services_and_ingresses(api, clock, state)
