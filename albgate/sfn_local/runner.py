@@ -12,7 +12,10 @@ Invariants:
     and whatever handlers, ``invoke`` hooks and ``on_task_token`` callbacks do. Real time is only spent
     computing, and a real-time guard (``real_timeout_seconds``) stops a run that hangs.
   * One execution at a time (the clock is shared; Waits in parallel branches would add up), one open machine
-    per process (the hooks are process-wide).
+    per process (the hooks are process-wide). A second execution may be started from inside a running one's
+    ``invoke`` hook or task-token callback: it runs to its end while the first waits at that boundary, which is
+    how tests interleave two executions of one state machine at every boundary (the hooks' callbacks go to the
+    innermost run: the outer one's interpreter thread is blocked in its hook meanwhile).
   * A handler exception is a Lambda function error with ``errorType`` = the exception's class name, as on
     AWS; a failure of the runner itself (clock, callback, missing handler) raises ``LocalRunnerError`` from
     ``run`` instead of passing for a state machine failure.
@@ -49,6 +52,10 @@ SANDBOX_TIMEDOUT = "Sandbox.Timedout"
 UNHANDLED = "Unhandled"
 
 Invoke = Callable[[str, str, Any], Any]  # (function logical id, Handler string, event) -> result
+# albgate's rollout state machine takes a Deployment lease in Preflight (lambdas/handlers/_lease.py): the runner
+# gives it a lease table in moto's DynamoDB.
+LEASE_HANDLER = "lambdas.handlers.preflight.handler"
+LOCAL_LEASE_TABLE = "albgate-local-leases"
 
 
 class Clock(Protocol):
@@ -250,6 +257,10 @@ class LocalStateMachine:
         self._hooks: Any = None
         self._backend: Any = None
         self.state_machine_arn = ""
+        self.leases: Any = None  # the Deployment lease table's adapter, when the definition takes leases
+        self.ended: dict[str, str] = {}  # execution ARN -> terminal status, of the runs moto has forgotten
+        self.executions: Any = None
+        self._lease_deps_installed = False
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def __enter__(self) -> LocalStateMachine:
@@ -299,6 +310,11 @@ class LocalStateMachine:
                 self._release(run.execution, "closing the local runner")
             moto_hooks.prune_finished_threads()
         finally:
+            if self._lease_deps_installed:
+                from lambdas.handlers import _lease as take_lease
+
+                take_lease.use_deps(None)
+                self._lease_deps_installed = False
             if self._mock is not None:
                 self._mock.stop()
                 self._mock = None
@@ -354,6 +370,30 @@ class LocalStateMachine:
         )
         self.state_machine_arn = created["stateMachineArn"]
         self._backend = moto_hooks.parser_backend(ACCOUNT_ID, REGION)
+        if LEASE_HANDLER in self.extracted.functions.values():
+            self._open_lease_table()
+
+    def _open_lease_table(self) -> None:
+        """What Preflight's lease finds on AWS: the Deployment lease table (in moto's DynamoDB, through the
+        real adapter) and DescribeExecution of this machine's executions (moto's), on the run's clock. A run that
+        ended is forgotten by the backend, so the next execution finds its holder gone and takes the lease over,
+        as it would once the holder ended; ``release_lease`` delivers a terminal status event instead."""
+        from lambdas.adapters.dynamodb_lock import DynamoDbLock
+        from lambdas.adapters.stepfunctions import StepFunctionsExecutions
+        from lambdas.handlers import _lease as take_lease
+
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.create_table(
+            TableName=LOCAL_LEASE_TABLE, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "lock_key", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "lock_key", "KeyType": "HASH"}],
+        )
+        self.leases = DynamoDbLock(LOCAL_LEASE_TABLE, client=ddb)
+        self.executions = _RememberedExecutions(
+            StepFunctionsExecutions(client=boto3.client("stepfunctions", region_name=REGION)), self.ended
+        )
+        take_lease.use_deps(take_lease.LeaseDeps(self.leases, self.executions, now=self._now))
+        self._lease_deps_installed = True
 
     # --- running ---------------------------------------------------------------------------------------
     def run(
@@ -370,8 +410,10 @@ class LocalStateMachine:
         is forgotten by the backend, so names may repeat across runs."""
         if self._backend is None:
             raise LocalRunnerError("open the machine first: `with LocalStateMachine(...) as machine:`")
-        if self._run is not None:
-            raise LocalRunnerError("one execution at a time: run() is already executing")
+        outer = self._run  # a run started from inside another's hook: that one waits at its boundary
+        if outer is not None and threading.current_thread() is threading.main_thread():
+            raise LocalRunnerError("one execution at a time: run() is already executing (start a second one from "
+                                   "inside the first one's invoke hook or task-token callback)")
         run = self._run = _Run(
             clock=clock or self.clock,
             invoke=invoke or self.invoke or self.invoke_handler,
@@ -412,9 +454,12 @@ class LocalStateMachine:
         finally:
             if run.execution is not None:
                 self._release(run.execution, "run ended")
+                arn = getattr(run.execution, "exec_arn", None) or getattr(run.execution, "execution_arn", None)
+                if arn:
+                    self.ended[str(arn)] = moto_hooks.execution_outcome(run.execution)[0]
                 moto_hooks.forget_execution(self._backend, run.execution)
             moto_hooks.prune_finished_threads()
-            self._run = None
+            self._run = outer
 
     def _wait_until_done(self, execution: Any, name: str) -> None:
         deadline = time.monotonic() + self.real_timeout_seconds
@@ -568,6 +613,18 @@ class LocalStateMachine:
 
 
 _current = threading.local()
+
+
+@dataclass
+class _RememberedExecutions:
+    """DescribeExecution as AWS answers it: moto forgets a finished run (``forget_execution``), AWS keeps an
+    ended execution's status for 90 days, so the runner answers for the runs it forgot."""
+
+    inner: Any
+    ended: dict[str, str]
+
+    def status(self, execution_arn: str) -> str | None:
+        return self.inner.status(execution_arn) or self.ended.get(execution_arn)
 _MOTO_SFN_LOG = logging.getLogger("moto.stepfunctions.parser")
 
 

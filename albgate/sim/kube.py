@@ -477,13 +477,20 @@ class Cluster:
         return cond is not None and cond[1] == "ProgressDeadlineExceeded"
 
     # --- spec changes (what the API server accepts) ---------------------------------------------------------
+    def _precondition(self, d: DepObj, expected_resource_version: str | None) -> None:
+        """A write carrying metadata.resourceVersion applies only to that version of the object, as the API server
+        does (409 Conflict otherwise). Every status update moves the version too (``_sync_status``), as on a real
+        cluster, so a version read long before the write fails it: albgate's Start Step reads just before."""
+        if expected_resource_version is not None and expected_resource_version != str(d.rv):
+            raise ConflictError(
+                f"Operation cannot be fulfilled on deployments.apps {d.name!r}: the object has been modified; "
+                f"please apply your changes to the latest version and try again "
+                f"(resourceVersion {expected_resource_version} != {d.rv})"
+            )
+
     def patch_deployment(self, namespace: str, name: str, patch: DeploymentPatch) -> DepObj:
         d = self.deployment(namespace, name)
-        if patch.expected_resource_version is not None and patch.expected_resource_version != str(d.rv):
-            raise ConflictError(
-                f"Operation cannot be fulfilled on deployments.apps {name!r}: the object has been modified "
-                f"(resourceVersion {patch.expected_resource_version} != {d.rv})"
-            )
+        self._precondition(d, patch.expected_resource_version)
         t = d.template
         containers = list(t.containers)
         if patch.images:
@@ -532,7 +539,8 @@ class Cluster:
         self.request_sync(d)
         return d
 
-    def rollback_deployment(self, namespace: str, name: str, to_revision: int) -> DepObj:
+    def rollback_deployment(self, namespace: str, name: str, to_revision: int, *,
+                            expected_resource_version: str | None = None) -> DepObj:
         """kubectl rollout undo: copy the template of the ReplicaSet with that revision back (rollback.go)."""
         d = self.deployment(namespace, name)
         if d.paused:
@@ -552,6 +560,7 @@ class Cluster:
             self.sim.log("deployment", f"Deployment {name}: rollback skipped, template already matches revision "
                                        f"{target.revision}")
             return d
+        self._precondition(d, expected_resource_version)  # only a write is conditional (kubectl sends none here)
         d.template = target.template
         d.generation += 1
         d.rv = self.next_rv()

@@ -66,9 +66,13 @@ class SimKubernetes:
         self._call("patch_deployment")
         return self.sim.cluster.patch_deployment(namespace, name, patch).snapshot()
 
-    def rollback_deployment(self, namespace: str, name: str, to_revision: int) -> Deployment:
+    def rollback_deployment(
+        self, namespace: str, name: str, to_revision: int, *, expected_resource_version: str | None = None
+    ) -> Deployment:
         self._call("rollback_deployment")
-        return self.sim.cluster.rollback_deployment(namespace, name, to_revision).snapshot()
+        return self.sim.cluster.rollback_deployment(
+            namespace, name, to_revision, expected_resource_version=expected_resource_version
+        ).snapshot()
 
     def list_replica_sets(self, namespace: str, deployment: str) -> list[ReplicaSet]:
         self._call("list_replica_sets")

@@ -1,13 +1,15 @@
-"""The per-Deployment lock on DynamoDB: one item per cluster/namespace/deployment, changed only conditionally.
+"""The per-Deployment lease on DynamoDB: one item per cluster/namespace/deployment, changed only conditionally.
 
-Job: read a lock item, and change it only if it is still what the caller decided on: take a free or expired
-lock, queue the newest pending push behind the holder, hand the lock from a finished holder to its pending
-push, or delete it. Each write is a single conditional request (``ConditionExpression``), so two Lambdas racing
-for one Deployment cannot both win: the loser gets ``False`` and re-reads.
+Job: read a lease item, and change it only if it is still what the caller decided on: take a Deployment nobody
+holds, take it over from a holder proven not running (keeping the push waiting on it), queue the newest pending
+push behind the holder, hand the lease from a finished holder to its pending push, or delete it. Each write is
+a single conditional request (``ConditionExpression``; docs/facts.md, "One rollout per Deployment: leases"), so
+two writers racing for one Deployment cannot both win: the loser gets ``False`` and re-reads.
 
 Invariant: nothing but domain errors leaves this module (``map_aws_error``); a failed condition is an answer
-(``False``), not an error. ``expires_at`` is epoch seconds and is the table's TTL attribute, so DynamoDB also
-deletes abandoned items some time after they expired (the conditions, not TTL, decide who holds a lock).
+(``False``), not an error. No condition reads a clock: ``expires_at`` is only the table's TTL attribute, set
+past the longest any execution can run (``LEASE_TTL_SECONDS``), so DynamoDB may delete an item nobody can
+still hold; who holds a lease is decided by the holder's own status (lambdas/domain/lease.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from lambdas.adapters.elbv2 import client_config, map_aws_error
-from lambdas.domain.trigger import LockItem, Pending
+from lambdas.domain.trigger import LEASE_TTL_SECONDS, LockItem, Pending
 
 KEY = "lock_key"
 EXPIRES_AT = "expires_at"  # the TTL attribute (stacks/constructs/ecr_trigger.py)
@@ -31,7 +33,6 @@ def _pending_to_item(p: Pending) -> dict[str, Any]:
             "input": {"S": p.input},
             "pushed_at": {"S": p.pushed_at},
             "image": {"S": p.image},
-            "hold_seconds": {"N": str(p.hold_seconds)},
         }
     }
 
@@ -45,7 +46,6 @@ def _pending_from_item(raw: dict[str, Any] | None) -> Pending | None:
         input=m["input"]["S"],
         pushed_at=m["pushed_at"]["S"],
         image=m["image"]["S"],
-        hold_seconds=int(m["hold_seconds"]["N"]),
     )
 
 
@@ -62,6 +62,10 @@ def _to_item(lock: LockItem) -> dict[str, Any]:
         item["pending"] = _pending_to_item(lock.pending)
     if lock.handed_over_from:
         item["handed_over_from"] = {"S": lock.handed_over_from}
+    if lock.execution_arn:
+        item["execution_arn"] = {"S": lock.execution_arn}
+    if lock.claimed_at:
+        item["claimed_at"] = {"N": str(int(lock.claimed_at))}
     return item
 
 
@@ -75,6 +79,8 @@ def _from_item(item: dict[str, Any]) -> LockItem:
         image=item.get("image", {}).get("S", ""),
         pending=_pending_from_item(item.get("pending")),
         handed_over_from=item.get("handed_over_from", {}).get("S", ""),
+        execution_arn=item.get("execution_arn", {}).get("S", ""),
+        claimed_at=int(item.get("claimed_at", {}).get("N", "0")),
     )
 
 
@@ -103,25 +109,36 @@ class DynamoDbLock:
         return _from_item(item) if item else None
 
     def acquire(self, lock: LockItem, now: float) -> bool:
-        """Write ``lock`` if the Deployment has no lock or its lock expired (a takeover drops its pending push)."""
+        """Write ``lock`` if the Deployment has no lease item (``now`` is not read: no clock frees a lease)."""
         return self._conditional(
             "PutItem",
             self._client.put_item,
             Item=_to_item(lock),
-            ConditionExpression="attribute_not_exists(#k) OR #exp <= :now",
-            ExpressionAttributeNames={"#k": KEY, "#exp": EXPIRES_AT},
-            ExpressionAttributeValues={":now": {"N": str(int(now))}},
+            ConditionExpression="attribute_not_exists(#k)",
+            ExpressionAttributeNames={"#k": KEY},
+        )
+
+    def take_over(self, lock: LockItem, previous: str) -> bool:
+        """Write ``lock`` (which carries the pending push it keeps) if ``previous`` still holds the item: its
+        holder was proven not running, and nobody else took the item meanwhile."""
+        return self._conditional(
+            "PutItem",
+            self._client.put_item,
+            Item=_to_item(lock),
+            ConditionExpression="#name = :previous",
+            ExpressionAttributeNames={"#name": "execution_name"},
+            ExpressionAttributeValues={":previous": {"S": previous}},
         )
 
     def queue(self, key: str, holder: str, pending: Pending, replaces: str | None, now: float) -> bool:
-        """Make ``pending`` the waiting push, if ``holder`` still holds a live lock and the pending push is still
-        ``replaces`` (None: none waits)."""
-        condition = "#name = :holder AND #exp > :now AND " + (
+        """Make ``pending`` the waiting push, if ``holder`` still holds the lease and the pending push is still
+        ``replaces`` (None: none waits). The item's TTL moves on with the push, which must outlive the holder."""
+        condition = "#name = :holder AND " + (
             "attribute_not_exists(#pending)" if replaces is None else "#pending.#name = :replaces"
         )
         values: dict[str, Any] = {
             ":holder": {"S": holder},
-            ":now": {"N": str(int(now))},
+            ":exp": {"N": str(int(now) + LEASE_TTL_SECONDS)},
             ":pending": _pending_to_item(pending),
         }
         names = {"#name": "execution_name", "#exp": EXPIRES_AT, "#pending": "pending"}
@@ -131,25 +148,28 @@ class DynamoDbLock:
             "UpdateItem",
             self._client.update_item,
             Key={KEY: {"S": key}},
-            UpdateExpression="SET #pending = :pending",
+            UpdateExpression="SET #pending = :pending, #exp = :exp",
             ConditionExpression=condition,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
 
-    def hand_over(self, lock: LockItem, finished: str, now: float) -> LockItem | None:
-        """Give the lock of ``finished`` to its pending push; the new lock item, or None if it changed meanwhile."""
+    def hand_over(self, lock: LockItem, finished: str, now: float, execution_arn: str = "") -> LockItem | None:
+        """Give the lease of ``finished`` to its pending push (whose execution will have ``execution_arn``); the
+        new lease item, or None if it changed meanwhile."""
         pending = lock.pending
         assert pending is not None
         new = LockItem(
             key=lock.key,
             execution_name=pending.execution_name,
             input=pending.input,
-            expires_at=int(now) + pending.hold_seconds,
+            expires_at=int(now) + LEASE_TTL_SECONDS,
             pushed_at=pending.pushed_at,
             image=pending.image,
             pending=None,
             handed_over_from=finished,
+            execution_arn=execution_arn,
+            claimed_at=int(now),
         )
         ok = self._conditional(
             "PutItem",

@@ -1,4 +1,6 @@
-"""``ImagePort`` over Amazon ECR: pin ``<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>`` to its digest.
+"""``ImagePort`` over Amazon ECR: pin ``<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>`` to its digest;
+and ``ImagePushTimes``: when ECR received ``<repo>@<digest>`` (``imagePushedAt``), which orders two pushes of the
+same second for the ECR trigger.
 
 Invariant: only ECR image URIs are resolved (DescribeImages by tag, in the registry and Region the URI names);
 any other registry gives None and the tag is recorded as given. AWS errors become domain errors through the
@@ -20,6 +22,13 @@ from lambdas.domain.errors import NotFoundError
 _ECR_URI = re.compile(
     r"^(?P<registry>(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)"
     r"/(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*):(?P<tag>[\w][\w.-]{0,127})$"
+)
+
+
+# <12-digit account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]/<repository>@sha256:<64 hex>
+_ECR_DIGEST_URI = re.compile(
+    r"^(?P<registry>(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)"
+    r"/(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)@(?P<digest>sha256:[a-f0-9]{64})$"
 )
 
 
@@ -60,3 +69,23 @@ class EcrAdapter:
         if not details:
             raise NotFoundError(f"image: ECR has no image tagged {uri['tag']!r} in {uri['repository']}")
         return f"{uri['registry']}/{uri['repository']}@{details[0]['imageDigest']}"
+
+    def pushed_at(self, image: str) -> float | None:
+        """ECR's ``imagePushedAt`` of an image pinned by digest, in epoch seconds; None when the URI is not an ECR
+        digest URI or ECR no longer has the image (it cannot then be rolled anyway)."""
+        uri = _ECR_DIGEST_URI.match(image)
+        if uri is None:
+            return None
+        try:
+            answer = self._client(uri["region"]).describe_images(
+                registryId=uri["account"],
+                repositoryName=uri["repository"],
+                imageIds=[{"imageDigest": uri["digest"]}],
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code", "") in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                return None
+            raise map_aws_error(e, f"ecr:DescribeImages {uri['repository']}@{uri['digest']}") from e
+        details = answer.get("imageDetails") or []
+        pushed = details[0].get("imagePushedAt") if details else None
+        return pushed.timestamp() if hasattr(pushed, "timestamp") else (float(pushed) if pushed is not None else None)

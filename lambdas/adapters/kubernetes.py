@@ -639,9 +639,12 @@ class KubernetesAdapter:
         return _deployment(raw)
 
     def rollback_deployment(
-        self, namespace: str, name: str, to_revision: int, add_readiness_gates: tuple[str, ...] = ()
+        self, namespace: str, name: str, to_revision: int, add_readiness_gates: tuple[str, ...] = (),
+        *, expected_resource_version: str | None = None,
     ) -> Deployment:
-        """kubectl rollout undo (0: the previous revision), plus ``add_readiness_gates`` in the same write."""
+        """kubectl rollout undo (0: the previous revision), plus ``add_readiness_gates`` in the same write;
+        conditional on ``expected_resource_version`` when given (the version the caller checked), else on the
+        version read here."""
         current = self._read_deployment(namespace, name)
         where = f"Deployment {namespace}/{name}"
         if (current.get("spec") or {}).get("paused"):
@@ -663,6 +666,9 @@ class KubernetesAdapter:
         ops = undo_patch(current, target, add_readiness_gates)
         if ops is None:
             return _deployment(current)
+        if expected_resource_version:
+            # The JSON patch's resourceVersion op is the precondition (as in the merge patch: 409 when stale).
+            ops[0] = {**ops[0], "value": expected_resource_version}
         with _calling(f"roll back {where} to revision {to_revision}"):
             path = api_path(APPS_API, "deployments", name, namespace=namespace)
             raw = self._call("PATCH", path, body=ops, content_type=JSON_PATCH)

@@ -86,9 +86,11 @@ class LazyKubernetes:
         return self.adapter().patch_deployment(namespace, name, patch)
 
     def rollback_deployment(
-        self, namespace: str, name: str, to_revision: int, add_readiness_gates: tuple[str, ...] = ()
+        self, namespace: str, name: str, to_revision: int, add_readiness_gates: tuple[str, ...] = (),
+        *, expected_resource_version: str | None = None,
     ) -> Deployment:
-        return self.adapter().rollback_deployment(namespace, name, to_revision, add_readiness_gates)
+        return self.adapter().rollback_deployment(namespace, name, to_revision, add_readiness_gates,
+                                                  expected_resource_version=expected_resource_version)
 
     def list_replica_sets(self, namespace: str, deployment: str) -> list[ReplicaSet]:
         return self.adapter().list_replica_sets(namespace, deployment)

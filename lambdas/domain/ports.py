@@ -210,8 +210,12 @@ class KubernetesPort(Protocol):
     def get_namespace(self, name: str) -> Namespace: ...
     def get_deployment(self, namespace: str, name: str) -> Deployment: ...
     def patch_deployment(self, namespace: str, name: str, patch: DeploymentPatch) -> Deployment: ...
-    def rollback_deployment(self, namespace: str, name: str, to_revision: int) -> Deployment:
-        """Copy the template of the ReplicaSet with that revision back into the Deployment (kubectl undo)."""
+    def rollback_deployment(
+        self, namespace: str, name: str, to_revision: int, *, expected_resource_version: str | None = None
+    ) -> Deployment:
+        """Copy the template of the ReplicaSet with that revision back into the Deployment (kubectl undo).
+
+        ``expected_resource_version`` makes it conditional, as for ``DeploymentPatch`` (409 ConflictError)."""
         ...
 
     def list_replica_sets(self, namespace: str, deployment: str) -> list[ReplicaSet]: ...
@@ -317,3 +321,29 @@ class Ports:
     clock: Clock
     images: ImagePort | None = None  # None: tags are recorded as given (no registry to ask)
     budget: DescribeBudget = field(default_factory=UnlimitedBudget)  # albgate's share of the Describe* bucket
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Step Functions executions (the Deployment lease asks whether its holder still runs)
+# ---------------------------------------------------------------------------------------------------------
+# DescribeExecution statuses (docs/facts.md, "One rollout per Deployment: leases"). Only RUNNING holds a
+# Deployment; PENDING_REDRIVE is a FAILED execution that a redrive is about to resume.
+EXECUTION_RUNNING = "RUNNING"
+EXECUTION_PENDING_REDRIVE = "PENDING_REDRIVE"
+
+
+class Executions(Protocol):
+    """What albgate asks Step Functions about an execution of the rollout state machine."""
+
+    def status(self, execution_arn: str) -> str | None:
+        """DescribeExecution's ``status`` (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE);
+        None when Step Functions has no such execution (never started, or its history expired)."""
+        ...
+
+
+class ImagePushTimes(Protocol):
+    """When ECR received an image (DescribeImages ``imagePushedAt``)."""
+
+    def pushed_at(self, image: str) -> float | None:
+        """Epoch seconds of ``<registry>/<repository>@<digest>``'s push; None when ECR cannot say."""
+        ...

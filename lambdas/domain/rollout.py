@@ -14,7 +14,9 @@ from typing import Any
 
 from lambdas.domain import lbc_annotations as lbc
 from lambdas.domain import limits
+from lambdas.domain.documents import quote
 from lambdas.domain.errors import (
+    ConflictError,
     InvalidInputError,
     NotFoundError,
     ThrottledError,
@@ -30,7 +32,7 @@ from lambdas.domain.gate import (
     targets_to_deregister,
 )
 from lambdas.domain.models import RolloutPolicy, RolloutRequest, parse_image, parse_request
-from lambdas.domain.plan import step_targets
+from lambdas.domain.plan import step_problems, step_targets
 from lambdas.domain.poll import (
     POD_START_POLL_SECONDS,
     drain_poll_seconds,
@@ -100,6 +102,7 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str, turn: dict | No
         raise NotFoundError(
             f"container: Deployment {ns}/{dep.name} has no container {request.container!r}; it has: {names}"
         )
+    check_request_against(request, dep, running_image=container.image)
     if dep.paused:
         raise UnsafeConfigurationError(
             f"Deployment {ns}/{dep.name} is paused; resume it (kubectl rollout resume) or finish what paused it"
@@ -164,7 +167,7 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str, turn: dict | No
         hardening=hardening,
         findings=findings,
         notes=notes,
-        requested_image=request.image,
+        requested_image=request.image or "",
         target_groups=groups,
         approval_required=1 in request.policy.approval_before_steps,
         more_steps=True,
@@ -174,6 +177,29 @@ def preflight(ports: Ports, raw_input: Any, execution_name: str, turn: dict | No
         # A restart keeps the image: a new template annotation makes a new ReplicaSet (as kubectl does).
         state.hardening = {**hardening, "template_annotations": {"albgate.io/restarted-by": execution_name}}
     return state.dump()
+
+
+def check_request_against(request: RolloutRequest, dep: Deployment, *, running_image: str) -> None:
+    """Refuse (InvalidInputError, so `Rollout Refused`) what the input asks of this Deployment that it cannot
+    be: no replica to gate, a policy whose plan does not grow on its replica count or names a step it lacks
+    (``lambdas.domain.plan.step_problems``: the model checks the shape, this the numbers), a restart naming
+    an image other than the one the container runs. Reads nothing."""
+    where = f"{dep.namespace}/{dep.name}"
+    if dep.replicas < 1:  # scaled to zero: no pod serves, no target to check (docs/facts.md, Strict inputs)
+        raise InvalidInputError(
+            f"deployment: {where} has 0 replicas (spec.replicas), so no pod serves and there is nothing to gate; "
+            f"scale it up first (kubectl scale -n {dep.namespace} deployment/{dep.name} --replicas=N) and start "
+            "again, or change its image without albgate while nothing serves"
+        )
+    problems = step_problems(dep.replicas, request.policy)
+    if problems:
+        raise InvalidInputError("; ".join(f"policy.{field}: {message}" for field, message in problems))
+    if request.kind == "restart" and request.image is not None and request.image != running_image:
+        raise InvalidInputError(
+            f"image: kind 'restart' re-creates the pods of {where} with the image container {request.container} "
+            f"runs now ({quote(running_image)}), not {quote(request.image)}; leave image out to restart, or use "
+            "kind 'rollout' to change the image"
+        )
 
 
 def worst_case(policy: RolloutPolicy, steps: int, drain_deadline: int) -> limits.WorstCase:
@@ -210,6 +236,8 @@ def check_limits(
     delay = max(g.deregistration_delay_seconds for g in groups)
     drain = limits.drain_deadline_seconds(policy, delay)
     problems = [f"policy: {p}" for p in limit_problems(policy, len(plan), drain)]
+    if request.image is None:  # a restart naming no image: sized as if it named the running one (larger)
+        request = request.model_copy(update={"image": previous_image})
     size = largest_state_bytes(request, replicas=plan[-1], plan=plan, target_groups=groups,
                                previous_image=previous_image, hardening=hardening, findings=findings)
     if size > limits.STATE_PAYLOAD_BUDGET_BYTES:
@@ -361,31 +389,20 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
         # Deployment would roll forward without the approval.
         hold_until += limits.APPROVAL_TIMEOUT_SECONDS
     marker = {ROLLOUT_ANNOTATION: f"{s.execution_name}@{int(hold_until)}"}
-    if i == 0 and s.mode == "rollback" and (req.kind == "restart" or _undo_is_safe(ports, s)):
-        # Roll back as `kubectl rollout undo` does: the previous revision's exact template, so the Deployment
-        # controller scales the previous ReplicaSet (still serving) back up instead of building a new one.
-        ports.kube.rollback_deployment(req.namespace, req.deployment, s.previous_revision)
-        patch = DeploymentPatch(max_surge=batch, max_unavailable=0, annotations=marker)
-    elif i == 0:
-        # The first step writes the target image behind albgate's gate (with the hardening, on a rollout). A
-        # rollback comes here when undo is not safe: the previous revision has no albgate gate and no pod left
-        # serving, so its returning pods would turn Ready, and let Kubernetes remove the failed version's serving
-        # pods, before the load balancer had checked them; its image then comes back gated like any step.
-        fields: dict[str, Any] = dict(s.hardening) if s.mode == "rollout" else {}
-        fields.pop("max_unavailable", None)
-        patch = DeploymentPatch(
-            images={req.container: s.target_image},
-            add_readiness_gates=(ALBGATE_GATE,),
-            max_surge=batch,
-            max_unavailable=0,
-            annotations=marker,
-            **fields,
-        )
-        if s.mode == "rollout":
-            s.template_changed = True
-    else:
-        patch = DeploymentPatch(max_surge=batch, annotations=marker)
-    ports.kube.patch_deployment(req.namespace, req.deployment, patch)
+    for attempt in range(1, GUARDED_WRITE_ATTEMPTS + 1):
+        # Read, check that nobody else changed the Deployment, and write on condition of that very read's
+        # resourceVersion: a write that lands in between (even a status update) makes it 409, and the loop reads
+        # and checks again (docs/rollout.md, "One rollout per Deployment").
+        dep = ports.kube.get_deployment(req.namespace, req.deployment)
+        changed = deployment_changed(s, dep)
+        if changed:
+            raise UnsafeConfigurationError(changed)
+        try:
+            _write_step(ports, s, dep, i, batch, marker)
+            break
+        except ConflictError:
+            if attempt == GUARDED_WRITE_ATTEMPTS:
+                raise
 
     s.step = i
     s.next_step = i + 1
@@ -399,6 +416,100 @@ def start_step(ports: Ports, raw_state: dict) -> dict:
     s.throttles = 0
     s.steps.append(StepRecord(step=i + 1, mode=s.mode, target=s.plan[i], started_at=now))
     return s.dump()
+
+
+# Reads and conditional writes Start Step tries before it leaves a 409 to the state machine's Retry: each 409 means
+# something wrote the Deployment between Start Step's read and its write (usually the Deployment controller's
+# status update), and the next attempt reads, checks and writes again.
+GUARDED_WRITE_ATTEMPTS = 3
+# What a refused step's cause starts with (UnsafeConfigurationError; docs/rollout.md, "One rollout per Deployment").
+DEPLOYMENT_CHANGED = "Deployment changed under this rollout"
+
+
+def deployment_changed(s: RolloutState, dep: Deployment) -> str | None:
+    """What changed in ``dep`` that this execution did not write since it last knew it (None: nothing); Start
+    Step then raises UnsafeConfigurationError with it, a permanent error: before step 1 nothing was changed and the
+    execution ends in `Rollout Failed`; later, the failed step goes to the rollback decision like any other, and
+    the rollback's own Start Step refuses in turn when the hold is no longer this execution's (`Rollback Failed`).
+
+    Only fields no status write touches are compared, so the Deployment controller's status updates (which move
+    metadata.resourceVersion many times a step) and a scale (spec.replicas, which an autoscaler may change at any
+    time) never fail a step: before the first step, the Deployment as Preflight read it (the container's image,
+    the revision a rollback returns to, maxSurge/maxUnavailable, not paused); from then on, albgate's hold
+    annotation naming this execution and the image it wrote. A Start Step retried after its write landed finds
+    that write, which counts as this execution's own."""
+    req = s.request
+    container = dep.template.container(req.container)
+    image = container.image if container is not None else None
+    hold = dep.annotations.get(ROLLOUT_ANNOTATION, "")
+    ours = hold.startswith(f"{s.execution_name}@")
+    found: list[str] = []
+    if dep.paused:
+        found.append("it was paused (spec.paused)")
+    if container is None:
+        found.append(f"its container {req.container} is gone")
+    first_step = s.mode == "rollout" and s.next_step == 0
+    if first_step and not (ours and image == s.target_image):
+        if image is not None and image != s.previous_image:
+            found.append(f"container {req.container} runs {quote(image)}, not {quote(s.previous_image)} as "
+                         "Preflight read")
+        if dep.revision != s.previous_revision:
+            found.append(f"its revision is {dep.revision}, not {s.previous_revision} as Preflight read")
+        for field_name, was in (("max_surge", s.original_max_surge), ("max_unavailable", s.original_max_unavailable)):
+            now = getattr(dep, field_name)
+            if now != was:
+                found.append(f"{field_name} is {now!r}, not {was!r} as Preflight read")
+    elif s.mode == "rollout" and not first_step:
+        if not ours:
+            found.append(f"albgate's hold ({ROLLOUT_ANNOTATION}) is {quote(hold) if hold else 'gone'}, not this "
+                         "execution's")
+        if image is not None and image != s.target_image:
+            found.append(f"container {req.container} runs {quote(image)}, not {quote(s.target_image)} as this "
+                         "rollout wrote")
+    elif s.mode == "rollback" and not ours and image != s.target_image:
+        # Before the undo the hold is this execution's; after it (a retried Start Step) the previous image runs.
+        found.append(f"albgate's hold ({ROLLOUT_ANNOTATION}) is {quote(hold) if hold else 'gone'}, not this "
+                     f"execution's, and container {req.container} runs {quote(image or '')}")
+    if not found:
+        return None
+    where = f"step {s.next_step + 1}" + (" of the rollback" if s.mode == "rollback" else "")
+    return (f"{DEPLOYMENT_CHANGED} before {where} ({req.namespace}/{req.deployment}): " + "; ".join(found)
+            + ". Someone else (a person, another tool, another rollout) wrote it, and albgate did not write over it")
+
+
+def _write_step(ports: Ports, s: RolloutState, dep: Deployment, i: int, batch: int, marker: dict[str, str]) -> None:
+    """Start Step's write, conditional on ``dep.resource_version`` (a 409 raises ConflictError)."""
+    req = s.request
+    version = dep.resource_version or None
+    if i == 0 and s.mode == "rollback" and (req.kind == "restart" or _undo_is_safe(ports, s)):
+        # Roll back as `kubectl rollout undo` does: the previous revision's exact template, so the Deployment
+        # controller scales the previous ReplicaSet (still serving) back up instead of building a new one.
+        undone = ports.kube.rollback_deployment(req.namespace, req.deployment, s.previous_revision,
+                                                expected_resource_version=version)
+        version = undone.resource_version or version
+        patch = DeploymentPatch(max_surge=batch, max_unavailable=0, annotations=marker,
+                                expected_resource_version=version)
+    elif i == 0:
+        # The first step writes the target image behind albgate's gate (with the hardening, on a rollout). A
+        # rollback comes here when undo is not safe: the previous revision has no albgate gate and no pod left
+        # serving, so its returning pods would turn Ready, and let Kubernetes remove the failed version's serving
+        # pods, before the load balancer had checked them; its image then comes back gated like any step.
+        fields: dict[str, Any] = dict(s.hardening) if s.mode == "rollout" else {}
+        fields.pop("max_unavailable", None)
+        patch = DeploymentPatch(
+            images={req.container: s.target_image},
+            add_readiness_gates=(ALBGATE_GATE,),
+            max_surge=batch,
+            max_unavailable=0,
+            annotations=marker,
+            expected_resource_version=version,
+            **fields,
+        )
+        if s.mode == "rollout":
+            s.template_changed = True
+    else:
+        patch = DeploymentPatch(max_surge=batch, annotations=marker, expected_resource_version=version)
+    ports.kube.patch_deployment(req.namespace, req.deployment, patch)
 
 
 def _undo_is_safe(ports: Ports, s: RolloutState) -> bool:

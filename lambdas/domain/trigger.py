@@ -3,8 +3,9 @@
 Job: turn an EventBridge ``ECR Image Action`` event into an ``EcrPush`` (or a reason to ignore it), map the
 push's repository and tag to the configured applications (``fnmatch`` globs, case-sensitive like tags), build the
 rollout request pinned by digest and a deterministic Step Functions execution name, and decide, from the
-current lock item of a Deployment, whether a push takes the lock, is a replay of the holder, is queued as the
-newest pending push, or is stale. Also: parse a Step Functions ``Execution Status Change`` event and name the
+current lease item of a Deployment (lambdas/domain/lease.py) and whether its holder still runs, whether a push
+takes the lease, takes it over from a holder that ended, is a replay of the holder, is queued as the newest
+pending push, is stale, or cannot be ordered against another push of the same second. Also: parse a Step Functions ``Execution Status Change`` event and name the
 outcome albgate publishes, and parse the trigger's configuration (``TriggerConfig``, the file its layer holds).
 
 Invariant: pure. No I/O, no clock, no environment: every function is a function of its arguments, so the same
@@ -24,8 +25,8 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -33,9 +34,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lambdas.domain.limits import ROLLOUT_TIMEOUT_SECONDS, drain_deadline_seconds
+from lambdas.domain.limits import ROLLOUT_TIMEOUT_SECONDS
 from lambdas.domain.models import RolloutPolicy, RolloutRequest, validation_message
-from lambdas.domain.rollout import worst_case
+from lambdas.domain.ports import EXECUTION_PENDING_REDRIVE, EXECUTION_RUNNING
 
 ECR_SOURCE = "aws.ecr"
 ECR_DETAIL_TYPE = "ECR Image Action"
@@ -52,6 +53,9 @@ ROLLOUT_QUEUED = "Rollout Queued"
 ROLLOUT_SUCCEEDED = "Rollout Succeeded"
 ROLLOUT_ROLLED_BACK = "Rollout Rolled Back"
 ROLLOUT_FAILED = "Rollout Failed"
+# Two pushes for one Deployment in the same second that ECR's imagePushedAt cannot order either: albgate starts
+# neither over the other and says so, naming both (docs/ecr-trigger.md).
+ROLLOUT_ORDER_UNKNOWN = "Rollout Order Unknown"
 
 # Step Functions execution names: 1-80 characters; for CloudWatch Logs only 0-9, A-Z, a-z, '-' and '_'
 # (StartExecution API reference, `name`). albgate's names keep to the logging-safe set.
@@ -69,12 +73,10 @@ _STATE_MACHINE_ARN = re.compile(
     r"(?P<name>[0-9A-Za-z_-]{1,80})$"
 )
 
-# The lock outlives the longest rollout the policy allows (lambdas/domain/limits.py, the worst case Preflight
-# also refuses beyond), then may be taken over: a lost terminal event must not block a Deployment forever.
-# The rollout state machine's timeout (stacks/constructs/rollout_workflow.py uses this name) caps it.
+# The rollout state machine's timeout (stacks/constructs/rollout_workflow.py uses this name): no execution runs
+# longer, which bounds how long a lease item can matter (LEASE_TTL_SECONDS).
 STATE_MACHINE_TIMEOUT_SECONDS = ROLLOUT_TIMEOUT_SECONDS
 _LOCK_MARGIN_SECONDS = 600
-_STEPS_WHEN_UNKNOWN = 20  # batch_size without a known replica count
 
 
 class Ignored(Exception):
@@ -236,78 +238,140 @@ def execution_name(cluster: str, namespace: str, deployment: str, digest: str) -
     return f"{prefix}-{hex_digest}-{h}"
 
 
-def lock_seconds(policy: RolloutPolicy, replicas: int | None = None) -> int:
-    """How long a rollout under ``policy`` may hold its Deployment's lock before another push may take it over.
-
-    The rollout's worst-case duration (every step to its deadlines, every approval to its timeout, a rollback;
-    ``lambdas.domain.rollout.worst_case``, with ELB's default deregistration delay), capped by the state
-    machine's own timeout, plus a margin.
-    """
-    if policy.batch_size is not None:
-        steps = math.ceil(replicas / policy.batch_size) if replicas else _STEPS_WHEN_UNKNOWN
-    else:
-        steps = len(policy.steps)
-    total = worst_case(policy, steps, drain_deadline_seconds(policy)).seconds
-    return min(total, STATE_MACHINE_TIMEOUT_SECONDS) + _LOCK_MARGIN_SECONDS
-
-
 # ---------------------------------------------------------------------------------------------------------
-# The per-Deployment lock
+# The per-Deployment lease, as the ECR trigger sees it (the lease itself: lambdas/domain/lease.py)
 # ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Pending:
-    """The newest push waiting for a Deployment's running rollout to end."""
+    """The newest push waiting for a Deployment's running rollout to end (kept on the lease item)."""
 
     execution_name: str
     input: str  # the execution input (JSON), started as is
-    pushed_at: str
-    image: str
-    hold_seconds: int  # its lock's lifetime once it starts (``lock_seconds``)
+    pushed_at: str  # the ECR event's `time`
+    image: str  # <registry>/<repository>@<digest>
 
 
 @dataclass(frozen=True)
 class LockItem:
+    """One Deployment's lease item: who holds the Deployment, and the push waiting for it."""
+
     key: str  # cluster/namespace/deployment
     execution_name: str  # the execution that holds the Deployment
-    input: str  # its input: a retried release restarts it idempotently
-    expires_at: int  # epoch seconds
-    pushed_at: str  # time of the push that started it
+    input: str  # its input when a push started it (a retried release restarts it idempotently); "" otherwise
+    expires_at: int  # epoch seconds: DynamoDB's TTL only (LEASE_TTL_SECONDS); never decides who holds it
+    pushed_at: str  # time of the push that started it; "" when it was started otherwise
     image: str
     pending: Pending | None = None
-    handed_over_from: str = ""  # the execution whose end handed this lock over (release retries)
+    handed_over_from: str = ""  # the execution whose end handed this lease over (release retries)
+    execution_arn: str = ""  # the holder's ARN (state machine ARN + name), what DescribeExecution is asked about
+    claimed_at: int = 0  # epoch seconds when the lease was written for this holder
 
-    def expired(self, now: float) -> bool:
-        return self.expires_at <= now
+
+# The ECR trigger (and the hand-over on release) writes the lease for an execution before StartExecution, in the
+# same invocation (30 s timeout). Until this long after the claim, a holder Step Functions does not know yet is
+# starting, not gone; after it, it never started (StartExecution failed: the event is retried or dead-lettered).
+START_WINDOW_SECONDS = 60
+# Every execution of the rollout state machine has ended by STATE_MACHINE_TIMEOUT_SECONDS after its start, so an
+# item not written for that long (plus a margin) names nothing that runs; DynamoDB's TTL may then delete it. A
+# push waiting that long is older than the push rule's maximum event age anyway (stacks/constructs/ecr_trigger.py).
+LEASE_TTL_SECONDS = STATE_MACHINE_TIMEOUT_SECONDS + _LOCK_MARGIN_SECONDS
+
+
+def holder_running(item: LockItem, status: str | None, now: float) -> bool:
+    """Whether the lease's holder may still run, given DescribeExecution's answer about it (None: no such
+    execution). Only a proof of the contrary frees a lease: an execution that ended (any terminal status), or
+    one Step Functions does not know although it was claimed longer ago than a start takes."""
+    if status in (EXECUTION_RUNNING, EXECUTION_PENDING_REDRIVE):
+        return True
+    if status is None:
+        return now - item.claimed_at < START_WINDOW_SECONDS
+    return False
 
 
 class LockDecision(Enum):
-    ACQUIRE = "acquire"  # free, or expired: take it and start
+    ACQUIRE = "acquire"  # no lease: take it and start
+    TAKE_OVER = "take_over"  # the holder is proven not running: start the newest of this push and the pending one
     HELD_BY_SELF = "held_by_self"  # a replay of the holder's push: start again (idempotent by name)
     QUEUE = "queue"  # another rollout runs: become (or stay) the pending push
     ALREADY_PENDING = "already_pending"  # a replay of the pending push
     STALE = "stale"  # older than what runs or waits: nothing to do
+    UNORDERED = "unordered"  # pushed in the same second as what runs or waits and ECR cannot tell which is newer
 
 
 @dataclass(frozen=True)
 class Decision:
     kind: LockDecision
     reason: str = field(default="")
+    start: Pending | None = None  # TAKE_OVER: the push to start (this one, or the pending one when it is newer)
+    other: str = ""  # UNORDERED: the execution this push could not be ordered against
 
 
-def decide(item: LockItem | None, name: str, pushed_at: str, now: float) -> Decision:
-    """What a push for one Deployment does, given the lock item as read (None: no item)."""
+class Order(Enum):
+    NEWER = "newer"
+    OLDER = "older"
+    UNKNOWN = "unknown"
+
+
+PushedAt = Callable[[str], "float | None"]  # image -> ECR's imagePushedAt (epoch seconds), None if unknown
+
+
+def push_order(a_time: str, a_image: str, b_time: str, b_image: str, pushed_at: PushedAt) -> Order:
+    """Whether push a came after push b. The event times first (ISO 8601, whole seconds: two pushes in one second
+    tie); on a tie, ECR's own ``imagePushedAt`` of both images (DescribeImages, finer than a second); when ECR
+    cannot tell them apart either, UNKNOWN: albgate does not guess. An unparsable ``b`` (a rollout not started by
+    a push) is older than any push."""
+    ta, tb = _parse_time(a_time), _parse_time(b_time)
+    if tb is None:
+        return Order.NEWER
+    if ta is None:
+        return Order.OLDER
+    if ta != tb:
+        return Order.NEWER if ta > tb else Order.OLDER
+    pa, pb = pushed_at(a_image), pushed_at(b_image)
+    if pa is None or pb is None or pa == pb:
+        return Order.UNKNOWN
+    return Order.NEWER if pa > pb else Order.OLDER
+
+
+def decide(
+    item: LockItem | None, push: Pending, *, running: bool | None, pushed_at: PushedAt
+) -> Decision:
+    """What a push for one Deployment does, given the lease item as read (None: no item) and whether its holder
+    may still run (``holder_running``; only asked when the item names another execution)."""
+    name = push.execution_name
     if item is None:
         return Decision(LockDecision.ACQUIRE, "no rollout holds the Deployment")
     if item.execution_name == name:
         return Decision(LockDecision.HELD_BY_SELF, "this push's rollout already holds the Deployment")
-    if item.expired(now):
-        return Decision(LockDecision.ACQUIRE, f"the lock of {item.execution_name} expired; taking it over")
     if item.pending is not None and item.pending.execution_name == name:
         return Decision(LockDecision.ALREADY_PENDING, "this push already waits for the running rollout")
-    if not is_newer_or_same(pushed_at, item.pushed_at):
+    pending = item.pending
+    vs_holder = push_order(push.pushed_at, push.image, item.pushed_at, item.image, pushed_at)
+    vs_pending = (push_order(push.pushed_at, push.image, pending.pushed_at, pending.image, pushed_at)
+                  if pending is not None else Order.NEWER)
+    if not running:
+        # The holder ended and its lease was not released (its end event is late or was lost): the newest push
+        # starts; a pending push is kept when this one is not newer, so no queued push is dropped.
+        ended = f"{item.execution_name} no longer runs"
+        if vs_holder is Order.NEWER and vs_pending is Order.NEWER:
+            return Decision(LockDecision.TAKE_OVER, f"{ended}; this push starts", start=push)
+        if pending is not None:
+            return Decision(LockDecision.TAKE_OVER, f"{ended}; the push waiting for it ({pending.execution_name}) "
+                            "starts, it is not older than this one", start=pending)
+        if vs_holder is Order.UNKNOWN:
+            return Decision(LockDecision.UNORDERED, f"{ended}, but it rolled an image pushed in the same second as "
+                            "this one and ECR cannot tell which is newer", other=item.execution_name)
+        return Decision(LockDecision.STALE, f"pushed before the image {item.execution_name} rolled")
+    if vs_holder is Order.UNKNOWN:
+        return Decision(LockDecision.UNORDERED, f"pushed in the same second as the image {item.execution_name} is "
+                        "rolling, and ECR cannot tell which is newer", other=item.execution_name)
+    if vs_holder is Order.OLDER:
         return Decision(LockDecision.STALE, f"pushed before the running rollout {item.execution_name}'s image")
-    if item.pending is not None and not is_newer_or_same(pushed_at, item.pending.pushed_at):
-        return Decision(LockDecision.STALE, f"a newer push ({item.pending.execution_name}) already waits")
+    if pending is not None and vs_pending is Order.UNKNOWN:
+        return Decision(LockDecision.UNORDERED, f"pushed in the same second as the waiting push "
+                        f"{pending.execution_name}, and ECR cannot tell which is newer", other=pending.execution_name)
+    if pending is not None and vs_pending is Order.OLDER:
+        return Decision(LockDecision.STALE, f"a newer push ({pending.execution_name}) already waits")
     return Decision(
         LockDecision.QUEUE,
         f"{item.execution_name} is rolling the Deployment; this push waits as the newest and starts when it ends",

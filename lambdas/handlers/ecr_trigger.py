@@ -2,10 +2,14 @@
 
 Job: for an EventBridge ``ECR Image Action`` event (a successful PUSH in this stack's account and Region), find
 the applications whose ``ecr_repository`` is the pushed repository and whose ``tag_pattern`` matches the tag,
-and for each: take its Deployment's lock and start the rollout (image pinned by digest, the config's
-``rollout_policy``) under a deterministic execution name; or, while another rollout holds the Deployment,
-record this push as the newest pending one (the execution-events Lambda starts it when the holder ends).
-Publishes ``Rollout Started`` / ``Rollout Queued`` on albgate's event bus.
+and for each: take its Deployment's lease (lambdas/domain/lease.py; the execution's own Preflight then finds it
+claimed for it) and start the rollout (image pinned by digest, the config's ``rollout_policy``)
+under a deterministic execution name; or, while another rollout holds the Deployment (whoever started it),
+record this push as the newest pending one (the execution-events Lambda starts it when the holder ends). A
+holder proven not running (DescribeExecution) is taken over, its waiting push kept unless this one is newer.
+Two pushes of the same second are ordered by ECR's ``imagePushedAt``; when that cannot tell them apart either,
+neither replaces the other and ``Rollout Order Unknown`` says so. Publishes ``Rollout Started`` / ``Rollout
+Queued`` on albgate's event bus.
 
 Invariant: an event albgate does not act on (other account or Region, not a successful push, unknown
 repository, tag matching nothing, malformed) is logged with its reason and answered, never raised, so it
@@ -30,7 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lambdas.domain.errors import ConflictError, InvalidInputError
 from lambdas.domain.models import RolloutPolicy, validation_message
+from lambdas.domain.ports import Executions, ImagePushTimes
 from lambdas.domain.trigger import (
+    LEASE_TTL_SECONDS,
+    ROLLOUT_ORDER_UNKNOWN,
     ROLLOUT_QUEUED,
     ROLLOUT_STARTED,
     TRIGGER_CONFIG_ENV,
@@ -43,8 +50,9 @@ from lambdas.domain.trigger import (
     TriggerApplication,
     console_url,
     decide,
+    execution_arn,
     execution_name,
-    lock_seconds,
+    holder_running,
     matching_applications,
     parse_ecr_push,
     parse_state_machine_arn,
@@ -69,7 +77,8 @@ class EventSettings(BaseModel):
 
     state_machine_arn: str = Field(alias="ALBGATE_STATE_MACHINE_ARN")
     lock_table: str = Field(alias="ALBGATE_LOCK_TABLE", min_length=3, max_length=255)
-    event_bus: str = Field(alias="ALBGATE_EVENT_BUS", min_length=1, max_length=256)
+    # "" when no application names an ECR repository: there is no albgate bus, and nothing is published
+    event_bus: str = Field(alias="ALBGATE_EVENT_BUS", default="", max_length=256)
 
     @field_validator("state_machine_arn")
     @classmethod
@@ -133,8 +142,9 @@ class TriggerSettings(EventSettings):
 class LockStore(Protocol):
     def get(self, key: str) -> LockItem | None: ...
     def acquire(self, lock: LockItem, now: float) -> bool: ...
+    def take_over(self, lock: LockItem, previous: str) -> bool: ...
     def queue(self, key: str, holder: str, pending: Pending, replaces: str | None, now: float) -> bool: ...
-    def hand_over(self, lock: LockItem, finished: str, now: float) -> LockItem | None: ...
+    def hand_over(self, lock: LockItem, finished: str, now: float, execution_arn: str = "") -> LockItem | None: ...
     def release(self, key: str, finished: str) -> bool: ...
 
 
@@ -155,8 +165,15 @@ class Publisher(Protocol):
 class Deps:
     locks: LockStore
     starter: Starter
-    bus: Publisher
+    bus: Publisher | None  # None: no albgate bus (no application names an ECR repository)
     now: Callable[[], float] = time.time
+    executions: Executions | None = None  # whether a lease's holder still runs (the trigger asks)
+    images: ImagePushTimes | None = None  # ECR's push times, for two pushes of the same second
+
+
+def publish(deps: Deps, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None) -> None:
+    if deps.bus is not None:
+        deps.bus.publish(detail_type, detail, resources=resources)
 
 
 _deps_override: Deps | None = None
@@ -177,11 +194,13 @@ def deps_for(settings: EventSettings) -> Deps:
 @functools.lru_cache(maxsize=2)
 def _real_deps(table: str, bus: str, region: str) -> Deps:
     from lambdas.adapters.dynamodb_lock import DynamoDbLock  # late: only Lambda pays for boto3 clients
+    from lambdas.adapters.ecr import EcrAdapter
     from lambdas.adapters.eventbus import EventBusPublisher
-    from lambdas.adapters.stepfunctions import StepFunctionsStarter
+    from lambdas.adapters.stepfunctions import StepFunctionsExecutions, StepFunctionsStarter
 
     return Deps(DynamoDbLock(table, region=region), StepFunctionsStarter(region=region),
-                EventBusPublisher(bus, region=region))
+                EventBusPublisher(bus, region=region) if bus else None,
+                executions=StepFunctionsExecutions(region=region), images=EcrAdapter())
 
 
 @functools.lru_cache(maxsize=1)
@@ -216,7 +235,7 @@ def start_holder(lock: LockItem, settings: EventSettings, deps: Deps, *, fresh: 
     started = deps.starter.start(settings.state_machine_arn, lock.execution_name, lock.input)
     detail = rollout_detail(settings, lock.execution_name, started.execution_arn, lock.input)
     if started.started and fresh:
-        deps.bus.publish(ROLLOUT_STARTED, detail, resources=[started.execution_arn])
+        publish(deps, ROLLOUT_STARTED, detail, resources=[started.execution_arn])
         logger.info("rollout started", extra=detail)
         return {"outcome": "started", **detail}
     if fresh:
@@ -248,7 +267,9 @@ def finish_holder(key: str, finished: str, settings: EventSettings, deps: Deps) 
                 logger.info("lock released", extra={"lock_key": key, "execution_name": finished})
                 return {"lock": "released"}
             continue
-        new = deps.locks.hand_over(item, finished, now)
+        assert item.pending is not None
+        arn = execution_arn(settings.state_machine_arn, item.pending.execution_name)
+        new = deps.locks.hand_over(item, finished, now, arn)
         if new is None:
             continue
         logger.info("lock handed to the pending push", extra={"lock_key": key, "next": new.execution_name})
@@ -257,37 +278,64 @@ def finish_holder(key: str, finished: str, settings: EventSettings, deps: Deps) 
 
 
 def start_or_queue(app: TriggerApplication, push: EcrPush, settings: TriggerSettings, deps: Deps) -> dict[str, Any]:
-    """One application's part of a push: take the lock and start, or wait as the newest pending push."""
+    """One application's part of a push: take the lease and start, wait as the newest pending push, or take the
+    lease over from a holder that no longer runs."""
     request = rollout_request(app, push, settings.policy)
     name = execution_name(app.cluster, app.namespace, app.deployment, push.digest)
-    input_json = request.model_dump_json()
-    hold = lock_seconds(settings.policy, app.replicas)
+    mine = Pending(name, request.model_dump_json(), push.time, request.image)
     key = app.lock_key
+    pushed_at = deps.images.pushed_at if deps.images is not None else (lambda image: None)
+
+    def lease_for(p: Pending, now: float, pending: Pending | None = None) -> LockItem:
+        return LockItem(key, p.execution_name, p.input, int(now) + LEASE_TTL_SECONDS, p.pushed_at, p.image,
+                        pending, execution_arn=execution_arn(settings.state_machine_arn, p.execution_name),
+                        claimed_at=int(now))
+
     for _ in range(MAX_LOCK_ATTEMPTS):
         now = deps.now()
         item = deps.locks.get(key)
-        decision = decide(item, name, push.time, now)
+        running: bool | None = None
+        if item is not None and name not in (item.execution_name, item.pending.execution_name if item.pending else ""):
+            arn = item.execution_arn or execution_arn(settings.state_machine_arn, item.execution_name)
+            running = holder_running(item, deps.executions.status(arn) if deps.executions else "RUNNING", now)
+        decision = decide(item, mine, running=running, pushed_at=pushed_at)
         logger.info("lock decision", extra={"lock_key": key, "execution_name": name,
                                             "decision": decision.kind.value, "reason": decision.reason})
         if decision.kind is LockDecision.ACQUIRE:
-            lock = LockItem(key, name, input_json, int(now) + hold, push.time, request.image)
+            lock = lease_for(mine, now)
             if deps.locks.acquire(lock, now):
                 return start_holder(lock, settings, deps, fresh=True)
+            continue
+        if decision.kind is LockDecision.TAKE_OVER:
+            assert item is not None and decision.start is not None
+            lock = lease_for(decision.start, now)
+            if deps.locks.take_over(lock, item.execution_name):
+                started = start_holder(lock, settings, deps, fresh=True)
+                if decision.start is mine:
+                    return {**started, "took_over_from": item.execution_name}
+                return {"outcome": "superseded", "reason": decision.reason, "execution_name": name,
+                        "took_over_from": item.execution_name, "started": started}
             continue
         if decision.kind is LockDecision.HELD_BY_SELF:
             assert item is not None
             return start_holder(item, settings, deps, fresh=False)
         if decision.kind is LockDecision.QUEUE:
             assert item is not None
-            pending = Pending(name, input_json, push.time, request.image, hold)
             replaces = item.pending.execution_name if item.pending else None
-            if deps.locks.queue(key, item.execution_name, pending, replaces, now):
-                detail = rollout_detail(settings, name, "", input_json)
+            if deps.locks.queue(key, item.execution_name, mine, replaces, now):
+                detail = rollout_detail(settings, name, "", mine.input)
                 detail.update(execution_arn=None, console_url=None, waiting_for=item.execution_name,
                               replaces=replaces)
-                deps.bus.publish(ROLLOUT_QUEUED, detail)
+                publish(deps, ROLLOUT_QUEUED, detail)
                 return {"outcome": "queued", **detail}
             continue
+        if decision.kind is LockDecision.UNORDERED:
+            detail = rollout_detail(settings, name, "", mine.input)
+            detail.update(execution_arn=None, console_url=None, pushed_at=push.time, not_ordered_against=decision.other,
+                          reason=decision.reason + "; neither replaces the other: start the one to roll by hand")
+            publish(deps, ROLLOUT_ORDER_UNKNOWN, detail)
+            logger.warning("push not ordered", extra=detail)
+            return {"outcome": "unordered", **detail}
         return {"outcome": decision.kind.value, "reason": decision.reason, "execution_name": name}
     raise ConflictError(f"lock {key}: changed {MAX_LOCK_ATTEMPTS} times while deciding; retried with the Lambda")
 

@@ -1,15 +1,18 @@
-"""A rollout execution ended: publish its outcome and free its Deployment for the newest pending push.
+"""A rollout execution ended: release its Deployment's lease (or hand it to the newest pending push), and
+publish its outcome.
 
 Job: for a Step Functions ``Execution Status Change`` event of the rollout state machine with a terminal status
 (SUCCEEDED, FAILED, TIMED_OUT, ABORTED), publish ``Rollout Succeeded``, ``Rollout Rolled Back`` (FAILED with
-the error ``RolledBack``) or ``Rollout Failed`` on albgate's bus with the console link, then release the
-Deployment's lock if this execution holds it, or hand it to the pending push and start that one.
+the error ``RolledBack``) or ``Rollout Failed`` on albgate's bus with the console link (when the stack has the
+bus: an application names an ECR repository), then release the Deployment's lease if this execution holds it,
+or hand it to the pending push and start that one. Deployed with every stack: every execution takes a lease.
 
-Invariant: the lock is released on every exit path of a rollout, Catch, Fail states, timeouts and a person's
+Invariant: the lease is released on every exit path of a rollout, Catch, Fail states, timeouts and a person's
 StopExecution included, because this is driven by the execution's own terminal status event, not by a state of
-the machine. Every change is conditional on this execution holding the lock, so a replayed event, or the end
-of an execution started by hand (which never held it), changes nothing. Events albgate does not act on are
-logged with the reason and answered, never raised.
+the machine. Every change is conditional on this execution holding the lease, so a replayed event, or the end
+of an execution that never held it (refused, or its input named no Deployment), changes nothing. Events albgate
+does not act on are logged with the reason and answered, never raised. A lease whose release never came (the
+event lost) is taken over by the next taker that finds its holder ended (lambdas/domain/lease.py).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from lambdas.domain.lease import request_key
 from lambdas.domain.trigger import Ignored, outcome_event, parse_execution_ended
 from lambdas.handlers._observability import logger, observed
-from lambdas.handlers.ecr_trigger import Deps, EventSettings, deps_for, finish_holder, rollout_detail
+from lambdas.handlers.ecr_trigger import Deps, EventSettings, deps_for, finish_holder, publish, rollout_detail
 
 MAX_CAUSE_CHARS = 4096  # keeps the PutEvents entry far below its 256 KB limit
 
@@ -40,12 +44,13 @@ def handle_execution_event(event: Any, settings: EventSettings, deps: Deps) -> d
     detail.update({k: request.get(k) for k in ("cluster", "namespace", "deployment", "container", "image")})
     detail.update(status=ended.status, error=ended.error or None, cause=(ended.cause or "")[:MAX_CAUSE_CHARS] or None)
     kind = outcome_event(ended)
-    deps.bus.publish(kind, detail, resources=[ended.execution_arn])
-    key = ended.lock_key
+    publish(deps, kind, detail, resources=[ended.execution_arn])
+    # The key Preflight's lease used: the same parser; an input it could not key took no lease.
+    key = request_key(ended.request) if ended.request is not None else None
     if key is None:
         logger.warning(
-            "the event carries no rollout input (larger than EventBridge's limit?): its lock, if any, is left "
-            "to expire",
+            "the event carries no rollout input naming a Deployment (none, or larger than EventBridge's limit): "
+            "a lease it took, if any, is taken over by the next rollout that finds this execution ended",
             extra={"execution_name": ended.name},
         )
         lock: dict[str, Any] = {"lock": "unknown"}

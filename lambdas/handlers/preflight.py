@@ -1,6 +1,10 @@
-"""Lambda `Preflight`: validate the input, find the target groups, refuse an unsafe rollout before changing anything.
+"""Lambda `Preflight`: take the Deployment's lease, validate the input, find the target groups, refuse an unsafe
+rollout before changing anything.
 
-Thin: the execution input and name in, lambdas.domain.rollout.preflight, the first state out.
+Thin: the execution input, name and ARN in; the Deployment's lease for this execution first (lambdas/handlers/
+_lease.py: one rollout per Deployment, whoever started it; refused naming the holder), then
+lambdas.domain.rollout.preflight; the first state out. Taking the lease again when Preflight comes back from
+`Wait For Describe Turn` finds it already this execution's.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from typing import Any
 
 from lambdas.domain import rollout
 from lambdas.domain.errors import InvalidInputError
+from lambdas.handlers import _lease
 from lambdas.handlers._runtime import ports_for, task
 
 
@@ -20,6 +25,7 @@ def handler(event: dict, context: Any) -> dict:
     cluster = raw.get("cluster")
     if not isinstance(cluster, str) or not cluster:
         raise InvalidInputError("cluster: missing; name the EKS cluster the Deployment runs in")
+    _lease.take(event)  # before anything is read: what Preflight reads, no other rollout changes until it ends
     state = event.get("state")  # its own answer when it comes back from `Wait For Describe Turn`
     turn = state if isinstance(state, dict) else None
     return rollout.preflight(ports_for(cluster), raw, event.get("execution_name", "local"), turn)

@@ -1,16 +1,13 @@
-"""ECR push -> gated rollout: the rules, the two Lambdas, the lock table, albgate's event bus and the DLQ + alarm.
+"""ECR push -> gated rollout: the push rule, the EcrTrigger Lambda, its configuration layer and albgate's event bus.
 
 Job: one construct the stack adds with one call. It creates
-- the ``albgate`` custom event bus, where albgate publishes Rollout Started / Queued / Succeeded / Rolled Back /
-  Failed;
-- the lock table (one item per cluster/namespace/deployment; PAY_PER_REQUEST, point-in-time recovery, TTL on
-  ``expires_at``);
+- the ``albgate`` custom event bus, where albgate publishes Rollout Started / Queued / Order Unknown / Succeeded /
+  Rolled Back / Failed;
 - the ``EcrTrigger`` Lambda and the rule that sends it ``aws.ecr`` ``ECR Image Action`` events (PUSH, SUCCESS,
-  the configured repositories, this account);
-- the ``ExecutionEvents`` Lambda and the rule that sends it the rollout state machine's terminal
-  ``Step Functions Execution Status Change`` events;
-- one encrypted, SSL-only SQS dead-letter queue for both rules' targets and both functions' asynchronous
-  invocations, with an alarm as soon as a message is in it.
+  the configured repositories, this account), dead-lettering into the queue it is given.
+The Deployment lease table the trigger queues pushes on, the ``ExecutionEvents`` Lambda that releases a lease
+when its execution ends (and starts the waiting push), and the dead-letter queue with its alarm belong to every
+stack, with or without ECR repositories: ``stacks/constructs/deployment_leases.py``.
 
 The trigger's configuration (the applications a push may roll and the rollout policy, ``TriggerConfig``) is a
 JSON file in a small Lambda layer made at synth (``TriggerConfigLayer``, ``/opt/albgate/trigger.json``), not
@@ -23,7 +20,8 @@ function's, at the longest those can resolve to, is checked against the 4 KB at 
 60-application stack).
 
 Invariant: least privilege, nothing on ``*`` beyond what ``AlbgateFunction`` already acknowledges (X-Ray):
-states:StartExecution on the rollout state machine only, GetItem/PutItem/UpdateItem/DeleteItem on the lock table
+states:StartExecution on the rollout state machine and states:DescribeExecution on its executions only,
+GetItem/PutItem/UpdateItem/DeleteItem on the lease table only, ecr:DescribeImages on the configured repositories
 only, events:PutEvents on the albgate bus only, sqs:SendMessage on the DLQ only. cdk-nag AwsSolutions stays
 clean without any new acknowledgment. When no application names an ``ecr_repository`` the construct creates
 nothing (``enabled`` is False), so the stack can always add it.
@@ -37,8 +35,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from aws_cdk import AssetHashType, Duration, Stack, Token
-from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import AssetHashType, Stack, Token
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -60,23 +58,22 @@ from lambdas.domain.trigger import (
     TriggerConfig,
 )
 from stacks.config import AlbgateConfig, ConfigError
+from stacks.constructs.bus_policy import guard_albgate_source
 from stacks.constructs.lambda_asset import PROJECT_ROOT
 from stacks.constructs.lambda_function import RUNTIME, AlbgateFunction, powertools_environment
-from stacks.constructs.tables import small_table
-from stacks.constructs.trigger_specs import ECR_TRIGGER, EXECUTION_EVENTS
+from stacks.constructs.deployment_leases import MAX_EVENT_AGE, acknowledge_executions_wildcard, executions_arn
+from stacks.constructs.trigger_specs import ECR_TRIGGER
 
 EVENT_BUS_NAME = "albgate"
 LOCK_KEY = "lock_key"  # lambdas/adapters/dynamodb_lock.py
 LOCK_TTL_ATTRIBUTE = "expires_at"
-# The lock table's item actions each function calls: the trigger queues a push on a held lock (UpdateItem);
-# the execution-events function only reads, hands a lock over (PutItem) and releases it (DeleteItem).
+# The lease table's item actions the trigger calls: take or take over a lease (PutItem), queue a push on a held
+# one (UpdateItem), let go of one taken for a push rolled long ago (DeleteItem). ExecutionEvents' are in
+# deployment_leases.py.
 LOCK_ITEM_ACTIONS = {
     "EcrTrigger": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-    "ExecutionEvents": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
 }
-# Lambda retries a failed asynchronous invocation twice (its default), EventBridge retries delivery for up to
-# 24 h (its default); what still fails lands in the DLQ. A push older than this is not worth rolling any more.
-MAX_EVENT_AGE = Duration.hours(6)
+# A push older than this (deployment_leases.MAX_EVENT_AGE, 6 h) is not worth rolling any more.
 # Environment variables both handlers validate at cold start (lambdas/handlers/ecr_trigger.py:EventSettings).
 ENV_STATE_MACHINE = "ALBGATE_STATE_MACHINE_ARN"
 ENV_LOCK_TABLE = "ALBGATE_LOCK_TABLE"
@@ -177,6 +174,8 @@ class EcrTrigger(Construct):
         config: AlbgateConfig,
         state_machine: sfn.IStateMachine,
         code: lambda_.Code,
+        lease_table: dynamodb.ITable,
+        dead_letters: sqs.IQueue,
         event_bus_name: str = EVENT_BUS_NAME,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -189,80 +188,71 @@ class EcrTrigger(Construct):
 
         self.bus = events.EventBus(self, "Bus", event_bus_name=event_bus_name,
                                    description="albgate: rollout started, queued, succeeded, rolled back, failed")
-        # Holds only short-lived locks and pending pushes: nothing to keep once the stack is gone.
-        self.table = small_table(self, "Locks", partition_key=LOCK_KEY, time_to_live_attribute=LOCK_TTL_ATTRIBUTE)
-        self.dead_letters = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),  # the SQS maximum: time to look and redrive
-        )
-        self.dead_letter_alarm = cw.Alarm(
-            self,
-            "DeadLettersAlarm",
-            alarm_description="albgate: an ECR push or a rollout's end could not be handled (see the DLQ "
-            "messages and the EcrTrigger / ExecutionEvents logs); a push may not have rolled, or a Deployment's "
-            "lock stays until it expires",
-            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic="Maximum"
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-        )
+        # Events with source "albgate" only from the roles this stack lets publish (stacks/constructs/bus_policy.py)
+        guard_albgate_source(self.bus)
+        # One lease per Deployment, shared with every other start path (stacks/constructs/deployment_leases.py).
+        self.table = lease_table
+        self.dead_letters = dead_letters
 
-        common_env = {
+        env = {
             ENV_STATE_MACHINE: state_machine.state_machine_arn,
             ENV_LOCK_TABLE: self.table.table_name,
             ENV_EVENT_BUS: self.bus.event_bus_name,
+            ENV_TRIGGER_CONFIG: TRIGGER_CONFIG_PATH,
         }
-        trigger_env = {**common_env, ENV_TRIGGER_CONFIG: TRIGGER_CONFIG_PATH}
         self.config_layer = TriggerConfigLayer(self, "Config", config=trigger_config(config))
         self.functions: dict[str, AlbgateFunction] = {}
-        for spec, env in ((ECR_TRIGGER, trigger_env), (EXECUTION_EVENTS, common_env)):
-            problem = environment_problem(
-                spec.name, {**powertools_environment(config.log_level), **env}, TOKEN_MAX_CHARS
+        spec = ECR_TRIGGER
+        problem = environment_problem(spec.name, {**powertools_environment(config.log_level), **env}, TOKEN_MAX_CHARS)
+        if problem:
+            raise ConfigError(problem)
+        fn = AlbgateFunction(
+            self,
+            spec.name,
+            spec=spec,
+            code=code,
+            cluster_arns=[],
+            log_level=config.log_level,
+            log_retention_days=config.log_retention_days,
+            extra_environment=env,
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(sid="StartRollout", actions=["states:StartExecution"],
+                                resources=[state_machine.state_machine_arn])
+        )
+        # Whether a lease's holder still runs: only a proof that it does not lets a push take the lease over.
+        fn.role.add_to_policy(
+            iam.PolicyStatement(sid="LeaseHolderStatus", actions=["states:DescribeExecution"],
+                                resources=[executions_arn(self, state_machine)])
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(sid="DeploymentLocks", actions=LOCK_ITEM_ACTIONS[spec.name],
+                                resources=[self.table.table_arn])
+        )
+        # Two pushes of the same second are ordered by ECR's own imagePushedAt (DescribeImages).
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PushTimes",
+                actions=["ecr:DescribeImages"],
+                resources=[stack.format_arn(service="ecr", resource="repository", resource_name=r)
+                           for r in repositories],
             )
-            if problem:
-                raise ConfigError(problem)
-            fn = AlbgateFunction(
-                self,
-                spec.name,
-                spec=spec,
-                code=code,
-                cluster_arns=[],
-                log_level=config.log_level,
-                log_retention_days=config.log_retention_days,
-                extra_environment=env,
-            )
-            fn.role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="StartRollout", actions=["states:StartExecution"], resources=[state_machine.state_machine_arn]
-                )
-            )
-            fn.role.add_to_policy(
-                iam.PolicyStatement(sid="DeploymentLocks", actions=LOCK_ITEM_ACTIONS[spec.name],
-                                    resources=[self.table.table_arn])
-            )
-            fn.role.add_to_policy(
-                iam.PolicyStatement(sid="PublishEvents", actions=["events:PutEvents"],
-                                    resources=[self.bus.event_bus_arn])
-            )
-            fn.role.add_to_policy(
-                iam.PolicyStatement(sid="DeadLetters", actions=["sqs:SendMessage"],
-                                    resources=[self.dead_letters.queue_arn])
-            )
-            # A failed asynchronous invocation (after Lambda's two retries) goes to the same DLQ.
-            cfn = fn.function.node.default_child
-            assert isinstance(cfn, lambda_.CfnFunction)
-            cfn.dead_letter_config = lambda_.CfnFunction.DeadLetterConfigProperty(
-                target_arn=self.dead_letters.queue_arn
-            )
-            fn.function.configure_async_invoke(max_event_age=MAX_EVENT_AGE, retry_attempts=2)
-            self.functions[spec.name] = fn
-        self.functions[ECR_TRIGGER.name].function.add_layers(self.config_layer.layer)
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(sid="PublishEvents", actions=["events:PutEvents"], resources=[self.bus.event_bus_arn])
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(sid="DeadLetters", actions=["sqs:SendMessage"],
+                                resources=[self.dead_letters.queue_arn])
+        )
+        # A failed asynchronous invocation (after Lambda's two retries) goes to the same DLQ.
+        cfn = fn.function.node.default_child
+        assert isinstance(cfn, lambda_.CfnFunction)
+        cfn.dead_letter_config = lambda_.CfnFunction.DeadLetterConfigProperty(target_arn=self.dead_letters.queue_arn)
+        fn.function.configure_async_invoke(max_event_age=MAX_EVENT_AGE, retry_attempts=2)
+        fn.function.add_layers(self.config_layer.layer)
+        acknowledge_executions_wildcard(fn.role)
+        self.functions[spec.name] = fn
 
         self.push_rule = events.Rule(
             self,
@@ -276,28 +266,10 @@ class EcrTrigger(Construct):
             ),
             targets=[
                 targets.LambdaFunction(
-                    self.functions[ECR_TRIGGER.name].function,
+                    fn.function,
                     dead_letter_queue=self.dead_letters,
                     max_event_age=MAX_EVENT_AGE,
                     retry_attempts=185,  # EventBridge's maximum: delivery is retried, then dead-lettered
-                )
-            ],
-        )
-        self.execution_rule = events.Rule(
-            self,
-            "ExecutionEndedRule",
-            description="albgate: a rollout execution ended: publish its outcome, release its Deployment's lock",
-            event_pattern=events.EventPattern(
-                source=[STATES_SOURCE],
-                detail_type=[STATES_DETAIL_TYPE],
-                detail={"status": list(TERMINAL_STATUSES), "stateMachineArn": [state_machine.state_machine_arn]},
-            ),
-            targets=[
-                targets.LambdaFunction(
-                    self.functions[EXECUTION_EVENTS.name].function,
-                    dead_letter_queue=self.dead_letters,
-                    max_event_age=MAX_EVENT_AGE,
-                    retry_attempts=185,
                 )
             ],
         )

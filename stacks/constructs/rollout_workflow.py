@@ -323,6 +323,8 @@ class GatedSteps(sfn.StateMachineFragment):
                     {
                         "task_token": sfn.JsonPath.task_token,
                         "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+                        # where the approver reads the token (RequestApproval never logs it)
+                        "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
                         "state": sfn.JsonPath.entire_payload,
                     }
                 ),
@@ -409,7 +411,8 @@ class RolloutWorkflow(Construct):
         refused = sfn.Fail(
             self,
             "Rollout Refused",
-            comment="Preflight failed: nothing in the cluster was changed",
+            comment="Preflight failed, or another execution holds the Deployment's lease: nothing in the cluster "
+            "was changed",
             error_path="$.failure.Error",
             cause_path="$.failure.Cause",
         )
@@ -440,12 +443,15 @@ class RolloutWorkflow(Construct):
             self,
             "Preflight",
             fn["Preflight"],
-            "Validate the input, find every target group serving the Deployment and read its real health-check "
+            "Take the Deployment's lease for this execution (one rollout per Deployment, whoever started it), "
+            "validate the input, find every target group serving the Deployment and read its real health-check "
             "and deregistration settings; stop here, changing nothing, when the rollout cannot be safe",
             payload=sfn.TaskInput.from_object(
                 {
                     "request": sfn.JsonPath.object_at("$$.Execution.Input"),
                     "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
+                    # the Deployment's lease is bound to this execution (lambdas/domain/lease.py)
+                    "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
                     # its own answer when it came back from `Wait For Describe Turn`
                     "state": sfn.JsonPath.entire_payload,
                 }

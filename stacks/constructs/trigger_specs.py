@@ -1,8 +1,11 @@
 """The ECR trigger's Lambdas: what each runs and may touch (the trigger's part of handler_specs.py's list).
 
 Invariant: neither function talks to Kubernetes or the ELB API (``kube="none"``, ``elb_read=False``); their
-only AWS permissions are granted by ``stacks/constructs/ecr_trigger.py``: states:StartExecution on the rollout
-state machine, item actions on the lock table, events:PutEvents on albgate's bus, sqs:SendMessage on the DLQ.
+only AWS permissions are granted by their constructs, the trigger's by ``stacks/constructs/ecr_trigger.py`` and
+the execution-events function's by ``stacks/constructs/deployment_leases.py``: states:StartExecution on the
+rollout state machine and DescribeExecution on its executions, each its own item actions on the lease table,
+events:PutEvents on albgate's bus, sqs:SendMessage on the DLQ (and the trigger ecr:DescribeImages for push
+times).
 """
 
 from __future__ import annotations

@@ -59,8 +59,10 @@ def test_start_and_story_of_a_step(template):
     }
     assert s["Wait For Describe Turn"]["SecondsPath"] == "$.wait_seconds"
     assert edges(s["Wait For Describe Turn"]) == {"next": "Preflight"}
+    # Preflight takes the Deployment's lease for this very execution (its ARN) before it reads anything
     assert s["Preflight"]["Parameters"] == {
-        "request.$": "$$.Execution.Input", "execution_name.$": "$$.Execution.Name", "state.$": "$",
+        "request.$": "$$.Execution.Input", "execution_name.$": "$$.Execution.Name",
+        "execution_arn.$": "$$.Execution.Id", "state.$": "$",
     }
     assert edges(s["Approval Needed?"]) == {
         "$.approval_required=True": "Wait For Approval",

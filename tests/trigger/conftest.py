@@ -20,7 +20,7 @@ from moto import mock_aws
 
 from lambdas.adapters.dynamodb_lock import DynamoDbLock
 from lambdas.adapters.eventbus import EventBusPublisher
-from lambdas.adapters.stepfunctions import StepFunctionsStarter
+from lambdas.adapters.stepfunctions import StepFunctionsExecutions, StepFunctionsStarter
 from lambdas.handlers.ecr_trigger import Deps, TriggerSettings
 
 ACCOUNT = "123456789012"  # moto's default account: the state machine ARN it returns carries it
@@ -101,6 +101,16 @@ class RecordingBus:
 
 
 @dataclass
+class PushTimes:
+    """ECR's imagePushedAt per image, as a test sets it (DescribeImages; unknown images: None)."""
+
+    times: dict[str, float] = field(default_factory=dict)
+
+    def pushed_at(self, image: str) -> float | None:
+        return next((v for k, v in self.times.items() if image.endswith(k)), None)
+
+
+@dataclass
 class World:
     settings: TriggerSettings
     deps: Deps
@@ -109,6 +119,7 @@ class World:
     sfn: Any
     ddb: Any
     state_machine_arn: str
+    push_times: PushTimes = field(default_factory=PushTimes)
 
     def executions(self) -> list[dict[str, Any]]:
         listed = self.sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]
@@ -175,8 +186,10 @@ def world(aws_env: None, tmp_path: Path) -> Any:
         settings = TriggerSettings.from_environ(settings_env(arn, write_trigger_config(tmp_path / "trigger.json")))
         clock = Clock()
         bus = RecordingBus(EventBusPublisher(BUS, client=events))
-        deps = Deps(DynamoDbLock(TABLE, client=ddb), StepFunctionsStarter(client=sfn), bus, clock.now)
-        yield World(settings, deps, clock, bus, sfn, ddb, arn)
+        push_times = PushTimes()
+        deps = Deps(DynamoDbLock(TABLE, client=ddb), StepFunctionsStarter(client=sfn), bus, clock.now,
+                    executions=StepFunctionsExecutions(client=sfn), images=push_times)
+        yield World(settings, deps, clock, bus, sfn, ddb, arn, push_times)
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
-"""The EcrTrigger construct, synthesized in a small stack with cdk-nag: rules, DLQ + alarm, table, bus, IAM scope.
+"""The EcrTrigger construct and the Deployment leases it queues pushes on, synthesized in a small stack with
+cdk-nag: rules, DLQ + alarm, lease table, bus, IAM scope.
 
-Given the example config and an imported rollout state machine, when a stack holding only the construct is
+Given the example config and an imported rollout state machine, when a stack holding only these two constructs
+(DeploymentLeases: the table, ExecutionEvents, its rule, the DLQ; EcrTrigger: the bus, the trigger, its rule) is
 synthesized with AwsSolutionsChecks (as app.py runs them), then the template has exactly the promised resources
 and permissions, and no unacknowledged finding.
 """
@@ -12,15 +14,19 @@ from typing import Any
 
 import pytest
 from aws_cdk import App, Aspects, Environment, Fn, Stack, Token
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.config import parse_config
 from lambdas.handlers.ecr_trigger import TriggerSettings
+from stacks.constructs.deployment_leases import DeploymentLeases
 from stacks.constructs.ecr_trigger import TOKEN_MAX_CHARS, EcrTrigger, environment_problem
 
 SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:Rollout"
+EXECUTIONS_REGEX = r"/^Resource::arn:[^:]+:states:[^:]+:(\d{12}|<AWS::AccountId>):execution:.+:\*$/g"
 
 
 def _config(example: dict[str, Any], **changes: Any) -> Any:
@@ -32,8 +38,11 @@ def _synth(cdk_app: Any, outdir: Any, config: Any) -> tuple[list[str], dict[str,
     app = App(outdir=str(outdir), context=context)
     stack = Stack(app, "TriggerOnly", env=Environment(account="123456789012", region="us-east-1"))
     machine = sfn.StateMachine.from_state_machine_arn(stack, "Rollout", SM_ARN)
-    trigger = EcrTrigger(stack, "EcrTrigger", config=config, state_machine=machine,
-                         code=lambda_.Code.from_inline("def handler(event, context):\n    return {}\n"))
+    code = lambda_.Code.from_inline("def handler(event, context):\n    return {}\n")
+    leases = DeploymentLeases(stack, "Leases", config=config, state_machine=machine, code=code, functions=[],
+                              event_bus_name="albgate")
+    trigger = EcrTrigger(stack, "EcrTrigger", config=config, state_machine=machine, code=code,
+                         lease_table=leases.table, dead_letters=leases.dead_letters)
     Aspects.of(app).add(AwsSolutionsChecks())
     problems = cdk_app.synthesis_problems(app, stack)
     template = json.loads((outdir / stack.template_file).read_text())
@@ -69,7 +78,8 @@ def test_no_new_acknowledgments_beyond_the_function_defaults(synthesized):
         for s in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", []):
             assert s["id"] in {"AwsSolutions-IAM5", "AwsSolutions-L1"}, (logical_id, s["id"])
             if s["id"] == "AwsSolutions-IAM5":
-                assert s["applies_to"] == ["Resource::*"], (logical_id, s)
+                # X-Ray on "*", and DescribeExecution on the rollout state machine's executions (a lease's holder)
+                assert s["applies_to"] in (["Resource::*"], [{"regex": EXECUTIONS_REGEX}]), (logical_id, s)
 
 
 def _rule_with_source(template: dict[str, Any], source: str) -> dict[str, Any]:
@@ -143,23 +153,30 @@ def test_iam_is_scoped_to_the_state_machine_the_table_the_bus_and_the_queue(synt
     table_id = next(iter(_resources(template, "AWS::DynamoDB::Table")))
     bus_id = next(iter(_resources(template, "AWS::Events::EventBus")))
     queue_id = next(iter(_resources(template, "AWS::SQS::Queue")))
+    bus_arn = "arn:aws:events:us-east-1:123456789012:event-bus/albgate"
     expected = {
-        "states:StartExecution": SM_ARN,
-        "dynamodb:GetItem": {"Fn::GetAtt": [table_id, "Arn"]},
-        "dynamodb:PutItem": {"Fn::GetAtt": [table_id, "Arn"]},
-        "dynamodb:DeleteItem": {"Fn::GetAtt": [table_id, "Arn"]},
-        "events:PutEvents": {"Fn::GetAtt": [bus_id, "Arn"]},
-        "sqs:SendMessage": {"Fn::GetAtt": [queue_id, "Arn"]},
+        "states:StartExecution": [SM_ARN, SM_ARN],
+        "dynamodb:GetItem": [{"Fn::GetAtt": [table_id, "Arn"]}] * 2,
+        "dynamodb:PutItem": [{"Fn::GetAtt": [table_id, "Arn"]}] * 2,
+        "dynamodb:DeleteItem": [{"Fn::GetAtt": [table_id, "Arn"]}] * 2,
+        # the trigger publishes on the bus it creates; ExecutionEvents (with every stack) names it
+        "events:PutEvents": [bus_arn, {"Fn::GetAtt": [bus_id, "Arn"]}],
+        "sqs:SendMessage": [{"Fn::GetAtt": [queue_id, "Arn"]}] * 2,
     }
     seen: dict[str, list[Any]] = {}
     for s in _statements(template):
         actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
         for a in actions:
             seen.setdefault(a, []).append(s["Resource"])
-    for action, resource in expected.items():
-        assert seen.pop(action) == [resource, resource], action  # both functions, this resource only
-    # Only the trigger queues a push on a held lock
+    for action, resources in expected.items():
+        assert sorted(map(str, seen.pop(action))) == sorted(map(str, resources)), action  # both functions
+    # Only the trigger queues a push on a held lease, asks whether its holder runs, and asks ECR for push times
     assert seen.pop("dynamodb:UpdateItem") == [{"Fn::GetAtt": [table_id, "Arn"]}]
+    (executions,) = seen.pop("states:DescribeExecution")
+    assert executions == "arn:aws:states:us-east-1:123456789012:execution:Rollout:*"
+    (repositories,) = seen.pop("ecr:DescribeImages")
+    assert repositories == ["arn:aws:ecr:us-east-1:123456789012:repository/myapp",
+                            "arn:aws:ecr:us-east-1:123456789012:repository/team/cart"]
     # Then what is left is the functions' own logs and X-Ray (AlbgateFunction), nothing on states/dynamodb/events
     assert {a.split(":")[0] for a in seen} <= {"logs", "xray"}, seen
 
@@ -231,8 +248,11 @@ def test_without_any_ecr_repository_the_construct_creates_nothing(example_config
     apps = [{k: v for k, v in a.items() if k not in ("ecr_repository", "tag_pattern")}
             for a in example_config["applications"]]
     stack = Stack(App(), "NoTrigger")
+    queue = sqs.Queue(stack, "Queue")
+    table = dynamodb.Table(stack, "Table", partition_key=dynamodb.Attribute(name="k", type=dynamodb.AttributeType.STRING))
     trigger = EcrTrigger(stack, "EcrTrigger", config=_config(example_config, applications=apps),
                          state_machine=sfn.StateMachine.from_state_machine_arn(stack, "Rollout", SM_ARN),
-                         code=lambda_.Code.from_inline("def handler(event, context):\n    return {}\n"))
+                         code=lambda_.Code.from_inline("def handler(event, context):\n    return {}\n"),
+                         lease_table=table, dead_letters=queue)
     assert trigger.enabled is False
     assert trigger.node.children == []

@@ -1,4 +1,4 @@
-"""Pure decisions of the trigger: execution names, tag globs, lock decisions and lifetimes, settings errors."""
+"""Pure decisions of the trigger: execution names, tag globs, lease decisions, settings errors."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 from lambdas.domain.errors import InvalidInputError
-from lambdas.domain.models import RolloutPolicy
 from lambdas.domain.trigger import (
     TRIGGER_CONFIG_PATH,
     LockDecision,
     LockItem,
     Pending,
     TriggerApplication,
+    START_WINDOW_SECONDS,
     decide,
     execution_name,
-    lock_seconds,
+    holder_running,
     matching_applications,
 )
 from lambdas.handlers.ecr_trigger import TriggerSettings
@@ -77,59 +77,87 @@ def test_tags_match_globs_case_sensitively(repository, tag, expected):
     assert [a.lock_key for a in matching_applications(APPS, repository, tag)] == expected
 
 
-def _lock(name="held", pushed_at="2025-01-01T10:00:00Z", expires_at=2000, pending=None):
-    return LockItem("k", name, "{}", expires_at, pushed_at, "img", pending)
+T0, T1 = "2025-01-01T10:00:00Z", "2025-01-01T10:05:00Z"  # the event times of two pushes (whole seconds)
 
 
-def _pending(name="waiting", pushed_at="2025-01-01T10:05:00Z"):
-    return Pending(name, "{}", pushed_at, "img", 600)
+def _lock(name="held", pushed_at=T0, pending=None, image="img-held", claimed_at=1000):
+    return LockItem("k", name, "{}", 99999, pushed_at, image, pending, claimed_at=claimed_at)
 
 
-@pytest.mark.parametrize(
-    ("item", "name", "pushed_at", "now", "expected"),
-    [
-        pytest.param(None, "new", "2025-01-01T11:00:00Z", 1000, LockDecision.ACQUIRE, id="free"),
-        pytest.param(_lock(), "held", "2025-01-01T10:00:00Z", 1000, LockDecision.HELD_BY_SELF, id="replay-holder"),
-        pytest.param(_lock(), "new", "2025-01-01T11:00:00Z", 2000, LockDecision.ACQUIRE, id="expired-takeover"),
-        pytest.param(_lock(), "new", "2025-01-01T11:00:00Z", 1999, LockDecision.QUEUE, id="held-queue"),
-        pytest.param(_lock(pending=_pending()), "waiting", "2025-01-01T10:05:00Z", 1000,
-                     LockDecision.ALREADY_PENDING, id="replay-pending"),
-        pytest.param(_lock(pending=_pending()), "newer", "2025-01-01T10:06:00Z", 1000, LockDecision.QUEUE,
-                     id="newer-replaces-pending"),
-        pytest.param(_lock(pending=_pending()), "older", "2025-01-01T10:04:00Z", 1000, LockDecision.STALE,
-                     id="older-than-pending"),
-        pytest.param(_lock(), "older", "2025-01-01T09:00:00Z", 1000, LockDecision.STALE, id="older-than-holder"),
-    ],
-)
-def test_lock_decisions(item, name, pushed_at, now, expected):
-    assert decide(item, name, pushed_at, now).kind is expected
+def _push(name, pushed_at, image=None):
+    return Pending(name, "{}", pushed_at, image or f"img-{name}")
 
 
-# A step at its worst: its step deadline, its drain deadline (420 s: ELB's default 300 s delay + 120 s) and twice
-# the longest wait a loop may overshoot its deadline by (144 s: the throttle cap, jittered); then a one-step
-# rollback like it, 30 min for Lambda run time and retries, and the lock's own 10 min.
-STEP = 900 + 420 + 2 * 144
-MARGINS = 1800 + 600
+def _pushed_at(times):
+    return lambda image: times.get(image)
+
+
+NO_ECR = _pushed_at({})
 
 
 @pytest.mark.parametrize(
-    ("policy", "replicas", "expected"),
+    ("item", "push", "running", "pushed_at", "expected", "starts"),
     [
-        pytest.param({}, None, 4 * STEP + STEP + MARGINS, id="default-policy"),
-        pytest.param({"batch_size": 2}, 5, 3 * STEP + STEP + MARGINS, id="batches-of-known-replicas"),
-        pytest.param({"steps": ["100%"], "drain_deadline_seconds": 60, "bake_seconds": 40}, None,
-                     (900 + 60 + 288) * 2 + MARGINS, id="one-step-own-drain-no-bake-after-the-last"),
-        pytest.param({"steps": [1, "100%"], "bake_seconds": 40}, None, 2 * STEP + 40 + STEP + MARGINS,
-                     id="bake-between-steps"),
-        pytest.param({"approval_before_steps": [2]}, None, 4 * STEP + 24 * 3600 + STEP + MARGINS,
-                     id="approval-waits-up-to-24h"),
-        pytest.param({"steps": [f"{p}%" for p in range(5, 101, 5)], "step_deadline_seconds": 86400}, None,
-                     48 * 3600 + 600, id="capped-by-the-state-machine-timeout"),
+        pytest.param(None, _push("new", T1), None, NO_ECR, LockDecision.ACQUIRE, None, id="free"),
+        pytest.param(_lock(), _push("held", T0), None, NO_ECR, LockDecision.HELD_BY_SELF, None, id="replay-holder"),
+        pytest.param(_lock(), _push("new", T1), True, NO_ECR, LockDecision.QUEUE, None, id="held-queue"),
+        pytest.param(_lock(pushed_at=""), _push("new", T0), True, NO_ECR, LockDecision.QUEUE, None,
+                     id="held-by-a-hand-started-rollout-queue"),
+        pytest.param(_lock(pending=_push("waiting", T1)), _push("waiting", T1), True, NO_ECR,
+                     LockDecision.ALREADY_PENDING, None, id="replay-pending"),
+        pytest.param(_lock(pending=_push("waiting", T1)), _push("newer", "2025-01-01T10:06:00Z"), True, NO_ECR,
+                     LockDecision.QUEUE, None, id="newer-replaces-pending"),
+        pytest.param(_lock(pending=_push("waiting", T1)), _push("older", "2025-01-01T10:04:00Z"), True, NO_ECR,
+                     LockDecision.STALE, None, id="older-than-pending"),
+        pytest.param(_lock(), _push("older", "2025-01-01T09:00:00Z"), True, NO_ECR, LockDecision.STALE, None,
+                     id="older-than-holder"),
+        # The holder is proven not running (its end event late or lost): a takeover, never by a clock alone
+        pytest.param(_lock(), _push("new", T1), False, NO_ECR, LockDecision.TAKE_OVER, "new",
+                     id="holder-ended-this-push-starts"),
+        pytest.param(_lock(pending=_push("waiting", T1)), _push("new", "2025-01-01T10:06:00Z"), False, NO_ECR,
+                     LockDecision.TAKE_OVER, "new", id="holder-ended-newer-push-supersedes-the-pending-one"),
+        pytest.param(_lock(pending=_push("waiting", T1)), _push("older", "2025-01-01T10:04:00Z"), False, NO_ECR,
+                     LockDecision.TAKE_OVER, "waiting", id="holder-ended-the-pending-push-starts-not-lost"),
+        pytest.param(_lock(), _push("older", "2025-01-01T09:00:00Z"), False, NO_ECR, LockDecision.STALE, None,
+                     id="holder-ended-older-push-stays-stale"),
+        # Two pushes in the same second: ECR's imagePushedAt orders them, or albgate refuses to guess
+        pytest.param(_lock(pending=_push("waiting", T1, "img-w")), _push("same", T1, "img-s"), True,
+                     _pushed_at({"img-w": 100.25, "img-s": 100.75}), LockDecision.QUEUE, None,
+                     id="same-second-ecr-says-newer"),
+        pytest.param(_lock(pending=_push("waiting", T1, "img-w")), _push("same", T1, "img-s"), True,
+                     _pushed_at({"img-w": 100.75, "img-s": 100.25}), LockDecision.STALE, None,
+                     id="same-second-ecr-says-older"),
+        pytest.param(_lock(pending=_push("waiting", T1, "img-w")), _push("same", T1, "img-s"), True, NO_ECR,
+                     LockDecision.UNORDERED, None, id="same-second-ecr-cannot-tell"),
+        pytest.param(_lock(pushed_at=T1, image="img-h"), _push("same", T1, "img-s"), True,
+                     _pushed_at({"img-h": 5.0, "img-s": 5.0}), LockDecision.UNORDERED, None,
+                     id="same-second-as-the-running-image-same-push-time"),
     ],
 )
-def test_lock_lifetime_covers_the_longest_rollout_the_policy_allows(policy, replicas, expected):
-    # Given a policy (and the replicas, for batches) / Then the lock outlives its worst-case rollout
-    assert lock_seconds(RolloutPolicy(**policy), replicas) == expected
+def test_lock_decisions(item, push, running, pushed_at, expected, starts):
+    decision = decide(item, push, running=running, pushed_at=pushed_at)
+    assert decision.kind is expected, decision.reason
+    assert (decision.start.execution_name if decision.start else None) == starts
+
+
+@pytest.mark.parametrize(
+    ("status", "since_claim", "running"),
+    [
+        pytest.param("RUNNING", 10_000, True, id="running"),
+        pytest.param("PENDING_REDRIVE", 10_000, True, id="about-to-be-redriven"),
+        pytest.param("SUCCEEDED", 1, False, id="succeeded"),
+        pytest.param("FAILED", 1, False, id="failed"),
+        pytest.param("TIMED_OUT", 1, False, id="timed-out"),
+        pytest.param("ABORTED", 1, False, id="aborted"),
+        pytest.param(None, 30, True, id="claimed-and-starting"),
+        pytest.param(None, START_WINDOW_SECONDS, False, id="claimed-and-never-started"),
+    ],
+)
+def test_only_a_proof_frees_a_lease(status, since_claim, running):
+    # Given a lease claimed at t=1000 and DescribeExecution's answer about its holder (None: no such execution)
+    item = _lock(claimed_at=1000)
+    # Then the holder may run unless it ended, or never started although a start would have happened by now
+    assert holder_running(item, status, 1000 + since_claim) is running
 
 
 ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:Rollout"

@@ -181,31 +181,63 @@ def test_a_replayed_terminal_event_changes_nothing(world):
 
 def test_the_end_of_an_execution_that_never_held_the_lock_leaves_it(world):
     push(world, repository="team/cart", tag="release-1")
-    manual = world.sfn.start_execution(stateMachineArn=world.state_machine_arn, name="by-hand",
-                                       input=json.dumps({"cluster": "prod", "namespace": "shop",
-                                                         "deployment": "cart"}))
-    answer = world.end({"executionArn": manual["executionArn"], "name": "by-hand",
-                        "input": json.dumps({"cluster": "prod", "namespace": "shop", "deployment": "cart"})})
+    same_deployment = world.executions()[0]["input"]  # a rollout of the same Deployment, started by hand
+    manual = world.sfn.start_execution(stateMachineArn=world.state_machine_arn, name="by-hand", input=same_deployment)
+    answer = world.end({"executionArn": manual["executionArn"], "name": "by-hand", "input": same_deployment})
     assert answer["lock"]["lock"] == "not_held"
     assert world.lock("prod/shop/cart") is not None
 
 
-def test_an_expired_lock_is_taken_over_by_the_next_push(world):
-    # Given a rollout whose terminal event was lost, so its lock was never released
+def _stop_without_event(world, execution):
+    """The execution ends (moto records ABORTED) and its terminal event is lost: nothing releases its lease."""
+    world.sfn.stop_execution(executionArn=execution["executionArn"])
+
+
+def test_no_clock_frees_a_lease_only_the_holders_end_does(world):
+    # Given a rollout started by a push, still running two days later (no clock expires its lease)
     push(world, repository="team/cart", tag="release-1", digest=DIGEST_A)
-    expires = int(world.lock("prod/shop/cart")["expires_at"]["N"])
-    # When a push arrives before the expiry / Then it waits
-    world.clock.t = expires - 1
-    waiting = push(world, repository="team/cart", tag="release-2", digest=DIGEST_B, time="2025-01-01T12:00:00Z")
+    world.clock.t += 2 * 24 * 3600
+    # When a newer push arrives / Then it waits behind it
+    waiting = push(world, repository="team/cart", tag="release-2", digest=DIGEST_B, time="2025-01-03T12:00:00Z")
     assert waiting["results"][0]["outcome"] == "queued"
-    # When the next push arrives after the expiry / Then it takes the lock over and starts
-    world.clock.t = expires
-    taken = push(world, repository="team/cart", tag="release-3", digest=DIGEST_C, time="2025-01-01T13:00:00Z")
-    assert taken["results"][0]["outcome"] == "started"
-    lock = world.lock("prod/shop/cart")
-    assert lock["execution_name"]["S"] == execution_name("prod", "shop", "cart", DIGEST_C)
-    assert "pending" not in lock  # the takeover is the newest push; the older waiting one is dropped
-    assert int(lock["expires_at"]["N"]) > expires
+    assert len(world.executions()) == 1
+
+
+def test_a_lease_whose_holder_ended_without_its_event_is_taken_over_and_the_newest_push_starts(world):
+    # Given release-1 rolling, release-2 queued behind it, and release-1's end event lost
+    push(world, repository="team/cart", tag="release-1", digest=DIGEST_A)
+    push(world, repository="team/cart", tag="release-2", digest=DIGEST_B, time="2025-01-01T12:00:00Z")
+    _stop_without_event(world, world.executions()[0])
+    # When a push older than the queued one arrives / Then DescribeExecution proves the holder ended, and the
+    # queued push (the newest) starts: nothing queued is dropped, nothing older rolls over it
+    late = push(world, repository="team/cart", tag="release-1b", digest=DIGEST_C, time="2025-01-01T11:00:00Z")
+    assert late["results"][0]["outcome"] == "superseded"
+    assert late["results"][0]["started"]["outcome"] == "started"
+    lease = world.lock("prod/shop/cart")
+    assert lease["execution_name"]["S"] == execution_name("prod", "shop", "cart", DIGEST_B)
+    assert "pending" not in lease
+    assert [e["name"] for e in world.executions()][1:] == [execution_name("prod", "shop", "cart", DIGEST_B)]
+
+
+@pytest.mark.parametrize(
+    ("times", "outcome", "pending"),
+    [
+        pytest.param({DIGEST_B: 100.2, DIGEST_C: 100.7}, "queued", DIGEST_C, id="ecr-orders-them-c-newer"),
+        pytest.param({DIGEST_B: 100.7, DIGEST_C: 100.2}, "stale", DIGEST_B, id="ecr-orders-them-c-older"),
+        pytest.param({}, "unordered", DIGEST_B, id="ecr-cannot-tell-neither-replaces-the-other"),
+    ],
+)
+def test_two_pushes_in_the_same_second_are_ordered_by_ecr_or_not_at_all(world, times, outcome, pending):
+    # Given release-1 rolling and release-2 queued, then release-3 pushed in the same second as release-2
+    world.push_times.times.update(times)
+    push(world, repository="team/cart", tag="release-1", digest=DIGEST_A)
+    push(world, repository="team/cart", tag="release-2", digest=DIGEST_B, time="2025-01-01T12:00:00Z")
+    answer = push(world, repository="team/cart", tag="release-3", digest=DIGEST_C, time="2025-01-01T12:00:00Z")
+    # Then ECR's imagePushedAt decides which one waits; without it albgate does not guess, and says so
+    assert answer["results"][0]["outcome"] == outcome
+    waiting = world.lock("prod/shop/cart")["pending"]["M"]["execution_name"]["S"]
+    assert waiting == execution_name("prod", "shop", "cart", pending)
+    assert ("Rollout Order Unknown" in world.bus.types()) == (outcome == "unordered")
 
 
 def test_a_replay_of_a_push_rolled_long_ago_lets_the_lock_go(world):
