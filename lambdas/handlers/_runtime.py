@@ -4,6 +4,12 @@ Invariant: handlers stay thin (event -> one use case -> state); nothing below th
 ``os.environ``; the ports come from ``ports_for`` so the very same handler code runs against the real cluster
 (adapters) in Lambda and against the simulated cluster (``albgate.sim``) locally, which installs its own
 provider with ``use_ports``.
+
+What a function may touch is the allow-list the stack ships in a layer (``ALBGATE_ALLOW_LIST`` names its file,
+``lambdas.domain.allow_list``): ``task`` refuses an event that names an unconfigured cluster, namespace or
+Deployment before the handler body runs, and ``ports_for`` refuses to build the real ports for an unconfigured
+cluster, or for any cluster when no allow-list is set (fail closed: only an installed provider, the simulation's,
+runs without one).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from lambdas.domain.allow_list import ALLOW_LIST_ENV, AllowList, parse_allow_list, targets_of
 from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.models import validation_message
@@ -29,7 +36,6 @@ class HandlerSettings(BaseModel):
     """A handler's environment, validated once per container (cold start)."""
 
     region: str = Field(min_length=1, description="AWS_REGION, set by Lambda")
-    clusters: list[str] = Field(default_factory=list, description="ALBGATE_CLUSTERS: clusters this stack may touch")
     describe_budget_table: str = Field(
         default="", description="ALBGATE_DESCRIBE_BUDGET_TABLE: the DynamoDB table of albgate's Describe* share ('' = none)"
     )
@@ -43,7 +49,6 @@ class HandlerSettings(BaseModel):
         try:
             return cls(
                 region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", ""),
-                clusters=[c for c in os.environ.get("ALBGATE_CLUSTERS", "").split(",") if c],
                 describe_budget_table=os.environ.get("ALBGATE_DESCRIBE_BUDGET_TABLE", ""),
                 describe_budget_rate=os.environ.get("ALBGATE_DESCRIBE_BUDGET_RATE", DEFAULT_RATE_PER_SECOND),
                 describe_budget_burst=os.environ.get("ALBGATE_DESCRIBE_BUDGET_BURST", DEFAULT_BURST),
@@ -57,6 +62,31 @@ def settings() -> HandlerSettings:
     return HandlerSettings.from_environ()
 
 
+@functools.lru_cache(maxsize=1)
+def configured_allow_list() -> AllowList | None:
+    """The allow-list this function was deployed with (``ALBGATE_ALLOW_LIST``: the JSON file of the clusters and
+    applications this stack may touch), read once per container; None when none is set. Read apart from
+    ``settings``: the simulation runs every handler without an AWS Region."""
+    path = os.environ.get(ALLOW_LIST_ENV, "")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_allow_list(f.read())
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"handler environment: {ALLOW_LIST_ENV} {path}: {exc}") from exc
+
+
+def required_allow_list() -> AllowList:
+    allowed = configured_allow_list()
+    if allowed is None:
+        raise InvalidInputError(
+            f"handler environment: {ALLOW_LIST_ENV} is not set, and albgate reaches no cluster without the list of "
+            "what it may touch; the stack sets it on every function (stacks/constructs/allow_list.py): redeploy"
+        )
+    return allowed
+
+
 def use_ports(provider: PortsProvider | None) -> None:
     """Install a ports provider (the simulation does); None restores the real adapters."""
     global _provider
@@ -66,12 +96,8 @@ def use_ports(provider: PortsProvider | None) -> None:
 def ports_for(cluster: str) -> Ports:
     if _provider is not None:
         return _provider(cluster)
+    required_allow_list().refuse_cluster(cluster)
     cfg = settings()
-    if cfg.clusters and cluster not in cfg.clusters:
-        raise InvalidInputError(
-            f"cluster: {cluster!r} is not one this albgate stack manages ({', '.join(cfg.clusters)}); "
-            "add it to the clusters in the CDK config and deploy"
-        )
     from lambdas.adapters.wiring import real_ports  # imported late: only Lambda pays for boto3/kubernetes
 
     return real_ports(cluster, cfg.region, cfg.describe_budget_table, cfg.describe_budget_rate, cfg.describe_budget_burst)
@@ -85,12 +111,16 @@ def cluster_of(event: dict[str, Any]) -> str:
 
 
 def task(name: str) -> Callable[[Callable[..., dict]], Callable[[dict, Any], dict]]:
-    """Wrap a handler body with correlation id, tracing, metrics flushing and structured logs."""
+    """Wrap a handler body with correlation id, tracing, metrics flushing and structured logs; refuse an event
+    that names anything outside the allow-list before the body runs."""
 
     def decorate(body: Callable[..., dict]) -> Callable[[dict, Any], dict]:
         @observed
         @functools.wraps(body)
         def handler(event: dict, context: Any = None) -> dict:
+            allowed = configured_allow_list()
+            if allowed is not None:
+                allowed.refuse(targets_of(event))
             result = body(event, context)
             logger.info(
                 f"{name} done",

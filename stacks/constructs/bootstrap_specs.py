@@ -25,10 +25,19 @@ BOOTSTRAP_HANDLERS: tuple[HandlerSpec, ...] = (
         description="validate the bootstrap input and manifests before touching the cluster",
     ),
     HandlerSpec(
+        "BootstrapCheckNetwork",
+        "bootstrap_check_network",
+        kube="none",
+        elb_read=False,
+        network_read=True,
+        description="the functions' subnets reach every AWS service they call (VPC endpoints or a NAT route)",
+    ),
+    HandlerSpec(
         "BootstrapInstallController",
         "bootstrap_install_controller",
         kube="rollout",
         elb_read=False,
+        chart_pull=True,
         memory_mb=1024,  # helm loads the chart and renders ~40 objects
         timeout_seconds=720,  # helm's own --timeout 10m0s plus start-up
         description="helm upgrade --install the pinned AWS Load Balancer Controller chart",
@@ -43,14 +52,14 @@ BOOTSTRAP_HANDLERS: tuple[HandlerSpec, ...] = (
     HandlerSpec(
         "BootstrapLabelNamespaces",
         "bootstrap_label_namespaces",
-        kube="rollout",
+        kube="read",  # its writes come from the group albgate-bootstrap (BOOTSTRAP_KUBE_ACCESS), not albgate-rollout
         elb_read=False,
         description="label app namespaces for the controller's readiness gate",
     ),
     HandlerSpec(
         "BootstrapApplyWorkloads",
         "bootstrap_apply_workloads",
-        kube="rollout",
+        kube="read",  # its writes come from the group albgate-bootstrap (BOOTSTRAP_KUBE_ACCESS), not albgate-rollout
         elb_read=False,
         timeout_seconds=120,
         description="server-side apply hardened Services, Ingresses, then Deployments",
@@ -58,7 +67,7 @@ BOOTSTRAP_HANDLERS: tuple[HandlerSpec, ...] = (
     HandlerSpec(
         "BootstrapCheckBindings",
         "bootstrap_check_bindings",
-        kube="rollout",
+        kube="read",  # its writes come from the group albgate-bootstrap (BOOTSTRAP_KUBE_ACCESS), not albgate-rollout
         elb_read=False,
         description="Services bound to IP target groups; a dry-run pod gets the gate",
     ),
@@ -78,23 +87,27 @@ BOOTSTRAP_HANDLERS: tuple[HandlerSpec, ...] = (
     ),
 )
 
-BootstrapAccess = Literal["none", "controller-read", "bootstrap", "cluster-admin"]
+BootstrapAccess = Literal["none", "read", "controller-read", "bootstrap", "cluster-admin"]
 
-# What each function needs from Kubernetes beyond its HandlerSpec.kube:
+# What each function needs from Kubernetes beyond its HandlerSpec.kube ("none": it reaches no cluster; every
+# other value reaches it through the bootstrap's adapter, on the kubernetes client):
 # - cluster-admin: helm installs CRDs, ClusterRoles, webhook configurations and the controller's Deployment
 #   in kube-system. No narrower EKS access policy can do that: AmazonEKSClusterAdminPolicy, cluster scope.
-# - bootstrap: the group albgate-bootstrap (below): label/create namespaces, server-side apply of Services,
+# - bootstrap: the group albgate-bootstrap (below): label the app namespaces, server-side apply of Services,
 #   Ingresses and Deployments and a dry-run pod create in app namespaces, read the controller's state.
 # - controller-read: only the controller's state (the cluster-wide part of albgate-bootstrap).
+# - read: nothing beyond the reads of its HandlerSpec.kube.
+# The functions that only read the cluster (Check Controller, Find Ungated Pods, Preflight Report) hold no write.
 BOOTSTRAP_KUBE_ACCESS: dict[str, BootstrapAccess] = {
     "BootstrapValidate": "none",
+    "BootstrapCheckNetwork": "none",
     "BootstrapInstallController": "cluster-admin",
     "BootstrapCheckController": "controller-read",
     "BootstrapLabelNamespaces": "bootstrap",
     "BootstrapApplyWorkloads": "bootstrap",
     "BootstrapCheckBindings": "bootstrap",
-    "BootstrapFindUngatedPods": "bootstrap",
-    "PreflightReport": "bootstrap",
+    "BootstrapFindUngatedPods": "read",
+    "PreflightReport": "controller-read",  # it also checks the controller (its Deployment, its webhook)
 }
 CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
 BOOTSTRAP_GROUP = "albgate-bootstrap"
@@ -110,10 +123,22 @@ CONTROLLER_READ_RULES: list[dict] = [
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]},
 ]
-NAMESPACE_RULES: list[dict] = [
-    # Label Namespaces: server-side apply of the inject label, creating the namespace if it is new.
-    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "create", "patch"]},
-]
+# Label Namespaces: read, then server-side apply the inject label on, the configured namespaces only
+# (``namespace_rules``). Never create: RBAC cannot limit a create to names (docs/facts.md, "Kubernetes RBAC and EKS
+# access policies"), and a namespace albgate may act in must exist before its RBAC can be applied anyway (every
+# RoleBinding below lives in it), so a missing one is for a person to create, with their own quotas and policies.
+NAMESPACE_VERBS = ["get", "patch"]
+
+
+def namespace_rules(namespaces: Iterable[str]) -> list[dict]:
+    """get/patch on these Namespace objects and no other: a ClusterRole's resourceNames, bound cluster-wide."""
+    names = sorted(set(namespaces))
+    if not names:
+        # An empty resourceNames list restricts nothing: it would allow every namespace.
+        raise ValueError("namespace_rules: no namespace; the bootstrap RBAC names at least one app namespace")
+    return [{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": names, "verbs": list(NAMESPACE_VERBS)}]
+
+
 # Bound by a RoleBinding in each app namespace only.
 WORKLOAD_RULES: list[dict] = [
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "create", "patch"]},
@@ -148,7 +173,7 @@ def render_bootstrap_rbac(namespaces: Iterable[str], controller_namespace: str =
     docs: list[dict] = [
         role(f"{CONTROLLER_READ_GROUP}-webhook", CONTROLLER_WEBHOOK_RULES),
         role(CONTROLLER_READ_GROUP, CONTROLLER_READ_RULES),
-        role(f"{BOOTSTRAP_GROUP}-namespaces", NAMESPACE_RULES),
+        role(f"{BOOTSTRAP_GROUP}-namespaces", namespace_rules(namespaces)),
         role(f"{BOOTSTRAP_GROUP}-workloads", WORKLOAD_RULES),
         binding("ClusterRoleBinding", f"{CONTROLLER_READ_GROUP}-webhook", f"{CONTROLLER_READ_GROUP}-webhook", readers),
         # A RoleBinding to a ClusterRole grants its rules in that namespace only.

@@ -3,17 +3,27 @@
 Invariant: a function reaches only the namespaces of the applications configured for a cluster, and only
 with what its ``HandlerSpec.kube`` names:
 
-- ``read``: EKS access policy ``AmazonEKSViewPolicy`` scoped to those namespaces (get/list/watch, like the
-  Kubernetes ``view`` role).
-- ``rollout``: the same view policy, plus the Kubernetes group ``albgate-rollout``, which ``deploy/rbac.yaml``
-  binds in each namespace to exactly: patch deployments, patch pods/status, read TargetGroupBindings. No EKS
-  managed access policy is that narrow: the next one up, ``AmazonEKSEditPolicy``, also lets a principal create
-  and delete most namespaced objects and read Secrets.
+- ``read``: get/list/watch of what albgate reads in those namespaces. With access entries that is the EKS access
+  policy ``AmazonEKSViewPolicy`` scoped to them (``VIEW_POLICY_RULES``, like the Kubernetes ``view`` role), plus
+  the Kubernetes group ``albgate-read-extra``: the Load Balancer Controller's TargetGroupBindings (a custom
+  resource, which no view policy covers) and the app's own Namespace object. With aws-auth the view part is the
+  group ``albgate-read`` instead (``READ_RULES``).
+- ``rollout``: ``read``, plus the group ``albgate-rollout``: patch deployments and pods/status, nothing else. No
+  EKS managed access policy is that narrow: the next one up, ``AmazonEKSEditPolicy``, also lets a principal
+  create and delete most namespaced objects and read Secrets.
 - ``none``: no access entry at all.
 
+Every group is bound by ``deploy/rbac.yaml`` (``render_rbac``) with a RoleBinding in each app namespace only, so
+the same manifest serves both authentication modes. tests/iam/test_kubernetes_rbac.py sends every request each
+deployed handler makes (recorded on the fake API server while it runs through its real adapters) through an
+RBAC evaluator fed with what albgate renders here and in ``bootstrap_specs``: each must be allowed for that
+function's groups and access policies, in both modes.
+
 When a cluster's authentication mode is CONFIG_MAP there are no access entries (the API would refuse them):
-the stack outputs the exact aws-auth ``mapRoles`` entries instead, mapping every role to the groups
-``albgate-read`` (+ ``albgate-rollout``) that the same ``deploy/rbac.yaml`` binds.
+the stack outputs the exact aws-auth ``mapRoles`` entries instead, mapping every role to its groups.
+
+The same construct hands each of those functions the list of what it may touch (``allow_list.AllowList``):
+the clusters and applications of the config, refused at run time before any call to a cluster.
 """
 
 from __future__ import annotations
@@ -26,33 +36,75 @@ from aws_cdk import aws_eks as eks
 from constructs import Construct
 
 from stacks.config import AlbgateConfig, ClusterConfig
+from stacks.constructs.allow_list import AllowListLayer
 from stacks.constructs.bootstrap_specs import BOOTSTRAP_KUBE_ACCESS, CLUSTER_ADMIN_POLICY, bootstrap_groups
 from stacks.constructs.handler_specs import HandlerSpec
 from stacks.constructs.lambda_function import AlbgateFunction
 
 READ_GROUP = "albgate-read"
+READ_EXTRA_GROUP = "albgate-read-extra"
 ROLLOUT_GROUP = "albgate-rollout"
 VIEW_POLICY = "AmazonEKSViewPolicy"
 
+_READ = ["get", "list", "watch"]
+# AmazonEKSViewPolicy as the EKS user guide lists it (docs/facts.md, "Kubernetes RBAC and EKS access policies"):
+# what every kube function of an access-entry cluster may read in the app namespaces. Not rendered anywhere
+# (EKS owns it): tests/iam/test_kubernetes_rbac.py evaluates the access entries with it.
+VIEW_POLICY_RULES: list[dict] = [
+    {"apiGroups": ["apps"], "resources": ["controllerrevisions", "daemonsets", "daemonsets/status", "deployments",
+                                          "deployments/scale", "deployments/status", "replicasets",
+                                          "replicasets/scale", "replicasets/status", "statefulsets",
+                                          "statefulsets/scale", "statefulsets/status"], "verbs": _READ},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers", "horizontalpodautoscalers/status"],
+     "verbs": _READ},
+    {"apiGroups": ["batch"], "resources": ["cronjobs", "cronjobs/status", "jobs", "jobs/status"], "verbs": _READ},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _READ},
+    {"apiGroups": ["extensions"], "resources": ["daemonsets", "daemonsets/status", "deployments", "deployments/scale",
+                                                "deployments/status", "ingresses", "ingresses/status",
+                                                "networkpolicies", "replicasets", "replicasets/scale",
+                                                "replicasets/status", "replicationcontrollers/scale"], "verbs": _READ},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingresses/status", "networkpolicies"],
+     "verbs": _READ},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets", "poddisruptionbudgets/status"], "verbs": _READ},
+    {"apiGroups": [""], "resources": ["configmaps", "endpoints", "persistentvolumeclaims",
+                                      "persistentvolumeclaims/status", "pods", "replicationcontrollers",
+                                      "replicationcontrollers/scale", "serviceaccounts", "services",
+                                      "services/status"], "verbs": _READ},
+    {"apiGroups": [""], "resources": ["bindings", "events", "limitranges", "namespaces/status", "pods/log",
+                                      "pods/status", "replicationcontrollers/status", "resourcequotas",
+                                      "resourcequotas/status"], "verbs": _READ},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": _READ},
+]  # fmt: skip
+
 # What the groups may do: exactly the calls of lambdas/adapters/kubernetes.py that lambdas/domain makes.
-# Read = what the access-entry path gets from AmazonEKSViewPolicy (the aws-auth path binds this instead).
+# Read = the part of the view policy albgate uses, for aws-auth clusters (access entries get the policy instead).
 READ_RULES: list[dict] = [
     {"apiGroups": [""], "resources": ["pods", "services"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["get", "list", "watch"]},
-    # Preflight reads its namespace; bound by a RoleBinding, this allows getting that one Namespace object only.
+    # Preflight Report: which Ingresses route to the app's Service
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list", "watch"]},
+]
+# What every function that reads needs beyond the view policy, in both modes.
+READ_EXTRA_RULES: list[dict] = [
+    # Preflight and the Gate Keeper: which target groups serve the Service (the LBC's TargetGroupBinding, a
+    # custom resource: no EKS access policy short of the admin ones covers it).
+    {"apiGroups": ["elbv2.k8s.aws"], "resources": ["targetgroupbindings"], "verbs": ["get", "list", "watch"]},
+    # Preflight: its own namespace. The Namespace object is cluster-scoped; bound by a RoleBinding, this rule
+    # allows getting that one Namespace (the request's namespace is the name, docs/facts.md, "Kubernetes RBAC and
+    # EKS access policies"), whatever a namespace-scoped access policy makes of it.
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
 ]
 ROLLOUT_RULES: list[dict] = [
     # Start Step / Roll Back / Finish: maxSurge, image, albgate's readiness gate in the template, annotations.
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]},
-    # Release Old Pods: set albgate's readiness-gate condition True on a step's healthy pods.
+    # Release Old Pods, Gate Keeper: set albgate's readiness-gate condition True on healthy pods.
     {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
-    # Preflight: which target groups serve the Service (the LBC's TargetGroupBinding; not in `view`).
-    {"apiGroups": ["elbv2.k8s.aws"], "resources": ["targetgroupbindings"], "verbs": ["get", "list", "watch"]},
-    # Preflight: its own namespace; the Namespace object is cluster-scoped, so do not rely on the namespace-scoped
-    # view policy for it.
-    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
 ]
+GROUP_RULES: dict[str, list[dict]] = {
+    READ_GROUP: READ_RULES,
+    READ_EXTRA_GROUP: READ_EXTRA_RULES,
+    ROLLOUT_GROUP: ROLLOUT_RULES,
+}
 
 
 def cluster_arn(stack: Stack, cluster: ClusterConfig) -> str:
@@ -70,10 +122,11 @@ def view_policy_arn(stack: Stack) -> str:
 
 
 def groups_for(spec: HandlerSpec, *, access_entry: bool) -> list[str]:
-    """Kubernetes groups of a function: reads come from the view policy with access entries, else from RBAC."""
+    """Kubernetes groups of a function: the view part comes from the view policy with access entries, else from
+    the group ``albgate-read``; what the view policy lacks, and every write, from albgate's own groups."""
     if spec.kube == "none":
         return []
-    groups = [] if access_entry else [READ_GROUP]
+    groups = [READ_EXTRA_GROUP] if access_entry else [READ_GROUP, READ_EXTRA_GROUP]
     if spec.kube == "rollout":
         groups.append(ROLLOUT_GROUP)
     if spec.name in BOOTSTRAP_KUBE_ACCESS:
@@ -89,7 +142,7 @@ def needs_cluster_admin(spec: HandlerSpec) -> bool:
 
 
 def render_rbac(namespaces: Iterable[str]) -> str:
-    """deploy/rbac.yaml for these namespaces: two ClusterRoles, bound only inside each app namespace."""
+    """deploy/rbac.yaml for these namespaces: albgate's ClusterRoles, bound only inside each app namespace."""
     namespaces = sorted(set(namespaces))
     meta_labels = {"app.kubernetes.io/part-of": "albgate"}
     docs: list[dict] = [
@@ -99,10 +152,10 @@ def render_rbac(namespaces: Iterable[str]) -> str:
             "metadata": {"name": group, "labels": meta_labels},
             "rules": rules,
         }
-        for group, rules in ((READ_GROUP, READ_RULES), (ROLLOUT_GROUP, ROLLOUT_RULES))
+        for group, rules in GROUP_RULES.items()
     ]
     for ns in namespaces:
-        for group in (READ_GROUP, ROLLOUT_GROUP):
+        for group in GROUP_RULES:
             docs.append(
                 {
                     "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -133,7 +186,8 @@ def map_roles_yaml(entries: Iterable[tuple[str, str, list[str]]]) -> str:
 
 
 class ClusterAccess(Construct):
-    """Access entries (API modes) or an aws-auth output (CONFIG_MAP) for every function that talks to Kubernetes."""
+    """Access entries (API modes) or an aws-auth output (CONFIG_MAP) for every function that talks to Kubernetes,
+    and the allow-list every function carries (``allow_list``)."""
 
     def __init__(
         self,
@@ -148,6 +202,8 @@ class ClusterAccess(Construct):
         self.access_entries: list[eks.CfnAccessEntry] = []
         self.aws_auth: dict[str, str] = {}
         kube_functions = [f for f in functions.values() if f.spec.kube != "none"]
+        # What the access below is for, at run time: only the configured clusters and applications.
+        self.allow_list = AllowListLayer(self, "AllowList", config=config, functions=functions.values())
 
         for cluster in config.clusters:
             namespaces = config.namespaces(cluster.name)

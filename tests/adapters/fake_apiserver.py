@@ -35,7 +35,8 @@ strings, auth header, error handling) run against answers shaped the way the API
 Invariant: the fake knows nothing of albgate: it stores what it is sent and answers like the API server, so a
 test that passes here checks the client's requests, not an agreement between two copies of the same idea.
 Tests seed objects with ``put``, read them back with ``get`` and ``find``, see field owners with ``managers``,
-inspect ``requests``, inject failures with ``fail_next`` and run code between two requests with ``before``.
+inspect ``requests`` (each with the status it was answered with), inject failures with ``fail_next`` and run code
+between two requests with ``before``.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ RESOURCES: dict[tuple[str, str, str], tuple[str, bool]] = {
 }
 CUSTOM_GROUPS = {"elbv2.k8s.aws"}
 APPLY_PATCH = "application/apply-patch+yaml"
+# A boolean query parameter is true in any spelling Go's strconv.ParseBool reads as true (the kubernetes Python
+# client sends force=True).
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 # Top-level fields of the kinds whose fields are not just spec and status (k8s.io/api types.go).
 TOP_LEVEL_FIELDS = {
@@ -138,6 +142,7 @@ class Recorded:
     content_type: str
     authorization: str
     body: Any
+    status: int = 0  # the answer's HTTP status, set once it is sent
 
 
 @dataclass
@@ -174,6 +179,7 @@ class FakeApiServer:
         self._hooks: list[_Hook] = []
         self._rv = 1000
         self._lock = threading.RLock()
+        self._serving = threading.local()  # the request being served on this thread (its status is set on answer)
         self._httpd: ThreadingHTTPServer | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -348,7 +354,9 @@ class FakeApiServer:
                     body = json.loads(raw_body)
                 except ValueError:
                     raise ApiError(400, "the request body is not JSON") from None
-        self.requests.append(Recorded(method, split.path, query, content_type, headers.get("authorization", ""), body))
+        recorded = Recorded(method, split.path, query, content_type, headers.get("authorization", ""), body)
+        self.requests.append(recorded)
+        self._serving.recorded = recorded
         for hook in list(self._hooks):
             if hook.method == method and hook.path.search(split.path):
                 self._hooks.remove(hook)
@@ -412,7 +420,7 @@ class FakeApiServer:
                 if not query.get("fieldManager"):
                     raise ApiError(400, "PATCH with apply requires a fieldManager")
                 return self._server_side_apply(key, kind, api_version, namespaced, body, query["fieldManager"][0],
-                                               query.get("force") == ["true"], dry_run, strict)
+                                               query.get("force", [""])[0] in _TRUE, dry_run, strict)
             if key not in self._objects:
                 raise _not_found(plural, group, name)
             if method == "GET" and sub is None:
@@ -790,6 +798,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e:  # a bug in the fake: answer, and let the test's teardown report it
             self.fake.crashes.append(f"{self.command} {self.path}: {type(e).__name__}: {e}")
             code, payload = 500, ApiError(500, f"fake API server crashed: {e!r}").status()
+        recorded = getattr(self.fake._serving, "recorded", None)
+        if recorded is not None:
+            recorded.status, self.fake._serving.recorded = code, None
         data = json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")

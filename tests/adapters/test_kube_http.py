@@ -402,9 +402,15 @@ def _rollout_world(apiserver: FakeApiServer) -> tuple[dict[str, Any], list[str]]
 
 
 @pytest.mark.parametrize("module", ["check_target_health", "verify_drain"])
-def test_the_gate_and_the_drain_check_never_import_the_kubernetes_package(apiserver: FakeApiServer, module: str) -> None:
+def test_the_gate_and_the_drain_check_never_import_the_kubernetes_package(
+    apiserver: FakeApiServer, module: str, tmp_path: Path
+) -> None:
     # Given a rollout in step 1 on the fake API server, an ALB target group (moto) and a fresh interpreter
     state, ips = _rollout_world(apiserver)
+    # and the allow-list every deployed function carries (without one the real ports are never built)
+    allow_list = tmp_path / "allow-list.json"
+    allow_list.write_text(json.dumps({"clusters": ["demo"], "applications": [
+        {"cluster": "demo", "namespace": NS, "deployment": NAME, "service": "nginx-svc", "ingress": "nginx"}]}))
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -413,6 +419,7 @@ def test_the_gate_and_the_drain_check_never_import_the_kubernetes_package(apiser
         "AWS_REGION": "eu-west-1",
         "AWS_EC2_METADATA_DISABLED": "true",
         "ALBGATE_TEST_STATE": json.dumps(state),
+        "ALBGATE_ALLOW_LIST": str(allow_list),
         "PYTHONPATH": str(ROOT),
     }
     # When the handler module is imported and invoked once, with the real ports (wiring)

@@ -1,5 +1,7 @@
 """Kubernetes RBAC shipped with albgate: the checked-in manifest is the generated one, and it grants no more than
-the adapters use (read in the app namespaces; patch deployments and pods/status)."""
+the adapters use (read in the app namespaces; patch deployments and pods/status); the bootstrap labels only the
+configured namespaces and creates none. tests/iam/test_kubernetes_rbac.py checks every recorded request against
+the same manifests."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import pytest
 import yaml
 
 from stacks.config import parse_config
+from stacks.constructs.bootstrap_specs import BOOTSTRAP_GROUP, namespace_rules, render_bootstrap_rbac
 from stacks.constructs.cluster_access import (
+    READ_EXTRA_GROUP,
     READ_GROUP,
     ROLLOUT_GROUP,
     groups_for,
@@ -31,7 +35,7 @@ def rbac_docs(example_config):
 
 def test_only_namespaced_bindings(rbac_docs):
     kinds = sorted(d["kind"] for d in rbac_docs)
-    assert kinds == ["ClusterRole", "ClusterRole", "RoleBinding", "RoleBinding"]
+    assert kinds == ["ClusterRole"] * 3 + ["RoleBinding"] * 3
     for d in rbac_docs:
         if d["kind"] == "RoleBinding":
             assert d["metadata"]["namespace"] == "readiness"
@@ -44,9 +48,21 @@ def _rules(rbac_docs, name):
     return role["rules"]
 
 
-def test_read_role_only_reads(rbac_docs):
-    for rule in _rules(rbac_docs, READ_GROUP):
+@pytest.mark.parametrize("group", [READ_GROUP, READ_EXTRA_GROUP])
+def test_read_roles_only_read(rbac_docs, group):
+    for rule in _rules(rbac_docs, group):
         assert set(rule["verbs"]) <= READ_VERBS, rule
+
+
+def test_target_group_bindings_are_read_where_every_reading_function_reads_them(rbac_docs):
+    # Given the LBC's custom resource, which the EKS view policy does not cover
+    def readers(resource):
+        return [g for g in (READ_GROUP, READ_EXTRA_GROUP, ROLLOUT_GROUP)
+                if any(resource in r["resources"] for r in _rules(rbac_docs, g))]
+
+    # Then it is in the group both modes give every function that reads, and nowhere else
+    assert readers("targetgroupbindings") == [READ_EXTRA_GROUP]
+    assert readers("namespaces") == [READ_EXTRA_GROUP]
 
 
 def test_rollout_role_writes_only_deployments_and_pod_status(rbac_docs):
@@ -76,11 +92,11 @@ def test_secrets_are_never_readable(rbac_docs):
     ("kube", "access_entry", "groups"),
     [
         ("none", True, []),
-        ("read", True, []),
-        ("rollout", True, [ROLLOUT_GROUP]),
+        ("read", True, [READ_EXTRA_GROUP]),
+        ("rollout", True, [READ_EXTRA_GROUP, ROLLOUT_GROUP]),
         ("none", False, []),
-        ("read", False, [READ_GROUP]),
-        ("rollout", False, [READ_GROUP, ROLLOUT_GROUP]),
+        ("read", False, [READ_GROUP, READ_EXTRA_GROUP]),
+        ("rollout", False, [READ_GROUP, READ_EXTRA_GROUP, ROLLOUT_GROUP]),
     ],
     ids=["none-api", "read-api", "rollout-api", "none-aws-auth", "read-aws-auth", "rollout-aws-auth"],
 )
@@ -105,3 +121,29 @@ def test_map_roles_text_is_the_aws_auth_list_shape():
             "groups": [READ_GROUP, ROLLOUT_GROUP],
         },
     ]
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "names"),
+    [(["readiness"], ["readiness"]), (["web", "shop", "web"], ["shop", "web"])],
+    ids=["one", "several-deduplicated"],
+)
+def test_the_bootstrap_gets_and_patches_the_configured_namespaces_and_creates_none(namespaces, names):
+    # Given the bootstrap RBAC for the app namespaces
+    docs = list(yaml.safe_load_all(render_bootstrap_rbac(namespaces)))
+    (role,) = [d for d in docs if d["metadata"]["name"] == f"{BOOTSTRAP_GROUP}-namespaces" and d["kind"] == "ClusterRole"]
+    (binding,) = [d for d in docs if d["metadata"]["name"] == f"{BOOTSTRAP_GROUP}-namespaces"
+                  and d["kind"] == "ClusterRoleBinding"]
+    # Then its cluster-wide binding reaches those Namespace objects by name, to read and label them, never create
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": names,
+                              "verbs": ["get", "patch"]}]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    creates = [(r["resources"], d["metadata"]["name"]) for d in docs if d["kind"] == "ClusterRole"
+               for r in d["rules"] if "create" in r["verbs"] and "namespaces" in r["resources"]]
+    assert creates == []
+
+
+def test_no_namespace_is_never_all_namespaces():
+    # Given no namespace / Then no rule: an empty resourceNames list would allow every namespace
+    with pytest.raises(ValueError, match="at least one app namespace"):
+        namespace_rules([])
