@@ -15,10 +15,12 @@ from aws_cdk import aws_events_targets as targets
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from stacks.config import AlbgateConfig
+from lambdas.domain.network import NetworkSpec
+from stacks.config import AlbgateConfig, ClusterConfig
 from stacks.constructs.bootstrap_specs import BOOTSTRAP_HANDLERS
 from stacks.constructs.bootstrap_workflow import BootstrapWorkflow
 from stacks.constructs.cluster_access import ClusterAccess, cluster_arn
+from stacks.constructs.deployment_leases import DeploymentLeases
 from stacks.constructs.describe_budget import DescribeBudgetTable
 from stacks.constructs.ecr_trigger import EVENT_BUS_NAME, EcrTrigger, trigger_applications
 from stacks.constructs.handler_specs import ROLLOUT_HANDLERS
@@ -29,6 +31,7 @@ from stacks.constructs.lbc_iam import LbcIdentity
 from stacks.constructs.observability import RolloutObservability
 from stacks.constructs.rollout_workflow import RolloutWorkflow
 from stacks.constructs.specs import ALL_HANDLERS, asset_family
+from stacks.constructs.vpc_endpoints import vpc_endpoint_needs
 
 
 class AlbgateStack(Stack):
@@ -87,9 +90,16 @@ class AlbgateStack(Stack):
         )
         self.state_machine = self.workflow.state_machine
         self.observability = RolloutObservability(self, "Observability", state_machine=self.state_machine)
-        # ECR pushes start rollouts by themselves: one per (Deployment, digest), serialized per Deployment
+        # One rollout per Deployment, whoever starts it: the lease table, its takers' grants, and the function
+        # that releases a lease when its execution ends (docs/rollout.md, "One rollout per Deployment")
+        self.leases = DeploymentLeases(
+            self, "Leases", config=config, state_machine=self.state_machine, code=codes[CORE.name],
+            functions=self.functions.values(), event_bus_name=EVENT_BUS_NAME if trigger_applications(config) else None,
+        )
+        # ECR pushes start rollouts by themselves: one per (Deployment, digest), queued on the Deployment's lease
         self.ecr_trigger = EcrTrigger(self, "EcrTrigger", config=config, state_machine=self.state_machine,
-                                    code=codes[CORE.name])
+                                    code=codes[CORE.name], lease_table=self.leases.table,
+                                    dead_letters=self.leases.dead_letters)
 
         # Pods created outside a rollout (scale-ups) carry albgate's gate too: open it once their target is
         # healthy, as the controller does for its own gate. Once a minute, with the applications as input.
@@ -147,31 +157,58 @@ class AlbgateStack(Stack):
 
     def _bootstrap(self, config: AlbgateConfig) -> None:
         """The controller's identity per cluster and the bootstrap state machine (docs/bootstrap.md)."""
+        # albgate's controller role (Pod Identity, or IRSA with an OIDC provider), unless the cluster's config names
+        # an IRSA role of its own (controller.role_arn)
         self.lbc = {
             c.name: LbcIdentity(self, f"Lbc-{c.name}", cluster_name=c.name, oidc_provider_arn=c.oidc_provider_arn)
             for c in config.clusters
+            if c.controller.role_arn is None
         }
+        install = self.functions["BootstrapInstallController"]
         # helm alone, from the pinned aws-cdk kubectl/helm layer package (never downloaded at run time)
-        self.functions["BootstrapInstallController"].function.add_layers(HelmLayer(self, "HelmLayer").layer)
-        first = config.clusters[0]
-        defaults = {"region": first.region}
-        if first.vpc_id:
-            defaults["vpc_id"] = first.vpc_id
-        if self.lbc[first.name].mode == "irsa":
-            defaults["role_arn"] = self.lbc[first.name].role_arn
+        install.function.add_layers(HelmLayer(self, "HelmLayer").layer)
+        mirrors = [m for c in config.clusters if (m := c.ecr_chart_mirror) is not None]
+        if mirrors:
+            # The registry login and the pull of the configured charts' repositories only
+            install.grant_chart_pull([
+                self.format_arn(service="ecr", region=m.region, account=m.account, resource="repository",
+                                resource_name=m.repository)
+                for m in mirrors
+            ])
+        network = None
+        if self.vpc_placement is not None:
+            # Every function joins the VPC (the loop in __init__): the endpoints their specs call
+            network = NetworkSpec(config.region, self.vpc_placement.vpc.vpc_id, tuple(self.vpc_placement.subnet_ids),
+                                  tuple(vpc_endpoint_needs(ALL_HANDLERS, config))).to_json()
         self.bootstrap = BootstrapWorkflow(
             self,
             "Bootstrap",
             functions={s.name: self.functions[s.name].function for s in BOOTSTRAP_HANDLERS},
             rollout_state_machine=self.state_machine,
-            controller_defaults=defaults,
+            clusters={c.name: self._controller_settings(c) for c in config.clusters},
+            network=network,
             specs=BOOTSTRAP_HANDLERS,
         )
         CfnOutput(self, "BootstrapStateMachineArn", value=self.bootstrap.state_machine.state_machine_arn)
 
+    def _controller_settings(self, cluster: ClusterConfig) -> dict[str, str]:
+        """What the bootstrap installs on this cluster, fixed at deploy time (an execution cannot change it)."""
+        c = cluster.controller
+        settings = {"region": cluster.region, "chart_repository": c.chart_repository, "chart_version": c.chart_version}
+        if cluster.vpc_id:
+            settings["vpc_id"] = cluster.vpc_id
+        if c.image_repository:
+            settings["image_repository"] = c.image_repository
+        identity = self.lbc.get(cluster.name)
+        role = c.role_arn or (identity.role_arn if identity is not None and identity.mode == "irsa" else None)
+        if role:
+            settings["role_arn"] = role
+        return settings
+
     def _vpc_placement(self, config: AlbgateConfig) -> VpcPlacement | None:
         """Import the private clusters' VPC by id (no lookup: synth stays offline)."""
         vpc_id = config.private_vpc_id
+        self.vpc_placement: VpcPlacement | None = None
         if vpc_id is None:
             return None
         subnet_ids = config.vpc_subnet_ids
@@ -184,5 +221,6 @@ class AlbgateStack(Stack):
                 "@aws-cdk/aws-ec2:noSubnetRouteTableId", "albgate only passes subnet ids to Lambda VpcConfig"
             )
         groups = [ec2.SecurityGroup.from_security_group_id(self, f"Sg-{g}", g, mutable=False) for g in sg_ids]
-        return VpcPlacement(vpc=vpc, subnets=subnets, security_groups=groups, subnet_ids=subnet_ids,
-                            security_group_ids=sg_ids)
+        self.vpc_placement = VpcPlacement(vpc=vpc, subnets=subnets, security_groups=groups, subnet_ids=subnet_ids,
+                                          security_group_ids=sg_ids)
+        return self.vpc_placement

@@ -13,21 +13,32 @@ Where the config comes from (first match wins):
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from lambdas.domain.bootstrap import CHART_NAME, CHART_REPOSITORY, CHART_VERSION, EcrChartMirror, ecr_chart_mirror
 from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND
+from lambdas.domain.documents import DocumentError, decode_utf8, parse_json, quote
 from lambdas.domain.limits import MAX_APPLICATIONS_PER_CLUSTER, drain_deadline_seconds
 
 # Kubernetes name rules are the rollout input's contract in lambdas/domain/models.py: reuse them so the CDK config and a
 # rollout request accept exactly the same names.
 from lambdas.domain.models import DNS1123_LABEL, DNS1123_SUBDOMAIN, RolloutPolicy
+from lambdas.domain.plan import step_problems
 from lambdas.domain.rollout import limit_problems
 
 CONTEXT_KEY = "albgate"
@@ -59,6 +70,77 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_CHART_REPOSITORY = re.compile(r"^(https|oci)://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")
+_CHART_VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
+# An image repository without tag or digest: [registry[:port]/]path (the tag is pinned to the controller version).
+_IMAGE_REPOSITORY = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+
+
+class ControllerConfig(_Strict):
+    """How the bootstrap installs the AWS Load Balancer Controller on one cluster. What runs with cluster-admin
+    rights (the chart, its version, the image, the controller's role) is chosen here, at deploy time: a bootstrap
+    execution's input cannot set it (lambdas/domain/bootstrap.py, ``CONFIGURED_CONTROLLER_FIELDS``)."""
+
+    chart_repository: str = Field(
+        default=CHART_REPOSITORY,
+        description="eks-charts (https) or an OCI mirror 'oci://<registry>/<path>'; a private ECR registry "
+        "'oci://<account>.dkr.ecr.<region>.amazonaws.com/<path>' gets a helm registry login and pull rights",
+    )
+    chart_version: str = Field(default=CHART_VERSION, description="the aws-load-balancer-controller chart version")
+    image_repository: str | None = Field(
+        default=None, description="controller image mirror, without tag (the tag stays the pinned version)"
+    )
+    role_arn: str | None = Field(
+        default=None,
+        description="an IRSA role you manage for the controller; albgate then creates no controller role or "
+        "Pod Identity association for this cluster",
+    )
+
+    @field_validator("chart_repository")
+    @classmethod
+    def _chart_repository(cls, v: str) -> str:
+        if not _CHART_REPOSITORY.match(v):
+            raise ValueError(
+                f"{quote(v)} is not a chart repository: write an https URL ('{CHART_REPOSITORY}') or an OCI "
+                "registry path ('oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/charts')"
+            )
+        if v.rstrip("/").endswith(f"/{CHART_NAME}") and v.startswith("oci://"):
+            raise ValueError(
+                f"{quote(v)} names the chart itself; give the path it was pushed to (albgate appends /{CHART_NAME})"
+            )
+        host = v.removeprefix("oci://").partition("/")[0]
+        if v.startswith("oci://") and ".dkr.ecr" in host and ecr_chart_mirror(v) is None:
+            raise ValueError(
+                f"{quote(host)} is not an ECR registry host; write <12-digit account>.dkr.ecr.<region>.amazonaws.com"
+            )
+        return v
+
+    @field_validator("chart_version")
+    @classmethod
+    def _chart_version(cls, v: str) -> str:
+        if not _CHART_VERSION.match(v):
+            raise ValueError(f"{quote(v)} is not a chart version; write e.g. '{CHART_VERSION}'")
+        return v
+
+    @field_validator("image_repository")
+    @classmethod
+    def _image_repository(cls, v: str | None) -> str | None:
+        if v is not None and not _IMAGE_REPOSITORY.match(v):
+            raise ValueError(
+                f"{quote(v)} is not an image repository without tag; write e.g. "
+                "'123456789012.dkr.ecr.us-east-1.amazonaws.com/eks/aws-load-balancer-controller'"
+            )
+        return v
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, v: str | None) -> str | None:
+        if v is not None and not _ROLE_ARN.match(v):
+            raise ValueError(f"{quote(v)} is not an IAM role ARN; write e.g. 'arn:aws:iam::123456789012:role/lbc'")
+        return v
+
+
 class ClusterConfig(_Strict):
     """An EKS cluster albgate may roll Deployments in."""
 
@@ -72,7 +154,8 @@ class ClusterConfig(_Strict):
         description="the cluster's accessConfig.authenticationMode: API modes get EKS access entries, "
         "CONFIG_MAP gets printed aws-auth mapRoles entries instead",
     )
-    endpoint_private: bool = Field(
+    # StrictBool here and below: a lax bool reads "yes", "0" or 1 as a boolean (docs/facts.md, Strict inputs).
+    endpoint_private: StrictBool = Field(
         default=False, description="true when the API endpoint is private only: the functions then join the VPC"
     )
     vpc_id: str | None = Field(default=None, validate_default=True, description="cluster VPC (private endpoint)")
@@ -85,13 +168,16 @@ class ClusterConfig(_Strict):
         description="security groups for the functions; the cluster security group must allow them on 443",
     )
     oidc_provider_arn: str | None = Field(default=None, description="IAM OIDC provider of the cluster (optional)")
+    controller: ControllerConfig = Field(
+        default_factory=lambda: ControllerConfig(), description="how the bootstrap installs the controller"
+    )
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if not _CLUSTER_NAME.match(v):
             raise ValueError(
-                f"{v!r} is not an EKS cluster name: letters, digits, '-' and '_', starting with a letter or "
+                f"{quote(v)} is not an EKS cluster name: letters, digits, '-' and '_', starting with a letter or "
                 "digit, at most 100; copy it from `aws eks list-clusters`"
             )
         return v
@@ -100,14 +186,14 @@ class ClusterConfig(_Strict):
     @classmethod
     def _region(cls, v: str) -> str:
         if not _REGION.match(v):
-            raise ValueError(f"{v!r} is not an AWS Region code; write e.g. 'us-east-1'")
+            raise ValueError(f"{quote(v)} is not an AWS Region code; write e.g. 'us-east-1'")
         return v
 
     @field_validator("account")
     @classmethod
     def _account(cls, v: str | None) -> str | None:
         if v is not None and not _ACCOUNT.match(v):
-            raise ValueError(f"{v!r} is not a 12-digit AWS account id; write it as a string, e.g. '123456789012'")
+            raise ValueError(f"{quote(v)} is not a 12-digit AWS account id; write it as a string, e.g. '123456789012'")
         return v
 
     @field_validator("vpc_id")
@@ -121,7 +207,7 @@ class ClusterConfig(_Strict):
                 )
             return v
         if not _VPC.match(v):
-            raise ValueError(f"{v!r} is not a VPC id; write e.g. 'vpc-0123456789abcdef0'")
+            raise ValueError(f"{quote(v)} is not a VPC id; write e.g. 'vpc-0123456789abcdef0'")
         return v
 
     @field_validator("subnet_ids")
@@ -129,11 +215,12 @@ class ClusterConfig(_Strict):
     def _subnets(cls, v: list[str], info: ValidationInfo) -> list[str]:
         for s in v:
             if not _SUBNET.match(s):
-                raise ValueError(f"{s!r} is not a subnet id; write e.g. 'subnet-0123456789abcdef0'")
+                raise ValueError(f"{quote(s)} is not a subnet id; write e.g. 'subnet-0123456789abcdef0'")
         if info.data.get("endpoint_private") and not v:
             raise ValueError(
                 "required when endpoint_private is true: list private subnets of the cluster's VPC that reach "
-                "the EKS endpoint (and a NAT or VPC endpoints for eks, elasticloadbalancing and xray)"
+                "the EKS endpoint (and a NAT route or the VPC endpoints docs/foundation.md lists under Private "
+                "endpoints)"
             )
         if len(v) > MAX_LAMBDA_SUBNETS:
             raise ValueError(f"{len(v)} subnets; a Lambda function accepts at most {MAX_LAMBDA_SUBNETS}")
@@ -144,7 +231,7 @@ class ClusterConfig(_Strict):
     def _security_groups(cls, v: list[str], info: ValidationInfo) -> list[str]:
         for s in v:
             if not _SG.match(s):
-                raise ValueError(f"{s!r} is not a security group id; write e.g. 'sg-0123456789abcdef0'")
+                raise ValueError(f"{quote(s)} is not a security group id; write e.g. 'sg-0123456789abcdef0'")
         if info.data.get("endpoint_private") and not v:
             raise ValueError(
                 "required when endpoint_private is true: list a security group the cluster security group "
@@ -161,10 +248,26 @@ class ClusterConfig(_Strict):
     def _oidc(cls, v: str | None) -> str | None:
         if v is not None and not _OIDC_ARN.match(v):
             raise ValueError(
-                f"{v!r} is not an IAM OIDC provider ARN; write e.g. "
+                f"{quote(v)} is not an IAM OIDC provider ARN; write e.g. "
                 "'arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC'"
             )
         return v
+
+    @model_validator(mode="after")
+    def _mirror_in_region(self) -> "ClusterConfig":
+        mirror = ecr_chart_mirror(self.controller.chart_repository)
+        if self.endpoint_private and mirror is not None and mirror.region != self.region:
+            raise ValueError(
+                f"controller.chart_repository: the ECR registry is in {mirror.region}, the cluster in {self.region}; "
+                "the functions of a private cluster reach ECR through its Region's VPC endpoints: mirror the chart "
+                f"to {self.region}"
+            )
+        return self
+
+    @property
+    def ecr_chart_mirror(self) -> EcrChartMirror | None:
+        """The private ECR registry the controller's chart is pulled from, if any (helm logs in to it)."""
+        return ecr_chart_mirror(self.controller.chart_repository)
 
     @property
     def uses_access_entries(self) -> bool:
@@ -192,14 +295,14 @@ class ApplicationConfig(_Strict):
     @classmethod
     def _label(cls, v: str) -> str:
         if not DNS1123_LABEL.match(v):
-            raise ValueError(f"{v!r} is not a Kubernetes name: lower-case letters, digits and '-', at most 63")
+            raise ValueError(f"{quote(v)} is not a Kubernetes name: lower-case letters, digits and '-', at most 63")
         return v
 
     @field_validator("deployment", "service", "ingress")
     @classmethod
     def _object_name(cls, v: str) -> str:
         if not DNS1123_SUBDOMAIN.match(v):
-            raise ValueError(f"{v!r} is not a Kubernetes object name: lower-case letters, digits, '-' and '.'")
+            raise ValueError(f"{quote(v)} is not a Kubernetes object name: lower-case letters, digits, '-' and '.'")
         return v
 
     @field_validator("ecr_repository")
@@ -207,7 +310,7 @@ class ApplicationConfig(_Strict):
     def _ecr(cls, v: str | None) -> str | None:
         if v is not None and (not _ECR_REPO.match(v) or ".amazonaws.com" in v):
             raise ValueError(
-                f"{v!r} is not an ECR repository name (the part after '.amazonaws.com/'); write e.g. 'team/app'"
+                f"{quote(v)} is not an ECR repository name (the part after '.amazonaws.com/'); write e.g. 'team/app'"
             )
         return v
 
@@ -215,7 +318,7 @@ class ApplicationConfig(_Strict):
     @classmethod
     def _tag(cls, v: str) -> str:
         if not _TAG_GLOB.match(v):
-            raise ValueError(f"{v!r} is not a tag glob; use tag characters with '*', '?' or '[...]', e.g. 'v*'")
+            raise ValueError(f"{quote(v)} is not a tag glob; use tag characters with '*', '?' or '[...]', e.g. 'v*'")
         return v
 
 
@@ -224,7 +327,7 @@ class DescribeBudgetConfig(_Strict):
     rollouts together; the rest is left to the Load Balancer Controllers (docs/rollout.md, "Sharing the
     Describe* bucket")."""
 
-    enabled: bool = Field(default=True, description="false: every rollout polls at its own pace only")
+    enabled: StrictBool = Field(default=True, description="false: every rollout polls at its own pace only")
     rate_per_second: float = Field(
         default=DEFAULT_RATE_PER_SECOND, gt=0, le=10, description="Describe* calls per second, all rollouts together"
     )
@@ -240,6 +343,11 @@ class AlbgateConfig(_Strict):
     rollout_policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_retention_days: int = Field(default=30, description="CloudWatch Logs retention of every function")
+    include_execution_data: StrictBool = Field(
+        default=True,
+        description="the state machines' CloudWatch logs (level ALL) carry each state's input and output; false "
+        "logs the events only: execution data then stays in the execution history (approval task tokens included)",
+    )
     describe_budget: DescribeBudgetConfig = Field(default_factory=lambda: DescribeBudgetConfig())
 
     @field_validator("log_retention_days")
@@ -291,7 +399,7 @@ class AlbgateConfig(_Strict):
         for i, a in enumerate(self.applications):
             if a.cluster not in names:
                 problems.append(
-                    (f"applications.{i}.cluster", f"{a.cluster!r} is not in clusters; use one of {names}")
+                    (f"applications.{i}.cluster", f"{quote(a.cluster)} is not in clusters; use one of {names}")
                 )
             key = (a.cluster, a.namespace, a.deployment)
             if key in seen_apps:
@@ -309,6 +417,11 @@ class AlbgateConfig(_Strict):
                     )
                 )
         problems.extend(("rollout_policy", p) for p in self.policy_limit_problems())
+        for i, a in enumerate(self.applications):
+            # The replicas listed here are only expected ones, but a policy that makes no plan for them would have
+            # every triggered rollout of the app refused by Preflight: say so now.
+            for field, message in step_problems(a.replicas, self.rollout_policy) if a.replicas else ():
+                problems.append((f"rollout_policy.{field}", f"{message} (applications.{i}.replicas)"))
         for i, name in enumerate(names):
             if not self.namespaces(name):
                 problems.append(
@@ -364,9 +477,10 @@ class AlbgateConfig(_Strict):
         return list(dict.fromkeys(s for c in self.clusters if c.endpoint_private for s in c.security_group_ids))
 
 
-_FIX_BY_TYPE = {
+_FIX_BY_TYPE = {  # the bad value, cut to documents.MAX_QUOTED characters, is {value}
     "extra_forbidden": "unknown field; remove it or fix its spelling (docs/foundation.md lists the fields)",
     "missing": "required field is missing; add it (config/example.json shows every field)",
+    "bool_type": "{value} is not a boolean; write true or false (a JSON boolean, not a string or a number)",
 }
 
 
@@ -377,7 +491,7 @@ def describe_errors(exc: ValidationError) -> list[str]:
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] in _FIX_BY_TYPE:
-            msg = _FIX_BY_TYPE[err["type"]]
+            msg = _FIX_BY_TYPE[err["type"]].format(value=quote(err.get("input")))
         if err["type"] == "value_error" and " | " in msg and ": " in msg:
             # The cross-field validator packs several "path: message" problems into one error.
             lines.extend(msg.split(" | "))
@@ -398,18 +512,32 @@ def parse_config(data: Any, source: str = "config") -> AlbgateConfig:
 
 
 def load_config(context: Mapping[str, Any], base_dir: Path | None = None) -> AlbgateConfig:
-    """The config named by the CDK context: a file (``albgate_config``) or the inline object (``albgate``)."""
+    """The config named by the CDK context: a file (``albgate_config``) or the inline object (``albgate``).
+
+    Both are read strictly (``lambdas.domain.documents``): UTF-8 only and no key given twice in one object (a
+    JSON parser would keep the last of two ``rollout_policy`` objects without a word); every problem is one
+    ``ConfigError`` line naming the source and the place."""
     path_value = context.get(CONTEXT_FILE_KEY)
     if path_value:
         path = Path(str(path_value))
         if not path.is_absolute():
             path = (base_dir or Path.cwd()) / path
+        source = f"{CONTEXT_FILE_KEY}: {path}"
         try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{CONTEXT_FILE_KEY}: file {path} does not exist; give a path to a JSON config") from exc
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{CONTEXT_FILE_KEY}: {path} is not JSON ({exc})") from exc
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{CONTEXT_FILE_KEY}: file {path} does not exist; give a path to a JSON config"
+            ) from None
+        except IsADirectoryError:
+            raise ConfigError(f"{source} is a directory; give the path of a JSON config file in it") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot be read ({exc.strerror or exc}); check the path and its "
+                              "permissions") from None
+        try:
+            data = parse_json(decode_utf8(raw, source), source)
+        except DocumentError as exc:
+            raise ConfigError(str(exc)) from None
         return parse_config(data, source=str(path))
     data = context.get(CONTEXT_KEY)
     if data is None:
@@ -417,9 +545,9 @@ def load_config(context: Mapping[str, Any], base_dir: Path | None = None) -> Alb
             f"no albgate config: add a '{CONTEXT_KEY}' object to the context in cdk.json, or pass "
             f"-c {CONTEXT_FILE_KEY}=path/to/config.json"
         )
-    if isinstance(data, str):  # `-c albgate='{...}'` arrives as a string
+    if isinstance(data, str):  # `-c albgate='{...}'` arrives as a string (text already: no bytes to decode)
         try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"context '{CONTEXT_KEY}' is a string but not JSON ({exc})") from exc
+            data = parse_json(data, f"context '{CONTEXT_KEY}' (a string)")
+        except DocumentError as exc:
+            raise ConfigError(str(exc)) from None
     return parse_config(data, source=f"context '{CONTEXT_KEY}'")

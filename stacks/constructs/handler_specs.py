@@ -33,6 +33,16 @@ class HandlerSpec:
     # dynamodb:GetItem/UpdateItem on the Describe* budget table: takes its turn in albgate's share of the
     # account's Describe* bucket before each call (lambdas/domain/budget.py)
     describe_budget: bool = False
+    # dynamodb:GetItem/PutItem on the Deployment lease table and states:DescribeExecution on the rollout state
+    # machine's executions: takes a Deployment's lease for its execution (stacks/constructs/deployment_leases.py)
+    deployment_lease: bool = False
+    # ec2:DescribeVpcEndpoints/DescribeRouteTables ("*": no resource types), only when the functions run in a VPC:
+    # reads whether the VPC reaches every service they call (lambdas/domain/network.py)
+    network_read: bool = False
+    # pulls the controller's chart: from a private ECR mirror that is ecr:GetAuthorizationToken ("*") for the
+    # registry login and ecr:BatchGetImage/GetDownloadUrlForLayer on the chart's repository only, granted only when
+    # a configured cluster's chart_repository is such a mirror (AlbgateFunction.grant_chart_pull)
+    chart_pull: bool = False
     memory_mb: int = 256
     timeout_seconds: int = 60
     description: str = ""
@@ -46,11 +56,12 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
     HandlerSpec(
         "Preflight",
         "preflight",
-        kube="rollout",
+        kube="read",  # reads only: a refused rollout changed nothing (hardening is applied by Start Step)
         elb_read=True,  # the target groups' settings; Preflight never looks at target health
         describe_budget=True,
         ecr_read=True,
-        description="validate input, find target groups, check (or harden) zero-downtime settings",
+        deployment_lease=True,  # one rollout per Deployment: the lease comes before anything is read
+        description="take the Deployment's lease, validate input, find target groups, check (or harden) settings",
     ),
     HandlerSpec(
         "RequestApproval",

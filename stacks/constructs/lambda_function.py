@@ -3,7 +3,9 @@
 Invariant: every function runs Python 3.12 on x86_64 (the platform the asset is bundled for), traces with
 X-Ray, logs to its own log group with a retention, carries the Powertools environment, and has its own role
 with no managed policy: logs, X-Ray, ENI (only in a VPC), the ELB actions of the ``ElbPort`` methods the spec
-names (``elb_read``, ``elb_health``, ``elb_deregister``), ``ecr:DescribeImages`` (``ecr_read``) and
+names (``elb_read``, ``elb_health``, ``elb_deregister``), ``ecr:DescribeImages`` (``ecr_read``),
+``ec2:DescribeVpcEndpoints/DescribeRouteTables`` (``network_read``, in a VPC only), the chart pull from a private
+ECR mirror (``chart_pull``, through ``grant_chart_pull``, only when a cluster's chart is on one) and
 ``eks:DescribeCluster`` on the configured clusters (only when ``spec.kube`` is not "none"). Every ``*``
 resource left is for an action the Service Authorization Reference lists without resource types, and carries
 a cdk-nag acknowledgment saying so. tests/iam checks each role against the AWS calls its handler was recorded
@@ -55,10 +57,22 @@ ELB_READ_ACTIONS = ELB_HEALTH_READ_ACTIONS + ELB_TARGET_GROUP_READ_ACTIONS
 # Lambda creates the function's ENIs with the execution role (Lambda developer guide, "Giving Lambda functions
 # access to resources in an Amazon VPC"); DescribeNetworkInterfaces/DescribeSubnets only work on "*".
 ENI_DESCRIBE_ACTIONS = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
-ENI_WILDCARD = RegexAppliesTo(regex=r"/^Resource::arn:[^:]+:ec2:[^:]+:[^:]+:network-interface\/\*$/g")
+# cdk-nag shows a resource with its tokens unresolved: the account of an account-agnostic stack (no account in the
+# config or the environment, e.g. an offline synth) is "<AWS::AccountId>", whose "::" a "[^:]+" cannot match.
+_PARTITION = r"(aws[a-z-]*|<AWS::Partition>)"
+_REGION = r"([a-z0-9-]+|<AWS::Region>)"
+_ACCOUNT = r"(\d{12}|<AWS::AccountId>)"
+ENI_WILDCARD = RegexAppliesTo(regex=rf"/^Resource::arn:{_PARTITION}:ec2:{_REGION}:{_ACCOUNT}:network-interface\/\*$/g")
 TARGET_GROUP_WILDCARD = RegexAppliesTo(
-    regex=r"/^Resource::arn:[^:]+:elasticloadbalancing:[^:]+:(\d{12}|<AWS::AccountId>):targetgroup\/\*\/\*$/g"
+    regex=rf"/^Resource::arn:{_PARTITION}:elasticloadbalancing:{_REGION}:{_ACCOUNT}:targetgroup\/\*\/\*$/g"
 )
+# Neither has resource types in the Service Authorization Reference for Amazon EC2 (docs/facts.md, "VPC endpoints
+# for the functions in a VPC"): Check Network reads the VPC with them.
+NETWORK_READ_ACTIONS = ["ec2:DescribeVpcEndpoints", "ec2:DescribeRouteTables"]
+# What pulling the chart from a private ECR mirror takes (docs/facts.md, "Private ECR mirror of the controller"):
+# the registry login's token (no resource types), then the manifest and the layers of the chart's repository.
+ECR_LOGIN_ACTIONS = ["ecr:GetAuthorizationToken"]
+ECR_PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
 ENI_MANAGE_ACTIONS = [
     "ec2:CreateNetworkInterface",
     "ec2:DeleteNetworkInterface",
@@ -173,6 +187,14 @@ class AlbgateFunction(Construct):
                     sid="DescribeCluster", actions=["eks:DescribeCluster"], resources=list(cluster_arns)
                 )
             )
+        if spec.network_read and vpc is not None:
+            self.role.add_to_policy(
+                iam.PolicyStatement(sid="ReadVpcNetwork", actions=NETWORK_READ_ACTIONS, resources=["*"])
+            )
+            wildcard_reasons.append(
+                f"{'/'.join(NETWORK_READ_ACTIONS)} have no resource types in the Service Authorization Reference "
+                "for Amazon EC2 (read-only: whether the functions' VPC reaches the services they call)"
+            )
         if vpc is not None:
             self.role.add_to_policy(
                 iam.PolicyStatement(sid="DescribeEnis", actions=ENI_DESCRIBE_ACTIONS, resources=["*"])
@@ -228,6 +250,7 @@ class AlbgateFunction(Construct):
             ],
             apply_to_children=True,
         )
+        self._chart_pull_granted = False
         NagSuppressions.add_resource_suppressions(
             self.function,
             [
@@ -238,4 +261,31 @@ class AlbgateFunction(Construct):
                     "change together with the bundling target and its tests, not an automatic one",
                 )
             ],
+        )
+
+    def grant_chart_pull(self, repository_arns: Sequence[str]) -> None:
+        """Pull the controller's chart from these private ECR repositories: the registry login's token and the
+        repositories' manifests and layers. Only a spec with ``chart_pull`` may, once, with at least one ARN."""
+        if not self.spec.chart_pull:
+            raise ValueError(f"{self.spec.name} does not pull charts (HandlerSpec.chart_pull)")
+        if self._chart_pull_granted or not repository_arns:
+            raise ValueError(f"{self.spec.name}: grant_chart_pull takes the chart repositories once, at least one")
+        self._chart_pull_granted = True
+        self.role.add_to_policy(iam.PolicyStatement(sid="LogInToChartRegistry", actions=ECR_LOGIN_ACTIONS,
+                                                    resources=["*"]))
+        self.role.add_to_policy(iam.PolicyStatement(sid="PullChart", actions=ECR_PULL_ACTIONS,
+                                                    resources=sorted(set(repository_arns))))
+        NagSuppressions.add_resource_suppressions(
+            self.role,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    reason="ecr:GetAuthorizationToken has no resource types in the Service Authorization Reference "
+                    "for Amazon ECR: the registry login before helm pulls the controller's chart from the "
+                    "configured private ECR mirror; the pull itself (BatchGetImage/GetDownloadUrlForLayer) is "
+                    "granted on the chart's repository only",
+                    applies_to=["Resource::*"],
+                )
+            ],
+            apply_to_children=True,
         )

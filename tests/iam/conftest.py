@@ -1,4 +1,5 @@
-"""The recording, made once per session: every story told on moto and the fake API server, every AWS call filed.
+"""The recordings, made once per session: every story told on moto and the fake API server, every AWS call filed;
+and the private deployment's bootstrap (tests/iam/private_stories.py), told in a world of its own.
 
 Invariant: moto, the fake API server, the environment and the recorder's hooks exist only inside the
 ``recording`` fixture's set-up; what it returns is plain data (the world's steps, calls and names), and every
@@ -7,8 +8,9 @@ Invariant: moto, the fake API server, the environment and the recorder's hooks e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +19,10 @@ from moto import mock_aws
 from tests.adapters.fake_apiserver import FakeApiServer
 from tests.conftest import Synthesized, synthesize
 from tests.iam.policy import Statement, TemplateResolver, role_statements
+from tests.iam.private_stories import build_private_vpc, tell_private
 from tests.iam.stories import tell
 from tests.iam.world import DeployedFunction, World, deployed_functions
-from tests.infrastructure.conftest import private_config_map_variant
+from tests.infrastructure.conftest import MIRROR_CONTROLLER, private_config_map_variant
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -29,8 +32,10 @@ FAKE_CREDENTIALS = {
 }
 
 
-@pytest.fixture(scope="session")
-def recording(synth: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def record(synth: Any, workdir: Path, tell_stories: Callable[[World], None],
+           prepare: Callable[[World], None] = lambda world: None) -> World:
+    """A world for ``synth`` on moto and a fake API server, ``prepare``d with the world's own clients, then the
+    stories told while every call is recorded."""
     apiserver = FakeApiServer().start()
     try:
         with pytest.MonkeyPatch.context() as mp:
@@ -38,16 +43,28 @@ def recording(synth: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 mp.setenv(key, value)
             mp.delenv("AWS_PROFILE", raising=False)
             with mock_aws():
-                world = World(synth, apiserver, tmp_path_factory.mktemp("iam"))
+                world = World(synth, apiserver, workdir)
                 world.build_aws()
+                prepare(world)
                 try:
                     with world.recording():
-                        tell(world)
+                        tell_stories(world)
                 finally:
                     world.cold_start()
     finally:
         apiserver.stop()
-    yield world
+    return world
+
+
+@pytest.fixture(scope="session")
+def recording(synth: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    yield record(synth, tmp_path_factory.mktemp("iam"), tell)
+
+
+@pytest.fixture(scope="session")
+def private_recording(vpc_synth: Synthesized, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The private deployment's bootstrap: its VPC with the endpoints the functions need, the chart on ECR."""
+    yield record(vpc_synth, tmp_path_factory.mktemp("iam-private"), tell_private, build_private_vpc)
 
 
 @pytest.fixture(scope="session")
@@ -59,10 +76,18 @@ def statements_of(recording: World) -> dict[str, list[Statement]]:
     }
 
 
+def private_iam_variant(example: dict[str, Any]) -> dict[str, Any]:
+    """The example with its cluster endpoint private (aws-auth), the controller's chart and image on ECR."""
+    config = private_config_map_variant(example)
+    config["clusters"][0]["controller"] = dict(MIRROR_CONTROLLER)
+    return config
+
+
 @pytest.fixture(scope="session")
 def vpc_synth(cdk_app: Any, example_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """The example with its cluster endpoint private: every function runs in the cluster's VPC."""
-    return synthesize(cdk_app, tmp_path_factory.mktemp("cdk.out.iam-vpc"), private_config_map_variant(example_config))
+    """The example with its cluster endpoint private and its chart on ECR: every function runs in the cluster's
+    VPC, the install logs in to the registry and pulls the chart's repository."""
+    return synthesize(cdk_app, tmp_path_factory.mktemp("cdk.out.iam-vpc"), private_iam_variant(example_config))
 
 
 @dataclass(frozen=True)

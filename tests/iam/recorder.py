@@ -8,6 +8,11 @@ Region under the function being exercised (``as_function``). The EKS token is no
 function: it is an STS ``GetCallerIdentity`` URL the function presigns and the cluster sends
 (lambdas/adapters/eks_token.py); each presigning is filed as that call too.
 
+A chart pulled by helm from a private ECR mirror (the install function's process, with the token its registry
+login got) is filed as the ECR actions that pull authorizes, ``ecr:BatchGetImage`` for the manifest and
+``ecr:GetDownloadUrlForLayer`` for the layers, on the chart's repository (``registry_pull_calls``; docs/facts.md,
+"Private ECR mirror of the controller").
+
 ``on_client`` lets a test world act on every new client (answer a call with throttling, say) through the same
 creation hook, so no adapter is changed or bypassed.
 
@@ -26,6 +31,9 @@ import botocore.session
 import pytest
 
 import lambdas.adapters.eks_token as eks_token
+from lambdas.domain.bootstrap import ecr_chart_mirror
+
+REGISTRY_PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,16 @@ def iam_prefix(service_model: Any) -> str:
     """The IAM service prefix of a botocore service: its SigV4 signing name (elbv2 -> elasticloadbalancing,
     stepfunctions -> states; the same for every service albgate calls, see docs/facts.md)."""
     return str(service_model.signing_name)
+
+
+def registry_pull_calls(function: str | None, helm_args: list[str]) -> list[RecordedCall]:
+    """The ECR actions a ``helm upgrade`` of an ECR-mirrored chart makes the registry authorize; [] otherwise."""
+    chart = next((a for a in helm_args if a.startswith("oci://")), None)
+    mirror = ecr_chart_mirror(chart.rsplit("/", 1)[0]) if chart else None
+    if helm_args[:1] != ["upgrade"] or mirror is None:
+        return []
+    params = {"registryId": mirror.account, "repositoryName": mirror.repository, "via": "helm registry pull"}
+    return [RecordedCall(function, action, mirror.region, dict(params)) for action in REGISTRY_PULL_ACTIONS]
 
 
 class CallRecorder:

@@ -24,6 +24,9 @@ NO_RESOURCE_TYPES = {
     "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetGroupAttributes",
     "sts:GetCallerIdentity",
+    "ecr:GetAuthorizationToken",
+    "ec2:DescribeVpcEndpoints",
+    "ec2:DescribeRouteTables",
 }
 
 
@@ -34,6 +37,11 @@ class UnknownCall(Exception):
 def _table(call: RecordedCall, p: Placeholders) -> list[str]:
     name = str(call.params["TableName"])
     return [name if name.startswith("arn:") else f"arn:{p.partition}:dynamodb:{call.region}:{p.account}:table/{name}"]
+
+
+def _repository(call: RecordedCall, p: Placeholders) -> list[str]:
+    account = call.params.get("registryId") or p.account
+    return [f"arn:{p.partition}:ecr:{call.region}:{account}:repository/{call.params['repositoryName']}"]
 
 
 def _event_buses(call: RecordedCall, p: Placeholders) -> list[str]:
@@ -51,12 +59,12 @@ _RESOURCES: dict[str, Callable[[RecordedCall, Placeholders], list[str]]] = {
     "dynamodb:PutItem": _table,
     "dynamodb:UpdateItem": _table,
     "dynamodb:DeleteItem": _table,
-    "ecr:DescribeImages": lambda c, p: [
-        f"arn:{p.partition}:ecr:{c.region}:{c.params.get('registryId') or p.account}"
-        f":repository/{c.params['repositoryName']}"
-    ],
+    "ecr:DescribeImages": _repository,
+    "ecr:BatchGetImage": _repository,
+    "ecr:GetDownloadUrlForLayer": _repository,
     "eks:DescribeCluster": lambda c, p: [f"arn:{p.partition}:eks:{c.region}:{p.account}:cluster/{c.params['name']}"],
     "states:StartExecution": lambda c, p: [str(c.params["stateMachineArn"])],
+    "states:DescribeExecution": lambda c, p: [str(c.params["executionArn"])],
     "events:PutEvents": _event_buses,
 }
 

@@ -26,8 +26,9 @@ from tests.adapters import k8s_objects as k8s
 from tests.bootstrap.conftest import deployment as boot_deployment
 from tests.bootstrap.conftest import ingress as boot_ingress
 from tests.bootstrap.conftest import service as boot_service
+from tests.iam.private_stories import bootstrap_payloads
 from tests.iam.recorder import RecordedCall
-from tests.iam.world import ACCOUNT, StoryAborted, World, called
+from tests.iam.world import ACCOUNT, MANIFEST, StoryAborted, World, called
 from tests.trigger.conftest import ecr_event, status_event
 
 OLD_IMAGE = "nginx:1.27"
@@ -109,8 +110,22 @@ class RolloutWorld:
 def rollout_story(world: World) -> None:
     w = RolloutWorld(world)
     step = world.step
-    first = step("preflight", "Preflight", {"request": w.request(), "execution_name": "iam-rollout"},
+    # The Deployment's lease is still held by an earlier execution that ended without its release (its end event
+    # lost): Preflight asks Step Functions about it (DescribeExecution) and takes the lease over.
+    machine = world.sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    earlier = world.sfn.start_execution(stateMachineArn=machine, name="iam-earlier", input="{}")["executionArn"]
+    world.sfn.stop_execution(executionArn=earlier)
+    lease_table = world.environment("Preflight")["ALBGATE_LOCK_TABLE"]
+    world.dynamodb.put_item(TableName=lease_table, Item={
+        "lock_key": {"S": f"{w.cluster}/{w.ns}/{w.name}"}, "execution_name": {"S": "iam-earlier"},
+        "execution_arn": {"S": earlier}, "input": {"S": ""}, "expires_at": {"N": "9999999999"},
+        "pushed_at": {"S": ""}, "image": {"S": ""}, "claimed_at": {"N": "1"}})
+    preflight_event = {"request": w.request(), "execution_name": "iam-rollout",
+                       "execution_arn": earlier.rsplit(":", 1)[0] + ":iam-rollout"}
+    first = step("preflight", "Preflight", preflight_event,
                  lambda out, calls: _all(
+                     (bool(called(calls, "states:DescribeExecution")), "the lease's holder was not asked about"),
+                     (bool(called(calls, "dynamodb:PutItem")), "the lease was not taken over"),
                      ("@sha256:" in out.get("target_image", ""), "the tag was not pinned to its ECR digest"),
                      (bool(called(calls, "ecr:DescribeImages")), "ECR was not asked"),
                      (bool(called(calls, "dynamodb:UpdateItem")), "no turn was taken in the Describe* budget"),
@@ -189,8 +204,9 @@ def trigger_story(world: World) -> None:
     repository = world.config.applications[0].ecr_repository
     step = world.step
 
-    def push(digest: str, tag: str) -> dict[str, Any]:
-        return ecr_event(repository=repository, digest=digest, tag=tag, account=ACCOUNT, region=world.region)
+    def push(digest: str, tag: str, time: str = "2025-01-01T10:00:00Z") -> dict[str, Any]:
+        return ecr_event(repository=repository, digest=digest, tag=tag, account=ACCOUNT, region=world.region,
+                         time=time)
 
     def execution(digest: str) -> dict[str, Any]:
         for e in world.sfn.list_executions(stateMachineArn=machine)["executions"]:
@@ -208,12 +224,26 @@ def trigger_story(world: World) -> None:
     def outcome(out: dict[str, Any]) -> str:
         return out["results"][0]["outcome"]
 
+    # The rollout story's execution ended, and its end released the Deployment's lease (ExecutionEvents below).
+    table = world.environment("EcrTrigger")["ALBGATE_LOCK_TABLE"]
+    for item in world.dynamodb.scan(TableName=table)["Items"]:
+        world.dynamodb.delete_item(TableName=table, Key={"lock_key": item["lock_key"]})
     step("ecr-push-starts-a-rollout", "EcrTrigger", push(DIGEST_A, "v2"), lambda out, calls: _all(
         (outcome(out) == "started", f"outcome {out}"),
         (bool(called(calls, "states:StartExecution")), "no execution started")))
-    step("ecr-push-queues-behind-the-lock", "EcrTrigger", push(DIGEST_B, "v3"), lambda out, calls: _all(
-        (outcome(out) == "queued", f"outcome {out}"),
-        (bool(called(calls, "dynamodb:UpdateItem")), "the pending push was not written")))
+    step("ecr-push-queues-behind-the-lock", "EcrTrigger", push(DIGEST_B, "v3", "2025-01-01T10:01:00Z"),
+         lambda out, calls: _all(
+             (outcome(out) == "queued", f"outcome {out}"),
+             (bool(called(calls, "states:DescribeExecution")), "the holder was not asked about"),
+             (bool(called(calls, "dynamodb:UpdateItem")), "the pending push was not written")))
+    # A push in the same second as the waiting one: ECR's imagePushedAt is asked which is newer
+    same_second = world.ecr.put_image(repositoryName=repository, imageManifest=MANIFEST.replace('"layers": []',
+                                      '"layers": [], "annotations": {"same": "second"}'), imageTag="v3b")
+    tie = same_second["image"]["imageId"]["imageDigest"]
+    step("ecr-push-in-the-same-second-asks-ecr", "EcrTrigger", push(tie, "v3b", "2025-01-01T10:01:00Z"),
+         lambda out, calls: _all(
+             (outcome(out) in ("queued", "stale", "unordered"), f"outcome {out}"),
+             (bool(called(calls, "ecr:DescribeImages")), "ECR's push times were not asked")))
     step("execution-end-hands-the-lock-over", "ExecutionEvents", ended(DIGEST_A), lambda out, calls: _all(
         (out["lock"]["lock"] == "handed_over", f"lock {out['lock']}"),
         (bool(called(calls, "states:StartExecution")), "the pending push was not started")))
@@ -228,44 +258,57 @@ def trigger_story(world: World) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # The bootstrap, in the state machine's order (each check once: a WAITING answer is a real answer)
 # ---------------------------------------------------------------------------------------------------------
-BOOT_NAMESPACE = "shop"
-
-
 def bootstrap_story(world: World) -> None:
-    cluster = world.config.clusters[0].name
+    """The configured application bootstrapped (the functions refuse any other): its namespace exists, as albgate
+    requires; its objects are applied over what the rollout story left there."""
+    app = world.config.applications[0]
+    cluster, ns = app.cluster, app.namespace
+    labels = dict(LABELS)
     request = {
         "cluster": cluster,
         "controller": {"region": world.region, "vpc_id": "vpc-0123456789abcdef0"},
         "applications": [{
-            "namespace": BOOT_NAMESPACE, "deployment": "web", "container": "web",
-            "manifests": {"deployment": boot_deployment("web"), "service": boot_service("web"),
-                          "ingress": boot_ingress("web", backend="web")},
+            "namespace": ns, "deployment": app.deployment, "container": app.container,
+            "manifests": {
+                "deployment": boot_deployment(app.deployment, labels=labels,
+                                              pod={"containers": [{"name": app.container, "image": OLD_IMAGE}]}),
+                "service": boot_service(app.service, selector=labels),
+                "ingress": boot_ingress(app.ingress, backend=app.service)},
         }],
     }
     world.apiserver.put("namespaces", k8s.namespace("kube-system"))  # every cluster has it; the controller goes there
+    if not any(n["metadata"]["name"] == ns for n in world.apiserver.find("namespaces")):
+        world.apiserver.put("namespaces", k8s.namespace(ns))
     step = world.step
 
     def changed(kind: str) -> Callable[[Any, list[RecordedCall]], str]:
         return lambda out, calls: _all((any(kind in c["object"] for c in out.get("changes", [])),
                                         f"no {kind} among the changes {out.get('changes')}"))
 
+    defaults, network = bootstrap_payloads(world.template)  # what the deployed state machine passes
     state = step("bootstrap-validate", "BootstrapValidate",
-                 {"request": request, "execution_name": "iam-boot", "controller_defaults": {"region": world.region}},
+                 {"request": request, "execution_name": "iam-boot", "controller_defaults": defaults},
                  lambda out, calls: _all((not calls, f"AWS called while validating: {calls}")))
+    state = step("bootstrap-check-network", "BootstrapCheckNetwork", {"state": state, "network": network},
+                 lambda out, calls: _all((out["network"]["status"] == ("PASSED" if network else "SKIPPED"),
+                                          f"network {out['network']}")))
     with world.helm_process():
         state = step("bootstrap-install-controller", "BootstrapInstallController", state, lambda out, calls: _all(
             (any(r[:2] == ["upgrade", "--install"] for r in world.helm_runs), f"helm ran {world.helm_runs}"),
             (len(called(calls, "eks:DescribeCluster")) >= 1, "the cluster was not described")))
     state = step("bootstrap-check-controller", "BootstrapCheckController", state)
-    state = step("bootstrap-label-namespaces", "BootstrapLabelNamespaces", state,
-                 changed(f"Namespace/{BOOT_NAMESPACE}"))
+    state = step("bootstrap-label-namespaces", "BootstrapLabelNamespaces", state, changed(f"Namespace/{ns}"))
     state = step("bootstrap-apply-services", "BootstrapApplyWorkloads", {"phase": "services", "state": state},
-                 changed("Service/"))
-    # The Load Balancer Controller reconciles the Ingress: a target group and its binding for the Service.
-    tg = world.target_group("k8s-shop-web", cluster)
-    world.apiserver.put("targetgroupbindings", k8s.target_group_binding(
-        "k8s-shop-web-0123456789", BOOT_NAMESPACE, targetGroupARN=tg, targetType="ip",
-        serviceRef={"name": "web", "port": 80}), "elbv2.k8s.aws")
+                 changed("Ingress/"))
+    # The Load Balancer Controller reconciles the Ingress: a target group and its binding for the Service (the
+    # rollout story's, when it ran first).
+    bound = [b for b in world.apiserver.find("targetgroupbindings", "elbv2.k8s.aws", ns)
+             if b["spec"]["serviceRef"]["name"] == app.service]
+    if not bound:
+        tg = world.target_group("k8s-boot-nginxsvc", cluster)
+        world.apiserver.put("targetgroupbindings", k8s.target_group_binding(
+            "k8s-boot-nginxsvc-0123456789", ns, targetGroupARN=tg, targetType="ip",
+            serviceRef={"name": app.service, "port": 80}), "elbv2.k8s.aws")
     state = step("bootstrap-check-bindings", "BootstrapCheckBindings", state)
     state = step("bootstrap-apply-deployments", "BootstrapApplyWorkloads", {"phase": "deployments", "state": state},
                  changed("Deployment/"))

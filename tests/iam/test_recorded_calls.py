@@ -15,6 +15,7 @@ import pytest
 from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
 from tests.iam.check import check_role
 from tests.iam.policy import Statement
+from tests.iam.private_stories import PRIVATE_STORIES
 from tests.iam.stories import STORIES
 from tests.iam.world import World
 
@@ -32,6 +33,16 @@ def test_every_step_of_the_story_reached_its_path(recording: World, story: str) 
     # Given the story told through the real handlers and adapters
     steps = [s for s in recording.steps if s.story == story]
     # Then it ran to its end, and every step reached the path whose calls it is meant to record
+    assert steps, f"the {story} story ran no step"
+    failed = [f"{s.id} ({s.function}): {s.error or s.unmet}" for s in steps if not s.ok]
+    assert not failed, "\n".join(failed)
+
+
+@pytest.mark.parametrize("story", sorted(PRIVATE_STORIES))
+def test_every_step_of_the_private_story_reached_its_path(private_recording: World, story: str) -> None:
+    # Given the private deployment's bootstrap told through the real handlers and adapters
+    steps = [s for s in private_recording.steps if s.story == story]
+    # Then it ran to its end: the VPC was read, the registry logged in to, the chart pulled from the mirror
     assert steps, f"the {story} story ran no step"
     failed = [f"{s.id} ({s.function}): {s.error or s.unmet}" for s in steps if not s.ok]
     assert not failed, "\n".join(failed)
@@ -116,15 +127,37 @@ def test_a_handler_spec_without_the_drain_grant_fails_the_check(recording, state
     [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=OVER_GRANTED[f])) if f in OVER_GRANTED else f
      for f in FUNCTIONS],
 )
-def test_in_a_vpc_the_role_differs_only_by_what_lambda_needs_there(recording, vpc_roles, function: str) -> None:
-    # Given the stack for a private cluster endpoint (the functions that reach the cluster run in its VPC)
+def test_in_a_vpc_the_role_differs_only_by_what_lambda_needs_there(
+    recording, private_recording, vpc_roles, function: str
+) -> None:
+    # Given the stack for a private cluster endpoint whose chart is on ECR (every function runs in its VPC)
     fn = vpc_roles.functions[function]
-    # When its role is checked against the same recorded calls
-    report = check_role(function, fn.properties, vpc_roles.statements[function], recording.recorder.calls_of(function),
-                        vpc_roles.resolver, recording.resource_tags)
+    # When its role is checked against the same recorded calls, plus those only a private deployment makes
+    # (Check Network reading the VPC, the install's registry login and chart pull)
+    calls = recording.recorder.calls_of(function) + private_recording.recorder.calls_of(function)
+    report = check_role(function, fn.properties, vpc_roles.statements[function], calls, vpc_roles.resolver,
+                        recording.resource_tags)
     # Then the calls are allowed, and the only grants beyond them are the network interfaces Lambda manages there
     assert not report.missing, report.describe_missing()
     assert not report.unused, report.describe_unused()
+
+
+@pytest.mark.parametrize(("function", "action", "sid"), [
+    ("BootstrapInstallController", "ecr:GetAuthorizationToken", "LogInToChartRegistry"),
+    ("BootstrapInstallController", "ecr:BatchGetImage", "PullChart"),
+    ("BootstrapCheckNetwork", "ec2:DescribeVpcEndpoints", "ReadVpcNetwork"),
+], ids=["registry-login", "chart-pull", "network-read"])
+def test_a_private_role_missing_a_grant_is_reported_naming_the_action(
+    private_recording, vpc_roles, function: str, action: str, sid: str
+) -> None:
+    # Given the private deployment's role without the statement that grants the action
+    full = vpc_roles.statements[function]
+    broken = [s for s in copy.deepcopy(full) if s.sid != sid]
+    assert len(broken) < len(full), f"{function} has no statement {sid}"
+    # When the private story's calls are checked against it / Then the action is reported missing
+    report = check_role(function, vpc_roles.functions[function].properties, broken,
+                        private_recording.recorder.calls_of(function), vpc_roles.resolver, {})
+    assert action in {r.action for _, r in report.missing}, report.describe_missing()
 
 
 def test_in_the_vpc_variant_every_function_that_reaches_the_cluster_is_in_the_vpc(vpc_roles) -> None:

@@ -15,8 +15,9 @@ the helm process (only the process: the kubeconfig it gets, from eks:DescribeClu
 the real adapter).
 
 Invariant: the world's own set-up calls are made with clients created before recording starts, so every
-recorded call is one a handler made; ``step`` files each handler run with the calls it made and whether the
-path the story meant to reach was reached.
+recorded call is one a handler made; ``step`` files each handler run with the AWS calls it made, the requests it
+sent the Kubernetes API server (the world puts objects there directly, never over HTTP) and whether the path the
+story meant to reach was reached.
 """
 
 from __future__ import annotations
@@ -47,11 +48,11 @@ from moto.eks.models import eks_backends
 
 from lambdas.adapters import kubernetes_bootstrap
 from lambdas.adapters.elbv2 import MAX_ATTEMPTS
-from lambdas.handlers import _runtime, bootstrap_common, ecr_trigger
+from lambdas.handlers import _runtime, bootstrap_check_network, bootstrap_common, ecr_trigger
 from stacks.constructs.lbc_iam import CLUSTER_TAG
 from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
 from tests.iam.policy import Placeholders, TemplateResolver
-from tests.iam.recorder import CallRecorder, RecordedCall
+from tests.iam.recorder import CallRecorder, RecordedCall, registry_pull_calls
 
 ACCOUNT = "123456789012"  # moto's default account; also what AWS::AccountId resolves to
 PARTITION = "aws"
@@ -132,6 +133,7 @@ class StepResult:
     error: str = ""
     unmet: str = ""  # what the step expected and did not see
     calls: list[RecordedCall] = field(default_factory=list)
+    kube_requests: list[Any] = field(default_factory=list)  # what it asked the Kubernetes API server (Recorded)
 
     @property
     def ok(self) -> bool:
@@ -293,8 +295,13 @@ class World:
 
         def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
             world.helm_runs.append(list(args[1:]))
+            if args[1] == "registry":  # the login to the chart's ECR mirror: no cluster, the password on stdin
+                assert kwargs.get("input") and "--password-stdin" in args and kwargs["input"] not in args
+                return subprocess.CompletedProcess(args, 0, stdout="Login Succeeded\n", stderr="")
             kubeconfig = json.loads(Path(kwargs["env"]["KUBECONFIG"]).read_text())
             assert kubeconfig["clusters"][0]["cluster"]["server"] == world.apiserver.url
+            # helm pulls an ECR-mirrored chart from the registry with the function's token: filed as ECR's actions
+            world.recorder.calls.extend(registry_pull_calls(world.recorder.function, list(args[1:])))
             out = "[]" if args[1] == "list" else "Release \"aws-load-balancer-controller\" has been upgraded.\n"
             return subprocess.CompletedProcess(args, 0, stdout=out, stderr="")
 
@@ -341,7 +348,7 @@ class World:
                     value.cache_clear()
         # Nothing may stand in for the real adapters here.
         assert _runtime._provider is None and bootstrap_common._helm_provider is None
-        assert ecr_trigger._deps_override is None
+        assert ecr_trigger._deps_override is None and bootstrap_check_network._network_provider is None
         self._warm = None
 
     def invoke(self, name: str, event: Any) -> Any:
@@ -365,12 +372,13 @@ class World:
     ) -> Any:
         """Run one handler and file it; ``expect(output, calls)`` returns what is missing ('' when all is there)."""
         result = StepResult(self.story, step_id, function)
-        first = len(self.recorder.calls)
+        first, first_kube = len(self.recorder.calls), len(self.apiserver.requests)
         try:
             result.output = self.invoke(function, event)
         except Exception as exc:  # filed, then the story stops: later steps need this one's output
             result.error = f"{type(exc).__name__}: {exc}"
         result.calls = self.recorder.calls[first:]
+        result.kube_requests = self.apiserver.requests[first_kube:]
         if not result.error and expect is not None:
             try:
                 result.unmet = expect(result.output, result.calls)

@@ -47,6 +47,11 @@ def budget_table_id(synth) -> str:
     return table
 
 
+def lease_table_id(synth) -> str:
+    (table,) = [k for k in synth.resources("AWS::DynamoDB::Table") if k.startswith("Leases")]
+    return table
+
+
 def test_one_function_per_handler_spec(synth):
     # Given the handler specs / When the stack is synthesized / Then there is exactly one Lambda per spec
     handlers = sorted(f["Properties"]["Handler"] for f in synth.resources("AWS::Lambda::Function").values())
@@ -74,19 +79,25 @@ def test_function_defaults(synth, spec):
         if spec.describe_budget
         else {}
     )
+    lease = {"ALBGATE_LOCK_TABLE": {"Ref": lease_table_id(synth)}} if spec.deployment_lease else {}
     assert props["Environment"]["Variables"] == {
         "POWERTOOLS_SERVICE_NAME": "albgate",
         "POWERTOOLS_METRICS_NAMESPACE": "albgate",
         "LOG_LEVEL": "INFO",
+        "ALBGATE_ALLOW_LIST": "/opt/albgate/allow-list.json",
         **budget,
+        **lease,
     }
-    # Powertools comes from the bundled asset, never also from the managed layer; the only layer is the
-    # helm-only layer of the controller install
+    # Powertools comes from the bundled asset, never also from the managed layer; every function carries the
+    # allow-list layer, and the controller install the helm-only layer too
+    layers = [json.dumps(layer) for layer in props["Layers"]]
+    assert ["AllowList" in layer for layer in layers].count(True) == 1
+    others = [layer for layer in layers if "AllowList" not in layer]
     if spec.name == "BootstrapInstallController":
-        (layer,) = props["Layers"]
-        assert "HelmLayer" in json.dumps(layer)
+        (helm,) = others
+        assert "HelmLayer" in helm
     else:
-        assert "Layers" not in props
+        assert others == []
     assert "VpcConfig" not in props  # the example cluster's endpoint is public
 
 
@@ -135,6 +146,8 @@ def test_role_grants_exactly_what_the_spec_names(synth, spec):
         expected |= {"elasticloadbalancing:DeregisterTargets"}
     if spec.describe_budget:
         expected |= {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    if spec.deployment_lease:  # take the Deployment's lease; prove a holder ended before taking it over
+        expected |= {"dynamodb:GetItem", "dynamodb:PutItem", "states:DescribeExecution"}
     assert actions(statements) == expected
 
 
@@ -150,7 +163,9 @@ def test_the_describe_budget_is_shared_by_every_function_that_polls_elb_in_a_rol
             continue
         _, fn = function_of(synth, spec)
         statements = policy_statements(synth, fn["Properties"]["Role"]["Fn::GetAtt"][0])
-        (grant,) = [s for s in statements if "dynamodb:GetItem" in s["Action"]]
+        budget_grants = [s for s in statements if "dynamodb:GetItem" in s["Action"]
+                         and json.dumps(s["Resource"]).count(table)]
+        (grant,) = budget_grants
         assert sorted(grant["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
         resources = grant["Resource"] if isinstance(grant["Resource"], list) else [grant["Resource"]]
         assert resources and all(r == {"Fn::GetAtt": [table, "Arn"]} or r == {"Ref": "AWS::NoValue"} for r in resources)
@@ -294,7 +309,8 @@ def test_config_map_cluster_gets_aws_auth_output_instead_of_access_entries(priva
     kube_specs = [s for s in ALL_HANDLERS if s.kube != "none"]
     assert text.count("- rolearn: ") == len(kube_specs)
     assert text.count("    - albgate-rollout") == sum(s.kube == "rollout" for s in kube_specs)
-    assert text.count("    - albgate-read") == len(kube_specs)
+    assert text.count("    - albgate-read\\n") == len(kube_specs)
+    assert text.count("    - albgate-read-extra") == len(kube_specs)
     assert "username: albgate:{{SessionName}}" in text
 
 
