@@ -20,6 +20,7 @@ from typing import Any
 from aws_cdk import App, Aspects, Environment
 from cdk_nag import AwsSolutionsChecks
 
+from lambdas.domain.documents import DocumentError, decode_utf8, parse_json
 from lambdas.domain.plan import step_targets
 from stacks.albgate_stack import AlbgateStack
 from stacks.config import CONTEXT_FILE_KEY, CONTEXT_KEY, AlbgateConfig, ConfigError, load_config
@@ -31,8 +32,12 @@ DEFAULT_OUTDIR = "cdk.out"
 
 
 def cdk_json_context(path: Path = ROOT / "cdk.json") -> dict[str, Any]:
-    """cdk.json's context (feature flags and the albgate config), as the CLI would pass it."""
-    return dict(json.loads(path.read_text()).get("context", {}))
+    """cdk.json's context (feature flags and the albgate config), as the CLI would pass it; read strictly (UTF-8,
+    no key given twice: a setting written twice would otherwise apply whichever came last)."""
+    try:
+        return dict(parse_json(decode_utf8(path.read_bytes(), path.name), path.name).get("context", {}))
+    except DocumentError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def stack_environment(config: AlbgateConfig, env: Mapping[str, str] = os.environ) -> Environment:
@@ -129,7 +134,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    context = cdk_json_context()
+    try:
+        context = cdk_json_context()
+    except ConfigError as exc:
+        print(f"albgate: {exc}", file=sys.stderr)
+        return 1
     for item in args.context:
         key, sep, value = item.partition("=")
         if not sep:

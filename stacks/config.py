@@ -30,7 +30,14 @@ from pydantic import (
     model_validator,
 )
 
-from lambdas.domain.bootstrap import CHART_NAME, CHART_REPOSITORY, CHART_VERSION, EcrChartMirror, ecr_chart_mirror
+from lambdas.domain.bootstrap import (
+    CHART_NAME,
+    CHART_REPOSITORY,
+    CHART_VERSION,
+    CONTROLLER_NAMESPACE,
+    EcrChartMirror,
+    ecr_chart_mirror,
+)
 from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND
 from lambdas.domain.documents import DocumentError, decode_utf8, parse_json, quote
 from lambdas.domain.limits import MAX_APPLICATIONS_PER_CLUSTER, drain_deadline_seconds
@@ -75,6 +82,12 @@ _CHART_VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
 # An image repository without tag or digest: [registry[:port]/]path (the tag is pinned to the controller version).
 _IMAGE_REPOSITORY = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+
+
+# Namespaces albgate never takes an application in: Kubernetes' own (kube-system, kube-public, kube-node-lease:
+# https://kubernetes.io/docs/concepts/overview/working-with-objects/namespaces/#initial-namespaces) and the Load
+# Balancer Controller's (docs/facts.md, Load Balancer Controller: readiness gate).
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", CONTROLLER_NAMESPACE})
 
 
 class ControllerConfig(_Strict):
@@ -400,6 +413,15 @@ class AlbgateConfig(_Strict):
             if a.cluster not in names:
                 problems.append(
                     (f"applications.{i}.cluster", f"{quote(a.cluster)} is not in clusters; use one of {names}")
+                )
+            if a.namespace in SYSTEM_NAMESPACES:
+                problems.append(
+                    (
+                        f"applications.{i}.namespace",
+                        f"{quote(a.namespace)} is a Kubernetes system namespace or the Load Balancer Controller's; "
+                        "albgate neither rolls nor labels workloads there (a readiness gate on a system pod can "
+                        "block the cluster's recovery): move the app to its own namespace",
+                    )
                 )
             key = (a.cluster, a.namespace, a.deployment)
             if key in seen_apps:

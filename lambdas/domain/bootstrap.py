@@ -916,7 +916,8 @@ def find_pods_born_before_label(kube: BootstrapKubernetesPort, clock: Clock, raw
 def restart_request(
     request: BootstrapRequest, namespace: str, deployment: str, container: str, image: str
 ) -> dict[str, Any]:
-    """The input of albgate's rollout state machine that re-creates every pod through the gates, same image."""
+    """The input of albgate's rollout state machine that re-creates every pod through the gates, same image (a
+    restart names none: it keeps the one the pods run, which must have a tag or digest to be pinned)."""
     try:
         parse_image(image)
     except ValueError as e:
@@ -929,7 +930,6 @@ def restart_request(
         "namespace": namespace,
         "deployment": deployment,
         "container": container,
-        "image": image,
         "kind": "restart",
         "policy": request.policy.model_dump(mode="json"),
     }

@@ -228,8 +228,7 @@ class RolloutRequest(_Strict):
         default=None,
         validate_default=True,
         description="kind 'rollout' (required): the new image; a digest (@sha256:...) is preferred, a tag is "
-        "resolved to one. kind 'restart': leave it out, or give the image the container runs now (a restart "
-        "keeps it; another one is refused)",
+        "resolved to one. kind 'restart': refused (a restart keeps the image the container runs)",
     )
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
 
@@ -264,6 +263,11 @@ class RolloutRequest(_Strict):
                     "the pods with the image they run, use kind 'restart' without an image"
                 )
             return v
+        if info.data.get("kind") == "restart":
+            raise ValueError(
+                f"{quote(v)} given with kind 'restart', which re-creates the pods with the image they run now: leave "
+                "image out to restart, or use kind 'rollout' to change the image"
+            )
         parse_image(v)
         return v
 

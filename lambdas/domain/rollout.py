@@ -194,12 +194,6 @@ def check_request_against(request: RolloutRequest, dep: Deployment, *, running_i
     problems = step_problems(dep.replicas, request.policy)
     if problems:
         raise InvalidInputError("; ".join(f"policy.{field}: {message}" for field, message in problems))
-    if request.kind == "restart" and request.image is not None and request.image != running_image:
-        raise InvalidInputError(
-            f"image: kind 'restart' re-creates the pods of {where} with the image container {request.container} "
-            f"runs now ({quote(running_image)}), not {quote(request.image)}; leave image out to restart, or use "
-            "kind 'rollout' to change the image"
-        )
 
 
 def worst_case(policy: RolloutPolicy, steps: int, drain_deadline: int) -> limits.WorstCase:

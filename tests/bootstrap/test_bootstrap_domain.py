@@ -150,7 +150,8 @@ def test_restart_request_is_a_valid_rollout_input() -> None:
 
     request = b.parse_bootstrap({"cluster": "c"})
     rollout = parse_request(b.restart_request(request, "shop", "web", "web", "nginx:1.27"))
-    assert rollout.kind == "restart" and rollout.image == "nginx:1.27"
+    # a restart names no image: it keeps the one the pods run
+    assert rollout.kind == "restart" and rollout.image is None
 
 
 def test_validation_refuses_before_any_cluster_call() -> None:

@@ -48,3 +48,23 @@ def test_summary_shows_the_plan_and_the_next_step(cdk_app, synth):
     entries = sum(1 for s in ALL_HANDLERS if s.kube != "none")
     assert f"{entries} access entries" in text
     assert "kubectl apply -f cdk.out/albgate-rbac.yaml" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        pytest.param('{"context": {"albgate": {}, "albgate": {"stack_name": "X"}}}', "key 'albgate' is given twice",
+                     id="duplicate-key"),
+        pytest.param('{"context": {"x": "caf\u00e9"}}'.encode("latin-1"), "not UTF-8 text", id="latin-1"),
+    ],
+)
+def test_cdk_json_is_read_strictly(cdk_app, tmp_path, text, says):
+    # Given a cdk.json with a key given twice, or saved in Latin-1
+    path = tmp_path / "cdk.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    # When its context is read / Then one ConfigError line names the file and the problem
+    from stacks.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        cdk_app.cdk_json_context(path)
+    assert says in str(err.value) and "cdk.json" in str(err.value) and "\n" not in str(err.value)

@@ -91,6 +91,10 @@ BAD_VALUES = [
      "rollout_policy.approval_before_steps", "the plan has 3 step(s), [1, 2, 3] new pods after each"),
     ("long-value-quoted-short", "applications.0.cluster", "c" * 5000, "applications.0.cluster",
      "'" + "c" * 98 + "…"),
+    # system namespaces and the controller's are never an application's
+    *[(f"system-namespace-{ns}", "applications.0.namespace", ns, "applications.0.namespace",
+       "is a Kubernetes system namespace or the Load Balancer Controller's")
+      for ns in ("kube-system", "kube-public", "kube-node-lease")],
 ]  # fmt: skip
 
 

@@ -93,8 +93,7 @@ CORPUS: list[tuple[str, Any, str, str, World]] = [
      "policy.rollback_on_failure: 'yes' is not a boolean", None),
     ("harden-number", policy(harden=1), "InvalidInputError", "policy.harden: 1 is not a boolean", None),
     # a restart keeps the image it finds
-    ("restart-other-image", {**GOOD, "kind": "restart"}, "InvalidInputError", "image: kind 'restart' re-creates",
-     None),
+    ("restart-with-an-image", {**GOOD, "kind": "restart"}, "InvalidInputError", "given with kind 'restart'", None),
     # nothing to gate
     ("zero-replicas", GOOD, "InvalidInputError", "deployment: readiness/nginx-app has 0 replicas", scaled_to_zero),
 ]  # fmt: skip
