@@ -2,7 +2,7 @@
 
 Job: write ``content`` at ``path`` (under /opt, where Lambda unpacks a function's layers) inside a folder named by
 the content's digest, for ``lambda_.Code.from_asset`` with that digest as the asset hash. A later synth of the same
-content finds the folder; two synths racing write it once (the loser's rename fails and its staging is left).
+content finds the folder; two synths racing write it once (the loser's rename fails and its staging is removed).
 
 Invariant: the folder holds exactly that one file, readable by everyone (0644), and its name changes whenever
 the content does, so a deployed layer is always the configuration its stack was synthesized from.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,5 +33,5 @@ def layer_dir(content: str, path: str, cache_dir: Path) -> Path:
     try:
         staging.rename(folder)
     except OSError:  # another synth made it first
-        pass
+        shutil.rmtree(staging, ignore_errors=True)
     return folder

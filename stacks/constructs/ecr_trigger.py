@@ -29,9 +29,6 @@ nothing (``enabled`` is False), so the stack can always add it.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -59,6 +56,7 @@ from lambdas.domain.trigger import (
 )
 from stacks.config import AlbgateConfig, ConfigError
 from stacks.constructs.bus_policy import guard_albgate_source
+from stacks.constructs.config_layer import layer_dir
 from stacks.constructs.lambda_asset import PROJECT_ROOT
 from stacks.constructs.lambda_function import RUNTIME, AlbgateFunction, powertools_environment
 from stacks.constructs.deployment_leases import MAX_EVENT_AGE, acknowledge_executions_wildcard, executions_arn
@@ -111,22 +109,7 @@ def trigger_config(config: AlbgateConfig) -> TriggerConfig:
 def trigger_config_layer_dir(content: str, cache_dir: Path = CONFIG_CACHE_DIR) -> Path:
     """A folder holding only the configuration file where a layer puts it under /opt, one per content (made
     once: a later synth of the same configuration finds it)."""
-    data = content.encode("utf-8")
-    digest = hashlib.sha256(data).hexdigest()[:32]
-    folder = cache_dir / digest
-    relative = Path(TRIGGER_CONFIG_PATH).relative_to("/opt")
-    if (folder / relative).is_file():
-        return folder
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=cache_dir))
-    (staging / relative).parent.mkdir(parents=True)
-    (staging / relative).write_bytes(data)
-    os.chmod(staging / relative, 0o644)
-    try:
-        staging.rename(folder)
-    except OSError:  # another synth made it first
-        pass
-    return folder
+    return layer_dir(content, TRIGGER_CONFIG_PATH, cache_dir)
 
 
 def environment_problem(name: str, environment: Mapping[str, str], token_max_chars: Mapping[str, int]) -> str | None:
