@@ -23,7 +23,7 @@ from albgate.template import use_template
 from lambdas.domain.documents import MAX_QUOTED
 
 SEED_APP = load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "seed-app.yaml")
-RUNNING = "ikubernetes/myapp:v1"  # what the seed app runs: 3 replicas of it
+RUNNING = "ikubernetes/myapp:v1"  # what the example app runs: 3 replicas of it
 GOOD = {
     "cluster": "my-cluster",
     "namespace": "readiness",
@@ -67,7 +67,7 @@ CORPUS: list[tuple[str, Any, str, str, World]] = [
     ("unknown-deployment", {**GOOD, "deployment": "nope"}, "NotFoundError", "nope", None),
     ("unknown-container", {**GOOD, "container": "sidecar"}, "NotFoundError", "sidecar", None),
     ("same-image", {**GOOD, "image": RUNNING}, "InvalidInputError", "already runs", None),
-    # steps: the shape in the model, the numbers in Preflight (the seed app has 3 replicas)
+    # steps: the shape in the model, the numbers in Preflight (the example app has 3 replicas)
     ("steps-counts-unsorted", policy(steps=[3, 1, "100%"]), "InvalidInputError", "policy.steps: step 2 (1 pod)",
      None),
     ("steps-percentages-unsorted", policy(steps=["50%", "25%", "100%"]), "InvalidInputError",
