@@ -37,7 +37,9 @@ def parse_ecr_uri(image: str) -> dict[str, str] | None:
     return m.groupdict() if m else None
 
 
-class EcrAdapter:
+class RegionalEcrClients:
+    """One ECR client per Region, made on first use (an image or registry names its own Region)."""
+
     def __init__(self, session: boto3.Session | None = None, clients: dict[str, Any] | None = None) -> None:
         self._session = session or boto3.Session()
         self._clients: dict[str, Any] = dict(clients or {})
@@ -46,6 +48,9 @@ class EcrAdapter:
         if region not in self._clients:
             self._clients[region] = self._session.client("ecr", region_name=region, config=client_config())
         return self._clients[region]
+
+
+class EcrAdapter(RegionalEcrClients):
 
     def resolve_digest(self, image: str) -> str | None:
         uri = parse_ecr_uri(image)

@@ -15,12 +15,11 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambdas.adapters.elbv2 import client_config, map_aws_error
+from lambdas.adapters.ecr import RegionalEcrClients
+from lambdas.adapters.elbv2 import map_aws_error
 from lambdas.domain.bootstrap import ecr_chart_mirror
 from lambdas.domain.errors import AccessDeniedError, InvalidInputError
 
@@ -35,17 +34,8 @@ class RegistryCredentials:
     expires_at: float
 
 
-class EcrRegistryAuth:
+class EcrRegistryAuth(RegionalEcrClients):
     """``credentials(host)``: a fresh ECR authorization token for the registry host, from its own Region."""
-
-    def __init__(self, session: boto3.Session | None = None, clients: dict[str, Any] | None = None) -> None:
-        self._session = session or boto3.Session()
-        self._clients: dict[str, Any] = dict(clients or {})
-
-    def _client(self, region: str) -> Any:
-        if region not in self._clients:
-            self._clients[region] = self._session.client("ecr", region_name=region, config=client_config())
-        return self._clients[region]
 
     def credentials(self, host: str) -> RegistryCredentials:
         mirror = ecr_chart_mirror(f"oci://{host}")
