@@ -13,36 +13,27 @@ holder, an execution of the same state machine; the ports can be replaced (``use
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 
 from lambdas.domain.errors import InvalidInputError, UnsafeConfigurationError
 from lambdas.domain.lease import REFUSED, LeaseAnswer, LeaseStore, take_lease
-from lambdas.domain.models import validation_message
 from lambdas.domain.ports import Executions
+from lambdas.handlers._environment import EnvironmentSettings
 from lambdas.handlers._observability import logger
 
 ENV_LEASE_TABLE = "ALBGATE_LOCK_TABLE"  # the Deployment lease table, shared with the ECR trigger
 
 
-class LeaseSettings(BaseModel):
+class LeaseSettings(EnvironmentSettings):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     lease_table: str = Field(alias=ENV_LEASE_TABLE, min_length=3, max_length=255)
     region: str = Field(alias="AWS_REGION", min_length=1)
-
-    @classmethod
-    def from_environ(cls, environ: dict[str, str] | None = None) -> "LeaseSettings":
-        env = dict(os.environ if environ is None else environ)
-        try:
-            return cls.model_validate(env)
-        except ValidationError as exc:
-            raise InvalidInputError(f"handler environment: {validation_message(exc)}") from exc
 
 
 @dataclass

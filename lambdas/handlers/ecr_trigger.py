@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from lambdas.domain.errors import ConflictError, InvalidInputError
-from lambdas.domain.models import RolloutPolicy, validation_message
+from lambdas.domain.models import RolloutPolicy
 from lambdas.domain.ports import Executions, ImagePushTimes
 from lambdas.domain.trigger import (
     LEASE_TTL_SECONDS,
@@ -59,6 +59,7 @@ from lambdas.domain.trigger import (
     parse_trigger_config,
     rollout_request,
 )
+from lambdas.handlers._environment import EnvironmentSettings
 from lambdas.handlers._observability import logger, observed
 
 MAX_LOCK_ATTEMPTS = 5  # conditional writes lost to a racing Lambda before giving up (then the Lambda retries)
@@ -69,7 +70,7 @@ ENV_TRIGGER_CONFIG = TRIGGER_CONFIG_ENV  # the trigger configuration's file (sta
 # Settings: the environment and the trigger's configuration file, validated once per container; an error
 # names the variable, or the file and the field
 # ---------------------------------------------------------------------------------------------------------
-class EventSettings(BaseModel):
+class EventSettings(EnvironmentSettings):
     """What both trigger Lambdas read from their environment (stacks/constructs/ecr_trigger.py sets it: a few
     names and ARNs, whatever the config holds, so it stays far below Lambda's 4 KB)."""
 
@@ -96,14 +97,6 @@ class EventSettings(BaseModel):
     @property
     def account(self) -> str:
         return parse_state_machine_arn(self.state_machine_arn)["account"]  # type: ignore[index]
-
-    @classmethod
-    def from_environ(cls, environ: dict[str, str] | None = None) -> "EventSettings":
-        env = dict(os.environ if environ is None else environ)
-        try:
-            return cls.model_validate(env)
-        except ValidationError as exc:
-            raise InvalidInputError(f"handler environment: {validation_message(exc)}") from exc
 
 
 class TriggerSettings(EventSettings):

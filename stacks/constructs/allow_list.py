@@ -19,15 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import AssetHashType
-from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from lambdas.domain.allow_list import ALLOW_LIST_ENV, ALLOW_LIST_PATH, AllowedApplication, AllowList
 from stacks.config import AlbgateConfig
-from stacks.constructs.config_layer import layer_dir
+from stacks.constructs.config_layer import layer_dir, layer_version
 from stacks.constructs.lambda_asset import PROJECT_ROOT
-from stacks.constructs.lambda_function import RUNTIME, AlbgateFunction
+from stacks.constructs.lambda_function import AlbgateFunction
 
 CACHE_DIR = PROJECT_ROOT / ".albgate-cache" / "allow-list"
 
@@ -53,13 +51,12 @@ class AllowListLayer(Construct):
         super().__init__(scope, construct_id)
         self.allow_list = allow_list_of(config)
         self.folder = folder = layer_dir(self.allow_list.model_dump_json(), ALLOW_LIST_PATH, CACHE_DIR)
-        self.layer = lambda_.LayerVersion(
+        self.layer = layer_version(
             self,
             "Layer",
-            code=lambda_.Code.from_asset(str(folder), asset_hash_type=AssetHashType.CUSTOM, asset_hash=folder.name),
-            description=f"albgate allow-list ({len(self.allow_list.clusters)} clusters, "
+            folder,
+            f"albgate allow-list ({len(self.allow_list.clusters)} clusters, "
             f"{len(self.allow_list.applications)} applications) at {ALLOW_LIST_PATH}",
-            compatible_runtimes=[RUNTIME],
         )
         for f in functions:
             f.function.add_layers(self.layer)

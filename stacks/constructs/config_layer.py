@@ -16,6 +16,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from aws_cdk import AssetHashType
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from stacks.constructs.lambda_function import RUNTIME
+
 
 def layer_dir(content: str, path: str, cache_dir: Path) -> Path:
     """The folder holding only ``content`` at ``path`` (an absolute path under /opt)."""
@@ -35,3 +41,14 @@ def layer_dir(content: str, path: str, cache_dir: Path) -> Path:
     except OSError:  # another synth made it first
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def layer_version(scope: Construct, construct_id: str, folder: Path, description: str) -> lambda_.LayerVersion:
+    """A LayerVersion of a ``layer_dir`` folder, its asset hash the folder's content digest."""
+    return lambda_.LayerVersion(
+        scope,
+        construct_id,
+        code=lambda_.Code.from_asset(str(folder), asset_hash_type=AssetHashType.CUSTOM, asset_hash=folder.name),
+        description=description,
+        compatible_runtimes=[RUNTIME],
+    )

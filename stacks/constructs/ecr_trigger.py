@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from aws_cdk import AssetHashType, Stack, Token
+from aws_cdk import Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -46,9 +46,6 @@ from lambdas.domain.limits import LAMBDA_ENVIRONMENT_MAX_BYTES, lambda_environme
 from lambdas.domain.trigger import (
     ECR_DETAIL_TYPE,
     ECR_SOURCE,
-    STATES_DETAIL_TYPE,
-    STATES_SOURCE,
-    TERMINAL_STATUSES,
     TRIGGER_CONFIG_ENV,
     TRIGGER_CONFIG_PATH,
     TriggerApplication,
@@ -56,9 +53,9 @@ from lambdas.domain.trigger import (
 )
 from stacks.config import AlbgateConfig, ConfigError
 from stacks.constructs.bus_policy import guard_albgate_source
-from stacks.constructs.config_layer import layer_dir
+from stacks.constructs.config_layer import layer_dir, layer_version
 from stacks.constructs.lambda_asset import PROJECT_ROOT
-from stacks.constructs.lambda_function import RUNTIME, AlbgateFunction, powertools_environment
+from stacks.constructs.lambda_function import AlbgateFunction, powertools_environment
 from stacks.constructs.deployment_leases import MAX_EVENT_AGE, acknowledge_executions_wildcard, executions_arn
 from stacks.constructs.trigger_specs import ECR_TRIGGER
 
@@ -138,13 +135,12 @@ class TriggerConfigLayer(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: TriggerConfig) -> None:
         super().__init__(scope, construct_id)
         self.folder = folder = trigger_config_layer_dir(config.model_dump_json())
-        self.layer = lambda_.LayerVersion(
+        self.layer = layer_version(
             self,
             "Layer",
-            code=lambda_.Code.from_asset(str(folder), asset_hash_type=AssetHashType.CUSTOM, asset_hash=folder.name),
-            description=f"albgate ECR trigger configuration ({len(config.applications)} applications, the rollout "
-            f"policy) at {TRIGGER_CONFIG_PATH}",
-            compatible_runtimes=[RUNTIME],
+            folder,
+            f"albgate ECR trigger configuration ({len(config.applications)} applications, the rollout policy) at "
+            f"{TRIGGER_CONFIG_PATH}",
         )
 
 
