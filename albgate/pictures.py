@@ -1,11 +1,11 @@
-"""The pictures `albgate demo` writes: rollout timelines and the state machine graph, with matplotlib only.
+"""The pictures `albgate demo` writes: rollout timelines and the state machine graph, drawn with matplotlib.
 
 Job: turn what a demo run recorded (target states and serving pods after every simulation event, failed
 requests, when the rollout started and ended) into timeline PNGs, and an Amazon States Language definition into
-a top-down graph of boxes and arrows like the Step Functions console's graph view. The graph is laid out the
-Sugiyama way, in plain Python: cycles broken by a depth-first search (the loop-back edge of a wait loop points
-up), layers by longest path, long edges split into dummy points, rows ordered by barycentre sweeps (fewest
-crossings kept), x positions by least squares under a minimum spacing.
+a top-down graph of boxes and arrows like the Step Functions console's graph view. grandalf's Sugiyama layout
+places the states (cycles broken depth-first from Start, so the loop-back edge of a wait loop points up; rows by
+longest path; rows ordered by barycentre sweeps; x by Brandes and Köpf) and the points where a long arrow
+crosses a row; the arrows' curves, ports and labels are drawn here.
 
 Invariant: nothing here runs a simulation or calls AWS: the pictures draw only the data they are given. Every
 state of the definition appears exactly once in the graph and every transition (Next, each Choice rule,
@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grandalf.graphs import Edge, Vertex, graph_core
+from grandalf.layouts import SugiyamaLayout, VertexViewer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
@@ -261,30 +263,28 @@ def _save(fig: Figure, path: Path) -> Path:
 START = "__start__"
 BOX_W, BOX_H = 2.25, 0.56  # inches: the figure is drawn 1 data unit = 1 inch
 START_W, START_H = 0.9, 0.34
-LAYER_H = 0.95
-GAP, DUMMY_GAP = 0.4, 0.32
+ROW_GAP = 0.39  # between the boxes of two rows (the room the labels of the arrows leaving a row get)
+GAP = 0.4  # between neighbours in a row (a box, or a point a long arrow passes through)
+Point = tuple[float, float]
 
 
 @dataclass
 class GNode:
     key: str
     label: str
-    kind: str  # the ASL Type, "Start", or "dummy" (a point a long edge passes through)
+    kind: str  # the ASL Type, or "Start"
     caption: str = ""
-    layer: int = 0
-    x: float = 0.0
+    layer: int = 0  # the row, 0 at the top
+    x: float = 0.0  # the centre (y grows upwards: the rows go down)
+    y: float = 0.0
 
     @property
     def w(self) -> float:
-        return {"Start": START_W, "dummy": 0.0}.get(self.kind, BOX_W)
+        return START_W if self.kind == "Start" else BOX_W
 
     @property
     def h(self) -> float:
-        return {"Start": START_H, "dummy": 0.0}.get(self.kind, BOX_H)
-
-    @property
-    def y(self) -> float:
-        return -self.layer * LAYER_H
+        return START_H if self.kind == "Start" else BOX_H
 
 
 @dataclass
@@ -294,17 +294,18 @@ class GEdge:
     label: str
     kind: str  # next | choice | default | catch
     back: bool = False  # drawn upwards (it closes a loop)
-    chain: list[str] = field(default_factory=list)  # top to bottom, ends included, dummies between
+    route: list[Point] = field(default_factory=list)  # top to bottom: the two box centres, between them the
+    # points where the arrow crosses the rows it spans (none for an arrow between adjacent rows)
 
 
 @dataclass
 class GraphLayout:
     nodes: dict[str, GNode]
     edges: list[GEdge]
-    layers: list[list[str]]
+    layers: list[list[str]]  # the rows, top down, each left to right
 
     def real(self) -> list[GNode]:
-        return [n for n in self.nodes.values() if n.kind != "dummy"]
+        return list(self.nodes.values())
 
 
 def _caption(state: dict[str, Any]) -> str:
@@ -384,212 +385,68 @@ def state_machine_graph(definition: dict[str, Any]) -> tuple[dict[str, GNode], l
     return nodes, edges
 
 
-def _break_cycles(nodes: dict[str, GNode], edges: list[GEdge]) -> None:
-    """Depth-first from Start, following transitions in the order the definition lists them (Next, rules,
-    Default, Catch): an edge to a state still on the stack closes a loop and is drawn upwards."""
-    out: dict[str, list[GEdge]] = defaultdict(list)
+class _Route:
+    """An edge's view, which grandalf's draw_edges hands the points the edge passes (its source's centre first)."""
+
+    def setpath(self, points: list[Point]) -> None:
+        self.points = points
+
+
+def _components(nodes: dict[str, GNode], edges: list[GEdge]) -> list[list[str]]:
+    """The connected parts of the graph, Start's first, each in the definition's order (grandalf lays out one
+    connected graph at a time; a valid definition is one part, as every state is reachable from StartAt)."""
+    parent = {n: n for n in nodes}
+
+    def root(n: str) -> str:
+        while parent[n] != n:
+            n = parent[n]
+        return n
+
     for e in edges:
-        out[e.src].append(e)
-    state: dict[str, int] = {}  # 1 on the stack, 2 done
-
-    def visit(root: str) -> None:
-        stack: list[tuple[str, int]] = [(root, 0)]
-        state[root] = 1
-        while stack:
-            n, i = stack[-1]
-            if i < len(out[n]):
-                stack[-1] = (n, i + 1)
-                e = out[n][i]
-                if state.get(e.dst) == 1:
-                    e.back = True
-                elif e.dst not in state:
-                    state[e.dst] = 1
-                    stack.append((e.dst, 0))
-            else:
-                state[n] = 2
-                stack.pop()
-
-    visit(START)
-    for n in nodes:  # states no transition reaches (none in a valid definition) still get drawn
-        if n not in state:
-            visit(n)
-
-
-def _dag(e: GEdge) -> tuple[str, str]:
-    return (e.dst, e.src) if e.back else (e.src, e.dst)
-
-
-def _assign_layers(nodes: dict[str, GNode], edges: list[GEdge]) -> None:
-    """Longest path from Start over the loop-free graph (a state sits below everything that leads to it)."""
-    succ: dict[str, list[str]] = defaultdict(list)
-    indeg: Counter[str] = Counter()
-    for e in edges:
-        a, b = _dag(e)
-        if a != b:
-            succ[a].append(b)
-            indeg[b] += 1
-    ready = [n for n in nodes if indeg[n] == 0]
-    while ready:
-        a = ready.pop(0)
-        for b in succ[a]:
-            nodes[b].layer = max(nodes[b].layer, nodes[a].layer + 1)
-            indeg[b] -= 1
-            if indeg[b] == 0:
-                ready.append(b)
-
-
-def _split_long_edges(nodes: dict[str, GNode], edges: list[GEdge]) -> None:
-    for k, e in enumerate(edges):
-        a, b = _dag(e)
-        chain = [a]
-        for layer in range(nodes[a].layer + 1, nodes[b].layer):
-            key = f"__dummy_{k}_{layer}"
-            nodes[key] = GNode(key, "", "dummy", layer=layer)
-            chain.append(key)
-        chain.append(b)
-        e.chain = chain
-
-
-def _segments(edges: list[GEdge]) -> list[tuple[str, str]]:
-    return [(c[i], c[i + 1]) for e in edges for c in [e.chain] for i in range(len(c) - 1) if c[i] != c[i + 1]]
-
-
-def _crossings(layers: list[list[str]], segs_by_layer: dict[int, list[tuple[str, str]]]) -> int:
-    total = 0
-    for li in range(len(layers) - 1):
-        pos_a = {n: i for i, n in enumerate(layers[li])}
-        pos_b = {n: i for i, n in enumerate(layers[li + 1])}
-        s = [(pos_a[a], pos_b[b]) for a, b in segs_by_layer.get(li, [])]
-        total += sum(1 for i in range(len(s)) for j in range(i + 1, len(s))
-                     if (s[i][0] - s[j][0]) * (s[i][1] - s[j][1]) < 0)
-    return total
-
-
-def _order_layers(nodes: dict[str, GNode], edges: list[GEdge]) -> list[list[str]]:
-    """Barycentre sweeps, down and up, keeping the ordering with the fewest crossings."""
-    depth = max(n.layer for n in nodes.values()) + 1
-    layers: list[list[str]] = [[] for _ in range(depth)]
-    # Initial order: the order the states are first reached depth-first, so the happy path tends to the left.
-    seen: set[str] = set()
-    order: list[str] = []
-    succ: dict[str, list[str]] = defaultdict(list)
-    segs = _segments(edges)
-    for a, b in segs:
-        succ[a].append(b)
-    stack = [START]
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        order.append(n)
-        stack.extend(reversed(succ[n]))
-    order += [n for n in nodes if n not in seen]
-    for n in order:
-        layers[nodes[n].layer].append(n)
-    preds: dict[str, list[str]] = defaultdict(list)
-    for a, b in segs:
-        preds[b].append(a)
-    segs_by_layer: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for a, b in segs:
-        segs_by_layer[nodes[a].layer].append((a, b))
-
-    best = [list(la) for la in layers]
-    best_c = _crossings(best, segs_by_layer)
-    for it in range(24):
-        down = it % 2 == 0
-        rng = range(1, depth) if down else range(depth - 2, -1, -1)
-        for li in rng:
-            ref = layers[li - 1] if down else layers[li + 1]
-            pos = {n: i for i, n in enumerate(ref)}
-            cur = {n: i for i, n in enumerate(layers[li])}
-
-            def bary(n: str) -> float:
-                nb = [pos[m] for m in (preds[n] if down else succ[n]) if m in pos]
-                return sum(nb) / len(nb) if nb else cur[n] * len(ref) / max(1, len(layers[li]))
-
-            layers[li].sort(key=lambda n: (bary(n), cur[n]))
-        c = _crossings(layers, segs_by_layer)
-        if c < best_c:
-            best, best_c = [list(la) for la in layers], c
-    return best
-
-
-def _isotonic(y: list[float], w: list[float]) -> list[float]:
-    """Weighted least-squares non-decreasing fit (pool adjacent violators): heavier points move less."""
-    blocks: list[list[float]] = []  # [mean, weight, count]
-    for v, wt in zip(y, w):
-        blocks.append([v, wt, 1])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            m2, w2, c2 = blocks.pop()
-            m1, w1, c1 = blocks.pop()
-            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, c1 + c2])
-    out: list[float] = []
-    for m, _, c in blocks:
-        out += [m] * int(c)
-    return out
-
-
-def _place_x(nodes: dict[str, GNode], edges: list[GEdge], layers: list[list[str]]) -> None:
-    """Each node towards the mean x of its neighbours, rows keeping their order and minimum spacing; then the
-    dummy points of each long edge towards one common x, so long edges run straight."""
-    preds: dict[str, list[str]] = defaultdict(list)
-    succ: dict[str, list[str]] = defaultdict(list)
-    for a, b in _segments(edges):
-        preds[b].append(a)
-        succ[a].append(b)
-    chain_of: dict[str, list[str]] = {}
-    for e in edges:
-        dummies = [n for n in e.chain if nodes[n].kind == "dummy"]
-        for d in dummies:
-            chain_of[d] = dummies
-
-    def gap(a: GNode, b: GNode) -> float:
-        return (a.w + b.w) / 2 + (GAP if a.kind != "dummy" and b.kind != "dummy" else DUMMY_GAP)
-
-    offsets: list[list[float]] = []
-    for row in layers:
-        off = [0.0]
-        for i in range(1, len(row)):
-            off.append(off[-1] + gap(nodes[row[i - 1]], nodes[row[i]]))
-        offsets.append(off)
-        for n, o in zip(row, off):
-            nodes[n].x = o - off[-1] / 2
-
-    def settle(li: int, neighbours: dict[str, list[str]] | None, straighten: bool = False) -> None:
-        row, off = layers[li], offsets[li]
-        desired, weights = [], []
-        for n in row:
-            if straighten and n in chain_of:
-                chain = chain_of[n]
-                desired.append(sum(nodes[m].x for m in chain) / len(chain))
-                weights.append(4.0)
-                continue
-            nb = (preds[n] + succ[n]) if neighbours is None else neighbours[n]
-            desired.append(sum(nodes[m].x for m in nb) / len(nb) if nb else nodes[n].x)
-            weights.append(1.0)
-        fitted = _isotonic([d - o for d, o in zip(desired, off)], weights)
-        for n, o, z in zip(row, off, fitted):
-            nodes[n].x = o + z
-
-    for _ in range(12):
-        for li in range(1, len(layers)):
-            settle(li, preds)
-        for li in range(len(layers) - 2, -1, -1):
-            settle(li, succ)
-    for _ in range(8):
-        for li in range(len(layers)):
-            settle(li, None, straighten=True)
+        parent[root(e.src)] = root(e.dst)
+    parts: dict[str, list[str]] = defaultdict(list)
+    for n in nodes:
+        parts[root(n)].append(n)
+    return list(parts.values())
 
 
 def layout_state_machine(definition: dict[str, Any]) -> GraphLayout:
+    """The graph laid out by grandalf's Sugiyama layout (docs/facts.md, "grandalf's Sugiyama layout"): the
+    loop-closing edges are those a depth-first search from Start, taking the transitions in the order the
+    definition lists them, finds going back to a state still on its path; rows by longest path; a long arrow
+    passes a point in every row it spans; rows ordered by barycentre sweeps; x by Brandes and Köpf."""
     nodes, edges = state_machine_graph(definition)
-    _break_cycles(nodes, edges)
-    _assign_layers(nodes, edges)
-    _split_long_edges(nodes, edges)
-    layers = _order_layers(nodes, edges)
-    _place_x(nodes, edges, layers)
-    return GraphLayout(nodes, edges, layers)
+    rows: dict[int, list[tuple[float, str]]] = defaultdict(list)
+    left = 0.0  # where the next part goes: to the right of the one before
+    for keys in _components(nodes, edges):
+        vertex = {k: Vertex(k) for k in keys}
+        for k, v in vertex.items():
+            v.view = VertexViewer(nodes[k].w, nodes[k].h)
+        # Edges in the definition's order (the search follows it); a self-loop stays out (drawn beside its box).
+        pairs = [(e, Edge(vertex[e.src], vertex[e.dst])) for e in edges if e.src in vertex and e.src != e.dst]
+        for _, ge in pairs:
+            ge.view = _Route()
+        sug = SugiyamaLayout(graph_core(list(vertex.values()), [ge for _, ge in pairs]))
+        sug.xspace, sug.yspace = GAP, ROW_GAP
+        sug.dw, sug.dh = 0.0, 0.0  # the point a long arrow passes in a row takes no room of its own
+        sug.init_all(roots=[vertex[START]] if START in vertex else None)
+        sug.draw()
+        xs = [v.view.xy[0] + s * v.view.w / 2 for v in sug.grx for s in (-1, 1)]  # dummy points included
+        shift = left - min(xs)
+        left += max(xs) - min(xs) + 2 * GAP
+        for k, v in vertex.items():  # grandalf's y grows downwards
+            n, (x, y) = nodes[k], v.view.xy
+            n.layer, n.x, n.y = sug.grx[v].rank, x + shift, -y
+            rows[n.layer].append((n.x, k))
+        for e, ge in pairs:
+            e.back = ge in sug.alt_e
+            e.route = [(x + shift, -y) for x, y in ge.view.points]  # from the transition's source to its target
+            if e.back:
+                e.route.reverse()
+    for e in edges:
+        if e.src == e.dst:
+            e.route = [(nodes[e.src].x, nodes[e.src].y)]
+    return GraphLayout(nodes, edges, [[k for _, k in sorted(rows[r])] for r in sorted(rows)])
 
 
 # --- drawing ----------------------------------------------------------------------------------------------
@@ -636,9 +493,6 @@ def _straighten(points: list[tuple[float, float]], boxes: list[GNode]) -> list[i
     return keep
 
 
-Point = tuple[float, float]
-
-
 def _controls(points: list[Point], tangents: list[Point | None]) -> list[tuple[Point, Point, Point, Point]]:
     """Cubic segments through the points: the given tangents where set (ports); elsewhere (a route point in the
     gap between two states of a row) vertical, so the curve crosses the row in that gap and not through a box."""
@@ -650,6 +504,8 @@ def _controls(points: list[Point], tangents: list[Point | None]) -> list[tuple[P
     out = []
     for (p0, t0), (p1, t1) in zip(zip(points, tans), zip(points[1:], tans[1:])):
         d = min(math.hypot(p1[0] - p0[0], p1[1] - p0[1]) * 0.3, 1.2)
+        if t0[0] == t1[0] == 0.0:  # vertical at both ends: a longer handle would overshoot the row and bend back
+            d = min(d, abs(p1[1] - p0[1]) / 2)
         out.append((p0, (p0[0] + t0[0] * d, p0[1] + t0[1] * d), (p1[0] - t1[0] * d, p1[1] - t1[1] * d), p1))
     return out
 
@@ -689,11 +545,12 @@ def _edge_geometry(lay: GraphLayout) -> dict[int, Geometry]:
     bottom: dict[str, list[tuple[float, int]]] = defaultdict(list)  # ports on a box's lower edge
     top: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for k, e in enumerate(lay.edges):
-        c = e.chain
-        if e.src == e.dst or (e.back and len(c) == 2):
+        r = e.route
+        if e.src == e.dst or (e.back and len(r) == 2):
             continue
-        bottom[c[0]].append((nodes[c[1]].x, k))
-        top[c[-1]].append((nodes[c[-2]].x, k))
+        high, low = (e.dst, e.src) if e.back else (e.src, e.dst)
+        bottom[high].append((r[1][0], k))
+        top[low].append((r[-2][0], k))
 
     def spread(groups: dict[str, list[tuple[float, int]]]) -> dict[int, float]:
         out: dict[int, float] = {}
@@ -708,18 +565,18 @@ def _edge_geometry(lay: GraphLayout) -> dict[int, Geometry]:
     boxes = lay.real()
     geo: dict[int, Geometry] = {}
     for k, e in enumerate(lay.edges):
-        c = [nodes[n] for n in e.chain]
-        a, b = c[0], c[-1]  # top and bottom of the route
+        a, b = (nodes[e.dst], nodes[e.src]) if e.back else (nodes[e.src], nodes[e.dst])  # top and bottom
+        via = e.route
         if e.src == e.dst:  # a self-loop: out of the right side and back in
             r = a.x + a.w / 2
             geo[k] = ([(r, a.y - 0.1), (r + 0.5, a.y), (r, a.y + 0.1)], [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.0)])
             continue
-        if e.back and len(c) == 2:  # a loop between adjacent rows: out of the lower box's side, bulging right
+        if e.back and len(via) == 2:  # a loop between adjacent rows: out of the lower box's side, bulging right
             right = max(a.x + a.w / 2, b.x + b.w / 2) + 0.45
             geo[k] = ([(b.x + b.w / 2, b.y), (right, (a.y + b.y) / 2), (a.x + a.w / 2, a.y)],
                       [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.0)])
             continue
-        pts = [(a.x + low_dx[k], a.y - a.h / 2)] + [(d.x, d.y) for d in c[1:-1]] + [(b.x + high_dx[k], b.y + b.h / 2)]
+        pts = [(a.x + low_dx[k], a.y - a.h / 2)] + via[1:-1] + [(b.x + high_dx[k], b.y + b.h / 2)]
         def route(keep: list[int]) -> tuple[list[Point], list[Point | None]]:
             # a route point sits in a gap of its row: cross the row's band straight down, bend only between rows
             out: list[Point] = []
@@ -748,10 +605,10 @@ def state_machine_png(definition: dict[str, Any], path: Path, title: str, visite
     lay = layout_state_machine(definition)
     nodes = lay.nodes
     real = lay.real()
-    xs = [n.x - n.w / 2 for n in nodes.values()] + [n.x + n.w / 2 + 0.6 for n in nodes.values()]
-    depth = max(n.layer for n in nodes.values())
+    xs = [n.x - n.w / 2 for n in real] + [n.x + n.w / 2 + 0.6 for n in real]
+    xs += [x for e in lay.edges for x, _ in e.route]  # where long arrows cross the rows
     x_min, x_max = min(xs) - 0.4, max(xs) + 0.4
-    y_top, y_bottom = 0.6 + 1.1, -depth * LAYER_H - 0.6
+    y_top, y_bottom = max(n.y for n in real) + 1.7, min(n.y for n in real) - 0.6
     width, height = x_max - x_min, y_top - y_bottom
     fig = Figure(figsize=(width, height), dpi=DPI)
     ax = fig.add_axes((0, 0, 1, 1))

@@ -1,7 +1,7 @@
 """The state machine graph's layout (albgate.pictures): every state once, every transition once, loops drawn up.
 
 Table-driven over small ASL definitions that have what albgate's machine has: a poll loop (Task -> Choice ->
-Wait -> back to the Task), a Catch, a Choice Default, and a terminal Fail/Succeed.
+Wait -> back to the Task), a Catch, two catchers to one state, a Choice Default, and a terminal Fail/Succeed.
 """
 
 from __future__ import annotations
@@ -36,10 +36,27 @@ STEPS = {  # an outer loop around an inner one, like More Steps? -> Approval Nee
         "End": {"Type": "Pass", "End": True},
     },
 }
+TWO_CATCHERS = {  # like Release Old Pods: a timeout and everything else both caught into one state
+    "StartAt": "Release",
+    "States": {
+        "Release": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:R", "Next": "Done",
+                    "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "Failed"},
+                              {"ErrorEquals": ["States.ALL"], "Next": "Failed"}]},
+        "Done": {"Type": "Succeed"},
+        "Failed": {"Type": "Fail"},
+    },
+}
 CASES = [
     ("poll-loop", POLL_LOOP, {("Wait", "Check")}, 6),
     ("nested-loops", STEPS, {("Wait", "Check"), ("More?", "Start Step")}, 7),
+    ("two-catchers", TWO_CATCHERS, set(), 2),
 ]
+
+
+def _ends(lay, e):
+    """The edge's upper and lower box."""
+    src, dst = lay.nodes[e.src], lay.nodes[e.dst]
+    return (dst, src) if e.back else (src, dst)
 
 
 @pytest.mark.parametrize("case,definition,loops,transitions", CASES, ids=[c[0] for c in CASES])
@@ -53,15 +70,49 @@ def test_layout_places_every_state_once_and_draws_loops_upwards(case, definition
     assert sorted(placed) == sorted(real)
     # And every transition is one arrow (Start's included); exactly the loop-closing ones point up
     assert len(lay.edges) == transitions + 1
+    assert len({(e.src, e.dst) for e in lay.edges}) == len(lay.edges)
     assert {(e.src, e.dst) for e in lay.edges if e.back} == loops
     for e in lay.edges:
         src, dst = lay.nodes[e.src], lay.nodes[e.dst]
         assert (dst.layer < src.layer) if e.back else (dst.layer > src.layer), (e.src, e.dst)
+    # And each arrow runs from its upper box to its lower one through one point in every row between, and that
+    # point lies in a gap of its row, not in a box
+    row_y = [lay.nodes[row[0]].y for row in lay.layers]
+    assert all(lay.nodes[n].y == y for row, y in zip(lay.layers, row_y) for n in row)
+    for e in lay.edges:
+        top, bottom = _ends(lay, e)
+        assert e.route[0] == (top.x, top.y) and e.route[-1] == (bottom.x, bottom.y), (e.src, e.dst)
+        assert [y for _, y in e.route] == row_y[top.layer:bottom.layer + 1], (e.src, e.dst)
+        for (x, _), row in zip(e.route[1:-1], lay.layers[top.layer + 1:]):
+            assert all(abs(x - lay.nodes[n].x) >= lay.nodes[n].w / 2 for n in row), (e.src, e.dst, row)
     # And boxes in a row never overlap
     for row in lay.layers:
         boxes = sorted((lay.nodes[n] for n in row if n in real), key=lambda n: n.x)
         for a, b in zip(boxes, boxes[1:]):
             assert b.x - a.x >= (a.w + b.w) / 2
+
+
+def test_layout_keeps_a_self_loop_and_a_state_nothing_reaches():
+    # Given a Choice that can go back to itself, and a state no transition reaches
+    definition = {"StartAt": "Again?", "States": {
+        "Again?": {"Type": "Choice", "Choices": [{"Variable": "$.again", "BooleanEquals": True, "Next": "Again?"}],
+                   "Default": "Done"},
+        "Done": {"Type": "Succeed"},
+        "Stray": {"Type": "Fail"},
+    }}
+    # When it is laid out
+    lay = layout_state_machine(definition)
+    # Then every state is placed once, the stray one beside the rest without overlapping them
+    placed = [n for row in lay.layers for n in row]
+    assert sorted(placed) == sorted([START, "Again?", "Done", "Stray"])
+    for row in lay.layers:
+        boxes = [lay.nodes[n] for n in row]
+        for a, b in zip(boxes, boxes[1:]):
+            assert b.x - a.x >= (a.w + b.w) / 2
+    # And the self-loop is one arrow at its box, beside the other two
+    assert [(e.src, e.dst) for e in lay.edges] == [(START, "Again?"), ("Again?", "Again?"), ("Again?", "Done")]
+    loop = lay.nodes["Again?"]
+    assert lay.edges[1].route == [(loop.x, loop.y)]
 
 
 RULES = [
