@@ -1,24 +1,19 @@
-"""`albgate demo`: the example app rolled three ways on the simulated cluster, compared in a table and pictures.
+"""The demo behind `albgate demo`: the example app rolled three ways on the simulated cluster, compared.
 
 Job: run one scenario (the example app by default) through ``kubernetes-default`` (the example app's problem),
 ``readiness-gate`` (the controller's documented fix alone) and ``albgate`` (albgate's synthesized state
 machine) with the same seed, so every strategy sees the same clients and the same pod start-up draws; show
-progress per rollout on stderr; print a side-by-side table (or one JSON object); write a timeline per
-strategy, the three stacked on one time axis, and the state machine graph (docs/demo.md says how to read
-them).
+progress per rollout on stderr; lay the results out as a side-by-side table; write a timeline per strategy,
+the three stacked on one time axis, and the state machine graph (docs/demo.md says how to read them). The
+command's flags, input checks and printed report are albgate/cli/demo.py.
 
 Invariant: the numbers come from ``albgate.sim.runner.simulate`` unchanged: a recorder only watches the world
 after every event (an observer, zero virtual time, no random draws), so a demo run measures exactly what
-``albgate simulate SCENARIO --strategy NAME`` measures. Bad input (an unreadable scenario, an --out that cannot
-be written) is refused before any simulation runs, with exit code 2.
+``albgate simulate SCENARIO --strategy NAME`` measures.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from albgate.cli import UsageError, register_command, resolve_strategy
+from albgate.cli.common import resolve_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCENARIO = ROOT / "scenarios" / "seed-app.yaml"
@@ -158,21 +153,8 @@ class Progress:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The command
+# The comparison
 # ---------------------------------------------------------------------------------------------------------
-def _check_out(out: Path) -> Path:
-    """Create --out and prove it can be written, before any simulation runs."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".albgate-demo-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot write pictures there ({exc.strerror or exc}); "
-                         f"choose a writable directory") from None
-    return out
-
-
 def _main_cause(result: Any) -> str:
     if not result.failed_by_cause:
         return "-"
@@ -186,7 +168,7 @@ def _summary(result: Any) -> str:
     return f"{result.outcome}, {result.failed_requests} of {result.requests} requests failed ({pct:.1f} %), {rs}"
 
 
-def _shows_lower_bound(r: Any) -> bool:
+def shows_lower_bound(r: Any) -> bool:
     """The oracle's time bounds a rollout that succeeded; for a rollback it is the oracle's own deadline-driven
     rollback, not a bound on albgate's (which may detect the failure sooner). --json has the raw value."""
     return r.strategy == "albgate" and r.outcome == "succeeded" and r.lower_bound_seconds is not None
@@ -205,7 +187,7 @@ def render_table(results: Sequence[Any]) -> list[str]:
             str(r.requests),
             f"{r.failed_requests} ({pct:.1f} %)" if r.failed_requests else "0",
             "-" if r.rollout_seconds is None else f"{r.rollout_seconds:.1f}",
-            f"{r.lower_bound_seconds:.1f}" if _shows_lower_bound(r) else "-",
+            f"{r.lower_bound_seconds:.1f}" if shows_lower_bound(r) else "-",
             str(r.describe_target_health_calls),
             str(r.state_transitions),
             _main_cause(r),
@@ -280,79 +262,3 @@ def _trace(result: Any, rec: Recording, scenario: Any) -> Any:
         new_version=scenario.rollout.image.rsplit("/", 1)[-1],
         target_groups=", ".join(rec.target_groups) or "the target group",
     )
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from albgate.sim import ScenarioError, load_scenario
-
-    try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as exc:
-        raise UsageError(str(exc)) from None
-    out = _check_out(Path(args.out))
-    try:
-        import matplotlib  # noqa: F401
-    except ModuleNotFoundError:
-        raise UsageError("the pictures need matplotlib: pip install -r requirements.txt (or run ./dev demo)") from None
-    seed = scenario.seed if args.seed is None else args.seed
-    progress = Progress(sys.stderr, len(STRATEGIES))
-    progress.note(f"albgate demo: {scenario.name} (seed {seed}) with {', '.join(STRATEGIES)}")
-    wall = time.perf_counter()
-    done = run_demo(scenario, seed, out, progress)
-    results, paths = done["results"], done["pictures"]
-    wall = time.perf_counter() - wall
-
-    if args.json:
-        print(json.dumps({
-            "scenario": scenario.name,
-            "seed": seed,
-            "strategies": list(STRATEGIES),
-            "results": {r.strategy: r.to_json() for r in results},
-            "pictures": {k: str(v) for k, v in paths.items()},
-            "wall_seconds": round(wall, 3),
-        }, sort_keys=True))
-        return 0
-
-    print(f"{scenario.name}: {scenario.description}".rstrip(": "))
-    print(f"seed {seed}, {scenario.traffic.rate_per_second:g} requests/s; every strategy gets the same seed, so the "
-          f"same clients")
-    print()
-    print("\n".join(render_table(results)))
-    print()
-    a = next(r for r in results if r.strategy == "albgate")
-    bound = f" ({a.lower_bound_seconds:.1f} s here)" if _shows_lower_bound(a) else ""
-    print("notes:")
-    print("  albgate runs on the app as its bootstrap leaves it (preStop drain, grace period; docs/rollout.md),")
-    print("    the other two on the app as the scenario has it")
-    print("  requests: every request from t=0 until the rollout's effects settled, so a longer run counts more")
-    print(f"  lower bound: the oracle (a perfect, instant gate) in albgate's world and seed{bound}; shown when")
-    print("    albgate succeeded")
-    print("  DescribeTargetHealth: calls by the strategy (the controller's own are in --json);")
-    print("    state transitions: Step Functions state transitions, what a Standard workflow bills")
-    print()
-    print("pictures:")
-    for path in paths.values():
-        print(f"  {path}")
-    print(f"done in {wall:.1f} s")
-    return 0
-
-
-def _configure(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "demo",
-        help="roll the example app three ways on the simulated cluster and compare (table and pictures)",
-        description="Run a scenario (the example app by default) with kubernetes-default, readiness-gate and "
-        "albgate under the same clients and seed; print a comparison table and write timeline pictures and the "
-        "state machine graph.",
-    )
-    p.add_argument("--scenario", default=str(DEFAULT_SCENARIO), metavar="PATH",
-                   help="scenario file (default: the example app, scenarios/seed-app.yaml)")
-    p.add_argument("--seed", type=int, default=None, metavar="N", help="override the scenario's seed")
-    p.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR",
-                   help="where the pictures go (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="print one JSON object with the three results")
-    p.set_defaults(handler=_demo)
-    return p
-
-
-register_command("demo", _configure)

@@ -195,7 +195,7 @@ def pinned_template() -> tuple[str, dict[str, Any]]:
 
 
 def _init_worker(template: dict[str, Any] | None = None) -> None:
-    import albgate.rollout_strategy as rs  # registers the `albgate` strategy
+    import albgate.sim.albgate_strategy as rs  # registers the `albgate` strategy
 
     if template is None:
         template = pinned_template()[1]
@@ -287,7 +287,7 @@ def albgate_bench_run(sim: Any) -> Any:
     The calling function is the role of the Lambda whose handler made the call (``Preflight``,
     ``CheckTargetHealth``, ``VerifyDrain``; empty for the controller); the step start is the time of the
     last ``Start Step`` invocation before the call (None before the first step)."""
-    from albgate.rollout_strategy import run_albgate
+    from albgate.sim.albgate_strategy import run_albgate
 
     calls: list[tuple[float, str, str, int, bool, str, float | None]] = []
     spend = sim.alb._spend

@@ -72,7 +72,7 @@ PRICES = {
     "elb_describe_calls": 0.0,
 }
 PRICES_DATE = "2026-11 (pages as published since 2020 for these three prices)"
-ASSUMED_INVOCATION_SECONDS = 0.3  # albgate.rollout_strategy.LAMBDA_SECONDS
+ASSUMED_INVOCATION_SECONDS = 0.3  # albgate.sim.albgate_strategy.LAMBDA_SECONDS
 REPLAY_SCENARIOS = ("seed-app", "slow-registration")
 WINDOWS = (0.0, 10.0, 60.0, 300.0)
 BACKGROUNDS = (0.0, 2.0)

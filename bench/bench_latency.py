@@ -53,7 +53,7 @@ def strategy_name(task_seconds: float) -> str:
 
 def register_latency_strategy(task_seconds: float) -> str:
     """The ``albgate`` strategy with every Lambda task taking ``task_seconds`` (registered once per process)."""
-    from albgate.rollout_strategy import run_albgate
+    from albgate.sim.albgate_strategy import run_albgate
     from albgate.sim.strategies import bootstrap_hardened, register_strategy, strategy_names
 
     name = strategy_name(task_seconds)

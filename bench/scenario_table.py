@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import albgate.rollout_strategy  # noqa: F401  (registers the albgate strategy)
+import albgate.sim.albgate_strategy  # noqa: F401  (registers the albgate strategy)
 from albgate.sim import load_scenario
 from albgate.sim.runner import simulate
 

@@ -17,7 +17,7 @@ Job: drive one rollout on a ``Simulation`` and say how it ended. Built in:
 - ``ideal-poller``: the oracle knowing health only through one look per health-check interval, and nothing
   else slowing it (``_IdealPoller``): the best a poller that obeys albgate's polling rule (docs/rollout.md,
   "Polling and cost") can hope for.
-``albgate.rollout_strategy`` registers ``albgate`` (the real state machine) with ``register_strategy``.
+``albgate.sim.albgate_strategy`` registers ``albgate`` (the real state machine) with ``register_strategy``.
 Invariant: a strategy only acts on the world through what Kubernetes allows (patches, pod status, undo); it
 returns when the rollout has ended (or the scenario's horizon is reached) and says which way it ended.
 """

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-from albgate.rollout_strategy import LAMBDA_SECONDS, SimClock
+from albgate.sim.albgate_strategy import LAMBDA_SECONDS, SimClock
 from albgate.sfn_local.extract import extract_state_machine
 from albgate.sfn_local.runner import ExecutionResult, LocalStateMachine
 from albgate.sim import Simulation

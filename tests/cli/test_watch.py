@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from albgate.cli import main
-from albgate.commands import Watcher, summarise_state
+from albgate.cli.watch import Watcher, summarise_state
 from tests.cli.conftest import REGION, SEED_FLAGS, create_state_machine, rollout_state
 
 ENDS = [
@@ -189,6 +189,6 @@ def test_the_gate_line_shows_each_target_group() -> None:
          "draining": 0, "unregistered": 0},
     ]
     # When the watcher summarises it / Then the line names each group with its new targets' states
-    from albgate.commands import _gate_text
+    from albgate.cli.watch import _gate_text
     line = _gate_text(summarise_state(state)["gate"])
     assert "[k8s-shop-web-1a2b: 1 healthy; k8s-shop-api-3c4d: 1 initial]" in line

@@ -108,7 +108,7 @@ def test_json_holds_the_three_results_and_albgate_drops_nothing(json_run):
 
 def test_json_numbers_are_what_albgate_simulate_measures(json_run):
     # Given the demo's results, When the same scenario and seed run through `simulate()` without the recorder
-    from albgate.cli import resolve_strategy
+    from albgate.cli.common import resolve_strategy
     from albgate.sim import load_scenario, simulate
 
     _, doc, _ = json_run

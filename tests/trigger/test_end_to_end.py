@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from albgate.rollout_strategy import bootstrap_hardened, run_albgate
+from albgate.sim.albgate_strategy import bootstrap_hardened, run_albgate
 from albgate.sim import load_scenario
 from albgate.sim.runner import run_strategy
 from albgate.sim.strategies import register_strategy

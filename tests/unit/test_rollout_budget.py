@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import albgate.rollout_strategy  # noqa: F401  registers the "albgate" strategy
+import albgate.sim.albgate_strategy  # noqa: F401  registers the "albgate" strategy
 from albgate.sim import Simulation, load_scenario
 from albgate.sim import simulation as simulation_module
 from albgate.sim.runner import run_strategy

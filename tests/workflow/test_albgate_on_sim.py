@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from albgate.rollout_strategy import bootstrap_hardened, run_albgate
+from albgate.sim.albgate_strategy import bootstrap_hardened, run_albgate
 from albgate.sfn_local.runner import LambdaTimeout
 from albgate.sim import load_scenario
 from albgate.sim.runner import run_strategy, simulate
@@ -247,7 +247,7 @@ def test_a_step_waits_for_approval_and_goes_on_when_approved():
 
 def test_a_rejected_step_rolls_back_through_the_gates(monkeypatch):
     # Given an engineer who rejects the approval before step 2
-    from albgate import rollout_strategy
+    from albgate.sim import albgate_strategy
     from albgate.sfn_local.runner import LocalStateMachine
 
     original = LocalStateMachine.__init__
@@ -258,7 +258,7 @@ def test_a_rejected_step_rolls_back_through_the_gates(monkeypatch):
 
         original(self, extracted, clock, invoke, on_task_token=reject, **kw)
 
-    monkeypatch.setattr(rollout_strategy.LocalStateMachine, "__init__", rejecting_init)
+    monkeypatch.setattr(albgate_strategy.LocalStateMachine, "__init__", rejecting_init)
     sim, run = run_strategy(scenario("seed-app"), _register("albgate-rejected", _with_policy({"approval_before_steps": [2]})))
     # Then the rollout is rolled back, gated, and says why
     assert run.outcome == "rolled_back", run.detail

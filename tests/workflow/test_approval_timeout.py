@@ -2,7 +2,7 @@
 times out, and what an execution that stops mid-rollout leaves in the cluster.
 
 Run by moto against the simulated cluster and ALB, with the real handlers (the same wiring as
-``albgate.rollout_strategy``), on the template the test session synthesized once. Several executions may run
+``albgate.sim.albgate_strategy``), on the template the test session synthesized once. Several executions may run
 against one world, so a test can stop a rollout and then watch the next one meet what it left behind.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from albgate.rollout_strategy import _QUIET_ENV, LAMBDA_SECONDS, SimClock
+from albgate.sim.albgate_strategy import _QUIET_ENV, LAMBDA_SECONDS, SimClock
 from albgate.sfn_local.extract import extract_state_machine
 from albgate.sfn_local.runner import ExecutionResult, LambdaFault, LocalStateMachine, TaskTokenRequest
 from albgate.sim import Simulation, load_scenario

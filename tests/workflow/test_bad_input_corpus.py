@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from albgate.rollout_strategy import run_albgate
+from albgate.sim.albgate_strategy import run_albgate
 from albgate.sim import Simulation, load_scenario
 from albgate.sim.runner import run_strategy
 from albgate.sim.strategies import bootstrap_hardened, register_strategy

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from albgate.rollout_strategy import LAMBDA_SECONDS, SimClock, _QUIET_ENV
+from albgate.sim.albgate_strategy import LAMBDA_SECONDS, SimClock, _QUIET_ENV
 from albgate.sfn_local.extract import extract_state_machine
 from albgate.sfn_local.runner import ExecutionResult, LocalStateMachine
 from albgate.sim import Simulation, load_scenario, parse_scenario

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import boto3
 
-from albgate.rollout_strategy import LAMBDA_SECONDS, SimClock, _QUIET_ENV
+from albgate.sim.albgate_strategy import LAMBDA_SECONDS, SimClock, _QUIET_ENV
 from albgate.sfn_local.extract import extract_state_machine
 from albgate.sfn_local.runner import LocalStateMachine
 from albgate.sim import Simulation, load_scenario
