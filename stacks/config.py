@@ -14,7 +14,6 @@ Where the config comes from (first match wins):
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +22,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -42,25 +40,34 @@ from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND
 from lambdas.domain.documents import DocumentError, decode_utf8, parse_json, quote
 from lambdas.domain.limits import MAX_APPLICATIONS_PER_CLUSTER, drain_deadline_seconds
 
-# Kubernetes name rules are the rollout input's contract in lambdas/domain/models.py: reuse them so the CDK config and a
-# rollout request accept exactly the same names.
-from lambdas.domain.models import DNS1123_LABEL, DNS1123_SUBDOMAIN, RolloutPolicy
+from lambdas.domain.models import RolloutPolicy
 from lambdas.domain.plan import step_problems
-from lambdas.domain.rollout import limit_problems
+from lambdas.domain.rollout.preflight import limit_problems
+
+# Every name rule is lambdas/domain/validators.py's, so the CDK config, a rollout request, the bootstrap input and
+# the trigger accept exactly the same names.
+from lambdas.domain.validators import (
+    AccountId,
+    AwsRegion,
+    ChartRepository,
+    ChartVersion,
+    ClusterName,
+    EcrRepositoryName,
+    IamRoleArn,
+    ImageRepository,
+    JsonBool,
+    KubernetesName,
+    KubernetesObjectName,
+    OidcProviderArn,
+    SecurityGroupId,
+    StackName,
+    SubnetId,
+    TagGlob,
+    VpcId,
+)
 
 CONTEXT_KEY = "albgate"
 CONTEXT_FILE_KEY = "albgate_config"
-
-_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")  # EKS CreateCluster name rule
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")
-_ACCOUNT = re.compile(r"^[0-9]{12}$")
-_VPC = re.compile(r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
-_SUBNET = re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")
-_SG = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
-_OIDC_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+$")
-# ECR repository name rule (CreateRepository): lower-case components separated by '/'.
-_ECR_REPO = re.compile(r"^(?=.{2,256}$)(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_TAG_GLOB = re.compile(r"^[\w.*?\[\]!-]{1,128}$")
 
 # CloudWatch Logs accepts only these retention values (PutRetentionPolicy).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
@@ -77,13 +84,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-_CHART_REPOSITORY = re.compile(r"^(https|oci)://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")
-_CHART_VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
-# An image repository without tag or digest: [registry[:port]/]path (the tag is pinned to the controller version).
-_IMAGE_REPOSITORY = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
-
-
 # Namespaces albgate never takes an application in: Kubernetes' own (kube-system, kube-public, kube-node-lease:
 # https://kubernetes.io/docs/concepts/overview/working-with-objects/namespaces/#initial-namespaces) and the Load
 # Balancer Controller's (docs/facts.md, Load Balancer Controller: readiness gate).
@@ -95,16 +95,19 @@ class ControllerConfig(_Strict):
     rights (the chart, its version, the image, the controller's role) is chosen here, at deploy time: a bootstrap
     execution's input cannot set it (lambdas/domain/bootstrap.py, ``CONFIGURED_CONTROLLER_FIELDS``)."""
 
-    chart_repository: str = Field(
+    chart_repository: ChartRepository = Field(
         default=CHART_REPOSITORY,
         description="eks-charts (https) or an OCI mirror 'oci://<registry>/<path>'; a private ECR registry "
         "'oci://<account>.dkr.ecr.<region>.amazonaws.com/<path>' gets a helm registry login and pull rights",
     )
-    chart_version: str = Field(default=CHART_VERSION, description="the aws-load-balancer-controller chart version")
-    image_repository: str | None = Field(
+    chart_version: ChartVersion = Field(
+        default=CHART_VERSION, description="the aws-load-balancer-controller chart version"
+    )
+    # Without tag or digest: the tag stays pinned to the controller version.
+    image_repository: ImageRepository | None = Field(
         default=None, description="controller image mirror, without tag (the tag stays the pinned version)"
     )
-    role_arn: str | None = Field(
+    role_arn: IamRoleArn | None = Field(
         default=None,
         description="an IRSA role you manage for the controller; albgate then creates no controller role or "
         "Pod Identity association for this cluster",
@@ -113,11 +116,7 @@ class ControllerConfig(_Strict):
     @field_validator("chart_repository")
     @classmethod
     def _chart_repository(cls, v: str) -> str:
-        if not _CHART_REPOSITORY.match(v):
-            raise ValueError(
-                f"{quote(v)} is not a chart repository: write an https URL ('{CHART_REPOSITORY}') or an OCI "
-                "registry path ('oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/charts')"
-            )
+        """What the repository's shape alone (validators.ChartRepository) cannot say."""
         if v.rstrip("/").endswith(f"/{CHART_NAME}") and v.startswith("oci://"):
             raise ValueError(
                 f"{quote(v)} names the chart itself; give the path it was pushed to (albgate appends /{CHART_NAME})"
@@ -129,37 +128,15 @@ class ControllerConfig(_Strict):
             )
         return v
 
-    @field_validator("chart_version")
-    @classmethod
-    def _chart_version(cls, v: str) -> str:
-        if not _CHART_VERSION.match(v):
-            raise ValueError(f"{quote(v)} is not a chart version; write e.g. '{CHART_VERSION}'")
-        return v
-
-    @field_validator("image_repository")
-    @classmethod
-    def _image_repository(cls, v: str | None) -> str | None:
-        if v is not None and not _IMAGE_REPOSITORY.match(v):
-            raise ValueError(
-                f"{quote(v)} is not an image repository without tag; write e.g. "
-                "'123456789012.dkr.ecr.us-east-1.amazonaws.com/eks/aws-load-balancer-controller'"
-            )
-        return v
-
-    @field_validator("role_arn")
-    @classmethod
-    def _role_arn(cls, v: str | None) -> str | None:
-        if v is not None and not _ROLE_ARN.match(v):
-            raise ValueError(f"{quote(v)} is not an IAM role ARN; write e.g. 'arn:aws:iam::123456789012:role/lbc'")
-        return v
-
 
 class ClusterConfig(_Strict):
     """An EKS cluster albgate may roll Deployments in."""
 
-    name: str = Field(description="EKS cluster name")
-    region: str = Field(description="Region of the cluster; the stack deploys there (access entries are regional)")
-    account: str | None = Field(
+    name: ClusterName = Field(description="EKS cluster name")
+    region: AwsRegion = Field(
+        description="Region of the cluster; the stack deploys there (access entries are regional)"
+    )
+    account: AccountId | None = Field(
         default=None, description="12-digit account of the cluster; default CDK_DEFAULT_ACCOUNT, else agnostic"
     )
     authentication_mode: Literal["API", "API_AND_CONFIG_MAP", "CONFIG_MAP"] = Field(
@@ -167,47 +144,24 @@ class ClusterConfig(_Strict):
         description="the cluster's accessConfig.authenticationMode: API modes get EKS access entries, "
         "CONFIG_MAP gets printed aws-auth mapRoles entries instead",
     )
-    # StrictBool here and below: a lax bool reads "yes", "0" or 1 as a boolean (docs/facts.md, Strict inputs).
-    endpoint_private: StrictBool = Field(
+    endpoint_private: JsonBool = Field(
         default=False, description="true when the API endpoint is private only: the functions then join the VPC"
     )
-    vpc_id: str | None = Field(default=None, validate_default=True, description="cluster VPC (private endpoint)")
-    subnet_ids: list[str] = Field(
+    vpc_id: VpcId | None = Field(default=None, validate_default=True, description="cluster VPC (private endpoint)")
+    subnet_ids: list[SubnetId] = Field(
         default_factory=list, validate_default=True, description="private subnets for the functions"
     )
-    security_group_ids: list[str] = Field(
+    security_group_ids: list[SecurityGroupId] = Field(
         default_factory=list,
         validate_default=True,
         description="security groups for the functions; the cluster security group must allow them on 443",
     )
-    oidc_provider_arn: str | None = Field(default=None, description="IAM OIDC provider of the cluster (optional)")
+    oidc_provider_arn: OidcProviderArn | None = Field(
+        default=None, description="IAM OIDC provider of the cluster (optional)"
+    )
     controller: ControllerConfig = Field(
         default_factory=lambda: ControllerConfig(), description="how the bootstrap installs the controller"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _CLUSTER_NAME.match(v):
-            raise ValueError(
-                f"{quote(v)} is not an EKS cluster name: letters, digits, '-' and '_', starting with a letter or "
-                "digit, at most 100; copy it from `aws eks list-clusters`"
-            )
-        return v
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str) -> str:
-        if not _REGION.match(v):
-            raise ValueError(f"{quote(v)} is not an AWS Region code; write e.g. 'us-east-1'")
-        return v
-
-    @field_validator("account")
-    @classmethod
-    def _account(cls, v: str | None) -> str | None:
-        if v is not None and not _ACCOUNT.match(v):
-            raise ValueError(f"{quote(v)} is not a 12-digit AWS account id; write it as a string, e.g. '123456789012'")
-        return v
 
     @field_validator("vpc_id")
     @classmethod
@@ -218,17 +172,11 @@ class ClusterConfig(_Strict):
                     "required when endpoint_private is true: the functions must run in the cluster's VPC; copy "
                     "it from `aws eks describe-cluster --name <cluster> --query cluster.resourcesVpcConfig.vpcId`"
                 )
-            return v
-        if not _VPC.match(v):
-            raise ValueError(f"{quote(v)} is not a VPC id; write e.g. 'vpc-0123456789abcdef0'")
         return v
 
     @field_validator("subnet_ids")
     @classmethod
     def _subnets(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        for s in v:
-            if not _SUBNET.match(s):
-                raise ValueError(f"{quote(s)} is not a subnet id; write e.g. 'subnet-0123456789abcdef0'")
         if info.data.get("endpoint_private") and not v:
             raise ValueError(
                 "required when endpoint_private is true: list private subnets of the cluster's VPC that reach "
@@ -242,9 +190,6 @@ class ClusterConfig(_Strict):
     @field_validator("security_group_ids")
     @classmethod
     def _security_groups(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        for s in v:
-            if not _SG.match(s):
-                raise ValueError(f"{quote(s)} is not a security group id; write e.g. 'sg-0123456789abcdef0'")
         if info.data.get("endpoint_private") and not v:
             raise ValueError(
                 "required when endpoint_private is true: list a security group the cluster security group "
@@ -253,16 +198,6 @@ class ClusterConfig(_Strict):
         if len(v) > MAX_LAMBDA_SECURITY_GROUPS:
             raise ValueError(
                 f"{len(v)} security groups; a Lambda function accepts at most {MAX_LAMBDA_SECURITY_GROUPS}"
-            )
-        return v
-
-    @field_validator("oidc_provider_arn")
-    @classmethod
-    def _oidc(cls, v: str | None) -> str | None:
-        if v is not None and not _OIDC_ARN.match(v):
-            raise ValueError(
-                f"{quote(v)} is not an IAM OIDC provider ARN; write e.g. "
-                "'arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC'"
             )
         return v
 
@@ -291,48 +226,18 @@ class ApplicationConfig(_Strict):
     """A Deployment behind an ALB Ingress that albgate rolls."""
 
     cluster: str = Field(description="name of an entry in clusters")
-    namespace: str
-    deployment: str
-    container: str = Field(description="the container whose image a rollout changes")
-    service: str = Field(description="the Service the Ingress routes to (target-type ip)")
-    ingress: str = Field(description="the ALB Ingress")
+    namespace: KubernetesName
+    deployment: KubernetesObjectName
+    container: KubernetesName = Field(description="the container whose image a rollout changes")
+    service: KubernetesObjectName = Field(description="the Service the Ingress routes to (target-type ip)")
+    ingress: KubernetesObjectName = Field(description="the ALB Ingress")
     replicas: int | None = Field(
         default=None, ge=1, description="expected replicas, only for the printed plan; rollouts read the real value"
     )
-    ecr_repository: str | None = Field(
+    ecr_repository: EcrRepositoryName | None = Field(
         default=None, description="ECR repository name whose pushes may start a rollout (later issues)"
     )
-    tag_pattern: str = Field(default="*", description="glob an image tag must match, e.g. 'v*'")
-
-    @field_validator("namespace", "container")
-    @classmethod
-    def _label(cls, v: str) -> str:
-        if not DNS1123_LABEL.match(v):
-            raise ValueError(f"{quote(v)} is not a Kubernetes name: lower-case letters, digits and '-', at most 63")
-        return v
-
-    @field_validator("deployment", "service", "ingress")
-    @classmethod
-    def _object_name(cls, v: str) -> str:
-        if not DNS1123_SUBDOMAIN.match(v):
-            raise ValueError(f"{quote(v)} is not a Kubernetes object name: lower-case letters, digits, '-' and '.'")
-        return v
-
-    @field_validator("ecr_repository")
-    @classmethod
-    def _ecr(cls, v: str | None) -> str | None:
-        if v is not None and (not _ECR_REPO.match(v) or ".amazonaws.com" in v):
-            raise ValueError(
-                f"{quote(v)} is not an ECR repository name (the part after '.amazonaws.com/'); write e.g. 'team/app'"
-            )
-        return v
-
-    @field_validator("tag_pattern")
-    @classmethod
-    def _tag(cls, v: str) -> str:
-        if not _TAG_GLOB.match(v):
-            raise ValueError(f"{quote(v)} is not a tag glob; use tag characters with '*', '?' or '[...]', e.g. 'v*'")
-        return v
+    tag_pattern: TagGlob = Field(default="*", description="glob an image tag must match, e.g. 'v*'")
 
 
 class DescribeBudgetConfig(_Strict):
@@ -340,7 +245,7 @@ class DescribeBudgetConfig(_Strict):
     rollouts together; the rest is left to the Load Balancer Controllers (docs/rollout.md, "Sharing the
     Describe* bucket")."""
 
-    enabled: StrictBool = Field(default=True, description="false: every rollout polls at its own pace only")
+    enabled: JsonBool = Field(default=True, description="false: every rollout polls at its own pace only")
     rate_per_second: float = Field(
         default=DEFAULT_RATE_PER_SECOND, gt=0, le=10, description="Describe* calls per second, all rollouts together"
     )
@@ -350,13 +255,13 @@ class DescribeBudgetConfig(_Strict):
 class AlbgateConfig(_Strict):
     """Everything the stack needs; see docs/foundation.md for the reference and config/example.json."""
 
-    stack_name: str = Field(default="Albgate", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+    stack_name: StackName = "Albgate"
     clusters: list[ClusterConfig] = Field(min_length=1)
     applications: list[ApplicationConfig] = Field(min_length=1)
     rollout_policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_retention_days: int = Field(default=30, description="CloudWatch Logs retention of every function")
-    include_execution_data: StrictBool = Field(
+    include_execution_data: JsonBool = Field(
         default=True,
         description="the state machines' CloudWatch logs (level ALL) carry each state's input and output; false "
         "logs the events only: execution data then stays in the execution history (approval task tokens included)",
@@ -460,7 +365,7 @@ class AlbgateConfig(_Strict):
 
     def policy_limit_problems(self) -> list[str]:
         """Whether ``rollout_policy``, every triggered rollout's policy, fits one execution's history and
-        timeout (``lambdas.domain.rollout.limit_problems``) for the largest plan it can make here: as many
+        timeout (``lambdas.domain.rollout.preflight.limit_problems``) for the largest plan it can make here: as many
         steps as it lists, or with batch_size, as the largest known ``replicas`` needs (Preflight checks every
         rollout again with the real replica count and deregistration delay)."""
         policy = self.rollout_policy

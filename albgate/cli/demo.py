@@ -64,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     out = _check_out(Path(args.out))
     try:
+        import grandalf  # noqa: F401  (the graph's layout)
         import matplotlib  # noqa: F401
-    except ModuleNotFoundError:
-        raise UsageError("the pictures need matplotlib: pip install -r requirements.txt (or run ./dev demo)") from None
+    except ModuleNotFoundError as missing:
+        raise UsageError(f"the pictures need {missing.name}: pip install -r requirements.txt (or run ./dev demo)") from None
     seed = scenario.seed if args.seed is None else args.seed
     progress = Progress(sys.stderr, len(STRATEGIES))
     progress.note(f"albgate demo: {scenario.name} (seed {seed}) with {', '.join(STRATEGIES)}")

@@ -31,9 +31,7 @@ from albgate.cli.common import (
     iso,
     region_of_arn,
 )
-
-ROLLED_BACK_ERROR = "RolledBack"  # the error of the `Rollout Rolled Back` Fail state (rollout_workflow.py)
-ROLLBACK_PREFIX = "Rollback: "  # rollout_workflow.py prefixes the rollback path's states with this
+from lambdas.domain.contract import ROLLBACK_PREFIX, ROLLED_BACK_ERROR
 
 
 HELP = "follow a rollout execution step by step and exit with its outcome"

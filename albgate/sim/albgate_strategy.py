@@ -33,12 +33,12 @@ from albgate.sim.strategies import (
     register_strategy,
 )
 from albgate.template import state_machine_id, synthesized_template
+from lambdas.domain.contract import ROLLED_BACK_ERROR
 
 # A warm Lambda invocation of these handlers (a few Kubernetes/ELB calls) takes a fraction of a second; charged
 # to the virtual clock so the measured rollout time includes albgate's own latency, not just its waits. An
 # assumption (no AWS document gives the number): bench/bench_latency.py measures what it does to the results.
 LAMBDA_SECONDS = 0.3
-ROLLED_BACK_ERROR = "RolledBack"
 
 # Handlers log and emit metrics through Powertools; locally that would print EMF blobs into the CLI's output.
 _QUIET_ENV = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}

@@ -8,7 +8,6 @@ names the field (``app.replicas: ...``) and the file. Times in ``faults`` are se
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,9 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lambdas.domain.documents import DocumentError, decode_utf8, quote
 from lambdas.domain.models import RolloutPolicy, parse_image, validation_message
-
-_PERCENT = re.compile(r"^[0-9]{1,3}%$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+from lambdas.domain.validators import (
+    AccountId,
+    AwsRegion,
+    ClusterName,
+    IntOrPercent,
+    KubernetesName,
+    KubernetesObjectName,
+)
 
 # ALB annotations the simulation reads (aws-load-balancer-controller docs/guide/ingress/annotations.md).
 A_TARGET_TYPE = "alb.ingress.kubernetes.io/target-type"
@@ -38,14 +42,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _int_or_percent(v: int | str, field: str) -> int | str:
-    if isinstance(v, bool) or (isinstance(v, int) and v < 0):
-        raise ValueError(f"{field} is {v!r}; write a pod count >= 0 or a percentage like '25%'")
-    if isinstance(v, str) and not _PERCENT.match(v):
-        raise ValueError(f"{field} is {v!r}; write a pod count or a percentage like '25%'")
-    return v
-
-
 # Bounds that keep a simulation finite: no scenario may ask for more simulated time than a rollout execution may
 # last (the state machine's 48 h timeout), nor for so many requests that a run takes hours of real time.
 MAX_SECONDS = 48 * 3600
@@ -54,28 +50,21 @@ Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 
 
 class ClusterSpec(_Strict):
-    name: str = Field(default="sim-cluster", min_length=1, description="EKS cluster name (RolloutRequest.cluster)")
-    region: str = "us-east-1"
-    account_id: str = Field(default="123456789012", pattern=r"^[0-9]{12}$")
+    name: ClusterName = Field(default="sim-cluster", description="EKS cluster name (RolloutRequest.cluster)")
+    region: AwsRegion = "us-east-1"
+    account_id: AccountId = "123456789012"
     auto_mode: bool = Field(
         default=False, description="EKS Auto Mode: no readiness gate injection at all (aws/containers-roadmap#2511)"
     )
 
 
 class NamespaceSpec(_Strict):
-    name: str = "readiness"
+    name: KubernetesName = "readiness"
     inject_label: Literal["none", "before_pods", "after_pods"] = Field(
         default="none",
         description="elbv2.k8s.aws/pod-readiness-gate-inject=enabled: never, before the pods were created, or "
         "after (then the existing pods have no gate: the webhook acts only at pod CREATE)",
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _DNS1123_LABEL.match(v):
-            raise ValueError(f"{v!r} is not a Kubernetes namespace name")
-        return v
 
 
 class ReadinessProbeSpec(_Strict):
@@ -105,14 +94,14 @@ class StartupSpec(_Strict):
 
 
 class AppSpec(_Strict):
-    deployment: str = "nginx-app"
+    deployment: KubernetesObjectName = "nginx-app"
     labels: dict[str, str] = Field(default_factory=lambda: {"app": "nginx"})
     replicas: int = Field(default=3, ge=1, le=2000)
-    container: str = "nginx"
+    container: KubernetesName = "nginx"
     image: str = "ikubernetes/myapp:v1"
     port: int = Field(default=80, ge=1, le=65535)
-    max_surge: int | str = "25%"  # Deployment default (docs/facts.md, Kubernetes Deployment controller)
-    max_unavailable: int | str = "25%"  # Deployment default (docs/facts.md, Kubernetes Deployment controller)
+    max_surge: IntOrPercent = "25%"  # Deployment default (docs/facts.md, Kubernetes Deployment controller)
+    max_unavailable: IntOrPercent = "25%"  # Deployment default (docs/facts.md, Kubernetes Deployment controller)
     min_ready_seconds: int = Field(default=0, ge=0, le=MAX_SECONDS)
     # Deployment defaults (docs/facts.md, Kubernetes Deployment controller)
     progress_deadline_seconds: int = Field(default=600, ge=1, le=MAX_SECONDS)
@@ -127,16 +116,6 @@ class AppSpec(_Strict):
         default="graceful",
         description="graceful: on SIGTERM stop accepting, finish in-flight requests, exit; immediate: exit at once",
     )
-
-    @field_validator("max_surge")
-    @classmethod
-    def _surge(cls, v: int | str) -> int | str:
-        return _int_or_percent(v, "max_surge")
-
-    @field_validator("max_unavailable")
-    @classmethod
-    def _unavail(cls, v: int | str) -> int | str:
-        return _int_or_percent(v, "max_unavailable")
 
     @field_validator("image")
     @classmethod
@@ -153,13 +132,13 @@ class AppSpec(_Strict):
 
 
 class ServiceSpec(_Strict):
-    name: str = "nginx-svc"
+    name: KubernetesObjectName = "nginx-svc"
     port: int = 80
     selector: dict[str, str] | None = Field(default=None, description="None: the app's labels")
 
 
 class IngressSpec(_Strict):
-    name: str = "myapp-ingress"
+    name: KubernetesObjectName = "myapp-ingress"
     ingress_class: str = "alb"
     annotations: dict[str, str] = Field(
         default_factory=lambda: {A_TARGET_TYPE: "ip", "alb.ingress.kubernetes.io/scheme": "internet-facing"}
@@ -259,7 +238,7 @@ class TrafficSpec(_Strict):
 
 class RolloutSpec(_Strict):
     image: str = "ikubernetes/myapp:v2"
-    container: str | None = Field(default=None, description="None: the app's container")
+    container: KubernetesName | None = Field(default=None, description="None: the app's container")
     start_at_seconds: float = Field(default=30, ge=0, le=MAX_SECONDS, description="steady traffic before the rollout starts")
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
 

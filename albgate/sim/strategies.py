@@ -5,7 +5,7 @@ Job: drive one rollout on a ``Simulation`` and say how it ended. Built in:
 - ``readiness-gate``: the controller's documented fix alone: the namespace labelled before the pods exist, so
   the Load Balancer Controller injects its gates, and nothing else;
 - ``oracle``: albgate's plan (``lambdas.domain.plan.step_targets``, maxUnavailable 0, maxSurge = the step's
-  batch, ALBGATE_GATE in the template, hardened preStop / grace period as ``rollout.assess`` computes them)
+  batch, ALBGATE_GATE in the template, hardened preStop / grace period as ``lambdas.domain.safety`` computes them)
   executed with perfect, free knowledge and albgate's rules: the instant as many of the step's new pods as
   it still needs are healthy in every target group, and none of the previous step's released targets is
   left in any group, it opens ALBGATE_GATE on them together (the oldest first, as
@@ -28,11 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from lambdas.domain import safety
 from lambdas.domain.health_check import hardened_annotations
 from lambdas.domain.models import RolloutPolicy
-from lambdas.domain.plan import batch_sizes, step_targets
+from lambdas.domain.plan import batch_sizes, resolve_int_or_percent, step_targets
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, HEALTHY, INITIAL, DeploymentPatch
-from lambdas.domain.rollout import resolve_int_or_percent
 
 if TYPE_CHECKING:
     from albgate.sim.scenario import Scenario
@@ -144,18 +144,11 @@ def _hardened_and_labelled(scenario: "Scenario") -> "Scenario":
 # oracle
 # ---------------------------------------------------------------------------------------------------------
 def hardening_for(sim: "Simulation", policy: RolloutPolicy) -> dict[str, Any]:
-    """The preStop and grace period albgate writes when hardening (as lambdas.domain.rollout.assess)."""
-    t = sim.deployment().template
-    c = t.container(sim.scenario.rollout_container)
-    assert c is not None
-    out: dict[str, Any] = {}
-    pre_stop = c.pre_stop_sleep_seconds or 0
-    if pre_stop < policy.pre_stop_seconds:
-        out["pre_stop_sleep_seconds"] = {c.name: policy.pre_stop_seconds}
-        pre_stop = policy.pre_stop_seconds
-    if t.termination_grace_period_seconds < pre_stop + policy.max_request_seconds:
-        out["termination_grace_period_seconds"] = pre_stop + policy.max_request_seconds
-    return out
+    """The preStop and grace period albgate writes when hardening: the fixes of lambdas.domain.safety's findings
+    (maxUnavailable aside: the oracle's step patch sets it)."""
+    patch = safety.hardening_patch(safety.deployment_findings(sim.deployment(), policy))
+    patch.pop("max_unavailable", None)
+    return patch
 
 
 class _Seen(NamedTuple):
@@ -202,7 +195,7 @@ class _Oracle:
 
     @staticmethod
     def _released(p: Any) -> bool:
-        """albgate's rule (lambdas.domain.rollout.is_released): its gate opened, or Ready when it has none."""
+        """albgate's rule (lambdas.domain.rollout.pods.is_released): its gate opened, or Ready when it has none."""
         if ALBGATE_GATE in p.readiness_gates:
             return p.conditions.get(ALBGATE_GATE, ("",))[0] == "True"
         return bool(p.ready)
@@ -220,7 +213,7 @@ class _Oracle:
         return [_Seen(tg.arn, t.ip, t.state, t.pod) for tg in self.sim.alb.tgs.values() for t in tg.targets.values()]
 
     def _deregister(self, seen: _Seen) -> _Seen:
-        """As albgate's drain check does (lambdas.domain.rollout.verify_drain): a leaving pod's target that is
+        """As albgate's drain check does (lambdas.domain.rollout.drain.verify_drain): a leaving pod's target that is
         not draining yet is deregistered at once rather than left to the controller. A successful
         DeregisterTargets makes a registered target `draining`, so the strategy knows it without looking."""
         if seen.state == DRAINING:

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from lambdas.adapters.elbv2 import client_config, map_aws_error
 from lambdas.domain.errors import AwsUnavailableError
-from lambdas.domain.trigger import EVENT_SOURCE
+from lambdas.domain.contract import EVENT_SOURCE
 
 
 class EventBusPublisher:

@@ -19,18 +19,17 @@ passed. Nothing here imports boto3 or the kubernetes client; the ports do the I/
 from __future__ import annotations
 
 import copy
-
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lambdas.domain.errors import InvalidInputError, NotFoundError, RetryableError, UnsafeConfigurationError
 from lambdas.domain.gate import Verdict
 from lambdas.domain.limits import MAX_APPLICATIONS_PER_CLUSTER, STATE_PAYLOAD_MAX_BYTES, payload_bytes
 from lambdas.domain.manifests import HardeningPolicy, harden
-from lambdas.domain.models import DNS1123_LABEL, RolloutPolicy, parse_image, validation_message
+from lambdas.domain.models import RolloutPolicy, parse_image, validation_message
 from lambdas.domain.ports import (
     INJECT_LABEL,
     LBC_GATE_PREFIX,
@@ -38,6 +37,18 @@ from lambdas.domain.ports import (
     Deployment,
     KubernetesPort,
     Pod,
+)
+from lambdas.domain.validators import (
+    ACCOUNT_ID_PATTERN,
+    AWS_REGION_PATTERN,
+    ChartVersion,
+    ClusterName,
+    GoDuration,
+    JsonBool,
+    KubernetesName,
+    KubernetesObjectName,
+    VpcId,
+    version_numbers,
 )
 
 # ---------------------------------------------------------------------------------------------------------
@@ -93,8 +104,6 @@ HARDENING_MAX_BYTES = 24 * 1024
 SUMMARY_LINE_MAX_CHARS = 200
 MAX_PODS_LISTED = 3  # per Deployment in stale_pods (pod_count has them all)
 MAX_GATES_LISTED = 5  # per application in bindings.gates
-_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$")
-_VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -193,41 +202,29 @@ class ControllerSettings(_Strict):
     ``chart_repository``, ``chart_version``, ``image_repository`` and ``role_arn`` come from the deployed config
     (``CONFIGURED_CONTROLLER_FIELDS``), never from an execution's input: ``validate_input`` refuses them there."""
 
-    install: StrictBool = Field(default=True, description="false: only check the controller that is there")
+    install: JsonBool = Field(default=True, description="false: only check the controller that is there")
     chart_repository: str = Field(
         default=CHART_REPOSITORY,
         description="eks-charts repository URL, or an OCI mirror 'oci://<registry>/<path>' for private clusters",
     )
-    chart_version: str = Field(default=CHART_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
-    namespace: str = Field(default=CONTROLLER_NAMESPACE)
-    service_account: str = Field(default=SERVICE_ACCOUNT)
+    chart_version: ChartVersion = Field(default=CHART_VERSION)
+    namespace: KubernetesName = Field(default=CONTROLLER_NAMESPACE)
+    service_account: KubernetesName = Field(default=SERVICE_ACCOUNT)
     region: str | None = Field(default=None, description="else the controller reads instance metadata")
-    vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
+    vpc_id: VpcId | None = Field(default=None)
     image_repository: str | None = Field(default=None, description="controller image mirror (no internet)")
     webhook_failure_policy: Literal["Fail", "Ignore"] = Field(
         default="Fail",
         description="Fail: no pod is created without its gate while the webhook is down (docs/facts.md)",
     )
-    max_backoff: str = Field(default=DEFAULT_MAX_BACKOFF, description="targetgroupbindingMaxExponentialBackoffDelay")
+    max_backoff: GoDuration = Field(
+        default=DEFAULT_MAX_BACKOFF, description="targetgroupbindingMaxExponentialBackoffDelay"
+    )
     role_arn: str | None = Field(default=None, description="IRSA: annotate the service account with this role")
-    require_gate_injection: StrictBool = Field(
+    require_gate_injection: JsonBool = Field(
         default=True, description="false on EKS Auto Mode, which injects no gate (aws/containers-roadmap#2511)"
     )
     deadline_seconds: int = Field(default=DEFAULT_CONTROLLER_DEADLINE_SECONDS, ge=60, le=3600)
-
-    @field_validator("max_backoff")
-    @classmethod
-    def _duration(cls, v: str) -> str:
-        if not _DURATION.match(v):
-            raise ValueError(f"{v!r} is not a Go duration; write e.g. '60s' or '2m'")
-        return v
-
-    @field_validator("namespace", "service_account")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not DNS1123_LABEL.match(v):
-            raise ValueError(f"{v!r} is not a Kubernetes name")
-        return v
 
 
 class Manifests(_Strict):
@@ -237,19 +234,12 @@ class Manifests(_Strict):
 
 
 class AppBootstrap(_Strict):
-    namespace: str
-    deployment: str
-    container: str
+    namespace: KubernetesName
+    deployment: KubernetesObjectName
+    container: KubernetesName
     manifests: Manifests | None = Field(default=None, description="None: the app exists; only label and check it")
-    gated: StrictBool = Field(default=True, description="rolled behind readiness gates: instance targets are refused")
-    harden: StrictBool = Field(default=True, description="false: apply as given, report the would-be changes")
-
-    @field_validator("namespace", "container")
-    @classmethod
-    def _label(cls, v: str) -> str:
-        if not DNS1123_LABEL.match(v):
-            raise ValueError(f"{v!r} is not a Kubernetes name: lower-case letters, digits and '-', at most 63")
-        return v
+    gated: JsonBool = Field(default=True, description="rolled behind readiness gates: instance targets are refused")
+    harden: JsonBool = Field(default=True, description="false: apply as given, report the would-be changes")
 
     @model_validator(mode="after")
     def _names_agree(self) -> "AppBootstrap":
@@ -266,23 +256,15 @@ class AppBootstrap(_Strict):
 class BootstrapRequest(_Strict):
     """The input of one bootstrap execution."""
 
-    cluster: str = Field(min_length=1, max_length=100)
-    namespaces: list[str] = Field(
+    cluster: ClusterName
+    namespaces: list[KubernetesName] = Field(
         default_factory=list, max_length=MAX_EXTRA_NAMESPACES, description="labelled too; the apps' are always labelled"
     )
     applications: list[AppBootstrap] = Field(default_factory=list, max_length=MAX_APPLICATIONS_PER_CLUSTER)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
     health_check_interval_seconds: int = Field(default=10, ge=6, le=300)
-    restart_pods_born_before_label: StrictBool = Field(default=True)
-
-    @field_validator("namespaces")
-    @classmethod
-    def _namespaces(cls, v: list[str]) -> list[str]:
-        for ns in v:
-            if not DNS1123_LABEL.match(ns):
-                raise ValueError(f"{ns!r} is not a Kubernetes namespace name")
-        return v
+    restart_pods_born_before_label: JsonBool = Field(default=True)
 
     def all_namespaces(self) -> list[str]:
         return list(dict.fromkeys([*self.namespaces, *(a.namespace for a in self.applications)]))
@@ -524,9 +506,9 @@ def chart_reference(settings: ControllerSettings) -> list[str]:
 
 
 # A private ECR registry's host: <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn] (docs/facts.md, "Private
-# ECR mirror of the controller").
+# ECR mirror of the controller"); the account and Region are validators.py's rules.
 _ECR_REGISTRY = re.compile(
-    r"^(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9])\.amazonaws\.com(?:\.cn)?$"
+    rf"(?P<account>{ACCOUNT_ID_PATTERN})\.dkr\.ecr(?:-fips)?\.(?P<region>{AWS_REGION_PATTERN})\.amazonaws\.com(?:\.cn)?"
 )
 
 
@@ -547,7 +529,7 @@ def ecr_chart_mirror(chart_repository: str) -> EcrChartMirror | None:
     if not chart_repository.startswith("oci://"):
         return None
     host, _, path = chart_repository.removeprefix("oci://").rstrip("/").partition("/")
-    m = _ECR_REGISTRY.match(host)
+    m = _ECR_REGISTRY.fullmatch(host)
     if m is None:
         return None
     return EcrChartMirror(host, m.group("account"), m.group("region"), f"{path}/{CHART_NAME}" if path else CHART_NAME)
@@ -633,15 +615,13 @@ def install_controller(kube: BootstrapKubernetesPort, helm: HelmPort, clock: Clo
 # ---------------------------------------------------------------------------------------------------------
 def parse_version(text: str) -> tuple[int, int, int] | None:
     """(major, minor, patch) of ``v2.13.0`` / ``2.13.0``; None when it is not such a version."""
-    m = _VERSION.fullmatch(text.strip())
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+    return version_numbers(text.strip())
 
 
 def image_version(image: str) -> tuple[int, int, int] | None:
     """(major, minor, patch) from an image tag like ``...:v2.13.0``; None when the tag says no version."""
     tag = image.rsplit("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
-    m = _VERSION.match(tag)
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+    return version_numbers(tag, prefix=True)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,12 @@ snapshots in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from enum import Enum
+from dataclasses import replace
 
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
+
+from lambdas.domain.contract import Verdict
 from lambdas.domain.ports import (
     DRAINING,
     HEALTHY,
@@ -24,48 +27,48 @@ from lambdas.domain.ports import (
     TargetHealth,
 )
 
-
-class Verdict(str, Enum):
-    PASSED = "PASSED"
-    WAITING = "WAITING"
-    FAILED = "FAILED"
-    # Drain only: every released target has left the pool (draining or gone) and more steps follow, so the
-    # step hands its drain over: the next step's gate releases nothing until those targets have left.
-    DRAINING = "DRAINING"
-
-
 # Waiting reasons of a container that will not become ready by waiting (kubelet's reasons).
 STUCK_REASONS = frozenset(
     {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"}
 )
 
 
-@dataclass(frozen=True)
+# The results are carried in the rollout's state as they are (``RolloutState.gate`` and ``.drain``): what the
+# state machine's Choice states read is ``status``; fields marked ``exclude`` are for the deciding handler only.
+_RESULT = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, config=_RESULT)
+class GroupCounts:
+    """One target group's view of the step's started new pods (what `albgate watch` shows).
+
+    ``unregistered``: the pod is ContainersReady but its target is not (yet) in that group."""
+
+    target_group: str
+    service: str
+    healthy: int = 0
+    initial: int = 0
+    unhealthy: int = 0
+    draining: int = 0
+    unregistered: int = 0
+
+
+@dataclass(frozen=True, config=_RESULT)
 class GateResult:
     status: Verdict
     reason: str
-    needed: int
+    needed: int = 0
     healthy: int = 0
     initial: int = 0
     unhealthy: int = 0
     unregistered: int = 0
     starting: int = 0
-    unschedulable: int = 0  # of the starting pods, those the scheduler cannot place
+    # of the starting pods, those the scheduler cannot place
+    unschedulable: int = Field(default=0, exclude=True)
     release: tuple[str, ...] = ()  # pod names to open albgate's gate on, oldest first
-    polled_targets: bool = False  # False: decided from Kubernetes alone, no DescribeTargetHealth needed
-
-    def as_dict(self) -> dict:
-        return {
-            "status": self.status.value,
-            "reason": self.reason,
-            "needed": self.needed,
-            "healthy": self.healthy,
-            "initial": self.initial,
-            "unhealthy": self.unhealthy,
-            "unregistered": self.unregistered,
-            "starting": self.starting,
-            "release": list(self.release),
-        }
+    # False: decided from Kubernetes alone, no DescribeTargetHealth needed
+    polled_targets: bool = Field(default=False, exclude=True)
+    groups: tuple[GroupCounts, ...] | None = None  # per target group, when this look read them
 
 
 def pods_needing_targets(candidates: list[Pod], needed: int) -> bool:
@@ -76,6 +79,28 @@ def pods_needing_targets(candidates: list[Pod], needed: int) -> bool:
     shared Describe* tokens.
     """
     return needed > 0 and sum(1 for p in candidates if p.containers_ready and p.ip) >= needed
+
+
+def targets_by_ip(targets: list[TargetHealth]) -> dict[str, list[TargetHealth]]:
+    """A target group's targets per IP. ELB names a target by its Id and Port, so one pod IP may be several
+    targets of one group (a pod serving two ports, or a stale port left registered); each is counted."""
+    out: dict[str, list[TargetHealth]] = {}
+    for t in targets:
+        out.setdefault(t.target_id, []).append(t)
+    return out
+
+
+def pod_target_state(targets: list[TargetHealth]) -> str:
+    """One pod's state in one target group, from every target its IP has there: ``healthy`` only when it has
+    targets and all are healthy; else the first that tells against it: ``unhealthy``, then ``initial``, then
+    ``draining``; ``unused`` (not registered) when it has none or only unused ones."""
+    states = {t.state for t in targets}
+    if states and states == {HEALTHY}:
+        return HEALTHY
+    for state in (UNHEALTHY, INITIAL, DRAINING):
+        if state in states:
+            return state
+    return UNUSED
 
 
 def all_registering(candidates: list[Pod], health: dict[str, list[TargetHealth]]) -> bool:
@@ -89,11 +114,11 @@ def all_registering(candidates: list[Pod], health: dict[str, list[TargetHealth]]
     started = [p for p in candidates if p.containers_ready and p.ip]
     if not started or not health:
         return False
-    by_group = [{t.target_id: t for t in targets} for targets in health.values()]
+    by_group = [targets_by_ip(targets) for targets in health.values()]
     for pod in started:
         for targets in by_group:
-            t = targets.get(pod.ip or "")
-            if t is None or t.state != INITIAL or t.reason != REGISTRATION_IN_PROGRESS:
+            mine = targets.get(pod.ip or "", [])
+            if not mine or any(t.state != INITIAL or t.reason != REGISTRATION_IN_PROGRESS for t in mine):
                 return False
     return True
 
@@ -138,17 +163,18 @@ def evaluate_gate(
         )
         return _with_deadline(result, now, deadline)
 
-    by_group = {arn: {t.target_id: t for t in targets} for arn, targets in health.items()}
+    by_group = {arn: targets_by_ip(targets) for arn, targets in health.items()}
     healthy_pods: list[Pod] = []
     initial = unhealthy = unregistered = 0
     worst: tuple[Pod, str, TargetHealth] | None = None
     for pod in ready:
         states = []
         for arn, targets in by_group.items():
-            t = targets.get(pod.ip or "")
-            states.append(t.state if t else UNUSED)
-            if t and t.state == UNHEALTHY and worst is None:
-                worst = (pod, arn, t)
+            mine = targets.get(pod.ip or "", [])
+            states.append(pod_target_state(mine))
+            bad = next((t for t in mine if t.state == UNHEALTHY), None)
+            if bad is not None and worst is None:
+                worst = (pod, arn, bad)
         if all(s == HEALTHY for s in states):
             healthy_pods.append(pod)
         elif UNHEALTHY in states:
@@ -214,7 +240,7 @@ def _with_deadline(result: GateResult, now: float, deadline: float) -> GateResul
     return replace(result, status=Verdict.FAILED, reason=f"step deadline passed: {result.reason}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_RESULT)
 class DrainResult:
     status: Verdict
     reason: str
@@ -222,17 +248,9 @@ class DrainResult:
     expected_old: int = 0
     routable: int = 0
     draining: int = 0
-    leaving_ips: tuple[str, ...] = field(default_factory=tuple)
-
-    def as_dict(self) -> dict:
-        return {
-            "status": self.status.value,
-            "reason": self.reason,
-            "old_live": self.old_live,
-            "expected_old": self.expected_old,
-            "routable": self.routable,
-            "draining": self.draining,
-        }
+    leaving_ips: tuple[str, ...] = Field(default=(), exclude=True)
+    # Set while the next step's gate follows this drain (handed over, ``Verdict.DRAINING``): the step (1-based).
+    step: int | None = None
 
 
 def evaluate_drain(

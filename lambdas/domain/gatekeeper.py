@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from lambdas.domain.gate import Verdict, evaluate_gate
 from lambdas.domain.ports import ALBGATE_GATE, Ports
-from lambdas.domain.rollout import ROLLOUT_ANNOTATION, describe_target_groups, target_group_bindings
+from lambdas.domain.rollout.pods import ROLLOUT_ANNOTATION
+from lambdas.domain.rollout.targets import describe_target_groups, target_group_bindings
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Job: name each limit once (Lambda's 4 KB of environment, Step Functions' 25,000 history events, 256 KB per
 state and the executions' timeouts) and compute, from a rollout policy and its plan, the worst case a rollout
 execution can reach: how many history events it records and how long it runs. Preflight refuses a rollout
-whose worst case is over a limit (``lambdas.domain.rollout.check_limits``), the CDK config refuses a default
+whose worst case is over a limit (``lambdas.domain.rollout.preflight.check_limits``), the CDK config refuses a default
 policy that is over one at synth (``stacks/config.py``), and the ECR trigger's functions keep their
 environment small by construction (``stacks/constructs/ecr_trigger.py``).
 
@@ -51,7 +51,7 @@ ROLLOUT_TIMEOUT_SECONDS = 48 * 3600  # the rollout state machine's TimeoutSecond
 # `Wait For Approval`'s TimeoutSeconds (the workflow reads it from here); Start Step holds the gates through it.
 APPROVAL_TIMEOUT_SECONDS = 24 * 3600
 DEFAULT_DEREGISTRATION_DELAY_SECONDS = 300  # ELB's default: what the drain deadline defaults from when unknown
-DRAIN_MARGIN_SECONDS = 120  # lambdas/domain/rollout.py: drain deadline default = deregistration delay + 120 s
+DRAIN_MARGIN_SECONDS = 120  # a drain deadline defaults to the deregistration delay + this (drain_deadline_seconds)
 
 # The most applications one cluster may have in the CDK config and in one bootstrap input: each is a few
 # entries in every state the bootstrap carries (tests/bootstrap/test_state_size.py runs this many).
@@ -93,7 +93,6 @@ Segment = tuple[tuple[str, str], ...]  # (state name, kind) in the order an exec
 
 # The rollout state machine, part by part (stacks/constructs/rollout_workflow.py builds it; the tests hold each
 # segment to the synthesized definition: these states, of these kinds, each the next of the one before).
-ROLLBACK_PREFIX = "Rollback: "
 ROLLOUT_SEGMENTS: dict[str, Segment] = {
     "preflight": (("Preflight", TASK), ("Describe Turn Booked?", CHOICE)),
     "preflight_turn": (("Wait For Describe Turn", WAIT), ("Preflight", TASK), ("Describe Turn Booked?", CHOICE)),
@@ -238,7 +237,7 @@ def worst_case(
 ) -> WorstCase:
     """The worst rollout of ``steps`` steps: every gate and drain runs to its deadline at the shortest wait
     between looks (each step still passing at its last look), every approval waits out its timeout, the last
-    step fails at its drain deadline, and the one-step rollback (lambdas/domain/rollout.py, ``roll_back``)
+    step fails at its drain deadline, and the one-step rollback (lambdas/domain/rollout/rollback.py, ``roll_back``)
     runs to its deadlines too."""
     if steps < 1:
         raise ValueError("a rollout has at least one step")

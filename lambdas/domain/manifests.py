@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lambdas.domain import lbc_annotations as lbc
+from lambdas.domain import safety
 from lambdas.domain.errors import InvalidInputError, UnsafeConfigurationError
 from lambdas.domain.lbc_annotations import (
     DEFAULT_DEREGISTRATION_DELAY_SECONDS,
@@ -50,8 +51,8 @@ from lambdas.domain.lbc_annotations import (
     parse_attributes,
     render_attributes,
 )
-from lambdas.domain.models import DNS1123_LABEL, DNS1123_SUBDOMAIN
-from lambdas.domain.rollout import resolve_int_or_percent
+from lambdas.domain.validators import DNS1035_LABEL, DNS1123_LABEL, DNS1123_SUBDOMAIN, percent
+from lambdas.domain.plan import resolve_int_or_percent
 
 INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 
@@ -63,8 +64,6 @@ DEFAULT_HC_TIMEOUT_SECONDS = int(lbc.DEFAULTS[HC_TIMEOUT])
 # Kubernetes default terminationGracePeriodSeconds (docs/facts.md, Pod readiness and termination)
 DEFAULT_GRACE_SECONDS = 30
 # Kubernetes core/v1 Service names are DNS-1035 labels: they start with a letter.
-_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-_PERCENT = re.compile(r"^[0-9]{1,3}%$")
 # preStop exec commands that are a drain sleep: ["sleep", "30"], or a shell script starting with "sleep 30".
 _SLEEP_SCRIPT = re.compile(r"^\s*(?:exec\s+)?(?:\S*/)?sleep\s+(\d+)(?:\.\d+)?([smh]?)\s*(?:$|;|&&|\|\|)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
@@ -230,7 +229,7 @@ def validate(
             problems.append(f"{key}.metadata: required; give at least metadata.name")
             continue
         name = meta.get("name")
-        rule = _DNS1035_LABEL if key == "service" else DNS1123_SUBDOMAIN
+        rule = DNS1035_LABEL if key == "service" else DNS1123_SUBDOMAIN
         if not isinstance(name, str) or not rule.match(name):
             what = "a DNS-1035 label (lower-case letters, digits, '-', starting with a letter, at most 63)"
             problems.append(
@@ -294,7 +293,7 @@ def _validate_deployment(dep: dict[str, Any], container: str | None) -> list[str
         value = (strategy.get("rollingUpdate") or {}).get(key)
         if value is not None and not (
             (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
-            or (isinstance(value, str) and _PERCENT.match(value))
+            or (isinstance(value, str) and percent(value) is not None)
         ):
             p.append(f"deployment.spec.strategy.rollingUpdate.{key}: {value!r} is not a pod count or a percentage like '25%'")
     pod = template.get("spec")
@@ -402,12 +401,6 @@ def _validate_target_group_annotations(key: str, annotations: dict[str, Any]) ->
 # ---------------------------------------------------------------------------------------------------------
 # Hardening
 # ---------------------------------------------------------------------------------------------------------
-def _resolve(value: int | str | None, replicas: int, *, round_up: bool, default: str = "25%") -> int:
-    """maxSurge/maxUnavailable as Kubernetes resolves them; unset means the 25 % default (docs/facts.md,
-    Kubernetes Deployment controller)."""
-    return resolve_int_or_percent(default if value is None else value, replicas, round_up=round_up)
-
-
 def pre_stop_handler(seconds: int, native_sleep: bool) -> dict[str, Any]:
     """A preStop that only sleeps: the native sleep action (>= 1.30) or ``exec: sleep N`` (needs a sleep binary)."""
     if native_sleep:
@@ -470,12 +463,12 @@ def harden(
                "Recreate stops every old pod before any new one starts")
     rolling = strategy.setdefault("rollingUpdate", {})
     before_unavailable = rolling.get("maxUnavailable")
-    if _resolve(before_unavailable, replicas, round_up=False) != 0 or before_unavailable is None:
+    if safety.unavailable_pods(before_unavailable, replicas) != 0 or before_unavailable is None:
         rolling["maxUnavailable"] = 0
         record(dep_id, "spec.strategy.rollingUpdate.maxUnavailable", before_unavailable if before_unavailable is not None else "25%", 0,
                "with maxUnavailable 0 the Deployment controller removes an old pod only for a new available one")
     surge = rolling.get("maxSurge")
-    if surge is not None and _resolve(surge, max(replicas, 1), round_up=True) == 0:
+    if surge is not None and resolve_int_or_percent(surge, max(replicas, 1), round_up=True) == 0:
         rolling["maxSurge"] = 1
         record(dep_id, "spec.strategy.rollingUpdate.maxSurge", surge, 1,
                "maxSurge 0 with maxUnavailable 0 is refused by the API server; one extra pod at a time")
@@ -494,7 +487,7 @@ def harden(
             # seconds for the grace period, and say so.
             longest_pre_stop = max(longest_pre_stop, policy.pre_stop_seconds)
             continue
-        if current is None or current < policy.pre_stop_seconds:
+        if safety.pre_stop_is_short(current, policy.pre_stop_seconds):
             handler = pre_stop_handler(policy.pre_stop_seconds, policy.native_sleep)
             c.setdefault("lifecycle", {})["preStop"] = handler
             how = "the native sleep action" if policy.native_sleep else "exec sleep (the image needs a sleep binary)"
@@ -505,7 +498,7 @@ def harden(
         longest_pre_stop = max(longest_pre_stop, current)
 
     # --- grace period covers preStop + the longest request ------------------------------------------------
-    needed = longest_pre_stop + policy.max_request_seconds
+    needed = safety.required_grace_seconds(longest_pre_stop, policy.max_request_seconds)
     grace = pod.get("terminationGracePeriodSeconds")
     if (grace if grace is not None else DEFAULT_GRACE_SECONDS) < needed:
         pod["terminationGracePeriodSeconds"] = needed

@@ -1,6 +1,7 @@
 """Typed input of a gated rollout, validated once, shared by the Lambdas, the CDK config and the albgate command.
 
-Invariant: a ``RolloutRequest`` that validates names a real-looking Deployment and a policy whose shape is
+Invariant: a ``RolloutRequest`` that validates names a real-looking Deployment (the name rules are
+lambdas/domain/validators.py's, shared with the config, the bootstrap and the trigger) and a policy whose shape is
 sound: counts grow among themselves, percentages grow to 100 %, a plan is given one way (``steps`` or
 ``batch_size``), approvals name distinct steps the list can have, booleans are JSON booleans. Anything else
 raises ``InvalidInputError`` naming the field and the fix, before any call touches the cluster. What needs the
@@ -11,7 +12,6 @@ bad value.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,7 +19,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
-    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -30,11 +29,17 @@ from pydantic import (
 from lambdas.domain.documents import quote
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.image_reference import ImageReference, ImageReferenceError
+from lambdas.domain.validators import (
+    ClusterName,
+    JsonBool,
+    KubernetesName,
+    KubernetesObjectName,
+    no_boolean_items,
+    percent,
+)
 
-# RFC 1123 label / subdomain as Kubernetes validates names (namespaces and Deployments).
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-DNS1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_STEP = re.compile(r"^(?P<n>[0-9]{1,3})%$")
+# The Kubernetes name patterns, for modules that read them from here (lambdas/domain/manifests.py); the rules
+# are lambdas/domain/validators.py's.
 
 
 def parse_image(image: str) -> tuple[str, str | None, str | None]:
@@ -65,26 +70,14 @@ def pods(n: int) -> str:
     return f"{n} pod" if n == 1 else f"{n} pods"
 
 
-def _refuse_booleans(name: str, raw: Any) -> Any:
-    """A list of numbers given a JSON boolean is refused: lax int validation would read true as 1 (docs/facts.md,
-    Strict inputs)."""
-    if isinstance(raw, list):
-        for i, item in enumerate(raw):
-            if isinstance(item, bool):
-                raise ValueError(
-                    f"item {i + 1} is {str(item).lower()}, a boolean; {name} holds numbers"
-                    + (" or percentages like '25%'" if name == "steps" else "")
-                )
-    return raw
-
-
 class RolloutPolicy(_Strict):
     """How a rollout proceeds; every default is documented in docs/rollout.md."""
 
     # The shape is checked here; whether the steps grow on a given replica count, and whether an approval names
     # a step of the plan resolved for it, Preflight checks (lambdas.domain.plan.step_problems).
 
-    steps: list[StepSpec] = Field(
+    # A JSON boolean in a list of numbers is refused: the lax int would read true as 1 (validators.no_boolean_items).
+    steps: Annotated[list[StepSpec], no_boolean_items("numbers or percentages like '25%'")] = Field(
         default_factory=lambda: list(DEFAULT_STEPS),
         description="cumulative new pods after each step: pod counts grow among themselves, percentages grow to "
         "a last '100%'; steps that resolve to the same count merge, a step that resolves to fewer pods than one "
@@ -105,17 +98,16 @@ class RolloutPolicy(_Strict):
         le=7_200,
         description="old targets must have left the target group by then; default: deregistration delay + 120 s",
     )
-    approval_before_steps: list[int] = Field(
+    approval_before_steps: Annotated[list[int], no_boolean_items("numbers")] = Field(
         default_factory=list,
         description="distinct 1-based numbers of the plan's steps that wait for a person's approval (task "
         "token); each must be a step of the plan resolved for the Deployment's replicas",
     )
-    # StrictBool: a lax bool reads "yes", "0" or 1 as a boolean (docs/facts.md, Strict inputs).
-    harden: StrictBool = Field(
+    harden: JsonBool = Field(
         default=False,
         description="let albgate fix unsafe settings (maxUnavailable, preStop, grace period) instead of stopping",
     )
-    rollback_on_failure: StrictBool = Field(
+    rollback_on_failure: JsonBool = Field(
         default=True, description="roll back, gated the same way, when a step fails"
     )
     pre_stop_seconds: int = Field(
@@ -128,11 +120,6 @@ class RolloutPolicy(_Strict):
     max_request_seconds: int = Field(
         default=30, ge=1, le=3_600, description="the longest request the app serves, for the grace period"
     )
-
-    @field_validator("steps", "approval_before_steps", mode="before")
-    @classmethod
-    def _no_booleans(cls, raw: Any, info: ValidationInfo) -> Any:
-        return _refuse_booleans(str(info.field_name), raw)
 
     @field_validator("steps")
     @classmethod
@@ -159,13 +146,12 @@ class RolloutPolicy(_Strict):
                     )
                 last_count = (i, s)
                 continue
-            m = _STEP.match(s)
-            if not m or not 1 <= int(m.group("n")) <= 100:
+            pct = percent(s)
+            if pct is None or not 1 <= pct <= 100:
                 hint = f"write the pod count as a number ({s}), not a string" if s.isdigit() else (
                     "write a pod count or a percentage from '1%' to '100%'"
                 )
                 raise ValueError(f"step {i} is {quote(s)}; {hint}")
-            pct = int(m.group("n"))
             if last_pct is not None and pct <= last_pct[1]:
                 raise ValueError(
                     f"step {i} ({s}) must be larger than step {last_pct[0]} ({last_pct[1]}%): steps count all new "
@@ -216,10 +202,10 @@ class RolloutPolicy(_Strict):
 class RolloutRequest(_Strict):
     """The input of one gated rollout execution (JSON Schema: docs/rollout-input.schema.json)."""
 
-    cluster: str = Field(min_length=1, max_length=100, description="EKS cluster name")
-    namespace: str = Field(description="namespace of the Deployment")
-    deployment: str = Field(description="Deployment to roll")
-    container: str = Field(description="container whose image changes")
+    cluster: ClusterName = Field(description="EKS cluster name")
+    namespace: KubernetesName = Field(description="namespace of the Deployment")
+    deployment: KubernetesObjectName = Field(description="Deployment to roll")
+    container: KubernetesName = Field(description="container whose image changes")
     # kind before image: whether an image is required depends on it (pydantic validates fields in this order).
     kind: Literal["rollout", "restart"] = Field(
         default="rollout", description="restart: re-create every pod through the same gates (same image)"
@@ -231,27 +217,6 @@ class RolloutRequest(_Strict):
         "resolved to one. kind 'restart': refused (a restart keeps the image the container runs)",
     )
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
-
-    @field_validator("cluster")
-    @classmethod
-    def _cluster(cls, v: str) -> str:
-        if not re.match(r"^[0-9A-Za-z][A-Za-z0-9\-_]*$", v):
-            raise ValueError("an EKS cluster name has letters, digits, '-' and '_' and starts with a letter or digit")
-        return v
-
-    @field_validator("namespace", "container")
-    @classmethod
-    def _label(cls, v: str) -> str:
-        if not DNS1123_LABEL.match(v):
-            raise ValueError(f"{quote(v)} is not a Kubernetes name: lower-case letters, digits and '-', at most 63")
-        return v
-
-    @field_validator("deployment")
-    @classmethod
-    def _subdomain(cls, v: str) -> str:
-        if not DNS1123_SUBDOMAIN.match(v):
-            raise ValueError(f"{quote(v)} is not a Kubernetes object name: lower-case letters, digits, '-' and '.'")
-        return v
 
     @field_validator("image")
     @classmethod

@@ -27,6 +27,16 @@ def resolve_step(step: int | str, replicas: int) -> int:
     return min(replicas, max(1, math.ceil(replicas * pct / 100)))
 
 
+def resolve_int_or_percent(value: int | str, replicas: int, *, round_up: bool) -> int:
+    """A Deployment's maxSurge or maxUnavailable in pods: maxSurge rounds up, maxUnavailable rounds down
+    (docs/facts.md, Kubernetes Deployment controller: ResolveFenceposts)."""
+    if isinstance(value, int):
+        return value
+    pct = int(str(value).rstrip("%"))
+    exact = replicas * pct / 100
+    return math.ceil(exact) if round_up else math.floor(exact)
+
+
 def step_targets(replicas: int, policy: RolloutPolicy) -> list[int]:
     """Cumulative new-pod counts after each step, e.g. 3 replicas, [1, 25%, 50%, 100%] -> [1, 2, 3]."""
     if replicas < 1:

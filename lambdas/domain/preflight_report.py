@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lambdas.domain import lbc_annotations as lbc
+from lambdas.domain import safety
 from lambdas.domain.bootstrap import (
     CONTROLLER_DEPLOYMENT,
     CONTROLLER_NAMESPACE,
@@ -38,7 +39,7 @@ from lambdas.domain.errors import InvalidInputError, NotFoundError
 from lambdas.domain.manifests import DEFAULT_TARGET_TYPE, TARGET_TYPE
 from lambdas.domain.models import RolloutPolicy, validation_message
 from lambdas.domain.ports import INJECT_LABEL, LBC_GATE_PREFIX, Deployment, ElbPort
-from lambdas.domain.rollout import resolve_int_or_percent
+from lambdas.domain.validators import ClusterName, ControllerVersion, KubernetesName, KubernetesObjectName
 
 Severity = Literal["error", "warning"]
 
@@ -92,19 +93,19 @@ class _Strict(BaseModel):
 
 
 class ReportApp(_Strict):
-    namespace: str
-    deployment: str
-    container: str | None = None
+    namespace: KubernetesName
+    deployment: KubernetesObjectName
+    container: KubernetesName | None = None
 
 
 class ReportRequest(_Strict):
     """What to check. With no applications, every Deployment of the namespaces is checked."""
 
-    cluster: str = Field(min_length=1)
-    namespaces: list[str] = Field(default_factory=list)
+    cluster: ClusterName
+    namespaces: list[KubernetesName] = Field(default_factory=list)
     applications: list[ReportApp] = Field(default_factory=list)
-    controller_namespace: str = CONTROLLER_NAMESPACE
-    minimum_controller_version: str = Field(default=CONTROLLER_VERSION, pattern=r"^v?[0-9]+\.[0-9]+\.[0-9]+$")
+    controller_namespace: KubernetesName = CONTROLLER_NAMESPACE
+    minimum_controller_version: ControllerVersion = CONTROLLER_VERSION
     expect_controller: bool = Field(default=True, description="false on EKS Auto Mode (no controller to install)")
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
 
@@ -201,35 +202,11 @@ def namespace_risks(kube: BootstrapKubernetesPort, namespace: str) -> tuple[list
 
 
 def deployment_risks(dep: Deployment, policy: RolloutPolicy) -> list[Risk]:
-    """What in the Deployment's own spec drops requests while it rolls or scales down."""
-    risks: list[Risk] = []
+    """What in the Deployment's own spec drops requests while it rolls or scales down: the findings Preflight
+    refuses on (lambdas/domain/safety.py), as risks."""
     subject = f"Deployment {dep.namespace}/{dep.name}"
-    unavailable = resolve_int_or_percent(dep.max_unavailable, dep.replicas, round_up=False)
-    if unavailable > 0:
-        risks.append(Risk("max-unavailable", "error", subject,
-                          f"maxUnavailable is {dep.max_unavailable} ({unavailable} pod(s)): old pods go before any "
-                          "replacement is available", "set spec.strategy.rollingUpdate.maxUnavailable: 0"))
-    longest = 0
-    for c in dep.template.containers:
-        pre_stop = c.pre_stop_sleep_seconds
-        if pre_stop is None:
-            risks.append(Risk("missing-prestop", "error", f"{subject} container {c.name}",
-                              "no preStop drain: on deletion the container gets SIGTERM at once while the ALB still "
-                              "sends it new requests for some seconds",
-                              f"add lifecycle.preStop sleep of {policy.pre_stop_seconds} s (the bootstrap does)"))
-        elif pre_stop < policy.pre_stop_seconds:
-            risks.append(Risk("short-prestop", "warning", f"{subject} container {c.name}",
-                              f"preStop sleeps {pre_stop} s, less than the policy's {policy.pre_stop_seconds} s",
-                              f"raise the preStop sleep to {policy.pre_stop_seconds} s"))
-        longest = max(longest, pre_stop or 0)
-    needed = longest + policy.max_request_seconds
-    grace = dep.template.termination_grace_period_seconds
-    if grace < needed:
-        risks.append(Risk("grace-too-short", "error", subject,
-                          f"terminationGracePeriodSeconds is {grace}, shorter than preStop ({longest} s) plus the "
-                          f"longest request ({policy.max_request_seconds} s): requests in flight are killed",
-                          f"set spec.template.spec.terminationGracePeriodSeconds: {needed}"))
-    return risks
+    return [Risk(f.code, f.severity, f"{subject} container {f.container}" if f.container else subject, f.message, f.fix)
+            for f in safety.deployment_findings(dep, policy)]
 
 
 def serving_risks(

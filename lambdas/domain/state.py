@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lambdas.domain.gate import DrainResult, GateResult, GroupCounts, Verdict
 from lambdas.domain.limits import CAUSE_MAX_CHARS, ERROR_MAX_CHARS, payload_bytes
 from lambdas.domain.models import RolloutRequest
 from lambdas.domain.plan import batch_sizes
@@ -105,8 +106,8 @@ class RolloutState(_Model):
     # (Verdict.DRAINING); None once they have left. watched_ips and drain_deadline are still that step's.
     pending_drain_step: int | None = None
 
-    gate: dict[str, Any] = Field(default_factory=lambda: {"status": "WAITING", "reason": "not started"})
-    drain: dict[str, Any] = Field(default_factory=lambda: {"status": "WAITING", "reason": "not started"})
+    gate: GateResult = Field(default_factory=lambda: GateResult(Verdict.WAITING, "not started"))
+    drain: DrainResult = Field(default_factory=lambda: DrainResult(Verdict.WAITING, "not started"))
     wait_seconds: int = 0
     bake_seconds: int = 0
     more_steps: bool = True
@@ -237,10 +238,8 @@ def largest_state(
 
     steps = [record(i + 1, "rollout", t, keep=False) for i, t in enumerate(plan)]
     steps.append(record(1, "rollback", replicas, keep=True))
-    counts = {"needed": replicas, "healthy": replicas, "initial": replicas, "unhealthy": replicas,
-              "unregistered": replicas, "starting": replicas, "unschedulable": replicas}
-    summary = [{"target_group": "t" * 32, "service": "s" * 63, "healthy": replicas, "initial": replicas,
-                "unhealthy": replicas, "draining": replicas, "unregistered": replicas} for _ in groups]
+    summary = tuple(GroupCounts(target_group="t" * 32, service="s" * 63, healthy=replicas, initial=replicas,
+                                unhealthy=replicas, draining=replicas, unregistered=replicas) for _ in groups)
     cause = "c" * CAUSE_MAX_CHARS
     error = "e" * ERROR_MAX_CHARS
     capped_summary = "s" * MAX_TEXT_CHARS
@@ -270,9 +269,11 @@ def largest_state(
         drain_deadline=_TIMESTAMP,
         watched_ips=old_ips,
         pending_drain_step=len(plan),
-        gate={"status": "FAILED", "reason": reason, **counts, "release": [pod] * replicas, "groups": summary},
-        drain={"status": "FAILED", "reason": reason, "old_live": replicas, "expected_old": replicas,
-               "routable": replicas, "draining": replicas, "step": len(plan)},
+        gate=GateResult(Verdict.FAILED, reason, needed=replicas, healthy=replicas, initial=replicas,
+                        unhealthy=replicas, unregistered=replicas, starting=replicas, release=(pod,) * replicas,
+                        groups=summary),
+        drain=DrainResult(Verdict.FAILED, reason, old_live=replicas, expected_old=replicas, routable=replicas,
+                          draining=replicas, step=len(plan)),
         wait_seconds=10**6,
         bake_seconds=10**6,
         throttles=10**6,

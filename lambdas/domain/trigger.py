@@ -37,25 +37,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lambdas.domain.limits import ROLLOUT_TIMEOUT_SECONDS
 from lambdas.domain.models import RolloutPolicy, RolloutRequest, validation_message
 from lambdas.domain.ports import EXECUTION_PENDING_REDRIVE, EXECUTION_RUNNING
+from lambdas.domain.contract import ROLLED_BACK_ERROR, ROLLOUT_FAILED, ROLLOUT_ROLLED_BACK, ROLLOUT_SUCCEEDED
+from lambdas.domain.validators import (
+    ACCOUNT_ID,
+    ACCOUNT_ID_PATTERN,
+    ECR_REPOSITORY_NAME,
+    IMAGE_TAG,
+    SHA256_DIGEST,
+    ClusterName,
+    EcrRepositoryName,
+    KubernetesName,
+    KubernetesObjectName,
+    Rule,
+    TagGlob,
+)
 
 ECR_SOURCE = "aws.ecr"
 ECR_DETAIL_TYPE = "ECR Image Action"
 STATES_SOURCE = "aws.states"
 STATES_DETAIL_TYPE = "Step Functions Execution Status Change"
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
-ROLLED_BACK_ERROR = "RolledBack"  # the rollout state machine's `Rollout Rolled Back` Fail state (docs/rollout.md)
-
-# albgate's own events on its bus (source ``albgate``).
-EVENT_SOURCE = "albgate"
-ROLLOUT_STARTED = "Rollout Started"
-ROLLOUT_STEP_PASSED = "Rollout Step Passed"  # published by the state machine itself (Announce Step Passed)
-ROLLOUT_QUEUED = "Rollout Queued"
-ROLLOUT_SUCCEEDED = "Rollout Succeeded"
-ROLLOUT_ROLLED_BACK = "Rollout Rolled Back"
-ROLLOUT_FAILED = "Rollout Failed"
-# Two pushes for one Deployment in the same second that ECR's imagePushedAt cannot order either: albgate starts
-# neither over the other and says so, naming both (docs/ecr-trigger.md).
-ROLLOUT_ORDER_UNKNOWN = "Rollout Order Unknown"
 
 # Step Functions execution names: 1-80 characters; for CloudWatch Logs only 0-9, A-Z, a-z, '-' and '_'
 # (StartExecution API reference, `name`). albgate's names keep to the logging-safe set.
@@ -64,12 +65,8 @@ _NAME_HASH_CHARS = 16  # 64 bits of sha256 over the whole (cluster, namespace, d
 _DIGEST_CHARS = 12  # what `docker images` shows: readable, not what makes the name unique
 _UNSAFE_NAME = re.compile(r"[^0-9A-Za-z_-]+")
 
-_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
-_ECR_REPO = re.compile(r"^(?=.{2,256}$)(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_ACCOUNT = re.compile(r"^[0-9]{12}$")
 _STATE_MACHINE_ARN = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):states:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):stateMachine:"
+    rf"^arn:(?P<partition>aws[a-z-]*):states:(?P<region>[a-z0-9-]+):(?P<account>{ACCOUNT_ID_PATTERN}):stateMachine:"
     r"(?P<name>[0-9A-Za-z_-]{1,80})$"
 )
 
@@ -95,16 +92,17 @@ class EcrPush:
 
 
 class TriggerApplication(BaseModel):
-    """One application the trigger may roll: the CDK config's ``ApplicationConfig`` fields it needs."""
+    """One application the trigger may roll: the CDK config's ``ApplicationConfig`` fields it needs, checked by
+    the same rules (lambdas/domain/validators.py)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    cluster: str = Field(min_length=1)
-    namespace: str = Field(min_length=1)
-    deployment: str = Field(min_length=1)
-    container: str = Field(min_length=1)
-    ecr_repository: str = Field(min_length=1)
-    tag_pattern: str = Field(default="*", min_length=1)
+    cluster: ClusterName
+    namespace: KubernetesName
+    deployment: KubernetesObjectName
+    container: KubernetesName
+    ecr_repository: EcrRepositoryName
+    tag_pattern: TagGlob = "*"
     replicas: int | None = Field(default=None, ge=1)
 
     @property
@@ -137,13 +135,15 @@ def parse_trigger_config(text: str) -> TriggerConfig:
         raise ValueError(validation_message(exc)) from exc
 
 
-def _get(detail: dict[str, Any], key: str, pattern: re.Pattern[str] | None, what: str) -> str:
+def _get(detail: dict[str, Any], key: str, rule: Rule | None, what: str = "") -> str:
+    """``detail[key]``, a string keeping ``rule`` (lambdas/domain/validators.py); else ``Ignored``."""
+    what = rule.what if rule is not None else what
     value = detail.get(key)
     if value is None:
         raise Ignored(f"malformed event: detail.{key} is missing")
     if not isinstance(value, str):
         raise Ignored(f"malformed event: detail.{key} is {type(value).__name__}, expected a string ({what})")
-    if pattern is not None and not pattern.match(value):
+    if rule is not None and not rule.matches(value):
         raise Ignored(f"malformed event: detail.{key} {value[:100]!r} is not {what}")
     return value
 
@@ -169,11 +169,11 @@ def parse_ecr_push(event: Any, *, account: str, region: str) -> EcrPush:
     result = _get(detail, "result", None, "a result")
     if result != "SUCCESS":
         raise Ignored(f"result {result!r}: only a successful push starts a rollout")
-    repository = _get(detail, "repository-name", _ECR_REPO, "an ECR repository name")
-    digest = _get(detail, "image-digest", _DIGEST, "a sha256 digest")
+    repository = _get(detail, "repository-name", ECR_REPOSITORY_NAME)
+    digest = _get(detail, "image-digest", SHA256_DIGEST)
     if detail.get("image-tag") in (None, ""):
         raise Ignored(f"push of {repository}@{digest} has no tag; albgate matches tag_pattern, so it rolls tags only")
-    tag = _get(detail, "image-tag", _TAG, "an image tag")
+    tag = _get(detail, "image-tag", IMAGE_TAG)
     time = event.get("time")
     if not isinstance(time, str) or _parse_time(time) is None:
         raise Ignored(f"malformed event: time {time!r} is not an ISO 8601 timestamp")
@@ -469,4 +469,4 @@ def parse_applications(raw: Any) -> list[TriggerApplication]:
 
 
 def is_account(value: str) -> bool:
-    return bool(_ACCOUNT.match(value))
+    return ACCOUNT_ID.matches(value)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lambdas.domain import rollout
+from lambdas.domain.rollout import approval
+from lambdas.domain.state import RolloutState
 from lambdas.handlers._observability import logger
 from lambdas.handlers._runtime import task
 
@@ -38,7 +39,7 @@ def approval_request(event: dict) -> dict[str, Any]:
     """What a person needs to approve or reject the next step, without the token itself."""
     name = event["execution_name"]
     arn = event.get("execution_arn") or f"<ARN of execution {name}>"
-    request = rollout.approval_request(event["state"], f'"${TOKEN_VARIABLE}"', name)
+    request = approval.approval_request(RolloutState.model_validate(event["state"]), f'"${TOKEN_VARIABLE}"', name)
     return {**request, "execution_arn": arn, "task_token": token_command(arn)}
 
 

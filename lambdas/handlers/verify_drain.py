@@ -1,17 +1,18 @@
 """Lambda `Verify Drain`: check that the step's old targets went draining and left every target group.
 
-Thin: the state in, one use case (lambdas.domain.rollout.verify_drain), the new state out.
+Thin: the state in, one use case (lambdas.domain.rollout.drain.verify_drain), the new state out.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lambdas.domain import rollout
+from lambdas.domain.rollout import drain
+from lambdas.domain.state import RolloutState
 from lambdas.handlers._runtime import cluster_of, ports_for, task
 
 
 @task("Verify Drain")
 def handler(event: dict, context: Any) -> dict:
-    state = rollout.verify_drain(ports_for(cluster_of(event)), event)
+    state = drain.verify_drain(ports_for(cluster_of(event)), RolloutState.model_validate(event)).dump()
     return state

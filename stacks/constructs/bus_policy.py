@@ -25,7 +25,7 @@ from aws_cdk import IResolveContext, IStableListProducer, Lazy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 
-from lambdas.domain.trigger import EVENT_SOURCE
+from lambdas.domain.contract import EVENT_SOURCE
 
 PUT_EVENTS = "events:PutEvents"
 SID = "OnlyAlbgatePublishesAlbgateEvents"

@@ -81,7 +81,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         elb_health=True,
         describe_budget=True,
         # the drain Verify Drain handed over (Verdict.DRAINING) is followed on the gate's looks, and a released
-        # target still in the pool is deregistered there (lambdas/domain/rollout.py, _follow_handed_over_drain)
+        # target still in the pool is deregistered there (lambdas/domain/rollout/gate.py, _follow_handed_over_drain)
         elb_deregister=True,
         description="gate: every new pod's target healthy in every target group",
     ),

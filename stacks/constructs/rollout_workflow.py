@@ -27,7 +27,15 @@ from constructs import Construct
 
 from lambdas.domain.errors import permanent_error_names, retryable_error_names
 from lambdas.domain.limits import APPROVAL_TIMEOUT_SECONDS, ROLLOUT_TIMEOUT_SECONDS
-from lambdas.domain.trigger import EVENT_SOURCE, ROLLOUT_STEP_PASSED
+from lambdas.domain.contract import (
+    APPROVAL_TIMED_OUT,
+    EVENT_SOURCE,
+    PREFLIGHT_WAITING,
+    ROLLBACK_PREFIX,
+    ROLLED_BACK_ERROR,
+    ROLLOUT_STEP_PASSED,
+    Verdict,
+)
 from stacks.constructs.handler_specs import HandlerSpec
 
 # Lambda's own transient failures, plus a timed-out invocation: every handler is idempotent, so a retry after a
@@ -75,11 +83,9 @@ THROTTLE_RETRY_MAX_ATTEMPTS = 20
 # it yet, and the execution's own timeout (ROLLOUT_TIMEOUT_SECONDS, 48 h) must leave room after the wait
 # for the rollback it may lead to (docs/rollout.md, "Approvals").
 APPROVAL_TIMEOUT_HOURS = APPROVAL_TIMEOUT_SECONDS // 3600  # Start Step holds the gates through the same wait
-APPROVAL_TIMED_OUT = "ApprovalTimedOut"
 
-# Gate and drain verdicts written by the handlers into $.gate.status / $.drain.status (domain/gate.py).
-PASSED, WAITING, FAILED = "PASSED", "WAITING", "FAILED"
-DRAINING = "DRAINING"  # drain only: handed over to the next step's gate (lambdas.domain.rollout.verify_drain)
+# Gate and drain verdicts written by the handlers into $.gate.status / $.drain.status (lambdas/domain/contract.py).
+PASSED, WAITING, FAILED, DRAINING = (v.value for v in (Verdict.PASSED, Verdict.WAITING, Verdict.FAILED, Verdict.DRAINING))
 
 
 def _drained_or_handed_over() -> sfn.Condition:
@@ -427,7 +433,7 @@ class RolloutWorkflow(Construct):
             self,
             "Rollout Rolled Back",
             comment="The previous revision is serving again, reached through the same gates",
-            error="RolledBack",
+            error=ROLLED_BACK_ERROR,
             cause_path="$.failure_summary",
         )
         rollback_failed = sfn.Fail(
@@ -482,7 +488,7 @@ class RolloutWorkflow(Construct):
         rollback_steps = GatedSteps(
             self, "Rollback", functions=fn, on_failure=summarise_rollback_failure, with_approval=False,
             event_bus=event_bus,
-        ).prefix_states("Rollback: ")
+        ).prefix_states(ROLLBACK_PREFIX)
         catch_all(finish_rollback, summarise_rollback_failure)
         rollback_steps.next(finish_rollback).next(rolled_back)
 
@@ -543,7 +549,7 @@ class RolloutWorkflow(Construct):
         turn_booked.when(
             sfn.Condition.and_(
                 sfn.Condition.is_present("$.preflight"),
-                sfn.Condition.string_equals("$.preflight", "WAITING_FOR_DESCRIBE_TURN"),
+                sfn.Condition.string_equals("$.preflight", PREFLIGHT_WAITING),
             ),
             wait_for_turn.next(preflight),
         )

@@ -41,8 +41,9 @@ def no_change(sim: Simulation, kube: SimBootstrapKubernetes) -> None:
 
 
 CASES = [
-    pytest.param({}, None, no_change, {"namespace-unlabelled", "missing-prestop", "pods-without-gates",
-                                       "webhook-failure-policy-ignore"}, id="seed-app-as-is"),
+    # The grace period is judged with the preStop the app needs (30 s) plus the longest request, as Preflight does
+    pytest.param({}, None, no_change, {"namespace-unlabelled", "missing-prestop", "grace-too-short",
+                                       "pods-without-gates", "webhook-failure-policy-ignore"}, id="seed-app-as-is"),
     pytest.param(CLEAN, None, no_change, set(), id="clean"),
     pytest.param(CLEAN, SimController(installed=False), no_change, {"controller-missing"}, id="controller-missing"),
     pytest.param(CLEAN, SimController(version="v2.7.2"), no_change, {"controller-old"}, id="controller-old"),

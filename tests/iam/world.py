@@ -48,7 +48,7 @@ from moto.eks.models import eks_backends
 
 from lambdas.adapters import kubernetes_bootstrap
 from lambdas.adapters.elbv2 import MAX_ATTEMPTS
-from lambdas.handlers import _runtime, bootstrap_check_network, bootstrap_common, ecr_trigger
+from lambdas.handlers import _runtime, bootstrap_check_network, bootstrap_common
 from stacks.constructs.lbc_iam import CLUSTER_TAG
 from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
 from tests.iam.policy import Placeholders, TemplateResolver
@@ -348,7 +348,7 @@ class World:
                     value.cache_clear()
         # Nothing may stand in for the real adapters here.
         assert _runtime._provider is None and bootstrap_common._helm_provider is None
-        assert ecr_trigger._deps_override is None and bootstrap_check_network._network_provider is None
+        assert bootstrap_check_network._network_provider is None
         self._warm = None
 
     def invoke(self, name: str, event: Any) -> Any:

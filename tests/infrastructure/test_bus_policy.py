@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lambdas.domain.trigger import EVENT_SOURCE
+from lambdas.domain.contract import EVENT_SOURCE
 from stacks.constructs.bus_policy import SID
 
 

@@ -15,10 +15,10 @@ import pytest
 
 from albgate.sfn_local.extract import extract_state_machine
 from albgate.template import state_machine_id
+from lambdas.domain.contract import ROLLBACK_PREFIX
 from lambdas.domain.limits import (
     APPROVAL_TIMEOUT_SECONDS,
     MAX_APPLICATIONS_PER_CLUSTER,
-    ROLLBACK_PREFIX,
     ROLLOUT_SEGMENTS,
     ROLLOUT_TIMEOUT_SECONDS,
     STANDARD_MAX_EXECUTION_SECONDS,

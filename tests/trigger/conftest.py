@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from moto import mock_aws
 from lambdas.adapters.dynamodb_lock import DynamoDbLock
 from lambdas.adapters.eventbus import EventBusPublisher
 from lambdas.adapters.stepfunctions import StepFunctionsExecutions, StepFunctionsStarter
-from lambdas.handlers.ecr_trigger import Deps, TriggerSettings
+from lambdas.domain.trigger_use_case import TriggerPorts
+from lambdas.handlers.ecr_trigger import TriggerSettings
 
 ACCOUNT = "123456789012"  # moto's default account: the state machine ARN it returns carries it
 REGION = "us-east-1"
@@ -113,7 +113,7 @@ class PushTimes:
 @dataclass
 class World:
     settings: TriggerSettings
-    deps: Deps
+    deps: TriggerPorts
     clock: Clock
     bus: RecordingBus
     sfn: Any
@@ -187,8 +187,8 @@ def world(aws_env: None, tmp_path: Path) -> Any:
         clock = Clock()
         bus = RecordingBus(EventBusPublisher(BUS, client=events))
         push_times = PushTimes()
-        deps = Deps(DynamoDbLock(TABLE, client=ddb), StepFunctionsStarter(client=sfn), bus, clock.now,
-                    executions=StepFunctionsExecutions(client=sfn), images=push_times)
+        deps = TriggerPorts(DynamoDbLock(TABLE, client=ddb), StepFunctionsStarter(client=sfn), bus, clock.now,
+                            executions=StepFunctionsExecutions(client=sfn), images=push_times)
         yield World(settings, deps, clock, bus, sfn, ddb, arn, push_times)
 
 

@@ -197,7 +197,7 @@ def test_which_released_targets_albgate_deregisters(leaving, held, health, ports
 
 # --- a ProgressDeadlineExceeded left over from an earlier attempt ---------------------------------------
 from lambdas.domain.ports import DeploymentCondition  # noqa: E402
-from lambdas.domain.rollout import _deadline_exceeded_during_step  # noqa: E402
+from lambdas.domain.rollout.gate import _deadline_exceeded_during_step  # noqa: E402
 
 EXCEEDED = "ProgressDeadlineExceeded"
 

@@ -18,7 +18,7 @@ from lambdas.domain.documents import quote
 from lambdas.domain.image_reference import PATH_LENGTH_MAX, ImageReference, ImageReferenceError
 from lambdas.domain.models import parse_image
 from lambdas.domain.ports import Ports
-from lambdas.domain.rollout import pin_image
+from lambdas.domain.rollout.preflight import pin_image
 
 F64 = "f" * 64
 SHA256 = "sha256:" + F64

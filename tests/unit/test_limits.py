@@ -17,7 +17,6 @@ import pytest
 
 from albgate.sim import Simulation, load_scenario
 from albgate.sim.strategies import bootstrap_hardened
-from lambdas.domain import rollout
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.limits import (
     HISTORY_BUDGET_EVENTS,
@@ -33,9 +32,9 @@ from lambdas.domain.limits import (
     rollout_events,
     step_events,
 )
-from lambdas.domain.models import RolloutPolicy, RolloutRequest
+from lambdas.domain.models import RolloutPolicy, RolloutRequest, parse_request
 from lambdas.domain.plan import step_targets
-from lambdas.domain.rollout import check_limits, limit_problems, preflight, worst_case
+from lambdas.domain.rollout.preflight import MAX_PREFLIGHT_TURNS, check_limits, limit_problems, preflight, worst_case
 from lambdas.domain.state import MAX_TEXT_CHARS, RolloutState, StepRecord, TargetGroupInfo, largest_state_bytes
 from stacks.config import ConfigError, parse_config
 
@@ -109,7 +108,7 @@ def test_a_rollouts_worst_case_is_held_to_the_history_and_the_timeout(policy, st
 
 
 def test_the_default_policy_allows_four_steps_at_the_default_deadlines():
-    assert most_steps_within_history(RolloutPolicy(), 420, preflight_turns=rollout.MAX_PREFLIGHT_TURNS) == 4
+    assert most_steps_within_history(RolloutPolicy(), 420, preflight_turns=MAX_PREFLIGHT_TURNS) == 4
     assert worst_case(RolloutPolicy(), 4, 420).events <= HISTORY_BUDGET_EVENTS < HISTORY_MAX_EVENTS
 
 
@@ -121,7 +120,7 @@ def test_preflight_refuses_a_policy_longer_than_the_execution_may_run():
     request["policy"]["approval_before_steps"] = [2, 3]
     # When Preflight reads it / Then it refuses (Rollout Refused), naming the field, the limit and the numbers
     with pytest.raises(InvalidInputError) as exc:
-        preflight(sim.ports, request, "two-approvals")
+        preflight(sim.ports, parse_request(request), "two-approvals")
     assert str(exc.value).startswith("policy: this rollout could run 5")
     assert "timeout of 48 h" in str(exc.value) and "docs/rollout.md, Limits" in str(exc.value)
     # And nothing was changed
@@ -211,7 +210,7 @@ def test_the_largest_state_of_the_largest_accepted_deployment_fits_with_margin(g
 def test_the_largest_plan_the_history_allows_carries_a_state_within_the_budget():
     # Given the shortest deadlines, at which the history allows the most steps, one pod per step
     policy = RolloutPolicy(batch_size=1, step_deadline_seconds=60, drain_deadline_seconds=30)
-    steps = most_steps_within_history(policy, 30, preflight_turns=rollout.MAX_PREFLIGHT_TURNS)
+    steps = most_steps_within_history(policy, 30, preflight_turns=MAX_PREFLIGHT_TURNS)
     assert steps == 75
     request = REQUEST.model_copy(update={"policy": policy})
     plan = step_targets(steps, policy)

@@ -102,7 +102,7 @@ def test_the_plan_grows_strictly_to_all_replicas(replicas, pct_steps, counts):
 # ---------------------------------------------------------------------------------------------------------
 from lambdas.domain.gate import evaluate_drain  # noqa: E402
 from lambdas.domain.models import RolloutRequest  # noqa: E402
-from lambdas.domain.rollout import _may_hand_over  # noqa: E402
+from lambdas.domain.rollout.drain import _may_hand_over  # noqa: E402
 from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo  # noqa: E402
 
 

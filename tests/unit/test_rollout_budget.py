@@ -1,7 +1,7 @@
 """The Describe* budget in the rollout's use cases: the gate, the drain check, Preflight and the gate keeper.
 
 The harness is the simulated cluster and ALB (a fake that behaves) with the real use cases of
-``lambdas/domain/rollout.py``; only the budget is replaced, by one that says "wait N s" on demand and records
+``lambdas/domain/rollout/``; only the budget is replaced, by one that says "wait N s" on demand and records
 what it was asked. ELB calls are counted by the simulated ALB per caller, so "no DescribeTargetHealth call"
 means the load balancer saw none from albgate. The last test runs a whole rollout of the example app through
 the synthesized state machine with the default budget.
@@ -25,17 +25,28 @@ from lambdas.domain.budget import LocalBudget
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gatekeeper import keep_gates
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentPatch, Ports
-from lambdas.domain.rollout import (
-    MAX_PREFLIGHT_TURNS,
-    PREFLIGHT_WAITING,
-    ROLLOUT_ANNOTATION,
-    STALE_SLOT_SECONDS,
-    check_target_health,
-    preflight,
-    release_old_pods,
-    start_step,
-    verify_drain,
-)
+from lambdas.domain.models import parse_request
+from lambdas.domain.rollout import drain, gate, step
+from lambdas.domain.rollout import preflight as preflight_use_case
+from lambdas.domain.rollout.observe import STALE_SLOT_SECONDS
+from lambdas.domain.rollout.pods import ROLLOUT_ANNOTATION
+from lambdas.domain.rollout.preflight import MAX_PREFLIGHT_TURNS, PREFLIGHT_WAITING, PreflightWaiting
+from lambdas.domain.state import RolloutState
+
+
+# The use cases as their handlers call them: the state parsed at the boundary, the new state dumped.
+def _as_handler(use_case):
+    return lambda ports, state: use_case(ports, RolloutState.model_validate(state)).dump()
+
+
+start_step = _as_handler(step.start_step)
+check_target_health = _as_handler(gate.check_target_health)
+release_old_pods = _as_handler(drain.release_old_pods)
+verify_drain = _as_handler(drain.verify_drain)
+
+
+def preflight(ports: Ports, request: dict, name: str, turn: dict | None = None) -> dict:
+    return preflight_use_case.preflight(ports, parse_request(request), name, PreflightWaiting.parse(turn)).dump()
 
 SEED_APP = Path(__file__).resolve().parents[2] / "scenarios" / "seed-app.yaml"
 NS, DEPLOYMENT = "readiness", "nginx-app"

@@ -17,7 +17,7 @@ from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.models import RolloutPolicy, RolloutRequest, parse_request
 from lambdas.domain.plan import resolve_step, step_problems, step_targets
 from lambdas.domain.ports import Container, Deployment, PodTemplate
-from lambdas.domain.rollout import check_request_against
+from lambdas.domain.rollout.preflight import check_request_against
 from lambdas.domain.state import RolloutState, TargetGroupInfo
 
 RUNNING = "ikubernetes/myapp:v1"

@@ -25,7 +25,7 @@ from albgate.sim.strategies import bootstrap_hardened
 from albgate.template import state_machine_id
 from lambdas.domain.gatekeeper import keep_gates, rollout_holds
 from lambdas.domain.ports import ALBGATE_GATE
-from lambdas.domain.rollout import ROLLOUT_ANNOTATION
+from lambdas.domain.rollout.pods import ROLLOUT_ANNOTATION
 from lambdas.handlers import _runtime
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"

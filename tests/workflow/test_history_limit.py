@@ -21,10 +21,10 @@ from albgate.sfn_local.runner import ExecutionResult, LocalStateMachine
 from albgate.sim import Simulation, load_scenario, parse_scenario
 from albgate.sim.strategies import bootstrap_hardened
 from albgate.template import state_machine_id
+from lambdas.domain.contract import ROLLBACK_PREFIX
 from lambdas.domain.limits import (
     EVENTS_PER_STATE,
     HISTORY_BUDGET_EVENTS,
-    ROLLBACK_PREFIX,
     ROLLOUT_SEGMENTS,
     StepVisit,
     drain_deadline_seconds,
@@ -32,7 +32,7 @@ from lambdas.domain.limits import (
     rollout_events,
 )
 from lambdas.domain.models import RolloutPolicy
-from lambdas.domain.rollout import worst_case
+from lambdas.domain.rollout.preflight import worst_case
 from lambdas.handlers import _runtime
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"

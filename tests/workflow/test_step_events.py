@@ -15,7 +15,7 @@ from albgate.sfn_local.runner import LocalStateMachine
 from albgate.sim import Simulation, load_scenario
 from albgate.sim.strategies import bootstrap_hardened
 from albgate.template import state_machine_id, synthesized_template
-from lambdas.domain.trigger import EVENT_SOURCE, ROLLOUT_STEP_PASSED
+from lambdas.domain.contract import EVENT_SOURCE, ROLLOUT_STEP_PASSED
 from lambdas.handlers import _runtime
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"

@@ -1,0 +1,119 @@
+"""Release Old Pods and Verify Drain: open the gates the step passed, then watch the old targets leave.
+
+Invariant: a step's drain is verified (or handed over to the next step's gate) before any later step releases
+an old pod; released targets nobody deregistered are deregistered by albgate itself, never a live pod's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from lambdas.domain import limits
+from lambdas.domain.errors import ThrottledError
+from lambdas.domain.gate import DrainResult, Verdict, evaluate_drain
+from lambdas.domain.ports import ALBGATE_GATE, DRAINING, UNUSED, Ports, TargetHealth
+from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
+from lambdas.domain.rollout.pods import split_pods
+from lambdas.domain.rollout.targets import deregister_released, describe_health, held_ips
+from lambdas.domain.state import RolloutState, StepRecord
+
+
+def release_old_pods(ports: Ports, s: RolloutState) -> RolloutState:
+    req = s.request
+    _, mine, others = split_pods(ports, s)
+    # Every pod of the other ReplicaSets, terminating ones included: Kubernetes may already be removing one
+    # (an ungated pod turned Ready by itself), and its target must leave the groups like the others.
+    s.watched_ips = sorted({p.ip for p in others if p.ip})
+    live_names = {p.name for p in mine if not p.terminating}
+    for name in s.gate.release:
+        if name not in live_names:
+            continue  # gone since the gate looked: the next gate turn re-counts
+        ports.kube.set_pod_condition(
+            req.namespace,
+            name,
+            ALBGATE_GATE,
+            "True",
+            "TargetHealthy",
+            f"albgate {s.execution_name}: target healthy in all {len(s.target_groups)} target group(s)",
+        )
+    now = ports.clock.now()
+    delay = max(g.deregistration_delay_seconds for g in s.target_groups)
+    s.drain_deadline = now + limits.drain_deadline_seconds(req.policy, delay)
+    s.drain = DrainResult(Verdict.WAITING, "old pods released")
+    s.wait_seconds = 0
+    return s
+
+
+def verify_drain(ports: Ports, s: RolloutState) -> RolloutState:
+    now = ports.clock.now()
+    record = s.steps[-1]
+    record.polls += 1
+    drain, pace = _look(ports, s, record, now)
+    if drain.status is Verdict.PASSED:
+        record.drained_at = now
+    if drain.status in (Verdict.PASSED, Verdict.DRAINING):
+        s.bake_seconds = s.request.policy.bake_seconds if (s.more_steps and s.mode == "rollout") else 0
+    s.drain = drain
+    s.wait_seconds = next_look(s, pace, now) if drain.status is Verdict.WAITING else 0
+    return s
+
+
+def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[DrainResult, Pace]:
+    """This look's drain and what it waits for; deregisters released targets nobody else did."""
+    _, mine, others = split_pods(ports, s)
+    expected_old = s.replicas - s.plan[s.step]
+    health = None
+    booked = 0
+    if sum(1 for p in others if not p.terminating) <= expected_old:
+        booked = budget_wait(ports, s, now)
+        try:
+            if not booked:
+                health = describe_health(ports, s)
+                s.throttles = 0
+        except ThrottledError:
+            s.throttles += 1
+    drain = evaluate_drain(
+        old_pods=others,
+        expected_old=expected_old,
+        watched_ips=s.watched_ips,
+        health=health,
+        now=now,
+        deadline=s.drain_deadline,
+    )
+    if drain.status is not Verdict.WAITING:
+        return drain, NOW
+    if drain.leaving_ips and (health is not None or s.throttles):
+        s.drain = drain
+        deregister_released(ports, s, drain.leaving_ips, health, held=held_ips(mine, others), record=record)
+        drain = s.drain
+    if health is not None and _may_hand_over(s, drain, health, record):
+        s.pending_drain_step = record.step
+        return replace(drain, status=Verdict.DRAINING, reason=(
+            f"{len(drain.leaving_ips)} old target(s) out of the pool, draining; step {record.step + 1}'s "
+            "gate releases nothing until they have left every target group")), NOW
+    if booked:
+        return drain, Pace("booked", booked)
+    if health is None and not s.throttles:
+        return drain, Pace("scale-down")
+    return drain, Pace("drain")
+
+
+def _may_hand_over(s: RolloutState, drain: DrainResult, health: dict[str, list[TargetHealth]], record: StepRecord) -> bool:
+    """Whether a step may leave its drain to the next step's gate (``Verdict.DRAINING``) instead of waiting.
+
+    Only between two steps of a rollout (a rollback and the last step wait here, so the execution ends with
+    the targets gone), and only once nothing of the drain is left to do but wait: Kubernetes has scaled the
+    old ReplicaSet down, and every released target is `draining` or gone in every target group, or albgate
+    has just deregistered it. Waiting for them to leave is then the same here or in the next step's gate,
+    which checks it on the DescribeTargetHealth calls it makes anyway while the next pods start.
+    """
+    if s.mode != "rollout" or not s.more_steps or drain.old_live > drain.expected_old:
+        return False
+    deregistered = set(record.deregistered)
+    leaving = set(drain.leaving_ips)
+    return all(
+        t.state in (DRAINING, UNUSED) or f"{arn}|{t.target_id}" in deregistered
+        for arn, targets in health.items()
+        for t in targets
+        if t.target_id in leaving
+    )

@@ -1,0 +1,170 @@
+"""Check Target Health: may this step's old pods go? The gate over every new pod's target in every group.
+
+Invariant: the decision itself is ``lambdas.domain.gate.evaluate_gate`` (pure); this use case reads the cluster
+and, only when a look can change the answer, the target groups, then returns the state with the gate's result
+and the wait before the next look (``observe.next_look``). A step's gate passes only once the drain the previous
+step handed over has ended too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from lambdas.domain.errors import ThrottledError
+from lambdas.domain.gate import GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
+from lambdas.domain.ports import ALBGATE_GATE, DeploymentCondition, Pod, Ports, TargetHealth
+from lambdas.domain.rollout.observe import NOW, STALE_OBSERVATION_INTERVALS, Pace, budget_wait, interval, next_look
+from lambdas.domain.rollout.pods import is_released, split_pods
+from lambdas.domain.rollout.targets import deregister_released, describe_health, group_summary, held_ips
+from lambdas.domain.state import RolloutState, StepRecord
+
+Health = dict[str, list[TargetHealth]]
+
+
+def check_target_health(ports: Ports, s: RolloutState) -> RolloutState:
+    now = ports.clock.now()
+    record = s.steps[-1]
+    record.polls += 1
+    gate, pace = _look(ports, s, record, now)
+    if gate.status is Verdict.FAILED:
+        gate = _failed(s, gate, now)
+    elif gate.status is Verdict.PASSED:
+        record.gate_passed_at = now
+    s.gate = gate
+    s.wait_seconds = next_look(s, pace, now) if gate.status is Verdict.WAITING else 0
+    return s
+
+
+def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[GateResult, Pace]:
+    """This look's gate (its verdict before the blind check) and what it waits for."""
+    dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)  # one GET for pods and conditions
+    target, mine, others = split_pods(ports, s, dep)
+    if target is None:
+        return _unseen(s, "waiting for the Deployment controller to create the new ReplicaSet",
+                       "before the new ReplicaSet appeared", now), Pace("rs")
+    progressing = dep.condition("Progressing")
+    if _deadline_exceeded_during_step(progressing, record.started_at):
+        reason = f"Kubernetes reports ProgressDeadlineExceeded: {progressing.message or 'no progress'}"
+        return replace(s.gate, status=Verdict.FAILED, reason=reason), NOW
+
+    live = [p for p in mine if not p.terminating]
+    released = [p for p in live if is_released(p)]
+    # Only pods behind albgate's gate wait for it; a rollback's ungated pods turn Ready by themselves.
+    candidates = [p for p in live if not is_released(p) and ALBGATE_GATE in p.readiness_gates]
+    needed = s.plan[s.step] - len(released)
+    handed_over = s.pending_drain_step is not None
+
+    health: Health | None = None
+    if pods_needing_targets(candidates, needed) or (handed_over and needed <= 0):
+        booked = budget_wait(ports, s, now)
+        if booked:
+            return _unseen(s, f"albgate's share of the account's Describe* calls is spent (other albgate rollouts "
+                           f"are polling); this look is booked in {booked} s",
+                           "while albgate waited for its share of the Describe* calls", now), Pace("booked", booked)
+        try:
+            health = describe_health(ports, s)
+        except ThrottledError:
+            s.throttles += 1
+            return _unseen(s, f"DescribeTargetHealth throttled ({s.throttles}x); backing off",
+                           "while DescribeTargetHealth was throttled", now), Pace("throttled")
+        s.throttles = 0
+        record.observed_at = now
+
+    gate = evaluate_gate(candidates=candidates, needed=needed, health=health, now=now, deadline=s.step_deadline)
+    if health is None:
+        stuck = gate.starting > 0 and gate.unschedulable == gate.starting  # every starting pod waits for a node
+        return gate, Pace("pods", unschedulable=stuck)
+    gate = replace(gate, groups=group_summary(s.target_groups, candidates, health))
+    targets_healthy = gate.status is Verdict.PASSED
+    if handed_over and gate.status is not Verdict.FAILED:
+        gate = _follow_handed_over_drain(ports, s, gate, mine, others, health, now)
+    if all_registering(candidates, health):
+        if record.registering_since is None:
+            record.registering_since = now
+        registering = True
+    else:
+        record.registering_since = None
+        registering = False
+    if gate.status is Verdict.PASSED:
+        return gate, NOW
+    if targets_healthy:  # the new targets are healthy; the previous step's are still draining
+        return gate, Pace("handed-over-drain")
+    return gate, Pace("registering" if registering else "targets")
+
+
+def _unseen(s: RolloutState, reason: str, late: str, now: float) -> GateResult:
+    """The gate when this look could not see the targets: WAITING, or FAILED once the step's deadline passed."""
+    if now >= s.step_deadline:
+        return GateResult(Verdict.FAILED, f"step deadline passed {late}")
+    return GateResult(Verdict.WAITING, reason)
+
+
+def _follow_handed_over_drain(
+    ports: Ports,
+    s: RolloutState,
+    gate: GateResult,
+    mine: list[Pod],
+    others: list[Pod],
+    health: Health,
+    now: float,
+) -> GateResult:
+    """Check the targets the previous step handed over still draining (``verify_drain``), on the gate's look.
+
+    The step releases nothing until they have left every target group, so a step's drain is verified before
+    the next step lets any old pod go, as when Verify Drain waits for it, but on the same DescribeTargetHealth
+    calls as the gate and while the new pods start. Returns the gate once the drain is counted: FAILED when the
+    drain deadline passed, PASSED only when the gate passed and the targets have left, else WAITING (releasing
+    nothing). Released targets still in the pool are deregistered, as in Verify Drain.
+    """
+    step = s.pending_drain_step
+    assert step is not None
+    record = next(r for r in reversed(s.steps) if r.step == step and r.mode == s.mode)
+    drain = evaluate_drain(
+        old_pods=others,
+        expected_old=s.replicas - s.plan[step - 1],
+        watched_ips=s.watched_ips,
+        health=health,
+        now=now,
+        deadline=s.drain_deadline,
+    )
+    s.drain = replace(drain, step=step)
+    if drain.status is Verdict.FAILED:
+        return replace(gate, status=Verdict.FAILED, reason=f"step {step}'s old targets did not leave: {drain.reason}",
+                       release=())
+    if drain.status is Verdict.PASSED:
+        record.drained_at = now
+        s.pending_drain_step = None
+        return gate
+    deregister_released(ports, s, drain.leaving_ips, health, held=held_ips(mine, others), record=record)
+    if gate.status is Verdict.PASSED:
+        reason = f"{gate.reason}; waiting for step {step}'s old targets to leave ({drain.reason})"
+        return replace(gate, status=Verdict.WAITING, reason=reason, release=())
+    return gate
+
+
+def _deadline_exceeded_during_step(progressing: DeploymentCondition | None, step_started_at: float) -> bool:
+    """ProgressDeadlineExceeded raised by this step's pods, not left over from an earlier attempt.
+
+    Kubernetes keeps the condition until the Deployment makes progress again (progress.go), so right after a
+    rollback (or a new rollout over a timed-out one) it still describes the abandoned ReplicaSet. A condition
+    whose lastUpdateTime predates the step is that leftover. Without a time the condition is trusted.
+    """
+    if not progressing or progressing.status != "False" or progressing.reason != "ProgressDeadlineExceeded":
+        return False
+    return progressing.last_update_time is None or progressing.last_update_time >= step_started_at
+
+
+def _failed(s: RolloutState, gate: GateResult, now: float) -> GateResult:
+    """A failed gate; when the targets were out of sight (blind), it also forbids an automatic rollback."""
+    record = s.steps[-1]
+    stale = record.observed_at is None or now - record.observed_at > STALE_OBSERVATION_INTERVALS * interval(s)
+    blind = (s.throttles > 0 or s.describe_slot_at is not None) and stale
+    if not blind:
+        return gate
+    s.rollback_allowed = False
+    return replace(gate, reason=gate.reason + (
+        "; albgate has not seen this step's targets for a while (DescribeTargetHealth throttled, or waiting for "
+        "albgate's share of the account's Describe* calls), so it cannot tell whether "
+        "a rollback would remove serving pods: it stops here with the old pods serving; roll back by hand "
+        "once the account's Describe* calls are no longer throttled"
+    ))

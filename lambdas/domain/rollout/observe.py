@@ -1,0 +1,115 @@
+"""When a rollout looks at its targets: Describe* turns in albgate's share of the account's bucket, and pacing.
+
+Invariant: a look that spends Describe* tokens goes only when albgate's share allows it (lambdas/domain/budget.py);
+otherwise its turn is booked and the wait is returned, never slept here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from lambdas.domain.poll import (
+    POD_START_POLL_SECONDS,
+    drain_poll_seconds,
+    pod_poll_seconds,
+    registration_poll_seconds,
+    target_poll_seconds,
+)
+from lambdas.domain.ports import Ports
+from lambdas.domain.state import RolloutState
+
+
+# A look booked for a time that has long passed (the look went another way meanwhile) is booked again.
+STALE_SLOT_SECONDS = 10
+
+
+def booked_wait(ports: Ports, slot: float | None, tokens: int, now: float) -> tuple[int, float | None]:
+    """(0, None) when ``tokens`` Describe* calls may go now; else (whole seconds to wait, the booked slot).
+
+    ``slot`` is a turn booked earlier in albgate's share of the account's bucket (lambdas/domain/budget.py):
+    back for it (a Wait state waits whole seconds, so up to half a second early counts), the calls go without
+    asking again; before it, the rest of the wait; long past it, it is booked again. A wait is never shorter
+    than the shortest look wait (``POD_START_POLL_SECONDS``): the worst-case history count
+    (``limits.max_looks``) assumes no loop turns faster, and a slot waited for a little late is still valid."""
+    if slot is not None and now <= slot + STALE_SLOT_SECONDS:
+        if now + 0.5 >= slot:
+            return 0, None
+        return max(POD_START_POLL_SECONDS, math.ceil(slot - now)), slot
+    wait = ports.budget.acquire(tokens, reserve=True)
+    if wait <= 0:
+        return 0, None
+    return max(POD_START_POLL_SECONDS, math.ceil(wait)), now + wait
+
+
+def budget_wait(ports: Ports, s: RolloutState, now: float) -> int:
+    """0 when this look's DescribeTargetHealth calls may go now; otherwise the whole seconds to wait for the
+    turn booked for them in albgate's share of the account's bucket (kept in ``s.describe_slot_at``)."""
+    wait, s.describe_slot_at = booked_wait(ports, s.describe_slot_at, len(s.target_groups), now)
+    return wait
+
+
+# What a look found it must wait for, which decides when the next look comes (``next_look``):
+#   now           nothing: the state machine goes on at once (the verdict is in, or the drain was handed over)
+#   rs            the Deployment controller to create the step's ReplicaSet (Kubernetes reads only)
+#   pods          the step's pods to start (Kubernetes reads only); ``unschedulable``: all wait for a node
+#   scale-down    the Deployment controller to scale the old ReplicaSet down (Kubernetes reads only)
+#   booked        the Describe* turn booked in albgate's share of the bucket (``seconds``)
+#   throttled     DescribeTargetHealth was throttled: back off
+#   targets       the new targets' next health check
+#   registering   the load balancer to finish registering every new target (since ``registering_since``)
+#   handed-over-drain / drain   draining targets to leave
+WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "throttled", "targets", "registering",
+                  "handed-over-drain", "drain"]
+
+
+@dataclass(frozen=True)
+class Pace:
+    """What a look waits for (``WaitFor``), with what its wait depends on."""
+
+    wait_for: WaitFor
+    seconds: int = 0  # booked: the wait for the booked turn
+    unschedulable: bool = False  # pods: every starting pod waits for a node
+
+
+NOW = Pace("now")
+
+
+def next_look(s: RolloutState, pace: Pace, now: float) -> int:
+    """Whole seconds until the next look (the Wait states' SecondsPath), the one place the gate's and the drain's
+    pacing is decided (lambdas/domain/poll.py has the rules). The jitter's key names the current step's look, so a
+    retried task waits the same."""
+    what = pace.wait_for
+    if what == "now":
+        return 0
+    if what == "booked":
+        return pace.seconds
+    key = poll_key(s, what)
+    if what == "rs":
+        return pod_poll_seconds(key)
+    if what == "pods":
+        return pod_poll_seconds(key, unschedulable=pace.unschedulable)
+    if what == "scale-down":
+        return pod_poll_seconds(key)
+    if what == "throttled":
+        return target_poll_seconds(interval(s), key, s.throttles)
+    if what == "targets":
+        return target_poll_seconds(interval(s), key)
+    if what == "registering":
+        since = s.steps[-1].registering_since
+        return registration_poll_seconds(interval(s), now - (now if since is None else since), key)
+    return drain_poll_seconds(interval(s), key, s.throttles if what == "drain" else 0)
+
+
+def poll_key(s: RolloutState, what: str) -> str:
+    polls = s.steps[-1].polls if s.steps else 0
+    return f"{s.execution_name}/{s.mode}/{s.step}/{what}/{polls}"
+
+
+def interval(s: RolloutState) -> int:
+    return min(g.health_check_interval_seconds for g in s.target_groups)
+
+
+# Older than this many health-check intervals, the last look at the targets says nothing about them now.
+STALE_OBSERVATION_INTERVALS = 4
