@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from lambdas.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from lambdas.domain.validators import percent
 from lambdas.domain.ports import (
     REVISION_ANNOTATION,
     Container,
@@ -516,7 +517,7 @@ class Cluster:
         for field_name in ("max_surge", "max_unavailable"):
             v = getattr(patch, field_name)
             if v is not None and (isinstance(v, bool) or (isinstance(v, int) and v < 0)
-                                  or (isinstance(v, str) and not (v.endswith("%") and v[:-1].isdigit()))):
+                                  or (isinstance(v, str) and percent(v) is None)):
                 raise InvalidInputError(f"{field_name}: {v!r} is not a pod count or a percentage")
         surge = patch.max_surge if patch.max_surge is not None else d.max_surge
         unav = patch.max_unavailable if patch.max_unavailable is not None else d.max_unavailable

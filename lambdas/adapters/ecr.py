@@ -17,23 +17,24 @@ from botocore.exceptions import ClientError
 
 from lambdas.adapters.elbv2 import client_config, map_aws_error
 from lambdas.domain.errors import NotFoundError
-
-# <12-digit account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]/<repository>:<tag>
-_ECR_URI = re.compile(
-    r"^(?P<registry>(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)"
-    r"/(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*):(?P<tag>[\w][\w.-]{0,127})$"
+from lambdas.domain.validators import (
+    ECR_REGISTRY_PATTERN,
+    ECR_REPOSITORY_NAME_PATTERN,
+    IMAGE_TAG_PATTERN,
+    SHA256_DIGEST_PATTERN,
 )
 
-
-# <12-digit account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]/<repository>@sha256:<64 hex>
-_ECR_DIGEST_URI = re.compile(
-    r"^(?P<registry>(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?)"
-    r"/(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)@(?P<digest>sha256:[a-f0-9]{64})$"
-)
+# <12-digit account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]/<repository>, each part by its rule in
+# lambdas/domain/validators.py; then ':<tag>' (a tag to pin) or '@sha256:<64 hex>' (an image pinned).
+_ECR_REPOSITORY = rf"(?P<registry>{ECR_REGISTRY_PATTERN})/(?P<repository>{ECR_REPOSITORY_NAME_PATTERN})"
+_ECR_URI = re.compile(rf"{_ECR_REPOSITORY}:(?P<tag>{IMAGE_TAG_PATTERN})")
+_ECR_DIGEST_URI = re.compile(rf"{_ECR_REPOSITORY}@(?P<digest>{SHA256_DIGEST_PATTERN})")
 
 
 def parse_ecr_uri(image: str) -> dict[str, str] | None:
-    m = _ECR_URI.match(image)
+    """The parts of an ECR image URI with a tag (registry, account, region, repository, tag); None for another
+    registry's image or an image already pinned."""
+    m = _ECR_URI.fullmatch(image)
     return m.groupdict() if m else None
 
 
@@ -78,7 +79,7 @@ class EcrAdapter(RegionalEcrClients):
     def pushed_at(self, image: str) -> float | None:
         """ECR's ``imagePushedAt`` of an image pinned by digest, in epoch seconds; None when the URI is not an ECR
         digest URI or ECR no longer has the image (it cannot then be rolled anyway)."""
-        uri = _ECR_DIGEST_URI.match(image)
+        uri = _ECR_DIGEST_URI.fullmatch(image)
         if uri is None:
             return None
         try:

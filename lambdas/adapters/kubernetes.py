@@ -50,6 +50,7 @@ from lambdas.domain.errors import (
     NotFoundError,
     WebhookNotReadyError,
 )
+from lambdas.domain import manifests
 from lambdas.domain.manifests import pre_stop_sleep_seconds  # one reading of a preStop, shared with hardening
 from lambdas.domain.ports import (
     REVISION_ANNOTATION,
@@ -374,10 +375,10 @@ def label_selector(match_labels: dict[str, str], match_expressions: list[dict[st
 # Ports -> wire JSON
 # ---------------------------------------------------------------------------------------------------------
 def pre_stop_handler(seconds: int, native_sleep: bool) -> dict[str, Any]:
-    """A preStop that only sleeps; the other handler kinds are nulled, since a handler may have just one."""
-    if native_sleep:
-        return {"sleep": {"seconds": seconds}, "exec": None, "httpGet": None, "tcpSocket": None}
-    return {"exec": {"command": ["sleep", str(seconds)]}, "sleep": None, "httpGet": None, "tcpSocket": None}
+    """A preStop that only sleeps (``manifests.pre_stop_handler``); as a strategic merge patch the other handler
+    kinds are nulled, since a handler may have just one."""
+    return {"sleep": None, "exec": None, "httpGet": None, "tcpSocket": None,
+            **manifests.pre_stop_handler(seconds, native_sleep)}
 
 
 def render_deployment_patch(current: dict[str, Any], patch: DeploymentPatch, native_sleep: bool) -> dict[str, Any]:

@@ -9,7 +9,7 @@ domain rule, the digest rule and the length limit are the ones Docker, container
 - the first component is the registry (the domain) only when a ``/`` follows it and it contains ``.`` or ``:``,
   is ``localhost``, or has an upper-case letter (Docker's normalisation); otherwise it is part of the path, so
   the ``:7`` of ``redis:7`` is a tag, not a port;
-- a tag is ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``;
+- a tag is ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`` (``IMAGE_TAG`` of lambdas/domain/validators.py);
 - a digest is ``algorithm:hex``; only the algorithms the runtimes register are accepted (sha256, sha384,
   sha512), each with exactly its length of lower-case hex;
 - the path, as the runtime normalises it (``redis`` is ``library/redis`` on Docker Hub), is at most 255
@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from lambdas.domain.validators import IMAGE_TAG_PATTERN
+
 # --- the grammar (docs/facts.md, "Image references") ---------------------------------------------------------
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
@@ -33,8 +35,7 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN_NAME = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*"
 _IPV6 = r"\[[a-fA-F0-9:]+\]"
 _DOMAIN = rf"(?:{_DOMAIN_NAME}|{_IPV6})(?::[0-9]+)?"
-# Go's \w is ASCII only; Python's would also take any Unicode letter.
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_TAG = IMAGE_TAG_PATTERN  # the grammar's [\w][\w.-]{0,127}, Go's \w (ASCII) written out
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 
 _REFERENCE = re.compile(rf"(?P<name>(?:{_DOMAIN}/)?{_PATH})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?")

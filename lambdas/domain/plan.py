@@ -23,8 +23,7 @@ def resolve_step(step: int | str, replicas: int) -> int:
     """Pods a step asks for: an int is a pod count, '25%' is a share of replicas rounded up."""
     if isinstance(step, int):
         return min(step, replicas)
-    pct = int(step.rstrip("%"))
-    return min(replicas, max(1, math.ceil(replicas * pct / 100)))
+    return min(replicas, max(1, resolve_int_or_percent(step, replicas, round_up=True)))
 
 
 def resolve_int_or_percent(value: int | str, replicas: int, *, round_up: bool) -> int:

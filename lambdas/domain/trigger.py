@@ -41,6 +41,7 @@ from lambdas.domain.contract import ROLLED_BACK_ERROR, ROLLOUT_FAILED, ROLLOUT_R
 from lambdas.domain.validators import (
     ACCOUNT_ID,
     ACCOUNT_ID_PATTERN,
+    AWS_REGION_PATTERN,
     ECR_REPOSITORY_NAME,
     IMAGE_TAG,
     SHA256_DIGEST,
@@ -66,7 +67,8 @@ _DIGEST_CHARS = 12  # what `docker images` shows: readable, not what makes the n
 _UNSAFE_NAME = re.compile(r"[^0-9A-Za-z_-]+")
 
 _STATE_MACHINE_ARN = re.compile(
-    rf"^arn:(?P<partition>aws[a-z-]*):states:(?P<region>[a-z0-9-]+):(?P<account>{ACCOUNT_ID_PATTERN}):stateMachine:"
+    rf"^arn:(?P<partition>aws[a-z-]*):states:(?P<region>{AWS_REGION_PATTERN}):(?P<account>{ACCOUNT_ID_PATTERN}):"
+    r"stateMachine:"
     r"(?P<name>[0-9A-Za-z_-]{1,80})$"
 )
 

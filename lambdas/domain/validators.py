@@ -12,6 +12,9 @@ Invariant: pure, and imports nothing of albgate but ``documents.quote``, so any 
 that breaks a rule raises ``ValueError("<value> is not <what>: <fix>")``, the value quoted to at most
 ``documents.MAX_QUOTED`` characters; pydantic puts the field's path in front, so every message names the field,
 the rule and what to write instead. A value is tested whole (``fullmatch``): no trailing newline slips through.
+A rule another module builds into a larger pattern (an ECR image URI, a state machine ARN, the image reference
+grammar) is also public as its regex string, ``<RULE>_PATTERN``: unanchored, with no groups unless its comment
+names them, so it composes.
 """
 
 from __future__ import annotations
@@ -167,15 +170,23 @@ IamRoleArn = Annotated[str, AfterValidator(IAM_ROLE_ARN.check)]
 
 # ECR CreateRepository `repositoryName`: 2-256 characters, lower-case components joined by '.', '_' or '-',
 # namespaces separated by '/'. A name with '.amazonaws.com' in it is a repository URI pasted whole: refused.
+# The pattern is the grammar alone; the rule adds the length and the refusal of a pasted URI.
+ECR_REPOSITORY_NAME_PATTERN = r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*"
 ECR_REPOSITORY_NAME = Rule(
     "an ECR repository name",
     "2 to 256 lower-case letters, digits, '.', '_', '-' and '/': write the part after '.amazonaws.com/', "
     "e.g. 'team/app'",
-    _whole(re.compile(
-        r"(?!.*\.amazonaws\.com)(?=.{2,256}$)(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*"
-    )),
+    _whole(re.compile(rf"(?!.*\.amazonaws\.com)(?=.{{2,256}}$){ECR_REPOSITORY_NAME_PATTERN}")),
 )
 EcrRepositoryName = Annotated[str, AfterValidator(ECR_REPOSITORY_NAME.check)]
+
+# A private ECR registry's host, <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn] (docs/facts.md, "Private
+# ECR mirror of the controller"): an ECR image URI's registry, a chart mirror's host. Groups: ``account``,
+# ``region``.
+ECR_REGISTRY_PATTERN = (
+    rf"(?P<account>{ACCOUNT_ID_PATTERN})\.dkr\.ecr(?:-fips)?\.(?P<region>{AWS_REGION_PATTERN})"
+    r"\.amazonaws\.com(?:\.cn)?"
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -183,11 +194,14 @@ EcrRepositoryName = Annotated[str, AfterValidator(ECR_REPOSITORY_NAME.check)]
 # ---------------------------------------------------------------------------------------------------------
 # An image tag, as the distribution reference grammar has it (docs/facts.md, "Image references"): ASCII letters,
 # digits and '_', then also '.' and '-', at most 128 characters.
+# Written with ASCII classes: Python's \w would also take any Unicode letter, Go's does not.
+IMAGE_TAG_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 IMAGE_TAG = Rule("an image tag", "letters, digits, '_', '.' and '-', at most 128, not starting with '.' or '-'",
-                 _whole(re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")))
+                 _whole(re.compile(IMAGE_TAG_PATTERN)))
 # A sha256 digest, what ECR names every image by (docs/facts.md, "Image references": Digests).
+SHA256_DIGEST_PATTERN = r"sha256:[a-f0-9]{64}"
 SHA256_DIGEST = Rule("a sha256 digest", "write 'sha256:' and 64 lower-case hex characters",
-                     _whole(re.compile(r"sha256:[a-f0-9]{64}")))
+                     _whole(re.compile(SHA256_DIGEST_PATTERN)))
 
 # A glob over tags (fnmatch): tag characters plus '*', '?', '[...]' and '!' (docs/ecr-trigger.md).
 TAG_GLOB = Rule(

@@ -2,9 +2,9 @@
 
 Job: validate the environment and the trigger's configuration once per container (``TriggerSettings``; an error
 names the variable, or the file and the field), parse the EventBridge ``ECR Image Action`` event into an
-``EcrPush`` (lambdas/domain/trigger.py), build the real ports (lambdas/adapters/trigger_wiring.py, once per
+``EcrPush`` (lambdas/domain/trigger.py), build the real ports (lambdas/handlers/_trigger_settings.py, once per
 container) and hand both to the use case ``roll_push``, which starts or queues one rollout per matching
-application; answer what it did. ``EventSettings`` and ``deps_for`` serve the execution-events Lambda too.
+application; answer what it did.
 
 Invariant: an event albgate does not act on (other account or Region, not a successful push, unknown
 repository, tag matching nothing, malformed) is logged with its reason and answered, never raised, so it
@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import Field
 
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.models import RolloutPolicy
@@ -29,55 +29,19 @@ from lambdas.domain.trigger import (
     Ignored,
     TriggerApplication,
     parse_ecr_push,
-    parse_state_machine_arn,
     parse_trigger_config,
 )
-
-# finish_holder, publish and rollout_detail are the use case's; lambdas/handlers/execution_events.py imports them
-# (and ``Deps``, the ports) from this module.
-from lambdas.domain.trigger_use_case import TriggerPorts, finish_holder, publish, roll_push, rollout_detail
-from lambdas.handlers._environment import EnvironmentSettings
+from lambdas.domain.trigger_use_case import TriggerPorts, roll_push
 from lambdas.handlers._observability import logger, observed
+from lambdas.handlers._trigger_settings import EventSettings, trigger_ports
 
 ENV_TRIGGER_CONFIG = TRIGGER_CONFIG_ENV  # the trigger configuration's file (stacks/constructs/ecr_trigger.py)
-Deps = TriggerPorts
-__all__ = ["Deps", "EventSettings", "TriggerSettings", "deps_for", "finish_holder", "handle_push", "handler",
-           "publish", "rollout_detail"]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Settings: the environment and the trigger's configuration file, validated once per container; an error
 # names the variable, or the file and the field
 # ---------------------------------------------------------------------------------------------------------
-class EventSettings(EnvironmentSettings):
-    """What both trigger Lambdas read from their environment (stacks/constructs/ecr_trigger.py sets it: a few
-    names and ARNs, whatever the config holds, so it stays far below Lambda's 4 KB)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    state_machine_arn: str = Field(alias="ALBGATE_STATE_MACHINE_ARN")
-    lock_table: str = Field(alias="ALBGATE_LOCK_TABLE", min_length=3, max_length=255)
-    # "" when no application names an ECR repository: there is no albgate bus, and nothing is published
-    event_bus: str = Field(alias="ALBGATE_EVENT_BUS", default="", max_length=256)
-
-    @field_validator("state_machine_arn")
-    @classmethod
-    def _arn(cls, v: str) -> str:
-        if parse_state_machine_arn(v) is None:
-            raise ValueError(
-                f"{v!r} is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)"
-            )
-        return v
-
-    @property
-    def region(self) -> str:
-        return parse_state_machine_arn(self.state_machine_arn)["region"]  # type: ignore[index]
-
-    @property
-    def account(self) -> str:
-        return parse_state_machine_arn(self.state_machine_arn)["account"]  # type: ignore[index]
-
-
 class TriggerSettings(EventSettings):
     """The trigger's settings: the environment's, plus the applications and the policy from the configuration
     file its layer holds (``ALBGATE_TRIGGER_CONFIG``, default ``TRIGGER_CONFIG_PATH``), read once per container."""
@@ -108,21 +72,6 @@ class TriggerSettings(EventSettings):
         )
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The real ports, once per container
-# ---------------------------------------------------------------------------------------------------------
-def deps_for(settings: EventSettings) -> TriggerPorts:
-    """The ports over AWS for these settings (the same for every invocation of a warm container)."""
-    return _real_ports(settings.lock_table, settings.event_bus, settings.region)
-
-
-@functools.lru_cache(maxsize=2)
-def _real_ports(table: str, bus: str, region: str) -> TriggerPorts:
-    from lambdas.adapters.trigger_wiring import real_trigger_ports  # late: only Lambda pays for boto3 clients
-
-    return real_trigger_ports(table, bus, region, logger)
-
-
 @functools.lru_cache(maxsize=1)
 def trigger_settings() -> TriggerSettings:
     return TriggerSettings.from_environ()  # type: ignore[return-value]
@@ -142,4 +91,4 @@ def handle_push(event: Any, settings: TriggerSettings, ports: TriggerPorts) -> d
 @observed
 def handler(event: dict, context: Any = None) -> dict:
     settings = trigger_settings()
-    return handle_push(event, settings, deps_for(settings))
+    return handle_push(event, settings, trigger_ports(settings))

@@ -22,8 +22,9 @@ from typing import Any
 
 from lambdas.domain.lease import request_key
 from lambdas.domain.trigger import Ignored, outcome_event, parse_execution_ended
+from lambdas.domain.trigger_use_case import TriggerPorts, finish_holder, publish, rollout_detail
 from lambdas.handlers._observability import logger, observed
-from lambdas.handlers.ecr_trigger import Deps, EventSettings, deps_for, finish_holder, publish, rollout_detail
+from lambdas.handlers._trigger_settings import EventSettings, trigger_ports
 
 MAX_CAUSE_CHARS = 4096  # keeps the PutEvents entry far below its 256 KB limit
 
@@ -33,7 +34,7 @@ def event_settings() -> EventSettings:
     return EventSettings.from_environ()
 
 
-def handle_execution_event(event: Any, settings: EventSettings, deps: Deps) -> dict[str, Any]:
+def handle_execution_event(event: Any, settings: EventSettings, ports: TriggerPorts) -> dict[str, Any]:
     try:
         ended = parse_execution_ended(event, state_machine_arn=settings.state_machine_arn)
     except Ignored as exc:
@@ -44,7 +45,7 @@ def handle_execution_event(event: Any, settings: EventSettings, deps: Deps) -> d
     detail.update({k: request.get(k) for k in ("cluster", "namespace", "deployment", "container", "image")})
     detail.update(status=ended.status, error=ended.error or None, cause=(ended.cause or "")[:MAX_CAUSE_CHARS] or None)
     kind = outcome_event(ended)
-    publish(deps, kind, detail, resources=[ended.execution_arn])
+    publish(ports, kind, detail, resources=[ended.execution_arn])
     # The key Preflight's lease used: the same parser; an input it could not key took no lease.
     key = request_key(ended.request) if ended.request is not None else None
     if key is None:
@@ -55,7 +56,7 @@ def handle_execution_event(event: Any, settings: EventSettings, deps: Deps) -> d
         )
         lock: dict[str, Any] = {"lock": "unknown"}
     else:
-        lock = finish_holder(key, ended.name, settings, deps)
+        lock = finish_holder(key, ended.name, settings, ports)
     logger.info(kind, extra={**detail, "lock": lock.get("lock")})
     return {"outcome": kind, "lock": lock, **detail}
 
@@ -63,4 +64,4 @@ def handle_execution_event(event: Any, settings: EventSettings, deps: Deps) -> d
 @observed
 def handler(event: dict, context: Any = None) -> dict:
     settings = event_settings()
-    return handle_execution_event(event, settings, deps_for(settings))
+    return handle_execution_event(event, settings, trigger_ports(settings))

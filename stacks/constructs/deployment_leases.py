@@ -43,7 +43,7 @@ from stacks.constructs.trigger_specs import EXECUTION_EVENTS
 LEASE_KEY = "lock_key"  # lambdas/adapters/dynamodb_lock.py KEY
 LEASE_TTL_ATTRIBUTE = "expires_at"
 ENV_STATE_MACHINE = "ALBGATE_STATE_MACHINE_ARN"
-ENV_LEASE_TABLE = "ALBGATE_LOCK_TABLE"  # lambdas/handlers/_lease.py, lambdas/handlers/ecr_trigger.py
+ENV_LEASE_TABLE = "ALBGATE_LOCK_TABLE"  # lambdas/handlers/_lease.py, lambdas/handlers/_trigger_settings.py
 ENV_EVENT_BUS = "ALBGATE_EVENT_BUS"
 # What Preflight does with the table: read the item, write it conditionally (take, take over).
 TAKE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem"]

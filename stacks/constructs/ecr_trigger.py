@@ -69,7 +69,7 @@ LOCK_ITEM_ACTIONS = {
     "EcrTrigger": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
 }
 # A push older than this (deployment_leases.MAX_EVENT_AGE, 6 h) is not worth rolling any more.
-# Environment variables both handlers validate at cold start (lambdas/handlers/ecr_trigger.py:EventSettings).
+# Environment variables both handlers validate at cold start (lambdas/handlers/_trigger_settings.py:EventSettings).
 ENV_STATE_MACHINE = "ALBGATE_STATE_MACHINE_ARN"
 ENV_LOCK_TABLE = "ALBGATE_LOCK_TABLE"
 ENV_EVENT_BUS = "ALBGATE_EVENT_BUS"

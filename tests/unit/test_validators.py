@@ -8,6 +8,7 @@ same value one step over the edge, then pydantic refuses it and the message says
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import pytest
@@ -91,6 +92,19 @@ def test_each_rule_matches_its_values_and_says_what_it_is(rule: v.Rule, good: st
     assert rule.matches(good) and not rule.matches(bad)
     with pytest.raises(ValueError, match=f"is not {rule.what}: "):
         rule.check(bad)
+
+
+@pytest.mark.parametrize(("host", "parts"), [
+    ("123456789012.dkr.ecr.us-east-1.amazonaws.com", {"account": "123456789012", "region": "us-east-1"}),
+    ("000000000000.dkr.ecr-fips.us-gov-west-1.amazonaws.com", {"account": "000000000000", "region": "us-gov-west-1"}),
+    ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", {"account": "123456789012", "region": "cn-north-1"}),
+    ("12345678901.dkr.ecr.us-east-1.amazonaws.com", None),
+    ("123456789012.dkr.ecr.us-east.amazonaws.com", None),
+    ("123456789012.dkr.ecr.us-east-1.amazonaws.com/app", None),
+], ids=["commercial", "fips-govcloud", "china", "account-11", "region-no-number", "with-path"])
+def test_an_ecr_registry_host_names_its_account_and_region_by_their_rules(host: str, parts: dict | None) -> None:
+    m = re.fullmatch(v.ECR_REGISTRY_PATTERN, host)
+    assert (m.groupdict() if m else None) == parts
 
 
 def test_a_long_bad_value_is_quoted_cut_short() -> None:

@@ -22,7 +22,8 @@ import pytest
 from albgate.sfn_local.runner import ExecutionResult, TaskTokenRequest
 from lambdas.domain.lease import lease_key
 from lambdas.domain.trigger import execution_arn
-from lambdas.handlers.ecr_trigger import Deps, EventSettings
+from lambdas.domain.trigger_use_case import TriggerPorts
+from lambdas.handlers._trigger_settings import EventSettings
 from lambdas.handlers.execution_events import handle_execution_event
 from lambdas.adapters.stepfunctions import StepFunctionsStarter
 from tests.trigger.conftest import status_event
@@ -136,12 +137,13 @@ def test_a_second_execution_never_rolls_a_deployment_another_one_holds(template,
 # ---------------------------------------------------------------------------------------------------------
 # The lease is released by the execution's own terminal status, whatever it is
 # ---------------------------------------------------------------------------------------------------------
-def release_deps(albgate: Albgate) -> tuple[EventSettings, Deps]:
+def release_deps(albgate: Albgate) -> tuple[EventSettings, TriggerPorts]:
     """ExecutionEvents as the stack deploys it without an ECR repository: the lease table, no bus."""
     machine = albgate.machine
     settings = EventSettings.from_environ({"ALBGATE_STATE_MACHINE_ARN": machine.state_machine_arn,
                                            "ALBGATE_LOCK_TABLE": "albgate-local-leases"})
-    return settings, Deps(machine.leases, StepFunctionsStarter(region=settings.region), None, albgate.sim.clock.now)
+    return settings, TriggerPorts(machine.leases, StepFunctionsStarter(region=settings.region), None,
+                                  albgate.sim.clock.now)
 
 
 def stop_after_first_start_step(albgate: Albgate) -> Callable[[str, dict, Callable[[], Any]], Any]:
