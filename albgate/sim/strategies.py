@@ -28,10 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from albgate.sim.manifests import bootstrap_hardened
 from lambdas.domain import safety
-from lambdas.domain.health_check import hardened_annotations
 from lambdas.domain.models import RolloutPolicy
-from lambdas.domain.plan import batch_sizes, resolve_int_or_percent, step_targets
+from lambdas.domain.plan import batch_sizes, step_targets
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, HEALTHY, INITIAL, DeploymentPatch
 
 if TYPE_CHECKING:
@@ -116,24 +116,6 @@ def _labelled_before_pods(scenario: "Scenario") -> "Scenario":
     if scenario.namespace.inject_label == "none":
         return scenario.with_changes(namespace={"inject_label": "before_pods"})
     return scenario  # labelled already (maybe after the pods: then they keep no gates, as in reality)
-
-
-def bootstrap_hardened(scenario: "Scenario") -> "Scenario":
-    """The scenario's app as albgate's bootstrap applies it: preStop drain, grace period, maxUnavailable 0, and
-    the Ingress health check of lambdas.domain.health_check (5 s interval)."""
-    app, policy = scenario.app, scenario.rollout.policy
-    pre_stop = max(app.pre_stop_sleep_seconds or 0, policy.pre_stop_seconds)
-    changes: dict[str, Any] = {
-        "pre_stop_sleep_seconds": pre_stop,
-        "termination_grace_period_seconds": max(
-            app.termination_grace_period_seconds, pre_stop + policy.max_request_seconds
-        ),
-    }
-    if resolve_int_or_percent(app.max_unavailable, app.replicas, round_up=False) > 0:
-        changes["max_unavailable"] = 0
-    return scenario.with_changes(
-        app=changes, ingress={"annotations": hardened_annotations(scenario.ingress.annotations)}
-    )
 
 
 def _hardened_and_labelled(scenario: "Scenario") -> "Scenario":

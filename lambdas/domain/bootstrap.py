@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lambdas.domain.errors import InvalidInputError, NotFoundError, RetryableError, UnsafeConfigurationError
 from lambdas.domain.gate import Verdict
 from lambdas.domain.limits import MAX_APPLICATIONS_PER_CLUSTER, STATE_PAYLOAD_MAX_BYTES, payload_bytes
+from lambdas.domain.health_check import HARDENED
+from lambdas.domain.lbc_annotations import HC_INTERVAL
 from lambdas.domain.manifests import HardeningPolicy, harden
 from lambdas.domain.models import RolloutPolicy, parse_image, validation_message
 from lambdas.domain.ports import (
@@ -39,8 +41,7 @@ from lambdas.domain.ports import (
     Pod,
 )
 from lambdas.domain.validators import (
-    ACCOUNT_ID_PATTERN,
-    AWS_REGION_PATTERN,
+    ECR_REGISTRY_PATTERN,
     ChartVersion,
     ClusterName,
     GoDuration,
@@ -263,7 +264,8 @@ class BootstrapRequest(_Strict):
     applications: list[AppBootstrap] = Field(default_factory=list, max_length=MAX_APPLICATIONS_PER_CLUSTER)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
-    health_check_interval_seconds: int = Field(default=10, ge=6, le=300)
+    # The ALB's range is 5-300 s; hardening lowers the check timeout below the interval (lambdas/domain/health_check.py).
+    health_check_interval_seconds: int = Field(default=HARDENED[HC_INTERVAL], ge=5, le=300)
     restart_pods_born_before_label: JsonBool = Field(default=True)
 
     def all_namespaces(self) -> list[str]:
@@ -507,9 +509,7 @@ def chart_reference(settings: ControllerSettings) -> list[str]:
 
 # A private ECR registry's host: <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn] (docs/facts.md, "Private
 # ECR mirror of the controller"); the account and Region are validators.py's rules.
-_ECR_REGISTRY = re.compile(
-    rf"(?P<account>{ACCOUNT_ID_PATTERN})\.dkr\.ecr(?:-fips)?\.(?P<region>{AWS_REGION_PATTERN})\.amazonaws\.com(?:\.cn)?"
-)
+_ECR_REGISTRY = re.compile(ECR_REGISTRY_PATTERN)
 
 
 @dataclass(frozen=True)

@@ -35,17 +35,21 @@ def current(ingress: Mapping[str, str], service: Mapping[str, str] | None = None
 
 
 def hardened_health_check(
-    ingress: Mapping[str, str], service: Mapping[str, str] | None = None
+    ingress: Mapping[str, str], service: Mapping[str, str] | None = None, interval_seconds: int | None = None
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """(Ingress annotations, Service annotations) with the hardened health check, never loosening one already
-    stricter. Each changed key is written where the controller reads it: the Service when it sets the key. The
-    timeout is lowered whenever it is not below the resulting interval (the ALB refuses such a health check)."""
+    """(Ingress annotations, Service annotations) with the hardened health check (interval ``interval_seconds``,
+    default ``HARDENED``'s), never loosening one already stricter. Each changed key is written where the controller
+    reads it: the Service when it sets the key. The ALB refuses a timeout that is not below the interval: the
+    controller's default timeout is then lowered (to ``HARDENED``'s, or one second below the interval), while a
+    timeout the app sets is its own (its health endpoint may need it) and the interval stays above it instead."""
     out = {"Ingress": dict(ingress), "Service": dict(service or {})}
     interval = lbc.effective(INTERVAL, ingress, service)
     timeout = lbc.effective(TIMEOUT, ingress, service)
     check = current(ingress, service)
-    new_interval = min(check.interval_seconds, HARDENED[INTERVAL])
-    if check.interval_seconds > new_interval:
+    new_interval = min(check.interval_seconds, HARDENED[INTERVAL] if interval_seconds is None else interval_seconds)
+    if timeout.value is not None and check.timeout_seconds >= new_interval:
+        new_interval = check.timeout_seconds + 1
+    if new_interval != check.interval_seconds:
         out[interval.write_to][INTERVAL] = str(new_interval)
     if check.timeout_seconds >= new_interval:
         out[timeout.write_to][TIMEOUT] = str(min(HARDENED[TIMEOUT], new_interval - 1))

@@ -37,6 +37,7 @@ from typing import Any
 
 from lambdas.domain import lbc_annotations as lbc
 from lambdas.domain import safety
+from lambdas.domain.health_check import HARDENED, hardened_health_check
 from lambdas.domain.errors import InvalidInputError, UnsafeConfigurationError
 from lambdas.domain.lbc_annotations import (
     DEFAULT_DEREGISTRATION_DELAY_SECONDS,
@@ -82,10 +83,10 @@ class HardeningPolicy:
 
     pre_stop_seconds: int = 30
     max_request_seconds: int = 30
-    # 10 s: half the controller's 15 s default, still above its 5 s check timeout (docs/facts.md, Service
-    # annotations override the Ingress's). A new target needs one passing check, so this halves the wait for it; an
-    # existing annotation at or below it is kept.
-    health_check_interval_seconds: int = 10
+    # The ALB's shortest interval, with the check timeout lowered below it (lambdas/domain/health_check.py: one
+    # default for the product and the simulation). A new target needs one passing check, so this shortens every
+    # gated step; an existing annotation at or below it is kept.
+    health_check_interval_seconds: int = HARDENED[HC_INTERVAL]
     # cluster >= 1.30 (docs/facts.md, Pod readiness and termination: PodLifecycleSleepAction beta, on by default)
     native_sleep: bool = True
     gated: bool = True  # the app is rolled behind readiness gates (instance targets are refused)
@@ -535,15 +536,21 @@ def harden(
               f"a deregistration delay of {delay} s drops requests still running when it ends; the longest "
               f"takes {policy.max_request_seconds} s")
 
-    # --- health-check interval ------------------------------------------------------------------------------
-    timeout, _ = lbc.effective_int(HC_TIMEOUT, ing_annotations, annotations_of(svc))
-    found = lbc.effective(HC_INTERVAL, ing_annotations, annotations_of(svc))
-    interval = int(found.value) if found.value is not None else DEFAULT_HC_INTERVAL_SECONDS
-    wanted_interval = max(policy.health_check_interval_seconds, timeout + 1)
-    if found.value is None or interval > wanted_interval or interval <= timeout:
-        write(found, str(wanted_interval),
-              f"a new target needs one passing check to turn healthy; checking every {wanted_interval} s (above the "
-              f"{timeout} s timeout, which the ALB requires) shortens every gated step")
+    # --- health-check interval (and the timeout the ALB needs below it) ---------------------------------------
+    service_annotations = annotations_of(svc)
+    hardened = dict(zip(("Ingress", "Service"), hardened_health_check(
+        ing_annotations, service_annotations, policy.health_check_interval_seconds)))
+    reasons = {
+        HC_INTERVAL: "a new target needs one passing check to turn healthy; checking every {} s shortens every "
+                     "gated step",
+        HC_TIMEOUT: "lowered to {} s: the ALB requires the check timeout to be shorter than the interval",
+    }
+    for key in (HC_INTERVAL, HC_TIMEOUT):
+        found = lbc.effective(key, ing_annotations, service_annotations)
+        value = hardened[found.write_to].get(key)
+        current = (service_annotations if found.write_to == "Service" else ing_annotations).get(key)
+        if value is not None and value != current:
+            write(found, value, reasons[key].format(value))
 
     if not policy.harden:
         return Hardened(

@@ -85,14 +85,16 @@ HARDENING = [
     pytest.param({}, {}, {HC_INTERVAL: "5", HC_TIMEOUT: "4"}, {}, id="nothing-set-ingress-gets-the-check"),
     pytest.param({HC_INTERVAL: "5"}, {HC_INTERVAL: "30"}, {HC_INTERVAL: "5", HC_TIMEOUT: "4"}, {HC_INTERVAL: "5"},
                  id="service-interval-lowered-on-the-service-default-timeout-on-ingress"),
-    pytest.param({}, {HC_INTERVAL: "30", HC_TIMEOUT: "10"}, {}, {HC_INTERVAL: "5", HC_TIMEOUT: "4"},
-                 id="service-interval-and-timeout-on-the-service"),
+    # A timeout the app sets is its health endpoint's own: the interval stays above it rather than cut it
+    pytest.param({}, {HC_INTERVAL: "30", HC_TIMEOUT: "10"}, {}, {HC_INTERVAL: "11", HC_TIMEOUT: "10"},
+                 id="service-timeout-kept-interval-lowered-to-just-above-it"),
     pytest.param({HC_TIMEOUT: "3"}, {HC_INTERVAL: "20", HC_TIMEOUT: "8"}, {HC_TIMEOUT: "3"},
-                 {HC_INTERVAL: "5", HC_TIMEOUT: "4"}, id="ingress-timeout-ignored-service-timeout-lowered"),
+                 {HC_INTERVAL: "9", HC_TIMEOUT: "8"}, id="ingress-timeout-ignored-service-timeout-kept"),
+    pytest.param({HC_TIMEOUT: "4"}, {}, {HC_INTERVAL: "5", HC_TIMEOUT: "4"}, {}, id="a-timeout-below-5-s-allows-5-s"),
     pytest.param({HC_INTERVAL: "30", HC_TIMEOUT: "3"}, {HC_INTERVAL: "5"}, {HC_INTERVAL: "30", HC_TIMEOUT: "3"},
                  {HC_INTERVAL: "5"}, id="stricter-service-interval-kept-ignored-ingress-interval-left-alone"),
-    pytest.param({HC_INTERVAL: "30", HC_TIMEOUT: "10"}, {HC_INTERVAL: "5"}, {HC_INTERVAL: "30", HC_TIMEOUT: "4"},
-                 {HC_INTERVAL: "5"}, id="ingress-timeout-above-the-service-interval-lowered"),
+    pytest.param({HC_INTERVAL: "30", HC_TIMEOUT: "10"}, {HC_INTERVAL: "5"}, {HC_INTERVAL: "30", HC_TIMEOUT: "10"},
+                 {HC_INTERVAL: "11"}, id="ingress-timeout-kept-service-interval-raised-above-it"),
 ]
 
 
@@ -104,8 +106,10 @@ def test_the_hardened_health_check_is_written_where_it_takes_effect(ingress, ser
     new_ingress, new_service = health_check.hardened_health_check(ingress, service)
     # Then each value lands where the controller reads it, and the controller then reads the hardened check
     assert (new_ingress, new_service) == (ingress_after, service_after)
-    check = health_check.current(new_ingress, new_service)
-    assert check.interval_seconds <= health_check.HARDENED[HC_INTERVAL]
+    check, before = health_check.current(new_ingress, new_service), health_check.current(ingress, service)
+    # the shortest interval the timeout allows, never longer than the app had unless its timeout needs it
+    assert check.interval_seconds == max(min(before.interval_seconds, health_check.HARDENED[HC_INTERVAL]),
+                                         check.timeout_seconds + 1)
     assert check.timeout_seconds < check.interval_seconds
 
 

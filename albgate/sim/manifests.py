@@ -1,0 +1,79 @@
+"""The scenario's app as the manifests albgate's bootstrap would be given, and back.
+
+Job: ``scenario_manifests`` renders a scenario's Deployment, Service and Ingress as Kubernetes manifests;
+``bootstrap_hardened`` passes them through the product's own hardening (``lambdas.domain.manifests.harden``, the
+function the bootstrap runs) and writes what it changed back into the scenario. So the simulated hardened app is
+exactly what the bootstrap would apply, by construction: there is no second copy of the rules.
+
+Invariant: only what the simulation models travels each way: one container (its image, port and preStop
+sleep), the grace period, maxSurge/maxUnavailable, and the Ingress's annotations (target type, health check,
+target-group attributes). The simulated Service carries no annotations, so hardening writes nothing there. An
+app whose Ingress asks for instance targets is hardened as the bootstrap hardens an app marked not gated (its
+target type kept); the bootstrap would refuse it as a gated app.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lambdas.domain.manifests import HardeningPolicy, Hardened, harden, pre_stop_sleep_seconds
+from lambdas.domain.lbc_annotations import TARGET_TYPE
+
+if TYPE_CHECKING:
+    from albgate.sim.scenario import Scenario
+
+
+def scenario_manifests(scenario: "Scenario") -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(Deployment, Service, Ingress) manifests of the scenario's app."""
+    app, svc, ing = scenario.app, scenario.service, scenario.ingress
+    container: dict[str, Any] = {"name": app.container, "image": app.image, "ports": [{"containerPort": app.port}]}
+    if app.pre_stop_sleep_seconds is not None:
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": app.pre_stop_sleep_seconds}}}
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": app.deployment},
+        "spec": {
+            "replicas": app.replicas,
+            "selector": {"matchLabels": dict(app.labels)},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": app.max_surge, "maxUnavailable": app.max_unavailable}},
+            "template": {"metadata": {"labels": dict(app.labels)},
+                         "spec": {"terminationGracePeriodSeconds": app.termination_grace_period_seconds,
+                                  "containers": [container]}},
+        },
+    }
+    service = {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": svc.name},
+        "spec": {"selector": dict(svc.selector or app.labels), "ports": [{"port": svc.port, "targetPort": app.port}]},
+    }
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": ing.name, "annotations": dict(ing.annotations)},
+        "spec": {"ingressClassName": ing.ingress_class, "rules": [{"http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": svc.name, "port": {"number": svc.port}}}}]}}]},
+    }  # fmt: skip
+    return deployment, service, ingress
+
+
+def hardened_manifests(scenario: "Scenario") -> Hardened:
+    """The scenario's manifests as the bootstrap hardens them (native preStop sleep: clusters >= 1.30)."""
+    deployment, service, ingress = scenario_manifests(scenario)
+    gated = ingress["metadata"]["annotations"].get(TARGET_TYPE) != "instance"
+    policy = HardeningPolicy.from_rollout_policy(scenario.rollout.policy, native_sleep=True, gated=gated)
+    return harden(deployment, service, ingress, policy, namespace=scenario.namespace.name,
+                  container=scenario.app.container)
+
+
+def bootstrap_hardened(scenario: "Scenario") -> "Scenario":
+    """The scenario with its app as albgate's bootstrap applies it (``hardened_manifests``)."""
+    hardened = hardened_manifests(scenario)
+    spec = hardened.deployment["spec"]
+    pod = spec["template"]["spec"]
+    [container] = [c for c in pod["containers"] if c["name"] == scenario.app.container]
+    rolling = spec["strategy"]["rollingUpdate"]
+    return scenario.with_changes(
+        app={"pre_stop_sleep_seconds": pre_stop_sleep_seconds(container),
+             "termination_grace_period_seconds": pod["terminationGracePeriodSeconds"],
+             "max_surge": rolling["maxSurge"], "max_unavailable": rolling["maxUnavailable"]},
+        ingress={"annotations": hardened.ingress["metadata"]["annotations"]},
+    )
