@@ -110,6 +110,14 @@ def test_broken_image_fails_in_the_gate_and_the_cause_says_why():
     assert "Rollback: Verify Drain" in run.extra["visited"]
 
 
+def test_a_rollback_reports_no_lower_bound():
+    # Given the broken image: albgate sees the new targets fail and rolls back in under a minute, while the oracle
+    # (which follows the same rules with a perfect view) rolls back too, later
+    r = simulate(scenario("broken-image"), "albgate")
+    # Then the oracle's rollback is reported as no bound on albgate's: only two successes compare
+    assert r.outcome == "rolled_back" and r.lower_bound_seconds is None
+
+
 def test_describe_target_health_cost_is_bounded_by_the_poll_rule():
     # Given the example app (one target group, 15 s health checks, three steps)
     r = simulate(scenario("seed-app"), "albgate", lower_bound=False)
