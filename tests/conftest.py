@@ -83,6 +83,17 @@ def template(synth: Synthesized) -> dict[str, Any]:
 FIGURES: list[str] = []
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _environment_restored(request: pytest.FixtureRequest) -> Any:
+    """Every test module leaves the process's environment as it found it (a variable left behind changes what
+    the next module's handlers do, so the suite's result would depend on the order its modules run in)."""
+    before = dict(os.environ)
+    yield
+    changed = sorted(k for k in set(before) | set(os.environ)
+                     if before.get(k) != os.environ.get(k) and k != "PYTEST_CURRENT_TEST")  # pytest's own
+    assert not changed, f"{request.module.__name__} left these environment variables changed: {changed}"
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if FIGURES:
         terminalreporter.section("albgate figures")

@@ -17,7 +17,8 @@ pods pass (docs/simulation.md). The oracle runs in the same world, so the lower 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from albgate.sfn_local.extract import extract_state_machine
@@ -75,12 +76,20 @@ def run_albgate(sim: Simulation, fault: Fault | None = None, *, task_seconds: fl
     which takes ``task_seconds`` of virtual time before its handler runs."""
     if task_seconds < 0:
         raise ValueError(f"task_seconds must be 0 or more, not {task_seconds}")
+    with quiet_powertools():
+        return _run(sim, fault, task_seconds)
+
+
+@contextmanager
+def quiet_powertools() -> Iterator[None]:
+    """Powertools' metrics, tracing and info logs off while the handlers run in this process (set before their
+    modules create their Powertools objects), and the process's environment as it was afterwards."""
     saved = {k: os.environ.get(k) for k in _QUIET_ENV}
-    for k, v in _QUIET_ENV.items():  # before the handlers' modules create their Powertools objects
+    for k, v in _QUIET_ENV.items():
         os.environ.setdefault(k, v)
     try:
-        return _run(sim, fault, task_seconds)
-    finally:  # leave the process's environment as it was (a test session runs other things after this)
+        yield
+    finally:
         for k, old in saved.items():
             if old is None:
                 os.environ.pop(k, None)

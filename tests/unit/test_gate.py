@@ -53,6 +53,15 @@ GATE_CASES = [
         Verdict.FAILED,
         (),
     ),
+    (
+        # Enough other new targets healthy never excuses an unhealthy one: the version fails its check
+        "one-unhealthy-fails-even-with-enough-healthy",
+        [P1, P2, P3],
+        2,
+        {TG_A: [th(P1.ip, "healthy"), th(P2.ip, "healthy"), th(P3.ip, "unhealthy", "Target.ResponseCodeMismatch")]},
+        Verdict.FAILED,
+        (),
+    ),
     ("unused-is-unregistered", [P1], 1, {TG_A: [th(P1.ip, "unused", "Target.NotRegistered")]}, Verdict.WAITING, ()),
     ("absent-is-unregistered", [P1], 1, {TG_A: []}, Verdict.WAITING, ()),
     ("draining-new-target-is-not-healthy", [P1], 1, {TG_A: [th(P1.ip, "draining")]}, Verdict.WAITING, ()),

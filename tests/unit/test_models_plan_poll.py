@@ -71,6 +71,8 @@ PLANS = [
     ("batch", 10, {"batch_size": 4}, [4, 8, 10]),
     ("count-beyond-replicas", 2, {"steps": [5, "100%"]}, [2]),
     ("merged-rounding", 4, {"steps": ["10%", "20%", "100%"]}, [1, 4]),
+    # 30 % of 7 is 2.1 and 60 % is 4.2: a percentage rounds up (2.1 -> 3), never to the nearest (which gives 2)
+    ("percent-rounds-up-below-a-half", 7, {"steps": ["30%", "60%", "100%"]}, [3, 5, 7]),
 ]
 
 

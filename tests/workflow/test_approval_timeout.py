@@ -8,7 +8,6 @@ against one world, so a test can stop a rollout and then watch the next one meet
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from albgate.sim.albgate_strategy import _QUIET_ENV, LAMBDA_SECONDS, SimClock
+from albgate.sim.albgate_strategy import LAMBDA_SECONDS, SimClock, quiet_powertools
 from albgate.sfn_local.extract import extract_state_machine
 from albgate.sfn_local.runner import ExecutionResult, LambdaFault, LocalStateMachine, TaskTokenRequest
 from albgate.sim import Simulation, load_scenario
@@ -94,25 +93,18 @@ class Albgate:
 
 @contextmanager
 def albgate_on_seed_app(template: dict) -> Iterator[Albgate]:
-    saved = {k: os.environ.get(k) for k in _QUIET_ENV}
-    for k, v in _QUIET_ENV.items():  # before the handlers' modules create their Powertools objects
-        os.environ.setdefault(k, v)
-    sim = Simulation(bootstrap_hardened(load_scenario(SCENARIOS / "seed-app.yaml")))
-    sim.run_until(sim.rollout_start)
-    extracted = extract_state_machine(template, state_machine_id(template))
-    _runtime.use_ports(lambda cluster: sim.ports)
-    try:
-        holder: list[Albgate] = []
-        with LocalStateMachine(extracted, SimClock(sim), invoke=lambda *a: holder[0]._invoke(*a)) as machine:
-            holder.append(Albgate(sim, machine))
-            yield holder[0]
-    finally:
-        _runtime.use_ports(None)
-        for k, old in saved.items():
-            if old is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = old
+    with quiet_powertools():
+        sim = Simulation(bootstrap_hardened(load_scenario(SCENARIOS / "seed-app.yaml")))
+        sim.run_until(sim.rollout_start)
+        extracted = extract_state_machine(template, state_machine_id(template))
+        _runtime.use_ports(lambda cluster: sim.ports)
+        try:
+            holder: list[Albgate] = []
+            with LocalStateMachine(extracted, SimClock(sim), invoke=lambda *a: holder[0]._invoke(*a)) as machine:
+                holder.append(Albgate(sim, machine))
+                yield holder[0]
+        finally:
+            _runtime.use_ports(None)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -9,13 +9,12 @@ looks than the worst case allows, and the largest plan Preflight accepts runs wh
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from albgate.sim.albgate_strategy import LAMBDA_SECONDS, SimClock, _QUIET_ENV
+from albgate.sim.albgate_strategy import LAMBDA_SECONDS, SimClock, quiet_powertools
 from albgate.sfn_local.extract import extract_state_machine
 from albgate.sfn_local.runner import ExecutionResult, LocalStateMachine
 from albgate.sim import Simulation, load_scenario, parse_scenario
@@ -43,8 +42,6 @@ KINDS |= {ROLLBACK_PREFIX + name: kind for name, kind in list(KINDS.items())}
 
 def run(sim: Simulation, template: dict, name: str, policy: dict[str, Any] | None = None) -> ExecutionResult:
     """One rollout of the simulated app by the synthesized state machine; approvals answered at once."""
-    for k, v in _QUIET_ENV.items():
-        os.environ.setdefault(k, v)
     sim.run_until(sim.rollout_start)
     extracted = extract_state_machine(template, state_machine_id(template))
     request = sim.rollout_request().model_dump(mode="json")
@@ -58,8 +55,9 @@ def run(sim: Simulation, template: dict, name: str, policy: dict[str, Any] | Non
 
     _runtime.use_ports(lambda cluster: sim.ports)
     try:
-        with LocalStateMachine(extracted, SimClock(sim), invoke=invoke, on_task_token=lambda t: t.succeed({}),
-                               real_timeout_seconds=300) as machine:
+        with quiet_powertools(), LocalStateMachine(extracted, SimClock(sim), invoke=invoke,
+                                                   on_task_token=lambda t: t.succeed({}),
+                                                   real_timeout_seconds=300) as machine:
             return machine.run(request, name=name)
     finally:
         _runtime.use_ports(None)

@@ -4,12 +4,11 @@ event bus, run by moto against the simulated cluster; a queue subscribed to the 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import boto3
 
-from albgate.sim.albgate_strategy import LAMBDA_SECONDS, SimClock, _QUIET_ENV
+from albgate.sim.albgate_strategy import LAMBDA_SECONDS, SimClock, quiet_powertools
 from albgate.sfn_local.extract import extract_state_machine
 from albgate.sfn_local.runner import LocalStateMachine
 from albgate.sim import Simulation, load_scenario
@@ -23,8 +22,6 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 def rollout_with_a_subscriber(scenario: str) -> tuple[str, list[dict]]:
     """Run one albgate rollout; return its status and the step events a queue on the albgate bus received."""
-    for k, v in _QUIET_ENV.items():
-        os.environ.setdefault(k, v)
     sim = Simulation(bootstrap_hardened(load_scenario(SCENARIOS / scenario)))
     sim.run_until(sim.rollout_start)
     template = synthesized_template()
@@ -36,7 +33,8 @@ def rollout_with_a_subscriber(scenario: str) -> tuple[str, list[dict]]:
 
     _runtime.use_ports(lambda cluster: sim.ports)
     try:
-        with LocalStateMachine(extracted, SimClock(sim), invoke=invoke, on_task_token=lambda t: t.succeed({})) as machine:
+        with quiet_powertools(), LocalStateMachine(extracted, SimClock(sim), invoke=invoke,
+                                                   on_task_token=lambda t: t.succeed({})) as machine:
             sqs, events = boto3.client("sqs", region_name="us-east-1"), boto3.client("events", region_name="us-east-1")
             queue = sqs.create_queue(QueueName="step-events")["QueueUrl"]
             arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
