@@ -9,12 +9,17 @@ of 40 tokens refilled at 10/s shared per account and Region; the seconds in whic
 requests to a target whose deregistration began (``deregistration_lag_seconds``, ~10 s per
 aws-load-balancer-controller#1719).
 Invariant: a target becomes ``healthy`` only in a health check that passed; a ``draining`` target receives
-new requests only during the lag, and leaves the group no later than the deregistration delay after it began.
+new requests only during the lag, and leaves the group no later than the deregistration delay after it began;
+the Describe* bucket serves calls in the order they arrive, whoever makes them, the scenario's other callers
+(``faults.describe_load``) included.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
+import math
+import random
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -89,28 +94,117 @@ class TargetGroupSim:
         )
 
 
+# Under this caller name ``Alb.throttled`` counts the background's own throttled calls.
+BACKGROUND = "background"
+_SLACK = 1e-6  # epoch-second floats lose ~1e-7 s: do not let that refuse a due token
+
+
 class TokenBucket:
-    """The account's Describe* bucket; other callers' load (scenario faults) drains it continuously."""
+    """The account's Describe* bucket, spent by every caller in the order the calls arrive.
 
-    def __init__(self, capacity: int, refill: float, now: float, load: list[tuple[float, float, float]]) -> None:
+    What it models (docs/facts.md, "ELB API throttling"): one bucket per account and Region, shared by every
+    caller with the account's credentials, holding at most ``capacity`` tokens and refilled continuously at
+    ``refill`` tokens per second (a refill past the capacity is lost). A call takes its ``n`` tokens if they
+    are in the bucket at the instant it arrives, whoever makes it; otherwise it is throttled and takes
+    nothing. So when the callers together ask more than the refill, each still gets tokens, about in
+    proportion to how often it asks: one asking f calls/s among others asking r gets about ``refill * f / (f + r)``
+    of them (tests/sim/test_fair_bucket.py).
+
+    The background: ``load`` holds (start, end, calls per second) windows in absolute virtual time (the
+    scenario's ``faults.describe_load``): every other caller of the account's Describe* APIs (other clusters'
+    Load Balancer Controllers, other rollouts, dashboards, scripts). Within a window its calls arrive as a
+    Poisson process at the window's rate, the merge of many independent callers. Each takes one token as any
+    call does; ``background_calls`` counts those served, ``background_throttled`` those refused. Not evenly
+    spaced calls: against a perfectly regular background a token never waits long, so the other callers get
+    about half their share, and a periodic one (a 15 s requeue against 12 calls/s) locks onto one phase and
+    is served always or never. Arrivals at random instants see the bucket as it is on average, so every
+    call, the background's or not, finds a token with the same chance.
+
+    With a background, a call also reaches the bucket a random fraction of one refill period (``1 / refill``)
+    after its caller's instant: network and service latency, which real calls have. Without it a caller whose
+    calls fall on a grid of that period (the simulated albgate's fall on 0.1 s, one period at 10/s) would
+    find the same fraction of a token at every call, the refill being continuous and every call taking whole
+    tokens, and be served nearly always or nearly never. A bucket without a background jitters nothing.
+
+    Draws: from ``rng`` (the simulation's ``describe_load`` stream; a fixed one if None) one 64-bit seed per
+    window, in ``load`` order, then one for the jitter; window i's calls come at max(start, now) plus
+    ``expovariate(rate)`` gaps of its own stream while before its end, and each call's delay is
+    ``random() / refill`` from the jitter stream. The same seed gives the same run; another seed other arrivals.
+
+    The background is served lazily and exactly: ``take`` (and ``advance``) first serves every background
+    call that arrived since the bucket was last updated, in arrival order, each seeing the tokens refilled up
+    to its own instant; no event goes on the loop. That is one step per background call (10 calls/s over an
+    hour: 36,000 steps, about 20 ms): random gaps have no closed form that keeps the same draws.
+    ``advance`` alone (reading the counts) changes no later outcome.
+
+    What it does not model: AWS publishes the bucket's size and refill, not its algorithm (docs/facts.md,
+    "ELB API throttling"): not whether the refill is continuous or added once a second, nor how calls
+    arriving together are ordered, nor whether a throttled call costs anything. Here the refill is
+    continuous, a background call at the same instant as another call goes first, and a throttled call is
+    free. The mutating APIs' own bucket is not modelled (``Alb.deregister_targets``)."""
+
+    def __init__(self, capacity: int, refill: float, now: float, load: list[tuple[float, float, float]],
+                 rng: random.Random | None = None) -> None:
         self.capacity, self.refill = float(capacity), refill
-        self.tokens, self.last = float(capacity), now
-        self.load = load  # (start, end, calls per second) in absolute virtual time
+        self.tokens, self.last = float(capacity), now  # the tokens at ``last``, the bucket's last update
+        self.load = load
+        self.background_calls = self.background_throttled = 0
+        draws = rng if rng is not None else random.Random(BACKGROUND)
+        self._windows: list[tuple[float, float, random.Random]] = []  # (end, calls per second, its gaps)
+        self._due: list[tuple[float, int]] = []  # heap of (next background arrival, window)
+        for i, (start, end, rate) in enumerate(load):
+            stream = random.Random(draws.getrandbits(64))
+            self._windows.append((end, rate, stream))
+            if rate > 0:
+                first = max(start, now) + stream.expovariate(rate)
+                if first < end:
+                    heapq.heappush(self._due, (first, i))
+        jitter = random.Random(draws.getrandbits(64))
+        self._jitter = jitter.random if self._due else None  # a call's latency, in refill periods
 
-    def _refill(self, now: float) -> None:
-        if now <= self.last:
+    def advance(self, until: float) -> None:
+        """Serve the background calls that arrive up to ``until``, in arrival order."""
+        due = self._due
+        if not due or due[0][0] > until:
             return
-        cuts = sorted({self.last, now, *(x for s, e, _ in self.load for x in (s, e) if self.last < x < now)})
-        tokens = self.tokens
-        for a, b in zip(cuts, cuts[1:]):
-            mid = (a + b) / 2
-            net = self.refill - sum(r for s, e, r in self.load if s <= mid < e)
-            tokens = min(self.capacity, max(0.0, tokens + net * (b - a)))
-        self.tokens, self.last = tokens, now
+        tokens, last, cap, refill = self.tokens, self.last, self.capacity, self.refill
+        served = refused = 0
+        while due and due[0][0] <= until:
+            t, i = heapq.heappop(due)
+            end, rate, stream = self._windows[i]
+            gap = stream.expovariate
+            other, j = due[0] if due else (math.inf, 0)
+            while True:  # this window's arrivals up to ``until`` and up to the next other window's
+                if t > last:
+                    tokens += refill * (t - last)
+                    if tokens > cap:
+                        tokens = cap
+                    last = t
+                if tokens >= 1 - _SLACK:
+                    tokens = tokens - 1 if tokens > 1 else 0.0
+                    served += 1
+                else:
+                    refused += 1
+                t += gap(rate)
+                if t >= end:
+                    break
+                if t > until or t > other or (t == other and i > j):
+                    heapq.heappush(due, (t, i))
+                    break
+        self.tokens, self.last = tokens, last
+        self.background_calls += served
+        self.background_throttled += refused
 
     def take(self, now: float, n: int = 1) -> bool:
-        self._refill(now)
-        if self.tokens >= n - 1e-6:  # epoch-second floats lose ~1e-7 s: do not let that refuse a due token
+        """One call of ``n`` tokens at ``now``: served (True) if they are there, after the background's calls
+        that came first."""
+        if self._jitter is not None:
+            now = max(self.last, now + self._jitter() / self.refill)
+        self.advance(now)
+        if now > self.last:
+            self.tokens = min(self.capacity, self.tokens + self.refill * (now - self.last))
+            self.last = now
+        if self.tokens >= n - _SLACK:
             self.tokens = max(0.0, self.tokens - n)
             return True
         return False
@@ -126,20 +220,29 @@ class Alb:
                  sim.rel_to_abs(w.at_seconds + w.duration_seconds) if w.duration_seconds else float("inf"),
                  w.rate_per_second) for w in sim.scenario.faults.describe_load]
         self.bucket = TokenBucket(spec.describe_bucket_capacity, spec.describe_bucket_refill_per_second,
-                                  sim.clock.t, load)
+                                  sim.clock.t, load, sim.rng("describe_load"))
         self.lag = spec.deregistration_lag_seconds
         self.tgs: dict[str, TargetGroupSim] = {}
         self.describe_calls: Counter[str] = Counter()  # DescribeTargetHealth by caller
         self.describe_tg_calls: Counter[str] = Counter()
         self.deregister_calls: Counter[str] = Counter()  # DeregisterTargets by caller (not the controller's own)
-        self.throttled: Counter[str] = Counter()
+        self._throttled: Counter[str] = Counter()  # throttled Describe* calls by caller, the background's aside
         self.transitions: list[tuple[float, str, str, str, str, str]] = []  # (t, arn, ip, from, to, reason)
         self.on_transition: list[Any] = []
+
+    @property
+    def throttled(self) -> Counter[str]:
+        """Throttled Describe* calls by caller, the background's (``BACKGROUND``) up to now included."""
+        self.bucket.advance(self.sim.clock.t)
+        out = Counter(self._throttled)
+        if self.bucket.background_throttled:
+            out[BACKGROUND] = self.bucket.background_throttled
+        return out
 
     # --- the API ------------------------------------------------------------------------------------------
     def _spend(self, caller: str, api: str, n: int = 1) -> None:
         if not self.bucket.take(self.sim.clock.t, n):
-            self.throttled[caller] += 1
+            self._throttled[caller] += 1
             raise ThrottledError(f"An error occurred (Throttling) when calling the {api} operation: Rate exceeded")
 
     def target_group(self, arn: str) -> TargetGroupSim:

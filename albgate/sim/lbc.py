@@ -1,40 +1,119 @@
 """The simulated AWS Load Balancer Controller: the pod mutating webhook and the TargetGroupBinding reconciler.
 
 Job: inject readiness gates at pod creation, register and deregister pod IPs, and set the gates from target
-health, with the controller's timing. Sources (docs/facts.md, "Load Balancer Controller: readiness gate" and
-"Load Balancer Controller: registration and timing"): docs/deploy/pod_readiness_gate.md (injection only at
-CREATE, only with the namespace label and an IP TargetGroupBinding whose Service selects the pod),
-pkg/backend/endpoint_resolver.go (ready, or ContainersReady and not terminating, endpoints are targets),
-pkg/targetgroupbinding/resource_manager.go (register/deregister, gate True only when `healthy`), the 15 s
-requeue while a gate is pending, exponential back-off on errors up to 16m40s, failurePolicy Ignore (after
-v2.11.0) or Fail, the pause after a leader change, and EKS Auto Mode (no gate injection at all,
-aws/containers-roadmap#2511).
+health, with the timing of the controller version the scenario names (``controller.version``). Sources
+(docs/facts.md, "Load Balancer Controller: readiness gate", "Load Balancer Controller: registration and
+timing" and "Load Balancer Controller: requeue and back-off by version"): docs/deploy/pod_readiness_gate.md
+(injection only at CREATE, only with the namespace label and an IP TargetGroupBinding whose Service selects
+the pod), pkg/backend/endpoint_resolver.go (which endpoints become targets, which are "potentially ready"),
+pkg/targetgroupbinding/resource_manager.go (register/deregister, gate True only when `healthy`, and which
+outcome requeues after a fixed duration and which through the workqueue's rate limiter), the reconciler's
+watches (Services, Endpoints or EndpointSlices, Nodes; gated pods from v3.4.0), controller-runtime's
+reconcileHandler (an error or a plain requeue goes through the rate limiter, RequeueAfter and success
+forget the item's failures) and client-go's per-item exponential limiter (5 ms x 2^failures, capped),
+failurePolicy Ignore (after v2.11.0) or Fail, the pause after a leader change, and EKS Auto Mode (no gate
+injection at all, aws/containers-roadmap#2511).
 Invariant: a pod's readiness gates are decided once, when it is created; a gate is set True only from a
 DescribeTargetHealth answer that said `healthy`; while the controller is down nothing is registered,
-deregistered or set.
+deregistered or set; a binding is reconciled only when a watched object changed, its delayed requeue is due,
+or the controller (re)starts.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal
 
+from lambdas.domain.bootstrap import CONTROLLER_VERSION
 from lambdas.domain.errors import ThrottledError
-from lambdas.domain.ports import DRAINING, HEALTHY, INJECT_LABEL, LBC_GATE_PREFIX, Service, TargetGroupBinding
+from lambdas.domain.ports import (
+    DRAINING,
+    HEALTHY,
+    INITIAL,
+    INJECT_LABEL,
+    LBC_GATE_PREFIX,
+    Service,
+    TargetGroupBinding,
+)
+from lambdas.domain.validators import version_numbers
 
 if TYPE_CHECKING:
     from albgate.sim.alb import TargetGroupSim
+    from albgate.sim.kube import PodObj
     from albgate.sim.simulation import Simulation
 
-_BACKOFF_START = 0.005  # controller-runtime ItemExponentialFailureRateLimiter base delay
+# client-go ItemExponentialFailureRateLimiter as the TargetGroupBinding reconciler builds it: base 5 ms; the cap
+# is --targetgroupbinding-max-exponential-backoff-delay (1000 s), or DefaultControllerRateLimiter's 1000 s before
+# the flag existed (docs/facts.md, Load Balancer Controller: requeue and back-off by version).
+BACKOFF_BASE_SECONDS = 0.005
+DEFAULT_MAX_BACKOFF_SECONDS = 1000.0
+# The requeue while a gate is pending: a constant until v3.2.0, the default of
+# --targetgroupbinding-requeue-duration since.
+DEFAULT_REQUEUE_SECONDS = 15.0
+# The controller albgate installs, and the oldest whose reconciler is modelled (the TargetGroupBinding
+# reconciler came with v2.0.0).
+INSTALLED_VERSION = CONTROLLER_VERSION
+OLDEST_VERSION = (2, 0, 0)
+
+Requeue = Literal["rate_limited", "after"]
+
+
+@dataclass(frozen=True)
+class ControllerRules:
+    """What one controller version does when a binding has to be looked at again (docs/facts.md, "Load Balancer
+    Controller: requeue and back-off by version"). Versions newer than the newest read get its rules."""
+
+    version: tuple[int, int, int]
+    # A pending gate whose target is past `initial` (e.g. `unhealthy`) while every endpoint is registered:
+    # through the rate limiter up to v2.9.0, after the fixed duration since v2.9.1.
+    pending_past_initial: Requeue
+    # A gated pod in the endpoints that is not ContainersReady yet ("potentially ready"): through the rate
+    # limiter up to v2.9.0, after the fixed duration from v2.9.1, not a reason to requeue from v3.4.0 (the
+    # reconciler then watches gated pods themselves).
+    potentially_ready: Requeue | None
+    watches_pods: bool  # v3.4.0+: any change of a gated pod enqueues its binding
+    skips_unchanged: bool  # v2.9.1+: a reconcile whose endpoints match the last successful one stops early
+    requeue_flag: bool  # v3.2.0+: --targetgroupbinding-requeue-duration
+    backoff_flag: bool  # v2.2.1+: --targetgroupbinding-max-exponential-backoff-delay
+    registers_ungated_not_ready: bool  # v2.4.1+: a not-ready ContainersReady pod is a target without a gate too
+    default_failure_policy: Literal["Ignore", "Fail"]  # the pod webhook's: Fail up to v2.11.0
+
+
+@lru_cache(maxsize=None)
+def rules_for(version: str) -> ControllerRules:
+    """The rules of a controller version such as ``v2.7.1``; ValueError below v2.0.0 or when not a version."""
+    v = version_numbers(version)
+    if v is None:
+        raise ValueError(f"{version!r} is not a controller version; write MAJOR.MINOR.PATCH, e.g. 'v3.5.0'")
+    if v < OLDEST_VERSION:
+        raise ValueError(f"{version}: only v2.0.0 and later are modelled (the TargetGroupBinding reconciler "
+                         "came with v2.0.0)")
+    fixed = v >= (2, 9, 1)
+    return ControllerRules(
+        version=v,
+        pending_past_initial="after" if fixed else "rate_limited",
+        potentially_ready=None if v >= (3, 4, 0) else ("after" if fixed else "rate_limited"),
+        watches_pods=v >= (3, 4, 0),
+        skips_unchanged=fixed,
+        requeue_flag=v >= (3, 2, 0),
+        backoff_flag=v >= (2, 2, 1),
+        registers_ungated_not_ready=v >= (2, 4, 1),
+        default_failure_policy="Ignore" if v > (2, 11, 0) else "Fail",
+    )
 
 
 class _Binding:
     def __init__(self, tgb: TargetGroupBinding, tg: "TargetGroupSim", service: Service) -> None:
         self.tgb, self.tg, self.service = tgb, tg, service
-        self.event: Any = None
-        self.failures = 0
+        self.event: Any = None  # the binding taken from the queue after a watched change (or a resync)
+        self.waiting: Any = None  # the workqueue's delayed entry (AddAfter / AddRateLimited): the earliest one
+        self.failures = 0  # the rate limiter's count for this binding; Forget sets it to 0
         self.reconciles = 0
+        self.checkpoint: frozenset[str] | None = None  # endpoints of the last reconcile that needed nothing more
+        self.seen: tuple[frozenset[Any], frozenset[Any]] | None = None  # what the watches last saw
+        self.selected: tuple[Any, list["PodObj"]] = ((), [])  # (cache key, the Service's pods)
 
 
 def lbc_name(namespace: str, service: str, salt: str) -> str:
@@ -53,6 +132,21 @@ class LoadBalancerController:
         self.up = True
         self.bindings: list[_Binding] = []
         self.gate_updates = 0
+        self._seen_key: tuple[int, int, int] | None = None
+        # The informers: after every event, what the reconciler watches is compared with what it saw.
+        sim.loop.observers.append(self._watch)
+
+    @property
+    def rules(self) -> ControllerRules:
+        return rules_for(self.spec.version)
+
+    @property
+    def requeue_seconds(self) -> float:
+        return self.spec.requeue_seconds if self.rules.requeue_flag else DEFAULT_REQUEUE_SECONDS
+
+    @property
+    def max_backoff_seconds(self) -> float:
+        return self.spec.max_backoff_seconds if self.rules.backoff_flag else DEFAULT_MAX_BACKOFF_SECONDS
 
     # --- installation of what the controller creates for an Ingress ------------------------------------------
     def bind(self, tgb: TargetGroupBinding, tg: "TargetGroupSim", service: Service) -> None:
@@ -60,6 +154,8 @@ class LoadBalancerController:
 
     def start(self) -> None:
         """Schedule the scenario's outages and slow periods (times relative to the rollout start)."""
+        for b in self.bindings:
+            b.seen = self._observed(b)  # the steady state: nothing to reconcile
         for w in self.sim.scenario.faults.controller_outages:
             self.loop.at(self.sim.rel_to_abs(w.at_seconds), self._go_down)
             if w.duration_seconds is not None:
@@ -75,10 +171,15 @@ class LoadBalancerController:
         self.loop.after(self.spec.leader_election_seconds, self._leading)
 
     def _leading(self) -> None:
+        """A new leader: a new process, so a new workqueue (no delayed entries, no failures counted) and a full
+        resync of every binding (the checkpoint lives in the binding's annotations and survives)."""
         self.up = True
         self.sim.log("controller", "Load Balancer Controller leading again: full resync")
         for b in self.bindings:
-            self._schedule(b, self.sim.clock.t)
+            if b.waiting is not None:
+                b.waiting.cancel()
+            b.waiting, b.failures = None, 0
+            self._enqueue(b, self.sim.clock.t)
 
     def latency(self) -> float:
         rel = self.sim.clock.t - self.sim.rollout_start
@@ -108,46 +209,131 @@ class LoadBalancerController:
             return self.spec.webhook_failure_policy == "Ignore", ()
         return True, self.injected_gates(namespace, labels)
 
-    # --- the TargetGroupBinding reconciler --------------------------------------------------------------
+    # --- the watches ------------------------------------------------------------------------------------
     def endpoints_changed(self, namespace: str) -> None:
-        at = self.sim.clock.t + self.latency()
-        for b in self.bindings:
-            if b.tgb.namespace == namespace:
-                self._schedule(b, at)
+        """A pod of ``namespace`` changed now (kube calls this): look at the watched objects at once."""
+        self._watch()
 
-    def _schedule(self, b: _Binding, at: float) -> None:
+    def _observed(self, b: _Binding) -> tuple[frozenset[Any], frozenset[Any]]:
+        """What the reconciler's watches show of a binding: its Service's endpoints (address, ready,
+        terminating: an EndpointSlice changes with nothing else, so not when a pod held by a gate turns
+        ContainersReady) and, from v3.4.0, the pods carrying its gate (IP, conditions, deletion). EKS Auto
+        Mode's managed controller is not this code and its watches are not published: it is assumed to see
+        every change of every pod of the Service (docs/facts.md, Load Balancer Controller: requeue and back-off
+        by version)."""
+        pods = self._service_pods(b)
+        endpoints = frozenset((p.ip, p.ready and not p.terminating, p.terminating)
+                              for p in pods if p.ip and not p.exited)
+        if not (self.rules.watches_pods or self.auto_mode):
+            return endpoints, frozenset()
+        gate = LBC_GATE_PREFIX + b.tgb.name
+        watched = frozenset((p.name, p.ip or "", p.containers_ready, p.ready, p.terminating,
+                             p.conditions.get(gate, ("",))[0])
+                            for p in pods if self.auto_mode or gate in p.readiness_gates)
+        return endpoints, watched
+
+    def _service_pods(self, b: _Binding) -> list["PodObj"]:
+        """The pods b's Service selects. Labels never change, so the selection changes only when a pod is created
+        (a new uid) or leaves the API, or when the Service is replaced."""
+        cluster = self.sim.cluster
+        key = (cluster._uid, len(cluster.pods), b.service)
+        if b.selected[0] != key:
+            b.selected = (key, cluster.service_pods(b.service))
+        return b.selected[1]
+
+    def _watch(self) -> None:
+        # Every change of a pod bumps the cluster's resource version, and a pod that is gone leaves the API: when
+        # neither moved since the last look, nothing the watches show changed (most events are health checks).
+        key = (self.sim.cluster._rv, len(self.sim.cluster.pods), len(self.bindings))
+        if key == self._seen_key:
+            return
+        self._seen_key = key
+        for b in self.bindings:
+            seen = self._observed(b)
+            if seen != b.seen:
+                b.seen = seen
+                if self.up:
+                    self._enqueue(b, self.sim.clock.t + self.latency())
+
+    # --- the workqueue --------------------------------------------------------------------------------
+    def _enqueue(self, b: _Binding, at: float) -> None:
+        """The binding is added to the queue at ``at`` (a watch event, after the propagation latency)."""
         if b.event is not None and b.event.alive:
             if b.event.time <= at:
                 return
             b.event.cancel()
-        b.event = self.loop.at(at, self._reconcile, b)
+        b.event = self.loop.at(at, self._take, b, "event")
 
+    def _add_after(self, b: _Binding, delay: float) -> None:
+        """workqueue AddAfter: a delayed entry; an entry already waiting keeps the earlier of the two times."""
+        at = self.sim.clock.t + delay
+        if b.waiting is not None and b.waiting.alive:
+            if b.waiting.time <= at:
+                return
+            b.waiting.cancel()
+        b.waiting = self.loop.at(at, self._take, b, "waiting")
+
+    def _rate_limited(self, b: _Binding) -> float:
+        """AddRateLimited: delay = min(5 ms x 2^failures, cap), then one more failure counted."""
+        delay = min(BACKOFF_BASE_SECONDS * 2 ** b.failures, self.max_backoff_seconds)
+        b.failures += 1
+        self._add_after(b, delay)
+        return delay
+
+    def _requeue_after(self, b: _Binding, seconds: float) -> None:
+        """RequeueAfter: Forget (the failures are reset), then AddAfter."""
+        b.failures = 0
+        self._add_after(b, seconds)
+
+    def _take(self, b: _Binding, which: str) -> None:
+        if which == "event":
+            b.event = None
+        else:
+            b.waiting = None
+        if self.up:
+            self._reconcile(b)
+        # down: nothing runs; the new leader's full resync picks the binding up
+
+    # --- the TargetGroupBinding reconciler --------------------------------------------------------------
     def _reconcile(self, b: _Binding) -> None:
-        b.event = None
-        if not self.up:
-            return  # the full resync on recovery picks this up
-        sim, now = self.sim, self.sim.clock.t
+        sim, rules = self.sim, self.rules
+        gate = LBC_GATE_PREFIX + b.tgb.name
+        # endpoint_resolver.go: ready endpoints, plus not-ready ones whose pod is ContainersReady (only gated pods
+        # before v2.4.1); a gated pod not ContainersReady yet is "potentially ready". Terminating ones are out.
+        desired: dict[str, "PodObj"] = {}
+        potentially_ready = False
+        for p in self._service_pods(b):
+            if not p.ip or p.terminating or p.exited:
+                continue
+            if p.ready:
+                desired[p.ip] = p
+            elif gate in p.readiness_gates or rules.registers_ungated_not_ready:
+                if p.containers_ready:
+                    desired[p.ip] = p
+                elif gate in p.readiness_gates:
+                    potentially_ready = True
+        if rules.skips_unchanged and b.checkpoint == frozenset(desired) and not (
+                (potentially_ready and rules.potentially_ready is not None)
+                or any(gate in p.readiness_gates and p.conditions.get(gate, ("True",))[0] != "True"
+                       for p in desired.values())):
+            b.failures = 0  # the same endpoints as the last complete reconcile: nothing to do
+            return
         b.reconciles += 1
         try:
             health = sim.alb.describe_target_health(b.tg.arn, caller="controller")
         except ThrottledError:
-            b.failures += 1
-            delay = min(_BACKOFF_START * 2 ** b.failures, self.spec.max_backoff_seconds)
-            if b.failures in (1, 5, 10) or delay >= self.spec.max_backoff_seconds:
+            failures = b.failures + 1
+            delay = self._rate_limited(b)
+            if failures in (1, 5, 10) or delay >= self.max_backoff_seconds:
                 sim.log("controller", f"{b.tgb.name}: DescribeTargetHealth throttled, retry in {delay:.3g} s")
-            self._schedule(b, now + delay)
             return
-        b.failures = 0
-        desired = {p.ip: p for p in sim.cluster.service_pods(b.service)
-                   if p.ip and not p.terminating and not p.exited and (p.ready or p.containers_ready)}
         current = {h.target_id: h for h in health if h.state != DRAINING}
-        for ip, pod in desired.items():
-            if ip not in current:
-                sim.alb.register(b.tg, pod)
-        for ip in current:
-            if ip not in desired:
-                sim.alb.deregister(b.tg, ip)
-        gate = LBC_GATE_PREFIX + b.tgb.name
+        unmatched = [ip for ip in desired if ip not in current]
+        gone = [ip for ip in current if ip not in desired]
+        for ip in unmatched:
+            sim.alb.register(b.tg, desired[ip])
+        for ip in gone:
+            sim.alb.deregister(b.tg, ip)
         pending = False
         for ip, pod in desired.items():
             if gate not in pod.readiness_gates:
@@ -161,5 +347,18 @@ class LoadBalancerController:
                 sim.cluster.set_pod_condition(pod.namespace, pod.name, gate, status, reason,
                                               f"Target health state: {h.state if h else 'initial'}")
             pending |= not healthy
+        b.checkpoint = None if unmatched or gone else b.checkpoint
+        # resource_manager.go: which outcome comes back through which path of the workqueue
         if pending:
-            self._schedule(b, now + self.spec.requeue_seconds)
+            initial = bool(unmatched) or any(current[ip].state == INITIAL for ip in desired if ip in current)
+            if initial or rules.pending_past_initial == "after":
+                self._requeue_after(b, self.requeue_seconds)
+            else:
+                self._rate_limited(b)
+        elif potentially_ready and rules.potentially_ready == "after":
+            self._requeue_after(b, self.requeue_seconds)
+        elif potentially_ready and rules.potentially_ready == "rate_limited":
+            self._rate_limited(b)
+        else:
+            b.failures = 0  # success: Forget
+            b.checkpoint = frozenset(desired)

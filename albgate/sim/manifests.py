@@ -7,7 +7,8 @@ exactly what the bootstrap would apply, by construction: there is no second copy
 
 Invariant: only what the simulation models travels each way: one container (its image, port and preStop
 sleep), the grace period, maxSurge/maxUnavailable, and the Ingress's annotations (target type, health check,
-target-group attributes). The simulated Service carries no annotations, so hardening writes nothing there. An
+target-group attributes), and the namespace labelled for the controller's gate as the bootstrap leaves it. The
+simulated Service carries no annotations, so hardening writes nothing there. An
 app whose Ingress asks for instance targets is hardened as the bootstrap hardens an app marked not gated (its
 target type kept); the bootstrap would refuse it as a gated app.
 """
@@ -64,14 +65,23 @@ def hardened_manifests(scenario: "Scenario") -> Hardened:
                   container=scenario.app.container)
 
 
-def bootstrap_hardened(scenario: "Scenario") -> "Scenario":
-    """The scenario with its app as albgate's bootstrap applies it (``hardened_manifests``)."""
+def bootstrap_hardened(scenario: "Scenario", *, label_namespace: bool = True) -> "Scenario":
+    """The scenario with its app as albgate's bootstrap leaves it: hardened (``hardened_manifests``) in a namespace
+    labelled for the controller's readiness gate (``label_namespace`` False: the namespace as the scenario has it,
+    for a tool that does not rely on that gate)."""
     hardened = hardened_manifests(scenario)
     spec = hardened.deployment["spec"]
     pod = spec["template"]["spec"]
     [container] = [c for c in pod["containers"] if c["name"] == scenario.app.container]
     rolling = spec["strategy"]["rollingUpdate"]
+    # The bootstrap labels every app namespace for the controller's readiness gate and re-creates the pods born
+    # before the label through a gated restart, so its app ends with every pod gated: labelled before the pods.
+    # (Without the controller's gate a pod that is not Ready is never registered: only albgate's gate would hold
+    # it, and nothing would register it; docs/facts.md, "Load Balancer Controller: requeue and back-off by version".)
+    unlabelled = scenario.namespace.inject_label == "none"
+    labelled = {"inject_label": "before_pods"} if label_namespace and unlabelled else {}
     return scenario.with_changes(
+        namespace=labelled,
         app={"pre_stop_sleep_seconds": pre_stop_sleep_seconds(container),
              "termination_grace_period_seconds": pod["terminationGracePeriodSeconds"],
              "max_surge": rolling["maxSurge"], "max_unavailable": rolling["maxUnavailable"]},

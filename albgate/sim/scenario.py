@@ -77,7 +77,9 @@ class ReadinessProbeSpec(_Strict):
 
 
 class StartupSpec(_Strict):
-    """Pod start-up: docs/facts.md has no number; these are assumptions for a small image already cached."""
+    """Pod start-up of a small image: assumptions within what is published (docs/facts.md, Load Balancer
+    Controller: requeue and back-off by version: Kubernetes' start-up SLO, at most 5 s to containers started
+    at p99 without the image pull; users of gated ALB rollouts report 30-60 s for their containers)."""
 
     schedule_seconds: Seconds = Field(default=1.0, description="create -> scheduled with an IP")
     container_start_seconds: tuple[Seconds, Seconds] = Field(
@@ -190,16 +192,23 @@ def _parse_attributes(text: str) -> dict[str, str]:
 
 
 class ControllerSpec(_Strict):
+    """The Load Balancer Controller: its version decides how it requeues and backs off (albgate.sim.lbc.rules_for;
+    docs/facts.md, Load Balancer Controller: requeue and back-off by version)."""
+
+    version: str = Field(
+        description="the controller's version, v2.0.0 or later; default: the one albgate installs "
+        "(lambdas/domain/bootstrap.py CONTROLLER_VERSION)",
+    )
     webhook_failure_policy: Literal["Ignore", "Fail"] = Field(
-        default="Ignore",
-        description="podMutatorWebhookConfig.failurePolicy; Ignore after v2.11.0 (docs/facts.md, Load Balancer "
-        "Controller: readiness gate)",
+        description="podMutatorWebhookConfig.failurePolicy; default: the version's, Fail up to v2.11.0 and Ignore "
+        "after (docs/facts.md, Load Balancer Controller: readiness gate)",
     )
     # docs/facts.md, Load Balancer Controller: registration and timing
     requeue_seconds: float = Field(default=15, ge=1, le=MAX_SECONDS,
-                                   description="--targetgroupbinding-requeue-duration")
+                                   description="--targetgroupbinding-requeue-duration (v3.2.0 and later)")
     max_backoff_seconds: float = Field(
-        default=1000, ge=1, le=MAX_SECONDS, description="--targetgroupbinding-max-exponential-backoff-delay, 16m40s"
+        default=1000, ge=1, le=MAX_SECONDS,
+        description="--targetgroupbinding-max-exponential-backoff-delay, 16m40s (v2.2.1 and later)",
     )
     reconcile_latency_seconds: Seconds = Field(
         default=1.0, description="pod change -> EndpointSlice -> controller watch -> reconcile (assumption)"
@@ -209,13 +218,53 @@ class ControllerSpec(_Strict):
         "registration and timing: 15 s to 2 min)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _version_defaults(cls, data: Any) -> Any:
+        """The version albgate installs unless one is named; the webhook's failure policy of that version."""
+        from albgate.sim.lbc import INSTALLED_VERSION, rules_for
+
+        if not isinstance(data, dict):
+            return data
+        data = {"version": INSTALLED_VERSION, **data}
+        if isinstance(data["version"], str) and "webhook_failure_policy" not in data:
+            try:
+                data["webhook_failure_policy"] = rules_for(data["version"]).default_failure_policy
+            except ValueError:  # the version check below names the problem; no second error for this one
+                data["webhook_failure_policy"] = rules_for(INSTALLED_VERSION).default_failure_policy
+        return data
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        from albgate.sim.lbc import rules_for
+
+        rules_for(v)  # ValueError names what is wrong
+        return v
+
+    @model_validator(mode="after")
+    def _flags_exist(self) -> "ControllerSpec":
+        """A flag the named version does not have cannot be set (its behaviour is the built-in one)."""
+        from albgate.sim.lbc import DEFAULT_MAX_BACKOFF_SECONDS, DEFAULT_REQUEUE_SECONDS, rules_for
+
+        rules = rules_for(self.version)
+        if not rules.requeue_flag and self.requeue_seconds != DEFAULT_REQUEUE_SECONDS:
+            raise ValueError(f"requeue_seconds: {self.version} has no --targetgroupbinding-requeue-duration (added in "
+                             f"v3.2.0); it requeues after {DEFAULT_REQUEUE_SECONDS:g} s")
+        if not rules.backoff_flag and self.max_backoff_seconds != DEFAULT_MAX_BACKOFF_SECONDS:
+            raise ValueError(f"max_backoff_seconds: {self.version} has no "
+                             "--targetgroupbinding-max-exponential-backoff-delay (added in v2.2.1); its back-off "
+                             f"is capped at {DEFAULT_MAX_BACKOFF_SECONDS:g} s")
+        return self
+
 
 class AlbSpec(_Strict):
     registration_seconds: tuple[Seconds, Seconds] = Field(
         default=(5.0, 15.0),
         description="RegisterTargets -> first health check may start, uniform (seeded). docs/facts.md (ALB target "
         "health) gives NLB 3-5 min (aws-load-balancer-controller#1834) and no ALB number; ALB seconds is an "
-        "assumption",
+        "assumption, in line with users seeing ALB targets healthy as soon as the pod is ready (docs/facts.md, "
+        "Load Balancer Controller: requeue and back-off by version)",
     )
     deregistration_lag_seconds: Seconds = Field(
         default=10.0,
@@ -229,8 +278,21 @@ class AlbSpec(_Strict):
 
 class TrafficSpec(_Strict):
     rate_per_second: float = Field(default=20, ge=0, le=2000, description="Poisson arrivals (seeded)")
-    mean_duration_seconds: float = Field(default=0.2, gt=0, le=3600, description="exponential request duration")
+    mean_duration_seconds: float = Field(default=0.2, gt=0, le=3600, description="mean request duration")
     max_duration_seconds: float = Field(default=30, gt=0, le=3600, description="the cap on one request's duration")
+    duration_distribution: Literal["exponential", "fixed", "pareto"] = Field(
+        default="exponential",
+        description="exponential: short requests with a light tail; fixed: every request takes the mean (uploads, "
+        "reports); pareto: heavy-tailed (most short, a few very long), with pareto_shape",
+    )
+    pareto_shape: float = Field(default=1.5, gt=1, le=10, description="the Pareto tail index (smaller: heavier tail)")
+
+    @model_validator(mode="after")
+    def _mean_within_cap(self) -> "TrafficSpec":
+        if self.mean_duration_seconds > self.max_duration_seconds:
+            raise ValueError(f"mean_duration_seconds ({self.mean_duration_seconds}) is above max_duration_seconds "
+                             f"({self.max_duration_seconds}); raise the cap or lower the mean")
+        return self
     settle_seconds: float = Field(
         default=30, ge=0, le=MAX_SECONDS, description="traffic keeps flowing this long after the rollout ends and drains settle"
     )

@@ -339,3 +339,7 @@ register_strategy("oracle", oracle,
 register_strategy("ideal-poller", ideal_poller, prepare=bootstrap_hardened,
                   description="the oracle seeing the target groups once per health-check interval, at no cost: "
                               "the best a poller can do")
+
+# Argo Rollouts with target group verification, the peer albgate is measured against, registers `argo-rollouts`.
+# Imported last: it imports the names above from this module.
+from albgate.sim import argo_strategy  # noqa: E402,F401

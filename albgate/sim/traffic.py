@@ -16,7 +16,8 @@ The arrival times and durations come from their own seeded stream, so every stra
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from albgate.sim.alb import Target, TargetGroupSim
@@ -24,6 +25,21 @@ if TYPE_CHECKING:
     from albgate.sim.simulation import Simulation
 
 _PRUNE_AT = 64
+
+
+def _duration_sampler(spec: Any, rng: Any) -> Callable[[], float] | None:
+    """How one request's duration is drawn (before the cap): None for the exponential (the hot loop calls
+    ``expovariate`` itself); a fixed duration draws nothing; a Pareto with shape a > 1 and mean m has scale
+    m (a - 1) / a and is drawn by inversion (x_m / U^(1/a))."""
+    if spec.duration_distribution == "fixed":
+        mean = spec.mean_duration_seconds
+        return lambda: mean
+    if spec.duration_distribution == "pareto":
+        a = spec.pareto_shape
+        scale, power = spec.mean_duration_seconds * (a - 1) / a, -1.0 / a
+        draw = rng.random
+        return lambda: scale * (1.0 - draw()) ** power
+    return None
 
 
 class Traffic:
@@ -34,6 +50,7 @@ class Traffic:
         self.rate = spec.rate_per_second
         self.mean = spec.mean_duration_seconds
         self.max = spec.max_duration_seconds
+        self.sample_duration = _duration_sampler(spec, self.rng)  # None: exponential, inlined in flush()
         self.tgs: list["TargetGroupSim"] = []
         self.next_arrival = sim.clock.t + (self.rng.expovariate(self.rate) if self.rate > 0 else float("inf"))
         self.requests = 0
@@ -47,9 +64,10 @@ class Traffic:
             return
         rng, tgs, ntg = self.rng, self.tgs, len(self.tgs)
         expo, rate, inv_mean, cap = rng.expovariate, self.rate, 1.0 / self.mean, self.max
+        sample = self.sample_duration
         t = self.next_arrival
         while t < until:
-            duration = expo(inv_mean)
+            duration = expo(inv_mean) if sample is None else sample()
             if duration > cap:
                 duration = cap
             self.requests += 1

@@ -13,7 +13,7 @@ import pytest
 from albgate.sim import Simulation, load_scenario
 from albgate.sim.strategies import bootstrap_hardened
 from lambdas.domain.errors import ThrottledError
-from lambdas.domain.ports import ALBGATE_GATE, Ports
+from lambdas.domain.ports import ALBGATE_GATE, LBC_GATE_PREFIX, Ports
 from lambdas.handlers import _runtime
 from lambdas.handlers import check_target_health, preflight, release_old_pods, roll_back, start_step, verify_drain
 
@@ -160,6 +160,16 @@ def gate_polls(sim, state: dict, polls: int) -> dict:
     return _polls(check_target_health, "gate", sim, state, polls)
 
 
+def controller_gates_opened(sim) -> None:
+    """Run until the controller has opened its own readiness gate on every new pod it gates (the namespace is
+    labelled, as the bootstrap leaves it): from then on the pods turn Ready on albgate's gate alone."""
+    def opened() -> bool:
+        gated = [p for p in sim.kube.list_pods("readiness", {"app": "nginx"})
+                 if not p.terminating and any(g.startswith(LBC_GATE_PREFIX) for g in p.readiness_gates)]
+        return all(p.condition(g) == "True" for p in gated for g in p.readiness_gates if g.startswith(LBC_GATE_PREFIX))
+    assert sim.run_until(sim.clock.t + 60, stop=opened)
+
+
 def released_target_states(sim, state: dict) -> list[str | None]:
     arn = state["target_groups"][0]["arn"]
     live = {p.ip for p in sim.kube.list_pods("readiness", {"app": "nginx"}) if not p.terminating}
@@ -167,8 +177,10 @@ def released_target_states(sim, state: dict) -> list[str | None]:
 
 
 def test_with_the_controller_down_verify_drain_deregisters_the_released_pod_itself(sim):
-    # Given a step whose gate passed, and then a Load Balancer Controller that stopped reconciling
+    # Given a step whose gate passed (the controller's own gate too), and then a Load Balancer Controller that
+    # stopped reconciling
     state = gate_passed(sim)
+    controller_gates_opened(sim)
     sim.lbc.up = False
     # When albgate releases the old pod and checks the drain
     state = release_old_pods.handler(state, None)
@@ -188,7 +200,9 @@ def test_with_the_controller_down_verify_drain_deregisters_the_released_pod_itse
 
 def test_a_target_the_controller_already_deregistered_is_left_alone(sim):
     # Given a released pod whose target the controller has already put in draining
-    state = release_old_pods.handler(gate_passed(sim), None)
+    state = gate_passed(sim)
+    controller_gates_opened(sim)
+    state = release_old_pods.handler(state, None)
     sim.advance(3)
     assert released_target_states(sim, state) == ["draining"]
     # When the drain is checked until it passes (handed over to the next step's gate) / Then albgate never

@@ -124,9 +124,12 @@ def test_nothing_is_registered_or_deregistered_while_the_controller_is_down():
 
 
 def test_throttled_controller_backs_off_exponentially_up_to_the_max():
-    # Given other callers overdrawing the Describe* bucket for 30 minutes
+    # Given other callers starving the Describe* bucket for 30 minutes. The bucket serves calls in arrival
+    # order, so 20 calls/s against the default 10/s refill would leave the controller about half its calls;
+    # with a refill of 0.01/s nearly every one of its calls finds the token already taken (about 1 in 2,000).
     sim = started(scenario(namespace={"inject_label": "before_pods"},
                            controller={"max_backoff_seconds": 1000},
+                           alb={"describe_bucket_refill_per_second": 0.01},
                            faults={"describe_load": [{"at_seconds": 0, "duration_seconds": 1800, "rate_per_second": 20}]}))
     _roll(sim)
     sim.advance(1800)

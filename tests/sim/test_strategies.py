@@ -8,10 +8,20 @@ import pytest
 
 from albgate.sim import load_scenario, strategies, register_strategy, simulate, strategy_names
 from albgate.sim.strategies import SUCCEEDED, StrategyRun, get_strategy
+from lambdas.domain.ports import ALBGATE_GATE
 from tests.sim.conftest import SCENARIOS
 
 SEED_APP = load_scenario(SCENARIOS / "seed-app.yaml")
 HARDENED = load_scenario(SCENARIOS / "seed-app-hardened.yaml")
+
+
+def labelled(sc):
+    """The scenario's namespace labelled for gate injection after its pods, as albgate's bootstrap leaves it. The
+    controller registers a pod held only by albgate's gate at the next reconcile something else triggers: turning
+    ContainersReady changes no EndpointSlice, and it watches only pods carrying its own gate (docs/facts.md, Load
+    Balancer Controller: requeue and back-off by version). So albgate's plan (the oracle, the ideal poller) runs
+    where the controller's gate is injected too."""
+    return sc.with_changes(namespace={"inject_label": "after_pods"}) if sc.namespace.inject_label == "none" else sc
 
 
 def test_builtin_strategies_are_registered():
@@ -40,7 +50,7 @@ def test_readiness_gate_keeps_targets_but_old_pods_without_prestop_still_refuse(
 @pytest.mark.parametrize("strategy", ["oracle", "readiness-gate"])
 def test_gated_rollout_of_a_hardened_app_drops_nothing(strategy):
     # Given pods that sleep 30 s in preStop (longer than the 10 s lag) / Then no request fails at all
-    r = simulate(HARDENED, strategy, lower_bound=False)
+    r = simulate(labelled(HARDENED) if strategy == "oracle" else HARDENED, strategy, lower_bound=False)
     assert r.outcome == SUCCEEDED
     assert r.failed_requests == 0 and r.requests > 2000
 
@@ -48,7 +58,7 @@ def test_gated_rollout_of_a_hardened_app_drops_nothing(strategy):
 def test_oracle_on_the_seed_app_loses_only_what_the_old_pods_refuse():
     # The first gated rollout cannot change the running pods' preStop (it hardens the new template only), so
     # what it loses is the old pods refusing during the lag: no 503, no request to a pod not serving
-    r = simulate(SEED_APP, "oracle", lower_bound=False)
+    r = simulate(labelled(SEED_APP), "oracle", lower_bound=False)
     assert r.outcome == SUCCEEDED
     assert set(r.failed_by_cause) == {"connection_refused_terminated"}
 
@@ -129,12 +139,18 @@ def test_a_registered_strategy_runs_through_the_runner():
 # ---------------------------------------------------------------------------------------------------------
 # The oracle follows albgate's rules; the ideal poller is the oracle seeing health once per interval
 # ---------------------------------------------------------------------------------------------------------
-LARGE = strategies.bootstrap_hardened(load_scenario(SCENARIOS / "large-deployment.yaml"))
+LARGE = labelled(strategies.bootstrap_hardened(load_scenario(SCENARIOS / "large-deployment.yaml")))
+
+
+def albgate_gate_opened(kind: str, text: str) -> bool:
+    """A timeline line saying albgate's gate opened on a pod (in a labelled namespace the controller's own gate
+    opens on the same pods too)."""
+    return kind == "gate" and f"{ALBGATE_GATE}=True" in text
 
 
 def gate_openings(r) -> list[float]:
     """The distinct instants at which a strategy opened albgate's gate on some pods."""
-    return sorted({t for t, kind, _ in r.timeline if kind == "gate"})
+    return sorted({t for t, kind, text in r.timeline if albgate_gate_opened(kind, text)})
 
 
 def test_the_oracle_releases_a_steps_pods_together_as_albgates_gate_does():
@@ -143,21 +159,21 @@ def test_the_oracle_releases_a_steps_pods_together_as_albgates_gate_does():
     assert r.outcome == SUCCEEDED
     # Then the gate opens once per step (all of the step's pods at once), not once per pod as each turns healthy
     assert len(gate_openings(r)) == 4
-    opened = [text for _, kind, text in r.timeline if kind == "gate"]
+    opened = [text for _, kind, text in r.timeline if albgate_gate_opened(kind, text)]
     assert len(opened) == 100
 
 
 def test_the_oracle_deregisters_a_leaving_pods_target_at_once():
-    r = simulate(strategies.bootstrap_hardened(SEED_APP), "oracle", lower_bound=False)
+    r = simulate(labelled(strategies.bootstrap_hardened(SEED_APP)), "oracle", lower_bound=False)
     assert sum("oracle deregisters" in text for _, _, text in r.timeline) == 3
 
 
 @pytest.mark.parametrize("seed", [1, 7, 35])
 def test_the_ideal_poller_is_never_faster_than_the_oracle_and_at_most_one_look_per_step_slower(seed):
     # Given the example app, three steps of one pod, its target group checked every 5 s
-    prepared = strategies.bootstrap_hardened(SEED_APP)
+    prepared = labelled(strategies.bootstrap_hardened(SEED_APP))
     oracle = simulate(prepared, "oracle", seed, lower_bound=False)
-    ideal = simulate(SEED_APP, "ideal-poller", seed)
+    ideal = simulate(labelled(SEED_APP), "ideal-poller", seed)
     # Then it ends as the oracle does, and its bound is the oracle's in the same world
     assert (ideal.outcome, ideal.final_image, ideal.failed_requests) == (SUCCEEDED, "ikubernetes/myapp:v2", 0)
     assert ideal.lower_bound_seconds == oracle.rollout_seconds
@@ -174,15 +190,19 @@ def test_the_ideal_poller_is_never_faster_than_the_oracle_and_at_most_one_look_p
 def test_the_ideal_poller_looks_once_per_interval():
     from albgate.sim.runner import run_strategy
 
-    sim, run = run_strategy(SEED_APP, "ideal-poller", 1)
+    sim, run = run_strategy(labelled(SEED_APP), "ideal-poller", 1)
     assert run.outcome == SUCCEEDED and run.seconds is not None
     assert run.extra["looks"] in (int(run.seconds // 5), int(run.seconds // 5) + 1)
 
 
 def test_a_lower_bound_is_given_only_for_a_rollout_that_ended_the_way_the_oracle_did():
-    # Given a scenario where the oracle rolls back (throttled-account: the step deadline passes while the
-    # controller cannot register the new targets) / When a strategy that never finishes is measured
-    throttled = load_scenario(SCENARIOS / "throttled-account.yaml")
+    # Given a scenario where the oracle rolls back (throttled-account on a starved bucket: the step deadline
+    # passes while the controller cannot register the new targets. The bucket serves calls in arrival order,
+    # so the shipped 12 calls/s against a 10/s refill leaves the controller most of its calls; at 0.01/s it
+    # gets nearly none) / When a strategy that never finishes is measured
+    shipped = load_scenario(SCENARIOS / "throttled-account.yaml")
+    throttled = shipped.model_copy(update={"alb": shipped.alb.model_copy(
+        update={"describe_bucket_refill_per_second": 0.01})})
     assert simulate(throttled, "oracle", 1, lower_bound=False).outcome == "rolled_back"
     r = simulate(throttled, "readiness-gate", 1)
     # Then there is no bound: the oracle's rollback says nothing about a rollout that failed (or succeeded)

@@ -86,6 +86,12 @@ class World:
         """DescribeTargetHealth calls albgate made (the controller's are counted apart)."""
         return self.sim.alb.describe_calls["albgate"]
 
+    def old_pods_live(self) -> int:
+        """Pods still running the app's first image and not terminating."""
+        old = self.sim.scenario.app.image
+        return sum(1 for p in self.sim.cluster.pods.values()
+                   if p.namespace == NS and not p.terminating and p.template.containers[0].image == old)
+
     @property
     def group_calls(self) -> int:
         return self.sim.alb.describe_tg_calls["albgate"]
@@ -279,7 +285,8 @@ def test_the_drain_check_waits_its_booked_time_without_calling_elb(world, booked
     # Given a step whose gate passed and whose old pod was released and scaled down (the drain check would now
     # call DescribeTargetHealth), and a budget that books that look ``booked`` seconds ahead
     state = release_old_pods(world.ports, gate_passed(world))
-    world.sim.advance(3)
+    scaled_down = world.sim.run_until(world.now + 60, stop=lambda: world.old_pods_live() <= 2)
+    assert scaled_down  # the Deployment controller removed one old pod for the released new one
     calls = world.health_calls
     world.budget.say(booked)
     now = world.now

@@ -44,9 +44,14 @@ OUTCOMES = [
     # rolls back through its gates; with a minute of Pending the rollout waits it out and finishes.
     ("pods-stuck-pending", "rolled_back", "ikubernetes/myapp:v1"),
     ("pods-pending-then-scheduled", "succeeded", "ikubernetes/myapp:v2"),
-    # The account's Describe* bucket is overdrawn for 20 minutes: albgate cannot see the targets, so it stops
-    # with the old pods serving instead of a blind rollback (the controller could not deregister either).
-    ("throttled-account", "failed", "ikubernetes/myapp:v2"),
+    # Other callers overdraw the account's Describe* bucket for 20 minutes (12 calls/s against 10/s): the bucket
+    # serves calls as they come, so albgate and the controller still get about 5 in 6 of theirs and a throttled
+    # look backs off; the rollout gets through, slower.
+    ("throttled-account", "succeeded", "ikubernetes/myapp:v2"),
+    # Requests longer than Kubernetes' default 30 s grace period, declared in the policy: hardening sizes the grace
+    # period and the deregistration delay for them
+    ("long-requests", "succeeded", "ikubernetes/myapp:v2"),
+    ("heavy-tailed-requests", "succeeded", "ikubernetes/myapp:v2"),
 ]
 
 
@@ -85,10 +90,10 @@ def test_seeded_variations_drop_nothing_end_right_and_stay_near_the_lower_bound(
     r = simulate(scenario(name), "albgate", seed)
     # Then no request failed and it ended as the scenario demands (a throttled account may also get through)
     assert r.failed_requests == 0, r.failed_by_cause
-    allowed = {outcome, "succeeded"} if name == "throttled-account" else {outcome}
-    assert r.outcome in allowed and r.final_image == image, r.detail
-    # And a rollout that succeeded took at most SAMPLE_RATIO_BOUND times the oracle's time
-    if r.outcome == "succeeded" and r.lower_bound_seconds:
+    assert r.outcome == outcome and r.final_image == image, r.detail
+    # And a rollout that succeeded took at most SAMPLE_RATIO_BOUND times the oracle's time (not under throttling:
+    # which calls a throttled bucket serves is luck, and the oracle's calls are not albgate's)
+    if r.outcome == "succeeded" and r.lower_bound_seconds and name != "throttled-account":
         assert r.rollout_seconds / r.lower_bound_seconds <= SAMPLE_RATIO_BOUND
 
 
