@@ -226,6 +226,7 @@ class Alb:
         self.describe_calls: Counter[str] = Counter()  # DescribeTargetHealth by caller
         self.describe_tg_calls: Counter[str] = Counter()
         self.deregister_calls: Counter[str] = Counter()  # DeregisterTargets by caller (not the controller's own)
+        self.register_calls: Counter[str] = Counter()  # RegisterTargets by caller (not the controller's own)
         self._throttled: Counter[str] = Counter()  # throttled Describe* calls by caller, the background's aside
         self.transitions: list[tuple[float, str, str, str, str, str]] = []  # (t, arn, ip, from, to, reason)
         self.on_transition: list[Any] = []
@@ -269,6 +270,21 @@ class Alb:
             if ip in tg.targets:
                 self.sim.log("target", f"{caller} deregisters {ip} from {tg.name}")
                 self.deregister(tg, ip)
+
+    def register_targets(self, arn: str, targets: list[tuple[str, int]], caller: str) -> None:
+        """RegisterTargets as a client calls it, registering each IP as the controller's reconcile does
+        (``register``: a target already there stays as it is, a draining one is registered anew). Not charged to
+        the Describe* bucket, like ``deregister_targets``. A target is the pod holding the IP (its health checks
+        reach that pod); an IP no live pod holds is not modelled and is left out, with a log line."""
+        self.register_calls[caller] += 1
+        tg = self.target_group(arn)
+        for ip, _port in targets:
+            pod = next((p for p in self.sim.cluster.pods.values() if p.ip == ip and not p.exited), None)
+            if pod is None:
+                self.sim.log("target", f"{caller} registers {ip} in {tg.name}: no pod holds that IP, left out")
+                continue
+            self.sim.log("target", f"{caller} registers {ip} ({pod.name}) in {tg.name}")
+            self.register(tg, pod)
 
     def describe_target_group(self, arn: str, caller: str) -> TargetGroup:
         # DescribeTargetGroups + DescribeTargetGroupAttributes: two Describe* calls from the same bucket

@@ -76,8 +76,9 @@ def bootstrap_hardened(scenario: "Scenario", *, label_namespace: bool = True) ->
     rolling = spec["strategy"]["rollingUpdate"]
     # The bootstrap labels every app namespace for the controller's readiness gate and re-creates the pods born
     # before the label through a gated restart, so its app ends with every pod gated: labelled before the pods.
-    # (Without the controller's gate a pod that is not Ready is never registered: only albgate's gate would hold
-    # it, and nothing would register it; docs/facts.md, "Load Balancer Controller: requeue and back-off by version".)
+    # (Without the controller's gate, nothing makes the controller reconcile when a pod held by albgate's gate
+    # turns ContainersReady, and albgate registers it itself after a grace: docs/facts.md, "Load Balancer
+    # Controller: requeue and back-off by version"; tests/workflow/test_unlabelled_namespace.py.)
     unlabelled = scenario.namespace.inject_label == "none"
     labelled = {"inject_label": "before_pods"} if label_namespace and unlabelled else {}
     return scenario.with_changes(

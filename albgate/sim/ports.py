@@ -2,8 +2,9 @@
 
 Job: let the real use cases and handlers run unchanged against the simulation: the same methods, the same
 frozen snapshots, the same domain errors. Calls take zero virtual time, are counted per method (Kubernetes)
-and per caller (DescribeTargetHealth, DeregisterTargets), and can fail as the scenario's faults say (Kubernetes 409 / 5xx as
-``ConflictError`` / ``KubernetesUnavailableError``; the shared Describe* bucket as ``ThrottledError``).
+and per caller (DescribeTargetHealth, RegisterTargets, DeregisterTargets), and can fail as the scenario's faults
+say (Kubernetes 409 / 5xx as ``ConflictError`` / ``KubernetesUnavailableError``; the shared Describe* bucket as
+``ThrottledError``).
 Invariant: nothing here changes the world except through what the real API would allow.
 """
 
@@ -121,3 +122,6 @@ class SimElb:
 
     def deregister_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
         self.sim.alb.deregister_targets(target_group_arn, targets, self.caller)
+
+    def register_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
+        self.sim.alb.register_targets(target_group_arn, targets, self.caller)

@@ -1,8 +1,8 @@
 """ELBv2 adapter: target health and target group settings, read through boto3 with adaptive retries.
 
 Job: implement ``ElbPort`` (DescribeTargetHealth, DescribeTargetGroups + DescribeTargetGroupAttributes,
-DeregisterTargets) and translate every AWS failure into the domain's error families (``map_aws_error``, shared with the EKS client
-factory).
+RegisterTargets, DeregisterTargets) and translate every AWS failure into the domain's error families
+(``map_aws_error``, shared with the EKS client factory).
 
 Invariant: nothing but domain errors leaves this module. Throttling is retried inside botocore first (adaptive mode:
 exponential backoff plus a client-side token bucket that slows this client down after a throttle, because every
@@ -197,3 +197,13 @@ class ElbAdapter:
             raise map_aws_error(e, f"DeregisterTargets {targets} from {target_group_arn}") from e
         except BotoCoreError as e:
             raise map_aws_error(e, f"DeregisterTargets {targets} from {target_group_arn}") from e
+
+    def register_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
+        if not targets:
+            return
+        try:
+            self._client.register_targets(
+                TargetGroupArn=target_group_arn, Targets=[{"Id": ip, "Port": port} for ip, port in targets]
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise map_aws_error(e, f"RegisterTargets {targets} in {target_group_arn}") from e

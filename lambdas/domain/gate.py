@@ -5,11 +5,15 @@ target group; ``initial`` (registered, no check passed) never counts (Argo Rollo
 bug this avoids: docs/facts.md, Argo Rollouts target group verification). A new target ``unhealthy``, a
 crash-looping new pod or a passed deadline fails the step. Decisions are data (``PASSED | WAITING | FAILED`` with
 counts), never exceptions. Both functions are pure: the caller reads the cluster and the target groups and hands the
-snapshots in.
+snapshots in. So are the two that say which targets albgate changes itself where the Load Balancer Controller did
+not: the released ones it deregisters (``targets_to_deregister``) and the new ones it registers
+(``targets_to_register``, only what the controller's own rule would register, so that the two never undo each
+other).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 from pydantic import ConfigDict, Field
@@ -26,6 +30,18 @@ from lambdas.domain.ports import (
     Pod,
     TargetHealth,
 )
+
+# How long a step's ContainersReady pod may be missing from a target group before albgate registers it itself.
+# The controller registers such a pod at its first reconcile after the pod turned ContainersReady; with its own
+# gate on the pod a watch event starts that reconcile, and while any gate of the binding is pending it comes
+# every 15 s anyway (docs/facts.md, "Load Balancer Controller: registration and timing": the requeue, and
+# "Load Balancer Controller: requeue and back-off by version": what is watched). So one requeue plus as long
+# again for the watch, the reconcile's own Describe* and RegisterTargets calls (no figure is published for
+# that latency) is left to the controller; only a pod nothing makes it reconcile for (no controller gate, in a
+# namespace without the inject label, or the controller down or backing off) waits longer than this.
+CONTROLLER_REQUEUE_SECONDS = 15
+CONTROLLER_RECONCILE_ALLOWANCE_SECONDS = 15
+REGISTRATION_GRACE_SECONDS = CONTROLLER_REQUEUE_SECONDS + CONTROLLER_RECONCILE_ALLOWANCE_SECONDS
 
 # Waiting reasons of a container that will not become ready by waiting (kubelet's reasons).
 STUCK_REASONS = frozenset(
@@ -355,3 +371,63 @@ def targets_to_deregister(
         if todo:
             out[arn] = todo
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    """What ``targets_to_register`` decided on one look.
+
+    register: per target group ARN, the (IP, port) targets to register now.
+    missing_since: per target group ARN, since when every look has found some started candidate without a target
+    there (what the next look hands back as ``since``); a group where none is missing, or where every missing one
+    is registered now, is left out.
+    unknown_port: the groups with targets due whose port albgate does not know (nothing registered there)."""
+
+    register: dict[str, list[tuple[str, int]]]
+    missing_since: dict[str, float]
+    unknown_port: tuple[str, ...] = ()
+
+
+def targets_to_register(
+    *,
+    candidates: list[Pod],
+    health: dict[str, list[TargetHealth]],
+    ports_by_group: dict[str, int],
+    since: dict[str, float],
+    now: float,
+    grace: float,
+) -> Registration:
+    """The (IP, port) targets albgate registers itself, per target group, for the step's new pods.
+
+    The Load Balancer Controller registers every ContainersReady pod that is not terminating, gated or not
+    (docs/facts.md, "Load Balancer Controller: requeue and back-off by version", which not-ready pods become
+    targets), but only when something it watches changes: a pod held by albgate's gate alone turning
+    ContainersReady changes nothing it watches, so in a namespace without the controller's inject label nobody
+    registers it. Here a candidate that is ContainersReady with an IP and not terminating, and has no target at
+    all in a group (in whatever state: a draining one is left to leave first), is missing there. Once every look
+    for ``grace`` seconds has found a pod missing in a group (``since``: per group ARN, from the last look), the
+    controller is not registering for that group, and every pod missing there now is registered on
+    ``ports_by_group[arn]``, the port the group's targets use. The same rule as the controller's, so its next
+    reconcile finds the target already there and leaves it; registering one a little before the controller
+    would have is the only difference.
+
+    health: DescribeTargetHealth per group ARN, as this look read it.
+    """
+    register: dict[str, list[tuple[str, int]]] = {}
+    missing_since: dict[str, float] = {}
+    unknown: list[str] = []
+    started = sorted({p.ip for p in candidates if p.ip and p.containers_ready and not p.terminating})
+    for arn, targets in health.items():
+        present = {t.target_id for t in targets}
+        missing = [ip for ip in started if ip not in present]
+        if not missing:
+            continue
+        first = missing_since[arn] = min(since.get(arn, now), now)
+        if now - first < grace:
+            continue
+        if arn not in ports_by_group:
+            unknown.append(arn)
+            continue
+        register[arn] = [(ip, ports_by_group[arn]) for ip in missing]
+        del missing_since[arn]  # a target missing there again later is given the grace again
+    return Registration(register=register, missing_since=missing_since, unknown_port=tuple(unknown))

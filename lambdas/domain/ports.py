@@ -269,14 +269,19 @@ class TargetGroup:
 
 
 class ElbPort(Protocol):
-    """DescribeTargetHealth, DescribeTargetGroups(+Attributes) and DeregisterTargets. Throttling raises
-    ThrottledError."""
+    """DescribeTargetHealth, DescribeTargetGroups(+Attributes), RegisterTargets and DeregisterTargets. Throttling
+    raises ThrottledError."""
 
     def describe_target_health(self, target_group_arn: str) -> list[TargetHealth]: ...
     def describe_target_group(self, target_group_arn: str) -> TargetGroup: ...
     def deregister_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
         """Start draining these (IP, port) targets. A target that is not registered (any more) is not an error:
         the call is idempotent, as the ELB API treats it."""
+        ...
+
+    def register_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
+        """Register these (IP, port) targets: each starts `initial` (Elb.RegistrationInProgress), then is health
+        checked (docs/facts.md, ALB target health)."""
         ...
 
 

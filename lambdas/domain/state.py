@@ -13,7 +13,9 @@ capped when a handler reads the state (``MAX_TEXT_CHARS``): a caught error's cau
 A step's list of targets albgate deregistered itself is kept only while that step's drain may still read it
 (the current step, and the one whose drain the next gate follows; ``deregistered_total`` keeps the count), and
 each entry names its target group by position in the carried state ("#0|10.0.1.7"; handlers see the
-"<target group ARN>|<IP>" they wrote).
+"<target group ARN>|<IP>" they wrote). What albgate keeps of the new targets it registers itself is per target
+group, not per pod (``unregistered_since``, kept on the current step's record only, its groups named "#0" the
+same way) and a count (``registered_total``): a list per pod would cost as much as ``deregistered`` again.
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ class StepRecord(_Model):
     # throttled): "target group ARN|IP". Emptied once no drain reads it any more (RolloutState.dump).
     deregistered: list[str] = Field(default_factory=list)
     deregistered_total: int = 0  # how many albgate deregistered itself in this step, the emptied ones included
+    # Target group ARN -> since when every look of the gate has found a started new pod without a target there
+    # (nobody registered it: gate.targets_to_register); a group where none is missing has no entry.
+    unregistered_since: dict[str, float] = Field(default_factory=dict)
+    registered_total: int = 0  # how many new pods' targets albgate registered itself in this step
 
 
 class RolloutState(_Model):
@@ -143,7 +149,8 @@ class RolloutState(_Model):
     @model_validator(mode="before")
     @classmethod
     def _expand_deregistered(cls, data: Any) -> Any:
-        """"#<i>|<ip>" as carried -> "<ARN of target group i>|<ip>" as the handlers read and write it."""
+        """"#<i>|<ip>" as carried -> "<ARN of target group i>|<ip>" as the handlers read and write it; "#<i>"
+        (an ``unregistered_since`` key) -> "<ARN of target group i>"."""
         if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
             return data
         groups = data.get("target_groups") or []
@@ -152,14 +159,17 @@ class RolloutState(_Model):
         def expand(entry: Any) -> Any:
             if isinstance(entry, str) and entry.startswith(_GROUP_REF):
                 index, sep, ip = entry[len(_GROUP_REF):].partition("|")
-                if sep and index.isdigit() and int(index) < len(arns) and arns[int(index)]:
-                    return f"{arns[int(index)]}|{ip}"
+                if index.isdigit() and int(index) < len(arns) and arns[int(index)]:
+                    return f"{arns[int(index)]}{sep}{ip}"
             return entry
 
         steps = []
         for record in data["steps"]:
             if isinstance(record, dict) and isinstance(record.get("deregistered"), list):
                 record = {**record, "deregistered": [expand(e) for e in record["deregistered"]]}
+            if isinstance(record, dict) and isinstance(record.get("unregistered_since"), dict):
+                since = record["unregistered_since"]
+                record = {**record, "unregistered_since": {expand(k): v for k, v in since.items()}}
             steps.append(record)
         return {**data, "steps": steps}
 
@@ -182,9 +192,13 @@ class RolloutState(_Model):
             arn, sep, ip = entry.rpartition("|")
             return f"{_GROUP_REF}{index[arn]}|{ip}" if sep and arn in index else entry
 
+        current = len(data["steps"]) - 1
         for i, record in enumerate(data["steps"]):
             record["deregistered_total"] = max(record["deregistered_total"], len(record["deregistered"]))
             record["deregistered"] = [compact(e) for e in record["deregistered"]] if i in live else []
+            since = record["unregistered_since"] if i == current else {}  # only the current step's gate reads it
+            record["unregistered_since"] = {f"{_GROUP_REF}{index[arn]}" if arn in index else arn: t
+                                            for arn, t in since.items()}
         return data
 
 
@@ -218,8 +232,9 @@ def largest_state(
 
     Every list at its longest (the step records of the whole plan plus the rollback's, the old pods' IPs, the
     pods a gate releases, the targets albgate deregistered itself in every target group, for the step records
-    that keep them) and every string at its longest (45-character IPv6 addresses, 63-character pod names, the
-    longest reasons), whether or not all of it can happen at once."""
+    that keep them, and since when each group has missed a new target) and every string at its longest
+    (45-character IPv6 addresses, 63-character pod names, the longest reasons), whether or not all of it can
+    happen at once."""
     groups = [g.model_copy(update={"target_port": 65535}) for g in target_groups]
     batch = max(batch_sizes(plan)) if plan else replicas
     ip = "f" * IP_MAX_CHARS
@@ -234,7 +249,9 @@ def largest_state(
         return StepRecord(step=step, mode=mode, target=target, started_at=_TIMESTAMP, gate_passed_at=_TIMESTAMP,
                           drained_at=_TIMESTAMP, polls=10**6, observed_at=_TIMESTAMP,
                           registering_since=_TIMESTAMP, deregistered=deregistered if keep else [],
-                          deregistered_total=len(deregistered))
+                          deregistered_total=len(deregistered),
+                          unregistered_since={g.arn: _TIMESTAMP for g in groups} if keep else {},
+                          registered_total=10**6)
 
     steps = [record(i + 1, "rollout", t, keep=False) for i, t in enumerate(plan)]
     steps.append(record(1, "rollback", replicas, keep=True))

@@ -30,6 +30,10 @@ class HandlerSpec:
     # groups: start the drain of a released pod's target when the Load Balancer Controller has not (down or
     # throttled). Verify Drain does it, and so does the next step's gate for a drain Verify Drain handed over.
     elb_deregister: bool = False
+    # elb_register: register_targets = RegisterTargets on the same target groups as elb_deregister: register a step's
+    # ContainersReady new pod that nobody registered (no reconcile of the controller came for it: a namespace
+    # without its inject label, or the controller down). Only the gate does it (lambdas/domain/rollout/gate.py).
+    elb_register: bool = False
     # dynamodb:GetItem/UpdateItem on the Describe* budget table: takes its turn in albgate's share of the
     # account's Describe* bucket before each call (lambdas/domain/budget.py)
     describe_budget: bool = False
@@ -83,6 +87,9 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         # the drain Verify Drain handed over (Verdict.DRAINING) is followed on the gate's looks, and a released
         # target still in the pool is deregistered there (lambdas/domain/rollout/gate.py, _follow_handed_over_drain)
         elb_deregister=True,
+        # a new pod's target nobody registered within the grace is registered on the gate's look
+        # (lambdas/domain/rollout/targets.py, register_missing)
+        elb_register=True,
         description="gate: every new pod's target healthy in every target group",
     ),
     HandlerSpec(

@@ -3,7 +3,7 @@
 Invariant: every function runs Python 3.12 on x86_64 (the platform the asset is bundled for), traces with
 X-Ray, logs to its own log group with a retention, carries the Powertools environment, and has its own role
 with no managed policy: logs, X-Ray, ENI (only in a VPC), the ELB actions of the ``ElbPort`` methods the spec
-names (``elb_read``, ``elb_health``, ``elb_deregister``), ``ecr:DescribeImages`` (``ecr_read``),
+names (``elb_read``, ``elb_health``, ``elb_deregister``, ``elb_register``), ``ecr:DescribeImages`` (``ecr_read``),
 ``ec2:DescribeVpcEndpoints/DescribeRouteTables`` (``network_read``, in a VPC only), the chart pull from a private
 ECR mirror (``chart_pull``, through ``grant_chart_pull``, only when a cluster's chart is on one) and
 ``eks:DescribeCluster`` on the configured clusters (only when ``spec.kube`` is not "none"). Every ``*``
@@ -175,6 +175,22 @@ class AlbgateFunction(Construct):
                 f"on the {CLUSTER_TAG} tag naming a configured cluster: the controller creates and names its "
                 "target groups at run time, so the tag is the narrowest fixed selector"
             )
+        if spec.elb_register and cluster_names:
+            # The same target groups as the drain's DeregisterTargets: those a configured cluster's controller tags.
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="RegisterMissedTargets",
+                    actions=["elasticloadbalancing:RegisterTargets"],
+                    resources=[
+                        stack.format_arn(service="elasticloadbalancing", resource="targetgroup", resource_name="*/*")
+                    ],
+                    conditions={"StringEquals": {f"aws:ResourceTag/{CLUSTER_TAG}": sorted(set(cluster_names))}},
+                )
+            )
+            wildcard_reasons.append(
+                "elasticloadbalancing:RegisterTargets on targetgroup/*/* of this account and Region, conditioned "
+                f"on the {CLUSTER_TAG} tag naming a configured cluster, for the same reason as DeregisterTargets"
+            )
         if spec.ecr_read and ecr_repository_arns:
             self.role.add_to_policy(
                 iam.PolicyStatement(
@@ -245,7 +261,8 @@ class AlbgateFunction(Construct):
                     reason="; ".join(wildcard_reasons),
                     applies_to=["Resource::*"]
                     + ([ENI_WILDCARD] if vpc else [])
-                    + ([TARGET_GROUP_WILDCARD] if spec.elb_deregister and cluster_names else []),
+                    + ([TARGET_GROUP_WILDCARD] if (spec.elb_deregister or spec.elb_register) and cluster_names
+                       else []),
                 )
             ],
             apply_to_children=True,

@@ -54,6 +54,7 @@ FLAG_NEEDS: dict[str, Callable[[AlbgateConfig], list[tuple[Need, tuple[str, ...]
     "elb_read": lambda config: [(ELB, ())],
     "elb_health": lambda config: [(ELB, ())],
     "elb_deregister": lambda config: [(ELB, ())],
+    "elb_register": lambda config: [(ELB, ())],
     "ecr_read": lambda config: [(("ecr.api", "Interface", "ecr:DescribeImages pins an image tag to its digest"), ())]
     if any(a.ecr_repository for a in config.applications) else [],
     "describe_budget": lambda config: [(DYNAMODB, ())] if config.describe_budget.enabled else [],

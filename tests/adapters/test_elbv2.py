@@ -121,6 +121,24 @@ def test_deregister_starts_the_drain_of_exactly_the_named_targets(alb: Alb, elb:
     assert states["10.0.1.10"] == states["10.0.2.20"] == HEALTHY
 
 
+def test_register_adds_exactly_the_named_targets_on_their_port(alb: Alb, elb: ElbAdapter) -> None:
+    # Given a pod IP nobody registered
+    # When albgate registers it on the group's port
+    elb.register_targets(alb.tg, [("10.0.1.40", 80)])
+    # Then it is a target with that port, and the others are untouched
+    health = {t.target_id: t for t in elb.describe_target_health(alb.tg)}
+    assert (health["10.0.1.40"].port, health["10.0.1.40"].state) == (80, HEALTHY)  # moto: healthy at once
+    assert health["10.0.1.10"].state == health["10.0.2.20"].state == HEALTHY
+    # And an empty list makes no call at all
+    elb.register_targets(alb.tg[:-4] + "ffff", [])
+    elb.deregister_targets(alb.tg, [("10.0.1.40", 80)])  # the module's ALB as the other tests expect it
+
+
+def test_register_in_an_unknown_group_is_not_found(alb: Alb, elb: ElbAdapter) -> None:
+    with pytest.raises(NotFoundError, match="ffff"):
+        elb.register_targets(alb.tg[:-4] + "ffff", [("10.0.1.41", 80)])
+
+
 def test_deregistering_a_target_that_already_left_is_not_an_error(alb: Alb, elb: ElbAdapter) -> None:
     # Given an IP that is not (any more) registered / When it is deregistered / Then nothing is raised
     elb.deregister_targets(alb.tg, [("10.0.9.99", 80)])

@@ -64,7 +64,8 @@ def stubbed() -> tuple[ElbAdapter, Stubber]:
         "validation",
     ],
 )
-@pytest.mark.parametrize("call", ["describe_target_health", "describe_target_group", "deregister_targets"])
+@pytest.mark.parametrize("call", ["describe_target_health", "describe_target_group", "deregister_targets",
+                                  "register_targets"])
 def test_aws_errors_become_domain_errors(
     call: str, code: str, status: int, message: str, error: type[Exception]
 ) -> None:
@@ -72,7 +73,7 @@ def test_aws_errors_become_domain_errors(
     adapter, stub = stubbed()
     operation = {"describe_target_group": "describe_target_groups"}.get(call, call)
     stub.add_client_error(operation, service_error_code=code, service_message=message, http_status_code=status)
-    args = (TG_ARN, [("10.0.1.10", 8080)]) if call == "deregister_targets" else (TG_ARN,)
+    args = (TG_ARN, [("10.0.1.10", 8080)]) if call.endswith("register_targets") else (TG_ARN,)
     # When the adapter calls it
     with stub, pytest.raises(error) as caught:
         getattr(adapter, call)(*args)
@@ -215,3 +216,22 @@ def test_deregister_sends_ip_and_port_and_treats_invalid_target_as_gone() -> Non
         adapter.deregister_targets(TG_ARN, [("10.0.1.10", 8080)])
         adapter.deregister_targets(TG_ARN, [("10.0.1.10", 8080)])
     stub.assert_no_pending_responses()
+
+
+def test_register_sends_ip_and_port_and_an_invalid_target_is_an_error() -> None:
+    # Given ELBv2 that accepts the first call and answers InvalidTarget (e.g. an IP outside the group's VPC) to
+    # the second
+    adapter, stub = stubbed()
+    expected = {"TargetGroupArn": TG_ARN, "Targets": [{"Id": "10.0.1.10", "Port": 8080}]}
+    stub.add_response("register_targets", {}, expected)
+    stub.add_client_error("register_targets", service_error_code="InvalidTarget", http_status_code=400,
+                          service_message="The following targets are not in the target group's VPC",
+                          expected_params=expected)
+    with stub:
+        # When albgate registers a target / Then the call carries IP and port
+        adapter.register_targets(TG_ARN, [("10.0.1.10", 8080)])
+        # And a refused registration is not taken for done: it surfaces, naming the target group
+        with pytest.raises(InvalidInputError, match="RegisterTargets") as caught:
+            adapter.register_targets(TG_ARN, [("10.0.1.10", 8080)])
+    stub.assert_no_pending_responses()
+    assert TG_ARN in str(caught.value)

@@ -55,6 +55,7 @@ def _event_buses(call: RecordedCall, p: Placeholders) -> list[str]:
 
 _RESOURCES: dict[str, Callable[[RecordedCall, Placeholders], list[str]]] = {
     "elasticloadbalancing:DeregisterTargets": lambda c, p: [str(c.params["TargetGroupArn"])],
+    "elasticloadbalancing:RegisterTargets": lambda c, p: [str(c.params["TargetGroupArn"])],
     "dynamodb:GetItem": _table,
     "dynamodb:PutItem": _table,
     "dynamodb:UpdateItem": _table,

@@ -1,11 +1,12 @@
 """The stories the handlers are driven through while their AWS calls are recorded, every deployed function in one.
 
 Job: reach, through the real handlers and adapters, every path on which a function calls AWS, the rare ones
-included: a two-step rollout whose Load Balancer Controller is down, so Verify Drain deregisters a released
-pod's target itself and hands the rest of its drain over, and the next step's gate deregisters one more (the
-drain hand-over of Check Target Health); DescribeTargetHealth throttled in the gate and in the drain check (the
-blind deregistration); the image tag pinned through ECR; the Describe* budget table; then the gate keeper, an
-approval, a roll-back decision. The ECR trigger's push, queue, hand-over, release and replay on the lock table,
+included: a two-step rollout whose first new pod nobody registers (no reconcile of the controller comes for it),
+so the gate registers it itself once the grace has passed; whose Load Balancer Controller is then down, so Verify
+Drain deregisters a released pod's target itself and hands the rest of its drain over, and the next step's gate
+deregisters one more (the drain hand-over of Check Target Health); DescribeTargetHealth throttled in the gate and
+in the drain check (the blind deregistration); the image tag pinned through ECR; the Describe* budget table; then
+the gate keeper, an approval, a roll-back decision. The ECR trigger's push, queue, hand-over, release and replay on the lock table,
 Step Functions and the event bus. The bootstrap, step by step, the controller's helm install included.
 
 Each step says what it must have reached (``expect``), so a story that drifts away from the path it is meant
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lambdas.domain.gate import REGISTRATION_GRACE_SECONDS
 from lambdas.domain.ports import ALBGATE_GATE
 from tests.adapters import k8s_objects as k8s
 from tests.bootstrap.conftest import deployment as boot_deployment
@@ -36,6 +38,7 @@ OLD_HASH, NEW_HASH = "old111", "new222"
 LABELS = {"app": "nginx"}
 READY = [{"type": t, "status": "True"} for t in ("PodScheduled", "ContainersReady", "Ready")]
 DEREGISTER = "elasticloadbalancing:DeregisterTargets"
+REGISTER = "elasticloadbalancing:RegisterTargets"
 DESCRIBE_HEALTH = "elasticloadbalancing:DescribeTargetHealth"
 DESCRIBE_GROUPS = "elasticloadbalancing:DescribeTargetGroups"
 DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
@@ -48,6 +51,10 @@ def _all(*checks: tuple[bool, str]) -> str:
 
 def _deregistered(calls: list[RecordedCall]) -> set[str]:
     return {t["Id"] for c in called(calls, DEREGISTER) for t in c.params["Targets"]}
+
+
+def _registered(calls: list[RecordedCall]) -> set[tuple[str, int]]:
+    return {(t["Id"], t["Port"]) for c in called(calls, REGISTER) for t in c.params["Targets"]}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -88,11 +95,13 @@ class RolloutWorld:
         self.new_rs = k8s.replica_set(dep, 2, NEW_HASH, tpl=dep["spec"]["template"], replicas=1)
         self.api.put("replicasets", self.new_rs, "apps")
 
-    def new_pod(self, name: str, ip: str) -> None:
-        """A new pod behind albgate's gate, ContainersReady; the controller registers its target."""
+    def new_pod(self, name: str, ip: str, *, registered: bool = True) -> None:
+        """A new pod behind albgate's gate, ContainersReady; the controller registers its target, unless no
+        reconcile comes for it (``registered`` False: no controller gate on the pod, nothing it watches changed)."""
         self.api.put("pods", k8s.pod(name, self.ns, ip=ip, labels={**LABELS, "pod-template-hash": NEW_HASH},
                                      gates=[ALBGATE_GATE], owner_rs=self.new_rs["metadata"]["name"]))
-        self.world.register(self.tg, ip)
+        if registered:
+            self.world.register(self.tg, ip)
 
     def gate_open(self, pod: str) -> bool:
         conditions = self.api.get("pods", self.ns, pod)["status"].get("conditions") or []
@@ -135,10 +144,20 @@ def rollout_story(world: World) -> None:
          "albgate's gate is not in the template")))
 
     w.new_replica_set()
-    w.new_pod("new-a", "10.0.1.30")
-    gate = step("check-target-health-step-1", "CheckTargetHealth", started, lambda out, calls: _all(
+    # The first new pod turns ContainersReady and nothing makes the controller reconcile: nobody registers it.
+    w.new_pod("new-a", "10.0.1.30", registered=False)
+    missed = step("check-target-health-step-1-sees-a-missing-target", "CheckTargetHealth", started,
+                  lambda out, calls: _all(
+                      (out["gate"]["status"] == "WAITING" and out["gate"]["unregistered"] == 1, f"gate {out['gate']}"),
+                      (not called(calls, REGISTER), "registered before the grace passed")))
+    world.advance(REGISTRATION_GRACE_SECONDS)
+    registered = step("check-target-health-step-1-registers-it", "CheckTargetHealth", missed, lambda out, calls: _all(
+        (_registered(calls) == {("10.0.1.30", 80)}, f"registered {_registered(calls)}, not new-a's 10.0.1.30:80"),
+        ("albgate registered 1 new target" in out["gate"]["reason"], f"gate {out['gate']}")))
+    gate = step("check-target-health-step-1", "CheckTargetHealth", registered, lambda out, calls: _all(
         (out["gate"]["status"] == "PASSED", f"gate {out['gate']}"),
-        (bool(called(calls, DESCRIBE_HEALTH)), "target health was not described")))
+        (bool(called(calls, DESCRIBE_HEALTH)), "target health was not described"),
+        (not called(calls, REGISTER), "registered a target that is there")))
     released = step("release-old-pods-step-1", "ReleaseOldPods", gate, lambda out, calls: _all(
         (w.gate_open("new-a"), "new-a's gate is still closed")))
 

@@ -12,6 +12,7 @@ import copy
 
 import pytest
 
+from stacks.constructs.lbc_iam import CLUSTER_TAG
 from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
 from tests.iam.check import check_role
 from tests.iam.policy import Statement
@@ -90,12 +91,14 @@ def test_nothing_is_granted_that_no_recorded_call_uses(recording, statements_of,
     ("function", "action", "sid"),
     [
         ("CheckTargetHealth", "elasticloadbalancing:DeregisterTargets", "DrainReleasedTargets"),
+        ("CheckTargetHealth", "elasticloadbalancing:RegisterTargets", "RegisterMissedTargets"),
         ("VerifyDrain", "elasticloadbalancing:DeregisterTargets", "DrainReleasedTargets"),
         ("Preflight", "ecr:DescribeImages", "PinImageTags"),
         ("GateKeeper", "elasticloadbalancing:DescribeTargetHealth", "ReadElb"),
         ("EcrTrigger", "states:StartExecution", "StartRollout"),
     ],
-    ids=["gate-drain-hand-over", "verify-drain", "preflight-pins-tags", "gate-keeper-health", "trigger-starts"],
+    ids=["gate-drain-hand-over", "gate-registers-missed-targets", "verify-drain", "preflight-pins-tags",
+         "gate-keeper-health", "trigger-starts"],
 )
 def test_a_role_missing_a_grant_is_reported_naming_the_action(
     recording, statements_of, function: str, action: str, sid: str
@@ -119,6 +122,21 @@ def test_a_handler_spec_without_the_drain_grant_fails_the_check(recording, state
     assert {(r.action, r.resource.split(":targetgroup/")[0]) for _, r in report.missing} == {
         ("elasticloadbalancing:DeregisterTargets",
          f"arn:aws:elasticloadbalancing:{recording.region}:{recording.placeholders.account}")
+    }
+
+
+def test_the_gate_changes_targets_only_in_groups_a_configured_clusters_controller_tagged(
+    recording, statements_of
+) -> None:
+    # Given the gate's recorded calls, and its target groups as if another cluster's controller had tagged them
+    fn = recording.functions["CheckTargetHealth"]
+    foreign = {arn: {**tags, CLUSTER_TAG: "another-cluster"} for arn, tags in recording.resource_tags.items()}
+    # When they are checked against its role
+    report = check_role("CheckTargetHealth", fn.properties, statements_of["CheckTargetHealth"],
+                        recording.recorder.calls_of("CheckTargetHealth"), recording.resolver, foreign)
+    # Then the registration of the missed target and the drain's deregistration are refused, the reads are not
+    assert {r.action for _, r in report.missing} == {
+        "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"
     }
 
 

@@ -10,7 +10,8 @@ sets), through the real adapters, each function starting cold when another one r
 ``lambdas`` cleared: a function has its own process in Lambda).
 
 Also: answer an ELB call with ``Throttling`` the next N times (``throttle_elb``); botocore's retries sleep on the
-recording's clock (``recording``), so they and its adaptive rate limiter run without waiting for real; and replace
+recording's clock (``recording``), so they and its adaptive rate limiter run without waiting for real; move that
+clock on between two handlers (``advance``), as a Wait state would; and replace
 the helm process (only the process: the kubeconfig it gets, from eks:DescribeCluster and a fresh token, is built by
 the real adapter).
 
@@ -266,6 +267,10 @@ class World:
             mp.setattr("time.time", lambda: wall() + self._ahead)
             with self.recorder.installed() as recorder:
                 yield recorder
+
+    def advance(self, seconds: float) -> None:
+        """Move the recording's clock on by ``seconds`` (time passing between two looks), without waiting."""
+        self._ahead += seconds
 
     @contextmanager
     def throttle_elb(self, operation: str, times: int = MAX_ATTEMPTS) -> Iterator[None]:

@@ -144,6 +144,8 @@ def test_role_grants_exactly_what_the_spec_names(synth, spec):
         expected |= {"ecr:DescribeImages"}
     if spec.elb_deregister:
         expected |= {"elasticloadbalancing:DeregisterTargets"}
+    if spec.elb_register:
+        expected |= {"elasticloadbalancing:RegisterTargets"}
     if spec.describe_budget:
         expected |= {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     if spec.deployment_lease:  # take the Deployment's lease; prove a holder ended before taking it over

@@ -3,7 +3,8 @@
 Invariant: the decision itself is ``lambdas.domain.gate.evaluate_gate`` (pure); this use case reads the cluster
 and, only when a look can change the answer, the target groups, then returns the state with the gate's result
 and the wait before the next look (``observe.next_look``). A step's gate passes only once the drain the previous
-step handed over has ended too.
+step handed over has ended too. On the same looks, a new pod's target that nobody registered is registered
+(``targets.register_missing``): no Describe* call is added for it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from lambdas.domain.gate import GateResult, Verdict, all_registering, evaluate_d
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentCondition, Pod, Ports, TargetHealth
 from lambdas.domain.rollout.observe import NOW, STALE_OBSERVATION_INTERVALS, Pace, budget_wait, interval, next_look
 from lambdas.domain.rollout.pods import is_released, split_pods
-from lambdas.domain.rollout.targets import deregister_released, describe_health, group_summary, held_ips
+from lambdas.domain.rollout.targets import (
+    deregister_released,
+    describe_health,
+    group_summary,
+    held_ips,
+    register_missing,
+)
 from lambdas.domain.state import RolloutState, StepRecord
 
 Health = dict[str, list[TargetHealth]]
@@ -75,6 +82,10 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
         stuck = gate.starting > 0 and gate.unschedulable == gate.starting  # every starting pod waits for a node
         return gate, Pace("pods", unschedulable=stuck)
     gate = replace(gate, groups=group_summary(s.target_groups, candidates, health))
+    if gate.status is not Verdict.FAILED:  # nothing is added to a step that fails
+        registered = register_missing(ports, s, candidates, health, record, now)
+        if registered:
+            gate = replace(gate, reason=f"{gate.reason}; {registered}")
     targets_healthy = gate.status is Verdict.PASSED
     if handed_over and gate.status is not Verdict.FAILED:
         gate = _follow_handed_over_drain(ports, s, gate, mine, others, health, now)

@@ -1,7 +1,9 @@
-"""The target groups that serve a Deployment, what ELB says of their targets, and albgate's own deregistrations.
+"""The target groups that serve a Deployment, what ELB says of their targets, and albgate's own deregistrations
+and registrations.
 
 Invariant: only IP targets attached to a load balancer are accepted; a target whose IP belongs to a live pod of
-the Deployment is never deregistered.
+the Deployment is never deregistered; a new target is registered only as the Load Balancer Controller's own rule
+would register it (``gate.targets_to_register``), on the port the group's targets use.
 """
 
 from __future__ import annotations
@@ -9,8 +11,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from lambdas.domain.errors import NotFoundError, UnsafeConfigurationError
-from lambdas.domain.gate import GroupCounts, pod_target_state, targets_by_ip, targets_to_deregister
-from lambdas.domain.ports import Deployment, Pod, Ports, TargetGroupBinding, TargetHealth
+from lambdas.domain.gate import (
+    REGISTRATION_GRACE_SECONDS,
+    GroupCounts,
+    Registration,
+    pod_target_state,
+    targets_by_ip,
+    targets_to_deregister,
+    targets_to_register,
+)
+from lambdas.domain.ports import Deployment, Pod, Ports, Service, TargetGroupBinding, TargetHealth
 from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo
 
 
@@ -91,9 +101,14 @@ def group_summary(
         for ip in started:
             state = pod_target_state(by_ip.get(ip, []))
             counts[state if state in counts else "unregistered"] += 1
-        name = g.arn.split(":targetgroup/")[-1].split("/")[0]
+        name = _group_name(g.arn)
         out.append(GroupCounts(target_group=name, service=g.service, **counts))
     return tuple(out)
+
+
+def _group_name(arn: str) -> str:
+    """A target group's name, from its ARN (…:targetgroup/<name>/<id>)."""
+    return arn.split(":targetgroup/")[-1].split("/")[0]
 
 
 def held_ips(mine: list[Pod], others: list[Pod]) -> set[str]:
@@ -126,3 +141,73 @@ def deregister_released(
         n = sum(len(t) for t in todo.values())
         s.drain = replace(s.drain, reason=f"{s.drain.reason}; albgate started the drain of {n} released target(s) "
                           "the Load Balancer Controller had not deregistered yet")
+
+
+def binding_target_port(binding: TargetGroupBinding, services: list[Service]) -> int | None:
+    """The port a binding's targets are registered on, from its Service: the numeric ``targetPort`` of the Service
+    port the binding names (by number or by name). None when the Service or the port is not there, or when the
+    ``targetPort`` names a container port (each pod resolves it, and albgate does not read containers' ports)."""
+    service = next((s for s in services if s.name == binding.service_name), None)
+    for p in service.ports if service else ():
+        if str(p.port) == str(binding.service_port) or (p.name and p.name == binding.service_port):
+            target = p.target_port
+            if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
+                return int(target)
+            return None
+    return None
+
+
+def learn_target_ports(ports: Ports, s: RolloutState, arns: tuple[str, ...]) -> None:
+    """Set ``target_port`` of the groups ``arns`` that never showed a target, from their TargetGroupBinding and
+    Service (Kubernetes reads only, made only while such a group has a new pod due; a port found stays in the
+    state, so they are made once for it)."""
+    ns = s.request.namespace
+    bindings = {b.target_group_arn: b for b in ports.kube.list_target_group_bindings(ns)}
+    services = ports.kube.list_services(ns)
+    for g in s.target_groups:
+        if g.arn in arns and g.target_port is None and g.arn in bindings:
+            g.target_port = binding_target_port(bindings[g.arn], services)
+
+
+def register_missing(
+    ports: Ports,
+    s: RolloutState,
+    candidates: list[Pod],
+    health: dict[str, list[TargetHealth]],
+    record: StepRecord,
+    now: float,
+) -> str:
+    """Register the step's new pods' targets that nobody registered (see ``targets_to_register``), on this look's
+    DescribeTargetHealth answers; returns what was done, for the gate's reason ("" when nothing was due).
+
+    ``record``: the current step (its ``unregistered_since`` carries the groups' first sightings to the next
+    look, its ``registered_total`` counts what albgate registered)."""
+
+    def decide() -> Registration:
+        return targets_to_register(
+            candidates=candidates,
+            health=health,
+            ports_by_group={g.arn: g.target_port for g in s.target_groups if g.target_port is not None},
+            since=record.unregistered_since,
+            now=now,
+            grace=REGISTRATION_GRACE_SECONDS,
+        )
+
+    todo = decide()
+    if todo.unknown_port:
+        learn_target_ports(ports, s, todo.unknown_port)
+        todo = decide()
+    record.unregistered_since = dict(todo.missing_since)
+    notes = []
+    for arn, targets in todo.register.items():
+        ports.elb.register_targets(arn, targets)
+        record.registered_total += len(targets)
+    if todo.register:
+        n = sum(len(t) for t in todo.register.values())
+        notes.append(f"albgate registered {n} new target(s) the Load Balancer Controller had not registered after "
+                     f"{REGISTRATION_GRACE_SECONDS} s")
+    if todo.unknown_port:
+        names = ", ".join(_group_name(arn) for arn in todo.unknown_port)
+        notes.append(f"albgate cannot register the new pods missing from {names}: no target there shows the port, "
+                     "and the Service's targetPort is not a number")
+    return "; ".join(notes)
