@@ -384,7 +384,8 @@ class Alb:
             return
         t.checks += 1
         pod = t.pod
-        passed = pod.serving and not pod.broken
+        failing = pod.broken or pod.alb_check_fails  # 5xx to everyone, or a 404 on the health-check path only
+        passed = pod.serving and not failing
         if passed:
             t.fails = 0
             if t.state == INITIAL:
@@ -394,7 +395,7 @@ class Alb:
                 if t.passes >= tg.healthy_threshold:
                     self._set(t, HEALTHY, "")
         else:
-            reason = "Target.ResponseCodeMismatch" if pod.serving and pod.broken else "Target.FailedHealthChecks"
+            reason = "Target.ResponseCodeMismatch" if pod.serving and failing else "Target.FailedHealthChecks"
             t.passes = 0
             t.fails += 1
             if t.state == UNHEALTHY:

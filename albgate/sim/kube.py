@@ -83,6 +83,7 @@ class PodObj:
         "conditions", "phase", "containers_ready", "ready", "ready_since", "listening", "broken", "crashes",
         "terminating", "deletion_at", "sigtermed", "exited", "inflight", "restart_count", "waiting_reason",
         "probe_ok", "probe_fail", "timers", "kill_at", "rv", "version", "sigterm_at", "exited_at", "unschedulable",
+        "alb_check_fails",
     )
 
     def __init__(self, namespace: str, name: str, uid: str, labels: dict[str, str], template: PodTemplate,
@@ -95,7 +96,7 @@ class PodObj:
         self.phase = "Pending"
         self.containers_ready = self.ready = False
         self.ready_since: float | None = None
-        self.listening = self.broken = self.crashes = False
+        self.listening = self.broken = self.crashes = self.alb_check_fails = False
         self.terminating = self.sigtermed = self.exited = False
         self.deletion_at: float | None = None
         self.inflight: list[tuple[float, Any]] = []  # (end time, ALB target) of requests being served
@@ -622,8 +623,11 @@ class Cluster:
         pod = PodObj(d.namespace, f"{rs.name}-{suffix}", self.uid(), labels, rs.template, rs, created, gates)
         c = rs.template.containers[0]
         pod.version = c.image
-        pod.broken = c.image in self.sim.scenario.faults.broken_images
-        pod.crashes = pod.broken and self.sim.scenario.faults.broken_mode == "crash"
+        faults = self.sim.scenario.faults
+        failing = c.image in faults.broken_images
+        pod.alb_check_fails = failing and faults.broken_mode == "health_path_404"  # only the ALB's check fails
+        pod.broken = failing and not pod.alb_check_fails  # answers everyone, users included, with errors
+        pod.crashes = failing and faults.broken_mode == "crash"
         pod.rv = self.next_rv()
         rs.pods.append(pod)
         self.pods[(pod.namespace, pod.name)] = pod

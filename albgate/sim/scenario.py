@@ -376,8 +376,10 @@ class DescribeLoad(Window):
 
 class FaultsSpec(_Strict):
     broken_images: list[str] = Field(default_factory=list, description="images whose app fails health checks")
-    broken_mode: Literal["http_500", "crash"] = Field(
-        default="http_500", description="http_500: runs, answers 500; crash: exits after start (CrashLoopBackOff)"
+    broken_mode: Literal["http_500", "crash", "health_path_404"] = Field(
+        default="http_500", description="http_500: runs, answers 500; crash: exits after start (CrashLoopBackOff); "
+        "health_path_404: serves requests and passes the kubelet's readiness probe, but answers 404 on the ALB's "
+        "health-check path (the path moved in the new version, the Ingress still names the old one)",
     )
     controller_outages: list[ControllerOutage] = Field(default_factory=list)
     controller_slowdowns: list[ControllerSlowdown] = Field(default_factory=list)

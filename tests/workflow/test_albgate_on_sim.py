@@ -52,6 +52,8 @@ OUTCOMES = [
     # period and the deregistration delay for them
     ("long-requests", "succeeded", "ikubernetes/myapp:v2"),
     ("heavy-tailed-requests", "succeeded", "ikubernetes/myapp:v2"),
+    # The new version passes its readiness probe but answers 404 on the ALB's health-check path
+    ("health-path-404", "rolled_back", "ikubernetes/myapp:v1"),
 ]
 
 
