@@ -79,8 +79,7 @@ def bootstrap_hardened(scenario: "Scenario", *, label_namespace: bool = True) ->
     # (Without the controller's gate, nothing makes the controller reconcile when a pod held by albgate's gate
     # turns ContainersReady, and albgate registers it itself after a grace: docs/facts.md, "Load Balancer
     # Controller: requeue and back-off by version"; tests/workflow/test_unlabelled_namespace.py.)
-    unlabelled = scenario.namespace.inject_label == "none"
-    labelled = {"inject_label": "before_pods"} if label_namespace and unlabelled else {}
+    labelled = {"inject_label": "before_pods"} if label_namespace and scenario.namespace.unlabelled else {}
     return scenario.with_changes(
         namespace=labelled,
         app={"pre_stop_sleep_seconds": pre_stop_sleep_seconds(container),

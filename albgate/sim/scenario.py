@@ -65,6 +65,23 @@ class NamespaceSpec(_Strict):
         description="elbv2.k8s.aws/pod-readiness-gate-inject=enabled: never, before the pods were created, or "
         "after (then the existing pods have no gate: the webhook acts only at pod CREATE)",
     )
+    labelled_at_seconds: float | None = Field(
+        default=None, ge=-MAX_SECONDS, le=MAX_SECONDS,
+        description="with inject_label none: the label is applied this many seconds after the rollout starts "
+        "(negative: before); pods created from then on get the controller's gate, earlier ones keep none",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_label(self) -> "NamespaceSpec":
+        if self.labelled_at_seconds is not None and self.inject_label != "none":
+            raise ValueError(f"labelled_at_seconds is set and inject_label is {self.inject_label!r}: give one of them "
+                             "(labelled_at_seconds with inject_label none)")
+        return self
+
+    @property
+    def unlabelled(self) -> bool:
+        """Never labelled in this scenario (no label at the start, none applied later)."""
+        return self.inject_label == "none" and self.labelled_at_seconds is None
 
 
 class ReadinessProbeSpec(_Strict):

@@ -129,9 +129,17 @@ class Simulation:
             self.alb.add_healthy(tg, pod)
         if sc.namespace.inject_label == "after_pods":
             self.cluster.label_namespace(ns, INJECT_LABEL, "enabled")
+        if sc.namespace.labelled_at_seconds is not None:
+            at = max(self.clock.t, self.rel_to_abs(sc.namespace.labelled_at_seconds))
+            self.loop.at(at, self._label_namespace)
         self.lbc.start()
         self.log("setup", f"{app.replicas} pods of {app.image} Ready and healthy in {tg.name}; "
                           f"{sc.traffic.rate_per_second:g} requests/s")
+
+    def _label_namespace(self) -> None:
+        ns = self.scenario.namespace.name
+        self.cluster.label_namespace(ns, INJECT_LABEL, "enabled")
+        self.log("namespace", f"namespace {ns} labelled {INJECT_LABEL}=enabled: pods created from now get the gate")
 
     # --- helpers for strategies -------------------------------------------------------------------------
     def deployment(self) -> DepObj:

@@ -109,13 +109,13 @@ def _set_image_and_wait(sim: "Simulation") -> StrategyRun:
 
 
 def _unlabelled(scenario: "Scenario") -> "Scenario":
-    return scenario.with_changes(namespace={"inject_label": "none"})
+    return scenario.with_changes(namespace={"inject_label": "none", "labelled_at_seconds": None})
 
 
 def _labelled_before_pods(scenario: "Scenario") -> "Scenario":
-    if scenario.namespace.inject_label == "none":
+    if scenario.namespace.unlabelled:
         return scenario.with_changes(namespace={"inject_label": "before_pods"})
-    return scenario  # labelled already (maybe after the pods: then they keep no gates, as in reality)
+    return scenario  # labelled already, or at a given time (pods born before it keep no gates, as in reality)
 
 
 def _hardened_and_labelled(scenario: "Scenario") -> "Scenario":

@@ -54,6 +54,8 @@ OUTCOMES = [
     ("heavy-tailed-requests", "succeeded", "ikubernetes/myapp:v2"),
     # The new version passes its readiness probe but answers 404 on the ALB's health-check path
     ("health-path-404", "rolled_back", "ikubernetes/myapp:v1"),
+    # The namespace is labelled 5 s into the rollout: the new pods are gated differently by their birth
+    ("labelled-mid-rollout", "succeeded", "ikubernetes/myapp:v2"),
 ]
 
 
