@@ -65,6 +65,7 @@ class TargetGroupSim:
         self.interval, self.timeout = interval, timeout
         self.healthy_threshold, self.unhealthy_threshold = healthy_threshold, unhealthy_threshold
         self.delay, self.lb_arns = delay, lb_arns
+        self.registration: tuple[float, float] | None = None  # None: the scenario's alb.registration_seconds
         self.targets: dict[str, Target] = {}
         self._pool: list[Target] | None = None
         self.rr = 0
@@ -323,7 +324,7 @@ class Alb:
         tg.targets[t.ip] = t
         tg._pool = None
         self._record(t, "(none)" if old is None else DRAINING)
-        lo, hi = self.sim.scenario.alb.registration_seconds
+        lo, hi = tg.registration or self.sim.scenario.alb.registration_seconds
         t.hc_event = self.loop.after(self.rng.uniform(lo, hi), self._registration_done, t)
 
     def deregister(self, tg: TargetGroupSim, ip: str) -> None:

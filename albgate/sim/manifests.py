@@ -7,7 +7,8 @@ exactly what the bootstrap would apply, by construction: there is no second copy
 
 Invariant: only what the simulation models travels each way: one container (its image, port and preStop
 sleep), the grace period, maxSurge/maxUnavailable, and the Ingress's annotations (target type, health check,
-target-group attributes), and the namespace labelled for the controller's gate as the bootstrap leaves it. The
+target-group attributes; the app's own Ingress, not ``extra_ingresses``, which the bootstrap does not manage), and
+the namespace labelled for the controller's gate as the bootstrap leaves it. The
 simulated Service carries no annotations, so hardening writes nothing there. An
 app whose Ingress asks for instance targets is hardened as the bootstrap hardens an app marked not gated (its
 target type kept); the bootstrap would refuse it as a gated app.
@@ -21,12 +22,14 @@ from lambdas.domain.manifests import HardeningPolicy, Hardened, harden, pre_stop
 from lambdas.domain.lbc_annotations import TARGET_TYPE
 
 if TYPE_CHECKING:
-    from albgate.sim.scenario import Scenario
+    from albgate.sim.scenario import IngressSpec, Scenario
 
 
-def scenario_manifests(scenario: "Scenario") -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(Deployment, Service, Ingress) manifests of the scenario's app."""
-    app, svc, ing = scenario.app, scenario.service, scenario.ingress
+def scenario_manifests(
+    scenario: "Scenario", ingress_spec: "IngressSpec | None" = None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(Deployment, Service, Ingress) manifests of the scenario's app, with its first Ingress or ``ingress_spec``."""
+    app, svc, ing = scenario.app, scenario.service, ingress_spec or scenario.ingress
     container: dict[str, Any] = {"name": app.container, "image": app.image, "ports": [{"containerPort": app.port}]}
     if app.pre_stop_sleep_seconds is not None:
         container["lifecycle"] = {"preStop": {"sleep": {"seconds": app.pre_stop_sleep_seconds}}}
@@ -56,9 +59,10 @@ def scenario_manifests(scenario: "Scenario") -> tuple[dict[str, Any], dict[str, 
     return deployment, service, ingress
 
 
-def hardened_manifests(scenario: "Scenario") -> Hardened:
-    """The scenario's manifests as the bootstrap hardens them (native preStop sleep: clusters >= 1.30)."""
-    deployment, service, ingress = scenario_manifests(scenario)
+def hardened_manifests(scenario: "Scenario", ingress_spec: "IngressSpec | None" = None) -> Hardened:
+    """The scenario's manifests as the bootstrap hardens them (native preStop sleep: clusters >= 1.30), with its
+    first Ingress or ``ingress_spec``."""
+    deployment, service, ingress = scenario_manifests(scenario, ingress_spec)
     gated = ingress["metadata"]["annotations"].get(TARGET_TYPE) != "instance"
     policy = HardeningPolicy.from_rollout_policy(scenario.rollout.policy, native_sleep=True, gated=gated)
     return harden(deployment, service, ingress, policy, namespace=scenario.namespace.name,
@@ -85,5 +89,6 @@ def bootstrap_hardened(scenario: "Scenario", *, label_namespace: bool = True) ->
         app={"pre_stop_sleep_seconds": pre_stop_sleep_seconds(container),
              "termination_grace_period_seconds": pod["terminationGracePeriodSeconds"],
              "max_surge": rolling["maxSurge"], "max_unavailable": rolling["maxUnavailable"]},
+        # The bootstrap hardens the app's own Ingress (an application names one); extra Ingresses stay as written
         ingress={"annotations": hardened.ingress["metadata"]["annotations"]},
     )

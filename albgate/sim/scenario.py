@@ -159,6 +159,10 @@ class ServiceSpec(_Strict):
 class IngressSpec(_Strict):
     name: KubernetesObjectName = "myapp-ingress"
     ingress_class: str = "alb"
+    registration_seconds: tuple[Seconds, Seconds] | None = Field(
+        default=None, description="this Ingress's load balancer's registration time (as alb.registration_seconds); "
+        "None: alb.registration_seconds",
+    )
     annotations: dict[str, str] = Field(
         default_factory=lambda: {A_TARGET_TYPE: "ip", "alb.ingress.kubernetes.io/scheme": "internet-facing"}
     )
@@ -417,6 +421,11 @@ class Scenario(_Strict):
     app: AppSpec = Field(default_factory=AppSpec)
     service: ServiceSpec = Field(default_factory=ServiceSpec)
     ingress: IngressSpec = Field(default_factory=IngressSpec)
+    extra_ingresses: list[IngressSpec] = Field(
+        default_factory=list, max_length=4,
+        description="more Ingresses with the same Service as backend: each its own load balancer and target group, "
+        "with its own annotations (health check, attributes) and registration time; traffic is split evenly",
+    )
     controller: ControllerSpec = Field(default_factory=ControllerSpec)
     alb: AlbSpec = Field(default_factory=AlbSpec)
     traffic: TrafficSpec = Field(default_factory=TrafficSpec)
@@ -431,6 +440,9 @@ class Scenario(_Strict):
         selector = self.service.selector or self.app.labels
         if any(self.app.labels.get(k) != v for k, v in selector.items()):
             raise ValueError(f"service.selector {selector} does not select the app's labels {self.app.labels}")
+        names = [i.name for i in (self.ingress, *self.extra_ingresses)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ingress names must differ: {names}")
         requests = self.traffic.rate_per_second * (self.rollout.start_at_seconds + self.horizon_seconds)
         if requests > MAX_REQUESTS:
             raise ValueError(

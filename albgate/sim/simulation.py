@@ -103,18 +103,22 @@ class Simulation:
         selector = dict(sc.service.selector or app.labels)
         svc = make_service(ns, sc.service.name, selector, sc.service.port, app.port)
         self.cluster.add_service(svc)
-        self.cluster.add_ingress(make_ingress(ns, sc.ingress.name, sc.ingress.ingress_class, sc.ingress.annotations,
-                                              svc.name, sc.service.port))
-        # What the controller builds for an ALB Ingress: one target group and one TargetGroupBinding per
-        # Service backend (docs/facts.md, Load Balancer Controller: registration and timing). Names follow
-        # its k8s-<ns>-<svc>-<hash> scheme.
-        name = lbc_name(ns, svc.name, f"{sc.cluster.name}/{sc.ingress.name}")
-        tg = self.alb.create_target_group(name, app.port, sc.ingress.target_type(), sc.ingress.health_check(),
-                                          sc.ingress.deregistration_delay())
-        tgb = TargetGroupBinding(ns, name, tg.arn, sc.ingress.target_type(), svc.name, sc.service.port)
-        self.cluster.add_tgb(tgb)
-        self.lbc.bind(tgb, tg, svc)
-        self.traffic.tgs.append(tg)
+        groups = []
+        for ingress in (sc.ingress, *sc.extra_ingresses):
+            self.cluster.add_ingress(make_ingress(ns, ingress.name, ingress.ingress_class, ingress.annotations,
+                                                  svc.name, sc.service.port))
+            # What the controller builds for an ALB Ingress: one target group and one TargetGroupBinding per
+            # Service backend (docs/facts.md, Load Balancer Controller: registration and timing). Names follow
+            # its k8s-<ns>-<svc>-<hash> scheme.
+            name = lbc_name(ns, svc.name, f"{sc.cluster.name}/{ingress.name}")
+            tg = self.alb.create_target_group(name, app.port, ingress.target_type(), ingress.health_check(),
+                                              ingress.deregistration_delay())
+            tg.registration = ingress.registration_seconds
+            tgb = TargetGroupBinding(ns, name, tg.arn, ingress.target_type(), svc.name, sc.service.port)
+            self.cluster.add_tgb(tgb)
+            self.lbc.bind(tgb, tg, svc)
+            self.traffic.tgs.append(tg)
+            groups.append(tg)
         template = PodTemplate(
             containers=(ContainerSpec(app.container, app.image, app.pre_stop_sleep_seconds,
                                       app.readiness_probe is not None),),
@@ -125,15 +129,16 @@ class Simulation:
                    app.max_unavailable, app.min_ready_seconds, app.progress_deadline_seconds,
                    app.revision_history_limit)
         self.cluster.create_deployment(d, steady=True)
-        for pod in self.cluster.service_pods(svc):
-            self.alb.add_healthy(tg, pod)
+        for tg in groups:
+            for pod in self.cluster.service_pods(svc):
+                self.alb.add_healthy(tg, pod)
         if sc.namespace.inject_label == "after_pods":
             self.cluster.label_namespace(ns, INJECT_LABEL, "enabled")
         if sc.namespace.labelled_at_seconds is not None:
             at = max(self.clock.t, self.rel_to_abs(sc.namespace.labelled_at_seconds))
             self.loop.at(at, self._label_namespace)
         self.lbc.start()
-        self.log("setup", f"{app.replicas} pods of {app.image} Ready and healthy in {tg.name}; "
+        self.log("setup", f"{app.replicas} pods of {app.image} Ready and healthy in {', '.join(g.name for g in groups)}; "
                           f"{sc.traffic.rate_per_second:g} requests/s")
 
     def _label_namespace(self) -> None:

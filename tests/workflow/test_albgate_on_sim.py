@@ -56,6 +56,8 @@ OUTCOMES = [
     ("health-path-404", "rolled_back", "ikubernetes/myapp:v1"),
     # The namespace is labelled 5 s into the rollout: the new pods are gated differently by their birth
     ("labelled-mid-rollout", "succeeded", "ikubernetes/myapp:v2"),
+    # Two load balancers on the Service, the second registering slowly with the controller's 15 s check
+    ("two-load-balancers", "succeeded", "ikubernetes/myapp:v2"),
 ]
 
 
