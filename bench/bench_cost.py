@@ -12,7 +12,7 @@ simulation, with a timer around each handler call and a log of the account's Des
 - concurrency: N rollouts sharing the account's Describe* bucket (40 tokens, 10/s). Recorded call schedules
   (both callers, each albgate call with the function that made it and its step) of the replay scenario are
   replayed N times with random start offsets against the same token bucket class the simulation uses
-  (``_common.replay``), with each caller's back-off on a throttle (Preflight: the synthesized state machine's
+  (``replay.replay``), with each caller's back-off on a throttle (Preflight: the synthesized state machine's
   Retry for ThrottledError, read from the template, jitter included), plus a constant background rate; the
   largest N with no throttled call, with no rollout failed or slowed by more than 10 %, and with no rollout
   failed; and, at given N (``--at-n``), the throttled calls, rollouts given up and slow-downs. A replay model:
@@ -22,7 +22,8 @@ here and are written to the result file with the numbers.
 
 Run: .venv/bin/python bench/bench_cost.py [--seeds 20] [--scenarios a b] [--workers 2] [--trials 20]
      [--at-n 28 50 ...] [--preflight-retry template|legacy|none|I,B,A[,MAX[,FULL]]] [--runs-from cost.json]
-Method and results: docs/benchmarks.md.
+     [--write-docs]   (the tables also go to docs/results/cost.md, or cost-replay-<what-if>.md)
+Method: docs/benchmarks.md, section 3; results: docs/results/cost*.md.
 """
 
 from __future__ import annotations
@@ -40,26 +41,31 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    BENCH_ALBGATE,
-    LEGACY_PREFLIGHT_RETRY,
     MAX_WORKERS,
-    Call,
-    RetryPolicy,
-    Schedule,
+    add_write_docs,
     chunks,
     command_line,
-    concurrency_limits,
+    docs_header,
     fmt,
     machine,
     markdown_table,
     pinned_template,
-    replay_at,
     run_parallel,
     scenario_files,
     summary,
+    write_docs,
+    write_result,
+)
+from albgate_bench import BENCH_ALBGATE  # noqa: E402
+from replay import (  # noqa: E402
+    LEGACY_PREFLIGHT_RETRY,
+    Call,
+    RetryPolicy,
+    Schedule,
+    concurrency_limits,
+    replay_at,
     template_budget,
     template_retry_policy,
-    write_result,
 )
 from lambdas.domain.budget import BudgetSpec  # noqa: E402
 
@@ -135,7 +141,7 @@ def cost_task(task: tuple[str, list[int]]) -> list[dict[str, Any]]:
             "handler_seconds_max": max((s for _, s in timings), default=0.0),
             "gb_seconds_measured": gbs_measured, "gb_seconds_assumed": gbs_assumed, "usd": usd,
             "failed_requests": sim.traffic.failed_requests,
-            # (t, caller, API, tokens, allowed, calling function, start of its step): see _common.albgate_bench_run
+            # (t, caller, API, tokens, allowed, calling function, start of its step): see albgate_bench.albgate_bench_run
             "describe_calls": [[round(c[0], 3), c[1], c[2], c[3], c[4], c[5],
                                 None if c[6] is None else round(c[6], 3)] for c in calls],
             "wall_seconds": time.perf_counter() - t0,
@@ -230,7 +236,8 @@ def parse_retry(text: str, template: dict[str, Any] | None) -> RetryPolicy | Non
 
 
 def render(per: dict[str, dict[str, Any]], conc: list[dict[str, Any]], at_n: list[dict[str, Any]],
-           replay_info: dict[str, Any]) -> str:
+           replay_info: dict[str, Any], with_runs: bool = True) -> str:
+    """The tables: per rollout, handler errors and dollars (unless ``with_runs`` is false), then the replay's."""
     rows = []
     for s, e in per.items():
         rows.append([s, e["runs"], ", ".join(f"{k} {v}" for k, v in e["outcomes"].items()), fmt(e["steps"], 0),
@@ -279,11 +286,13 @@ def render(per: dict[str, dict[str, Any]], conc: list[dict[str, Any]], at_n: lis
     errors = [f"- {s}: " + ", ".join(f"{k} {v}" for k, v in e["handler_errors"].items())
               for s, e in per.items() if e["handler_errors"]]
     policy = replay_info["preflight_retry"]
-    return "\n\n".join([
+    runs_parts = [
         "Per rollout (median over seeds; max in brackets):", t1,
         "Handler errors (Retry or Catch saw them; ThrottledError goes to the jittered Retry), all seeds:",
         "\n".join(errors) or "- none",
-        "Dollars per rollout (median; prices in the result file):", t2,
+        "Dollars per rollout (median; prices in the result file):", t2]
+    return "\n\n".join([
+        *(runs_parts if with_runs else []),
         f"Concurrent rollouts on one Describe* bucket (40 tokens, 10/s; replay of recorded rollouts, "
         f"{replay_info['trials']} trials per N; albgate's share: {_budget(replay_info)}; "
         f"Preflight's Retry for ThrottledError: "
@@ -365,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs-from", type=Path, default=None,
                     help="replay the runs of an earlier cost result file instead of simulating again")
     ap.add_argument("--out", type=Path, default=None)
+    add_write_docs(ap, "cost")  # cost-replay[-what-if] with --runs-from, --budget or --preflight-retry
     args = ap.parse_args(argv)
     info = machine()
     t0 = time.perf_counter()
@@ -410,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     text = render(per, conc, at_n, replay_info)
     print(text)
     wall = time.perf_counter() - t0
-    path = write_result("cost", {
+    name, title, with_runs = docs_name(args)  # a replay or a what-if never overwrites the cost.json it read
+    path = write_result(name, {
         "benchmark": "cost", "command": command_line(), "machine": info, "wall_seconds": round(wall, 1),
         "template_key": pinned_template()[0], "runs_from": runs_from, "seeds": args.seeds, "prices_usd": PRICES,
         "prices_date": PRICES_DATE, "assumed_invocation_seconds": ASSUMED_INVOCATION_SECONDS,
@@ -418,7 +429,33 @@ def main(argv: list[str] | None = None) -> int:
         "per_scenario": per, "replay": replay_info, "concurrency": conc, "at_n": at_n, "table": text, "runs": runs,
     }, args.out)
     print(f"wrote {path}")
+    if args.write_docs:
+        body = render(per, conc, at_n, replay_info, with_runs=with_runs)
+        trials = f"{args.trials} replay trials per N"
+        if runs_from:
+            sample = f"{len(runs)} recorded runs of `{runs_from['command']}`, {trials}"
+        else:
+            sample = f"seeds 1-{args.seeds} of {len(per)} scenarios: {len(runs)} runs; {trials}"
+        header = docs_header(info, sample=f"{sample}; {wall:.0f} s on {min(args.workers, MAX_WORKERS)} process(es)",
+                             template_key=pinned_template()[0])
+        print(f"wrote {write_docs(args.write_docs, name, title, header, body)}")
     return 0
+
+
+def docs_name(args: argparse.Namespace) -> tuple[str, str, bool]:
+    """The result's name (out/bench/<name>.json, docs/results/<name>.md) and title, and whether its Markdown
+    holds the per-rollout tables: ``cost`` for the default run (all tables); ``cost-replay`` for a replay of an
+    earlier result's runs or a what-if (--budget, --preflight-retry, appended to the name): only the replay's
+    tables, so the per-rollout ones keep one home."""
+    options = (("budget", args.budget), ("preflight-retry", args.preflight_retry))
+    what_ifs = [(option, value) for option, value in options if value != "template"]
+    if not args.runs_from and not what_ifs:
+        return "cost", "Cost per rollout, and concurrent rollouts", True
+    name, title = "cost-replay", "Cost: concurrent rollouts, replayed"
+    for option, value in what_ifs:
+        name += f"-{option}-" + "".join(ch if ch.isalnum() or ch == "." else "-" for ch in value)
+        title += f", --{option} {value}"
+    return name, title, False
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ same world and seed) with only the task time changed; the lower bound is the ora
 task time touches. Ratios come from one invocation, in virtual seconds, so machine load does not enter them.
 
 Run: .venv/bin/python bench/bench_latency.py [--seeds 200] [--scenarios a b] [--task-seconds 0 0.15 0.3]
-Method and results: docs/benchmarks.md, section 2.
+     [--write-docs]   (the tables also go to docs/results/latency.md)
+Method: docs/benchmarks.md, section 2; results: docs/results/latency.md.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from _common import (  # noqa: E402
     MAX_WORKERS,
     SUCCEEDED,
     TARGET_RATIO,
+    add_write_docs,
     chunks,
     command_line,
+    docs_header,
     fmt,
     machine,
     markdown_table,
@@ -39,6 +42,7 @@ from _common import (  # noqa: E402
     run_parallel,
     scenario_files,
     summary,
+    write_docs,
     write_result,
 )
 
@@ -142,10 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task-seconds", nargs="*", type=float, default=list(DEFAULT_TASK_SECONDS))
     ap.add_argument("--workers", type=int, default=MAX_WORKERS)
     ap.add_argument("--out", type=Path, default=None)
+    add_write_docs(ap, "latency")
     args = ap.parse_args(argv)
     if any(x < 0 for x in args.task_seconds):
         ap.error("--task-seconds: every value must be 0 or more (seconds of virtual time per Lambda task)")
     t0 = time.perf_counter()
+    info = machine()
     files = scenario_files(args.scenarios)
     seeds = list(range(1, args.seeds + 1))
     variants: list[float | None] = [*args.task_seconds, None]
@@ -156,12 +162,19 @@ def main(argv: list[str] | None = None) -> int:
     result = latency(runs)
     text = render(result, args.task_seconds)
     print(text)
-    path = write_result("latency", {"benchmark": "latency", "command": command_line(), "machine": machine(),
-                                    "wall_seconds": round(time.perf_counter() - t0, 1),
+    wall = time.perf_counter() - t0
+    path = write_result("latency", {"benchmark": "latency", "command": command_line(), "machine": info,
+                                    "wall_seconds": round(wall, 1),
                                     "template_key": pinned_template()[0], "seeds": args.seeds,
                                     "task_seconds": args.task_seconds, "latency": result, "table": text,
                                     "runs": runs}, args.out)
     print(f"wrote {path}")
+    if args.write_docs:
+        sample = (f"seeds 1-{args.seeds} of {', '.join(result)} at "
+                  f"{', '.join(f'{x:g}' for x in args.task_seconds)} s per task and the ideal poller: {len(runs)} runs "
+                  f"in {wall:.0f} s on {min(args.workers, MAX_WORKERS)} process(es)")
+        header = docs_header(info, sample=sample, template_key=pinned_template()[0])
+        print(f"wrote {write_docs(args.write_docs, 'latency', 'Task time and the last drain', header, text)}")
     return 0
 
 

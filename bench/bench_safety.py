@@ -9,7 +9,8 @@ goes to out/bench/safety.json, which bench_speed.py can read instead of running 
 Invariant: the numbers are the simulation's own counters; this script only aggregates them.
 
 Run: .venv/bin/python bench/bench_safety.py [--seeds 200] [--albgate-seeds N] [--scenarios a b] [--workers 2]
-Method and results: docs/benchmarks.md.
+     [--write-docs]   (the tables also go to docs/results/safety.md)
+Method: docs/benchmarks.md; results: docs/results/safety.md.
 """
 
 from __future__ import annotations
@@ -28,14 +29,17 @@ from _common import (  # noqa: E402
     BASELINES,
     MAX_WORKERS,
     STRATEGIES,
+    add_write_docs,
     command_line,
+    docs_header,
     fmt_rate,
     machine,
-    pinned_template,
     markdown_table,
+    pinned_template,
     reproduce,
     scenario_files,
     simulate_grid,
+    write_docs,
     write_result,
 )
 
@@ -102,7 +106,7 @@ def render(summary: dict[str, dict[str, dict[str, Any]]], failures: list[dict[st
             ["scenario", "runs", "runs with any failed request", "failed requests", "outcomes"], arows, "lrrrl")]
         parts += ["", f"albgate runs with any failed request: {len(failures)} of "
                       f"{sum(t[ALBGATE]['runs'] for t in summary.values() if ALBGATE in t)} (target: 0); "
-                      f"outcomes: {dict(total)}"]
+                      f"outcomes: {', '.join(f'{k} {v}' for k, v in total.most_common())}"]
         for f in failures[:50]:
             parts.append(f"  DROPPED {f['failed_requests']} on {f['scenario']} seed {f['seed']} ({f['outcome']}, "
                          f"{f['failed_by_cause']}): {f['reproduce']}")
@@ -117,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", nargs="*", default=list(STRATEGIES), choices=list(STRATEGIES))
     ap.add_argument("--workers", type=int, default=MAX_WORKERS, help=f"processes, at most {MAX_WORKERS}")
     ap.add_argument("--out", type=Path, default=None, help="directory for safety.json (default out/bench)")
+    add_write_docs(ap, "safety")
     args = ap.parse_args(argv)
     files = scenario_files(args.scenarios)
     n_albgate = args.seeds if args.albgate_seeds is None else args.albgate_seeds
@@ -132,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     failures = albgate_failures(runs, names)
     text = render(summary, failures)
     print(text)
-    print(f"\n{len(runs)} runs in {wall:.0f} s on {min(args.workers, MAX_WORKERS)} process(es); seeds 1..{args.seeds} "
-          f"(albgate 1..{n_albgate})")
+    sample = (f"seeds 1-{args.seeds} of each strategy, albgate 1-{n_albgate}, on {len(files)} scenarios: "
+              f"{len(runs)} runs in {wall:.0f} s on {min(args.workers, MAX_WORKERS)} process(es)")
+    print(f"\n{sample}")
     path = write_result("safety", {
         "benchmark": "safety", "command": command_line(), "machine": info, "wall_seconds": round(wall, 1),
         "workers": min(args.workers, MAX_WORKERS),
@@ -143,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary, "albgate_runs_with_failed_requests": failures, "table": text, "runs": runs,
     }, args.out)
     print(f"wrote {path}")
+    if args.write_docs:
+        header = docs_header(info, sample=sample, template_key=pinned_template()[0])
+        print(f"wrote {write_docs(args.write_docs, 'safety', 'Safety: failed requests', header, text)}")
     return 0
 
 

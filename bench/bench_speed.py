@@ -15,7 +15,8 @@ hardened-readiness-gate and readiness-gate itself.
 
 Run: .venv/bin/python bench/bench_speed.py --from out/bench/safety.json
      .venv/bin/python bench/bench_speed.py [--seeds 200] [--scenarios a b] [--workers 2]
-Method and results: docs/benchmarks.md.
+     with --write-docs the tables also go to docs/results/speed.md
+Method: docs/benchmarks.md, section 2; results: docs/results/speed.md.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from _common import (  # noqa: E402
     MAX_WORKERS,
     SUCCEEDED,
     TARGET_RATIO,
+    add_write_docs,
     command_line,
+    docs_header,
     fmt,
     machine,
     markdown_table,
@@ -44,6 +47,7 @@ from _common import (  # noqa: E402
     scenario_files,
     simulate_grid,
     summary,
+    write_docs,
     write_result,
 )
 
@@ -138,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenarios", nargs="*", default=None)
     ap.add_argument("--workers", type=int, default=MAX_WORKERS)
     ap.add_argument("--out", type=Path, default=None)
+    add_write_docs(ap, "speed")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     if args.source:
@@ -161,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
                                   "wall_seconds": round(wall, 1), **provenance, "speed": result, "table": text,
                                   **({} if args.source else {"runs": runs})}, args.out)
     print(f"wrote {path}")
+    if args.write_docs:
+        n = sum(1 for r in runs if r["strategy"] == ALBGATE)
+        header = docs_header(info or {}, sample=f"albgate seeds 1-{provenance['seeds']}: {n} runs",
+                             template_key=provenance["template_key"],
+                             source=provenance.get("source_command"))
+        print(f"wrote {write_docs(args.write_docs, 'speed', 'Speed: albgate over the lower bound', header, text)}")
     return 0
 
 

@@ -23,8 +23,9 @@ Job:
   size in MB (10^6 bytes).
 Invariant: nothing is imported into this process from the handlers; every number comes from a child process.
 
-Run: .venv/bin/python bench/bench_startup.py [--repeat 5] [--modules m ...] [--skip-bundle]
-Method and results: docs/benchmarks.md.
+Run: .venv/bin/python bench/bench_startup.py [--repeat 5] [--modules m ...] [--skip-bundle] [--write-docs]
+Method: docs/benchmarks.md, section 4; results: docs/results/startup.md (with --write-docs; wall times: run it
+on an idle machine).
 """
 
 from __future__ import annotations
@@ -45,7 +46,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, command_line, fmt, machine, markdown_table, pinned_template, write_result  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    add_write_docs,
+    command_line,
+    docs_header,
+    fmt,
+    machine,
+    markdown_table,
+    pinned_template,
+    write_docs,
+    write_result,
+)
 
 HEAVY = ("kubernetes", "boto3", "botocore", "pydantic", "aws_lambda_powertools", "aws_xray_sdk", "urllib3", "yaml")
 TARGET_MS = 300.0
@@ -228,8 +240,11 @@ def bundle_asset(tmp: Path) -> dict[str, Any]:
     return result
 
 
+LAYOUTS = ("venv", "asset layout with bytecode", "asset layout, no .pyc")  # the table's column order
+
+
 def render(rows: list[dict[str, Any]], asset: dict[str, Any] | None) -> str:
-    layouts = sorted({r["layout"] for r in rows}, key=lambda x: x != "venv")
+    layouts = sorted({r["layout"] for r in rows}, key=LAYOUTS.index)
     table_rows = []
     for label in dict.fromkeys(r["label"] for r in rows):
         by = {r["layout"]: r for r in rows if r["label"] == label}
@@ -263,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time the health check's first invocation over the kubernetes client (the path "
                          "before kube_http, and a write's first call today)")
     ap.add_argument("--out", type=Path, default=None)
+    add_write_docs(ap, "startup")
     args = ap.parse_args(argv)
     info = machine()
     mods = [(m, n) for m, n in handler_modules() if args.modules is None or m in args.modules]
@@ -327,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
         "verdict": verdict, "table": text,
     }, args.out)
     print(f"wrote {path}")
+    if args.write_docs:
+        sample = (f"median of {args.repeat} runs of {len(mods)} handler modules"
+                  + ("" if asset else ", venv only (--skip-bundle)"))
+        header = docs_header(info, sample=sample, template_key=pinned_template()[0])
+        print(f"wrote {write_docs(args.write_docs, 'startup', 'Start-up: handler import times', header, text)}")
     return 0
 
 

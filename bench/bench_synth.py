@@ -6,9 +6,10 @@ measured as wall time, ``--repeat`` rounds interleaved so that the machine's loa
   installs both locks and Pyodide compiles their bytecode;
 - ``warm, new outdir``: the cache filled by the cold run, a new output folder: the bundles are copied from it;
 - ``warm, same outdir``: the output folder of the previous synth: CDK finds the staged assets and copies nothing.
-The medians and the ratio of each warm kind to cold go to ``out/bench/synth.json`` and to docs/foundation.md.
+The medians and the ratio of each warm kind to cold go to ``out/bench/synth.json`` (the table measured so far is
+in docs/foundation.md, "Measured").
 
-Run: .venv/bin/python bench/bench_synth.py [--repeat 3]
+Run: .venv/bin/python bench/bench_synth.py [--repeat 3] [--write-docs]   (the table also goes to docs/results/synth.md)
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, command_line, machine, markdown_table, write_result  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    add_write_docs,
+    command_line,
+    docs_header,
+    machine,
+    markdown_table,
+    write_docs,
+    write_result,
+)
 
 KINDS = ("cold", "warm, new outdir", "warm, same outdir")
 
@@ -45,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None)
+    add_write_docs(ap, "synth")
     args = ap.parse_args(argv)
+    info = machine()
     times: dict[str, list[float]] = {k: [] for k in KINDS}
     with tempfile.TemporaryDirectory(prefix="albgate-bench-synth-") as tmpname:
         tmp = Path(tmpname)
@@ -60,9 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             for k in KINDS]
     table = markdown_table(["synth (`python app.py`, bundling on)", "median s", "range s", "x cold"], rows, "lrrr")
     print(table)
-    path = write_result("synth", {"benchmark": "synth", "command": command_line(), "machine": machine(),
+    path = write_result("synth", {"benchmark": "synth", "command": command_line(), "machine": info,
                                   "repeat": args.repeat, "seconds": times, "median": med, "table": table}, args.out)
     print(f"wrote {path}")
+    if args.write_docs:
+        header = docs_header(info, sample=f"{args.repeat} rounds of the three kinds, interleaved")
+        print(f"wrote {write_docs(args.write_docs, 'synth', 'Synth: cold and warm', header, table)}")
     return 0
 
 

@@ -42,7 +42,7 @@ class Simulation:
         self.kube = SimKubernetes(self)
         self.elb = SimElb(self, caller="albgate")
         # albgate's share of the account's Describe* bucket, with the stack's default rate and burst. One
-        # rollout never waits for it; bench/_common.replay puts many rollouts behind one (docs/benchmarks.md).
+        # rollout never waits for it; bench/replay.replay puts many rollouts behind one (docs/benchmarks.md).
         self.budget = LocalBudget(self.clock)
         self._build()
 

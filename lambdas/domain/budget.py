@@ -27,11 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The share albgate takes by default: 4.5 calls/s with bursts of 30, of the bucket's 10/s and 40 (docs/facts.md, ELB
-# API throttling). The rest is left to the controllers (0.115 tokens/s per rollout of the example app: 5.75/s for
-# fifty) and to other callers. Chosen by replaying concurrent rollouts started within 10 s (docs/benchmarks.md
-# section 3): with 4.5/s, fifty short rollouts throttle no call even while other callers take 2 calls/s; 5/s lets
-# calls be throttled then, and 6/s as soon as anybody else polls. The price: from about 25 short rollouts at once,
-# some wait for their turn and are more than 10 % slower. A single rollout asks well under 1 call/s and never waits.
+# API throttling). The rest is left to the controllers and to other callers. Chosen by replaying concurrent
+# rollouts started within 10 s (docs/benchmarks.md section 3), which at the time showed fifty short rollouts
+# throttling no call; with the controller modelled per version and the bucket serving calls as they come, the
+# controllers of fifty rollouts ask about 8 of the 10 tokens a second themselves, and the replay throttles calls
+# (docs/results/cost.md). A single rollout asks well under 1 call/s and never waits.
 DEFAULT_RATE_PER_SECOND = 4.5
 DEFAULT_BURST = 30
 
