@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from albgate.sim.manifests import bootstrap_hardened
 from lambdas.domain import safety
+from lambdas.domain.gate import REGISTRATION_GRACE_SECONDS
 from lambdas.domain.models import RolloutPolicy
 from lambdas.domain.plan import batch_sizes, step_targets
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, HEALTHY, INITIAL, DeploymentPatch
@@ -157,6 +158,7 @@ class _Oracle:
         self.steps_log: list[tuple[str, int, float]] = []
         self.handed_over: list[_Seen] = []  # the previous step's released pods' targets, still in a group
         self.deregistered: set[tuple[str, str, int]] = set()  # (arn, ip, id(pod)) it deregistered
+        self.missing_since: dict[tuple[str, str], float] = {}  # (arn, pod name): first seen missing from the group
 
     def start(self, images: dict[str, str] | None, *, rollback: bool = False) -> None:
         d, sim = self.d, self.sim
@@ -211,6 +213,26 @@ class _Oracle:
         mine = states.get(ip or "", {})
         return all(mine.get(arn) == HEALTHY for arn in self.sim.alb.tgs)
 
+    def _register_missing(self, active: list[Any]) -> None:
+        """As albgate's gate does (lambdas.domain.gate.targets_to_register): a step's ContainersReady pod missing
+        from a target group for REGISTRATION_GRACE_SECONDS is registered there; the oracle sees that at once."""
+        now = self.sim.clock.t
+        for p in active:
+            if not (p.containers_ready and p.ip) or p.terminating or ALBGATE_GATE not in p.readiness_gates:
+                continue
+            for tg in self.sim.alb.tgs.values():
+                t = tg.targets.get(p.ip)
+                key = (tg.arn, p.name)
+                if t is not None and t.state != DRAINING:
+                    self.missing_since.pop(key, None)
+                    continue
+                since = self.missing_since.setdefault(key, now)
+                if now >= since + REGISTRATION_GRACE_SECONDS:
+                    self.sim.alb.register(tg, p)
+                    self.missing_since.pop(key, None)
+                else:  # make sure an event happens when the grace ends, so tick() sees it
+                    self.sim.loop.at(since + REGISTRATION_GRACE_SECONDS + 1e-6, lambda: None)
+
     def tick(self) -> None:
         if self.result is not None:
             return
@@ -221,6 +243,7 @@ class _Oracle:
         target = self.plan[self.step]
         active = new.active()
         released = sum(1 for p in active if self._released(p))
+        self._register_missing(active)
         seen = self.view()
         leaving = [self._deregister(s) for s in seen if s.pod.terminating or s.pod.exited]
         # the previous step's old targets, handed over still draining, hold this step's releases until they left

@@ -183,10 +183,10 @@ def test_scenario_table_writes_the_per_scenario_tables(out):
     # Given one scenario / When scenario_table runs with --write-docs
     stdout = run_script("scenario_table.py", "--scenarios", "seed-app", "--write-docs", str(out / "docs"))
     path = out / "docs" / "scenarios.md"
-    assert_docs_file(path, stdout, sample="1 scenario(s) x 6 strategies")
+    assert_docs_file(path, stdout, sample="1 scenario(s) x 7 strategies")
     # Then one summary row for the scenario, and one row per strategy with the failures by cause
     rows = [line for line in docs_tables(path) if line.startswith("| seed-app |")]
-    assert len(rows) == 1 + 6
+    assert len(rows) == 1 + 7
     assert rows[0].startswith("| seed-app | 1 | ") and "| **0** / " in rows[0]
 
 

@@ -196,14 +196,13 @@ def test_the_ideal_poller_looks_once_per_interval():
 
 
 def test_a_lower_bound_is_given_only_for_a_rollout_that_ended_the_way_the_oracle_did():
-    # Given a scenario where the oracle rolls back (throttled-account on a starved bucket: the step deadline
-    # passes while the controller cannot register the new targets. The bucket serves calls in arrival order,
-    # so the shipped 12 calls/s against a 10/s refill leaves the controller most of its calls; at 0.01/s it
-    # gets nearly none) / When a strategy that never finishes is measured
+    # Given throttled-account on a starved bucket (0.01 tokens/s: the controller gets nearly no call, so its gate
+    # never opens), where the oracle still gets through (it sees the targets for free and registers missing ones
+    # as albgate does) / When the controller's gate alone is measured
     shipped = load_scenario(SCENARIOS / "throttled-account.yaml")
     throttled = shipped.model_copy(update={"alb": shipped.alb.model_copy(
         update={"describe_bucket_refill_per_second": 0.01})})
-    assert simulate(throttled, "oracle", 1, lower_bound=False).outcome == "rolled_back"
+    assert simulate(throttled, "oracle", 1, lower_bound=False).outcome == "succeeded"
     r = simulate(throttled, "readiness-gate", 1)
     # Then there is no bound: the oracle's rollback says nothing about a rollout that failed (or succeeded)
     assert r.outcome == "failed" and r.lower_bound_seconds is None
