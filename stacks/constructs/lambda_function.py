@@ -157,13 +157,19 @@ class AlbgateFunction(Construct):
                 f"{'/'.join(elb_reads)} have no resource types in the Service Authorization Reference for "
                 "Elastic Load Balancing V2 (read-only; target groups are chosen at run time by the Ingress)"
             )
-        if spec.elb_deregister and cluster_names:
-            # Only target groups the Load Balancer Controller of a configured cluster manages: it tags each one
-            # with elbv2.k8s.aws/cluster = the cluster's name (the tag its own IAM policy conditions on).
+        # ELB writes only on target groups the Load Balancer Controller of a configured cluster manages: it tags each
+        # one with elbv2.k8s.aws/cluster = the cluster's name (the tag its own IAM policy conditions on).
+        target_group_writes = [
+            (spec.elb_deregister, "DrainReleasedTargets", "elasticloadbalancing:DeregisterTargets"),
+            (spec.elb_register, "RegisterMissedTargets", "elasticloadbalancing:RegisterTargets"),
+        ]
+        for wanted, sid, action in target_group_writes:
+            if not (wanted and cluster_names):
+                continue
             self.role.add_to_policy(
                 iam.PolicyStatement(
-                    sid="DrainReleasedTargets",
-                    actions=["elasticloadbalancing:DeregisterTargets"],
+                    sid=sid,
+                    actions=[action],
                     resources=[
                         stack.format_arn(service="elasticloadbalancing", resource="targetgroup", resource_name="*/*")
                     ],
@@ -171,25 +177,9 @@ class AlbgateFunction(Construct):
                 )
             )
             wildcard_reasons.append(
-                "elasticloadbalancing:DeregisterTargets on targetgroup/*/* of this account and Region, conditioned "
-                f"on the {CLUSTER_TAG} tag naming a configured cluster: the controller creates and names its "
-                "target groups at run time, so the tag is the narrowest fixed selector"
-            )
-        if spec.elb_register and cluster_names:
-            # The same target groups as the drain's DeregisterTargets: those a configured cluster's controller tags.
-            self.role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="RegisterMissedTargets",
-                    actions=["elasticloadbalancing:RegisterTargets"],
-                    resources=[
-                        stack.format_arn(service="elasticloadbalancing", resource="targetgroup", resource_name="*/*")
-                    ],
-                    conditions={"StringEquals": {f"aws:ResourceTag/{CLUSTER_TAG}": sorted(set(cluster_names))}},
-                )
-            )
-            wildcard_reasons.append(
-                "elasticloadbalancing:RegisterTargets on targetgroup/*/* of this account and Region, conditioned "
-                f"on the {CLUSTER_TAG} tag naming a configured cluster, for the same reason as DeregisterTargets"
+                f"{action} on targetgroup/*/* of this account and Region, conditioned on the {CLUSTER_TAG} tag "
+                "naming a configured cluster: the controller creates and names its target groups at run time, so "
+                "the tag is the narrowest fixed selector"
             )
         if spec.ecr_read and ecr_repository_arns:
             self.role.add_to_policy(
