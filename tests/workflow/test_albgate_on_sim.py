@@ -34,6 +34,9 @@ def scenario(name: str):
 OUTCOMES = [
     # scenario, expected outcome, expected final image
     ("seed-app", "succeeded", "ikubernetes/myapp:v2"),
+    ("seed-app-hardened", "succeeded", "ikubernetes/myapp:v2"),
+    ("slow-registration", "succeeded", "ikubernetes/myapp:v2"),
+    ("large-deployment", "succeeded", "ikubernetes/myapp:v2"),
     ("auto-mode", "succeeded", "ikubernetes/myapp:v2"),
     ("auto-mode-slow-registration", "succeeded", "ikubernetes/myapp:v2"),
     ("labelled-after-pods", "succeeded", "ikubernetes/myapp:v2"),
@@ -80,6 +83,10 @@ SAMPLE_SEEDS = (7, 8)
 # 6 s late; docs/benchmarks.md, section 2). So a single sampled seed is held to the measured worst, with a margin,
 # to catch regressions.
 TARGET_RATIO, SAMPLE_RATIO_BOUND = 1.25, 1.4
+
+
+def test_every_shipped_scenario_has_its_expected_outcome_here():
+    assert {o[0] for o in OUTCOMES} == {p.stem for p in SCENARIOS.glob("*.yaml")}
 
 
 def test_the_seed_app_as_shipped_rolls_within_the_target_of_its_lower_bound():
