@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     strategy = resolve_strategy(args.strategy)
     seed = scenario.seed if args.seed is None else args.seed
+    if scenario.fleet.deployments > 1:
+        return _run_fleet(scenario, strategy, seed, args.json)
     if not args.json:
         print(f"simulating {scenario.name} with {strategy} (seed {seed}) ...", file=sys.stderr, flush=True)
     result = simulate(scenario, strategy, seed)
@@ -63,6 +65,43 @@ def run(args: argparse.Namespace) -> int:
           f" (lower bound {'n/a' if lb is None else f'{lb:.1f} s'}, oracle on the same scenario and seed)")
     calls = ", ".join(f"{k} {v}" for k, v in result.describe_target_health_calls_by_caller.items()) or "none"
     print(f"DescribeTargetHealth calls  {calls}; throttled: "
+          f"{', '.join(f'{k} {v}' for k, v in result.throttled_calls_by_caller.items()) or 'none'}")
+    print(f"simulated          {result.simulated_seconds:.0f} s in {result.wall_seconds:.3f} s wall, {result.events} events")
+    return 0
+
+
+def _run_fleet(scenario, strategy: str, seed: int, as_json: bool) -> int:  # noqa: ANN001 - a Scenario
+    """A fleet scenario: every copy's rollout at once in one world; one line per rollout, then the world's totals."""
+    from albgate.sim.fleet import FLEET_STRATEGIES, print_progress, run_fleet
+
+    if strategy not in FLEET_STRATEGIES:
+        raise UsageError(f"--strategy {strategy}: a fleet scenario ({scenario.fleet.deployments} deployments) runs "
+                         f"with {', '.join(FLEET_STRATEGIES)}")
+    n = scenario.fleet.deployments
+    if not as_json:
+        print(f"simulating {scenario.name}: {n} rollouts at once with {strategy} (seed {seed}) ...",
+              file=sys.stderr, flush=True)
+    result = run_fleet(scenario, strategy, seed, progress=None if as_json else print_progress)
+    if as_json:
+        print(json.dumps(result.to_json(), sort_keys=True))
+        return 0
+    print(f"{scenario.name}: {scenario.description}".rstrip(": "))
+    print()
+    print(f"{'deployment':<24} {'start s':>8} {'outcome':<12} {'rollout s':>9} {'failed requests':>16}")
+    for r in result.rollouts:
+        took = "-" if r.seconds is None else f"{r.seconds:.1f}"
+        print(f"{r.deployment:<24} {r.started_at:>8.1f} {r.outcome:<12} {took:>9} "
+              f"{f'{r.failed_requests} of {r.requests}':>16}")
+    print()
+    times = result.to_json()["rollout_seconds"]
+    causes = ", ".join(f"{k} {v}" for k, v in result.failed_by_cause.items()) or "none"
+    print(f"rollouts           {n - result.failed_rollouts} of {n} succeeded")
+    print(f"requests           {result.requests} ({result.failed_requests} failed: {causes})")
+    if times:
+        print(f"rollout time       median {times['median']:.1f} s, p99 {times['p99']:.1f} s, worst {times['worst']:.1f} s;"
+              f" makespan {'n/a' if result.makespan_seconds is None else f'{result.makespan_seconds:.1f} s'}")
+    calls = ", ".join(f"{k} {v} ({v / n:.1f} per rollout)" for k, v in result.describe_calls_by_caller.items())
+    print(f"DescribeTargetHealth calls  {calls or 'none'}; throttled: "
           f"{', '.join(f'{k} {v}' for k, v in result.throttled_calls_by_caller.items()) or 'none'}")
     print(f"simulated          {result.simulated_seconds:.0f} s in {result.wall_seconds:.3f} s wall, {result.events} events")
     return 0

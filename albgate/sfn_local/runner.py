@@ -201,6 +201,9 @@ class _Run:
     clock: Clock
     invoke: Invoke
     on_task_token: OnTaskToken | None
+    name: str = ""
+    real_start: float = 0.0
+    started_at: float = 0.0
     execution: Any = None
     started: threading.Event = field(default_factory=threading.Event)
     invocations: list[Invocation] = field(default_factory=list)
@@ -414,52 +417,91 @@ class LocalStateMachine:
         if outer is not None and threading.current_thread() is threading.main_thread():
             raise LocalRunnerError("one execution at a time: run() is already executing (start a second one from "
                                    "inside the first one's invoke hook or task-token callback)")
+        run = self.begin(input, name, clock=clock, invoke=invoke, on_task_token=on_task_token)
+        try:
+            self._wait_until_done(run.execution, name)
+            return self.result(run)
+        finally:
+            self.end(run)
+            self._run = outer
+
+    # --- the steps of a run, for a scheduler that interleaves several (albgate.sfn_local.interleave) ------
+    def begin(
+        self,
+        input: Any,
+        name: str,
+        *,
+        clock: Clock | None = None,
+        invoke: Invoke | None = None,
+        on_task_token: OnTaskToken | None = None,
+    ) -> _Run:
+        """Start an execution and make it the current run (the one the hooks' callbacks serve); it runs on
+        moto's thread from here. Whoever begins a run must ``end`` it."""
+        if self._backend is None:
+            raise LocalRunnerError("open the machine first: `with LocalStateMachine(...) as machine:`")
         run = self._run = _Run(
             clock=clock or self.clock,
             invoke=invoke or self.invoke or self.invoke_handler,
             on_task_token=on_task_token or self.on_task_token,
+            name=name,
+            real_start=time.perf_counter(),
         )
         self._jitter.seed(f"albgate-retry-jitter/{name}")
-        real_start = time.perf_counter()
-        started_at = run.clock.now()
-        try:
-            execution = moto_hooks.start_execution(self._backend, self.state_machine_arn, name, json.dumps(input))
-            run.execution = execution
-            run.started.set()
-            self._wait_until_done(execution, name)
-            stopped_at = run.clock.now()
-            if run.errors:
-                first = run.errors[0]
-                if isinstance(first, LocalRunnerError):
-                    raise first
-                raise LocalRunnerError(f"execution {name!r}: {first!r}") from first
-            history = moto_hooks.execution_history(execution)
-            visited, retries = _walk(history)
-            status, output, error, cause = moto_hooks.execution_outcome(execution)
-            return ExecutionResult(
-                name=name,
-                status=status,
-                output=output if status == "SUCCEEDED" else None,
-                error=error,
-                cause=cause,
-                history=history,
-                visited=visited,
-                state_transitions=len(visited) + retries,
-                retries=retries,
-                invocations=list(run.invocations),
-                started_at=started_at,
-                stopped_at=stopped_at,
-                real_seconds=time.perf_counter() - real_start,
-            )
-        finally:
-            if run.execution is not None:
-                self._release(run.execution, "run ended")
-                arn = getattr(run.execution, "exec_arn", None) or getattr(run.execution, "execution_arn", None)
-                if arn:
-                    self.ended[str(arn)] = moto_hooks.execution_outcome(run.execution)[0]
-                moto_hooks.forget_execution(self._backend, run.execution)
-            moto_hooks.prune_finished_threads()
-            self._run = outer
+        run.started_at = run.clock.now()
+        execution = moto_hooks.start_execution(self._backend, self.state_machine_arn, name, json.dumps(input))
+        run.execution = execution
+        run.started.set()
+        return run
+
+    def serve(self, run: _Run) -> None:
+        """Make ``run`` the one the hooks' callbacks serve (a scheduler hands the turn to it)."""
+        self._run = run
+
+    @property
+    def current_run(self) -> _Run | None:
+        return self._run
+
+    @staticmethod
+    def running(run: _Run) -> bool:
+        return moto_hooks.execution_outcome(run.execution)[0] == "RUNNING"
+
+    def result(self, run: _Run) -> ExecutionResult:
+        """What a finished run did; raises LocalRunnerError when the runner itself failed during it."""
+        stopped_at = run.clock.now()
+        if run.errors:
+            first = run.errors[0]
+            if isinstance(first, LocalRunnerError):
+                raise first
+            raise LocalRunnerError(f"execution {run.name!r}: {first!r}") from first
+        history = moto_hooks.execution_history(run.execution)
+        visited, retries = _walk(history)
+        status, output, error, cause = moto_hooks.execution_outcome(run.execution)
+        return ExecutionResult(
+            name=run.name,
+            status=status,
+            output=output if status == "SUCCEEDED" else None,
+            error=error,
+            cause=cause,
+            history=history,
+            visited=visited,
+            state_transitions=len(visited) + retries,
+            retries=retries,
+            invocations=list(run.invocations),
+            started_at=run.started_at,
+            stopped_at=stopped_at,
+            real_seconds=time.perf_counter() - run.real_start,
+        )
+
+    def end(self, run: _Run) -> None:
+        """Release what a run holds (abort it if still running, fail its open task tokens) and let the backend
+        forget it, remembering its terminal status for DescribeExecution."""
+        if run.execution is not None:
+            self._release(run.execution, "run ended")
+            arn = getattr(run.execution, "exec_arn", None) or getattr(run.execution, "execution_arn", None)
+            if arn:
+                self.ended[str(arn)] = moto_hooks.execution_outcome(run.execution)[0]
+            moto_hooks.forget_execution(self._backend, run.execution)
+        moto_hooks.prune_finished_threads()
 
     def _wait_until_done(self, execution: Any, name: str) -> None:
         deadline = time.monotonic() + self.real_timeout_seconds

@@ -58,6 +58,9 @@ class SimulationResult:
 
 def run_strategy(scenario: Scenario, strategy: str, seed: int | None = None) -> tuple[Simulation, StrategyRun]:
     """Build the world for ``strategy``, run it to the end of settling; return the world and the run."""
+    if scenario.fleet.deployments > 1:
+        raise ValueError(f"scenario {scenario.name!r} is a fleet of {scenario.fleet.deployments} deployments: run it "
+                         "with albgate.sim.fleet.run_fleet (albgate simulate does)")
     strat = get_strategy(strategy)
     sim = Simulation(strat.prepare(scenario), seed)
     sim.run_until(sim.rollout_start)

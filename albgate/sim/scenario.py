@@ -45,7 +45,8 @@ class _Strict(BaseModel):
 # Bounds that keep a simulation finite: no scenario may ask for more simulated time than a rollout execution may
 # last (the state machine's 48 h timeout), nor for so many requests that a run takes hours of real time.
 MAX_SECONDS = 48 * 3600
-MAX_REQUESTS = 5_000_000  # traffic.rate_per_second x (rollout.start_at_seconds + horizon_seconds)
+MAX_REQUESTS = 5_000_000  # traffic.rate_per_second x fleet.deployments x (rollout.start_at_seconds + horizon_seconds)
+MAX_DEPLOYMENTS = 2000  # copies of the app in one simulated world (fleet.deployments)
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 
 
@@ -411,6 +412,22 @@ class FaultsSpec(_Strict):
     )
 
 
+class FleetSpec(_Strict):
+    """Many copies of the app rolling at once in one account: one cluster, one Load Balancer Controller, one
+    Describe* bucket, one albgate execution per copy."""
+
+    deployments: int = Field(
+        default=1, ge=1, le=MAX_DEPLOYMENTS,
+        description="copies of the app in the namespace, each with its own Deployment, Service, Ingress and target "
+        "group (names suffixed -1, -2, ... when more than one) and its own clients at traffic.rate_per_second",
+    )
+    start_within_seconds: float = Field(
+        default=0, ge=0, le=3600,
+        description="each copy's rollout starts at a seeded uniform time within this many seconds after "
+        "rollout.start_at_seconds",
+    )
+
+
 class Scenario(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -431,6 +448,7 @@ class Scenario(_Strict):
     traffic: TrafficSpec = Field(default_factory=TrafficSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     faults: FaultsSpec = Field(default_factory=FaultsSpec)
+    fleet: FleetSpec = Field(default_factory=FleetSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Scenario":
@@ -443,11 +461,13 @@ class Scenario(_Strict):
         names = [i.name for i in (self.ingress, *self.extra_ingresses)]
         if len(set(names)) != len(names):
             raise ValueError(f"ingress names must differ: {names}")
-        requests = self.traffic.rate_per_second * (self.rollout.start_at_seconds + self.horizon_seconds)
+        requests = (self.traffic.rate_per_second * self.fleet.deployments
+                    * (self.rollout.start_at_seconds + self.horizon_seconds))
         if requests > MAX_REQUESTS:
             raise ValueError(
-                f"traffic.rate_per_second x (rollout.start_at_seconds + horizon_seconds) is {requests:,.0f} "
-                f"requests; a scenario may simulate at most {MAX_REQUESTS:,}: lower the rate or the horizon"
+                f"traffic.rate_per_second x fleet.deployments x (rollout.start_at_seconds + horizon_seconds) is "
+                f"{requests:,.0f} requests; a scenario may simulate at most {MAX_REQUESTS:,}: lower the rate, the "
+                "number of deployments or the horizon"
             )
         return self
 

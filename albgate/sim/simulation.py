@@ -9,27 +9,70 @@ named stream seeded from (seed, stream name), and nothing reads the wall clock.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from lambdas.domain.budget import LocalBudget
 from lambdas.domain.models import RolloutRequest
 from lambdas.domain.ports import DRAINING, INITIAL, INJECT_LABEL, LBC_GATE_PREFIX, PodTemplate, Ports, TargetGroupBinding
+
+# The label that tells a fleet's copies apart (the Kubernetes recommended label for an app's instance).
+COPY_LABEL = "app.kubernetes.io/instance"
 from lambdas.domain.ports import Container as ContainerSpec
-from albgate.sim.alb import Alb
+from albgate.sim.alb import Alb, TargetGroupSim
 from albgate.sim.engine import EPOCH, EventLoop, VirtualClock
 from albgate.sim.kube import Cluster, DepObj, make_ingress, make_service
 from albgate.sim.lbc import LoadBalancerController, lbc_name
 from albgate.sim.ports import SimElb, SimKubernetes
 from albgate.sim.scenario import Scenario
-from albgate.sim.traffic import Traffic
+from albgate.sim.traffic import Stream, Traffic
+
+
+@dataclass
+class AppCopy:
+    """One copy of the scenario's app in the world: the only one, with the scenario's names, or one of a fleet's
+    ``fleet.deployments``, its names suffixed. ``start`` is when its rollout starts (virtual epoch seconds)."""
+
+    index: int
+    deployment: str
+    service: str
+    labels: dict[str, str]
+    start: float
+    traffic: Stream
+    groups: list[TargetGroupSim] = field(default_factory=list)
+
+    def request(self, scenario: Scenario) -> RolloutRequest:
+        """This copy's rollout as albgate's execution input."""
+        return RolloutRequest(cluster=scenario.cluster.name, namespace=scenario.namespace.name,
+                              deployment=self.deployment, container=scenario.rollout_container,
+                              image=scenario.rollout.image, policy=scenario.rollout.policy)
+
+
+def copy_suffix(scenario: Scenario, index: int) -> str:
+    """What copy ``index``'s names end with: nothing for a single app, -1, -2, ... in a fleet."""
+    return "" if scenario.fleet.deployments == 1 else f"-{index + 1}"
+
+
+def stream_name(base: str, index: int) -> str:
+    """The random stream of copy ``index``: copy 0 draws from the stream a single app does, so a one-app world
+    is unchanged, and a copy alone in a world (``only=[k]``) draws exactly what it draws in the fleet."""
+    return base if index == 0 else f"{base}/{index}"
 
 
 class Simulation:
-    """A scenario's world. ``kube``/``elb``/``clock`` are albgate's ports; ``advance``/``run_until`` move time."""
+    """A scenario's world. ``kube``/``elb``/``clock`` are albgate's ports; ``advance``/``run_until`` move time.
 
-    def __init__(self, scenario: Scenario, seed: int | None = None) -> None:
+    ``only`` builds just those copies of a fleet (each exactly as in the whole fleet: names, start time and
+    random draws), which is how a rollout's time alone is compared with its time among the others."""
+
+    def __init__(self, scenario: Scenario, seed: int | None = None, *, only: Sequence[int] | None = None) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
+        n = scenario.fleet.deployments
+        self.only = sorted(set(range(n) if only is None else only))
+        if not self.only or any(not 0 <= k < n for k in self.only):
+            raise ValueError(f"only={list(only or [])}: give copies between 0 and {n - 1}")
+        self.copies: list[AppCopy] = []
         self.clock = VirtualClock(EPOCH)
         self.loop = EventLoop(self.clock)
         self.rollout_start = EPOCH + scenario.rollout.start_at_seconds
@@ -95,51 +138,74 @@ class Simulation:
     # --- the world ------------------------------------------------------------------------------------
     def _build(self) -> None:
         sc = self.scenario
-        ns, app = sc.namespace.name, sc.app
+        ns = sc.namespace.name
         labels = {"kubernetes.io/metadata.name": ns}
         if sc.namespace.inject_label == "before_pods":
             labels[INJECT_LABEL] = "enabled"
         self.cluster.add_namespace(ns, labels)
-        selector = dict(sc.service.selector or app.labels)
-        svc = make_service(ns, sc.service.name, selector, sc.service.port, app.port)
-        self.cluster.add_service(svc)
-        groups = []
-        for ingress in (sc.ingress, *sc.extra_ingresses):
-            self.cluster.add_ingress(make_ingress(ns, ingress.name, ingress.ingress_class, ingress.annotations,
-                                                  svc.name, sc.service.port))
-            # What the controller builds for an ALB Ingress: one target group and one TargetGroupBinding per
-            # Service backend (docs/facts.md, Load Balancer Controller: registration and timing). Names follow
-            # its k8s-<ns>-<svc>-<hash> scheme.
-            name = lbc_name(ns, svc.name, f"{sc.cluster.name}/{ingress.name}")
-            tg = self.alb.create_target_group(name, app.port, ingress.target_type(), ingress.health_check(),
-                                              ingress.deregistration_delay())
-            tg.registration = ingress.registration_seconds
-            tgb = TargetGroupBinding(ns, name, tg.arn, ingress.target_type(), svc.name, sc.service.port)
-            self.cluster.add_tgb(tgb)
-            self.lbc.bind(tgb, tg, svc)
-            self.traffic.tgs.append(tg)
-            groups.append(tg)
-        template = PodTemplate(
-            containers=(ContainerSpec(app.container, app.image, app.pre_stop_sleep_seconds,
-                                      app.readiness_probe is not None),),
-            termination_grace_period_seconds=app.termination_grace_period_seconds,
-            labels=dict(app.labels),
-        )
-        d = DepObj(ns, app.deployment, self.cluster.uid(), app.replicas, dict(app.labels), template, app.max_surge,
-                   app.max_unavailable, app.min_ready_seconds, app.progress_deadline_seconds,
-                   app.revision_history_limit)
-        self.cluster.create_deployment(d, steady=True)
-        for tg in groups:
-            for pod in self.cluster.service_pods(svc):
-                self.alb.add_healthy(tg, pod)
+        starts = self._copy_starts()
+        for k in self.only:
+            self.copies.append(self._build_copy(k, starts[k]))
         if sc.namespace.inject_label == "after_pods":
             self.cluster.label_namespace(ns, INJECT_LABEL, "enabled")
         if sc.namespace.labelled_at_seconds is not None:
             at = max(self.clock.t, self.rel_to_abs(sc.namespace.labelled_at_seconds))
             self.loop.at(at, self._label_namespace)
         self.lbc.start()
-        self.log("setup", f"{app.replicas} pods of {app.image} Ready and healthy in {', '.join(g.name for g in groups)}; "
-                          f"{sc.traffic.rate_per_second:g} requests/s")
+        groups = [g.name for c in self.copies for g in c.groups]
+        shown = ", ".join(groups[:4]) + (f" and {len(groups) - 4} more" if len(groups) > 4 else "")
+        per_app = sc.app.replicas if len(self.copies) == 1 else f"{len(self.copies)} x {sc.app.replicas}"
+        self.log("setup", f"{per_app} pods of {sc.app.image} Ready and healthy in {shown}; "
+                          f"{sc.traffic.rate_per_second:g} requests/s" + (" per app" if len(self.copies) > 1 else ""))
+
+    def _copy_starts(self) -> list[float]:
+        """Every copy's rollout start, drawn for the whole fleet whichever copies are built."""
+        fleet = self.scenario.fleet
+        if fleet.start_within_seconds == 0:
+            return [self.rollout_start] * fleet.deployments
+        rng = self.rng("fleet-starts")
+        return [self.rollout_start + rng.uniform(0, fleet.start_within_seconds) for _ in range(fleet.deployments)]
+
+    def _build_copy(self, k: int, start: float) -> AppCopy:
+        sc = self.scenario
+        ns, app, suffix = sc.namespace.name, sc.app, copy_suffix(sc, k)
+        app_labels = dict(app.labels) if not suffix else {**app.labels, COPY_LABEL: f"{app.deployment}{suffix}"}
+        selector = dict(sc.service.selector or app.labels)
+        if suffix:
+            selector[COPY_LABEL] = app_labels[COPY_LABEL]
+        svc = make_service(ns, sc.service.name + suffix, selector, sc.service.port, app.port)
+        self.cluster.add_service(svc)
+        copy = AppCopy(k, app.deployment + suffix, svc.name, app_labels, start,
+                       self.traffic.add_stream(app.deployment + suffix, self.rng(stream_name("traffic", k))))
+        for ingress in (sc.ingress, *sc.extra_ingresses):
+            self.cluster.add_ingress(make_ingress(ns, ingress.name + suffix, ingress.ingress_class, ingress.annotations,
+                                                  svc.name, sc.service.port))
+            # What the controller builds for an ALB Ingress: one target group and one TargetGroupBinding per
+            # Service backend (docs/facts.md, Load Balancer Controller: registration and timing). Names follow
+            # its k8s-<ns>-<svc>-<hash> scheme.
+            name = lbc_name(ns, svc.name, f"{sc.cluster.name}/{ingress.name}{suffix}")
+            tg = self.alb.create_target_group(name, app.port, ingress.target_type(), ingress.health_check(),
+                                              ingress.deregistration_delay())
+            tg.registration = ingress.registration_seconds
+            tgb = TargetGroupBinding(ns, name, tg.arn, ingress.target_type(), svc.name, sc.service.port)
+            self.cluster.add_tgb(tgb)
+            self.lbc.bind(tgb, tg, svc)
+            self.traffic.route(copy.traffic, tg)
+            copy.groups.append(tg)
+        template = PodTemplate(
+            containers=(ContainerSpec(app.container, app.image, app.pre_stop_sleep_seconds,
+                                      app.readiness_probe is not None),),
+            termination_grace_period_seconds=app.termination_grace_period_seconds,
+            labels=dict(app_labels),
+        )
+        d = DepObj(ns, copy.deployment, self.cluster.uid(), app.replicas, dict(app_labels), template, app.max_surge,
+                   app.max_unavailable, app.min_ready_seconds, app.progress_deadline_seconds,
+                   app.revision_history_limit)
+        self.cluster.create_deployment(d, steady=True)
+        for tg in copy.groups:
+            for pod in self.cluster.service_pods(svc):
+                self.alb.add_healthy(tg, pod)
+        return copy
 
     def _label_namespace(self) -> None:
         ns = self.scenario.namespace.name
@@ -147,31 +213,30 @@ class Simulation:
         self.log("namespace", f"namespace {ns} labelled {INJECT_LABEL}=enabled: pods created from now get the gate")
 
     # --- helpers for strategies -------------------------------------------------------------------------
-    def deployment(self) -> DepObj:
-        return self.cluster.deployment(self.scenario.namespace.name, self.scenario.app.deployment)
+    def deployment(self, copy: int = 0) -> DepObj:
+        """The Deployment of the world's ``copy``-th app (the only one, unless the scenario is a fleet)."""
+        return self.cluster.deployment(self.scenario.namespace.name, self.copies[copy].deployment)
 
-    def rollout_request(self) -> RolloutRequest:
+    def rollout_request(self, copy: int = 0) -> RolloutRequest:
         """The scenario's rollout as albgate's execution input."""
-        sc = self.scenario
-        return RolloutRequest(cluster=sc.cluster.name, namespace=sc.namespace.name, deployment=sc.app.deployment,
-                              container=sc.rollout_container, image=sc.rollout.image, policy=sc.rollout.policy)
+        return self.copies[copy].request(self.scenario)
 
-    def current_image(self) -> str:
-        c = self.deployment().template.container(self.scenario.rollout_container)
+    def current_image(self, copy: int = 0) -> str:
+        c = self.deployment(copy).template.container(self.scenario.rollout_container)
         return c.image if c else ""
 
     def quiescent(self) -> bool:
         """The rollout's effects on traffic are over: no pod terminating, no target draining or `initial`,
-        no target left behind by a gone pod, and every ContainersReady pod registered in every group."""
+        no target left behind by a gone pod, and every ContainersReady pod registered in its Service's groups."""
         if any(p.terminating and not p.exited for p in self.cluster.pods.values()):
             return False
-        live = [p for b in self.lbc.bindings for p in self.cluster.service_pods(b.service)
-                if p.containers_ready and p.ip]
         for tg in self.alb.tgs.values():
             for t in tg.targets.values():
                 if t.state in (DRAINING, INITIAL) or t.pod.exited or t.pod.terminating:
                     return False
-            if any(p.ip not in tg.targets for p in live):
+        for b in self.lbc.bindings:
+            targets = b.tg.targets
+            if any(p.ip not in targets for p in self.cluster.service_pods(b.service) if p.containers_ready and p.ip):
                 return False
         return True
 

@@ -11,10 +11,12 @@ Invariant: a request fails at most once, with exactly one cause:
 - ``killed_in_flight``: its pod exited (SIGKILL, or an app that exits on SIGTERM) before it finished;
 - ``deregistration_delay_expired``: the target's deregistration delay ended while it was still running.
 The arrival times and durations come from their own seeded stream, so every strategy sees the same clients.
+Each app in the world (a fleet has many) has its own clients and counters; the world's totals add them up.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -42,17 +44,18 @@ def _duration_sampler(spec: Any, rng: Any) -> Callable[[], float] | None:
     return None
 
 
-class Traffic:
-    def __init__(self, sim: "Simulation") -> None:
-        spec = sim.scenario.traffic
-        self.sim = sim
-        self.rng = sim.rng("traffic")
+class Stream:
+    """One app's clients: Poisson arrivals at the scenario's rate, spread evenly over the app's target groups."""
+
+    def __init__(self, name: str, spec: Any, rng: Any, now: float) -> None:
+        self.name = name
+        self.rng = rng
         self.rate = spec.rate_per_second
         self.mean = spec.mean_duration_seconds
         self.max = spec.max_duration_seconds
-        self.sample_duration = _duration_sampler(spec, self.rng)  # None: exponential, inlined in flush()
+        self.sample_duration = _duration_sampler(spec, rng)  # None: exponential, inlined in flush()
         self.tgs: list["TargetGroupSim"] = []
-        self.next_arrival = sim.clock.t + (self.rng.expovariate(self.rate) if self.rate > 0 else float("inf"))
+        self.next_arrival = now + (rng.expovariate(self.rate) if self.rate > 0 else float("inf"))
         self.requests = 0
         self.failed: Counter[str] = Counter()
         self.failures: list[tuple[float, str]] = []  # (absolute time, cause)
@@ -75,17 +78,17 @@ class Traffic:
             self.n += 1
             pool = tg.pool()
             if not pool:
-                self._fail(t, "no_routable_target")
+                self.fail(t, "no_routable_target")
             else:
                 target = pool[tg.rr % len(pool)]
                 tg.rr += 1
                 pod = target.pod
                 if pod.exited or pod.sigtermed:
-                    self._fail(t, "connection_refused_terminated")
+                    self.fail(t, "connection_refused_terminated")
                 elif not pod.listening:
-                    self._fail(t, "pod_not_serving")
+                    self.fail(t, "pod_not_serving")
                 elif pod.broken:
-                    self._fail(t, "app_error")
+                    self.fail(t, "app_error")
                 else:
                     end = t + duration
                     inflight = pod.inflight
@@ -97,27 +100,96 @@ class Traffic:
             t += expo(rate)
         self.next_arrival = t
 
-    def _fail(self, t: float, cause: str) -> None:
+    def fail(self, t: float, cause: str) -> None:
         self.failed[cause] += 1
         self.failures.append((t, cause))
 
+    @property
+    def failed_requests(self) -> int:
+        return sum(self.failed.values())
+
+
+class Traffic:
+    """Every app's clients in the world. The first stream is the scenario's app (``tgs`` is its list of target
+    groups); a fleet adds one stream per copy. Before each event only the streams with an arrival due are
+    delivered (a heap on their next arrival), so many quiet apps cost nothing between their requests."""
+
+    def __init__(self, sim: "Simulation") -> None:
+        self.sim = sim
+        self.streams: list[Stream] = []
+        self._by_tg: dict[str, Stream] = {}
+        self._heap: list[tuple[float, int]] = []
+
+    def add_stream(self, name: str, rng: Any) -> Stream:
+        """A new app's clients, drawing arrivals and durations from ``rng`` (its own seeded stream)."""
+        stream = Stream(name, self.sim.scenario.traffic, rng, self.sim.clock.t)
+        self.streams.append(stream)
+        return stream
+
+    def route(self, stream: Stream, tg: "TargetGroupSim") -> None:
+        """``stream``'s requests go (in turn with its other groups) to ``tg``."""
+        if not stream.tgs:
+            heapq.heappush(self._heap, (stream.next_arrival, self.streams.index(stream)))
+        stream.tgs.append(tg)
+        self._by_tg[tg.arn] = stream
+
+    @property
+    def tgs(self) -> list["TargetGroupSim"]:
+        return self.streams[0].tgs
+
+    def flush(self, until: float) -> None:
+        """Deliver every request that arrives before ``until``, in every stream."""
+        if len(self.streams) == 1:
+            self.streams[0].flush(until)
+            return
+        heap, streams = self._heap, self.streams
+        while heap and heap[0][0] < until:
+            _, i = heapq.heappop(heap)
+            stream = streams[i]
+            stream.flush(until)
+            heapq.heappush(heap, (stream.next_arrival, i))
+
+    def _stream_of(self, target: "Target") -> Stream:
+        return self._by_tg.get(target.tg.arn) or self.streams[0]
+
     def kill_inflight(self, pod: "PodObj", cause: str) -> None:
         now = self.sim.clock.t
-        for end, _ in pod.inflight:
+        for end, target in pod.inflight:
             if end > now:
-                self._fail(now, cause)
+                self._stream_of(target).fail(now, cause)
         pod.inflight = []
 
     def drop_target_inflight(self, target: "Target", cause: str) -> None:
         now = self.sim.clock.t
         keep = []
+        stream = self._stream_of(target)
         for rec in target.pod.inflight:
             if rec[0] > now and rec[1] is target:
-                self._fail(now, cause)
+                stream.fail(now, cause)
             elif rec[0] > now:
                 keep.append(rec)
         target.pod.inflight = keep
 
+    # --- the world's totals --------------------------------------------------------------------------------
+    @property
+    def requests(self) -> int:
+        return sum(s.requests for s in self.streams)
+
+    @property
+    def failed(self) -> Counter[str]:
+        if len(self.streams) == 1:
+            return self.streams[0].failed
+        total: Counter[str] = Counter()
+        for s in self.streams:
+            total.update(s.failed)
+        return total
+
+    @property
+    def failures(self) -> list[tuple[float, str]]:
+        if len(self.streams) == 1:
+            return self.streams[0].failures
+        return sorted(f for s in self.streams for f in s.failures)
+
     @property
     def failed_requests(self) -> int:
-        return sum(self.failed.values())
+        return sum(s.failed_requests for s in self.streams)

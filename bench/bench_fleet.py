@@ -1,0 +1,135 @@
+"""Benchmark (not a test): many rollouts at once in one simulated account, albgate beside the controller's gate.
+
+Job: for each fleet size N (``--sizes``), build one world with N copies of the scenario's app (one cluster, one Load
+Balancer Controller reconciling every binding, one Describe* bucket shared by every caller), start the N rollouts
+at seeded times within ``--within`` seconds, and run them concurrently with ``albgate`` (N interleaved executions
+of the synthesized state machine) and with ``readiness-gate`` (N ``kubectl set image``, the controller's gate
+alone). Per N and strategy: failed requests, failed rollouts, Describe* calls per rollout by caller, the calls the
+bucket throttled by caller, rollout time (median / p99 / worst), the makespan (first start to last end), and
+for a sample of the rollouts (``--alone``, spread over the fleet) the slowdown: the rollout's time in the
+fleet over its time alone in the same world (same names, start and random draws, no other copy). Simulated
+seconds throughout, so machine load does not enter them; the wall time of each world is reported beside.
+
+Run: .venv/bin/python bench/bench_fleet.py [--scenario scenarios/seed-app-hardened.yaml] [--sizes 1 10 50]
+     [--within 10] [--alone 10] [--seed 1] [--write-docs]
+Method: docs/benchmarks.md, "Concurrent rollouts in one account"; results: docs/results/fleet.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    ROOT,
+    add_write_docs,
+    docs_header,
+    fmt,
+    machine,
+    markdown_table,
+    pinned_template,
+    write_docs,
+    write_result,
+)
+
+STRATEGIES = ("albgate", "readiness-gate")
+
+
+def alone_sample(n: int, k: int) -> list[int]:
+    """``k`` copies spread evenly over a fleet of ``n`` (all of them when k >= n)."""
+    if k >= n:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / max(1, k - 1)) for i in range(k)})
+
+
+def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: int) -> dict[str, Any]:
+    from albgate.sim import load_scenario
+    from albgate.sim.albgate_strategy import register_strategy  # importing it registers the albgate strategy
+    from albgate.sim.fleet import alone_seconds, print_progress, run_fleet
+
+    assert register_strategy
+    base = load_scenario(scenario_path)
+    rows: list[dict[str, Any]] = []
+    for n in sizes:
+        scenario = base.with_changes(fleet={"deployments": n, "start_within_seconds": within if n > 1 else 0})
+        for strategy in STRATEGIES:
+            print(f"{scenario.name}: {n} rollout(s) with {strategy} ...", file=sys.stderr, flush=True)
+            result = run_fleet(scenario, strategy, seed, progress=print_progress if n >= 10 else None)
+            sample = alone_sample(n, alone) if n > 1 else [0]
+            t0 = time.perf_counter()
+            for k in sample:
+                seconds = (result.rollouts[0].seconds if n == 1
+                           else alone_seconds(scenario, strategy, seed, k))
+                if seconds:
+                    result.alone_seconds[result.rollouts[k].deployment] = seconds
+            row = result.to_json()
+            row["alone_wall_seconds"] = round(time.perf_counter() - t0, 3)
+            row.pop("rollouts")
+            rows.append(row)
+    return {"scenario": str(scenario_path.relative_to(ROOT) if scenario_path.is_absolute() else scenario_path),
+            "sizes": sizes, "within_seconds": within, "alone_sample": alone, "seed": seed, "rows": rows}
+
+
+def tables(payload: dict[str, Any]) -> str:
+    def spread(d: dict[str, Any] | None, digits: int = 1) -> str:
+        if not d:
+            return "-"
+        return f"{fmt(d['median'], digits)} / {fmt(d['p99'], digits)} / {fmt(d['worst'], digits)}"
+
+    def calls(row: dict[str, Any], caller: str) -> str:
+        n = max(1, row["deployments"])
+        return fmt(row["describe_calls_by_caller"].get(caller, 0) / n, 1)
+
+    body = [
+        f"Scenario `{payload['scenario']}`, seed {payload['seed']}; with N > 1 the rollouts start at seeded times "
+        f"within {payload['within_seconds']:g} s; slowdown = time in the fleet / the same rollout alone, for "
+        f"{payload['alone_sample']} rollouts spread over the fleet.",
+        "",
+        markdown_table(
+            ["N", "strategy", "failed requests", "failed rollouts", "rollout s: median / p99 / worst",
+             "slowdown: median / p99 / worst", "makespan s", "Describe* per rollout: strategy / controller",
+             "throttled: strategy / controller", "wall s"],
+            [[r["deployments"], r["strategy"], f"{r['failed_requests']} of {r['requests']}", r["failed_rollouts"],
+              spread(r["rollout_seconds"]), spread(r["slowdown"], 2), fmt(r["makespan_seconds"], 1),
+              f"{calls(r, r['strategy']) if r['strategy'] == 'albgate' else '-'} / {calls(r, 'controller')}",
+              f"{r['throttled_calls_by_caller'].get(r['strategy'], 0)} / "
+              f"{r['throttled_calls_by_caller'].get('controller', 0)}",
+              fmt(r["wall_seconds"], 1)]
+             for r in payload["rows"]],
+            align="rl" + "r" * 8,
+        ),
+    ]
+    return "\n".join(body)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenario", type=Path, default=ROOT / "scenarios" / "seed-app-hardened.yaml")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
+    ap.add_argument("--within", type=float, default=10.0, help="start window, seconds (default %(default)s)")
+    ap.add_argument("--alone", type=int, default=10, help="rollouts per fleet timed alone (default %(default)s)")
+    ap.add_argument("--seed", type=int, default=1)
+    add_write_docs(ap, "fleet")
+    args = ap.parse_args()
+    if any(n < 1 for n in args.sizes):
+        ap.error("--sizes: every size must be 1 or more")
+    info = machine()
+    key, _ = pinned_template()
+    payload = run(args.scenario.resolve(), args.sizes, args.within, args.alone, args.seed)
+    payload["machine"] = info
+    write_result("fleet", payload)
+    text = tables(payload)
+    print(text)
+    if args.write_docs:
+        header = docs_header(info, sample=f"N = {', '.join(map(str, args.sizes))}, seed {args.seed}", template_key=key)
+        write_docs(args.write_docs, "fleet", "Concurrent rollouts in one account", header, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
