@@ -11,7 +11,13 @@ aws-load-balancer-controller#1719).
 Invariant: a target becomes ``healthy`` only in a health check that passed; a ``draining`` target receives
 new requests only during the lag, and leaves the group no later than the deregistration delay after it began;
 the Describe* bucket serves calls in the order they arrive, whoever makes them, the scenario's other callers
-(``faults.describe_load``) included.
+(``faults.describe_load``) included; a target is named by its Id and Port, as ELBv2 names it (docs/facts.md,
+"ELBv2 DeregisterTargets: Id, Port and absent targets"): a call naming an IP on another port than its target's
+leaves that target as it is.
+
+``SdkClient`` is the other side of the wire: what a botocore client configured as albgate's
+(``ALBGATE_ELB_RETRIES``) does around each call, retrying a throttled one in virtual time before the caller
+sees it (docs/facts.md, "botocore retries: standard and adaptive modes").
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ import heapq
 import math
 import random
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from lambdas.domain.errors import NotFoundError, ThrottledError
+from lambdas.domain.errors import AlbgateError, NotFoundError, ThrottledError
 from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, UNHEALTHY, TargetGroup, TargetHealth
 
 if TYPE_CHECKING:
@@ -42,11 +49,14 @@ DESCRIPTIONS = {
 
 
 class Target:
-    __slots__ = ("tg", "ip", "pod", "state", "reason", "passes", "fails", "registered_at", "dereg_at", "routable",
-                 "state_at_dereg", "last_end", "hc_event", "drain_event", "checks")
+    """One registered target: a pod's IP on ``port`` (the group's port unless registered on another one)."""
 
-    def __init__(self, tg: "TargetGroupSim", pod: "PodObj", now: float) -> None:
+    __slots__ = ("tg", "ip", "port", "pod", "state", "reason", "passes", "fails", "registered_at", "dereg_at",
+                 "routable", "state_at_dereg", "last_end", "hc_event", "drain_event", "checks")
+
+    def __init__(self, tg: "TargetGroupSim", pod: "PodObj", now: float, port: int | None = None) -> None:
         self.tg, self.pod, self.ip = tg, pod, pod.ip or ""
+        self.port = tg.port if port is None else port
         self.state, self.reason = INITIAL, "Elb.RegistrationInProgress"
         self.passes = self.fails = 0
         self.registered_at, self.dereg_at = now, None
@@ -212,10 +222,41 @@ class TokenBucket:
 
 
 class Alb:
+    """The ELBv2 API of the account's Application Load Balancers, and what they do with their targets.
+
+    States DescribeTargetHealth never answers here (docs/facts.md, "ELBv2 target states the simulation leaves
+    out"), each with what leaving it out risks:
+
+    * ``unused`` / ``Target.NotInUse``: a target group no listener rule forwards to, or a target in an
+      Availability Zone the load balancer does not enable. Every simulated group is attached and every pod's zone
+      enabled. Risk: a new pod scheduled in a zone the ALB lacks is never routed to, and albgate counts it as not
+      registered; the gate waits for it until the step deadline and then fails the step, old pods kept
+      (tests/sim/test_alb_strict.py pins that reaction), where a reason naming the zone would be quicker to act on.
+    * ``unused`` / ``Target.NotRegistered``: answered only for a target named in the call's ``Targets``; albgate
+      asks for the whole group, where an absent target is simply not listed, as here. No risk.
+    * ``unused`` / ``Target.InvalidState`` and ``Target.IpUnusable``: a stopped or terminated instance, an IP
+      reserved for the load balancer. Neither is a pod IP target. No risk.
+    * ``unavailable`` / ``Target.HealthCheckDisabled``: IP targets' health checks cannot be disabled. No risk.
+    * ``unavailable`` / ``Elb.InternalError``: ELB cannot say. albgate treats it as not registered in the gate
+      (waits) and as still routable in the drain check (waits), and never deregisters such a target itself.
+      Risk: none for safety; a long ELB-side outage shows only as a slower step.
+    * ``unhealthy.draining``: a Network Load Balancer state (unhealthy target connection termination off). No
+      risk for an ALB.
+
+    Also not modelled: DeregisterTargets' ``InvalidTarget`` (a target outside the group's VPC: every Id here is a
+    pod IP of the cluster), a second target for the same IP on another port (RegisterTargets leaves such a
+    target out, with a log line), and traffic to a target registered on a port the pod does not serve (it fails
+    every health check here, so only fail-open would route to it).
+    """
+
     def __init__(self, sim: "Simulation") -> None:
         self.sim = sim
         self.loop = sim.loop
         self.rng = sim.rng("alb")
+        # target group ARN -> the random stream its draws come from (a fleet's copies each have their own, so a
+        # copy alone in a world draws what it draws in the fleet); unlisted groups draw from "alb"
+        self.streams: dict[str, str] = {}
+        self._rngs: dict[str, Any] = {"alb": self.rng}
         spec = sim.scenario.alb
         load = [(sim.rel_to_abs(w.at_seconds),
                  sim.rel_to_abs(w.at_seconds + w.duration_seconds) if w.duration_seconds else float("inf"),
@@ -257,35 +298,50 @@ class Alb:
         self.describe_calls[caller] += 1
         self._spend(caller, "DescribeTargetHealth")
         tg = self.target_group(arn)
-        return [TargetHealth(t.ip, tg.port, t.state, "" if t.state == HEALTHY else t.reason,
+        return [TargetHealth(t.ip, t.port, t.state, "" if t.state == HEALTHY else t.reason,
                              DESCRIPTIONS.get(t.reason, "") if t.state != HEALTHY else "")
                 for t in tg.targets.values()]
 
     def deregister_targets(self, arn: str, targets: list[tuple[str, int]], caller: str) -> None:
         """DeregisterTargets as a client calls it. Not charged to the Describe* bucket (docs/facts.md, ELB API
-        throttling, gives the bucket for Describe* calls only; the mutating calls' own limit is not modelled). A
-        target that is not registered, or already draining, is left as it is."""
+        throttling, gives the bucket for Describe* calls only; the mutating calls' own limit is not modelled).
+
+        A target is its Id and Port: only a registered (IP, port) starts draining. One that is not registered, on
+        that port or at all, is no error and changes nothing, as ELBv2 answers (docs/facts.md, "ELBv2
+        DeregisterTargets: Id, Port and absent targets"); an IP named on a port other than its target's leaves
+        that target serving. One already draining is left as it is."""
         self.deregister_calls[caller] += 1
         tg = self.target_group(arn)
-        for ip, _port in targets:
-            if ip in tg.targets:
-                self.sim.log("target", f"{caller} deregisters {ip} from {tg.name}")
-                self.deregister(tg, ip)
+        for ip, port in targets:
+            t = tg.targets.get(ip)
+            if t is None or t.port != port:
+                where = "not registered" if t is None else f"registered on port {t.port}, not {port}"
+                self.sim.log("target", f"{caller} deregisters {ip}:{port} from {tg.name}: {where}, nothing to do")
+                continue
+            self.sim.log("target", f"{caller} deregisters {ip}:{port} from {tg.name}")
+            self.deregister(tg, ip)
 
     def register_targets(self, arn: str, targets: list[tuple[str, int]], caller: str) -> None:
-        """RegisterTargets as a client calls it, registering each IP as the controller's reconcile does
+        """RegisterTargets as a client calls it, registering each (IP, port) as the controller's reconcile does
         (``register``: a target already there stays as it is, a draining one is registered anew). Not charged to
         the Describe* bucket, like ``deregister_targets``. A target is the pod holding the IP (its health checks
-        reach that pod); an IP no live pod holds is not modelled and is left out, with a log line."""
+        reach that pod, on the target's port: a port the pod does not serve fails them); an IP no live pod holds
+        is not modelled and is left out, with a log line, and so is a second port for an IP registered on
+        another one."""
         self.register_calls[caller] += 1
         tg = self.target_group(arn)
-        for ip, _port in targets:
+        for ip, port in targets:
             pod = next((p for p in self.sim.cluster.pods.values() if p.ip == ip and not p.exited), None)
             if pod is None:
                 self.sim.log("target", f"{caller} registers {ip} in {tg.name}: no pod holds that IP, left out")
                 continue
-            self.sim.log("target", f"{caller} registers {ip} ({pod.name}) in {tg.name}")
-            self.register(tg, pod)
+            old = tg.targets.get(ip)
+            if old is not None and old.state != DRAINING and old.port != port:
+                self.sim.log("target", f"{caller} registers {ip}:{port} in {tg.name}: the IP is registered on port "
+                                       f"{old.port}; a second target for one IP is not modelled, left out")
+                continue
+            self.sim.log("target", f"{caller} registers {ip}:{port} ({pod.name}) in {tg.name}")
+            self.register(tg, pod, port)
 
     def describe_target_group(self, arn: str, caller: str) -> TargetGroup:
         # DescribeTargetGroups + DescribeTargetGroupAttributes: two Describe* calls from the same bucket
@@ -311,21 +367,29 @@ class Alb:
         t.state, t.reason = HEALTHY, ""
         tg.targets[t.ip] = t
         tg._pool = None
-        t.hc_event = self.loop.after(self.rng.uniform(0, tg.interval), self._health_check, t)
+        t.hc_event = self.loop.after(self._rng(tg).uniform(0, tg.interval), self._health_check, t)
 
-    def register(self, tg: TargetGroupSim, pod: "PodObj") -> None:
+    def _rng(self, tg: TargetGroupSim) -> Any:
+        name = self.streams.get(tg.arn, "alb")
+        rng = self._rngs.get(name)
+        if rng is None:
+            rng = self._rngs[name] = self.sim.rng(name)
+        return rng
+
+    def register(self, tg: TargetGroupSim, pod: "PodObj", port: int | None = None) -> None:
+        """Register the pod's IP on ``port`` (None: the group's port, as the controller registers it)."""
         now = self.sim.clock.t
         old = tg.targets.get(pod.ip or "")
         if old is not None:
             if old.state != DRAINING:
                 return
             self._cancel(old)
-        t = Target(tg, pod, now)
+        t = Target(tg, pod, now, port)
         tg.targets[t.ip] = t
         tg._pool = None
         self._record(t, "(none)" if old is None else DRAINING)
         lo, hi = tg.registration or self.sim.scenario.alb.registration_seconds
-        t.hc_event = self.loop.after(self.rng.uniform(lo, hi), self._registration_done, t)
+        t.hc_event = self.loop.after(self._rng(tg).uniform(lo, hi), self._registration_done, t)
 
     def deregister(self, tg: TargetGroupSim, ip: str) -> None:
         t = tg.targets.get(ip)
@@ -377,7 +441,7 @@ class Alb:
         t.reason = "Elb.InitialHealthChecking"
         self.sim.log("target", f"target {t.ip} in {t.tg.name}: initial (Elb.InitialHealthChecking)")
         # Checks start at a random phase of the interval (several ALB nodes check independently in reality).
-        t.hc_event = self.loop.after(self.rng.uniform(0, t.tg.interval), self._health_check, t)
+        t.hc_event = self.loop.after(self._rng(t.tg).uniform(0, t.tg.interval), self._health_check, t)
 
     def _health_check(self, t: Target) -> None:
         tg = t.tg
@@ -386,7 +450,10 @@ class Alb:
         t.checks += 1
         pod = t.pod
         failing = pod.broken or pod.alb_check_fails  # 5xx to everyone, or a 404 on the health-check path only
-        passed = pod.serving and not failing
+        # The check goes to the target's port ("traffic-port"): on any other than the app's nothing listens and
+        # the connection is refused.
+        listening = pod.serving and t.port == self.sim.scenario.app.port
+        passed = listening and not failing
         if passed:
             t.fails = 0
             if t.state == INITIAL:
@@ -396,7 +463,7 @@ class Alb:
                 if t.passes >= tg.healthy_threshold:
                     self._set(t, HEALTHY, "")
         else:
-            reason = "Target.ResponseCodeMismatch" if pod.serving and failing else "Target.FailedHealthChecks"
+            reason = "Target.ResponseCodeMismatch" if listening and failing else "Target.FailedHealthChecks"
             t.passes = 0
             t.fails += 1
             if t.state == UNHEALTHY:
@@ -426,3 +493,142 @@ class Alb:
 
     def draining_count(self) -> int:
         return sum(t.state == DRAINING for tg in self.tgs.values() for t in tg.targets.values())
+
+
+# --- the client side: a botocore client's retries --------------------------------------------------------------
+# albgate's ELBv2 client settings, as lambdas/adapters/elbv2.py ``client_config`` writes them
+# (tests/sim/test_alb_strict.py checks that the two agree).
+ALBGATE_ELB_RETRIES: dict[str, str | int] = {"mode": "adaptive", "total_max_attempts": 5}
+
+# botocore's numbers (docs/facts.md, "botocore retries: standard and adaptive modes"): the backoff before retry
+# k (1-based) is a uniform draw from [0, min(2**(k-1), 20)] seconds for a throttle; each retry takes 5 from a
+# retry quota of 500 that a call's success gives back (1 when it needed no retry); adaptive mode adds a send-token
+# bucket whose rate CUBIC sets from the measured send rate.
+MAX_BACKOFF_SECONDS = 20.0
+RETRY_QUOTA, RETRY_COST, NO_RETRY_INCREMENT = 500, 5, 1
+_MIN_SEND_RATE, _MAX_RATE_ADJUST, _CUBIC_BETA, _CUBIC_SCALE = 0.5, 2.0, 0.7, 0.4
+_RATE_SMOOTHING, _RATE_BUCKETS_PER_SECOND = 0.8, 2
+
+T = TypeVar("T")
+
+
+class _SendRateLimiter:
+    """Adaptive mode's client-side rate limiter: once a response has been throttled, each request waits for a
+    token of a bucket refilled at the rate CUBIC allows (never below 0.5 per second, holding at least one), that
+    rate at most twice the rate the client was measured sending at. Before the first throttle nothing waits.
+
+    State, as botocore keeps it: the send-token bucket (``rate`` per second, ``capacity``, ``tokens`` at ``last``;
+    it starts empty at 1 per second), the measured send rate (requests counted per half-second and smoothed), and
+    CUBIC's rate at the last throttle (``w_max``), its zero point ``k`` and the throttle's time."""
+
+    def __init__(self, now: float) -> None:
+        self.enabled = False
+        self.rate, self.capacity, self.tokens, self.last = 1.0, 1.0, 0.0, now
+        self.measured, self.count, self.bucket = 0.0, 0, float(math.floor(now))
+        self.w_max, self.k, self.last_throttle = 0.0, 0.0, now
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.last) * self.rate)
+        self.last = now
+
+    def before_send(self, now: float) -> float:
+        """Seconds the request waits for its token (taken now, for the instant it goes)."""
+        if not self.enabled:
+            return 0.0
+        self._refill(now)
+        wait = 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+        self.tokens = max(0.0, self.tokens + wait * self.rate - 1)
+        self.last = now + wait
+        return wait
+
+    def after_response(self, now: float, throttled: bool) -> None:
+        """Every response, throttled or not, moves the measured rate and the allowed one."""
+        half = math.floor(now * _RATE_BUCKETS_PER_SECOND) / _RATE_BUCKETS_PER_SECOND
+        self.count += 1
+        if half > self.bucket:
+            sent = self.count / (half - self.bucket)
+            self.measured = sent * _RATE_SMOOTHING + self.measured * (1 - _RATE_SMOOTHING)
+            self.count, self.bucket = 0, half
+        if throttled:
+            at = self.measured if not self.enabled else min(self.measured, self.rate)
+            self.w_max, self.last_throttle = at, now
+            self.k = (at * (1 - _CUBIC_BETA) / _CUBIC_SCALE) ** (1 / 3)
+            allowed = at * _CUBIC_BETA
+            self.enabled = True
+        else:
+            allowed = _CUBIC_SCALE * (now - self.last_throttle - self.k) ** 3 + self.w_max
+        allowed = min(allowed, _MAX_RATE_ADJUST * self.measured)
+        self._refill(now)
+        self.rate = max(allowed, _MIN_SEND_RATE)
+        self.capacity = allowed if allowed >= 1 else 1.0
+        self.tokens = min(self.tokens, self.capacity)
+
+
+class SdkClient:
+    """What a botocore client with ``Config(retries=retries)`` does around each call it makes, in virtual time;
+    with ``retries`` None, a caller without retries: each call one attempt, its throttle raised at once.
+
+    ``call(send)`` is one API call: ``send`` is one attempt (one request to the simulated ELB, taking a
+    Describe* token if it is served). A throttled attempt (``ThrottledError``) is retried while attempts remain
+    (``total_max_attempts``, the first included) and the retry quota holds ``RETRY_COST``, after a backoff drawn
+    from the client's own stream; only the last one's error reaches the caller. Other domain errors are not
+    retried. In ``adaptive`` mode every attempt first waits for the send-token bucket (``_SendRateLimiter``).
+    Every wait is ``sleep(seconds)``: the world goes on meanwhile, and the caller sees its answer later.
+
+    ``sleep``: the simulation's own ``advance`` by default; a runner that interleaves several executions on one
+    world passes its clock's ``sleep`` instead, since only it may move the world.
+
+    What it does not model: AWS runs one client per warm Lambda container, each function's apart, with its own
+    quota and rate limiter; here one client serves every call made through its port. Non-throttling errors
+    botocore retries (5xx, connection errors) are not raised by the simulated ELB. Calls take no time of their
+    own beyond their waits. DescribeTargetGroups and DescribeTargetGroupAttributes are one simulated call of two
+    tokens (``Alb.describe_target_group``), retried together, where botocore retries each on its own.
+    """
+
+    def __init__(self, sim: "Simulation", retries: dict[str, str | int] | None, stream: str,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        mode, attempts = (None, 1) if retries is None else (retries.get("mode"), retries.get("total_max_attempts"))
+        if not isinstance(attempts, int) or attempts < 1 or mode not in (None, "standard", "adaptive") or (
+                retries is not None and mode is None):
+            raise ValueError(f"retries {retries}: give mode standard or adaptive and total_max_attempts of 1 or more")
+        self.sim, self.max_attempts = sim, attempts
+        self.rng = sim.rng(stream)
+        self.sleep = sleep or sim.advance
+        self.quota = RETRY_QUOTA
+        self.limiter = _SendRateLimiter(sim.clock.t) if mode == "adaptive" else None
+        self.calls = self.attempts = self.retries = self.surfaced = 0  # surfaced: throttles the caller saw
+        self.waited = 0.0  # seconds spent in backoff and waiting for send tokens
+
+    def _wait(self, seconds: float) -> None:
+        if seconds > 0:
+            self.waited += seconds
+            self.sleep(seconds)
+
+    def call(self, send: Callable[[], T]) -> T:
+        self.calls += 1
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.limiter is not None:
+                self._wait(self.limiter.before_send(self.sim.clock.t))
+            self.attempts += 1
+            try:
+                answer = send()
+            except ThrottledError:
+                if self.limiter is not None:
+                    self.limiter.after_response(self.sim.clock.t, throttled=True)
+                if attempt >= self.max_attempts or self.quota < RETRY_COST:
+                    self.surfaced += 1
+                    raise
+                self.quota -= RETRY_COST
+                self.retries += 1
+                self._wait(self.rng.random() * min(2.0 ** (attempt - 1), MAX_BACKOFF_SECONDS))
+                continue
+            except AlbgateError:
+                if self.limiter is not None:
+                    self.limiter.after_response(self.sim.clock.t, throttled=False)
+                raise
+            if self.limiter is not None:
+                self.limiter.after_response(self.sim.clock.t, throttled=False)
+            self.quota = min(RETRY_QUOTA, self.quota + (NO_RETRY_INCREMENT if attempt == 1 else RETRY_COST))
+            return answer

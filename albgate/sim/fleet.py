@@ -181,6 +181,7 @@ def _albgate_executions(sim: Simulation, progress: Progress | None, task_seconds
         token.succeed({})  # a simulated release engineer approves every step at once
 
     def charged(clock: TurnClock):  # noqa: ANN202 - the runner's Invoke
+        sim.elb.client.sleep = clock.sleep  # a throttled call's back-off, too, lets the other executions run
         def invoke(logical_id: str, handler: str, event: Any) -> Any:
             clock.sleep(task_seconds)  # the Lambda's own time, during which the other executions go on
             return machine.invoke_handler(logical_id, handler, event)
@@ -202,6 +203,7 @@ def _albgate_executions(sim: Simulation, progress: Progress | None, task_seconds
                                   real_timeout_seconds=300).run(starts)
     finally:
         _runtime.use_ports(None)
+        sim.elb.client.sleep = sim.advance
     by_name = {r.name: r for r in results}
     runs = []
     for start in starts:

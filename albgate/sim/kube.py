@@ -9,6 +9,26 @@ NewRSNewReplicas, DeploymentProgressing, DeploymentTimedOut), pkg/controller/rep
 pkg/kubelet/status/generate.go (Ready = ContainersReady and every readiness gate True), kubectl
 polymorphichelpers/rollback.go (undo), and the pod termination sequence (preStop inside the grace period,
 SIGTERM, SIGKILL, one-off 2 s extension).
+Writes are as strict as the API server's (docs/facts.md, "Kubelet and controllers: Ready after a gate, status
+writes"): every status write (the kubelet's pod status, the Deployment controller's status, observedGeneration
+and revision annotation) moves the object's resourceVersion; a write that changes nothing moves neither it nor
+the generation; a conditional write loses to the Deployment controller's sync queued at that instant (its
+reaction to a write takes milliseconds, less than albgate's next request). The kubelet turns a pod Ready on its
+pod sync after a readiness gate changes, a seeded draw within the documented bound, not at once.
+Known gaps against a real cluster, with their risk:
+- The controller always wins the race with a conditional write at the instant it has a sync queued; on a cluster
+  it sometimes loses. Risk: the simulation meets more 409s than a cluster, never fewer from this cause; timings of
+  retried steps are pessimistic. Writers other than the Deployment controller (an autoscaler, kubectl, GitOps)
+  get in between only through the scenario's injected faults.
+- An undo copies the template only; kubectl also replaces the Deployment's annotations with the ReplicaSet's copy
+  (``lambdas.adapters.kubernetes.undo_patch``), ReplicaSets carry no annotations here. Risk: after an undo a real
+  Deployment shows an older ``albgate.io/rollout`` hold until albgate writes it again; here it keeps albgate's.
+- Pods' resourceVersions move but no port method shows or checks them (albgate's pod status patches carry no
+  precondition); the Load Balancer Controller's own pod status conflicts and retries are not modelled.
+- The kubelet: a ContainersReady change regenerates Ready at once from the gate conditions as they are now (the
+  kubelet uses the copy of its last sync); a busy pod worker, the Evented PLEG and the status write's latency are
+  not modelled. Risk: Ready may lead a real cluster's by up to the draw when a gate and ContainersReady change
+  within the same 2 s.
 Invariant: a Deployment controller sync never scales old ReplicaSets down while the available pods are at
 or below replicas - maxUnavailable, and never lets the sum of spec.replicas exceed replicas + maxSurge.
 """
@@ -49,6 +69,9 @@ _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery rand.SafeEncode
 _CRASH_BACKOFF_START, _CRASH_BACKOFF_MAX = 10.0, 300.0
 # Workqueue default item backoff: 5 ms doubling to 1000 s (client-go DefaultControllerRateLimiter).
 _QUEUE_BACKOFF_START, _QUEUE_BACKOFF_MAX = 0.005, 1000.0
+# After a readiness gate condition changes, the kubelet's pod worker syncs the pod once its runtime cache is newer
+# than its last sync: "max 2s" (docs/facts.md, "Kubelet and controllers: Ready after a gate, status writes").
+KUBELET_READY_SYNC_MAX_SECONDS = 2.0
 
 
 def resolve_fenceposts(max_surge: int | str, max_unavailable: int | str, replicas: int) -> tuple[int, int]:
@@ -83,7 +106,7 @@ class PodObj:
         "conditions", "phase", "containers_ready", "ready", "ready_since", "listening", "broken", "crashes",
         "terminating", "deletion_at", "sigtermed", "exited", "inflight", "restart_count", "waiting_reason",
         "probe_ok", "probe_fail", "timers", "kill_at", "rv", "version", "sigterm_at", "exited_at", "unschedulable",
-        "alb_check_fails",
+        "alb_check_fails", "ready_sync",
     )
 
     def __init__(self, namespace: str, name: str, uid: str, labels: dict[str, str], template: PodTemplate,
@@ -110,6 +133,7 @@ class PodObj:
         self.rv = 0
         self.version = ""
         self.unschedulable = False  # the scheduler found no node for it (faults.pods_pending)
+        self.ready_sync: Any = None  # the kubelet's pending pod sync after a gate changed (Ready recomputed)
 
     @property
     def serving(self) -> bool:
@@ -149,6 +173,7 @@ class RSObj:
         self.dep, self.template, self.revision, self.created_at = dep, template, revision, created_at
         self.pod_template_hash = phash
         self.name = f"{dep.name}-{phash}"
+        self.revision_history: list[int] = []  # deployment.kubernetes.io/revision-history: numbers it had before
         self.spec = 0
         self.pods: list[PodObj] = []
         self.create_failures = 0
@@ -220,6 +245,10 @@ class Cluster:
         self.sim = sim
         self.loop = sim.loop
         self.rng = sim.rng("pods")
+        self.kubelet_rng = sim.rng("kubelet")  # its own stream: the kubelet's delays leave the pods' draws alone
+        # A fleet's copies each draw from their own streams (Simulation.stream_for), so a copy alone in a world
+        # gets the pod names and start times it gets in the fleet; the first copy's are these two.
+        self._rngs: dict[str, Any] = {"pods": self.rng, "kubelet": self.kubelet_rng}
         self.namespaces: dict[str, dict[str, str]] = {}
         self.services: dict[tuple[str, str], Service] = {}
         self.ingresses: dict[tuple[str, str], Ingress] = {}
@@ -227,6 +256,7 @@ class Cluster:
         self.deployments: dict[tuple[str, str], DepObj] = {}
         self.pods: dict[tuple[str, str], PodObj] = {}  # present in the API (until the containers stopped)
         self.all_pods: list[PodObj] = []  # every pod ever created, for tests and the report
+        self.conflicts = 0  # conditional writes refused with 409 (a status write got in between)
         self._rv = 0
         self._ip = 0
         self._uid = 0
@@ -235,6 +265,14 @@ class Cluster:
     def next_rv(self) -> int:
         self._rv += 1
         return self._rv
+
+    def _rng(self, deployment: str, base: str) -> Any:
+        """The random stream ``base`` of the fleet copy that owns ``deployment``."""
+        name = self.sim.stream_for(deployment, base)
+        rng = self._rngs.get(name)
+        if rng is None:
+            rng = self._rngs[name] = self.sim.rng(name)
+        return rng
 
     def uid(self) -> str:
         self._uid += 1
@@ -314,15 +352,17 @@ class Cluster:
         return min(matches, key=lambda rs: rs.created_at) if matches else None
 
     def _sync_deployment(self, d: DepObj) -> None:
-        """One Deployment controller sync (sync.go / rolling.go)."""
+        """One Deployment controller sync (sync.go / rolling.go). Its writes (the revision annotation, then the
+        status with observedGeneration) each move the Deployment's resourceVersion when they change something."""
         d.sync_event = None
         new = self._find_new_rs(d)
         old = [rs for rs in d.rss if rs is not new]
         created = False
+        seen = d.observed_generation != d.generation  # the status write will carry the new observedGeneration
         if d.paused:
             # Paused: no new ReplicaSet from a template change; only scaling (not modelled: replicas are fixed).
             d.observed_generation = d.generation
-            self._sync_status(d, new, old, created=False)
+            self._sync_status(d, new, old, created=False, wrote=seen)
             return
         max_old_rev = max((rs.revision for rs in old), default=0)
         if new is None:
@@ -332,14 +372,16 @@ class Cluster:
             # An old template came back (undo): its ReplicaSet becomes the newest revision (sync.go
             # getNewReplicaSet), which is why undo to revision N makes a revision max+1.
             self.sim.log("replicaset", f"ReplicaSet {new.name} revision {new.revision} -> {max_old_rev + 1}")
+            new.revision_history.append(new.revision)  # SetNewReplicaSetAnnotations keeps the old numbers
             new.revision = max_old_rev + 1
         if d.annotations.get(REVISION_ANNOTATION) != str(new.revision):
             d.annotations[REVISION_ANNOTATION] = str(new.revision)
+            seen = True  # the controller updates the Deployment's revision annotation: a write of its own
         surge, unavailable = resolve_fenceposts(d.max_surge, d.max_unavailable, d.replicas)
         if not self._reconcile_new(d, new, old, surge):
             self._reconcile_old(d, new, old, unavailable)
         d.observed_generation = d.generation
-        self._sync_status(d, new, old, created=created)
+        self._sync_status(d, new, old, created=created, wrote=seen)
 
     def _scale(self, rs: RSObj, n: int) -> None:
         if rs.spec != n:
@@ -407,7 +449,10 @@ class Cluster:
         for rs in idle[: max(0, len(idle) - d.revision_history_limit)]:
             d.rss.remove(rs)
 
-    def _sync_status(self, d: DepObj, new: RSObj | None, old: list[RSObj], *, created: bool) -> None:
+    def _sync_status(self, d: DepObj, new: RSObj | None, old: list[RSObj], *, created: bool,
+                     wrote: bool = False) -> None:
+        """The status write of a sync; ``wrote``: the sync changed the Deployment already (observedGeneration,
+        revision annotation), so its resourceVersion moves even if the counts and conditions did not."""
         now, mr = self.now, d.min_ready_seconds
         counts = [rs.counts(now, mr) for rs in d.rss]
         replicas = sum(c[0] for c in counts)
@@ -417,7 +462,7 @@ class Cluster:
         old_replicas = replicas - updated
         prev = d.status
         status = (replicas, updated, ready, available, old_replicas)
-        changed = status != prev
+        changed = wrote or status != prev
         d.status = status
         _, unavailable = resolve_fenceposts(d.max_surge, d.max_unavailable, d.replicas)
         if available >= d.replicas - unavailable:
@@ -482,8 +527,21 @@ class Cluster:
     def _precondition(self, d: DepObj, expected_resource_version: str | None) -> None:
         """A write carrying metadata.resourceVersion applies only to that version of the object, as the API server
         does (409 Conflict otherwise). Every status update moves the version too (``_sync_status``), as on a real
-        cluster, so a version read long before the write fails it: albgate's Start Step reads just before."""
-        if expected_resource_version is not None and expected_resource_version != str(d.rv):
+        cluster, so a version read long before the write fails it: albgate's Start Step reads just before.
+
+        The Deployment controller reacts to a change within milliseconds, while the caller's next request is as
+        far away: a sync queued for this very instant (after a write of the caller's own, or a pod turning Ready)
+        runs before the conditional write is judged, and its status write makes a version read before it stale."""
+        if expected_resource_version is None:
+            return
+        ev = d.sync_event
+        if ev is not None and ev.alive and ev.time <= self.now:
+            ev.cancel()
+            self._sync_deployment(d)
+        if expected_resource_version != str(d.rv):
+            self.conflicts += 1
+            self.sim.log("deployment", f"Deployment {d.name}: conditional write refused, 409 Conflict "
+                                       f"(resourceVersion {expected_resource_version}, now {d.rv})")
             raise ConflictError(
                 f"Operation cannot be fulfilled on deployments.apps {d.name!r}: the object has been modified; "
                 f"please apply your changes to the latest version and try again "
@@ -524,6 +582,8 @@ class Cluster:
         unav = patch.max_unavailable if patch.max_unavailable is not None else d.max_unavailable
         if surge in (0, "0%") and unav in (0, "0%"):
             raise InvalidInputError("maxUnavailable may not be 0 when maxSurge is 0 (Deployment validation)")
+        spec_before = (d.template, d.max_surge, d.max_unavailable, d.min_ready_seconds, d.paused)
+        annotations_before = dict(d.annotations)
         d.template = new_t
         d.max_surge, d.max_unavailable = surge, unav
         if patch.min_ready_seconds is not None:
@@ -534,7 +594,11 @@ class Cluster:
             d.paused = patch.paused
             if not d.paused:
                 self._set_cond(d, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed")
-        d.generation += 1
+        spec_changed = (d.template, d.max_surge, d.max_unavailable, d.min_ready_seconds, d.paused) != spec_before
+        if not spec_changed and d.annotations == annotations_before:
+            return d  # the API server stores nothing: same resourceVersion, same generation, no watch event
+        if spec_changed:
+            d.generation += 1  # metadata.generation counts spec changes only
         d.rv = self.next_rv()
         if new_t != t:
             self.sim.log("deployment", f"Deployment {name} template changed ({_describe_template(new_t)})")
@@ -542,8 +606,11 @@ class Cluster:
         return d
 
     def rollback_deployment(self, namespace: str, name: str, to_revision: int, *,
-                            expected_resource_version: str | None = None) -> DepObj:
-        """kubectl rollout undo: copy the template of the ReplicaSet with that revision back (rollback.go)."""
+                            expected_resource_version: str | None = None, follow_history: bool = False) -> DepObj:
+        """kubectl rollout undo: copy the template of the ReplicaSet with that revision back (rollback.go).
+
+        ``follow_history``: as albgate's adapter does, a revision the controller renumbered since (an undo to it
+        already happened) names the ReplicaSet whose revision history holds it; kubectl finds no such revision."""
         d = self.deployment(namespace, name)
         if d.paused:
             raise InvalidInputError(f"you cannot rollback a paused deployment; resume it first with "
@@ -556,6 +623,8 @@ class Cluster:
             target = candidates[-1]
         else:
             target = next((rs for rs in d.rss if rs.revision == to_revision), None)
+            if target is None and follow_history:
+                target = next((rs for rs in d.rss if to_revision in rs.revision_history), None)
             if target is None:
                 raise NotFoundError(f"unable to find specified revision {to_revision} in history of {name!r}")
         if target.template == d.template:
@@ -618,7 +687,7 @@ class Cluster:
             gates = gates + tuple(g for g in injected if g not in gates)
         else:
             gates = gates + tuple(g for g in self.sim.lbc.injected_gates(d.namespace, labels) if g not in gates)
-        suffix = "".join(self.rng.choice(_ALPHABET) for _ in range(5))
+        suffix = "".join(self._rng(d.name, "pods").choice(_ALPHABET) for _ in range(5))
         created = self.now - (3600 if born_ready else 0)
         pod = PodObj(d.namespace, f"{rs.name}-{suffix}", self.uid(), labels, rs.template, rs, created, gates)
         c = rs.template.containers[0]
@@ -681,13 +750,15 @@ class Cluster:
         pod.ip = self._next_ip()
         pod.rv = self.next_rv()
         lo, hi = self.sim.scenario.app.startup.container_start_seconds
-        pod.timers.append(self.loop.after(self.rng.uniform(lo, hi), self._container_started, pod))
+        pod.timers.append(self.loop.after(self._rng(pod.rs.dep.name, "pods").uniform(lo, hi),
+                                          self._container_started, pod))
 
     def _container_started(self, pod: PodObj) -> None:
         if pod.terminating:
             return
         app = self.sim.scenario.app
         pod.phase, pod.waiting_reason = "Running", ""
+        pod.rv = self.next_rv()  # the kubelet's status write: phase Running, container running
         pod.probe_ok = pod.probe_fail = 0
         if app.readiness_probe is None:
             self._set_containers_ready(pod, True)  # no probe: ready once the container runs
@@ -703,6 +774,7 @@ class Cluster:
             # The broken version exits right after starting: CrashLoopBackOff (kubelet back-off doubles).
             pod.restart_count += 1
             pod.phase, pod.waiting_reason = "Running", "CrashLoopBackOff"
+            pod.rv = self.next_rv()
             self._set_containers_ready(pod, False)
             delay = min(_CRASH_BACKOFF_START * 2 ** (pod.restart_count - 1), _CRASH_BACKOFF_MAX)
             pod.timers.append(self.loop.after(delay, self._container_started, pod))
@@ -747,14 +819,33 @@ class Cluster:
         pod.conditions[type_] = (status, reason, message)
         pod.rv = self.next_rv()
         self.sim.log("gate", f"pod {pod.name} {type_}={status}" + (f" ({reason})" if reason else ""))
-        self._update_ready(pod)
+        if type_ in pod.readiness_gates:
+            self._kubelet_sync_later(pod)
+
+    def _kubelet_sync_later(self, pod: PodObj) -> None:
+        """A pod status write by someone else reaches the kubelet, which syncs the pod (HandlePodReconcile) once
+        its runtime cache is newer than its last sync: Ready follows a gate after a seeded draw between 0 and 2 s
+        (docs/facts.md, "Kubelet and controllers: Ready after a gate, status writes"). A sync already pending reads
+        the conditions as they are when it runs, so a second change before it does not delay it."""
+        if pod.ready_sync is not None and pod.ready_sync.alive:
+            return
+        delay = self._rng(pod.rs.dep.name, "kubelet").uniform(0.0, KUBELET_READY_SYNC_MAX_SECONDS)
+        pod.ready_sync = self.loop.after(delay, self._kubelet_sync, pod)
+        pod.timers.append(pod.ready_sync)
+
+    def _kubelet_sync(self, pod: PodObj) -> None:
+        pod.ready_sync = None
+        if not pod.exited:
+            self._update_ready(pod)
 
     def _update_ready(self, pod: PodObj) -> None:
-        """kubelet status/generate.go: Ready = ContainersReady and every readiness gate condition True."""
+        """kubelet status/generate.go: Ready = ContainersReady and every readiness gate condition True; when it
+        changes the kubelet writes the pod's status (a new resourceVersion)."""
         ready = pod.containers_ready and all(pod.conditions.get(g, ("False",))[0] == "True" for g in pod.readiness_gates)
         if ready == pod.ready:
             return
         pod.ready = ready
+        pod.rv = self.next_rv()
         pod.ready_since = self.now if ready else None
         self.sim.log("pod", f"pod {pod.name} Ready={ready}")
         if pod.rs is not None:

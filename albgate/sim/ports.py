@@ -1,7 +1,8 @@
 """The simulated cluster and load balancer seen through albgate's ports (``lambdas.domain.ports``).
 
 Job: let the real use cases and handlers run unchanged against the simulation: the same methods, the same
-frozen snapshots, the same domain errors. Calls take zero virtual time, are counted per method (Kubernetes)
+frozen snapshots, the same domain errors. Calls take zero virtual time (except an ELB call the client retries
+after a throttle: its back-off passes on the world's clock, ``SimElb``), are counted per method (Kubernetes)
 and per caller (DescribeTargetHealth, RegisterTargets, DeregisterTargets), and can fail as the scenario's faults
 say (Kubernetes 409 / 5xx as ``ConflictError`` / ``KubernetesUnavailableError``; the shared Describe* bucket as
 ``ThrottledError``).
@@ -37,7 +38,14 @@ KUBE_METHODS = (
 
 
 class SimKubernetes:
-    """Implements ``KubernetesPort`` on the simulated cluster."""
+    """Implements ``KubernetesPort`` on the simulated cluster, as ``lambdas.adapters.kubernetes`` does on a real one.
+
+    Conditional writes are judged as the API server judges them (``Cluster._precondition``): the Deployment
+    controller's status writes move the resourceVersion, and its sync queued for the instant of the write lands
+    first, so a write computed from an earlier read answers 409 ``ConflictError`` by itself, without any fault
+    injected. ``rollback_deployment`` finds a revision the controller renumbered since (an undo already made it
+    current) by the ReplicaSet's revision history, as the adapter does.
+    """
 
     def __init__(self, sim: "Simulation") -> None:
         self.sim = sim
@@ -72,7 +80,7 @@ class SimKubernetes:
     ) -> Deployment:
         self._call("rollback_deployment")
         return self.sim.cluster.rollback_deployment(
-            namespace, name, to_revision, expected_resource_version=expected_resource_version
+            namespace, name, to_revision, expected_resource_version=expected_resource_version, follow_history=True
         ).snapshot()
 
     def list_replica_sets(self, namespace: str, deployment: str) -> list[ReplicaSet]:
@@ -109,19 +117,30 @@ class SimKubernetes:
 
 
 class SimElb:
-    """Implements ``ElbPort`` on the simulated load balancer, spending from the shared Describe* bucket."""
+    """Implements ``ElbPort`` on the simulated load balancer, spending from the shared Describe* bucket.
 
-    def __init__(self, sim: "Simulation", caller: str) -> None:
+    Every call goes through ``client`` (``albgate.sim.alb.SdkClient``), the SDK client the caller would use.
+    ``retries`` None (the default): one request per call, a throttle raised at once and no virtual time spent,
+    for callers that retry in their own code (the Load Balancer Controller's model, Argo Rollouts'). Otherwise a
+    botocore ``Config(retries=...)`` (``albgate.sim.alb.ALBGATE_ELB_RETRIES`` is the adapter's): a throttled
+    request is retried as that client retries it, so a call may return later, the world having gone on while it
+    backed off (``client.sleep``: the simulation's ``advance``; a runner interleaving executions sets its own).
+    """
+
+    def __init__(self, sim: "Simulation", caller: str, retries: dict[str, str | int] | None = None) -> None:
+        from albgate.sim.alb import SdkClient  # the client model sits with the ELB it calls
+
         self.sim, self.caller = sim, caller
 
+        self.client = SdkClient(sim, retries, f"elb-client:{caller}")
     def describe_target_health(self, target_group_arn: str) -> list[TargetHealth]:
-        return self.sim.alb.describe_target_health(target_group_arn, self.caller)
+        return self.client.call(lambda: self.sim.alb.describe_target_health(target_group_arn, self.caller))
 
     def describe_target_group(self, target_group_arn: str) -> TargetGroup:
-        return self.sim.alb.describe_target_group(target_group_arn, self.caller)
+        return self.client.call(lambda: self.sim.alb.describe_target_group(target_group_arn, self.caller))
 
     def deregister_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
-        self.sim.alb.deregister_targets(target_group_arn, targets, self.caller)
+        self.client.call(lambda: self.sim.alb.deregister_targets(target_group_arn, targets, self.caller))
 
     def register_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
         self.sim.alb.register_targets(target_group_arn, targets, self.caller)

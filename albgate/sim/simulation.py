@@ -19,7 +19,7 @@ from lambdas.domain.ports import DRAINING, INITIAL, INJECT_LABEL, LBC_GATE_PREFI
 # The label that tells a fleet's copies apart (the Kubernetes recommended label for an app's instance).
 COPY_LABEL = "app.kubernetes.io/instance"
 from lambdas.domain.ports import Container as ContainerSpec
-from albgate.sim.alb import Alb, TargetGroupSim
+from albgate.sim.alb import ALBGATE_ELB_RETRIES, Alb, TargetGroupSim
 from albgate.sim.engine import EPOCH, EventLoop, VirtualClock
 from albgate.sim.kube import Cluster, DepObj, make_ingress, make_service
 from albgate.sim.lbc import LoadBalancerController, lbc_name
@@ -73,6 +73,7 @@ class Simulation:
         if not self.only or any(not 0 <= k < n for k in self.only):
             raise ValueError(f"only={list(only or [])}: give copies between 0 and {n - 1}")
         self.copies: list[AppCopy] = []
+        self._copy_of: dict[str, int] = {}  # Deployment name -> its copy's index
         self.clock = VirtualClock(EPOCH)
         self.loop = EventLoop(self.clock)
         self.rollout_start = EPOCH + scenario.rollout.start_at_seconds
@@ -83,7 +84,8 @@ class Simulation:
         self.traffic = Traffic(self)
         self.loop.before_event = self.traffic.flush
         self.kube = SimKubernetes(self)
-        self.elb = SimElb(self, caller="albgate")
+        # albgate's ELB client retries a throttled call as the adapter's botocore client does (adaptive mode).
+        self.elb = SimElb(self, caller="albgate", retries=ALBGATE_ELB_RETRIES)
         # albgate's share of the account's Describe* bucket, with the stack's default rate and burst. One
         # rollout never waits for it; bench/replay.replay puts many rollouts behind one (docs/benchmarks.md).
         self.budget = LocalBudget(self.clock)
@@ -92,6 +94,11 @@ class Simulation:
     # --- plumbing -------------------------------------------------------------------------------------
     def rng(self, stream: str) -> random.Random:
         return random.Random(f"{self.seed}:{stream}")
+
+    def stream_for(self, deployment: str, base: str) -> str:
+        """The name of random stream ``base`` for the copy that owns ``deployment`` (``base`` itself for the
+        first copy, or for a Deployment that is no copy)."""
+        return stream_name(base, self._copy_of.get(deployment, 0))
 
     def rel_to_abs(self, seconds_after_rollout_start: float) -> float:
         return self.rollout_start + seconds_after_rollout_start
@@ -175,6 +182,7 @@ class Simulation:
             selector[COPY_LABEL] = app_labels[COPY_LABEL]
         svc = make_service(ns, sc.service.name + suffix, selector, sc.service.port, app.port)
         self.cluster.add_service(svc)
+        self._copy_of[app.deployment + suffix] = k
         copy = AppCopy(k, app.deployment + suffix, svc.name, app_labels, start,
                        self.traffic.add_stream(app.deployment + suffix, self.rng(stream_name("traffic", k))))
         for ingress in (sc.ingress, *sc.extra_ingresses):
@@ -187,6 +195,7 @@ class Simulation:
             tg = self.alb.create_target_group(name, app.port, ingress.target_type(), ingress.health_check(),
                                               ingress.deregistration_delay())
             tg.registration = ingress.registration_seconds
+            self.alb.streams[tg.arn] = stream_name("alb", k)
             tgb = TargetGroupBinding(ns, name, tg.arn, ingress.target_type(), svc.name, sc.service.port)
             self.cluster.add_tgb(tgb)
             self.lbc.bind(tgb, tg, svc)

@@ -61,9 +61,10 @@ _THROTTLE_CODES = frozenset(
         "SlowDown",
     }
 )
-# DeregisterTargets answers InvalidTarget for a target that "does not exist" in the group (ELBv2 API reference):
-# for an IP albgate saw registered there, that means it has already left, which is what was asked for.
-_ALREADY_GONE_CODES = frozenset({"InvalidTarget"})
+# DeregisterTargets refuses the whole call with InvalidTarget when a target it names "does not exist, is not in the
+# same VPC as the target group, or has an unsupported instance type"; a target merely not registered (at all, or
+# on the port named) is no error (docs/facts.md, "ELBv2 DeregisterTargets: Id, Port and absent targets").
+_INVALID_TARGET_CODES = frozenset({"InvalidTarget"})
 _NOT_FOUND_CODES = frozenset({"TargetGroupNotFound", "LoadBalancerNotFound", "ResourceNotFoundException"})
 _ACCESS_CODES = frozenset(
     {
@@ -185,18 +186,38 @@ class ElbAdapter:
         )
 
     def deregister_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
-        if not targets:
-            return
+        """Start the drain of each (IP, port) target that is registered; one that is not is no error.
+
+        ELBv2 names a target by Id and Port and answers a target that is not registered, on that port or at all,
+        with success (docs/facts.md, "ELBv2 DeregisterTargets: Id, Port and absent targets"), so a wrong port
+        changes nothing and cannot be told from a gone target here: the caller names the port
+        DescribeTargetHealth showed. InvalidTarget refuses the whole call for one target ELB cannot hold in the
+        group, which leaves every other target of the batch serving. So a refused batch is split in halves and
+        each sent again, down to single targets: every target ELB accepts is deregistered; one it refuses alone
+        is not a target of the group, so nothing of it is left to deregister. The split spends no Describe*
+        token (at most 2n - 1 DeregisterTargets calls for n targets, from the mutating calls' own limit) and
+        works while the Describe* bucket is empty, which is when albgate deregisters blind; finding the refused
+        target with DescribeTargetHealth would cost a token from it and fail just then.
+        """
+        if targets:
+            self._deregister(target_group_arn, list(targets))
+
+    def _deregister(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
+        action = f"DeregisterTargets {targets} from {target_group_arn}"
         try:
             self._client.deregister_targets(
                 TargetGroupArn=target_group_arn, Targets=[{"Id": ip, "Port": port} for ip, port in targets]
             )
+            return
         except ClientError as e:
-            if str(e.response.get("Error", {}).get("Code", "")) in _ALREADY_GONE_CODES:
-                return
-            raise map_aws_error(e, f"DeregisterTargets {targets} from {target_group_arn}") from e
+            if str(e.response.get("Error", {}).get("Code", "")) not in _INVALID_TARGET_CODES:
+                raise map_aws_error(e, action) from e
         except BotoCoreError as e:
-            raise map_aws_error(e, f"DeregisterTargets {targets} from {target_group_arn}") from e
+            raise map_aws_error(e, action) from e
+        if len(targets) > 1:
+            half = len(targets) // 2
+            self._deregister(target_group_arn, targets[:half])
+            self._deregister(target_group_arn, targets[half:])
 
     def register_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
         if not targets:

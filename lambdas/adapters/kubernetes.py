@@ -8,7 +8,10 @@ TargetGroupBindings into the ports' frozen dataclasses, and make the three write
   conditional on the resourceVersion it was computed from, and never drops a gate;
 - ``rollback_deployment``: what ``kubectl rollout undo`` does (docs/facts.md, "Kubernetes Deployment
   controller": undo is a template change): copy the chosen revision's ReplicaSet template back without its
-  ``pod-template-hash`` label, with a JSON patch, and refuse a paused Deployment;
+  ``pod-template-hash`` label, with a JSON patch, and refuse a paused Deployment. Unlike kubectl it can be
+  repeated: once the undo landed the controller gives that ReplicaSet the next revision and keeps the old number
+  in its ``deployment.kubernetes.io/revision-history`` annotation, where the adapter finds it again (and then
+  has nothing to change), so a caller that retries after a 409 is not told the revision is gone;
 - ``set_pod_condition``: a strategic merge patch of ``pods/status``; ``status.conditions`` merge on ``type``
   (patchMergeKey in types.go), so the kubelet's own conditions are untouched.
 
@@ -94,6 +97,9 @@ _UNDO_KEEP_ANNOTATIONS = frozenset(
 _DEFAULT_SURGE = _DEFAULT_UNAVAILABLE = "25%"
 _DEFAULT_GRACE_SECONDS = 30
 _DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+# The numbers a ReplicaSet had before an undo made it the newest revision, comma-separated (deployment_util.go
+# SetNewReplicaSetAnnotations; docs/facts.md, "Kubelet and controllers: Ready after a gate, status writes").
+REVISION_HISTORY_ANNOTATION = "deployment.kubernetes.io/revision-history"
 # The native preStop sleep action is on by default from 1.30 (beta) and GA in 1.34 (docs/facts.md, Pod readiness
 # and termination).
 _NATIVE_SLEEP_SINCE = (1, 30)
@@ -195,6 +201,12 @@ def _revision(meta: dict[str, Any]) -> int:
         return int((meta.get("annotations") or {}).get(REVISION_ANNOTATION, 0))
     except ValueError:
         return 0
+
+
+def _revision_history(meta: dict[str, Any]) -> set[int]:
+    """The revisions a ReplicaSet had before its current one (an undo renumbered it), from its annotation."""
+    text = (meta.get("annotations") or {}).get(REVISION_HISTORY_ANNOTATION, "")
+    return {int(part) for part in text.split(",") if part.strip().isdigit()}
 
 
 def _template(raw: dict[str, Any]) -> PodTemplate:
@@ -662,6 +674,9 @@ class KubernetesAdapter:
                 raise NotFoundError(f"{where} has no previous revision to roll back to (revisions: {revisions})")
             to_revision = older[-1]
         target = next((rs for rs in history if _revision(rs["metadata"]) == to_revision), None)
+        if target is None:
+            # An undo to it already landed (a retry after a 409): the controller renumbered that ReplicaSet.
+            target = next((rs for rs in history if to_revision in _revision_history(rs["metadata"])), None)
         if target is None:
             raise NotFoundError(f"{where} has no revision {to_revision} in its history; revisions kept: {revisions}")
         ops = undo_patch(current, target, add_readiness_gates)

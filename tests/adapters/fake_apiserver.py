@@ -18,10 +18,14 @@ strings, auth header, error handling) run against answers shaped the way the API
   ``application/merge-patch+json`` (RFC 7386), ``application/json-patch+json`` (RFC 6902 add, replace, remove,
   test); a strategic merge patch on a custom resource answers 415 as the real server does;
 - server-side apply (``application/apply-patch+yaml``, a JSON body): ``fieldManager`` required, creates an
-  absent object, tracks which manager owns which field (a map is owned leaf by leaf, a list as a whole), answers
-  409 with the conflicting fields when another manager owns a field the apply changes (``force=true`` takes
-  it over), and removes the fields a manager stopped applying when no other manager owns them. Ownership is
-  kept beside the object (``managers``), not rendered as ``metadata.managedFields``;
+  absent object, tracks which manager owns which field (a map is owned leaf by leaf; the elements of the
+  associative lists of ``LIST_MAP_KEYS`` and container and Service ports are owned by key, field by field, so
+  two managers' containers or ports sit side by side; any other list is owned and replaced as a whole), answers
+  409 with the conflicting fields (``.spec.template.spec.containers[name="web"].image``) when another manager,
+  by apply or by update, owns a field the apply changes (``force=true`` takes it over; an equal value is shared
+  ownership, no conflict), and removes the fields a manager stopped applying when no other manager owns them,
+  an associative list's element with its last owned field. Ownership is kept beside the object (``managers``),
+  not rendered as ``metadata.managedFields``;
 - a CustomResourceDefinition, once stored, adds its served versions to discovery and to the paths served, and
   gets ``Established`` (``serve_new_crds = False`` holds that back until ``establish_crds()``, as a real
   server takes a moment to start serving a new kind);
@@ -32,11 +36,33 @@ strings, auth header, error handling) run against answers shaped the way the API
   exactly one action, maxSurge and maxUnavailable not both 0, condition status True/False/Unknown): 422 Invalid;
 - every error body is a ``Status`` object (kind, status Failure, message, reason, details, code).
 
+Known gaps (what the real API server does and this fake does not), each with its risk for the tests:
+- Nothing writes by itself: no controller or kubelet updates status, so a resourceVersion moves only when a test
+  says so (``touch``, ``update``, ``after``). Risk: a client that assumes its own last write is still current
+  passes here and meets 409s on a cluster; the tests in ``test_kube_conflicts.py`` put those writes in between.
+- Server-side apply: associative lists other than ``LIST_MAP_KEYS`` and ports (e.g. webhooks, tolerations with
+  keys, ``+listType=set`` lists such as finalizers) are atomic here; no defaulting beyond a map key's
+  ``protocol``; no ``metadata.managedFields`` in answers; an apply's ``Update`` and ``Apply`` entries of one
+  manager are not merged; version conversion of ownership is not modelled. Risk: a chart or manifest that
+  shares such a list with another manager conflicts here as a whole where the real server would merge it.
+- Strategic merge patch: merge keys only for the lists in ``MERGE_KEYS`` (not ports, whose patch merge key is
+  ``containerPort``/``port``); no ``retainKeys`` and no ``$setElementOrder`` ordering. Risk: a patch of ports
+  replaces the whole list here.
+- Validation: only the few rules in ``validate``; no admission webhooks (the controller's pod webhook is not
+  called on creates), no immutable-field checks beyond what tests set up. Risk: a request the real server
+  refuses with 422 passes here.
+- No watch, no field selectors, no pagination (``limit``/``continue``), no ``resourceVersion`` semantics on
+  reads; deletes are immediate (no finalizers, no graceful deletion). Risk: a client that pages large lists or
+  relies on a terminating object being readable is not exercised.
+- Every request is answered at once; no request latency, timeouts, throttling (APF 429) or watch cache lag
+  unless injected with ``fail_next``. Risk: a read right after a write here always sees it.
+
 Invariant: the fake knows nothing of albgate: it stores what it is sent and answers like the API server, so a
 test that passes here checks the client's requests, not an agreement between two copies of the same idea.
 Tests seed objects with ``put``, read them back with ``get`` and ``find``, see field owners with ``managers``,
-inspect ``requests`` (each with the status it was answered with), inject failures with ``fail_next`` and run code
-between two requests with ``before``.
+inspect ``requests`` (each with the status it was answered with), inject failures with ``fail_next``, run code
+between two requests with ``before`` and ``after``, and write as another writer would with ``touch`` and
+``update``.
 """
 
 from __future__ import annotations
@@ -95,6 +121,23 @@ MERGE_KEYS = {
     "conditions": "type",
     "ownerReferences": "uid",
 }
+# Associative lists for server-side apply (``+listType=map`` with ``+listMapKey``, k8s.io/api core/v1 types.go
+# at v0.34.0; docs/facts.md, "Server-side apply: associative lists"): each element is owned by key, field by
+# field. Container ports key on containerPort and protocol, a Service's on port and protocol (_list_map_keys).
+LIST_MAP_KEYS = {
+    "containers": ("name",),
+    "initContainers": ("name",),
+    "ephemeralContainers": ("name",),
+    "env": ("name",),
+    "volumes": ("name",),
+    "volumeMounts": ("mountPath",),
+    "imagePullSecrets": ("name",),
+    "ownerReferences": ("uid",),
+}
+CONTAINER_PORT_KEYS = ("containerPort", "protocol")
+SERVICE_PORT_KEYS = ("port", "protocol")
+KEY_DEFAULTS = {"protocol": "TCP"}  # a key field's default, which the server fills in before merging
+_ELEMENT = "k:"  # a path part naming an associative list's element by its key, as in managedFields
 REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -177,6 +220,7 @@ class FakeApiServer:
         self._crd_resources: dict[tuple[str, str, str], tuple[str, bool]] = {}
         self._faults: list[_Fault] = []
         self._hooks: list[_Hook] = []
+        self._after_hooks: list[_Hook] = []
         self._rv = 1000
         self._lock = threading.RLock()
         self._serving = threading.local()  # the request being served on this thread (its status is set on answer)
@@ -248,6 +292,20 @@ class FakeApiServer:
         with self._lock:
             self._objects[(group, plural, namespace, name)]["metadata"]["resourceVersion"] = self._next_rv()
 
+    def update(self, plural: str, namespace: str, name: str, change: Callable[[dict[str, Any]], None],
+               group: str = "") -> dict[str, Any]:
+        """Another writer (a controller's status or annotation update, the kubelet's pod status) changes the
+        stored object: ``change`` edits it in place, its resourceVersion moves on, its generation does not (only
+        a change of spec moves that). Returns the stored copy."""
+        with self._lock:
+            obj = self._objects[(group, plural, namespace, name)]
+            spec = copy.deepcopy(obj.get("spec"))
+            change(obj)
+            if obj.get("spec") != spec:
+                obj["metadata"]["generation"] = int(obj["metadata"].get("generation", 1)) + 1
+            obj["metadata"]["resourceVersion"] = self._next_rv()
+            return copy.deepcopy(obj)
+
     def establish_crds(self) -> None:
         """The server starts serving the kinds of every stored CustomResourceDefinition."""
         with self._lock:
@@ -271,6 +329,11 @@ class FakeApiServer:
     def before(self, method: str, path_regex: str, action: Callable[[], None]) -> None:
         """Run ``action`` (once) just before serving the next matching request."""
         self._hooks.append(_Hook(method, re.compile(path_regex), action))
+
+    def after(self, method: str, path_regex: str, action: Callable[[], None]) -> None:
+        """Run ``action`` (once) just after the next matching request succeeded, before its answer is sent: how a
+        controller reacting to a write at once is modelled (its write lands before the client's next request)."""
+        self._after_hooks.append(_Hook(method, re.compile(path_regex), action))
 
     def writes(self) -> list[Recorded]:
         return [r for r in self.requests if r.method != "GET"]
@@ -342,6 +405,15 @@ class FakeApiServer:
 
     # --- serving -----------------------------------------------------------------------------------------
     def serve(self, method: str, raw_path: str, headers: dict[str, str], raw_body: bytes) -> tuple[int, Any]:
+        answer = self._answer(method, raw_path, headers, raw_body)
+        path = urlsplit(raw_path).path
+        for hook in list(self._after_hooks):
+            if hook.method == method and hook.path.search(path):
+                self._after_hooks.remove(hook)
+                hook.action()
+        return answer
+
+    def _answer(self, method: str, raw_path: str, headers: dict[str, str], raw_body: bytes) -> tuple[int, Any]:
         split = urlsplit(raw_path)
         query = parse_qs(split.query)
         content_type = headers.get("content-type", "").split(";")[0].strip()
@@ -506,7 +578,7 @@ class FakeApiServer:
             validate(kind, obj, meta["name"])
             return obj
         stored = self._store(key, kind, obj)
-        self._owners[key] = {(manager, "Update"): set(_leaves(obj))}
+        self._owners[key] = {(manager, "Update"): set(_leaves(obj, kind=kind))}
         return stored
 
     def _replace(
@@ -536,7 +608,7 @@ class FakeApiServer:
             validate(kind, result, key[3])
             return result
         stored = self._store(key, kind, result)
-        self._record_update(key, current, result, manager)
+        self._record_update(key, kind, current, result, manager)
         return stored
 
     def _delete(self, key: tuple[str, str, str, str]) -> dict[str, Any]:
@@ -550,10 +622,10 @@ class FakeApiServer:
         return gone
 
     def _record_update(
-        self, key: tuple[str, str, str, str], before: dict[str, Any], after: dict[str, Any], manager: str
+        self, key: tuple[str, str, str, str], kind: str, before: dict[str, Any], after: dict[str, Any], manager: str
     ) -> None:
         """An update makes its manager the owner of every field it changed (the server's field manager)."""
-        old, new = _leaves(before), _leaves(after)
+        old, new = _leaves(before, kind=kind), _leaves(after, kind=kind)
         changed = {p for p, v in new.items() if old.get(p, _ABSENT) != v}
         removed = set(old) - set(new)
         owners = self._owners.setdefault(key, {})
@@ -571,7 +643,7 @@ class FakeApiServer:
         self._check_body(kind, api_version, body, strict, key[3])
         if "kind" not in body or "apiVersion" not in body:
             raise ApiError(400, "apply requires the object's apiVersion and kind")
-        applied = _leaves(body)
+        applied = _leaves(body, kind=kind)
         current = self._objects.get(key)
         if current is None:
             self._require_namespace(namespaced, key[2])
@@ -592,7 +664,7 @@ class FakeApiServer:
         if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
             raise _modified(key)
         owners = {entry: set(paths) for entry, paths in self._owners.get(key, {}).items()}
-        live = _leaves(current)
+        live = _leaves(current, kind=kind)
         conflicts = sorted(
             (path, other)
             for path, value in applied.items()
@@ -608,7 +680,7 @@ class FakeApiServer:
         previous = owners.get((manager, "Apply"), set())
         others = set().union(*(p for e, p in owners.items() if e != (manager, "Apply"))) if owners else set()
         for path in sorted(previous - set(applied) - others, key=len, reverse=True):
-            _remove(result, path)
+            _remove(result, path, keep=set(applied) | others)
         for path, value in applied.items():
             _assign(result, path, copy.deepcopy(value))
         owners[(manager, "Apply")] = set(applied)
@@ -667,7 +739,7 @@ class FakeApiServer:
             if result.get("spec") != current.get("spec"):
                 result["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
         stored = self._store(key, kind, result)
-        self._record_update(key, current, result, manager or "unknown")
+        self._record_update(key, kind, current, result, manager or "unknown")
         return stored
 
 
@@ -737,8 +809,41 @@ def _apply_conflict(conflicts: list[tuple[tuple[str, ...], tuple[str, str]]], ap
 # ---------------------------------------------------------------------------------------------------------
 # Field ownership (server-side apply): an object as its leaf fields
 # ---------------------------------------------------------------------------------------------------------
-def _leaves(obj: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    """Path -> value of every field a manager can own: maps are walked, lists and scalars are leaves."""
+def _list_map_keys(kind: str, path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The key fields of the list at ``path`` when its schema makes it an associative list (``+listType=map``
+    with ``+listMapKey``, k8s.io/api core/v1 types.go), else None: the list is atomic, owned and replaced whole.
+    Only the lists of LIST_MAP_KEYS are associative here; every other list is atomic (a known gap)."""
+    name = path[-1] if path else ""
+    if name == "ports":
+        if kind == "Service" and path == ("spec", "ports"):
+            return SERVICE_PORT_KEYS
+        return CONTAINER_PORT_KEYS if len(path) >= 2 and _is_element(path[-2]) else None
+    return LIST_MAP_KEYS.get(name)
+
+
+def _is_element(part: str) -> bool:
+    return part.startswith(_ELEMENT)
+
+
+def _element_key(item: Any, keys: tuple[str, ...]) -> str | None:
+    """The path part naming one element of an associative list (``k:{"name":"web"}``, as managedFields write
+    it), its key fields in schema order; a missing ``protocol`` is its default, TCP. None if a key is missing."""
+    if not isinstance(item, dict):
+        return None
+    values: dict[str, Any] = {}
+    for k in keys:
+        if k in item:
+            values[k] = item[k]
+        elif k in KEY_DEFAULTS:
+            values[k] = KEY_DEFAULTS[k]
+        else:
+            return None
+    return _ELEMENT + json.dumps(values, separators=(",", ":"))
+
+
+def _leaves(obj: dict[str, Any], prefix: tuple[str, ...] = (), kind: str = "") -> dict[tuple[str, ...], Any]:
+    """Path -> value of every field a manager can own: maps are walked, the elements of an associative list are
+    walked by key (each element's fields owned on their own), other lists and scalars are leaves."""
     out: dict[tuple[str, ...], Any] = {}
     for k, v in obj.items():
         if not prefix and k in ("apiVersion", "kind", "status"):
@@ -746,37 +851,86 @@ def _leaves(obj: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str
         if prefix == ("metadata",) and k in _UNOWNED_METADATA:
             continue
         path = (*prefix, k)
+        keys = _list_map_keys(kind, path) if isinstance(v, list) else None
+        element_keys = [_element_key(item, keys) for item in v] if keys else []
         if isinstance(v, dict) and v:
-            out.update(_leaves(v, path))
+            out.update(_leaves(v, path, kind))
+        elif keys and element_keys and None not in element_keys:
+            for part, item in zip(element_keys, v):
+                out.update(_leaves(item, (*path, part), kind))
+        elif keys and not v:
+            continue  # an empty associative list claims no element
         else:
             out[path] = v
     return out
 
 
 def _dotted(path: tuple[str, ...]) -> str:
-    return "." + ".".join(path)
+    """A field path as the API server prints it: ``.spec.template.spec.containers[name="web"].image``."""
+    text = ""
+    for part in path:
+        if _is_element(part):
+            text += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in json.loads(part[len(_ELEMENT):]).items()) + "]"
+        else:
+            text += "." + part
+    return text
+
+
+def _child(obj: Any, part: str, create: bool) -> Any:
+    """One step down a path: a map's field, or (``k:...``) the element of an associative list with that key."""
+    if isinstance(obj, list):
+        key = json.loads(part[len(_ELEMENT):])
+        for item in obj:
+            if _element_key(item, tuple(key)) == part:
+                return item
+        if not create:
+            return None
+        item = dict(key)  # a new element starts with its key fields (protocol defaulted, as the server does)
+        obj.append(item)
+        return item
+    if not isinstance(obj, dict):
+        return None
+    return obj.get(part)
 
 
 def _assign(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    for part in path[:-1]:
-        if not isinstance(obj.get(part), dict):
-            obj[part] = {}
-        obj = obj[part]
-    if value == {} and isinstance(obj.get(path[-1]), dict):
+    target: Any = obj
+    for i, part in enumerate(path[:-1]):
+        if isinstance(target, dict) and not isinstance(target.get(part), (dict, list)):
+            target[part] = [] if _is_element(path[i + 1]) else {}
+        elif isinstance(target, dict) and isinstance(target[part], list) and not _is_element(path[i + 1]):
+            target[part] = {}
+        target = _child(target, part, create=True)
+    if value == {} and isinstance(target.get(path[-1]), dict):
         return  # an empty map applied claims no field: the map's fields set by others stay
-    obj[path[-1]] = value
+    target[path[-1]] = value
 
 
-def _remove(obj: dict[str, Any], path: tuple[str, ...]) -> None:
-    trail = []
+def _remove(obj: dict[str, Any], path: tuple[str, ...], keep: set[tuple[str, ...]] = frozenset()) -> None:
+    """Remove one field, then the maps left empty by it and the elements of associative lists left with nothing
+    but their key fields when no path in ``keep`` (the fields someone still owns) lies inside them."""
+    trail: list[tuple[Any, str]] = []
+    target: Any = obj
     for part in path[:-1]:
-        if not isinstance(obj.get(part), dict):
+        child = _child(target, part, create=False)
+        if not isinstance(child, (dict, list)):
             return
-        trail.append((obj, part))
-        obj = obj[part]
-    obj.pop(path[-1], None)
-    for parent, part in reversed(trail):  # maps left empty by the removal go too
-        if parent[part] == {}:
+        trail.append((target, part))
+        target = child
+    in_element = bool(trail) and _is_element(trail[-1][1])
+    key_fields = set(json.loads(trail[-1][1][len(_ELEMENT):])) if in_element else set()
+    if path[-1] not in key_fields:  # an element's key fields go with the element only
+        target.pop(path[-1], None)
+    for depth in range(len(trail) - 1, -1, -1):
+        parent, part = trail[depth]
+        child = _child(parent, part, create=False)
+        inside = path[: depth + 1]
+        if _is_element(part):
+            keys = set(json.loads(part[len(_ELEMENT):]))
+            owned = any(p[: depth + 1] == inside for p in keep)
+            if isinstance(child, dict) and set(child) <= keys and not owned:
+                parent.remove(child)
+        elif isinstance(child, (dict, list)) and not child:
             del parent[part]
 
 

@@ -69,6 +69,7 @@ def test_start_step_writes_the_gate_and_holds_old_pods(sim):
 def test_start_step_twice_is_one_change(sim):
     state = preflight.handler({"request": sim.rollout_request().model_dump(mode="json"), "execution_name": "t1"}, None)
     first = start_step.handler(state, None)
+    sim.advance(0.001)  # the Deployment controller's reaction to the write (a new revision) lands first
     revision = sim.kube.get_deployment("readiness", "nginx-app").revision
     second = start_step.handler(state, None)  # the same input again: a duplicated invocation
     assert sim.kube.get_deployment("readiness", "nginx-app").revision == revision

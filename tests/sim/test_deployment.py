@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from albgate.sim import Simulation
-from albgate.sim.kube import resolve_fenceposts
+from albgate.sim.kube import KUBELET_READY_SYNC_MAX_SECONDS, resolve_fenceposts
 from lambdas.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentPatch
 from tests.sim.conftest import scenario, started
@@ -109,7 +109,7 @@ def test_ready_needs_containers_ready_and_every_gate():
     assert not any(p.terminating for p in sim.cluster.all_pods)
     # When the gate condition is set True through the port, the pod is Ready and one old pod goes
     sim.kube.set_pod_condition(pod.namespace, pod.name, ALBGATE_GATE, "True", "TargetHealthy", "")
-    assert pod.ready
+    assert sim.run_until(sim.clock.t + KUBELET_READY_SYNC_MAX_SECONDS, stop=lambda: pod.ready)
     sim.advance(0.001)
     assert sum(p.terminating for p in sim.cluster.all_pods) == 1
     assert d.status[1] >= 1
@@ -141,7 +141,7 @@ def test_progress_replaces_progress_deadline_exceeded():
     # When it makes progress again (the gate opens on the new pod: ready replicas grow)
     pod = next(p for p in sim.cluster.pods.values() if p.version == V2)
     sim.kube.set_pod_condition(pod.namespace, pod.name, ALBGATE_GATE, "True", "TargetHealthy", "")
-    sim.advance(0.001)
+    sim.advance(KUBELET_READY_SYNC_MAX_SECONDS)
     # Then, as progress.go does, the condition says ReplicaSetUpdated again with a new lastUpdateTime
     cond = d.snapshot().condition("Progressing")
     assert (cond.status, cond.reason) == ("True", "ReplicaSetUpdated")

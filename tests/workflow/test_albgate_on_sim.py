@@ -83,6 +83,14 @@ SAMPLE_SEEDS = (7, 8)
 # 6 s late; docs/benchmarks.md, section 2). So a single sampled seed is held to the measured worst, with a margin,
 # to catch regressions.
 TARGET_RATIO, SAMPLE_RATIO_BOUND = 1.25, 1.4
+RATIO_IS_LUCK = {
+    # which calls a throttled bucket serves is luck, and the oracle's calls are not albgate's
+    "throttled-account",
+    # a request of minutes that lands on an old target holds that target's drain, and which target it lands on
+    # differs between albgate's run and the oracle's (their timings differ): one seed's ratio says little, the
+    # benchmark's median and p99 over many seeds do (docs/benchmarks.md, section 2)
+    "heavy-tailed-requests",
+}
 
 
 def test_every_shipped_scenario_has_its_expected_outcome_here():
@@ -104,9 +112,9 @@ def test_seeded_variations_drop_nothing_end_right_and_stay_near_the_lower_bound(
     # Then no request failed and it ended as the scenario demands (a throttled account may also get through)
     assert r.failed_requests == 0, r.failed_by_cause
     assert r.outcome == outcome and r.final_image == image, r.detail
-    # And a rollout that succeeded took at most SAMPLE_RATIO_BOUND times the oracle's time (not under throttling:
-    # which calls a throttled bucket serves is luck, and the oracle's calls are not albgate's)
-    if r.outcome == "succeeded" and r.lower_bound_seconds and name != "throttled-account":
+    # And a rollout that succeeded took at most SAMPLE_RATIO_BOUND times the oracle's time (except where one seed's
+    # ratio is luck: RATIO_IS_LUCK)
+    if r.outcome == "succeeded" and r.lower_bound_seconds and name not in RATIO_IS_LUCK:
         assert r.rollout_seconds / r.lower_bound_seconds <= SAMPLE_RATIO_BOUND
 
 

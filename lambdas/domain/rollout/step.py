@@ -126,7 +126,15 @@ def _write_step(ports: Ports, s: RolloutState, dep: Deployment, i: int, batch: i
     """Start Step's write, conditional on ``dep.resource_version`` (a 409 raises ConflictError)."""
     req = s.request
     version = dep.resource_version or None
-    if i == 0 and s.mode == "rollback" and (req.kind == "restart" or _undo_is_safe(ports, s)):
+    container = dep.template.container(req.container)
+    if (i == 0 and s.mode == "rollback" and req.kind == "rollout" and container is not None
+            and container.image == s.target_image):
+        # The undo already happened (an earlier attempt of this step undid, then its hold patch met a 409 from a
+        # status write in between): the template is the previous revision's, which the controller has renumbered,
+        # so undoing again would fail and writing the image would build a new ReplicaSet. Only the hold is left.
+        patch = DeploymentPatch(max_surge=batch, max_unavailable=0, annotations=marker,
+                                expected_resource_version=version)
+    elif i == 0 and s.mode == "rollback" and (req.kind == "restart" or _undo_is_safe(ports, s)):
         # Roll back as `kubectl rollout undo` does: the previous revision's exact template, so the Deployment
         # controller scales the previous ReplicaSet (still serving) back up instead of building a new one.
         undone = ports.kube.rollback_deployment(req.namespace, req.deployment, s.previous_revision,
