@@ -1,12 +1,13 @@
 """Benchmark (not a test): many seeded rollouts of one scenario, timed on the wall clock.
 
-Job: show how cheap a simulated rollout is (the target: 1,000 seeded rollouts of the example app in
-under a minute). Each run builds a fresh world with seed 1..N, rolls it with the strategy, settles, and
+Job: show how cheap a simulated rollout is (the targets: 1,000 seeded rollouts of the example app in under a
+minute for the baselines, and within 10 minutes on 2 processes for albgate, which runs its state machine). Each run builds a fresh world with seed 1..N, rolls it with the strategy, settles, and
 reports; the lower bound (an extra oracle run per rollout) is left out unless --with-lower-bound. Several
 strategies run one after the other, each over the same seeds.
 Invariant: the counts (virtual time, requests, failed requests) are the simulation's own; only the wall time
 depends on the machine and its load.
-Run: .venv/bin/python bench/bench_simulation.py [--runs 1000] [--strategy NAME ...] [--scenario FILE] [--write-docs]
+Run: .venv/bin/python bench/bench_simulation.py [--runs 1000] [--strategy NAME ...] [--scenario FILE] [--workers 2]
+     [--write-docs]
 Method: docs/simulation.md ("Speed"); results: docs/results/simulation-speed.md (with --write-docs).
 """
 
@@ -22,15 +23,26 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, add_write_docs, docs_header, machine, markdown_table, write_docs  # noqa: E402
+from _common import (  # noqa: E402
+    MAX_WORKERS,
+    ROOT,
+    add_write_docs,
+    chunks,
+    docs_header,
+    machine,
+    markdown_table,
+    run_parallel,
+    write_docs,
+)
 from albgate.sim import load_scenario, simulate  # noqa: E402
 
 
-def run(sc: Any, strategy: str, runs: int, lower_bound: bool) -> dict[str, Any]:
-    """Seeds 1..runs of one strategy: wall time and the simulation's own totals."""
+def _chunk(task: tuple[str, str, list[int], bool]) -> dict[str, Any]:
+    """Worker: some seeds of one strategy -> their counts (failed requests and durations per run, totals)."""
+    path, strategy, seeds, lower_bound = task
+    sc = load_scenario(path)
     failed, durations, simulated, events, requests = [], [], 0.0, 0, 0
-    t0 = time.perf_counter()
-    for seed in range(1, runs + 1):
+    for seed in seeds:
         r = simulate(sc, strategy, seed, lower_bound=lower_bound)
         failed.append(r.failed_requests)
         if r.rollout_seconds is not None:
@@ -38,8 +50,21 @@ def run(sc: Any, strategy: str, runs: int, lower_bound: bool) -> dict[str, Any]:
         simulated += r.simulated_seconds
         events += r.events
         requests += r.requests
-    return {"strategy": strategy, "wall": time.perf_counter() - t0, "failed": failed, "durations": durations,
-            "simulated": simulated, "events": events, "requests": requests}
+    return {"failed": failed, "durations": durations, "simulated": simulated, "events": events,
+            "requests": requests}
+
+
+def run(path: str, strategy: str, runs: int, lower_bound: bool, workers: int = 1) -> dict[str, Any]:
+    """Seeds 1..runs of one strategy on ``workers`` processes: wall time and the simulation's own totals."""
+    tasks = [(path, strategy, c, lower_bound) for c in chunks(list(range(1, runs + 1)), 25)]
+    t0 = time.perf_counter()
+    parts = run_parallel(_chunk, tasks, workers, f"{strategy}:")
+    wall = time.perf_counter() - t0
+    return {"strategy": strategy, "wall": wall, "workers": max(1, min(workers, MAX_WORKERS, len(tasks))),
+            "failed": [x for part in parts for x in part["failed"]],
+            "durations": [x for part in parts for x in part["durations"]],
+            "simulated": sum(part["simulated"] for part in parts), "events": sum(part["events"] for part in parts),
+            "requests": sum(part["requests"] for part in parts)}
 
 
 def report(m: dict[str, Any], scenario: str, runs: int) -> str:
@@ -57,10 +82,10 @@ def report(m: dict[str, Any], scenario: str, runs: int) -> str:
 
 
 def table(measured: list[dict[str, Any]], runs: int) -> str:
-    rows = [[m["strategy"], f"{m['wall']:.2f} s", f"{1000 * m['wall'] / runs:.1f} ms",
+    rows = [[m["strategy"], m["workers"], f"{m['wall']:.2f} s", f"{1000 * m['wall'] / runs:.1f} ms",
              f"{m['simulated'] / 3600:.1f} h, {m['requests']:,} requests, {m['events']:,} events"]
             for m in measured]
-    return markdown_table(["strategy", "wall time", "per rollout", "virtual time"], rows, "lrrl")
+    return markdown_table(["strategy", "processes", "wall time", "per rollout", "virtual time"], rows, "lrrrl")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,13 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategy", nargs="+", default=["kubernetes-default"], help="one or more strategies")
     ap.add_argument("--scenario", default=str(ROOT / "scenarios" / "seed-app.yaml"))
     ap.add_argument("--with-lower-bound", action="store_true")
+    ap.add_argument("--workers", type=int, default=1, help=f"processes (at most {MAX_WORKERS}; default %(default)s)")
     add_write_docs(ap, "simulation-speed")
     args = ap.parse_args(argv)
     info = machine()
     sc = load_scenario(args.scenario)
     measured = []
     for strategy in args.strategy:
-        measured.append(run(sc, strategy, args.runs, args.with_lower_bound))
+        measured.append(run(args.scenario, strategy, args.runs, args.with_lower_bound, args.workers))
         print(report(measured[-1], sc.name, args.runs))
     text = table(measured, args.runs)
     print(text)

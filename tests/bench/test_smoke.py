@@ -10,7 +10,7 @@ import pytest
 
 from tests.bench.conftest import docs_tables, run_bench, run_script
 
-STRATEGIES = ["kubernetes-default", "readiness-gate", "hardened-readiness-gate", "ideal-poller", "albgate"]
+STRATEGIES = ["kubernetes-default", "readiness-gate", "hardened-readiness-gate", "argo-rollouts", "ideal-poller", "albgate"]
 
 
 @pytest.fixture(scope="module")
