@@ -282,7 +282,7 @@ class SimBootstrapKubernetes(SimKubernetes):
             for b in self.sim.lbc.bindings:  # the controller watches Services: its bindings follow the selector
                 if (b.tgb.namespace, b.tgb.service_name) == (ns, name):
                     b.service = svc
-            self.sim.lbc.endpoints_changed(ns)
+            self.sim.lbc.services_changed(ns)
             self._reconcile_ingresses_in(ns)
         return "created" if before is None else "configured"
 
@@ -395,7 +395,7 @@ class SimBootstrapKubernetes(SimKubernetes):
                 self.sim.traffic.tgs.append(tg)
             self.sim.log("controller", f"Ingress {ns}/{name}: target group {tg_name} ({spec.target_type()}) and "
                                        f"TargetGroupBinding created")
-            self.sim.lbc.endpoints_changed(ns)
+            self.sim.lbc.services_changed(ns)
 
 
 def bootstrap_ports(

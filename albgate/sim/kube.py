@@ -255,6 +255,11 @@ class Cluster:
         self.tgbs: dict[tuple[str, str], TargetGroupBinding] = {}
         self.deployments: dict[tuple[str, str], DepObj] = {}
         self.pods: dict[tuple[str, str], PodObj] = {}  # present in the API (until the containers stopped)
+        # (namespace, label key, label value) -> the pods in the API with that label, in creation order: a
+        # selector's pods are found from its rarest label instead of by reading every pod (a fleet has thousands)
+        self._by_label: dict[tuple[str, str, str], dict[tuple[str, str], PodObj]] = {}
+        # pods that changed (status, conditions, IP, deletion, creation, exit) since the controller last looked
+        self.changed_pods: set[PodObj] = set()
         self.all_pods: list[PodObj] = []  # every pod ever created, for tests and the report
         self.conflicts = 0  # conditional writes refused with 409 (a status write got in between)
         self._rv = 0
@@ -265,6 +270,11 @@ class Cluster:
     def next_rv(self) -> int:
         self._rv += 1
         return self._rv
+
+    def _pod_changed(self, pod: PodObj) -> int:
+        """A write to ``pod``: its new resourceVersion, and the pod noted for the controller's watches."""
+        self.changed_pods.add(pod)
+        return self.next_rv()
 
     def _rng(self, deployment: str, base: str) -> Any:
         """The random stream ``base`` of the fleet copy that owns ``deployment``."""
@@ -315,7 +325,19 @@ class Cluster:
         return d
 
     def pods_selected(self, namespace: str, selector: dict[str, str]) -> list[PodObj]:
-        return [p for (ns, _), p in self.pods.items() if ns == namespace and _selects(selector, p.labels)]
+        """The pods in the API that ``selector`` selects in ``namespace``, in creation order."""
+        if not selector:
+            return [p for (ns, _), p in self.pods.items() if ns == namespace]
+        rarest = min((self._by_label.get((namespace, k, v), {}) for k, v in selector.items()), key=len)
+        return [p for p in rarest.values() if _selects(selector, p.labels)]
+
+    def _index(self, pod: PodObj) -> None:
+        for k, v in pod.labels.items():
+            self._by_label.setdefault((pod.namespace, k, v), {})[(pod.namespace, pod.name)] = pod
+
+    def _unindex(self, pod: PodObj) -> None:
+        for k, v in pod.labels.items():
+            self._by_label.get((pod.namespace, k, v), {}).pop((pod.namespace, pod.name), None)
 
     def service_pods(self, svc: Service) -> list[PodObj]:
         return self.pods_selected(svc.namespace, svc.selector)
@@ -697,9 +719,10 @@ class Cluster:
         pod.alb_check_fails = failing and faults.broken_mode == "health_path_404"  # only the ALB's check fails
         pod.broken = failing and not pod.alb_check_fails  # answers everyone, users included, with errors
         pod.crashes = failing and faults.broken_mode == "crash"
-        pod.rv = self.next_rv()
+        pod.rv = self._pod_changed(pod)
         rs.pods.append(pod)
         self.pods[(pod.namespace, pod.name)] = pod
+        self._index(pod)
         self.all_pods.append(pod)
         if born_ready:
             pod.ip = self._next_ip()
@@ -739,7 +762,7 @@ class Cluster:
         until = self._pending_until(pod)
         if until is not None:
             if not pod.unschedulable:
-                pod.unschedulable, pod.rv = True, self.next_rv()
+                pod.unschedulable, pod.rv = True, self._pod_changed(pod)
                 self.sim.log("pod", f"pod {pod.name} Pending: PodScheduled=False Unschedulable (no node has room)")
             if until != math.inf:
                 pod.timers.append(self.loop.at(until, self._scheduled, pod))
@@ -748,7 +771,7 @@ class Cluster:
             pod.unschedulable = False
             self.sim.log("pod", f"pod {pod.name} scheduled after being Unschedulable")
         pod.ip = self._next_ip()
-        pod.rv = self.next_rv()
+        pod.rv = self._pod_changed(pod)
         lo, hi = self.sim.scenario.app.startup.container_start_seconds
         pod.timers.append(self.loop.after(self._rng(pod.rs.dep.name, "pods").uniform(lo, hi),
                                           self._container_started, pod))
@@ -758,7 +781,7 @@ class Cluster:
             return
         app = self.sim.scenario.app
         pod.phase, pod.waiting_reason = "Running", ""
-        pod.rv = self.next_rv()  # the kubelet's status write: phase Running, container running
+        pod.rv = self._pod_changed(pod)  # the kubelet's status write: phase Running, container running
         pod.probe_ok = pod.probe_fail = 0
         if app.readiness_probe is None:
             self._set_containers_ready(pod, True)  # no probe: ready once the container runs
@@ -774,7 +797,7 @@ class Cluster:
             # The broken version exits right after starting: CrashLoopBackOff (kubelet back-off doubles).
             pod.restart_count += 1
             pod.phase, pod.waiting_reason = "Running", "CrashLoopBackOff"
-            pod.rv = self.next_rv()
+            pod.rv = self._pod_changed(pod)
             self._set_containers_ready(pod, False)
             delay = min(_CRASH_BACKOFF_START * 2 ** (pod.restart_count - 1), _CRASH_BACKOFF_MAX)
             pod.timers.append(self.loop.after(delay, self._container_started, pod))
@@ -800,7 +823,7 @@ class Cluster:
         if pod.containers_ready == value:
             return
         pod.containers_ready = value
-        pod.rv = self.next_rv()
+        pod.rv = self._pod_changed(pod)
         self.sim.log("pod", f"pod {pod.name} ContainersReady={value}")
         self._update_ready(pod)
         self.sim.lbc.endpoints_changed(pod.namespace)
@@ -817,7 +840,7 @@ class Cluster:
         if cur is not None and cur[0] == status:
             return
         pod.conditions[type_] = (status, reason, message)
-        pod.rv = self.next_rv()
+        pod.rv = self._pod_changed(pod)
         self.sim.log("gate", f"pod {pod.name} {type_}={status}" + (f" ({reason})" if reason else ""))
         if type_ in pod.readiness_gates:
             self._kubelet_sync_later(pod)
@@ -845,7 +868,7 @@ class Cluster:
         if ready == pod.ready:
             return
         pod.ready = ready
-        pod.rv = self.next_rv()
+        pod.rv = self._pod_changed(pod)
         pod.ready_since = self.now if ready else None
         self.sim.log("pod", f"pod {pod.name} Ready={ready}")
         if pod.rs is not None:
@@ -860,7 +883,7 @@ class Cluster:
         if pod.terminating:
             return
         pod.terminating, pod.deletion_at = True, self.now
-        pod.rv = self.next_rv()
+        pod.rv = self._pod_changed(pod)
         for t in pod.timers:
             t.cancel()
         pod.timers.clear()
@@ -907,6 +930,8 @@ class Cluster:
         pod.phase = "Succeeded"
         self.sim.traffic.kill_inflight(pod, "killed_in_flight")
         self.pods.pop((pod.namespace, pod.name), None)
+        self._unindex(pod)
+        self.changed_pods.add(pod)
         if pod.rs is not None and pod in pod.rs.pods:
             pod.rs.pods.remove(pod)
             self.request_sync(pod.rs.dep)

@@ -132,7 +132,13 @@ class LoadBalancerController:
         self.up = True
         self.bindings: list[_Binding] = []
         self.gate_updates = 0
-        self._seen_key: tuple[int, int, int] | None = None
+        self._seen_bindings = 0
+        # (namespace, label key, value) -> bindings whose Service selector has that label (each binding under its
+        # rarest selector label), so a changed pod is compared only with the bindings that may select it
+        self._by_label: dict[tuple[str, str, str], list[_Binding]] = {}
+        self._index_keys: set[str] = set()
+        self._unindexed: list[_Binding] = []
+        self._forced: set[str] = set()  # namespaces whose bindings are all looked at again (services_changed)
         # The informers: after every event, what the reconciler watches is compared with what it saw.
         sim.loop.observers.append(self._watch)
 
@@ -151,6 +157,35 @@ class LoadBalancerController:
     # --- installation of what the controller creates for an Ingress ------------------------------------------
     def bind(self, tgb: TargetGroupBinding, tg: "TargetGroupSim", service: Service) -> None:
         self.bindings.append(_Binding(tgb, tg, service))
+        self._reindex()
+
+    def _reindex(self) -> None:
+        counts: dict[tuple[str, str, str], int] = {}
+        for b in self.bindings:
+            for k, v in (b.service.selector or {}).items():
+                counts[(b.service.namespace, k, v)] = counts.get((b.service.namespace, k, v), 0) + 1
+        self._by_label, self._index_keys, self._unindexed = {}, set(), []
+        for b in self.bindings:
+            items = [(b.service.namespace, k, v) for k, v in (b.service.selector or {}).items()]
+            if not items:
+                self._unindexed.append(b)
+                continue
+            rarest = min(items, key=lambda item: counts[item])
+            self._by_label.setdefault(rarest, []).append(b)
+            self._index_keys.add(rarest[1])
+
+    def bindings_selecting(self, namespace: str, labels: dict[str, str]) -> list[_Binding]:
+        """The bindings whose Service selects a pod with ``labels`` in ``namespace``, in binding order."""
+        found = [b for b in self._unindexed if b.service.namespace == namespace]
+        for k in self._index_keys:
+            v = labels.get(k)
+            if v is not None:
+                found.extend(self._by_label.get((namespace, k, v), ()))
+        sel = [b for b in found if all(labels.get(k) == v for k, v in (b.service.selector or {}).items())]
+        if len(sel) > 1:
+            order = {id(b): i for i, b in enumerate(self.bindings)}
+            sel.sort(key=lambda b: order[id(b)])
+        return sel
 
     def start(self) -> None:
         """Schedule the scenario's outages and slow periods (times relative to the rollout start)."""
@@ -194,10 +229,8 @@ class LoadBalancerController:
         if self.auto_mode or self.sim.cluster.namespaces.get(namespace, {}).get(INJECT_LABEL) != "enabled":
             return ()
         gates = []
-        for b in self.bindings:
-            sel = b.service.selector
-            if (b.tgb.namespace == namespace and b.tgb.target_type == "ip" and sel
-                    and all(labels.get(k) == v for k, v in sel.items())):
+        for b in self.bindings_selecting(namespace, labels):
+            if b.tgb.namespace == namespace and b.tgb.target_type == "ip" and b.service.selector:
                 gates.append(LBC_GATE_PREFIX + b.tgb.name)
         return tuple(gates)
 
@@ -212,6 +245,12 @@ class LoadBalancerController:
     # --- the watches ------------------------------------------------------------------------------------
     def endpoints_changed(self, namespace: str) -> None:
         """A pod of ``namespace`` changed now (kube calls this): look at the watched objects at once."""
+        self._watch()
+
+    def services_changed(self, namespace: str) -> None:
+        """A Service or binding of ``namespace`` was created or replaced: every binding there is looked at again."""
+        self._reindex()
+        self._forced.add(namespace)
         self._watch()
 
     def _observed(self, b: _Binding) -> tuple[frozenset[Any], frozenset[Any]]:
@@ -235,20 +274,33 @@ class LoadBalancerController:
     def _service_pods(self, b: _Binding) -> list["PodObj"]:
         """The pods b's Service selects. Labels never change, so the selection changes only when a pod is created
         (a new uid) or leaves the API, or when the Service is replaced."""
-        cluster = self.sim.cluster
-        key = (cluster._uid, len(cluster.pods), b.service)
-        if b.selected[0] != key:
-            b.selected = (key, cluster.service_pods(b.service))
+        if b.selected[0] != b.service:  # a pod the Service selects came or went: _watch resets the key
+            b.selected = (b.service, self.sim.cluster.service_pods(b.service))
         return b.selected[1]
 
     def _watch(self) -> None:
-        # Every change of a pod bumps the cluster's resource version, and a pod that is gone leaves the API: when
-        # neither moved since the last look, nothing the watches show changed (most events are health checks).
-        key = (self.sim.cluster._rv, len(self.sim.cluster.pods), len(self.bindings))
-        if key == self._seen_key:
+        # Every write to a pod notes it in the cluster's changed_pods (a pod that leaves the API too): when none
+        # changed since the last look and no binding came, nothing the watches show changed (most events are health
+        # checks). Only the bindings whose Service selects a changed pod are looked at again.
+        cluster = self.sim.cluster
+        changed = cluster.changed_pods
+        if not changed and not self._forced and len(self.bindings) == self._seen_bindings:
             return
-        self._seen_key = key
-        for b in self.bindings:
+        cluster.changed_pods = set()
+        if len(self.bindings) != self._seen_bindings:
+            self._seen_bindings = len(self.bindings)
+            self._forced.clear()
+            affected = list(self.bindings)
+        else:
+            hit: dict[int, _Binding] = {id(b): b for b in self.bindings if b.tgb.namespace in self._forced}
+            self._forced.clear()
+            for pod in changed:
+                for b in self.bindings_selecting(pod.namespace, pod.labels):
+                    hit[id(b)] = b
+            order = {id(b): i for i, b in enumerate(self.bindings)}
+            affected = sorted(hit.values(), key=lambda b: order[id(b)])
+        for b in affected:
+            b.selected = ((), [])  # membership may have changed: select again
             seen = self._observed(b)
             if seen != b.seen:
                 b.seen = seen

@@ -128,7 +128,8 @@ def test_from_an_empty_namespace_to_the_seed_app_serving_then_a_rerun_changes_no
     # And the app serves through the ALB: every target healthy, clients get answers
     tg = sim.alb.target_group(binding.target_group_arn)
     assert sorted(t.state for t in tg.targets.values()) == ["healthy"] * 3
-    sim.traffic.tgs, sim.traffic.rate, sim.traffic.next_arrival = [tg], 20.0, sim.clock.t
+    clients = sim.traffic.streams[0]
+    clients.tgs[:], clients.rate, clients.next_arrival = [tg], 20.0, sim.clock.t
     sim.advance(60)
     assert sim.traffic.requests > 1000 and sum(sim.traffic.failed.values()) == 0
 
