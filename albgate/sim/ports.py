@@ -30,6 +30,7 @@ from lambdas.domain.ports import (
 
 if TYPE_CHECKING:
     from albgate.sim.simulation import Simulation
+    from lambdas.domain.ports import AlarmPage, StateChanges
 
 KUBE_METHODS = (
     "get_namespace", "get_deployment", "patch_deployment", "rollback_deployment", "list_replica_sets",
@@ -131,8 +132,8 @@ class SimElb:
         from albgate.sim.alb import SdkClient  # the client model sits with the ELB it calls
 
         self.sim, self.caller = sim, caller
-
         self.client = SdkClient(sim, retries, f"elb-client:{caller}")
+
     def describe_target_health(self, target_group_arn: str) -> list[TargetHealth]:
         return self.client.call(lambda: self.sim.alb.describe_target_health(target_group_arn, self.caller))
 
@@ -143,4 +144,22 @@ class SimElb:
         self.client.call(lambda: self.sim.alb.deregister_targets(target_group_arn, targets, self.caller))
 
     def register_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
-        self.sim.alb.register_targets(target_group_arn, targets, self.caller)
+        self.client.call(lambda: self.sim.alb.register_targets(target_group_arn, targets, self.caller))
+
+
+class SimAlarms:
+    """Implements ``AlarmPort`` on the simulated CloudWatch (``albgate.sim.alarms``): the alarms of the scenario's
+    ``faults.alarms``, as they are on the world's clock; counted in the world's ``SimCloudWatch.calls``."""
+
+    def __init__(self, sim: "Simulation") -> None:
+        from albgate.sim.alarms import cloudwatch_of  # the account's alarms sit with the simulated CloudWatch
+
+        self.cloudwatch = cloudwatch_of(sim)
+
+    def describe_alarms(
+        self, *, names: tuple[str, ...] = (), prefix: str | None = None, state: str | None = None
+    ) -> AlarmPage:
+        return self.cloudwatch.describe_alarms(names=names, prefix=prefix, state=state)
+
+    def state_changes(self, name: str, start: float, end: float) -> StateChanges:
+        return self.cloudwatch.state_changes(name, start, end)

@@ -18,6 +18,7 @@ from lambdas.domain.documents import DocumentError, decode_utf8, quote
 from lambdas.domain.models import RolloutPolicy, parse_image, validation_message
 from lambdas.domain.validators import (
     AccountId,
+    AlarmName,
     AwsRegion,
     ClusterName,
     IntOrPercent,
@@ -396,6 +397,16 @@ class DescribeLoad(Window):
     rate_per_second: float = Field(gt=0, le=1000, description="other callers' Describe* calls on the shared bucket")
 
 
+class AlarmFault(Window):
+    """A CloudWatch metric alarm of the simulated account in ALARM or INSUFFICIENT_DATA for a while. Every alarm
+    named in ``faults.alarms`` exists from the start and is OK outside its windows (albgate/sim/alarms.py); a
+    window may start before the rollout (negative ``at_seconds``). Windows of one alarm may not overlap: an alarm
+    is in one state at a time."""
+
+    name: AlarmName
+    state: Literal["ALARM", "INSUFFICIENT_DATA"]
+
+
 class FaultsSpec(_Strict):
     broken_images: list[str] = Field(default_factory=list, description="images whose app fails health checks")
     broken_mode: Literal["http_500", "crash", "health_path_404"] = Field(
@@ -410,6 +421,27 @@ class FaultsSpec(_Strict):
     pods_pending: list[PodsPending] = Field(
         default_factory=list, description="windows in which pods of some images stay Pending (Unschedulable)"
     )
+    alarms: list[AlarmFault] = Field(
+        default_factory=list, max_length=100,
+        description="CloudWatch metric alarms of the account and when each is not OK; a rollout's policy.alarms "
+        "watches them by name or prefix",
+    )
+
+    @field_validator("alarms")
+    @classmethod
+    def _one_state_at_a_time(cls, windows: list[AlarmFault]) -> list[AlarmFault]:
+        by_name: dict[str, list[AlarmFault]] = {}
+        for w in windows:
+            by_name.setdefault(w.name, []).append(w)
+        for name, ws in by_name.items():
+            ws = sorted(ws, key=lambda w: w.at_seconds)
+            for before, after in zip(ws, ws[1:]):
+                if before.duration_seconds is None or after.at_seconds < before.at_seconds + before.duration_seconds:
+                    raise ValueError(
+                        f"alarm {quote(name)} has windows at {before.at_seconds:g} s and {after.at_seconds:g} s that "
+                        "overlap; an alarm is in one state at a time: end the first before the second starts"
+                    )
+        return windows
 
 
 class FleetSpec(_Strict):

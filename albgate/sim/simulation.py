@@ -23,7 +23,7 @@ from albgate.sim.alb import ALBGATE_ELB_RETRIES, Alb, TargetGroupSim
 from albgate.sim.engine import EPOCH, EventLoop, VirtualClock
 from albgate.sim.kube import Cluster, DepObj, make_ingress, make_service
 from albgate.sim.lbc import LoadBalancerController, lbc_name
-from albgate.sim.ports import SimElb, SimKubernetes
+from albgate.sim.ports import SimAlarms, SimElb, SimKubernetes
 from albgate.sim.scenario import Scenario
 from albgate.sim.traffic import Stream, Traffic
 
@@ -112,7 +112,7 @@ class Simulation:
 
     @property
     def ports(self) -> Ports:
-        return Ports(kube=self.kube, elb=self.elb, clock=self.clock, budget=self.budget)
+        return Ports(kube=self.kube, elb=self.elb, clock=self.clock, budget=self.budget, alarms=SimAlarms(self))
 
     def add_observer(self, fn: Callable[[], None]) -> None:
         """fn() runs after every event, in zero virtual time (how the oracle reacts 'instantly')."""

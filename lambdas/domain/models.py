@@ -30,10 +30,12 @@ from lambdas.domain.documents import quote
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.image_reference import ImageReference, ImageReferenceError
 from lambdas.domain.validators import (
+    AlarmSelector,
     ClusterName,
     JsonBool,
     KubernetesName,
     KubernetesObjectName,
+    alarm_prefix,
     no_boolean_items,
     percent,
 )
@@ -64,6 +66,13 @@ class _Strict(BaseModel):
 
 StepSpec = Annotated[int | str, Field(description="pods (an integer >= 1) or a percentage of replicas ('25%')")]
 DEFAULT_STEPS: tuple[int | str, ...] = (1, "25%", "50%", "100%")
+
+
+# How many entries ``policy.alarms`` may have, and how many of them may be prefixes. Ten is CodeDeploy's own limit
+# of alarms per deployment group; each prefix costs one DescribeAlarms call per look (the names together cost one),
+# so three keep a look at four calls (docs/facts.md, "CloudWatch alarms albgate watches").
+MAX_ALARMS = 10
+MAX_ALARM_PREFIXES = 3
 
 
 def pods(n: int) -> str:
@@ -119,6 +128,23 @@ class RolloutPolicy(_Strict):
     )
     max_request_seconds: int = Field(
         default=30, ge=1, le=3_600, description="the longest request the app serves, for the grace period"
+    )
+    alarms: list[AlarmSelector] = Field(
+        default_factory=list,
+        json_schema_extra={"maxItems": MAX_ALARMS},
+        description=f"CloudWatch metric alarms watched during every step's gate, drain and bake: exact names, or a "
+        f"name prefix ending in '*' (at most {MAX_ALARMS} entries, {MAX_ALARM_PREFIXES} of them prefixes); one in "
+        "ALARM fails the step, and the rollout rolls back (docs/rollout.md, What the gate watches)",
+    )
+    insufficient_data_fails: JsonBool = Field(
+        default=False,
+        description="an alarm in INSUFFICIENT_DATA fails the step too; default: only ALARM does (an alarm without "
+        "data says nothing about the new version)",
+    )
+    start_despite_alarms: JsonBool = Field(
+        default=False,
+        description="start even though an alarm is already in ALARM (e.g. to roll out its fix); such an alarm "
+        "counts again once it has left that state. Default: Preflight refuses, naming the alarms",
     )
 
     @field_validator("steps")
@@ -179,6 +205,29 @@ class RolloutPolicy(_Strict):
                 "(steps that resolve to the same count merge, so the plan may have fewer: Preflight checks that)"
             )
         return approvals
+
+    @field_validator("alarms")
+    @classmethod
+    def _alarms_shape(cls, alarms: list[str]) -> list[str]:
+        """At most MAX_ALARMS entries, MAX_ALARM_PREFIXES of them prefixes, each once: every entry costs
+        DescribeAlarms calls on every look (lambdas/domain/rollout/alarms.py)."""
+        if len(alarms) > MAX_ALARMS:
+            raise ValueError(
+                f"lists {len(alarms)} alarms; albgate watches at most {MAX_ALARMS}: name fewer, or cover several "
+                "with one prefix ending in '*'"
+            )
+        prefixes = [a for a in alarms if alarm_prefix(a) is not None]
+        if len(prefixes) > MAX_ALARM_PREFIXES:
+            raise ValueError(
+                f"has {len(prefixes)} prefixes ({quote(prefixes)}); at most {MAX_ALARM_PREFIXES} (each costs a "
+                "DescribeAlarms call on every look): use a shorter common prefix, or name the alarms exactly"
+            )
+        seen: set[str] = set()
+        for a in alarms:
+            if a in seen:
+                raise ValueError(f"names {quote(a)} twice; name each alarm or prefix once")
+            seen.add(a)
+        return alarms
 
     @model_validator(mode="after")
     def _one_way_to_size_steps(self) -> "RolloutPolicy":

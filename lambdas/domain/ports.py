@@ -1,4 +1,5 @@
-"""The ports: what albgate needs from Kubernetes, from ELBv2 and from a clock, as plain data and Protocols.
+"""The ports: what albgate needs from Kubernetes, from ELBv2, from CloudWatch and from a clock, as plain data and
+Protocols.
 
 Invariant: the domain and the handlers see only these types. Two families implement them and must behave
 alike: the real adapters (``lambdas/adapters``, the only code that imports boto3 or the kubernetes client) and
@@ -299,6 +300,62 @@ class ImagePort(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# CloudWatch alarms
+# ---------------------------------------------------------------------------------------------------------
+# An alarm's StateValue (docs/facts.md, "CloudWatch alarms albgate watches").
+ALARM, OK, INSUFFICIENT_DATA = "ALARM", "OK", "INSUFFICIENT_DATA"
+ALARM_PAGE = 100  # the most alarms (DescribeAlarms) or history items (DescribeAlarmHistory) one answer holds
+
+
+@dataclass(frozen=True)
+class Alarm:
+    name: str
+    state: str  # OK | ALARM | INSUFFICIENT_DATA
+    state_since: float  # epoch seconds the state last changed (StateTransitionedTimestamp)
+    reason: str = ""  # StateReason, as CloudWatch words it
+
+
+@dataclass(frozen=True)
+class AlarmPage:
+    """One DescribeAlarms answer: at most ``ALARM_PAGE`` alarms; ``more`` when more matched (NextToken)."""
+
+    alarms: tuple[Alarm, ...]
+    more: bool = False
+
+
+@dataclass(frozen=True)
+class StateChange:
+    at: float  # epoch seconds
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class StateChanges:
+    """One DescribeAlarmHistory answer for one alarm: its state changes, newest first, at most ``ALARM_PAGE``;
+    ``more`` when older ones in the window were left out (NextToken)."""
+
+    changes: tuple[StateChange, ...]
+    more: bool = False
+
+
+class AlarmPort(Protocol):
+    """CloudWatch DescribeAlarms and DescribeAlarmHistory, metric alarms only, one request per call. Throttling
+    raises ThrottledError."""
+
+    def describe_alarms(
+        self, *, names: tuple[str, ...] = (), prefix: str | None = None, state: str | None = None
+    ) -> AlarmPage:
+        """The alarms named exactly (at most ``ALARM_PAGE`` names), or those whose name starts with ``prefix``
+        (never both), only those in ``state`` when given; one page of at most ``ALARM_PAGE``."""
+        ...
+
+    def state_changes(self, name: str, start: float, end: float) -> StateChanges:
+        """The state changes of alarm ``name`` between ``start`` and ``end`` (epoch seconds), newest first."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------------
 # albgate's share of the account's Describe* bucket (lambdas/domain/budget.py)
 # ---------------------------------------------------------------------------------------------------------
 class DescribeBudget(Protocol):
@@ -326,6 +383,7 @@ class Ports:
     clock: Clock
     images: ImagePort | None = None  # None: tags are recorded as given (no registry to ask)
     budget: DescribeBudget = field(default_factory=UnlimitedBudget)  # albgate's share of the Describe* bucket
+    alarms: AlarmPort | None = None  # None: no CloudWatch; a policy that names alarms is refused
 
 
 # ---------------------------------------------------------------------------------------------------------

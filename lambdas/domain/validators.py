@@ -260,6 +260,47 @@ GoDuration = Annotated[str, AfterValidator(GO_DURATION.check)]
 
 
 # ---------------------------------------------------------------------------------------------------------
+# CloudWatch alarms
+# ---------------------------------------------------------------------------------------------------------
+# A CloudWatch alarm name as PutMetricAlarm takes it, and an AlarmNamePrefix as DescribeAlarms takes it: 1 to 255
+# characters, no ASCII control character (docs/facts.md, "CloudWatch alarms albgate watches").
+ALARM_NAME_MAX = 255
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def alarm_prefix(selector: str) -> str | None:
+    """The name prefix an entry of ``policy.alarms`` stands for ('checkout-*' -> 'checkout-'); None for an entry
+    that names one alarm exactly (no trailing '*')."""
+    return selector[:-1] if selector.endswith("*") else None
+
+
+def _alarm_text(text: str) -> bool:
+    return 1 <= len(text) <= ALARM_NAME_MAX and not _ASCII_CONTROL.search(text)
+
+
+ALARM_NAME = Rule(
+    "a CloudWatch alarm name",
+    f"1 to {ALARM_NAME_MAX} characters, no control characters, as the alarm is named in CloudWatch",
+    _alarm_text,
+)
+AlarmName = Annotated[
+    str, AfterValidator(ALARM_NAME.check), Field(json_schema_extra={"minLength": 1, "maxLength": ALARM_NAME_MAX})
+]
+ALARM_SELECTOR = Rule(
+    "a CloudWatch alarm name or name prefix",
+    f"write the alarm's exact name, or a name prefix followed by '*' (e.g. 'checkout-prod-*'): 1 to "
+    f"{ALARM_NAME_MAX} characters before the '*', no control characters",
+    lambda v: _alarm_text(v if alarm_prefix(v) is None else v[:-1]),
+)
+AlarmSelector = Annotated[
+    str,
+    AfterValidator(ALARM_SELECTOR.check),
+    Field(json_schema_extra={"minLength": 1, "maxLength": ALARM_NAME_MAX + 1}),
+]
+"""An entry of ``policy.alarms``: an alarm's exact name, or a prefix ending in '*'."""
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Strict JSON types
 # ---------------------------------------------------------------------------------------------------------
 # A JSON boolean only: pydantic's lax bool reads "yes", "0" or 1 as a boolean (docs/facts.md, Strict inputs).

@@ -14,6 +14,7 @@ runs without one).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from lambdas.domain.allow_list import ALLOW_LIST_ENV, AllowList, parse_allow_lis
 from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.models import validation_message
-from lambdas.domain.ports import Ports
+from lambdas.domain.ports import AlarmPort, Ports
 from lambdas.handlers._observability import logger, observed
 
 PortsProvider = Callable[[str], Ports]
@@ -100,7 +101,18 @@ def ports_for(cluster: str) -> Ports:
     cfg = settings()
     from lambdas.adapters.wiring import real_ports  # imported late: only Lambda pays for boto3/kubernetes
 
-    return real_ports(cluster, cfg.region, cfg.describe_budget_table, cfg.describe_budget_rate, cfg.describe_budget_burst)
+    ports = real_ports(cluster, cfg.region, cfg.describe_budget_table, cfg.describe_budget_rate,
+                       cfg.describe_budget_burst)
+    return dataclasses.replace(ports, alarms=cloudwatch_alarms(cfg.region))
+
+
+@functools.lru_cache(maxsize=4)
+def cloudwatch_alarms(region: str) -> AlarmPort:
+    """The CloudWatch alarms port for this Region, once per warm Lambda; it makes its client on its first call,
+    so a rollout whose policy names no alarm never builds one."""
+    from lambdas.adapters.cloudwatch import CloudWatchAdapter  # imported late, like the other adapters
+
+    return CloudWatchAdapter.for_region(region)
 
 
 def cluster_of(event: dict[str, Any]) -> str:

@@ -34,6 +34,13 @@ class HandlerSpec:
     # ContainersReady new pod that nobody registered (no reconcile of the controller came for it: a namespace
     # without its inject label, or the controller down). Only the gate does it (lambdas/domain/rollout/gate.py).
     elb_register: bool = False
+    # One flag per AlarmPort method (lambdas/domain/ports.py), on this account's CloudWatch alarms in the stack's Region
+    # (the narrowest the Service Authorization Reference allows for an alarm chosen at run time, by the policy):
+    # alarms_read: describe_alarms = cloudwatch:DescribeAlarms, the alarms a rollout's policy.alarms names
+    alarms_read: bool = False
+    # alarms_history: state_changes = cloudwatch:DescribeAlarmHistory: what an alarm did since the previous step's gate
+    # passed (its drain, bake and any approval wait); only Start Step asks (lambdas/domain/rollout/alarms.py)
+    alarms_history: bool = False
     # dynamodb:GetItem/UpdateItem on the Describe* budget table: takes its turn in albgate's share of the
     # account's Describe* bucket before each call (lambdas/domain/budget.py)
     describe_budget: bool = False
@@ -65,6 +72,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         describe_budget=True,
         ecr_read=True,
         deployment_lease=True,  # one rollout per Deployment: the lease comes before anything is read
+        alarms_read=True,  # refuses an alarm of the policy that is missing or already in ALARM
         description="take the Deployment's lease, validate input, find target groups, check (or harden) settings",
     ),
     HandlerSpec(
@@ -75,7 +83,14 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         description="publish a step's approval request with its task token",
     ),
     HandlerSpec(
-        "StartStep", "start_step", kube="rollout", elb_read=False, description="let Kubernetes create a step's pods"
+        "StartStep",
+        "start_step",
+        kube="rollout",
+        elb_read=False,
+        # a rollout's step is not written when an alarm of the policy was in ALARM since the previous step's gate
+        alarms_read=True,
+        alarms_history=True,
+        description="let Kubernetes create a step's pods",
     ),
     HandlerSpec(
         "CheckTargetHealth",
@@ -90,6 +105,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         # a new pod's target nobody registered within the grace is registered on the gate's look
         # (lambdas/domain/rollout/targets.py, register_missing)
         elb_register=True,
+        alarms_read=True,  # an alarm of the policy in ALARM fails the step
         description="gate: every new pod's target healthy in every target group",
     ),
     HandlerSpec(
@@ -107,6 +123,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         elb_health=True,
         describe_budget=True,
         elb_deregister=True,
+        alarms_read=True,  # an alarm of the policy in ALARM fails the step
         description="old targets went draining (deregistered here if nobody had) and left the target group",
     ),
     HandlerSpec(

@@ -4,6 +4,8 @@ Invariant: every function runs Python 3.12 on x86_64 (the platform the asset is 
 X-Ray, logs to its own log group with a retention, carries the Powertools environment, and has its own role
 with no managed policy: logs, X-Ray, ENI (only in a VPC), the ELB actions of the ``ElbPort`` methods the spec
 names (``elb_read``, ``elb_health``, ``elb_deregister``, ``elb_register``), ``ecr:DescribeImages`` (``ecr_read``),
+``cloudwatch:DescribeAlarms``/``DescribeAlarmHistory`` on the account's alarms in its Region (``alarms_read``,
+``alarms_history``),
 ``ec2:DescribeVpcEndpoints/DescribeRouteTables`` (``network_read``, in a VPC only), the chart pull from a private
 ECR mirror (``chart_pull``, through ``grant_chart_pull``, only when a cluster's chart is on one) and
 ``eks:DescribeCluster`` on the configured clusters (only when ``spec.kube`` is not "none"). Every ``*``
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -66,6 +68,13 @@ ENI_WILDCARD = RegexAppliesTo(regex=rf"/^Resource::arn:{_PARTITION}:ec2:{_REGION
 TARGET_GROUP_WILDCARD = RegexAppliesTo(
     regex=rf"/^Resource::arn:{_PARTITION}:elasticloadbalancing:{_REGION}:{_ACCOUNT}:targetgroup\/\*\/\*$/g"
 )
+# CloudWatch alarms, per AlarmPort method (spec.alarms_read, spec.alarms_history). Both actions take the `alarm`
+# resource type, arn:${Partition}:cloudwatch:${Region}:${Account}:alarm:${AlarmName} (docs/facts.md, "CloudWatch
+# alarms albgate watches"); a policy names its alarms at run time, so the grant is every alarm of this account and
+# Region. Composite alarms would need "*" and are not watched.
+ALARM_READ_ACTIONS = ["cloudwatch:DescribeAlarms"]
+ALARM_HISTORY_ACTIONS = ["cloudwatch:DescribeAlarmHistory"]
+ALARM_WILDCARD = RegexAppliesTo(regex=rf"/^Resource::arn:{_PARTITION}:cloudwatch:{_REGION}:{_ACCOUNT}:alarm:\*$/g")
 # Neither has resource types in the Service Authorization Reference for Amazon EC2 (docs/facts.md, "VPC endpoints
 # for the functions in a VPC"): Check Network reads the VPC with them.
 NETWORK_READ_ACTIONS = ["ec2:DescribeVpcEndpoints", "ec2:DescribeRouteTables"]
@@ -97,6 +106,11 @@ def elb_read_actions(spec: HandlerSpec) -> list[str]:
     return (ELB_HEALTH_READ_ACTIONS if spec.elb_health else []) + (
         ELB_TARGET_GROUP_READ_ACTIONS if spec.elb_read else []
     )
+
+
+def alarm_actions(spec: HandlerSpec) -> list[str]:
+    """The CloudWatch actions of the ``AlarmPort`` methods the spec names."""
+    return (ALARM_READ_ACTIONS if spec.alarms_read else []) + (ALARM_HISTORY_ACTIONS if spec.alarms_history else [])
 
 
 def powertools_environment(log_level: str) -> dict[str, str]:
@@ -181,6 +195,21 @@ class AlbgateFunction(Construct):
                 "naming a configured cluster: the controller creates and names its target groups at run time, so "
                 "the tag is the narrowest fixed selector"
             )
+        alarm_reads = alarm_actions(spec)
+        if alarm_reads:
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ReadAlarms",
+                    actions=alarm_reads,
+                    resources=[stack.format_arn(service="cloudwatch", resource="alarm", resource_name="*",
+                                                arn_format=ArnFormat.COLON_RESOURCE_NAME)],
+                )
+            )
+            wildcard_reasons.append(
+                f"{'/'.join(alarm_reads)} on alarm:* of this account and Region: the rollout's policy names its "
+                "alarms at run time, and the alarm resource type is the narrowest the Service Authorization "
+                "Reference gives these read-only actions"
+            )
         if spec.ecr_read and ecr_repository_arns:
             self.role.add_to_policy(
                 iam.PolicyStatement(
@@ -252,7 +281,8 @@ class AlbgateFunction(Construct):
                     applies_to=["Resource::*"]
                     + ([ENI_WILDCARD] if vpc else [])
                     + ([TARGET_GROUP_WILDCARD] if (spec.elb_deregister or spec.elb_register) and cluster_names
-                       else []),
+                       else [])
+                    + ([ALARM_WILDCARD] if alarm_reads else []),
                 )
             ],
             apply_to_children=True,

@@ -31,6 +31,16 @@ Need = tuple[str, EndpointKind, str]
 EKS: Need = ("eks", "Interface", "eks:DescribeCluster for the cluster's endpoint and certificate")
 ELB: Need = ("elasticloadbalancing", "Interface", "ELB target groups and target health")
 DYNAMODB: Need = ("dynamodb", "Gateway", "DynamoDB tables of the stack")
+MONITORING: Need = ("monitoring", "Interface", "CloudWatch alarms the rollout policy names")
+
+
+def _alarm_needs(config: AlbgateConfig) -> list[tuple[Need, tuple[str, ...]]]:
+    """CloudWatch, when the config's rollout policy (the one the ECR trigger's rollouts run) names alarms. A policy
+    given in one execution's input is not known here: a private cluster whose rollouts name alarms in their input
+    needs the endpoint (or a NAT route) all the same (docs/rollout.md, "What the gate watches")."""
+    return [(MONITORING, ())] if config.rollout_policy.alarms else []
+
+
 
 
 def _chart_needs(config: AlbgateConfig) -> list[tuple[Need, tuple[str, ...]]]:
@@ -63,6 +73,8 @@ FLAG_NEEDS: dict[str, Callable[[AlbgateConfig], list[tuple[Need, tuple[str, ...]
     "network_read": lambda config: [(("ec2", "Interface", "Check Network reads the VPC's endpoints and route tables"),
                                      ())],
     "chart_pull": _chart_needs,
+    "alarms_read": _alarm_needs,
+    "alarms_history": _alarm_needs,
 }
 
 

@@ -80,6 +80,8 @@ def private_iam_variant(example: dict[str, Any]) -> dict[str, Any]:
     """The example with its cluster endpoint private (aws-auth), the controller's chart and image on ECR."""
     config = private_config_map_variant(example)
     config["clusters"][0]["controller"] = dict(MIRROR_CONTROLLER)
+    # the stories' rollouts watch alarms, so the private network must list CloudWatch's endpoint
+    config.setdefault("rollout_policy", {})["alarms"] = ["nginx-target-5xx", "nginx-latency-*"]
     return config
 
 

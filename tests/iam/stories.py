@@ -6,15 +6,19 @@ so the gate registers it itself once the grace has passed; whose Load Balancer C
 Drain deregisters a released pod's target itself and hands the rest of its drain over, and the next step's gate
 deregisters one more (the drain hand-over of Check Target Health); DescribeTargetHealth throttled in the gate and
 in the drain check (the blind deregistration); the image tag pinned through ECR; the Describe* budget table; then
-the gate keeper, an approval, a roll-back decision. The ECR trigger's push, queue, hand-over, release and replay on the lock table,
-Step Functions and the event bus. The bootstrap, step by step, the controller's helm install included.
+the gate keeper, an approval, a roll-back decision. The rollout's policy watches two CloudWatch alarms, one by name
+and one by prefix: Preflight, Start Step, every look of the gate and of the drain read them, and after step 1's
+gate passed one of them goes to INSUFFICIENT_DATA and back, so step 2's Start Step reads its history. The ECR
+trigger's push, queue, hand-over, release and replay on the lock table, Step Functions and the event bus. The
+bootstrap, step by step, the controller's helm install included.
 
 Each step says what it must have reached (``expect``), so a story that drifts away from the path it is meant
 to record fails as such instead of silently recording less.
 
-Invariant: the world is changed between steps only as Kubernetes or the load balancer would change it (the
-Deployment controller creating or removing pods, the Load Balancer Controller registering targets, or not);
-a handler's input is the previous handler's output wherever the state machine passes it so.
+Invariant: the world is changed between steps only as Kubernetes, the load balancer or CloudWatch would change it
+(the Deployment controller creating or removing pods, the Load Balancer Controller registering targets, or not; an
+alarm's metric moving its state); a handler's input is the previous handler's output wherever the state machine
+passes it so.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from tests.bootstrap.conftest import ingress as boot_ingress
 from tests.bootstrap.conftest import service as boot_service
 from tests.iam.private_stories import bootstrap_payloads
 from tests.iam.recorder import RecordedCall
+from tests.iam.requests import iam_action
 from tests.iam.world import ACCOUNT, MANIFEST, StoryAborted, World, called
 from tests.trigger.conftest import ecr_event, status_event
 
@@ -42,6 +47,12 @@ REGISTER = "elasticloadbalancing:RegisterTargets"
 DESCRIBE_HEALTH = "elasticloadbalancing:DescribeTargetHealth"
 DESCRIBE_GROUPS = "elasticloadbalancing:DescribeTargetGroups"
 DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+DESCRIBE_ALARMS = "cloudwatch:DescribeAlarms"
+ALARM_HISTORY = "cloudwatch:DescribeAlarmHistory"
+# The rollout's policy.alarms: one alarm by name, one through a prefix.
+ERRORS_ALARM = "nginx-target-5xx"
+LATENCY_PREFIX = "nginx-latency-"
+LATENCY_ALARM = LATENCY_PREFIX + "p99"
 
 
 def _all(*checks: tuple[bool, str]) -> str:
@@ -55,6 +66,23 @@ def _deregistered(calls: list[RecordedCall]) -> set[str]:
 
 def _registered(calls: list[RecordedCall]) -> set[tuple[str, int]]:
     return {(t["Id"], t["Port"]) for c in called(calls, REGISTER) for t in c.params["Targets"]}
+
+
+def _cloudwatch(calls: list[RecordedCall], action: str) -> list[RecordedCall]:
+    """The calls authorized as ``action`` (CloudWatch's are filed under its signing name: tests/iam/requests.py)."""
+    return [c for c in calls if iam_action(c) == action]
+
+
+def _watched(calls: list[RecordedCall]) -> tuple[bool, str]:
+    """The policy's alarms were read: the named one, and those under the prefix."""
+    reads = _cloudwatch(calls, DESCRIBE_ALARMS)
+    by_name = any(c.params.get("AlarmNames") == [ERRORS_ALARM] for c in reads)
+    by_prefix = any(c.params.get("AlarmNamePrefix") == LATENCY_PREFIX for c in reads)
+    return by_name and by_prefix, f"the policy's alarms were not both read: {[c.params for c in reads]}"
+
+
+def _history_read(calls: list[RecordedCall]) -> list[str]:
+    return [str(c.params.get("AlarmName")) for c in _cloudwatch(calls, ALARM_HISTORY)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -84,6 +112,9 @@ class RolloutWorld:
         for name, ip in (("old-a", "10.0.1.10"), ("old-b", "10.0.1.11"), ("old-c", "10.0.1.12")):
             self.old_pod(name, ip)
         world.register(self.tg, "10.0.1.10", "10.0.1.11", "10.0.1.12")
+        # The alarms the rollout's policy watches, both OK.
+        world.put_alarm(ERRORS_ALARM, "HTTPCode_Target_5XX_Count")
+        world.put_alarm(LATENCY_ALARM, "TargetResponseTime")
 
     def old_pod(self, name: str, ip: str, *, deleting: bool = False) -> None:
         self.api.put("pods", k8s.pod(name, self.ns, ip=ip, labels={**LABELS, "pod-template-hash": OLD_HASH},
@@ -112,7 +143,7 @@ class RolloutWorld:
         return {
             "cluster": self.cluster, "namespace": self.ns, "deployment": self.name, "container": self.container,
             "image": f"{ACCOUNT}.dkr.ecr.{self.world.region}.amazonaws.com/{repository}:v2",
-            "policy": {"steps": [1, "100%"], "harden": True},
+            "policy": {"steps": [1, "100%"], "harden": True, "alarms": [ERRORS_ALARM, LATENCY_PREFIX + "*"]},
         }
 
 
@@ -138,10 +169,13 @@ def rollout_story(world: World) -> None:
                      ("@sha256:" in out.get("target_image", ""), "the tag was not pinned to its ECR digest"),
                      (bool(called(calls, "ecr:DescribeImages")), "ECR was not asked"),
                      (bool(called(calls, "dynamodb:UpdateItem")), "no turn was taken in the Describe* budget"),
-                     (bool(called(calls, DESCRIBE_GROUPS)), "the target group was not described")))
+                     (bool(called(calls, DESCRIBE_GROUPS)), "the target group was not described"),
+                     _watched(calls)))
     started = step("start-step-1", "StartStep", first, lambda out, calls: _all(
         (ALBGATE_GATE in str(w.api.get("deployments", w.ns, w.name, "apps")["spec"]["template"]),
-         "albgate's gate is not in the template")))
+         "albgate's gate is not in the template"),
+        _watched(calls),
+        (not _history_read(calls), f"read histories {_history_read(calls)} though no alarm changed since Preflight")))
 
     w.new_replica_set()
     # The first new pod turns ContainersReady and nothing makes the controller reconcile: nobody registers it.
@@ -149,15 +183,18 @@ def rollout_story(world: World) -> None:
     missed = step("check-target-health-step-1-sees-a-missing-target", "CheckTargetHealth", started,
                   lambda out, calls: _all(
                       (out["gate"]["status"] == "WAITING" and out["gate"]["unregistered"] == 1, f"gate {out['gate']}"),
-                      (not called(calls, REGISTER), "registered before the grace passed")))
+                      (not called(calls, REGISTER), "registered before the grace passed"),
+                      _watched(calls)))
     world.advance(REGISTRATION_GRACE_SECONDS)
     registered = step("check-target-health-step-1-registers-it", "CheckTargetHealth", missed, lambda out, calls: _all(
         (_registered(calls) == {("10.0.1.30", 80)}, f"registered {_registered(calls)}, not new-a's 10.0.1.30:80"),
-        ("albgate registered 1 new target" in out["gate"]["reason"], f"gate {out['gate']}")))
+        ("albgate registered 1 new target" in out["gate"]["reason"], f"gate {out['gate']}"),
+        _watched(calls)))
     gate = step("check-target-health-step-1", "CheckTargetHealth", registered, lambda out, calls: _all(
         (out["gate"]["status"] == "PASSED", f"gate {out['gate']}"),
         (bool(called(calls, DESCRIBE_HEALTH)), "target health was not described"),
-        (not called(calls, REGISTER), "registered a target that is there")))
+        (not called(calls, REGISTER), "registered a target that is there"),
+        _watched(calls)))
     released = step("release-old-pods-step-1", "ReleaseOldPods", gate, lambda out, calls: _all(
         (w.gate_open("new-a"), "new-a's gate is still closed")))
 
@@ -165,9 +202,20 @@ def rollout_story(world: World) -> None:
     w.old_pod("old-c", "10.0.1.12", deleting=True)
     drained = step("verify-drain-step-1-deregisters", "VerifyDrain", released, lambda out, calls: _all(
         (_deregistered(calls) == {"10.0.1.12"}, f"deregistered {_deregistered(calls)}, not old-c's 10.0.1.12"),
-        (out["drain"]["status"] == "DRAINING", f"drain {out['drain']} was not handed over to the next gate")))
+        (out["drain"]["status"] == "DRAINING", f"drain {out['drain']} was not handed over to the next gate"),
+        _watched(calls)))
 
-    second = step("start-step-2", "StartStep", drained)
+    # After step 1's gate passed, the latency alarm's metric misses a period and comes back: INSUFFICIENT_DATA
+    # (not failing: the policy leaves insufficient_data_fails off) and OK again. Start Step sees a state change
+    # since the gate and reads that alarm's history to tell whether it was in ALARM meanwhile.
+    world.advance(60)
+    world.set_alarm_state(LATENCY_ALARM, "INSUFFICIENT_DATA", "Insufficient Data: 1 datapoint was unknown.")
+    world.advance(60)
+    world.set_alarm_state(LATENCY_ALARM, "OK", "Threshold Crossed: 1 datapoint was not greater than the threshold.")
+    second = step("start-step-2", "StartStep", drained, lambda out, calls: _all(
+        (_history_read(calls) == [LATENCY_ALARM], f"read the histories of {_history_read(calls)}, not {LATENCY_ALARM}"),
+        (out["gate"]["status"] == "WAITING" and out["step"] == 1, f"step 2 did not start: gate {out['gate']}"),
+        _watched(calls)))
     # Meanwhile an old pod is replaced (its target stays registered: the controller is still down) and step 2's
     # new pods start.
     w.old_pod("old-b", "10.0.1.11", deleting=True)
@@ -177,15 +225,18 @@ def rollout_story(world: World) -> None:
     with world.throttle_elb("DescribeTargetHealth"):
         throttled = step("check-target-health-throttled", "CheckTargetHealth", second, lambda out, calls: _all(
             ("throttled" in out["gate"]["reason"], f"gate {out['gate']} does not say throttled"),
-            (not called(calls, DEREGISTER), "deregistered while blind")))
+            (not called(calls, DEREGISTER), "deregistered while blind"),
+            _watched(calls)))
     handed = step("check-target-health-follows-the-handed-over-drain", "CheckTargetHealth", throttled,
                   lambda out, calls: _all(
                       (_deregistered(calls) == {"10.0.1.11"}, f"deregistered {_deregistered(calls)}, not 10.0.1.11"),
                       ("albgate started the drain" in out["drain"]["reason"], f"drain {out['drain']}"),
-                      (out["gate"]["status"] == "WAITING", f"gate {out['gate']} passed before the drain ended")))
+                      (out["gate"]["status"] == "WAITING", f"gate {out['gate']} passed before the drain ended"),
+                      _watched(calls)))
     gate2 = step("check-target-health-step-2", "CheckTargetHealth", handed, lambda out, calls: _all(
         (out["gate"]["status"] == "PASSED", f"gate {out['gate']}"),
-        (out["pending_drain_step"] is None, "step 1's drain is still pending")))
+        (out["pending_drain_step"] is None, "step 1's drain is still pending"),
+        _watched(calls)))
     released2 = step("release-old-pods-step-2", "ReleaseOldPods", gate2)
 
     w.old_pod("old-a", "10.0.1.10", deleting=True)
@@ -193,9 +244,11 @@ def rollout_story(world: World) -> None:
     with world.throttle_elb("DescribeTargetHealth"):
         blind = step("verify-drain-throttled-deregisters-blind", "VerifyDrain", released2, lambda out, calls: _all(
             ("10.0.1.10" in _deregistered(calls), f"deregistered {_deregistered(calls)} without old-a's 10.0.1.10"),
-            (out["throttles"] == 1, "DescribeTargetHealth was not throttled")))
+            (out["throttles"] == 1, "DescribeTargetHealth was not throttled"),
+            _watched(calls)))
     done = step("verify-drain-step-2", "VerifyDrain", blind, lambda out, calls: _all(
-        (out["drain"]["status"] == "PASSED", f"drain {out['drain']}")))
+        (out["drain"]["status"] == "PASSED", f"drain {out['drain']}"),
+        _watched(calls)))
     step("finish-rollout", "FinishRollout", done, lambda out, calls: _all(
         (out["outcome"] == "succeeded", f"outcome {out['outcome']}")))
 

@@ -14,7 +14,8 @@ from tests.iam.world import World
 
 # IAM service prefix -> the endpoint service its API is reached through
 API_ENDPOINTS = {"eks": "eks", "elasticloadbalancing": "elasticloadbalancing", "ecr": "ecr.api", "dynamodb": "dynamodb",
-                 "ec2": "ec2", "states": "states", "events": "events", "sqs": "sqs", "sts": "sts"}
+                 "ec2": "ec2", "states": "states", "events": "events", "sqs": "sqs", "sts": "sts",
+                 "monitoring": "monitoring"}  # CloudWatch's API (signed as monitoring)
 
 
 def endpoints_of(call: RecordedCall) -> set[str]:

@@ -13,7 +13,12 @@ Also: answer an ELB call with ``Throttling`` the next N times (``throttle_elb``)
 recording's clock (``recording``), so they and its adaptive rate limiter run without waiting for real; move that
 clock on between two handlers (``advance``), as a Wait state would; and replace
 the helm process (only the process: the kubeconfig it gets, from eks:DescribeCluster and a fresh token, is built by
-the real adapter).
+the real adapter). CloudWatch alarms: created and moved between states on moto (``put_alarm``,
+``set_alarm_state``), whose CloudWatch keeps the recording's clock; each state change is filed in the alarm's
+history, from which the world answers DescribeAlarmHistory, which moto does not implement, before any request is
+built (``before-call``, where botocore's own Stubber answers); and each DescribeAlarms call is filed with the
+names of the alarms its answer listed (``LISTED_ALARMS``: what IAM authorizes the call against,
+tests/iam/requests.py).
 
 Invariant: the world's own set-up calls are made with clients created before recording starts, so every
 recorded call is one a handler made; ``step`` files each handler run with the AWS calls it made, the requests it
@@ -41,6 +46,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.validate import validate_parameters
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -54,6 +60,7 @@ from stacks.constructs.lbc_iam import CLUSTER_TAG
 from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
 from tests.iam.policy import Placeholders, TemplateResolver
 from tests.iam.recorder import CallRecorder, RecordedCall, registry_pull_calls
+from tests.iam.requests import LISTED_ALARMS
 
 ACCOUNT = "123456789012"  # moto's default account; also what AWS::AccountId resolves to
 PARTITION = "aws"
@@ -71,6 +78,8 @@ THROTTLED = (
     "<Message>Rate exceeded</Message></Error><RequestId>throttled</RequestId></ErrorResponse>"
 ).encode()
 SECONDS_PER_ANSWER = 5.0  # virtual time an ELB answer takes while throttling: the rate limiter's bucket refills
+# The request-context key under which a CloudWatch call's recorded entry travels from its parameters to its answer.
+_RECORDED = "albgate.iam.recorded_call"
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,8 @@ class World:
         self.workdir = workdir
         self.recorder = CallRecorder()
         self.recorder.on_client(self._answer_faults_of)
+        self.recorder.on_client(self._answer_alarms_of)
+        self.alarm_history: list[dict[str, Any]] = []  # AlarmHistoryItems, as DescribeAlarmHistory answers them
         self.steps: list[StepResult] = []
         self.resource_tags: dict[str, dict[str, str]] = {}
         self.helm_runs: list[list[str]] = []
@@ -178,6 +189,7 @@ class World:
         self.sfn = boto3.client("stepfunctions", region_name=r)
         self.events = boto3.client("events", region_name=r)
         self.dynamodb = boto3.client("dynamodb", region_name=r)
+        self.cloudwatch = boto3.client("cloudwatch", region_name=r)
         eks = boto3.client("eks", region_name=r)
         resources = self.template["Resources"]
         for logical_id, resource in resources.items():
@@ -241,6 +253,74 @@ class World:
         """What the Load Balancer Controller does for a ContainersReady pod (moto reports it healthy at once)."""
         self.elbv2.register_targets(TargetGroupArn=target_group, Targets=[{"Id": ip, "Port": 80} for ip in ips])
 
+    # --- CloudWatch alarms (moto, and the history moto does not keep) -----------------------------------------
+    def put_alarm(self, name: str, metric: str) -> None:
+        """A metric alarm on one of the ALB's metrics, in the world's account and Region."""
+        self.cloudwatch.put_metric_alarm(
+            AlarmName=name, Namespace="AWS/ApplicationELB", MetricName=metric, Statistic="Sum", Period=60,
+            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
+            Dimensions=[{"Name": "LoadBalancer", "Value": self.load_balancer.split(":loadbalancer/", 1)[1]}],
+        )
+
+    def set_alarm_state(self, name: str, state: str, reason: str) -> None:
+        """What CloudWatch does when the alarm's metric moves it (SetAlarmState on moto, at the recording's clock),
+        with the change filed in the alarm's history as a StateUpdate AlarmHistoryItem (CloudWatch API reference,
+        AlarmHistoryItem, https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_AlarmHistoryItem.html;
+        HistoryData and HistorySummary as the AWS CLI example shows them: docs/facts.md, "CloudWatch alarms albgate
+        watches")."""
+        (before,) = self.cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        assert before["StateValue"] != state, f"{name} is already {state}: CloudWatch files no change"
+        self.cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason)
+        (after,) = self.cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        old, new = before["StateValue"], after["StateValue"]
+        self.alarm_history.append({
+            "AlarmName": name, "AlarmType": "MetricAlarm", "Timestamp": after["StateUpdatedTimestamp"],
+            "HistoryItemType": "StateUpdate", "HistorySummary": f"Alarm updated from {old} to {new}",
+            "HistoryData": json.dumps({"version": "1.0", "oldState": {"stateValue": old,
+                                                                      "stateReason": before["StateReason"]},
+                                       "newState": {"stateValue": new, "stateReason": reason}}),
+        })
+
+    def _answer_alarms_of(self, client: Any) -> None:
+        if client.meta.service_model.service_name != "cloudwatch":
+            return
+        events = client.meta.events
+        events.register("before-parameter-build.cloudwatch", self._carry_recorded_call)
+        events.register("after-call.cloudwatch.DescribeAlarms", self._file_listed_alarms)
+        events.register_first("before-call.cloudwatch.DescribeAlarmHistory", self._alarm_history_answer)
+
+    def _carry_recorded_call(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        # Emitted right after provide-client-params, on which the recorder filed this very call.
+        call = self.recorder.calls[-1]
+        assert call.operation == model.name and call.params == params, f"{model.name} was not the last call filed"
+        context[_RECORDED] = call
+
+    def _file_listed_alarms(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any],
+                            **_: Any) -> None:
+        if http_response.status_code < 300:
+            listed = parsed.get("MetricAlarms", []) + parsed.get("CompositeAlarms", [])
+            context[_RECORDED].params[LISTED_ALARMS] = [a["AlarmName"] for a in listed]
+
+    def _alarm_history_answer(self, model: Any, params: dict[str, Any], context: dict[str, Any],
+                              **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        """DescribeAlarmHistory as the CloudWatch API reference describes it, for the request albgate makes: one
+        alarm's StateUpdate items between StartDate and EndDate, newest first (ScanBy TimestampDescending), at most
+        MaxRecords, NextToken when more matched
+        (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarmHistory.html)."""
+        asked = context[_RECORDED].params
+        assert asked.get("HistoryItemType") == "StateUpdate" and asked.get("ScanBy") == "TimestampDescending", (
+            f"the world answers StateUpdate items newest first, not {asked}")
+        items = sorted((i for i in self.alarm_history if i["AlarmName"] == asked["AlarmName"]
+                        and asked["StartDate"] <= i["Timestamp"] <= asked["EndDate"]),
+                       key=lambda i: i["Timestamp"], reverse=True)
+        page = int(asked.get("MaxRecords", 100))
+        answer: dict[str, Any] = {"AlarmHistoryItems": items[:page]}
+        if len(items) > page:
+            answer["NextToken"] = f"after-{page}"
+        validate_parameters(answer, model.output_shape)  # the shape botocore would have parsed
+        metadata = {"HTTPStatusCode": 200, "HTTPHeaders": {}, "RetryAttempts": 0}
+        return AWSResponse(params["url"], 200, {}, _Body(b"")), {**answer, "ResponseMetadata": metadata}
+
     # --- faults -------------------------------------------------------------------------------------------
     def _answer_faults_of(self, client: Any) -> None:
         service_id = client.meta.service_model.service_id.hyphenize()
@@ -265,6 +345,9 @@ class World:
         wall = time.time
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr("time.time", lambda: wall() + self._ahead)
+            # moto's CloudWatch stamps alarm state changes with its own UTC "now" (naive, as moto keeps it)
+            mp.setattr("moto.cloudwatch.models.utcnow",
+                       lambda: datetime.datetime.fromtimestamp(time.time(), datetime.UTC).replace(tzinfo=None))
             with self.recorder.installed() as recorder:
                 yield recorder
 

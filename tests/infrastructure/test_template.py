@@ -150,6 +150,10 @@ def test_role_grants_exactly_what_the_spec_names(synth, spec):
         expected |= {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     if spec.deployment_lease:  # take the Deployment's lease; prove a holder ended before taking it over
         expected |= {"dynamodb:GetItem", "dynamodb:PutItem", "states:DescribeExecution"}
+    if spec.alarms_read:  # the policy's CloudWatch alarms, read at every look
+        expected |= {"cloudwatch:DescribeAlarms"}
+    if spec.alarms_history:  # what an alarm did during a bake, read before the next step
+        expected |= {"cloudwatch:DescribeAlarmHistory"}
     assert actions(statements) == expected
 
 

@@ -61,6 +61,9 @@ OUTCOMES = [
     ("labelled-mid-rollout", "succeeded", "ikubernetes/myapp:v2"),
     # Two load balancers on the Service, the second registering slowly with the controller's 15 s check
     ("two-load-balancers", "succeeded", "ikubernetes/myapp:v2"),
+    # A CloudWatch alarm the policy names goes to ALARM while the second step's gate looks: the step fails and
+    # albgate rolls back through its gates, though every target is healthy
+    ("alarm-during-rollout", "rolled_back", "ikubernetes/myapp:v1"),
 ]
 
 
@@ -300,3 +303,52 @@ def test_a_rejected_step_rolls_back_through_the_gates(monkeypatch):
     assert "Rollback: Verify Drain" in run.extra["visited"]
     assert sim.traffic.failed_requests == 0
     assert sim.current_image() == "ikubernetes/myapp:v1"
+
+
+# --- CloudWatch alarms (docs/rollout.md, "What the gate watches") ----------------------------------------------------
+ALARM_5XX = "nginx-app-5xx"
+
+
+def _with_alarm(*windows: tuple[float, float]):
+    """The example app whose policy watches ALARM_5XX, in ALARM during each (at_seconds, duration_seconds)."""
+    faults = [{"name": ALARM_5XX, "at_seconds": at, "duration_seconds": d, "state": "ALARM"} for at, d in windows]
+    return scenario("seed-app").with_changes(faults={"alarms": faults}, rollout={"policy": {"alarms": [ALARM_5XX]}})
+
+
+def test_an_alarm_in_alarm_at_the_start_refuses_the_rollout_and_changes_nothing():
+    # Given the alarm the policy watches in ALARM from a minute before the rollout until 30 s into it
+    sim, run = run_strategy(_with_alarm((-60, 90)), "albgate")
+    # Then Preflight refuses, naming the alarm and the override, and the Deployment is untouched
+    assert run.outcome == "failed" and run.extra["visited"][-1] == "Rollout Refused", run.detail
+    assert run.extra["error"] == "UnsafeConfigurationError"
+    assert ALARM_5XX in run.detail and "start_despite_alarms" in run.detail
+    assert sim.current_image() == "ikubernetes/myapp:v1" and sim.deployment().revision == 1
+
+
+def test_the_override_starts_despite_an_alarm_which_counts_again_once_it_has_left_alarm():
+    # Given the same alarm in ALARM at the start, and a policy that starts anyway
+    override = _with_policy({"start_despite_alarms": True})
+    sim, run = run_strategy(_with_alarm((-60, 90)), _register("albgate-despite-alarms", override))
+    # Then the rollout runs and finishes: the alarm's ALARM began before it and ended during it
+    assert run.outcome == "succeeded", run.detail
+    assert sim.traffic.failed_requests == 0 and sim.current_image() == "ikubernetes/myapp:v2"
+    # Given instead an alarm that leaves ALARM 10 s into the rollout and goes back to ALARM 10 s later
+    sim, run = run_strategy(_with_alarm((-60, 70), (20, 300)), _register("albgate-despite-alarms", override))
+    # Then that second ALARM fails the step it falls in, and albgate rolls back
+    assert run.outcome == "rolled_back" and ALARM_5XX in run.detail, run.detail
+    assert sim.traffic.failed_requests == 0 and sim.current_image() == "ikubernetes/myapp:v1"
+
+
+def test_an_alarm_that_went_to_alarm_and_back_during_a_bake_fails_the_next_step_before_it_starts():
+    # Given a 60 s bake after each step, and the alarm in ALARM for 15 s within step 1's bake, when nothing looks
+    bake = _with_policy({"bake_seconds": 60})
+    sim, run = run_strategy(_with_alarm((40, 15)), _register("albgate-alarm-in-bake", bake))
+    # Then step 2's Start Step reads the alarm's history, writes nothing, and the rollout rolls back from step 1
+    assert run.outcome == "rolled_back", run.detail
+    assert "rollout failed at step 1/3" in run.detail and "since step 1 passed its gate" in run.detail
+    assert "went from OK to ALARM" in run.detail
+    visited = run.extra["visited"]
+    failed_start = max(i for i, state in enumerate(visited) if state == "Start Step")
+    assert visited[failed_start:failed_start + 4] == ["Start Step", "Check Target Health", "Targets Healthy?",
+                                                      "Record Gate Failure"]
+    assert sim.traffic.failed_requests == 0 and sim.current_image() == "ikubernetes/myapp:v1"

@@ -3,7 +3,8 @@
 Modules: ``preflight`` (validate, find the target groups, assess, size), ``step`` (Start Step), ``gate`` (Check
 Target Health), ``drain`` (Release Old Pods, Verify Drain), ``rollback`` (Roll Back), ``finish`` (Finish Rollout),
 ``approval`` (Request Approval); what they share: ``pods`` (the step's pods), ``targets`` (target groups, their
-health, albgate's deregistrations) and ``observe`` (when to look).
+health, albgate's deregistrations), ``observe`` (when to look) and ``alarms`` (the CloudWatch alarms the policy
+names).
 
 Invariant: a use case is idempotent for a given input state. Step Functions hands a retried or duplicated
 task the same input, every change it makes to the cluster is a declarative patch (the same patch twice is one

@@ -1,7 +1,9 @@
 """Release Old Pods and Verify Drain: open the gates the step passed, then watch the old targets leave.
 
 Invariant: a step's drain is verified (or handed over to the next step's gate) before any later step releases
-an old pod; released targets nobody deregistered are deregistered by albgate itself, never a live pod's.
+an old pod; released targets nobody deregistered are deregistered by albgate itself, never a live pod's. During a
+rollout every look of the drain first reads the CloudWatch alarms the policy names (``alarms.during``): one failing
+fails the step.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from lambdas.domain import limits
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import DrainResult, Verdict, evaluate_drain
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, UNUSED, Ports, TargetHealth
+from lambdas.domain.rollout import alarms
 from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
 from lambdas.domain.rollout.pods import split_pods
 from lambdas.domain.rollout.targets import deregister_released, describe_health, held_ips
@@ -60,6 +63,9 @@ def verify_drain(ports: Ports, s: RolloutState) -> RolloutState:
 
 def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[DrainResult, Pace]:
     """This look's drain and what it waits for; deregisters released targets nobody else did."""
+    alarmed = alarms.during(ports, s, f"during step {s.step + 1}'s drain")
+    if alarmed:
+        return DrainResult(Verdict.FAILED, alarmed), NOW
     _, mine, others = split_pods(ports, s)
     expected_old = s.replicas - s.plan[s.step]
     health = None

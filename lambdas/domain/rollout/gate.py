@@ -4,7 +4,8 @@ Invariant: the decision itself is ``lambdas.domain.gate.evaluate_gate`` (pure); 
 and, only when a look can change the answer, the target groups, then returns the state with the gate's result
 and the wait before the next look (``observe.next_look``). A step's gate passes only once the drain the previous
 step handed over has ended too. On the same looks, a new pod's target that nobody registered is registered
-(``targets.register_missing``): no Describe* call is added for it.
+(``targets.register_missing``): no Describe* call is added for it. During a rollout every look first reads the
+CloudWatch alarms the policy names (``alarms.during``): one failing fails the step.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import replace
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentCondition, Pod, Ports, TargetHealth
+from lambdas.domain.rollout import alarms
 from lambdas.domain.rollout.observe import NOW, STALE_OBSERVATION_INTERVALS, Pace, budget_wait, interval, next_look
 from lambdas.domain.rollout.pods import is_released, split_pods
 from lambdas.domain.rollout.targets import (
@@ -29,6 +31,11 @@ Health = dict[str, list[TargetHealth]]
 
 
 def check_target_health(ports: Ports, s: RolloutState) -> RolloutState:
+    if s.gate.status is Verdict.FAILED:
+        # Start Step found an alarm since the previous step's gate and wrote nothing: there is nothing to look at,
+        # and `Targets Healthy?` takes the failure to the rollback decision.
+        s.wait_seconds = 0
+        return s
     now = ports.clock.now()
     record = s.steps[-1]
     record.polls += 1
@@ -44,6 +51,9 @@ def check_target_health(ports: Ports, s: RolloutState) -> RolloutState:
 
 def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[GateResult, Pace]:
     """This look's gate (its verdict before the blind check) and what it waits for."""
+    alarmed = alarms.during(ports, s, f"during step {s.step + 1}'s gate")
+    if alarmed:
+        return GateResult(Verdict.FAILED, alarmed), NOW
     dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)  # one GET for pods and conditions
     target, mine, others = split_pods(ports, s, dep)
     if target is None:

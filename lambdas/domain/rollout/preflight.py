@@ -1,4 +1,5 @@
-"""Preflight: validate the request against the Deployment, find its target groups, assess safety, size the run.
+"""Preflight: validate the request against the Deployment, find its target groups, assess safety, size the run,
+and look at the CloudWatch alarms the policy names.
 
 Invariant: reads only, so a refused rollout changed nothing; returns the rollout's first state, or a waiting
 answer when its Describe* calls are booked for later.
@@ -17,6 +18,7 @@ from lambdas.domain.errors import InvalidInputError, NotFoundError, ThrottledErr
 from lambdas.domain.models import RolloutPolicy, RolloutRequest, parse_image
 from lambdas.domain.plan import step_problems, step_targets
 from lambdas.domain.ports import Deployment, Ports
+from lambdas.domain.rollout import alarms
 from lambdas.domain.rollout.observe import booked_wait
 from lambdas.domain.rollout.targets import describe_target_groups, target_group_bindings
 from lambdas.domain.state import RolloutState, TargetGroupInfo, largest_state_bytes
@@ -107,6 +109,8 @@ def preflight(
     now = ports.clock.now()
     plan = step_targets(dep.replicas, request.policy)
     check_limits(request, plan, groups, previous_image=container.image, hardening=hardening, findings=findings)
+    # Last of the checks: an alarm may be failing for a reason the checks above would have named first.
+    alarm_notes = alarms.check_at_start(ports, request.policy, now)
     target_image, notes = pin_image(ports, request.image) if request.kind == "rollout" else (container.image, [])
     if request.kind == "rollout" and target_image == container.image and target_image != request.image:
         raise InvalidInputError(
@@ -126,7 +130,7 @@ def preflight(
         original_max_unavailable=dep.max_unavailable,
         hardening=hardening,
         findings=findings,
-        notes=notes,
+        notes=notes + alarm_notes,
         requested_image=request.image or "",
         target_groups=groups,
         approval_required=1 in request.policy.approval_before_steps,

@@ -2,6 +2,9 @@
 
 Invariant: idempotent for a given input state (the write is a declarative patch, the step index moves only in
 the returned state); the write is conditional on the resourceVersion of the read that checked the Deployment.
+A rollout's step is not written when a CloudWatch alarm the policy names failed since the previous step's gate
+passed (``alarms.since_gate``): the gate is then FAILED, the step index stays on the step that baked, and the
+state machine goes to the rollback decision as for any failed gate.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from lambdas.domain.documents import quote
 from lambdas.domain.errors import ConflictError, InvalidInputError, UnsafeConfigurationError
 from lambdas.domain.gate import DrainResult, GateResult, Verdict
 from lambdas.domain.ports import ALBGATE_GATE, Deployment, DeploymentPatch, Ports
+from lambdas.domain.rollout import alarms
 from lambdas.domain.rollout.pods import ROLLOUT_ANNOTATION
 from lambdas.domain.state import RolloutState, StepRecord
 
@@ -34,6 +38,11 @@ def start_step(ports: Ports, s: RolloutState) -> RolloutState:
         raise InvalidInputError(f"next_step {i} is past the plan {s.plan}; the state was edited by hand?")
     batch = s.plan[i] - (s.plan[i - 1] if i else 0)
     now = ports.clock.now()
+    alarmed = alarms.since_gate(ports, s, now)
+    if alarmed:
+        s.gate = GateResult(Verdict.FAILED, alarmed)
+        s.wait_seconds = 0
+        return s
     delay = max(g.deregistration_delay_seconds for g in s.target_groups)
     hold_until = now + req.policy.step_deadline_seconds + delay + limits.DRAIN_MARGIN_SECONDS + req.policy.bake_seconds
     if s.mode == "rollout" and (i + 2) in req.policy.approval_before_steps:

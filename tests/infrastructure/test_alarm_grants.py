@@ -1,0 +1,65 @@
+"""What the stack grants for the CloudWatch alarms a rollout's policy names: the two read actions, on this account's
+alarms in the stack's Region, to exactly the functions that call them (docs/rollout.md, "What the gate watches");
+and the monitoring endpoint a private cluster needs when the config's rollout policy names alarms."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from stacks.config import parse_config
+from stacks.constructs.specs import ALL_HANDLERS
+from stacks.constructs.vpc_endpoints import vpc_endpoint_needs
+from tests.infrastructure.conftest import private_mirror_variant
+from tests.infrastructure.test_private_endpoints import role_statements
+
+FUNCTIONS = sorted(s.name for s in ALL_HANDLERS)  # the trigger's functions are checked by tests/iam
+CALLERS = {"Preflight": ["cloudwatch:DescribeAlarms"],
+           "CheckTargetHealth": ["cloudwatch:DescribeAlarms"],
+           "VerifyDrain": ["cloudwatch:DescribeAlarms"],
+           "StartStep": ["cloudwatch:DescribeAlarms", "cloudwatch:DescribeAlarmHistory"]}
+
+
+def flat(value: Any) -> str:
+    """A resource as a string, each Ref as <name>."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        return "".join(flat(part) for part in value["Fn::Join"][1])
+    if isinstance(value, dict) and "Ref" in value:
+        return f"<{value['Ref']}>"
+    raise AssertionError(f"unexpected token in a resource: {value}")
+
+
+def alarm_statements(synth: Any, function: str) -> list[dict[str, Any]]:
+    def actions(statement: dict[str, Any]) -> list[str]:
+        return [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+
+    return [s for s in role_statements(synth, function) if any(a.startswith("cloudwatch:") for a in actions(s))]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_only_the_functions_that_look_at_alarms_may_read_them(synth, function):
+    statements = alarm_statements(synth, function)
+    if function not in CALLERS:
+        assert statements == []
+        return
+    (statement,) = statements
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    assert (statement["Effect"], sorted(actions)) == ("Allow", sorted(CALLERS[function]))
+    # On every alarm of this account in the stack's Region: the alarm resource type, never "*"
+    assert re.fullmatch(r"arn:(aws[a-z-]*|<AWS::Partition>):cloudwatch:([a-z0-9-]+|<AWS::Region>):"
+                        r"([0-9]{12}|<AWS::AccountId>):alarm:\*", flat(statement["Resource"])), statement["Resource"]
+
+
+@pytest.mark.parametrize("alarms,endpoint", [([], False), (["app-5xx", "app-*"], True)], ids=["none", "named"])
+def test_a_private_cluster_needs_the_monitoring_endpoint_when_the_rollout_policy_names_alarms(example_config, alarms,
+                                                                                               endpoint):
+    config = private_mirror_variant(example_config)
+    config["rollout_policy"] = {**config.get("rollout_policy", {}), "alarms": alarms}
+    needs = {n.service: n for n in vpc_endpoint_needs(ALL_HANDLERS, parse_config(config))}
+    assert ("monitoring" in needs) is endpoint
+    if endpoint:
+        assert (needs["monitoring"].kind, sorted(needs["monitoring"].used_by)) == ("Interface", sorted(CALLERS))
