@@ -67,6 +67,7 @@ CASES = [
 @pytest.mark.parametrize(("given", "expected"), CASES)
 def test_each_rule_makes_its_change(given: dict, expected: dict) -> None:
     # Given the manifests and policy of the case
+    given = dict(given)  # the parametrized case stays as it was, for a rerun in the same process
     policy = given.pop("policy", POLICY)
     # When they are hardened
     result = run(policy=policy, **given)

@@ -28,8 +28,8 @@ def describe_failure(failure: dict | None) -> str:
 
 
 def roll_back(ports: Ports, s: RolloutState) -> RolloutState:
-    where = f"step {s.step + 1}/{len(s.plan)}" if s.step >= 0 else "before the first step"
-    s.failure_summary = f"{s.mode} failed at {where}: {describe_failure(s.failure)}"
+    where = f"at step {s.step + 1}/{len(s.plan)}" if s.step >= 0 else "before the first step"
+    s.failure_summary = f"{s.mode} failed {where}: {describe_failure(s.failure)}"
     if not s.template_changed or s.mode == "rollback":
         s.rollback_needed = False
         s.outcome = "failed"
