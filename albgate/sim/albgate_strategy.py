@@ -46,7 +46,8 @@ _QUIET_ENV = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED"
 
 
 class SimClock:
-    """The runner's clock on the simulation: sleeping processes the world's events for that long."""
+    """The runner's clock on the simulation: sleeping processes the world's events for that long. It is also the
+    world as ``albgate.sfn_local.interleave`` sees it (``run_until``)."""
 
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
@@ -56,6 +57,9 @@ class SimClock:
 
     def sleep(self, seconds: float) -> None:
         self.sim.advance(seconds)
+
+    def run_until(self, t: float) -> None:
+        self.sim.run_until(t)
 
 
 def _outcome(status: str, error: str | None) -> str:

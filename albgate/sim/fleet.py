@@ -148,19 +148,6 @@ def _limit(sim: Simulation) -> float:
     return max(c.start for c in sim.copies) + sim.scenario.horizon_seconds
 
 
-class _World:
-    """The simulation as the interleaver sees it."""
-
-    def __init__(self, sim: Simulation) -> None:
-        self.sim = sim
-
-    def now(self) -> float:
-        return self.sim.clock.now()
-
-    def run_until(self, t: float) -> None:
-        self.sim.run_until(t)
-
-
 def _albgate_fleet(sim: Simulation, progress: Progress | None, task_seconds: float = LAMBDA_SECONDS) -> list[StrategyRun]:
     with quiet_powertools():  # before the handlers' modules are imported: they configure Powertools then
         return _albgate_executions(sim, progress, task_seconds)
@@ -199,7 +186,7 @@ def _albgate_executions(sim: Simulation, progress: Progress | None, task_seconds
     _runtime.use_ports(lambda cluster: sim.ports)
     try:
         with LocalStateMachine(extracted, SimClock(sim), on_task_token=approve) as machine:
-            results = Interleaver(machine, _World(sim), invoke=charged, on_task_token=approve, on_end=ended,
+            results = Interleaver(machine, SimClock(sim), invoke=charged, on_task_token=approve, on_end=ended,
                                   real_timeout_seconds=300).run(starts)
     finally:
         _runtime.use_ports(None)
