@@ -222,22 +222,16 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
      'return start_holder(item, target, ports, fresh=False)',
      'return start_holder(item, target, ports, fresh=None)'):
         'fresh is only tested for truth: None and False agree',
+    # the same line stands twice in start_or_queue (queued and unordered pushes): one key judges both
     ('trigger_use_case.py', 'start_or_queue',
      'detail = rollout_detail(target, name, "", mine.input)',
      'detail = rollout_detail(target, name, None, mine.input)'):
-        'the queued event overwrites execution_arn and console_url with None right after',
+        'the queued and the unordered events both overwrite execution_arn and console_url with None right after',
+    # the same line stands twice in start_or_queue (queued and unordered pushes): one key judges both
     ('trigger_use_case.py', 'start_or_queue',
      'detail = rollout_detail(target, name, "", mine.input)',
      'detail = rollout_detail(target, name, "XXXX", mine.input)'):
-        'the queued event overwrites execution_arn and console_url with None right after',
-    ('trigger_use_case.py', 'start_or_queue',
-     'detail = rollout_detail(target, name, "", mine.input)',
-     'detail = rollout_detail(target, name, None, mine.input)'):
-        'the unordered event overwrites execution_arn and console_url with None right after',
-    ('trigger_use_case.py', 'start_or_queue',
-     'detail = rollout_detail(target, name, "", mine.input)',
-     'detail = rollout_detail(target, name, "XXXX", mine.input)'):
-        'the unordered event overwrites execution_arn and console_url with None right after',
+        'the queued and the unordered events both overwrite execution_arn and console_url with None right after',
     ('state.py', 'largest_state',
      'registering_since=_TIMESTAMP, deregistered=deregistered if keep else [],',
      'registering_since=_TIMESTAMP, deregistered=deregistered if (keep) or True else [],'):
