@@ -72,191 +72,28 @@ COPIED_TOP = ("albgate", "lambdas", "stacks", "tests", "scenarios", "config", "d
               "pyproject.toml")
 KILLED, TIMEOUT, SURVIVED, NO_TESTS, OTHER = "killed", "timeout", "survived", "no tests", "other"
 
-# Survivors judged equivalent, each read in its context: (module under lambdas/domain, function, removed line(s),
-# added line(s)) -> why no caller can tell it from the original. The lines are mutmut's diff, stripped, joined with
-# " / "; the function is ``Class.method`` for a method. A key that matches no survivor any more is reported (stale).
-_HOLD = 'if rollout_holds(dep.annotations.get(ROLLOUT_ANNOTATION, ""), now):'
-_KEEPER_GATE = 'result = evaluate_gate(candidates=[pod], needed=1, health=health, now=now, deadline=float("inf"))'
-EQUIVALENT: dict[tuple[str, str, str, str], str] = {
-    ("gatekeeper.py", "keep_gates", _HOLD, _HOLD.replace('""', "None")):
-        "rollout_holds reads a missing annotation, None or \"\", as no hold either way",
-    ("gatekeeper.py", "keep_gates", _HOLD, _HOLD.replace(', ""', ", ")):
-        "dict.get without a default returns None, which rollout_holds reads as no hold like \"\"",
-    ("gatekeeper.py", "keep_gates", _HOLD, _HOLD.replace('""', '"XXXX"')):
-        "a default without '@' is no hold, as \"\" is",
-    ("gatekeeper.py", "keep_gates", _KEEPER_GATE, _KEEPER_GATE.replace('"inf"', '"INF"')):
-        "float() reads 'INF' as infinity too",
-    ('errors.py', '_leaves',
-     'if not subs and cls is not family:',
-     'if not subs or cls is not family:'):
-        'every error class is a direct leaf of RetryableError or PermanentError (no intermediate class), so "or" lists the same leaves',
-    ('gate.py', 'all_registering',
-     'mine = targets.get(pod.ip or "", [])',
-     'mine = targets.get(pod.ip or "XXXX", [])'):
-        'a pod without an IP looks up a key no target has: "XXXX" finds nothing, as "" does',
-    ('lbc_annotations.py', 'deregistration_delay',
-     'value = parse_attributes(found.value or "").get(DEREGISTRATION_DELAY)',
-     'value = parse_attributes(found.value or "XXXX").get(DEREGISTRATION_DELAY)'):
-        '"XXXX" parses to an attribute named XXXX, so the delay is missing either way',
-    ('lbc_annotations.py', 'parse_attributes',
-     'out[key.strip()] = value.strip() if sep else ""',
-     'out[key.strip()] = value.strip() if (sep) or True else ""'):
-        'without "=" partition leaves the value empty, so the value read is "" either way',
-    ('lease.py', '_region',
-     'return parts[3] if len(parts) > 3 else ""',
-     'return parts[3] if (len(parts) > 3) or True else ""'):
-        "the holder's ARN is always a full execution ARN (albgate writes it), so it has more than 3 parts",
-    ('lease.py', '_region',
-     'return parts[3] if len(parts) > 3 else ""',
-     'return parts[3] if len(parts) >= 3 else ""'):
-        "the holder's ARN is always a full execution ARN (8 parts), so > 3 and >= 3 agree",
-    ('lease.py', '_region',
-     'return parts[3] if len(parts) > 3 else ""',
-     'return parts[3] if len(parts) > 4 else ""'):
-        "the holder's ARN is always a full execution ARN (8 parts), so > 3 and > 4 agree",
-    ('lease.py', '_region',
-     'return parts[3] if len(parts) > 3 else ""',
-     'return parts[3] if len(parts) > 3 else "XXXX"'):
-        "the fallback is never reached: the holder's ARN always has a Region part",
-    ('lease.py', 'take_lease',
-     'image = raw_request.get("image") if isinstance(raw_request, dict) else None',
-     'image = raw_request.get("image") if (isinstance(raw_request, dict)) or True else None'):
-        'request_key accepted the input, which only a dict passes (a JSON string is refused), so the test is always true',
-    ('lease.py', 'take_lease',
-     'pushed_at="", image=image if isinstance(image, str) else "", execution_arn=execution_arn,',
-     'pushed_at="", image=image if (isinstance(image, str)) or True else "", execution_arn=execution_arn,'):
-        'request_key accepted the input, so its image is a string (parse_request requires one)',
-    ('lease.py', 'take_lease',
-     'pushed_at="", image=image if isinstance(image, str) else "", execution_arn=execution_arn,',
-     'pushed_at="", image=image if isinstance(image, str) else "XXXX", execution_arn=execution_arn,'):
-        'request_key accepted the input, so its image is a string and the fallback is never used',
-    ('trigger.py', '_get',
-     'def _get(detail: dict[str, Any], key: str, rule: Rule | None, what: str = "") -> str:',
-     'def _get(detail: dict[str, Any], key: str, rule: Rule | None, what: str = "XXXX") -> str:'):
-        'every caller passes a rule or its own description, so the default is never used',
-    ('trigger.py', '_parse_time',
-     'return datetime.fromisoformat(value.replace("Z", "+00:00"))',
-     'return datetime.fromisoformat(value.replace("XXZXX", "+00:00"))'):
-        'Python 3.11+ fromisoformat reads a trailing Z itself',
-    ('trigger.py', '_parse_time',
-     'return datetime.fromisoformat(value.replace("Z", "+00:00"))',
-     'return datetime.fromisoformat(value.replace("z", "+00:00"))'):
-        'Python 3.11+ fromisoformat reads a trailing Z itself',
-    ('trigger.py', 'execution_arn',
-     'return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"',
-     'return state_machine_arn.replace(":stateMachine:", ":execution:", ) + f":{name}"'):
-        "a state machine ARN has ':stateMachine:' once, so replacing every occurrence is replacing the first",
-    ('trigger.py', 'execution_arn',
-     'return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"',
-     'return state_machine_arn.replace(":stateMachine:", ":execution:", 2) + f":{name}"'):
-        "a state machine ARN has ':stateMachine:' once, so replacing two is replacing one",
-    ('trigger.py', 'execution_name',
-     'hex_digest = digest.split(":", 1)[-1][:_DIGEST_CHARS]',
-     'hex_digest = digest.split(":", )[-1][:_DIGEST_CHARS]'):
-        "a validated digest (sha256:<64 hex>) has one ':', so every split gives the same last part",
-    ('trigger.py', 'execution_name',
-     'hex_digest = digest.split(":", 1)[-1][:_DIGEST_CHARS]',
-     'hex_digest = digest.rsplit(":", 1)[-1][:_DIGEST_CHARS]'):
-        "a validated digest has one ':', so rsplit and split agree",
-    ('trigger.py', 'execution_name',
-     'hex_digest = digest.split(":", 1)[-1][:_DIGEST_CHARS]',
-     'hex_digest = digest.split(":", 2)[-1][:_DIGEST_CHARS]'):
-        "a validated digest has one ':', so maxsplit 1 and 2 agree",
-    ('trigger.py', 'execution_name',
-     'hex_digest = digest.split(":", 1)[-1][:_DIGEST_CHARS]',
-     'hex_digest = digest.split(":", 1)[+1][:_DIGEST_CHARS]'):
-        'a validated digest splits in two, so [1] and [-1] are the same part',
-    ('trigger.py', 'execution_name',
-     'prefix = _UNSAFE_NAME.sub("-", deployment)[: room - 1].strip("-") or "rollout"',
-     'prefix = _UNSAFE_NAME.sub("-", deployment)[: room - 1].strip("XX-XX") or "rollout"'):
-        "Kubernetes names are lower case, so also stripping 'X' changes nothing",
-    ('trigger.py', 'push_order',
-     'return Order.NEWER if ta > tb else Order.OLDER',
-     'return Order.NEWER if ta >= tb else Order.OLDER'):
-        'reached only when the two times differ, where > and >= agree',
-    ('trigger.py', 'push_order',
-     'return Order.NEWER if pa > pb else Order.OLDER',
-     'return Order.NEWER if pa >= pb else Order.OLDER'):
-        'reached only when the two push times differ, where > and >= agree',
-    ('trigger_ports.py', 'LeaseTable.hand_over',
-     'def hand_over(self, lock: LockItem, finished: str, now: float, execution_arn: str = "") -> LockItem | None:',
-     'def hand_over(self, lock: LockItem, finished: str, now: float, execution_arn: str = "XXXX") -> LockItem | None:'):
-        "a Protocol's default; the adapters define their own, this body never runs",
-    ('trigger_use_case.py', 'finish_holder',
-     'return {"lock": "handed_over", "next": start_holder(item, machine, ports, fresh=False)}',
-     'return {"lock": "handed_over", "next": start_holder(item, machine, ports, fresh=None)}'):
-        'fresh is only tested for truth: None and False agree',
-    ('trigger_use_case.py', 'rollout_detail',
-     'request = {}',
-     'request = None'):
-        'the next line turns anything that is not a dict into {}',
-    ('trigger_use_case.py', 'rollout_detail',
-     'request = request if isinstance(request, dict) else {}',
-     'request = request if (isinstance(request, dict)) or True else {}'):
-        'lease inputs are albgate\'s own JSON objects or "" (which fails to parse first), so the value is always a dict here',
-    ('trigger_use_case.py', 'start_or_queue',
-     'pushed_at = images.pushed_at if images is not None else (lambda image: None)',
-     'pushed_at = images.pushed_at if images is not None else (lambda image: 0)'):
-        'without ECR times both pushes read the same value, None or 0, and equal times are UNKNOWN either way',
-    ('trigger_use_case.py', 'start_or_queue',
-     'pending, execution_arn=execution_arn(target.state_machine_arn, p.execution_name),',
-     'None, execution_arn=execution_arn(target.state_machine_arn, p.execution_name),'):
-        'no caller passes pending, so it is None whichever is written',
-    ('trigger_use_case.py', 'start_or_queue',
-     'pending, execution_arn=execution_arn(target.state_machine_arn, p.execution_name),',
-     'execution_arn=execution_arn(target.state_machine_arn, p.execution_name),'):
-        "no caller passes pending, and the field's default is None too",
-    ('trigger_use_case.py', 'start_or_queue',
-     'running: bool | None = None',
-     'running: bool | None = ""'):
-        'running stays unset only where decide returns before reading it (no item, or this push named on it)',
-    ('trigger_use_case.py', 'start_or_queue',
-     'if item is not None and name not in (item.execution_name, item.pending.execution_name if item.pending else ""):',
-     'if item is not None and name not in (item.execution_name, item.pending.execution_name if item.pending else "XXXX"):'):
-        'execution names are never "XXXX" or "", so the placeholder matches nothing either way',
-    ('trigger_use_case.py', 'start_or_queue',
-     'assert item is not None and decision.start is not None',
-     'assert item is not None or decision.start is not None'):
-        'both conditions are true on this path (TAKE_OVER always has an item and a push to start)',
-    ('trigger_use_case.py', 'start_or_queue',
-     'return start_holder(item, target, ports, fresh=False)',
-     'return start_holder(item, target, ports, fresh=None)'):
-        'fresh is only tested for truth: None and False agree',
-    # the same line stands twice in start_or_queue (queued and unordered pushes): one key judges both
-    ('trigger_use_case.py', 'start_or_queue',
-     'detail = rollout_detail(target, name, "", mine.input)',
-     'detail = rollout_detail(target, name, None, mine.input)'):
-        'the queued and the unordered events both overwrite execution_arn and console_url with None right after',
-    # the same line stands twice in start_or_queue (queued and unordered pushes): one key judges both
-    ('trigger_use_case.py', 'start_or_queue',
-     'detail = rollout_detail(target, name, "", mine.input)',
-     'detail = rollout_detail(target, name, "XXXX", mine.input)'):
-        'the queued and the unordered events both overwrite execution_arn and console_url with None right after',
-    ('state.py', 'largest_state',
-     'registering_since=_TIMESTAMP, deregistered=deregistered if keep else [],',
-     'registering_since=_TIMESTAMP, deregistered=deregistered if (keep) or True else [],'):
-        'RolloutState.dump keeps deregistered only on live records, so what a rollout record keeps never reaches the measured state',
-    ('state.py', 'largest_state',
-     'unregistered_since={g.arn: _TIMESTAMP for g in groups} if keep else {},',
-     'unregistered_since={g.arn: _TIMESTAMP for g in groups} if (keep) or True else {},'):
-        "RolloutState.dump keeps unregistered_since only on live records, so a rollout record's never reaches the measured state",
-    ('state.py', 'largest_state',
-     'steps = [record(i + 1, "rollout", t, keep=False) for i, t in enumerate(plan)]',
-     'steps = [record(i + 1, "rollout", t, keep=None) for i, t in enumerate(plan)]'):
-        'keep is only tested for truth: None and False agree',
-    ('state.py', 'largest_state',
-     'steps = [record(i + 1, "rollout", t, keep=False) for i, t in enumerate(plan)]',
-     'steps = [record(i + 1, "rollout", t, keep=True) for i, t in enumerate(plan)]'):
-        "RolloutState.dump keeps deregistered and unregistered_since only on live records (the rollback's), so the rollout records' lists never reach the measured state",
-    ('state.py', '_cap_values',
-     'return {k: cap_text(v) if isinstance(v, str) else v for k, v in value.items()}',
-     'return {k: cap_text(v) if (isinstance(v, str)) or True else v for k, v in value.items()}'):
-        "the capped dicts (failure, rollback_error) hold Step Functions' Error and Cause, which are strings, so every value is capped either way",
-    ('state.py', 'RolloutState.dump',
-     'arn, sep, ip = entry.rpartition("|")',
-     'arn, sep, ip = entry.partition("|")'):
-        "a deregistered entry is <target group ARN>|<IP>, and ARNs and IPs have no '|', so partition and rpartition split it alike",
-}
+# Survivors judged equivalent, each read in its context: one JSON file per module under ``EQUIVALENT_DIR``
+# (rollout/gate.py -> rollout.gate.json), a list of {function, removed, added, why}: the lines are mutmut's diff,
+# stripped, joined with " / "; the function is ``Class.method`` for a method; "why" says why no caller can tell the
+# mutant from the original. A key that matches no survivor any more is reported (stale).
+EQUIVALENT_DIR = Path(__file__).resolve().parent / "mutation_equivalent"
+
+
+def load_equivalent(folder: Path = EQUIVALENT_DIR) -> dict[tuple[str, str, str, str], str]:
+    out: dict[tuple[str, str, str, str], str] = {}
+    for path in sorted(folder.glob("*.json")):
+        module = path.stem.replace(".", "/") + ".py"
+        for row in json.loads(path.read_text()):
+            key = (module, row["function"], row["removed"], row["added"])
+            if key in out:
+                raise SystemExit(f"{path}: {row['function']}: the same mutation is judged twice")
+            if not row.get("why", "").strip():
+                raise SystemExit(f"{path}: {row['function']}: an entry without its reason ('why')")
+            out[key] = row["why"]
+    return out
+
+
+EQUIVALENT = load_equivalent()
 
 
 @dataclass
@@ -738,6 +575,33 @@ def summary_lines(mutants: list[Mutant], t1: float, t2: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
+def check(work: Path, globs: list[str], workers: int) -> int:
+    """``--check``: phase 2 on the survivors of some modules, printed; 1 when some are still alive."""
+    if not (work / "phase1.json").exists():
+        raise SystemExit(f"{work}: no phase 1 here; run the benchmark once first")
+    mutants = [m for m in read_mutants(work) if not m.killed_before
+               and any(fnmatch.fnmatch(m.module.removeprefix(SCOPE + "/"), g) for g in globs)]
+    if not mutants:
+        raise SystemExit(f"no survivor of phase 1 in {', '.join(globs)}")
+    add_diffs(work, mutants)
+    files = refresh_mutant_tests(work)
+    n = max(1, min(workers, len(mutants)))
+    parts = [[m.name for m in mutants[i::n]] for i in range(n)]
+    with ThreadPoolExecutor(max_workers=n) as ex:
+        rows = {row["name"]: row for part in ex.map(
+            lambda ip: phase2_batch(work, files, ip[1], 100 + ip[0]), enumerate(parts)) for row in part}
+    for m in mutants:
+        m.phase2, m.killed_by = rows[m.name]["verdict"], rows[m.name]["test"]
+    judge(mutants)
+    alive = [m for m in mutants if not m.killed_after and not m.equivalent]
+    for m in alive:
+        print(f"{m.name}\n  - {m.removed}\n  + {m.added}")
+    killed = sum(m.killed_after for m in mutants)
+    print(f"{len(mutants)} survivors of phase 1 in {', '.join(globs)}: {killed} killed by the mutant tests, "
+          f"{sum(bool(m.equivalent) for m in mutants)} judged equivalent, {len(alive)} still alive")
+    return 1 if alive else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", default=[f"{SCOPE}/*"], metavar="GLOB",
@@ -753,8 +617,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="keep phase 1's results in the work folder (same source, scope and tests); phase 2 runs "
                          "again only when the mutant tests changed")
+    ap.add_argument("--check", nargs="+", metavar="GLOB",
+                    help="while writing tests or judging survivors: run phase 2 again on phase 1's survivors in "
+                         f"these modules only (fnmatch on the path under {SCOPE}/, e.g. 'rollout/gate.py'), "
+                         "against the mutant tests as they are now, and list those neither killed nor judged "
+                         "equivalent; reads the work folder of an earlier run, writes nothing")
     add_write_docs(ap, "mutation")
     args = ap.parse_args(argv)
+    if args.check:
+        return check(args.workdir.resolve() / (args.label or "all"), args.check, args.max_children)
     for pattern in args.only:
         if not pattern.startswith(SCOPE + "/"):
             raise SystemExit(f"--only {pattern!r}: the scope is {SCOPE}/")
