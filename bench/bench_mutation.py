@@ -300,11 +300,13 @@ def mutant_test_files() -> list[str]:
 def refresh_mutant_tests(work: Path) -> list[str]:
     """Copy the checkout's ``MUTANT_TESTS`` files into the copy mutmut ran in (they may be newer than phase 1)."""
     folder = work / "mutants" / Path(MUTANT_TESTS).parent
-    for old in folder.glob(Path(MUTANT_TESTS).name):
-        old.unlink()
     files = mutant_test_files()
+    for old in folder.glob(Path(MUTANT_TESTS).name):
+        if str(old.relative_to(work / "mutants")) not in files:
+            old.unlink()
     for f in files:
-        shutil.copy2(ROOT / f, work / "mutants" / f)
+        if not (work / "mutants" / f).exists() or (work / "mutants" / f).read_bytes() != (ROOT / f).read_bytes():
+            shutil.copy2(ROOT / f, work / "mutants" / f)
     return files
 
 
@@ -395,7 +397,7 @@ with open(out_path, "a") as out:
 
 def phase2_batch(work: Path, files: list[str], names: list[str], part: int) -> list[dict]:
     """One driver process over ``names``: a row per mutant (name, verdict, first failing test)."""
-    driver, results = work / "phase2_driver.py", work / f"phase2-{part}.jsonl"
+    driver, results = work / f"phase2_driver-{part}.py", work / f"phase2-{part}.jsonl"
     driver.write_text(PHASE2_DRIVER)
     results.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "MUTANT_UNDER_TEST"}
@@ -584,12 +586,12 @@ def check(work: Path, globs: list[str], workers: int) -> int:
     if not mutants:
         raise SystemExit(f"no survivor of phase 1 in {', '.join(globs)}")
     add_diffs(work, mutants)
-    files = refresh_mutant_tests(work)
+    files = refresh_mutant_tests(work)  # (several --check runs at once: each copies the same files)
     n = max(1, min(workers, len(mutants)))
     parts = [[m.name for m in mutants[i::n]] for i in range(n)]
     with ThreadPoolExecutor(max_workers=n) as ex:
         rows = {row["name"]: row for part in ex.map(
-            lambda ip: phase2_batch(work, files, ip[1], 100 + ip[0]), enumerate(parts)) for row in part}
+            lambda ip: phase2_batch(work, files, ip[1], os.getpid() * 10 + ip[0]), enumerate(parts)) for row in part}
     for m in mutants:
         m.phase2, m.killed_by = rows[m.name]["verdict"], rows[m.name]["test"]
     judge(mutants)
