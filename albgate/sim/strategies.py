@@ -226,12 +226,15 @@ class _Oracle:
                 if t is not None and t.state != DRAINING:
                     self.missing_since.pop(key, None)
                     continue
-                since = self.missing_since.setdefault(key, now)
+                since = self.missing_since.get(key)
+                if since is None:
+                    # first seen missing: make sure one event happens when the grace ends, so tick() sees it (one
+                    # per key: a wake-up per tick would wake every other key's ticks, and those theirs)
+                    since = self.missing_since[key] = now
+                    self.sim.loop.at(since + REGISTRATION_GRACE_SECONDS + 1e-6, lambda: None)
                 if now >= since + REGISTRATION_GRACE_SECONDS:
                     self.sim.alb.register(tg, p)
                     self.missing_since.pop(key, None)
-                else:  # make sure an event happens when the grace ends, so tick() sees it
-                    self.sim.loop.at(since + REGISTRATION_GRACE_SECONDS + 1e-6, lambda: None)
 
     def tick(self) -> None:
         if self.result is not None:
