@@ -61,6 +61,7 @@ from lambdas.domain.ports import (
 )
 
 if TYPE_CHECKING:
+    from albgate.sim.scenario import Scenario
     from albgate.sim.simulation import Simulation
 
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -106,7 +107,7 @@ class PodObj:
         "conditions", "phase", "containers_ready", "ready", "ready_since", "listening", "broken", "crashes",
         "terminating", "deletion_at", "sigtermed", "exited", "inflight", "restart_count", "waiting_reason",
         "probe_ok", "probe_fail", "timers", "kill_at", "rv", "version", "sigterm_at", "exited_at", "unschedulable",
-        "alb_check_fails", "ready_sync",
+        "alb_check_fails", "ready_sync", "error_rate", "latency_factor",
     )
 
     def __init__(self, namespace: str, name: str, uid: str, labels: dict[str, str], template: PodTemplate,
@@ -134,6 +135,8 @@ class PodObj:
         self.version = ""
         self.unschedulable = False  # the scheduler found no node for it (faults.pods_pending)
         self.ready_sync: Any = None  # the kubelet's pending pod sync after a gate changed (Ready recomputed)
+        self.error_rate = 0.0  # the share of the requests it answers that it answers 5xx (traffic.error_rate)
+        self.latency_factor = 1.0  # its requests take this many times their drawn duration
 
     @property
     def serving(self) -> bool:
@@ -719,6 +722,7 @@ class Cluster:
         pod.alb_check_fails = failing and faults.broken_mode == "health_path_404"  # only the ALB's check fails
         pod.broken = failing and not pod.alb_check_fails  # answers everyone, users included, with errors
         pod.crashes = failing and faults.broken_mode == "crash"
+        pod.error_rate, pod.latency_factor = answers_of(self.sim.scenario, c.image)
         pod.rv = self._pod_changed(pod)
         rs.pods.append(pod)
         self.pods[(pod.namespace, pod.name)] = pod
@@ -937,6 +941,16 @@ class Cluster:
             self.request_sync(pod.rs.dep)
         self.sim.log("pod", f"pod {pod.name} gone ({why})")
         self.sim.lbc.endpoints_changed(pod.namespace)
+
+
+def answers_of(scenario: "Scenario", image: str) -> tuple[float, float]:
+    """(error rate, latency factor) of a pod of ``image``: its ``faults.degraded_images`` entry, else the app's
+    ``traffic.error_rate`` at normal speed."""
+    degraded = scenario.faults.degraded(image)
+    if degraded is None:
+        return scenario.traffic.error_rate, 1.0
+    rate = scenario.traffic.error_rate if degraded.error_rate is None else degraded.error_rate
+    return rate, degraded.latency_factor
 
 
 def _describe_template(t: PodTemplate) -> str:

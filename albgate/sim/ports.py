@@ -30,7 +30,7 @@ from lambdas.domain.ports import (
 
 if TYPE_CHECKING:
     from albgate.sim.simulation import Simulation
-    from lambdas.domain.ports import AlarmPage, StateChanges
+    from lambdas.domain.ports import AlarmPage, MetricMinute, StateChanges
 
 KUBE_METHODS = (
     "get_namespace", "get_deployment", "patch_deployment", "rollback_deployment", "list_replica_sets",
@@ -163,3 +163,18 @@ class SimAlarms:
 
     def state_changes(self, name: str, start: float, end: float) -> StateChanges:
         return self.cloudwatch.state_changes(name, start, end)
+
+
+class SimMetrics:
+    """Implements ``MetricsPort`` on the simulated ALB's CloudWatch metrics (``albgate.sim.metrics``): one call is
+    one GetMetricData request, counted in the world's ``AlbMetrics.calls``, and shows the periods published by the
+    world's clock. A load balancer ARN that is not one of the group's (DescribeTargetGroups LoadBalancerArns)
+    raises ValueError: CloudWatch would answer nothing for that pair of dimensions, which hides the mistake."""
+
+    def __init__(self, sim: "Simulation") -> None:
+        self.sim = sim
+
+    def target_group_minutes(
+        self, target_group_arn: str, load_balancer_arn: str, start: float, end: float
+    ) -> list[MetricMinute]:
+        return self.sim.metrics.minutes(target_group_arn, load_balancer_arn, start, end, self.sim.clock.t)

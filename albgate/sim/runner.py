@@ -37,6 +37,9 @@ class SimulationResult:
     describe_target_health_calls_by_caller: dict[str, int]
     throttled_calls_by_caller: dict[str, int]
     kube_api_calls: int
+    answered_badly: int  # answered 5xx by a pod's error rate (not failures: answered), every version
+    answered_badly_by_new_version: int  # of those, answered by pods of the rollout's image
+    get_metric_data_calls: int  # CloudWatch GetMetricData requests by the strategy
     state_transitions: int
     final_image: str
     detail: str
@@ -105,6 +108,9 @@ def simulate(scenario: Scenario, strategy: str = "kubernetes-default", seed: int
         describe_target_health_calls_by_caller=dict(sorted(sim.alb.describe_calls.items())),
         throttled_calls_by_caller=dict(sorted(sim.alb.throttled.items())),
         kube_api_calls=sum(sim.kube.calls.values()),
+        answered_badly=tr.answered_badly,
+        answered_badly_by_new_version=tr.answered_badly_by_new_version,
+        get_metric_data_calls=sim.get_metric_data_calls,
         state_transitions=run.state_transitions,
         final_image=sim.current_image(),
         detail=run.detail,

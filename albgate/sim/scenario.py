@@ -309,6 +309,17 @@ class TrafficSpec(_Strict):
         "reports); pareto: heavy-tailed (most short, a few very long), with pareto_shape",
     )
     pareto_shape: float = Field(default=1.5, gt=1, le=10, description="the Pareto tail index (smaller: heavier tail)")
+    error_rate: float = Field(
+        default=0, ge=0, le=1,
+        description="the share of the requests a pod answers that every version answers 5xx (the app's normal "
+        "errors; faults.degraded_images sets another share for an image); drawn per request from its own seeded "
+        "stream, so the clients' arrivals and durations stay the same",
+    )
+    error_rate_noise: float = Field(
+        default=0, ge=0, le=5,
+        description="coefficient of variation of a per-minute factor (gamma, mean 1) on every version's error rate "
+        "in that 60 s period (a flaky dependency); 0: the rate is the same every minute",
+    )
 
     @model_validator(mode="after")
     def _mean_within_cap(self) -> "TrafficSpec":
@@ -407,6 +418,27 @@ class AlarmFault(Window):
     state: Literal["ALARM", "INSUFFICIENT_DATA"]
 
 
+class DegradedImage(_Strict):
+    """An image whose pods pass every health check (the kubelet's probe and the ALB's) but answer worse: a share
+    of the real requests 5xx, and each request slower."""
+
+    image: str
+    error_rate: float | None = Field(
+        default=None, ge=0, le=1,
+        description="the share of the requests its pods answer 5xx, instead of traffic.error_rate; None: "
+        "traffic.error_rate",
+    )
+    latency_factor: float = Field(
+        default=1, gt=0, le=100, description="its pods take this many times the request's drawn duration"
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        parse_image(v)
+        return v
+
+
 class FaultsSpec(_Strict):
     broken_images: list[str] = Field(default_factory=list, description="images whose app fails health checks")
     broken_mode: Literal["http_500", "crash", "health_path_404"] = Field(
@@ -426,6 +458,25 @@ class FaultsSpec(_Strict):
         description="CloudWatch metric alarms of the account and when each is not OK; a rollout's policy.alarms "
         "watches them by name or prefix",
     )
+    degraded_images: list[DegradedImage] = Field(
+        default_factory=list, max_length=100,
+        description="images whose pods pass every health check but answer a share of the requests 5xx, or slower",
+    )
+
+    @model_validator(mode="after")
+    def _degraded_once(self) -> "FaultsSpec":
+        images = [d.image for d in self.degraded_images]
+        for image in images:
+            if images.count(image) > 1:
+                raise ValueError(f"degraded_images names {quote(image)} twice; give each image once")
+            if image in self.broken_images:
+                raise ValueError(f"{quote(image)} is in broken_images and in degraded_images; an image is broken "
+                                 "(fails its health checks) or degraded (passes them), not both")
+        return self
+
+    def degraded(self, image: str) -> DegradedImage | None:
+        """The ``degraded_images`` entry of ``image``, or None."""
+        return next((d for d in self.degraded_images if d.image == image), None)
 
     @field_validator("alarms")
     @classmethod
@@ -460,6 +511,16 @@ class FleetSpec(_Strict):
     )
 
 
+class MetricsSpec(_Strict):
+    """The ALB's CloudWatch metrics (albgate/sim/metrics.py)."""
+
+    publication_delay_seconds: float = Field(
+        default=120, ge=0, le=900,
+        description="a 60 s period [m, m + 60) is visible in CloudWatch from m + 60 + this many seconds "
+        "(assumption: the ALB sends a period's datapoints after it ends, CloudWatch shows them a little later)",
+    )
+
+
 class Scenario(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -481,6 +542,7 @@ class Scenario(_Strict):
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     faults: FaultsSpec = Field(default_factory=FaultsSpec)
     fleet: FleetSpec = Field(default_factory=FleetSpec)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Scenario":

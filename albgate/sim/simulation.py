@@ -23,7 +23,8 @@ from albgate.sim.alb import ALBGATE_ELB_RETRIES, Alb, TargetGroupSim
 from albgate.sim.engine import EPOCH, EventLoop, VirtualClock
 from albgate.sim.kube import Cluster, DepObj, make_ingress, make_service
 from albgate.sim.lbc import LoadBalancerController, lbc_name
-from albgate.sim.ports import SimAlarms, SimElb, SimKubernetes
+from albgate.sim.metrics import AlbMetrics
+from albgate.sim.ports import SimAlarms, SimElb, SimKubernetes, SimMetrics
 from albgate.sim.scenario import Scenario
 from albgate.sim.traffic import Stream, Traffic
 
@@ -81,6 +82,7 @@ class Simulation:
         self.alb = Alb(self)
         self.lbc = LoadBalancerController(self)
         self.cluster = Cluster(self)
+        self.metrics = AlbMetrics(scenario.metrics.publication_delay_seconds)  # the ALB's CloudWatch metrics
         self.traffic = Traffic(self)
         self.loop.before_event = self.traffic.flush
         self.kube = SimKubernetes(self)
@@ -112,7 +114,8 @@ class Simulation:
 
     @property
     def ports(self) -> Ports:
-        return Ports(kube=self.kube, elb=self.elb, clock=self.clock, budget=self.budget, alarms=SimAlarms(self))
+        return Ports(kube=self.kube, elb=self.elb, clock=self.clock, budget=self.budget, alarms=SimAlarms(self),
+                     metrics=SimMetrics(self))
 
     def add_observer(self, fn: Callable[[], None]) -> None:
         """fn() runs after every event, in zero virtual time (how the oracle reacts 'instantly')."""
@@ -141,6 +144,10 @@ class Simulation:
     @property
     def kube_api_calls(self) -> dict[str, int]:
         return dict(self.kube.calls)
+
+    @property
+    def get_metric_data_calls(self) -> int:
+        return self.metrics.calls["GetMetricData"]
 
     # --- the world ------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -183,8 +190,10 @@ class Simulation:
         svc = make_service(ns, sc.service.name + suffix, selector, sc.service.port, app.port)
         self.cluster.add_service(svc)
         self._copy_of[app.deployment + suffix] = k
-        copy = AppCopy(k, app.deployment + suffix, svc.name, app_labels, start,
-                       self.traffic.add_stream(app.deployment + suffix, self.rng(stream_name("traffic", k))))
+        clients = self.traffic.add_stream(app.deployment + suffix, self.rng(stream_name("traffic", k)),
+                                          answers=self.rng(stream_name("answers", k)),
+                                          noise_key=f"{self.seed}:{stream_name('error-noise', k)}")
+        copy = AppCopy(k, app.deployment + suffix, svc.name, app_labels, start, clients)
         for ingress in (sc.ingress, *sc.extra_ingresses):
             self.cluster.add_ingress(make_ingress(ns, ingress.name + suffix, ingress.ingress_class, ingress.annotations,
                                                   svc.name, sc.service.port))

@@ -10,16 +10,27 @@ Invariant: a request fails at most once, with exactly one cause:
 - ``app_error``: it reached a broken version that answered 5xx;
 - ``killed_in_flight``: its pod exited (SIGKILL, or an app that exits on SIGTERM) before it finished;
 - ``deregistration_delay_expired``: the target's deregistration delay ended while it was still running.
-The arrival times and durations come from their own seeded stream, so every strategy sees the same clients.
+A request a pod serves may still be answered badly: with the pod's error rate (``traffic.error_rate``, or its
+image's in ``faults.degraded_images``), times the minute's noise factor (``traffic.error_rate_noise``), it is
+answered 5xx. That is no failure (the request was answered) but is counted apart, by whether the pod runs the
+rollout's image; a degraded image's pods also take ``latency_factor`` times the drawn duration. Every request is
+also counted in its target group's CloudWatch period (``albgate.sim.metrics``).
+The arrival times and durations come from their own seeded stream, so every strategy sees the same clients; the
+5xx draws come from another one, and a minute's noise factor from a seed of its own.
 Each app in the world (a fleet has many) has its own clients and counters; the world's totals add them up.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
+import random
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from albgate.sim.metrics import ANSWERED, REQUESTS, TARGET_5XX, TIME_MAX, TIME_SUM, GroupMetrics, period_start
+from lambdas.domain.ports import METRIC_PERIOD_SECONDS
 
 if TYPE_CHECKING:
     from albgate.sim.alb import Target, TargetGroupSim
@@ -27,6 +38,16 @@ if TYPE_CHECKING:
     from albgate.sim.simulation import Simulation
 
 _PRUNE_AT = 64
+
+
+def noise_factor(key: str, start: float, cv: float) -> float:
+    """The factor on every error rate in the period starting at ``start``: a gamma draw with mean 1 and coefficient
+    of variation ``cv`` (shape 1/cv^2, scale cv^2), from a generator seeded by ``key`` and the period alone, so it
+    is the same whatever was drawn before; 1 when ``cv`` is 0."""
+    if cv == 0:
+        return 1.0
+    shape = 1.0 / (cv * cv)
+    return random.Random(f"{key}:{start:.0f}").gammavariate(shape, 1.0 / shape)
 
 
 def _duration_sampler(spec: Any, rng: Any) -> Callable[[], float] | None:
@@ -45,9 +66,14 @@ def _duration_sampler(spec: Any, rng: Any) -> Callable[[], float] | None:
 
 
 class Stream:
-    """One app's clients: Poisson arrivals at the scenario's rate, spread evenly over the app's target groups."""
+    """One app's clients: Poisson arrivals at the scenario's rate, spread evenly over the app's target groups.
 
-    def __init__(self, name: str, spec: Any, rng: Any, now: float) -> None:
+    ``answers`` draws which served requests are answered 5xx; ``noise_key`` seeds each minute's noise factor;
+    ``new_image`` is the rollout's image (a 5xx from its pods counts in ``answered_badly_new``). ``faulty`` says
+    whether any pod may answer badly or slowly at all: when not, the loop does nothing for it per request."""
+
+    def __init__(self, name: str, spec: Any, rng: Any, now: float, *, answers: Any = None, noise_key: str = "",
+                 new_image: str = "", faulty: bool = False) -> None:
         self.name = name
         self.rng = rng
         self.rate = spec.rate_per_second
@@ -55,11 +81,31 @@ class Stream:
         self.max = spec.max_duration_seconds
         self.sample_duration = _duration_sampler(spec, rng)  # None: exponential, inlined in flush()
         self.tgs: list["TargetGroupSim"] = []
+        self.recorders: list[GroupMetrics] = []  # the CloudWatch periods of tgs[i]
         self.next_arrival = now + (rng.expovariate(self.rate) if self.rate > 0 else float("inf"))
         self.requests = 0
         self.failed: Counter[str] = Counter()
         self.failures: list[tuple[float, str]] = []  # (absolute time, cause)
         self.n = 0
+        self.answers = answers if answers is not None else random.Random(f"{name}:answers")
+        self.noise_key, self.noise_cv = noise_key, spec.error_rate_noise
+        self.new_image = new_image
+        self.faulty = faulty or spec.error_rate > 0 or spec.error_rate_noise > 0
+        self.answered_badly_new = 0  # answered 5xx by a pod of the rollout's image
+        self.answered_badly_old = 0  # answered 5xx by a pod of any other image
+        self._period_end = -math.inf  # the current CloudWatch period: its end, each group's row, its noise factor
+        self._rows: list[list[float]] = []
+        self._noise = 1.0
+
+    @property
+    def answered_badly(self) -> int:
+        return self.answered_badly_new + self.answered_badly_old
+
+    def add_group(self, tg: "TargetGroupSim", recorder: GroupMetrics) -> None:
+        """Requests go (in turn with the other groups) to ``tg``, and are counted in ``recorder``."""
+        self.tgs.append(tg)
+        self.recorders.append(recorder)
+        self._period_end = -math.inf  # the next request takes every group's row afresh
 
     def flush(self, until: float) -> None:
         """Deliver every request that arrives before ``until``."""
@@ -68,14 +114,23 @@ class Stream:
         rng, tgs, ntg = self.rng, self.tgs, len(self.tgs)
         expo, rate, inv_mean, cap = rng.expovariate, self.rate, 1.0 / self.mean, self.max
         sample = self.sample_duration
+        faulty, answer, new_image = self.faulty, self.answers.random, self.new_image
+        period_end, rows, noise = self._period_end, self._rows, self._noise
         t = self.next_arrival
         while t < until:
             duration = expo(inv_mean) if sample is None else sample()
             if duration > cap:
                 duration = cap
             self.requests += 1
-            tg = tgs[self.n % ntg] if ntg > 1 else tgs[0]
+            if t >= period_end:
+                start = period_start(t)
+                period_end = start + METRIC_PERIOD_SECONDS
+                rows = [r.row(start) for r in self.recorders]
+                noise = noise_factor(self.noise_key, start, self.noise_cv)
+            i = self.n % ntg if ntg > 1 else 0
+            tg, row = tgs[i], rows[i]
             self.n += 1
+            row[REQUESTS] += 1
             pool = tg.pool()
             if not pool:
                 self.fail(t, "no_routable_target")
@@ -89,7 +144,21 @@ class Stream:
                     self.fail(t, "pod_not_serving")
                 elif pod.broken:
                     self.fail(t, "app_error")
+                    row[TARGET_5XX] += 1
+                    row[TIME_SUM] += duration
+                    row[ANSWERED] += 1
+                    if duration > row[TIME_MAX]:
+                        row[TIME_MAX] = duration
                 else:
+                    if faulty:
+                        duration *= pod.latency_factor
+                        p = pod.error_rate * noise
+                        if p > 0 and answer() < p:
+                            row[TARGET_5XX] += 1
+                            if pod.version == new_image:
+                                self.answered_badly_new += 1
+                            else:
+                                self.answered_badly_old += 1
                     end = t + duration
                     inflight = pod.inflight
                     inflight.append((end, target))
@@ -97,8 +166,13 @@ class Stream:
                         target.last_end = end
                     if len(inflight) > _PRUNE_AT:
                         pod.inflight = [r for r in inflight if r[0] > t]
+                    row[TIME_SUM] += duration
+                    row[ANSWERED] += 1
+                    if duration > row[TIME_MAX]:
+                        row[TIME_MAX] = duration
             t += expo(rate)
         self.next_arrival = t
+        self._period_end, self._rows, self._noise = period_end, rows, noise
 
     def fail(self, t: float, cause: str) -> None:
         self.failed[cause] += 1
@@ -120,9 +194,12 @@ class Traffic:
         self._by_tg: dict[str, Stream] = {}
         self._heap: list[tuple[float, int]] = []
 
-    def add_stream(self, name: str, rng: Any) -> Stream:
-        """A new app's clients, drawing arrivals and durations from ``rng`` (its own seeded stream)."""
-        stream = Stream(name, self.sim.scenario.traffic, rng, self.sim.clock.t)
+    def add_stream(self, name: str, rng: Any, answers: Any = None, noise_key: str = "") -> Stream:
+        """A new app's clients, drawing arrivals and durations from ``rng`` (its own seeded stream), which requests
+        are answered 5xx from ``answers`` (another one), each minute's noise factor from ``noise_key``."""
+        sc = self.sim.scenario
+        stream = Stream(name, sc.traffic, rng, self.sim.clock.t, answers=answers, noise_key=noise_key,
+                        new_image=sc.rollout.image, faulty=bool(sc.faults.degraded_images))
         self.streams.append(stream)
         return stream
 
@@ -130,7 +207,7 @@ class Traffic:
         """``stream``'s requests go (in turn with its other groups) to ``tg``."""
         if not stream.tgs:
             heapq.heappush(self._heap, (stream.next_arrival, self.streams.index(stream)))
-        stream.tgs.append(tg)
+        stream.add_group(tg, self.sim.metrics.group(tg))
         self._by_tg[tg.arn] = stream
 
     @property
@@ -193,3 +270,13 @@ class Traffic:
     @property
     def failed_requests(self) -> int:
         return sum(s.failed_requests for s in self.streams)
+
+    @property
+    def answered_badly(self) -> int:
+        """Requests a pod answered 5xx by its error rate (not failures: they were answered), every version."""
+        return sum(s.answered_badly for s in self.streams)
+
+    @property
+    def answered_badly_by_new_version(self) -> int:
+        """Of ``answered_badly``, those answered by pods of the rollout's image."""
+        return sum(s.answered_badly_new for s in self.streams)

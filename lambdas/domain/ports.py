@@ -356,6 +356,38 @@ class AlarmPort(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# CloudWatch metrics of a target group (lambdas/domain/rollout/analysis.py)
+# ---------------------------------------------------------------------------------------------------------
+# The ALB publishes its metrics per 60 s period, only for periods with requests (docs/facts.md, "ALB metrics
+# albgate analyses").
+METRIC_PERIOD_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class MetricMinute:
+    """One published 60 s period of a target group's AWS/ApplicationELB metrics (dimensions LoadBalancer and
+    TargetGroup): RequestCount (Sum), HTTPCode_Target_5XX_Count (Sum; 0 when CloudWatch has no datapoint, which
+    is how a period without 5xx looks) and TargetResponseTime (Average and Maximum, in seconds)."""
+
+    start: float  # epoch seconds, the period's start (a multiple of METRIC_PERIOD_SECONDS)
+    requests: float
+    target_5xx: float
+    response_time: float | None  # None: no datapoint
+    response_time_max: float | None
+
+
+class MetricsPort(Protocol):
+    """CloudWatch GetMetricData for one target group. Throttling raises ThrottledError."""
+
+    def target_group_minutes(
+        self, target_group_arn: str, load_balancer_arn: str, start: float, end: float
+    ) -> list[MetricMinute]:
+        """The periods starting in [start, end) that CloudWatch has published by now, oldest first; a period
+        without requests is absent. One GetMetricData request (four metrics)."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------------
 # albgate's share of the account's Describe* bucket (lambdas/domain/budget.py)
 # ---------------------------------------------------------------------------------------------------------
 class DescribeBudget(Protocol):
@@ -384,6 +416,7 @@ class Ports:
     images: ImagePort | None = None  # None: tags are recorded as given (no registry to ask)
     budget: DescribeBudget = field(default_factory=UnlimitedBudget)  # albgate's share of the Describe* bucket
     alarms: AlarmPort | None = None  # None: no CloudWatch; a policy that names alarms is refused
+    metrics: MetricsPort | None = None  # None: no CloudWatch metrics; a policy that asks for analysis is refused
 
 
 # ---------------------------------------------------------------------------------------------------------
