@@ -1,4 +1,5 @@
-"""CloudWatch adapter: the metric alarms a rollout's policy names, read through boto3 (``AlarmPort``).
+"""CloudWatch adapter: the metric alarms a rollout's policy names (``AlarmPort``) and a target group's ALB metrics
+(``MetricsPort``), read through boto3.
 
 Job: one DescribeAlarms request per ``describe_alarms`` call (``AlarmTypes`` MetricAlarm, ``MaxRecords`` 100, never a
 second page: the caller decides what a page that says "more" means) and one DescribeAlarmHistory request per
@@ -22,13 +23,63 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.adapters.elbv2 import client_config, map_aws_error
-from lambdas.domain.ports import ALARM_PAGE, Alarm, AlarmPage, StateChange, StateChanges
+from lambdas.domain.ports import (
+    ALARM_PAGE,
+    METRIC_PERIOD_SECONDS,
+    Alarm,
+    AlarmPage,
+    MetricMinute,
+    StateChange,
+    StateChanges,
+)
 
 # Metric alarms only: reading composite alarms takes cloudwatch:DescribeAlarms on "*", and albgate's grant is
 # narrower (docs/facts.md, "CloudWatch alarms albgate watches").
 ALARM_TYPES = ["MetricAlarm"]
 # HistorySummary of a state change, as CloudWatch writes it: "Alarm updated from OK to ALARM".
 _SUMMARY = re.compile(r"from (?P<old>[A-Z_]+) to (?P<new>[A-Z_]+)")
+
+
+# The ALB's metrics a target group's analysis reads: (query id, metric name, statistic).
+ALB_NAMESPACE = "AWS/ApplicationELB"
+ALB_METRICS = (
+    ("requests", "RequestCount", "Sum"),
+    ("target5xx", "HTTPCode_Target_5XX_Count", "Sum"),
+    ("latency", "TargetResponseTime", "Average"),
+    ("latencymax", "TargetResponseTime", "Maximum"),
+)
+
+
+def dimension_value(arn: str, marker: str) -> str:
+    """The ALB metrics' dimension value of a target group or load balancer ARN: what follows ``:targetgroup/``
+    (``targetgroup/<name>/<id>``) or ``:loadbalancer/`` (``app/<name>/<id>``)."""
+    head, sep, tail = arn.partition(f":{marker}/")
+    if not sep or not tail:
+        raise ValueError(f"{arn!r} is not an ELB {marker} ARN")
+    return tail if marker == "loadbalancer" else f"{marker}/{tail}"
+
+
+def metric_queries(target_group_arn: str, load_balancer_arn: str) -> list[dict[str, Any]]:
+    dimensions = [{"Name": "TargetGroup", "Value": dimension_value(target_group_arn, "targetgroup")},
+                  {"Name": "LoadBalancer", "Value": dimension_value(load_balancer_arn, "loadbalancer")}]
+    return [{"Id": qid, "ReturnData": True, "MetricStat": {
+        "Metric": {"Namespace": ALB_NAMESPACE, "MetricName": name, "Dimensions": dimensions},
+        "Period": METRIC_PERIOD_SECONDS, "Stat": stat}} for qid, name, stat in ALB_METRICS]
+
+
+def minutes_of(results: list[dict[str, Any]], start: float, end: float) -> list[MetricMinute]:
+    """GetMetricData's MetricDataResults as one MetricMinute per period with requests, oldest first."""
+    by_id: dict[str, dict[float, float]] = {}
+    for r in results:
+        by_id[str(r.get("Id"))] = {_epoch(t): float(v) for t, v in zip(r.get("Timestamps", []), r.get("Values", []))}
+    requests = by_id.get("requests", {})
+    out = []
+    for t in sorted(requests):
+        if not start <= t < end or requests[t] <= 0:
+            continue
+        out.append(MetricMinute(t, requests[t], by_id.get("target5xx", {}).get(t, 0.0),
+                                by_id.get("latency", {}).get(t), by_id.get("latencymax", {}).get(t)))
+    return out
 
 
 def _epoch(value: Any) -> float:
@@ -119,3 +170,24 @@ class CloudWatchAdapter:
         changes = [c for item in answer.get("AlarmHistoryItems", []) if (c := state_change(item)) is not None]
         newest_first = tuple(sorted(changes, key=lambda c: c.at, reverse=True))
         return StateChanges(newest_first, more=bool(answer.get("NextToken")))
+
+    def target_group_minutes(
+        self, target_group_arn: str, load_balancer_arn: str, start: float, end: float
+    ) -> list[MetricMinute]:
+        # periods starting in [start, end): the first whole period from start on, up to the last that starts before end
+        first = -(-start // METRIC_PERIOD_SECONDS) * METRIC_PERIOD_SECONDS
+        last = -(-end // METRIC_PERIOD_SECONDS) * METRIC_PERIOD_SECONDS
+        if last <= first:
+            return []
+        try:
+            answer = self.client().get_metric_data(
+                MetricDataQueries=metric_queries(target_group_arn, load_balancer_arn),
+                StartTime=datetime.fromtimestamp(first, timezone.utc),
+                EndTime=datetime.fromtimestamp(last, timezone.utc),
+                ScanBy="TimestampAscending",
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise map_aws_error(e, f"cloudwatch:GetMetricData of {dimension_value(target_group_arn, 'targetgroup')}") from e
+        # At most 4 x (end - start) / 60 datapoints: far under a page (100,800), so NextToken never comes for the
+        # windows albgate asks (a rollout's minutes).
+        return minutes_of(answer.get("MetricDataResults", []), first, last)

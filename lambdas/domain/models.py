@@ -79,6 +79,29 @@ def pods(n: int) -> str:
     return f"{n} pod" if n == 1 else f"{n} pods"
 
 
+class AnalysisPolicy(_Strict):
+    """Analysis of the ALB's own metrics during the rollout (docs/rollout.md, What the gate watches)."""
+
+    max_error_ratio: float = Field(
+        default=2.0, ge=1.1, le=1000,
+        description="the new pods' 5xx rate (HTTPCode_Target_5XX_Count over RequestCount) may be at most this many "
+        "times the baseline's before the step fails; it fails only when the excess is also significant",
+    )
+    max_latency_ratio: float = Field(
+        default=1.5, ge=1.05, le=1000,
+        description="the new pods' mean TargetResponseTime may be at most this many times the baseline's",
+    )
+    min_error_rate: float = Field(
+        default=0.001, gt=0, le=0.5,
+        description="the baseline's 5xx rate is taken as at least this (a baseline without errors would make one 5xx "
+        "an infinite regression)",
+    )
+    baseline_minutes: int = Field(
+        default=30, ge=3, le=180,
+        description="the minutes before the rollout whose metrics are the baseline",
+    )
+
+
 class RolloutPolicy(_Strict):
     """How a rollout proceeds; every default is documented in docs/rollout.md."""
 
@@ -145,6 +168,12 @@ class RolloutPolicy(_Strict):
         default=False,
         description="start even though an alarm is already in ALARM (e.g. to roll out its fix); such an alarm "
         "counts again once it has left that state. Default: Preflight refuses, naming the alarms",
+    )
+    analysis: AnalysisPolicy | None = Field(
+        default=None,
+        description="compare the target groups' ALB metrics (5xx rate, response time) while the new version serves "
+        "with the minutes before the rollout; a regression fails the step and the rollout rolls back. An empty "
+        "object takes every default; absent: no analysis (docs/rollout.md, What the gate watches)",
     )
 
     @field_validator("steps")

@@ -60,6 +60,18 @@ class TargetGroupInfo(_Model):
     healthy_threshold: int
     deregistration_delay_seconds: int
     target_port: int | None = None  # the port its targets are registered on, as DescribeTargetHealth showed it
+    load_balancer_arn: str = ""  # the first load balancer DescribeTargetGroups names (its ALB metrics' dimension)
+
+
+class AnalysisBaseline(_Model):
+    """What a target group answered in the minutes before the rollout (lambdas.domain.rollout.analysis.Baseline)."""
+
+    periods: int
+    requests: float
+    error_rate: float
+    dispersion: float
+    latency: float | None = None
+    latency_sd: float | None = None
 
 
 class StepRecord(_Model):
@@ -128,6 +140,12 @@ class RolloutState(_Model):
     describe_slot_at: float | None = None
 
     describe_target_health_calls: int = 0
+    # policy.analysis (lambdas/domain/rollout/analysis.py): each target group's baseline, read by Preflight; when the
+    # metrics were last read; what the last reading concluded (capped like the other reasons).
+    baselines: dict[str, AnalysisBaseline] = Field(default_factory=dict)
+    analysis_at: float | None = None
+    analysis: str = ""
+    get_metric_data_calls: int = 0
     steps: list[StepRecord] = Field(default_factory=list)
     failure: dict[str, Any] | None = None
     failure_summary: str = ""

@@ -26,7 +26,7 @@ from lambdas.domain.allow_list import ALLOW_LIST_ENV, AllowList, parse_allow_lis
 from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.models import validation_message
-from lambdas.domain.ports import AlarmPort, Ports
+from lambdas.domain.ports import Ports
 from lambdas.handlers._observability import logger, observed
 
 PortsProvider = Callable[[str], Ports]
@@ -103,13 +103,14 @@ def ports_for(cluster: str) -> Ports:
 
     ports = real_ports(cluster, cfg.region, cfg.describe_budget_table, cfg.describe_budget_rate,
                        cfg.describe_budget_burst)
-    return dataclasses.replace(ports, alarms=cloudwatch_alarms(cfg.region))
+    cloudwatch = cloudwatch_alarms(cfg.region)
+    return dataclasses.replace(ports, alarms=cloudwatch, metrics=cloudwatch)
 
 
 @functools.lru_cache(maxsize=4)
-def cloudwatch_alarms(region: str) -> AlarmPort:
-    """The CloudWatch alarms port for this Region, once per warm Lambda; it makes its client on its first call,
-    so a rollout whose policy names no alarm never builds one."""
+def cloudwatch_alarms(region: str) -> Any:
+    """The CloudWatch port (``AlarmPort`` and ``MetricsPort``) for this Region, once per warm Lambda; it makes its
+    client on its first call, so a rollout whose policy names no alarm and asks for no analysis never builds one."""
     from lambdas.adapters.cloudwatch import CloudWatchAdapter  # imported late, like the other adapters
 
     return CloudWatchAdapter.for_region(region)

@@ -41,6 +41,10 @@ class HandlerSpec:
     # alarms_history: state_changes = cloudwatch:DescribeAlarmHistory: what an alarm did since the previous step's gate
     # passed (its drain, bake and any approval wait); only Start Step asks (lambdas/domain/rollout/alarms.py)
     alarms_history: bool = False
+    # metrics_read: target_group_minutes = cloudwatch:GetMetricData ("*": the Service Authorization Reference lists
+    # it without resource types): the target groups' ALB metrics a rollout's policy.analysis compares with the
+    # minutes before it (lambdas/domain/rollout/analysis.py); Preflight reads the baseline, the looks the rest
+    metrics_read: bool = False
     # dynamodb:GetItem/UpdateItem on the Describe* budget table: takes its turn in albgate's share of the
     # account's Describe* bucket before each call (lambdas/domain/budget.py)
     describe_budget: bool = False
@@ -73,6 +77,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         ecr_read=True,
         deployment_lease=True,  # one rollout per Deployment: the lease comes before anything is read
         alarms_read=True,  # refuses an alarm of the policy that is missing or already in ALARM
+        metrics_read=True,  # policy.analysis: each target group's baseline
         description="take the Deployment's lease, validate input, find target groups, check (or harden) settings",
     ),
     HandlerSpec(
@@ -90,6 +95,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         # a rollout's step is not written when an alarm of the policy was in ALARM since the previous step's gate
         alarms_read=True,
         alarms_history=True,
+        metrics_read=True,  # policy.analysis: the metrics since the previous step's gate passed
         description="let Kubernetes create a step's pods",
     ),
     HandlerSpec(
@@ -106,6 +112,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         # (lambdas/domain/rollout/targets.py, register_missing)
         elb_register=True,
         alarms_read=True,  # an alarm of the policy in ALARM fails the step
+        metrics_read=True,  # policy.analysis: a regression in the ALB metrics fails the step
         description="gate: every new pod's target healthy in every target group",
     ),
     HandlerSpec(
@@ -124,6 +131,7 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         describe_budget=True,
         elb_deregister=True,
         alarms_read=True,  # an alarm of the policy in ALARM fails the step
+        metrics_read=True,  # policy.analysis: a regression in the ALB metrics fails the step
         description="old targets went draining (deregistered here if nobody had) and left the target group",
     ),
     HandlerSpec(

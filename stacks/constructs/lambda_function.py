@@ -5,7 +5,7 @@ X-Ray, logs to its own log group with a retention, carries the Powertools enviro
 with no managed policy: logs, X-Ray, ENI (only in a VPC), the ELB actions of the ``ElbPort`` methods the spec
 names (``elb_read``, ``elb_health``, ``elb_deregister``, ``elb_register``), ``ecr:DescribeImages`` (``ecr_read``),
 ``cloudwatch:DescribeAlarms``/``DescribeAlarmHistory`` on the account's alarms in its Region (``alarms_read``,
-``alarms_history``),
+``alarms_history``), ``cloudwatch:GetMetricData`` (``metrics_read``, "*"),
 ``ec2:DescribeVpcEndpoints/DescribeRouteTables`` (``network_read``, in a VPC only), the chart pull from a private
 ECR mirror (``chart_pull``, through ``grant_chart_pull``, only when a cluster's chart is on one) and
 ``eks:DescribeCluster`` on the configured clusters (only when ``spec.kube`` is not "none"). Every ``*``
@@ -165,7 +165,13 @@ class AlbgateFunction(Construct):
             "Service Authorization Reference for AWS X-Ray, so they require Resource '*'"
         ]
         elb_reads = elb_read_actions(spec)
-        if elb_reads:
+        if elb_reads and spec.metrics_read:
+            # One statement for the reads "*" must grant: a second would push the largest configurations' role
+            # policy past its size into an overflow policy.
+            self.role.add_to_policy(iam.PolicyStatement(sid="ReadElbAndAlbMetrics",
+                                                        actions=[*elb_reads, "cloudwatch:GetMetricData"],
+                                                        resources=["*"]))
+        elif elb_reads:
             self.role.add_to_policy(iam.PolicyStatement(sid="ReadElb", actions=elb_reads, resources=["*"]))
             wildcard_reasons.append(
                 f"{'/'.join(elb_reads)} have no resource types in the Service Authorization Reference for "
@@ -209,6 +215,16 @@ class AlbgateFunction(Construct):
                 f"{'/'.join(alarm_reads)} on alarm:* of this account and Region: the rollout's policy names its "
                 "alarms at run time, and the alarm resource type is the narrowest the Service Authorization "
                 "Reference gives these read-only actions"
+            )
+        if spec.metrics_read:
+            if not elb_reads:
+                self.role.add_to_policy(
+                    iam.PolicyStatement(sid="ReadAlbMetrics", actions=["cloudwatch:GetMetricData"], resources=["*"])
+                )
+            wildcard_reasons.append(
+                "cloudwatch:GetMetricData has no resource types in the Service Authorization Reference for Amazon "
+                "CloudWatch (read-only; the target groups whose ALB metrics a rollout's policy.analysis reads are "
+                "chosen at run time)"
             )
         if spec.ecr_read and ecr_repository_arns:
             self.role.add_to_policy(

@@ -31,14 +31,15 @@ Need = tuple[str, EndpointKind, str]
 EKS: Need = ("eks", "Interface", "eks:DescribeCluster for the cluster's endpoint and certificate")
 ELB: Need = ("elasticloadbalancing", "Interface", "ELB target groups and target health")
 DYNAMODB: Need = ("dynamodb", "Gateway", "DynamoDB tables of the stack")
-MONITORING: Need = ("monitoring", "Interface", "CloudWatch alarms the rollout policy names")
+MONITORING: Need = ("monitoring", "Interface", "CloudWatch alarms and ALB metrics the rollout policy watches")
 
 
 def _alarm_needs(config: AlbgateConfig) -> list[tuple[Need, tuple[str, ...]]]:
-    """CloudWatch, when the config's rollout policy (the one the ECR trigger's rollouts run) names alarms. A policy
-    given in one execution's input is not known here: a private cluster whose rollouts name alarms in their input
-    needs the endpoint (or a NAT route) all the same (docs/rollout.md, "What the gate watches")."""
-    return [(MONITORING, ())] if config.rollout_policy.alarms else []
+    """CloudWatch, when the config's rollout policy (the one the ECR trigger's rollouts run) names alarms or asks for
+    analysis. A policy given in one execution's input is not known here: a private cluster whose rollouts do so in
+    their input needs the endpoint (or a NAT route) all the same (docs/rollout.md, "What the gate watches")."""
+    policy = config.rollout_policy
+    return [(MONITORING, ())] if policy.alarms or policy.analysis is not None else []
 
 
 
@@ -75,6 +76,7 @@ FLAG_NEEDS: dict[str, Callable[[AlbgateConfig], list[tuple[Need, tuple[str, ...]
     "chart_pull": _chart_needs,
     "alarms_read": _alarm_needs,
     "alarms_history": _alarm_needs,
+    "metrics_read": _alarm_needs,
 }
 
 

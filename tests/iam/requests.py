@@ -30,6 +30,7 @@ NO_RESOURCE_TYPES = {
     "ecr:GetAuthorizationToken",
     "ec2:DescribeVpcEndpoints",
     "ec2:DescribeRouteTables",
+    "cloudwatch:GetMetricData",
 }
 
 

@@ -81,6 +81,12 @@ def _watched(calls: list[RecordedCall]) -> tuple[bool, str]:
     return by_name and by_prefix, f"the policy's alarms were not both read: {[c.params for c in reads]}"
 
 
+def _metrics_read(calls: list[RecordedCall]) -> tuple[bool, str]:
+    """policy.analysis read the target group's ALB metrics (one GetMetricData)."""
+    reads = _cloudwatch(calls, "cloudwatch:GetMetricData")
+    return len(reads) == 1, f"GetMetricData was called {len(reads)} times, not once"
+
+
 def _history_read(calls: list[RecordedCall]) -> list[str]:
     return [str(c.params.get("AlarmName")) for c in _cloudwatch(calls, ALARM_HISTORY)]
 
@@ -143,7 +149,8 @@ class RolloutWorld:
         return {
             "cluster": self.cluster, "namespace": self.ns, "deployment": self.name, "container": self.container,
             "image": f"{ACCOUNT}.dkr.ecr.{self.world.region}.amazonaws.com/{repository}:v2",
-            "policy": {"steps": [1, "100%"], "harden": True, "alarms": [ERRORS_ALARM, LATENCY_PREFIX + "*"]},
+            "policy": {"steps": [1, "100%"], "harden": True, "alarms": [ERRORS_ALARM, LATENCY_PREFIX + "*"],
+                       "analysis": {}},
         }
 
 
@@ -170,6 +177,7 @@ def rollout_story(world: World) -> None:
                      (bool(called(calls, "ecr:DescribeImages")), "ECR was not asked"),
                      (bool(called(calls, "dynamodb:UpdateItem")), "no turn was taken in the Describe* budget"),
                      (bool(called(calls, DESCRIBE_GROUPS)), "the target group was not described"),
+                     _metrics_read(calls),  # policy.analysis: the baseline
                      _watched(calls)))
     started = step("start-step-1", "StartStep", first, lambda out, calls: _all(
         (ALBGATE_GATE in str(w.api.get("deployments", w.ns, w.name, "apps")["spec"]["template"]),
@@ -233,8 +241,10 @@ def rollout_story(world: World) -> None:
                       ("albgate started the drain" in out["drain"]["reason"], f"drain {out['drain']}"),
                       (out["gate"]["status"] == "WAITING", f"gate {out['gate']} passed before the drain ended"),
                       _watched(calls)))
+    world.advance(60)  # a minute after Start Step's look: the gate reads the ALB metrics again (policy.analysis)
     gate2 = step("check-target-health-step-2", "CheckTargetHealth", handed, lambda out, calls: _all(
         (out["gate"]["status"] == "PASSED", f"gate {out['gate']}"),
+        _metrics_read(calls),
         (out["pending_drain_step"] is None, "step 1's drain is still pending"),
         _watched(calls)))
     released2 = step("release-old-pods-step-2", "ReleaseOldPods", gate2)

@@ -37,7 +37,8 @@ def alarm_statements(synth: Any, function: str) -> list[dict[str, Any]]:
     def actions(statement: dict[str, Any]) -> list[str]:
         return [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
 
-    return [s for s in role_statements(synth, function) if any(a.startswith("cloudwatch:") for a in actions(s))]
+    return [s for s in role_statements(synth, function)
+            if any(a.startswith("cloudwatch:") and "Alarm" in a for a in actions(s))]
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -63,3 +64,28 @@ def test_a_private_cluster_needs_the_monitoring_endpoint_when_the_rollout_policy
     assert ("monitoring" in needs) is endpoint
     if endpoint:
         assert (needs["monitoring"].kind, sorted(needs["monitoring"].used_by)) == ("Interface", sorted(CALLERS))
+
+
+METRICS_READERS = {"Preflight", "StartStep", "CheckTargetHealth", "VerifyDrain"}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_only_the_functions_that_analyse_alb_metrics_may_read_them_and_only_that(synth, function):
+    statements = [s for s in role_statements(synth, function)
+                  if "cloudwatch:GetMetricData" in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    if function not in METRICS_READERS:
+        assert statements == []
+        return
+    (statement,) = statements
+    # no resource types in the Service Authorization Reference: "*", shared only with the ELB reads that need "*"
+    assert (statement["Effect"], statement["Resource"]) == ("Allow", "*")
+    granted = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+    others = {a for a in granted if a != "cloudwatch:GetMetricData"}
+    assert all(a.startswith("elasticloadbalancing:Describe") for a in others), others
+
+
+def test_a_private_cluster_needs_the_monitoring_endpoint_when_the_rollout_policy_asks_for_analysis(example_config):
+    config = private_mirror_variant(example_config)
+    config["rollout_policy"] = {**config.get("rollout_policy", {}), "alarms": [], "analysis": {}}
+    needs = {n.service: n for n in vpc_endpoint_needs(ALL_HANDLERS, parse_config(config))}
+    assert "monitoring" in needs

@@ -154,6 +154,8 @@ def test_role_grants_exactly_what_the_spec_names(synth, spec):
         expected |= {"cloudwatch:DescribeAlarms"}
     if spec.alarms_history:  # what an alarm did during a bake, read before the next step
         expected |= {"cloudwatch:DescribeAlarmHistory"}
+    if spec.metrics_read:  # policy.analysis: the target groups' ALB metrics
+        expected |= {"cloudwatch:GetMetricData"}
     assert actions(statements) == expected
 
 

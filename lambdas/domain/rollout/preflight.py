@@ -18,7 +18,7 @@ from lambdas.domain.errors import InvalidInputError, NotFoundError, ThrottledErr
 from lambdas.domain.models import RolloutPolicy, RolloutRequest, parse_image
 from lambdas.domain.plan import step_problems, step_targets
 from lambdas.domain.ports import Deployment, Ports
-from lambdas.domain.rollout import alarms
+from lambdas.domain.rollout import alarms, analysis
 from lambdas.domain.rollout.observe import booked_wait
 from lambdas.domain.rollout.targets import describe_target_groups, target_group_bindings
 from lambdas.domain.state import RolloutState, TargetGroupInfo, largest_state_bytes
@@ -111,6 +111,7 @@ def preflight(
     check_limits(request, plan, groups, previous_image=container.image, hardening=hardening, findings=findings)
     # Last of the checks: an alarm may be failing for a reason the checks above would have named first.
     alarm_notes = alarms.check_at_start(ports, request.policy, now)
+    baselines, analysis_notes = analysis.check_at_start(ports, request.policy, groups, now)
     target_image, notes = pin_image(ports, request.image) if request.kind == "rollout" else (container.image, [])
     if request.kind == "rollout" and target_image == container.image and target_image != request.image:
         raise InvalidInputError(
@@ -130,12 +131,14 @@ def preflight(
         original_max_unavailable=dep.max_unavailable,
         hardening=hardening,
         findings=findings,
-        notes=notes + alarm_notes,
+        notes=notes + alarm_notes + analysis_notes,
         requested_image=request.image or "",
         target_groups=groups,
         approval_required=1 in request.policy.approval_before_steps,
         more_steps=True,
         rollback_allowed=request.policy.rollback_on_failure,
+        baselines=baselines,
+        get_metric_data_calls=len(baselines),
     )
     if request.kind == "restart":
         # A restart keeps the image: a new template annotation makes a new ReplicaSet (as kubectl does).

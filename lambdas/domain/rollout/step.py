@@ -16,7 +16,7 @@ from lambdas.domain.documents import quote
 from lambdas.domain.errors import ConflictError, InvalidInputError, UnsafeConfigurationError
 from lambdas.domain.gate import DrainResult, GateResult, Verdict
 from lambdas.domain.ports import ALBGATE_GATE, Deployment, DeploymentPatch, Ports
-from lambdas.domain.rollout import alarms
+from lambdas.domain.rollout import alarms, analysis
 from lambdas.domain.rollout.pods import ROLLOUT_ANNOTATION
 from lambdas.domain.state import RolloutState, StepRecord
 
@@ -31,6 +31,12 @@ GUARDED_WRITE_ATTEMPTS = 3
 DEPLOYMENT_CHANGED = "Deployment changed under this rollout"
 
 
+def _since_last_gate(s: RolloutState) -> str:
+    """How Start Step names the time its look covers, in a reason."""
+    previous = s.steps[-1] if s.steps else None
+    return f"since step {previous.step} passed its gate" if previous else "since Preflight"
+
+
 def start_step(ports: Ports, s: RolloutState) -> RolloutState:
     req = s.request
     i = s.next_step
@@ -38,7 +44,7 @@ def start_step(ports: Ports, s: RolloutState) -> RolloutState:
         raise InvalidInputError(f"next_step {i} is past the plan {s.plan}; the state was edited by hand?")
     batch = s.plan[i] - (s.plan[i - 1] if i else 0)
     now = ports.clock.now()
-    alarmed = alarms.since_gate(ports, s, now)
+    alarmed = alarms.since_gate(ports, s, now) or analysis.during(ports, s, _since_last_gate(s), now)
     if alarmed:
         s.gate = GateResult(Verdict.FAILED, alarmed)
         s.wait_seconds = 0

@@ -73,6 +73,7 @@ def describe_target_groups(ports: Ports, ns: str, bindings: list[TargetGroupBind
                 health_check_interval_seconds=tg.health_check_interval_seconds,
                 healthy_threshold=tg.healthy_threshold,
                 deregistration_delay_seconds=tg.deregistration_delay_seconds,
+                load_balancer_arn=tg.load_balancer_arns[0],
             )
         )
     return groups
