@@ -159,6 +159,7 @@ class _Oracle:
         self.handed_over: list[_Seen] = []  # the previous step's released pods' targets, still in a group
         self.deregistered: set[tuple[str, str, int]] = set()  # (arn, ip, id(pod)) it deregistered
         self.missing_since: dict[tuple[str, str], float] = {}  # (arn, pod name): first seen missing from the group
+        self.bake_until: float | None = None  # the policy's bake after a rollout step passed, before the next
 
     def start(self, images: dict[str, str] | None, *, rollback: bool = False) -> None:
         d, sim = self.d, self.sim
@@ -236,10 +237,25 @@ class _Oracle:
                     self.sim.alb.register(tg, p)
                     self.missing_since.pop(key, None)
 
+    def _begin_next_step(self) -> None:
+        self.cluster.patch_deployment(self.d.namespace, self.d.name, DeploymentPatch(max_surge=self.batches[self.step]))
+        self.step_started = self.sim.clock.t
+        self._deadline()
+
     def tick(self) -> None:
         if self.result is not None:
             return
         sim, d, cluster = self.sim, self.d, self.cluster
+        if self.bake_until is not None:
+            # As albgate: a rollout step's bake (policy.bake_seconds) runs from its drain handed over or verified
+            # to the next step; old targets that leave meanwhile are still deregistered at once.
+            for seen in self.view():
+                if seen.pod.terminating or seen.pod.exited:
+                    self._deregister(seen)
+            if sim.clock.t < self.bake_until:
+                return
+            self.bake_until = None
+            self._begin_next_step()
         new = next((rs for rs in d.rss if rs.template == self.new_template), None)
         if new is None:
             return
@@ -278,9 +294,12 @@ class _Oracle:
             if self.step == len(self.plan):
                 self.result = SUCCEEDED if self.mode == "rollout" else ROLLED_BACK
                 return
-            cluster.patch_deployment(d.namespace, d.name, DeploymentPatch(max_surge=self.batches[self.step]))
-            self.step_started = sim.clock.t
-            self._deadline()
+            bake = self.policy.bake_seconds if self.mode == "rollout" else 0
+            if bake > 0:
+                self.bake_until = sim.clock.t + bake
+                sim.loop.at(self.bake_until + 1e-6, lambda: None)  # an event when the bake ends, so tick() sees it
+                return
+            self._begin_next_step()
         elif sim.clock.t > self.step_started + self.policy.step_deadline_seconds:
             sim.log("strategy", f"oracle: step {self.step + 1} ({self.mode}) passed its deadline of "
                                 f"{self.policy.step_deadline_seconds} s")
