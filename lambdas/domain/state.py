@@ -227,6 +227,7 @@ class RolloutState(_Model):
 # plus 5 random ones; the longest textual IP address is IPv6's x:x:x:x:x:x:d.d.d.d form.
 POD_NAME_MAX_CHARS = 63
 IP_MAX_CHARS = 45
+ANALYSIS_MAX_CHARS = 600  # RolloutState.analysis: what the last reading of the ALB metrics concluded, capped
 REASON_MAX_CHARS = 1024  # a gate's or drain's reason, the longest albgate writes (with a handed-over drain's)
 _TIMESTAMP = 1.0e10 / 3  # an epoch float as long as JSON writes one
 _DIGEST_SUFFIX = "@sha256:" + "0" * 64
@@ -310,6 +311,12 @@ def largest_state(
         drain=DrainResult(Verdict.FAILED, reason, old_live=replicas, expected_old=replicas, routable=replicas,
                           draining=replicas, step=len(plan)),
         wait_seconds=10**6,
+        baselines={g.arn: AnalysisBaseline(periods=10**6, requests=1e308, error_rate=1e308, dispersion=1e308,
+                                           latency=1e308, latency_sd=1e308) for g in groups}
+        if request.policy.analysis is not None else {},
+        analysis_at=_TIMESTAMP,
+        analysis="a" * ANALYSIS_MAX_CHARS,
+        get_metric_data_calls=10**6,
         bake_seconds=10**6,
         throttles=10**6,
         describe_slot_at=_TIMESTAMP,

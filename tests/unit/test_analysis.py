@@ -15,6 +15,8 @@ from lambdas.domain.rollout.analysis import (
     Thresholds,
     baseline_of,
     chi2_quantile,
+    in_windows,
+    step_share,
     judge,
 )
 
@@ -198,3 +200,21 @@ def test_periods_of_several_steps_pool_by_their_exposure():
 
 def test_the_significance_threshold_is_four_standard_deviations():
     assert SIGNIFICANCE_Z == 4.0
+
+
+# --- the rollout's windows -------------------------------------------------------------------------------------
+def test_a_steps_share_counts_the_next_batch_the_deployment_surges_meanwhile():
+    plan = [1, 2, 4]  # 4 replicas in 25 %, 50 %, 100 %
+    # step 1: 1 new pod Ready and 1 surged (registered, serving, held by albgate's gate) among 5
+    assert step_share(plan, 0, 4) == pytest.approx(2 / 5)
+    # step 2: 2 new and 1 surged among 5
+    assert step_share(plan, 1, 4) == pytest.approx(3 / 5)
+    assert step_share(plan, 2, 4) == 1.0
+    assert step_share([3, 6, 10], 1, 10) == pytest.approx(9 / 13)
+
+
+def test_only_periods_wholly_inside_a_steps_window_count_each_with_its_steps_share():
+    ws = [(100.0, 250.0, 0.4), (250.0, math.inf, 0.6)]
+    minutes = [minute(1, 10, 0), minute(2, 10, 0), minute(3, 10, 0), minute(4, 10, 0), minute(5, 10, 0)]
+    # 60 starts before the first window; 120-180 is in; 180-240 is in; 240-300 straddles the change; 300 on is in
+    assert [(m.start, share) for m, share in in_windows(minutes, ws)] == [(120.0, 0.4), (180.0, 0.4), (300.0, 0.6)]

@@ -25,14 +25,12 @@ from enum import Enum
 from lambdas.domain.errors import InvalidInputError, ThrottledError
 from lambdas.domain.models import AnalysisPolicy, RolloutPolicy
 from lambdas.domain.ports import METRIC_PERIOD_SECONDS, MetricMinute, MetricsPort, Ports
-from lambdas.domain.state import AnalysisBaseline, RolloutState, TargetGroupInfo, cap_text
+from lambdas.domain.state import ANALYSIS_MAX_CHARS, AnalysisBaseline, RolloutState, TargetGroupInfo, cap_text
 
 # CloudWatch makes a 1-minute datapoint available about 2 minutes after its period (docs/facts.md, "ALB metrics
 # albgate analyses"): a step's first period is seen about this long after its pods took traffic, and a bake shorter
 # than it ends before the step's own metrics can fail it (Preflight says so).
 FIRST_PERIOD_SEEN_SECONDS = 2 * METRIC_PERIOD_SECONDS + 120
-# What the state keeps of the last reading (``RolloutState.analysis``).
-ANALYSIS_TEXT_CHARS = 600
 # z of the one-sided test: 4.0 is a false alarm about once in 30,000 looks of a steady baseline (normal tail), so
 # a rollout's tens of looks stay far from a false rollback while a real 5x regression crosses it within minutes at
 # tens of requests per second.
@@ -216,14 +214,26 @@ def check_at_start(ports: Ports, policy: RolloutPolicy, groups: list[TargetGroup
     return baselines, notes
 
 
+def step_share(plan: list[int], i: int, replicas: int) -> float:
+    """The share of the serving targets that run the new version while step ``i`` (0-based) bakes. albgate lets the
+    Deployment surge one batch (the step's own), and the Load Balancer Controller registers a ContainersReady pod
+    before any of its gates opens, so the next batch's pods take traffic before their step: (pods so far + the
+    batch) of (replicas + the batch). An overestimate when the surge is late only makes the new pods' estimated
+    rate smaller: never a false regression from it."""
+    batch = plan[i] - (plan[i - 1] if i else 0)
+    if plan[i] >= replicas:
+        return 1.0
+    return min(1.0, (plan[i] + batch) / (replicas + batch))
+
+
 def windows(s: RolloutState) -> list[tuple[float, float, float]]:
     """(start, end, share) of each rollout step since its pods took traffic: from its gate passing to the next
-    step's, the share of the targets its plan gives the new version."""
+    step's, with ``step_share``."""
     passed = [r for r in s.steps if r.mode == "rollout" and r.gate_passed_at is not None]
     out = []
     for i, r in enumerate(passed):
         end = passed[i + 1].gate_passed_at if i + 1 < len(passed) else math.inf
-        out.append((r.gate_passed_at, end, min(1.0, r.target / s.replicas)))  # type: ignore[arg-type]
+        out.append((r.gate_passed_at, end, step_share(s.plan, r.step - 1, s.replicas)))  # type: ignore[arg-type]
     return out
 
 
@@ -266,8 +276,8 @@ def during(ports: Ports, s: RolloutState, when: str, now: float) -> str | None:
             s.get_metric_data_calls += 1
         j = judge(Baseline(**base.model_dump()), in_windows(minutes, ws), thresholds(a))
         if j.outcome is Outcome.REGRESSION:
-            s.analysis = cap_text(f"{_name(g.arn)}: {j.reason}", ANALYSIS_TEXT_CHARS)
+            s.analysis = cap_text(f"{_name(g.arn)}: {j.reason}", ANALYSIS_MAX_CHARS)
             return f"ALB metrics of target group {_name(g.arn)} {when}: {j.reason}"
         said.append(f"{_name(g.arn)}: {j.reason}")
-    s.analysis = cap_text("; ".join(said), ANALYSIS_TEXT_CHARS)
+    s.analysis = cap_text("; ".join(said), ANALYSIS_MAX_CHARS)
     return None
