@@ -85,7 +85,7 @@ def summarise_state(state: Any) -> dict[str, Any]:
             keep = ("status", "reason", "healthy", "needed", "initial", "unhealthy", "groups") if key == "gate" else (
                 "status", "reason", "old_live", "expected_old", "draining")
             out[key] = {k: value[k] for k in keep if k in value}
-    for key in ("wait_seconds", "bake_seconds", "outcome", "failure_summary"):
+    for key in ("wait_seconds", "bake_seconds", "outcome", "failure_summary", "analysis"):
         if state.get(key) not in (None, "", 0):
             out[key] = state[key]
     return out
@@ -123,6 +123,7 @@ def _drain_text(drain: dict[str, Any]) -> str:
 # What each kind of state is worth showing about, by its name without the rollback prefix.
 _SHOW_GATE = {"Check Target Health", "Record Gate Failure"}
 _SHOW_DRAIN = {"Verify Drain", "Record Drain Failure"}
+_SHOW_ANALYSIS = {"Start Step", "Check Target Health", "Verify Drain"}
 _WAITS = {"Wait For Health Check": "wait_seconds", "Wait For Drain": "wait_seconds", "Bake Step": "bake_seconds"}
 _QUIET_TYPES = {"ChoiceStateEntered", "ChoiceStateExited"}  # decisions: the next state says where it went
 # States shown once, when they exit, with what they decided (the Lambda tasks and the failure records);
@@ -281,6 +282,9 @@ class Watcher:
             parts.append(_gate_text(summary["gate"]))
         if not entering and base in _SHOW_DRAIN and "drain" in summary:
             parts.append(_drain_text(summary["drain"]))
+        if not entering and base in _SHOW_ANALYSIS and summary.get("analysis"):
+            # policy.analysis: what the last reading of the ALB metrics concluded (lambdas/domain/rollout/analysis.py)
+            parts.append(f"analysis: {summary['analysis']}")
         if (not entering and base in _SHOW_GATE | _SHOW_DRAIN and isinstance(ts, datetime)
                 and isinstance(self.step_started_at, datetime)):
             parts.append(f"waited {int((ts - self.step_started_at).total_seconds())} s in this step")

@@ -92,6 +92,7 @@ class Stream:
         self.new_image = new_image
         self.faulty = faulty or spec.error_rate > 0 or spec.error_rate_noise > 0
         self.answered_badly_new = 0  # answered 5xx by a pod of the rollout's image
+        self.answered_badly_new_at: list[float] = []  # when each of those arrived (bench/bench_analysis.py)
         self.answered_badly_old = 0  # answered 5xx by a pod of any other image
         self._period_end = -math.inf  # the current CloudWatch period: its end, each group's row, its noise factor
         self._rows: list[list[float]] = []
@@ -157,6 +158,7 @@ class Stream:
                             row[TARGET_5XX] += 1
                             if pod.version == new_image:
                                 self.answered_badly_new += 1
+                                self.answered_badly_new_at.append(t)
                             else:
                                 self.answered_badly_old += 1
                     end = t + duration

@@ -192,3 +192,18 @@ def test_the_gate_line_shows_each_target_group() -> None:
     from albgate.cli.watch import _gate_text
     line = _gate_text(summarise_state(state)["gate"])
     assert "[k8s-shop-web-1a2b: 1 healthy; k8s-shop-api-3c4d: 1 initial]" in line
+
+
+def test_the_lines_of_the_looks_show_what_the_analysis_of_the_alb_metrics_concluded() -> None:
+    # Given a Verify Drain output whose look read the ALB metrics (policy.analysis)
+    state = rollout_state(0)
+    state["drain"] = {"status": "DRAINING", "reason": "1 old target(s) out of the pool, draining"}
+    state["analysis"] = "k8s-shop-web-1a2b: no regression over 3 period(s): 5xx 21 of 1800 requests"
+    # When the watcher writes its line / Then the line carries the conclusion after the drain
+    w = Watcher(ScriptedSfn([]), ARN, REGION, json_lines=False, poll_seconds=5, quiet_seconds=45)
+    line = w._state_line("+5:10", "Verify Drain", "Verify Drain", summarise_state(state), entering=False, ts=None)
+    assert line.endswith("drain DRAINING (1 old target(s) out of the pool, draining)  analysis: k8s-shop-web-1a2b: "
+                         "no regression over 3 period(s): 5xx 21 of 1800 requests")
+    # and a state line that is not a look does not repeat it
+    assert "analysis" not in w._state_line("+5:10", "Release Old Pods", "Release Old Pods", summarise_state(state),
+                                           entering=False, ts=None)
