@@ -169,6 +169,12 @@ class RolloutPolicy(_Strict):
         description="start even though an alarm is already in ALARM (e.g. to roll out its fix); such an alarm "
         "counts again once it has left that state. Default: Preflight refuses, naming the alarms",
     )
+    long_requests_window_minutes: int = Field(
+        default=60, ge=0, le=1440,
+        description="Preflight reads the target groups' longest TargetResponseTime (Maximum) over this many minutes "
+        "before the rollout and sizes the grace period and the deregistration delay check by it when it is longer "
+        "than max_request_seconds; 0: only max_request_seconds counts",
+    )
     analysis: AnalysisPolicy | None = Field(
         default=None,
         description="compare the target groups' ALB metrics (5xx rate, response time) while the new version serves "

@@ -10,7 +10,7 @@ import pytest
 from lambdas.domain.errors import InvalidInputError, ThrottledError
 from lambdas.domain.models import RolloutPolicy, RolloutRequest
 from lambdas.domain.ports import MetricMinute, Ports
-from lambdas.domain.rollout.analysis import FIRST_PERIOD_SEEN_SECONDS, check_at_start, during
+from lambdas.domain.rollout.analysis import FIRST_PERIOD_SEEN_SECONDS, check_at_start, during, sized_for_long_requests
 from lambdas.domain.state import AnalysisBaseline, RolloutState, StepRecord, TargetGroupInfo
 
 START = 1_000_020.0  # when the rollout started (epoch seconds)
@@ -127,3 +127,47 @@ def test_a_throttled_read_fails_nothing_and_says_so():
     assert during(ports(FakeMetrics([], throttled=True)), s, "a", START + 400) is None
     assert s.analysis == "k8s-shop-web-0a1b2c3d4e: metrics throttled, read again in a minute"
     assert s.get_metric_data_calls == 1
+
+
+# --- long requests -------------------------------------------------------------------------------------------
+def request(**policy: Any) -> RolloutRequest:
+    return RolloutRequest.model_validate({"cluster": "c", "namespace": "ns", "deployment": "d", "container": "app",
+                                          "image": "r/app:v2", "policy": policy})
+
+
+def with_longest(seconds: float) -> list[MetricMinute]:
+    return [MetricMinute(START - 600, 100.0, 0.0, 0.5, 2.0), MetricMinute(START - 540, 100.0, 0.0, 0.6, seconds)]
+
+
+def test_a_request_longer_than_declared_raises_max_request_seconds_with_a_note():
+    fake = FakeMetrics(with_longest(99.2))
+    sized, notes, calls = sized_for_long_requests(ports(fake), request(), [GROUP], START)
+    assert sized.policy.max_request_seconds == 100 and calls == 1
+    assert fake.calls == [(TG, LB, START - 3600, START)]
+    assert notes == ["long requests: target group k8s-shop-web-0a1b2c3d4e answered a request in 99 s in the last 60 "
+                     "minutes (TargetResponseTime Maximum), longer than policy.max_request_seconds (30 s): the grace "
+                     "period and the deregistration delay are checked for 100 s"]
+
+
+def test_requests_within_the_declared_length_change_nothing():
+    sized, notes, _ = sized_for_long_requests(ports(FakeMetrics(with_longest(30.0))), request(), [GROUP], START)
+    assert (sized.policy.max_request_seconds, notes) == (30, [])
+
+
+def test_a_window_of_0_or_no_metrics_reads_nothing():
+    fake = FakeMetrics(with_longest(500.0))
+    assert sized_for_long_requests(ports(fake), request(long_requests_window_minutes=0), [GROUP], START)[2] == 0
+    assert fake.calls == []
+    assert sized_for_long_requests(ports(None), request(), [GROUP], START)[1:] == ([], 0)
+
+
+def test_the_longest_request_is_capped_at_the_longest_albgate_can_size_for():
+    sized, notes, _ = sized_for_long_requests(ports(FakeMetrics(with_longest(5000.0))), request(), [GROUP], START)
+    assert sized.policy.max_request_seconds == 3600 and notes[0].endswith("checked for 3600 s (capped at 3600 s)")
+
+
+def test_a_throttled_read_keeps_the_declared_length_and_says_so():
+    sized, notes, calls = sized_for_long_requests(ports(FakeMetrics([], throttled=True)), request(), [GROUP], START)
+    assert sized.policy.max_request_seconds == 30 and calls == 1
+    assert notes == ["long requests: CloudWatch throttled the read of k8s-shop-web-0a1b2c3d4e's TargetResponseTime; "
+                     "the drain is sized by policy.max_request_seconds (30 s) alone"]

@@ -72,6 +72,9 @@ OUTCOMES = [
     ("new-version-all-errors", "rolled_back", "ikubernetes/myapp:v1"),
     ("new-version-slow", "rolled_back", "ikubernetes/myapp:v1"),
     ("noisy-baseline-healthy", "succeeded", "ikubernetes/myapp:v2"),
+    # 100 s requests nobody declared, behind a 60 s deregistration delay: Preflight reads their length from the
+    # ALB's TargetResponseTime and refuses, naming the annotation to raise, before anything changes
+    ("long-requests-undeclared", "failed", "ikubernetes/myapp:v1"),
 ]
 
 

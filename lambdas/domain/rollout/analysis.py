@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 
 from lambdas.domain.errors import InvalidInputError, ThrottledError
-from lambdas.domain.models import AnalysisPolicy, RolloutPolicy
+from lambdas.domain.models import AnalysisPolicy, RolloutPolicy, RolloutRequest
 from lambdas.domain.ports import METRIC_PERIOD_SECONDS, MetricMinute, MetricsPort, Ports
 from lambdas.domain.state import ANALYSIS_MAX_CHARS, AnalysisBaseline, RolloutState, TargetGroupInfo, cap_text
 
@@ -281,3 +281,50 @@ def during(ports: Ports, s: RolloutState, when: str, now: float) -> str | None:
         said.append(f"{_name(g.arn)}: {j.reason}")
     s.analysis = cap_text("; ".join(said), ANALYSIS_MAX_CHARS)
     return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Long requests: Preflight sizes the drain by what the ALB saw, not only by what the policy declares
+# ---------------------------------------------------------------------------------------------------------
+# The longest request the policy can declare (RolloutPolicy.max_request_seconds' upper bound).
+MAX_REQUEST_SECONDS = 3600
+
+
+def longest_request(minutes: list[MetricMinute]) -> float | None:
+    """The longest TargetResponseTime (Maximum) of the periods, seconds; None without a datapoint."""
+    seen = [m.response_time_max for m in minutes if m.response_time_max is not None]
+    return max(seen) if seen else None
+
+
+def sized_for_long_requests(ports: Ports, request: RolloutRequest, groups: list[TargetGroupInfo],
+                            now: float) -> tuple[RolloutRequest, list[str], int]:
+    """The request with ``max_request_seconds`` raised to the longest TargetResponseTime the target groups showed in
+    the ``long_requests_window_minutes`` before ``now`` (one GetMetricData call each), and the note that says so;
+    unchanged when the window is 0, no metrics can be read, or nothing was longer than declared. Third: the
+    GetMetricData calls made."""
+    policy = request.policy
+    window = policy.long_requests_window_minutes
+    if window == 0 or ports.metrics is None:
+        return request, [], 0
+    longest: tuple[float, str] | None = None
+    calls = 0
+    for g in groups:
+        calls += 1
+        try:
+            seen = longest_request(ports.metrics.target_group_minutes(g.arn, g.load_balancer_arn,
+                                                                      now - window * 60.0, now))
+        except ThrottledError:
+            return request, [f"long requests: CloudWatch throttled the read of {_name(g.arn)}'s TargetResponseTime; "
+                             f"the drain is sized by policy.max_request_seconds ({policy.max_request_seconds} s) alone"], calls
+        if seen is not None and (longest is None or seen > longest[0]):
+            longest = (seen, g.arn)
+    if longest is None or longest[0] <= policy.max_request_seconds:
+        return request, [], calls
+    seconds = min(math.ceil(longest[0]), MAX_REQUEST_SECONDS)
+    capped = f" (capped at {MAX_REQUEST_SECONDS} s)" if seconds < longest[0] else ""
+    note = (f"long requests: target group {_name(longest[1])} answered a request in {longest[0]:.0f} s in the last "
+            f"{window} minutes (TargetResponseTime Maximum), longer than policy.max_request_seconds "
+            f"({policy.max_request_seconds} s): the grace period and the deregistration delay are checked for "
+            f"{seconds} s{capped}")
+    sized = request.model_copy(update={"policy": policy.model_copy(update={"max_request_seconds": seconds})})
+    return sized, [note], calls

@@ -98,11 +98,19 @@ def preflight(
             f"polling); Preflight's look at the target groups is booked in {wait} s",
         )
     groups = describe_target_groups(ports, dep.namespace, bindings)
-    hardening, findings = assess(request, dep, groups)
+    # Requests longer than declared, as the ALB saw them, size the drain (a note says so); the state carries the
+    # request as sized, so Start Step's hardening and every later check use the same number.
+    request, long_notes, long_calls = analysis.sized_for_long_requests(ports, request, groups, ports.clock.now())
+    try:
+        hardening, findings = assess(request, dep, groups)
+    except UnsafeConfigurationError as e:
+        if not long_notes:
+            raise
+        raise UnsafeConfigurationError(f"{e} ({long_notes[0]})") from e
     if findings and not request.policy.harden:
         raise UnsafeConfigurationError(
             f"{ns}/{dep.name} cannot roll without dropping requests: "
-            + "; ".join(findings)
+            + "; ".join(findings + long_notes)
             + ". Fix these, or start again with policy.harden=true to let albgate apply them on the first step."
         )
 
@@ -131,14 +139,14 @@ def preflight(
         original_max_unavailable=dep.max_unavailable,
         hardening=hardening,
         findings=findings,
-        notes=notes + alarm_notes + analysis_notes,
+        notes=notes + long_notes + alarm_notes + analysis_notes,
         requested_image=request.image or "",
         target_groups=groups,
         approval_required=1 in request.policy.approval_before_steps,
         more_steps=True,
         rollback_allowed=request.policy.rollback_on_failure,
         baselines=baselines,
-        get_metric_data_calls=len(baselines),
+        get_metric_data_calls=len(baselines) + long_calls,
     )
     if request.kind == "restart":
         # A restart keeps the image: a new template annotation makes a new ReplicaSet (as kubectl does).
