@@ -196,3 +196,18 @@ def test_simulation_speed_writes_one_row_per_strategy(out):
     path = out / "docs" / "simulation-speed.md"
     assert_docs_file(path, stdout, sample="seeds 1-2 of seed-app per strategy")
     assert [line.split(" | ")[0] for line in docs_tables(path)[2:]] == ["| kubernetes-default", "| oracle"]
+
+
+def test_analysis_compares_albgate_with_health_checks_alone_and_a_fixed_threshold(out):
+    # Given one degraded scenario and one seed of each / When bench_analysis runs with --write-docs
+    stdout = run_script("bench_analysis.py", "--seeds", "1", "--healthy-seeds", "1", "--workers", "1", "--scenarios",
+                        "new-version-25x-errors", "--write-docs", str(out / "docs"))
+    path = out / "docs" / "analysis.md"
+    assert_docs_file(path, stdout, sample="1 degraded scenario(s) x seeds 1-1")
+    # Then albgate rolled it back before the last step, and each way of watching has its columns
+    [row] = [line for line in docs_tables(path) if line.startswith("| new-version-25x-errors |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:4] == ["1", "1 / 1", "0"]
+    assert len(cells) == 11
+    [healthy] = [line for line in docs_tables(path) if line.startswith("| albgate with policy.analysis |")]
+    assert healthy.split("|")[2:4] == [" 1 ", " 0 "]
