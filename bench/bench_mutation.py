@@ -699,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
             "### Still alive",
             "Neither killed nor judged equivalent yet (counted as not killed in the score), per function.",
             alive_table(mutants)])
-        path = write_docs(args.write_docs, "mutation", "Mutation score of lambdas/domain",
+        path = write_docs(args.write_docs, "mutation" if label == "all" else f"mutation-{label}",
+                          "Mutation score of lambdas/domain" + ("" if whole else f" ({', '.join(args.only)})"),
                           docs_header(info, sample=sample), body)
         print(f"wrote {path}")
     return 0
