@@ -6,7 +6,9 @@ webhook missing, without endpoints, or with ``failurePolicy: Ignore`` (docs/fact
 readiness gate: pods are then created with no gate while the webhook is down); a namespace without the inject label;
 pods without the controller's gate; instance targets; target groups not attached to a listener (#3753: never
 healthy); ``maxUnavailable`` above 0; containers without a preStop drain; a grace period shorter than preStop plus
-the longest request; a deregistration delay shorter than the longest request.
+the longest request; a deregistration delay shorter than the longest request; and, where the target groups' ALB
+metrics can be read, requests longer than the policy declares (the longest TargetResponseTime of the policy's
+``long_requests_window_minutes``), by which the last two are then checked.
 
 Invariant: reads only, never changes anything, and never stops at the first problem: a check that cannot
 run (a missing Deployment, a missing Service) becomes a risk itself and the others still run. Throttling and
@@ -16,6 +18,7 @@ API outages are not risks: they raise the retryable domain errors so the caller 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -38,7 +41,8 @@ from lambdas.domain.bootstrap import (
 from lambdas.domain.errors import InvalidInputError, NotFoundError
 from lambdas.domain.manifests import DEFAULT_TARGET_TYPE, TARGET_TYPE
 from lambdas.domain.models import RolloutPolicy, validation_message
-from lambdas.domain.ports import INJECT_LABEL, LBC_GATE_PREFIX, Deployment, ElbPort
+from lambdas.domain.ports import INJECT_LABEL, LBC_GATE_PREFIX, Deployment, ElbPort, MetricsPort, TargetGroup
+from lambdas.domain.rollout.analysis import MAX_REQUEST_SECONDS, longest_request
 from lambdas.domain.validators import ClusterName, ControllerVersion, KubernetesName, KubernetesObjectName
 
 Severity = Literal["error", "warning"]
@@ -209,10 +213,33 @@ def deployment_risks(dep: Deployment, policy: RolloutPolicy) -> list[Risk]:
             for f in safety.deployment_findings(dep, policy)]
 
 
+def longest_request_risk(metrics: MetricsPort | None, tg: TargetGroup, policy: RolloutPolicy,
+                         now: float) -> tuple[RolloutPolicy, list[Risk]]:
+    """Requests the target group answered more slowly than the policy's ``max_request_seconds`` (TargetResponseTime
+    Maximum over ``long_requests_window_minutes``, one GetMetricData call): a risk saying so, and the policy with that
+    length, by which the grace period and the deregistration delay are then checked. Unchanged without metrics."""
+    window = policy.long_requests_window_minutes
+    if metrics is None or window == 0 or not tg.load_balancer_arns:
+        return policy, []
+    seen = longest_request(metrics.target_group_minutes(tg.arn, tg.load_balancer_arns[0], now - window * 60.0, now))
+    if seen is None or seen <= policy.max_request_seconds:
+        return policy, []
+    seconds = min(math.ceil(seen), MAX_REQUEST_SECONDS)
+    risk = Risk("requests-longer-than-declared", "warning", f"target group {tg.arn}",
+                f"it answered a request in {seen:.0f} s in the last {window} minutes (TargetResponseTime Maximum), "
+                f"longer than max_request_seconds ({policy.max_request_seconds} s); the grace period and the "
+                f"deregistration delay are checked for {seconds} s",
+                f"declare max_request_seconds: {seconds} in the rollout policy (albgate's Preflight sizes the drain for "
+                "it anyway)")
+    return policy.model_copy(update={"max_request_seconds": seconds}), [risk]
+
+
 def serving_risks(
-    kube: BootstrapKubernetesPort, elb: ElbPort, dep: Deployment, policy: RolloutPolicy, labelled: bool
+    kube: BootstrapKubernetesPort, elb: ElbPort, dep: Deployment, policy: RolloutPolicy, labelled: bool,
+    metrics: MetricsPort | None = None, now: float = 0.0,
 ) -> list[Risk]:
-    """Services, Ingresses, bindings, target groups and pods' gates of one Deployment."""
+    """Services, Ingresses, bindings, target groups and pods' gates of one Deployment; with ``metrics``, the longest
+    requests too (``longest_request_risk``: then the Deployment's grace period is checked again for them)."""
     ns, subject = dep.namespace, f"Deployment {dep.namespace}/{dep.name}"
     labels = dep.template.labels or dep.selector
     services = [s for s in kube.list_services(ns)
@@ -258,11 +285,17 @@ def serving_risks(
                               "it is not attached to a load balancer listener, so no target in it ever becomes "
                               "healthy (aws-load-balancer-controller#3753)",
                               "check the Ingress rules route to this Service, and the controller's events"))
-        if tg.deregistration_delay_seconds < policy.max_request_seconds:
+        sized, long_risks = longest_request_risk(metrics, tg, policy, now)
+        risks += long_risks
+        if long_risks:
+            # the Deployment's own findings were made for the declared length: its grace period again, for this one
+            risks += [r for r in deployment_risks(dep, sized) if r.code == "grace-too-short"
+                      and not any(o.code == r.code for o in risks)]
+        if tg.deregistration_delay_seconds < sized.max_request_seconds:
             risks.append(Risk("deregistration-delay-short", "error", f"target group {tg.arn}",
                               f"deregistration delay {tg.deregistration_delay_seconds} s is shorter than the longest "
-                              f"request ({policy.max_request_seconds} s): requests still running are dropped",
-                              lbc.fix(lbc.TG_ATTRIBUTES, f"{lbc.DEREGISTRATION_DELAY}={policy.max_request_seconds}")))
+                              f"request ({sized.max_request_seconds} s): requests still running are dropped",
+                              lbc.fix(lbc.TG_ATTRIBUTES, f"{lbc.DEREGISTRATION_DELAY}={sized.max_request_seconds}")))
     if ip_bindings:
         wanted = [LBC_GATE_PREFIX + b for b in ip_bindings]
         pods = [p for p in kube.list_pods(ns, dep.selector) if not p.terminating]
@@ -278,7 +311,8 @@ def serving_risks(
     return risks
 
 
-def preflight_report(kube: BootstrapKubernetesPort, elb: ElbPort, request: ReportRequest) -> Report:
+def preflight_report(kube: BootstrapKubernetesPort, elb: ElbPort, request: ReportRequest,
+                     metrics: MetricsPort | None = None, now: float = 0.0) -> Report:
     report = Report(cluster=request.cluster)
     if request.expect_controller:
         report.risks += controller_risks(kube, request.controller_namespace, request.minimum_controller_version)
@@ -304,8 +338,11 @@ def preflight_report(kube: BootstrapKubernetesPort, elb: ElbPort, request: Repor
             deployments = kube.list_deployments(ns)
         for dep in deployments:
             report.checked.append(f"Deployment {ns}/{dep.name}")
-            report.risks += deployment_risks(dep, request.policy)
-            report.risks += serving_risks(kube, elb, dep, request.policy, labelled)
+            serving = serving_risks(kube, elb, dep, request.policy, labelled, metrics, now)
+            # a grace period checked for the longest request the ALB saw replaces the one checked for the declared
+            own = [r for r in deployment_risks(dep, request.policy)
+                   if not (r.code == "grace-too-short" and any(o.code == r.code for o in serving))]
+            report.risks += own + serving
     return report
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from lambdas.domain.bootstrap import BootstrapKubernetesPort, HelmPort
 from lambdas.domain.errors import InvalidInputError
-from lambdas.domain.ports import Clock, ElbPort
+from lambdas.domain.ports import Clock, ElbPort, MetricsPort
 from lambdas.handlers._observability import logger
 from lambdas.handlers._runtime import ports_for, settings
 
@@ -30,6 +30,7 @@ class BootstrapPorts:
     kube: BootstrapKubernetesPort
     elb: ElbPort
     clock: Clock
+    metrics: MetricsPort | None = None  # the target groups' ALB metrics (the preflight report's longest requests)
 
 
 def use_helm(provider: HelmProvider | None) -> None:
@@ -45,7 +46,7 @@ def bootstrap_ports(cluster: str) -> BootstrapPorts:
         from lambdas.adapters.kubernetes_bootstrap import real_bootstrap_kube
 
         kube = real_bootstrap_kube(cluster, settings().region)
-    return BootstrapPorts(kube=kube, elb=ports.elb, clock=ports.clock)
+    return BootstrapPorts(kube=kube, elb=ports.elb, clock=ports.clock, metrics=ports.metrics)
 
 
 def helm_for(cluster: str) -> HelmPort:

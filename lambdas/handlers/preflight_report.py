@@ -22,7 +22,8 @@ def handler(event: dict, context: Any) -> dict:
     if isinstance(event.get("request"), dict):  # the bootstrap workflow's last step
         request = pr.report_request_from_bootstrap(event["request"])
         ports = bootstrap_ports(request.cluster)
-        return {**event, "report": pr.preflight_report(ports.kube, ports.elb, request).as_dict()}
+        report = pr.preflight_report(ports.kube, ports.elb, request, ports.metrics, ports.clock.now())
+        return {**event, "report": report.as_dict()}
     request = pr.parse_report_request(event)
     ports = bootstrap_ports(request.cluster)
-    return pr.preflight_report(ports.kube, ports.elb, request).as_dict()
+    return pr.preflight_report(ports.kube, ports.elb, request, ports.metrics, ports.clock.now()).as_dict()

@@ -83,6 +83,7 @@ BOOTSTRAP_HANDLERS: tuple[HandlerSpec, ...] = (
         "preflight_report",
         kube="read",
         elb_read=True,
+        metrics_read=True,  # the target groups' longest TargetResponseTime: requests longer than the policy declares
         description="every zero-downtime risk of the cluster, with its fix (reads only)",
     ),
 )

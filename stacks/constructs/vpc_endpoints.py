@@ -44,6 +44,14 @@ def _alarm_needs(config: AlbgateConfig) -> list[tuple[Need, tuple[str, ...]]]:
 
 
 
+def _metrics_needs(config: AlbgateConfig) -> list[tuple[Need, tuple[str, ...]]]:
+    """CloudWatch for GetMetricData: the config's rollout policy asks for analysis, or reads the longest requests
+    (``long_requests_window_minutes`` above 0, the default), or names alarms (the same endpoint)."""
+    policy = config.rollout_policy
+    return [(MONITORING, ())] if policy.alarms or policy.analysis is not None or policy.long_requests_window_minutes \
+        else []
+
+
 def _chart_needs(config: AlbgateConfig) -> list[tuple[Need, tuple[str, ...]]]:
     """What pulling the controller's chart needs, per chart source, with the clusters that use it."""
     out: list[tuple[Need, tuple[str, ...]]] = []
@@ -76,7 +84,7 @@ FLAG_NEEDS: dict[str, Callable[[AlbgateConfig], list[tuple[Need, tuple[str, ...]
     "chart_pull": _chart_needs,
     "alarms_read": _alarm_needs,
     "alarms_history": _alarm_needs,
-    "metrics_read": _alarm_needs,
+    "metrics_read": _metrics_needs,
 }
 
 

@@ -121,3 +121,28 @@ def test_text_and_exit_code_for_the_command() -> None:
     # And a clean cluster exits 0
     sim, kube, _ = world(**CLEAN)
     assert run_report(kube, sim.elb, {"cluster": CLUSTER, "applications": [SEED]})[1] == 0
+
+
+def test_requests_longer_than_declared_are_a_risk_and_the_drain_is_checked_for_them() -> None:
+    # Given the clean world serving 100 s requests for ten minutes, the policy declaring none
+    sim, kube, _ = world(traffic={"rate_per_second": 2, "mean_duration_seconds": 100, "max_duration_seconds": 100,
+                                  "duration_distribution": "fixed"}, rollout={"start_at_seconds": 600}, **CLEAN)
+    # When the report reads the target group's ALB metrics too
+    r = preflight_report(kube, sim.elb, ReportRequest(cluster=CLUSTER, applications=[SEED]), sim.ports.metrics,
+                         sim.clock.now())
+    # Then it says the requests are longer than declared, and checks the 60 s grace period for them (30 s + 100 s)
+    [long] = [x for x in r.risks if x.code == "requests-longer-than-declared"]
+    assert long.severity == "warning" and "answered a request in 100 s in the last 60 minutes" in long.problem
+    assert "declare max_request_seconds: 100" in long.fix
+    [grace] = [x for x in r.risks if x.code == "grace-too-short"]
+    assert "plus the longest request (100 s), 130 s" in grace.problem
+    # (the ALB's default deregistration delay, 300 s, covers them)
+    assert "deregistration-delay-short" not in r.codes()
+
+
+def test_without_metrics_or_with_a_window_of_0_only_the_declared_length_counts() -> None:
+    sim, kube, _ = world(traffic={"rate_per_second": 2, "mean_duration_seconds": 100, "max_duration_seconds": 100,
+                                  "duration_distribution": "fixed"}, rollout={"start_at_seconds": 600}, **CLEAN)
+    assert report(sim, kube).codes() == []
+    off = ReportRequest(cluster=CLUSTER, applications=[SEED], policy=RolloutPolicy(long_requests_window_minutes=0))
+    assert preflight_report(kube, sim.elb, off, sim.ports.metrics, sim.clock.now()).codes() == []

@@ -16,6 +16,7 @@ from tests.infrastructure.conftest import private_mirror_variant
 from tests.infrastructure.test_private_endpoints import role_statements
 
 FUNCTIONS = sorted(s.name for s in ALL_HANDLERS)  # the trigger's functions are checked by tests/iam
+METRICS_READERS = {"Preflight", "StartStep", "CheckTargetHealth", "VerifyDrain", "PreflightReport"}
 CALLERS = {"Preflight": ["cloudwatch:DescribeAlarms"],
            "CheckTargetHealth": ["cloudwatch:DescribeAlarms"],
            "VerifyDrain": ["cloudwatch:DescribeAlarms"],
@@ -55,18 +56,19 @@ def test_only_the_functions_that_look_at_alarms_may_read_them(synth, function):
                         r"([0-9]{12}|<AWS::AccountId>):alarm:\*", flat(statement["Resource"])), statement["Resource"]
 
 
-@pytest.mark.parametrize("alarms,endpoint", [([], False), (["app-5xx", "app-*"], True)], ids=["none", "named"])
-def test_a_private_cluster_needs_the_monitoring_endpoint_when_the_rollout_policy_names_alarms(example_config, alarms,
-                                                                                               endpoint):
+@pytest.mark.parametrize("alarms,window,endpoint", [([], 0, False), (["app-5xx", "app-*"], 0, True), ([], 60, True)],
+                         ids=["none", "named", "longest-requests"])
+def test_a_private_cluster_needs_the_monitoring_endpoint_when_the_rollout_policy_reads_cloudwatch(
+        example_config, alarms, window, endpoint):
     config = private_mirror_variant(example_config)
-    config["rollout_policy"] = {**config.get("rollout_policy", {}), "alarms": alarms}
+    config["rollout_policy"] = {**config.get("rollout_policy", {}), "alarms": alarms,
+                                "long_requests_window_minutes": window}
     needs = {n.service: n for n in vpc_endpoint_needs(ALL_HANDLERS, parse_config(config))}
     assert ("monitoring" in needs) is endpoint
     if endpoint:
-        assert (needs["monitoring"].kind, sorted(needs["monitoring"].used_by)) == ("Interface", sorted(CALLERS))
+        assert needs["monitoring"].kind == "Interface"
+        assert sorted(needs["monitoring"].used_by) == sorted(set(CALLERS) | METRICS_READERS)
 
-
-METRICS_READERS = {"Preflight", "StartStep", "CheckTargetHealth", "VerifyDrain"}
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -86,6 +88,7 @@ def test_only_the_functions_that_analyse_alb_metrics_may_read_them_and_only_that
 
 def test_a_private_cluster_needs_the_monitoring_endpoint_when_the_rollout_policy_asks_for_analysis(example_config):
     config = private_mirror_variant(example_config)
-    config["rollout_policy"] = {**config.get("rollout_policy", {}), "alarms": [], "analysis": {}}
+    config["rollout_policy"] = {**config.get("rollout_policy", {}), "alarms": [], "analysis": {},
+                                "long_requests_window_minutes": 0}
     needs = {n.service: n for n in vpc_endpoint_needs(ALL_HANDLERS, parse_config(config))}
     assert "monitoring" in needs

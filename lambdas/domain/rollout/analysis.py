@@ -22,7 +22,7 @@ import math
 from dataclasses import asdict, dataclass
 from enum import Enum
 
-from lambdas.domain.errors import InvalidInputError, ThrottledError
+from lambdas.domain.errors import InvalidInputError, RetryableError, ThrottledError
 from lambdas.domain.models import AnalysisPolicy, RolloutPolicy, RolloutRequest
 from lambdas.domain.ports import METRIC_PERIOD_SECONDS, MetricMinute, MetricsPort, Ports
 from lambdas.domain.state import ANALYSIS_MAX_CHARS, AnalysisBaseline, RolloutState, TargetGroupInfo, cap_text
@@ -313,8 +313,9 @@ def sized_for_long_requests(ports: Ports, request: RolloutRequest, groups: list[
         try:
             seen = longest_request(ports.metrics.target_group_minutes(g.arn, g.load_balancer_arn,
                                                                       now - window * 60.0, now))
-        except ThrottledError:
-            return request, [f"long requests: CloudWatch throttled the read of {_name(g.arn)}'s TargetResponseTime; "
+        except RetryableError as e:  # throttled, or CloudWatch out of reach: the declared length still holds
+            what = "throttled" if isinstance(e, ThrottledError) else "could not answer"
+            return request, [f"long requests: CloudWatch {what} the read of {_name(g.arn)}'s TargetResponseTime; "
                              f"the drain is sized by policy.max_request_seconds ({policy.max_request_seconds} s) alone"], calls
         if seen is not None and (longest is None or seen > longest[0]):
             longest = (seen, g.arn)
