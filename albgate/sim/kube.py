@@ -158,8 +158,8 @@ class PodObj:
         else:
             reason = "ReadinessGatesNotReady" if self.containers_ready else "ContainersNotReady"
             conds.append(PodCondition("Ready", "False", reason))
-        for t, (status, reason, _msg) in self.conditions.items():
-            conds.append(PodCondition(t, status, reason))
+        for t, (status, reason, message) in self.conditions.items():
+            conds.append(PodCondition(t, status, reason, message))
         return Pod(
             namespace=self.namespace, name=self.name, uid=self.uid, ip=self.ip, labels=dict(self.labels),
             phase=self.phase, readiness_gates=self.readiness_gates, conditions=tuple(conds),

@@ -106,6 +106,7 @@ class PodCondition:
     type: str  # ContainersReady | Ready | PodScheduled | <readiness gate type>
     status: str  # True | False
     reason: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True)

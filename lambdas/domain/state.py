@@ -61,6 +61,7 @@ class TargetGroupInfo(_Model):
     deregistration_delay_seconds: int
     target_port: int | None = None  # the port its targets are registered on, as DescribeTargetHealth showed it
     load_balancer_arn: str = ""  # the first load balancer DescribeTargetGroups names (its ALB metrics' dimension)
+    binding: str = ""  # its TargetGroupBinding: the controller's readiness gate on a pod is named after it
 
 
 class AnalysisBaseline(_Model):
@@ -86,6 +87,10 @@ class StepRecord(_Model):
     # Since when every target the gate waits for has been `initial` (Elb.RegistrationInProgress), as the gate saw
     # it; None when not (domain/poll.py paces the looks by it).
     registering_since: float | None = None
+    # When a look of this step first saw one of its pods ContainersReady: no target of the step can pass ELB's
+    # health checks before HealthyThresholdCount intervals after (the gate reads the controller's conditions until
+    # then, lambdas/domain/rollout/conditions.py).
+    first_ready_at: float | None = None
     # Released pods whose targets albgate deregistered itself because nobody else had (controller down or
     # throttled): "target group ARN|IP". Emptied once no drain reads it any more (RolloutState.dump).
     deregistered: list[str] = Field(default_factory=list)
@@ -267,7 +272,8 @@ def largest_state(
     def record(step: int, mode: str, target: int, keep: bool) -> StepRecord:
         return StepRecord(step=step, mode=mode, target=target, started_at=_TIMESTAMP, gate_passed_at=_TIMESTAMP,
                           drained_at=_TIMESTAMP, polls=10**6, observed_at=_TIMESTAMP,
-                          registering_since=_TIMESTAMP, deregistered=deregistered if keep else [],
+                          registering_since=_TIMESTAMP, first_ready_at=_TIMESTAMP,
+                          deregistered=deregistered if keep else [],
                           deregistered_total=len(deregistered),
                           unregistered_since={g.arn: _TIMESTAMP for g in groups} if keep else {},
                           registered_total=10**6)

@@ -78,7 +78,10 @@ def test_start_step_twice_is_one_change(sim):
 
 def test_throttling_backs_off_instead_of_failing(sim):
     state = started(sim)
-    sim.advance(20)  # the first new pod is ContainersReady: the gate would call DescribeTargetHealth
+    # the first new pod is ContainersReady, and (as if a look had seen it so long ago that its target could be
+    # healthy) the gate asks ELB instead of reading the controller's conditions
+    state["steps"][-1]["first_ready_at"] = 0.0
+    sim.advance(12)
     throttling = ThrottlingElb(sim.elb, fail=2)
     _runtime.use_ports(lambda cluster: Ports(kube=sim.kube, elb=throttling, clock=sim.clock))
     once = check_target_health.handler(state, None)

@@ -10,12 +10,15 @@ CloudWatch alarms the policy names (``alarms.during``): one failing fails the st
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from lambdas.domain.errors import ThrottledError
+from lambdas.domain.poll import POD_START_POLL_SECONDS
 from lambdas.domain.gate import GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentCondition, Pod, Ports, TargetHealth
 from lambdas.domain.rollout import alarms, analysis
+from lambdas.domain.rollout.conditions import health_from_conditions
 from lambdas.domain.rollout.observe import NOW, STALE_OBSERVATION_INTERVALS, Pace, budget_wait, interval, next_look
 from lambdas.domain.rollout.pods import is_released, split_pods
 from lambdas.domain.rollout.targets import (
@@ -73,6 +76,18 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     handed_over = s.pending_drain_step is not None
 
     health: Health | None = None
+    if not handed_over and needed > 0 and pods_needing_targets(candidates, needed):
+        # The controller's own conditions on the pods, when they can tell (lambdas/domain/rollout/conditions.py):
+        # no call of the account's Describe* bucket; ELB is asked only when they cannot.
+        if record.first_ready_at is None:
+            record.first_ready_at = now
+        seen = health_from_conditions(s.target_groups, candidates)
+        if seen is not None:
+            gate = evaluate_gate(candidates=candidates, needed=needed, health=seen, now=now, deadline=s.step_deadline)
+            earliest = record.first_ready_at + earliest_healthy_seconds(s)
+            if gate.status is not Verdict.WAITING or now < earliest:
+                return _from_conditions(s, record, candidates, gate, seen, now, earliest)
+            # past the earliest a target could have turned healthy: ELB knows sooner than the controller writes
     if pods_needing_targets(candidates, needed) or (handed_over and needed <= 0):
         booked = budget_wait(ports, s, now)
         if booked:
@@ -112,6 +127,28 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     if targets_healthy:  # the new targets are healthy; the previous step's are still draining
         return gate, Pace("handed-over-drain")
     return gate, Pace("registering" if registering else "targets")
+
+
+def earliest_healthy_seconds(s: RolloutState) -> int:
+    """How long after a look first saw one of the step's pods ContainersReady ELB may already call its targets
+    `healthy` in every group: registration starts at ContainersReady at the earliest, ELB needs HealthyThresholdCount
+    passed checks one interval apart, and the pod may have turned ContainersReady up to a pods' look before."""
+    return max(0, max(g.health_check_interval_seconds * g.healthy_threshold for g in s.target_groups)
+               - POD_START_POLL_SECONDS)
+
+
+def _from_conditions(s: RolloutState, record: StepRecord, candidates: list[Pod], gate: GateResult, seen: Health,
+                     now: float, earliest: float) -> tuple[GateResult, Pace]:
+    """The gate on the health the controller's conditions gave: released, failed fast, or waiting on the pods'
+    pace (reading pods costs no Describe* call, and the controller writes a change as soon as it sees it), and
+    no later than ``earliest``, when ELB is asked."""
+    gate = replace(gate, groups=group_summary(s.target_groups, candidates, seen),
+                   reason=f"{gate.reason} (read from the Load Balancer Controller's target-health conditions)")
+    record.observed_at = now
+    record.registering_since = None
+    if gate.status is not Verdict.WAITING:
+        return gate, NOW
+    return gate, Pace("conditions", seconds=max(1, math.ceil(earliest - now)))
 
 
 def _unseen(s: RolloutState, reason: str, late: str, now: float) -> GateResult:

@@ -56,11 +56,13 @@ def budget_wait(ports: Ports, s: RolloutState, now: float) -> int:
 #   pods          the step's pods to start (Kubernetes reads only); ``unschedulable``: all wait for a node
 #   scale-down    the Deployment controller to scale the old ReplicaSet down (Kubernetes reads only)
 #   booked        the Describe* turn booked in albgate's share of the bucket (``seconds``)
+#   conditions    the controller's target-health conditions on the pods (Kubernetes reads only), at the pods'
+#                 pace but no later than the earliest the targets can be healthy, ``seconds`` from now
 #   throttled     DescribeTargetHealth was throttled: back off
 #   targets       the new targets' next health check
 #   registering   the load balancer to finish registering every new target (since ``registering_since``)
 #   handed-over-drain / drain   draining targets to leave
-WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "throttled", "targets", "registering",
+WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "conditions", "throttled", "targets", "registering",
                   "handed-over-drain", "drain"]
 
 
@@ -90,6 +92,8 @@ def next_look(s: RolloutState, pace: Pace, now: float) -> int:
         return pod_poll_seconds(key)
     if what == "pods":
         return pod_poll_seconds(key, unschedulable=pace.unschedulable)
+    if what == "conditions":
+        return min(pod_poll_seconds(key), pace.seconds)
     if what == "scale-down":
         return pod_poll_seconds(key)
     if what == "throttled":

@@ -74,6 +74,7 @@ def describe_target_groups(ports: Ports, ns: str, bindings: list[TargetGroupBind
                 healthy_threshold=tg.healthy_threshold,
                 deregistration_delay_seconds=tg.deregistration_delay_seconds,
                 load_balancer_arn=tg.load_balancer_arns[0],
+                binding=b.name,
             )
         )
     return groups
