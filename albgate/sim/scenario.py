@@ -511,8 +511,27 @@ class FleetSpec(_Strict):
     )
 
 
+class MetricAlarmSpec(_Strict):
+    """A CloudWatch metric alarm on the app's target group's ALB metric (albgate/sim/alarms.py): each time a period is
+    published it evaluates the last ``evaluation_periods`` periods, ALARM when every one of them is above
+    ``threshold`` (GreaterThanThreshold), else OK; a period CloudWatch has no datapoint for counts as not breaching
+    (TreatMissingData notBreaching)."""
+
+    name: AlarmName
+    metric: Literal["HTTPCode_Target_5XX_Count", "RequestCount", "TargetResponseTime"] = Field(
+        description="of the app's first target group; TargetResponseTime is the period's Average, the counts its Sum")
+    threshold: float = Field(ge=0, le=1e9)
+    evaluation_periods: int = Field(default=1, ge=1, le=10)
+
+
 class MetricsSpec(_Strict):
-    """The ALB's CloudWatch metrics (albgate/sim/metrics.py)."""
+    """The ALB's CloudWatch metrics (albgate/sim/metrics.py), and alarms that evaluate them."""
+
+    alarms: list[MetricAlarmSpec] = Field(
+        default_factory=list, max_length=20,
+        description="metric alarms evaluated on the app's target group's published periods; a rollout's "
+        "policy.alarms watches them by name or prefix, like faults.alarms",
+    )
 
     publication_delay_seconds: float = Field(
         default=120, ge=0, le=900,
@@ -546,6 +565,10 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Scenario":
+        both = {a.name for a in self.metrics.alarms} & {w.name for w in self.faults.alarms}
+        if both:
+            raise ValueError(f"alarm(s) {', '.join(sorted(both))} are both in metrics.alarms and faults.alarms; an "
+                             "alarm either evaluates a metric or follows its windows: name them differently")
         container = self.rollout.container or self.app.container
         if container != self.app.container:
             raise ValueError(f"rollout.container {container!r} is not the app's container {self.app.container!r}")

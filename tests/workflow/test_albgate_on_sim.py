@@ -64,6 +64,8 @@ OUTCOMES = [
     # A CloudWatch alarm the policy names goes to ALARM while the second step's gate looks: the step fails and
     # albgate rolls back through its gates, though every target is healthy
     ("alarm-during-rollout", "rolled_back", "ikubernetes/myapp:v1"),
+    # ... and an alarm on the target group's 5xx count that the simulated CloudWatch evaluates on the ALB's metrics
+    ("alarm-on-alb-metric", "rolled_back", "ikubernetes/myapp:v1"),
     # The new version passes every health check but answers worse than the baseline (noisy: 1 % 5xx, CV 0.3 from
     # minute to minute): policy.analysis reads the ALB's metrics and rolls back before the last step; a healthy
     # version on the same noisy baseline rolls out
