@@ -34,6 +34,13 @@ class Verdict(str, Enum):
 # `Wait For Describe Turn`, then back to Preflight).
 PREFLIGHT_WAITING = "WAITING_FOR_DESCRIBE_TURN"
 
+# Error names of a step that failed on what it watches (`Record Gate Failure` / `Record Drain Failure` read them
+# from ``$.gate.error`` / ``$.drain.error``; docs/rollout.md, "What the gate watches").
+TARGETS_NOT_HEALTHY = "TargetsNotHealthy"  # the gate: the step's new targets did not all turn healthy in time
+DRAIN_NOT_VERIFIED = "DrainNotVerified"  # the drain: the released targets did not leave in time
+ALARM_FIRED = "AlarmFired"  # a CloudWatch alarm the policy names was failing (policy.alarms)
+ALB_METRICS_REGRESSED = "AlbMetricsRegressed"  # the ALB's metrics showed the new version answering worse
+
 # Error names of an execution's end and of a person's answer (docs/rollout.md).
 ROLLED_BACK_ERROR = "RolledBack"  # `Rollout Rolled Back`: the rollout failed and its rollback succeeded
 APPROVAL_TIMED_OUT = "ApprovalTimedOut"  # nobody answered `Wait For Approval` in time: a rejection

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
-from lambdas.domain.contract import Verdict
+from lambdas.domain.contract import DRAIN_NOT_VERIFIED, TARGETS_NOT_HEALTHY, Verdict
 from lambdas.domain.ports import (
     DRAINING,
     HEALTHY,
@@ -85,6 +85,7 @@ class GateResult:
     # False: decided from Kubernetes alone, no DescribeTargetHealth needed
     polled_targets: bool = Field(default=False, exclude=True)
     groups: tuple[GroupCounts, ...] | None = None  # per target group, when this look read them
+    error: str = TARGETS_NOT_HEALTHY  # the error name of a FAILED gate (`Record Gate Failure`)
 
 
 def pods_needing_targets(candidates: list[Pod], needed: int) -> bool:
@@ -267,6 +268,7 @@ class DrainResult:
     leaving_ips: tuple[str, ...] = Field(default=(), exclude=True)
     # Set while the next step's gate follows this drain (handed over, ``Verdict.DRAINING``): the step (1-based).
     step: int | None = None
+    error: str = DRAIN_NOT_VERIFIED  # the error name of a FAILED drain (`Record Drain Failure`)
 
 
 def evaluate_drain(

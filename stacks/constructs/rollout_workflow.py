@@ -269,7 +269,7 @@ class GatedSteps(sfn.StateMachineFragment):
             self,
             "Record Gate Failure",
             comment="Turn the gate's verdict into the same $.failure shape a caught error has",
-            parameters={"Error": "TargetsNotHealthy", "Cause.$": "$.gate.reason"},
+            parameters={"Error.$": "$.gate.error", "Cause.$": "$.gate.reason"},
             result_path="$.failure",
         )
         release = rollout_task(
@@ -299,7 +299,7 @@ class GatedSteps(sfn.StateMachineFragment):
         drain_failed = sfn.Pass(
             self,
             "Record Drain Failure",
-            parameters={"Error": "DrainNotVerified", "Cause.$": "$.drain.reason"},
+            parameters={"Error.$": "$.drain.error", "Cause.$": "$.drain.reason"},
             result_path="$.failure",
         )
         bake = wait_for(

@@ -365,3 +365,16 @@ def test_an_alarm_that_went_to_alarm_and_back_during_a_bake_fails_the_next_step_
     assert visited[failed_start:failed_start + 4] == ["Start Step", "Check Target Health", "Targets Healthy?",
                                                       "Record Gate Failure"]
     assert sim.traffic.failed_requests == 0 and sim.current_image() == "ikubernetes/myapp:v1"
+
+
+@pytest.mark.parametrize("name,error", [
+    ("alarm-during-rollout", "AlarmFired"),  # a window alarm, read during a gate
+    ("alarm-on-alb-metric", "AlarmFired"),  # an alarm on the ALB's metrics, read by Start Step after the bake
+    ("new-version-5x-errors", "AlbMetricsRegressed"),  # policy.analysis
+    ("broken-image", "TargetsNotHealthy"),  # target health itself
+], ids=["alarm-window", "alarm-on-metric", "analysis", "target-health"])
+def test_a_step_failed_on_what_it_watches_names_it_in_the_error(name, error):
+    # Given a shipped scenario that fails a step / When albgate rolls it
+    r = simulate(scenario(name), "albgate", lower_bound=False)
+    # Then the failure the rollback starts from carries the error name of what failed it (Record Gate Failure)
+    assert r.outcome == "rolled_back" and f": {error}: " in r.detail, r.detail

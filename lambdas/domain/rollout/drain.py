@@ -14,7 +14,7 @@ from lambdas.domain import limits
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import DrainResult, Verdict, evaluate_drain
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, UNUSED, Ports, TargetHealth
-from lambdas.domain.rollout import alarms, analysis
+from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
 from lambdas.domain.rollout.pods import split_pods
 from lambdas.domain.rollout.targets import deregister_released, describe_health, held_ips
@@ -63,10 +63,9 @@ def verify_drain(ports: Ports, s: RolloutState) -> RolloutState:
 
 def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[DrainResult, Pace]:
     """This look's drain and what it waits for; deregisters released targets nobody else did."""
-    alarmed = alarms.during(ports, s, f"during step {s.step + 1}'s drain") or analysis.during(
-        ports, s, f"during step {s.step + 1}'s drain", now)
-    if alarmed:
-        return DrainResult(Verdict.FAILED, alarmed), NOW
+    watched = watch_failure(ports, s, f"during step {s.step + 1}'s drain", now)
+    if watched:
+        return DrainResult(Verdict.FAILED, watched[1], error=watched[0]), NOW
     _, mine, others = split_pods(ports, s)
     expected_old = s.replicas - s.plan[s.step]
     health = None

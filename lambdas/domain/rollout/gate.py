@@ -17,8 +17,8 @@ from lambdas.domain.errors import ThrottledError
 from lambdas.domain.poll import POD_START_POLL_SECONDS
 from lambdas.domain.gate import GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentCondition, Pod, Ports, TargetHealth
-from lambdas.domain.rollout import alarms, analysis
 from lambdas.domain.rollout.conditions import health_from_conditions
+from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, STALE_OBSERVATION_INTERVALS, Pace, budget_wait, interval, next_look
 from lambdas.domain.rollout.pods import is_released, split_pods
 from lambdas.domain.rollout.targets import (
@@ -54,10 +54,9 @@ def check_target_health(ports: Ports, s: RolloutState) -> RolloutState:
 
 def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[GateResult, Pace]:
     """This look's gate (its verdict before the blind check) and what it waits for."""
-    alarmed = alarms.during(ports, s, f"during step {s.step + 1}'s gate") or analysis.during(
-        ports, s, f"during step {s.step + 1}'s gate", now)
-    if alarmed:
-        return GateResult(Verdict.FAILED, alarmed), NOW
+    watched = watch_failure(ports, s, f"during step {s.step + 1}'s gate", now)
+    if watched:
+        return GateResult(Verdict.FAILED, watched[1], error=watched[0]), NOW
     dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)  # one GET for pods and conditions
     target, mine, others = split_pods(ports, s, dep)
     if target is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lambdas.domain import limits
+from lambdas.domain.contract import ALARM_FIRED, ALB_METRICS_REGRESSED
 from lambdas.domain.documents import quote
 from lambdas.domain.errors import ConflictError, InvalidInputError, UnsafeConfigurationError
 from lambdas.domain.gate import DrainResult, GateResult, Verdict
@@ -44,9 +45,11 @@ def start_step(ports: Ports, s: RolloutState) -> RolloutState:
         raise InvalidInputError(f"next_step {i} is past the plan {s.plan}; the state was edited by hand?")
     batch = s.plan[i] - (s.plan[i - 1] if i else 0)
     now = ports.clock.now()
-    alarmed = alarms.since_gate(ports, s, now) or analysis.during(ports, s, _since_last_gate(s), now)
-    if alarmed:
-        s.gate = GateResult(Verdict.FAILED, alarmed)
+    alarmed = alarms.since_gate(ports, s, now)
+    regressed = None if alarmed else analysis.during(ports, s, _since_last_gate(s), now)
+    if alarmed or regressed:
+        s.gate = GateResult(Verdict.FAILED, alarmed or regressed or "",
+                            error=ALARM_FIRED if alarmed else ALB_METRICS_REGRESSED)
         s.wait_seconds = 0
         return s
     delay = max(g.deregistration_delay_seconds for g in s.target_groups)
