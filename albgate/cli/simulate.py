@@ -63,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"requests           {result.requests} ({result.failed_requests} failed, {pct:.2f} %: {causes})")
     print(f"rollout            {'did not end' if rs is None else f'{rs:.1f} s'}"
           f" (lower bound {'n/a' if lb is None else f'{lb:.1f} s'}, oracle on the same scenario and seed)")
+    if result.answered_badly:
+        print(f"answered badly     {result.answered_badly} answered 5xx ({result.answered_badly_by_new_version} by the "
+              f"new version)")
+    if result.detected_after_seconds is not None:
+        print(f"rolled back        {result.detected_after_seconds:.1f} s after the start")
     calls = ", ".join(f"{k} {v}" for k, v in result.describe_target_health_calls_by_caller.items()) or "none"
     print(f"DescribeTargetHealth calls  {calls}; throttled: "
           f"{', '.join(f'{k} {v}' for k, v in result.throttled_calls_by_caller.items()) or 'none'}")

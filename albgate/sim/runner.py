@@ -40,6 +40,9 @@ class SimulationResult:
     answered_badly: int  # answered 5xx by a pod's error rate (not failures: answered), every version
     answered_badly_by_new_version: int  # of those, answered by pods of the rollout's image
     get_metric_data_calls: int  # CloudWatch GetMetricData requests by the strategy
+    # seconds from the rollout's start to its rollback's first write (the moment the failure was acted on); None
+    # without a rollback
+    detected_after_seconds: float | None
     state_transitions: int
     final_image: str
     detail: str
@@ -53,7 +56,7 @@ class SimulationResult:
         out = asdict(self)
         out.pop("timeline")
         out.pop("failures")
-        for k in ("rollout_seconds", "lower_bound_seconds", "simulated_seconds", "wall_seconds"):
+        for k in ("rollout_seconds", "lower_bound_seconds", "simulated_seconds", "wall_seconds", "detected_after_seconds"):
             if out[k] is not None:
                 out[k] = round(out[k], 3)
         return out
@@ -111,6 +114,7 @@ def simulate(scenario: Scenario, strategy: str = "kubernetes-default", seed: int
         answered_badly=tr.answered_badly,
         answered_badly_by_new_version=tr.answered_badly_by_new_version,
         get_metric_data_calls=sim.get_metric_data_calls,
+        detected_after_seconds=rollback_started(sim),
         state_transitions=run.state_transitions,
         final_image=sim.current_image(),
         detail=run.detail,
@@ -120,6 +124,14 @@ def simulate(scenario: Scenario, strategy: str = "kubernetes-default", seed: int
         timeline=list(sim.timeline),
         failures=list(tr.failures),
     )
+
+
+def rollback_started(sim: Simulation) -> float | None:
+    """Seconds from the rollout's start to the Deployment's rollback to the previous template, as the world logged
+    it; None when nothing rolled it back."""
+    start = sim.rollout_start - EPOCH
+    return next((t - start for t, kind, text in sim.timeline
+                 if kind == "deployment" and "rolled back to the template" in text and t >= start), None)
 
 
 def failure_bursts(failures: list[tuple[float, str]], gap: float = 2.0) -> list[tuple[float, float, Counter]]:

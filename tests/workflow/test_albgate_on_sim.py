@@ -115,7 +115,7 @@ def test_every_shipped_scenario_has_its_expected_outcome_here():
 
 def test_the_seed_app_as_shipped_rolls_within_the_target_of_its_lower_bound():
     r = simulate(scenario("seed-app"), "albgate")
-    assert r.outcome == "succeeded" and r.failed_requests == 0
+    assert r.outcome == "succeeded" and r.failed_requests == 0 and r.detected_after_seconds is None
     assert r.lower_bound_seconds and r.rollout_seconds / r.lower_bound_seconds <= TARGET_RATIO
 
 
@@ -378,3 +378,5 @@ def test_a_step_failed_on_what_it_watches_names_it_in_the_error(name, error):
     r = simulate(scenario(name), "albgate", lower_bound=False)
     # Then the failure the rollback starts from carries the error name of what failed it (Record Gate Failure)
     assert r.outcome == "rolled_back" and f": {error}: " in r.detail, r.detail
+    # and the report says when the rollback started: after the start, before the rollback's own end
+    assert r.detected_after_seconds is not None and 0 < r.detected_after_seconds < r.rollout_seconds
