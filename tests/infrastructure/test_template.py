@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stacks.config import LOG_RETENTION_DAYS
-from stacks.constructs.cluster_access import ROLLOUT_GROUP, VIEW_POLICY, groups_for, needs_cluster_admin
+from stacks.constructs.cluster_access import VIEW_POLICY, groups_for, needs_cluster_admin
 from stacks.constructs.handler_specs import ROLLOUT_HANDLERS, HandlerSpec
 from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
 from stacks.constructs.lambda_function import RETENTION, elb_read_actions
