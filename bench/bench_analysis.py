@@ -76,9 +76,10 @@ def fixed_abort(periods: dict[float, list[float]], delay: float, start: float, e
     failed = 0
     t = start + f.interval
     while t <= end:
-        # the last ``interval`` of periods published by t: those that started within it before the delay
+        # the ``interval`` / 60 newest published periods: starting after t - interval - delay - 60 (published by t
+        # is starting at or before t - delay - 60)
         oldest = t - f.interval - delay - 60
-        rows = [row for s, row in periods.items() if s >= oldest and published(s, t, delay)]
+        rows = [row for s, row in periods.items() if s > oldest and published(s, t, delay)]
         requests = sum(r[REQUESTS] for r in rows)
         if requests > 0 and 1 - sum(r[TARGET_5XX] for r in rows) / requests < SUCCESS_RATE:
             failed += 1

@@ -17,7 +17,6 @@ from lambdas.domain.ports import (
     INSUFFICIENT_DATA,
     OK,
     Alarm,
-    AlarmPage,
     Ports,
     StateChange,
     StateChanges,
@@ -37,37 +36,13 @@ from lambdas.domain.rollout.alarms import (
     went_failing,
 )
 from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo
+from tests.unit.test_alarms import FakeCloudWatch
 
 T0 = 1_700_000_000.0  # when the rollout started: 2023-11-14T22:13:20Z
 GATE = "during step 2's gate"
 
 
-class Account:
-    """CloudWatch in one account and Region: its metric alarms and their histories; every request is recorded."""
-
-    def __init__(self, alarms: list[Alarm], histories: dict[str, StateChanges] | None = None,
-                 page: int = 100) -> None:
-        self.alarms = alarms
-        self.histories = histories or {}
-        self.page = page
-        self.requests: list[tuple[Any, ...]] = []
-
-    def describe_alarms(self, *, names: tuple[str, ...] = (), prefix: str | None = None,
-                        state: str | None = None) -> AlarmPage:
-        self.requests.append(("DescribeAlarms", names, prefix, state))
-        if names:
-            matched = [a for a in self.alarms if a.name in names]
-        else:
-            matched = [a for a in self.alarms if prefix is None or a.name.startswith(prefix)]
-        matched = [a for a in matched if state is None or a.state == state]
-        return AlarmPage(tuple(matched[: self.page]), more=len(matched) > self.page)
-
-    def state_changes(self, name: str, start: float, end: float) -> StateChanges:
-        self.requests.append(("DescribeAlarmHistory", name, start, end))
-        return self.histories.get(name, StateChanges(()))
-
-
-def wired(account: Account | None) -> Ports:
+def wired(account: FakeCloudWatch | None) -> Ports:
     return Ports(kube=None, elb=None, clock=None, alarms=account)  # type: ignore[arg-type]
 
 
@@ -167,10 +142,10 @@ def test_failing_alarms_and_an_overflowing_state_are_separated_by_a_semicolon():
 # --- look -----------------------------------------------------------------------------------------------------------
 def test_a_crowded_prefix_asks_again_only_under_that_prefix():
     # Given 101 OK alarms under "p-" (one page holds 100) and an unwatched alarm in ALARM elsewhere
-    account = Account([Alarm(f"p-{i:03d}", OK, T0 - 60) for i in range(101)] + [Alarm("other", ALARM, T0 + 10)])
+    account = FakeCloudWatch([Alarm(f"p-{i:03d}", OK, T0 - 60) for i in range(101)] + [Alarm("other", ALARM, T0 + 10)])
     seen = look(account, watching(["p-*"]))
     # Then the second request is for the prefix's alarms in ALARM, and the unwatched one is not seen
-    assert account.requests == [("DescribeAlarms", (), "p-", None), ("DescribeAlarms", (), "p-", ALARM)]
+    assert account.calls == [("DescribeAlarms", (), "p-", None), ("DescribeAlarms", (), "p-", ALARM)]
     assert "other" not in [a.name for a in seen.alarms]
     assert (len(seen.alarms), seen.crowded, seen.overflowing, seen.calls) == (100, ("p-",), (), 2)
 
@@ -178,7 +153,7 @@ def test_a_crowded_prefix_asks_again_only_under_that_prefix():
 # --- check_at_start (Preflight) -------------------------------------------------------------------------------------
 def test_preflight_refuses_every_entry_that_watches_nothing_in_one_message():
     with pytest.raises(InvalidInputError) as refused:
-        check_at_start(wired(Account([Alarm("web-5xx", OK, T0 - 60)])), RolloutPolicy(alarms=["web-5XX", "db-*"]), T0)
+        check_at_start(wired(FakeCloudWatch([Alarm("web-5xx", OK, T0 - 60)])), RolloutPolicy(alarms=["web-5XX", "db-*"]), T0)
     assert str(refused.value) == (
         "policy.alarms: no metric alarm named 'web-5XX' in this account and Region (names are case-sensitive; "
         "composite alarms are not watched); policy.alarms: no metric alarm's name starts with 'db-' in this account "
@@ -186,7 +161,7 @@ def test_preflight_refuses_every_entry_that_watches_nothing_in_one_message():
 
 
 def test_preflight_refuses_an_alarm_already_failing_with_the_whole_explanation():
-    account = Account([Alarm("web-5xx", ALARM, T0 - 60, "Threshold Crossed")])
+    account = FakeCloudWatch([Alarm("web-5xx", ALARM, T0 - 60, "Threshold Crossed")])
     with pytest.raises(UnsafeConfigurationError) as refused:
         check_at_start(wired(account), RolloutPolicy(alarms=["web-5xx"]), T0)
     assert str(refused.value) == (
@@ -197,7 +172,7 @@ def test_preflight_refuses_an_alarm_already_failing_with_the_whole_explanation()
 
 
 def test_starting_despite_two_alarms_in_two_states_notes_both_names_and_both_states():
-    account = Account([Alarm("web-5xx", ALARM, T0 - 60), Alarm("web-latency", INSUFFICIENT_DATA, T0 - 30),
+    account = FakeCloudWatch([Alarm("web-5xx", ALARM, T0 - 60), Alarm("web-latency", INSUFFICIENT_DATA, T0 - 30),
                        Alarm("web-ok", OK, T0 - 30)])
     policy = RolloutPolicy(alarms=["web-*"], insufficient_data_fails=True, start_despite_alarms=True)
     assert check_at_start(wired(account), policy, T0) == [
@@ -217,9 +192,9 @@ def test_without_an_alarm_port_the_refusal_says_to_remove_policy_alarms():
 # --- during (a step's gate and drain) -------------------------------------------------------------------------------
 def test_a_gate_started_despite_an_alarm_ignores_it_until_it_enters_alarm_again():
     s = rollout(["web-5xx"], start_despite_alarms=True)
-    before = Account([Alarm("web-5xx", ALARM, T0 - 60)])
+    before = FakeCloudWatch([Alarm("web-5xx", ALARM, T0 - 60)])
     assert during(wired(before), s, GATE) is None
-    again = Account([Alarm("web-5xx", ALARM, T0 + 40)])
+    again = FakeCloudWatch([Alarm("web-5xx", ALARM, T0 + 40)])
     assert during(wired(again), s, GATE) == (
         "CloudWatch alarm(s) during step 2's gate: web-5xx in ALARM since 2023-11-14T22:14:00Z (policy.alarms)")
 
@@ -254,42 +229,42 @@ def history_of(*names: str) -> dict[str, StateChanges]:
 
 
 def test_start_step_names_the_previous_gate_and_when_it_passed():
-    account = Account([Alarm("a", OK, T0 + 50)], history_of("a"))
+    account = FakeCloudWatch([Alarm("a", OK, T0 + 50)], history_of("a"))
     assert since_gate(wired(account), rollout(["a"], gate_passed_at=T0 + 10), T0 + 90) == (
         "CloudWatch alarm(s) since step 1 passed its gate (2023-11-14T22:13:30Z: its drain, bake and any approval "
         "wait): a went from OK to ALARM at 2023-11-14T22:13:50Z, OK since 2023-11-14T22:14:10Z (policy.alarms)")
 
 
 def test_start_step_of_step_one_names_preflight_and_when_the_rollout_started():
-    account = Account([Alarm("a", OK, T0 + 50)], history_of("a"))
+    account = FakeCloudWatch([Alarm("a", OK, T0 + 50)], history_of("a"))
     assert since_gate(wired(account), rollout(["a"]), T0 + 90) == (
         "CloudWatch alarm(s) since Preflight (2023-11-14T22:13:20Z): a went from OK to ALARM at "
         "2023-11-14T22:13:50Z, OK since 2023-11-14T22:14:10Z (policy.alarms)")
 
 
 def test_start_step_with_an_alarm_failing_now_names_the_window_in_the_reason():
-    account = Account([Alarm("a", ALARM, T0 + 40)])
+    account = FakeCloudWatch([Alarm("a", ALARM, T0 + 40)])
     assert since_gate(wired(account), rollout(["a"], gate_passed_at=T0 + 10), T0 + 90) == (
         "CloudWatch alarm(s) since step 1 passed its gate (2023-11-14T22:13:30Z: its drain, bake and any approval "
         "wait): a in ALARM since 2023-11-14T22:14:00Z (policy.alarms)")
 
 
 def test_start_step_started_despite_an_alarm_still_in_it_passes():
-    account = Account([Alarm("a", ALARM, T0 - 60)])
+    account = FakeCloudWatch([Alarm("a", ALARM, T0 - 60)])
     s = rollout(["a"], gate_passed_at=T0 + 10, start_despite_alarms=True)
     assert since_gate(wired(account), s, T0 + 90) is None
-    assert account.requests == [("DescribeAlarms", ("a",), None, None)]
+    assert account.calls == [("DescribeAlarms", ("a",), None, None)]
 
 
 def test_start_step_reads_the_history_of_exactly_max_history_calls_changed_alarms():
-    account = Account([Alarm(f"a{i:02d}", OK, T0 + 20 + i) for i in range(MAX_HISTORY_CALLS)])
+    account = FakeCloudWatch([Alarm(f"a{i:02d}", OK, T0 + 20 + i) for i in range(MAX_HISTORY_CALLS)])
     assert since_gate(wired(account), rollout(["a*"], gate_passed_at=T0 + 10), T0 + 90) is None
-    assert [r[1] for r in account.requests if r[0] == "DescribeAlarmHistory"] == [
+    assert [r[1] for r in account.calls if r[0] == "DescribeAlarmHistory"] == [
         f"a{i:02d}" for i in range(MAX_HISTORY_CALLS)]
 
 
 def test_start_step_with_too_many_changed_alarms_names_every_failing_state():
-    account = Account([Alarm(f"a{i:02d}", OK, T0 + 20 + i) for i in range(MAX_HISTORY_CALLS + 1)])
+    account = FakeCloudWatch([Alarm(f"a{i:02d}", OK, T0 + 20 + i) for i in range(MAX_HISTORY_CALLS + 1)])
     s = rollout(["a*"], gate_passed_at=T0 + 10, insufficient_data_fails=True)
     assert since_gate(wired(account), s, T0 + 90) == (
         "CloudWatch alarm(s) since step 1 passed its gate (2023-11-14T22:13:30Z: its drain, bake and any approval "
@@ -299,7 +274,7 @@ def test_start_step_with_too_many_changed_alarms_names_every_failing_state():
 
 def went_and_came_back(count: int) -> str:
     """Start Step's reason after ``count`` alarms each went to ALARM and back since step 1's gate."""
-    account = Account([Alarm(f"a{i}", OK, T0 + 50) for i in range(count)], history_of(*(f"a{i}" for i in range(count))))
+    account = FakeCloudWatch([Alarm(f"a{i}", OK, T0 + 50) for i in range(count)], history_of(*(f"a{i}" for i in range(count))))
     reason = since_gate(wired(account), rollout(["a*"], gate_passed_at=T0 + 10), T0 + 90)
     assert reason is not None
     return reason
