@@ -23,6 +23,8 @@ from cdk_nag import AwsSolutionsChecks
 from lambdas.domain.documents import DocumentError, decode_utf8, parse_json
 from lambdas.domain.plan import step_targets
 from stacks.albgate_stack import AlbgateStack
+from stacks.release_names import release_stack_name
+from stacks.release_stack import ReleaseStack
 from stacks.config import CONTEXT_FILE_KEY, CONTEXT_KEY, AlbgateConfig, ConfigError, load_config
 from stacks.constructs.bootstrap_specs import render_bootstrap_rbac
 from stacks.constructs.cluster_access import render_rbac
@@ -46,7 +48,8 @@ def stack_environment(config: AlbgateConfig, env: Mapping[str, str] = os.environ
 
 
 def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = None) -> tuple[App, AlbgateStack]:
-    """The app with the albgate stack and cdk-nag's AwsSolutions checks attached (they run at synth).
+    """The app with one albgate stack per account and Region of the clusters (the first is returned), the release
+    stack when releases are configured, and cdk-nag's AwsSolutions checks attached (they run at synth).
 
     ``context`` defaults to cdk.json's; the CLI's ``CDK_CONTEXT_JSON`` still overrides it inside ``App``.
     """
@@ -54,15 +57,29 @@ def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = Non
     app = App(context=ctx, outdir=outdir or os.environ.get("CDK_OUTDIR") or DEFAULT_OUTDIR)
     # Read the config from the app's merged context, so `cdk synth -c albgate_config=...` is seen too.
     config = load_config({k: app.node.try_get_context(k) for k in (CONTEXT_KEY, CONTEXT_FILE_KEY)})
-    stack = AlbgateStack(
-        app,
-        config.stack_name,
-        config=config,
-        env=stack_environment(config),
-        description="albgate: zero-downtime rollouts of EKS Deployments behind an ALB, gated on target health",
-    )
+    released = {c for r in config.releases for w in r.waves for c in w.clusters}
+    home_account, home_region = config.home
+    stacks = []
+    for account, region in config.environments():
+        env_config = config.for_environment(account, region)
+        stacks.append(AlbgateStack(
+            app,
+            env_config.stack_name,
+            config=env_config,
+            env=stack_environment(env_config),
+            release_home_account=home_account,
+            released=any(c.name in released for c in env_config.clusters),
+            release_stack=release_stack_name(config.stack_name),
+            description="albgate: zero-downtime rollouts of EKS Deployments behind an ALB, gated on target health",
+        ))
+    if config.releases:
+        ReleaseStack(
+            app, release_stack_name(config.stack_name), config=config,
+            env=Environment(account=home_account, region=home_region),
+            description="albgate: releases, one image through waves of clusters, each rollout gated",
+        )
     Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
-    return app, stack
+    return app, stacks[0]
 
 
 def synthesis_problems(app: App, stack: AlbgateStack) -> list[str]:
@@ -72,7 +89,7 @@ def synthesis_problems(app: App, stack: AlbgateStack) -> list[str]:
     ``validation-report.json``: read the violations from there; warnings come from the stack's messages.
     """
     try:
-        artifact = app.synth().get_stack_artifact(stack.artifact_id)
+        assembly = app.synth()
     except RuntimeError as exc:
         if "ValidationFailed" not in str(exc):
             raise
@@ -84,10 +101,11 @@ def synthesis_problems(app: App, stack: AlbgateStack) -> list[str]:
             for construct in violation.get("violatingConstructs", [])
         ] or [str(exc)]
     problems = []
-    for message in artifact.messages:
-        level = str(message.level).rsplit(".", 1)[-1].lower()
-        if level in ("error", "warning"):
-            problems.append(f"{level}: {message.id}: {message.entry.data}")
+    for artifact in assembly.stacks:  # every stack of the app: each environment's and the release's
+        for message in artifact.messages:
+            level = str(message.level).rsplit(".", 1)[-1].lower()
+            if level in ("error", "warning"):
+                problems.append(f"{level}: {message.id}: {message.entry.data}")
     return problems
 
 

@@ -23,8 +23,11 @@ SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
 _memo: dict[str, dict[str, Any]] = {}
 
 
+RELEASE_CONFIG = ROOT / "config" / "releases-example.json"
+
+
 def _inputs() -> list[Path]:
-    files = [ROOT / "app.py", ROOT / "cdk.json"]
+    files = [ROOT / "app.py", ROOT / "cdk.json", RELEASE_CONFIG]
     for folder in ("stacks", "lambdas/domain"):
         files += sorted((ROOT / folder).rglob("*.py"))
     return [f for f in files if f.is_file()]
@@ -38,7 +41,7 @@ def template_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def _synthesize() -> dict[str, Any]:
+def _synthesize(extra_context: dict[str, Any] | None = None) -> dict[str, Any]:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     spec = importlib.util.spec_from_file_location("albgate_cdk_app", ROOT / "app.py")
     if spec is None or spec.loader is None:
@@ -46,11 +49,25 @@ def _synthesize() -> dict[str, Any]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     with tempfile.TemporaryDirectory(prefix="albgate-synth-") as out:
-        app, stack = module.build_app({**module.cdk_json_context(), **SKIP_BUNDLING}, outdir=out)
+        app, stack = module.build_app({**module.cdk_json_context(), **SKIP_BUNDLING, **(extra_context or {})},
+                                      outdir=out)
         problems = module.synthesis_problems(app, stack)  # synthesizes; cdk-nag findings are problems too
         if problems:
             raise RuntimeError("the CDK app does not synthesize cleanly: " + "; ".join(problems))
-        return json.loads((Path(out) / stack.template_file).read_text())
+        if extra_context is None:
+            return json.loads((Path(out) / stack.template_file).read_text())
+        return _release_and_rollout(Path(out), stack.template_file)
+
+
+def _release_and_rollout(out: Path, first_stack_template: str) -> dict[str, Any]:
+    """One template holding the release stack's resources and the first environment's (its rollout state
+    machine): what ``albgate.sim.release`` runs. Logical ids of the two stacks never collide (checked)."""
+    release = json.loads(next(out.glob("*-Release.template.json")).read_text())
+    env = json.loads((out / first_stack_template).read_text())
+    clash = set(release["Resources"]) & set(env["Resources"])
+    if clash:
+        raise RuntimeError(f"the release and environment stacks share logical ids {sorted(clash)}")
+    return {"Resources": {**env["Resources"], **release["Resources"]}}
 
 
 def synthesized_template() -> dict[str, Any]:
@@ -71,6 +88,25 @@ def synthesized_template() -> dict[str, Any]:
     return template
 
 
+def synthesized_release_template() -> dict[str, Any]:
+    """The release state machine and a rollout state machine, synthesized from config/releases-example.json (the
+    release's definition does not depend on the waves: they are its data), cached like ``synthesized_template``."""
+    key = "release-" + template_key()
+    if key in _memo:
+        return _memo[key]
+    cached = CACHE_DIR / f"template-{key}.json"
+    if cached.is_file():
+        template = json.loads(cached.read_text())
+    else:
+        template = _synthesize({"albgate_config": str(RELEASE_CONFIG)})
+        CACHE_DIR.mkdir(exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(template))
+        tmp.replace(cached)
+    _memo[key] = template
+    return template
+
+
 def use_template(template: dict[str, Any]) -> None:
     """Hand in a template synthesized elsewhere (the test session synthesizes once and shares it)."""
     _memo[template_key()] = template
@@ -79,6 +115,7 @@ def use_template(template: dict[str, Any]) -> None:
 # Construct paths in stacks/albgate_stack.py: Rollout/StateMachine and Bootstrap/StateMachine.
 ROLLOUT_STATE_MACHINE_PREFIX = "RolloutStateMachine"
 BOOTSTRAP_STATE_MACHINE_PREFIX = "BootstrapStateMachine"
+RELEASE_STATE_MACHINE_PREFIX = "ReleaseStateMachine"  # stacks/release_stack.py: Release/StateMachine
 
 
 def state_machine_id(template: dict[str, Any], prefix: str = ROLLOUT_STATE_MACHINE_PREFIX) -> str:

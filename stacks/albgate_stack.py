@@ -17,6 +17,7 @@ from constructs import Construct
 
 from lambdas.domain.network import NetworkSpec
 from stacks.config import AlbgateConfig, ClusterConfig
+from stacks.release_names import release_role_name, rollout_state_machine_name
 from stacks.constructs.bootstrap_specs import BOOTSTRAP_HANDLERS
 from stacks.constructs.bootstrap_workflow import BootstrapWorkflow
 from stacks.constructs.cluster_access import ClusterAccess, cluster_arn
@@ -29,13 +30,18 @@ from stacks.constructs.lambda_asset import CORE, FAMILIES, lambdas_code
 from stacks.constructs.lambda_function import AlbgateFunction, VpcPlacement
 from stacks.constructs.lbc_iam import LbcIdentity
 from stacks.constructs.observability import RolloutObservability
+from stacks.constructs.release_access import ReleaseAccess
 from stacks.constructs.rollout_workflow import RolloutWorkflow
 from stacks.constructs.specs import ALL_HANDLERS, asset_family
 from stacks.constructs.vpc_endpoints import vpc_endpoint_needs
 
 
 class AlbgateStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: AlbgateConfig, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: AlbgateConfig,
+                 release_home_account: str | None = None, released: bool = False, release_stack: str = "",
+                 **kwargs) -> None:
+        """``released``: a release rolls a cluster of this stack: the rollout state machine gets its fixed name
+        (stacks/release_stack.py), and in an account other than ``release_home_account`` a role for the release."""
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
 
@@ -87,8 +93,15 @@ class AlbgateStack(Stack):
             functions={name: f.function for name, f in self.functions.items()},
             specs=ROLLOUT_HANDLERS,
             event_bus=bus,
+            state_machine_name=rollout_state_machine_name(config.stack_name) if released else None,
         )
         self.state_machine = self.workflow.state_machine
+        self.release_role = (
+            ReleaseAccess(self, "ReleaseAccess", state_machine=self.state_machine, home_account=release_home_account,
+                          role_name=release_role_name(config.stack_name), release_stack=release_stack).role
+            if released and release_home_account and release_home_account != config.account
+            else None
+        )
         self.observability = RolloutObservability(self, "Observability", state_machine=self.state_machine)
         # One rollout per Deployment, whoever starts it: the lease table, its takers' grants, and the function
         # that releases a lease when its execution ends (docs/rollout.md, "One rollout per Deployment")

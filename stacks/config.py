@@ -73,6 +73,10 @@ CONTEXT_FILE_KEY = "albgate_config"
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
                       2922, 3288, 3653)
 MAX_LAMBDA_SUBNETS = 16  # Lambda VpcConfig limits
+# A release's waves: a person reads them in one console graph and one `albgate release watch` screen.
+MAX_WAVES = 20
+DEFAULT_WAVE_BAKE_SECONDS = 300  # watch the new image take real traffic in a wave before the next one
+MAX_WAVE_BAKE_SECONDS = 86_400
 MAX_LAMBDA_SECURITY_GROUPS = 5
 
 
@@ -252,6 +256,48 @@ class DescribeBudgetConfig(_Strict):
     burst: int = Field(default=DEFAULT_BURST, ge=1, le=40, description="calls albgate may make at once")
 
 
+class WaveConfig(_Strict):
+    """One wave of a release: clusters that roll together, after every earlier wave passed."""
+
+    name: KubernetesName = Field(description="the wave's name, shown in the release's events and `albgate release`")
+    clusters: list[ClusterName] = Field(min_length=1, description="clusters rolled in this wave (each once)")
+    max_concurrency: int | None = Field(
+        default=None, ge=1, description="rollouts of this wave running at once; default all of them"
+    )
+    bake_seconds: int = Field(
+        default=DEFAULT_WAVE_BAKE_SECONDS, ge=0, le=MAX_WAVE_BAKE_SECONDS,
+        description="how long the release waits after this wave passed before the next one starts",
+    )
+    approval: JsonBool = Field(
+        default=False, description="a person approves (`albgate release approve`) before this wave starts"
+    )
+
+
+class ReleaseConfig(_Strict):
+    """One image through ordered waves of clusters (docs/releases.md)."""
+
+    name: KubernetesName = Field(description="the release's name: `albgate release start <name>`")
+    namespace: KubernetesName = Field(description="namespace of the Deployment in every cluster")
+    deployment: KubernetesObjectName = Field(description="the Deployment rolled in every cluster")
+    waves: list[WaveConfig] = Field(min_length=1, max_length=MAX_WAVES)
+    rollback_completed_waves: JsonBool = Field(
+        default=False,
+        description="when a wave fails, roll the clusters that already run the new image back to the image each "
+        "ran before, newest wave first, through the same gates",
+    )
+    ecr_repository: EcrRepositoryName | None = Field(
+        default=None, description="a push to this ECR repository starts this release (instead of per-app rollouts)"
+    )
+    tag_pattern: TagGlob = Field(default="*", description="glob a pushed tag must match to start the release")
+
+
+class ReleaseHome(_Strict):
+    """Where the release state machine runs."""
+
+    account: AccountId | None = Field(default=None, description="default: the first cluster's account")
+    region: AwsRegion | None = Field(default=None, description="default: the first cluster's Region")
+
+
 class AlbgateConfig(_Strict):
     """Everything the stack needs; see docs/foundation.md for the reference and config/example.json."""
 
@@ -267,6 +313,12 @@ class AlbgateConfig(_Strict):
         "logs the events only: execution data then stays in the execution history (approval task tokens included)",
     )
     describe_budget: DescribeBudgetConfig = Field(default_factory=lambda: DescribeBudgetConfig())
+    releases: list[ReleaseConfig] = Field(
+        default_factory=list, description="images rolled through waves of clusters (docs/releases.md)"
+    )
+    release_home: ReleaseHome = Field(
+        default_factory=lambda: ReleaseHome(), description="account and Region of the release state machine"
+    )
 
     @field_validator("log_retention_days")
     @classmethod
@@ -282,29 +334,25 @@ class AlbgateConfig(_Strict):
         for i, name in enumerate(names):
             if name in names[:i]:
                 problems.append((f"clusters.{i}.name", f"{name!r} is listed twice; keep one entry per cluster"))
-        first = self.clusters[0]
-        for i, c in enumerate(self.clusters[1:], start=1):
-            if c.region != first.region:
-                problems.append(
-                    (
-                        f"clusters.{i}.region",
-                        f"{c.region!r} differs from clusters.0 ({first.region!r}); one stack deploys to one Region "
-                        "because access entries are created in the cluster's Region: use one config per Region",
-                    )
-                )
-        accounts = {c.account for c in self.clusters if c.account}
-        if len(accounts) > 1:
-            i = next(i for i, c in enumerate(self.clusters) if c.account and c.account != self.clusters[0].account)
-            problems.append(
-                (f"clusters.{i}.account", "clusters are in different accounts; use one config per account")
-            )
+        if len(self.environments()) > 1:
+            # Several accounts or Regions: one stack each (access entries are regional, a stack deploys to one
+            # account and Region), and the release reaches each by ARNs known at synth: every account is named.
+            for i, c in enumerate(self.clusters):
+                if c.account is None:
+                    problems.append((
+                        f"clusters.{i}.account",
+                        "required when clusters span several accounts or Regions: albgate deploys one stack per "
+                        "account and Region and names each one's resources at synth; write the 12-digit account",
+                    ))
         private = [(i, c) for i, c in enumerate(self.clusters) if c.endpoint_private]
         for i, c in private[1:]:
-            if c.vpc_id != private[0][1].vpc_id:
+            first_private = next(p for _, p in private if (p.account, p.region) == (c.account, c.region))
+            if c.vpc_id != first_private.vpc_id:
                 problems.append(
                     (
                         f"clusters.{i}.vpc_id",
-                        "a Lambda function joins one VPC; private clusters in different VPCs need one config each",
+                        "a Lambda function joins one VPC; private clusters of one account and Region in different "
+                        "VPCs need one config each",
                     )
                 )
         if len(self.vpc_subnet_ids) > MAX_LAMBDA_SUBNETS:
@@ -358,10 +406,85 @@ class AlbgateConfig(_Strict):
                         "(albgate grants access only to the namespaces of configured applications)",
                     )
                 )
+        problems.extend(self._release_problems(names))
         if problems:
             # A ValueError here reaches the reader as one message; keep each problem's own field path in it.
             raise ValueError(" | ".join(f"{loc}: {msg}" for loc, msg in problems))
         return self
+
+    def _release_problems(self, names: list[str]) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for r, release in enumerate(self.releases):
+            where = f"releases.{r}"
+            if release.name in seen:
+                problems.append((f"{where}.name", f"{release.name!r} is listed twice; give each release its own name"))
+            seen.add(release.name)
+            in_waves: set[str] = set()
+            wave_names: set[str] = set()
+            for w, wave in enumerate(release.waves):
+                if wave.name in wave_names:
+                    problems.append((f"{where}.waves.{w}.name", f"{wave.name!r} is listed twice in this release"))
+                wave_names.add(wave.name)
+                for k, cluster in enumerate(wave.clusters):
+                    at = f"{where}.waves.{w}.clusters.{k}"
+                    if cluster not in names:
+                        problems.append((at, f"{quote(cluster)} is not in clusters; use one of {names}"))
+                    elif not any(a.cluster == cluster and a.namespace == release.namespace
+                                 and a.deployment == release.deployment for a in self.applications):
+                        problems.append((at, f"{release.namespace}/{release.deployment} is not an application of "
+                                             f"{cluster!r}; add it under applications (albgate rolls only those)"))
+                    if cluster in in_waves:
+                        problems.append((at, f"{cluster!r} is already in an earlier place of this release; a "
+                                             "cluster is rolled once per release"))
+                    in_waves.add(cluster)
+            if release.ecr_repository and any(
+                a.ecr_repository == release.ecr_repository and a.namespace == release.namespace
+                and a.deployment == release.deployment for a in self.applications
+            ):
+                problems.append((f"{where}.ecr_repository", (
+                    f"{release.ecr_repository!r} also starts per-application rollouts of {release.namespace}/"
+                    f"{release.deployment}; a push must start one or the other: remove ecr_repository from those "
+                    "applications or from the release")))
+        if self.releases:
+            in_releases = {c for r in self.releases for w in r.waves for c in w.clusters}
+            for i, c in enumerate(self.clusters):
+                if c.name in in_releases and c.account is None:
+                    problems.append((f"clusters.{i}.account", (
+                        "required for a cluster a release rolls: the release reaches its rollout state machine by "
+                        "an ARN fixed at synth; write the 12-digit account")))
+        return problems
+
+    # --- environments: one stack per account and Region --------------------------------------------------------
+    def environments(self) -> list[tuple[str | None, str]]:
+        """(account, Region) of every cluster, in the order they first appear; one stack deploys to each."""
+        return list(dict.fromkeys((c.account, c.region) for c in self.clusters))
+
+    def for_environment(self, account: str | None, region: str) -> "AlbgateConfig":
+        """The config of one environment's stack: its clusters and their applications, without releases."""
+        clusters = [c for c in self.clusters if (c.account, c.region) == (account, region)]
+        keep = {c.name for c in clusters}
+        return self.model_copy(update={
+            "clusters": clusters,
+            "applications": [a for a in self.applications if a.cluster in keep],
+            "releases": [],
+            "stack_name": self.environment_stack_name(account, region),
+        })
+
+    def environment_stack_name(self, account: str | None, region: str) -> str:
+        """The stack name of an environment: ``stack_name`` alone when there is one environment."""
+        if len(self.environments()) == 1:
+            return self.stack_name
+        accounts = {a for a, _ in self.environments()}
+        return f"{self.stack_name}-{account}-{region}" if len(accounts) > 1 else f"{self.stack_name}-{region}"
+
+    @property
+    def home(self) -> tuple[str | None, str]:
+        """Account and Region of the release state machine."""
+        return (self.release_home.account or self.clusters[0].account, self.release_home.region or self.region)
+
+    def cluster(self, name: str) -> ClusterConfig:
+        return next(c for c in self.clusters if c.name == name)
 
     def policy_limit_problems(self) -> list[str]:
         """Whether ``rollout_policy``, every triggered rollout's policy, fits one execution's history and

@@ -60,6 +60,13 @@ ROLLOUT_FAILED = "Rollout Failed"
 # Two pushes for one Deployment in the same second that ECR's imagePushedAt cannot order either: albgate starts
 # neither over the other and says so, naming both (docs/ecr-trigger.md).
 ROLLOUT_ORDER_UNKNOWN = "Rollout Order Unknown"
+# A release's events (docs/releases.md), published by the release state machine itself.
+RELEASE_STARTED = "Release Started"
+RELEASE_WAVE_AWAITS_APPROVAL = "Release Wave Awaits Approval"  # carries the task token `albgate release approve` answers
+RELEASE_WAVE_PASSED = "Release Wave Passed"
+RELEASE_SUCCEEDED = "Release Succeeded"
+RELEASE_STOPPED = "Release Stopped"
+RELEASE_STOPPED_ERROR = "ReleaseStopped"  # the error of the `Release Stopped` Fail state
 
 
 # ---------------------------------------------------------------------------------------------------------

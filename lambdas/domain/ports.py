@@ -10,7 +10,7 @@ changes something returns nothing and raises a domain error (``domain/errors.py`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from lambdas.domain.budget import UnlimitedBudget
 
@@ -443,4 +443,29 @@ class ImagePushTimes(Protocol):
 
     def pushed_at(self, image: str) -> float | None:
         """Epoch seconds of ``<registry>/<repository>@<digest>``'s push; None when ECR cannot say."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A release's child executions (lambdas/domain/release.py): rollouts in other accounts and Regions
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChildExecution:
+    """DescribeExecution of one child: its status, and its output (SUCCEEDED) or error and cause (otherwise)."""
+
+    status: str
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+
+
+class ChildExecutions(Protocol):
+    """Start and read rollout executions where a release's targets live (their account and Region)."""
+
+    def start(self, state_machine_arn: str, role_arn: str | None, name: str, input: dict) -> str:
+        """StartExecution; the execution ARN. Starting the same name with the same input again returns the
+        running execution's ARN (a retried start starts nothing new)."""
+        ...
+
+    def describe(self, execution_arn: str, role_arn: str | None) -> ChildExecution:
         ...

@@ -126,7 +126,8 @@ def test_private_endpoint_requires_network_placement(example_config, missing):
 
 
 CROSS_FIELD = [
-    ("second-region", {"name": "other", "region": "eu-west-1"}, "clusters.1.region", "one config per Region"),
+    ("second-region-without-account", {"name": "other", "region": "eu-west-1"}, "clusters.1.account",
+     "span several accounts or Regions"),
     ("duplicate-cluster", {"name": "my-cluster", "region": "us-east-1"}, "clusters.1.name", "listed twice"),
     ("cluster-without-app", {"name": "other", "region": "us-east-1"}, "clusters.1", "has no application"),
 ]
