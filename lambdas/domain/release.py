@@ -33,15 +33,15 @@ from lambdas.domain.image_reference import ImageReference, ImageReferenceError
 from lambdas.domain.models import validation_message
 from lambdas.domain.ports import ChildExecutions
 
-# Execution names: 1-80 characters of letters, digits, '-' and '_' (StartExecution, docs/facts.md, Step
-# Functions execution names).
+# Execution names: 1-80 characters; albgate uses letters, digits, "-" and "_" (docs/facts.md, "Releases across
+# accounts and Regions").
 MAX_EXECUTION_NAME = 80
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 # How long the release waits between two looks at a wave's children: a rollout step takes minutes, and every
 # look costs one DescribeExecution per running child and three state transitions.
 WAVE_POLL_SECONDS = 30
 
-# Terminal statuses of an execution (DescribeExecution, docs/facts.md, Step Functions execution statuses).
+# Terminal statuses of an execution (DescribeExecution; docs/facts.md, "Releases across accounts and Regions").
 SUCCEEDED = "SUCCEEDED"
 RUNNING = "RUNNING"
 PENDING = "PENDING"  # not started yet (albgate's own: no execution exists)
