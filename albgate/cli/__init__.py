@@ -20,6 +20,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "demo": "albgate.cli.demo",
     "preflight": "albgate.cli.preflight",
+    "release": "albgate.cli.release",
     "simulate": "albgate.cli.simulate",
     "start": "albgate.cli.start",
     "watch": "albgate.cli.watch",

@@ -104,8 +104,9 @@ def check_execution_name(name: str) -> str:
     return name
 
 
-def find_state_machine(session: Any, region: str, stack_name: str) -> str:
-    """The stack's `StateMachineArn` output, or advice when the stack or the output is missing."""
+def find_state_machine(session: Any, region: str, stack_name: str, output: str = STACK_OUTPUT) -> str:
+    """The stack's ``output`` (`StateMachineArn`, or the release stack's), or advice when the stack or the output
+    is missing."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     cfn = session.client("cloudformation", region_name=region)
@@ -124,13 +125,13 @@ def find_state_machine(session: Any, region: str, stack_name: str) -> str:
     except BotoCoreError as exc:
         raise (aws_advice(exc, "DescribeStacks") or UsageError(f"DescribeStacks {stack_name} failed: {exc}")) from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in (stacks[0].get("Outputs") or [])} if stacks else {}
-    if STACK_OUTPUT not in outputs:
+    if output not in outputs:
         status = stacks[0].get("StackStatus", "?") if stacks else "?"
         raise UsageError(
-            f"stack {stack_name!r} in {region} ({status}) has no {STACK_OUTPUT} output; is it albgate's stack? "
+            f"stack {stack_name!r} in {region} ({status}) has no {output} output; is it albgate's stack? "
             "Pass --stack-name NAME or --state-machine-arn ARN"
         )
-    return outputs[STACK_OUTPUT]
+    return outputs[output]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,153 @@
+"""`albgate release`: a bad input refused before any AWS call, the waves and rollouts a person reads, the approval
+a wave waits for found in the history, and `watch` following a release to its outcome.
+
+The history events are AWS's shapes (GetExecutionHistory: ``stateExitedEventDetails.output``,
+``taskScheduledEventDetails.parameters``); the release states are the domain's own (``plan_release`` and
+``advance_release`` with a fake child executions port), so the screen is tested on what the release writes."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from albgate.cli import main
+from albgate.cli.release import latest_release_state, pending_approval_token, render_release, watch
+from lambdas.domain.ports import ChildExecution
+from lambdas.domain.release import ReleaseSpec, ReleaseTarget, WaveSpec, advance_release, plan_release
+
+DIGEST = "sha256:" + "a" * 64
+IMAGE = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/web@{DIGEST}"
+
+
+def target(cluster: str, account: str = "111111111111", region: str = "us-east-1") -> ReleaseTarget:
+    return ReleaseTarget(cluster=cluster, namespace="web", deployment="web", container="app", account=account,
+                         region=region, state_machine_arn=f"arn:aws:states:{region}:{account}:stateMachine:R")
+
+
+SPEC = ReleaseSpec(name="web", waves=[
+    WaveSpec(name="staging", targets=[target("staging")], max_concurrency=1, bake_seconds=300),
+    WaveSpec(name="production", targets=[target("prod-a"), target("prod-b", "222222222222", "eu-west-1")],
+             max_concurrency=2, bake_seconds=0, approval=True),
+])
+
+
+class Children:
+    """ChildExecutions whose answers the test sets per execution name."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, ChildExecution] = {}
+
+    def start(self, state_machine_arn: str, role_arn: str | None, name: str, input: dict) -> str:
+        return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+
+    def describe(self, arn: str, role_arn: str | None) -> ChildExecution:
+        return self.answers.get(arn.rsplit(":", 1)[1], ChildExecution("RUNNING"))
+
+
+def exited(name: str, state: dict[str, Any], event_id: int) -> dict[str, Any]:
+    return {"id": event_id, "type": "TaskStateExited",
+            "stateExitedEventDetails": {"name": name, "output": json.dumps({"release": state})}}
+
+
+def test_start_refuses_a_tag_and_a_bad_name_before_any_aws_call(capsys, monkeypatch):
+    # Given no AWS at all (a call would fail differently)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "")
+    # When a tag or a bad release name is given / Then exit 2 with the field and the fix
+    assert main(["release", "start", "web", "--image", "web:v2"]) == 2
+    assert "has no digest" in capsys.readouterr().err
+    assert main(["release", "start", "Web_App", "--image", IMAGE]) == 2
+    assert "release name 'Web_App'" in capsys.readouterr().err
+
+
+def test_the_screen_shows_each_wave_and_each_rollout_as_the_release_recorded_them():
+    # Given a release whose first wave passed and whose second wave has one rollout failed
+    children = Children()
+    state = advance_release(children, plan_release(SPEC, IMAGE, "web-1"))
+    children.answers[state.waves[0].children[0].name] = ChildExecution("SUCCEEDED", {"previous_image": "web@v1"})
+    state = advance_release(children, state)
+    state = advance_release(children, state)
+    children.answers[state.waves[1].children[1].name] = ChildExecution("FAILED", error="RolledBack", cause="gate")
+    children.answers[state.waves[1].children[0].name] = ChildExecution("SUCCEEDED", {"previous_image": "web@v1"})
+    state = advance_release(children, state)
+    # When rendered
+    lines = render_release(state.dump())
+    text = "\n".join(lines)
+    # Then every wave has its status, every rollout its cluster, account, Region, status and ARN
+    assert lines[0] == f"release web -> {IMAGE}"
+    assert "wave 1 staging: passed (at most 1 at once, bake 300 s)" in text
+    assert "wave 2 production: failed (at most 2 at once)" in text
+    assert "[ok] staging (111111111111, us-east-1) succeeded" in text
+    assert "[XX] prod-b (222222222222, eu-west-1) failed  RolledBack" in text
+    assert "stopped: wave 'production'" in text
+
+
+def test_the_latest_release_state_is_read_from_the_history():
+    first = plan_release(SPEC, IMAGE, "web-1").dump()
+    later = {**first, "wave": 1}
+    events = [{"id": 1, "type": "ExecutionStarted"}, exited("Plan Release", first, 2),
+              {"id": 3, "type": "WaitStateEntered"}, exited("Check Wave Rollouts", later, 4),
+              {"id": 5, "type": "TaskStateExited", "stateExitedEventDetails": {"name": "x", "output": "not json"}}]
+    assert latest_release_state(events)["wave"] == 1
+    assert latest_release_state([{"id": 1, "type": "ExecutionStarted"}]) is None
+
+
+def approval_scheduled(token: str, event_id: int) -> dict[str, Any]:
+    detail = {"release": "web", "task_token": token}
+    return {"id": event_id, "type": "TaskScheduled", "taskScheduledEventDetails": {
+        "resource": "putEvents.waitForTaskToken",
+        "parameters": json.dumps({"Entries": [{"Detail": detail, "DetailType": "Release Wave Awaits Approval"}]})}}
+
+
+def test_the_pending_approval_is_the_one_not_yet_answered():
+    # Given a first approval answered (its state exited) and a second one scheduled
+    events = [approval_scheduled("t1", 1),
+              {"id": 2, "type": "TaskStateExited", "stateExitedEventDetails": {"name": "Wait For Wave Approval"}},
+              approval_scheduled("t2", 3)]
+    # Then the second one's token is the pending one; none once it was answered too
+    assert pending_approval_token(events) == "t2"
+    events.append({"id": 4, "type": "TaskStateExited", "stateExitedEventDetails": {"name": "Wait For Wave Approval"}})
+    assert pending_approval_token(events) is None
+    assert pending_approval_token([]) is None
+
+
+class FakeSfn:
+    """DescribeExecution and GetExecutionHistory of one execution whose history grows at each describe."""
+
+    def __init__(self, frames: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        self.frames, self.i = frames, -1
+
+    def describe_execution(self, executionArn: str) -> dict[str, Any]:
+        self.i = min(self.i + 1, len(self.frames) - 1)
+        status = self.frames[self.i][0]
+        return {"status": status, "error": "ReleaseStopped" if status == "FAILED" else None, "cause": "c"}
+
+    def get_execution_history(self, **kwargs: Any) -> dict[str, Any]:
+        return {"events": self.frames[self.i][1]}
+
+
+@pytest.mark.parametrize(("end", "code"), [("SUCCEEDED", 0), ("FAILED", 1)])
+def test_watch_prints_each_change_once_and_exits_with_the_outcome(end, code):
+    # Given a release seen three times: planned, the same again, then ended
+    planned = plan_release(SPEC, IMAGE, "web-1").dump()
+    frames = [("RUNNING", [exited("Plan Release", planned, 1)]),
+              ("RUNNING", [exited("Plan Release", planned, 1)]),
+              (end, [exited("Plan Release", planned, 1), exited("Check Wave Rollouts", {**planned, "wave": 2}, 2)])]
+    out = io.StringIO()
+    # When watched
+    result = watch(FakeSfn(frames), "arn:aws:states:us-east-1:1:execution:m:n", out=out, poll_seconds=0,
+                   sleep=lambda s: None)
+    # Then the planned screen is printed once, the final one once, and the outcome's exit code is returned
+    text = out.getvalue()
+    assert result == code
+    assert text.count("wave 1 staging: waiting") == 1
+    assert text.count("wave 1 staging: passed") == 1
+    assert text.strip().splitlines()[-1].startswith("release succeeded" if code == 0 else "release ended FAILED")
+
+
+def test_approve_and_watch_refuse_what_is_not_an_execution_arn(capsys):
+    assert main(["release", "approve", "web-1"]) == 2
+    assert "is not an execution ARN" in capsys.readouterr().err
+    assert main(["release", "watch", "arn:aws:states:us-east-1:1:stateMachine:m"]) == 2
