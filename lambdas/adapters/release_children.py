@@ -77,7 +77,8 @@ class StepFunctionsChildren:
                 expires = expiration.timestamp() if hasattr(expiration, "timestamp") else float(expiration)
                 self._credentials[role_arn] = (expires, creds)
                 # A role is global: its clients in every Region hold the old credentials.
-                self._clients.pop((region, role_arn), None)
+                for stale in [k for k in self._clients if k[1] == role_arn]:
+                    del self._clients[stale]
         key = (region, role_arn)
         if key not in self._clients:
             self._clients[key] = self._make(region, creds)
