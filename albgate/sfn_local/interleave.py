@@ -1,18 +1,25 @@
-"""Several executions of one state machine at once, on one simulated world, as the service runs them.
+"""Several executions at once, on one simulated world, as the service runs them.
 
 Job: ``Interleaver(machine, world).run(starts)`` starts each execution at its simulated time and lets them run
 concurrently in simulated time: whenever one of them waits (a Wait state, a Retry backoff, the time its Lambda
 takes: anything that calls ``clock.sleep``), the world advances to the earliest moment something is due (another
-execution's wake-up or start) and that one goes on. It returns every execution's result, in the order given.
+execution's wake-up or start) and that one goes on. It returns every execution's result, in index order.
 This is how N rollouts in one account are measured in one world (one cluster, one controller, one Describe*
 bucket) instead of being replayed one by one.
+
+An execution may start others while it holds the turn (``interleaver.start(Start(...))`` from a handler or an
+``invoke`` hook, as a parent state machine starts its children), of the machine's main state machine or of a
+companion (``Start.state_machine``), and poll them with ``result_of(index)``. Indices number executions in the
+order they were registered: ``start`` calls made before ``run``, then ``run``'s starts, then those started while
+it runs.
 
 Invariants:
   * One thing runs at a time: the coordinator (the calling thread, the only one that advances the world) or
     exactly one execution's interpreter thread, which holds the turn until it sleeps or ends. Handlers therefore
     see a world that nobody changes under them, exactly as in a single run.
   * Deterministic: wake-ups at the same simulated instant go in the order they were scheduled, starts at the
-    same instant in the order given; nothing depends on the host's thread timing.
+    same instant in the order they were made; nothing depends on the host's thread timing.
+  * Execution names are unique across everything one interleaver runs (given or started later).
   * The executions share the world's clock, so a Wait in one overlaps the others' work instead of adding up.
   * Real time guards against a hang: an execution that neither sleeps nor ends within ``real_timeout_seconds``
     of real time stops the whole run with LocalRunnerError (and every execution is released).
@@ -48,11 +55,13 @@ class World(Protocol):
 
 @dataclass(frozen=True)
 class Start:
-    """One execution to start at simulated time ``at`` with ``input``, named ``name`` (names must differ)."""
+    """One execution to start at simulated time ``at`` with ``input``, named ``name`` (names must differ), of
+    ``state_machine`` (a logical id known to the machine; None: its main state machine)."""
 
     at: float
     input: Any
     name: str
+    state_machine: str | None = None
 
 
 class TurnClock:
@@ -97,7 +106,11 @@ class Interleaver:
         self._queue: list[tuple[float, int, Any]] = []
         self._seq = itertools.count()
         self._closed = False
+        self._running = False
         self._yielded = threading.Event()
+        self._starts: list[Start] = []  # by index
+        self._results: list[ExecutionResult | None] = []  # by index; None until the execution ended
+        self._lock = threading.Lock()  # start() may come from an interpreter thread: keep registration atomic
 
     # --- called on the current execution's thread ------------------------------------------------------
     def _yield_until(self, wake: float) -> None:
@@ -111,14 +124,57 @@ class Interleaver:
         if self._closed:  # released by the coordinator (it failed or is closing)
             raise LocalRunnerError("the interleaved run was stopped")
 
+    # --- starting executions ---------------------------------------------------------------------------
+    def start(self, start: Start) -> int:
+        """Schedule ``start`` and return its index. Call it before ``run``, or while ``run`` goes on from whatever
+        holds the turn (a running execution's handler or ``invoke`` hook, ``on_end``, the world's events): the
+        execution begins at ``max(start.at, world.now())``, after everything already due at that instant.
+
+        A name already taken or an unknown state machine raises LocalRunnerError; raised during ``run``, it is
+        also recorded against the execution holding the turn, so ``run`` fails loudly even if a handler
+        swallows it (a test's mistake must not pass for a state machine failure)."""
+        with self._lock:
+            try:
+                if self._closed:
+                    raise LocalRunnerError("this interleaver's run has ended: start executions before or during it")
+                return self._register(start, max(start.at, self.world.now()))
+            except LocalRunnerError as exc:
+                current = self.machine.current_run if self._running else None
+                if current is not None:
+                    current.errors.append(exc)
+                raise
+
+    def result_of(self, index: int) -> ExecutionResult | None:
+        """The result of execution ``index``, or None while it has not ended (or not begun)."""
+        if not 0 <= index < len(self._results):
+            raise LocalRunnerError(f"no execution {index}: {len(self._results)} registered")
+        return self._results[index]
+
+    def _register(self, start: Start, at: float) -> int:
+        self.machine.state_machine_id(start.state_machine)  # unknown -> LocalRunnerError naming the known ones
+        if any(s.name == start.name for s in self._starts):
+            raise LocalRunnerError(f"execution names must differ: {start.name!r} is already taken")
+        index = len(self._starts)
+        self._starts.append(start)
+        self._results.append(None)
+        heapq.heappush(self._queue, (at, next(self._seq), index))
+        return index
+
     # --- the coordinator -------------------------------------------------------------------------------
     def run(self, starts: Sequence[Start]) -> list[ExecutionResult]:
+        """Run the executions registered with ``start`` and ``starts`` (and any they start) to their ends; return
+        every result in index order. ``on_end(index, result)`` is called as each one ends."""
+        if self._closed or self._running:
+            raise LocalRunnerError("an Interleaver runs once: build a new one")
         names = [s.name for s in starts]
-        if len(set(names)) != len(names):
-            raise LocalRunnerError(f"execution names must differ: {names}")
-        for index, start in enumerate(starts):
-            heapq.heappush(self._queue, (start.at, next(self._seq), index))
-        results: list[ExecutionResult | None] = [None] * len(starts)
+        taken = {s.name for s in self._starts}
+        if len(set(names)) != len(names) or taken & set(names):
+            raise LocalRunnerError(f"execution names must differ: {names} (already started: {sorted(taken)})")
+        with self._lock:
+            for start in starts:
+                self._register(start, start.at)
+        self._running = True
+        outer = self.machine.current_run  # served again at the end, so the machine is usable after the run
         runs: dict[int, _Run] = {}
         index_of: dict[int, int] = {}
         try:
@@ -127,10 +183,10 @@ class Interleaver:
                 if at > self.world.now():
                     self.world.run_until(at)
                 if isinstance(item, int):
-                    start = starts[item]
+                    start = self._starts[item]
                     run = self.machine.begin(
                         start.input, start.name, clock=self.clock, invoke=self._invoke,
-                        on_task_token=self._on_task_token,
+                        on_task_token=self._on_task_token, state_machine=start.state_machine,
                     )
                     runs[item], index_of[id(run)] = run, item
                 else:
@@ -139,23 +195,26 @@ class Interleaver:
                     resume.set()
                 if self._wait_for_turn(run):
                     i = index_of[id(run)]
-                    results[i] = self.machine.result(run)
+                    self._results[i] = self.machine.result(run)
                     self.machine.end(run)
                     del runs[i]
                     if self._on_end is not None:
-                        self._on_end(i, results[i])
+                        self._on_end(i, self._results[i])
             if runs:
-                raise LocalRunnerError(f"executions {sorted(starts[i].name for i in runs)} are neither running nor "
-                                       "waiting on the clock (an unanswered task token?)")
+                raise LocalRunnerError(f"executions {sorted(self._starts[i].name for i in runs)} are neither "
+                                       "running nor waiting on the clock (an unanswered task token?)")
         finally:
-            self._closed = True
+            with self._lock:
+                self._closed = True
+                self._running = False
             for wake in self._queue:  # wake every sleeper so its thread can end
                 if not isinstance(wake[2], int):
                     wake[2][1].set()
             for run in runs.values():
                 self.machine.end(run)
             self._queue.clear()
-        return [r for r in results if r is not None]
+            self.machine.serve(outer)
+        return [r for r in self._results if r is not None]
 
     def _wait_for_turn(self, run: _Run) -> bool:
         """Wait until ``run`` sleeps (False) or ends (True)."""

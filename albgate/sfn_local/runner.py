@@ -1,9 +1,11 @@
 """Run an extracted state machine in moto's Step Functions interpreter, with Lambda tasks dispatched to the
 in-process handlers and every Wait and Retry backoff on a simulated clock.
 
-Job: ``LocalStateMachine(extracted, clock)`` opens ``moto.mock_aws`` (executions on, Docker off), creates
-each called function under its logical id with the template's ``Handler`` and creates the state machine; then
-``run(input, name)`` executes the definition once and returns an ``ExecutionResult`` read from the backend.
+Job: ``LocalStateMachine(extracted, clock, companions=...)`` opens ``moto.mock_aws`` (executions on, Docker
+off), creates each called function under its logical id with the template's ``Handler`` and creates the state
+machine and its companions (other state machines sharing the mock, e.g. the children a parent starts); then
+``run(input, name, state_machine=...)`` executes one definition once and returns an ``ExecutionResult`` read from
+the backend.
 
 Invariants:
   * The interpreter is moto's; this module only feeds it. Every moto internal it needs goes through
@@ -16,6 +18,9 @@ Invariants:
     ``invoke`` hook or task-token callback: it runs to its end while the first waits at that boundary, which is
     how tests interleave two executions of one state machine at every boundary (the hooks' callbacks go to the
     innermost run: the outer one's interpreter thread is blocked in its hook meanwhile).
+  * One function logical id is one function: machines may share a function only if they name the same
+    ``Handler`` (and, when both declare them, the same settings); handlers, task-token states and function
+    settings are looked up across every machine of the mock.
   * A handler exception is a Lambda function error with ``errorType`` = the exception's class name, as on
     AWS; a failure of the runner itself (clock, callback, missing handler) raises ``LocalRunnerError`` from
     ``run`` instead of passing for a state machine failure.
@@ -32,7 +37,7 @@ import time
 import traceback
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, Protocol
@@ -144,6 +149,7 @@ class TaskTokenRequest:
     payload: Any
     _machine: LocalStateMachine = field(repr=False)
     answer: str | None = None
+    state_machine: str = ""  # logical id of the state machine whose execution waits on the token
 
     def succeed(self, output: Any = None) -> None:
         self._answer("succeeded")
@@ -158,7 +164,7 @@ class TaskTokenRequest:
 
         Not for a task with HeartbeatSeconds: moto would go on waiting for heartbeats in real time, so this
         raises LocalRunnerError instead (docs/local-runner.md)."""
-        if self._machine._has_heartbeat(self.function_logical_id):
+        if self._machine._has_heartbeat(self.state_machine, self.function_logical_id):
             raise LocalRunnerError(
                 f"cannot time out the task token of {self.function_logical_id}: a state that calls it has "
                 "HeartbeatSeconds, which moto waits for in real time; answer with fail(...) instead"
@@ -202,6 +208,7 @@ class _Run:
     invoke: Invoke
     on_task_token: OnTaskToken | None
     name: str = ""
+    state_machine: str = ""  # logical id
     real_start: float = 0.0
     started_at: float = 0.0
     execution: Any = None
@@ -228,10 +235,13 @@ def _event_buses(node: Any) -> set[str]:
 
 
 class LocalStateMachine:
-    """One synthesized state machine, runnable locally. Use as a context manager::
+    """One synthesized state machine (and its companions), runnable locally. Use as a context manager::
 
         with LocalStateMachine(extract_state_machine(template), clock) as machine:
             result = machine.run({"request": ...}, name="rollout-1")
+
+    ``companions`` are further state machines created in the same mock (their functions too), so an execution
+    can start or describe them; ``run``/``begin`` pick one with ``state_machine=<logical id>``.
     """
 
     def __init__(
@@ -243,23 +253,35 @@ class LocalStateMachine:
         on_task_token: OnTaskToken | None = None,
         real_timeout_seconds: float = 120.0,
         quiet_moto_logs: bool = True,
+        companions: Sequence[ExtractedMachine] = (),
     ) -> None:
         self.extracted = extracted
+        self.companions = tuple(companions)
+        self._machines: dict[str, ExtractedMachine] = {}
+        for machine in (extracted, *self.companions):
+            if machine.state_machine_logical_id in self._machines:
+                raise LocalRunnerError(f"state machine {machine.state_machine_logical_id!r} is given twice")
+            self._machines[machine.state_machine_logical_id] = machine
+        self.functions, self._function_settings = _merge_functions(self._machines.values())
         self.clock = clock
         self.invoke = invoke
         self.on_task_token = on_task_token
         self.real_timeout_seconds = real_timeout_seconds
         self.quiet_moto_logs = quiet_moto_logs
         self._log_level: int | None = None
-        self._handlers = {h: resolve_handler(h) for h in sorted(set(extracted.functions.values()))}
-        self._token_states, self._token_states_defs = _wait_for_task_token_states(extracted.definition)
+        self._handlers = {h: resolve_handler(h) for h in sorted(set(self.functions.values()))}
+        # state machine logical id -> function logical id -> [(state name, state)] of its .waitForTaskToken tasks
+        self._token_states = {
+            sm_id: _wait_for_task_token_states(m.definition) for sm_id, m in self._machines.items()
+        }
         self._run: _Run | None = None
         # Retry jitter (JitterStrategy FULL) draws from this, re-seeded with the execution name at each run.
         self._jitter = random.Random(0)
         self._mock: Any = None
         self._hooks: Any = None
         self._backend: Any = None
-        self.state_machine_arn = ""
+        self.state_machine_arn = ""  # the main one's
+        self.state_machine_arns: dict[str, str] = {}  # logical id -> ARN, the main one first
         self.leases: Any = None  # the Deployment lease table's adapter, when the definition takes leases
         self.ended: dict[str, str] = {}  # execution ARN -> terminal status, of the runs moto has forgotten
         self.executions: Any = None
@@ -348,8 +370,8 @@ class LocalStateMachine:
             ),
         )
         lam = boto3.client("lambda", region_name=REGION)
-        for logical_id, handler in self.extracted.functions.items():
-            settings = self.extracted.function_settings.get(logical_id, FunctionSettings())
+        for logical_id, handler in self.functions.items():
+            settings = self._settings(logical_id)
             lam.create_function(
                 FunctionName=logical_id,
                 Runtime="python3.12",
@@ -363,17 +385,16 @@ class LocalStateMachine:
         # in moto's EventBridge as it would on AWS; a test subscribes a queue to read what was published.
         events = boto3.client("events", region_name=REGION)
         existing = {b["Name"] for b in events.list_event_buses().get("EventBuses", [])}
-        for bus in sorted(_event_buses(self.extracted.definition) - existing):
+        buses = set().union(*(_event_buses(m.definition) for m in self._machines.values()))
+        for bus in sorted(buses - existing):
             events.create_event_bus(Name=bus)
         sfn = boto3.client("stepfunctions", region_name=REGION)
-        created = sfn.create_state_machine(
-            name=self.extracted.state_machine_logical_id,
-            definition=self.extracted.definition_json,
-            roleArn=ROLE_ARN,
-        )
-        self.state_machine_arn = created["stateMachineArn"]
+        for logical_id, machine in self._machines.items():
+            created = sfn.create_state_machine(name=logical_id, definition=machine.definition_json, roleArn=ROLE_ARN)
+            self.state_machine_arns[logical_id] = created["stateMachineArn"]
+        self.state_machine_arn = self.state_machine_arns[self.extracted.state_machine_logical_id]
         self._backend = moto_hooks.parser_backend(ACCOUNT_ID, REGION)
-        if LEASE_HANDLER in self.extracted.functions.values():
+        if LEASE_HANDLER in self.functions.values():
             self._open_lease_table()
 
     def _open_lease_table(self) -> None:
@@ -407,17 +428,22 @@ class LocalStateMachine:
         clock: Clock | None = None,
         invoke: Invoke | None = None,
         on_task_token: OnTaskToken | None = None,
+        state_machine: str | None = None,
     ) -> ExecutionResult:
         """Execute once, to the end, and return what happened. ``clock``/``invoke``/``on_task_token`` override
         the machine's for this run only. ``name`` is the execution name (``$$.Execution.Name``); a finished run
-        is forgotten by the backend, so names may repeat across runs."""
+        is forgotten by the backend, so names may repeat across runs. ``state_machine`` is the logical id of the
+        one to execute (default: the main one)."""
+        self.state_machine_id(state_machine)
         if self._backend is None:
             raise LocalRunnerError("open the machine first: `with LocalStateMachine(...) as machine:`")
         outer = self._run  # a run started from inside another's hook: that one waits at its boundary
         if outer is not None and threading.current_thread() is threading.main_thread():
             raise LocalRunnerError("one execution at a time: run() is already executing (start a second one from "
                                    "inside the first one's invoke hook or task-token callback)")
-        run = self.begin(input, name, clock=clock, invoke=invoke, on_task_token=on_task_token)
+        run = self.begin(
+            input, name, clock=clock, invoke=invoke, on_task_token=on_task_token, state_machine=state_machine
+        )
         try:
             self._wait_until_done(run.execution, name)
             return self.result(run)
@@ -434,9 +460,12 @@ class LocalStateMachine:
         clock: Clock | None = None,
         invoke: Invoke | None = None,
         on_task_token: OnTaskToken | None = None,
+        state_machine: str | None = None,
     ) -> _Run:
-        """Start an execution and make it the current run (the one the hooks' callbacks serve); it runs on
-        moto's thread from here. Whoever begins a run must ``end`` it."""
+        """Start an execution of ``state_machine`` (logical id; default the main one) and make it the current
+        run (the one the hooks' callbacks serve); it runs on moto's thread from here. Whoever begins a run must
+        ``end`` it."""
+        sm_id = self.state_machine_id(state_machine)
         if self._backend is None:
             raise LocalRunnerError("open the machine first: `with LocalStateMachine(...) as machine:`")
         run = self._run = _Run(
@@ -444,17 +473,31 @@ class LocalStateMachine:
             invoke=invoke or self.invoke or self.invoke_handler,
             on_task_token=on_task_token or self.on_task_token,
             name=name,
+            state_machine=sm_id,
             real_start=time.perf_counter(),
         )
         self._jitter.seed(f"albgate-retry-jitter/{name}")
         run.started_at = run.clock.now()
-        execution = moto_hooks.start_execution(self._backend, self.state_machine_arn, name, json.dumps(input))
+        arn = self.state_machine_arns[sm_id]
+        execution = moto_hooks.start_execution(self._backend, arn, name, json.dumps(input))
         run.execution = execution
         run.started.set()
         return run
 
-    def serve(self, run: _Run) -> None:
-        """Make ``run`` the one the hooks' callbacks serve (a scheduler hands the turn to it)."""
+    def state_machine_id(self, state_machine: str | None = None) -> str:
+        """The logical id ``state_machine`` names (None: the main one); LocalRunnerError naming the known ones
+        when it is none of this mock's state machines."""
+        if state_machine is None:
+            return self.extracted.state_machine_logical_id
+        if state_machine not in self._machines:
+            raise LocalRunnerError(
+                f"no state machine {state_machine!r} in this local runner; it has {sorted(self._machines)}"
+            )
+        return state_machine
+
+    def serve(self, run: _Run | None) -> None:
+        """Make ``run`` the one the hooks' callbacks serve (a scheduler hands the turn to it; None when it is
+        done, so ``run`` may be called again)."""
         self._run = run
 
     @property
@@ -545,10 +588,13 @@ class LocalStateMachine:
         for token in moto_hooks.pending_task_tokens(run.execution):
             self.send_task_failure(token, "albgate.LocalRunnerStopped", "execution stopped")
 
-    def _has_heartbeat(self, logical_id: str) -> bool:
+    def _has_heartbeat(self, state_machine: str, logical_id: str) -> bool:
+        # a request built without its state machine (by hand) is checked against every machine's states
+        machines = [state_machine] if state_machine in self._token_states else list(self._token_states)
         return any(
-            {"HeartbeatSeconds", "HeartbeatSecondsPath"} & set(self._token_states_defs[name])
-            for name in self._token_states.get(logical_id, [])
+            {"HeartbeatSeconds", "HeartbeatSecondsPath"} & set(state)
+            for sm_id in machines
+            for _, state in self._token_states[sm_id].get(logical_id, [])
         )
 
     def _require_run(self) -> _Run:
@@ -578,8 +624,8 @@ class LocalStateMachine:
             raise
 
     def _invoke_once(self, run: _Run, logical_id: str, handler: str, body: Any) -> tuple[bytes, str | None]:
-        if logical_id not in self.extracted.functions:
-            raise LocalRunnerError(f"moto invoked {logical_id!r}, which the extracted definition does not call")
+        if logical_id not in self.functions:
+            raise LocalRunnerError(f"moto invoked {logical_id!r}, which no extracted definition calls")
         if isinstance(body, bytes):
             body = body.decode("utf-8")
         event = json.loads(body) if body else {}
@@ -609,7 +655,7 @@ class LocalStateMachine:
         finally:
             _current.request_id = None
         run.invocations.append(Invocation(logical_id, at, request_id, error_type))
-        if error_type is None and logical_id in self._token_states:
+        if error_type is None and logical_id in self._token_states.get(run.state_machine, {}):
             self._offer_task_tokens(run, logical_id, event)
         return payload, (UNHANDLED if error_type else None)
 
@@ -619,8 +665,10 @@ class LocalStateMachine:
         for token in moto_hooks.pending_task_tokens(run.execution):
             if token not in strings:
                 continue
-            names = self._token_states[logical_id]
-            request = TaskTokenRequest(token, logical_id, names[0] if len(names) == 1 else None, event, self)
+            names = [name for name, _ in self._token_states[run.state_machine][logical_id]]
+            request = TaskTokenRequest(
+                token, logical_id, names[0] if len(names) == 1 else None, event, self, state_machine=run.state_machine
+            )
             try:
                 if run.on_task_token is not None:
                     run.on_task_token(request)
@@ -651,7 +699,7 @@ class LocalStateMachine:
         return fn(event, context)
 
     def _settings(self, logical_id: str) -> FunctionSettings:
-        return self.extracted.function_settings.get(logical_id, FunctionSettings())
+        return self._function_settings.get(logical_id, FunctionSettings())
 
 
 _current = threading.local()
@@ -708,18 +756,43 @@ def _strings_in(value: Any) -> list[str]:
     return []
 
 
-def _wait_for_task_token_states(definition: dict) -> tuple[dict[str, list[str]], dict[str, dict]]:
-    """(function logical id -> names of the ``.waitForTaskToken`` Task states that invoke it, name -> state)."""
-    found: dict[str, list[str]] = {}
-    states_by_name: dict[str, dict] = {}
+def _merge_functions(
+    machines: Any,
+) -> tuple[dict[str, str], dict[str, FunctionSettings]]:
+    """(function logical id -> Handler, -> settings) over all ``machines``; one id must be one function."""
+    functions: dict[str, str] = {}
+    settings: dict[str, FunctionSettings] = {}
+    owner: dict[str, str] = {}
+    for machine in machines:
+        for logical_id, handler in machine.functions.items():
+            theirs = machine.function_settings.get(logical_id)
+            if logical_id in functions:
+                mine = settings.get(logical_id)
+                if functions[logical_id] != handler or (mine and theirs and mine != theirs):
+                    raise LocalRunnerError(
+                        f"function {logical_id!r} is {functions[logical_id]!r} {mine} in {owner[logical_id]} but "
+                        f"{handler!r} {theirs} in {machine.state_machine_logical_id}: one logical id, one function"
+                    )
+                if mine is None and theirs is not None:
+                    settings[logical_id] = theirs
+                continue
+            functions[logical_id] = handler
+            owner[logical_id] = machine.state_machine_logical_id
+            if theirs is not None:
+                settings[logical_id] = theirs
+    return functions, settings
+
+
+def _wait_for_task_token_states(definition: dict) -> dict[str, list[tuple[str, dict]]]:
+    """Function logical id -> (name, state) of the ``.waitForTaskToken`` Task states that invoke it."""
+    found: dict[str, list[tuple[str, dict]]] = {}
 
     def walk(states: dict) -> None:
         for name, state in states.items():
             if state.get("Type") == "Task" and str(state.get("Resource", "")).endswith(".waitForTaskToken"):
-                states_by_name[name] = state
                 for arn in _strings_in(state.get("Parameters", {})):
                     if ":function:" in arn:
-                        found.setdefault(arn.split(":function:")[1].split(":")[0], []).append(name)
+                        found.setdefault(arn.split(":function:")[1].split(":")[0], []).append((name, state))
             for branch in state.get("Branches", []):
                 walk(branch.get("States", {}))
             for key in ("ItemProcessor", "Iterator"):
@@ -727,7 +800,7 @@ def _wait_for_task_token_states(definition: dict) -> tuple[dict[str, list[str]],
                     walk(state[key].get("States", {}))
 
     walk(definition.get("States", {}))
-    return found, states_by_name
+    return found
 
 
 def _walk(history: list[dict]) -> tuple[list[str], int]:
