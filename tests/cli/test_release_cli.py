@@ -151,3 +151,24 @@ def test_approve_and_watch_refuse_what_is_not_an_execution_arn(capsys):
     assert main(["release", "approve", "web-1"]) == 2
     assert "is not an execution ARN" in capsys.readouterr().err
     assert main(["release", "watch", "arn:aws:states:us-east-1:1:stateMachine:m"]) == 2
+
+
+@pytest.mark.parametrize(("scenario", "code", "says"), [
+    ("three-waves-five-clusters.yaml", 0, "succeeded after"),
+    ("broken-second-wave.yaml", 1, "stopped after"),
+])
+def test_simulate_runs_a_release_scenario_and_exits_with_its_outcome(scenario, code, says, capsys):
+    # Given a shipped release scenario, When simulated from the command line
+    result = main(["release", "simulate", f"scenarios/release/{scenario}"])
+    # Then the exit code is the release's outcome and the report says it, with 0 failed requests
+    out = capsys.readouterr().out
+    assert result == code, out
+    assert says in out and "failed 0" in out
+
+
+def test_simulate_refuses_a_bad_scenario_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nclusters: []\nrelease: {name: x, image: 'a:b', waves: []}\n")
+    assert main(["release", "simulate", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.yaml" in err[0]
