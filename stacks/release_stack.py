@@ -14,6 +14,7 @@ from constructs import Construct
 from lambdas.domain.release import ReleaseSpec, ReleaseTarget, WaveSpec
 from stacks.config import AlbgateConfig
 from stacks.release_names import partition_of, release_role_name, release_stack_name, rollout_state_machine_name
+from stacks.constructs.release_trigger import RELEASE_TRIGGER, ReleaseTrigger
 from stacks.constructs.release_workflow import ReleaseWorkflow, releases_file
 
 def release_targets(config: AlbgateConfig) -> list[ReleaseSpec]:
@@ -40,7 +41,8 @@ def release_targets(config: AlbgateConfig) -> list[ReleaseSpec]:
             waves.append(WaveSpec(name=w.name, targets=targets, max_concurrency=w.max_concurrency or len(targets),
                                   bake_seconds=w.bake_seconds, approval=w.approval))
         specs.append(ReleaseSpec(name=r.name, waves=waves, rollback_completed_waves=r.rollback_completed_waves,
-                                 policy=config.rollout_policy.model_dump(mode="json")))
+                                 policy=config.rollout_policy.model_dump(mode="json"),
+                                 ecr_repository=r.ecr_repository, tag_pattern=r.tag_pattern))
     return specs
 
 
@@ -61,5 +63,15 @@ class ReleaseStack(Stack):
             bus_name=f"{config.stack_name}-releases",
         )
         self.state_machine = self.workflow.state_machine
-        self.functions = self.workflow.functions
+        self.functions = dict(self.workflow.functions)
+        repositories = [s.ecr_repository for s in self.specs if s.ecr_repository]
+        self.trigger = (
+            ReleaseTrigger(self, "Trigger", state_machine=self.state_machine, code=self.workflow.code,
+                           releases_layer=self.workflow.releases_layer, bus=self.workflow.event_bus,
+                           repositories=repositories, log_level=config.log_level,
+                           log_retention_days=config.log_retention_days)
+            if repositories else None
+        )
+        if self.trigger is not None:
+            self.functions[RELEASE_TRIGGER.name] = self.trigger.function
         CfnOutput(self, "ReleaseStateMachineArn", value=self.state_machine.state_machine_arn)

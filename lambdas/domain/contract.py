@@ -67,6 +67,8 @@ RELEASE_WAVE_PASSED = "Release Wave Passed"
 RELEASE_SUCCEEDED = "Release Succeeded"
 RELEASE_STOPPED = "Release Stopped"
 RELEASE_STOPPED_ERROR = "ReleaseStopped"  # the error of the `Release Stopped` Fail state
+RELEASE_QUEUED = "Release Queued"  # a push waits for the running release of the same name (the release trigger)
+RELEASE_ORDER_UNKNOWN = "Release Order Unknown"  # two pushes of one second that ECR cannot order either
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -92,6 +92,8 @@ class ReleaseSpec(_Model):
     waves: list[WaveSpec] = Field(min_length=1)
     rollback_completed_waves: bool = False
     policy: dict[str, Any] = Field(default_factory=dict, description="the rollout policy every child runs with")
+    ecr_repository: str | None = Field(default=None, description="a push here starts the release (its trigger)")
+    tag_pattern: str = "*"
 
 
 class Child(_Model):

@@ -79,19 +79,35 @@ def publish(ports: TriggerPorts, detail_type: str, detail: dict[str, Any], resou
         ports.bus.publish(detail_type, detail, resources=resources)
 
 
+@dataclass(frozen=True)
+class Announcements:
+    """The event each outcome of a claim publishes (None: nothing; a release announces its own start)."""
+
+    started: str | None = ROLLOUT_STARTED
+    queued: str = ROLLOUT_QUEUED
+    unordered: str = ROLLOUT_ORDER_UNKNOWN
+
+
+ROLLOUTS = Announcements()
+
+
 def rollout_detail(machine: RolloutMachine, name: str, arn: str, input_json: str) -> dict[str, Any]:
-    """The fields every albgate event carries: what is rolled, which execution, its console link."""
+    """The fields every albgate event carries: what is rolled (a Deployment, or a release), which execution, its
+    console link."""
     try:
         request = json.loads(input_json)
     except json.JSONDecodeError:
         request = {}
     request = request if isinstance(request, dict) else {}
-    detail = {k: request.get(k) for k in ("cluster", "namespace", "deployment", "container", "image")}
+    fields = ("release", "image") if "release" in request else ("cluster", "namespace", "deployment", "container",
+                                                                  "image")
+    detail = {k: request.get(k) for k in fields}
     detail.update(execution_name=name, execution_arn=arn, console_url=console_url(machine.region, arn))
     return detail
 
 
-def start_holder(lock: LockItem, machine: RolloutMachine, ports: TriggerPorts, *, fresh: bool) -> dict[str, Any]:
+def start_holder(lock: LockItem, machine: RolloutMachine, ports: TriggerPorts, *, fresh: bool,
+                 announce: Announcements = ROLLOUTS) -> dict[str, Any]:
     """Start the execution that holds ``lock`` (idempotent by name).
 
     ``fresh``: the lock was just taken for it, so this is the start that announces it (``Rollout Started``).
@@ -103,18 +119,20 @@ def start_holder(lock: LockItem, machine: RolloutMachine, ports: TriggerPorts, *
     started = ports.starter.start(machine.state_machine_arn, lock.execution_name, lock.input)
     detail = rollout_detail(machine, lock.execution_name, started.execution_arn, lock.input)
     if started.started and fresh:
-        publish(ports, ROLLOUT_STARTED, detail, resources=[started.execution_arn])
-        ports.log.info("rollout started", extra=detail)
+        if announce.started is not None:
+            publish(ports, announce.started, detail, resources=[started.execution_arn])
+        ports.log.info("execution started", extra=detail)
         return {"outcome": "started", **detail}
     if fresh:
         ports.log.info("execution exists already: this push was rolled before; letting the lock go", extra=detail)
-        follow = finish_holder(lock.key, lock.execution_name, machine, ports)
+        follow = finish_holder(lock.key, lock.execution_name, machine, ports, announce=announce)
         return {"outcome": "duplicate", "lock": follow, **detail}
     ports.log.info("execution exists already: duplicate event", extra=detail)
     return {"outcome": "duplicate", **detail}
 
 
-def finish_holder(key: str, finished: str, machine: RolloutMachine, ports: TriggerPorts) -> dict[str, Any]:
+def finish_holder(key: str, finished: str, machine: RolloutMachine, ports: TriggerPorts,
+                  announce: Announcements = ROLLOUTS) -> dict[str, Any]:
     """``finished`` ended: release its Deployment's lock, or hand it to the pending push and start that.
 
     Conditional on ``finished`` holding the lock, so a replayed terminal event, or the end of an execution that
@@ -128,7 +146,8 @@ def finish_holder(key: str, finished: str, machine: RolloutMachine, ports: Trigg
             return {"lock": "free"}
         if item.execution_name != finished:
             if item.handed_over_from == finished:
-                return {"lock": "handed_over", "next": start_holder(item, machine, ports, fresh=False)}
+                return {"lock": "handed_over",
+                        "next": start_holder(item, machine, ports, fresh=False, announce=announce)}
             return {"lock": "not_held", "holder": item.execution_name}
         if item.pending is None:
             if ports.locks.release(key, finished):
@@ -140,7 +159,7 @@ def finish_holder(key: str, finished: str, machine: RolloutMachine, ports: Trigg
         if new is None:
             continue
         ports.log.info("lock handed to the pending push", extra={"lock_key": key, "next": new.execution_name})
-        return {"lock": "handed_over", "next": start_holder(new, machine, ports, fresh=True)}
+        return {"lock": "handed_over", "next": start_holder(new, machine, ports, fresh=True, announce=announce)}
     raise ConflictError(f"lock {key}: changed {MAX_LOCK_ATTEMPTS} times while releasing it; retried with the Lambda")
 
 
@@ -150,7 +169,14 @@ def start_or_queue(app: TriggerApplication, push: EcrPush, target: PushTarget, p
     request = rollout_request(app, push, target.policy)
     name = execution_name(app.cluster, app.namespace, app.deployment, push.digest)
     mine = Pending(name, request.model_dump_json(), push.time, request.image)
-    key = app.lock_key
+    return claim(app.lock_key, mine, push, target, ports)
+
+
+def claim(key: str, mine: Pending, push: EcrPush, target: RolloutMachine, ports: TriggerPorts,
+          announce: Announcements = ROLLOUTS) -> dict[str, Any]:
+    """Take lease ``key`` for the push's execution ``mine`` and start it, queue it behind the running holder, or take
+    the lease over from a holder proven not running: the ordering every push-started execution keeps."""
+    name = mine.execution_name
     images = ports.images
     pushed_at = images.pushed_at if images is not None else (lambda image: None)
 
@@ -172,13 +198,13 @@ def start_or_queue(app: TriggerApplication, push: EcrPush, target: PushTarget, p
         if decision.kind is LockDecision.ACQUIRE:
             lock = lease_for(mine, now)
             if ports.locks.acquire(lock, now):
-                return start_holder(lock, target, ports, fresh=True)
+                return start_holder(lock, target, ports, fresh=True, announce=announce)
             continue
         if decision.kind is LockDecision.TAKE_OVER:
             assert item is not None and decision.start is not None
             lock = lease_for(decision.start, now)
             if ports.locks.take_over(lock, item.execution_name):
-                started = start_holder(lock, target, ports, fresh=True)
+                started = start_holder(lock, target, ports, fresh=True, announce=announce)
                 if decision.start is mine:
                     return {**started, "took_over_from": item.execution_name}
                 return {"outcome": "superseded", "reason": decision.reason, "execution_name": name,
@@ -186,7 +212,7 @@ def start_or_queue(app: TriggerApplication, push: EcrPush, target: PushTarget, p
             continue
         if decision.kind is LockDecision.HELD_BY_SELF:
             assert item is not None
-            return start_holder(item, target, ports, fresh=False)
+            return start_holder(item, target, ports, fresh=False, announce=announce)
         if decision.kind is LockDecision.QUEUE:
             assert item is not None
             replaces = item.pending.execution_name if item.pending else None
@@ -194,14 +220,14 @@ def start_or_queue(app: TriggerApplication, push: EcrPush, target: PushTarget, p
                 detail = rollout_detail(target, name, "", mine.input)
                 detail.update(execution_arn=None, console_url=None, waiting_for=item.execution_name,
                               replaces=replaces)
-                publish(ports, ROLLOUT_QUEUED, detail)
+                publish(ports, announce.queued, detail)
                 return {"outcome": "queued", **detail}
             continue
         if decision.kind is LockDecision.UNORDERED:
             detail = rollout_detail(target, name, "", mine.input)
             detail.update(execution_arn=None, console_url=None, pushed_at=push.time, not_ordered_against=decision.other,
                           reason=decision.reason + "; neither replaces the other: start the one to roll by hand")
-            publish(ports, ROLLOUT_ORDER_UNKNOWN, detail)
+            publish(ports, announce.unordered, detail)
             ports.log.warning("push not ordered", extra=detail)
             return {"outcome": "unordered", **detail}
         return {"outcome": decision.kind.value, "reason": decision.reason, "execution_name": name}

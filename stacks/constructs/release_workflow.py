@@ -110,8 +110,8 @@ class ReleaseWorkflow(Construct):
         bus_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        code = lambdas_code(CORE)
-        layer = layer_version(self, "ReleasesLayer", layer_dir(releases_json, RELEASES_PATH, CACHE_DIR),
+        self.code = code = lambdas_code(CORE)
+        self.releases_layer = layer = layer_version(self, "ReleasesLayer", layer_dir(releases_json, RELEASES_PATH, CACHE_DIR),
                               "albgate: the configured releases (waves, clusters, rollout state machines)")
         self.functions = {
             spec.name: AlbgateFunction(self, spec.name, spec=spec, code=code, cluster_arns=[], log_level=log_level,

@@ -150,3 +150,23 @@ def test_the_release_graph(release_definition):
             seen.add(name)
             todo.extend(edges(states[name]).values())
     assert seen == set(states)
+
+
+def test_a_push_to_the_releases_repository_reaches_the_release_trigger_with_its_least_rights(release_template):
+    # Given the example release names ecr_repository nginx-app
+    rules = resources(release_template, "AWS::Events::Rule")
+    patterns = [r["Properties"]["EventPattern"] for r in rules.values()]
+    push = next(p for p in patterns if p.get("source") == ["aws.ecr"])
+    ended = next(p for p in patterns if p.get("source") == ["aws.states"])
+    # Then pushes of that repository in the home account, and the release state machine's ends, reach the trigger
+    assert push["detail"] == {"action-type": ["PUSH"], "result": ["SUCCESS"], "repository-name": ["nginx-app"]}
+    assert push["account"] == [HOME]
+    assert sorted(ended["detail"]["status"]) == ["ABORTED", "FAILED", "SUCCEEDED", "TIMED_OUT"]
+    # and the trigger may do exactly what the release trigger does, on its own resources
+    sids = {s["Sid"]: s for s in statements(release_template, "StartRelease") + statements(release_template, "ReleaseLeases")
+            + statements(release_template, "PushTimes")}
+    assert sids["StartRelease"]["Action"] == "states:StartExecution"
+    assert sids["StartRelease"]["Resource"] == {"Ref": state_machine_id(release_template, RELEASE_STATE_MACHINE_PREFIX)}
+    assert sorted(sids["ReleaseLeases"]["Action"]) == ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                                                       "dynamodb:UpdateItem"]
+    assert sids["PushTimes"]["Resource"] == f"arn:aws:ecr:us-east-1:{HOME}:repository/nginx-app"
