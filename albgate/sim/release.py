@@ -11,9 +11,10 @@ settle and reports the release and every cluster (executions, requests, the imag
 Invariants:
   * Nothing here decides anything about the release or a rollout: the state machines and their handlers do;
     this module wires them to the worlds and reads the outcome back.
-  * The worlds never interact, and all of them are always at the same simulated instant: only ``World`` moves
-    time, and it moves every world to the same ``t`` (a throttled ELB call's back-off, too, goes through the
-    interleaver's clock, never through one world's own ``advance``).
+  * The worlds interact only through the Describe* bucket the clusters of one account and Region share, and
+    all of them are always at the same simulated instant: only ``World`` moves time, every world's events in one
+    time order, to the same ``t`` (a throttled ELB call's back-off, too, goes through the interleaver's clock,
+    never through one world's own ``advance``).
   * The same scenario and seed give the same run: each world draws from a seed derived from (seed, cluster name).
 """
 
@@ -308,11 +309,25 @@ class World:
             for name, sc in scenario.cluster_scenarios.items()
         }
         self.release_start = EPOCH + scenario.base_scenario.rollout.start_at_seconds
+        # One Describe* bucket per account and Region (docs/facts.md, "ELB API throttling"): the clusters of one
+        # account and Region spend the bucket of the first of them, controllers and albgate alike.
+        self.buckets: dict[tuple[str, str], Any] = {}
+        for c in scenario.clusters:
+            sim = self.sims[c.name]
+            sim.alb.bucket = self.buckets.setdefault((c.account, c.region), sim.alb.bucket)
 
     def now(self) -> float:
         return next(iter(self.sims.values())).clock.now()
 
     def run_until(self, t: float) -> None:
+        """Every world's events up to ``t`` in one time order (the earliest event of any world first), so the
+        worlds that share a bucket spend it in the order their calls come; then every clock at ``t``."""
+        loops = [sim.loop for sim in self.sims.values()]
+        while True:
+            due = [(at, i) for i, loop in enumerate(loops) if (at := loop.next_time()) is not None and at <= t]
+            if not due:
+                break
+            loops[min(due)[1]].step(t)
         for sim in self.sims.values():
             sim.run_until(t)
 

@@ -173,6 +173,39 @@ def test_the_worlds_advance_in_lockstep_each_with_its_own_draws():
     assert a.clock.now() == b.clock.now() == EPOCH + 210
 
 
+def test_clusters_of_one_account_and_region_share_one_describe_bucket():
+    # Given a and b in one account and Region, c in another Region
+    raw = two_clusters()
+    raw["clusters"][1].update(account=raw["clusters"][0]["account"], region=raw["clusters"][0]["region"])
+    raw["clusters"].append({**raw["clusters"][0], "name": "c", "region": "eu-west-1"})
+    raw["release"]["waves"][-1]["clusters"].append("c")
+    world = World(parse_release_scenario(raw))
+    a, b, c = (world.sims[n] for n in "abc")
+    # Then a and b spend one bucket, c its own
+    assert a.alb.bucket is b.alb.bucket and c.alb.bucket is not a.alb.bucket
+    # When b spends the whole bucket at once, Then a call from a at the same instant is throttled, c's is not
+    world.run_until(world.release_start)
+    now = world.now()
+    while b.alb.bucket.take(now):
+        pass
+    assert not a.alb.bucket.take(now) and c.alb.bucket.take(now)
+
+
+def test_the_worlds_events_run_in_one_time_order():
+    # Given events scheduled on two worlds, interleaved in time
+    world = World(parse_release_scenario(two_clusters()))
+    a, b = world.sims["a"], world.sims["b"]
+    seen: list[tuple[str, float]] = []
+    t0 = world.now()
+    for sim, name, offsets in ((a, "a", (1.0, 3.0)), (b, "b", (2.0, 4.0))):
+        for dt in offsets:
+            sim.loop.at(t0 + dt, lambda n=name, s=sim: seen.append((n, s.clock.now() - t0)))
+    # When the world runs past them
+    world.run_until(t0 + 5)
+    # Then they ran in time order across the worlds, each at its own instant
+    assert seen == [("a", 1.0), ("b", 2.0), ("a", 3.0), ("b", 4.0)]
+
+
 def test_a_cluster_outside_the_release_has_no_ports():
     world = World(parse_release_scenario(two_clusters()))
     # Given the worlds a and b / When a handler asks for cluster c / Then it is refused, naming the known ones
