@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import copy
+import json
 import hashlib
 import re
 import threading
@@ -521,6 +522,8 @@ class ReleaseResult:
     wall_seconds: float
     approved_at: list[float] = field(default_factory=list)  # seconds since t=0 of each wave approval
     visited: list[str] = field(default_factory=list, repr=False)
+    # (detail-type, detail) of every event the release put on its bus, in order, as its history records them
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list, repr=False)
 
     def cluster(self, name: str) -> ClusterOutcome:
         return next(c for c in self.clusters if c.cluster == name)
@@ -545,6 +548,8 @@ class ReleaseResult:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("visited")
+        # the event types, in order; their details carry task tokens, which differ from run to run
+        out["events"] = [t for t, _ in self.events]
         return out
 
 
@@ -656,4 +661,27 @@ def _report(rs: ReleaseScenario, world: World, release: Any, children: SimChildE
         release_seconds=round(release.stopped_at - release.started_at, 3),
         state_transitions=release.state_transitions, simulated_seconds=round(world.elapsed, 3),
         wall_seconds=round(time.perf_counter() - wall, 3), visited=list(release.visited),
+        events=published_events(release.history),
     )
+
+
+def published_events(history: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The entries of every PutEvents task of the execution that put them on the bus (the task was submitted, for
+    a ``.waitForTaskToken`` one, or succeeded), in order, read from its history: what the release told the teams'
+    event rules. The release's tasks run one at a time, so a put belongs to the last PutEvents scheduled."""
+    pending: list[tuple[str, dict[str, Any]]] | None = None
+    out: list[tuple[str, dict[str, Any]]] = []
+    for event in history:
+        kind = event["type"]
+        details = next((v for k, v in event.items() if k.endswith("EventDetails")), None) or {}
+        if details.get("resourceType") != "events":
+            continue
+        if kind == "TaskScheduled":
+            entries = json.loads(details.get("parameters") or "{}").get("Entries", [])
+            pending = [(e.get("DetailType", ""),
+                        json.loads(e["Detail"]) if isinstance(e.get("Detail"), str) else dict(e.get("Detail") or {}))
+                       for e in entries]
+        elif kind in ("TaskSubmitted", "TaskSucceeded") and pending is not None:
+            out.extend(pending)
+            pending = None
+    return out

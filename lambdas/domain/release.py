@@ -162,6 +162,7 @@ class ReleaseState(_Model):
     rollback: list[Child] = Field(default_factory=list)
     rollback_needed: bool = False
     cause: str = ""  # why the release stopped, once it did (the `Release Stopped` Fail state's cause)
+    passed_wave: str = ""  # the name of the wave that passed last (the `Release Wave Passed` event names it)
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -294,6 +295,7 @@ def conclude(state: ReleaseState) -> ReleaseState:
         return state
     if state.verdict == WaveVerdict.PASSED:
         passed = state.waves[state.wave]
+        state.passed_wave = passed.name
         state.wave += 1
         state.more_waves = state.wave < len(state.waves)
         state.bake_seconds = passed.bake_seconds if state.more_waves else 0

@@ -70,12 +70,10 @@ def rollout_execution_arn_pattern(state_machine_arn: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":*"
 
 
-def release_event(scope: Construct, state_name: str, detail_type: str, bus: events.IEventBus, comment: str,
-                  extra: dict | None = None) -> tasks.EventBridgePutEvents:
-    """PutEvents on the release bus, straight from the state machine: which release, which image, the wave and
-    the execution's console link."""
+def event_detail(scope: Construct) -> dict:
+    """What every release event says: the release, the image, the execution and its console page."""
     region = Stack.of(scope).region
-    detail = {
+    return {
         "release": sfn.JsonPath.string_at("$.release.release"),
         "image": sfn.JsonPath.string_at("$.release.image"),
         "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
@@ -83,8 +81,14 @@ def release_event(scope: Construct, state_name: str, detail_type: str, bus: even
             "https://{}.console.aws.amazon.com/states/home?region={}#/v2/executions/details/{}",
             region, region, sfn.JsonPath.string_at("$$.Execution.Id"),
         ),
-        **(extra or {}),
     }
+
+
+def release_event(scope: Construct, state_name: str, detail_type: str, bus: events.IEventBus, comment: str,
+                  extra: dict | None = None) -> tasks.EventBridgePutEvents:
+    """PutEvents on the release bus, straight from the state machine: which release, which image, the wave and
+    the execution's console link."""
+    detail = {**event_detail(scope), **(extra or {})}
     return tasks.EventBridgePutEvents(
         scope, state_name, comment=comment,
         entries=[tasks.EventBridgePutEventsEntry(detail=sfn.TaskInput.from_object(detail), detail_type=detail_type,
@@ -207,11 +211,9 @@ class ReleaseWorkflow(Construct):
             integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
             entries=[tasks.EventBridgePutEventsEntry(
                 detail=sfn.TaskInput.from_object({
-                    "release": sfn.JsonPath.string_at("$.release.release"),
-                    "image": sfn.JsonPath.string_at("$.release.image"),
+                    **event_detail(self),
                     "wave": sfn.JsonPath.array_get_item(sfn.JsonPath.list_at("$.release.waves"),
                                                         sfn.JsonPath.number_at("$.release.wave")),
-                    "execution_arn": sfn.JsonPath.string_at("$$.Execution.Id"),
                     "task_token": sfn.JsonPath.task_token,
                 }),
                 detail_type=RELEASE_WAVE_AWAITS_APPROVAL, source=EVENT_SOURCE, event_bus=bus)],
@@ -228,8 +230,9 @@ class ReleaseWorkflow(Construct):
         announce_wave = release_event(
             self, "Announce Wave Passed", RELEASE_WAVE_PASSED, bus,
             "Every rollout of the wave succeeded: the wave passed",
-            {"wave": sfn.JsonPath.number_at("$.release.wave"), "more_waves": sfn.JsonPath.string_at(
-                "States.Format('{}', $.release.more_waves)")},
+            {"wave": sfn.JsonPath.string_at("$.release.passed_wave"),
+             "waves_passed": sfn.JsonPath.number_at("$.release.wave"),
+             "more_waves": sfn.JsonPath.string_at("$.release.more_waves")},
         )
         announce_succeeded = release_event(self, "Announce Release Succeeded", RELEASE_SUCCEEDED, bus,
                                            "Every wave passed")

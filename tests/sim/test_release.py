@@ -367,3 +367,27 @@ def test_a_release_is_the_same_run_again_and_reports_as_json(broken):
     assert first == second
     assert json.loads(json.dumps(first))["clusters"][0]["cluster"] == "staging-use1"
     assert "stopped" in broken.render().splitlines()[0]
+
+
+def test_the_release_tells_the_bus_where_it_is(three_waves, broken):
+    # Given the two releases' events as their histories record the puts on the release bus
+    def types(r):
+        return [t for t, _ in r.events]
+
+    # Then a successful release announces its start, the canary's approval request, each wave and its end
+    assert types(three_waves) == ["Release Started", "Release Wave Passed", "Release Wave Awaits Approval",
+                                  "Release Wave Passed", "Release Wave Passed", "Release Succeeded"]
+    passed = [d for t, d in three_waves.events if t == "Release Wave Passed"]
+    assert [(d["wave"], d["waves_passed"], d["more_waves"]) for d in passed] == [
+        ("staging", 1, True), ("canary", 2, True), ("production", 3, False)]
+    approval = next(d for t, d in three_waves.events if t == "Release Wave Awaits Approval")
+    assert approval["wave"]["name"] == "canary" and approval["task_token"]
+    # every event names the release, the image, the execution and its console page
+    for _, d in three_waves.events:
+        assert d["release"] == "myapp" and d["image"] == IMAGE
+        assert d["console_url"].endswith(d["execution_arn"]) and ":execution:" in d["execution_arn"]
+    # and a stopped one ends with Release Stopped, whose cause says where and why
+    assert types(broken)[-1] == "Release Stopped"
+    assert "Release Succeeded" not in types(broken)
+    cause = broken.events[-1][1]["cause"]
+    assert "wave 'canary'" in cause and "prod-use1-a" in cause and "waves not started: production" in cause
