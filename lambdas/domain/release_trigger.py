@@ -32,7 +32,7 @@ from lambdas.domain.trigger import EcrPush, ExecutionEnded, Ignored, Pending, im
 from lambdas.domain.trigger_ports import RolloutMachine
 from lambdas.domain.trigger_use_case import Announcements, TriggerPorts, claim, finish_holder
 
-RELEASES = Announcements(started=None, queued=RELEASE_QUEUED, unordered=RELEASE_ORDER_UNKNOWN)
+RELEASES = Announcements(started=None, queued=RELEASE_QUEUED, unordered=RELEASE_ORDER_UNKNOWN, what="release")
 LOCK_PREFIX = "release/"  # a Deployment's key has three parts (cluster/namespace/deployment), a release's two
 _DIGEST_CHARS = 12
 _HASH_CHARS = 16

@@ -86,6 +86,7 @@ class Announcements:
     started: str | None = ROLLOUT_STARTED
     queued: str = ROLLOUT_QUEUED
     unordered: str = ROLLOUT_ORDER_UNKNOWN
+    what: str = "rollout"  # what the log says started
 
 
 ROLLOUTS = Announcements()
@@ -121,7 +122,7 @@ def start_holder(lock: LockItem, machine: RolloutMachine, ports: TriggerPorts, *
     if started.started and fresh:
         if announce.started is not None:
             publish(ports, announce.started, detail, resources=[started.execution_arn])
-        ports.log.info("execution started", extra=detail)
+        ports.log.info(f"{announce.what} started", extra=detail)
         return {"outcome": "started", **detail}
     if fresh:
         ports.log.info("execution exists already: this push was rolled before; letting the lock go", extra=detail)
