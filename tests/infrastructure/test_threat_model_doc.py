@@ -9,10 +9,13 @@ import re
 import pytest
 
 from stacks.constructs.cluster_access import READ_EXTRA_GROUP, groups_for, needs_cluster_admin
+from stacks.constructs.release_trigger import RELEASE_TRIGGER
+from stacks.constructs.release_workflow import RELEASE_HANDLERS
 from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
 from tests.conftest import ROOT
 
-SPECS = {s.name: s for s in ALL_HANDLERS + TRIGGER}
+# the environments' functions and the release stack's
+SPECS = {s.name: s for s in ALL_HANDLERS + TRIGGER + RELEASE_HANDLERS + (RELEASE_TRIGGER,)}
 
 
 def function_rows() -> dict[str, list[str]]:
