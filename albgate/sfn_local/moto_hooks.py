@@ -32,6 +32,8 @@ When moto changes, re-check (in ``.venv/lib/python3.11/site-packages/moto``):
   * ``.../asl/eval/callback/callback.py``: ``CallbackPoolManager._pool`` and ``CallbackEndpoint._notify_event``
     (the task-token accessors below), and whether ``setup_heartbeat_endpoint`` now honours an earlier answer.
   * ``stepfunctions/parser/utils.py``: ``TMP_THREADS`` still collects the interpreter's threads.
+  * ``.../state/exec/state_task/service/state_task_service_callback.py``: ``_eval_integration_pattern`` still waits
+    for a task token through ``self._eval_wait_for_task_token(env=..., ...)``, after the service call was made.
 Then run ``.venv/bin/pytest tests/workflow -q`` and update ``PINNED_MOTO_VERSION`` here and in requirements.txt.
 """
 
@@ -163,6 +165,13 @@ HOOK_TARGETS: dict[str, HookTarget] = {
         ("error_name",),
         "moto/stepfunctions/parser/asl/component/state/fail/state_fail.py",
         call_sites=((state_fail.StateFail._eval_state, "CustomErrorName(error_value)"),),
+    ),
+    "offer_service_task_tokens": HookTarget(
+        StateTaskServiceCallback,
+        "_eval_wait_for_task_token",
+        ("self", "env", "timeout_seconds", "callback_endpoint", "heartbeat_endpoint"),
+        "moto/stepfunctions/parser/asl/component/state/exec/state_task/service/state_task_service_callback.py",
+        call_sites=((StateTaskServiceCallback._eval_integration_pattern, "self._eval_wait_for_task_token("),),
     ),
     "early_answer_reaches_heartbeat_wait": HookTarget(
         CallbackEndpoint,
@@ -463,6 +472,32 @@ def fail_state_passes_states_errors() -> Patch:
     fails with the caught error and cause, which is how we understand AWS to behave (docs/local-runner.md).
     """
     return Patch("fail_state_passes_states_errors", _FailStateErrorName)
+
+
+# (task token, service name, state name) -> None; called before the wait starts
+OfferToken = Callable[[str, str, str], None]
+
+
+def offer_service_task_tokens(offer: OfferToken) -> Patch:
+    """Replace ``StateTaskServiceCallback._eval_wait_for_task_token`` by a wrapper: a ``.waitForTaskToken`` task of a
+    service other than Lambda (``events:putEvents.waitForTaskToken``: the token went into an event, for a person
+    or a system to answer) offers its token to ``offer`` once the service call was made, before the wait.
+
+    Lambda's task tokens are offered by the runner when the function returns (it sees the event); only the other
+    services need this. An answer given inside ``offer`` is waiting for the wait when it starts.
+    """
+    original = StateTaskServiceCallback._eval_wait_for_task_token
+
+    @functools.wraps(original)
+    def _eval_wait_for_task_token(self, env, timeout_seconds, callback_endpoint, heartbeat_endpoint):  # noqa: ANN001
+        service = getattr(self.resource, "service_name", "")
+        if service != "lambda":
+            context = env.states.context_object.context_object_data
+            offer(callback_endpoint.callback_id, service, context.get("State", {}).get("Name", ""))
+        return original(self, env=env, timeout_seconds=timeout_seconds, callback_endpoint=callback_endpoint,
+                        heartbeat_endpoint=heartbeat_endpoint)
+
+    return Patch("offer_service_task_tokens", _eval_wait_for_task_token)
 
 
 def early_answer_reaches_heartbeat_wait() -> Patch:

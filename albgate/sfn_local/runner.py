@@ -307,6 +307,7 @@ class LocalStateMachine:
                 moto_hooks.history_timestamps_on_clock(self._now),
                 moto_hooks.fail_state_passes_states_errors(),
                 moto_hooks.early_answer_reaches_heartbeat_wait(),
+                moto_hooks.offer_service_task_tokens(self._offer_service_token),
                 moto_hooks.cache_boto_clients(),
                 moto_hooks.cache_definition_parse(),
                 moto_hooks.cache_json_path_parse(),
@@ -680,6 +681,27 @@ class LocalStateMachine:
                     f"{logical_id} (state {request.state_name!r}) was given a task token and nobody answered it: "
                     "pass on_task_token and call request.succeed(...), .fail(...) or .time_out()"
                 )
+
+    def _offer_service_token(self, token: str, service: str, state_name: str) -> None:
+        """A ``.waitForTaskToken`` task of another service (an EventBridge event carried the token) waits: offer
+        it to ``on_task_token`` as ``TaskTokenRequest(token, "<service>", state_name, {}, ...)``."""
+        run = self._require_run()
+        try:
+            request = TaskTokenRequest(token, service, state_name or None, {}, self, state_machine=run.state_machine)
+            try:
+                if run.on_task_token is not None:
+                    run.on_task_token(request)
+            finally:
+                if request.answer is None:  # unblock the interpreter before failing the run loudly
+                    self.send_task_failure(token, "albgate.LocalRunnerStopped", "task token not answered")
+            if request.answer is None:
+                raise UnansweredTaskToken(
+                    f"state {state_name!r} ({service}) sent a task token and nobody answered it: pass on_task_token "
+                    "and call request.succeed(...) or .fail(...)"
+                )
+        except BaseException as exc:
+            run.errors.append(exc)
+            raise
 
     # --- handlers --------------------------------------------------------------------------------------
     def invoke_handler(self, function_logical_id: str, handler: str, event: Any) -> Any:

@@ -24,7 +24,6 @@ import copy
 import json
 import hashlib
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -425,50 +424,6 @@ class SimChildExecutions:
         return ChildExecution(result.status, result.output, result.error, result.cause)
 
 
-class Approver:
-    """A release engineer who approves every wave at once: the release's `Wait For Wave Approval` publishes its
-    task token in an EventBridge event (not to a Lambda, so the local runner's ``on_task_token`` never sees it),
-    and the execution then waits for SendTaskSuccess, holding the turn. This watcher answers with ``{}`` as
-    `albgate release approve` does, from its own thread, while the world stands still: the wave starts at the
-    simulated instant its approval was asked for."""
-
-    def __init__(self, machine: Any, release_state_machine: str, poll_seconds: float = 0.0005) -> None:
-        self.machine = machine
-        self.release_state_machine = release_state_machine
-        self.poll_seconds = poll_seconds
-        self.approved_at: list[float] = []  # simulated epoch seconds of each approval
-        self._answered: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="albgate-sim-approver", daemon=True)
-        self.error: BaseException | None = None
-
-    def __enter__(self) -> "Approver":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        if self.error is not None and exc[0] is None:
-            raise self.error
-
-    def _watch(self) -> None:
-        from albgate.sfn_local import moto_hooks
-
-        try:
-            while not self._stop.wait(self.poll_seconds):
-                run = self.machine.current_run
-                if run is None or run.state_machine != self.release_state_machine or run.execution is None:
-                    continue
-                for token in moto_hooks.pending_task_tokens(run.execution):
-                    if token not in self._answered:
-                        self._answered.add(token)
-                        self.approved_at.append(run.clock.now())
-                        self.machine.send_task_success(token, {})
-        except BaseException as exc:  # noqa: BLE001 - surfaced by __exit__: a silent approver would hang the run
-            self.error = exc
-
-
 # --- the report ---------------------------------------------------------------------------------------------
 @dataclass
 class ChildRun:
@@ -590,8 +545,13 @@ def _execute(world: World, spec: ReleaseSpec, task_seconds: float) -> tuple[Any,
     rollout_machine = extract_state_machine(template, state_machine_id(template, ROLLOUT_STATE_MACHINE_PREFIX))
     children = SimChildExecutions(rollout_machine.state_machine_logical_id)
 
+    approved_at: list[float] = []
+
     def approve(token: TaskTokenRequest) -> None:
-        token.succeed({})  # a simulated release engineer approves every wave and every step at once
+        # a simulated release engineer approves every wave (its token came in an event) and every step at once
+        if token.state_machine == release_id:
+            approved_at.append(world.now())
+        token.succeed({})
 
     def charged(clock: TurnClock):  # noqa: ANN202 - the runner's Invoke
         def invoke(logical_id: str, handler: str, event: Any) -> Any:
@@ -608,7 +568,7 @@ def _execute(world: World, spec: ReleaseSpec, task_seconds: float) -> tuple[Any,
             interleaver = Interleaver(machine, world, invoke=charged, on_task_token=approve,
                                       real_timeout_seconds=300)
             children.bind(interleaver)
-            with world.backoff_on(interleaver.clock.sleep), Approver(machine, release_id) as approver:
+            with world.backoff_on(interleaver.clock.sleep):
                 interleaver.run([Start(world.now(), {"release": spec.name, "image": world.scenario.release.image},
                                        name, state_machine=release_id)])
             release = interleaver.result_of(0)  # the first execution registered; its children come after it
@@ -616,7 +576,7 @@ def _execute(world: World, spec: ReleaseSpec, task_seconds: float) -> tuple[Any,
     finally:
         _runtime.use_ports(None)
         use_release_deps(None)
-    return release, children, results, approver.approved_at
+    return release, children, results, approved_at
 
 
 def _execution_name(text: str) -> str:
