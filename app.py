@@ -57,7 +57,7 @@ def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = Non
     app = App(context=ctx, outdir=outdir or os.environ.get("CDK_OUTDIR") or DEFAULT_OUTDIR)
     # Read the config from the app's merged context, so `cdk synth -c albgate_config=...` is seen too.
     config = load_config({k: app.node.try_get_context(k) for k in (CONTEXT_KEY, CONTEXT_FILE_KEY)})
-    released = {c for r in config.releases for w in r.waves for c in w.clusters}
+    released = {c for r in config.releases for c in r.clusters()}
     home_account, home_region = config.home
     stacks = []
     for account, region in config.environments():

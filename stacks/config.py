@@ -256,11 +256,25 @@ class DescribeBudgetConfig(_Strict):
     burst: int = Field(default=DEFAULT_BURST, ge=1, le=40, description="calls albgate may make at once")
 
 
+class WaveTarget(_Strict):
+    """One application a wave rolls, when it is not the release's own Deployment in a cluster (other names there)."""
+
+    cluster: ClusterName
+    namespace: KubernetesName | None = Field(default=None, description="default: the release's namespace")
+    deployment: KubernetesObjectName | None = Field(default=None, description="default: the release's deployment")
+
+
 class WaveConfig(_Strict):
-    """One wave of a release: clusters that roll together, after every earlier wave passed."""
+    """One wave of a release: clusters (the release's Deployment in each) and other targets, rolled together after
+    every earlier wave passed."""
 
     name: KubernetesName = Field(description="the wave's name, shown in the release's events and `albgate release`")
-    clusters: list[ClusterName] = Field(min_length=1, description="clusters rolled in this wave (each once)")
+    clusters: list[ClusterName] = Field(
+        default_factory=list, description="clusters whose release Deployment this wave rolls (each once per release)"
+    )
+    targets: list[WaveTarget] = Field(
+        default_factory=list, description="cluster/application targets with names of their own"
+    )
     max_concurrency: int | None = Field(
         default=None, ge=1, description="rollouts of this wave running at once; default all of them"
     )
@@ -272,13 +286,30 @@ class WaveConfig(_Strict):
         default=False, description="a person approves (`albgate release approve`) before this wave starts"
     )
 
+    @model_validator(mode="after")
+    def _something(self) -> "WaveConfig":
+        if not self.clusters and not self.targets:
+            raise ValueError("a wave rolls something: list its clusters (or targets with their own names)")
+        return self
+
+    def resolved(self, release: "ReleaseConfig") -> list[tuple[str, str | None, str | None]]:
+        """(cluster, namespace, deployment) of every rollout of the wave, in order: its clusters, then its
+        targets; a name left out is the release's (None when the release names none either)."""
+        return ([(c, release.namespace, release.deployment) for c in self.clusters]
+                + [(t.cluster, t.namespace or release.namespace, t.deployment or release.deployment)
+                   for t in self.targets])
+
 
 class ReleaseConfig(_Strict):
     """One image through ordered waves of clusters (docs/releases.md)."""
 
     name: KubernetesName = Field(description="the release's name: `albgate release start <name>`")
-    namespace: KubernetesName = Field(description="namespace of the Deployment in every cluster")
-    deployment: KubernetesObjectName = Field(description="the Deployment rolled in every cluster")
+    namespace: KubernetesName | None = Field(
+        default=None, description="namespace of the Deployment in every cluster (required when a wave lists clusters)"
+    )
+    deployment: KubernetesObjectName | None = Field(
+        default=None, description="the Deployment rolled in every cluster (required when a wave lists clusters)"
+    )
     waves: list[WaveConfig] = Field(min_length=1, max_length=MAX_WAVES)
     rollback_completed_waves: JsonBool = Field(
         default=False,
@@ -289,6 +320,10 @@ class ReleaseConfig(_Strict):
         default=None, description="a push to this ECR repository starts this release (instead of per-app rollouts)"
     )
     tag_pattern: TagGlob = Field(default="*", description="glob a pushed tag must match to start the release")
+
+    def clusters(self) -> set[str]:
+        """Every cluster the release rolls something in."""
+        return {c for w in self.waves for c, _, _ in w.resolved(self)}
 
 
 class ReleaseHome(_Strict):
@@ -420,34 +455,40 @@ class AlbgateConfig(_Strict):
             if release.name in seen:
                 problems.append((f"{where}.name", f"{release.name!r} is listed twice; give each release its own name"))
             seen.add(release.name)
-            in_waves: set[str] = set()
+            in_waves: set[tuple[str, str | None, str | None]] = set()
             wave_names: set[str] = set()
             for w, wave in enumerate(release.waves):
                 if wave.name in wave_names:
                     problems.append((f"{where}.waves.{w}.name", f"{wave.name!r} is listed twice in this release"))
                 wave_names.add(wave.name)
-                for k, cluster in enumerate(wave.clusters):
-                    at = f"{where}.waves.{w}.clusters.{k}"
-                    if cluster not in names:
+                places = [f"{where}.waves.{w}.clusters.{k}" for k in range(len(wave.clusters))] + [
+                    f"{where}.waves.{w}.targets.{k}" for k in range(len(wave.targets))]
+                for at, key in zip(places, wave.resolved(release)):
+                    cluster, namespace, deployment = key
+                    if namespace is None or deployment is None:
+                        problems.append((at, f"names no {'namespace' if namespace is None else 'deployment'}: set "
+                                             f"{where}.namespace and .deployment, or give the target its own"))
+                    elif cluster not in names:
                         problems.append((at, f"{quote(cluster)} is not in clusters; use one of {names}"))
-                    elif not any(a.cluster == cluster and a.namespace == release.namespace
-                                 and a.deployment == release.deployment for a in self.applications):
-                        problems.append((at, f"{release.namespace}/{release.deployment} is not an application of "
-                                             f"{cluster!r}; add it under applications (albgate rolls only those)"))
-                    if cluster in in_waves:
-                        problems.append((at, f"{cluster!r} is already in an earlier place of this release; a "
-                                             "cluster is rolled once per release"))
-                    in_waves.add(cluster)
+                    elif not any(a.cluster == cluster and a.namespace == namespace and a.deployment == deployment
+                                 for a in self.applications):
+                        problems.append((at, f"{namespace}/{deployment} is not an application of {cluster!r}; add it "
+                                             "under applications (albgate rolls only those)"))
+                    if key in in_waves:
+                        problems.append((at, f"{namespace}/{deployment} in {cluster!r} is already in an earlier place "
+                                             "of this release; a Deployment is rolled once per release"))
+                    in_waves.add(key)
+            targets = {(n, d) for _, n, d in in_waves}
             if release.ecr_repository and any(
-                a.ecr_repository == release.ecr_repository and a.namespace == release.namespace
-                and a.deployment == release.deployment for a in self.applications
+                a.ecr_repository == release.ecr_repository and (a.namespace, a.deployment) in targets
+                for a in self.applications
             ):
                 problems.append((f"{where}.ecr_repository", (
-                    f"{release.ecr_repository!r} also starts per-application rollouts of {release.namespace}/"
-                    f"{release.deployment}; a push must start one or the other: remove ecr_repository from those "
-                    "applications or from the release")))
+                    f"{release.ecr_repository!r} also starts per-application rollouts of a Deployment this release "
+                    "rolls; a push must start one or the other: remove ecr_repository from those applications or "
+                    "from the release")))
         if self.releases:
-            in_releases = {c for r in self.releases for w in r.waves for c in w.clusters}
+            in_releases = {c for r in self.releases for c in r.clusters()}
             for i, c in enumerate(self.clusters):
                 if c.name in in_releases and c.account is None:
                     problems.append((f"clusters.{i}.account", (

@@ -25,17 +25,17 @@ def release_targets(config: AlbgateConfig) -> list[ReleaseSpec]:
         waves = []
         for w in r.waves:
             targets = []
-            for name in w.clusters:
+            for name, namespace, deployment in w.resolved(r):
                 c = config.cluster(name)
                 app = next(a for a in config.applications
-                           if a.cluster == name and a.namespace == r.namespace and a.deployment == r.deployment)
+                           if a.cluster == name and a.namespace == namespace and a.deployment == deployment)
                 account = c.account or home_account or ""
                 env_stack = config.environment_stack_name(c.account, c.region)
                 arn = (f"arn:{partition_of(c.region)}:states:{c.region}:{account}:stateMachine:"
                        f"{rollout_state_machine_name(env_stack)}")
                 role = (f"arn:{partition_of(c.region)}:iam::{account}:role/{release_role_name(env_stack)}"
                         if account != home_account else None)
-                targets.append(ReleaseTarget(cluster=name, namespace=r.namespace, deployment=r.deployment,
+                targets.append(ReleaseTarget(cluster=name, namespace=app.namespace, deployment=app.deployment,
                                              container=app.container, account=account, region=c.region,
                                              state_machine_arn=arn, role_arn=role))
             waves.append(WaveSpec(name=w.name, targets=targets, max_concurrency=w.max_concurrency or len(targets),

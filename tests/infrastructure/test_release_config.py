@@ -75,18 +75,22 @@ BAD_RELEASES = [
     ("cluster-twice", set_wave(2, clusters=["prod-use1-b", "staging"]), "releases.0.waves.2.clusters.1",
      "'staging' is already in an earlier place of this release"),
     ("cluster-twice-in-one-wave", set_wave(1, clusters=["prod-use1-a", "prod-use1-a"]),
-     "releases.0.waves.1.clusters.1", "a cluster is rolled once per release"),
+     "releases.0.waves.1.clusters.1", "a Deployment is rolled once per release"),
     ("wave-name-twice", set_wave(2, name="staging"), "releases.0.waves.2.name",
      "'staging' is listed twice in this release"),
     ("release-name-twice", second_release, "releases.1.name", "'nginx-app' is listed twice; give each release"),
     ("ecr-repository-clash", ecr_clash, "releases.0.ecr_repository",
-     "'nginx-app' also starts per-application rollouts of readiness/nginx-app; a push must start one or the other"),
+     "'nginx-app' also starts per-application rollouts of a Deployment this release rolls; a push must start one"),
     ("several-environments-without-an-account", no_account(3), "clusters.3.account",
      "required when clusters span several accounts or Regions"),
     ("released-cluster-without-an-account", no_account(3), "clusters.3.account",
      "required for a cluster a release rolls"),
     ("no-waves", lambda c: release(c).update(waves=[]), "releases.0.waves", "at least 1"),
-    ("wave-without-clusters", set_wave(0, clusters=[]), "releases.0.waves.0.clusters", "at least 1"),
+    ("wave-without-clusters", set_wave(0, clusters=[]), "releases.0.waves.0", "a wave rolls something"),
+    ("target-not-an-application", set_wave(0, targets=[{"cluster": "staging", "namespace": "shop"}]),
+     "releases.0.waves.0.targets.0", "shop/nginx-app is not an application of 'staging'"),
+    ("clusters-without-release-names", lambda c: release(c).pop("namespace"), "releases.0.waves.0.clusters.0",
+     "names no namespace: set releases.0.namespace and .deployment, or give the target its own"),
     ("concurrency-zero", set_wave(2, max_concurrency=0), "releases.0.waves.2.max_concurrency",
      "greater than or equal to 1"),
     ("bake-over-a-day", set_wave(0, bake_seconds=86_401), "releases.0.waves.0.bake_seconds",
@@ -222,3 +226,19 @@ def test_a_release_home_in_another_account_assumes_a_role_everywhere(releases_ex
     # Then every child, staging's included, is reached through its environment's release role
     assert all(t.role_arn and t.role_arn.startswith(f"arn:aws:iam::{t.account}:role/")
                for w in spec.waves for t in w.targets)
+
+
+def test_a_wave_target_with_names_of_its_own_rolls_that_application(releases_example):
+    # Given the canary wave also rolls shop/cart in prod-euw1-a, an application with other names there
+    config = copy.deepcopy(releases_example)
+    config["applications"].append({**config["applications"][0], "cluster": "prod-euw1-a", "namespace": "shop",
+                                   "deployment": "cart", "container": "app"})
+    release(config)["waves"][1]["targets"] = [{"cluster": "prod-euw1-a", "namespace": "shop", "deployment": "cart"}]
+    # When the release is resolved for the release functions
+    (spec,) = release_targets(parse_config(config))
+    # Then the wave rolls its cluster's release Deployment, then that target, in its account and Region
+    wave = spec.waves[1]
+    assert [(t.cluster, t.namespace, t.deployment, t.container) for t in wave.targets] == [
+        ("prod-use1-a", "readiness", "nginx-app", "nginx"), ("prod-euw1-a", "shop", "cart", "app")]
+    assert wave.targets[1].state_machine_arn.endswith(":stateMachine:Albgate-222222222222-eu-west-1-Rollout")
+    assert wave.max_concurrency == 2
