@@ -38,6 +38,9 @@ from _common import (  # noqa: E402
 )
 
 STRATEGIES = ("albgate", "readiness-gate")
+# albgate is run twice at N > 1: with the stack's default share of the bucket (adaptive: it steps back when its calls
+# are throttled) and with the same share fixed, side by side (lambdas/domain/budget.py).
+FIXED_SHARE = "albgate, fixed share"
 
 
 def alone_sample(n: int, k: int) -> list[int]:
@@ -51,23 +54,28 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
     from albgate.sim import load_scenario
     from albgate.sim.albgate_strategy import register_strategy  # importing it registers the albgate strategy
     from albgate.sim.fleet import alone_seconds, print_progress, run_fleet
+    from lambdas.domain.budget import BudgetSpec
 
     assert register_strategy
     base = load_scenario(scenario_path)
     rows: list[dict[str, Any]] = []
     for n in sizes:
         scenario = base.with_changes(fleet={"deployments": n, "start_within_seconds": within if n > 1 else 0})
-        for strategy in STRATEGIES:
-            print(f"{scenario.name}: {n} rollout(s) with {strategy} ...", file=sys.stderr, flush=True)
-            result = run_fleet(scenario, strategy, seed, progress=print_progress if n >= 10 else None)
+        runs = [(s, s, None) for s in STRATEGIES]
+        if n > 1:
+            runs.insert(1, (FIXED_SHARE, "albgate", BudgetSpec(adaptive=False)))
+        for label, strategy, budget in runs:
+            print(f"{scenario.name}: {n} rollout(s) with {label} ...", file=sys.stderr, flush=True)
+            result = run_fleet(scenario, strategy, seed, progress=print_progress if n >= 10 else None, budget=budget)
             sample = alone_sample(n, alone) if n > 1 else [0]
             t0 = time.perf_counter()
             for k in sample:
                 seconds = (result.rollouts[0].seconds if n == 1
-                           else alone_seconds(scenario, strategy, seed, k))
+                           else alone_seconds(scenario, strategy, seed, k, budget=budget))
                 if seconds:
                     result.alone_seconds[result.rollouts[k].deployment] = seconds
             row = result.to_json()
+            row["label"] = label
             row["alone_wall_seconds"] = round(time.perf_counter() - t0, 3)
             row.pop("rollouts")
             rows.append(row)
@@ -94,7 +102,8 @@ def tables(payload: dict[str, Any]) -> str:
             ["N", "strategy", "failed requests", "failed rollouts", "rollout s: median / p99 / worst",
              "slowdown: median / p99 / worst", "makespan s", "Describe* per rollout: strategy / controller",
              "throttled: strategy / controller", "wall s"],
-            [[r["deployments"], r["strategy"], f"{r['failed_requests']} of {r['requests']}", r["failed_rollouts"],
+            [[r["deployments"], r.get("label", r["strategy"]), f"{r['failed_requests']} of {r['requests']}",
+              r["failed_rollouts"],
               spread(r["rollout_seconds"]), spread(r["slowdown"], 2), fmt(r["makespan_seconds"], 1),
               f"{calls(r, r['strategy']) if r['strategy'] == 'albgate' else '-'} / {calls(r, 'controller')}",
               f"{r['throttled_calls_by_caller'].get(r['strategy'], 0)} / "

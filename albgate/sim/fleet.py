@@ -28,6 +28,7 @@ from albgate.sim.engine import EPOCH
 from albgate.sim.scenario import Scenario
 from albgate.sim.simulation import Simulation
 from albgate.sim.strategies import FAILED, SUCCEEDED, TIMED_OUT, StrategyRun, get_strategy
+from lambdas.domain.budget import BudgetSpec
 from lambdas.domain.ports import DeploymentPatch
 
 FLEET_STRATEGIES = ("albgate", "readiness-gate", "kubernetes-default")
@@ -102,12 +103,14 @@ Progress = Callable[[int, int], None]  # (rollouts ended, rollouts in all)
 
 
 def run_fleet(scenario: Scenario, strategy: str = "albgate", seed: int | None = None, *,
-              only: list[int] | None = None, progress: Progress | None = None) -> FleetResult:
-    """Build the fleet's world for ``strategy`` (or only some copies of it), run every rollout, settle, report."""
+              only: list[int] | None = None, progress: Progress | None = None,
+              budget: BudgetSpec | None = None) -> FleetResult:
+    """Build the fleet's world for ``strategy`` (or only some copies of it), run every rollout, settle, report.
+    ``budget``: albgate's share of the bucket (default: the stack's default, adaptive)."""
     if strategy not in FLEET_STRATEGIES:
         raise ValueError(f"strategy {strategy!r} cannot run a fleet; use one of {', '.join(FLEET_STRATEGIES)}")
     wall = time.perf_counter()
-    sim = Simulation(get_strategy(strategy).prepare(scenario), seed, only=only)
+    sim = Simulation(get_strategy(strategy).prepare(scenario), seed, only=only, budget=budget)
     first = min(c.start for c in sim.copies)
     sim.run_until(first)
     sim.log("rollout", f"{len(sim.copies)} rollout(s) start: {strategy} -> {scenario.rollout.image}")
@@ -137,9 +140,10 @@ def run_fleet(scenario: Scenario, strategy: str = "albgate", seed: int | None = 
     )
 
 
-def alone_seconds(scenario: Scenario, strategy: str, seed: int | None, copy: int) -> float | None:
+def alone_seconds(scenario: Scenario, strategy: str, seed: int | None, copy: int,
+                  budget: BudgetSpec | None = None) -> float | None:
     """How long copy ``copy``'s rollout takes with no other copy in the world (same names, start and draws)."""
-    result = run_fleet(scenario, strategy, seed, only=[copy])
+    result = run_fleet(scenario, strategy, seed, only=[copy], budget=budget)
     (rollout,) = result.rollouts
     return rollout.seconds if rollout.outcome == SUCCEEDED else None
 

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from lambdas.domain.budget import LocalBudget
+from lambdas.domain.budget import BudgetSpec, LocalBudget
 from lambdas.domain.models import RolloutRequest
 from lambdas.domain.ports import DRAINING, INITIAL, INJECT_LABEL, LBC_GATE_PREFIX, PodTemplate, Ports, TargetGroupBinding
 
@@ -66,7 +66,8 @@ class Simulation:
     ``only`` builds just those copies of a fleet (each exactly as in the whole fleet: names, start time and
     random draws), which is how a rollout's time alone is compared with its time among the others."""
 
-    def __init__(self, scenario: Scenario, seed: int | None = None, *, only: Sequence[int] | None = None) -> None:
+    def __init__(self, scenario: Scenario, seed: int | None = None, *, only: Sequence[int] | None = None,
+                 budget: BudgetSpec | None = None) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         n = scenario.fleet.deployments
@@ -90,7 +91,7 @@ class Simulation:
         self.elb = SimElb(self, caller="albgate", retries=ALBGATE_ELB_RETRIES)
         # albgate's share of the account's Describe* bucket, with the stack's default rate and burst. One
         # rollout never waits for it; bench/replay.replay puts many rollouts behind one (docs/benchmarks.md).
-        self.budget = LocalBudget(self.clock)
+        self.budget = LocalBudget(self.clock, budget)
         self._build()
 
     # --- plumbing -------------------------------------------------------------------------------------

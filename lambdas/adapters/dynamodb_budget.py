@@ -1,9 +1,10 @@
 """albgate's share of the account's Describe* bucket, kept in one DynamoDB item that every Lambda shares.
 
 Job: implement ``DescribeBudget`` over the item ``budget_key = "elbv2-describe"``: read its ``tat`` (the
-theoretical arrival time of ``lambdas/domain/budget.py``), let the domain decide, and write the new ``tat``
-only if nobody changed it since the read (a conditional UpdateItem). Two Lambdas racing for the same slot cannot
-both win: the loser reads again and decides again.
+theoretical arrival time of ``lambdas/domain/budget.py``) and the share's last cut (``cut_rate``, ``cut_at``), let
+the domain decide, and write the new ``tat`` only if nobody changed it since the read (a conditional UpdateItem).
+Two Lambdas racing for the same slot cannot both win: the loser reads again and decides again. A throttled call
+cuts the share the same way: the new cut is written only if the cut read is still the item's.
 
 Invariant: the budget is a courtesy to the other callers of the bucket, never a reason for a rollout to stop.
 If DynamoDB cannot answer (throttled, unavailable, access denied, or the item keeps changing under us), the
@@ -21,11 +22,13 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.adapters.elbv2 import client_config
-from lambdas.domain.budget import BudgetSpec, admit
+from lambdas.domain.budget import BudgetSpec, Cut, admit, after_throttle, current_rate
 
 KEY = "budget_key"
 ITEM = "elbv2-describe"
 TAT = "tat"
+CUT_RATE = "cut_rate"
+CUT_AT = "cut_at"
 # Conflicting writers read again and decide again; past this many lost races, the call is let through.
 MAX_RACES = 5
 
@@ -51,15 +54,23 @@ class DynamoDbBudget:
             return self._given_client
         return (self._session or boto3).client("dynamodb", region_name=self._region, config=client_config())
 
+    def _read(self) -> tuple[float | None, Cut | None]:
+        item = self._client.get_item(
+            TableName=self._table, Key={KEY: {"S": ITEM}}, ConsistentRead=True,
+            ProjectionExpression="#tat, #rate, #at",
+            ExpressionAttributeNames={"#tat": TAT, "#rate": CUT_RATE, "#at": CUT_AT},
+        ).get("Item", {})
+        tat = item.get(TAT, {}).get("N")
+        rate, at = item.get(CUT_RATE, {}).get("N"), item.get(CUT_AT, {}).get("N")
+        cut = Cut(float(rate), float(at)) if rate is not None and at is not None else None
+        return (float(tat) if tat is not None else None), cut
+
     def acquire(self, tokens: int, *, reserve: bool) -> float:
         try:
             for _ in range(MAX_RACES):
-                answer = self._client.get_item(
-                    TableName=self._table, Key={KEY: {"S": ITEM}}, ConsistentRead=True, ProjectionExpression=TAT
-                )
-                raw = answer.get("Item", {}).get(TAT, {}).get("N")
-                tat = float(raw) if raw is not None else None
-                a = admit(tat, self._now(), tokens, self.spec, reserve=reserve)
+                tat, cut = self._read()
+                now = self._now()
+                a = admit(tat, now, tokens, self.spec, reserve=reserve, rate=current_rate(self.spec, cut, now))
                 if a.tat == tat:  # refused without booking: nothing to write
                     return a.wait
                 if self._write(tat, a.tat):
@@ -68,6 +79,34 @@ class DynamoDbBudget:
         except (ClientError, BotoCoreError) as e:
             log.warning("describe budget: DynamoDB %s did not answer (%s); letting the call through", self._table, e)
         return 0.0
+
+    def throttled(self) -> None:
+        """Cut the share for every execution (``after_throttle``); a cut another Lambda just made stands."""
+        try:
+            for _ in range(MAX_RACES):
+                _, cut = self._read()
+                new = after_throttle(self.spec, cut, self._now())
+                if new is None or self._write_cut(cut, new):
+                    return
+        except (ClientError, BotoCoreError) as e:
+            log.warning("describe budget: DynamoDB %s did not answer (%s); the share is not cut", self._table, e)
+
+    def _write_cut(self, old: Cut | None, new: Cut) -> bool:
+        condition = "attribute_not_exists(#at)" if old is None else "#at = :old"
+        values: dict[str, Any] = {":rate": {"N": repr(new.rate)}, ":at": {"N": repr(new.at)}}
+        if old is not None:
+            values[":old"] = {"N": repr(old.at)}
+        try:
+            self._client.update_item(
+                TableName=self._table, Key={KEY: {"S": ITEM}}, UpdateExpression="SET #rate = :rate, #at = :at",
+                ConditionExpression=condition, ExpressionAttributeNames={"#rate": CUT_RATE, "#at": CUT_AT},
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
 
     def _write(self, old: float | None, new: float) -> bool:
         condition = "attribute_not_exists(#tat)" if old is None else "#tat = :old"

@@ -15,11 +15,20 @@ One number is what makes it shareable: the DynamoDB adapter keeps it in one item
 conditional write. A call that must wait either books its place (a gate's next look, which will come back
 anyway) or books nothing and learns how long to wait (Preflight, whose Retry decides when it comes back).
 
+Adaptive: the share is a ceiling, not a promise. The bucket is the controllers' too, and their demand grows with
+the rollouts in flight (every pod waiting for its gate is a target they look at), so when albgate's own calls are
+throttled the bucket is short and albgate steps back: one throttled look cuts the share for every execution to
+``decrease`` of what it was (at most once per ``cooldown_seconds``, however many executions saw the same
+shortage), never below ``floor_rate_per_second``, and the share grows back linearly to ``rate_per_second`` over
+``recovery_seconds`` without throttling: additive increase, multiplicative decrease, as TCP and botocore's
+adaptive retry mode do for one client, here for all of albgate's in the account. The cut is one more pair of
+numbers beside ``tat`` (``Cut``), kept the same way.
+
 Invariant: over any window of w seconds, the calls let go (now, or at their booked time) number at most
 ``max(burst, largest request) + rate_per_second * w``, however many executions ask and in whatever order (a
-request larger than the burst goes whole on a full bucket rather than never); tests/unit/test_budget.py checks
-it with hypothesis.
-Pure: the caller supplies the clock and keeps ``tat``.
+request larger than the burst goes whole on a full bucket rather than never), cut or not; tests/unit/
+test_budget.py checks it with hypothesis.
+Pure: the caller supplies the clock and keeps ``tat`` and the cut.
 """
 
 from __future__ import annotations
@@ -34,18 +43,67 @@ from dataclasses import dataclass
 # (docs/results/cost.md). A single rollout asks well under 1 call/s and never waits.
 DEFAULT_RATE_PER_SECOND = 4.5
 DEFAULT_BURST = 30
+# The adaptive cut (see the module docstring). A look comes every few seconds per execution, so a shortage is seen
+# by many executions within seconds: one cut per 10 s lets each halving act before the next. Half a call a second
+# still lets a rollout's looks through (a seed-app rollout makes about 12 in 90 s), and 30 s to climb back from
+# the floor is about one rollout step. Chosen by measuring 50 concurrent rollouts in one simulated account with
+# several settings against the fixed share (docs/benchmarks.md, "Adaptive share").
+DEFAULT_FLOOR_RATE_PER_SECOND = 0.5
+DEFAULT_DECREASE = 0.5
+DEFAULT_COOLDOWN_SECONDS = 10.0
+DEFAULT_RECOVERY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
 class BudgetSpec:
     rate_per_second: float = DEFAULT_RATE_PER_SECOND
     burst: int = DEFAULT_BURST
+    adaptive: bool = True  # False: a fixed share, whatever the throttling
+    floor_rate_per_second: float = DEFAULT_FLOOR_RATE_PER_SECOND
+    decrease: float = DEFAULT_DECREASE
+    cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS
+    recovery_seconds: float = DEFAULT_RECOVERY_SECONDS
 
     def __post_init__(self) -> None:
         if not self.rate_per_second > 0:
             raise ValueError(f"describe budget rate_per_second must be > 0, got {self.rate_per_second!r}")
         if self.burst < 1:
             raise ValueError(f"describe budget burst must be >= 1, got {self.burst!r}")
+        if not self.floor_rate_per_second > 0:
+            raise ValueError(f"describe budget floor_rate_per_second must be > 0, got {self.floor_rate_per_second!r}")
+        if not 0 < self.decrease < 1:
+            raise ValueError(f"describe budget decrease must be between 0 and 1, got {self.decrease!r}")
+        if self.cooldown_seconds < 0 or not self.recovery_seconds > 0:
+            raise ValueError("describe budget cooldown_seconds must be >= 0 and recovery_seconds > 0")
+
+    @property
+    def floor(self) -> float:
+        """The lowest share a cut leaves: the floor, or the whole share when that is smaller."""
+        return min(self.floor_rate_per_second, self.rate_per_second)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """The last cut of the share: the rate it was cut to, and when."""
+
+    rate: float
+    at: float
+
+
+def current_rate(spec: BudgetSpec, cut: Cut | None, now: float) -> float:
+    """The share now: the last cut, grown back linearly (full after ``recovery_seconds`` from the floor)."""
+    if cut is None or not spec.adaptive:
+        return spec.rate_per_second
+    climb = (spec.rate_per_second - spec.floor) * max(0.0, now - cut.at) / spec.recovery_seconds
+    return min(spec.rate_per_second, max(spec.floor, cut.rate + climb))
+
+
+def after_throttle(spec: BudgetSpec, cut: Cut | None, now: float) -> Cut | None:
+    """The new cut once a call of albgate was throttled at ``now``; None when nothing changes (a fixed share, or
+    the last cut was less than ``cooldown_seconds`` ago: the same shortage)."""
+    if not spec.adaptive or (cut is not None and now - cut.at < spec.cooldown_seconds):
+        return None
+    return Cut(max(spec.floor, current_rate(spec, cut, now) * spec.decrease), now)
 
 
 @dataclass(frozen=True)
@@ -54,18 +112,21 @@ class Admission:
     wait: float  # seconds from now until the calls may go (0: now)
 
 
-def admit(tat: float | None, now: float, tokens: int, spec: BudgetSpec, *, reserve: bool) -> Admission:
+def admit(tat: float | None, now: float, tokens: int, spec: BudgetSpec, *, reserve: bool,
+          rate: float | None = None) -> Admission:
     """When ``tokens`` calls may go, given the stored ``tat`` (None: the bucket is full).
 
     ``wait`` 0: they may go now, and ``tat`` has moved on by them. ``wait`` > 0 and ``reserve``: they are
     booked for ``now + wait`` (the caller comes back then and calls without asking again; every later asker
     queues behind it, so waiters neither collide nor starve). ``wait`` > 0 without ``reserve``: nothing is
     booked, ``tat`` is unchanged, and the same request would go in ``wait`` seconds if nobody else asks.
-    A request larger than the burst counts as a burst-sized one, so that it can go at all."""
+    A request larger than the burst counts as a burst-sized one, so that it can go at all. ``rate``: the share now
+    (``current_rate``), at most ``spec.rate_per_second`` (the default)."""
     if tokens < 1:
         return Admission(tat if tat is not None else now, 0.0)
-    emission = 1.0 / spec.rate_per_second
-    tolerance = (spec.burst - min(tokens, spec.burst)) * emission
+    emission = 1.0 / min(spec.rate_per_second, rate or spec.rate_per_second)
+    # The burst is measured at the whole share: a cut spaces calls further apart, it does not widen the burst.
+    tolerance = (spec.burst - min(tokens, spec.burst)) / spec.rate_per_second
     start = now if tat is None or tat < now else tat
     wait = max(0.0, start - now - tolerance)  # how far the schedule runs ahead of what a burst allows
     if wait > 1e-9 and not reserve:
@@ -81,13 +142,21 @@ class LocalBudget:
         self._clock = clock
         self.spec = spec or BudgetSpec()
         self.tat: float | None = None
+        self.cut: Cut | None = None
         self.waits = 0  # requests told to wait
+        self.cuts = 0  # times the share was cut
 
     def acquire(self, tokens: int, *, reserve: bool) -> float:
-        a = admit(self.tat, self._clock.now(), tokens, self.spec, reserve=reserve)  # type: ignore[attr-defined]
+        now = self._clock.now()  # type: ignore[attr-defined]
+        a = admit(self.tat, now, tokens, self.spec, reserve=reserve, rate=current_rate(self.spec, self.cut, now))
         self.tat = a.tat
         self.waits += a.wait > 0
         return a.wait
+
+    def throttled(self) -> None:
+        cut = after_throttle(self.spec, self.cut, self._clock.now())  # type: ignore[attr-defined]
+        if cut is not None:
+            self.cut, self.cuts = cut, self.cuts + 1
 
 
 class UnlimitedBudget:
@@ -95,3 +164,6 @@ class UnlimitedBudget:
 
     def acquire(self, tokens: int, *, reserve: bool) -> float:
         return 0.0
+
+    def throttled(self) -> None:
+        """Nothing to adapt."""

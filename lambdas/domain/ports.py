@@ -397,6 +397,10 @@ class DescribeBudget(Protocol):
         that long, with the calls booked for then if ``reserve`` (see ``budget.admit``)."""
         ...
 
+    def throttled(self) -> None:
+        """ELB throttled a call of albgate: the account's bucket is short; cut the share (``budget.after_throttle``)."""
+        ...
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Clock

@@ -204,3 +204,61 @@ def test_any_dynamodb_error_lets_the_call_through_with_a_warning(operation, code
     # Then it goes now, and the warning says why
     assert wait == 0.0
     assert any(r.levelno == logging.WARNING and code in r.getMessage() for r in caplog.records)
+
+
+# --- the adaptive share ----------------------------------------------------------------------------------------
+def test_a_throttled_call_cuts_the_share_of_every_lambda_on_the_table(dynamodb):
+    # Given two Lambdas' budgets on one table, the burst spent by the first
+    clock = FakeClock()
+    a = DynamoDbBudget(TABLE, SPEC, clock.now, client=dynamodb)
+    b = DynamoDbBudget(TABLE, SPEC, clock.now, client=dynamodb)
+    assert a.acquire(10, reserve=False) == 0
+    # When the first sees a throttled call
+    a.throttled()
+    # Then the item holds the cut, and the second Lambda's next calls are spaced at the cut share, as in memory
+    item = dynamodb.get_item(TableName=TABLE, Key={KEY: {"S": ITEM}})["Item"]
+    assert (float(item["cut_rate"]["N"]), float(item["cut_at"]["N"])) == (2.0, NOW)
+    local = LocalBudget(clock, SPEC)
+    local.acquire(10, reserve=False)
+    local.throttled()
+    assert [b.acquire(1, reserve=True) for _ in range(3)] == [local.acquire(1, reserve=True) for _ in range(3)]
+
+
+def test_the_same_shortage_seen_by_many_lambdas_cuts_once(dynamodb):
+    clock = FakeClock()
+    budgets = [DynamoDbBudget(TABLE, SPEC, clock.now, client=dynamodb) for _ in range(5)]
+    for budget in budgets:
+        budget.throttled()
+    clock.t += 5  # within the cooldown
+    budgets[0].throttled()
+    item = dynamodb.get_item(TableName=TABLE, Key={KEY: {"S": ITEM}})["Item"]
+    assert float(item["cut_rate"]["N"]) == SPEC.rate_per_second * SPEC.decrease
+
+
+def test_a_cut_another_lambda_wrote_meanwhile_stands(dynamodb):
+    # Given a Lambda that read no cut, then lost the race to another that wrote one
+    clock = FakeClock()
+    budget = DynamoDbBudget(TABLE, SPEC, clock.now, client=dynamodb)
+    other = DynamoDbBudget(TABLE, SPEC, clock.now, client=dynamodb)
+    real_read = budget._read
+
+    def read_then_lose():
+        answer = real_read()
+        other.throttled()  # the other Lambda cuts between this one's read and write
+        budget._read = real_read
+        return answer
+
+    budget._read = read_then_lose
+    # When it tries to cut, Then its conditional write fails, it reads again, finds the fresh cut and leaves it
+    budget.throttled()
+    item = dynamodb.get_item(TableName=TABLE, Key={KEY: {"S": ITEM}})["Item"]
+    assert float(item["cut_rate"]["N"]) == 2.0
+
+
+def test_dynamodb_not_answering_leaves_the_share_uncut_with_a_warning(dynamodb, caplog):
+    budget = DynamoDbBudget(TABLE, SPEC, FakeClock().now, client=dynamodb)
+    with Stubber(dynamodb) as stub:
+        stub.add_client_error("get_item", "ProvisionedThroughputExceededException")
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            budget.throttled()
+    assert "the share is not cut" in caplog.text

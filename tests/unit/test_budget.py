@@ -20,7 +20,10 @@ from lambdas.domain.budget import (
     Admission,
     BudgetSpec,
     LocalBudget,
+    Cut,
     UnlimitedBudget,
+    after_throttle,
+    current_rate,
     admit,
 )
 
@@ -258,3 +261,114 @@ def test_requests_over_the_burst_stretch_the_bound_by_their_excess_only(case):
     cap = max([spec.burst] + [n for _, n in gone])
     a, b, calls = worst_window(spec, gone, cap)
     assert calls <= cap + spec.rate_per_second * (b - a) + SLACK_CALLS, (a - NOW, b - NOW, calls)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The adaptive share: cut by half on a throttled call, once per cooldown, never below the floor, back in full
+# after recovery_seconds
+# ---------------------------------------------------------------------------------------------------------
+ADAPTIVE = BudgetSpec(rate_per_second=4.0, burst=10, floor_rate_per_second=0.5, decrease=0.5, cooldown_seconds=10,
+                      recovery_seconds=30)
+
+
+@pytest.mark.parametrize(("cut", "after", "rate"), [
+    (None, 0, 4.0),  # never cut: the whole share
+    (Cut(1.0, NOW), 0, 1.0),  # just cut
+    (Cut(1.0, NOW), 15, 1.0 + 3.5 * 15 / 30),  # half the recovery: half of (share - floor) climbed back
+    (Cut(1.0, NOW), 30, 4.0),  # capped at the share
+    (Cut(0.5, NOW), 60, 4.0),
+    (Cut(1.0, NOW), -5, 1.0),  # a clock behind the cut climbs nothing
+], ids=["never-cut", "just-cut", "half-way-back", "back-in-full", "from-the-floor", "clock-behind"])
+def test_the_share_climbs_back_linearly_after_a_cut(cut, after, rate):
+    assert current_rate(ADAPTIVE, cut, NOW + after) == pytest.approx(rate)
+
+
+def test_a_throttled_call_halves_the_share_once_per_cooldown_down_to_the_floor():
+    # Given the whole share, When a call is throttled, Then it halves
+    first = after_throttle(ADAPTIVE, None, NOW)
+    assert first == Cut(2.0, NOW)
+    # When others are throttled in the same shortage (within the cooldown), Then nothing more is cut
+    assert after_throttle(ADAPTIVE, first, NOW + 9.9) is None
+    # When the shortage goes on past the cooldown, Then the share then in force halves again, never below the floor
+    second = after_throttle(ADAPTIVE, first, NOW + 10)
+    assert second == Cut(pytest.approx((2.0 + 3.5 * 10 / 30) / 2), NOW + 10)
+    # When the shortage never ends and the share cannot climb back between cuts, Then it stops at the floor
+    slow = BudgetSpec(rate_per_second=4.0, burst=10, recovery_seconds=1e9)
+    cut = None
+    for k in range(12):
+        cut = after_throttle(slow, cut, NOW + 10 * k) or cut
+    assert cut is not None and cut.rate == slow.floor_rate_per_second
+
+
+def test_a_fixed_share_is_never_cut_and_a_floor_above_the_share_is_the_share():
+    fixed = BudgetSpec(rate_per_second=4.0, burst=10, adaptive=False)
+    assert after_throttle(fixed, None, NOW) is None
+    assert current_rate(fixed, Cut(0.5, NOW), NOW) == 4.0
+    tiny = BudgetSpec(rate_per_second=0.1, burst=1)
+    assert after_throttle(tiny, None, NOW) == Cut(0.1, NOW)  # the default floor (0.5) is above the share: 0.1
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("floor_rate_per_second", 0, "floor_rate_per_second must be > 0"),
+    ("decrease", 1.0, "decrease must be between 0 and 1"),
+    ("decrease", 0, "decrease must be between 0 and 1"),
+    ("recovery_seconds", 0, "recovery_seconds > 0"),
+    ("cooldown_seconds", -1, "cooldown_seconds must be >= 0"),
+])
+def test_an_adaptive_spec_that_cannot_work_is_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        BudgetSpec(**{field: value})
+
+
+def test_a_cut_local_budget_spaces_its_calls_at_the_cut_rate():
+    # Given a budget whose burst is spent
+    clock = FakeClock(NOW)
+    budget = LocalBudget(clock, ADAPTIVE)
+    assert budget.acquire(10, reserve=False) == 0
+    # When a call is throttled, Then the next calls are spaced at the cut share (2/s: 0.5 s), not at the share's
+    # 0.25 s, and the burst does not grow with the cut
+    budget.throttled()
+    assert budget.cuts == 1 and budget.cut == Cut(2.0, NOW)
+    assert [budget.acquire(1, reserve=True) for _ in range(3)] == pytest.approx([0.25, 0.75, 1.25])
+    budget.throttled()  # the same shortage: no second cut
+    assert budget.cuts == 1
+
+
+def calls_let_go_adaptive(spec: BudgetSpec, requests: list[tuple[float, int, bool, bool]]) -> list[tuple[float, int]]:
+    """As ``calls_let_go``, with some requests throttled after they went (each may cut the share)."""
+    tat, cut, now, gone = None, None, NOW, []
+    for dt, tokens, reserve, throttled in requests:
+        now += dt
+        a = admit(tat, now, tokens, spec, reserve=reserve, rate=current_rate(spec, cut, now))
+        tat = a.tat
+        if a.wait == 0:
+            gone.append((now, max(tokens, 0)))
+        elif reserve:
+            gone.append((now + a.wait, tokens))
+        if throttled:
+            cut = after_throttle(spec, cut, now) or cut
+    return gone
+
+
+adaptive_specs = st.builds(
+    BudgetSpec,
+    rate_per_second=st.sampled_from([1.0, 2.5, 4.5, 10.0]),
+    burst=st.integers(min_value=1, max_value=12),
+    floor_rate_per_second=st.sampled_from([0.1, 0.5, 1.0]),
+    decrease=st.sampled_from([0.3, 0.5, 0.8]),
+    cooldown_seconds=st.sampled_from([0.0, 2.0, 10.0]),
+    recovery_seconds=st.sampled_from([1.0, 30.0]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(adaptive_specs, st.lists(st.tuples(gaps, st.integers(min_value=1, max_value=12), st.booleans(), st.booleans()),
+                                max_size=40))
+def test_cut_or_not_no_window_lets_more_than_burst_plus_the_share_times_its_length_go(spec, requests):
+    # Given any adaptive spec and requests, some of them throttled (each may cut the share)
+    requests = [(dt, min(tokens, spec.burst), reserve, throttled) for dt, tokens, reserve, throttled in requests]
+    # When admit decides each at the share then in force
+    gone = calls_let_go_adaptive(spec, requests)
+    # Then the bound of the fixed share still holds: a cut only spaces calls further apart
+    a, b, calls = worst_window(spec, gone, spec.burst)
+    assert calls <= spec.burst + spec.rate_per_second * (b - a) + SLACK_CALLS, (a - NOW, b - NOW, calls)

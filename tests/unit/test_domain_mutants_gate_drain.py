@@ -327,14 +327,18 @@ class Clock:
         return self.at
 
 
-@dataclass(frozen=True)
+@dataclass
 class Budget:
     """albgate's share of the Describe* calls: ``wait`` seconds before the next look may go (0: now)."""
 
     wait: float = 0.0
+    throttles: int = 0  # throttled calls reported to the share
 
     def acquire(self, tokens: int, *, reserve: bool) -> float:
         return self.wait
+
+    def throttled(self) -> None:
+        self.throttles += 1
 
 
 @dataclass
@@ -468,6 +472,7 @@ def test_a_throttled_look_counts_the_throttle_and_backs_off():
     s = check_target_health(w.ports, rollout())
     assert s.gate == GateResult(Verdict.WAITING, "DescribeTargetHealth throttled (1x); backing off")
     assert s.throttles == 1
+    assert w.ports.budget.throttles == 1  # and the share was told: the bucket is short
     assert s.wait_seconds == target_poll_seconds(INTERVAL, "exec-1/rollout/0/throttled/1", 1)
 
 
@@ -607,7 +612,7 @@ def test_a_throttled_drain_deregisters_blind_and_backs_off_per_throttle():
     w = world([], throttled=True)
     s = verify_drain(w.ports, rollout(step=1, more_steps=False, throttles=1, watched=("10.0.0.1",),
                                       groups=(group(port=8080),)))
-    assert s.throttles == 2
+    assert s.throttles == 2 and w.ports.budget.throttles == 1
     assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])]
     assert s.wait_seconds == drain_poll_seconds(INTERVAL, "exec-1/rollout/1/drain/1", 2)
 

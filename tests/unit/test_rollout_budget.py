@@ -61,6 +61,7 @@ class ScriptedBudget:
     def __init__(self, *waits: float) -> None:
         self.waits = list(waits)
         self.asks: list[tuple[int, bool]] = []
+        self.throttles = 0  # throttled calls reported (each may cut albgate's share)
 
     def say(self, *waits: float) -> None:
         self.waits = list(waits)
@@ -69,6 +70,9 @@ class ScriptedBudget:
     def acquire(self, tokens: int, *, reserve: bool) -> float:
         self.asks.append((tokens, reserve))
         return self.waits.pop(0) if self.waits else 0.0
+
+    def throttled(self) -> None:
+        self.throttles += 1
 
 
 @dataclasses.dataclass
@@ -315,6 +319,37 @@ def test_the_drain_check_waits_its_booked_time_without_calling_elb(world, booked
     state = verify_drain(world.ports, state)
     assert world.budget.asks == [(1, True)] and world.health_calls == calls + 1
     assert state["describe_slot_at"] is None
+
+
+class ThrottlingElb:
+    """The simulated ELB, but DescribeTargetHealth answers ThrottledError ``times`` times first (after the client's
+    own retries, as the adapter raises it)."""
+
+    def __init__(self, inner, times: int) -> None:  # noqa: ANN001
+        self.inner, self.times = inner, times
+
+    def describe_target_health(self, arn: str):  # noqa: ANN201
+        if self.times > 0:
+            self.times -= 1
+            raise ThrottledError("Rate exceeded")
+        return self.inner.describe_target_health(arn)
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self.inner, name)
+
+
+def test_a_throttled_look_tells_the_budget_so_albgates_share_steps_back(world):
+    # Given a started step whose gate's first DescribeTargetHealth is throttled
+    state = world.started()
+    ports = dataclasses.replace(world.ports, elb=ThrottlingElb(world.ports.elb, times=1))
+    for _ in range(20):
+        state = check_target_health(ports, state)
+        if world.budget.throttles or state["gate"]["status"] != "WAITING":
+            break
+        world.sim.advance(state["wait_seconds"])
+    # Then the gate backs off and reports the throttled call to the budget, once
+    assert world.budget.throttles == 1
+    assert "throttled" in state["gate"]["reason"]
 
 
 # ---------------------------------------------------------------------------------------------------------

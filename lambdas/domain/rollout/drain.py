@@ -78,6 +78,7 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
                 s.throttles = 0
         except ThrottledError:
             s.throttles += 1
+            ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
     drain = evaluate_drain(
         old_pods=others,
         expected_old=expected_old,

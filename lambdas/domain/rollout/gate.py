@@ -97,6 +97,7 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             health = describe_health(ports, s)
         except ThrottledError:
             s.throttles += 1
+            ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
             return _unseen(s, f"DescribeTargetHealth throttled ({s.throttles}x); backing off",
                            "while DescribeTargetHealth was throttled", now), Pace("throttled")
         s.throttles = 0
