@@ -50,8 +50,20 @@ def alone_sample(n: int, k: int) -> list[int]:
     return sorted({round(i * (n - 1) / max(1, k - 1)) for i in range(k)})
 
 
+def physical_bound(starts: list[float], alone_seconds: float, calls_per_rollout: float, capacity: float,
+                   refill: float) -> float:
+    """The shortest makespan the bucket and the rollouts themselves allow, from the first start: the last start
+    plus one rollout's time alone, or the time the bucket needs to serve the minimum demand of every rollout
+    (``calls_per_rollout``: its controller's calls alone) after its first ``capacity`` calls, whichever is longer."""
+    first = min(starts)
+    by_rollouts = max(starts) - first + alone_seconds
+    by_bucket = max(0.0, len(starts) * calls_per_rollout - capacity) / refill
+    return max(by_rollouts, by_bucket)
+
+
 def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: int) -> dict[str, Any]:
     from albgate.sim import load_scenario
+    from albgate.sim.scenario import MAX_REQUESTS
     from albgate.sim.albgate_strategy import register_strategy  # importing it registers the albgate strategy
     from albgate.sim.fleet import alone_seconds, print_progress, run_fleet
     from lambdas.domain.budget import BudgetSpec
@@ -59,8 +71,21 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
     assert register_strategy
     base = load_scenario(scenario_path)
     rows: list[dict[str, Any]] = []
+    # Each strategy's time alone, and the demand every gated rollout puts on the bucket whoever runs it: the
+    # controller's Describe* calls for one rollout alone under its own gate (it registers, health-checks and
+    # deregisters the targets every gate waits for). albgate's own looks are left out of the bound: they shrink
+    # with the share (lambdas/domain/budget.py), so they are no minimum.
+    one = {strategy: run_fleet(base.with_changes(fleet={"deployments": 1, "start_within_seconds": 0}), strategy, seed)
+           for strategy in STRATEGIES}
+    controller_calls = float(one["readiness-gate"].describe_calls_by_caller.get("controller", 0))
+    minimum = {strategy: (controller_calls, r.rollouts[0].seconds or 0.0) for strategy, r in one.items()}
     for n in sizes:
-        scenario = base.with_changes(fleet={"deployments": n, "start_within_seconds": within if n > 1 else 0})
+        # A world simulates at most MAX_REQUESTS requests (albgate/sim/scenario.py): a large fleet's clients send
+        # fewer requests per second each (recorded in the row), which changes no rollout's pace.
+        rate = min(base.traffic.rate_per_second,
+                   int(MAX_REQUESTS / (n * (base.rollout.start_at_seconds + base.horizon_seconds))))
+        scenario = base.with_changes(fleet={"deployments": n, "start_within_seconds": within if n > 1 else 0},
+                                     traffic={"rate_per_second": rate})
         runs = [(s, s, None) for s in STRATEGIES]
         if n > 1:
             runs.insert(1, (FIXED_SHARE, "albgate", BudgetSpec(adaptive=False)))
@@ -74,8 +99,13 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
                            else alone_seconds(scenario, strategy, seed, k, budget=budget))
                 if seconds:
                     result.alone_seconds[result.rollouts[k].deployment] = seconds
+            calls, seconds = minimum[strategy]
             row = result.to_json()
             row["label"] = label
+            row["rate_per_second"] = rate
+            row["physical_bound_seconds"] = round(physical_bound(
+                [r.started_at for r in result.rollouts], seconds, calls, base.alb.describe_bucket_capacity,
+                base.alb.describe_bucket_refill_per_second), 3)
             row["alone_wall_seconds"] = round(time.perf_counter() - t0, 3)
             row.pop("rollouts")
             rows.append(row)
@@ -89,6 +119,12 @@ def tables(payload: dict[str, Any]) -> str:
             return "-"
         return f"{fmt(d['median'], digits)} / {fmt(d['p99'], digits)} / {fmt(d['worst'], digits)}"
 
+    def bound(row: dict[str, Any]) -> str:
+        b, m = row.get("physical_bound_seconds"), row.get("makespan_seconds")
+        if not b:
+            return "-"
+        return f"{fmt(b, 1)} ({fmt(m / b, 2)}x)" if m else fmt(b, 1)
+
     def calls(row: dict[str, Any], caller: str) -> str:
         n = max(1, row["deployments"])
         return fmt(row["describe_calls_by_caller"].get(caller, 0) / n, 1)
@@ -96,21 +132,27 @@ def tables(payload: dict[str, Any]) -> str:
     body = [
         f"Scenario `{payload['scenario']}`, seed {payload['seed']}; with N > 1 the rollouts start at seeded times "
         f"within {payload['within_seconds']:g} s; slowdown = time in the fleet / the same rollout alone, for "
-        f"{payload['alone_sample']} rollouts spread over the fleet.",
+        f"{payload['alone_sample']} rollouts spread over the fleet. Physical bound: the longer of (last start + one "
+        "rollout alone) and (N x the controller's Describe* calls for one rollout alone, minus the bucket's size, at "
+        "its refill rate), from the first start (docs/benchmarks.md).",
         "",
         markdown_table(
             ["N", "strategy", "failed requests", "failed rollouts", "rollout s: median / p99 / worst",
-             "slowdown: median / p99 / worst", "makespan s", "Describe* per rollout: strategy / controller",
+             "slowdown: median / p99 / worst", "makespan s", "physical bound s (makespan / bound)",
+             "Describe* per rollout: strategy / controller",
              "throttled: strategy / controller", "wall s"],
-            [[r["deployments"], r.get("label", r["strategy"]), f"{r['failed_requests']} of {r['requests']}",
+            [[r["deployments"], r.get("label", r["strategy"]),
+              f"{r['failed_requests']} of {r['requests']}" + (f" ({r['rate_per_second']:g}/s each)"
+                                                              if r.get("rate_per_second") else ""),
               r["failed_rollouts"],
               spread(r["rollout_seconds"]), spread(r["slowdown"], 2), fmt(r["makespan_seconds"], 1),
+              bound(r),
               f"{calls(r, r['strategy']) if r['strategy'] == 'albgate' else '-'} / {calls(r, 'controller')}",
               f"{r['throttled_calls_by_caller'].get(r['strategy'], 0)} / "
               f"{r['throttled_calls_by_caller'].get('controller', 0)}",
               fmt(r["wall_seconds"], 1)]
              for r in payload["rows"]],
-            align="rl" + "r" * 8,
+            align="rl" + "r" * 9,
         ),
     ]
     return "\n".join(body)

@@ -321,6 +321,31 @@ def test_the_drain_check_waits_its_booked_time_without_calling_elb(world, booked
     assert state["describe_slot_at"] is None
 
 
+def test_a_throttled_drain_deregisters_blind_on_the_port_its_binding_gives(labelled_world):
+    # Given a step whose old pod was released and is terminating, a gate that passed on the controller's conditions
+    # alone (albgate never saw a target on ELB, so it does not know the group's target port), and ELB throttling
+    # the drain's look (many rollouts at once: the controllers, throttled too, may deregister late)
+    world = labelled_world
+    state = release_old_pods(world.ports, gate_passed(world))
+    ports_seen = [g["target_port"] for g in state["target_groups"]]
+    for g in state["target_groups"]:
+        g["target_port"] = None
+    world.sim.run_until(world.now + 60, stop=lambda: world.old_pods_live() <= 2)
+    before = world.sim.alb.deregister_calls["albgate"]
+    throttling = dataclasses.replace(world.ports, elb=ThrottlingElb(world.ports.elb, times=1))
+    # When the drain is checked
+    state = verify_drain(throttling, state)
+    # Then albgate deregistered the released target itself, on the port the group's TargetGroupBinding and Service
+    # give (the pod's preStop does not wait for the next look)
+    assert world.sim.alb.deregister_calls["albgate"] == before + 1
+    assert [g["target_port"] for g in state["target_groups"]] == ports_seen != [None]
+    assert "albgate started the drain of 1 released target(s)" in state["drain"]["reason"]
+    # When it looks again, throttled again, Then it does not deregister the same target twice
+    world.sim.advance(state["wait_seconds"])
+    verify_drain(dataclasses.replace(world.ports, elb=ThrottlingElb(world.ports.elb, times=1)), state)
+    assert world.sim.alb.deregister_calls["albgate"] == before + 1
+
+
 class ThrottlingElb:
     """The simulated ELB, but DescribeTargetHealth answers ThrottledError ``times`` times first (after the client's
     own retries, as the adapter raises it)."""

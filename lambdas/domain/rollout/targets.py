@@ -128,7 +128,13 @@ def deregister_released(
 ) -> None:
     """Start the drain of released pods' targets that nobody deregistered (see ``targets_to_deregister``).
 
-    ``record``: the step that released them (its ``deregistered`` list keeps a blind deregistration to once)."""
+    ``record``: the step that released them (its ``deregistered`` list keeps a blind deregistration to once).
+    A blind one needs each group's target port: one the gate never saw on ELB (it read the controller's conditions)
+    is learnt from the group's TargetGroupBinding and Service first (Kubernetes reads only)."""
+    if health is None:
+        unknown = tuple(g.arn for g in s.target_groups if g.target_port is None)
+        if unknown:
+            learn_target_ports(ports, s, unknown)
     todo = targets_to_deregister(
         leaving_ips=leaving,
         held_ips=held,
