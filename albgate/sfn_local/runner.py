@@ -670,17 +670,20 @@ class LocalStateMachine:
             request = TaskTokenRequest(
                 token, logical_id, names[0] if len(names) == 1 else None, event, self, state_machine=run.state_machine
             )
-            try:
-                if run.on_task_token is not None:
-                    run.on_task_token(request)
-            finally:
-                if request.answer is None:  # unblock the interpreter before failing the run loudly
-                    self.send_task_failure(token, "albgate.LocalRunnerStopped", "task token not answered")
-            if request.answer is None:
-                raise UnansweredTaskToken(
-                    f"{logical_id} (state {request.state_name!r}) was given a task token and nobody answered it: "
-                    "pass on_task_token and call request.succeed(...), .fail(...) or .time_out()"
-                )
+            self._ask(run, request, f"{logical_id} (state {request.state_name!r}) was given a task token")
+
+    def _ask(self, run: _Run, request: TaskTokenRequest, what: str) -> None:
+        """Hand ``request`` to ``on_task_token``; a token left unanswered is failed (so the interpreter does not
+        wait on) and the run fails loudly with ``UnansweredTaskToken``."""
+        try:
+            if run.on_task_token is not None:
+                run.on_task_token(request)
+        finally:
+            if request.answer is None:  # unblock the interpreter before failing the run loudly
+                self.send_task_failure(request.token, "albgate.LocalRunnerStopped", "task token not answered")
+        if request.answer is None:
+            raise UnansweredTaskToken(f"{what} and nobody answered it: pass on_task_token and call "
+                                      "request.succeed(...), .fail(...) or .time_out()")
 
     def _offer_service_token(self, token: str, service: str, state_name: str) -> None:
         """A ``.waitForTaskToken`` task of another service (an EventBridge event carried the token) waits: offer
@@ -688,17 +691,7 @@ class LocalStateMachine:
         run = self._require_run()
         try:
             request = TaskTokenRequest(token, service, state_name or None, {}, self, state_machine=run.state_machine)
-            try:
-                if run.on_task_token is not None:
-                    run.on_task_token(request)
-            finally:
-                if request.answer is None:  # unblock the interpreter before failing the run loudly
-                    self.send_task_failure(token, "albgate.LocalRunnerStopped", "task token not answered")
-            if request.answer is None:
-                raise UnansweredTaskToken(
-                    f"state {state_name!r} ({service}) sent a task token and nobody answered it: pass on_task_token "
-                    "and call request.succeed(...) or .fail(...)"
-                )
+            self._ask(run, request, f"state {state_name!r} ({service}) sent a task token")
         except BaseException as exc:
             run.errors.append(exc)
             raise

@@ -40,11 +40,11 @@ from albgate.sim.scenario import (
     ScenarioError,
     _Strict,
     load_scenario,
-    parse_scenario_yaml,
+    read_scenario_yaml,
 )
 from albgate.sim.simulation import Simulation
 from albgate.sim.strategies import get_strategy
-from lambdas.domain.documents import DocumentError, decode_utf8, quote
+from lambdas.domain.documents import quote
 from lambdas.domain.errors import InvalidInputError, NotFoundError
 from lambdas.domain.models import validation_message
 from lambdas.domain.ports import ChildExecution, Ports
@@ -283,16 +283,7 @@ def parse_release_scenario(data: Any, source: str = "release scenario") -> Relea
 
 def load_release_scenario(path: str | Path) -> ReleaseScenario:
     """Read and validate a release scenario YAML file; every problem is one ScenarioError line naming the file."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ScenarioError(f"{p}: cannot read the release scenario ({exc.strerror or exc})") from None
-    try:
-        text = decode_utf8(raw, str(p))
-    except DocumentError as exc:
-        raise ScenarioError(str(exc)) from None
-    return parse_release_scenario(parse_scenario_yaml(text, str(p)), str(p))
+    return parse_release_scenario(read_scenario_yaml(path, "release scenario"), str(path))
 
 
 # --- the worlds ---------------------------------------------------------------------------------------------

@@ -645,15 +645,20 @@ def parse_scenario_yaml(text: str, source: str) -> Any:
         raise ScenarioError(f"{source}: not valid YAML ({problem}{where})") from None
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario YAML file; every problem is one ScenarioError line naming the file."""
+def read_scenario_yaml(path: str | Path, what: str = "scenario") -> Any:
+    """A scenario file's YAML, read strictly (UTF-8, no key twice); ScenarioError naming the file otherwise."""
     p = Path(path)
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise ScenarioError(f"{p}: cannot read the scenario ({exc.strerror or exc})") from None
+        raise ScenarioError(f"{p}: cannot read the {what} ({exc.strerror or exc})") from None
     try:
         text = decode_utf8(raw, str(p))
     except DocumentError as exc:
         raise ScenarioError(str(exc)) from None
-    return parse_scenario(parse_scenario_yaml(text, str(p)), str(p))
+    return parse_scenario_yaml(text, str(p))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file; every problem is one ScenarioError line naming the file."""
+    return parse_scenario(read_scenario_yaml(path), str(path))

@@ -31,11 +31,8 @@ out, with the environment, so no later test meets the recording's credentials.
 
 from __future__ import annotations
 
-import copy
 import datetime
-import importlib
 import json
-import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -58,7 +55,7 @@ from stacks.constructs.release_workflow import RELEASE_HANDLERS
 from stacks.release_names import release_role_name, release_stack_name
 from tests.iam.policy import Placeholders, TemplateResolver, UnsupportedPolicy
 from tests.iam.recorder import CallRecorder, RecordedCall, iam_prefix
-from tests.iam.world import StepResult, StoryAborted, called
+from tests.iam.world import StepResult, StoryAborted, called, invoke_as_lambda
 from tests.trigger.conftest import ecr_event, status_event
 
 HOME, OTHER = "111111111111", "222222222222"
@@ -358,16 +355,7 @@ class ReleaseWorld:
         if self._warm != name:
             self.cold_start()
             self._warm = name
-        module = importlib.import_module(f"lambdas.handlers.{fn.module}")
-        env = self.environment(name)
-        with pytest.MonkeyPatch.context() as mp:
-            for key in list(os.environ):
-                if key.startswith(("ALBGATE_", "POWERTOOLS_", "LOG_LEVEL")) and key not in env:
-                    mp.delenv(key)
-            for key, value in env.items():
-                mp.setenv(key, value)
-            with self.recorder.as_function(name):
-                return module.handler(copy.deepcopy(event), None)
+        return invoke_as_lambda(fn.module, self.environment(name), self.recorder, name, event)
 
     def step(self, step_id: str, function: str, event: Any,
              expect: Callable[[Any, list[RecordedCall]], str] | None = None) -> Any:

@@ -154,6 +154,20 @@ class StoryAborted(Exception):
     """A step failed; the steps after it depend on its output, so the story stops there."""
 
 
+
+def invoke_as_lambda(module: str, env: dict[str, str], recorder: Any, name: str, event: Any) -> Any:
+    """Run handler ``lambdas.handlers.<module>`` as Lambda would: with exactly its function's albgate, Powertools and
+    log settings in the environment (none left from another function), its calls filed under ``name``."""
+    handler_module = importlib.import_module(f"lambdas.handlers.{module}")
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith(("ALBGATE_", "POWERTOOLS_", "LOG_LEVEL")) and key not in env:
+                mp.delenv(key)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        with recorder.as_function(name):
+            return handler_module.handler(copy.deepcopy(event), None)
+
 class World:
     def __init__(self, synth: Any, apiserver: Any, workdir: Path) -> None:
         self.template = synth.template
@@ -444,16 +458,7 @@ class World:
         if self._warm != name:
             self.cold_start()
             self._warm = name
-        module = importlib.import_module(f"lambdas.handlers.{fn.module}")
-        env = self.environment(name)
-        with pytest.MonkeyPatch.context() as mp:
-            for key in list(os.environ):
-                if key.startswith(("ALBGATE_", "POWERTOOLS_", "LOG_LEVEL")) and key not in env:
-                    mp.delenv(key)
-            for key, value in env.items():
-                mp.setenv(key, value)
-            with self.recorder.as_function(name):
-                return module.handler(copy.deepcopy(event), None)
+        return invoke_as_lambda(fn.module, self.environment(name), self.recorder, name, event)
 
     def step(
         self, step_id: str, function: str, event: Any, expect: Callable[[Any, list[RecordedCall]], str] | None = None
