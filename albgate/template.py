@@ -70,41 +70,32 @@ def _release_and_rollout(out: Path, first_stack_template: str) -> dict[str, Any]
     return {"Resources": {**env["Resources"], **release["Resources"]}}
 
 
-def synthesized_template() -> dict[str, Any]:
-    """The stack's template for this checkout: from memory, else the disk cache, else a fresh synth."""
-    key = template_key()
+def _cached(key: str, synthesize: Any) -> dict[str, Any]:
+    """The template under ``key``: from memory, else the disk cache, else ``synthesize()`` (then cached)."""
     if key in _memo:
         return _memo[key]
     cached = CACHE_DIR / f"template-{key}.json"
     if cached.is_file():
         template = json.loads(cached.read_text())
     else:
-        template = _synthesize()
+        template = synthesize()
         CACHE_DIR.mkdir(exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(template))
         tmp.replace(cached)  # atomic: a parallel run never reads half a file
     _memo[key] = template
     return template
 
 
+def synthesized_template() -> dict[str, Any]:
+    """The stack's template for this checkout: from memory, else the disk cache, else a fresh synth."""
+    return _cached(template_key(), _synthesize)
+
+
 def synthesized_release_template() -> dict[str, Any]:
     """The release state machine and a rollout state machine, synthesized from config/releases-example.json (the
     release's definition does not depend on the waves: they are its data), cached like ``synthesized_template``."""
-    key = "release-" + template_key()
-    if key in _memo:
-        return _memo[key]
-    cached = CACHE_DIR / f"template-{key}.json"
-    if cached.is_file():
-        template = json.loads(cached.read_text())
-    else:
-        template = _synthesize({"albgate_config": str(RELEASE_CONFIG)})
-        CACHE_DIR.mkdir(exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(template))
-        tmp.replace(cached)
-    _memo[key] = template
-    return template
+    return _cached("release-" + template_key(), lambda: _synthesize({"albgate_config": str(RELEASE_CONFIG)}))
 
 
 def use_template(template: dict[str, Any]) -> None:
