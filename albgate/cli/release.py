@@ -3,7 +3,8 @@
 Job: ``start`` checks the release input locally (a configured release's name, an image by digest: the model the
 Lambda uses), finds the release state machine (stack output ``ReleaseStateMachineArn``), starts an execution and
 prints its ARN and console link; ``watch`` follows a release: one line per wave with each cluster's rollout and its
-status, as the release's own state records it (refreshed at every look of the release, 30 s apart), until it ends;
+status, as the release's own state records it (refreshed at every look of the release, 30 s apart), and each
+running rollout's step and gate or drain where the person's credentials can read its history, until it ends;
 ``approve`` answers a wave that waits for a person (``--reject`` refuses it); ``simulate`` runs a release scenario
 (scenarios/release/) on simulated clusters, locally.
 Invariant: a bad input is refused with exit code 2 before any AWS call; the exit code of ``watch`` and ``simulate``
@@ -33,8 +34,10 @@ _SYMBOL = {"SUCCEEDED": "ok", "RUNNING": "..", "PENDING": "  ", "FAILED": "XX", 
 
 
 # --- what a person reads --------------------------------------------------------------------------------------
-def render_release(state: dict[str, Any]) -> list[str]:
-    """The release's waves and their rollouts, from its state (``$.release``), one line per rollout."""
+def render_release(state: dict[str, Any], progress: dict[str, str] | None = None) -> list[str]:
+    """The release's waves and their rollouts, from its state (``$.release``), one line per rollout; ``progress``
+    adds what a running rollout is doing (its execution ARN -> a few words), where it could be read."""
+    progress = progress or {}
     lines = [f"release {state.get('release')} -> {state.get('image')}"]
     current = state.get("wave", 0)
     for i, wave in enumerate(state.get("waves", [])):
@@ -51,23 +54,69 @@ def render_release(state: dict[str, Any]) -> list[str]:
         lines.append(f"  wave {i + 1} {wave.get('name')}: {status} (at most {wave.get('max_concurrency')} at once"
                      f"{extra})")
         for c in children:
-            lines.append(_child_line(c))
+            lines.append(_child_line(c, progress))
     rollback = state.get("rollback") or []
     if rollback:
         lines.append("  rollback of completed waves (newest first):")
-        lines.extend(_child_line(c) for c in rollback)
+        lines.extend(_child_line(c, progress) for c in rollback)
     if state.get("cause"):
         lines.append(f"  stopped: {state['cause']}")
     return lines
 
 
-def _child_line(child: dict[str, Any]) -> str:
+def _child_line(child: dict[str, Any], progress: dict[str, str] | None = None) -> str:
     t = child.get("target", {})
     status = child.get("status", "PENDING")
     where = f"{t.get('cluster')} ({t.get('account')}, {t.get('region')})"
-    tail = f"  {child['execution_arn']}" if child.get("execution_arn") else ""
+    arn = child.get("execution_arn")
+    doing = f": {progress[arn]}" if progress and arn in progress else ""
+    tail = f"  {arn}" if arn else ""
     why = f"  {child.get('error')}" if child.get("error") else ""
-    return f"    [{_SYMBOL.get(status, '??')}] {where} {status.lower()}{why}{tail}"
+    return f"    [{_SYMBOL.get(status, '??')}] {where} {status.lower()}{doing}{why}{tail}"
+
+
+def rollout_progress(events: list[dict[str, Any]]) -> str | None:
+    """What a rollout execution is doing, from its history: its step and the gate's or the drain's verdict, as
+    `albgate watch` summarises them; None when its history shows no rollout state yet."""
+    from albgate.cli.watch import summarise_state
+
+    for event in reversed(events):
+        raw = (event.get("stateExitedEventDetails") or {}).get("output")
+        if not raw:
+            continue
+        try:
+            summary = summarise_state(json.loads(raw))
+        except ValueError:
+            continue
+        if "step" not in summary:
+            continue
+        text = f"step {summary['step']}/{summary['steps']} ({summary['target_pods']} new pods)"
+        if summary.get("mode") == "rollback":
+            text += " rolling back"
+        for key in ("gate", "drain"):
+            if key in summary:
+                part = summary[key]
+                counts = f" {part['healthy']}/{part['needed']} healthy" if key == "gate" and "healthy" in part else ""
+                text += f", {key} {part['status']}{counts}"
+        return text
+    return None
+
+
+def children_progress(state: dict[str, Any] | None, read: Callable[[str], list[dict[str, Any]] | None]) -> dict[str, str]:
+    """Each running rollout's progress, read with ``read`` (its execution ARN -> history, None when it cannot be
+    read: another account or Region the person's credentials do not reach)."""
+    out: dict[str, str] = {}
+    if not state:
+        return out
+    children = [c for w in state.get("waves", []) for c in w.get("children", [])] + list(state.get("rollback") or [])
+    for c in children:
+        arn = c.get("execution_arn")
+        if c.get("status") == "RUNNING" and arn:
+            events = read(arn)
+            text = rollout_progress(events) if events is not None else "progress not readable here"
+            if text:
+                out[arn] = text
+    return out
 
 
 def latest_release_state(events: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -122,17 +171,20 @@ def history(sfn: Any, arn: str) -> list[dict[str, Any]]:
 
 
 def watch(sfn: Any, arn: str, *, out: IO[str], poll_seconds: float, json_lines: bool = False,
-          sleep: Callable[[float], None] = time.sleep) -> int:
-    """Print the release's waves whenever they change, until it ends; the exit code of its outcome."""
+          sleep: Callable[[float], None] = time.sleep,
+          read_child: Callable[[str], list[dict[str, Any]] | None] | None = None) -> int:
+    """Print the release's waves whenever they change, until it ends; the exit code of its outcome. With
+    ``read_child``, each running rollout's step and verdict too."""
     shown: list[str] | None = None
     while True:
         status = sfn.describe_execution(executionArn=arn)
         state = latest_release_state(history(sfn, arn))
-        lines = render_release(state) if state else ["release: planning"]
+        progress = children_progress(state, read_child) if read_child is not None else {}
+        lines = render_release(state, progress) if state else ["release: planning"]
         if lines != shown:
             if json_lines:
-                print(json.dumps({"type": "Release", "status": status["status"], "release": state}, sort_keys=True),
-                      file=out, flush=True)
+                print(json.dumps({"type": "Release", "status": status["status"], "release": state,
+                                  "progress": progress}, sort_keys=True), file=out, flush=True)
             else:
                 print("\n".join(lines), file=out, flush=True)
             shown = lines
@@ -146,6 +198,24 @@ def watch(sfn: Any, arn: str, *, out: IO[str], poll_seconds: float, json_lines: 
                 print(f"release {end}", file=out, flush=True)
             return EXIT_SUCCEEDED if ok else EXIT_FAILED
         sleep(poll_seconds)
+
+
+def child_reader(session: Any) -> Callable[[str], list[dict[str, Any]] | None]:
+    """Read a child's history with the person's own credentials, in the child's Region; None when they do not
+    reach it (another account: the release's role is the release's, not the person's)."""
+    clients: dict[str, Any] = {}
+
+    def read(arn: str) -> list[dict[str, Any]] | None:
+        region = region_of_arn(arn)
+        if region is None:
+            return None
+        try:
+            client = clients.setdefault(region, session.client("stepfunctions", region_name=region))
+            return history(client, arn)
+        except Exception:  # noqa: BLE001 - no access, or no such execution here: progress is a nicety
+            return None
+
+    return read
 
 
 # --- sub-commands ---------------------------------------------------------------------------------------------
@@ -188,7 +258,8 @@ def _start(args: argparse.Namespace) -> int:
     print(f"console: {console_link(region, execution_arn)}", flush=True)
     if not args.wait:
         return EXIT_SUCCEEDED
-    return watch(sfn, execution_arn, out=sys.stdout, poll_seconds=args.poll_seconds, json_lines=args.json)
+    return watch(sfn, execution_arn, out=sys.stdout, poll_seconds=args.poll_seconds, json_lines=args.json,
+                 read_child=child_reader(session))
 
 
 def _execution_arn(text: str) -> str:
@@ -200,8 +271,10 @@ def _execution_arn(text: str) -> str:
 
 def _watch(args: argparse.Namespace) -> int:
     arn = _execution_arn(args.execution_arn)
-    sfn, _ = _client(args, arn)
-    return watch(sfn, arn, out=sys.stdout, poll_seconds=args.poll_seconds, json_lines=args.json)
+    session, region = aws_session(args.region or region_of_arn(arn))
+    sfn = session.client("stepfunctions", region_name=region)
+    return watch(sfn, arn, out=sys.stdout, poll_seconds=args.poll_seconds, json_lines=args.json,
+                 read_child=child_reader(session))
 
 
 def _approve(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from albgate.cli import main
-from albgate.cli.release import latest_release_state, pending_approval_token, render_release, watch
+from albgate.cli.release import latest_release_state, pending_approval_token, render_release, rollout_progress, watch
 from lambdas.domain.ports import ChildExecution
 from lambdas.domain.release import ReleaseSpec, ReleaseTarget, WaveSpec, advance_release, plan_release
 
@@ -172,3 +172,42 @@ def test_simulate_refuses_a_bad_scenario_in_one_line(tmp_path, capsys):
     assert main(["release", "simulate", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.yaml" in err[0]
+
+
+def rollout_exited(name: str, step: int, gate: dict[str, Any], event_id: int, mode: str = "rollout") -> dict[str, Any]:
+    state = {"plan": [1, 2, 3], "step": step, "mode": mode, "gate": gate}
+    return {"id": event_id, "type": "TaskStateExited",
+            "stateExitedEventDetails": {"name": name, "output": json.dumps(state)}}
+
+
+def test_a_running_rollouts_progress_is_its_step_and_its_gate():
+    events = [rollout_exited("Check Target Health", 1, {"status": "WAITING", "healthy": 1, "needed": 2}, 7)]
+    assert rollout_progress(events) == "step 2/3 (2 new pods), gate WAITING 1/2 healthy"
+    rollback = [rollout_exited("Rollback: Check Target Health", 0, {"status": "PASSED"}, 9, mode="rollback")]
+    assert rollout_progress(rollback) == "step 1/3 (1 new pods) rolling back, gate PASSED"
+    assert rollout_progress([{"id": 1, "type": "ExecutionStarted"}]) is None
+
+
+def test_watch_shows_each_running_rollouts_progress_where_it_can_be_read():
+    # Given a release whose production wave runs two rollouts: one readable, one in an account the person's
+    # credentials do not reach
+    children = Children()
+    state = advance_release(children, plan_release(SPEC, IMAGE, "web-1"))
+    children.answers[state.waves[0].children[0].name] = ChildExecution("SUCCEEDED", {"previous_image": "v1"})
+    state = advance_release(children, advance_release(children, state))
+    frames = [("RUNNING", [exited("Check Wave Rollouts", state.dump(), 1)])]
+    a, b = (c.execution_arn for c in state.waves[1].children)
+    histories = {a: [rollout_exited("Check Target Health", 0, {"status": "WAITING", "healthy": 0, "needed": 1}, 5)]}
+    out = io.StringIO()
+
+    class Ends(FakeSfn):
+        def describe_execution(self, executionArn: str) -> dict[str, Any]:
+            return {"status": "SUCCEEDED"} if self.i >= 0 else super().describe_execution(executionArn)
+
+    # When watched with a reader that reaches only the first
+    watch(Ends(frames), "arn:aws:states:us-east-1:1:execution:m:n", out=out, poll_seconds=0, sleep=lambda s: None,
+          read_child=histories.get)
+    text = out.getvalue()
+    # Then the first shows its step and gate, the second says its progress cannot be read here
+    assert "prod-a (111111111111, us-east-1) running: step 1/3 (1 new pods), gate WAITING 0/1 healthy" in text
+    assert "prod-b (222222222222, eu-west-1) running: progress not readable here" in text
