@@ -176,13 +176,24 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
         return 1
     outdir = app.outdir
-    namespaces = [ns for c in stack.config.clusters for ns in stack.config.namespaces(c.name)]
+    stacks = environment_stacks(app)
+    namespaces = [ns for st in stacks for c in st.config.clusters for ns in st.config.namespaces(c.name)]
     (Path(outdir) / "albgate-rbac.yaml").write_text(render_rbac(namespaces))
     (Path(outdir) / "albgate-bootstrap-rbac.yaml").write_text(render_bootstrap_rbac(namespaces))
     if not args.quiet:
         shown = os.path.relpath(outdir)
-        print(summary(stack.config, stack, outdir if shown.startswith("..") else shown), file=sys.stderr)
+        where = outdir if shown.startswith("..") else shown
+        print("\n".join(summary(st.config, st, where) for st in stacks), file=sys.stderr)
+        for release in (c for c in app.node.children if isinstance(c, ReleaseStack)):
+            names = ", ".join(s.name for s in release.specs)
+            print(f"albgate: synthesized the release stack {release.stack_name} (releases {names}); deploy every "
+                  "stack: cdk deploy --all (docs/releases.md)", file=sys.stderr)
     return 0
+
+
+def environment_stacks(app: App) -> list[AlbgateStack]:
+    """The app's albgate stacks, one per account and Region of the clusters, in config order."""
+    return [c for c in app.node.children if isinstance(c, AlbgateStack)]
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def released(cdk_app, tmp_path_factory) -> dict[str, Any]:
                                outdir=str(out))
     problems = cdk_app.synthesis_problems(app, _)
     templates = {p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in Path(out).glob("*.template.json")}
-    return {"problems": problems, "templates": templates, "out": out}
+    return {"problems": problems, "templates": templates, "out": out, "app": app}
 
 
 def resources(template: dict, rtype: str) -> dict[str, dict]:
@@ -170,3 +170,15 @@ def test_a_push_to_the_releases_repository_reaches_the_release_trigger_with_its_
     assert sorted(sids["ReleaseLeases"]["Action"]) == ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
                                                        "dynamodb:UpdateItem"]
     assert sids["PushTimes"]["Resource"] == f"arn:aws:ecr:us-east-1:{HOME}:repository/nginx-app"
+
+
+def test_the_summary_names_every_environments_stack(cdk_app, released):
+    # Given the app of the release example, When its environments' stacks are summarised as `python app.py` does
+    stacks = cdk_app.environment_stacks(released["app"])
+    lines = [cdk_app.summary(st.config, st, "cdk.out").splitlines()[0] for st in stacks]
+    # Then each account and Region's stack is there, in config order, with its own account and Region
+    assert lines == [
+        f"albgate: synthesized stack Albgate-{HOME}-us-east-1 to cdk.out/ (account {HOME}, region us-east-1)",
+        f"albgate: synthesized stack Albgate-{OTHER}-us-east-1 to cdk.out/ (account {OTHER}, region us-east-1)",
+        f"albgate: synthesized stack Albgate-{OTHER}-eu-west-1 to cdk.out/ (account {OTHER}, region eu-west-1)",
+    ]
