@@ -53,6 +53,12 @@ def check_role(
             asked.append((f"recorded call {call.action} {sorted(call.params)}", request))
     for entry, request in aws_only_requests(properties, resolver):
         asked.append((f"AWS-only: {entry.name} ({entry.source})", request))
+    return judge(report, statements, asked)
+
+
+def judge(report: RoleReport, statements: Sequence[Statement], asked: Sequence[tuple[str, Request]]) -> RoleReport:
+    """File in ``report`` each request the statements refuse (once per action and resource, with where it came
+    from) and each grant none of the requests uses."""
     seen: set[tuple[str, str]] = set()
     for origin, request in asked:
         if not evaluate(statements, request).allowed and (request.action, request.resource) not in seen:

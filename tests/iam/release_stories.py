@@ -55,7 +55,8 @@ from stacks.constructs.release_workflow import RELEASE_HANDLERS
 from stacks.release_names import release_role_name, release_stack_name
 from tests.iam.policy import Placeholders, TemplateResolver, UnsupportedPolicy
 from tests.iam.recorder import CallRecorder, RecordedCall, iam_prefix
-from tests.iam.world import StepResult, StoryAborted, called, invoke_as_lambda
+from tests.iam.stories import tell as tell_stories
+from tests.iam.world import StepResult, called, file_step, invoke_as_lambda
 from tests.trigger.conftest import ecr_event, status_event
 
 HOME, OTHER = "111111111111", "222222222222"
@@ -367,15 +368,7 @@ class ReleaseWorld:
         except Exception as exc:  # filed, then the story stops: later steps need this one's output
             result.error = f"{type(exc).__name__}: {exc}"
         result.calls = self.recorder.calls[first:]
-        if not result.error and expect is not None:
-            try:
-                result.unmet = expect(result.output, result.calls)
-            except Exception as exc:  # an answer of an unexpected shape is a path not reached, not a crash
-                result.unmet = f"the answer is not what the step expects ({type(exc).__name__}: {exc})"
-        self.steps.append(result)
-        if result.error:
-            raise StoryAborted(step_id)
-        return result.output
+        return file_step(self.steps, result, expect)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -543,13 +536,8 @@ STORIES: dict[str, Callable[[ReleaseWorld], None]] = {
 
 
 def tell(world: ReleaseWorld) -> None:
-    """Every story; a story stops at its first failed step (filed in ``world.steps``), the others still run."""
-    for name, story in STORIES.items():
-        world.story = name
-        try:
-            story(world)
-        except StoryAborted:
-            continue
+    """Every release story, as tests/iam/stories.py tells the environment's."""
+    tell_stories(world, STORIES)
 
 
 @contextmanager

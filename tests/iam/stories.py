@@ -23,7 +23,7 @@ passes it so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lambdas.domain.gate import REGISTRATION_GRACE_SECONDS
@@ -407,9 +407,10 @@ STORIES: dict[str, Callable[[World], None]] = {
 }
 
 
-def tell(world: World) -> None:
-    """Every story; a story stops at its first failed step (filed in ``world.steps``), the others still run."""
-    for name, story in STORIES.items():
+def tell(world: World, stories: Mapping[str, Callable[[Any], None]] | None = None) -> None:
+    """Every story (``STORIES`` by default); a story stops at its first failed step (filed in ``world.steps``), the
+    others still run."""
+    for name, story in (STORIES if stories is None else stories).items():
         world.story = name
         try:
             story(world)

@@ -24,15 +24,13 @@ from stacks.config import parse_config
 from stacks.release_stack import release_targets
 from tests.conftest import ROOT, SKIP_BUNDLING
 from tests.iam.aws_only import aws_only_requests
-from tests.iam.check import RoleReport
+from tests.iam.check import RoleReport, judge
 from tests.iam.policy import (
     Request,
     Statement,
     TemplateResolver,
     conditions_hold,
-    evaluate,
     role_statements,
-    unused_grants,
 )
 from tests.iam.recorder import RecordedCall
 from tests.iam.release_stories import HOME, OTHER, STORIES, ReleaseWorld, record_releases
@@ -93,13 +91,7 @@ def check(label: str, statements: Sequence[Statement], calls: Sequence[RecordedC
         asked += [(f"recorded call {call.action} {sorted(call.params)}", r) for r in requests_of(call, resolver)]
     asked += [(f"AWS-only: {entry.name} ({entry.source})", r)
               for entry, r in aws_only_requests(properties or {}, resolver)]
-    seen: set[tuple[str, str]] = set()
-    for origin, request in asked:
-        if not evaluate(statements, request).allowed and (request.action, request.resource) not in seen:
-            seen.add((request.action, request.resource))
-            report.missing.append((origin, request))
-    report.unused = unused_grants(statements, [r for _, r in asked])
-    return report
+    return judge(report, statements, asked)
 
 
 def function_report(w: ReleaseWorld, statements: Sequence[Statement], function: str) -> RoleReport:

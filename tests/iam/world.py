@@ -155,6 +155,22 @@ class StoryAborted(Exception):
 
 
 
+
+def file_step(steps: list[StepResult], result: StepResult,
+              expect: Callable[[Any, list[RecordedCall]], str] | None) -> Any:
+    """Judge a step that ran (``expect(output, calls)``: what is missing, '' when all is there), file it, and stop
+    the story when its handler failed; the step's output otherwise."""
+    if not result.error and expect is not None:
+        try:
+            result.unmet = expect(result.output, result.calls)
+        except Exception as exc:  # an answer of an unexpected shape is a path not reached, not a crash
+            result.unmet = f"the answer is not what the step expects ({type(exc).__name__}: {exc})"
+    steps.append(result)
+    if result.error:
+        raise StoryAborted(result.id)
+    return result.output
+
+
 def invoke_as_lambda(module: str, env: dict[str, str], recorder: Any, name: str, event: Any) -> Any:
     """Run handler ``lambdas.handlers.<module>`` as Lambda would: with exactly its function's albgate, Powertools and
     log settings in the environment (none left from another function), its calls filed under ``name``."""
@@ -472,15 +488,7 @@ class World:
             result.error = f"{type(exc).__name__}: {exc}"
         result.calls = self.recorder.calls[first:]
         result.kube_requests = self.apiserver.requests[first_kube:]
-        if not result.error and expect is not None:
-            try:
-                result.unmet = expect(result.output, result.calls)
-            except Exception as exc:  # an answer of an unexpected shape is a path not reached, not a crash
-                result.unmet = f"the answer is not what the step expects ({type(exc).__name__}: {exc})"
-        self.steps.append(result)
-        if result.error:
-            raise StoryAborted(step_id)
-        return result.output
+        return file_step(self.steps, result, expect)
 
 
 def called(calls: list[RecordedCall], action: str) -> list[RecordedCall]:
