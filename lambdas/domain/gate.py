@@ -355,9 +355,10 @@ def targets_to_deregister(
     while the ALB still routes to it. So every leaving target that is still `initial`, `healthy` or
     `unhealthy` is deregistered here. An IP held again by a live pod is never touched (IP reuse).
 
-    health: the targets as DescribeTargetHealth showed them now; None when the call was throttled, in which
-    case each leaving IP is deregistered once, blind, on the port the group's targets use (``blind_ports``;
-    a group whose port was never seen is skipped). ``already`` holds "arn|ip" keys deregistered before.
+    health: the targets as DescribeTargetHealth showed them now; None when albgate has not looked (it
+    deregisters as soon as the old ReplicaSet is scaled down) or the call was throttled, in which case each
+    leaving IP is deregistered once, unseen, on the port the group's targets use (``blind_ports``; a group whose
+    port is unknown is skipped). ``already`` holds "arn|ip" keys deregistered before.
     """
     wanted = [ip for ip in leaving_ips if ip and ip not in held_ips]
     out: dict[str, list[tuple[str, int]]] = {}

@@ -91,8 +91,8 @@ class StepRecord(_Model):
     # health checks before HealthyThresholdCount intervals after (the gate reads the controller's conditions until
     # then, lambdas/domain/rollout/conditions.py).
     first_ready_at: float | None = None
-    # Released pods whose targets albgate deregistered itself because nobody else had (controller down or
-    # throttled): "target group ARN|IP". Emptied once no drain reads it any more (RolloutState.dump).
+    # Released pods whose targets albgate deregistered itself (at once when the old ReplicaSet is scaled down, or
+    # when a look still showed them in the pool): "target group ARN|IP". Emptied once no drain reads it any more (RolloutState.dump).
     deregistered: list[str] = Field(default_factory=list)
     deregistered_total: int = 0  # how many albgate deregistered itself in this step, the emptied ones included
     # Target group ARN -> since when every look of the gate has found a started new pod without a target there

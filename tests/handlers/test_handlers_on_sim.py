@@ -202,20 +202,26 @@ def test_with_the_controller_down_verify_drain_deregisters_the_released_pod_itse
     assert state["steps"][0]["drained_at"] is not None and state["pending_drain_step"] is None
 
 
-def test_a_target_the_controller_already_deregistered_is_left_alone(sim):
+def test_a_target_the_controller_already_deregistered_stays_draining_and_the_drain_is_handed_over_unseen(sim):
     # Given a released pod whose target the controller has already put in draining
     state = gate_passed(sim)
     controller_gates_opened(sim)
     state = release_old_pods.handler(state, None)
     sim.advance(3)
     assert released_target_states(sim, state) == ["draining"]
-    # When the drain is checked until it passes (handed over to the next step's gate) / Then albgate never
-    # deregisters anything itself
+    looks = sim.alb.describe_calls.get("albgate", 0)
+    # When the drain is checked until it is handed over to the next step's gate
     state = drain_polls(sim, state, 10)
+    # Then albgate named the target once itself (no look told it the controller had), which leaves it draining,
+    # and handed the drain over without a DescribeTargetHealth call
     assert state["drain"]["status"] == "DRAINING"
+    assert sim.alb.describe_calls.get("albgate", 0) == looks
+    assert sim.alb.deregister_calls["albgate"] == 1 and len(state["steps"][0]["deregistered"]) == 1
+    assert released_target_states(sim, state) == ["draining"]
+    # And the next step's gate sees the target leave
     state = gate_polls(sim, start_step.handler(state, None), 30)
     assert state["drain"]["status"] == "PASSED"
-    assert sim.alb.deregister_calls["albgate"] == 0 and state["steps"][0]["deregistered"] == []
+    assert sim.alb.deregister_calls["albgate"] == 1
 
 
 def test_rollback_with_no_previous_pod_serving_returns_behind_the_gate(sim):

@@ -302,6 +302,7 @@ def test_the_drain_check_waits_its_booked_time_without_calling_elb(world, booked
     # Given a step whose gate passed and whose old pod was released and scaled down (the drain check would now
     # call DescribeTargetHealth), and a budget that books that look ``booked`` seconds ahead
     state = release_old_pods(world.ports, gate_passed(world))
+    state["more_steps"] = False  # the last step: its drain is seen leaving (an earlier one is handed over unseen)
     scaled_down = world.sim.run_until(world.now + 60, stop=lambda: world.old_pods_live() <= 2)
     assert scaled_down  # the Deployment controller removed one old pod for the released new one
     calls = world.health_calls
@@ -321,29 +322,49 @@ def test_the_drain_check_waits_its_booked_time_without_calling_elb(world, booked
     assert state["describe_slot_at"] is None
 
 
-def test_a_throttled_drain_deregisters_blind_on_the_port_its_binding_gives(labelled_world):
-    # Given a step whose old pod was released and is terminating, a gate that passed on the controller's conditions
-    # alone (albgate never saw a target on ELB, so it does not know the group's target port), and ELB throttling
-    # the drain's look (many rollouts at once: the controllers, throttled too, may deregister late)
+def test_a_scaled_down_drain_deregisters_on_the_binding_port_and_is_handed_over_without_a_look(labelled_world):
+    # Given a step (not the last) whose old pod was released and is terminating, a gate that passed on the
+    # controller's conditions alone (albgate never saw a target on ELB, so it does not know the group's target port)
     world = labelled_world
     state = release_old_pods(world.ports, gate_passed(world))
+    assert state["more_steps"]
     ports_seen = [g["target_port"] for g in state["target_groups"]]
     for g in state["target_groups"]:
         g["target_port"] = None
     world.sim.run_until(world.now + 60, stop=lambda: world.old_pods_live() <= 2)
-    before = world.sim.alb.deregister_calls["albgate"]
-    throttling = dataclasses.replace(world.ports, elb=ThrottlingElb(world.ports.elb, times=1))
+    before, looks = world.sim.alb.deregister_calls["albgate"], world.health_calls
     # When the drain is checked
-    state = verify_drain(throttling, state)
+    state = verify_drain(world.ports, state)
     # Then albgate deregistered the released target itself, on the port the group's TargetGroupBinding and Service
-    # give (the pod's preStop does not wait for the next look)
+    # give (neither the controller nor the next look is waited for), and handed the drain over to the next step's
+    # gate without a DescribeTargetHealth call: the target is known draining from DeregisterTargets' success
     assert world.sim.alb.deregister_calls["albgate"] == before + 1
     assert [g["target_port"] for g in state["target_groups"]] == ports_seen != [None]
-    assert "albgate started the drain of 1 released target(s)" in state["drain"]["reason"]
+    assert "albgate deregistered the 1 released target(s) itself" in state["drain"]["reason"]
+    assert state["drain"]["status"] == "DRAINING" and world.health_calls == looks
+    assert state["pending_drain_step"] == 1 and state["wait_seconds"] == 0
+
+
+def test_the_last_drain_throttled_deregisters_once_and_waits_to_see_the_targets_leave(labelled_world):
+    # Given the last step, its old pod released and terminating, and ELB throttling the drain's looks
+    world = labelled_world
+    state = release_old_pods(world.ports, gate_passed(world))
+    state["more_steps"] = False
+    world.sim.run_until(world.now + 60, stop=lambda: world.old_pods_live() <= 2)
+    before = world.sim.alb.deregister_calls["albgate"]
+    # When the drain is checked, throttled
+    state = verify_drain(dataclasses.replace(world.ports, elb=ThrottlingElb(world.ports.elb, times=1)), state)
+    # Then albgate deregistered the released target itself and waits to see it leave (the last drain is seen)
+    assert world.sim.alb.deregister_calls["albgate"] == before + 1
+    assert state["drain"]["status"] == "WAITING" and state["wait_seconds"] > 0
     # When it looks again, throttled again, Then it does not deregister the same target twice
     world.sim.advance(state["wait_seconds"])
-    verify_drain(dataclasses.replace(world.ports, elb=ThrottlingElb(world.ports.elb, times=1)), state)
+    state = verify_drain(dataclasses.replace(world.ports, elb=ThrottlingElb(world.ports.elb, times=1)), state)
     assert world.sim.alb.deregister_calls["albgate"] == before + 1
+    # When it looks unthrottled once the target has left, Then the drain passed
+    world.sim.advance(60)
+    state = verify_drain(world.ports, state)
+    assert state["drain"]["status"] == "PASSED"
 
 
 class ThrottlingElb:

@@ -1,7 +1,8 @@
 """Release Old Pods and Verify Drain: open the gates the step passed, then watch the old targets leave.
 
 Invariant: a step's drain is verified (or handed over to the next step's gate) before any later step releases
-an old pod; released targets nobody deregistered are deregistered by albgate itself, never a live pod's. During a
+an old pod; once the old ReplicaSet is scaled down albgate deregisters every released target itself, never a live
+pod's. During a
 rollout every look of the drain first reads the CloudWatch alarms the policy names (``alarms.during``): one failing
 fails the step.
 """
@@ -62,7 +63,8 @@ def verify_drain(ports: Ports, s: RolloutState) -> RolloutState:
 
 
 def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[DrainResult, Pace]:
-    """This look's drain and what it waits for; deregisters released targets nobody else did."""
+    """This look's drain and what it waits for; deregisters the released targets (once each, or again when a look
+    shows one still in the pool)."""
     watched = watch_failure(ports, s, f"during step {s.step + 1}'s drain", now)
     if watched:
         return DrainResult(Verdict.FAILED, watched[1], error=watched[0]), NOW
@@ -70,7 +72,15 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     expected_old = s.replicas - s.plan[s.step]
     health = None
     booked = 0
-    if sum(1 for p in others if not p.terminating) <= expected_old:
+    scaled_down = sum(1 for p in others if not p.terminating) <= expected_old
+    if scaled_down and _started_by_albgate(ports, s, record, mine, others, now):
+        s.pending_drain_step = record.step
+        return DrainResult(
+            Verdict.DRAINING,
+            f"albgate deregistered the {len(s.drain.leaving_ips)} released target(s) itself: out of the pool, "
+            f"draining; step {record.step + 1}'s gate releases nothing until they have left every target group",
+            old_live=s.drain.old_live, expected_old=expected_old, leaving_ips=s.drain.leaving_ips), NOW
+    if scaled_down:
         booked = budget_wait(ports, s, now)
         try:
             if not booked:
@@ -103,6 +113,30 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     if health is None and not s.throttles:
         return drain, Pace("scale-down")
     return drain, Pace("drain")
+
+
+def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine: list, others: list,
+                        now: float) -> bool:
+    """Deregister every released target of a scaled-down step at once, without a look; True when the step may then
+    hand its drain over to the next gate on that alone (``Verdict.DRAINING``, no Describe* call).
+
+    The released pods are terminating, so the only right state for their targets is `draining` or gone, whoever
+    starts it: albgate does not wait for the Load Balancer Controller (which may be throttled by the very calls
+    many rollouts make) but names each target itself, once, on its group's port (learnt from an earlier answer, or
+    from the TargetGroupBinding and Service). DeregisterTargets' success makes a registered target `draining`, so
+    the targets are known out of the pool without asking ELB. Only between two steps of a rollout may the step go
+    on from there (as ``_may_hand_over``); the next gate still checks on ELB that they left before it releases."""
+    drain = evaluate_drain(old_pods=others, expected_old=s.replicas - s.plan[s.step], watched_ips=s.watched_ips,
+                           health=None, now=now, deadline=s.drain_deadline)
+    s.drain = drain
+    if not drain.leaving_ips or drain.status is not Verdict.WAITING:
+        return False
+    held = held_ips(mine, others)
+    deregister_released(ports, s, drain.leaving_ips, None, held=held, record=record)
+    if s.mode != "rollout" or not s.more_steps:
+        return False
+    done = set(record.deregistered)
+    return all(ip in held or f"{g.arn}|{ip}" in done for g in s.target_groups for ip in drain.leaving_ips)
 
 
 def _may_hand_over(s: RolloutState, drain: DrainResult, health: dict[str, list[TargetHealth]], record: StepRecord) -> bool:

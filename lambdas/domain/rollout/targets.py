@@ -126,7 +126,8 @@ def deregister_released(
     held: set[str],
     record: StepRecord,
 ) -> None:
-    """Start the drain of released pods' targets that nobody deregistered (see ``targets_to_deregister``).
+    """Start the drain of released pods' targets (see ``targets_to_deregister``): with ``health`` None, each once,
+    unseen; with a look's answer, those it still shows in the pool.
 
     ``record``: the step that released them (its ``deregistered`` list keeps a blind deregistration to once).
     A blind one needs each group's target port: one the gate never saw on ELB (it read the controller's conditions)
