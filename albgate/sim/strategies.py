@@ -11,8 +11,8 @@ Job: drive one rollout on a ``Simulation`` and say how it ended. Built in:
   left in any group, it opens ALBGATE_GATE on them together (the oldest first, as
   ``lambdas.domain.gate.evaluate_gate``); it deregisters a leaving pod's target the instant the pod is
   deleted (as albgate's drain check); it starts the next step the instant the step's old targets are all
-  `draining` (albgate hands the rest of the drain to the next gate), and ends the last step (or a rollback)
-  the instant they have left. Its duration is the ``lower_bound_seconds`` of a gated rollout: no poller
+  `draining` (albgate hands the rest of the drain over, and a later step does not wait for it), and ends the
+  last step (or a rollback) the instant every released target has left. Its duration is the ``lower_bound_seconds`` of a gated rollout: no poller
   can be faster;
 - ``ideal-poller``: the oracle knowing health only through one look per health-check interval, and nothing
   else slowing it (``_IdealPoller``): the best a poller that obeys albgate's polling rule (docs/rollout.md,
@@ -156,7 +156,6 @@ class _Oracle:
         self.step_started = sim.clock.t
         self.result: str | None = None
         self.steps_log: list[tuple[str, int, float]] = []
-        self.handed_over: list[_Seen] = []  # the previous step's released pods' targets, still in a group
         self.deregistered: set[tuple[str, str, int]] = set()  # (arn, ip, id(pod)) it deregistered
         self.missing_since: dict[tuple[str, str], float] = {}  # (arn, pod name): first seen missing from the group
         self.bake_until: float | None = None  # the policy's bake after a rollout step passed, before the next
@@ -174,7 +173,6 @@ class _Oracle:
                                     max_unavailable=0, **hardening_for(sim, self.policy))
         self.cluster.patch_deployment(d.namespace, d.name, patch)
         self.step, self.step_started = 0, sim.clock.t
-        self.handed_over = []  # a rollback does not wait for the failed rollout's handed-over targets (as albgate)
         self.new_template = d.template
         self._deadline()
 
@@ -265,20 +263,17 @@ class _Oracle:
         self._register_missing(active)
         seen = self.view()
         leaving = [self._deregister(s) for s in seen if s.pod.terminating or s.pod.exited]
-        # the previous step's old targets, handed over still draining, hold this step's releases until they left
-        present = {(s.arn, s.ip, id(s.pod)) for s in seen}
         states: dict[str, dict[str, str]] = {}
         for x in seen:
             states.setdefault(x.ip, {})[x.arn] = x.state
-        self.handed_over = [s for s in self.handed_over if (s.arn, s.ip, id(s.pod)) in present]
         # As albgate's gate (lambdas.domain.gate.evaluate_gate): the step's pods are released together, once as
         # many as it still needs are healthy everywhere, the oldest first.
         needed = target - released
-        healthy = [] if needed <= 0 or self.handed_over else [
+        healthy = [] if needed <= 0 else [
             p for p in sorted(active, key=lambda p: (p.created_at, p.name))
             if ALBGATE_GATE in p.readiness_gates and not self._released(p) and p.ip
             and self._healthy_everywhere(p.ip, states)]
-        if needed > 0 and not self.handed_over and len(healthy) >= needed:
+        if needed > 0 and len(healthy) >= needed:
             for p in healthy[:needed]:
                 cluster.set_pod_condition(p.namespace, p.name, ALBGATE_GATE, "True", "TargetHealthy",
                                           "oracle: healthy in every target group")
@@ -289,7 +284,6 @@ class _Oracle:
         drained = all(t.state == DRAINING for t in leaving) if hands_over else not leaving
         if released >= target and old_spec <= d.replicas - target and old_active <= d.replicas - target and drained:
             self.steps_log.append((self.mode, target, sim.clock.t - self.step_started))
-            self.handed_over = list(leaving)
             self.step += 1
             if self.step == len(self.plan):
                 self.result = SUCCEEDED if self.mode == "rollout" else ROLLED_BACK

@@ -26,7 +26,8 @@ class Verdict(str, Enum):
     WAITING = "WAITING"
     FAILED = "FAILED"
     # Drain only: every released target has left the pool (draining or gone) and more steps follow, so the
-    # step hands its drain over: the next step's gate releases nothing until those targets have left.
+    # step hands its drain over: deregistered by albgate itself, the targets are carried and the last drain sees
+    # them leave; seen leaving the pool, the next step's gate releases nothing until they have left.
     DRAINING = "DRAINING"
 
 

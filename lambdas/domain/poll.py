@@ -30,6 +30,10 @@ POD_START_POLL_SECONDS = 3
 # every 5 s apart).
 DRAIN_POLLS_PER_INTERVAL = 3
 MIN_DRAIN_POLL_SECONDS = 5
+# A target albgate has just deregistered keeps receiving new requests until the load balancer's data plane has
+# taken it out, about 10 s by users' reports (docs/facts.md, Deregistration and draining), so it cannot leave its
+# group before: the first look at a drain albgate started itself comes no sooner.
+DEREGISTRATION_LAG_SECONDS = 10
 # A pod the scheduler cannot place (PodScheduled=False, Unschedulable) waits for room on a node, which a node
 # autoscaler adds in tens of seconds to minutes, not in the seconds a pod takes to start: while every starting
 # pod is unschedulable, look every 15 s, which delays such a pod's start by at most that and keeps a long
@@ -73,6 +77,10 @@ def drain_poll_seconds(interval_seconds: int, key: str, throttles: int = 0) -> i
     if throttles:
         return target_poll_seconds(interval_seconds, key, throttles)
     return _jittered(max(MIN_DRAIN_POLL_SECONDS, math.ceil(interval_seconds / DRAIN_POLLS_PER_INTERVAL)), key)
+
+
+def deregistered_poll_seconds(key: str) -> int:
+    return _jittered(DEREGISTRATION_LAG_SECONDS, key)
 
 
 def pod_poll_seconds(key: str, *, unschedulable: bool = False) -> int:

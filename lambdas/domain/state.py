@@ -59,7 +59,11 @@ class TargetGroupInfo(_Model):
     health_check_interval_seconds: int
     healthy_threshold: int
     deregistration_delay_seconds: int
-    target_port: int | None = None  # the port its targets are registered on, as DescribeTargetHealth showed it
+    # The one port its targets are registered on, as DescribeTargetHealth showed it or its TargetGroupBinding's
+    # Service gives it; None while unknown, and for good once ELB showed targets on several ports (``ports_mixed``:
+    # a target is then named only on the port ELB shows for it).
+    target_port: int | None = None
+    ports_mixed: bool = False
     load_balancer_arn: str = ""  # the first load balancer DescribeTargetGroups names (its ALB metrics' dimension)
     binding: str = ""  # its TargetGroupBinding: the controller's readiness gate on a pod is named after it
 
@@ -87,9 +91,8 @@ class StepRecord(_Model):
     # Since when every target the gate waits for has been `initial` (Elb.RegistrationInProgress), as the gate saw
     # it; None when not (domain/poll.py paces the looks by it).
     registering_since: float | None = None
-    # When a look of this step first saw one of its pods ContainersReady: no target of the step can pass ELB's
-    # health checks before HealthyThresholdCount intervals after (the gate reads the controller's conditions until
-    # then, lambdas/domain/rollout/conditions.py).
+    # When a look of this step first saw one of its pods ContainersReady: the controller's conditions are trusted
+    # alone until they are overdue (``rollout.gate.conditions_overdue_seconds``), then ELB is asked.
     first_ready_at: float | None = None
     # Released pods whose targets albgate deregistered itself (at once when the old ReplicaSet is scaled down, or
     # when a look still showed them in the pool): "target group ARN|IP". Emptied once no drain reads it any more (RolloutState.dump).
@@ -125,9 +128,13 @@ class RolloutState(_Model):
     step_deadline: float = 0.0
     drain_deadline: float = 0.0
     watched_ips: list[str] = Field(default_factory=list)
-    # The step (1-based) whose Verify Drain handed its still-draining targets over to the next step's gate
-    # (Verdict.DRAINING); None once they have left. watched_ips and drain_deadline are still that step's.
+    # The step (1-based) whose Verify Drain handed its still-draining targets, seen on ELB, over to the next step's
+    # gate (Verdict.DRAINING); None once they have left, and when they were handed over unseen (``carried_ips``). watched_ips and drain_deadline are still that step's.
     pending_drain_step: int | None = None
+    # Released targets of earlier steps that albgate deregistered itself and handed over unseen (Verdict.DRAINING
+    # without a look): known out of the pool, not yet seen gone. Every later drain watches them too, so the last
+    # one sees every released target leave; a gate's look that shows one still in the pool deregisters it again.
+    carried_ips: list[str] = Field(default_factory=list)
 
     gate: GateResult = Field(default_factory=lambda: GateResult(Verdict.WAITING, "not started"))
     drain: DrainResult = Field(default_factory=lambda: DrainResult(Verdict.WAITING, "not started"))

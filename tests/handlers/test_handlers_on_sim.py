@@ -190,16 +190,16 @@ def test_with_the_controller_down_verify_drain_deregisters_the_released_pod_itse
     state = release_old_pods.handler(state, None)
     state = drain_polls(sim, state, 2)
     # Then the released pod's target was deregistered by albgate, within seconds, long before its preStop ends,
-    # and with nothing left to do but wait, the step hands its drain over to the next step's gate
+    # and with nothing left to do but wait, the step hands its drain over unseen, carrying the target
     assert released_target_states(sim, state) == ["draining"]
     assert sim.alb.deregister_calls["albgate"] == 1
-    assert state["drain"]["status"] == "DRAINING" and state["pending_drain_step"] == 1
-    # And the drain then completes as usual, without a second call: the next step's gate sees it while it waits
-    # for a new target nobody but albgate registers (the controller is still down)
+    assert state["drain"]["status"] == "DRAINING" and state["pending_drain_step"] is None
+    assert len(state["carried_ips"]) == 1
+    # And the drain then completes without a second call: the next step's gate, which asks ELB while it waits for a
+    # new target nobody but albgate registers (the controller is still down), sees the target leave
     state = gate_polls(sim, start_step.handler(state, None), 12)
     assert state["gate"]["status"] == "PASSED" and sim.alb.register_calls["albgate"] == 1
-    assert state["drain"]["status"] == "PASSED" and sim.alb.deregister_calls["albgate"] == 1
-    assert state["steps"][0]["drained_at"] is not None and state["pending_drain_step"] is None
+    assert state["carried_ips"] == [] and sim.alb.deregister_calls["albgate"] == 1
 
 
 def test_a_target_the_controller_already_deregistered_stays_draining_and_the_drain_is_handed_over_unseen(sim):
@@ -218,9 +218,14 @@ def test_a_target_the_controller_already_deregistered_stays_draining_and_the_dra
     assert sim.alb.describe_calls.get("albgate", 0) == looks
     assert sim.alb.deregister_calls["albgate"] == 1 and len(state["steps"][0]["deregistered"]) == 1
     assert released_target_states(sim, state) == ["draining"]
-    # And the next step's gate sees the target leave
+    carried = state["carried_ips"]
+    assert len(carried) == 1
+    # And the next step's gate does not wait for it (it reads the controller's conditions, no ELB call), while the
+    # next drain watches it with its own released targets
     state = gate_polls(sim, start_step.handler(state, None), 30)
-    assert state["drain"]["status"] == "PASSED"
+    assert state["gate"]["status"] == "PASSED" and sim.alb.describe_calls.get("albgate", 0) == looks
+    state = release_old_pods.handler(state, None)
+    assert set(carried) <= set(state["watched_ips"])
     assert sim.alb.deregister_calls["albgate"] == 1
 
 
@@ -266,8 +271,12 @@ def test_while_the_new_pods_cannot_be_scheduled_the_gate_looks_every_15_s(sim):
 # A drain handed over to the next step's gate (Verdict.DRAINING)
 # ---------------------------------------------------------------------------------------------------------
 def handed_over(sim) -> dict:
-    """Step 1 released and its drain handed over to step 2, whose gate has started."""
-    state = drain_polls(sim, release_old_pods.handler(gate_passed(sim), None), 10)
+    """Step 1 released and its drain handed over to step 2, whose gate has started: seen handed over, because
+    ELB showed the group's targets on several ports (no port names them unseen)."""
+    state = release_old_pods.handler(gate_passed(sim), None)
+    for g in state["target_groups"]:
+        g["target_port"], g["ports_mixed"] = None, True
+    state = drain_polls(sim, state, 10)
     assert state["drain"]["status"] == "DRAINING" and state["pending_drain_step"] == 1
     return start_step.handler(state, None)
 

@@ -27,7 +27,7 @@ from lambdas.domain.gate import (
     targets_to_register,
 )
 from lambdas.domain.models import RolloutPolicy, RolloutRequest
-from lambdas.domain.poll import drain_poll_seconds, pod_poll_seconds, target_poll_seconds
+from lambdas.domain.poll import deregistered_poll_seconds, drain_poll_seconds, pod_poll_seconds, target_poll_seconds
 from lambdas.domain.ports import (
     ALBGATE_GATE,
     DRAINING,
@@ -608,13 +608,20 @@ def test_the_last_steps_drain_waits_for_draining_targets_at_the_drain_pace():
     assert s.wait_seconds == drain_poll_seconds(INTERVAL, "exec-1/rollout/1/drain/1")
 
 
-def test_a_throttled_drain_deregisters_blind_and_backs_off_per_throttle():
+def test_the_last_drain_deregisters_unseen_waits_the_lag_then_backs_off_per_throttle():
     w = world([], throttled=True)
+    # the first look after the scale-down names the released target at once and does not look
     s = verify_drain(w.ports, rollout(step=1, more_steps=False, throttles=1, watched=("10.0.0.1",),
                                       groups=(group(port=8080),)))
+    assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])] and w.elb.health_reads == 0
+    assert s.throttles == 1 and w.ports.budget.throttles == 0
+    assert s.wait_seconds == deregistered_poll_seconds("exec-1/rollout/1/deregistered/1")
+    assert s.drain.status is Verdict.WAITING
+    # the next one looks, is throttled, and backs off, naming nothing again
+    s = verify_drain(w.ports, s)
     assert s.throttles == 2 and w.ports.budget.throttles == 1
     assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])]
-    assert s.wait_seconds == drain_poll_seconds(INTERVAL, "exec-1/rollout/1/drain/1", 2)
+    assert s.wait_seconds == drain_poll_seconds(INTERVAL, "exec-1/rollout/1/drain/2", 2)
 
 
 def test_a_drain_left_only_to_wait_is_handed_over_to_the_next_steps_gate():

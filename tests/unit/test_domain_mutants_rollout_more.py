@@ -61,6 +61,7 @@ OLD = "registry.example.com/web@sha256:" + "a" * 64
 NEW = "registry.example.com/web@sha256:" + "b" * 64
 ARN_A = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web-a/0123456789abcdef"
 ARN_B = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web-b/fedcba9876543210"
+ARN_C = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web-c/00112233445566ff"
 NOW = 1_000.0
 TAIL = ". Someone else (a person, another tool, another rollout) wrote it, and albgate did not write over it"
 
@@ -355,14 +356,30 @@ def test_services_without_a_binding_are_named_in_sorted_order():
         "backend of an Ingress with ingressClassName alb; is the controller running and the Ingress applied?")
 
 
-def test_describing_health_counts_every_call_and_keeps_the_first_targets_port():
-    groups = [group(ARN_A), group(ARN_B, port=7000)]
+def test_describing_health_counts_every_call_and_keeps_the_one_port_its_targets_show():
+    groups = [group(ARN_A), group(ARN_B, port=7000), group(ARN_C)]
     state = rollout_state(groups=groups, describe_target_health_calls=5)
-    elb = Elb(health={ARN_A: [target("10.0.0.1", 8080), target("10.0.0.2", 9090)], ARN_B: [target("10.0.0.3")]})
+    elb = Elb(health={ARN_A: [target("10.0.0.1", 8080), target("10.0.0.2", 8080)], ARN_B: [target("10.0.0.3", 7000)],
+                      ARN_C: []})
     health = describe_health(ports(elb=elb), state)
-    assert health == {ARN_A: [target("10.0.0.1", 8080), target("10.0.0.2", 9090)], ARN_B: [target("10.0.0.3")]}
-    assert state.describe_target_health_calls == 7
-    assert [g.target_port for g in state.target_groups] == [8080, 7000]
+    assert health == {ARN_A: [target("10.0.0.1", 8080), target("10.0.0.2", 8080)], ARN_B: [target("10.0.0.3", 7000)],
+                      ARN_C: []}
+    assert state.describe_target_health_calls == 8
+    assert [(g.target_port, g.ports_mixed) for g in state.target_groups] == [(8080, False), (7000, False), (None, False)]
+
+
+@pytest.mark.parametrize("known,shown", [(None, (8080, 9090)), (7000, (8080,)), (7000, (7000, 8080))],
+                         ids=["two-ports-at-once", "another-port-than-known", "the-known-and-another"])
+def test_targets_on_several_ports_leave_a_group_without_a_port_for_good(known, shown):
+    # Given a group whose targets ELB shows on several ports (or on another than the one known): old and new pods
+    # on different ports, say a named targetPort whose container port changed
+    state = rollout_state(groups=[group(ARN_A, port=known)])
+    elb = Elb(health={ARN_A: [target(f"10.0.0.{i}", port) for i, port in enumerate(shown)]})
+    describe_health(ports(elb=elb), state)
+    # Then no port names a target unseen in it any more, even once a single port shows again
+    assert (state.target_groups[0].target_port, state.target_groups[0].ports_mixed) == (None, True)
+    describe_health(ports(elb=Elb(health={ARN_A: [target("10.0.0.9", 8080)]})), state)
+    assert (state.target_groups[0].target_port, state.target_groups[0].ports_mixed) == (None, True)
 
 
 def test_a_group_without_targets_learns_no_port():

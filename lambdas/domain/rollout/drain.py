@@ -1,8 +1,9 @@
 """Release Old Pods and Verify Drain: open the gates the step passed, then watch the old targets leave.
 
-Invariant: a step's drain is verified (or handed over to the next step's gate) before any later step releases
-an old pod; once the old ReplicaSet is scaled down albgate deregisters every released target itself, never a live
-pod's. During a
+Invariant: before a later step releases an old pod, every target released earlier is out of the pool: seen
+`draining` or gone, or deregistered by albgate itself (once the old ReplicaSet is scaled down albgate deregisters
+every released target, never a live pod's); an execution ends only after a look saw every target it released
+leave every group (the last step's drain, or the rollback's). During a
 rollout every look of the drain first reads the CloudWatch alarms the policy names (``alarms.during``): one failing
 fails the step.
 """
@@ -14,7 +15,7 @@ from dataclasses import replace
 from lambdas.domain import limits
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import DrainResult, Verdict, evaluate_drain
-from lambdas.domain.ports import ALBGATE_GATE, DRAINING, UNUSED, Ports, TargetHealth
+from lambdas.domain.ports import ALBGATE_GATE, DRAINING, UNUSED, Pod, Ports, TargetHealth
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
 from lambdas.domain.rollout.pods import split_pods
@@ -26,8 +27,10 @@ def release_old_pods(ports: Ports, s: RolloutState) -> RolloutState:
     req = s.request
     _, mine, others = split_pods(ports, s)
     # Every pod of the other ReplicaSets, terminating ones included: Kubernetes may already be removing one
-    # (an ungated pod turned Ready by itself), and its target must leave the groups like the others.
-    s.watched_ips = sorted({p.ip for p in others if p.ip})
+    # (an ungated pod turned Ready by itself), and its target must leave the groups like the others. And the
+    # targets earlier steps handed over unseen, until a look sees them gone (an IP a new pod holds again apart).
+    serving = {p.ip for p in mine if p.ip and not p.terminating}
+    s.watched_ips = sorted(({p.ip for p in others if p.ip} | set(s.carried_ips)) - serving)
     live_names = {p.name for p in mine if not p.terminating}
     for name in s.gate.release:
         if name not in live_names:
@@ -55,6 +58,7 @@ def verify_drain(ports: Ports, s: RolloutState) -> RolloutState:
     drain, pace = _look(ports, s, record, now)
     if drain.status is Verdict.PASSED:
         record.drained_at = now
+        s.carried_ips = []  # they were watched too
     if drain.status in (Verdict.PASSED, Verdict.DRAINING):
         s.bake_seconds = s.request.policy.bake_seconds if (s.more_steps and s.mode == "rollout") else 0
     s.drain = drain
@@ -73,13 +77,19 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     health = None
     booked = 0
     scaled_down = sum(1 for p in others if not p.terminating) <= expected_old
+    named = len(record.deregistered)
     if scaled_down and _started_by_albgate(ports, s, record, mine, others, now):
-        s.pending_drain_step = record.step
+        leaving = s.drain.leaving_ips
+        s.carried_ips = sorted(set(leaving) - held_ips(mine, others))
         return DrainResult(
             Verdict.DRAINING,
-            f"albgate deregistered the {len(s.drain.leaving_ips)} released target(s) itself: out of the pool, "
-            f"draining; step {record.step + 1}'s gate releases nothing until they have left every target group",
-            old_live=s.drain.old_live, expected_old=expected_old, leaving_ips=s.drain.leaving_ips), NOW
+            f"albgate deregistered the {len(s.carried_ips)} released target(s) itself: out of the pool, draining; "
+            "the last drain sees them leave every target group",
+            old_live=s.drain.old_live, expected_old=expected_old, leaving_ips=leaving), NOW
+    if scaled_down and len(record.deregistered) > named:
+        # albgate has just started the drain: no target leaves before the load balancer stops sending it new
+        # requests, so a look now would only see it draining (poll.DEREGISTRATION_LAG_SECONDS)
+        return s.drain, Pace("deregistered")
     if scaled_down:
         booked = budget_wait(ports, s, now)
         try:
@@ -125,18 +135,24 @@ def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine:
     many rollouts make) but names each target itself, once, on its group's port (learnt from an earlier answer, or
     from the TargetGroupBinding and Service). DeregisterTargets' success makes a registered target `draining`, so
     the targets are known out of the pool without asking ELB. Only between two steps of a rollout may the step go
-    on from there (as ``_may_hand_over``); the next gate still checks on ELB that they left before it releases."""
+    on from there (as ``_may_hand_over``). The next gate does not wait for them to leave: they receive no new
+    request, and their pods keep serving what they have for the preStop sleep. They are carried
+    (``carried_ips``): every later drain watches them, so the last one sees them leave, and a gate's look at ELB
+    that still shows one in the pool deregisters it again on the port ELB shows."""
     drain = evaluate_drain(old_pods=others, expected_old=s.replicas - s.plan[s.step], watched_ips=s.watched_ips,
                            health=None, now=now, deadline=s.drain_deadline)
     s.drain = drain
     if not drain.leaving_ips or drain.status is not Verdict.WAITING:
         return False
     held = held_ips(mine, others)
-    deregister_released(ports, s, drain.leaving_ips, None, held=held, record=record)
+    carried = set(s.carried_ips)  # deregistered by an earlier step already
+    deregister_released(ports, s, tuple(ip for ip in drain.leaving_ips if ip not in carried), None, held=held,
+                        record=record)
     if s.mode != "rollout" or not s.more_steps:
         return False
     done = set(record.deregistered)
-    return all(ip in held or f"{g.arn}|{ip}" in done for g in s.target_groups for ip in drain.leaving_ips)
+    return all(ip in held or ip in carried or f"{g.arn}|{ip}" in done
+               for g in s.target_groups for ip in drain.leaving_ips)
 
 
 def _may_hand_over(s: RolloutState, drain: DrainResult, health: dict[str, list[TargetHealth]], record: StepRecord) -> bool:
@@ -158,3 +174,16 @@ def _may_hand_over(s: RolloutState, drain: DrainResult, health: dict[str, list[T
         for t in targets
         if t.target_id in leaving
     )
+
+
+def check_leaving(ports: Ports, s: RolloutState, health: dict[str, list[TargetHealth]], mine: list[Pod],
+                  others: list[Pod], record: StepRecord) -> None:
+    """On a gate's look at ELB: a target still in the pool (`initial`, `healthy`, `unhealthy`) whose pod is going
+    is deregistered on the port ELB shows: one carried (``carried_ips``: deregistered unseen, on a port that was
+    not the target's), or a terminating pod's that Kubernetes removed by itself while its controller is down. A
+    carried one no group shows any more is no longer carried."""
+    leaving = set(s.carried_ips) | {p.ip for p in others if p.terminating and p.ip}
+    if leaving:
+        deregister_released(ports, s, tuple(sorted(leaving)), health, held=held_ips(mine, others), record=record)
+    present = {t.target_id for targets in health.values() for t in targets}
+    s.carried_ips = [ip for ip in s.carried_ips if ip in present]

@@ -15,9 +15,10 @@ from dataclasses import replace
 
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.poll import POD_START_POLL_SECONDS
-from lambdas.domain.gate import GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
+from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentCondition, Pod, Ports, TargetHealth
 from lambdas.domain.rollout.conditions import health_from_conditions
+from lambdas.domain.rollout.drain import check_leaving
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, STALE_OBSERVATION_INTERVALS, Pace, budget_wait, interval, next_look
 from lambdas.domain.rollout.pods import is_released, split_pods
@@ -83,10 +84,11 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
         seen = health_from_conditions(s.target_groups, candidates)
         if seen is not None:
             gate = evaluate_gate(candidates=candidates, needed=needed, health=seen, now=now, deadline=s.step_deadline)
-            earliest = record.first_ready_at + earliest_healthy_seconds(s)
-            if gate.status is not Verdict.WAITING or now < earliest:
-                return _from_conditions(s, record, candidates, gate, seen, now, earliest)
-            # past the earliest a target could have turned healthy: ELB knows sooner than the controller writes
+            ask_at = record.first_ready_at + conditions_overdue_seconds(s)
+            if gate.status is not Verdict.WAITING or now < ask_at:
+                return _from_conditions(s, record, candidates, gate, seen, now, ask_at)
+            # overdue: a healthy target's condition would be True by now; ELB tells why not (an `unhealthy` target
+            # fails the step at once, where the controller may back off before it writes so)
     if pods_needing_targets(candidates, needed) or (handed_over and needed <= 0):
         booked = budget_wait(ports, s, now)
         if booked:
@@ -102,6 +104,8 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
                            "while DescribeTargetHealth was throttled", now), Pace("throttled")
         s.throttles = 0
         record.observed_at = now
+        if not handed_over:  # a handed-over drain is followed below, on the same answer
+            check_leaving(ports, s, health, mine, others, record)
 
     gate = evaluate_gate(candidates=candidates, needed=needed, health=health, now=now, deadline=s.step_deadline)
     if health is None:
@@ -129,26 +133,30 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     return gate, Pace("registering" if registering else "targets")
 
 
-def earliest_healthy_seconds(s: RolloutState) -> int:
-    """How long after a look first saw one of the step's pods ContainersReady ELB may already call its targets
-    `healthy` in every group: registration starts at ContainersReady at the earliest, ELB needs HealthyThresholdCount
-    passed checks one interval apart, and the pod may have turned ContainersReady up to a pods' look before."""
-    return max(0, max(g.health_check_interval_seconds * g.healthy_threshold for g in s.target_groups)
-               - POD_START_POLL_SECONDS)
+def conditions_overdue_seconds(s: RolloutState) -> int:
+    """How long after a look first saw one of the step's pods ContainersReady the controller's conditions should
+    say `healthy` for a target that is: registration starts at ContainersReady at the earliest (the pod may have
+    turned so up to a pods' look before), ELB needs HealthyThresholdCount passed checks one interval apart, the
+    controller learns it at its next requeue of the pending gate (CONTROLLER_REQUEUE_SECONDS), and one interval
+    of slack covers a late registration. Until then the gate reads only the conditions; after it, it asks ELB."""
+    return max(0, max(g.health_check_interval_seconds * (g.healthy_threshold + 1) for g in s.target_groups)
+               + CONTROLLER_REQUEUE_SECONDS - POD_START_POLL_SECONDS)
 
 
 def _from_conditions(s: RolloutState, record: StepRecord, candidates: list[Pod], gate: GateResult, seen: Health,
-                     now: float, earliest: float) -> tuple[GateResult, Pace]:
+                     now: float, ask_at: float) -> tuple[GateResult, Pace]:
     """The gate on the health the controller's conditions gave: released, failed fast, or waiting on the pods'
-    pace (reading pods costs no Describe* call, and the controller writes a change as soon as it sees it), and
-    no later than ``earliest``, when ELB is asked."""
+    pace (reading pods costs no Describe* call, and the controller writes a change as soon as it sees it). ELB is
+    not asked before ``ask_at``: the controller already asks it for the very targets the gate waits for, and a
+    look at ELB would only learn a change up to one requeue sooner (docs/facts.md, "Load Balancer Controller: the
+    target-health pod condition")."""
     gate = replace(gate, groups=group_summary(s.target_groups, candidates, seen),
                    reason=f"{gate.reason} (read from the Load Balancer Controller's target-health conditions)")
     record.observed_at = now
     record.registering_since = None
     if gate.status is not Verdict.WAITING:
         return gate, NOW
-    return gate, Pace("conditions", seconds=max(1, math.ceil(earliest - now)))
+    return gate, Pace("conditions", seconds=max(1, math.ceil(ask_at - now)))
 
 
 def _unseen(s: RolloutState, reason: str, late: str, now: float) -> GateResult:

@@ -12,6 +12,7 @@ from typing import Literal
 
 from lambdas.domain.poll import (
     POD_START_POLL_SECONDS,
+    deregistered_poll_seconds,
     drain_poll_seconds,
     pod_poll_seconds,
     registration_poll_seconds,
@@ -57,13 +58,14 @@ def budget_wait(ports: Ports, s: RolloutState, now: float) -> int:
 #   scale-down    the Deployment controller to scale the old ReplicaSet down (Kubernetes reads only)
 #   booked        the Describe* turn booked in albgate's share of the bucket (``seconds``)
 #   conditions    the controller's target-health conditions on the pods (Kubernetes reads only), at the pods'
-#                 pace but no later than the earliest the targets can be healthy, ``seconds`` from now
+#                 pace but no later than when they are overdue and ELB is asked, ``seconds`` from now
 #   throttled     DescribeTargetHealth was throttled: back off
 #   targets       the new targets' next health check
 #   registering   the load balancer to finish registering every new target (since ``registering_since``)
+#   deregistered  targets albgate has just deregistered to stop receiving new requests (none leaves before)
 #   handed-over-drain / drain   draining targets to leave
 WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "conditions", "throttled", "targets", "registering",
-                  "handed-over-drain", "drain"]
+                  "deregistered", "handed-over-drain", "drain"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def next_look(s: RolloutState, pace: Pace, now: float) -> int:
         return target_poll_seconds(interval(s), key, s.throttles)
     if what == "targets":
         return target_poll_seconds(interval(s), key)
+    if what == "deregistered":
+        return deregistered_poll_seconds(key)
     if what == "registering":
         since = s.steps[-1].registering_since
         return registration_poll_seconds(interval(s), now - (now if since is None else since), key)

@@ -45,6 +45,7 @@ def roll_back(ports: Ports, s: RolloutState) -> RolloutState:
     # Targets a rollout step handed over still draining are on their way out and belong to the version the
     # rollback brings back: its own drain check watches the failed version's pods instead.
     s.pending_drain_step = None
+    s.carried_ips = []
     s.more_steps = True
     s.approval_required = False
     s.bake_seconds = 0

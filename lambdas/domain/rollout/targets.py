@@ -85,8 +85,13 @@ def describe_health(ports: Ports, s: RolloutState) -> dict[str, list[TargetHealt
     for g in s.target_groups:
         s.describe_target_health_calls += 1
         health[g.arn] = ports.elb.describe_target_health(g.arn)
-        if health[g.arn] and g.target_port is None:
-            g.target_port = health[g.arn][0].port  # kept for a deregistration while Describe* is throttled
+        seen = {t.port for t in health[g.arn]}
+        if len(seen) > 1 or (g.target_port is not None and seen - {g.target_port}):
+            # old and new pods on different ports (a named targetPort whose container port changed): no single
+            # port can name a target unseen
+            g.ports_mixed, g.target_port = True, None
+        elif seen and g.target_port is None and not g.ports_mixed:
+            g.target_port = seen.pop()  # kept to name targets unseen (the drain's at once, or while throttled)
     return health
 
 
@@ -174,7 +179,7 @@ def learn_target_ports(ports: Ports, s: RolloutState, arns: tuple[str, ...]) -> 
     bindings = {b.target_group_arn: b for b in ports.kube.list_target_group_bindings(ns)}
     services = ports.kube.list_services(ns)
     for g in s.target_groups:
-        if g.arn in arns and g.target_port is None and g.arn in bindings:
+        if g.arn in arns and g.target_port is None and not g.ports_mixed and g.arn in bindings:
             g.target_port = binding_target_port(bindings[g.arn], services)
 
 

@@ -1,0 +1,161 @@
+"""The drain albgate starts itself: targets deregistered at once, handed over unseen and carried to the last
+drain; and the gate on the controller's conditions until they are overdue (lambdas/domain/rollout/drain.py and
+gate.py, on the fakes of test_domain_mutants_gate_drain)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, Verdict
+from lambdas.domain.poll import POD_START_POLL_SECONDS, deregistered_poll_seconds, pod_poll_seconds
+from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, LBC_GATE_PREFIX, PodCondition
+from lambdas.domain.rollout.drain import check_leaving, release_old_pods, verify_drain
+from lambdas.domain.rollout.gate import check_target_health, conditions_overdue_seconds
+from tests.unit.test_domain_mutants_gate_drain import (
+    ARN,
+    ARN2,
+    INTERVAL,
+    NOW,
+    group,
+    old_pod,
+    pod,
+    rollout,
+    target,
+    world,
+)
+
+BINDING = "web-tgb"
+
+
+def test_release_watches_the_carried_targets_with_the_old_pods_but_never_a_serving_new_pods_ip():
+    # Given targets carried from earlier steps, one of whose IPs a new pod now holds
+    w = world([pod("web-new-a", "10.0.1.1", released=True), old_pod("web-old-b", "10.0.0.2")])
+    s = rollout(release=("web-new-a",))
+    s.carried_ips = ["10.0.0.9", "10.0.1.1"]
+    # When the step releases its pods
+    s = release_old_pods(w.ports, s)
+    # Then its drain watches the old pods and the carried target, not the serving new pod's IP
+    assert s.watched_ips == ["10.0.0.2", "10.0.0.9"]
+
+
+def test_a_scaled_down_step_hands_over_unseen_and_carries_what_it_deregistered():
+    # Given step 1 of 2 scaled down (2 old pods serve, as expected), its released pod's target not yet named
+    w = world([old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")])
+    s = rollout(watched=("10.0.0.1", "10.0.0.2", "10.0.0.3"), groups=(group(port=8080),))
+    # When the drain is checked
+    s = verify_drain(w.ports, s)
+    # Then albgate named the released target once, did not look, and handed over unseen, carrying it
+    assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])] and w.elb.health_reads == 0
+    assert s.drain.status is Verdict.DRAINING and s.pending_drain_step is None
+    assert s.carried_ips == ["10.0.0.1"] and s.wait_seconds == 0
+    assert s.drain.reason == ("albgate deregistered the 1 released target(s) itself: out of the pool, draining; "
+                              "the last drain sees them leave every target group")
+
+
+def test_a_carried_target_is_not_named_again_and_the_drain_still_hands_over():
+    # Given step 2 of 3, with step 1's target carried (already deregistered) and step 2's released one leaving
+    w = world([old_pod("web-old-c", "10.0.0.3")])
+    s = rollout(step=1, plan=(1, 2, 3), watched=("10.0.0.1", "10.0.0.2", "10.0.0.3"), groups=(group(port=8080),))
+    s.carried_ips = ["10.0.0.1"]
+    s = verify_drain(w.ports, s)
+    assert w.elb.deregistered == [(ARN, [("10.0.0.2", 8080)])]
+    assert s.drain.status is Verdict.DRAINING and s.carried_ips == ["10.0.0.1", "10.0.0.2"]
+
+
+def test_without_a_port_for_every_group_the_drain_looks_before_it_hands_over():
+    # Given two groups, the second one's port unknown (its targets were seen on several ports)
+    w = world([old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")],
+              {ARN: [target("10.0.0.1", DRAINING)], ARN2: [target("10.0.0.1", DRAINING)]})
+    mixed = group(ARN2)
+    mixed.ports_mixed = True
+    s = rollout(watched=("10.0.0.1", "10.0.0.2", "10.0.0.3"), groups=(group(port=8080), mixed))
+    s = verify_drain(w.ports, s)
+    # Then it named what it could and waits the lag without looking
+    assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])] and w.elb.health_reads == 0
+    assert s.drain.status is Verdict.WAITING and s.wait_seconds >= 10
+    # And then looks, and hands the drain over seen: the next gate follows it
+    s = verify_drain(w.ports, s)
+    assert w.elb.health_reads == 2 and w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])]
+    assert s.drain.status is Verdict.DRAINING and s.pending_drain_step == 1 and s.carried_ips == []
+
+
+def test_the_last_drain_names_its_targets_then_waits_the_lag_before_its_first_look():
+    w = world([old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")])
+    s = rollout(more_steps=False, watched=("10.0.0.1", "10.0.0.2", "10.0.0.3"), groups=(group(port=8080),))
+    s = verify_drain(w.ports, s)
+    assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])] and w.elb.health_reads == 0
+    assert s.drain.status is Verdict.WAITING and s.pending_drain_step is None and s.carried_ips == []
+    assert s.wait_seconds == deregistered_poll_seconds("exec-1/rollout/0/deregistered/1") >= 10
+
+
+def test_the_last_drain_passes_only_once_every_carried_target_has_left():
+    # Given the last step, its own released target gone, a carried one still draining
+    w = world([old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")],
+              {ARN: [target("10.0.0.9", DRAINING)]})
+    s = rollout(more_steps=False, watched=("10.0.0.1", "10.0.0.9"), groups=(group(port=8080),))
+    s.carried_ips = ["10.0.0.9"]
+    s.steps[-1].deregistered = [f"{ARN}|10.0.0.1"]
+    s = verify_drain(w.ports, s)
+    assert s.drain.status is Verdict.WAITING and s.drain.draining == 1
+    w.elb.health = {ARN: []}
+    s = verify_drain(w.ports, s)
+    assert s.drain.status is Verdict.PASSED and s.carried_ips == []
+
+
+def test_a_gates_look_deregisters_a_carried_target_still_in_the_pool_and_a_removed_pods_and_forgets_what_left():
+    # Given a carried target ELB still shows healthy (named on a port that was not its own), one carried that left,
+    # and an old pod Kubernetes is removing by itself whose target is still in the pool
+    w = world([])
+    s = rollout(groups=(group(port=9999),))
+    s.carried_ips = ["10.0.0.1", "10.0.0.5"]
+    mine = [pod("web-new-a", "10.0.1.1")]
+    others = [old_pod("web-old-b", "10.0.0.2", terminating=True), old_pod("web-old-c", "10.0.0.3")]
+    health = {ARN: [target("10.0.0.1", HEALTHY), target("10.0.0.2", HEALTHY), target("10.0.0.3", HEALTHY),
+                    target("10.0.1.1", INITIAL)]}
+    check_leaving(w.ports, s, health, mine, others, s.steps[-1])
+    # Then both are deregistered on the port ELB shows; the live old pod's and the new pod's are not touched
+    assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080), ("10.0.0.2", 8080)])]
+    assert s.carried_ips == ["10.0.0.1"]
+
+
+def lbc_pod(name: str, ip: str, status: str, reason: str = "") -> object:
+    """A new pod with the controller's gate for the group's binding too, its condition as the controller wrote it."""
+    p = pod(name, ip)
+    gate = LBC_GATE_PREFIX + BINDING
+    return dataclasses.replace(p, readiness_gates=(*p.readiness_gates, gate),
+                               conditions=(*p.conditions, PodCondition(gate, status, reason)))
+
+
+def gated_group():
+    g = group()
+    g.binding = BINDING
+    return g
+
+
+def test_conditions_are_overdue_after_the_checks_a_requeue_and_an_interval_of_slack():
+    two = [gated_group(), gated_group().model_copy(update={"arn": ARN2, "health_check_interval_seconds": 30,
+                                                            "healthy_threshold": 3})]
+    assert conditions_overdue_seconds(rollout(groups=(gated_group(),))) == \
+        INTERVAL * 3 + CONTROLLER_REQUEUE_SECONDS - POD_START_POLL_SECONDS
+    assert conditions_overdue_seconds(rollout(groups=tuple(two))) == 30 * 4 + CONTROLLER_REQUEUE_SECONDS - POD_START_POLL_SECONDS
+
+
+def test_the_gate_reads_only_the_conditions_until_they_are_overdue_then_asks_elb():
+    # Given a new pod whose controller condition says its target is still checked
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
+    s = rollout(groups=(gated_group(),))
+    # When the gate looks first / Then no ELB call, and the next look comes at the pods' pace
+    s = check_target_health(w.ports, s)
+    assert w.elb.health_reads == 0 and s.gate.status is Verdict.WAITING
+    assert s.steps[-1].first_ready_at == NOW
+    assert s.wait_seconds == pod_poll_seconds("exec-1/rollout/0/conditions/1")
+    # When it looks just before they are overdue / Then still none, and it comes back no later than then
+    overdue = NOW + conditions_overdue_seconds(s)
+    w2 = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=overdue - 1)
+    s = check_target_health(w2.ports, s)
+    assert w2.elb.health_reads == 0 and s.wait_seconds == 1
+    # When they are overdue / Then ELB is asked, and its healthy answer passes the gate
+    w3 = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=overdue)
+    s = check_target_health(w3.ports, s)
+    assert w3.elb.health_reads == 1 and s.gate.status is Verdict.PASSED
