@@ -48,6 +48,7 @@ class FleetRollout:
     requests: int
     failed_requests: int
     state_transitions: int = 0
+    detail: str = ""  # how it ended, as the strategy said (a failed albgate rollout: its failure summary)
 
 
 @dataclass
@@ -125,7 +126,7 @@ def run_fleet(scenario: Scenario, strategy: str = "albgate", seed: int | None = 
     rollouts = [
         FleetRollout(c.deployment, r.outcome, round(c.start - EPOCH, 3),
                      None if r.seconds is None else round(r.seconds, 3), c.traffic.requests,
-                     c.traffic.failed_requests, r.state_transitions)
+                     c.traffic.failed_requests, r.state_transitions, "" if r.outcome == "succeeded" else r.detail)
         for c, r in zip(sim.copies, runs)
     ]
     return FleetResult(

@@ -105,6 +105,15 @@ def test_albgate_rolls_three_copies_at_once_without_a_drop():
     assert result.describe_calls_by_caller["albgate"] >= 3
 
 
+def test_a_fleet_rollout_that_did_not_succeed_says_how_it_ended():
+    # Given two copies rolled to an image that fails the ALB's health checks
+    result = run_fleet(fleet(2, faults={"broken_images": ["ikubernetes/myapp:v2"], "broken_mode": "http_500"}),
+                       "albgate")
+    # Then each rolled back, and says why, as a single rollout would
+    assert [r.outcome for r in result.rollouts] == ["rolled_back"] * 2
+    assert all("unhealthy" in r.detail and "Target.ResponseCodeMismatch" in r.detail for r in result.rollouts)
+
+
 def test_a_rollout_alone_is_measured_in_the_same_world():
     # Given copy 1 of three / When it is rolled with no other copy in the world
     seconds = alone_seconds(fleet(3), "albgate", None, 1)
