@@ -10,6 +10,7 @@ step's gate, deregister only what albgate released, and wait exactly as long as 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -540,6 +541,28 @@ def test_a_handed_over_target_nobody_deregistered_is_deregistered_by_the_gate():
     s = check_target_health(w.ports, handed_over())
     assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])]
     assert s.steps[0].deregistered == [f"{ARN}|10.0.0.1"]
+
+
+def test_a_handed_over_target_is_deregistered_on_the_port_elb_shows_in_a_group_without_one_port():
+    # Given a group whose targets show on two ports (no single port names a target unseen), the handed-over
+    # target still healthy on its own port
+    pods = [pod("web-new-a", "10.0.1.1", released=True), pod("web-new-b", "10.0.1.2"),
+            old_pod("web-old-c", "10.0.0.3")]
+    w = world(pods, {ARN: [dataclasses.replace(target("10.0.0.1", HEALTHY), port=9090),
+                           target("10.0.1.2", INITIAL, "Elb.InitialHealthChecking")]})
+    s = check_target_health(w.ports, handed_over())
+    assert s.target_groups[0].ports_mixed and s.target_groups[0].target_port is None
+    assert w.elb.deregistered == [(ARN, [("10.0.0.1", 9090)])]
+
+
+def test_a_handed_over_drain_that_ended_lets_the_gate_pass_and_is_no_longer_followed():
+    pods = [pod("web-new-a", "10.0.1.1", released=True), pod("web-new-b", "10.0.1.2"),
+            old_pod("web-old-c", "10.0.0.3")]
+    w = world(pods, {ARN: [target("10.0.1.2", HEALTHY)]})
+    s = check_target_health(w.ports, handed_over())
+    assert s.gate.status is Verdict.PASSED and s.gate.release == ("web-new-b",)
+    assert s.pending_drain_step is None and s.drain.status is Verdict.PASSED and s.steps[0].drained_at == NOW
+    assert s.gate.groups is not None and s.gate.groups[0].healthy == 1
 
 
 def test_a_handed_over_drain_is_not_read_while_the_step_still_needs_a_starting_pod():

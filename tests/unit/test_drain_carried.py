@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from lambdas.domain.contract import ALB_METRICS_REGRESSED
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, Verdict
 from lambdas.domain.poll import POD_START_POLL_SECONDS, deregistered_poll_seconds, pod_poll_seconds
-from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, LBC_GATE_PREFIX, PodCondition
+from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, LBC_GATE_PREFIX, PodCondition, Ports
 from lambdas.domain.rollout.drain import check_leaving, release_old_pods, verify_drain
 from lambdas.domain.rollout.gate import check_target_health, conditions_overdue_seconds
 from tests.unit.test_domain_mutants_gate_drain import (
@@ -23,6 +24,8 @@ from tests.unit.test_domain_mutants_gate_drain import (
     target,
     world,
 )
+from tests.unit.test_analysis_looks import START, FakeMetrics, steady
+from tests.unit.test_analysis_looks import state as analysis_state
 
 BINDING = "web-tgb"
 
@@ -50,6 +53,17 @@ def test_a_scaled_down_step_hands_over_unseen_and_carries_what_it_deregistered()
     assert s.carried_ips == ["10.0.0.1"] and s.wait_seconds == 0
     assert s.drain.reason == ("albgate deregistered the 1 released target(s) itself: out of the pool, draining; "
                               "the last drain sees them leave every target group")
+    assert (s.drain.old_live, s.drain.expected_old, s.drain.leaving_ips) == (2, 2, ("10.0.0.1",))
+
+
+def test_a_scaled_down_step_with_nothing_leaving_looks_and_passes():
+    # Given a step whose watched pods all still serve (nothing was released: say the gate released a pod that left)
+    w = world([old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")], {ARN: []})
+    s = rollout(watched=("10.0.0.2", "10.0.0.3"), groups=(group(port=8080),))
+    s = verify_drain(w.ports, s)
+    # Then there is nothing to name; its look finds nothing leaving and the drain passed
+    assert w.elb.deregistered == [] and w.elb.health_reads == 1
+    assert s.drain.status is Verdict.PASSED and s.carried_ips == []
 
 
 def test_a_carried_target_is_not_named_again_and_the_drain_still_hands_over():
@@ -65,7 +79,7 @@ def test_a_carried_target_is_not_named_again_and_the_drain_still_hands_over():
 def test_without_a_port_for_every_group_the_drain_looks_before_it_hands_over():
     # Given two groups, the second one's port unknown (its targets were seen on several ports)
     w = world([old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")],
-              {ARN: [target("10.0.0.1", DRAINING)], ARN2: [target("10.0.0.1", DRAINING)]})
+              {ARN: [target("10.0.0.1", DRAINING)], ARN2: [target("10.0.0.1", HEALTHY)]})
     mixed = group(ARN2)
     mixed.ports_mixed = True
     s = rollout(watched=("10.0.0.1", "10.0.0.2", "10.0.0.3"), groups=(group(port=8080), mixed))
@@ -73,9 +87,11 @@ def test_without_a_port_for_every_group_the_drain_looks_before_it_hands_over():
     # Then it named what it could and waits the lag without looking
     assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])] and w.elb.health_reads == 0
     assert s.drain.status is Verdict.WAITING and s.wait_seconds >= 10
-    # And then looks, and hands the drain over seen: the next gate follows it
+    # And then looks, names the target still healthy in the second group on the port ELB shows, and hands the drain
+    # over seen: the next gate follows it
     s = verify_drain(w.ports, s)
-    assert w.elb.health_reads == 2 and w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])]
+    assert w.elb.health_reads == 2
+    assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)]), (ARN2, [("10.0.0.1", 8080)])]
     assert s.drain.status is Verdict.DRAINING and s.pending_drain_step == 1 and s.carried_ips == []
 
 
@@ -148,7 +164,8 @@ def test_the_gate_reads_only_the_conditions_until_they_are_overdue_then_asks_elb
     # When the gate looks first / Then no ELB call, and the next look comes at the pods' pace
     s = check_target_health(w.ports, s)
     assert w.elb.health_reads == 0 and s.gate.status is Verdict.WAITING
-    assert s.steps[-1].first_ready_at == NOW
+    assert s.steps[-1].first_ready_at == NOW and s.steps[-1].observed_at == NOW
+    assert s.gate.reason.endswith("(read from the Load Balancer Controller's target-health conditions)")
     assert s.wait_seconds == pod_poll_seconds("exec-1/rollout/0/conditions/1")
     # When it looks just before they are overdue / Then still none, and it comes back no later than then
     overdue = NOW + conditions_overdue_seconds(s)
@@ -159,3 +176,42 @@ def test_the_gate_reads_only_the_conditions_until_they_are_overdue_then_asks_elb
     w3 = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=overdue)
     s = check_target_health(w3.ports, s)
     assert w3.elb.health_reads == 1 and s.gate.status is Verdict.PASSED
+
+
+def test_a_gates_look_at_elb_names_a_removed_old_pods_target_still_in_the_pool():
+    # Given a gate that asks ELB (no controller gate on the pod) while Kubernetes removes an old pod by itself
+    pods = [pod("web-new-a", "10.0.1.1"), old_pod("web-old-b", "10.0.0.2", terminating=True)]
+    w = world(pods, {ARN: [target("10.0.1.1", INITIAL, "Elb.InitialHealthChecking"), target("10.0.0.2", HEALTHY)]})
+    s = check_target_health(w.ports, rollout())
+    # Then its target is deregistered on the port ELB shows, and the gate waits for its own targets
+    assert w.elb.health_reads == 1 and w.elb.deregistered == [(ARN, [("10.0.0.2", 8080)])]
+    assert s.gate.status is Verdict.WAITING
+
+
+@dataclasses.dataclass(frozen=True)
+class Clock:
+    at: float
+
+    def now(self) -> float:
+        return self.at
+
+
+def analysis_ports(now: float) -> Ports:
+    """Only the clock and a CloudWatch whose ALB metrics regressed: a look that reads anything else fails."""
+    return Ports(kube=None, elb=None, clock=Clock(now), metrics=FakeMetrics(steady(START + 120, 5, errors=60.0)))  # type: ignore[arg-type]
+
+
+def test_a_gate_look_fails_first_on_what_the_policy_watches_with_its_error():
+    # Given a version whose ALB metrics regressed since the first gate passed (policy.analysis)
+    s = analysis_state(analysis={})
+    # When the gate looks / Then it fails on that before reading anything else, with the analysis' error
+    s = check_target_health(analysis_ports(START + 500), s)
+    assert s.gate.status is Verdict.FAILED and s.gate.error == ALB_METRICS_REGRESSED
+    assert "during step 1's gate" in s.gate.reason and s.wait_seconds == 0
+
+
+def test_a_drain_look_fails_first_on_what_the_policy_watches_with_its_error():
+    s = analysis_state(analysis={})
+    s = verify_drain(analysis_ports(START + 500), s)
+    assert s.drain.status is Verdict.FAILED and s.drain.error == ALB_METRICS_REGRESSED
+    assert "during step 1's drain" in s.drain.reason and s.wait_seconds == 0

@@ -109,7 +109,7 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     )
     if drain.status is not Verdict.WAITING:
         return drain, NOW
-    if drain.leaving_ips and (health is not None or s.throttles):
+    if drain.leaving_ips and health is not None:  # unseen, they were named once already (_started_by_albgate)
         s.drain = drain
         deregister_released(ports, s, drain.leaving_ips, health, held=held_ips(mine, others), record=record)
         drain = s.drain
@@ -139,10 +139,11 @@ def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine:
     request, and their pods keep serving what they have for the preStop sleep. They are carried
     (``carried_ips``): every later drain watches them, so the last one sees them leave, and a gate's look at ELB
     that still shows one in the pool deregisters it again on the port ELB shows."""
+    # scaled down and not looked at: WAITING, with the leaving IPs (no deadline is read before a look)
     drain = evaluate_drain(old_pods=others, expected_old=s.replicas - s.plan[s.step], watched_ips=s.watched_ips,
                            health=None, now=now, deadline=s.drain_deadline)
     s.drain = drain
-    if not drain.leaving_ips or drain.status is not Verdict.WAITING:
+    if not drain.leaving_ips:
         return False
     held = held_ips(mine, others)
     carried = set(s.carried_ips)  # deregistered by an earlier step already

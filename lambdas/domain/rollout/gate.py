@@ -139,8 +139,8 @@ def conditions_overdue_seconds(s: RolloutState) -> int:
     turned so up to a pods' look before), ELB needs HealthyThresholdCount passed checks one interval apart, the
     controller learns it at its next requeue of the pending gate (CONTROLLER_REQUEUE_SECONDS), and one interval
     of slack covers a late registration. Until then the gate reads only the conditions; after it, it asks ELB."""
-    return max(0, max(g.health_check_interval_seconds * (g.healthy_threshold + 1) for g in s.target_groups)
-               + CONTROLLER_REQUEUE_SECONDS - POD_START_POLL_SECONDS)
+    return (max(g.health_check_interval_seconds * (g.healthy_threshold + 1) for g in s.target_groups)
+            + CONTROLLER_REQUEUE_SECONDS - POD_START_POLL_SECONDS)
 
 
 def _from_conditions(s: RolloutState, record: StepRecord, candidates: list[Pod], gate: GateResult, seen: Health,
