@@ -432,6 +432,27 @@ def test_a_progress_deadline_raised_as_the_step_started_fails_the_gate_with_kube
     assert (s.rollback_allowed, s.wait_seconds) == (True, 0)
 
 
+def test_a_progress_deadline_while_every_step_pod_is_up_and_held_by_gates_leaves_the_step_to_its_own_deadline():
+    # Given the step's one pod ContainersReady, its target still checked, and Kubernetes' progress deadline passed
+    # (only gates hold the pod: the controller's, throttled, and albgate's)
+    w = world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", INITIAL, "Elb.InitialHealthChecking")]},
+              conditions=progressing("ProgressDeadlineExceeded", "timed out", 50.0))
+    s = check_target_health(w.ports, rollout())
+    # Then the gate looks and waits as any other: albgate's step deadline decides
+    assert s.gate.status is Verdict.WAITING and w.elb.health_reads == 1
+
+
+@pytest.mark.parametrize("pods", [
+    [pod("web-new-a", "10.0.1.1"), pod("web-new-b", "10.0.1.2", ready=False)],
+    [pod("web-new-a", "10.0.1.1")],
+], ids=["one-not-containers-ready", "fewer-pods-than-the-step-needs"])
+def test_a_progress_deadline_fails_the_step_while_some_of_its_pods_are_not_up(pods):
+    w = world(pods, {ARN: [target("10.0.1.1", INITIAL, "Elb.InitialHealthChecking")]},
+              conditions=progressing("ProgressDeadlineExceeded", "timed out", 50.0))
+    s = check_target_health(w.ports, rollout(step=1, plan=(1, 2, 3)))
+    assert s.gate == GateResult(Verdict.FAILED, "Kubernetes reports ProgressDeadlineExceeded: timed out")
+
+
 def test_a_progress_deadline_without_a_message_says_no_progress():
     w = world([pod("web-new-a", None, ready=False)], conditions=progressing("ProgressDeadlineExceeded", "", None))
     s = check_target_health(w.ports, rollout())
