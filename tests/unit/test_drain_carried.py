@@ -9,7 +9,7 @@ import dataclasses
 from lambdas.domain.contract import ALB_METRICS_REGRESSED
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, Verdict
 from lambdas.domain.poll import POD_START_POLL_SECONDS, deregistered_poll_seconds, pod_poll_seconds
-from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, LBC_GATE_PREFIX, PodCondition, Ports
+from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, LBC_GATE_PREFIX, UNHEALTHY, PodCondition, Ports
 from lambdas.domain.rollout.drain import check_leaving, release_old_pods, verify_drain
 from lambdas.domain.rollout.gate import check_target_health, conditions_overdue_seconds
 from tests.unit.test_domain_mutants_gate_drain import (
@@ -172,10 +172,10 @@ def test_the_gate_reads_only_the_conditions_until_they_are_overdue_then_asks_elb
     w2 = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=overdue - 1)
     s = check_target_health(w2.ports, s)
     assert w2.elb.health_reads == 0 and s.wait_seconds == 1
-    # When they are overdue / Then ELB is asked, and its healthy answer passes the gate
-    w3 = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=overdue)
+    # When they are overdue / Then ELB is asked, and its `unhealthy` answer fails the step at once
+    w3 = world(pods, {ARN: [target("10.0.1.1", UNHEALTHY, "Target.ResponseCodeMismatch")]}, now=overdue)
     s = check_target_health(w3.ports, s)
-    assert w3.elb.health_reads == 1 and s.gate.status is Verdict.PASSED
+    assert w3.elb.health_reads == 1 and s.gate.status is Verdict.FAILED
 
 
 def test_a_gates_look_at_elb_names_a_removed_old_pods_target_still_in_the_pool():
@@ -215,3 +215,26 @@ def test_a_drain_look_fails_first_on_what_the_policy_watches_with_its_error():
     s = verify_drain(analysis_ports(START + 500), s)
     assert s.drain.status is Verdict.FAILED and s.drain.error == ALB_METRICS_REGRESSED
     assert "during step 1's drain" in s.drain.reason and s.wait_seconds == 0
+
+
+def test_healthy_on_elb_but_not_yet_on_the_controllers_gate_waits_for_the_controller_and_trusts_it_again():
+    # Given a pod whose controller condition is overdue (a throttled controller), its target healthy on ELB
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    s = rollout(groups=(gated_group(),))
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
+    s = check_target_health(w.ports, s)
+    # Then the gate releases nothing (the controller's gate holds the pod out of Ready anyway), says why, and
+    # trusts the conditions again from now, without asking ELB before they are overdue once more
+    assert w.elb.health_reads == 1 and s.gate.status is Verdict.WAITING and s.gate.release == ()
+    assert s.gate.reason.endswith("the Load Balancer Controller has not written them healthy on the pods yet, and "
+                                  "its gate holds them until it does")
+    assert s.steps[-1].first_ready_at == NOW
+    assert s.wait_seconds == pod_poll_seconds("exec-1/rollout/0/conditions/1")
+    later = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=NOW + 10)
+    s = check_target_health(later.ports, s)
+    assert later.elb.health_reads == 0 and s.gate.status is Verdict.WAITING
+    # When the controller writes it healthy / Then the gate passes on its conditions
+    written = world([lbc_pod("web-new-a", "10.0.1.1", "True")], {}, now=NOW + 12)
+    s = check_target_health(written.ports, s)
+    assert s.gate.status is Verdict.PASSED and s.gate.release == ("web-new-a",) and written.elb.health_reads == 0
