@@ -125,7 +125,7 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     return drain, Pace("drain")
 
 
-def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine: list, others: list,
+def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], others: list[Pod],
                         now: float) -> bool:
     """Deregister every released target of a scaled-down step at once, without a look; True when the step may then
     hand its drain over to the next gate on that alone (``Verdict.DRAINING``, no Describe* call).
