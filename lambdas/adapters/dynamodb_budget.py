@@ -96,31 +96,22 @@ class DynamoDbBudget:
         values: dict[str, Any] = {":rate": {"N": repr(new.rate)}, ":at": {"N": repr(new.at)}}
         if old is not None:
             values[":old"] = {"N": repr(old.at)}
-        try:
-            self._client.update_item(
-                TableName=self._table, Key={KEY: {"S": ITEM}}, UpdateExpression="SET #rate = :rate, #at = :at",
-                ConditionExpression=condition, ExpressionAttributeNames={"#rate": CUT_RATE, "#at": CUT_AT},
-                ExpressionAttributeValues=values,
-            )
-            return True
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
+        return self._update("SET #rate = :rate, #at = :at", condition, {"#rate": CUT_RATE, "#at": CUT_AT}, values)
 
     def _write(self, old: float | None, new: float) -> bool:
         condition = "attribute_not_exists(#tat)" if old is None else "#tat = :old"
         values: dict[str, Any] = {":new": {"N": repr(new)}}
         if old is not None:
             values[":old"] = {"N": repr(old)}
+        return self._update("SET #tat = :new", condition, {"#tat": TAT}, values)
+
+    def _update(self, expression: str, condition: str, names: dict[str, str], values: dict[str, Any]) -> bool:
+        """One conditional write of the budget item: False when another Lambda changed it first (the caller reads
+        again), True when written."""
         try:
             self._client.update_item(
-                TableName=self._table,
-                Key={KEY: {"S": ITEM}},
-                UpdateExpression="SET #tat = :new",
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#tat": TAT},
-                ExpressionAttributeValues=values,
+                TableName=self._table, Key={KEY: {"S": ITEM}}, UpdateExpression=expression,
+                ConditionExpression=condition, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
             )
             return True
         except ClientError as e:

@@ -18,7 +18,7 @@ from tests.iam.check import check_role
 from tests.iam.policy import Statement
 from tests.iam.private_stories import PRIVATE_STORIES
 from tests.iam.stories import STORIES
-from tests.iam.world import World
+from tests.iam.world import World, story_unmet
 
 FUNCTIONS = sorted(s.name for s in ALL_HANDLERS + TRIGGER)
 
@@ -32,20 +32,16 @@ def report_for(recording: World, statements: list[Statement], function: str):
 @pytest.mark.parametrize("story", sorted(STORIES))
 def test_every_step_of_the_story_reached_its_path(recording: World, story: str) -> None:
     # Given the story told through the real handlers and adapters
-    steps = [s for s in recording.steps if s.story == story]
     # Then it ran to its end, and every step reached the path whose calls it is meant to record
-    assert steps, f"the {story} story ran no step"
-    failed = [f"{s.id} ({s.function}): {s.error or s.unmet}" for s in steps if not s.ok]
+    failed = story_unmet(recording.steps, story)
     assert not failed, "\n".join(failed)
 
 
 @pytest.mark.parametrize("story", sorted(PRIVATE_STORIES))
 def test_every_step_of_the_private_story_reached_its_path(private_recording: World, story: str) -> None:
     # Given the private deployment's bootstrap told through the real handlers and adapters
-    steps = [s for s in private_recording.steps if s.story == story]
     # Then it ran to its end: the VPC was read, the registry logged in to, the chart pulled from the mirror
-    assert steps, f"the {story} story ran no step"
-    failed = [f"{s.id} ({s.function}): {s.error or s.unmet}" for s in steps if not s.ok]
+    failed = story_unmet(private_recording.steps, story)
     assert not failed, "\n".join(failed)
 
 

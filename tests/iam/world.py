@@ -156,6 +156,15 @@ class StoryAborted(Exception):
 
 
 
+def story_unmet(steps: list[StepResult], story: str) -> list[str]:
+    """What the story's steps missed, one line per step that failed or did not reach its path; a story that ran
+    no step at all is one such line."""
+    mine = [s for s in steps if s.story == story]
+    if not mine:
+        return [f"the {story} story ran no step"]
+    return [f"{s.id} ({s.function}): {s.error or s.unmet}" for s in mine if not s.ok]
+
+
 def file_step(steps: list[StepResult], result: StepResult,
               expect: Callable[[Any, list[RecordedCall]], str] | None) -> Any:
     """Judge a step that ran (``expect(output, calls)``: what is missing, '' when all is there), file it, and stop
