@@ -29,7 +29,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdas.domain.models import RolloutPolicy
-from lambdas.domain.poll import JITTER, MIN_DRAIN_POLL_SECONDS, POD_START_POLL_SECONDS, THROTTLE_CAP_SECONDS
+from lambdas.domain.poll import (
+    JITTER,
+    MIN_DRAIN_POLL_SECONDS,
+    POD_START_POLL_SECONDS,
+    CONDITIONS_POLL_SECONDS,
+    CONDITIONS_QUICK_LOOKS,
+    SCALE_DOWN_QUICK_POLL_SECONDS,
+    SCALE_DOWN_QUICK_SECONDS,
+    THROTTLE_CAP_SECONDS,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # The limits (docs/facts.md, "AWS limits albgate checks")
@@ -189,10 +198,17 @@ def rollout_events(
 # ---------------------------------------------------------------------------------------------------------
 # Worst cases
 # ---------------------------------------------------------------------------------------------------------
-# The shortest wait a gate or drain loop puts between two looks: pods still starting (3 s, plus jitter); the
-# other waits are longer (a health-check interval, at least 5 s on an ALB; a drain poll, at least 5 s; after
-# a throttle, twice the interval).
+# The shortest wait a gate or drain loop puts between two looks, its few quick looks apart (below): pods still
+# starting (3 s, plus jitter); the other waits are longer (a health-check interval, at least 5 s on an ALB; a
+# drain poll, at least 5 s; after a throttle, twice the interval).
 MIN_LOOK_WAIT_SECONDS = min(POD_START_POLL_SECONDS, MIN_DRAIN_POLL_SECONDS, ALB_MIN_HEALTH_CHECK_INTERVAL_SECONDS)
+# A few waits of a loop are shorter than that: a drain's first waits after its gate passed (a second each, for
+# poll.SCALE_DOWN_QUICK_SECONDS) and a gate's quick looks at the controller's conditions (poll.CONDITIONS_*). The
+# k-th look still comes at least (k - 1) shortest waits after the first, less what those quick waits saved, so a
+# loop's looks are counted over its deadline plus these seconds.
+DRAIN_QUICK_SAVED_SECONDS = (math.ceil(SCALE_DOWN_QUICK_SECONDS / SCALE_DOWN_QUICK_POLL_SECONDS)
+                             * (MIN_LOOK_WAIT_SECONDS - SCALE_DOWN_QUICK_POLL_SECONDS))
+GATE_QUICK_SAVED_SECONDS = CONDITIONS_QUICK_LOOKS * (MIN_LOOK_WAIT_SECONDS - CONDITIONS_POLL_SECONDS)
 # How far a loop can run past its deadline: its longest wait (the throttle cap, jittered) before the look that
 # sees the deadline passed.
 LOOK_OVERSHOOT_SECONDS = THROTTLE_CAP_SECONDS + math.ceil(THROTTLE_CAP_SECONDS * JITTER)
@@ -241,8 +257,8 @@ def worst_case(
     runs to its deadlines too."""
     if steps < 1:
         raise ValueError("a rollout has at least one step")
-    gate = max_looks(policy.step_deadline_seconds)
-    drain = max_looks(drain_deadline)
+    gate = max_looks(policy.step_deadline_seconds + GATE_QUICK_SAVED_SECONDS)
+    drain = max_looks(drain_deadline + DRAIN_QUICK_SAVED_SECONDS)
     approvals = sorted({n for n in policy.approval_before_steps if 1 <= n <= steps})
     visits = [StepVisit(gate, drain, approval=i in approvals) for i in range(1, steps + 1)]
     visits[-1] = StepVisit(gate, drain, approval=steps in approvals, passed=False)

@@ -40,6 +40,23 @@ DEREGISTRATION_LAG_SECONDS = 10
 # wait from costing a state transition every 3 s.
 UNSCHEDULABLE_POLL_SECONDS = 15
 THROTTLE_CAP_SECONDS = 120
+# Once a step's gate has passed and albgate has opened the released pods' gates, the kubelet writes them Ready at
+# its next pod sync and the Deployment controller scales the old ReplicaSet down within its informer's latency
+# (docs/facts.md, "Kubelet and controllers: Ready after a gate, status writes"): a second or two. So the drain's
+# looks for that scale-down come a second apart for SCALE_DOWN_QUICK_SECONDS after the gate passed, then at the
+# pods' pace (another gate on the pods, the Load Balancer Controller's, can hold them out of Ready for longer).
+SCALE_DOWN_QUICK_SECONDS = 4
+SCALE_DOWN_QUICK_POLL_SECONDS = 1
+# Where the Load Balancer Controller's gate is on the pods, the gate waits for the controller to write a target
+# healthy on its pod, which it does at its first reconcile after ELB said so; the gate learns it at its next read of
+# the pods, half a wait later on average. Those reads cost no Describe* token, only a look of the state machine
+# (about three state transitions). The controller registers a pod's target once it is ContainersReady and looks
+# again at its requeue (gate.CONTROLLER_REQUEUE_SECONDS) later, so its first write of `healthy` comes no sooner
+# unless something else makes it reconcile: from then on (rollout.gate.quick_conditions_look) up to
+# CONDITIONS_QUICK_LOOKS looks of a step come CONDITIONS_POLL_SECONDS apart, without jitter (no shared bucket to
+# spread them over); the others at the pods' pace. docs/benchmarks.md has what it costs and saves.
+CONDITIONS_POLL_SECONDS = 2
+CONDITIONS_QUICK_LOOKS = 10
 # While the load balancer is still registering every target a step waits for (`initial`,
 # Elb.RegistrationInProgress), no health check has run on them and none will until registration ends: seconds on
 # most ALBs, minutes on some (docs/facts.md, ALB target health: 3-5 min reported for NLB IP targets). So the longer
@@ -81,6 +98,14 @@ def drain_poll_seconds(interval_seconds: int, key: str, throttles: int = 0) -> i
 
 def deregistered_poll_seconds(key: str) -> int:
     return _jittered(DEREGISTRATION_LAG_SECONDS, key)
+
+
+def scale_down_poll_seconds(key: str, since_gate_passed: float | None) -> int:
+    """The drain's wait for the Deployment controller to scale the old ReplicaSet down, ``since_gate_passed``
+    seconds after the step's gate passed (None: not known, the pods' pace)."""
+    if since_gate_passed is not None and 0 <= since_gate_passed < SCALE_DOWN_QUICK_SECONDS:
+        return SCALE_DOWN_QUICK_POLL_SECONDS
+    return pod_poll_seconds(key)
 
 
 def pod_poll_seconds(key: str, *, unschedulable: bool = False) -> int:

@@ -94,6 +94,8 @@ class StepRecord(_Model):
     # When a look of this step first saw one of its pods ContainersReady: the controller's conditions are trusted
     # alone until they are overdue (``rollout.gate.conditions_overdue_seconds``), then ELB is asked.
     first_ready_at: float | None = None
+    # How many looks of this step waited on those conditions at the quick pace (``poll.CONDITIONS_*``).
+    quick_looks: int = 0
     # Released pods whose targets albgate deregistered itself (at once when the old ReplicaSet is scaled down, or
     # when a look still showed them in the pool): "target group ARN|IP". Emptied once no drain reads it any more (RolloutState.dump).
     deregistered: list[str] = Field(default_factory=list)

@@ -188,7 +188,7 @@ def test_with_the_controller_down_verify_drain_deregisters_the_released_pod_itse
     sim.lbc.up = False
     # When albgate releases the old pod and checks the drain
     state = release_old_pods.handler(state, None)
-    state = drain_polls(sim, state, 2)
+    state = drain_polls(sim, state, 4)
     # Then the released pod's target was deregistered by albgate, within seconds, long before its preStop ends,
     # and with nothing left to do but wait, the step hands its drain over unseen, carrying the target
     assert released_target_states(sim, state) == ["draining"]

@@ -14,7 +14,7 @@ import math
 from dataclasses import replace
 
 from lambdas.domain.errors import ThrottledError
-from lambdas.domain.poll import POD_START_POLL_SECONDS
+from lambdas.domain.poll import CONDITIONS_QUICK_LOOKS, POD_START_POLL_SECONDS
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentCondition, Pod, Ports, TargetHealth
 from lambdas.domain.rollout.conditions import health_from_conditions
@@ -177,7 +177,19 @@ def _from_conditions(s: RolloutState, record: StepRecord, candidates: list[Pod],
     record.registering_since = None
     if gate.status is not Verdict.WAITING:
         return gate, NOW
-    return gate, Pace("conditions", seconds=max(1, math.ceil(ask_at - now)))
+    quick = quick_conditions_look(record, now)
+    if quick:
+        record.quick_looks += 1
+    return gate, Pace("conditions", seconds=max(1, math.ceil(ask_at - now)), quick=quick)
+
+
+def quick_conditions_look(record: StepRecord, now: float) -> bool:
+    """Whether the next look at the controller's conditions comes at the quick pace (poll.CONDITIONS_*): once the
+    controller's first requeue after the step's first pod turned ContainersReady could have written a target
+    healthy (a pods' look after it, at the latest), for the step's first CONDITIONS_QUICK_LOOKS such looks."""
+    if record.first_ready_at is None or record.quick_looks >= CONDITIONS_QUICK_LOOKS:
+        return False
+    return now >= record.first_ready_at + CONTROLLER_REQUEUE_SECONDS - POD_START_POLL_SECONDS
 
 
 def _unseen(s: RolloutState, reason: str, late: str, now: float) -> GateResult:

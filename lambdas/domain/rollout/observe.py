@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lambdas.domain.poll import (
+    CONDITIONS_POLL_SECONDS,
     POD_START_POLL_SECONDS,
     deregistered_poll_seconds,
     drain_poll_seconds,
     pod_poll_seconds,
     registration_poll_seconds,
+    scale_down_poll_seconds,
     target_poll_seconds,
 )
 from lambdas.domain.ports import Ports
@@ -32,8 +34,9 @@ def booked_wait(ports: Ports, slot: float | None, tokens: int, now: float) -> tu
     ``slot`` is a turn booked earlier in albgate's share of the account's bucket (lambdas/domain/budget.py):
     back for it (a Wait state waits whole seconds, so up to half a second early counts), the calls go without
     asking again; before it, the rest of the wait; long past it, it is booked again. A wait is never shorter
-    than the shortest look wait (``POD_START_POLL_SECONDS``): the worst-case history count
-    (``limits.max_looks``) assumes no loop turns faster, and a slot waited for a little late is still valid."""
+    than the pods' pace (``POD_START_POLL_SECONDS``): the worst-case history count (``limits.max_looks``)
+    assumes no loop turns faster but for a step's few quick looks, and a slot waited for a little late is still
+    valid."""
     if slot is not None and now <= slot + STALE_SLOT_SECONDS:
         if now + 0.5 >= slot:
             return 0, None
@@ -55,10 +58,12 @@ def budget_wait(ports: Ports, s: RolloutState, now: float) -> int:
 #   now           nothing: the state machine goes on at once (the verdict is in, or the drain was handed over)
 #   rs            the Deployment controller to create the step's ReplicaSet (Kubernetes reads only)
 #   pods          the step's pods to start (Kubernetes reads only); ``unschedulable``: all wait for a node
-#   scale-down    the Deployment controller to scale the old ReplicaSet down (Kubernetes reads only)
+#   scale-down    the Deployment controller to scale the old ReplicaSet down (Kubernetes reads only): every
+#                 second just after the gate passed, then at the pods' pace
 #   booked        the Describe* turn booked in albgate's share of the bucket (``seconds``)
 #   conditions    the controller's target-health conditions on the pods (Kubernetes reads only), at the pods'
-#                 pace but no later than when they are overdue and ELB is asked, ``seconds`` from now
+#                 pace or, ``quick``, every CONDITIONS_POLL_SECONDS, but no later than when they are overdue and
+#                 ELB is asked, ``seconds`` from now
 #   throttled     DescribeTargetHealth was throttled: back off
 #   targets       the new targets' next health check
 #   registering   the load balancer to finish registering every new target (since ``registering_since``)
@@ -75,6 +80,7 @@ class Pace:
     wait_for: WaitFor
     seconds: int = 0  # booked: the wait for the booked turn
     unschedulable: bool = False  # pods: every starting pod waits for a node
+    quick: bool = False  # conditions: a quick look (poll.CONDITIONS_POLL_SECONDS)
 
 
 NOW = Pace("now")
@@ -95,9 +101,10 @@ def next_look(s: RolloutState, pace: Pace, now: float) -> int:
     if what == "pods":
         return pod_poll_seconds(key, unschedulable=pace.unschedulable)
     if what == "conditions":
-        return min(pod_poll_seconds(key), pace.seconds)
+        return min(CONDITIONS_POLL_SECONDS if pace.quick else pod_poll_seconds(key), pace.seconds)
     if what == "scale-down":
-        return pod_poll_seconds(key)
+        passed = s.steps[-1].gate_passed_at if s.steps else None
+        return scale_down_poll_seconds(key, None if passed is None else now - passed)
     if what == "throttled":
         return target_poll_seconds(interval(s), key, s.throttles)
     if what == "targets":
