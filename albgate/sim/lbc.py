@@ -256,18 +256,19 @@ class LoadBalancerController:
     def _observed(self, b: _Binding) -> tuple[frozenset[Any], frozenset[Any]]:
         """What the reconciler's watches show of a binding: its Service's endpoints (address, ready,
         terminating: an EndpointSlice changes with nothing else, so not when a pod held by a gate turns
-        ContainersReady) and, from v3.4.0, the pods carrying its gate (IP, conditions, deletion). EKS Auto
-        Mode's managed controller is not this code and its watches are not published: it is assumed to see
-        every change of every pod of the Service (docs/facts.md, Load Balancer Controller: requeue and back-off
-        by version)."""
+        ContainersReady) and, from v3.4.0, the pods carrying its gate (IP, deletion, and every condition with its
+        reason and message, another writer's gate included: the controller's pod cache keeps the pod's whole
+        condition list and any difference enqueues the binding). EKS Auto Mode's managed controller is not this
+        code and its watches are not published: it is assumed to see every change of every pod of the Service
+        (docs/facts.md, Load Balancer Controller: requeue and back-off by version)."""
         pods = self._service_pods(b)
         endpoints = frozenset((p.ip, p.ready and not p.terminating, p.terminating)
                               for p in pods if p.ip and not p.exited)
         if not (self.rules.watches_pods or self.auto_mode):
             return endpoints, frozenset()
         gate = LBC_GATE_PREFIX + b.tgb.name
-        watched = frozenset((p.name, p.ip or "", p.containers_ready, p.ready, p.terminating,
-                             p.conditions.get(gate, ("",))[0])
+        watched = frozenset((p.name, p.ip or "", p.containers_ready, p.ready, p.terminating, p.unschedulable,
+                             tuple(sorted(p.conditions.items())))
                             for p in pods if self.auto_mode or gate in p.readiness_gates)
         return endpoints, watched
 
