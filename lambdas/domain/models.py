@@ -175,6 +175,14 @@ class RolloutPolicy(_Strict):
         "before the rollout and sizes the grace period and the deregistration delay check by it when it is longer "
         "than max_request_seconds; 0: only max_request_seconds counts",
     )
+    read_controller_conditions: JsonBool = Field(
+        default=True,
+        description="where the Load Balancer Controller's readiness gate is on the new pods, read their targets' "
+        "health from its conditions on the pods and ask ELB only once those are overdue: no Describe* call while "
+        "the controller can tell, each step later by up to one of its requeues (15 s). false: ask ELB every "
+        "health-check interval once a target could be healthy, and release on its answer (docs/rollout.md, Polling "
+        "and cost)",
+    )
     analysis: AnalysisPolicy | None = Field(
         default=None,
         description="compare the target groups' ALB metrics (5xx rate, response time) while the new version serves "

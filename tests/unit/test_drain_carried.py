@@ -217,6 +217,20 @@ def test_a_drain_look_fails_first_on_what_the_policy_watches_with_its_error():
     assert "during step 1's drain" in s.drain.reason and s.wait_seconds == 0
 
 
+def test_told_not_to_read_the_conditions_the_gate_asks_elb_at_once_and_releases_on_its_answer():
+    # Given a gated pod whose controller condition still says its target is being checked, and a policy that does
+    # not read the controller's conditions
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    s = rollout(groups=(gated_group(),))
+    policy = s.request.policy.model_copy(update={"read_controller_conditions": False})
+    s.request = s.request.model_copy(update={"policy": policy})
+    # When ELB already calls its target healthy / Then the first look asks ELB and releases the pod on that answer
+    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
+    s = check_target_health(w.ports, s)
+    assert w.elb.health_reads == 1 and s.gate.status is Verdict.PASSED and s.gate.release == ("web-new-a",)
+    assert s.steps[-1].first_ready_at is None and "target-health conditions" not in s.gate.reason
+
+
 def test_healthy_on_elb_but_not_yet_on_the_controllers_gate_waits_for_the_controller_and_trusts_it_again():
     # Given a pod whose controller condition is overdue (a throttled controller), its target healthy on ELB
     pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]

@@ -77,7 +77,8 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
 
     health: Health | None = None
     seen: Health | None = None
-    if not handed_over and needed > 0 and pods_needing_targets(candidates, needed):
+    if (s.request.policy.read_controller_conditions and not handed_over and needed > 0
+            and pods_needing_targets(candidates, needed)):
         # The controller's own conditions on the pods, when they can tell (lambdas/domain/rollout/conditions.py):
         # no call of the account's Describe* bucket; ELB is asked only when they cannot.
         if record.first_ready_at is None:
