@@ -226,3 +226,27 @@ def test_a_flag_the_version_lacks_is_refused():
         parse_scenario({"name": "x", "controller": {"version": "v2.2.0", "max_backoff_seconds": 60}})
     with pytest.raises(ScenarioError, match="controller.version: v1.1.9: only v2.0.0 and later"):
         parse_scenario({"name": "x", "controller": {"version": "v1.1.9"}})
+
+
+@pytest.mark.parametrize("version,reacts", [("v3.5.0", True), ("v3.4.0", True), ("v3.2.0", False)])
+def test_another_writers_condition_on_a_gated_pod_makes_the_controller_look_again_from_v3_4_0(version, reacts):
+    # Given a new pod carrying the controller's gate and albgate's, registered, its conditions not yet True
+    sim = started(scenario(namespace={"inject_label": "before_pods"}, controller={"version": version},
+                           app={"max_surge": 1, "max_unavailable": 0}))
+    binding = sim.lbc.bindings[0]
+    d = sim.deployment()
+    sim.cluster.patch_deployment(d.namespace, d.name, DeploymentPatch(images={"nginx": V2},
+                                                                      add_readiness_gates=(ALBGATE_GATE,)))
+    assert sim.run_until(sim.clock.t + 300, stop=lambda: any(p.version == V2 and p.ip in binding.tg.targets
+                                                             for p in sim.cluster.all_pods))
+    [pod] = [p for p in sim.cluster.all_pods if p.version == V2]
+    seen = sim.lbc._observed(binding)
+    # When albgate writes its own gate condition on it
+    sim.cluster.set_pod_condition(pod.namespace, pod.name, ALBGATE_GATE, "True", "TargetHealthy", "albgate")
+    # Then from v3.4.0 the controller's pod watch sees a change (its pod cache keeps every condition), and
+    # reconciles within its latency: one more DescribeTargetHealth call of its own
+    assert (sim.lbc._observed(binding) != seen) is reacts
+    if reacts:
+        calls = sim.alb.describe_calls.get("controller", 0)
+        sim.advance(1.5)
+        assert sim.alb.describe_calls.get("controller", 0) > calls
