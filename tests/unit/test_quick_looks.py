@@ -39,6 +39,12 @@ def test_the_drain_times_its_scale_down_looks_from_the_steps_gate():
     assert next_look(s, Pace("scale-down"), NOW + 2) == poll.pod_poll_seconds(poll_key(s, "scale-down"))
 
 
+def test_without_a_step_record_the_scale_down_is_looked_for_at_the_pods_pace():
+    s = rollout()
+    s.steps = []
+    assert next_look(s, Pace("scale-down"), NOW) == poll.pod_poll_seconds(poll_key(s, "scale-down"))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The gate's looks at the controller's conditions
 # ---------------------------------------------------------------------------------------------------------

@@ -77,8 +77,7 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
 
     health: Health | None = None
     seen: Health | None = None
-    if (s.request.policy.read_controller_conditions and not handed_over and needed > 0
-            and pods_needing_targets(candidates, needed)):
+    if s.request.policy.read_controller_conditions and not handed_over and pods_needing_targets(candidates, needed):
         # The controller's own conditions on the pods, when they can tell (lambdas/domain/rollout/conditions.py):
         # no call of the account's Describe* bucket; ELB is asked only when they cannot.
         if record.first_ready_at is None:
@@ -129,9 +128,8 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
         record.registering_since = None
         registering = False
     if gate.status is Verdict.PASSED and seen is not None:
-        gate, waits = _held_by_the_controllers_gate(s, record, candidates, needed, seen, gate, now)
-        if waits:
-            return gate, Pace("conditions", seconds=max(1, conditions_overdue_seconds(s)))
+        # the conditions said WAITING (on anything else the look went by them above), ELB says healthy
+        return _held_by_the_controllers_gate(record, gate, now), Pace("conditions", seconds=conditions_overdue_seconds(s))
     if gate.status is Verdict.PASSED:
         return gate, NOW
     if targets_healthy:  # the new targets are healthy; the previous step's are still draining
@@ -139,20 +137,16 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     return gate, Pace("registering" if registering else "targets")
 
 
-def _held_by_the_controllers_gate(s: RolloutState, record: StepRecord, candidates: list[Pod], needed: int,
-                                  seen: Health, gate: GateResult, now: float) -> tuple[GateResult, bool]:
-    """ELB called the targets healthy, but the controller's conditions on the pods do not say so yet: (the gate
-    WAITING, True). The controller's gate holds those pods out of Ready until it writes them healthy, so releasing
-    them now would let no old pod go sooner; it would only start the drain's wait for a scale-down that comes
-    when the controller writes, bounded by the drain deadline instead of the step's. The conditions are trusted
-    again from now, until they are overdue once more (a throttled controller writes late, then writes)."""
-    by_conditions = evaluate_gate(candidates=candidates, needed=needed, health=seen, now=now, deadline=s.step_deadline)
-    if by_conditions.status is Verdict.PASSED:
-        return gate, False
+def _held_by_the_controllers_gate(record: StepRecord, gate: GateResult, now: float) -> GateResult:
+    """ELB called the targets healthy, but the controller's conditions on the pods do not say so yet: the gate
+    WAITING. The controller's gate holds those pods out of Ready until it writes them healthy, so releasing them now
+    would let no old pod go sooner; it would only start the drain's wait for a scale-down that comes when the
+    controller writes, bounded by the drain deadline instead of the step's. The conditions are trusted again from
+    now, until they are overdue once more (a throttled controller writes late, then writes)."""
     record.first_ready_at = now
     return replace(gate, status=Verdict.WAITING, release=(), reason=(
         f"{gate.reason}; the Load Balancer Controller has not written them healthy on the pods yet, and its gate "
-        "holds them until it does")), True
+        "holds them until it does"))
 
 
 def conditions_overdue_seconds(s: RolloutState) -> int:
