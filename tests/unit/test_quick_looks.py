@@ -115,3 +115,32 @@ def test_looks_at_the_shortest_waits_with_every_quick_one_stay_within_the_count(
                 break
             looks += 1
         assert looks <= limits.max_looks(deadline + limits.GATE_QUICK_SAVED_SECONDS), deadline
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A booked look at ELB, where the controller's conditions can still tell
+# ---------------------------------------------------------------------------------------------------------
+def test_while_its_elb_look_waits_for_a_turn_the_gate_reads_the_conditions_each_controller_requeue():
+    # Given a gated pod whose conditions are overdue, and albgate's share of the Describe* calls spent for 300 s
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    s = rollout(groups=(gated_group(),))
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    w = world(pods, {ARN: [target("10.0.1.1", "healthy")]}, budget=300)
+    # When the gate looks / Then its ELB look is booked, and it comes back one controller requeue later, not 300 s
+    s = check_target_health(w.ports, s)
+    assert w.elb.health_reads == 0 and s.gate.status is Verdict.WAITING and "booked in 300 s" in s.gate.reason
+    assert s.wait_seconds == CONTROLLER_REQUEUE_SECONDS and s.describe_slot_at == NOW + 300
+    # When the controller has written the target healthy by then / Then the gate passes on that, no ELB call made
+    later = world([lbc_pod("web-new-a", "10.0.1.1", "True")], {}, now=NOW + CONTROLLER_REQUEUE_SECONDS, budget=300)
+    s = check_target_health(later.ports, s)
+    assert s.gate.status is Verdict.PASSED and s.gate.release == ("web-new-a",) and later.elb.health_reads == 0
+
+
+def test_a_booked_look_the_conditions_cannot_replace_waits_for_its_turn():
+    # Given a new pod without the controller's gate (nothing to read on it), the share spent for 300 s
+    from tests.unit.test_domain_mutants_gate_drain import pod
+    w = world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", "initial", "Elb.InitialHealthChecking")]},
+              budget=300)
+    s = check_target_health(w.ports, rollout())
+    # Then the gate waits for the booked turn itself
+    assert w.elb.health_reads == 0 and s.gate.status is Verdict.WAITING and s.wait_seconds == 300

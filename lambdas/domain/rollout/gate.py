@@ -93,9 +93,14 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     if pods_needing_targets(candidates, needed) or (handed_over and needed <= 0):
         booked = budget_wait(ports, s, now)
         if booked:
-            return _unseen(s, f"albgate's share of the account's Describe* calls is spent (other albgate rollouts "
+            gate = _unseen(s, f"albgate's share of the account's Describe* calls is spent (other albgate rollouts "
                            f"are polling); this look is booked in {booked} s",
-                           "while albgate waited for its share of the Describe* calls", now), Pace("booked", booked)
+                           "while albgate waited for its share of the Describe* calls", now)
+            if seen is not None:
+                # the controller may still write them healthy before albgate's turn comes: its conditions are read
+                # again each requeue of its meanwhile (the turn stays booked, no Describe* call is made before it)
+                return gate, Pace("booked", min(booked, CONTROLLER_REQUEUE_SECONDS))
+            return gate, Pace("booked", booked)
         try:
             health = describe_health(ports, s)
         except ThrottledError:
