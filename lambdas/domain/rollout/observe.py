@@ -60,7 +60,8 @@ def budget_wait(ports: Ports, s: RolloutState, now: float) -> int:
 #   pods          the step's pods to start (Kubernetes reads only); ``unschedulable``: all wait for a node
 #   scale-down    the Deployment controller to scale the old ReplicaSet down (Kubernetes reads only): every
 #                 second just after the gate passed, then at the pods' pace
-#   booked        the Describe* turn booked in albgate's share of the bucket (``seconds``)
+#   booked        the Describe* turn booked in albgate's share of the bucket (``seconds``; no more than one
+#                 controller requeue where its conditions are read again meanwhile: rollout.gate)
 #   conditions    the controller's target-health conditions on the pods (Kubernetes reads only), at the pods'
 #                 pace or, ``quick``, every CONDITIONS_POLL_SECONDS, but no later than when they are overdue and
 #                 ELB is asked, ``seconds`` from now
