@@ -246,7 +246,8 @@ def map_login_error(returncode: int, stderr: str, host: str) -> AlbgateError:
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
     message = lines[-1] if lines else f"exit status {returncode}"
     what = f"helm registry login {host}"
-    if re.search(r"401|403|unauthorized|denied|forbidden", stderr, re.I):
+    # a status code, not digits of a port or an address ("dial tcp 127.0.0.1:48403: connection refused")
+    if re.search(r"(?<![\d:.])(?:401|403)(?!\d)|unauthorized|denied|forbidden", stderr, re.I):
         return AccessDeniedError(
             f"{what}: the registry refused the credentials ({message}); the ECR token is the install function's: "
             "its role needs ecr:GetAuthorizationToken"

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from lambdas.adapters.kubernetes_bootstrap import HelmCli
+from lambdas.adapters.kubernetes_bootstrap import HelmCli, map_login_error
 from lambdas.domain.bootstrap import CHART_NAME, CHART_VERSION, VALUES_FILE, ControllerSettings, helm_upgrade_args
 from lambdas.domain.errors import AccessDeniedError, AwsUnavailableError
 from tests.adapters.test_helm_binary import CHART_FILES, _run, helm_binary  # noqa: F401  (the session fixture)
@@ -209,6 +209,20 @@ def test_an_unreachable_registry_is_retryable_and_names_the_endpoints(
     # When albgate logs in / Then the state machine may retry, and the message names what the VPC needs
     with pytest.raises(AwsUnavailableError, match=r"could not be reached.*ecr\.api and ecr\.dkr"):
         cli.login(host)
+
+
+@pytest.mark.parametrize("port", ["48403", "40100", "4013"])
+def test_a_refused_connection_on_a_port_with_a_status_code_in_it_is_unreachable_not_denied(port: str) -> None:
+    # helm 4's own words when nobody listens (a random free port can hold "403")
+    stderr = (f'Error: authenticating to "127.0.0.1:{port}": Get "http://127.0.0.1:{port}/v2/": dial tcp '
+              f"127.0.0.1:{port}: connect: connection refused")
+    assert isinstance(map_login_error(1, stderr, f"127.0.0.1:{port}"), AwsUnavailableError)
+
+
+@pytest.mark.parametrize("stderr", ["Error: login attempt to https://r/v2/ failed with status: 401 Unauthorized",
+                                    "Error: unexpected status code 403"])
+def test_a_401_or_403_answer_is_refused_credentials(stderr: str) -> None:
+    assert isinstance(map_login_error(1, stderr, "r"), AccessDeniedError)
 
 
 def test_every_login_flag_is_one_the_binary_documents(
