@@ -30,11 +30,11 @@ from typing import Any
 
 from lambdas.domain.models import RolloutPolicy
 from lambdas.domain.poll import (
+    CONDITIONS_POLL_SECONDS,
+    CONDITIONS_QUICK_LOOKS,
     JITTER,
     MIN_DRAIN_POLL_SECONDS,
     POD_START_POLL_SECONDS,
-    CONDITIONS_POLL_SECONDS,
-    CONDITIONS_QUICK_LOOKS,
     SCALE_DOWN_QUICK_POLL_SECONDS,
     SCALE_DOWN_QUICK_SECONDS,
     THROTTLE_CAP_SECONDS,
