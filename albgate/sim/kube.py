@@ -841,10 +841,15 @@ class Cluster:
         if type_ in ("Ready", "ContainersReady", "PodScheduled", "Initialized"):
             raise InvalidInputError(f"condition {type_} is owned by the kubelet; patch a readiness gate condition")
         cur = pod.conditions.get(type_)
-        if cur is not None and cur[0] == status:
-            return
+        if cur == (status, reason, message):
+            return  # a patch that changes nothing leaves the object (and its resourceVersion) as it was
         pod.conditions[type_] = (status, reason, message)
         pod.rv = self._pod_changed(pod)
+        if cur is not None and cur[0] == status:
+            # the same status with another reason or message: a new resourceVersion and a watch event (the
+            # controllers' watches see it), nothing for the kubelet, whose Ready reads only the statuses
+            self.sim.log("gate", f"pod {pod.name} {type_}={status}, message: {message}")
+            return
         self.sim.log("gate", f"pod {pod.name} {type_}={status}" + (f" ({reason})" if reason else ""))
         if type_ in pod.readiness_gates:
             self._kubelet_sync_later(pod)

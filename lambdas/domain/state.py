@@ -104,6 +104,10 @@ class StepRecord(_Model):
     # (nobody registered it: gate.targets_to_register); a group where none is missing has no entry.
     unregistered_since: dict[str, float] = Field(default_factory=dict)
     registered_total: int = 0  # how many new pods' targets albgate registered itself in this step
+    # When albgate last wrote a pod of this step to make a Load Balancer Controller that lags ELB look again
+    # (rollout.nudge), and how many such writes the step made.
+    nudged_at: float | None = None
+    nudges: int = 0
 
 
 class RolloutState(_Model):

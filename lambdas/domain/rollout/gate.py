@@ -19,6 +19,7 @@ from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, GateResult, Verdict,
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentCondition, Pod, Ports, TargetHealth
 from lambdas.domain.rollout.conditions import health_from_conditions
 from lambdas.domain.rollout.drain import check_leaving
+from lambdas.domain.rollout.nudge import nudge_the_controller
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, STALE_OBSERVATION_INTERVALS, Pace, budget_wait, interval, next_look
 from lambdas.domain.rollout.pods import is_released, split_pods
@@ -77,11 +78,11 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
 
     health: Health | None = None
     seen: Health | None = None
+    if not handed_over and pods_needing_targets(candidates, needed) and record.first_ready_at is None:
+        record.first_ready_at = now
     if s.request.policy.read_controller_conditions and not handed_over and pods_needing_targets(candidates, needed):
         # The controller's own conditions on the pods, when they can tell (lambdas/domain/rollout/conditions.py):
         # no call of the account's Describe* bucket; ELB is asked only when they cannot.
-        if record.first_ready_at is None:
-            record.first_ready_at = now
         seen = health_from_conditions(s.target_groups, candidates)
         if seen is not None:
             gate = evaluate_gate(candidates=candidates, needed=needed, health=seen, now=now, deadline=s.step_deadline)
@@ -120,8 +121,12 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     gate = replace(gate, groups=group_summary(s.target_groups, candidates, health))
     if gate.status is not Verdict.FAILED:  # nothing is added to a step that fails
         registered = register_missing(ports, s, candidates, health, record, now)
-        if registered:
-            gate = replace(gate, reason=f"{gate.reason}; {registered}")
+        # a gate that passes on ELB's answer alone releases the pods now, and that write is the nudge itself
+        held = gate.status is Verdict.WAITING or seen is not None
+        nudged = nudge_the_controller(ports, s, record, candidates, health, now) if held else ""
+        for note in (registered, nudged):
+            if note:
+                gate = replace(gate, reason=f"{gate.reason}; {note}")
     targets_healthy = gate.status is Verdict.PASSED
     if handed_over and gate.status is not Verdict.FAILED:
         gate = _follow_handed_over_drain(ports, s, gate, mine, others, health, now)

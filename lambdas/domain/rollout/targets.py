@@ -108,12 +108,12 @@ def group_summary(
         for ip in started:
             state = pod_target_state(by_ip.get(ip, []))
             counts[state if state in counts else "unregistered"] += 1
-        name = _group_name(g.arn)
+        name = group_name(g.arn)
         out.append(GroupCounts(target_group=name, service=g.service, **counts))
     return tuple(out)
 
 
-def _group_name(arn: str) -> str:
+def group_name(arn: str) -> str:
     """A target group's name, from its ARN (…:targetgroup/<name>/<id>)."""
     return arn.split(":targetgroup/")[-1].split("/")[0]
 
@@ -221,7 +221,7 @@ def register_missing(
         notes.append(f"albgate registered {n} new target(s) the Load Balancer Controller had not registered after "
                      f"{REGISTRATION_GRACE_SECONDS} s")
     if todo.unknown_port:
-        names = ", ".join(_group_name(arn) for arn in todo.unknown_port)
+        names = ", ".join(group_name(arn) for arn in todo.unknown_port)
         notes.append(f"albgate cannot register the new pods missing from {names}: no target there shows the port, "
                      "and the Service's targetPort is not a number")
     return "; ".join(notes)

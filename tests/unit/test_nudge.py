@@ -1,0 +1,173 @@
+"""Nudging a Load Balancer Controller that lags ELB (lambdas/domain/rollout/nudge.py): which pods, when, what is
+written, and how the gate uses it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lambdas.domain.errors import NotFoundError
+from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, Verdict
+from lambdas.domain.ports import ALBGATE_GATE, DRAINING, HEALTHY, INITIAL, LBC_GATE_PREFIX, PodCondition
+from lambdas.domain.rollout.gate import check_target_health, conditions_overdue_seconds
+from lambdas.domain.rollout.nudge import NUDGE_REASON, late_for_the_controller, nudge_due, nudge_the_controller
+from lambdas.domain.state import StepRecord
+from tests.unit.test_domain_mutants_gate_drain import ARN, ARN2, NOW, pod, rollout, target, world
+from tests.unit.test_drain_carried import BINDING, gated_group, lbc_pod
+
+GATE = LBC_GATE_PREFIX + BINDING
+
+
+def record(first_ready_at: float | None, nudged_at: float | None = None) -> StepRecord:
+    return StepRecord(step=1, mode="rollout", target=1, started_at=0.0, first_ready_at=first_ready_at,
+                      nudged_at=nudged_at)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Which pods the controller is late for
+# ---------------------------------------------------------------------------------------------------------
+def test_a_target_elb_calls_healthy_under_a_condition_not_true_is_late():
+    late = late_for_the_controller([gated_group()], [lbc_pod("a", "10.0.1.1", "False", "Elb.InitialHealthChecking")],
+                                   {ARN: [target("10.0.1.1", HEALTHY)]})
+    assert [(p.name, seen) for p, seen in late] == [("a", "healthy in web")]
+
+
+def test_a_target_nobody_registered_is_late_and_a_draining_one_of_the_same_ip_does_not_count():
+    pods = [lbc_pod("a", "10.0.1.1", "False", "Elb.RegistrationInProgress")]
+    for listed in ([], [target("10.0.1.1", DRAINING, "Target.DeregistrationInProgress")]):
+        late = late_for_the_controller([gated_group()], pods, {ARN: listed})
+        assert [(p.name, seen) for p, seen in late] == [("a", "not registered in web")]
+
+
+def test_an_absent_condition_counts_as_not_true():
+    p = dataclasses.replace(lbc_pod("a", "10.0.1.1", "False"), conditions=(PodCondition("ContainersReady", "True"),))
+    assert late_for_the_controller([gated_group()], [p], {ARN: [target("10.0.1.1", HEALTHY)]})
+
+
+def test_nobody_is_late_while_elb_itself_still_checks_or_once_the_condition_is_true():
+    initial = {ARN: [target("10.0.1.1", INITIAL, "Elb.InitialHealthChecking")]}
+    assert late_for_the_controller([gated_group()], [lbc_pod("a", "10.0.1.1", "False", "Elb.X")], initial) == []
+    healthy = {ARN: [target("10.0.1.1", HEALTHY)]}
+    assert late_for_the_controller([gated_group()], [lbc_pod("a", "10.0.1.1", "True")], healthy) == []
+
+
+def test_pods_the_controller_does_not_gate_or_that_have_not_started_are_not_its_to_write():
+    healthy = {ARN: [target("10.0.1.1", HEALTHY)]}
+    assert late_for_the_controller([gated_group()], [pod("a", "10.0.1.1")], healthy) == []  # no controller gate
+    starting = dataclasses.replace(lbc_pod("a", "10.0.1.1", "False"), conditions=(
+        PodCondition("ContainersReady", "False"), PodCondition(GATE, "False", "Elb.RegistrationInProgress")))
+    assert late_for_the_controller([gated_group()], [starting], healthy) == []
+    assert late_for_the_controller([gated_group()], [lbc_pod("a", None, "False")], healthy) == []  # no IP
+
+
+def test_a_group_without_a_known_binding_is_not_read():
+    groups = [gated_group().model_copy(update={"binding": ""})]
+    assert late_for_the_controller(groups, [lbc_pod("a", "10.0.1.1", "False")], {ARN: []}) == []
+
+
+def test_each_group_the_controller_lags_in_is_named():
+    second = gated_group().model_copy(update={"arn": ARN2, "binding": "web-admin-tgb"})
+    p = lbc_pod("a", "10.0.1.1", "False", "Elb.InitialHealthChecking")
+    p = dataclasses.replace(p, readiness_gates=(*p.readiness_gates, LBC_GATE_PREFIX + "web-admin-tgb"))
+    late = late_for_the_controller([gated_group(), second], [p], {ARN: [target("10.0.1.1", HEALTHY)], ARN2: []})
+    assert [seen for _, seen in late] == ["healthy in web, not registered in web-admin"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# When a nudge is due
+# ---------------------------------------------------------------------------------------------------------
+def test_a_nudge_waits_one_controller_requeue_after_the_first_ready_pod_and_after_the_last_nudge():
+    assert CONTROLLER_REQUEUE_SECONDS == 15
+    assert not nudge_due(record(None), 10_000.0)
+    assert not nudge_due(record(100.0), 114.99)
+    assert nudge_due(record(100.0), 115.0)
+    assert not nudge_due(record(100.0, nudged_at=200.0), 214.99)
+    assert nudge_due(record(100.0, nudged_at=200.0), 215.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The write
+# ---------------------------------------------------------------------------------------------------------
+def test_the_nudge_writes_albgates_gate_false_with_what_elb_showed_and_when():
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking"), pod("web-new-b", "10.0.1.2")]
+    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY), target("10.0.1.2", HEALTHY)]})
+    s = rollout(groups=(gated_group(),))
+    rec = record(NOW - CONTROLLER_REQUEUE_SECONDS)
+    note = nudge_the_controller(w.ports, s, rec, pods, w.elb.health, NOW)
+    assert note.startswith("nudged the Load Balancer Controller about 1 pod(s)")
+    [(ns, name, type_, status, reason, message)] = w.kube.conditions_set
+    assert (name, type_, status, reason) == ("web-new-a", ALBGATE_GATE, "False", NUDGE_REASON)
+    assert message == ("albgate exec-1: at 1970-01-01T00:01:40Z ELB shows this pod's target healthy in web; "
+                       "waiting for the Load Balancer Controller to write its target-health condition")
+    assert rec.nudged_at == NOW and rec.nudges == 1
+    # A second one within a requeue writes nothing
+    assert nudge_the_controller(w.ports, s, rec, pods, w.elb.health, NOW + 1) == ""
+    assert len(w.kube.conditions_set) == 1 and rec.nudges == 1
+
+
+def test_a_pod_gone_since_the_look_is_skipped_and_nothing_counts():
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
+
+    def gone(*_args: object) -> None:
+        raise NotFoundError("pods \"web-new-a\" not found")
+
+    w.kube.set_pod_condition = gone
+    rec = record(NOW - CONTROLLER_REQUEUE_SECONDS)
+    assert nudge_the_controller(w.ports, rollout(groups=(gated_group(),)), rec, pods, w.elb.health, NOW) == ""
+    assert rec.nudged_at is None and rec.nudges == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# In the gate
+# ---------------------------------------------------------------------------------------------------------
+def test_a_gate_held_by_the_controllers_late_condition_nudges_it_once_per_requeue():
+    # Given a gated pod whose controller condition is overdue while ELB calls its target healthy
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    s = rollout(groups=(gated_group(),))
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
+    # When the gate asks ELB / Then it waits for the controller's gate, and writes the pod once to make it look
+    s = check_target_health(w.ports, s)
+    assert w.elb.health_reads == 1 and s.gate.status is Verdict.WAITING and s.gate.release == ()
+    assert [(c[1], c[3], c[4]) for c in w.kube.conditions_set] == [("web-new-a", "False", NUDGE_REASON)]
+    assert "nudged the Load Balancer Controller about 1 pod(s)" in s.gate.reason
+    assert s.steps[-1].nudged_at == NOW
+
+
+def test_a_gate_waiting_for_a_target_nobody_registered_nudges_the_controller():
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.RegistrationInProgress")]
+    s = rollout(groups=(gated_group(),))
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    w = world(pods, {ARN: []})
+    s = check_target_health(w.ports, s)
+    assert s.gate.status is Verdict.WAITING and w.kube.conditions_set[0][1] == "web-new-a"
+    assert "not registered in web" in w.kube.conditions_set[0][5]
+
+
+def test_a_gate_that_releases_on_elbs_answer_does_not_nudge_first():
+    # Given a pod with the controller's gate but no condition of it yet (the conditions cannot tell) / When ELB
+    # calls its target healthy / Then the gate passes: the release is the write the controller sees
+    p = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"),
+                            conditions=(PodCondition("ContainersReady", "True"),))
+    s = rollout(groups=(gated_group(),))
+    s.steps[-1].first_ready_at = NOW - 60
+    w = world([p], {ARN: [target("10.0.1.1", HEALTHY)]})
+    s = check_target_health(w.ports, s)
+    assert s.gate.status is Verdict.PASSED and w.kube.conditions_set == [] and s.steps[-1].nudges == 0
+
+
+def test_the_first_look_that_sees_a_pod_started_starts_the_nudge_clock_whatever_the_policy():
+    from lambdas.domain.models import RolloutPolicy
+
+    # Given a gate told to ask ELB, not the conditions, and a started pod nobody registered yet
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.RegistrationInProgress")]
+    s = rollout(groups=(gated_group(),))
+    s.request = s.request.model_copy(update={"policy": RolloutPolicy(read_controller_conditions=False)})
+    # When it first looks / Then it is too early to nudge: the controller's first requeue may still register it
+    w = world(pods, {ARN: []})
+    s = check_target_health(w.ports, s)
+    assert s.steps[-1].first_ready_at == NOW and w.elb.health_reads == 1 and w.kube.conditions_set == []
+    # When it looks one requeue later and the target is still missing / Then the controller is nudged
+    w2 = world(pods, {ARN: []}, now=NOW + CONTROLLER_REQUEUE_SECONDS)
+    s = check_target_health(w2.ports, s)
+    assert [c[1] for c in w2.kube.conditions_set] == ["web-new-a"] and s.steps[-1].first_ready_at == NOW
