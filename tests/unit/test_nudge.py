@@ -171,3 +171,76 @@ def test_the_first_look_that_sees_a_pod_started_starts_the_nudge_clock_whatever_
     w2 = world(pods, {ARN: []}, now=NOW + CONTROLLER_REQUEUE_SECONDS)
     s = check_target_health(w2.ports, s)
     assert [c[1] for c in w2.kube.conditions_set] == ["web-new-a"] and s.steps[-1].first_ready_at == NOW
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A look that cannot ask ELB
+# ---------------------------------------------------------------------------------------------------------
+def test_overdue_conditions_are_named_without_an_elb_answer():
+    pods = [lbc_pod("a", "10.0.1.1", "False", "Elb.InitialHealthChecking"), lbc_pod("b", "10.0.1.2", "True")]
+    late = late_for_the_controller([gated_group()], pods, None)
+    assert [(p.name, seen) for p, seen in late] == [("a", "not written healthy in web, overdue")]
+
+
+def test_while_its_elb_look_is_booked_an_overdue_step_nudges_and_reads_the_pods_each_requeue():
+    # Given a pod whose controller condition is overdue and albgate's share spent for 300 s
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    s = rollout(groups=(gated_group(),))
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, budget=300)
+    # When the gate looks / Then no ELB call; the controller is nudged, and the pods read again a requeue later
+    s = check_target_health(w.ports, s)
+    assert w.elb.health_reads == 0 and s.gate.status is Verdict.WAITING
+    [(_, name, _, status, reason, message)] = w.kube.conditions_set
+    assert (name, status, reason) == ("web-new-a", "False", NUDGE_REASON)
+    assert "its target not written healthy in web, overdue" in message
+    assert "whose condition is overdue" in s.gate.reason and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS
+
+
+def test_a_booked_look_before_the_conditions_are_overdue_does_not_nudge():
+    # Given a started pod whose controller condition is not written yet (the look goes to ELB, and is booked)
+    p = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"),
+                            conditions=(PodCondition("ContainersReady", "True"),))
+    s = rollout(groups=(gated_group(),))
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s) + 1
+    w = world([p], {}, budget=300)
+    s = check_target_health(w.ports, s)
+    assert "booked in 300 s" in s.gate.reason
+    assert w.kube.conditions_set == [] and s.steps[-1].nudges == 0 and s.wait_seconds == 300
+
+
+def test_a_condition_not_written_at_all_is_nudged_and_read_again_a_requeue_later_not_at_the_booked_turn():
+    # Given a started pod with the controller's gate but no condition of it (the conditions cannot tell), long
+    # after it started, and albgate's share spent for 300 s
+    p = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"),
+                            conditions=(PodCondition("ContainersReady", "True"),))
+    s = rollout(groups=(gated_group(),))
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    w = world([p], {}, budget=300)
+    s = check_target_health(w.ports, s)
+    assert [c[1] for c in w.kube.conditions_set] == ["web-new-a"] and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS
+    # Without a pod the controller gates, nothing to nudge: the look waits for its booked turn
+    s2 = rollout()
+    s2.steps[-1].first_ready_at = NOW - 600
+    w2 = world([pod("web-new-a", "10.0.1.1")], {}, budget=300)
+    s2 = check_target_health(w2.ports, s2)
+    assert w2.kube.conditions_set == [] and s2.wait_seconds == 300
+
+
+def test_a_throttled_look_nudges_an_overdue_controller():
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    s = rollout(groups=(gated_group(),))
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    w = world(pods, {}, throttled=True)
+    s = check_target_health(w.ports, s)
+    assert "throttled" in s.gate.reason and [c[1] for c in w.kube.conditions_set] == ["web-new-a"]
+    assert s.steps[-1].nudged_at == NOW
+
+
+def test_a_look_past_the_step_deadline_fails_without_nudging():
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    s = rollout(groups=(gated_group(),), step_deadline=NOW - 1)
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    w = world(pods, {}, budget=300)
+    s = check_target_health(w.ports, s)
+    assert s.gate.status is Verdict.FAILED and w.kube.conditions_set == []

@@ -97,7 +97,8 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             gate = _unseen(s, f"albgate's share of the account's Describe* calls is spent (other albgate rollouts "
                            f"are polling); this look is booked in {booked} s",
                            "while albgate waited for its share of the Describe* calls", now)
-            if seen is not None:
+            gate, nudged = _nudge_unseen(ports, s, record, candidates, gate, now)
+            if seen is not None or nudged:
                 # the controller may still write them healthy before albgate's turn comes: its conditions are read
                 # again each requeue of its meanwhile (the turn stays booked, no Describe* call is made before it)
                 return gate, Pace("booked", min(booked, CONTROLLER_REQUEUE_SECONDS))
@@ -107,8 +108,9 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
         except ThrottledError:
             s.throttles += 1
             ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
-            return _unseen(s, f"DescribeTargetHealth throttled ({s.throttles}x); backing off",
-                           "while DescribeTargetHealth was throttled", now), Pace("throttled")
+            gate = _unseen(s, f"DescribeTargetHealth throttled ({s.throttles}x); backing off",
+                           "while DescribeTargetHealth was throttled", now)
+            return _nudge_unseen(ports, s, record, candidates, gate, now)[0], Pace("throttled")
         s.throttles = 0
         record.observed_at = now
         if not handed_over:  # a handed-over drain is followed below, on the same answer
@@ -145,6 +147,19 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     if targets_healthy:  # the new targets are healthy; the previous step's are still draining
         return gate, Pace("handed-over-drain")
     return gate, Pace("registering" if registering else "targets")
+
+
+def _nudge_unseen(ports: Ports, s: RolloutState, record: StepRecord, candidates: list[Pod], gate: GateResult,
+                  now: float) -> tuple[GateResult, bool]:
+    """A look that could not ask ELB (its turn is booked, or the call was throttled) still nudges the controller
+    once its conditions are overdue (rollout.nudge): the controller's own look answers for albgate's. Returns the
+    gate, with the nudge in its reason, and whether one was made."""
+    if gate.status is not Verdict.WAITING or record.first_ready_at is None:
+        return gate, False
+    if now < record.first_ready_at + conditions_overdue_seconds(s):
+        return gate, False
+    nudged = nudge_the_controller(ports, s, record, candidates, None, now)
+    return (replace(gate, reason=f"{gate.reason}; {nudged}"), True) if nudged else (gate, False)
 
 
 def _held_by_the_controllers_gate(record: StepRecord, gate: GateResult, now: float) -> GateResult:

@@ -9,7 +9,9 @@ gate, and any change of such a pod's conditions adds the binding to its workqueu
 retry (same section, "What is watched" and "The workqueue"). So when a look at ELB finds a new pod's target
 healthy, or not registered, while the controller's condition on the pod still is not True, albgate writes its own
 gate's condition on that pod again: still False, its message saying what ELB showed and when. The write is a
-watch event; the controller reconciles within its latency and writes the condition, or registers the target.
+watch event; the controller reconciles within its latency and writes the condition, or registers the target. A
+look that cannot ask ELB (its turn in albgate's share is booked, or the call was throttled) nudges too once the
+conditions are overdue: the controller's own DescribeTargetHealth then answers for the look albgate cannot make.
 
 Invariant: albgate's gate stays closed (the pod stays out of Ready), and nothing but the message changes on a pod
 that already carries the False condition. At most one nudge per step every ``CONTROLLER_REQUEUE_SECONDS``, and none
@@ -30,12 +32,13 @@ NUDGE_REASON = "WaitingForLoadBalancerController"
 
 
 def late_for_the_controller(
-    groups: list[TargetGroupInfo], candidates: list[Pod], health: dict[str, list[TargetHealth]]
+    groups: list[TargetGroupInfo], candidates: list[Pod], health: dict[str, list[TargetHealth]] | None
 ) -> list[tuple[Pod, str]]:
-    """The candidates whose controller condition lags what ELB shows, each with what ELB shows: a started pod
-    carrying the controller's gate for a group whose condition is not True while ELB calls its target there
-    healthy, or does not list it (nobody registered it). Pods without that gate are not the controller's to write.
-    Pure; in the candidates' order."""
+    """The candidates whose controller condition lags, each with what shows it: a started pod carrying the
+    controller's gate for a group whose condition is not True while ELB calls its target there healthy, or does not
+    list it (nobody registered it). ``health`` None: no ELB answer this look, and the caller knows the conditions
+    are overdue (``rollout.gate.conditions_overdue_seconds``): every such pod whose condition is not True. Pods
+    without that gate are not the controller's to write. Pure; in the candidates' order."""
     late = []
     for pod in candidates:
         if not (pod.containers_ready and pod.ip):
@@ -44,6 +47,9 @@ def late_for_the_controller(
         for g in groups:
             gate = LBC_GATE_PREFIX + g.binding if g.binding else ""
             if not gate or gate not in pod.readiness_gates or pod.condition(gate) == "True":
+                continue
+            if health is None:
+                seen.append(f"not written healthy in {group_name(g.arn)}, overdue")
                 continue
             states = {t.state for t in health.get(g.arn, []) if t.target_id == pod.ip}
             if HEALTHY in states:
@@ -64,17 +70,19 @@ def nudge_due(record: StepRecord, now: float) -> bool:
 
 
 def nudge_the_controller(
-    ports: Ports, s: RolloutState, record: StepRecord, candidates: list[Pod], health: dict[str, list[TargetHealth]],
-    now: float,
+    ports: Ports, s: RolloutState, record: StepRecord, candidates: list[Pod],
+    health: dict[str, list[TargetHealth]] | None, now: float,
 ) -> str:
-    """Nudge the controller about the candidates it is late for (``late_for_the_controller``) when one is due;
-    returns what was done, for the gate's reason ("" when nothing was)."""
+    """Nudge the controller about the candidates it is late for (``late_for_the_controller``; ``health`` None when
+    this look could not ask ELB and the conditions are overdue) when one is due; returns what was done, for the
+    gate's reason ("" when nothing was)."""
     if not nudge_due(record, now):
         return ""
     late = late_for_the_controller(s.target_groups, candidates, health)
     nudged = 0
     for pod, seen in late:
-        message = (f"albgate {s.execution_name}: at {utc(now)} ELB shows this pod's target {seen}; waiting for the "
+        shows = f"ELB shows this pod's target {seen}" if health is not None else f"its target {seen}"
+        message = (f"albgate {s.execution_name}: at {utc(now)} {shows}; waiting for the "
                    "Load Balancer Controller to write its target-health condition")
         try:
             ports.kube.set_pod_condition(s.request.namespace, pod.name, ALBGATE_GATE, "False", NUDGE_REASON, message)
@@ -85,5 +93,6 @@ def nudge_the_controller(
         return ""
     record.nudged_at = now
     record.nudges += nudged
-    return (f"nudged the Load Balancer Controller about {nudged} pod(s) whose target ELB shows ahead of its "
-            "condition (a write on the pod makes it look again at once)")
+    lag = "whose target ELB shows ahead of its condition" if health is not None else "whose condition is overdue"
+    return (f"nudged the Load Balancer Controller about {nudged} pod(s) {lag} (a write on the pod makes it look "
+            "again at once)")
