@@ -93,7 +93,9 @@ class SimKubernetes:
         self._call("list_pods")
         return [p.snapshot() for p in self.sim.cluster.pods_selected(namespace, selector)]
 
-    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
+    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str, *,
+                          same_status: bool = False) -> None:
+        # the simulated pod keeps no condition times: same_status changes nothing here
         self._call("set_pod_condition")
         self.sim.cluster.set_pod_condition(namespace, pod, type_, status, reason, message)
 

@@ -691,17 +691,15 @@ class KubernetesAdapter:
             raw = self._call("PATCH", path, body=ops, content_type=JSON_PATCH)
         return _deployment(raw)
 
-    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
+    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str, *,
+                          same_status: bool = False) -> None:
         if status not in ("True", "False", "Unknown"):
             raise InvalidInputError(f"pod condition status must be True, False or Unknown, not {status!r}")
-        condition = {
-            "type": type_,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": _rfc3339(self._now()),
-            "lastProbeTime": None,
-        }
+        condition: dict[str, Any] = {"type": type_, "status": status, "reason": reason, "message": message}
+        if not same_status:
+            # lastTransitionTime is when the status last changed: left out, the merge keeps the stored one
+            condition["lastTransitionTime"] = _rfc3339(self._now())
+        condition["lastProbeTime"] = None
         # status.conditions merges on "type" (patchMergeKey): only this condition changes.
         body = {"status": {"conditions": [condition]}}
         with _calling(f"set condition {type_}={status} on Pod {namespace}/{pod} (pods/status)"):

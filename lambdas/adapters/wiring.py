@@ -98,8 +98,9 @@ class LazyKubernetes:
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
         return self.adapter().list_pods(namespace, selector)
 
-    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
-        self.adapter().set_pod_condition(namespace, pod, type_, status, reason, message)
+    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str, *,
+                          same_status: bool = False) -> None:
+        self.adapter().set_pod_condition(namespace, pod, type_, status, reason, message, same_status=same_status)
 
     def list_services(self, namespace: str) -> list[Service]:
         return self.adapter().list_services(namespace)

@@ -309,6 +309,23 @@ def test_pod_condition_can_be_closed_again(apiserver: FakeApiServer, kube: Kuber
     assert [(c["status"], c["reason"]) for c in gate] == [("False", "TargetUnhealthy")]
 
 
+def test_a_condition_whose_status_stays_keeps_its_transition_time(apiserver: FakeApiServer,
+                                                                    kube: KubernetesAdapter) -> None:
+    # Given a pod whose albgate condition was written False at the adapter's clock
+    apiserver.put("pods", k8s.pod("new-1", gates=[ALBGATE_GATE]))
+    kube.set_pod_condition(NS, "new-1", ALBGATE_GATE, "False", "Waiting", "first")
+    stored = apiserver.get("pods", NS, "new-1")
+    next(c for c in stored["status"]["conditions"] if c["type"] == ALBGATE_GATE)["lastTransitionTime"] = (
+        "2026-01-01T00:00:00Z")  # as if written a day earlier
+    apiserver.put("pods", stored)
+    # When only its message changes
+    kube.set_pod_condition(NS, "new-1", ALBGATE_GATE, "False", "Waiting", "second", same_status=True)
+    # Then the patch leaves lastTransitionTime out and the stored one stays
+    assert "lastTransitionTime" not in apiserver.writes()[-1].body["status"]["conditions"][0]
+    gate = next(c for c in apiserver.get("pods", NS, "new-1")["status"]["conditions"] if c["type"] == ALBGATE_GATE)
+    assert (gate["message"], gate["lastTransitionTime"]) == ("second", "2026-01-01T00:00:00Z")
+
+
 @pytest.mark.parametrize(
     "pod,status,error",
     [("gone", "True", NotFoundError), ("new-1", "yes", InvalidInputError)],

@@ -279,6 +279,7 @@ class Kube:
             self.replica_sets.append(replica_set("web-new", "new", NEW, 5, gated=True))
         self.deployment_reads = 0
         self.conditions_set: list[tuple[str, str, str, str, str, str]] = []
+        self.same_status: list[bool] = []  # per write: only the reason or message changed
 
     def get_deployment(self, namespace: str, name: str) -> Deployment:
         self.deployment_reads += 1
@@ -290,8 +291,10 @@ class Kube:
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
         return list(self.pods)
 
-    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
+    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str, *,
+                          same_status: bool = False) -> None:
         self.conditions_set.append((namespace, pod, type_, status, reason, message))
+        self.same_status.append(same_status)
 
     def list_services(self, namespace: str) -> list:
         return []

@@ -62,7 +62,8 @@ class Cluster:
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
         return list(self.pods)
 
-    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str) -> None:
+    def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str, *,
+                          same_status: bool = False) -> None:
         self.written.append((pod, type_, status, reason, message))
 
     def list_services(self, namespace: str) -> list[Service]:

@@ -108,7 +108,7 @@ def test_a_pod_gone_since_the_look_is_skipped_and_nothing_counts():
     pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
     w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
 
-    def gone(*_args: object) -> None:
+    def gone(*_args: object, **_kwargs: object) -> None:
         raise NotFoundError("pods \"web-new-a\" not found")
 
     w.kube.set_pod_condition = gone
@@ -244,3 +244,17 @@ def test_a_look_past_the_step_deadline_fails_without_nudging():
     w = world(pods, {}, budget=300)
     s = check_target_health(w.ports, s)
     assert s.gate.status is Verdict.FAILED and w.kube.conditions_set == []
+
+
+def test_a_second_nudge_says_the_status_is_unchanged_so_its_transition_time_stays():
+    # Given a pod without albgate's condition yet: the first nudge writes it (a transition from absent to False)
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
+    s = rollout(groups=(gated_group(),))
+    rec = record(NOW - CONTROLLER_REQUEUE_SECONDS)
+    nudge_the_controller(w.ports, s, rec, pods, w.elb.health, NOW)
+    # When the pod carries it False and the next nudge comes / Then only its message changes
+    nudged = [dataclasses.replace(pods[0], conditions=(*pods[0].conditions,
+                                                      PodCondition(ALBGATE_GATE, "False", NUDGE_REASON)))]
+    nudge_the_controller(w.ports, s, rec, nudged, w.elb.health, NOW + CONTROLLER_REQUEUE_SECONDS)
+    assert w.kube.same_status == [False, True]

@@ -61,6 +61,12 @@ def late_for_the_controller(
     return late
 
 
+def _already_false(pod: Pod) -> bool:
+    """Whether albgate's gate condition is on the pod and False (``Pod.condition`` says False for an absent one too):
+    then a nudge changes only its reason and message, not when its status last changed."""
+    return any(c.type == ALBGATE_GATE and c.status == "False" for c in pod.conditions)
+
+
 def nudge_due(record: StepRecord, now: float) -> bool:
     """Whether this step may nudge now: its first pod was seen ContainersReady at least one controller requeue ago,
     and its last nudge (if any) was at least one requeue ago."""
@@ -85,7 +91,8 @@ def nudge_the_controller(
         message = (f"albgate {s.execution_name}: at {utc(now)} {shows}; waiting for the "
                    "Load Balancer Controller to write its target-health condition")
         try:
-            ports.kube.set_pod_condition(s.request.namespace, pod.name, ALBGATE_GATE, "False", NUDGE_REASON, message)
+            ports.kube.set_pod_condition(s.request.namespace, pod.name, ALBGATE_GATE, "False", NUDGE_REASON, message,
+                                         same_status=_already_false(pod))
         except NotFoundError:
             continue  # gone since the look: the next look counts again
         nudged += 1
