@@ -156,6 +156,9 @@ class RolloutState(_Model):
     # When the Describe* calls of the next look are booked in albgate's share of the account's bucket (epoch
     # seconds; None: nothing booked). Set only while that share is spent (lambdas/domain/budget.py).
     describe_slot_at: float | None = None
+    # No DescribeTargetHealth of the gate before this time (epoch seconds): the back-off after a throttled call,
+    # kept so that the looks meanwhile can read the controller's conditions (rollout.gate). None: no back-off.
+    elb_after: float | None = None
 
     describe_target_health_calls: int = 0
     # policy.analysis (lambdas/domain/rollout/analysis.py): each target group's baseline, read by Preflight; when the
@@ -289,7 +292,7 @@ def largest_state(
                           deregistered=deregistered if keep else [],
                           deregistered_total=len(deregistered),
                           unregistered_since={g.arn: _TIMESTAMP for g in groups} if keep else {},
-                          registered_total=10**6)
+                          registered_total=10**6, quick_looks=10**6, nudged_at=_TIMESTAMP, nudges=10**6)
 
     steps = [record(i + 1, "rollout", t, keep=False) for i, t in enumerate(plan)]
     steps.append(record(1, "rollback", replicas, keep=True))
@@ -339,6 +342,7 @@ def largest_state(
         bake_seconds=10**6,
         throttles=10**6,
         describe_slot_at=_TIMESTAMP,
+        elb_after=_TIMESTAMP,
         describe_target_health_calls=10**9,
         steps=steps,
         outcome="in_progress",

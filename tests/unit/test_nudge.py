@@ -206,7 +206,8 @@ def test_a_booked_look_before_the_conditions_are_overdue_does_not_nudge():
     w = world([p], {}, budget=300)
     s = check_target_health(w.ports, s)
     assert "booked in 300 s" in s.gate.reason
-    assert w.kube.conditions_set == [] and s.steps[-1].nudges == 0 and s.wait_seconds == 300
+    # (its conditions may come to tell: it reads them again a requeue later, tests/unit/test_back_off_pacing.py)
+    assert w.kube.conditions_set == [] and s.steps[-1].nudges == 0 and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS
 
 
 def test_a_condition_not_written_at_all_is_nudged_and_read_again_a_requeue_later_not_at_the_booked_turn():
@@ -258,3 +259,96 @@ def test_a_second_nudge_says_the_status_is_unchanged_so_its_transition_time_stay
                                                       PodCondition(ALBGATE_GATE, "False", NUDGE_REASON)))]
     nudge_the_controller(w.ports, s, rec, nudged, w.elb.health, NOW + CONTROLLER_REQUEUE_SECONDS)
     assert w.kube.same_status == [False, True]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every pod and every group is read; each write and count is the step's
+# ---------------------------------------------------------------------------------------------------------
+def test_a_starting_pod_before_a_late_one_does_not_hide_it():
+    starting = dataclasses.replace(lbc_pod("a", None, "False"), conditions=(PodCondition("ContainersReady", "False"),))
+    late = late_for_the_controller([gated_group()], [starting, lbc_pod("b", "10.0.1.2", "False", "Elb.X")],
+                                   {ARN: [target("10.0.1.2", HEALTHY)]})
+    assert [p.name for p, _ in late] == ["b"]
+
+
+def test_a_group_the_pod_is_not_late_in_does_not_hide_the_next_one():
+    second = gated_group().model_copy(update={"arn": ARN2, "binding": "web-admin-tgb"})
+    p = lbc_pod("a", "10.0.1.1", "True")  # written healthy in web
+    p = dataclasses.replace(p, readiness_gates=(*p.readiness_gates, LBC_GATE_PREFIX + "web-admin-tgb"))
+    late = late_for_the_controller([gated_group(), second], [p], {ARN: [target("10.0.1.1", HEALTHY)],
+                                                                  ARN2: [target("10.0.1.1", HEALTHY)]})
+    assert [seen for _, seen in late] == ["healthy in web-admin"]
+
+
+def test_overdue_in_two_groups_names_both():
+    second = gated_group().model_copy(update={"arn": ARN2, "binding": "web-admin-tgb"})
+    p = lbc_pod("a", "10.0.1.1", "False", "Elb.InitialHealthChecking")
+    p = dataclasses.replace(p, readiness_gates=(*p.readiness_gates, LBC_GATE_PREFIX + "web-admin-tgb"))
+    late = late_for_the_controller([gated_group(), second], [p], None)
+    assert [seen for _, seen in late] == ["not written healthy in web, overdue, not written healthy in web-admin, "
+                                          "overdue"]
+
+
+def test_a_group_missing_from_the_answer_counts_as_nothing_registered_there():
+    late = late_for_the_controller([gated_group()], [lbc_pod("a", "10.0.1.1", "False", "Elb.X")], {})
+    assert [seen for _, seen in late] == ["not registered in web"]
+
+
+def test_every_late_pod_is_written_in_the_rollouts_namespace_and_counted_across_nudges():
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.X"), lbc_pod("web-new-b", "10.0.1.2", "False", "Elb.X")]
+    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY), target("10.0.1.2", HEALTHY)]})
+    s = rollout(groups=(gated_group(),))
+    rec = record(NOW - CONTROLLER_REQUEUE_SECONDS)
+    note = nudge_the_controller(w.ports, s, rec, pods, w.elb.health, NOW)
+    assert note == ("nudged the Load Balancer Controller about 2 pod(s) whose target ELB shows ahead of its "
+                    "condition (a write on the pod makes it look again at once)")
+    assert [(c[0], c[1]) for c in w.kube.conditions_set] == [(s.request.namespace, "web-new-a"),
+                                                            (s.request.namespace, "web-new-b")]
+    assert rec.nudges == 2
+    note = nudge_the_controller(w.ports, s, rec, pods, None, NOW + CONTROLLER_REQUEUE_SECONDS)
+    assert note == ("nudged the Load Balancer Controller about 2 pod(s) whose condition is overdue (a write on the "
+                    "pod makes it look again at once)")
+    assert rec.nudges == 4
+
+
+def test_a_pod_gone_before_another_does_not_stop_the_nudge():
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.X"), lbc_pod("web-new-b", "10.0.1.2", "False", "Elb.X")]
+    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY), target("10.0.1.2", HEALTHY)]})
+    written = []
+
+    def set_condition(namespace: str, pod: str, *_args: object, **_kwargs: object) -> None:
+        if pod == "web-new-a":
+            raise NotFoundError(f"pods \"{pod}\" not found")
+        written.append(pod)
+
+    w.kube.set_pod_condition = set_condition
+    rec = record(NOW - CONTROLLER_REQUEUE_SECONDS)
+    assert nudge_the_controller(w.ports, rollout(groups=(gated_group(),)), rec, pods, w.elb.health, NOW)
+    assert written == ["web-new-b"] and rec.nudges == 1
+
+
+def test_a_booked_look_past_the_deadline_fails_without_nudging():
+    # Given a started pod whose controller condition is not written, long overdue, the step's deadline passed and
+    # albgate's share spent: the look goes to ELB and is booked
+    p = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"),
+                            conditions=(PodCondition("ContainersReady", "True"),))
+    s = rollout(groups=(gated_group(),), step_deadline=NOW - 1)
+    s.steps[-1].first_ready_at = NOW - 600
+    w = world([p], {}, budget=300)
+    s = check_target_health(w.ports, s)
+    assert s.gate.status is Verdict.FAILED and w.kube.conditions_set == []
+
+
+def test_a_booked_look_for_a_handed_over_drain_alone_waits_for_its_turn():
+    # Given a step whose pods are all released, following the previous step's drain, with no pod seen starting
+    # in it, and albgate's share spent for 300 s / Then nothing to nudge: the look waits for its booked turn
+    s = rollout(pending=1, groups=(gated_group(),))
+    assert s.steps[-1].first_ready_at is None
+    released = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "True"),
+                                   conditions=(PodCondition("ContainersReady", "True"), PodCondition(GATE, "True"),
+                                               PodCondition(ALBGATE_GATE, "True")))
+    w = world([released], {}, budget=300)
+    s.plan = [1, 1]
+    s = check_target_health(w.ports, s)
+    assert "booked in 300 s" in s.gate.reason
+    assert w.kube.conditions_set == [] and s.wait_seconds == 300

@@ -50,6 +50,15 @@ def target_state(pod: Pod, gate: str) -> tuple[str, str] | None:
     return None
 
 
+def carries_controller_gates(groups: list[TargetGroupInfo], candidates: list[Pod]) -> bool:
+    """Whether the controller's conditions can come to tell: every group's binding is known and every started
+    candidate carries the controller's gate for each (its condition may not be written yet)."""
+    started = [p for p in candidates if p.containers_ready and p.ip]
+    if not groups or not started or any(not g.binding for g in groups):
+        return False
+    return all(LBC_GATE_PREFIX + g.binding in p.readiness_gates for p in started for g in groups)
+
+
 def health_from_conditions(groups: list[TargetGroupInfo], candidates: list[Pod]) -> dict[str, list[TargetHealth]] | None:
     """DescribeTargetHealth's view of the candidates' targets, per target group ARN, read from their conditions; None
     when some ContainersReady candidate's condition cannot say (then the gate asks ELB). Candidates still starting

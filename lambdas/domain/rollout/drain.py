@@ -96,6 +96,7 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             if not booked:
                 health = describe_health(ports, s)
                 s.throttles = 0
+                s.elb_after = None
         except ThrottledError:
             s.throttles += 1
             ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
@@ -120,7 +121,8 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             "gate releases nothing until they have left every target group")), NOW
     if booked:
         return drain, Pace("booked", booked)
-    if health is None and not s.throttles:
+    if not scaled_down:
+        # waiting for Kubernetes: no Describe* call was made, so no throttling an earlier look met slows this one
         return drain, Pace("scale-down")
     return drain, Pace("drain")
 

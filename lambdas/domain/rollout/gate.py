@@ -17,7 +17,7 @@ from lambdas.domain.errors import ThrottledError
 from lambdas.domain.poll import CONDITIONS_QUICK_LOOKS, POD_START_POLL_SECONDS
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentCondition, Pod, Ports, TargetHealth
-from lambdas.domain.rollout.conditions import health_from_conditions
+from lambdas.domain.rollout.conditions import carries_controller_gates, health_from_conditions
 from lambdas.domain.rollout.drain import check_leaving
 from lambdas.domain.rollout.nudge import nudge_the_controller
 from lambdas.domain.rollout.watched import watch_failure
@@ -92,13 +92,26 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             # overdue: a healthy target's condition would be True by now; ELB tells why not (an `unhealthy` target
             # fails the step at once, where the controller may back off before it writes so)
     if pods_needing_targets(candidates, needed) or (handed_over and needed <= 0):
+        # whether the controller's conditions tell, or may come to tell, while no call can be made
+        readable = seen is not None or (s.request.policy.read_controller_conditions and not handed_over
+                                        and carries_controller_gates(s.target_groups, candidates))
+        if s.elb_after is not None and now + 0.5 < s.elb_after:
+            # still backing off after a throttled call: no call yet, but the controller's conditions are read
+            # (and it is nudged) meanwhile, as while a turn is booked
+            backing_off = math.ceil(s.elb_after - now)
+            gate = _unseen(s, f"DescribeTargetHealth throttled ({s.throttles}x); backing off, the next call in "
+                           f"{backing_off} s", "while DescribeTargetHealth was throttled", now)
+            gate, nudged = _nudge_unseen(ports, s, record, candidates, gate, now)
+            if readable or nudged:
+                return gate, Pace("booked", min(backing_off, CONTROLLER_REQUEUE_SECONDS))
+            return gate, Pace("booked", backing_off)
         booked = budget_wait(ports, s, now)
         if booked:
             gate = _unseen(s, f"albgate's share of the account's Describe* calls is spent (other albgate rollouts "
                            f"are polling); this look is booked in {booked} s",
                            "while albgate waited for its share of the Describe* calls", now)
             gate, nudged = _nudge_unseen(ports, s, record, candidates, gate, now)
-            if seen is not None or nudged:
+            if readable or nudged:
                 # the controller may still write them healthy before albgate's turn comes: its conditions are read
                 # again each requeue of its meanwhile (the turn stays booked, no Describe* call is made before it)
                 return gate, Pace("booked", min(booked, CONTROLLER_REQUEUE_SECONDS))
@@ -110,8 +123,14 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
             gate = _unseen(s, f"DescribeTargetHealth throttled ({s.throttles}x); backing off",
                            "while DescribeTargetHealth was throttled", now)
-            return _nudge_unseen(ports, s, record, candidates, gate, now)[0], Pace("throttled")
+            gate, nudged = _nudge_unseen(ports, s, record, candidates, gate, now)
+            back_off = next_look(s, Pace("throttled"), now)
+            s.elb_after = now + back_off
+            if readable or nudged:
+                return gate, Pace("booked", min(back_off, CONTROLLER_REQUEUE_SECONDS))
+            return gate, Pace("throttled")
         s.throttles = 0
+        s.elb_after = None
         record.observed_at = now
         if not handed_over:  # a handed-over drain is followed below, on the same answer
             check_leaving(ports, s, health, mine, others, record)

@@ -45,8 +45,10 @@ def late_for_the_controller(
             continue
         seen = []
         for g in groups:
-            gate = LBC_GATE_PREFIX + g.binding if g.binding else ""
-            if not gate or gate not in pod.readiness_gates or pod.condition(gate) == "True":
+            # a group whose binding albgate does not know names the bare prefix, which no pod's gate can be (a
+            # condition type does not end in "/")
+            gate = LBC_GATE_PREFIX + g.binding
+            if gate not in pod.readiness_gates or pod.condition(gate) == "True":
                 continue
             if health is None:
                 seen.append(f"not written healthy in {group_name(g.arn)}, overdue")
