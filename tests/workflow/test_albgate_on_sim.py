@@ -122,6 +122,20 @@ def test_the_seed_app_with_a_gate_asking_elb_rolls_within_the_target_of_its_lowe
     assert r.lower_bound_seconds and r.rollout_seconds / r.lower_bound_seconds <= TARGET_RATIO
 
 
+@pytest.mark.parametrize("seed", [1, 3])
+def test_after_a_throttled_stretch_the_rollout_goes_on_as_soon_as_the_controller_writes(seed):
+    # Given the example app whose account refuses every Describe* call for 4 minutes from 5 s after the start: the
+    # gate's own calls back off for minutes, the controller's too
+    refused = scenario("seed-app-hardened").with_changes(
+        faults={"describe_load": [{"at_seconds": 5, "duration_seconds": 240, "rate_per_second": 1000}]})
+    r = simulate(refused, "albgate", seed)
+    # Then the gate reads the controller's conditions (and nudges it) through its back-off, and the drain waits for
+    # the scale-down at the pods' pace: within the target of the lower bound (a back-off slept whole took these
+    # seeds to 1.8x), nothing dropped
+    assert r.outcome == "succeeded" and r.failed_requests == 0
+    assert r.lower_bound_seconds and r.rollout_seconds / r.lower_bound_seconds <= TARGET_RATIO
+
+
 def test_reading_the_controllers_conditions_trades_rollout_time_for_describe_calls():
     # Given the example app in the same world and seed, its gate reading the controller's conditions (the default)
     # or asking ELB
