@@ -81,16 +81,27 @@ def test_throttling_backs_off_instead_of_failing(sim):
     # the first new pod is ContainersReady, and (as if a look had seen it so long ago that its target could be
     # healthy) the gate asks ELB instead of reading the controller's conditions
     state["steps"][-1]["first_ready_at"] = 0.0
+    # and only ELB can tell (a controller writing its conditions meanwhile would let the gate pass without a call)
+    state["request"]["policy"]["read_controller_conditions"] = False
     sim.advance(12)
     throttling = ThrottlingElb(sim.elb, fail=2)
     _runtime.use_ports(lambda cluster: Ports(kube=sim.kube, elb=throttling, clock=sim.clock))
+    at = sim.clock.now()
     once = check_target_health.handler(state, None)
-    twice = check_target_health.handler(once, None)
+    first_back_off = once["elb_after"] - at
+    assert once["wait_seconds"] == first_back_off
+    # a look within the back-off (a retried task, say) makes no call
+    early = check_target_health.handler(once, None)
+    assert "backing off, the next call in" in early["gate"]["reason"] and early["throttles"] == 1
+    sim.advance(first_back_off)  # the back-off ends
+    at = sim.clock.now()
+    twice = check_target_health.handler(early, None)
     assert once["gate"]["status"] == twice["gate"]["status"] == "WAITING"
-    assert "throttled" in once["gate"]["reason"]
-    assert 2 * 5 <= once["wait_seconds"] < twice["wait_seconds"]  # doubled per throttle, from the 5 s interval
+    assert "throttled (1x)" in once["gate"]["reason"] and "throttled (2x)" in twice["gate"]["reason"]
+    assert 2 * 5 <= first_back_off < twice["elb_after"] - at  # doubled per throttle, from the 5 s interval
+    sim.advance(twice["elb_after"] - at)
     recovered = check_target_health.handler(twice, None)
-    assert recovered["throttles"] == 0
+    assert recovered["throttles"] == 0 and recovered["elb_after"] is None
 
 
 def test_release_opens_the_gate_only_on_the_pods_the_gate_named(sim):
