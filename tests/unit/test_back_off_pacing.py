@@ -99,3 +99,51 @@ def test_the_controllers_gate_is_carried_only_when_every_started_pod_has_it_for_
     starting = pod("b", None, ready=False)
     assert carries_controller_gates([gated_group()], [gated, starting])  # a starting pod has nothing to carry yet
     assert not carries_controller_gates([gated_group()], [starting])  # nothing started
+
+
+def test_a_pod_not_containers_ready_yet_has_nothing_to_carry_even_with_an_ip():
+    gated = lbc_pod("a", "10.0.1.1", "False")
+    assert carries_controller_gates([gated_group()], [gated, pod("b", "10.0.1.2", ready=False)])
+
+
+def test_the_back_off_ends_half_a_second_early_as_a_wait_state_counts_whole_seconds():
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    for ends_in, calls in ((0.5, 1), (1.0, 0)):
+        s = overdue_rollout(throttles=1)
+        s.elb_after = NOW + ends_in
+        w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
+        check_target_health(w.ports, s)
+        assert w.elb.health_reads == calls, ends_in
+
+
+def test_a_look_within_the_back_off_past_the_step_deadline_fails_saying_so():
+    pods = [pod("web-new-a", "10.0.1.1")]
+    s = rollout(throttles=1, step_deadline=NOW - 1)
+    s.elb_after = NOW + 30
+    s = check_target_health(world(pods).ports, s)
+    assert s.gate.status is Verdict.FAILED
+    assert s.gate.reason.startswith("step deadline passed while DescribeTargetHealth was throttled")
+
+
+def test_readable_conditions_bring_the_look_back_a_requeue_later_even_without_a_nudge():
+    # Given overdue conditions, but a nudge made a moment ago (none is due)
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    s = overdue_rollout(throttles=3)
+    s.steps[-1].nudged_at = NOW - 1
+    w = world(pods, throttled=True)
+    s = check_target_health(w.ports, s)
+    assert w.kube.conditions_set == [] and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS
+    # and within the back-off too
+    w2 = world(pods, {}, now=NOW + 2)
+    s = check_target_health(w2.ports, s)
+    assert w2.kube.conditions_set == [] and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS
+
+
+def test_a_nudge_brings_a_look_the_conditions_cannot_answer_back_a_requeue_later():
+    # Given one started pod with the controller's gate, overdue, and one without it (the conditions cannot answer
+    # for the step), albgate's share spent for 300 s
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking"), pod("web-new-b", "10.0.1.2")]
+    s = overdue_rollout(plan=(2, 3))
+    w = world(pods, {}, budget=300)
+    s = check_target_health(w.ports, s)
+    assert [c[1] for c in w.kube.conditions_set] == ["web-new-a"] and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS
