@@ -12,6 +12,7 @@ from lambdas.domain.poll import POD_START_POLL_SECONDS, deregistered_poll_second
 from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, LBC_GATE_PREFIX, UNHEALTHY, PodCondition, Ports
 from lambdas.domain.rollout.drain import check_leaving, release_old_pods, verify_drain
 from lambdas.domain.rollout.gate import check_target_health, conditions_overdue_seconds
+from lambdas.domain.rollout.nudge import NUDGE_REASON
 from tests.unit.test_domain_mutants_gate_drain import (
     ARN,
     ARN2,
@@ -243,6 +244,9 @@ def test_healthy_on_elb_but_not_yet_on_the_controllers_gate_waits_for_the_contro
     assert w.elb.health_reads == 1 and s.gate.status is Verdict.WAITING and s.gate.release == ()
     assert s.gate.reason.endswith("the Load Balancer Controller has not written them healthy on the pods yet, and "
                                   "its gate holds them until it does")
+    # and nudges the controller: albgate's own condition written again on the pod, still False (rollout/nudge.py)
+    assert [(c[1], c[3], c[4]) for c in w.kube.conditions_set] == [("web-new-a", "False", NUDGE_REASON)]
+    assert "nudged the Load Balancer Controller about 1 pod(s)" in s.gate.reason and s.steps[-1].nudged_at == NOW
     assert s.steps[-1].first_ready_at == NOW
     assert s.wait_seconds == pod_poll_seconds("exec-1/rollout/0/conditions/1")
     later = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=NOW + 10)

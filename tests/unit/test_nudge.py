@@ -120,20 +120,6 @@ def test_a_pod_gone_since_the_look_is_skipped_and_nothing_counts():
 # ---------------------------------------------------------------------------------------------------------
 # In the gate
 # ---------------------------------------------------------------------------------------------------------
-def test_a_gate_held_by_the_controllers_late_condition_nudges_it_once_per_requeue():
-    # Given a gated pod whose controller condition is overdue while ELB calls its target healthy
-    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
-    s = rollout(groups=(gated_group(),))
-    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
-    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
-    # When the gate asks ELB / Then it waits for the controller's gate, and writes the pod once to make it look
-    s = check_target_health(w.ports, s)
-    assert w.elb.health_reads == 1 and s.gate.status is Verdict.WAITING and s.gate.release == ()
-    assert [(c[1], c[3], c[4]) for c in w.kube.conditions_set] == [("web-new-a", "False", NUDGE_REASON)]
-    assert "nudged the Load Balancer Controller about 1 pod(s)" in s.gate.reason
-    assert s.steps[-1].nudged_at == NOW
-
-
 def test_a_gate_waiting_for_a_target_nobody_registered_nudges_the_controller():
     pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.RegistrationInProgress")]
     s = rollout(groups=(gated_group(),))
