@@ -101,21 +101,13 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             backing_off = math.ceil(s.elb_after - now)
             gate = _unseen(s, f"DescribeTargetHealth throttled ({s.throttles}x); backing off, the next call in "
                            f"{backing_off} s", "while DescribeTargetHealth was throttled", now)
-            gate, nudged = _nudge_unseen(ports, s, record, candidates, gate, now)
-            if readable or nudged:
-                return gate, Pace("booked", min(backing_off, CONTROLLER_REQUEUE_SECONDS))
-            return gate, Pace("booked", backing_off)
+            return _meanwhile(ports, s, record, candidates, gate, backing_off, readable, now)
         booked = budget_wait(ports, s, now)
         if booked:
             gate = _unseen(s, f"albgate's share of the account's Describe* calls is spent (other albgate rollouts "
                            f"are polling); this look is booked in {booked} s",
                            "while albgate waited for its share of the Describe* calls", now)
-            gate, nudged = _nudge_unseen(ports, s, record, candidates, gate, now)
-            if readable or nudged:
-                # the controller may still write them healthy before albgate's turn comes: its conditions are read
-                # again each requeue of its meanwhile (the turn stays booked, no Describe* call is made before it)
-                return gate, Pace("booked", min(booked, CONTROLLER_REQUEUE_SECONDS))
-            return gate, Pace("booked", booked)
+            return _meanwhile(ports, s, record, candidates, gate, booked, readable, now)
         try:
             health = describe_health(ports, s)
         except ThrottledError:
@@ -123,12 +115,9 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
             gate = _unseen(s, f"DescribeTargetHealth throttled ({s.throttles}x); backing off",
                            "while DescribeTargetHealth was throttled", now)
-            gate, nudged = _nudge_unseen(ports, s, record, candidates, gate, now)
             back_off = next_look(s, Pace("throttled"), now)
             s.elb_after = now + back_off
-            if readable or nudged:
-                return gate, Pace("booked", min(back_off, CONTROLLER_REQUEUE_SECONDS))
-            return gate, Pace("throttled")
+            return _meanwhile(ports, s, record, candidates, gate, back_off, readable, now)
         s.throttles = 0
         s.elb_after = None
         record.observed_at = now
@@ -168,17 +157,20 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     return gate, Pace("registering" if registering else "targets")
 
 
-def _nudge_unseen(ports: Ports, s: RolloutState, record: StepRecord, candidates: list[Pod], gate: GateResult,
-                  now: float) -> tuple[GateResult, bool]:
-    """A look that could not ask ELB (its turn is booked, or the call was throttled) still nudges the controller
-    once its conditions are overdue (rollout.nudge): the controller's own look answers for albgate's. Returns the
-    gate, with the nudge in its reason, and whether one was made."""
-    if gate.status is not Verdict.WAITING or record.first_ready_at is None:
-        return gate, False
-    if now < record.first_ready_at + conditions_overdue_seconds(s):
-        return gate, False
-    nudged = nudge_the_controller(ports, s, record, candidates, None, now)
-    return (replace(gate, reason=f"{gate.reason}; {nudged}"), True) if nudged else (gate, False)
+def _meanwhile(ports: Ports, s: RolloutState, record: StepRecord, candidates: list[Pod], gate: GateResult,
+               wait: int, readable: bool, now: float) -> tuple[GateResult, Pace]:
+    """A look that could not ask ELB: its turn is booked, its call was throttled, or it still backs off ``wait``
+    seconds. Once the conditions are overdue it nudges the controller (rollout.nudge): the controller's own look
+    answers for albgate's. Where the controller's conditions can tell (``readable``), or after a nudge, the pods are
+    read again each controller requeue meanwhile: the controller may write the targets healthy before the call may
+    go (none is made before it); otherwise the look waits the whole ``wait``."""
+    nudged = ""
+    overdue = record.first_ready_at is not None and now >= record.first_ready_at + conditions_overdue_seconds(s)
+    if gate.status is Verdict.WAITING and overdue:
+        nudged = nudge_the_controller(ports, s, record, candidates, None, now)
+    if nudged:
+        gate = replace(gate, reason=f"{gate.reason}; {nudged}")
+    return gate, Pace("booked", min(wait, CONTROLLER_REQUEUE_SECONDS) if readable or nudged else wait)
 
 
 def _held_by_the_controllers_gate(record: StepRecord, gate: GateResult, now: float) -> GateResult:
