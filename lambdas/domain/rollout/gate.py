@@ -78,9 +78,11 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
 
     health: Health | None = None
     seen: Health | None = None
-    if not handed_over and pods_needing_targets(candidates, needed) and record.first_ready_at is None:
+    # the step's own pods are up and what they wait for is their targets (not the previous step's drain alone)
+    started = not handed_over and pods_needing_targets(candidates, needed)
+    if started and record.first_ready_at is None:
         record.first_ready_at = now
-    if s.request.policy.read_controller_conditions and not handed_over and pods_needing_targets(candidates, needed):
+    if started and s.request.policy.read_controller_conditions:
         # The controller's own conditions on the pods, when they can tell (lambdas/domain/rollout/conditions.py):
         # no call of the account's Describe* bucket; ELB is asked only when they cannot.
         seen = health_from_conditions(s.target_groups, candidates)
@@ -93,7 +95,7 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             # fails the step at once, where the controller may back off before it writes so)
     if pods_needing_targets(candidates, needed) or (handed_over and needed <= 0):
         # whether the controller's conditions tell, or may come to tell, while no call can be made
-        readable = seen is not None or (s.request.policy.read_controller_conditions and not handed_over
+        readable = seen is not None or (started and s.request.policy.read_controller_conditions
                                         and carries_controller_gates(s.target_groups, candidates))
         if s.elb_after is not None and now + 0.5 < s.elb_after:
             # still backing off after a throttled call: no call yet, but the controller's conditions are read
