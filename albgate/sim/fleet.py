@@ -105,13 +105,14 @@ Progress = Callable[[int, int], None]  # (rollouts ended, rollouts in all)
 
 def run_fleet(scenario: Scenario, strategy: str = "albgate", seed: int | None = None, *,
               only: list[int] | None = None, progress: Progress | None = None,
-              budget: BudgetSpec | None = None) -> FleetResult:
+              budget: BudgetSpec | None = None, share_looks: bool = True) -> FleetResult:
     """Build the fleet's world for ``strategy`` (or only some copies of it), run every rollout, settle, report.
-    ``budget``: albgate's share of the bucket (default: the stack's default, adaptive)."""
+    ``budget``: albgate's share of the bucket (default: the stack's default, adaptive). ``share_looks``: whether
+    albgate's executions share their DescribeTargetHealth answers (lambdas/domain/looks.py), as they do by default."""
     if strategy not in FLEET_STRATEGIES:
         raise ValueError(f"strategy {strategy!r} cannot run a fleet; use one of {', '.join(FLEET_STRATEGIES)}")
     wall = time.perf_counter()
-    sim = Simulation(get_strategy(strategy).prepare(scenario), seed, only=only, budget=budget)
+    sim = Simulation(get_strategy(strategy).prepare(scenario), seed, only=only, budget=budget, share_looks=share_looks)
     first = min(c.start for c in sim.copies)
     sim.run_until(first)
     sim.log("rollout", f"{len(sim.copies)} rollout(s) start: {strategy} -> {scenario.rollout.image}")

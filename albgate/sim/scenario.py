@@ -509,6 +509,11 @@ class FleetSpec(_Strict):
         description="each copy's rollout starts at a seeded uniform time within this many seconds after "
         "rollout.start_at_seconds",
     )
+    per_service: int = Field(
+        default=1, ge=1, le=MAX_DEPLOYMENTS,
+        description="copies behind one Service: 2 puts copies 1 and 2 behind one Service (and its Ingresses, target "
+        "groups and clients), 3 and 4 behind the next, and so on; each copy keeps its own Deployment and rollout",
+    )
 
 
 class MetricAlarmSpec(_Strict):
@@ -575,6 +580,9 @@ class Scenario(_Strict):
         selector = self.service.selector or self.app.labels
         if any(self.app.labels.get(k) != v for k, v in selector.items()):
             raise ValueError(f"service.selector {selector} does not select the app's labels {self.app.labels}")
+        if self.fleet.per_service > self.fleet.deployments:
+            raise ValueError(f"fleet.per_service {self.fleet.per_service} is more than fleet.deployments "
+                             f"{self.fleet.deployments}: put at most every copy behind one Service")
         names = [i.name for i in (self.ingress, *self.extra_ingresses)]
         if len(set(names)) != len(names):
             raise ValueError(f"ingress names must differ: {names}")

@@ -11,13 +11,19 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lambdas.domain.budget import BudgetSpec, LocalBudget
+from lambdas.domain.looks import LocalLooks, NoLooks
 from lambdas.domain.models import RolloutRequest
-from lambdas.domain.ports import DRAINING, INITIAL, INJECT_LABEL, LBC_GATE_PREFIX, PodTemplate, Ports, TargetGroupBinding
+from lambdas.domain.ports import (DRAINING, INITIAL, INJECT_LABEL, LBC_GATE_PREFIX, PodTemplate, Ports, SharedLooks,
+                                  TargetGroupBinding)
 
 # The label that tells a fleet's copies apart (the Kubernetes recommended label for an app's instance).
 COPY_LABEL = "app.kubernetes.io/instance"
+# The label a Service selects the copies behind it by, when several share it (fleet.per_service): the Kubernetes
+# recommended label for the higher-level application a component is part of.
+SHARED_LABEL = "app.kubernetes.io/part-of"
 from lambdas.domain.ports import Container as ContainerSpec
 from albgate.sim.alb import ALBGATE_ELB_RETRIES, Alb, TargetGroupSim
 from albgate.sim.engine import EPOCH, EventLoop, VirtualClock
@@ -67,7 +73,7 @@ class Simulation:
     random draws), which is how a rollout's time alone is compared with its time among the others."""
 
     def __init__(self, scenario: Scenario, seed: int | None = None, *, only: Sequence[int] | None = None,
-                 budget: BudgetSpec | None = None) -> None:
+                 budget: BudgetSpec | None = None, share_looks: bool = True) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         n = scenario.fleet.deployments
@@ -76,6 +82,7 @@ class Simulation:
             raise ValueError(f"only={list(only or [])}: give copies between 0 and {n - 1}")
         self.copies: list[AppCopy] = []
         self._copy_of: dict[str, int] = {}  # Deployment name -> its copy's index
+        self._services: dict[str, tuple[Any, Stream, list[TargetGroupSim]]] = {}  # Service name -> what serves it
         self.clock = VirtualClock(EPOCH)
         self.loop = EventLoop(self.clock)
         self.rollout_start = EPOCH + scenario.rollout.start_at_seconds
@@ -92,6 +99,9 @@ class Simulation:
         # albgate's share of the account's Describe* bucket, with the stack's default rate and burst. One
         # rollout never waits for it; bench/replay.replay puts many rollouts behind one (docs/benchmarks.md).
         self.budget = LocalBudget(self.clock, budget)
+        # DescribeTargetHealth answers shared between albgate's executions, as the budget table shares them
+        # (``share_looks`` False: each execution calls for its own, as without the table)
+        self.looks: SharedLooks = LocalLooks() if share_looks else NoLooks()
         self._build()
 
     # --- plumbing -------------------------------------------------------------------------------------
@@ -115,7 +125,8 @@ class Simulation:
 
     @property
     def ports(self) -> Ports:
-        return Ports(kube=self.kube, elb=self.elb, clock=self.clock, budget=self.budget, alarms=SimAlarms(self),
+        return Ports(kube=self.kube, elb=self.elb, clock=self.clock, budget=self.budget, looks=self.looks,
+                     alarms=SimAlarms(self),
                      metrics=SimMetrics(self))
 
     def add_observer(self, fn: Callable[[], None]) -> None:
@@ -184,33 +195,21 @@ class Simulation:
     def _build_copy(self, k: int, start: float) -> AppCopy:
         sc = self.scenario
         ns, app, suffix = sc.namespace.name, sc.app, copy_suffix(sc, k)
+        # The copies behind one Service (fleet.per_service) are told apart by their instance label and selected
+        # together by part-of; the first copy of each such group names the Service and draws its random streams,
+        # so a copy built alone (``only``) meets the same Service, groups and clients it meets in the fleet.
+        first = k - k % sc.fleet.per_service
+        shared = sc.fleet.per_service > 1
+        svc_name = sc.service.name + copy_suffix(sc, first)
         app_labels = dict(app.labels) if not suffix else {**app.labels, COPY_LABEL: f"{app.deployment}{suffix}"}
-        selector = dict(sc.service.selector or app.labels)
-        if suffix:
-            selector[COPY_LABEL] = app_labels[COPY_LABEL]
-        svc = make_service(ns, sc.service.name + suffix, selector, sc.service.port, app.port)
-        self.cluster.add_service(svc)
+        if shared:
+            app_labels[SHARED_LABEL] = svc_name
         self._copy_of[app.deployment + suffix] = k
-        clients = self.traffic.add_stream(app.deployment + suffix, self.rng(stream_name("traffic", k)),
-                                          answers=self.rng(stream_name("answers", k)),
-                                          noise_key=f"{self.seed}:{stream_name('error-noise', k)}")
-        copy = AppCopy(k, app.deployment + suffix, svc.name, app_labels, start, clients)
-        for ingress in (sc.ingress, *sc.extra_ingresses):
-            self.cluster.add_ingress(make_ingress(ns, ingress.name + suffix, ingress.ingress_class, ingress.annotations,
-                                                  svc.name, sc.service.port))
-            # What the controller builds for an ALB Ingress: one target group and one TargetGroupBinding per
-            # Service backend (docs/facts.md, Load Balancer Controller: registration and timing). Names follow
-            # its k8s-<ns>-<svc>-<hash> scheme.
-            name = lbc_name(ns, svc.name, f"{sc.cluster.name}/{ingress.name}{suffix}")
-            tg = self.alb.create_target_group(name, app.port, ingress.target_type(), ingress.health_check(),
-                                              ingress.deregistration_delay())
-            tg.registration = ingress.registration_seconds
-            self.alb.streams[tg.arn] = stream_name("alb", k)
-            tgb = TargetGroupBinding(ns, name, tg.arn, ingress.target_type(), svc.name, sc.service.port)
-            self.cluster.add_tgb(tgb)
-            self.lbc.bind(tgb, tg, svc)
-            self.traffic.route(copy.traffic, tg)
-            copy.groups.append(tg)
+        built = self._services.get(svc_name)
+        if built is None:
+            built = self._build_service(first, svc_name, app_labels)
+        svc, clients, groups = built
+        copy = AppCopy(k, app.deployment + suffix, svc.name, app_labels, start, clients, list(groups))
         template = PodTemplate(
             containers=(ContainerSpec(app.container, app.image, app.pre_stop_sleep_seconds,
                                       app.readiness_probe is not None),),
@@ -223,8 +222,45 @@ class Simulation:
         self.cluster.create_deployment(d, steady=True)
         for tg in copy.groups:
             for pod in self.cluster.service_pods(svc):
-                self.alb.add_healthy(tg, pod)
+                if pod.ip not in tg.targets:  # the other copies behind the Service are registered already
+                    self.alb.add_healthy(tg, pod)
         return copy
+
+    def _build_service(self, first: int, name: str, labels: dict[str, str]) -> tuple[Any, Stream, list[TargetGroupSim]]:
+        """The Service ``name`` of the copies from ``first`` on, with its Ingresses, target groups and clients."""
+        sc = self.scenario
+        ns, app = sc.namespace.name, sc.app
+        selector = dict(sc.service.selector or app.labels)
+        if sc.fleet.per_service > 1:
+            selector[SHARED_LABEL] = name
+        elif COPY_LABEL in labels:
+            selector[COPY_LABEL] = labels[COPY_LABEL]
+        svc = make_service(ns, name, selector, sc.service.port, app.port)
+        self.cluster.add_service(svc)
+        clients = self.traffic.add_stream(app.deployment + copy_suffix(sc, first),
+                                          self.rng(stream_name("traffic", first)),
+                                          answers=self.rng(stream_name("answers", first)),
+                                          noise_key=f"{self.seed}:{stream_name('error-noise', first)}")
+        groups: list[TargetGroupSim] = []
+        for ingress in (sc.ingress, *sc.extra_ingresses):
+            suffix = copy_suffix(sc, first)
+            self.cluster.add_ingress(make_ingress(ns, ingress.name + suffix, ingress.ingress_class, ingress.annotations,
+                                                  svc.name, sc.service.port))
+            # What the controller builds for an ALB Ingress: one target group and one TargetGroupBinding per
+            # Service backend (docs/facts.md, Load Balancer Controller: registration and timing). Names follow
+            # its k8s-<ns>-<svc>-<hash> scheme.
+            tg_name = lbc_name(ns, svc.name, f"{sc.cluster.name}/{ingress.name}{suffix}")
+            tg = self.alb.create_target_group(tg_name, app.port, ingress.target_type(), ingress.health_check(),
+                                              ingress.deregistration_delay())
+            tg.registration = ingress.registration_seconds
+            self.alb.streams[tg.arn] = stream_name("alb", first)
+            tgb = TargetGroupBinding(ns, tg_name, tg.arn, ingress.target_type(), svc.name, sc.service.port)
+            self.cluster.add_tgb(tgb)
+            self.lbc.bind(tgb, tg, svc)
+            self.traffic.route(clients, tg)
+            groups.append(tg)
+        self._services[name] = (svc, clients, groups)
+        return svc, clients, groups
 
     def _label_namespace(self) -> None:
         ns = self.scenario.namespace.name

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING
 import boto3
 
 from lambdas.adapters.dynamodb_budget import DynamoDbBudget
+from lambdas.adapters.dynamodb_looks import DynamoDbLooks
 from lambdas.adapters.ecr import EcrAdapter
 from lambdas.adapters.elbv2 import ElbAdapter
 from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND, BudgetSpec, UnlimitedBudget
+from lambdas.domain.looks import NoLooks
 from lambdas.domain.ports import (
     DescribeBudget,
     Deployment,
@@ -35,6 +37,7 @@ from lambdas.domain.ports import (
     Ports,
     ReplicaSet,
     Service,
+    SharedLooks,
     TargetGroupBinding,
 )
 
@@ -129,7 +132,10 @@ def real_ports(
     session = boto3.Session(region_name=region)
     clock = SystemClock()
     budget: DescribeBudget = UnlimitedBudget()
+    looks: SharedLooks = NoLooks()
     if budget_table:
+        # the executions that share the budget share their DescribeTargetHealth answers in the same table
+        looks = DynamoDbLooks(budget_table, session=session, region=region)
         budget = DynamoDbBudget(
             budget_table,
             BudgetSpec(budget_rate, budget_burst),
@@ -143,4 +149,5 @@ def real_ports(
         clock=clock,
         images=EcrAdapter(session),
         budget=budget,
+        looks=looks,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lambdas.domain.budget import UnlimitedBudget
+from lambdas.domain.looks import Look, NoLooks
 
 # Condition type of albgate's own readiness gate. albgate adds it to the pod template of every Deployment it
 # rolls, so each new pod stays not-Ready (and holds the old pods, maxUnavailable 0) until albgate has seen its
@@ -405,6 +406,20 @@ class DescribeBudget(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Looks at target groups shared between albgate's executions (lambdas/domain/looks.py)
+# ---------------------------------------------------------------------------------------------------------
+class SharedLooks(Protocol):
+    def latest(self, target_group_arn: str) -> Look | None:
+        """The newest DescribeTargetHealth answer any execution shared for the group (None: none, or the store
+        cannot answer: a shared look is a saving, never a reason for a rollout to stop)."""
+        ...
+
+    def share(self, target_group_arn: str, look: Look) -> None:
+        """Offer this execution's answer to the others (kept when it is the group's newest; failures ignored)."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Clock
 # ---------------------------------------------------------------------------------------------------------
 class Clock(Protocol):
@@ -422,6 +437,7 @@ class Ports:
     clock: Clock
     images: ImagePort | None = None  # None: tags are recorded as given (no registry to ask)
     budget: DescribeBudget = field(default_factory=UnlimitedBudget)  # albgate's share of the Describe* bucket
+    looks: SharedLooks = field(default_factory=NoLooks)  # answers shared between executions watching one group
     alarms: AlarmPort | None = None  # None: no CloudWatch; a policy that names alarms is refused
     metrics: MetricsPort | None = None  # None: no CloudWatch metrics; a policy that asks for analysis is refused
 

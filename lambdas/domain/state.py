@@ -159,8 +159,14 @@ class RolloutState(_Model):
     # No DescribeTargetHealth of the gate before this time (epoch seconds): the back-off after a throttled call,
     # kept so that the looks meanwhile can read the controller's conditions (rollout.gate). None: no back-off.
     elb_after: float | None = None
+    # Shared looks (lambdas/domain/looks.py): when this execution last looked at its targets, and when it last
+    # did something that moves their states (released pods, registered or deregistered targets); another
+    # execution's answer stands in for a call only if it is newer than both (epoch seconds; None: not yet).
+    looked_at: float | None = None
+    changed_at: float | None = None
 
     describe_target_health_calls: int = 0
+    shared_looks: int = 0  # answers of other executions used instead of a DescribeTargetHealth call
     # policy.analysis (lambdas/domain/rollout/analysis.py): each target group's baseline, read by Preflight; when the
     # metrics were last read; what the last reading concluded (capped like the other reasons).
     baselines: dict[str, AnalysisBaseline] = Field(default_factory=dict)
@@ -343,7 +349,10 @@ def largest_state(
         throttles=10**6,
         describe_slot_at=_TIMESTAMP,
         elb_after=_TIMESTAMP,
+        looked_at=_TIMESTAMP,
+        changed_at=_TIMESTAMP,
         describe_target_health_calls=10**9,
+        shared_looks=10**9,
         steps=steps,
         outcome="in_progress",
         finished_at=_TIMESTAMP,

@@ -1,8 +1,10 @@
 """The DynamoDB table behind albgate's share of the account's Describe* bucket (lambdas/domain/budget.py).
 
-Job: one on-demand table holding one item (the share's theoretical arrival time), and, for every function
-whose spec says ``describe_budget``, the table's name and the share's rate and burst in its environment plus
-dynamodb:GetItem/UpdateItem on this table only (lambdas/adapters/dynamodb_budget.py uses nothing else).
+Job: one on-demand table holding the share's item (its theoretical arrival time and last cut) and one item per
+target group a rollout looked at (the newest DescribeTargetHealth answer, shared between executions:
+lambdas/domain/looks.py), and, for every function whose spec says ``describe_budget``, the table's name and the
+share's rate and burst in its environment plus dynamodb:GetItem/UpdateItem on this table only
+(lambdas/adapters/dynamodb_budget.py and dynamodb_looks.py use nothing else).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from stacks.constructs.tables import small_table
 
 BUDGET_KEY = "budget_key"  # lambdas/adapters/dynamodb_budget.py KEY
 BUDGET_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+# lambdas/adapters/dynamodb_looks.py EXPIRES_AT: a target group's shared answer is deleted a day after its time
+# (the share's own item has no such attribute and stays)
+EXPIRES_AT = "expires_at"
 
 
 class DescribeBudgetTable(Construct):
@@ -24,7 +29,7 @@ class DescribeBudgetTable(Construct):
                  functions: Iterable[AlbgateFunction]) -> None:
         super().__init__(scope, construct_id)
         # One number that is rebuilt from nothing on the first call: nothing to keep once the stack is gone.
-        self.table = small_table(self, "Table", partition_key=BUDGET_KEY)
+        self.table = small_table(self, "Table", partition_key=BUDGET_KEY, time_to_live_attribute=EXPIRES_AT)
         for f in functions:
             if not f.spec.describe_budget:
                 continue

@@ -46,7 +46,8 @@ class HandlerSpec:
     # minutes before it (lambdas/domain/rollout/analysis.py); Preflight reads the baseline, the looks the rest
     metrics_read: bool = False
     # dynamodb:GetItem/UpdateItem on the Describe* budget table: takes its turn in albgate's share of the
-    # account's Describe* bucket before each call (lambdas/domain/budget.py)
+    # account's Describe* bucket before each call (lambdas/domain/budget.py), and shares its answers with the
+    # other executions looking at the same target group there (lambdas/domain/looks.py)
     describe_budget: bool = False
     # dynamodb:GetItem/PutItem on the Deployment lease table and states:DescribeExecution on the rollout state
     # machine's executions: takes a Deployment's lease for its execution (stacks/constructs/deployment_leases.py)

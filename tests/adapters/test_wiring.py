@@ -10,10 +10,12 @@ import time
 import pytest
 from lambdas.adapters import wiring
 from lambdas.adapters.dynamodb_budget import DynamoDbBudget
+from lambdas.adapters.dynamodb_looks import DynamoDbLooks
 from lambdas.adapters.eks_token import TOKEN_PREFIX
 from lambdas.adapters.elbv2 import ElbAdapter
 from lambdas.adapters.kube_http import ClusterEndpoint, EksClusters, HttpTransport
 from lambdas.domain.budget import BudgetSpec, UnlimitedBudget
+from lambdas.domain.looks import NoLooks
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentPatch, KubernetesPort
 from lambdas.handlers._runtime import HandlerSettings
@@ -113,6 +115,13 @@ def test_the_describe_budget_is_the_dynamodb_one_when_the_stack_names_a_table() 
     assert isinstance(wiring.real_ports("demo", "eu-west-1").budget, UnlimitedBudget)
     budget = wiring.real_ports("demo", "eu-west-1", "budget-table", 2.5, 7).budget
     assert isinstance(budget, DynamoDbBudget) and budget.spec == BudgetSpec(2.5, 7)
+
+
+def test_the_executions_that_share_the_budget_table_share_their_looks_in_it() -> None:
+    # Given no table / Then nothing is shared; Given a table / Then the answers are kept in that table
+    assert isinstance(wiring.real_ports("demo", "eu-west-1").looks, NoLooks)
+    looks = wiring.real_ports("demo", "eu-west-1", "budget-table", 2.5, 7).looks
+    assert isinstance(looks, DynamoDbLooks) and looks._table == "budget-table"
 
 
 def test_the_handler_settings_read_the_budget_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

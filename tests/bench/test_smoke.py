@@ -213,3 +213,14 @@ def test_analysis_compares_albgate_with_health_checks_alone_and_a_fixed_threshol
     assert len(cells) == 11
     [healthy] = [line for line in docs_tables(path) if line.startswith("| albgate with policy.analysis |")]
     assert healthy.split("|")[2:4] == [" 1 ", " 0 "]
+
+
+def test_shared_looks_runs_each_world_with_and_without_sharing(out):
+    # Given four Auto Mode copies, two behind each Service / When the benchmark runs them both ways
+    result, stdout = run_bench("bench_shared_looks.py", "--worlds", "4x2", "--write-docs", str(out / "docs"), out=out)
+    # Then both modes ran on the same world, and sharing made fewer of albgate's calls
+    shared, alone = result["rows"]
+    assert (shared["mode"], alone["mode"]) == ("shared", "each its own")
+    assert shared["deployments"] == alone["deployments"] == 4 and shared["per_service"] == 2
+    assert shared["describe_calls_by_caller"]["albgate"] < alone["describe_calls_by_caller"]["albgate"]
+    assert_docs_file(out / "docs" / "shared-looks.md", stdout, sample="4x2 (N x per Service), seed 1")

@@ -14,6 +14,7 @@ from stacks.constructs.handler_specs import ROLLOUT_HANDLERS, HandlerSpec
 from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
 from stacks.constructs.lambda_function import RETENTION, elb_read_actions
 from albgate.template import state_machine_id
+from lambdas.adapters.dynamodb_looks import EXPIRES_AT
 from tests.infrastructure.cfn import definition, walk_states
 from tests.infrastructure.conftest import PRIVATE_SGS, PRIVATE_SUBNETS
 
@@ -177,6 +178,12 @@ def test_the_describe_budget_is_shared_by_every_function_that_polls_elb_in_a_rol
         assert sorted(grant["Action"]) == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
         resources = grant["Resource"] if isinstance(grant["Resource"], list) else [grant["Resource"]]
         assert resources and all(r == {"Fn::GetAtt": [table, "Arn"]} or r == {"Ref": "AWS::NoValue"} for r in resources)
+
+
+def test_the_budget_table_deletes_expired_shared_looks(synth):
+    # Given the budget table / Then DynamoDB's TTL deletes the items whose expires_at has passed (the shared looks')
+    table = synth.resources("AWS::DynamoDB::Table")[budget_table_id(synth)]
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": EXPIRES_AT, "Enabled": True}
 
 
 def test_only_the_drain_paths_may_deregister_and_only_the_clusters_target_groups(synth):

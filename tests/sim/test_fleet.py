@@ -132,3 +132,49 @@ def test_slowdowns_and_summaries():
     assert summary([float(x) for x in range(1, 101)])["p99"] == 99
     assert summary([float(x) for x in range(1, 11)])["p99"] == 10
     assert summary([]) is None
+
+
+def test_copies_behind_one_service_share_its_groups_and_clients_and_keep_their_own_deployments():
+    # Given four copies, two behind each Service / When the world is built
+    sim = Simulation(HARDENED.with_changes(fleet={"deployments": 4, "start_within_seconds": 10, "per_service": 2}))
+    # Then the copies of a pair name the same Service, target group and clients, and each keeps its Deployment
+    assert [c.service for c in sim.copies] == ["nginx-svc-1", "nginx-svc-1", "nginx-svc-3", "nginx-svc-3"]
+    assert [c.groups[0].arn for c in sim.copies[:2]] == [sim.copies[0].groups[0].arn] * 2
+    assert sim.copies[0].traffic is sim.copies[1].traffic and sim.copies[1].traffic is not sim.copies[2].traffic
+    assert len(sim.lbc.bindings) == 2
+    for c in sim.copies:
+        mine = sim.cluster.pods_selected(sim.scenario.namespace.name, sim.deployment(c.index).selector)
+        assert len(mine) == 3 and {p.labels[COPY_LABEL] for p in mine} == {c.deployment}
+        # the Service selects both copies' pods, and every one of them is a healthy target of the pair's group
+        served = sim.cluster.service_pods(sim.cluster.services[(sim.scenario.namespace.name, c.service)])
+        assert len(served) == 6 and set(c.groups[0].targets) == {p.ip for p in served}
+    # When traffic flows / Then the pair's clients reach both copies' pods, and none fails
+    sim.advance(30)
+    assert sim.traffic.failed_requests == 0
+    assert sim.traffic.requests == sim.copies[0].traffic.requests + sim.copies[2].traffic.requests
+    # When the second copy of a pair is built alone / Then it meets the same Service and group, with its pods only
+    (alone,) = Simulation(sim.scenario, only=[1]).copies
+    assert (alone.service, alone.groups[0].name) == ("nginx-svc-1", sim.copies[1].groups[0].name)
+    assert len(alone.groups[0].targets) == 3
+
+
+def test_more_copies_per_service_than_copies_is_refused():
+    with pytest.raises(ScenarioError, match="fleet.per_service"):
+        parse_scenario({"name": "x", "fleet": {"deployments": 2, "per_service": 3}})
+    with pytest.raises(ScenarioError, match="fleet.per_service"):
+        parse_scenario({"name": "x", "fleet": {"deployments": 2, "per_service": 0}})
+
+
+AUTO_MODE = load_scenario(ROOT / "scenarios" / "auto-mode.yaml")
+
+
+def test_rollouts_behind_one_service_share_their_looks_and_still_drop_nothing():
+    # Given eight Auto Mode copies (no controller gate: every look asks ELB), two behind each Service
+    pairs = AUTO_MODE.with_changes(fleet={"deployments": 8, "start_within_seconds": 10, "per_service": 2})
+    shared = run_fleet(pairs, "albgate")
+    alone = run_fleet(pairs, "albgate", share_looks=False)
+    # Then every rollout succeeds without a failed request either way
+    for result in (shared, alone):
+        assert result.failed_rollouts == 0 and result.failed_requests == 0
+    # and sharing the answers saves at least a quarter of albgate's calls
+    assert shared.calls_per_rollout("albgate") <= 0.75 * alone.calls_per_rollout("albgate")

@@ -361,7 +361,7 @@ def test_describing_health_counts_every_call_and_keeps_the_one_port_its_targets_
     state = rollout_state(groups=groups, describe_target_health_calls=5)
     elb = Elb(health={ARN_A: [target("10.0.0.1", 8080), target("10.0.0.2", 8080)], ARN_B: [target("10.0.0.3", 7000)],
                       ARN_C: []})
-    health = describe_health(ports(elb=elb), state)
+    health = describe_health(ports(elb=elb), state, NOW)
     assert health == {ARN_A: [target("10.0.0.1", 8080), target("10.0.0.2", 8080)], ARN_B: [target("10.0.0.3", 7000)],
                       ARN_C: []}
     assert state.describe_target_health_calls == 8
@@ -375,16 +375,16 @@ def test_targets_on_several_ports_leave_a_group_without_a_port_for_good(known, s
     # on different ports, say a named targetPort whose container port changed
     state = rollout_state(groups=[group(ARN_A, port=known)])
     elb = Elb(health={ARN_A: [target(f"10.0.0.{i}", port) for i, port in enumerate(shown)]})
-    describe_health(ports(elb=elb), state)
+    describe_health(ports(elb=elb), state, NOW)
     # Then no port names a target unseen in it any more, even once a single port shows again
     assert (state.target_groups[0].target_port, state.target_groups[0].ports_mixed) == (None, True)
-    describe_health(ports(elb=Elb(health={ARN_A: [target("10.0.0.9", 8080)]})), state)
+    describe_health(ports(elb=Elb(health={ARN_A: [target("10.0.0.9", 8080)]})), state, NOW)
     assert (state.target_groups[0].target_port, state.target_groups[0].ports_mixed) == (None, True)
 
 
 def test_a_group_without_targets_learns_no_port():
     state = rollout_state(groups=[group(ARN_A)])
-    assert describe_health(ports(elb=Elb()), state) == {ARN_A: []}
+    assert describe_health(ports(elb=Elb()), state, NOW) == {ARN_A: []}
     assert state.target_groups[0].target_port is None
 
 

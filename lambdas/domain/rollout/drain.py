@@ -19,7 +19,7 @@ from lambdas.domain.ports import ALBGATE_GATE, DRAINING, UNUSED, Pod, Ports, Tar
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
 from lambdas.domain.rollout.pods import split_pods
-from lambdas.domain.rollout.targets import deregister_released, describe_health, held_ips
+from lambdas.domain.rollout.targets import deregister_released, describe_health, held_ips, shared_health
 from lambdas.domain.state import RolloutState, StepRecord
 
 
@@ -44,6 +44,7 @@ def release_old_pods(ports: Ports, s: RolloutState) -> RolloutState:
             f"albgate {s.execution_name}: target healthy in all {len(s.target_groups)} target group(s)",
         )
     now = ports.clock.now()
+    s.changed_at = now  # released pods leave their groups: an answer from before shows them serving
     delay = max(g.deregistration_delay_seconds for g in s.target_groups)
     s.drain_deadline = now + limits.drain_deadline_seconds(req.policy, delay)
     s.drain = DrainResult(Verdict.WAITING, "old pods released")
@@ -91,12 +92,15 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
         # requests, so a look now would only see it draining (poll.DEREGISTRATION_LAG_SECONDS)
         return s.drain, Pace("deregistered")
     if scaled_down:
-        booked = budget_wait(ports, s, now)
+        shared = shared_health(ports, s, now)
+        calls = len(s.target_groups) - len(shared)
+        booked = budget_wait(ports, s, now, calls)
         try:
             if not booked:
-                health = describe_health(ports, s)
-                s.throttles = 0
-                s.elb_after = None
+                health = describe_health(ports, s, now, shared)
+                if calls:  # a call went through: the bucket has room again
+                    s.throttles = 0
+                    s.elb_after = None
         except ThrottledError:
             s.throttles += 1
             ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)

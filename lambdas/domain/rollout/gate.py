@@ -29,6 +29,7 @@ from lambdas.domain.rollout.targets import (
     group_summary,
     held_ips,
     register_missing,
+    shared_health,
 )
 from lambdas.domain.state import RolloutState, StepRecord
 
@@ -97,21 +98,24 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
         # whether the controller's conditions tell, or may come to tell, while no call can be made
         readable = seen is not None or (started and s.request.policy.read_controller_conditions
                                         and carries_controller_gates(s.target_groups, candidates))
-        if s.elb_after is not None and now + 0.5 < s.elb_after:
+        # other executions' recent answers for the same groups stand in for calls (lambdas/domain/looks.py)
+        shared = shared_health(ports, s, now)
+        calls = len(s.target_groups) - len(shared)
+        if calls and s.elb_after is not None and now + 0.5 < s.elb_after:
             # still backing off after a throttled call: no call yet, but the controller's conditions are read
             # (and it is nudged) meanwhile, as while a turn is booked
             backing_off = math.ceil(s.elb_after - now)
             gate = _unseen(s, f"DescribeTargetHealth throttled ({s.throttles}x); backing off, the next call in "
                            f"{backing_off} s", "while DescribeTargetHealth was throttled", now)
             return _meanwhile(ports, s, record, candidates, gate, backing_off, readable, now)
-        booked = budget_wait(ports, s, now)
+        booked = budget_wait(ports, s, now, calls)
         if booked:
             gate = _unseen(s, f"albgate's share of the account's Describe* calls is spent (other albgate rollouts "
                            f"are polling); this look is booked in {booked} s",
                            "while albgate waited for its share of the Describe* calls", now)
             return _meanwhile(ports, s, record, candidates, gate, booked, readable, now)
         try:
-            health = describe_health(ports, s)
+            health = describe_health(ports, s, now, shared)
         except ThrottledError:
             s.throttles += 1
             ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
@@ -120,8 +124,9 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             back_off = next_look(s, Pace("throttled"), now)
             s.elb_after = now + back_off
             return _meanwhile(ports, s, record, candidates, gate, back_off, readable, now)
-        s.throttles = 0
-        s.elb_after = None
+        if calls:  # a call went through: the bucket has room again
+            s.throttles = 0
+            s.elb_after = None
         record.observed_at = now
         if not handed_over:  # a handed-over drain is followed below, on the same answer
             check_leaving(ports, s, health, mine, others, record)

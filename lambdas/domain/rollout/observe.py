@@ -47,10 +47,14 @@ def booked_wait(ports: Ports, slot: float | None, tokens: int, now: float) -> tu
     return max(POD_START_POLL_SECONDS, math.ceil(wait)), now + wait
 
 
-def budget_wait(ports: Ports, s: RolloutState, now: float) -> int:
-    """0 when this look's DescribeTargetHealth calls may go now; otherwise the whole seconds to wait for the
+def budget_wait(ports: Ports, s: RolloutState, now: float, calls: int) -> int:
+    """0 when this look's ``calls`` DescribeTargetHealth calls may go now (none: another execution's answers
+    stand in for all of them, and a turn booked earlier is let go); otherwise the whole seconds to wait for the
     turn booked for them in albgate's share of the account's bucket (kept in ``s.describe_slot_at``)."""
-    wait, s.describe_slot_at = booked_wait(ports, s.describe_slot_at, len(s.target_groups), now)
+    if calls == 0:
+        s.describe_slot_at = None
+        return 0
+    wait, s.describe_slot_at = booked_wait(ports, s.describe_slot_at, calls, now)
     return wait
 
 

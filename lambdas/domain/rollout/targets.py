@@ -20,6 +20,7 @@ from lambdas.domain.gate import (
     targets_to_deregister,
     targets_to_register,
 )
+from lambdas.domain.looks import Look, usable
 from lambdas.domain.ports import Deployment, Pod, Ports, Service, TargetGroupBinding, TargetHealth
 from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo
 
@@ -80,11 +81,31 @@ def describe_target_groups(ports: Ports, ns: str, bindings: list[TargetGroupBind
     return groups
 
 
-def describe_health(ports: Ports, s: RolloutState) -> dict[str, list[TargetHealth]]:
+def shared_health(ports: Ports, s: RolloutState, now: float) -> dict[str, list[TargetHealth]]:
+    """Per target group, another execution's recent answer this look may use instead of a call
+    (lambdas/domain/looks.py); the groups without one are absent."""
+    since = max((t for t in (s.looked_at, s.changed_at) if t is not None), default=None)
+    out: dict[str, list[TargetHealth]] = {}
+    for g in s.target_groups:
+        look = ports.looks.latest(g.arn)
+        if look is not None and usable(look, now, g.health_check_interval_seconds, since):
+            out[g.arn] = list(look.targets)
+    return out
+
+
+def describe_health(ports: Ports, s: RolloutState, now: float,
+                    shared: dict[str, list[TargetHealth]] | None = None) -> dict[str, list[TargetHealth]]:
+    """Every group's targets: ``shared``'s answer where it has one (``shared_health``), else a DescribeTargetHealth
+    call, whose answer is offered to the other executions."""
     health: dict[str, list[TargetHealth]] = {}
     for g in s.target_groups:
-        s.describe_target_health_calls += 1
-        health[g.arn] = ports.elb.describe_target_health(g.arn)
+        if shared and g.arn in shared:
+            s.shared_looks += 1
+            health[g.arn] = shared[g.arn]
+        else:
+            s.describe_target_health_calls += 1
+            health[g.arn] = ports.elb.describe_target_health(g.arn)
+            ports.looks.share(g.arn, Look(now, tuple(health[g.arn])))
         seen = {t.port for t in health[g.arn]}
         if len(seen) > 1 or (g.target_port is not None and seen - {g.target_port}):
             # old and new pods on different ports (a named targetPort whose container port changed): no single
@@ -92,6 +113,7 @@ def describe_health(ports: Ports, s: RolloutState) -> dict[str, list[TargetHealt
             g.ports_mixed, g.target_port = True, None
         elif seen and g.target_port is None and not g.ports_mixed:
             g.target_port = seen.pop()  # kept to name targets unseen (the drain's at once, or while throttled)
+    s.looked_at = now
     return health
 
 
@@ -150,6 +172,7 @@ def deregister_released(
     )
     for arn, targets in todo.items():
         ports.elb.deregister_targets(arn, targets)
+        s.changed_at = ports.clock.now()
         record.deregistered.extend(f"{arn}|{ip}" for ip, _ in targets if f"{arn}|{ip}" not in record.deregistered)
     if todo:
         n = sum(len(t) for t in todo.values())
@@ -215,6 +238,7 @@ def register_missing(
     notes = []
     for arn, targets in todo.register.items():
         ports.elb.register_targets(arn, targets)
+        s.changed_at = now
         record.registered_total += len(targets)
     if todo.register:
         n = sum(len(t) for t in todo.register.values())

@@ -1,0 +1,112 @@
+"""DescribeTargetHealth answers shared between albgate's executions, one DynamoDB item per target group.
+
+Job: implement ``SharedLooks`` on the Describe* budget's table (the executions that spend the share are the ones
+that share answers): the item ``looks#<target group ARN>`` holds the newest answer any execution got for that
+group (``observed_at``, and the targets as compact JSON). ``share`` writes it only if it is newer than what the
+item holds (a conditional UpdateItem, so two Lambdas racing cannot put an older answer over a newer one);
+``latest`` reads it strongly consistent. Whether an answer may stand in for a call is the domain's to decide
+(lambdas/domain/looks.py).
+
+Invariant: a shared look is a saving, never a reason for a rollout to stop or to be wrong. If DynamoDB cannot
+answer, ``latest`` says there is nothing (the look calls ELB) and ``share`` keeps the answer to itself, logged
+as a warning; an item that cannot be read back as targets is ignored the same way. An answer too large for one
+item (docs/facts.md, DynamoDB item size) is not shared.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lambdas.adapters.dynamodb_budget import KEY
+from lambdas.adapters.elbv2 import client_config
+from lambdas.domain.looks import Look
+from lambdas.domain.ports import TargetHealth
+
+PREFIX = "looks#"
+OBSERVED_AT = "observed_at"
+TARGETS = "targets"
+# The table's TTL attribute (stacks/constructs/describe_budget.py): an answer is useless seconds after its time, and
+# DynamoDB deletes its item some time after this (docs/facts.md, DynamoDB conditional writes: TTL), so the items of
+# target groups nobody looks at any more do not pile up.
+EXPIRES_AT = "expires_at"
+EXPIRE_AFTER_SECONDS = 86_400
+# DynamoDB's item size limit is 400 KB (docs/facts.md, "DynamoDB item size"); a larger answer stays unshared,
+# with room left for the key and the attribute names.
+MAX_TARGETS_BYTES = 350_000
+
+log = logging.getLogger(__name__)
+
+
+def encode(targets: tuple[TargetHealth, ...]) -> str:
+    """The targets as a JSON list of [id, port, state, reason, description] (no repeated field names)."""
+    return json.dumps([[t.target_id, t.port, t.state, t.reason, t.description] for t in targets],
+                      separators=(",", ":"))
+
+
+def decode(text: str) -> tuple[TargetHealth, ...]:
+    """``encode``'s inverse; ValueError (or TypeError) for anything else."""
+    rows = json.loads(text)
+    if not isinstance(rows, list):
+        raise ValueError("targets is not a list")
+    return tuple(TargetHealth(str(i), int(p), str(s), str(r), str(d)) for i, p, s, r, d in rows)
+
+
+class DynamoDbLooks:
+    """``SharedLooks`` over the budget table (partition key ``budget_key``, string)."""
+
+    def __init__(self, table_name: str, client: Any = None, session: boto3.Session | None = None,
+                 region: str | None = None) -> None:
+        self._table = table_name
+        self._given_client = client
+        self._session = session
+        self._region = region
+
+    @functools.cached_property
+    def _client(self) -> Any:
+        """Built on the first ask, not at cold start: a look that only reads Kubernetes never needs it."""
+        if self._given_client is not None:
+            return self._given_client
+        return (self._session or boto3).client("dynamodb", region_name=self._region, config=client_config())
+
+    def latest(self, target_group_arn: str) -> Look | None:
+        try:
+            item = self._client.get_item(
+                TableName=self._table, Key={KEY: {"S": PREFIX + target_group_arn}}, ConsistentRead=True,
+                ProjectionExpression="#at, #targets",
+                ExpressionAttributeNames={"#at": OBSERVED_AT, "#targets": TARGETS},
+            ).get("Item")
+        except (ClientError, BotoCoreError) as e:
+            log.warning("shared looks: DynamoDB %s did not answer (%s); asking ELB", self._table, e)
+            return None
+        if not item:
+            return None
+        try:
+            return Look(float(item[OBSERVED_AT]["N"]), decode(item[TARGETS]["S"]))
+        except (KeyError, TypeError, ValueError) as e:
+            log.warning("shared looks: the item for %s cannot be read (%s); asking ELB", target_group_arn, e)
+            return None
+
+    def share(self, target_group_arn: str, look: Look) -> None:
+        text = encode(look.targets)
+        if len(text.encode()) > MAX_TARGETS_BYTES:
+            return
+        try:
+            self._client.update_item(
+                TableName=self._table, Key={KEY: {"S": PREFIX + target_group_arn}},
+                UpdateExpression="SET #at = :at, #targets = :targets, #expires = :expires",
+                ConditionExpression="attribute_not_exists(#at) OR #at < :at",
+                ExpressionAttributeNames={"#at": OBSERVED_AT, "#targets": TARGETS, "#expires": EXPIRES_AT},
+                ExpressionAttributeValues={":at": {"N": repr(look.observed_at)}, ":targets": {"S": text},
+                                           ":expires": {"N": str(int(look.observed_at) + EXPIRE_AFTER_SECONDS)}},
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                log.warning("shared looks: DynamoDB %s did not take the answer (%s)", self._table, e)
+        except BotoCoreError as e:
+            log.warning("shared looks: DynamoDB %s did not take the answer (%s)", self._table, e)

@@ -1,0 +1,78 @@
+"""Looks at a target group shared between albgate's executions: one DescribeTargetHealth answer serves every
+rollout that watches the same group for a moment.
+
+Job: decide whether an answer another execution got (a ``Look``) may stand in for a call of this one. Two
+Deployments behind one Service (a canary beside its stable version, two tiers of one app) roll behind the same
+target group, and each rollout's gate would otherwise ask ELB about the same group every interval, spending two
+tokens of the account's Describe* bucket (docs/facts.md, ELB API throttling) for one answer.
+
+Rule: a look may be used when it is recent and news to the user.
+- Recent: made at most half the group's health-check interval ago (``MAX_AGE_INTERVALS``). The load balancer
+  changes a target's health state only on a health check, once an interval per target (docs/facts.md, ALB
+  target health: each check's result holds for the whole interval), and the gate looks once an interval; an answer half an interval old is as good as a look the
+  gate's own jitter had put half an interval later. Two executions looking at one group every interval thus lock
+  in step: whichever looks second finds the other's answer recent enough, and about half the calls are saved.
+- News: made after this execution's own last look at the group (it never goes back in time) and after the last
+  thing it did that moves its targets' states (released pods, registered or deregistered targets): an answer
+  from before shows the world before that change, and would only make it repeat or wait.
+What it does not claim: a shared answer says nothing the execution's own call at the same time would not; the
+gate and the drain decide on it exactly as on their own (lambdas/domain/rollout/gate.py, drain.py).
+Pure: the caller supplies the clock; the store is a port (``SharedLooks``: DynamoDB in Lambda, memory here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the ports module hands NoLooks out as the default store
+    from lambdas.domain.ports import TargetHealth
+
+# An answer older than this many of the group's health-check intervals is not used for another execution.
+MAX_AGE_INTERVALS = 0.5
+
+
+@dataclass(frozen=True)
+class Look:
+    """One DescribeTargetHealth answer for a target group, and when it was made (epoch seconds)."""
+
+    observed_at: float
+    targets: tuple[TargetHealth, ...]
+
+
+def usable(look: Look | None, now: float, interval_seconds: int, since: float | None) -> bool:
+    """Whether ``look`` may stand in for a call now: made within ``MAX_AGE_INTERVALS`` of the group's interval,
+    and after ``since`` (the execution's own last look or last change of its targets; None: nothing yet)."""
+    if look is None or look.observed_at > now:
+        return False
+    if since is not None and look.observed_at <= since:
+        return False
+    return now - look.observed_at <= MAX_AGE_INTERVALS * interval_seconds
+
+
+class LocalLooks:
+    """Shared looks in one process's memory: what the simulation and the tests use. Every execution that shares
+    the object shares the looks, as every Lambda shares the DynamoDB table. It keeps the newest look per group."""
+
+    def __init__(self) -> None:
+        self._looks: dict[str, Look] = {}
+        self.shared = 0  # looks stored
+
+    def latest(self, target_group_arn: str) -> Look | None:
+        return self._looks.get(target_group_arn)
+
+    def share(self, target_group_arn: str, look: Look) -> None:
+        old = self._looks.get(target_group_arn)
+        if old is None or look.observed_at >= old.observed_at:
+            self._looks[target_group_arn] = look
+            self.shared += 1
+
+
+class NoLooks:
+    """Nothing shared: every look calls ELB (a deployment without the budget table; tests that do not care)."""
+
+    def latest(self, target_group_arn: str) -> Look | None:
+        return None
+
+    def share(self, target_group_arn: str, look: Look) -> None:
+        """Nobody to share with."""

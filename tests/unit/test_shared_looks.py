@@ -1,0 +1,162 @@
+"""Looks shared between executions that watch the same target group (lambdas/domain/looks.py): when another
+execution's DescribeTargetHealth answer stands in for a call, and what the gate and the drain do with it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lambdas.domain.gate import Verdict
+from lambdas.domain.looks import MAX_AGE_INTERVALS, LocalLooks, Look, NoLooks, usable
+from lambdas.domain.ports import HEALTHY, INITIAL
+from lambdas.domain.rollout.drain import release_old_pods, verify_drain
+from lambdas.domain.rollout.gate import check_target_health
+from tests.unit.test_domain_mutants_gate_drain import (
+    ARN,
+    ARN2,
+    INTERVAL,
+    NOW,
+    group,
+    old_pod,
+    pod,
+    rollout,
+    target,
+    world,
+)
+
+HALF = MAX_AGE_INTERVALS * INTERVAL
+
+
+def look(at: float, *targets) -> Look:
+    return Look(at, tuple(targets))
+
+
+@pytest.mark.parametrize(("observed_at", "since", "ok"), [
+    (NOW - HALF, None, True),  # exactly as old as allowed
+    (NOW - HALF - 0.01, None, False),  # older
+    (NOW, None, True),
+    (NOW + 1, None, False),  # from a clock ahead of ours: not trusted
+    (NOW - 1, NOW - 1, False),  # the answer this execution already used (or older): no news
+    (NOW - 1, NOW - 1.01, True),
+])
+def test_a_look_stands_in_for_a_call_when_recent_and_newer_than_what_the_execution_saw_or_did(observed_at, since, ok):
+    assert usable(look(observed_at), NOW, INTERVAL, since) is ok
+
+
+def test_no_look_stands_in_for_nothing():
+    assert usable(None, NOW, INTERVAL, None) is False
+    assert NoLooks().latest(ARN) is None
+    NoLooks().share(ARN, look(NOW))  # nothing kept, nothing raised
+    assert NoLooks().latest(ARN) is None
+
+
+def test_the_local_store_keeps_the_newest_look_per_group():
+    looks = LocalLooks()
+    looks.share(ARN, look(NOW))
+    looks.share(ARN, look(NOW - 5))  # an older answer arriving late
+    assert looks.latest(ARN).observed_at == NOW and looks.shared == 1
+    looks.share(ARN, look(NOW + 1))
+    assert looks.latest(ARN).observed_at == NOW + 1 and looks.latest(ARN2) is None
+
+
+@dataclasses.dataclass
+class CountingBudget:
+    """Records the tokens each look asks for."""
+
+    asked: list[int] = dataclasses.field(default_factory=list)
+    throttles: int = 0
+
+    def acquire(self, tokens: int, *, reserve: bool) -> float:
+        self.asked.append(tokens)
+        return 0.0
+
+    def throttled(self) -> None:
+        self.throttles += 1
+
+
+def sharing(w, looks: LocalLooks, budget: CountingBudget | None = None):
+    w.ports = dataclasses.replace(w.ports, looks=looks, **({"budget": budget} if budget else {}))
+    return w
+
+
+def test_a_gate_uses_another_executions_recent_answer_instead_of_calling_and_passes_on_it():
+    # Given another execution's answer 3 s old showing this step's pod healthy
+    looks = LocalLooks()
+    looks.share(ARN, look(NOW - 3, target("10.0.1.1", HEALTHY)))
+    w = sharing(world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", INITIAL)]}), looks,
+                budget := CountingBudget())
+    s = check_target_health(w.ports, rollout())
+    # Then no call, no token, and the gate decides on that answer as on its own
+    assert w.elb.health_reads == 0 and budget.asked == []
+    assert s.gate.status is Verdict.PASSED and (s.shared_looks, s.describe_target_health_calls) == (1, 0)
+    assert s.looked_at == NOW
+
+
+def test_a_gate_calls_for_an_answer_too_old_and_shares_its_own():
+    looks = LocalLooks()
+    looks.share(ARN, look(NOW - HALF - 1, target("10.0.1.1", HEALTHY)))
+    w = sharing(world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", INITIAL)]}), looks)
+    s = check_target_health(w.ports, rollout())
+    assert w.elb.health_reads == 1 and s.gate.status is Verdict.WAITING and s.shared_looks == 0
+    assert looks.latest(ARN) == look(NOW, target("10.0.1.1", INITIAL))
+
+
+def test_an_execution_never_uses_its_own_answer_twice():
+    # Given the answer this execution shared at its last look, still recent
+    looks = LocalLooks()
+    w = sharing(world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", INITIAL)]}), looks)
+    s = check_target_health(w.ports, rollout())
+    w2 = sharing(world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", HEALTHY)]}, now=NOW + 2), looks)
+    s = check_target_health(w2.ports, s)
+    # Then it calls again rather than read back what it saw
+    assert w2.elb.health_reads == 1 and s.gate.status is Verdict.PASSED
+
+
+def test_only_the_groups_without_a_recent_answer_are_called_and_take_tokens():
+    # Given two groups, another execution's recent answer for the first only
+    looks = LocalLooks()
+    looks.share(ARN, look(NOW - 1, target("10.0.1.1", HEALTHY)))
+    health = {ARN: [target("10.0.1.1", INITIAL)], ARN2: [target("10.0.1.1", HEALTHY)]}
+    w = sharing(world([pod("web-new-a", "10.0.1.1")], health), looks, budget := CountingBudget())
+    s = check_target_health(w.ports, rollout(groups=(group(), group(ARN2))))
+    assert budget.asked == [1] and w.elb.health_reads == 1
+    assert (s.shared_looks, s.describe_target_health_calls) == (1, 1)
+    assert s.gate.status is Verdict.PASSED  # the shared answer for the first group, its own for the second
+
+
+def test_a_gate_backing_off_uses_a_shared_answer_and_keeps_its_own_back_off():
+    # Given a gate backing off after throttled calls, and another execution's recent answer
+    looks = LocalLooks()
+    looks.share(ARN, look(NOW - 1, target("10.0.1.1", INITIAL)))
+    s = rollout(throttles=3)
+    s.elb_after = NOW + 40
+    w = sharing(world([pod("web-new-a", "10.0.1.1")], {}, throttled=True), looks)
+    s = check_target_health(w.ports, s)
+    # Then it looked through the other's answer (no call), and its own calls still wait for the back-off
+    assert w.elb.health_reads == 0 and s.shared_looks == 1 and s.steps[-1].observed_at == NOW
+    assert (s.throttles, s.elb_after) == (3, NOW + 40)
+
+
+def test_answers_from_before_the_executions_own_changes_are_useless_to_its_drain():
+    # Given the last step, whose gate released a pod at NOW, and an answer another execution got just before
+    looks = LocalLooks()
+    looks.share(ARN, look(NOW - 1, target("10.0.0.1", HEALTHY)))
+    pods = [old_pod("web-old-a", "10.0.0.1", terminating=True), pod("web-new-a", "10.0.1.1")]
+    s = rollout(watched=("10.0.0.1",), release=("web-new-a",), more_steps=False, groups=(group(port=8080),))
+    s = release_old_pods(sharing(world(pods), looks).ports, s)
+    assert s.changed_at == NOW
+    # When the drain deregisters the released target itself / Then that is a change too
+    looks.share(ARN, look(NOW + 0.5, target("10.0.0.1", HEALTHY)))  # after the release, before the deregistration
+    w = sharing(world(pods, now=NOW + 1), looks)
+    s = verify_drain(w.ports, s)
+    assert w.elb.deregistered and s.changed_at == NOW + 1 and w.elb.health_reads == 0
+    # When the drain looks next / Then it asks ELB itself: the recent answer shows the world before its change
+    w2 = sharing(world(pods, {ARN: [target("10.0.0.1", "draining")]}, now=NOW + 3), looks)
+    s = verify_drain(w2.ports, s)
+    assert w2.elb.health_reads == 1 and s.shared_looks == 0 and s.drain.status is Verdict.WAITING
+    # and an answer another execution gets after that look stands in for the drain's next call
+    looks.share(ARN, look(NOW + 4))  # the target has left
+    w3 = sharing(world(pods, {ARN: [target("10.0.0.1", "draining")]}, now=NOW + 5), looks)
+    s = verify_drain(w3.ports, s)
+    assert w3.elb.health_reads == 0 and s.shared_looks == 1 and s.drain.status is Verdict.PASSED
