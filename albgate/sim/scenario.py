@@ -46,7 +46,9 @@ class _Strict(BaseModel):
 # Bounds that keep a simulation finite: no scenario may ask for more simulated time than a rollout execution may
 # last (the state machine's 48 h timeout), nor for so many requests that a run takes hours of real time.
 MAX_SECONDS = 48 * 3600
-MAX_REQUESTS = 5_000_000  # traffic.rate_per_second x fleet.deployments x (rollout.start_at_seconds + horizon_seconds)
+# traffic.rate_per_second x the fleet's Services (fleet.deployments / fleet.per_service, rounded up: each Service has
+# its own clients) x (rollout.start_at_seconds + horizon_seconds)
+MAX_REQUESTS = 5_000_000
 MAX_DEPLOYMENTS = 2000  # copies of the app in one simulated world (fleet.deployments)
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 
@@ -586,13 +588,13 @@ class Scenario(_Strict):
         names = [i.name for i in (self.ingress, *self.extra_ingresses)]
         if len(set(names)) != len(names):
             raise ValueError(f"ingress names must differ: {names}")
-        requests = (self.traffic.rate_per_second * self.fleet.deployments
-                    * (self.rollout.start_at_seconds + self.horizon_seconds))
+        services = -(-self.fleet.deployments // self.fleet.per_service)
+        requests = self.traffic.rate_per_second * services * (self.rollout.start_at_seconds + self.horizon_seconds)
         if requests > MAX_REQUESTS:
             raise ValueError(
-                f"traffic.rate_per_second x fleet.deployments x (rollout.start_at_seconds + horizon_seconds) is "
-                f"{requests:,.0f} requests; a scenario may simulate at most {MAX_REQUESTS:,}: lower the rate, the "
-                "number of deployments or the horizon"
+                f"traffic.rate_per_second x fleet.deployments (per fleet.per_service) x (rollout.start_at_seconds + "
+                f"horizon_seconds) is {requests:,.0f} requests; a scenario may simulate at most {MAX_REQUESTS:,}: "
+                "lower the rate, the number of deployments or the horizon"
             )
         return self
 

@@ -73,6 +73,8 @@ def test_the_fleet_section_is_validated():
     # and the request cap counts every copy's clients
     with pytest.raises(ScenarioError, match="fleet.deployments"):
         parse_scenario({"name": "x", "traffic": {"rate_per_second": 1000}, "fleet": {"deployments": 2000}})
+    # (each Service's clients: copies behind one Service share them)
+    parse_scenario({"name": "x", "traffic": {"rate_per_second": 1000}, "fleet": {"deployments": 2000, "per_service": 2000}})
 
 
 def test_a_fleet_is_not_a_single_run():
