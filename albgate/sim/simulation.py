@@ -101,7 +101,7 @@ class Simulation:
         self.budget = LocalBudget(self.clock, budget)
         # DescribeTargetHealth answers shared between albgate's executions, as the budget table shares them
         # (``share_looks`` False: each execution calls for its own, as without the table)
-        self.looks: SharedLooks = LocalLooks() if share_looks else NoLooks()
+        self.looks: SharedLooks = LocalLooks(self.clock) if share_looks else NoLooks()
         self._build()
 
     # --- plumbing -------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 Job: implement ``SharedLooks`` on the Describe* budget's table (the executions that spend the share are the ones
 that share answers): the item ``looks#<target group ARN>`` holds the newest answer any execution got for that
-group (``observed_at``, and the targets as compact JSON). ``share`` writes it only if it is newer than what the
-item holds (a conditional UpdateItem, so two Lambdas racing cannot put an older answer over a newer one);
-``latest`` reads it strongly consistent. Whether an answer may stand in for a call is the domain's to decide
+group (``observed_at``, and the targets as compact JSON) and the earliest call booked for it (``booked_at``).
+``share`` writes the answer only if it is newer than what the item holds, ``book`` the booking only if no earlier
+one is still to come (conditional UpdateItems, so two Lambdas racing cannot put an older answer over a newer
+one); ``news`` reads both, strongly consistent. Whether an answer may stand in for a call is the domain's to decide
 (lambdas/domain/looks.py).
 
 Invariant: a shared look is a saving, never a reason for a rollout to stop or to be wrong. If DynamoDB cannot
@@ -25,12 +26,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.adapters.dynamodb_budget import KEY
 from lambdas.adapters.elbv2 import client_config
-from lambdas.domain.looks import Look
+from lambdas.domain.looks import GroupNews, Look
 from lambdas.domain.ports import TargetHealth
 
 PREFIX = "looks#"
 OBSERVED_AT = "observed_at"
 TARGETS = "targets"
+BOOKED_AT = "booked_at"  # when an execution's next call for the group is booked (lambdas/domain/looks.py)
 # The table's TTL attribute (stacks/constructs/describe_budget.py): an answer is useless seconds after its time, and
 # DynamoDB deletes its item some time after this (docs/facts.md, DynamoDB conditional writes: TTL), so the items of
 # target groups nobody looks at any more do not pile up.
@@ -60,9 +62,10 @@ def decode(text: str) -> tuple[TargetHealth, ...]:
 class DynamoDbLooks:
     """``SharedLooks`` over the budget table (partition key ``budget_key``, string)."""
 
-    def __init__(self, table_name: str, client: Any = None, session: boto3.Session | None = None,
+    def __init__(self, table_name: str, now: Any, client: Any = None, session: boto3.Session | None = None,
                  region: str | None = None) -> None:
         self._table = table_name
+        self._now = now
         self._given_client = client
         self._session = session
         self._region = region
@@ -74,23 +77,27 @@ class DynamoDbLooks:
             return self._given_client
         return (self._session or boto3).client("dynamodb", region_name=self._region, config=client_config())
 
-    def latest(self, target_group_arn: str) -> Look | None:
+    def news(self, target_group_arn: str) -> GroupNews:
         try:
             item = self._client.get_item(
                 TableName=self._table, Key={KEY: {"S": PREFIX + target_group_arn}}, ConsistentRead=True,
-                ProjectionExpression="#at, #targets",
-                ExpressionAttributeNames={"#at": OBSERVED_AT, "#targets": TARGETS},
+                ProjectionExpression="#at, #targets, #booked",
+                ExpressionAttributeNames={"#at": OBSERVED_AT, "#targets": TARGETS, "#booked": BOOKED_AT},
             ).get("Item")
         except (ClientError, BotoCoreError) as e:
             log.warning("shared looks: DynamoDB %s did not answer (%s); asking ELB", self._table, e)
-            return None
+            return GroupNews()
         if not item:
-            return None
+            return GroupNews()
+        booked = _number(item, BOOKED_AT)
+        if OBSERVED_AT not in item and TARGETS not in item:
+            return GroupNews(None, booked)
         try:
-            return Look(float(item[OBSERVED_AT]["N"]), decode(item[TARGETS]["S"]))
+            look = Look(float(item[OBSERVED_AT]["N"]), decode(item[TARGETS]["S"]))
         except (KeyError, TypeError, ValueError) as e:
             log.warning("shared looks: the item for %s cannot be read (%s); asking ELB", target_group_arn, e)
-            return None
+            return GroupNews(None, booked)
+        return GroupNews(look, booked)
 
     def share(self, target_group_arn: str, look: Look) -> None:
         text = encode(look.targets)
@@ -110,3 +117,28 @@ class DynamoDbLooks:
                 log.warning("shared looks: DynamoDB %s did not take the answer (%s)", self._table, e)
         except BotoCoreError as e:
             log.warning("shared looks: DynamoDB %s did not take the answer (%s)", self._table, e)
+
+    def book(self, target_group_arn: str, at: float) -> None:
+        """Kept unless an earlier booking is still to come (``now``: the adapter's clock)."""
+        try:
+            self._client.update_item(
+                TableName=self._table, Key={KEY: {"S": PREFIX + target_group_arn}},
+                UpdateExpression="SET #booked = :at, #expires = if_not_exists(#expires, :expires)",
+                ConditionExpression="attribute_not_exists(#booked) OR #booked < :now OR #booked > :at",
+                ExpressionAttributeNames={"#booked": BOOKED_AT, "#expires": EXPIRES_AT},
+                ExpressionAttributeValues={":at": {"N": repr(at)}, ":now": {"N": repr(self._now())},
+                                           ":expires": {"N": str(int(at) + EXPIRE_AFTER_SECONDS)}},
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                log.warning("shared looks: DynamoDB %s did not take the booking (%s)", self._table, e)
+        except BotoCoreError as e:
+            log.warning("shared looks: DynamoDB %s did not take the booking (%s)", self._table, e)
+
+
+def _number(item: dict[str, Any], name: str) -> float | None:
+    """A number attribute of ``item``, None when absent or not a number."""
+    try:
+        return float(item[name]["N"])
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -135,7 +135,7 @@ def real_ports(
     looks: SharedLooks = NoLooks()
     if budget_table:
         # the executions that share the budget share their DescribeTargetHealth answers in the same table
-        looks = DynamoDbLooks(budget_table, session=session, region=region)
+        looks = DynamoDbLooks(budget_table, clock.now, session=session, region=region)
         budget = DynamoDbBudget(
             budget_table,
             BudgetSpec(budget_rate, budget_burst),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lambdas.domain.budget import UnlimitedBudget
-from lambdas.domain.looks import Look, NoLooks
+from lambdas.domain.looks import GroupNews, Look, NoLooks
 
 # Condition type of albgate's own readiness gate. albgate adds it to the pod template of every Deployment it
 # rolls, so each new pod stays not-Ready (and holds the old pods, maxUnavailable 0) until albgate has seen its
@@ -409,13 +409,19 @@ class DescribeBudget(Protocol):
 # Looks at target groups shared between albgate's executions (lambdas/domain/looks.py)
 # ---------------------------------------------------------------------------------------------------------
 class SharedLooks(Protocol):
-    def latest(self, target_group_arn: str) -> Look | None:
-        """The newest DescribeTargetHealth answer any execution shared for the group (None: none, or the store
-        cannot answer: a shared look is a saving, never a reason for a rollout to stop)."""
+    def news(self, target_group_arn: str) -> GroupNews:
+        """The newest DescribeTargetHealth answer any execution shared for the group, and the earliest call booked
+        for it (each None when there is none, or the store cannot answer: a shared look is a saving, never a
+        reason for a rollout to stop)."""
         ...
 
     def share(self, target_group_arn: str, look: Look) -> None:
         """Offer this execution's answer to the others (kept when it is the group's newest; failures ignored)."""
+        ...
+
+    def book(self, target_group_arn: str, at: float) -> None:
+        """Say that this execution's next call for the group is booked for ``at`` (kept when no earlier booking is
+        still to come; failures ignored)."""
         ...
 
 

@@ -164,6 +164,9 @@ class RolloutState(_Model):
     # execution's answer stands in for a call only if it is newer than both (epoch seconds; None: not yet).
     looked_at: float | None = None
     changed_at: float | None = None
+    # When the other execution's booked call this one follows is due (epoch seconds; None: it follows none). A
+    # follow that found no answer is not followed by another: the next look books its own turn.
+    followed_at: float | None = None
 
     describe_target_health_calls: int = 0
     shared_looks: int = 0  # answers of other executions used instead of a DescribeTargetHealth call
@@ -351,6 +354,7 @@ def largest_state(
         elb_after=_TIMESTAMP,
         looked_at=_TIMESTAMP,
         changed_at=_TIMESTAMP,
+        followed_at=_TIMESTAMP,
         describe_target_health_calls=10**9,
         shared_looks=10**9,
         steps=steps,

@@ -8,7 +8,16 @@ import dataclasses
 import pytest
 
 from lambdas.domain.gate import Verdict
-from lambdas.domain.looks import MAX_AGE_INTERVALS, LocalLooks, Look, NoLooks, usable
+from lambdas.domain.looks import (
+    FOLLOW_SLACK_SECONDS,
+    MAX_AGE_INTERVALS,
+    GroupNews,
+    LocalLooks,
+    Look,
+    NoLooks,
+    follows,
+    usable,
+)
 from lambdas.domain.ports import HEALTHY, INITIAL
 from lambdas.domain.rollout.drain import release_old_pods, verify_drain
 from lambdas.domain.rollout.gate import check_target_health
@@ -26,6 +35,17 @@ from tests.unit.test_domain_mutants_gate_drain import (
 )
 
 HALF = MAX_AGE_INTERVALS * INTERVAL
+
+
+@dataclasses.dataclass
+class MovableClock:
+    t: float = NOW
+
+    def now(self) -> float:
+        return self.t
+
+
+CLOCK = MovableClock()
 
 
 def look(at: float, *targets) -> Look:
@@ -46,30 +66,56 @@ def test_a_look_stands_in_for_a_call_when_recent_and_newer_than_what_the_executi
 
 def test_no_look_stands_in_for_nothing():
     assert usable(None, NOW, INTERVAL, None) is False
-    assert NoLooks().latest(ARN) is None
+    assert NoLooks().news(ARN) == GroupNews()
     NoLooks().share(ARN, look(NOW))  # nothing kept, nothing raised
-    assert NoLooks().latest(ARN) is None
+    NoLooks().book(ARN, NOW + 5)
+    assert NoLooks().news(ARN) == GroupNews()
 
 
 def test_the_local_store_keeps_the_newest_look_per_group():
-    looks = LocalLooks()
+    looks = LocalLooks(CLOCK)
     looks.share(ARN, look(NOW))
     looks.share(ARN, look(NOW - 5))  # an older answer arriving late
-    assert looks.latest(ARN).observed_at == NOW and looks.shared == 1
+    assert looks.news(ARN).look.observed_at == NOW and looks.shared == 1
     looks.share(ARN, look(NOW + 1))
-    assert looks.latest(ARN).observed_at == NOW + 1 and looks.latest(ARN2) is None
+    assert looks.news(ARN).look.observed_at == NOW + 1 and looks.news(ARN2).look is None
+
+
+def test_the_local_store_keeps_the_earliest_booking_still_to_come():
+    clock = MovableClock()
+    looks = LocalLooks(clock)
+    looks.book(ARN, NOW + 20)
+    looks.book(ARN, NOW + 30)  # later than the one to come: the earlier stays
+    assert looks.news(ARN) == GroupNews(None, NOW + 20)
+    looks.book(ARN, NOW + 10)
+    assert looks.news(ARN).booked_at == NOW + 10
+    clock.t = NOW + 11  # that one has passed: any new booking replaces it
+    looks.book(ARN, NOW + 40)
+    assert looks.news(ARN).booked_at == NOW + 40 and looks.news(ARN2) == GroupNews()
+
+
+@pytest.mark.parametrize(("booked_at", "own_wait", "ok"), [
+    (NOW + 5, 5.0, True),  # due no later than the look's own turn
+    (NOW + 5.01, 5.0, False),  # after it: the look books its own
+    (NOW, 5.0, False),  # due now or past: its answer is shared already, or never comes
+    (NOW + 1, 0.0, False),  # the look may call now
+    (None, 5.0, False),
+])
+def test_a_look_follows_a_booked_call_still_to_come_no_later_than_its_own_turn(booked_at, own_wait, ok):
+    assert follows(booked_at, NOW, own_wait) is ok
 
 
 @dataclasses.dataclass
 class CountingBudget:
-    """Records the tokens each look asks for."""
+    """Records the tokens each look asks for; ``wait`` seconds before a turn (0: now)."""
 
-    asked: list[int] = dataclasses.field(default_factory=list)
+    asked: list[tuple[int, bool]] = dataclasses.field(default_factory=list)
     throttles: int = 0
+    wait: float = 0.0
 
     def acquire(self, tokens: int, *, reserve: bool) -> float:
-        self.asked.append(tokens)
-        return 0.0
+        self.asked.append((tokens, reserve))
+        return self.wait
 
     def throttled(self) -> None:
         self.throttles += 1
@@ -82,7 +128,7 @@ def sharing(w, looks: LocalLooks, budget: CountingBudget | None = None):
 
 def test_a_gate_uses_another_executions_recent_answer_instead_of_calling_and_passes_on_it():
     # Given another execution's answer 3 s old showing this step's pod healthy
-    looks = LocalLooks()
+    looks = LocalLooks(CLOCK)
     looks.share(ARN, look(NOW - 3, target("10.0.1.1", HEALTHY)))
     w = sharing(world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", INITIAL)]}), looks,
                 budget := CountingBudget())
@@ -94,17 +140,17 @@ def test_a_gate_uses_another_executions_recent_answer_instead_of_calling_and_pas
 
 
 def test_a_gate_calls_for_an_answer_too_old_and_shares_its_own():
-    looks = LocalLooks()
+    looks = LocalLooks(CLOCK)
     looks.share(ARN, look(NOW - HALF - 1, target("10.0.1.1", HEALTHY)))
     w = sharing(world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", INITIAL)]}), looks)
     s = check_target_health(w.ports, rollout())
     assert w.elb.health_reads == 1 and s.gate.status is Verdict.WAITING and s.shared_looks == 0
-    assert looks.latest(ARN) == look(NOW, target("10.0.1.1", INITIAL))
+    assert looks.news(ARN).look == look(NOW, target("10.0.1.1", INITIAL))
 
 
 def test_an_execution_never_uses_its_own_answer_twice():
     # Given the answer this execution shared at its last look, still recent
-    looks = LocalLooks()
+    looks = LocalLooks(CLOCK)
     w = sharing(world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", INITIAL)]}), looks)
     s = check_target_health(w.ports, rollout())
     w2 = sharing(world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", HEALTHY)]}, now=NOW + 2), looks)
@@ -115,19 +161,19 @@ def test_an_execution_never_uses_its_own_answer_twice():
 
 def test_only_the_groups_without_a_recent_answer_are_called_and_take_tokens():
     # Given two groups, another execution's recent answer for the first only
-    looks = LocalLooks()
+    looks = LocalLooks(CLOCK)
     looks.share(ARN, look(NOW - 1, target("10.0.1.1", HEALTHY)))
     health = {ARN: [target("10.0.1.1", INITIAL)], ARN2: [target("10.0.1.1", HEALTHY)]}
     w = sharing(world([pod("web-new-a", "10.0.1.1")], health), looks, budget := CountingBudget())
     s = check_target_health(w.ports, rollout(groups=(group(), group(ARN2))))
-    assert budget.asked == [1] and w.elb.health_reads == 1
+    assert budget.asked == [(1, True)] and w.elb.health_reads == 1
     assert (s.shared_looks, s.describe_target_health_calls) == (1, 1)
     assert s.gate.status is Verdict.PASSED  # the shared answer for the first group, its own for the second
 
 
 def test_a_gate_backing_off_uses_a_shared_answer_and_keeps_its_own_back_off():
     # Given a gate backing off after throttled calls, and another execution's recent answer
-    looks = LocalLooks()
+    looks = LocalLooks(CLOCK)
     looks.share(ARN, look(NOW - 1, target("10.0.1.1", INITIAL)))
     s = rollout(throttles=3)
     s.elb_after = NOW + 40
@@ -140,7 +186,7 @@ def test_a_gate_backing_off_uses_a_shared_answer_and_keeps_its_own_back_off():
 
 def test_answers_from_before_the_executions_own_changes_are_useless_to_its_drain():
     # Given the last step, whose gate released a pod at NOW, and an answer another execution got just before
-    looks = LocalLooks()
+    looks = LocalLooks(CLOCK)
     looks.share(ARN, look(NOW - 1, target("10.0.0.1", HEALTHY)))
     pods = [old_pod("web-old-a", "10.0.0.1", terminating=True), pod("web-new-a", "10.0.1.1")]
     s = rollout(watched=("10.0.0.1",), release=("web-new-a",), more_steps=False, groups=(group(port=8080),))
@@ -160,3 +206,61 @@ def test_answers_from_before_the_executions_own_changes_are_useless_to_its_drain
     w3 = sharing(world(pods, {ARN: [target("10.0.0.1", "draining")]}, now=NOW + 5), looks)
     s = verify_drain(w3.ports, s)
     assert w3.elb.health_reads == 0 and s.shared_looks == 1 and s.drain.status is Verdict.PASSED
+
+
+def test_a_look_that_would_wait_follows_another_executions_booked_call_and_reads_its_answer():
+    # Given albgate's share spent (a turn 30 s away) and another execution's call for the group booked in 8 s
+    looks = LocalLooks(CLOCK)
+    looks.book(ARN, NOW + 8)
+    w = sharing(world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", INITIAL)]}), looks,
+                budget := CountingBudget(wait=30))
+    s = check_target_health(w.ports, rollout())
+    # Then it books nothing, makes no call, and comes back just after that call
+    assert budget.asked == [(1, False)] and w.elb.health_reads == 0 and s.describe_slot_at is None
+    assert s.followed_at == NOW + 8 and s.wait_seconds == 8 + FOLLOW_SLACK_SECONDS
+    assert "reads its answer in" in s.gate.reason
+    # When it comes back and the other's answer is there / Then it decides on it, with no call
+    later = NOW + 8 + FOLLOW_SLACK_SECONDS
+    looks.share(ARN, look(NOW + 8.5, target("10.0.1.1", HEALTHY)))
+    w2 = sharing(world([pod("web-new-a", "10.0.1.1")], {}, now=later), looks, CountingBudget(wait=30))
+    s = check_target_health(w2.ports, s)
+    assert s.gate.status is Verdict.PASSED and w2.elb.health_reads == 0 and s.followed_at is None
+
+
+def test_a_follow_that_found_no_answer_is_not_followed_by_another():
+    # Given a look that followed a booking whose call never came
+    clock = MovableClock()
+    looks = LocalLooks(clock)
+    looks.book(ARN, NOW + 8)
+    s = check_target_health(sharing(world([pod("web-new-a", "10.0.1.1")]), looks, CountingBudget(wait=30)).ports,
+                            rollout())
+    clock.t = NOW + 10
+    looks.book(ARN, NOW + 14)  # another booking to follow, still before its own turn
+    w = sharing(world([pod("web-new-a", "10.0.1.1")], now=NOW + 10), looks, budget := CountingBudget(wait=30))
+    s = check_target_health(w.ports, s)
+    # Then it books its own turn, and tells the others
+    assert budget.asked == [(1, True)] and s.describe_slot_at == NOW + 10 + 30
+    assert looks.news(ARN).booked_at == NOW + 14  # the earlier booking still to come stays the one to follow
+
+
+def test_a_look_whose_own_call_is_booked_makes_it_at_its_turn_for_those_that_follow():
+    # Given a look that booked its call, and another execution's answer shared meanwhile
+    looks = LocalLooks(CLOCK)
+    s = check_target_health(sharing(world([pod("web-new-a", "10.0.1.1")]), looks, CountingBudget(wait=5)).ports,
+                            rollout())
+    assert s.describe_slot_at == NOW + 5 and looks.news(ARN).booked_at == NOW + 5
+    looks.share(ARN, look(NOW + 4, target("10.0.1.1", INITIAL)))
+    # When its turn comes / Then it calls (others may be following it) and shares the answer
+    w = sharing(world([pod("web-new-a", "10.0.1.1")], {ARN: [target("10.0.1.1", HEALTHY)]}, now=NOW + 5), looks)
+    s = check_target_health(w.ports, s)
+    assert w.elb.health_reads == 1 and s.shared_looks == 0 and looks.news(ARN).look.observed_at == NOW + 5
+
+
+def test_a_drain_follows_a_booked_call_as_the_gate_does():
+    looks = LocalLooks(CLOCK)
+    looks.book(ARN, NOW + 6)
+    pods = [old_pod("web-old-a", "10.0.0.1", terminating=True), pod("web-new-a", "10.0.1.1")]
+    s = rollout(watched=("10.0.0.1",), more_steps=False)
+    w = sharing(world(pods, {ARN: [target("10.0.0.1", "draining")]}), looks, CountingBudget(wait=30))
+    s = verify_drain(w.ports, s)
+    assert w.elb.health_reads == 0 and s.followed_at == NOW + 6 and s.wait_seconds == 6 + FOLLOW_SLACK_SECONDS

@@ -92,13 +92,12 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
         # requests, so a look now would only see it draining (poll.DEREGISTRATION_LAG_SECONDS)
         return s.drain, Pace("deregistered")
     if scaled_down:
-        shared = shared_health(ports, s, now)
-        calls = len(s.target_groups) - len(shared)
-        booked = budget_wait(ports, s, now, calls)
+        view = shared_health(ports, s, now)
+        booked, _ = budget_wait(ports, s, now, view.to_call, view.booked_at)  # its own turn, or another's call
         try:
             if not booked:
-                health = describe_health(ports, s, now, shared)
-                if calls:  # a call went through: the bucket has room again
+                health = describe_health(ports, s, now, view.health)
+                if view.to_call:  # a call went through: the bucket has room again
                     s.throttles = 0
                     s.elb_after = None
         except ThrottledError:

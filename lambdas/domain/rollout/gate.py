@@ -99,23 +99,27 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
         readable = seen is not None or (started and s.request.policy.read_controller_conditions
                                         and carries_controller_gates(s.target_groups, candidates))
         # other executions' recent answers for the same groups stand in for calls (lambdas/domain/looks.py)
-        shared = shared_health(ports, s, now)
-        calls = len(s.target_groups) - len(shared)
-        if calls and s.elb_after is not None and now + 0.5 < s.elb_after:
+        view = shared_health(ports, s, now)
+        if view.to_call and s.elb_after is not None and now + 0.5 < s.elb_after:
             # still backing off after a throttled call: no call yet, but the controller's conditions are read
             # (and it is nudged) meanwhile, as while a turn is booked
             backing_off = math.ceil(s.elb_after - now)
             gate = _unseen(s, f"DescribeTargetHealth throttled ({s.throttles}x); backing off, the next call in "
                            f"{backing_off} s", "while DescribeTargetHealth was throttled", now)
             return _meanwhile(ports, s, record, candidates, gate, backing_off, readable, now)
-        booked = budget_wait(ports, s, now, calls)
+        booked, following = budget_wait(ports, s, now, view.to_call, view.booked_at)
+        if following:
+            gate = _unseen(s, f"another albgate rollout of the same target group(s) has a DescribeTargetHealth call "
+                           f"booked sooner than this one's turn; this look reads its answer in {booked} s",
+                           "while albgate waited for another rollout's look at the same target group(s)", now)
+            return _meanwhile(ports, s, record, candidates, gate, booked, readable, now)
         if booked:
             gate = _unseen(s, f"albgate's share of the account's Describe* calls is spent (other albgate rollouts "
                            f"are polling); this look is booked in {booked} s",
                            "while albgate waited for its share of the Describe* calls", now)
             return _meanwhile(ports, s, record, candidates, gate, booked, readable, now)
         try:
-            health = describe_health(ports, s, now, shared)
+            health = describe_health(ports, s, now, view.health)
         except ThrottledError:
             s.throttles += 1
             ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
@@ -124,7 +128,7 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             back_off = next_look(s, Pace("throttled"), now)
             s.elb_after = now + back_off
             return _meanwhile(ports, s, record, candidates, gate, back_off, readable, now)
-        if calls:  # a call went through: the bucket has room again
+        if view.to_call:  # a call went through: the bucket has room again
             s.throttles = 0
             s.elb_after = None
         record.observed_at = now

@@ -20,6 +20,7 @@ from lambdas.domain.poll import (
     scale_down_poll_seconds,
     target_poll_seconds,
 )
+from lambdas.domain.looks import FOLLOW_SLACK_SECONDS, follows
 from lambdas.domain.ports import Ports
 from lambdas.domain.state import RolloutState
 
@@ -47,15 +48,26 @@ def booked_wait(ports: Ports, slot: float | None, tokens: int, now: float) -> tu
     return max(POD_START_POLL_SECONDS, math.ceil(wait)), now + wait
 
 
-def budget_wait(ports: Ports, s: RolloutState, now: float, calls: int) -> int:
-    """0 when this look's ``calls`` DescribeTargetHealth calls may go now (none: another execution's answers
-    stand in for all of them, and a turn booked earlier is let go); otherwise the whole seconds to wait for the
-    turn booked for them in albgate's share of the account's bucket (kept in ``s.describe_slot_at``)."""
-    if calls == 0:
-        s.describe_slot_at = None
-        return 0
-    wait, s.describe_slot_at = booked_wait(ports, s.describe_slot_at, calls, now)
-    return wait
+def budget_wait(ports: Ports, s: RolloutState, now: float, to_call: tuple[str, ...],
+                booked_at: float | None = None) -> tuple[int, bool]:
+    """(0, False) when this look's DescribeTargetHealth calls, one per group of ``to_call``, may go now (none to make:
+    other executions' answers stand in for all of them); else the whole seconds to wait, and whether the wait is
+    for another execution's call booked for ``booked_at`` (lambdas/domain/looks.py, ``follows``) rather than for a
+    turn of this look's own in albgate's share of the account's bucket (kept in ``s.describe_slot_at`` and told to
+    the others, who may follow it)."""
+    if not to_call:
+        return 0, False
+    if s.describe_slot_at is None and s.followed_at is None and booked_at is not None:
+        own = ports.budget.acquire(len(to_call), reserve=False)
+        if follows(booked_at, now, own):
+            s.followed_at = booked_at
+            return max(POD_START_POLL_SECONDS, math.ceil(booked_at - now) + FOLLOW_SLACK_SECONDS), True
+    before = s.describe_slot_at
+    wait, s.describe_slot_at = booked_wait(ports, before, len(to_call), now)
+    if s.describe_slot_at is not None and s.describe_slot_at != before:
+        for arn in to_call:
+            ports.looks.book(arn, s.describe_slot_at)
+    return wait, False
 
 
 # What a look found it must wait for, which decides when the next look comes (``next_look``):

@@ -8,7 +8,7 @@ would register it (``gate.targets_to_register``), on the port the group's target
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from lambdas.domain.errors import NotFoundError, UnsafeConfigurationError
 from lambdas.domain.gate import (
@@ -81,16 +81,36 @@ def describe_target_groups(ports: Ports, ns: str, bindings: list[TargetGroupBind
     return groups
 
 
-def shared_health(ports: Ports, s: RolloutState, now: float) -> dict[str, list[TargetHealth]]:
+@dataclass(frozen=True)
+class SharedView:
+    """What the other executions offer this look: their recent answers, per group (``health``), the groups the
+    look must still call for (``to_call``), and when another execution's booked call covers every one of those
+    (``booked_at``; None: not every one)."""
+
+    health: dict[str, list[TargetHealth]]
+    to_call: tuple[str, ...]
+    booked_at: float | None
+
+
+def shared_health(ports: Ports, s: RolloutState, now: float) -> SharedView:
     """Per target group, another execution's recent answer this look may use instead of a call
-    (lambdas/domain/looks.py); the groups without one are absent."""
+    (lambdas/domain/looks.py), and the bookings it may follow for the rest. A look whose own call is booked reads
+    nothing: others may be following that booking, so it calls at its turn."""
+    if s.describe_slot_at is not None:
+        return SharedView({}, tuple(g.arn for g in s.target_groups), None)
     since = max((t for t in (s.looked_at, s.changed_at) if t is not None), default=None)
-    out: dict[str, list[TargetHealth]] = {}
+    health: dict[str, list[TargetHealth]] = {}
+    bookings: list[float | None] = []
     for g in s.target_groups:
-        look = ports.looks.latest(g.arn)
-        if look is not None and usable(look, now, g.health_check_interval_seconds, since):
-            out[g.arn] = list(look.targets)
-    return out
+        news = ports.looks.news(g.arn)
+        if news.look is not None and usable(news.look, now, g.health_check_interval_seconds, since):
+            health[g.arn] = list(news.look.targets)
+        else:
+            bookings.append(news.booked_at)
+    booked_at = None
+    if bookings and all(b is not None for b in bookings):
+        booked_at = max(b for b in bookings if b is not None)
+    return SharedView(health, tuple(g.arn for g in s.target_groups if g.arn not in health), booked_at)
 
 
 def describe_health(ports: Ports, s: RolloutState, now: float,
@@ -114,6 +134,7 @@ def describe_health(ports: Ports, s: RolloutState, now: float,
         elif seen and g.target_port is None and not g.ports_mixed:
             g.target_port = seen.pop()  # kept to name targets unseen (the drain's at once, or while throttled)
     s.looked_at = now
+    s.followed_at = None
     return health
 
 
