@@ -170,6 +170,13 @@ def test_more_copies_per_service_than_copies_is_refused():
 AUTO_MODE = load_scenario(ROOT / "scenarios" / "auto-mode.yaml")
 
 
+def test_every_shipped_fleet_scenario_loads_and_the_pairs_one_puts_two_copies_behind_each_service():
+    fleets = {p.name: load_scenario(p) for p in sorted((ROOT / "scenarios" / "fleet").glob("*.yaml"))}
+    assert all(f.fleet.deployments > 1 for f in fleets.values())
+    pairs = fleets["auto-mode-pairs-20.yaml"]
+    assert (pairs.fleet.deployments, pairs.fleet.per_service, pairs.cluster.auto_mode) == (20, 2, True)
+
+
 def test_rollouts_behind_one_service_share_their_looks_and_still_drop_nothing():
     # Given eight Auto Mode copies (no controller gate: every look asks ELB), two behind each Service
     pairs = AUTO_MODE.with_changes(fleet={"deployments": 8, "start_within_seconds": 10, "per_service": 2})
