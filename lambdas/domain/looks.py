@@ -42,6 +42,8 @@ MAX_AGE_INTERVALS = 0.5
 # A follower comes back this long after the booked call it follows: a booked look goes at its turn or up to a
 # second later (a Wait state's whole seconds), and its Lambda takes a moment more.
 FOLLOW_SLACK_SECONDS = 2
+# A booked look goes when a Wait state brings it back within half a second of its turn (rollout.observe.booked_wait).
+BOOKED_EARLY_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,18 @@ def follows(booked_at: float | None, now: float, own_wait: float) -> bool:
     return booked_at is not None and own_wait > 0 and now < booked_at <= now + own_wait
 
 
-def usable(look: Look | None, now: float, interval_seconds: int, since: float | None) -> bool:
-    """Whether ``look`` may stand in for a call now: made within ``MAX_AGE_INTERVALS`` of the group's interval,
-    and after ``since`` (the execution's own last look or last change of its targets; None: nothing yet)."""
+def usable(look: Look | None, now: float, interval_seconds: int, since: float | None,
+           awaited: float | None = None) -> bool:
+    """Whether ``look`` may stand in for a call now: made after ``since`` (the execution's own last look or last
+    change of its targets; None: nothing yet), and within ``MAX_AGE_INTERVALS`` of the group's interval or, when
+    the look follows a booked call (``awaited``: its time), by that call or a later one: that answer is what it
+    waited for, however short the interval (a booked call may go up to ``BOOKED_EARLY_SECONDS`` before its time)."""
     if look is None or look.observed_at > now:
         return False
     if since is not None and look.observed_at <= since:
         return False
+    if awaited is not None and look.observed_at >= awaited - BOOKED_EARLY_SECONDS:
+        return True
     return now - look.observed_at <= MAX_AGE_INTERVALS * interval_seconds
 
 

@@ -64,6 +64,15 @@ def test_a_look_stands_in_for_a_call_when_recent_and_newer_than_what_the_executi
     assert usable(look(observed_at), NOW, INTERVAL, since) is ok
 
 
+@pytest.mark.parametrize(("observed_at", "ok"), [
+    (NOW - HALF - 2, True),  # older than half an interval, but the booked call awaited (made at NOW - HALF - 2)
+    (NOW - HALF - 2.5, True),  # up to half a second before its turn
+    (NOW - HALF - 2.51, False),  # earlier: not that call, and too old
+])
+def test_the_answer_of_a_followed_call_stands_in_whatever_its_age(observed_at, ok):
+    assert usable(look(observed_at), NOW, INTERVAL, NOW - 30, awaited=NOW - HALF - 2) is ok
+
+
 def test_no_look_stands_in_for_nothing():
     assert usable(None, NOW, INTERVAL, None) is False
     assert NoLooks().news(ARN) == GroupNews()
@@ -219,9 +228,11 @@ def test_a_look_that_would_wait_follows_another_executions_booked_call_and_reads
     assert budget.asked == [(1, False)] and w.elb.health_reads == 0 and s.describe_slot_at is None
     assert s.followed_at == NOW + 8 and s.wait_seconds == 8 + FOLLOW_SLACK_SECONDS
     assert "reads its answer in" in s.gate.reason
-    # When it comes back and the other's answer is there / Then it decides on it, with no call
-    later = NOW + 8 + FOLLOW_SLACK_SECONDS
-    looks.share(ARN, look(NOW + 8.5, target("10.0.1.1", HEALTHY)))
+    # When it comes back (late: more than half an interval after that call) and the other's answer is there
+    # Then it decides on it, with no call: that answer is the one it waited for
+    later = NOW + 8 + FOLLOW_SLACK_SECONDS + 4
+    looks.share(ARN, look(NOW + 8, target("10.0.1.1", HEALTHY)))
+    assert later - (NOW + 8) > HALF
     w2 = sharing(world([pod("web-new-a", "10.0.1.1")], {}, now=later), looks, CountingBudget(wait=30))
     s = check_target_health(w2.ports, s)
     assert s.gate.status is Verdict.PASSED and w2.elb.health_reads == 0 and s.followed_at is None

@@ -20,7 +20,7 @@ from lambdas.domain.poll import (
     scale_down_poll_seconds,
     target_poll_seconds,
 )
-from lambdas.domain.looks import FOLLOW_SLACK_SECONDS, follows
+from lambdas.domain.looks import BOOKED_EARLY_SECONDS, FOLLOW_SLACK_SECONDS, follows
 from lambdas.domain.ports import Ports
 from lambdas.domain.state import RolloutState
 
@@ -39,7 +39,7 @@ def booked_wait(ports: Ports, slot: float | None, tokens: int, now: float) -> tu
     assumes no loop turns faster but for a step's few quick looks, and a slot waited for a little late is still
     valid."""
     if slot is not None and now <= slot + STALE_SLOT_SECONDS:
-        if now + 0.5 >= slot:
+        if now + BOOKED_EARLY_SECONDS >= slot:
             return 0, None
         return max(POD_START_POLL_SECONDS, math.ceil(slot - now)), slot
     wait = ports.budget.acquire(tokens, reserve=True)

@@ -103,7 +103,7 @@ def shared_health(ports: Ports, s: RolloutState, now: float) -> SharedView:
     bookings: list[float | None] = []
     for g in s.target_groups:
         news = ports.looks.news(g.arn)
-        if news.look is not None and usable(news.look, now, g.health_check_interval_seconds, since):
+        if news.look is not None and usable(news.look, now, g.health_check_interval_seconds, since, s.followed_at):
             health[g.arn] = list(news.look.targets)
         else:
             bookings.append(news.booked_at)
