@@ -66,7 +66,7 @@ class GroupNews:
 def follows(booked_at: float | None, now: float, own_wait: float) -> bool:
     """Whether a look that must wait ``own_wait`` seconds for a turn of its own follows another execution's call
     booked for ``booked_at`` instead: that call is still to come, and no later than the look's own turn."""
-    return booked_at is not None and own_wait > 0 and now < booked_at <= now + own_wait
+    return booked_at is not None and now < booked_at <= now + own_wait
 
 
 def usable(look: Look | None, now: float, interval_seconds: int, since: float | None,
@@ -100,7 +100,7 @@ class LocalLooks:
 
     def share(self, target_group_arn: str, look: Look) -> None:
         old = self._looks.get(target_group_arn)
-        if old is None or look.observed_at >= old.observed_at:
+        if old is None or look.observed_at > old.observed_at:  # as the table's condition: the first of a time stays
             self._looks[target_group_arn] = look
             self.shared += 1
 

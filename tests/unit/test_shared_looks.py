@@ -21,6 +21,14 @@ from lambdas.domain.looks import (
 from lambdas.domain.ports import HEALTHY, INITIAL
 from lambdas.domain.rollout.drain import release_old_pods, verify_drain
 from lambdas.domain.rollout.gate import check_target_health
+from lambdas.domain.gate import REGISTRATION_GRACE_SECONDS
+from lambdas.domain.rollout.targets import register_missing
+from lambdas.domain.state import StepRecord
+from tests.unit.test_domain_mutants_rollout_more import ARN_A, Elb, Kube, rollout_state
+from tests.unit.test_domain_mutants_rollout_more import NOW as more_now
+from tests.unit.test_domain_mutants_rollout_more import group as more_group
+from tests.unit.test_domain_mutants_rollout_more import pod as more_pod
+from tests.unit.test_domain_mutants_rollout_more import ports as more_ports
 from tests.unit.test_domain_mutants_gate_drain import (
     ARN,
     ARN2,
@@ -85,9 +93,10 @@ def test_the_local_store_keeps_the_newest_look_per_group():
     looks = LocalLooks(CLOCK)
     looks.share(ARN, look(NOW))
     looks.share(ARN, look(NOW - 5))  # an older answer arriving late
-    assert looks.news(ARN).look.observed_at == NOW and looks.shared == 1
+    looks.share(ARN, look(NOW, target("10.0.1.1", HEALTHY)))  # another of the same time: the first stays
+    assert looks.news(ARN).look == look(NOW) and looks.shared == 1
     looks.share(ARN, look(NOW + 1))
-    assert looks.news(ARN).look.observed_at == NOW + 1 and looks.news(ARN2).look is None
+    assert looks.news(ARN).look.observed_at == NOW + 1 and looks.news(ARN2).look is None and looks.shared == 2
 
 
 def test_the_local_store_keeps_the_earliest_booking_still_to_come():
@@ -97,6 +106,9 @@ def test_the_local_store_keeps_the_earliest_booking_still_to_come():
     looks.book(ARN, NOW + 30)  # later than the one to come: the earlier stays
     assert looks.news(ARN) == GroupNews(None, NOW + 20)
     looks.book(ARN, NOW + 10)
+    assert looks.news(ARN).booked_at == NOW + 10
+    clock.t = NOW + 10  # due this very moment: still the one to follow
+    looks.book(ARN, NOW + 40)
     assert looks.news(ARN).booked_at == NOW + 10
     clock.t = NOW + 11  # that one has passed: any new booking replaces it
     looks.book(ARN, NOW + 40)
@@ -108,6 +120,7 @@ def test_the_local_store_keeps_the_earliest_booking_still_to_come():
     (NOW + 5.01, 5.0, False),  # after it: the look books its own
     (NOW, 5.0, False),  # due now or past: its answer is shared already, or never comes
     (NOW + 1, 0.0, False),  # the look may call now
+    (NOW + 0.4, 0.5, True),  # a turn of its own less than a second away, the other's sooner still
     (None, 5.0, False),
 ])
 def test_a_look_follows_a_booked_call_still_to_come_no_later_than_its_own_turn(booked_at, own_wait, ok):
@@ -146,6 +159,25 @@ def test_a_gate_uses_another_executions_recent_answer_instead_of_calling_and_pas
     assert w.elb.health_reads == 0 and budget.asked == []
     assert s.gate.status is Verdict.PASSED and (s.shared_looks, s.describe_target_health_calls) == (1, 0)
     assert s.looked_at == NOW
+
+
+def test_every_group_an_answer_stands_in_for_is_counted():
+    looks = LocalLooks(CLOCK)
+    looks.share(ARN, look(NOW - 1, target("10.0.1.1", HEALTHY)))
+    looks.share(ARN2, look(NOW - 1, target("10.0.1.1", HEALTHY)))
+    w = sharing(world([pod("web-new-a", "10.0.1.1")]), looks)
+    s = check_target_health(w.ports, rollout(groups=(group(), group(ARN2))))
+    assert (s.shared_looks, s.describe_target_health_calls, w.elb.health_reads) == (2, 0, 0)
+
+
+def test_registering_a_target_is_a_change_no_earlier_answer_outlives():
+    # Given a new pod nobody registered past the grace, on a group whose port is known
+    s = rollout_state(groups=[more_group(ARN_A, port=8080)])
+    since = more_now - REGISTRATION_GRACE_SECONDS - 1
+    record = StepRecord(step=1, mode="rollout", target=1, started_at=0, unregistered_since={ARN_A: since})
+    # When albgate registers it / Then the execution's targets changed now
+    register_missing(more_ports(Kube(), Elb()), s, [more_pod("a", "10.0.0.1")], {ARN_A: []}, record, more_now)
+    assert s.changed_at == more_now
 
 
 def test_a_gate_calls_for_an_answer_too_old_and_shares_its_own():
