@@ -175,6 +175,11 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align:
     return "\n".join(lines)
 
 
+def pair(counts: dict[str, int], caller: str, other: str = "controller") -> str:
+    """"a / b": ``caller``'s count beside ``other``'s (0 for one absent), as the fleet tables show calls by caller."""
+    return f"{counts.get(caller, 0)} / {counts.get(other, 0)}"
+
+
 def fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 

@@ -32,6 +32,7 @@ from _common import (  # noqa: E402
     fmt,
     machine,
     markdown_table,
+    pair,
     pinned_template,
     write_docs,
     write_result,
@@ -148,8 +149,7 @@ def tables(payload: dict[str, Any]) -> str:
               spread(r["rollout_seconds"]), spread(r["slowdown"], 2), fmt(r["makespan_seconds"], 1),
               bound(r),
               f"{calls(r, r['strategy']) if r['strategy'] == 'albgate' else '-'} / {calls(r, 'controller')}",
-              f"{r['throttled_calls_by_caller'].get(r['strategy'], 0)} / "
-              f"{r['throttled_calls_by_caller'].get('controller', 0)}",
+              pair(r["throttled_calls_by_caller"], r["strategy"]),
               fmt(r["wall_seconds"], 1)]
              for r in payload["rows"]],
             align="rl" + "r" * 9,

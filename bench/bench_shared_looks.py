@@ -28,6 +28,7 @@ from _common import (  # noqa: E402
     fmt,
     machine,
     markdown_table,
+    pair,
     pinned_template,
     write_docs,
     write_result,
@@ -95,8 +96,7 @@ def tables(payload: dict[str, Any]) -> str:
               f"{r['failed_requests']} of {r['requests']} ({r['rate_per_second']:g}/s per Service)",
               r["failed_rollouts"], spread(r["rollout_seconds"]), fmt(r["makespan_seconds"], 1),
               f"{per(r, 'albgate')} / {per(r, 'controller')}",
-              f"{r['throttled_calls_by_caller'].get('albgate', 0)} / "
-              f"{r['throttled_calls_by_caller'].get('controller', 0)}",
+              pair(r["throttled_calls_by_caller"], "albgate"),
               fmt(r["wall_seconds"], 1)]
              for r in payload["rows"]],
             align="rrl" + "r" * 7,

@@ -35,13 +35,13 @@ MAX_RACES = 5
 log = logging.getLogger(__name__)
 
 
-class DynamoDbBudget:
-    """``DescribeBudget`` over one DynamoDB table (partition key ``budget_key``, string)."""
+class BudgetTable:
+    """The budget table (partition key ``budget_key``, string) and a client for it, built on the first ask, not at
+    cold start: a look that only reads Kubernetes never needs it. ``now``: the clock the items' times are on."""
 
-    def __init__(self, table_name: str, spec: BudgetSpec, now: Any, client: Any = None,
-                 session: boto3.Session | None = None, region: str | None = None) -> None:
+    def __init__(self, table_name: str, now: Any, client: Any = None, session: boto3.Session | None = None,
+                 region: str | None = None) -> None:
         self._table = table_name
-        self.spec = spec
         self._now = now
         self._given_client = client
         self._session = session
@@ -49,10 +49,18 @@ class DynamoDbBudget:
 
     @functools.cached_property
     def _client(self) -> Any:
-        """Built on the first ask, not at cold start: a look that only reads Kubernetes never needs it."""
         if self._given_client is not None:
             return self._given_client
         return (self._session or boto3).client("dynamodb", region_name=self._region, config=client_config())
+
+
+class DynamoDbBudget(BudgetTable):
+    """``DescribeBudget`` over the budget table's item ``elbv2-describe``."""
+
+    def __init__(self, table_name: str, spec: BudgetSpec, now: Any, client: Any = None,
+                 session: boto3.Session | None = None, region: str | None = None) -> None:
+        super().__init__(table_name, now, client, session, region)
+        self.spec = spec
 
     def _read(self) -> tuple[float | None, Cut | None]:
         item = self._client.get_item(

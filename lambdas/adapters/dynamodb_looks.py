@@ -16,16 +16,13 @@ item (docs/facts.md, DynamoDB item size) is not shared.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambdas.adapters.dynamodb_budget import KEY
-from lambdas.adapters.elbv2 import client_config
+from lambdas.adapters.dynamodb_budget import KEY, BudgetTable
 from lambdas.domain.looks import GroupNews, Look
 from lambdas.domain.ports import TargetHealth
 
@@ -59,23 +56,8 @@ def decode(text: str) -> tuple[TargetHealth, ...]:
     return tuple(TargetHealth(str(i), int(p), str(s), str(r), str(d)) for i, p, s, r, d in rows)
 
 
-class DynamoDbLooks:
-    """``SharedLooks`` over the budget table (partition key ``budget_key``, string)."""
-
-    def __init__(self, table_name: str, now: Any, client: Any = None, session: boto3.Session | None = None,
-                 region: str | None = None) -> None:
-        self._table = table_name
-        self._now = now
-        self._given_client = client
-        self._session = session
-        self._region = region
-
-    @functools.cached_property
-    def _client(self) -> Any:
-        """Built on the first ask, not at cold start: a look that only reads Kubernetes never needs it."""
-        if self._given_client is not None:
-            return self._given_client
-        return (self._session or boto3).client("dynamodb", region_name=self._region, config=client_config())
+class DynamoDbLooks(BudgetTable):
+    """``SharedLooks`` over the budget table's items ``looks#<target group ARN>``."""
 
     def news(self, target_group_arn: str) -> GroupNews:
         try:

@@ -1,4 +1,5 @@
-"""Fixtures for the adapter tests: fake AWS credentials (never real ones), the fake API server, a client on it.
+"""Fixtures for the adapter tests: fake AWS credentials (never real ones), the fake API server, a client on it, and
+a moto DynamoDB holding the budget table.
 
 ``kube`` is the Kubernetes adapter on each of its two transports in turn (``kube_http``'s urllib3 one and the
 kubernetes client's), so every adapter test shows that both send the same requests and map the same answers.
@@ -7,15 +8,35 @@ kubernetes client's), so every adapter test shows that both send the same reques
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import boto3
 import pytest
 from kubernetes.client import ApiClient, Configuration
+from moto import mock_aws
 
+from lambdas.adapters.dynamodb_budget import KEY
 from lambdas.adapters.kube_http import HttpTransport
 from lambdas.adapters.kubernetes import KubernetesAdapter
 from tests.adapters.fake_apiserver import FakeApiServer
 
 FIXED_NOW = 1_767_322_800.0  # 2026-01-02T03:00:00Z
+BUDGET_REGION = "eu-west-1"
+BUDGET_TABLE = "albgate-describe-budget"
+
+
+@pytest.fixture
+def dynamodb() -> Iterator[Any]:
+    """A moto DynamoDB with the budget table as the stack creates it: partition key ``budget_key`` (string)."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=BUDGET_REGION)
+        client.create_table(
+            TableName=BUDGET_TABLE,
+            KeySchema=[{"AttributeName": KEY, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
 
 
 @pytest.fixture(autouse=True)

@@ -8,19 +8,17 @@ the call through (with a warning) whenever DynamoDB cannot answer: the budget is
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from lambdas.adapters.dynamodb_budget import ITEM, KEY, MAX_RACES, TAT, DynamoDbBudget
 from lambdas.domain.budget import BudgetSpec, LocalBudget
+from tests.adapters.conftest import BUDGET_REGION, BUDGET_TABLE
 
-REGION = "eu-west-1"
-TABLE = "albgate-describe-budget"
+REGION, TABLE = BUDGET_REGION, BUDGET_TABLE
 NOW = 1_767_322_800.0  # 2026-01-02T03:00:00Z
 SPEC = BudgetSpec(rate_per_second=4.0, burst=10)  # one call every 0.25 s: every number below is exact
 LOGGER = "lambdas.adapters.dynamodb_budget"
@@ -32,20 +30,6 @@ class FakeClock:
 
     def now(self) -> float:
         return self.t
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    """A moto DynamoDB with the budget table as the stack creates it: partition key ``budget_key`` (string)."""
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": KEY, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
 
 
 def stored_tat(client: Any) -> float | None:

@@ -8,7 +8,6 @@ cannot answer or holds something it cannot read: a shared look is a saving, neve
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -16,7 +15,6 @@ import pytest
 from botocore.stub import Stubber
 from hypothesis import given
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from lambdas.adapters.dynamodb_budget import KEY
 from lambdas.adapters.dynamodb_looks import (
@@ -30,9 +28,9 @@ from lambdas.adapters.dynamodb_looks import (
 )
 from lambdas.domain.looks import GroupNews, Look
 from lambdas.domain.ports import TargetHealth
+from tests.adapters.conftest import BUDGET_REGION, BUDGET_TABLE
 
-REGION = "eu-west-1"
-TABLE = "albgate-describe-budget"
+REGION, TABLE = BUDGET_REGION, BUDGET_TABLE
 ARN = "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/k8s-shop-web-0123456789/0123456789abcdef"
 ARN2 = "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/k8s-shop-api-0123456789/fedcba9876543210"
 NOW = 1_767_322_800.25
@@ -46,20 +44,6 @@ TARGETS_NOW = (
     TargetHealth("10.0.1.9", 8080, "initial", "Elb.InitialHealthChecking", "Initial health checks in progress"),
     TargetHealth("10.0.0.4", 8080, "draining", "Target.DeregistrationInProgress", "Target deregistration is in progress"),
 )
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    """A moto DynamoDB with the budget table as the stack creates it: partition key ``budget_key`` (string)."""
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": KEY, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
 
 
 def test_an_answer_shared_by_one_lambda_is_read_back_whole_by_another(dynamodb: Any) -> None:

@@ -61,3 +61,9 @@ def test_importtime_counts_only_what_the_handler_import_pulled_in():
 def test_importtime_without_a_lambdas_import_is_an_error():
     with pytest.raises(RuntimeError, match="no `lambdas` import"):
         bench_startup.parse_importtime(IMPORTTIME.split("import time:       300")[0])
+
+
+def test_pair_shows_a_callers_count_beside_the_controllers_and_zero_for_one_absent():
+    assert c.pair({"albgate": 3, "controller": 12}, "albgate") == "3 / 12"
+    assert c.pair({"controller": 5}, "readiness-gate") == "0 / 5"
+    assert c.pair({}, "albgate", other="other") == "0 / 0"
