@@ -21,4 +21,6 @@ def handler(event: dict, context: Any) -> dict:
     metrics.add_metric(name="Rollouts", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="RolloutSeconds", unit=MetricUnit.Seconds, value=state["finished_at"] - state["started_at"])
     metrics.add_metric(name="DescribeTargetHealthCalls", unit=MetricUnit.Count, value=state["describe_target_health_calls"])
+    # answers of other rollouts of the same target groups used instead of calls (lambdas/domain/looks.py)
+    metrics.add_metric(name="SharedTargetHealthLooks", unit=MetricUnit.Count, value=state["shared_looks"])
     return state

@@ -97,7 +97,8 @@ class RolloutObservability(Construct):
                 right=[
                     _metric("DescribeTargetHealthCalls", "Sum", outcome=o).with_(label=f"calls ({o})")
                     for o in outcomes
-                ],
+                ] + [_metric("SharedTargetHealthLooks", "Sum", outcome=o).with_(label=f"shared answers ({o})")
+                     for o in outcomes],
                 width=12,
             ),
             cw.AlarmStatusWidget(alarms=[self.alarm], title="Alarm", width=12),

@@ -21,12 +21,12 @@ def test_dashboard_shows_the_metrics_the_handlers_emit(synth):
     (dashboard,) = synth.resources("AWS::CloudWatch::Dashboard").values()
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
     # the metric names written by lambdas/handlers (check_target_health, roll_back, finish_rollout)
-    for name in ("GateWaitSeconds", "Rollouts", "Rollbacks", "DescribeTargetHealthCalls"):
+    for name in ("GateWaitSeconds", "Rollouts", "Rollbacks", "DescribeTargetHealthCalls", "SharedTargetHealthLooks"):
         assert name in body
     handlers = "".join(
         (HANDLERS / f"{m}.py").read_text() for m in ("check_target_health", "roll_back", "finish_rollout")
     )
-    for name in ("GateWaitSeconds", "Rollouts", "Rollbacks", "DescribeTargetHealthCalls"):
+    for name in ("GateWaitSeconds", "Rollouts", "Rollbacks", "DescribeTargetHealthCalls", "SharedTargetHealthLooks"):
         assert f'name="{name}"' in handlers
 
 
