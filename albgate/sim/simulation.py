@@ -11,13 +11,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from lambdas.domain.budget import BudgetSpec, LocalBudget
 from lambdas.domain.looks import LocalLooks, NoLooks
 from lambdas.domain.models import RolloutRequest
-from lambdas.domain.ports import (DRAINING, INITIAL, INJECT_LABEL, LBC_GATE_PREFIX, PodTemplate, Ports, SharedLooks,
-                                  TargetGroupBinding)
+from lambdas.domain.ports import (DRAINING, INITIAL, INJECT_LABEL, LBC_GATE_PREFIX, PodTemplate, Ports, Service,
+                                  SharedLooks, TargetGroupBinding)
 
 # The label that tells a fleet's copies apart (the Kubernetes recommended label for an app's instance).
 COPY_LABEL = "app.kubernetes.io/instance"
@@ -82,7 +81,7 @@ class Simulation:
             raise ValueError(f"only={list(only or [])}: give copies between 0 and {n - 1}")
         self.copies: list[AppCopy] = []
         self._copy_of: dict[str, int] = {}  # Deployment name -> its copy's index
-        self._services: dict[str, tuple[Any, Stream, list[TargetGroupSim]]] = {}  # Service name -> what serves it
+        self._services: dict[str, tuple[Service, Stream, list[TargetGroupSim]]] = {}  # Service name -> what serves it
         self.clock = VirtualClock(EPOCH)
         self.loop = EventLoop(self.clock)
         self.rollout_start = EPOCH + scenario.rollout.start_at_seconds
@@ -126,8 +125,7 @@ class Simulation:
     @property
     def ports(self) -> Ports:
         return Ports(kube=self.kube, elb=self.elb, clock=self.clock, budget=self.budget, looks=self.looks,
-                     alarms=SimAlarms(self),
-                     metrics=SimMetrics(self))
+                     alarms=SimAlarms(self), metrics=SimMetrics(self))
 
     def add_observer(self, fn: Callable[[], None]) -> None:
         """fn() runs after every event, in zero virtual time (how the oracle reacts 'instantly')."""
@@ -226,7 +224,8 @@ class Simulation:
                     self.alb.add_healthy(tg, pod)
         return copy
 
-    def _build_service(self, first: int, name: str, labels: dict[str, str]) -> tuple[Any, Stream, list[TargetGroupSim]]:
+    def _build_service(self, first: int, name: str,
+                       labels: dict[str, str]) -> tuple[Service, Stream, list[TargetGroupSim]]:
         """The Service ``name`` of the copies from ``first`` on, with its Ingresses, target groups and clients."""
         sc = self.scenario
         ns, app = sc.namespace.name, sc.app
@@ -237,13 +236,13 @@ class Simulation:
             selector[COPY_LABEL] = labels[COPY_LABEL]
         svc = make_service(ns, name, selector, sc.service.port, app.port)
         self.cluster.add_service(svc)
-        clients = self.traffic.add_stream(app.deployment + copy_suffix(sc, first),
+        suffix = copy_suffix(sc, first)
+        clients = self.traffic.add_stream(app.deployment + suffix,
                                           self.rng(stream_name("traffic", first)),
                                           answers=self.rng(stream_name("answers", first)),
                                           noise_key=f"{self.seed}:{stream_name('error-noise', first)}")
         groups: list[TargetGroupSim] = []
         for ingress in (sc.ingress, *sc.extra_ingresses):
-            suffix = copy_suffix(sc, first)
             self.cluster.add_ingress(make_ingress(ns, ingress.name + suffix, ingress.ingress_class, ingress.annotations,
                                                   svc.name, sc.service.port))
             # What the controller builds for an ALB Ingress: one target group and one TargetGroupBinding per

@@ -9,8 +9,8 @@ one); ``news`` reads both, strongly consistent. Whether an answer may stand in f
 (lambdas/domain/looks.py).
 
 Invariant: a shared look is a saving, never a reason for a rollout to stop or to be wrong. If DynamoDB cannot
-answer, ``latest`` says there is nothing (the look calls ELB) and ``share`` keeps the answer to itself, logged
-as a warning; an item that cannot be read back as targets is ignored the same way. An answer too large for one
+answer, ``news`` says there is nothing (the look calls ELB), and ``share`` and ``book`` keep what they had to
+themselves, logged as a warning; an item that cannot be read back as targets is ignored the same way. An answer too large for one
 item (docs/facts.md, DynamoDB item size) is not shared.
 """
 
@@ -85,37 +85,36 @@ class DynamoDbLooks(BudgetTable):
         text = encode(look.targets)
         if len(text.encode()) > MAX_TARGETS_BYTES:
             return
-        try:
-            self._client.update_item(
-                TableName=self._table, Key={KEY: {"S": PREFIX + target_group_arn}},
-                UpdateExpression="SET #at = :at, #targets = :targets, #expires = :expires",
-                ConditionExpression="attribute_not_exists(#at) OR #at < :at",
-                ExpressionAttributeNames={"#at": OBSERVED_AT, "#targets": TARGETS, "#expires": EXPIRES_AT},
-                ExpressionAttributeValues={":at": {"N": repr(look.observed_at)}, ":targets": {"S": text},
-                                           ":expires": {"N": str(int(look.observed_at) + EXPIRE_AFTER_SECONDS)}},
-            )
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                log.warning("shared looks: DynamoDB %s did not take the answer (%s)", self._table, e)
-        except BotoCoreError as e:
-            log.warning("shared looks: DynamoDB %s did not take the answer (%s)", self._table, e)
+        self._update(
+            target_group_arn, "the answer",
+            UpdateExpression="SET #at = :at, #targets = :targets, #expires = :expires",
+            ConditionExpression="attribute_not_exists(#at) OR #at < :at",
+            ExpressionAttributeNames={"#at": OBSERVED_AT, "#targets": TARGETS, "#expires": EXPIRES_AT},
+            ExpressionAttributeValues={":at": {"N": repr(look.observed_at)}, ":targets": {"S": text},
+                                       ":expires": {"N": str(int(look.observed_at) + EXPIRE_AFTER_SECONDS)}},
+        )
 
     def book(self, target_group_arn: str, at: float) -> None:
         """Kept unless an earlier booking is still to come (``now``: the adapter's clock)."""
+        self._update(
+            target_group_arn, "the booking",
+            UpdateExpression="SET #booked = :at, #expires = if_not_exists(#expires, :expires)",
+            ConditionExpression="attribute_not_exists(#booked) OR #booked < :now OR #booked > :at",
+            ExpressionAttributeNames={"#booked": BOOKED_AT, "#expires": EXPIRES_AT},
+            ExpressionAttributeValues={":at": {"N": repr(at)}, ":now": {"N": repr(self._now())},
+                                       ":expires": {"N": str(int(at) + EXPIRE_AFTER_SECONDS)}},
+        )
+
+    def _update(self, target_group_arn: str, what: str, **request: Any) -> None:
+        """One conditional UpdateItem of the group's item; a condition that does not hold (another Lambda wrote
+        something newer, or an earlier booking) is no error, and DynamoDB failing is only logged."""
         try:
-            self._client.update_item(
-                TableName=self._table, Key={KEY: {"S": PREFIX + target_group_arn}},
-                UpdateExpression="SET #booked = :at, #expires = if_not_exists(#expires, :expires)",
-                ConditionExpression="attribute_not_exists(#booked) OR #booked < :now OR #booked > :at",
-                ExpressionAttributeNames={"#booked": BOOKED_AT, "#expires": EXPIRES_AT},
-                ExpressionAttributeValues={":at": {"N": repr(at)}, ":now": {"N": repr(self._now())},
-                                           ":expires": {"N": str(int(at) + EXPIRE_AFTER_SECONDS)}},
-            )
+            self._client.update_item(TableName=self._table, Key={KEY: {"S": PREFIX + target_group_arn}}, **request)
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                log.warning("shared looks: DynamoDB %s did not take the booking (%s)", self._table, e)
+                log.warning("shared looks: DynamoDB %s did not take %s (%s)", self._table, what, e)
         except BotoCoreError as e:
-            log.warning("shared looks: DynamoDB %s did not take the booking (%s)", self._table, e)
+            log.warning("shared looks: DynamoDB %s did not take %s (%s)", self._table, what, e)
 
 
 def _number(item: dict[str, Any], name: str) -> float | None:

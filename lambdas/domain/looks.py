@@ -9,9 +9,10 @@ tokens of the account's Describe* bucket (docs/facts.md, ELB API throttling) for
 Rule: a look may be used when it is recent and news to the user.
 - Recent: made at most half the group's health-check interval ago (``MAX_AGE_INTERVALS``). The load balancer
   changes a target's health state only on a health check, once an interval per target (docs/facts.md, ALB
-  target health: each check's result holds for the whole interval), and the gate looks once an interval; an answer half an interval old is as good as a look the
-  gate's own jitter had put half an interval later. Two executions looking at one group every interval thus lock
-  in step: whichever looks second finds the other's answer recent enough, and about half the calls are saved.
+  target health: each check's result holds for the whole interval), and the gate looks once an interval; an
+  answer half an interval old is as good as a look the gate's own jitter had put half an interval later. Two
+  executions looking at one group every interval thus lock in step: whichever looks second finds the other's
+  answer recent enough, and about half the calls are saved.
 - News: made after this execution's own last look at the group (it never goes back in time) and after the last
   thing it did that moves its targets' states (released pods, registered or deregistered targets): an answer
   from before shows the world before that change, and would only make it repeat or wait.
@@ -37,8 +38,6 @@ if TYPE_CHECKING:  # the ports module hands NoLooks out as the default store
 
 # An answer older than this many of the group's health-check intervals is not used for another execution.
 MAX_AGE_INTERVALS = 0.5
-
-
 # A follower comes back this long after the booked call it follows: a booked look goes at its turn or up to a
 # second later (a Wait state's whole seconds), and its Lambda takes a moment more.
 FOLLOW_SLACK_SECONDS = 2
