@@ -9,53 +9,54 @@ lacks, never tuned to fit. Alongside: the per-version rules those numbers come f
 
 from __future__ import annotations
 
-import statistics
-
 import pytest
 
-from albgate.sim import Simulation, load_scenario, simulate
+from albgate.sim import load_scenario
+from albgate.sim.calibration import (
+    AFTER_ERRORS,
+    GATED_18,
+    SLOW_DEPLOY,
+    STUCK,
+    STUCK_CAPPED,
+    TYPICAL_DEPLOY,
+    V2,
+    Measured,
+    capped_report,
+    deploy_reports,
+    gate_waits_after_errors,
+    gated_deploys,
+    measure_reports,
+    stuck_reports,
+)
 from albgate.sim.lbc import rules_for
-from albgate.sim.scenario import Scenario
 from lambdas.domain.ports import ALBGATE_GATE, DeploymentPatch
-from tests.sim.conftest import SCENARIOS, scenario, started
+from tests.sim.conftest import scenario, started
 
 TOLERANCE = 1.5
-CALIBRATION = SCENARIOS / "calibration"
-V2 = "ikubernetes/myapp:v2"
 
 
-def _ratio(model: float, report: float) -> float:
-    return model / report
+def _within(m: Measured) -> bool:
+    return 1 / TOLERANCE <= m.ratio <= TOLERANCE
 
 
-def _within(model: float, report: float) -> bool:
-    return 1 / TOLERANCE <= _ratio(model, report) <= TOLERANCE
+def _says(m: Measured) -> str:
+    return (f"report {m.report.url.rsplit('/', 1)[-1]} ({m.report.says}), tolerance x{TOLERANCE}: model {m.what} "
+            f"{m.seconds:.1f} s, ratio {m.ratio:.2f}")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # An 18-pod gated rollout, controller v2.2.4: "a deploy takes around 3 minutes but when the problem happens it
 # can take up to 7-8 minutes" (https://github.com/kubernetes-sigs/aws-load-balancer-controller/issues/2287).
-# Each seed is one deploy; the typical one is the median of 20, the slow one the slowest.
 # ---------------------------------------------------------------------------------------------------------
-GATED_18 = CALIBRATION / "gated-rollout-18-pods-v2.2.4.yaml"
-REPORT_TYPICAL_DEPLOY_SECONDS = 3 * 60
-REPORT_SLOW_DEPLOY_SECONDS = 7.5 * 60
-DEPLOYS = range(1, 21)
-
-
 @pytest.fixture(scope="module")
-def gated_18_deploys() -> list[float]:
-    sc = load_scenario(GATED_18)
-    runs = [simulate(sc, "readiness-gate", seed, lower_bound=False) for seed in DEPLOYS]
-    assert all(r.outcome == "succeeded" and r.rollout_seconds is not None for r in runs)
-    return [r.rollout_seconds for r in runs if r.rollout_seconds is not None]
+def gated_18() -> tuple[Measured, Measured]:
+    return deploy_reports(gated_deploys(load_scenario(GATED_18)))
 
 
-def test_a_typical_gated_18_pod_deploy_takes_about_3_minutes_as_reported(gated_18_deploys):
-    typical = statistics.median(gated_18_deploys)
-    assert _within(typical, REPORT_TYPICAL_DEPLOY_SECONDS), (
-        f"report 2287 (typical deploy ~3 min), tolerance x{TOLERANCE}: model {typical:.0f} s, "
-        f"ratio {_ratio(typical, REPORT_TYPICAL_DEPLOY_SECONDS):.2f}")
+def test_a_typical_gated_18_pod_deploy_takes_about_3_minutes_as_reported(gated_18):
+    typical, _ = gated_18
+    assert typical.report == TYPICAL_DEPLOY
+    assert _within(typical), _says(typical)
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -65,11 +66,10 @@ def test_a_typical_gated_18_pod_deploy_takes_about_3_minutes_as_reported(gated_1
     "failures, so with 30-60 s starts the back-off never grows past ~40 s. A 7-8 min deploy needs pods that stay "
     "endpoints without being ContainersReady for several minutes, or reconcile errors, and the report names "
     "neither (nor its rolling-update values)"))
-def test_a_slow_gated_18_pod_deploy_takes_7_to_8_minutes_as_reported(gated_18_deploys):
-    slowest = max(gated_18_deploys)
-    assert _within(slowest, REPORT_SLOW_DEPLOY_SECONDS), (
-        f"report 2287 (slow deploy 7-8 min), tolerance x{TOLERANCE}: model {slowest:.0f} s, "
-        f"ratio {_ratio(slowest, REPORT_SLOW_DEPLOY_SECONDS):.2f}")
+def test_a_slow_gated_18_pod_deploy_takes_7_to_8_minutes_as_reported(gated_18):
+    _, slow = gated_18
+    assert slow.report == SLOW_DEPLOY
+    assert _within(slow), _says(slow)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -78,39 +78,15 @@ def test_a_slow_gated_18_pod_deploy_takes_7_to_8_minutes_as_reported(gated_18_de
 # (https://github.com/kubernetes-sigs/aws-load-balancer-controller/issues/3622). The report does not say when the
 # errors ended, so the end is swept over one full back-off period once the cap is reached (22 min of doubling).
 # ---------------------------------------------------------------------------------------------------------
-AFTER_ERRORS = CALIBRATION / "gate-after-errors-v2.7.1.yaml"
-REPORT_STUCK_SECONDS = 15.5 * 60
-REPORT_STUCK_CAPPED_SECONDS = 11.0
-ERRORS_END = [1400 + 100 * k for k in range(10)]  # seconds after the rollout start, one 1000 s period
-
-
-def _gate_after_errors(sc: Scenario, errors_end: float) -> float:
-    """Seconds from the end of the errors to the first new pod's gate turning True (negative: it opened while
-    the errors lasted, a call having found a token)."""
-    window = sc.faults.describe_load[0].model_dump()
-    sc = sc.with_changes(faults={"describe_load": [{**window, "duration_seconds": errors_end}]})
-    sim = Simulation(sc)
-    sim.run_until(sim.rollout_start)
-    gate = sim.lbc_gate_names()[0]
-    d = sim.deployment()
-    sim.cluster.patch_deployment(d.namespace, d.name, DeploymentPatch(images={sc.rollout_container: V2}))
-    opened = sim.run_until(sim.rollout_start + sc.horizon_seconds, stop=lambda: any(
-        p.version == V2 and p.conditions.get(gate, ("",))[0] == "True" for p in sim.cluster.all_pods))
-    assert opened, f"no gate opened within the horizon (errors until {errors_end} s)"
-    return sim.clock.t - sim.rel_to_abs(errors_end)
-
-
 @pytest.fixture(scope="module")
-def waits_default_cap() -> list[float]:
-    sc = load_scenario(AFTER_ERRORS)
-    return [_gate_after_errors(sc, end) for end in ERRORS_END]
+def stuck() -> tuple[Measured, Measured]:
+    return stuck_reports(gate_waits_after_errors(load_scenario(AFTER_ERRORS)))
 
 
-def test_with_the_default_back_off_the_gate_can_stay_shut_about_16_minutes_as_reported(waits_default_cap):
-    longest = max(waits_default_cap)
-    assert _within(longest, REPORT_STUCK_SECONDS), (
-        f"report 3622 (gate after ~15-16 min), tolerance x{TOLERANCE}: longest modelled wait {longest:.0f} s, "
-        f"ratio {_ratio(longest, REPORT_STUCK_SECONDS):.2f}")
+def test_with_the_default_back_off_the_gate_can_stay_shut_about_16_minutes_as_reported(stuck):
+    longest, _ = stuck
+    assert longest.report == STUCK
+    assert _within(longest), _says(longest)
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -118,24 +94,27 @@ def test_with_the_default_back_off_the_gate_can_stay_shut_about_16_minutes_as_re
     "After the errors the gate waits for the binding's pending delayed entry, set by the last failed attempt: "
     "anywhere in (0, 16m40s] depending on when the errors end, which the report does not say. A wait of ~16 min "
     "every time needs the errors to end just after a failed attempt"))
-def test_with_the_default_back_off_the_typical_wait_is_about_16_minutes_as_reported(waits_default_cap):
-    typical = statistics.median(waits_default_cap)
-    assert _within(typical, REPORT_STUCK_SECONDS), (
-        f"report 3622 (gate after ~15-16 min), tolerance x{TOLERANCE}: median modelled wait {typical:.0f} s, "
-        f"ratio {_ratio(typical, REPORT_STUCK_SECONDS):.2f}")
+def test_with_the_default_back_off_the_typical_wait_is_about_16_minutes_as_reported(stuck):
+    _, median = stuck
+    assert _within(median), _says(median)
 
 
 def test_with_the_back_off_capped_at_10_s_the_gate_opens_about_11_s_after_the_errors_as_reported():
     sc = load_scenario(AFTER_ERRORS).with_changes(controller={"version": "v2.7.1", "max_backoff_seconds": 10})
-    waits = [_gate_after_errors(sc, end) for end in ERRORS_END]
-    # A 10 s back-off retries often enough that some call finds a token before the errors end: that gate opened
-    # earlier still; the report's figure is the wait of a gate that was shut when they ended.
-    shut_at_the_end = [w for w in waits if w > 0]
-    assert shut_at_the_end
-    typical = statistics.median(shut_at_the_end)
-    assert _within(typical, REPORT_STUCK_CAPPED_SECONDS), (
-        f"report 3622 (gate at the 11th second with a 10 s cap), tolerance x{TOLERANCE}: model {typical:.1f} s, "
-        f"ratio {_ratio(typical, REPORT_STUCK_CAPPED_SECONDS):.2f}")
+    capped = capped_report(gate_waits_after_errors(sc))
+    assert capped.report == STUCK_CAPPED
+    assert _within(capped), _says(capped)
+
+
+def test_a_change_that_does_not_apply_to_a_report_leaves_its_figures_out(gated_18, stuck):
+    # Given a change that applies to the 18-pod deploy only (its controller version, not the other's)
+    def only_the_deploy(sc):
+        return sc if sc.name == "gated-rollout-18-pods-v2.2.4" else None
+
+    # When the reports are measured through it / Then the deploy's figures are the plain ones, the other's None
+    measured = measure_reports(only_the_deploy)
+    assert measured["2287 typical"] == gated_18[0] and measured["2287 slow"] == gated_18[1]
+    assert measured["3622 longest"] is None and measured["3622 median"] is None
 
 
 # ---------------------------------------------------------------------------------------------------------
