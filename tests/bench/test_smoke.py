@@ -224,3 +224,30 @@ def test_shared_looks_runs_each_world_with_and_without_sharing(out):
     assert shared["deployments"] == alone["deployments"] == 4 and shared["per_service"] == 2
     assert shared["describe_calls_by_caller"]["albgate"] < alone["describe_calls_by_caller"]["albgate"]
     assert_docs_file(out / "docs" / "shared-looks.md", stdout, sample="4x2 (N x per Service), seed 1")
+
+
+def test_sensitivity_varies_one_assumption_at_a_time_and_says_where_it_does_not_apply(out):
+    # Given the controller's requeue and the health-check interval, one seed / When the benchmark halves and doubles each
+    result, stdout = run_bench("bench_sensitivity.py", "--seeds", "1", "--assumptions", "requeue",
+                               "health-check-interval", "--workers", "1", "--write-docs", str(out / "docs"), out=out)
+    assert_docs_file(out / "docs" / "sensitivity.md", stdout, sample="2 assumption(s) x 0.5 / 2, seed 1")
+
+    def one(name, factor, job):
+        [r] = [r for r in result["results"] if (r["assumption"], r["factor"], r["job"]) == (name, factor, job)]
+        return r
+
+    # Then a longer requeue slows the controller's gate, and albgate still drops nothing
+    gate = "readiness-gate seed-app"
+    assert one("requeue", 2.0, gate)["rollout_seconds"] > one(None, 1.0, gate)["rollout_seconds"]
+    assert all(r["failed_requests"] == 0 for r in result["results"] if r["job"].startswith("albgate"))
+    # and the calibration's controllers (v2.2.4, v2.7.1) have no requeue flag: their figures are n/a
+    assert all(v is None for v in one("requeue", 0.5, "reports")["reports"].values())
+    assert one(None, 1.0, "reports")["reports"]["2287 typical"]["ratio"] > 0
+    # while the interval changes the app as written, not albgate's (its bootstrap sets 5 s): no albgate run for it
+    assert result["values"]["health-check-interval"] == "8 / 15 / 30"
+    assert not [r for r in result["results"] if r["assumption"] == "health-check-interval"
+                and r["job"].startswith("albgate")]
+    rollouts, reports = [line for line in docs_tables(out / "docs" / "sensitivity.md")
+                         if line.startswith("| health-check-interval")]
+    assert rollouts.count("n/a") == 7  # albgate's six cells and its failed requests
+    assert "n/a" not in reports
