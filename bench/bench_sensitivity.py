@@ -225,7 +225,7 @@ def tables(payload: dict[str, Any]) -> str:
         for job in ("albgate seed-app", "albgate auto-mode"):
             cells += [_cell(payload, n, job, lambda r: r["rollout_seconds"], 0),
                       _cell(payload, n, job, lambda r: r["ratio"], 2),
-                      _cell(payload, n, job, lambda r: r["calls"], 0)]
+                      _cell(payload, n, job, lambda r: r["calls"], 1)]
         cells.append(_failed(payload, n))
         return cells
 
