@@ -60,8 +60,8 @@ def test_a_typical_gated_18_pod_deploy_takes_about_3_minutes_as_reported(gated_1
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "report 2287 (slow deploy 7-8 min), tolerance x1.5: the slowest of 20 modelled deploys takes about 3.2 min "
-    "(ratio ~0.42). In v2.2.4 a binding requeues through the rate limiter only while no target is `initial` and "
+    "report 2287 (slow deploy 7-8 min), tolerance x1.5: the slowest of 20 modelled deploys takes about 3.4 min "
+    "(ratio ~0.45). In v2.2.4 a binding requeues through the rate limiter only while no target is `initial` and "
     "every ContainersReady pod is registered; each registration returns RequeueAfter 15 s, which forgets the "
     "failures, so with 30-60 s starts the back-off never grows past ~40 s. A 7-8 min deploy needs pods that stay "
     "endpoints without being ContainersReady for several minutes, or reconcile errors, and the report names "
