@@ -99,8 +99,15 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in load],
         "git_commit": _git("rev-parse", "--short", "HEAD"),
-        "git_dirty_files": _git("status", "--porcelain").splitlines(),
+        "git_dirty_files": dirty_files(_git("status", "--porcelain")),
     }
+
+
+def dirty_files(porcelain: str) -> list[str]:
+    """The lines of ``git status --porcelain`` that could change a run: every uncommitted file but the results the
+    benchmarks write themselves (docs/results/), so one script's output does not mark the next one's run dirty."""
+    results = f"{DOCS_RESULTS.relative_to(ROOT).as_posix()}/"
+    return [line for line in porcelain.splitlines() if not line[3:].strip('"').startswith(results)]
 
 
 def command_line() -> str:

@@ -67,3 +67,10 @@ def test_pair_shows_a_callers_count_beside_the_controllers_and_zero_for_one_abse
     assert c.pair({"albgate": 3, "controller": 12}, "albgate") == "3 / 12"
     assert c.pair({"controller": 5}, "readiness-gate") == "0 / 5"
     assert c.pair({}, "albgate", other="other") == "0 / 0"
+
+
+def test_a_run_is_dirty_for_uncommitted_code_not_for_the_results_the_benchmarks_write():
+    porcelain = "\n".join([" M docs/results/safety.md", "?? docs/results/new.md", " M lambdas/domain/poll.py",
+                           "?? bench/new_script.py", " M docs/benchmarks.md"])
+    assert c.dirty_files(porcelain) == [" M lambdas/domain/poll.py", "?? bench/new_script.py", " M docs/benchmarks.md"]
+    assert c.dirty_files("") == []
