@@ -107,7 +107,14 @@ def dirty_files(porcelain: str) -> list[str]:
     """The lines of ``git status --porcelain`` that could change a run: every uncommitted file but the results the
     benchmarks write themselves (docs/results/), so one script's output does not mark the next one's run dirty."""
     results = f"{DOCS_RESULTS.relative_to(ROOT).as_posix()}/"
-    return [line for line in porcelain.splitlines() if not line[3:].strip('"').startswith(results)]
+    out = []
+    for line in porcelain.splitlines():
+        # "XY path" or "XY old -> new"; the first line may have lost its leading space (``_git`` strips)
+        parts = line.strip().split(maxsplit=1)
+        path = parts[-1].split(" -> ")[-1].strip('"')
+        if line.strip() and not path.startswith(results):
+            out.append(line)
+    return out
 
 
 def command_line() -> str:

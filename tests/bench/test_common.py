@@ -74,3 +74,6 @@ def test_a_run_is_dirty_for_uncommitted_code_not_for_the_results_the_benchmarks_
                            "?? bench/new_script.py", " M docs/benchmarks.md"])
     assert c.dirty_files(porcelain) == [" M lambdas/domain/poll.py", "?? bench/new_script.py", " M docs/benchmarks.md"]
     assert c.dirty_files("") == []
+    # as _git returns it: stripped, so the first line has lost its leading space; a rename names its new path
+    assert c.dirty_files("M docs/results/scenarios.md\nR  a.py -> docs/results/b.md\nR  docs/results/c.md -> d.py") == [
+        "R  docs/results/c.md -> d.py"]
