@@ -39,8 +39,8 @@ def resolve_strategy(name: str) -> str:
             if exc.name != module:
                 raise
             raise UsageError(
-                f"strategy {name!r} needs the module {module}, which does not exist yet (it comes with the "
-                f"gated-rollout work); available now: {', '.join(strategy_names())}"
+                f"strategy {name!r} needs the module {module}, which this installation lacks (reinstall albgate: "
+                f"./dev demo); available: {', '.join(strategy_names())}"
             ) from None
         if name in strategy_names():
             return name

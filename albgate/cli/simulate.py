@@ -17,6 +17,10 @@ from albgate.cli import UsageError
 from albgate.cli.common import resolve_strategy
 
 DEFAULT_STRATEGY = "albgate"
+# Every strategy the simulation registers, named in --help without importing the simulation (a test keeps the two
+# lists equal)
+STRATEGIES = ("kubernetes-default", "readiness-gate", "hardened-readiness-gate", "argo-rollouts", "oracle",
+              "ideal-poller", "albgate")
 HELP = "run a rollout scenario on the simulated EKS cluster and ALB"
 DESCRIPTION = ("Run one scenario (scenarios/README.md) with one strategy on the simulated cluster and load "
                "balancer, and report failed requests, duration and API calls.")
@@ -25,8 +29,7 @@ DESCRIPTION = ("Run one scenario (scenarios/README.md) with one strategy on the 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", metavar="SCENARIO.yaml", help="scenario file")
     p.add_argument("--strategy", default=DEFAULT_STRATEGY, metavar="NAME",
-                   help="kubernetes-default, readiness-gate, hardened-readiness-gate, oracle, ideal-poller "
-                   "or albgate (default: %(default)s)")
+                   help=f"{', '.join(STRATEGIES[:-1])} or {STRATEGIES[-1]} (default: %(default)s)")
     p.add_argument("--seed", type=int, default=None, metavar="N", help="override the scenario's seed")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the timeline")
     p.add_argument("--full-timeline", action="store_true", help="do not shorten the timeline")

@@ -1,4 +1,5 @@
-"""Many rollouts at once in one simulated account: the engine behind ``albgate fleet`` and bench/bench_fleet.py.
+"""Many rollouts at once in one simulated account: the engine behind ``albgate simulate`` on a scenario with ``fleet:``
+and bench/bench_fleet.py.
 
 Job: build one world holding every copy of the scenario's app (``fleet.deployments``: one cluster, one Load
 Balancer Controller reconciling every binding, one Describe* bucket), start each copy's rollout at its own time

@@ -46,3 +46,30 @@ def test_invalid_scenario_names_the_field(tmp_path, capsys):
     bad.write_text("name: bad\napp:\n  replicas: -1\n")
     assert main(["simulate", str(bad)]) == 2
     assert "app.replicas" in capsys.readouterr().err
+
+
+def test_help_names_every_strategy_the_simulation_registers(capsys, monkeypatch):
+    # Given every strategy registered, the lazily imported ones included
+    from albgate.cli.common import LAZY_STRATEGIES, resolve_strategy
+    from albgate.cli.simulate import STRATEGIES
+    from albgate.sim.strategies import strategy_names
+
+    for name in LAZY_STRATEGIES:
+        resolve_strategy(name)
+    # Then --help's list is exactly the registry (albgate-bench, the benchmarks' instrumented copy, apart)
+    assert set(STRATEGIES) == set(strategy_names()) - {"albgate-bench"}
+    monkeypatch.setenv("COLUMNS", "400")  # argparse would break a name at its hyphens
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    text = capsys.readouterr().out
+    assert all(name in text for name in STRATEGIES)
+
+
+def test_a_lazy_strategy_whose_module_is_missing_says_how_to_get_it(monkeypatch):
+    from albgate.cli import UsageError
+    from albgate.cli import common
+
+    monkeypatch.setattr(common, "LAZY_STRATEGIES", {"elsewhere": "albgate.sim.not_installed"})
+    with pytest.raises(UsageError, match=r"strategy 'elsewhere' needs the module albgate.sim.not_installed, which "
+                                         r"this installation lacks \(reinstall albgate: ./dev demo\); available: "):
+        common.resolve_strategy("elsewhere")
