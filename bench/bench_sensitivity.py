@@ -8,7 +8,8 @@ requests); and the four figures of the calibration (albgate/sim/calibration.py) 
 reports. An assumption that cannot apply to a run (a flag the controller version in a calibration scenario lacks; the
 health-check interval of an app albgate's bootstrap hardens to the ALB's 5 s minimum) is shown as n/a.
 
-Run: .venv/bin/python bench/bench_sensitivity.py [--seeds 10] [--assumptions NAME ...] [--workers 2] [--write-docs]
+Run: .venv/bin/python bench/bench_sensitivity.py [--seeds 10] [--assumptions NAME ...] [--factors 0.5 2] [--workers 2]
+     [--write-docs]
 Method: docs/simulation.md, "Calibration against public reports"; results: docs/results/sensitivity.md.
 """
 
@@ -168,10 +169,11 @@ def run_task(task: tuple[str | None, float, str, list[int]]) -> dict[str, Any]:
     return out
 
 
-def tasks(names: list[str], seeds: list[int]) -> list[tuple[str | None, float, str, list[int]]]:
+def tasks(names: list[str], seeds: list[int], factors: tuple[float, ...] = FACTORS
+          ) -> list[tuple[str | None, float, str, list[int]]]:
     """The shipped model once, then each assumption at each factor; albgate's runs first (the long ones). A job the
     assumption is no assumption of (the interval under albgate's bootstrap) is left out."""
-    settings: list[tuple[str | None, float]] = [(None, 1.0)] + [(n, f) for n in names for f in FACTORS]
+    settings: list[tuple[str | None, float]] = [(None, 1.0)] + [(n, f) for n in names for f in factors]
     out = []
     for job in sorted(JOBS, key=lambda j: not j.startswith(ALBGATE)):
         for name, f in settings:
@@ -181,22 +183,23 @@ def tasks(names: list[str], seeds: list[int]) -> list[tuple[str | None, float, s
     return out
 
 
-def run(names: list[str], seeds: list[int], workers: int) -> dict[str, Any]:
+def run(names: list[str], seeds: list[int], workers: int, factors: tuple[float, ...] = FACTORS) -> dict[str, Any]:
     from albgate.sim import load_scenario
 
-    results = run_parallel(run_task, tasks(names, seeds), workers, "sensitivity")
+    results = run_parallel(run_task, tasks(names, seeds, factors), workers, "sensitivity")
     apps = {"seed-app": load_scenario(SEED_APP)}
     values = {}
     for n in names:
         a = ASSUMPTIONS[n]
         values[n] = " / ".join(a.value(sc) if sc is not None else "n/a" for sc in (
-            _changed(n, 0.5)(apps["seed-app"]), apps["seed-app"], _changed(n, 2.0)(apps["seed-app"])))
-    return {"seeds": seeds, "assumptions": names, "values": values, "results": results}
+            _changed(n, f)(apps["seed-app"]) for f in sorted({1.0, *factors})))
+    return {"seeds": seeds, "assumptions": names, "factors": list(factors), "values": values, "results": results}
 
 
 def _cell(payload: dict[str, Any], name: str | None, job: str, get: Callable[[dict[str, Any]], Any],
           digits: int) -> str:
-    """"x0.5 / x2" of one assumption (or the shipped value, ``name`` None) for one job; one "n/a" for both."""
+    """One assumption's value at each factor, "a / b", for one job (or the shipped value, ``name`` None); one "n/a"
+    where none applies."""
     def one(f: float) -> str:
         hit = [r for r in payload["results"] if r["assumption"] == name and r["factor"] == f and r["job"] == job]
         if not hit or hit[0].get("na"):
@@ -206,8 +209,8 @@ def _cell(payload: dict[str, Any], name: str | None, job: str, get: Callable[[di
 
     if name is None:
         return one(1.0)
-    low, high = one(0.5), one(2.0)
-    return "n/a" if low == high == "n/a" else f"{low} / {high}"
+    cells = [one(f) for f in payload.get("factors", FACTORS)]
+    return "n/a" if set(cells) == {"n/a"} else " / ".join(cells)
 
 
 def tables(payload: dict[str, Any]) -> str:
@@ -236,11 +239,15 @@ def tables(payload: dict[str, Any]) -> str:
 
     measured = next(r for r in payload["results"] if r["assumption"] is None and r["job"] == "reports")["reports"]
     what = "; ".join(f"{k}: {v['what']}" for k, v in measured.items() if v)
+    factors = payload.get("factors", FACTORS)
+    at = " / ".join(f"x{f:g}" for f in factors)
+    shown = " / ".join(f"x{f:g}" for f in sorted({1.0, *factors}))
     return "\n".join([
-        f"Each assumption at x0.5 / x2 of its shipped value, one at a time; {_seeds(seeds)} of each rollout "
-        "(medians over the seeds). `values` are the example app's at x0.5 / x1 / x2. `/ bound`: rollout "
+        f"Each assumption at {at} of its shipped value, one at a time; {_seeds(seeds)} of each rollout "
+        f"(medians over the seeds). `values` are the example app's at {shown}. `/ bound`: rollout "
         "time over the lower bound (the oracle on the same world and seed). `calls`: albgate's "
-        "DescribeTargetHealth calls per rollout. albgate runs on the app as its bootstrap leaves it, so the "
+        "DescribeTargetHealth calls per rollout. `albgate failed requests`: at each factor, of all albgate's "
+        "requests in the row. albgate runs on the app as its bootstrap leaves it, so the "
         "health-check interval is 5 s (the ALB's minimum) whatever the app wrote: n/a.",
         "",
         markdown_table(
@@ -262,10 +269,15 @@ def _seeds(seeds: list[int]) -> str:
 
 
 def _failed(payload: dict[str, Any], name: str | None) -> str:
-    """albgate's failed requests over every run of the row (both scenarios, both factors), of all its requests."""
+    """albgate's failed requests at each factor of the row (both scenarios together), then "of" all its requests in
+    the row."""
     rows = [r for r in payload["results"] if r["assumption"] == name and r["job"].startswith(ALBGATE)
             and not r.get("na")]
-    return f"{sum(r['failed_requests'] for r in rows)} of {sum(r['requests'] for r in rows)}" if rows else "n/a"
+    if not rows:
+        return "n/a"
+    factors = [1.0] if name is None else payload.get("factors", FACTORS)
+    failed = " / ".join(str(sum(r["failed_requests"] for r in rows if r["factor"] == f)) for f in factors)
+    return f"{failed} of {sum(r['requests'] for r in rows)}"
 
 
 def main() -> int:
@@ -273,21 +285,27 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=10, help="seeds 1-N of each rollout (default %(default)s)")
     ap.add_argument("--assumptions", nargs="+", choices=list(ASSUMPTIONS), default=list(ASSUMPTIONS),
                     metavar="NAME", help=f"the assumptions to vary (default: all of {', '.join(ASSUMPTIONS)})")
+    ap.add_argument("--factors", type=float, nargs="+", default=list(FACTORS), metavar="F",
+                    help="what each assumption is multiplied by (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="directory for sensitivity.json (default out/bench)")
     add_write_docs(ap, "sensitivity")
     args = ap.parse_args()
     if args.seeds < 1:
         ap.error("--seeds: give 1 or more")
+    if any(f <= 0 or f == 1 for f in args.factors):
+        ap.error("--factors: give positive factors other than 1 (the shipped model is always run)")
     info = machine()
     key, _ = pinned_template()
-    payload = run(args.assumptions, list(range(1, args.seeds + 1)), args.workers)
+    factors = tuple(sorted(set(args.factors)))
+    payload = run(args.assumptions, list(range(1, args.seeds + 1)), args.workers, factors)
     payload["machine"] = info
     write_result("sensitivity", payload, args.out)
     text = tables(payload)
     print(text)
     if args.write_docs:
-        sample = f"{len(args.assumptions)} assumption(s) x 0.5 / 2, {_seeds(payload['seeds'])}"
+        scaled = " / ".join(f"{f:g}" for f in factors)
+        sample = f"{len(args.assumptions)} assumption(s) x {scaled}, {_seeds(payload['seeds'])}"
         header = docs_header(info, sample=sample, template_key=key)
         write_docs(args.write_docs, "sensitivity", "How far each assumption moves the model", header, text)
     return 0

@@ -250,4 +250,7 @@ def test_sensitivity_varies_one_assumption_at_a_time_and_says_where_it_does_not_
     rollouts, reports = [line for line in docs_tables(out / "docs" / "sensitivity.md")
                          if line.startswith("| health-check-interval")]
     assert rollouts.count("n/a") == 7  # albgate's six cells and its failed requests
+    [requeue] = [line for line in docs_tables(out / "docs" / "sensitivity.md")
+                 if line.startswith("| requeue") and "--targetgroupbinding" in line]
+    assert requeue.rstrip(" |").split("| ")[-1].startswith("0 / 0 of ")  # per factor, then all requests
     assert "n/a" not in reports
