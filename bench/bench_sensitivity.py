@@ -132,7 +132,7 @@ def _changed(name: str | None, f: float) -> Callable[[Any], Any]:
             return sc
         try:
             return ASSUMPTIONS[name].change(sc, f)
-        except (ValidationError, ValueError):
+        except ValidationError:
             return None
     return change
 
@@ -187,12 +187,10 @@ def run(names: list[str], seeds: list[int], workers: int, factors: tuple[float, 
     from albgate.sim import load_scenario
 
     results = run_parallel(run_task, tasks(names, seeds, factors), workers, "sensitivity")
-    apps = {"seed-app": load_scenario(SEED_APP)}
-    values = {}
-    for n in names:
-        a = ASSUMPTIONS[n]
-        values[n] = " / ".join(a.value(sc) if sc is not None else "n/a" for sc in (
-            _changed(n, f)(apps["seed-app"]) for f in sorted({1.0, *factors})))
+    app = load_scenario(SEED_APP)
+    values = {n: " / ".join(ASSUMPTIONS[n].value(sc) if sc is not None else "n/a"
+                            for sc in (_changed(n, f)(app) for f in sorted({1.0, *factors})))
+              for n in names}
     return {"seeds": seeds, "assumptions": names, "factors": list(factors), "values": values, "results": results}
 
 
