@@ -99,22 +99,11 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in load],
         "git_commit": _git("rev-parse", "--short", "HEAD"),
-        "git_dirty_files": dirty_files(_git("status", "--porcelain")),
+        # uncommitted files that could change a run: the results the benchmarks write themselves are not (one
+        # script's output must not mark the next one's run dirty)
+        "git_dirty_files": _git("status", "--porcelain", "--", ".",
+                                f":(exclude){DOCS_RESULTS.relative_to(ROOT).as_posix()}").splitlines(),
     }
-
-
-def dirty_files(porcelain: str) -> list[str]:
-    """The lines of ``git status --porcelain`` that could change a run: every uncommitted file but the results the
-    benchmarks write themselves (docs/results/), so one script's output does not mark the next one's run dirty."""
-    results = f"{DOCS_RESULTS.relative_to(ROOT).as_posix()}/"
-    out = []
-    for line in porcelain.splitlines():
-        # "XY path" or "XY old -> new"; the first line may have lost its leading space (``_git`` strips)
-        parts = line.strip().split(maxsplit=1)
-        path = parts[-1].split(" -> ")[-1].strip('"')
-        if line.strip() and not path.startswith(results):
-            out.append(line)
-    return out
 
 
 def command_line() -> str:

@@ -42,8 +42,6 @@ from _common import (  # noqa: E402
 FACTORS = (0.5, 2.0)
 SEED_APP = SCENARIO_DIR / "seed-app.yaml"
 AUTO_MODE = SCENARIO_DIR / "auto-mode.yaml"
-# The ALB's shortest health-check interval; hardening sets it (lambdas/domain/manifests.py, HardeningPolicy)
-ALB_MIN_INTERVAL = 5
 
 
 def _pair(values: tuple[float, float], f: float) -> list[float]:
@@ -72,9 +70,11 @@ def _interval(sc: Any, f: float) -> Any:
     """The Ingress's health-check interval, a whole number of seconds no shorter than the ALB allows and longer
     than the check's timeout."""
     from albgate.sim.scenario import A_HC_INTERVAL
+    from lambdas.domain.health_check import HARDENED, INTERVAL
 
     interval, timeout, _, _ = sc.ingress.health_check()
-    new = max(ALB_MIN_INTERVAL, timeout + 1, round(interval * f))
+    # the interval albgate's hardening writes is the ALB's shortest (lambdas/domain/health_check.py)
+    new = max(HARDENED[INTERVAL], timeout + 1, round(interval * f))
     return sc.with_changes(ingress={"annotations": {**sc.ingress.annotations, A_HC_INTERVAL: str(new)}})
 
 

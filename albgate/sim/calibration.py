@@ -124,11 +124,9 @@ def measure_reports(change: Callable[[Scenario], Scenario | None] = lambda sc: s
     """The four figures of the default back-off (#2287 typical and slow, #3622 longest and median), each scenario
     first passed through ``change`` (None: the change does not apply to that scenario, e.g. a flag its controller
     version lacks, and its figures are None)."""
-    out: dict[str, Measured | None] = {}
     gated = change(load_scenario(GATED_18))
     typical, slow = deploy_reports(gated_deploys(gated)) if gated is not None else (None, None)
     errors = change(load_scenario(AFTER_ERRORS))
     longest, median = stuck_reports(gate_waits_after_errors(errors)) if errors is not None else (None, None)
-    out.update({"2287 typical": typical, "2287 slow": slow, "3622 longest": longest, "3622 median": median})
-    return out
+    return {"2287 typical": typical, "2287 slow": slow, "3622 longest": longest, "3622 median": median}
 

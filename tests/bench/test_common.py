@@ -1,7 +1,9 @@
 """The pure functions of bench/_common.py and bench/bench_startup.py: statistics, tables and the -X importtime
-parser. Fast: no simulation, no child process."""
+parser; and what a run's header counts as uncommitted (git in a temporary checkout). Fast: no simulation."""
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 
@@ -69,11 +71,22 @@ def test_pair_shows_a_callers_count_beside_the_controllers_and_zero_for_one_abse
     assert c.pair({}, "albgate", other="other") == "0 / 0"
 
 
-def test_a_run_is_dirty_for_uncommitted_code_not_for_the_results_the_benchmarks_write():
-    porcelain = "\n".join([" M docs/results/safety.md", "?? docs/results/new.md", " M lambdas/domain/poll.py",
-                           "?? bench/new_script.py", " M docs/benchmarks.md"])
-    assert c.dirty_files(porcelain) == [" M lambdas/domain/poll.py", "?? bench/new_script.py", " M docs/benchmarks.md"]
-    assert c.dirty_files("") == []
-    # as _git returns it: stripped, so the first line has lost its leading space; a rename names its new path
-    assert c.dirty_files("M docs/results/scenarios.md\nR  a.py -> docs/results/b.md\nR  docs/results/c.md -> d.py") == [
-        "R  docs/results/c.md -> d.py"]
+def test_a_run_is_dirty_for_uncommitted_code_not_for_the_results_the_benchmarks_write(tmp_path, monkeypatch):
+    # Given a checkout with one committed file, then a changed results file, a new one and a changed source file
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    results = tmp_path / "docs" / "results"
+    results.mkdir(parents=True)
+    (results / "safety.md").write_text("a\n")
+    (tmp_path / "poll.py").write_text("a\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "first")
+    (results / "safety.md").write_text("b\n")
+    (results / "new.md").write_text("b\n")
+    (tmp_path / "poll.py").write_text("b\n")
+    monkeypatch.setattr(c, "ROOT", tmp_path)
+    monkeypatch.setattr(c, "DOCS_RESULTS", results)
+    # Then only the source file makes the run dirty
+    assert c.machine()["git_dirty_files"] == ["M poll.py"]

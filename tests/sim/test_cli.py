@@ -55,7 +55,7 @@ def test_help_names_every_strategy_the_simulation_registers(capsys, monkeypatch)
     # this one register strategies of their own)
     from albgate.cli.simulate import STRATEGIES
 
-    code = ("import sys; from albgate.cli.common import LAZY_STRATEGIES, resolve_strategy; "
+    code = ("from albgate.cli.common import LAZY_STRATEGIES, resolve_strategy; "
             "[resolve_strategy(n) for n in LAZY_STRATEGIES]; "
             "from albgate.sim.strategies import strategy_names; print(' '.join(strategy_names()))")
     registered = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
