@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 # DescribeTargetHealth reason codes and descriptions (ELBv2 API reference, TargetHealth).
 DESCRIPTIONS = {
-    "Elb.RegistrationInProgress": "Target registration is in progress.",
-    "Elb.InitialHealthChecking": "Initial health checks in progress.",
+    "Elb.RegistrationInProgress": "Target registration is in progress",
+    "Elb.InitialHealthChecking": "Initial health checks in progress",
     "Target.ResponseCodeMismatch": "Health checks failed with these codes: [500]",
     "Target.Timeout": "Request timed out",
     "Target.FailedHealthChecks": "Health checks failed",

@@ -52,6 +52,11 @@ DEFAULT_MAX_BACKOFF_SECONDS = 1000.0
 # The requeue while a gate is pending: a constant until v3.2.0, the default of
 # --targetgroupbinding-requeue-duration since.
 DEFAULT_REQUEUE_SECONDS = 15.0
+# What the controller writes on the gate of a pod whose endpoint it registers in the same reconcile, before ELB has
+# answered for that target (v3.5.0 resource_manager.go, updateTargetHealthPodCondition; docs/facts.md, "Load Balancer
+# Controller: the target-health pod condition").
+REGISTERING_REASON = "Elb.RegistrationInProgress"
+REGISTERING_MESSAGE = "Target registration is in progress"
 # The controller albgate installs, and the oldest whose reconciler is modelled (the TargetGroupBinding
 # reconciler came with v2.0.0).
 INSTALLED_VERSION = CONTROLLER_VERSION
@@ -394,11 +399,13 @@ class LoadBalancerController:
             h = current.get(ip)
             healthy = h is not None and h.state == HEALTHY
             status = "True" if healthy else "False"
-            if pod.conditions.get(gate, ("",))[0] != status:
+            # written whenever its status, reason or message changes (updateTargetHealthPodConditionForPod): the
+            # ELB reason code and description of the target, or for a pod the controller registers in this very
+            # reconcile, what the controller writes for every unmatched endpoint
+            reason, message = (h.reason, h.description) if h else (REGISTERING_REASON, REGISTERING_MESSAGE)
+            if pod.conditions.get(gate) != (status, reason, message):
                 self.gate_updates += 1
-                reason = "" if healthy else (h.reason if h else "Elb.RegistrationInProgress")
-                sim.cluster.set_pod_condition(pod.namespace, pod.name, gate, status, reason,
-                                              f"Target health state: {h.state if h else 'initial'}")
+                sim.cluster.set_pod_condition(pod.namespace, pod.name, gate, status, reason, message)
             pending |= not healthy
         b.checkpoint = None if unmatched or gone else b.checkpoint
         # resource_manager.go: which outcome comes back through which path of the workqueue

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from albgate.sim import Simulation
+from albgate.sim.alb import DESCRIPTIONS
 from lambdas.domain.ports import HEALTHY, LBC_GATE_PREFIX, DeploymentPatch
 from tests.sim.conftest import scenario, started
 
@@ -138,3 +139,44 @@ def test_throttled_controller_backs_off_exponentially_up_to_the_max():
     throttled = sim.alb.throttled["controller"]
     assert 15 <= throttled <= 25
     assert b.failures >= 15
+
+
+def _gate_writes(sim: Simulation, gate: str) -> list[tuple[str, str, str]]:
+    """Every write of ``gate``'s condition on a new pod from now on: (status, reason, message)."""
+    writes: list[tuple[str, str, str]] = []
+    real = sim.cluster.set_pod_condition
+
+    def recording(namespace, name, type_, status, reason, message):
+        if type_ == gate and any(p.name == name for p in _new_pods(sim)):
+            writes.append((status, reason, message))
+        return real(namespace, name, type_, status, reason, message)
+
+    sim.cluster.set_pod_condition = recording
+    return writes
+
+
+def test_the_condition_follows_the_targets_reason_and_description_not_only_its_status():
+    # Given a new version that passes its readiness probe but answers 404 on the ALB's health-check path
+    sim = started(scenario(namespace={"inject_label": "before_pods"}, app={"max_surge": 1, "max_unavailable": 0},
+                           faults={"broken_images": [V2], "broken_mode": "health_path_404"}))
+    gate = sim.lbc_gate_names()[0]
+    writes = _gate_writes(sim, gate)
+    # When it rolls and the new target fails its checks
+    _roll(sim)
+    sim.advance(120)
+    # Then the controller wrote registration first, in its own words, then ELB's reason and description for the
+    # failing target, though the status stayed False (the pod is patched when status, reason or message changes)
+    assert writes[0] == ("False", "Elb.RegistrationInProgress", "Target registration is in progress")
+    assert ("False", "Target.ResponseCodeMismatch", DESCRIPTIONS["Target.ResponseCodeMismatch"]) in writes
+    assert all(status == "False" for status, _, _ in writes)
+    assert len(writes) == len(set(writes))  # nothing written twice in a row: an unchanged condition is not patched
+
+
+def test_a_healthy_targets_condition_is_true_with_no_reason_or_message():
+    sim = started(scenario(namespace={"inject_label": "before_pods"}))
+    gate = sim.lbc_gate_names()[0]
+    writes = _gate_writes(sim, gate)
+    _roll(sim)
+    d = sim.deployment()
+    assert sim.run_until(sim.clock.t + 900, stop=lambda: sim.cluster.deployment_complete(d))
+    assert writes.count(("True", "", "")) == 3 and all(w[0] == "False" for w in writes if w[1])
