@@ -74,10 +74,10 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
     assert register_strategy
     base = load_scenario(scenario_path)
     rows: list[dict[str, Any]] = []
-    # The demand every gated rollout puts on the bucket whoever runs it: the
-    # controller's Describe* calls for one rollout alone under its own gate (it registers, health-checks and
-    # deregisters the targets every gate waits for). albgate's own looks are left out of the bound: they shrink
-    # with the share (lambdas/domain/budget.py), so they are no minimum.
+    # The demand every gated rollout puts on the bucket whoever runs it: the controller's Describe* calls for one
+    # rollout alone under its own gate (it registers, health-checks and deregisters the targets every gate waits
+    # for). albgate's own looks are left out of the bound: they shrink with the share (lambdas/domain/budget.py), so
+    # they are no minimum.
     one = run_fleet(base.with_changes(fleet={"deployments": 1, "start_within_seconds": 0}), "readiness-gate", seed)
     controller_calls = float(one.describe_calls_by_caller.get("controller", 0))
     for n in sizes:

@@ -169,7 +169,7 @@ def test_the_condition_follows_the_targets_reason_and_description_not_only_its_s
     assert writes[0] == ("False", "Elb.RegistrationInProgress", "Target registration is in progress")
     assert ("False", "Target.ResponseCodeMismatch", DESCRIPTIONS["Target.ResponseCodeMismatch"]) in writes
     assert all(status == "False" for status, _, _ in writes)
-    assert len(writes) == len(set(writes))  # nothing written twice in a row: an unchanged condition is not patched
+    assert len(writes) == len(set(writes))  # no write repeats an earlier one: an unchanged condition is not patched
 
 
 def test_a_healthy_targets_condition_is_true_with_no_reason_or_message():
