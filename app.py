@@ -47,9 +47,12 @@ def stack_environment(config: AlbgateConfig, env: Mapping[str, str] = os.environ
     return Environment(account=config.account or env.get("CDK_DEFAULT_ACCOUNT") or None, region=config.region)
 
 
-def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = None) -> tuple[App, AlbgateStack]:
+def build_app(
+    context: Mapping[str, Any] | None = None, outdir: str | None = None, *, nag: bool = True
+) -> tuple[App, AlbgateStack]:
     """The app with one albgate stack per account and Region of the clusters (the first is returned), the release
-    stack when releases are configured, and cdk-nag's AwsSolutions checks attached (they run at synth).
+    stack when releases are configured, and cdk-nag's AwsSolutions checks attached (they run at synth; ``nag``
+    False leaves them off, for a check of albgate's own constructs alone).
 
     ``context`` defaults to cdk.json's; the CLI's ``CDK_CONTEXT_JSON`` still overrides it inside ``App``.
     """
@@ -78,7 +81,8 @@ def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = Non
             env=Environment(account=home_account, region=home_region),
             description="albgate: releases, one image through waves of clusters, each rollout gated",
         )
-    Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    if nag:
+        Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     return app, stacks[0]
 
 
