@@ -134,6 +134,9 @@ metadata:
 webhooks:
 - name: mpod.elbv2.k8s.aws
   failurePolicy: {{ .Values.podMutatorWebhookConfig.failurePolicy }}
+  namespaceSelector:
+    matchExpressions:
+    - {key: elbv2.k8s.aws/pod-readiness-gate-inject, operator: In, values: [enabled]}
   objectSelector:
     {{- toYaml .Values.objectSelector | nindent 4 }}
   admissionReviewVersions: [v1]
