@@ -43,6 +43,20 @@ def template_key() -> str:
 
 def _synthesize(extra_context: dict[str, Any] | None = None) -> dict[str, Any]:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    # The one deprecation warning a synth prints is cdk-nag's (docs/foundation.md, "What synth prints"), noise in
+    # a local run's output; albgate's own constructs are held to none (tests/infrastructure/
+    # test_no_deprecated_api.py). jsii reads the variable when its runtime starts: on the app's first import here.
+    quiet = "JSII_DEPRECATED" not in os.environ
+    if quiet:
+        os.environ["JSII_DEPRECATED"] = "quiet"
+    try:
+        return _synthesize_app(extra_context)
+    finally:
+        if quiet:
+            os.environ.pop("JSII_DEPRECATED", None)
+
+
+def _synthesize_app(extra_context: dict[str, Any] | None) -> dict[str, Any]:
     spec = importlib.util.spec_from_file_location("albgate_cdk_app", ROOT / "app.py")
     if spec is None or spec.loader is None:
         raise RuntimeError(f"cannot load the CDK app at {ROOT / 'app.py'}: run albgate from its checkout")

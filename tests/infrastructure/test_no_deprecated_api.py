@@ -61,3 +61,25 @@ def test_a_deprecated_read_does_fail_that_check():
     # Then the process fails, naming the property
     assert done.returncode != 0
     assert "CfnEventBusPolicy#principal is deprecated" in done.stderr, done.stderr[-3000:]
+
+
+def test_local_synthesis_quiets_deprecations_only_while_it_runs(monkeypatch):
+    # Given no JSII_DEPRECATED set, When albgate.template synthesizes (the app's own synthesis recorded, not run)
+    from albgate import template
+
+    seen: list[str | None] = []
+    monkeypatch.delenv("JSII_DEPRECATED", raising=False)
+    monkeypatch.setattr(template, "_synthesize_app", lambda extra: seen.append(os.environ.get("JSII_DEPRECATED")) or {})
+    template._synthesize()
+    # Then jsii would start quiet, and the variable is gone afterwards
+    assert seen == ["quiet"] and "JSII_DEPRECATED" not in os.environ
+
+
+def test_local_synthesis_keeps_a_setting_the_user_made(monkeypatch):
+    from albgate import template
+
+    seen: list[str | None] = []
+    monkeypatch.setenv("JSII_DEPRECATED", "fail")
+    monkeypatch.setattr(template, "_synthesize_app", lambda extra: seen.append(os.environ.get("JSII_DEPRECATED")) or {})
+    template._synthesize()
+    assert seen == ["fail"] and os.environ["JSII_DEPRECATED"] == "fail"
