@@ -1,5 +1,5 @@
-"""Fixtures for the adapter tests: fake AWS credentials (never real ones), the fake API server, a client on it, and
-a moto DynamoDB holding the budget table.
+"""Fixtures for the adapter tests: fake AWS credentials (never real ones), the fake API server, a client on it, a
+moto DynamoDB holding the budget table, and the helm binary albgate ships.
 
 ``kube`` is the Kubernetes adapter on each of its two transports in turn (``kube_http``'s urllib3 one and the
 kubernetes client's), so every adapter test shows that both send the same requests and map the same answers.
@@ -8,6 +8,7 @@ kubernetes client's), so every adapter test shows that both send the same reques
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,11 +19,25 @@ from moto import mock_aws
 from lambdas.adapters.dynamodb_budget import KEY
 from lambdas.adapters.kube_http import HttpTransport
 from lambdas.adapters.kubernetes import KubernetesAdapter
+from stacks.constructs.helm_binary import HelmPackageError, helm_from_package
 from tests.adapters.fake_apiserver import FakeApiServer
 
 FIXED_NOW = 1_767_322_800.0  # 2026-01-02T03:00:00Z
 BUDGET_REGION = "eu-west-1"
 BUDGET_TABLE = "albgate-describe-budget"
+
+
+@pytest.fixture(scope="session")
+def helm_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``helm/helm`` as the install function's layer gets it, executable, in a temporary folder."""
+    try:
+        data = helm_from_package()
+    except HelmPackageError as exc:
+        pytest.fail(str(exc))  # a pinned requirement: missing is a failure, never a skip
+    binary = tmp_path_factory.mktemp("helm-binary") / "helm"
+    binary.write_bytes(data)
+    binary.chmod(0o755)
+    return binary
 
 
 @pytest.fixture

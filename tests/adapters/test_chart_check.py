@@ -14,20 +14,7 @@ import pytest
 from albgate import chart_check
 from albgate.chart_check import EXAMPLE_CLUSTER, EXAMPLE_SETTINGS, problems, render
 from lambdas.domain.bootstrap import CHART_NAME, helm_values
-from stacks.constructs.helm_binary import HelmPackageError, helm_from_package
 from tests.adapters.test_helm_binary import CHART_FILES
-
-
-@pytest.fixture(scope="module")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:
-        data = helm_from_package()
-    except HelmPackageError as exc:
-        pytest.fail(str(exc))  # a pinned requirement: missing is a failure, never a skip
-    binary = tmp_path_factory.mktemp("helm") / "helm"
-    binary.write_bytes(data)
-    binary.chmod(0o755)
-    return binary
 
 
 def write_chart(root: Path, changes: dict[str, tuple[str, str]] | None = None) -> Path:
@@ -46,8 +33,8 @@ def rendered_problems(helm: Path, chart: Path) -> list[str]:
                     EXAMPLE_SETTINGS)
 
 
-def test_the_chart_as_albgate_expects_it_has_no_problem(helm, tmp_path):
-    assert rendered_problems(helm, write_chart(tmp_path)) == []
+def test_the_chart_as_albgate_expects_it_has_no_problem(helm_binary, tmp_path):
+    assert rendered_problems(helm_binary, write_chart(tmp_path)) == []
 
 
 @pytest.mark.parametrize(
@@ -71,25 +58,25 @@ def test_the_chart_as_albgate_expects_it_has_no_problem(helm, tmp_path):
     ids=["webhook-ignore", "every-namespace", "controller-pods-gated", "backoff-flag", "service-account", "image",
          "extra-account"],
 )
-def test_each_change_that_breaks_an_assumption_is_named(helm, tmp_path, file, old, new, named):
-    found = rendered_problems(helm, write_chart(tmp_path, {file: (old, new)}))
+def test_each_change_that_breaks_an_assumption_is_named(helm_binary, tmp_path, file, old, new, named):
+    found = rendered_problems(helm_binary, write_chart(tmp_path, {file: (old, new)}))
     assert any(named in p for p in found), found
 
 
-def test_a_chart_helm_cannot_render_is_an_error_naming_it(helm, tmp_path):
+def test_a_chart_helm_cannot_render_is_an_error_naming_it(helm_binary, tmp_path):
     chart = write_chart(tmp_path, {"templates/deployment.yaml": ("replicas: 2", "replicas: {{ .Values.nope.x }}")})
     with pytest.raises(RuntimeError, match="helm template .* failed"):
-        render(chart, helm_values(EXAMPLE_CLUSTER, EXAMPLE_SETTINGS), helm)
+        render(chart, helm_values(EXAMPLE_CLUSTER, EXAMPLE_SETTINGS), helm_binary)
 
 
-def test_main_prints_ok_and_exits_0_on_a_good_chart(helm, tmp_path, capsys):
-    assert chart_check.main([str(write_chart(tmp_path)), "--helm", str(helm)]) == 0
+def test_main_prints_ok_and_exits_0_on_a_good_chart(helm_binary, tmp_path, capsys):
+    assert chart_check.main([str(write_chart(tmp_path)), "--helm", str(helm_binary)]) == 0
     out = capsys.readouterr().out
     assert f"chart {CHART_NAME}" in out and "ok:" in out
 
 
-def test_main_exits_1_and_lists_problems(helm, tmp_path, capsys):
+def test_main_exits_1_and_lists_problems(helm_binary, tmp_path, capsys):
     chart = write_chart(tmp_path, {"templates/webhook.yaml": (
         "failurePolicy: {{ .Values.podMutatorWebhookConfig.failurePolicy }}", "failurePolicy: Ignore")})
-    assert chart_check.main([str(chart), "--helm", str(helm)]) == 1
+    assert chart_check.main([str(chart), "--helm", str(helm_binary)]) == 1
     assert "problem: mpod.elbv2.k8s.aws fails 'Ignore'" in capsys.readouterr().out

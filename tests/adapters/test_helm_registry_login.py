@@ -31,7 +31,7 @@ import pytest
 from lambdas.adapters.kubernetes_bootstrap import HelmCli, map_login_error
 from lambdas.domain.bootstrap import CHART_NAME, CHART_VERSION, VALUES_FILE, ControllerSettings, helm_upgrade_args
 from lambdas.domain.errors import AccessDeniedError, AwsUnavailableError
-from tests.adapters.test_helm_binary import CHART_FILES, _run, helm_binary  # noqa: F401  (the session fixture)
+from tests.adapters.test_helm_binary import CHART_FILES, _run
 
 USER, PASSWORD = "AWS", "eyJwYXlsb2FkIjoidGVzdC10b2tlbiJ9-not-a-real-token"
 REPOSITORY = f"charts/{CHART_NAME}"
