@@ -120,7 +120,7 @@ def _webhook_problems(objects: list[dict[str, Any]], settings: ControllerSetting
     found = []
     if webhook.get("failurePolicy") != settings.webhook_failure_policy:
         found.append(f"{POD_WEBHOOK} fails {webhook.get('failurePolicy')!r}, not {settings.webhook_failure_policy!r}")
-    namespaces = (webhook.get("namespaceSelector") or {})
+    namespaces = webhook.get("namespaceSelector") or {}
     labelled = namespaces.get("matchLabels", {}).get(INJECT_LABEL) == "enabled" or any(
         e.get("key") == INJECT_LABEL and e.get("operator") == "In" and e.get("values") == ["enabled"]
         for e in namespaces.get("matchExpressions") or [])
@@ -140,10 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("chart", type=Path, help="the chart's directory (with Chart.yaml)")
     parser.add_argument("--helm", type=Path, help="the helm binary (default: the one albgate's layer ships)")
     args = parser.parse_args(argv)
+    if not (args.chart / "Chart.yaml").is_file():
+        print(f"albgate.chart_check: {args.chart} has no Chart.yaml; give the chart's own directory (the one "
+              "`helm pull --untar` writes)", file=sys.stderr)
+        return 2
     helm = args.helm or _shipped_helm()
     chart_file = yaml.safe_load((args.chart / "Chart.yaml").read_text())
-    values = helm_values(EXAMPLE_CLUSTER, EXAMPLE_SETTINGS)
-    objects = render(args.chart, values, helm)
+    try:
+        objects = render(args.chart, helm_values(EXAMPLE_CLUSTER, EXAMPLE_SETTINGS), helm)
+    except RuntimeError as exc:
+        print(f"albgate.chart_check: {exc}", file=sys.stderr)
+        return 2
     version = subprocess.run([str(helm), "version", "--short"], capture_output=True, text=True).stdout.strip()
     print(f"chart {chart_file.get('name')} {chart_file.get('version')} (appVersion {chart_file.get('appVersion')}), "
           f"helm {version}: {len(objects)} objects rendered with albgate's values")

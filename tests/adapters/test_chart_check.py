@@ -80,3 +80,15 @@ def test_main_exits_1_and_lists_problems(helm_binary, tmp_path, capsys):
         "failurePolicy: {{ .Values.podMutatorWebhookConfig.failurePolicy }}", "failurePolicy: Ignore")})
     assert chart_check.main([str(chart), "--helm", str(helm_binary)]) == 1
     assert "problem: mpod.elbv2.k8s.aws fails 'Ignore'" in capsys.readouterr().out
+
+
+def test_main_names_a_folder_that_is_no_chart(helm_binary, tmp_path, capsys):
+    assert chart_check.main([str(tmp_path), "--helm", str(helm_binary)]) == 2
+    assert "has no Chart.yaml" in capsys.readouterr().err
+
+
+def test_main_reports_a_chart_helm_cannot_render_in_one_line(helm_binary, tmp_path, capsys):
+    chart = write_chart(tmp_path, {"templates/deployment.yaml": ("replicas: 2", "replicas: {{ .Values.nope.x }}")})
+    assert chart_check.main([str(chart), "--helm", str(helm_binary)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("albgate.chart_check: helm template") and "Traceback" not in err
