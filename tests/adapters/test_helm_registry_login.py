@@ -7,6 +7,9 @@ one chart, ``charts/aws-load-balancer-controller:<pinned version>``, made by thi
 to authenticated requests only. The registry speaks plain HTTP, so the test hands helm ``--plain-http`` through
 ``HelmCli(registry_flags=...)``; in Lambda the flags are empty and ECR speaks HTTPS.
 
+The last test installs from that registry the way albgate installs from a mirror (``helm upgrade --install
+oci://<registry>/<path>/aws-load-balancer-controller --version V``) onto the fake API server.
+
 A flag the binary does not know, a login that leaves no credentials where helm's pull reads them, or a password
 that shows up on a command line fails here.
 """
@@ -29,9 +32,19 @@ from typing import Any
 import pytest
 
 from lambdas.adapters.kubernetes_bootstrap import HelmCli, map_login_error
-from lambdas.domain.bootstrap import CHART_NAME, CHART_VERSION, VALUES_FILE, ControllerSettings, helm_upgrade_args
+from lambdas.domain.bootstrap import (
+    CHART_NAME,
+    CHART_VERSION,
+    RELEASE_NAME,
+    VALUES_FILE,
+    ControllerSettings,
+    HelmRelease,
+    helm_upgrade_args,
+    helm_values,
+)
 from lambdas.domain.errors import AccessDeniedError, AwsUnavailableError
-from tests.adapters.test_helm_binary import CHART_FILES, _run
+from tests.adapters.fake_apiserver import FakeApiServer
+from tests.adapters.test_helm_binary import CHART_FILES, NAMESPACE, _run
 
 USER, PASSWORD = "AWS", "eyJwYXlsb2FkIjoidGVzdC10b2tlbiJ9-not-a-real-token"
 REPOSITORY = f"charts/{CHART_NAME}"
@@ -271,3 +284,31 @@ def test_the_upgrade_logs_in_first_only_for_an_ecr_mirror(tmp_path: Path, reposi
         assert runs.argv[0][2] == logged_in_to and asked == [logged_in_to]
     else:
         assert verbs == [["upgrade", "--install"]] and asked == []
+
+
+def test_the_oci_mirror_form_installs_the_chart_from_the_registry(
+    helm_binary: Path, registry: Registry, apiserver: FakeApiServer, tmp_path: Path
+) -> None:
+    # Given a new cluster, and helm logged in to the mirror's registry (what the install does first for an ECR
+    # registry: test_the_upgrade_logs_in_first_only_for_an_ecr_mirror; this one is on 127.0.0.1)
+    apiserver.crds_installed = False
+    apiserver.put("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    runs = Runs()
+    cli = HelmCli("c1", lambda: (apiserver.url, "", "unused"), binary=str(helm_binary), workdir=str(tmp_path / "helm"),
+                  run=runs, timeout_seconds=120, registry_credentials=lambda host: (USER, PASSWORD),
+                  registry_flags=("--plain-http",))
+    cli.login(registry.host)
+    registry.seen.clear()
+    # When albgate installs from the mirror, its `oci://` form, with its values
+    settings = ControllerSettings(chart_repository=f"oci://{registry.host}/charts")
+    values = helm_values("c1", settings)
+    cli.upgrade_install(helm_upgrade_args(settings, VALUES_FILE), values)
+    # Then the chart came from the registry as the pinned version's manifest and blobs, served only once helm
+    # answered the registry's challenge with the stored credentials
+    upgrade = runs.argv[-1]
+    assert f"oci://{registry.host}/{REPOSITORY}" in upgrade and upgrade[upgrade.index("--version") + 1] == CHART_VERSION
+    served = {path.rsplit("/", 2)[-2] for _, path, authorized in registry.seen if authorized}
+    assert served == {"manifests", "blobs"}, registry.seen
+    # And the release is deployed at that version with exactly albgate's values
+    deployed = HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed", values)
+    assert cli.release(RELEASE_NAME, NAMESPACE) == deployed
