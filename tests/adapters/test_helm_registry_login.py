@@ -32,16 +32,8 @@ from typing import Any
 import pytest
 
 from lambdas.adapters.kubernetes_bootstrap import HelmCli, map_login_error
-from lambdas.domain.bootstrap import (
-    CHART_NAME,
-    CHART_VERSION,
-    RELEASE_NAME,
-    VALUES_FILE,
-    ControllerSettings,
-    HelmRelease,
-    helm_upgrade_args,
-    helm_values,
-)
+from lambdas.domain.bootstrap import (CHART_NAME, CHART_VERSION, RELEASE_NAME, VALUES_FILE, ControllerSettings,
+                                      HelmRelease, helm_upgrade_args, helm_values)
 from lambdas.domain.errors import AccessDeniedError, AwsUnavailableError
 from tests.adapters.fake_apiserver import FakeApiServer
 from tests.adapters.test_helm_binary import CHART_FILES, NAMESPACE, _run
