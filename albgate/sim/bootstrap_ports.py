@@ -22,7 +22,7 @@ world only through what a real API call (or the real controller) would change.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from albgate.sim.kube import DepObj, template_hash
@@ -95,6 +95,19 @@ class SimHelm:
         self.kube.install_controller(version, namespace, values)
         return f"Release \"{args[2]}\" has been upgraded. Happy Helming!"
 
+    def run(self, args: list[str]) -> str:
+        """``helm rollback`` (the release deployed again as a new revision) or ``helm uninstall`` (the controller
+        gone: no pods, no webhook, nothing reconciles); what helm does to the release record, not to a chart."""
+        self.runs.append(list(args))
+        c = self.kube.controller
+        if args[0] == "rollback" and c.helm_release is not None:
+            c.helm_release = replace(c.helm_release, status="deployed", revision=c.helm_release.revision + 1)
+            return "Rollback was a success! Happy Helming!"
+        if args[0] == "uninstall":
+            self.kube.uninstall_controller()
+            return f"release \"{args[1]}\" uninstalled"
+        raise ValueError(f"the simulated helm runs rollback and uninstall, not {args[0]!r}")
+
 
 class SimBootstrapKubernetes(SimKubernetes):
     """``BootstrapKubernetesPort`` on the simulated cluster."""
@@ -127,12 +140,20 @@ class SimBootstrapKubernetes(SimKubernetes):
         policy = (values.get("podMutatorWebhookConfig") or {}).get("failurePolicy", "Ignore")
         was_up = c.installed and self.sim.lbc.up
         c.installed, c.version, c.namespace = True, CONTROLLER_VERSION, namespace
+        revision = c.helm_release.revision + 1 if c.helm_release else 1
         c.helm_release = HelmRelease("aws-load-balancer-controller", namespace, chart_version, "deployed",
-                                     copy.deepcopy(values))
+                                     copy.deepcopy(values), revision=revision)
         c.generation += 1
         self.sim.lbc.spec = self.sim.lbc.spec.model_copy(update={"webhook_failure_policy": policy})
         self.sim.log("controller", f"helm upgrade --install: chart {chart_version}, webhook failurePolicy {policy}")
         self.sim.loop.after(c.startup_seconds, self._controller_pods_ready, was_up)
+
+    def uninstall_controller(self) -> None:
+        """``helm uninstall``: the controller's Deployment and webhook are gone, as on a cluster never bootstrapped."""
+        self.controller.installed, self.controller.helm_release = False, None
+        self.sim.lbc.up = False
+        self.sim.lbc.spec = self.sim.lbc.spec.model_copy(update={"webhook_failure_policy": "Ignore"})
+        self.sim.log("controller", "helm uninstall: the controller is removed")
 
     def _controller_pods_ready(self, was_up: bool) -> None:
         self.controller.observed_generation = self.controller.generation

@@ -31,6 +31,7 @@ the API; ``map_helm_error`` for helm's exit status and message), with what was b
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import os
@@ -268,6 +269,20 @@ def chart_version_of(chart: str) -> str:
     return m.group(1).lstrip("v") if m else ""
 
 
+# helm list's `updated`: Go's time.Time printed by its String method, "2026-12-06 09:14:15.622026402 +0000 UTC"
+# (docs/facts.md, "Helm 4").
+_HELM_TIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))? ([+-]\d{4})")
+
+
+def helm_time(text: str) -> float | None:
+    """Epoch seconds of a helm list ``updated`` value; None when it is not in that form."""
+    m = _HELM_TIME.match(text.strip())
+    if m is None:
+        return None
+    at = datetime.datetime.strptime(f"{m.group(1)} {m.group(3)}", "%Y-%m-%d %H:%M:%S %z").timestamp()
+    return at + (float(f"0.{m.group(2)}") if m.group(2) else 0.0)
+
+
 class HelmCli:
     """``HelmPort`` over the helm binary. ``kubeconfig`` returns (server, CA file, token) for each run;
     ``registry_credentials`` (host -> (user name, password)) logs in to a private ECR chart mirror before an
@@ -366,7 +381,13 @@ class HelmCli:
             return None
         values = json.loads(self.helm(["get", "values", name, "--namespace", namespace, "--output", "json"],
                                       f"helm get values {namespace}/{name}") or "null") or {}
-        return HelmRelease(name, namespace, chart_version_of(found.get("chart", "")), found.get("status", ""), values)
+        revision = str(found.get("revision", ""))
+        return HelmRelease(name, namespace, chart_version_of(found.get("chart", "")), found.get("status", ""), values,
+                           revision=int(revision) if revision.isdigit() else 0,
+                           updated_at=helm_time(str(found.get("updated", ""))))
+
+    def run(self, args: list[str]) -> str:
+        return self.helm(args, f"helm {' '.join(args[:2])}")
 
     def upgrade_install(self, args: list[str], values: dict[str, Any]) -> str:
         self._workdir.mkdir(parents=True, exist_ok=True)

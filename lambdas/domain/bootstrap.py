@@ -25,7 +25,13 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lambdas.domain.errors import InvalidInputError, NotFoundError, RetryableError, UnsafeConfigurationError
+from lambdas.domain.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    RetryableError,
+    UnsafeConfigurationError,
+)
 from lambdas.domain.gate import Verdict
 from lambdas.domain.limits import MAX_APPLICATIONS_PER_CLUSTER, STATE_PAYLOAD_MAX_BYTES, payload_bytes
 from lambdas.domain.health_check import HARDENED
@@ -176,6 +182,8 @@ class HelmRelease:
     chart_version: str
     status: str  # deployed | failed | pending-install | pending-upgrade | ...
     values: dict[str, Any]
+    revision: int = 0
+    updated_at: float | None = None  # when its latest revision was written (helm list's `updated`), epoch seconds
 
 
 class HelmPort(Protocol):
@@ -187,6 +195,10 @@ class HelmPort(Protocol):
 
     def upgrade_install(self, args: list[str], values: dict[str, Any]) -> str:
         """Run ``helm <args>`` with ``values`` as the values file; returns helm's output."""
+        ...
+
+    def run(self, args: list[str]) -> str:
+        """Run ``helm <args>``, a command that takes no values (rollback, uninstall); returns helm's output."""
         ...
 
 
@@ -565,6 +577,46 @@ def helm_upgrade_args(settings: ControllerSettings, values_file: str) -> list[st
     ]
 
 
+# A helm that dies between writing its release record as pending-install/-upgrade/-rollback and marking it done
+# (a Lambda timeout, or a failed last write) leaves the release pending, and every later upgrade answers "another
+# operation (install/upgrade/rollback) is in progress". Helm does not recover it by itself: a pending state is one
+# it cannot trust, and its maintainers point to rolling back or deleting and re-installing (docs/facts.md, "Helm
+# 4": pending releases). albgate does that itself once the pending revision is older than any helm run that could
+# still be writing it: its own install function stops after 12 minutes (tests/infrastructure checks the bound
+# against the function's timeout), helm's own --timeout defaults to 5 minutes; a person's run with a longer
+# --timeout is the one case this waits out with a ConflictError instead of clearing.
+STALE_PENDING_SECONDS = 30 * 60
+PENDING_PREFIX = "pending-"
+
+
+def pending_release_fix(current: HelmRelease | None, now: float) -> str | None:
+    """How to clear a pending release before upgrading it: None when it is not pending; ``rollback`` (to the
+    revision before, which helm re-applies as a new deployed revision) when it has one, else ``uninstall``. A
+    release pending for less than STALE_PENDING_SECONDS, or since an unknown time, may still be written by the
+    helm that started it: ConflictError (retried, then the bootstrap fails naming it)."""
+    if current is None or not current.status.startswith(PENDING_PREFIX):
+        return None
+    since = current.updated_at
+    if since is None or now - since < STALE_PENDING_SECONDS:
+        when = "at an unknown time" if since is None else f"{int(now - since)} s ago"
+        raise ConflictError(
+            f"helm release {current.namespace}/{current.name} is {current.status} (revision {current.revision}, "
+            f"written {when}): another helm operation may still be running; albgate clears a pending release "
+            f"once it is {STALE_PENDING_SECONDS // 60} minutes old, or finish or clear that operation and run the "
+            "bootstrap again"
+        )
+    return "rollback" if current.revision > 1 else "uninstall"
+
+
+def helm_clear_args(fix: str, settings: ControllerSettings) -> list[str]:
+    """``helm rollback`` to the revision before (applied as ``helm_upgrade_args`` applies: server-side, conflicts
+    forced) or ``helm uninstall``, of albgate's release."""
+    if fix == "rollback":
+        return ["rollback", RELEASE_NAME, "--namespace", settings.namespace, "--server-side", "true",
+                "--force-conflicts", "--history-max", "10", "--timeout", "10m0s"]
+    return ["uninstall", RELEASE_NAME, "--namespace", settings.namespace, "--timeout", "10m0s"]
+
+
 def install_action(current: HelmRelease | None, chart_version: str, values: dict[str, Any]) -> str:
     """``install``, ``upgrade`` or ``unchanged``: a release at the pinned chart with the same values is left alone."""
     if current is None:
@@ -600,6 +652,12 @@ def install_controller(kube: BootstrapKubernetesPort, helm: HelmPort, clock: Clo
         _log(state, "Install Controller", applied.action, applied.ref)
     values = helm_values(request.cluster, settings)
     current = helm.release(RELEASE_NAME, settings.namespace)
+    fix = pending_release_fix(current, now)
+    if fix is not None and current is not None:
+        helm.run(helm_clear_args(fix, settings))
+        _log(state, "Install Controller", fix, f"helm release {settings.namespace}/{RELEASE_NAME}",
+             {"was": current.status, "revision": current.revision, "written_at": current.updated_at})
+        current = helm.release(RELEASE_NAME, settings.namespace)
     action = install_action(current, settings.chart_version, values)
     if action != "unchanged":
         helm.upgrade_install(helm_upgrade_args(settings, VALUES_FILE), values)

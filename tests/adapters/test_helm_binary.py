@@ -17,14 +17,19 @@ fails here (Helm 4 removed ``helm list --all``: docs/facts.md, "Helm 4").
 
 from __future__ import annotations
 
+import base64
+import datetime
 import functools
+import gzip
 import json
 import re
 import socket
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -39,11 +44,13 @@ from lambdas.domain.bootstrap import (
     VALUES_FILE,
     ControllerSettings,
     HelmRelease,
+    helm_clear_args,
     helm_upgrade_args,
     helm_values,
     install_action,
+    pending_release_fix,
 )
-from lambdas.domain.errors import AlbgateError, InvalidInputError, KubernetesUnavailableError
+from lambdas.domain.errors import AlbgateError, ConflictError, InvalidInputError, KubernetesUnavailableError
 from tests.adapters.fake_apiserver import FakeApiServer
 
 NAMESPACE = "kube-system"
@@ -236,6 +243,33 @@ def release_secrets(server: FakeApiServer) -> dict[str, str]:
             for s in server.find("secrets", namespace=NAMESPACE) if s["metadata"]["labels"].get("owner") == "helm"}
 
 
+def read_release(cli: HelmCli) -> HelmRelease | None:
+    """The release as albgate reads it; its write time (helm list's `updated`) checked to be now, then left out."""
+    current = cli.release(RELEASE_NAME, NAMESPACE)
+    if current is None:
+        return None
+    assert current.updated_at is not None and abs(current.updated_at - time.time()) < 300, current
+    return replace(current, updated_at=None)
+
+
+def leave_pending(server: FakeApiServer, status: str, revision: int, written_ago: float) -> None:
+    """What a helm that died mid-run leaves: release record ``revision`` in ``status``, written ``written_ago``
+    seconds ago, made from the latest record as helm stores it (a Secret whose ``release`` is base64 of gzipped
+    JSON; ``helm list`` shows its ``info.last_deployed`` as `updated`). Replaces a record of that revision."""
+    records = [s for s in server.find("secrets", namespace=NAMESPACE) if s["metadata"]["labels"].get("owner") == "helm"]
+    latest = max(records, key=lambda r: int(r["metadata"]["labels"]["version"]))
+    release = json.loads(gzip.decompress(base64.b64decode(base64.b64decode(latest["data"]["release"]))))
+    written = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=written_ago)
+    release["version"] = revision
+    release["info"].update(status=status, last_deployed=written.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    encoded = base64.b64encode(base64.b64encode(gzip.compress(json.dumps(release).encode()))).decode()
+    name = f"sh.helm.release.v1.{RELEASE_NAME}.v{revision}"
+    labels = {**latest["metadata"]["labels"], "version": str(revision), "status": status}
+    server.put("secrets", {"apiVersion": "v1", "kind": "Secret", "type": latest.get("type"),
+                           "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+                           "data": {"release": encoded}})
+
+
 def kubectl_edit(server: FakeApiServer, plural: str, name: str, group: str, ops: list[dict[str, Any]]) -> None:
     """Another field manager changes an object over HTTP, as ``kubectl edit`` does (a JSON patch)."""
     request = urllib.request.Request(
@@ -271,8 +305,8 @@ def test_upgrade_install_installs_and_release_shows_it(
     # When albgate installs the pinned chart from the repository with its values
     values = install(cli, settings)
     # Then the release reads back at the pinned chart version, deployed, with exactly albgate's values,
-    current = cli.release(RELEASE_NAME, NAMESPACE)
-    assert current == HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed", values)
+    current = read_release(cli)
+    assert current == HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed", values, revision=1)
     # so the next run leaves it alone
     assert install_action(current, settings.chart_version, values) == "unchanged"
     # And helm stored one release record and applied the chart's objects server-side as field manager helm
@@ -298,8 +332,7 @@ def test_a_second_upgrade_with_the_same_values_changes_no_object(
     # When the same upgrade runs again (a retried Install Controller does)
     install(cli, settings)
     # Then helm records a second revision, deployed, with the same values, and the first one superseded
-    assert cli.release(RELEASE_NAME, NAMESPACE) == HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed",
-                                                               values)
+    assert read_release(cli) == HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed", values, revision=2)
     assert release_secrets(cluster) == {f"sh.helm.release.v1.{RELEASE_NAME}.v1": "superseded",
                                         f"sh.helm.release.v1.{RELEASE_NAME}.v2": "deployed"}
     # And the apply of unchanged objects wrote nothing
@@ -320,8 +353,7 @@ def test_an_upgrade_takes_back_a_field_another_manager_changed(
     # Then the chart's value is back and helm owns the field again
     assert cluster.get(*WEBHOOK)["webhooks"][0]["failurePolicy"] == "Fail"
     assert cluster.managers(*WEBHOOK)[".webhooks"] == "helm (Apply)"
-    assert cli.release(RELEASE_NAME, NAMESPACE) == HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed",
-                                                               values)
+    assert read_release(cli) == HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed", values, revision=2)
 
 
 def test_without_forced_conflicts_that_upgrade_would_fail(
@@ -351,19 +383,55 @@ def test_a_first_install_that_outruns_its_crds_is_retryable_and_the_retry_instal
     # When the CRD is served and Install Controller is retried / Then the release is deployed
     cluster.establish_crds()
     values = install(cli, settings)
-    assert cli.release(RELEASE_NAME, NAMESPACE) == HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed",
-                                                               values)
+    assert read_release(cli) == HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed", values, revision=1)
+
+
+@pytest.mark.parametrize(("status", "revision", "fix", "after"), [
+    ("pending-upgrade", 2, "rollback", 4), ("pending-rollback", 2, "rollback", 4), ("pending-install", 1, "uninstall", 1),
+], ids=["pending-upgrade", "pending-rollback", "pending-install"])
+def test_a_release_left_pending_an_hour_ago_is_cleared_then_upgraded(
+    cli: HelmCli, cluster: FakeApiServer, settings: ControllerSettings, status: str, revision: int, fix: str,
+    after: int
+) -> None:
+    # Given the release installed by albgate, then a helm that died an hour ago left revision `revision` pending
+    install(cli, settings)
+    leave_pending(cluster, status, revision, written_ago=3600)
+    current = cli.release(RELEASE_NAME, NAMESPACE)
+    assert current is not None and (current.status, current.revision) == (status, revision)
+    assert current.updated_at is not None and abs(time.time() - 3600 - current.updated_at) < 60
+    # (an upgrade now is refused, as after a real interrupted run)
+    with pytest.raises(ConflictError, match="another helm operation"):
+        install(cli, settings)
+    # When albgate clears it as Install Controller does / Then helm rolls back (or uninstalls) without error
+    assert pending_release_fix(current, time.time()) == fix
+    cli.run(helm_clear_args(fix, settings))
+    # And the upgrade that follows deploys albgate's values
+    values = install(cli, settings)
+    assert read_release(cli) == HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed", values, revision=after)
+
+
+def test_helm_rollback_cannot_clear_a_pending_first_revision(cli: HelmCli, cluster: FakeApiServer,
+                                                            settings: ControllerSettings) -> None:
+    # Given a first install left pending / When it is rolled back / Then helm refuses (no revision before it):
+    # why a pending first revision is uninstalled instead
+    install(cli, settings)
+    leave_pending(cluster, "pending-install", 1, written_ago=3600)
+    with pytest.raises(AlbgateError, match="no 0 version"):
+        cli.run(helm_clear_args("rollback", settings))
 
 
 def test_every_flag_albgate_passes_is_one_the_binary_documents(
     cli: HelmCli, settings: ControllerSettings, runs: Runs, helm_binary: Path, tmp_path: Path
 ) -> None:
-    # Given every command albgate runs: list, install, list and get values
+    # Given every command albgate runs: list, install, list and get values, and what clears a pending release
     cli.release(RELEASE_NAME, NAMESPACE)
     install(cli, settings)
     cli.release(RELEASE_NAME, NAMESPACE)
+    install(cli, settings)
+    cli.run(helm_clear_args("rollback", settings))
+    cli.run(helm_clear_args("uninstall", settings))
     commands = {tuple(argv[1:3]) if argv[1] == "get" else (argv[1],): argv for argv in runs.argv}
-    assert set(commands) == {("list",), ("upgrade",), ("get", "values")}
+    assert set(commands) == {("list",), ("upgrade",), ("get", "values"), ("rollback",), ("uninstall",)}
     # When each subcommand's help is read / Then it lists every flag albgate passes to it
     for subcommand, argv in commands.items():
         documented = set(re.findall(r"--[a-z][a-z0-9-]*", _run(helm_binary, [*subcommand, "--help"], tmp_path)))

@@ -36,7 +36,7 @@ from lambdas.domain.bootstrap import (CHART_NAME, CHART_VERSION, RELEASE_NAME, V
                                       HelmRelease, helm_upgrade_args, helm_values)
 from lambdas.domain.errors import AccessDeniedError, AwsUnavailableError
 from tests.adapters.fake_apiserver import FakeApiServer
-from tests.adapters.test_helm_binary import CHART_FILES, NAMESPACE, _run
+from tests.adapters.test_helm_binary import CHART_FILES, NAMESPACE, _run, read_release
 
 USER, PASSWORD = "AWS", "eyJwYXlsb2FkIjoidGVzdC10b2tlbiJ9-not-a-real-token"
 REPOSITORY = f"charts/{CHART_NAME}"
@@ -302,5 +302,5 @@ def test_the_oci_mirror_form_installs_the_chart_from_the_registry(
     served = {path.rsplit("/", 2)[-2] for _, path, authorized in registry.seen if authorized}
     assert served == {"manifests", "blobs"}, registry.seen
     # And the release is deployed at that version with exactly albgate's values
-    deployed = HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed", values)
-    assert cli.release(RELEASE_NAME, NAMESPACE) == deployed
+    deployed = HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed", values, revision=1)
+    assert read_release(cli) == deployed

@@ -7,7 +7,7 @@ import pytest
 
 from lambdas.domain import bootstrap as b
 from lambdas.domain.bootstrap import ControllerObservation, ControllerSettings, HelmRelease, MutatingWebhook, WebhookEntry
-from lambdas.domain.errors import InvalidInputError, UnsafeConfigurationError
+from lambdas.domain.errors import ConflictError, InvalidInputError, UnsafeConfigurationError
 from lambdas.domain.gate import Verdict
 from lambdas.domain.ports import Container, Deployment, PodTemplate
 from tests.bootstrap.conftest import app_request, ingress
@@ -73,6 +73,52 @@ ACTIONS = [
 def test_install_action(current: HelmRelease | None, action: str) -> None:
     # Given the release as helm shows it / When deciding / Then install, upgrade or leave it alone
     assert b.install_action(current, b.CHART_VERSION, VALUES) == action
+
+
+NOW = 1_796_548_455.0
+
+
+def release(status: str, revision: int, written_ago: float | None) -> HelmRelease:
+    return HelmRelease("aws-load-balancer-controller", "kube-system", b.CHART_VERSION, status, VALUES,
+                       revision=revision, updated_at=None if written_ago is None else NOW - written_ago)
+
+
+@pytest.mark.parametrize(("current", "fix"), [
+    pytest.param(None, None, id="absent"),
+    pytest.param(release("deployed", 3, 5), None, id="deployed"),
+    pytest.param(release("failed", 3, 5), None, id="failed: upgraded over"),
+    pytest.param(release("pending-upgrade", 3, b.STALE_PENDING_SECONDS), "rollback", id="stale-upgrade"),
+    pytest.param(release("pending-rollback", 4, 86400), "rollback", id="stale-rollback"),
+    pytest.param(release("pending-install", 1, b.STALE_PENDING_SECONDS + 1), "uninstall", id="stale-first-install"),
+])
+def test_a_stale_pending_release_is_rolled_back_or_uninstalled(current: HelmRelease | None, fix: str | None) -> None:
+    # Given the release as helm lists it / When deciding before the upgrade / Then rollback (a revision before
+    # it exists), uninstall (a first install) or nothing to clear
+    assert b.pending_release_fix(current, NOW) == fix
+
+
+@pytest.mark.parametrize(("written_ago", "said"), [
+    (b.STALE_PENDING_SECONDS - 1, f"written {b.STALE_PENDING_SECONDS - 1} s ago"), (None, "at an unknown time")],
+    ids=["young", "unknown-time"])
+def test_a_pending_release_that_may_still_be_written_is_a_conflict_naming_it(written_ago: float | None,
+                                                                             said: str) -> None:
+    # Given a pending upgrade written less than the stale age ago, or at a time helm did not show
+    # When deciding / Then nothing is cleared: a retryable conflict that names the release, its age and the rule
+    with pytest.raises(ConflictError) as caught:
+        b.pending_release_fix(release("pending-upgrade", 3, written_ago), NOW)
+    message = str(caught.value)
+    assert "kube-system/aws-load-balancer-controller is pending-upgrade (revision 3" in message and said in message
+    assert f"once it is {b.STALE_PENDING_SECONDS // 60} minutes old" in message
+
+
+def test_clearing_rolls_back_as_the_upgrade_applies_or_uninstalls() -> None:
+    rollback = b.helm_clear_args("rollback", SETTINGS)
+    upgrade = b.helm_upgrade_args(SETTINGS, b.VALUES_FILE)
+    assert rollback[:2] == ["rollback", b.RELEASE_NAME] and rollback[rollback.index("--namespace") + 1] == "kube-system"
+    for flag in ("--server-side", "--history-max", "--timeout"):
+        assert rollback[rollback.index(flag) + 1] == upgrade[upgrade.index(flag) + 1]
+    assert "--force-conflicts" in rollback
+    assert b.helm_clear_args("uninstall", SETTINGS)[:4] == ["uninstall", b.RELEASE_NAME, "--namespace", "kube-system"]
 
 
 @pytest.mark.parametrize(("role", "annotated"), [(None, False), ("arn:aws:iam::123456789012:role/lbc", True)],

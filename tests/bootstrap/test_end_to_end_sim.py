@@ -11,6 +11,8 @@ import pytest
 
 from albgate.sim import Simulation
 from albgate.sim.bootstrap_ports import SimBootstrapKubernetes, SimController, SimHelm
+from lambdas.domain.bootstrap import HelmRelease
+from lambdas.domain.errors import ConflictError
 from lambdas.domain.ports import INJECT_LABEL, LBC_GATE_PREFIX, Ports
 from lambdas.handlers import (
     bootstrap_apply_workloads,
@@ -153,3 +155,50 @@ def test_an_upgrade_is_an_ordinary_rerun(cluster) -> None:
     # Then helm upgraded it to the pinned chart with failurePolicy Fail
     assert state["controller"]["install"]["action"] == "upgrade"
     assert helm.runs and sim.lbc.spec.webhook_failure_policy == "Fail"
+
+
+def pending_world(status: str, revision: int, written_ago: float) -> tuple[Simulation, SimBootstrapKubernetes, SimHelm]:
+    """A cluster whose controller release a dead helm left ``status`` ``written_ago`` seconds ago."""
+    sim, kube, helm = world(SimController())
+    kube.controller.helm_release = HelmRelease("aws-load-balancer-controller", "kube-system", "1.7.2", status, {},
+                                               revision=revision, updated_at=sim.clock.now() - written_ago)
+    use_ports(lambda name: Ports(kube=kube, elb=sim.elb, clock=sim.clock))
+    use_helm(lambda name: helm)
+    return sim, kube, helm
+
+
+@pytest.mark.parametrize(("status", "revision", "fix"), [("pending-upgrade", 3, "rollback"),
+                                                         ("pending-install", 1, "uninstall")])
+def test_a_release_a_dead_helm_left_pending_is_cleared_and_the_bootstrap_completes(status, revision, fix) -> None:
+    # Given the controller's release left pending an hour ago
+    sim, kube, helm = pending_world(status, revision, written_ago=3600)
+    try:
+        # When the bootstrap runs
+        done = run_bootstrap(sim, SEED_INPUT, "boot-pending")
+    finally:
+        use_ports(None)
+        use_helm(None)
+    # Then it cleared the release first (in the audit trail, with what it was), then upgraded or installed it
+    assert [run[0] for run in helm.runs] == [fix, "upgrade"]
+    clear, install = [c for c in done["changes"] if c["object"].startswith("helm release")]
+    assert (clear["change"], clear["detail"]["was"], clear["detail"]["revision"]) == (fix, status, revision)
+    assert install["change"] == ("upgrade" if fix == "rollback" else "install")
+    # And the controller works and the app was applied behind it, as on any first run
+    assert kube.controller.helm_release is not None and kube.controller.helm_release.status == "deployed"
+    assert done["report"]["ok"], done["report"]
+
+
+def test_a_release_pending_for_minutes_is_left_to_the_helm_that_may_still_run() -> None:
+    # Given a pending upgrade written a minute ago (another helm may still be writing it)
+    sim, kube, helm = pending_world("pending-upgrade", 3, written_ago=60)
+    try:
+        state = bootstrap_validate.handler({"request": SEED_INPUT, "execution_name": "boot-young",
+                                            "controller_defaults": DEPLOYED}, None)
+        state = bootstrap_check_network.handler({"state": state, "network": None}, None)
+        # When Install Controller runs / Then it stops with a retryable conflict and runs no helm command
+        with pytest.raises(ConflictError, match="pending-upgrade .* another helm operation may still be running"):
+            bootstrap_install_controller.handler(state, None)
+    finally:
+        use_ports(None)
+        use_helm(None)
+    assert helm.runs == []

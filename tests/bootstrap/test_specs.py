@@ -56,3 +56,12 @@ def test_rbac_binds_workload_rights_only_in_app_namespaces() -> None:
     webhook = next(d for d in docs if d["metadata"]["name"] == "albgate-controller-read-webhook")
     assert webhook["rules"][0]["resourceNames"] == ["aws-load-balancer-webhook"]
     assert bootstrap_groups("BootstrapInstallController") == []  # cluster admin comes from the access policy
+
+
+def test_a_pending_release_is_cleared_only_once_no_install_function_can_still_be_writing_it() -> None:
+    # Given the install function's timeout (it runs helm) / Then a pending release is old enough to clear only
+    # well after any run of it ended (lambdas/domain/bootstrap.py, STALE_PENDING_SECONDS)
+    from lambdas.domain.bootstrap import STALE_PENDING_SECONDS
+
+    (install,) = [s for s in BOOTSTRAP_HANDLERS if s.module == "bootstrap_install_controller"]
+    assert STALE_PENDING_SECONDS >= 2 * install.timeout_seconds
