@@ -547,6 +547,10 @@ def ecr_chart_mirror(chart_repository: str) -> EcrChartMirror | None:
     return EcrChartMirror(host, m.group("account"), m.group("region"), f"{path}/{CHART_NAME}" if path else CHART_NAME)
 
 
+HELM_HISTORY_MAX = "10"  # release records kept (helm's own default)
+HELM_TIMEOUT = "10m0s"  # for any one Kubernetes operation of a helm run; the install function allows 12 minutes
+
+
 def helm_upgrade_args(settings: ControllerSettings, values_file: str) -> list[str]:
     """Helm 4's ``helm upgrade --install`` for the pinned chart (docs/facts.md, "Helm 4").
 
@@ -571,9 +575,9 @@ def helm_upgrade_args(settings: ControllerSettings, values_file: str) -> list[st
         "true",
         "--force-conflicts",
         "--history-max",
-        "10",
+        HELM_HISTORY_MAX,
         "--timeout",
-        "10m0s",
+        HELM_TIMEOUT,
     ]
 
 
@@ -582,8 +586,8 @@ def helm_upgrade_args(settings: ControllerSettings, values_file: str) -> list[st
 # operation (install/upgrade/rollback) is in progress". Helm does not recover it by itself: a pending state is one
 # it cannot trust, and its maintainers point to rolling back or deleting and re-installing (docs/facts.md, "Helm
 # 4": pending releases). albgate does that itself once the pending revision is older than any helm run that could
-# still be writing it: its own install function stops after 12 minutes (tests/infrastructure checks the bound
-# against the function's timeout), helm's own --timeout defaults to 5 minutes; a person's run with a longer
+# still be writing it: its own install function stops after 12 minutes (tests/bootstrap/test_specs.py checks the
+# bound against the function's timeout), helm's own --timeout defaults to 5 minutes; a person's run with a longer
 # --timeout is the one case this waits out with a ConflictError instead of clearing.
 STALE_PENDING_SECONDS = 30 * 60
 PENDING_PREFIX = "pending-"
@@ -613,8 +617,8 @@ def helm_clear_args(fix: str, settings: ControllerSettings) -> list[str]:
     forced) or ``helm uninstall``, of albgate's release."""
     if fix == "rollback":
         return ["rollback", RELEASE_NAME, "--namespace", settings.namespace, "--server-side", "true",
-                "--force-conflicts", "--history-max", "10", "--timeout", "10m0s"]
-    return ["uninstall", RELEASE_NAME, "--namespace", settings.namespace, "--timeout", "10m0s"]
+                "--force-conflicts", "--history-max", HELM_HISTORY_MAX, "--timeout", HELM_TIMEOUT]
+    return ["uninstall", RELEASE_NAME, "--namespace", settings.namespace, "--timeout", HELM_TIMEOUT]
 
 
 def install_action(current: HelmRelease | None, chart_version: str, values: dict[str, Any]) -> str:
