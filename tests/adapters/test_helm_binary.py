@@ -253,9 +253,10 @@ def read_release(cli: HelmCli) -> HelmRelease | None:
 
 
 def leave_pending(server: FakeApiServer, status: str, revision: int, written_ago: float) -> None:
-    """What a helm that died mid-run leaves: release record ``revision`` in ``status``, written ``written_ago``
-    seconds ago, made from the latest record as helm stores it (a Secret whose ``release`` is base64 of gzipped
-    JSON; ``helm list`` shows its ``info.last_deployed`` as `updated`). Replaces a record of that revision."""
+    """What a helm that died mid-run leaves (or, with ``failed``, one that failed): release record ``revision`` in
+    ``status``, written ``written_ago`` seconds ago, made from the latest record as helm stores it (a Secret whose
+    ``release`` is base64 of gzipped JSON; ``helm list`` shows its ``info.last_deployed`` as `updated`). Replaces a
+    record of that revision."""
     records = [s for s in server.find("secrets", namespace=NAMESPACE) if s["metadata"]["labels"].get("owner") == "helm"]
     latest = max(records, key=lambda r: int(r["metadata"]["labels"]["version"]))
     release = json.loads(gzip.decompress(base64.b64decode(base64.b64decode(latest["data"]["release"]))))
@@ -408,6 +409,19 @@ def test_a_release_left_pending_an_hour_ago_is_cleared_then_upgraded(
     # And the upgrade that follows deploys albgate's values
     values = install(cli, settings)
     assert read_release(cli) == HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed", values, revision=after)
+
+
+def test_a_failed_release_is_upgraded_over_without_clearing(cli: HelmCli, cluster: FakeApiServer,
+                                                           settings: ControllerSettings) -> None:
+    # Given the release installed, then an upgrade that failed (helm marked revision 2 failed)
+    install(cli, settings)
+    leave_pending(cluster, "failed", 2, written_ago=60)
+    current = cli.release(RELEASE_NAME, NAMESPACE)
+    assert current is not None and (current.status, current.revision) == ("failed", 2)
+    # When albgate decides / Then nothing needs clearing, and the upgrade deploys over the failed revision
+    assert pending_release_fix(current, time.time()) is None
+    values = install(cli, settings)
+    assert read_release(cli) == HelmRelease(RELEASE_NAME, NAMESPACE, CHART_VERSION, "deployed", values, revision=3)
 
 
 def test_helm_rollback_cannot_clear_a_pending_first_revision(cli: HelmCli, cluster: FakeApiServer,
