@@ -9,14 +9,14 @@ FAILED with the reason a person reads in the execution's output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from lambdas.domain import bootstrap as b
 from lambdas.domain.bootstrap import AppliedObject, HelmRelease, MutatingWebhook, WebhookEntry
-from lambdas.domain.errors import NotFoundError, ThrottledError, UnsafeConfigurationError
+from lambdas.domain.errors import ConflictError, NotFoundError, ThrottledError, UnsafeConfigurationError
 from lambdas.domain.ports import (
     LBC_GATE_PREFIX, Container, Deployment, Pod, PodTemplate, TargetGroupBinding,
 )
@@ -99,15 +99,28 @@ class Cluster:
 
 @dataclass
 class Helm:
+    """helm on one release: ``release`` shows ``current``; a rollback deploys it again, an uninstall removes it."""
+
     current: HelmRelease | None = None
     runs: list[tuple[list[str], dict[str, Any]]] = field(default_factory=list)
+    asked: list[tuple[str, str]] = field(default_factory=list)
 
     def release(self, name: str, namespace: str) -> HelmRelease | None:
+        self.asked.append((name, namespace))
         return self.current
 
     def upgrade_install(self, args: list[str], values: dict[str, Any]) -> str:
         self.runs.append((args, values))
         return "deployed"
+
+    def run(self, args: list[str]) -> str:
+        self.runs.append((args, {}))
+        assert self.current is not None
+        if args[0] == "rollback":
+            self.current = replace(self.current, status="deployed", revision=self.current.revision + 1)
+        else:
+            self.current = None
+        return "done"
 
 
 @dataclass
@@ -173,6 +186,65 @@ def test_a_second_run_changes_nothing_and_logs_nothing():
     out = b.install_controller(kube, helm, Clock(), state())
     assert helm.runs == [] and "changes" not in out
     assert out["controller"]["install"] == {"action": "unchanged", "chart_version": "3.5.0"}
+
+
+PENDING_AT = NOW - b.STALE_PENDING_SECONDS
+
+
+@pytest.mark.parametrize(("status", "revision", "fix", "action"), [
+    ("pending-upgrade", 2, "rollback", "upgrade"), ("pending-install", 1, "uninstall", "install")])
+def test_a_stale_pending_release_is_cleared_logged_read_again_then_installed(status, revision, fix, action):
+    # Given the account applied and the release left pending exactly STALE_PENDING_SECONDS ago
+    kube = Cluster()
+    kube.apply(b.service_account_manifest(b.ControllerSettings()))
+    helm = Helm(HelmRelease("aws-load-balancer-controller", "kube-system", "1.8.0", status, {}, revision=revision,
+                            updated_at=PENDING_AT))
+    # When Install Controller runs
+    out = b.install_controller(kube, helm, Clock(), state())
+    # Then helm cleared it with albgate's command, the release was read again, and the upgrade (or, after an
+    # uninstall, the install) ran with albgate's values
+    settings = b.ControllerSettings()
+    values = b.helm_values("sim-cluster", settings)
+    assert helm.runs == [(b.helm_clear_args(fix, settings), {}), (b.helm_upgrade_args(settings, "values.json"), values)]
+    assert helm.asked == [("aws-load-balancer-controller", "kube-system")] * 2
+    # And the log says what was cleared, then what was installed (from the version the rollback left, or none)
+    cleared, installed = out["changes"]
+    assert cleared == {"step": "Install Controller", "change": fix,
+                       "object": "helm release kube-system/aws-load-balancer-controller",
+                       "detail": {"was": status, "revision": revision, "written_at": PENDING_AT}}
+    assert (installed["change"], installed["detail"]["from"]) == (action, "1.8.0" if fix == "rollback" else None)
+    assert out["controller"]["install"] == {"action": action, "chart_version": "3.5.0"}
+
+
+def test_a_pending_release_younger_than_the_stale_age_stops_install_controller_before_any_helm_run():
+    helm = Helm(HelmRelease("aws-load-balancer-controller", "kube-system", "1.8.0", "pending-upgrade", {}, revision=3,
+                            updated_at=PENDING_AT + 1))
+    with pytest.raises(ConflictError) as caught:
+        b.install_controller(Cluster(), helm, Clock(), state())
+    assert str(caught.value) == (
+        f"helm release kube-system/aws-load-balancer-controller is pending-upgrade (revision 3, written "
+        f"{b.STALE_PENDING_SECONDS - 1} s ago): another helm operation may still be running; albgate clears a "
+        "pending release once it is 30 minutes old, or finish or clear that operation and run the bootstrap again")
+    assert helm.runs == []
+
+
+def test_a_pending_release_written_at_an_unknown_time_is_never_cleared():
+    pending = HelmRelease("aws-load-balancer-controller", "kube-system", "1.8.0", "pending-install", {}, revision=1)
+    with pytest.raises(ConflictError) as caught:
+        b.pending_release_fix(pending, NOW + 10 * b.STALE_PENDING_SECONDS)
+    assert str(caught.value) == (
+        "helm release kube-system/aws-load-balancer-controller is pending-install (revision 1, written at an "
+        "unknown time): another helm operation may still be running; albgate clears a pending release once it "
+        "is 30 minutes old, or finish or clear that operation and run the bootstrap again")
+
+
+def test_the_commands_that_clear_a_pending_release_are_exactly_these():
+    settings = b.ControllerSettings(namespace="lbc")
+    assert b.helm_clear_args("rollback", settings) == [
+        "rollback", "aws-load-balancer-controller", "--namespace", "lbc", "--server-side", "true", "--force-conflicts",
+        "--history-max", "10", "--timeout", "10m0s"]
+    assert b.helm_clear_args("uninstall", settings) == [
+        "uninstall", "aws-load-balancer-controller", "--namespace", "lbc", "--timeout", "10m0s"]
 
 
 def test_with_install_false_nothing_is_applied_and_the_check_still_waits_for_the_controller():

@@ -10,7 +10,7 @@ hardening record stay within their byte limits, counting what they cannot list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -64,8 +64,10 @@ class Workloads(Cluster):
     def list_replica_sets(self, namespace: str, deployment: str) -> list[ReplicaSet]:
         return [r for r in self.replica_sets if r.namespace == namespace]
 
-    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
-        return [p for p in self.pods if p.namespace == namespace]
+    def list_pods(self, namespace: str, selector: dict[str, str] | None) -> list[Pod]:
+        """The namespace's pods the label selector matches (None: the API server's empty selector, all of them)."""
+        return [p for p in self.pods if p.namespace == namespace
+                and all(p.labels.get(k) == v for k, v in (selector or {}).items())]
 
 
 def app_deployment(namespace: str = "shop", name: str = "web", *, available: int = 3, updated: int = 3,
@@ -399,15 +401,7 @@ def test_one_available_controller_pod_is_enough():
 
 
 def test_the_release_looked_up_is_albgates_in_the_controllers_namespace():
-    @dataclass
-    class AskedHelm(Helm):
-        asked: list[tuple[str, str]] = field(default_factory=list)
-
-        def release(self, name: str, namespace: str):
-            self.asked.append((name, namespace))
-            return super().release(name, namespace)
-
-    helm = AskedHelm()
+    helm = Helm()
     b.install_controller(Workloads(), helm, Clock(), state(app_request(controller={"namespace": "lbc"})))
     assert helm.asked == [("aws-load-balancer-controller", "lbc")]
 
@@ -425,6 +419,17 @@ def settled_world(**kw: Any) -> Workloads:
 
 def found(kube: Workloads, request: dict[str, Any] | None = None, **settle: Any) -> dict[str, Any]:
     return b.find_pods_born_before_label(kube, Clock(), state(request, **({"settle": settle} if settle else {})))
+
+
+def test_without_a_replica_set_listed_only_the_deployments_own_pods_are_checked():
+    # Given the app's pods all gated but no ReplicaSet of it listed yet, and another app's ungated pod beside them
+    kube = settled_world(pods=[app_pod(f"web-{i}", "b2", (GATE,)) for i in "abc"])
+    kube.replica_sets = []
+    other = app_pod("batch-x", "z9")
+    kube.pods.append(replace(other, labels={"app": "batch", "pod-template-hash": "z9"}))
+    # When the pods born before the label are found / Then only the Deployment's selector counts: nothing to restart
+    out = found(kube, deadline=NOW + 30, polls=2)
+    assert out["stale_pods"] == [] and out["restarts"] == []
 
 
 def test_pods_of_the_current_replica_set_without_the_gate_become_one_gated_restart():
