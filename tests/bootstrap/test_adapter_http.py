@@ -19,6 +19,7 @@ from lambdas.adapters.kubernetes_bootstrap import (
     HelmCli,
     KubernetesBootstrapAdapter,
     chart_version_of,
+    helm_time,
     map_helm_error,
     render_kubeconfig,
 )
@@ -313,3 +314,16 @@ def test_chart_version_and_kubeconfig() -> None:
     assert chart_version_of("aws-load-balancer-controller-1.13.2") == "1.13.2"
     config = json.loads(render_kubeconfig("https://k", "/ca.crt", "t", "c1"))
     assert config["current-context"] == "c1" and config["clusters"][0]["cluster"]["certificate-authority"] == "/ca.crt"
+
+
+@pytest.mark.parametrize(("updated", "epoch"), [
+    ("2026-12-06 09:14:15.622026402 +0000 UTC", 1_796_548_455.622026402),
+    ("2026-12-06 10:14:15 +0100 CET", 1_796_548_455.0),
+    ("2026-12-06 04:14:15.5 -0500 EST", 1_796_548_455.5),
+    ("2026-12-06T09:14:15Z", None),
+    ("", None),
+])
+def test_helm_lists_updated_time_is_read_in_gos_format_with_its_offset(updated: str, epoch: float | None) -> None:
+    # helm list -o json prints `updated` with Go's time String(); anything else is an unknown time (never cleared)
+    got = helm_time(updated)
+    assert got == pytest.approx(epoch, abs=1e-6) if epoch is not None else got is None
