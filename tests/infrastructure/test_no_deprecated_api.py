@@ -19,7 +19,7 @@ from albgate.template import RELEASE_CONFIG, ROOT, SKIP_BUNDLING
 
 SYNTH_BOTH = textwrap.dedent(
     f"""
-    import json, sys, tempfile
+    import sys, tempfile
     sys.path.insert(0, {str(ROOT)!r})
     from app import build_app, cdk_json_context
     for extra in ({{}}, {{"albgate_config": {str(RELEASE_CONFIG)!r}}}):
