@@ -4,7 +4,8 @@ cdk-nag: rules, DLQ + alarm, lease table, bus, IAM scope.
 Given the example config and an imported rollout state machine, when a stack holding only these two constructs
 (DeploymentLeases: the table, ExecutionEvents, its rule, the DLQ; EcrTrigger: the bus, the trigger, its rule) is
 synthesized with AwsSolutionsChecks (as app.py runs them), then the template has exactly the promised resources
-and permissions, and no unacknowledged finding.
+and permissions, and no unacknowledged finding. The two rules' patterns are also run through moto's EventBridge,
+a matcher nobody here wrote, against the events ECR and Step Functions document.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
 from aws_cdk import App, Aspects, Environment, Fn, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
@@ -19,11 +21,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import AwsSolutionsChecks
+from moto import mock_aws
 
 from stacks.config import parse_config
 from lambdas.handlers.ecr_trigger import TriggerSettings
 from stacks.constructs.deployment_leases import DeploymentLeases
 from stacks.constructs.ecr_trigger import TOKEN_MAX_CHARS, EcrTrigger, environment_problem
+from tests.trigger.conftest import ecr_event, status_event
 
 SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:Rollout"
 EXECUTIONS_REGEX = r"/^Resource::arn:[^:]+:states:[^:]+:(\d{12}|<AWS::AccountId>):execution:.+:\*$/g"
@@ -98,12 +102,60 @@ def test_the_push_rule_matches_successful_pushes_to_the_configured_repositories_
     assert "EventBusName" not in rule  # AWS service events arrive on the default bus
 
 
+def deliveries(pattern: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events, as EventBridge delivers them, that a rule with ``pattern`` sends to its target: moto's own
+    EventBridge (a pattern matcher nobody here wrote) with an SQS queue as the target, each event put as the AWS
+    service emits it (source, detail-type, detail; the account is the caller's, moto's default 123456789012)."""
+    with mock_aws():
+        region = "us-east-1"
+        queue_url = boto3.client("sqs", region_name=region).create_queue(QueueName="seen")["QueueUrl"]
+        queue_arn = boto3.client("sqs", region_name=region).get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        bridge = boto3.client("events", region_name=region)
+        bridge.put_rule(Name="rule", EventPattern=json.dumps(pattern))
+        bridge.put_targets(Rule="rule", Targets=[{"Id": "queue", "Arn": queue_arn}])
+        for e in events:
+            bridge.put_events(Entries=[{"Source": e["source"], "DetailType": e["detail-type"],
+                                        "Detail": json.dumps(e["detail"])}])
+        answer = boto3.client("sqs", region_name=region).receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
+        return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
+
+
+def test_an_independent_eventbridge_delivers_exactly_the_successful_pushes_of_the_configured_repositories(
+        synthesized):
+    # Given the synthesized push rule, and ECR's documented push event for pushes that should and should not start
+    _, template, _ = synthesized
+    pattern = _rule_with_source(template, "aws.ecr")["EventPattern"]
+    candidates = [ecr_event(repository="myapp"), ecr_event(repository="team/cart", tag="release-7"),
+                  ecr_event(repository="other"), ecr_event(repository="myapp", result="FAILURE"),
+                  ecr_event(repository="myapp", action="DELETE"), ecr_event(repository="team/cart", tag=None)]
+    # When an EventBridge that is not albgate's code matches them against it
+    delivered = deliveries(pattern, candidates)
+    # Then exactly the successful pushes to the two configured repositories (a digest-only push included: the
+    # trigger itself decides about tags) reach the trigger
+    assert sorted((d["detail"]["repository-name"], d["detail"].get("image-tag", "")) for d in delivered) == [
+        ("myapp", "v2"), ("team/cart", ""), ("team/cart", "release-7")]
+
+
 def test_the_execution_rule_matches_terminal_statuses_of_the_rollout_state_machine_only(synthesized):
     _, template, _ = synthesized
     rule = _rule_with_source(template, "aws.states")
     assert rule["EventPattern"] == {
         "source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
         "detail": {"status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"], "stateMachineArn": [SM_ARN]}}
+
+
+def test_an_independent_eventbridge_delivers_exactly_the_rollouts_terminal_statuses(synthesized):
+    _, template, _ = synthesized
+    pattern = _rule_with_source(template, "aws.states")["EventPattern"]
+    execution = {"executionArn": SM_ARN.replace(":stateMachine:", ":execution:") + ":e1", "name": "e1", "input": "{}"}
+    other = "arn:aws:states:us-east-1:123456789012:stateMachine:Other"
+    candidates = [status_event(SM_ARN, execution, status) for status in
+                  ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")]
+    candidates.append(status_event(other, execution, "SUCCEEDED"))
+    delivered = deliveries(pattern, candidates)
+    assert sorted((d["detail"]["stateMachineArn"], d["detail"]["status"]) for d in delivered) == sorted(
+        (SM_ARN, status) for status in ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"))
 
 
 def test_both_rule_targets_and_both_functions_dead_letter_into_one_encrypted_ssl_only_queue(synthesized):
