@@ -165,17 +165,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _shipped_helm() -> Path:
-    """The helm binary of the pinned layer package, unpacked once into the checkout's cache."""
-    from stacks.constructs.helm_binary import helm_from_package
+    """The helm binary of the pinned layer package, where the stack's layer takes it from (unpacked once per
+    package version)."""
+    from stacks.constructs.helm_binary import HELM_ENTRY, helm_layer_dir
 
-    from albgate.template import CACHE_DIR
-
-    target = CACHE_DIR / "chart-check" / "helm"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(helm_from_package())
-        target.chmod(0o755)
-    return target
+    return helm_layer_dir() / HELM_ENTRY
 
 
 if __name__ == "__main__":

