@@ -34,6 +34,14 @@ MIN_DRAIN_POLL_SECONDS = 5
 # taken it out, about 10 s by users' reports (docs/facts.md, Deregistration and draining), so it cannot leave its
 # group before: the first look at a drain albgate started itself comes no sooner.
 DEREGISTRATION_LAG_SECONDS = 10
+# Once the lag is over, a draining target leaves as soon as the requests it still had then have ended: for short
+# requests, within a second or two. A look just after the lag that still finds it draining most often sees a drain
+# about to end, so for DRAIN_TAIL_SECONDS after the lag (counted from albgate's last change to the targets, its
+# deregistration) the drain looks every DRAIN_TAIL_POLL_SECONDS, at most twice; later looks at the drain's pace,
+# the time long requests take. No shorter than a pod-start wait, so the worst-case history count
+# (limits.max_looks) holds as it is.
+DRAIN_TAIL_SECONDS = 4
+DRAIN_TAIL_POLL_SECONDS = POD_START_POLL_SECONDS
 # A pod the scheduler cannot place (PodScheduled=False, Unschedulable) waits for room on a node, which a node
 # autoscaler adds in tens of seconds to minutes, not in the seconds a pod takes to start: while every starting
 # pod is unschedulable, look every 15 s, which delays such a pod's start by at most that and keeps a long
@@ -98,6 +106,14 @@ def drain_poll_seconds(interval_seconds: int, key: str, throttles: int = 0) -> i
 
 def deregistered_poll_seconds(key: str) -> int:
     return _jittered(DEREGISTRATION_LAG_SECONDS, key)
+
+
+def in_drain_tail(since_change: float | None) -> bool:
+    """Whether a drain look ``since_change`` seconds after albgate's last change to the targets (None: none yet)
+    comes in the seconds just after the lag, when a target still draining is about to leave (DRAIN_TAIL_*)."""
+    if since_change is None:
+        return False
+    return DEREGISTRATION_LAG_SECONDS <= since_change < DEREGISTRATION_LAG_SECONDS + DRAIN_TAIL_SECONDS
 
 
 def scale_down_poll_seconds(key: str, since_gate_passed: float | None) -> int:

@@ -28,7 +28,15 @@ from lambdas.domain.gate import (
     targets_to_register,
 )
 from lambdas.domain.models import RolloutPolicy, RolloutRequest
-from lambdas.domain.poll import deregistered_poll_seconds, drain_poll_seconds, pod_poll_seconds, target_poll_seconds
+from lambdas.domain.poll import (
+    DEREGISTRATION_LAG_SECONDS,
+    DRAIN_TAIL_POLL_SECONDS,
+    DRAIN_TAIL_SECONDS,
+    deregistered_poll_seconds,
+    drain_poll_seconds,
+    pod_poll_seconds,
+    target_poll_seconds,
+)
 from lambdas.domain.ports import (
     ALBGATE_GATE,
     DRAINING,
@@ -653,6 +661,33 @@ def test_the_last_steps_drain_waits_for_draining_targets_at_the_drain_pace():
     s = verify_drain(w.ports, rollout(step=1, more_steps=False, watched=("10.0.0.1",)))
     assert (s.drain.status, s.drain.draining, s.pending_drain_step) == (Verdict.WAITING, 1, None)
     assert s.wait_seconds == drain_poll_seconds(INTERVAL, "exec-1/rollout/1/drain/1")
+
+
+@pytest.mark.parametrize(("since_change", "wait"), [
+    (None, "pace"),  # albgate changed nothing: no tail to time
+    (DEREGISTRATION_LAG_SECONDS - 0.5, "pace"),  # still in the lag: nothing leaves yet
+    (DEREGISTRATION_LAG_SECONDS, "tail"),
+    (DEREGISTRATION_LAG_SECONDS + DRAIN_TAIL_SECONDS - 0.5, "tail"),
+    (DEREGISTRATION_LAG_SECONDS + DRAIN_TAIL_SECONDS, "pace"),  # long requests: the drain's own pace
+])
+def test_a_drain_still_going_just_after_the_lag_looks_again_sooner(since_change, wait):
+    # Given the last step's released target still draining when the drain looks
+    w = world([], {ARN: [target("10.0.0.1", DRAINING)]})
+    s = rollout(step=1, more_steps=False, watched=("10.0.0.1",))
+    s.changed_at = None if since_change is None else NOW - since_change
+    s = verify_drain(w.ports, s)
+    assert (s.drain.status, s.drain.draining, w.elb.health_reads) == (Verdict.WAITING, 1, 1)
+    pace = drain_poll_seconds(INTERVAL, "exec-1/rollout/1/drain/1")
+    assert s.wait_seconds == (DRAIN_TAIL_POLL_SECONDS if wait == "tail" else pace) and pace > DRAIN_TAIL_POLL_SECONDS
+
+
+def test_a_throttled_look_in_the_drains_tail_backs_off_instead():
+    w = world([], throttled=True)
+    s = rollout(step=1, more_steps=False, throttles=1, watched=("10.0.0.1",), groups=(group(port=8080),))
+    s.steps[-1].deregistered = [f"{ARN}|10.0.0.1"]  # named already: this look asks ELB
+    s.changed_at = NOW - DEREGISTRATION_LAG_SECONDS - 1
+    s = verify_drain(w.ports, s)
+    assert s.throttles == 2 and s.wait_seconds == drain_poll_seconds(INTERVAL, "exec-1/rollout/1/drain/1", 2)
 
 
 def test_the_last_drain_deregisters_unseen_waits_the_lag_then_backs_off_per_throttle():

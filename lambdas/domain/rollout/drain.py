@@ -15,6 +15,7 @@ from dataclasses import replace
 from lambdas.domain import limits
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import DrainResult, Verdict, evaluate_drain
+from lambdas.domain.poll import in_drain_tail
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, UNUSED, Pod, Ports, TargetHealth
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
@@ -127,7 +128,8 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     if not scaled_down:
         # waiting for Kubernetes: no Describe* call was made, so no throttling an earlier look met slows this one
         return drain, Pace("scale-down")
-    return drain, Pace("drain")
+    since_change = None if s.changed_at is None else now - s.changed_at
+    return drain, Pace("drain", quick=in_drain_tail(since_change))
 
 
 def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], others: list[Pod],
