@@ -11,7 +11,7 @@ fleet over its time alone in the same world (same names, start and random draws,
 seconds throughout, so machine load does not enter them; the wall time of each world is reported beside.
 
 Run: .venv/bin/python bench/bench_fleet.py [--scenario scenarios/seed-app-hardened.yaml] [--sizes 1 10 50]
-     [--within 10] [--alone 10] [--seed 1] [--write-docs]
+     [--within 10] [--alone 10] [--seed 1] [--out DIR] [--write-docs]
 Method: docs/benchmarks.md, "Concurrent rollouts in one account"; results: docs/results/fleet.md.
 """
 
@@ -37,6 +37,8 @@ from _common import (  # noqa: E402
     write_docs,
     write_result,
 )
+from lambdas.domain.budget import BudgetSpec, admit  # noqa: E402
+from lambdas.domain.rollout.preflight import CALLS_PER_GROUP  # noqa: E402
 
 STRATEGIES = ("albgate", "readiness-gate")
 # albgate is run twice at N > 1: with the stack's default share of the bucket (adaptive: it steps back when its calls
@@ -64,12 +66,26 @@ def physical_bound(starts: list[float], alone: dict[int, float], calls_per_rollo
     return max(by_rollouts, by_bucket)
 
 
+def start_turns(starts: list[float], tokens: int, spec: BudgetSpec) -> list[float]:
+    """The seconds each rollout's Preflight waits for its turn in albgate's share if it asks for ``tokens``
+    Describe* calls at its start (``starts``, in the order given): the share's own schedule
+    (``lambdas.domain.budget.admit``, turns booked as Preflight books them), at its full rate, with nothing else
+    spending from it. A computation over the fleet's start times, not a measurement: the fleet's looks and the
+    adaptive cut are left out, and a Wait state rounds each wait up to whole seconds."""
+    tat: float | None = None
+    waits = []
+    for t in sorted(starts):
+        a = admit(tat, t, tokens, spec, reserve=True)
+        tat = a.tat
+        waits.append(a.wait)
+    return waits
+
+
 def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: int) -> dict[str, Any]:
     from albgate.sim import load_scenario
     from albgate.sim.scenario import MAX_REQUESTS
     from albgate.sim.albgate_strategy import register_strategy  # importing it registers the albgate strategy
     from albgate.sim.fleet import alone_seconds, print_progress, run_fleet
-    from lambdas.domain.budget import BudgetSpec
 
     assert register_strategy
     base = load_scenario(scenario_path)
@@ -109,6 +125,10 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
                 [r.started_at for r in result.rollouts], timed, controller_calls, base.alb.describe_bucket_capacity,
                 base.alb.describe_bucket_refill_per_second), 3)
             row["alone_wall_seconds"] = round(time.perf_counter() - t0, 3)
+            if strategy == "albgate" and n > 1:
+                starts = [r.started_at for r in result.rollouts]
+                row["start_turns"] = {str(tokens): start_turns(starts, tokens, budget or BudgetSpec())
+                                      for tokens in (CALLS_PER_GROUP, 1)}
             row.pop("rollouts")
             rows.append(row)
     return {"scenario": str(scenario_path.relative_to(ROOT) if scenario_path.is_absolute() else scenario_path),
@@ -127,6 +147,17 @@ def tables(payload: dict[str, Any]) -> str:
             return "-"
         return f"{fmt(b, 1)} ({fmt(m / b, 2)}x)" if m else fmt(b, 1)
 
+    def turns(row: dict[str, Any]) -> str:
+        computed = row.get("start_turns")
+        if not computed:
+            return "-"
+
+        def one(waits: list[float]) -> str:
+            booked = [w for w in waits if w > 0]
+            return f"{len(booked)}, last {fmt(max(booked), 1)} s" if booked else "none"
+
+        return " / ".join(one(computed[k]) for k in (str(CALLS_PER_GROUP), "1"))
+
     def calls(row: dict[str, Any], caller: str) -> str:
         n = max(1, row["deployments"])
         return fmt(row["describe_calls_by_caller"].get(caller, 0) / n, 1)
@@ -136,13 +167,16 @@ def tables(payload: dict[str, Any]) -> str:
         f"within {payload['within_seconds']:g} s; slowdown = time in the fleet / the same rollout alone, for "
         f"{payload['alone_sample']} rollouts spread over the fleet. Physical bound: the longer of (the latest end of "
         "those rollouts timed alone, each from its own start) and (N x the controller's Describe* calls for one "
-        "rollout alone, minus the bucket's size, at its refill rate), from the first start (docs/benchmarks.md).",
+        "rollout alone, minus the bucket's size, at its refill rate), from the first start (docs/benchmarks.md). "
+        f"Preflight turns: how many Preflights albgate's share books for later, and the longest wait, computed from "
+        f"the share's schedule over the rollouts' start times, each Preflight asking for its {CALLS_PER_GROUP} "
+        "Describe* calls (as shipped) or for 1 (what if), at its start, the share at its full rate.",
         "",
         markdown_table(
             ["N", "strategy", "failed requests", "failed rollouts", "rollout s: median / p99 / worst",
              "slowdown: median / p99 / worst", "makespan s", "physical bound s (makespan / bound)",
              "Describe* per rollout: strategy / controller",
-             "throttled: strategy / controller", "wall s"],
+             "throttled: strategy / controller", f"Preflight turns: {CALLS_PER_GROUP} / 1 call(s) each", "wall s"],
             [[r["deployments"], r.get("label", r["strategy"]),
               f"{r['failed_requests']} of {r['requests']}" + (f" ({r['rate_per_second']:g}/s each)"
                                                               if r.get("rate_per_second") else ""),
@@ -151,9 +185,10 @@ def tables(payload: dict[str, Any]) -> str:
               bound(r),
               f"{calls(r, r['strategy']) if r['strategy'] == 'albgate' else '-'} / {calls(r, 'controller')}",
               pair(r["throttled_calls_by_caller"], r["strategy"]),
+              turns(r),
               fmt(r["wall_seconds"], 1)]
              for r in payload["rows"]],
-            align="rl" + "r" * 9,
+            align="rl" + "r" * 10,
         ),
     ]
     return "\n".join(body)
@@ -166,6 +201,7 @@ def main() -> int:
     ap.add_argument("--within", type=float, default=10.0, help="start window, seconds (default %(default)s)")
     ap.add_argument("--alone", type=int, default=10, help="rollouts per fleet timed alone (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=None, help="directory for fleet.json (default out/bench)")
     add_write_docs(ap, "fleet")
     args = ap.parse_args()
     if any(n < 1 for n in args.sizes):
@@ -174,7 +210,7 @@ def main() -> int:
     key, _ = pinned_template()
     payload = run(args.scenario.resolve(), args.sizes, args.within, args.alone, args.seed)
     payload["machine"] = info
-    write_result("fleet", payload)
+    write_result("fleet", payload, args.out)
     text = tables(payload)
     print(text)
     if args.write_docs:

@@ -1,11 +1,13 @@
 """bench/bench_fleet.py's physical bound on a fleet's makespan (pure; no simulation): the latest end of a rollout
-timed alone, each from its own start, or the time the account's bucket needs for every rollout's minimum demand."""
+timed alone, each from its own start, or the time the account's bucket needs for every rollout's minimum demand;
+and the Preflight turns albgate's share books for a fleet's start times."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench_fleet import physical_bound
+from bench_fleet import physical_bound, start_turns
+from lambdas.domain.budget import BudgetSpec
 
 BUCKET = dict(capacity=40.0, refill=10.0)
 
@@ -29,3 +31,21 @@ def test_the_bucket_bounds_a_fleet_whose_controllers_need_more_calls_than_it_ref
     # Given 200 rollouts whose controllers need 16 calls each: 3,200 calls, 40 at hand, then 10 a second
     starts = [0.0] * 200
     assert physical_bound(starts, {0: 90.0}, calls_per_rollout=16.0, **BUCKET) == pytest.approx((3200 - 40) / 10)
+
+
+def test_preflights_starting_together_queue_in_the_share_by_their_calls():
+    # Given a share of 1 call/s with bursts of 3, and three Preflights asking at the same instant
+    spec = BudgetSpec(rate_per_second=1.0, burst=3)
+    # two calls each: the first goes, the next waits for 1 s of refill, the last for 3 s
+    assert start_turns([0.0, 0.0, 0.0], 2, spec) == pytest.approx([0.0, 1.0, 3.0])
+    # one call each: the burst serves all three at once
+    assert start_turns([0.0, 0.0, 0.0], 1, spec) == [0.0, 0.0, 0.0]
+
+
+def test_preflights_spread_over_time_are_taken_in_start_order_and_refill_in_between():
+    spec = BudgetSpec(rate_per_second=1.0, burst=3)
+    # the same three asks, given out of order and 1 s apart: the second finds the second of refill it needs, the
+    # third one second short
+    assert start_turns([2.0, 0.0, 1.0], 2, spec) == pytest.approx([0.0, 0.0, 1.0])
+    # 2 s apart, the refill keeps up
+    assert start_turns([4.0, 0.0, 2.0], 2, spec) == [0.0, 0.0, 0.0]

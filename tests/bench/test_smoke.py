@@ -254,3 +254,17 @@ def test_sensitivity_varies_one_assumption_at_a_time_and_says_where_it_does_not_
                  if line.startswith("| requeue") and "--targetgroupbinding" in line]
     assert requeue.rstrip(" |").split("| ")[-1].startswith("0 / 0 of ")  # per factor, then all requests
     assert "n/a" not in reports
+
+
+def test_fleet_times_each_rollout_alone_and_computes_the_start_turns(out):
+    # Given three copies of the example app started within 10 s / When the fleet benchmark runs them
+    result, stdout = run_bench("bench_fleet.py", "--sizes", "3", "--alone", "3", "--write-docs", str(out / "docs"),
+                               out=out)
+    rows = {r["label"]: r for r in result["rows"]}
+    assert set(rows) == {"albgate", "albgate, fixed share", "readiness-gate"}
+    # Then every copy was also timed alone, and albgate's rows carry the Preflight turns both ways
+    albgate = rows["albgate"]
+    assert albgate["failed_rollouts"] == 0 and len(albgate["alone_seconds"]) == 3
+    assert sorted(albgate["start_turns"]) == ["1", "2"] and all(len(w) == 3 for w in albgate["start_turns"].values())
+    assert "start_turns" not in rows["readiness-gate"]
+    assert_docs_file(out / "docs" / "fleet.md", stdout, sample="N = 3, seed 1")

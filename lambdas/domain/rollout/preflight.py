@@ -26,6 +26,8 @@ from lambdas.domain.state import RolloutState, TargetGroupInfo, largest_state_by
 # Booked turns in a row after which Preflight gives up (ThrottledError, then the Retry and the Catch): a booked
 # turn always comes, so more than this means the bookings keep going stale.
 MAX_PREFLIGHT_TURNS = 10
+# Preflight's Describe* calls per target group: DescribeTargetGroups and DescribeTargetGroupAttributes.
+CALLS_PER_GROUP = 2
 
 
 class PreflightWaiting(BaseModel):
@@ -86,7 +88,7 @@ def preflight(
     bindings = target_group_bindings(ports, dep)
     # DescribeTargetGroups + DescribeTargetGroupAttributes per group, in albgate's share of the bucket
     slot, turns = (waited.describe_slot_at, waited.turns) if waited else (None, 0)
-    wait, slot = booked_wait(ports, slot, 2 * len(bindings), ports.clock.now())
+    wait, slot = booked_wait(ports, slot, CALLS_PER_GROUP * len(bindings), ports.clock.now())
     if wait:
         if turns >= MAX_PREFLIGHT_TURNS:
             raise ThrottledError(f"albgate's share of the account's Describe* calls: no turn after {turns} bookings")
