@@ -7,8 +7,11 @@ of the synthesized state machine) and with ``readiness-gate`` (N ``kubectl set i
 alone). Per N and strategy: failed requests, failed rollouts, Describe* calls per rollout by caller, the calls the
 bucket throttled by caller, rollout time (median / p99 / worst), the makespan (first start to last end), and
 for a sample of the rollouts (``--alone``, spread over the fleet) the slowdown: the rollout's time in the
-fleet over its time alone in the same world (same names, start and random draws, no other copy). Simulated
-seconds throughout, so machine load does not enter them; the wall time of each world is reported beside.
+fleet over its time alone in the same world (same names, start and random draws, no other copy). In the
+controller's-gate-alone world it also measures how close the controllers' own calls bring the account's bucket to
+its limit in its busiest window, and how far one or two more calls per rollout at its start would take it past
+(``busiest_window``): the room any tool's first look at a rollout has. Simulated seconds throughout, so machine
+load does not enter them; the wall time of each world is reported beside.
 
 Run: .venv/bin/python bench/bench_fleet.py [--scenario scenarios/seed-app-hardened.yaml] [--sizes 1 10 50]
      [--within 10] [--alone 10] [--seed 1] [--out DIR] [--write-docs]
@@ -81,6 +84,23 @@ def start_turns(starts: list[float], tokens: int, spec: BudgetSpec) -> list[floa
     return waits
 
 
+def busiest_window(asks: list[float], starts: list[float], per_start: int, capacity: float, refill: float) -> float:
+    """How far the bucket is over-asked in its busiest window: the most, over every window of time, of the tokens
+    asked in it (one per entry of ``asks``, ``per_start`` at each of ``starts``) less what the bucket can give in it
+    (``capacity`` + ``refill`` x its length). Negative: tokens to spare even there. Over a window [t_i, t_j] that
+    is P(j) - refill t_j - (P(i) - refill t_i) - capacity with P the running sum, so one pass keeps the least
+    P(i) - refill t_i seen."""
+    events = sorted([(t, 1) for t in asks] + [(t, per_start) for t in starts if per_start])
+    worst = -capacity
+    before = 0.0  # tokens asked before the current event
+    least = float("inf")  # the least of P(i) - refill t_i over the events so far
+    for t, n in events:
+        least = min(least, before - refill * t)
+        before += n
+        worst = max(worst, before - refill * t - least - capacity)
+    return worst
+
+
 def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: int) -> dict[str, Any]:
     from albgate.sim import load_scenario
     from albgate.sim.scenario import MAX_REQUESTS
@@ -125,6 +145,11 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
                 [r.started_at for r in result.rollouts], timed, controller_calls, base.alb.describe_bucket_capacity,
                 base.alb.describe_bucket_refill_per_second), 3)
             row["alone_wall_seconds"] = round(time.perf_counter() - t0, 3)
+            if strategy == "readiness-gate" and n > 1:
+                starts = [r.started_at for r in result.rollouts]
+                row["busiest_window"] = {str(k): round(busiest_window(
+                    result.controller_asks, starts, k, base.alb.describe_bucket_capacity,
+                    base.alb.describe_bucket_refill_per_second), 1) for k in (0, 1, CALLS_PER_GROUP)}
             if strategy == "albgate" and n > 1:
                 starts = [r.started_at for r in result.rollouts]
                 row["start_turns"] = {str(tokens): start_turns(starts, tokens, budget or BudgetSpec())
@@ -158,6 +183,12 @@ def tables(payload: dict[str, Any]) -> str:
 
         return " / ".join(one(computed[k]) for k in (str(CALLS_PER_GROUP), "1"))
 
+    def busiest(row: dict[str, Any]) -> str:
+        over = row.get("busiest_window")
+        if not over:
+            return "-"
+        return " / ".join(f"{over[k]:+.0f}" for k in ("0", "1", str(CALLS_PER_GROUP)))
+
     def calls(row: dict[str, Any], caller: str) -> str:
         n = max(1, row["deployments"])
         return fmt(row["describe_calls_by_caller"].get(caller, 0) / n, 1)
@@ -170,13 +201,17 @@ def tables(payload: dict[str, Any]) -> str:
         "rollout alone, minus the bucket's size, at its refill rate), from the first start (docs/benchmarks.md). "
         f"Preflight turns: how many Preflights albgate's share books for later, and the longest wait, computed from "
         f"the share's schedule over the rollouts' start times, each Preflight asking for its {CALLS_PER_GROUP} "
-        "Describe* calls (as shipped) or for 1 (what if), at its start, the share at its full rate.",
+        "Describe* calls (as shipped) or for 1 (what if), at its start, the share at its full rate. Busiest "
+        "window (the controller's gate alone): the most the account's bucket is over-asked in any window of the run "
+        "(the controllers' calls, plus 0, 1 or 2 calls per rollout at its start, less the bucket's size and its "
+        "refill over the window; negative: tokens to spare).",
         "",
         markdown_table(
             ["N", "strategy", "failed requests", "failed rollouts", "rollout s: median / p99 / worst",
              "slowdown: median / p99 / worst", "makespan s", "physical bound s (makespan / bound)",
              "Describe* per rollout: strategy / controller",
-             "throttled: strategy / controller", f"Preflight turns: {CALLS_PER_GROUP} / 1 call(s) each", "wall s"],
+             "throttled: strategy / controller", f"Preflight turns: {CALLS_PER_GROUP} / 1 call(s) each",
+             f"busiest window, tokens: + 0 / 1 / {CALLS_PER_GROUP} per rollout", "wall s"],
             [[r["deployments"], r.get("label", r["strategy"]),
               f"{r['failed_requests']} of {r['requests']}" + (f" ({r['rate_per_second']:g}/s each)"
                                                               if r.get("rate_per_second") else ""),
@@ -186,9 +221,10 @@ def tables(payload: dict[str, Any]) -> str:
               f"{calls(r, r['strategy']) if r['strategy'] == 'albgate' else '-'} / {calls(r, 'controller')}",
               pair(r["throttled_calls_by_caller"], r["strategy"]),
               turns(r),
+              busiest(r),
               fmt(r["wall_seconds"], 1)]
              for r in payload["rows"]],
-            align="rl" + "r" * 10,
+            align="rl" + "r" * 11,
         ),
     ]
     return "\n".join(body)

@@ -270,6 +270,7 @@ class Alb:
         self.deregister_calls: Counter[str] = Counter()  # DeregisterTargets by caller (not the controller's own)
         self.register_calls: Counter[str] = Counter()  # RegisterTargets by caller (not the controller's own)
         self._throttled: Counter[str] = Counter()  # throttled Describe* calls by caller, the background's aside
+        self.asked: list[tuple[float, str, int]] = []  # every Describe* call asked: (time, caller, tokens)
         self.transitions: list[tuple[float, str, str, str, str, str]] = []  # (t, arn, ip, from, to, reason)
         self.on_transition: list[Any] = []
 
@@ -284,6 +285,7 @@ class Alb:
 
     # --- the API ------------------------------------------------------------------------------------------
     def _spend(self, caller: str, api: str, n: int = 1) -> None:
+        self.asked.append((self.sim.clock.t, caller, n))
         if not self.bucket.take(self.sim.clock.t, n):
             self._throttled[caller] += 1
             raise ThrottledError(f"An error occurred (Throttling) when calling the {api} operation: Rate exceeded")

@@ -26,6 +26,7 @@ from typing import Any
 
 from albgate.sim.albgate_strategy import LAMBDA_SECONDS, SimClock, _outcome, quiet_powertools
 from albgate.sim.engine import EPOCH
+from albgate.sim.lbc import CONTROLLER
 from albgate.sim.scenario import Scenario
 from albgate.sim.simulation import Simulation
 from albgate.sim.strategies import FAILED, SUCCEEDED, TIMED_OUT, StrategyRun, get_strategy
@@ -69,6 +70,9 @@ class FleetResult:
     events: int
     wall_seconds: float
     alone_seconds: dict[str, float] = field(default_factory=dict)  # deployment -> its time alone (when measured)
+    # when the controllers asked for each Describe* token (seconds since t=0, as ``FleetRollout.started_at``),
+    # throttled or not: the world's demand on the bucket over time (not in ``to_json``)
+    controller_asks: list[float] = field(default_factory=list)
 
     @property
     def failed_rollouts(self) -> int:
@@ -84,6 +88,7 @@ class FleetResult:
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("controller_asks")
         out["failed_rollouts"] = self.failed_rollouts
         times = [r.seconds for r in self.rollouts if r.seconds is not None]
         out["rollout_seconds"] = summary(times)
@@ -140,6 +145,7 @@ def run_fleet(scenario: Scenario, strategy: str = "albgate", seed: int | None = 
         throttled_calls_by_caller=dict(sorted(sim.alb.throttled.items())),
         simulated_seconds=round(sim.elapsed, 3), events=sim.loop.events_run,
         wall_seconds=round(time.perf_counter() - wall, 3),
+        controller_asks=[t - EPOCH for t, caller, n in sim.alb.asked if caller == CONTROLLER for _ in range(n)],
     )
 
 

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 # the flag existed (docs/facts.md, Load Balancer Controller: requeue and back-off by version).
 BACKOFF_BASE_SECONDS = 0.005
 DEFAULT_MAX_BACKOFF_SECONDS = 1000.0
+# The caller name the controller's Describe* calls are counted under in the simulated ELB API.
+CONTROLLER = "controller"
 # The requeue while a gate is pending: a constant until v3.2.0, the default of
 # --targetgroupbinding-requeue-duration since.
 DEFAULT_REQUEUE_SECONDS = 15.0
@@ -378,7 +380,7 @@ class LoadBalancerController:
             return
         b.reconciles += 1
         try:
-            health = sim.alb.describe_target_health(b.tg.arn, caller="controller")
+            health = sim.alb.describe_target_health(b.tg.arn, caller=CONTROLLER)
         except ThrottledError:
             failures = b.failures + 1
             delay = self._rate_limited(b)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from albgate.sim.engine import EPOCH
+from albgate.sim.lbc import CONTROLLER
 from albgate.sim.scenario import Scenario
 from albgate.sim.simulation import Simulation
 from albgate.sim.strategies import SUCCEEDED, StrategyRun, get_strategy
@@ -107,7 +108,7 @@ def simulate(scenario: Scenario, strategy: str = "kubernetes-default", seed: int
         failed_by_cause=dict(sorted(tr.failed.items())),
         rollout_seconds=run.seconds,
         lower_bound_seconds=lb,
-        describe_target_health_calls=sum(n for c, n in sim.alb.describe_calls.items() if c != "controller"),
+        describe_target_health_calls=sum(n for c, n in sim.alb.describe_calls.items() if c != CONTROLLER),
         describe_target_health_calls_by_caller=dict(sorted(sim.alb.describe_calls.items())),
         throttled_calls_by_caller=dict(sorted(sim.alb.throttled.items())),
         kube_api_calls=sum(sim.kube.calls.values()),

@@ -1,12 +1,13 @@
 """bench/bench_fleet.py's physical bound on a fleet's makespan (pure; no simulation): the latest end of a rollout
 timed alone, each from its own start, or the time the account's bucket needs for every rollout's minimum demand;
-and the Preflight turns albgate's share books for a fleet's start times."""
+the Preflight turns albgate's share books for a fleet's start times; and how far the bucket is over-asked in its
+busiest window."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench_fleet import physical_bound, start_turns
+from bench_fleet import busiest_window, physical_bound, start_turns
 from lambdas.domain.budget import BudgetSpec
 
 BUCKET = dict(capacity=40.0, refill=10.0)
@@ -49,3 +50,32 @@ def test_preflights_spread_over_time_are_taken_in_start_order_and_refill_in_betw
     assert start_turns([2.0, 0.0, 1.0], 2, spec) == pytest.approx([0.0, 0.0, 1.0])
     # 2 s apart, the refill keeps up
     assert start_turns([4.0, 0.0, 2.0], 2, spec) == [0.0, 0.0, 0.0]
+
+
+def test_the_busiest_window_is_the_burst_the_bucket_cannot_hold():
+    # Given 50 calls asked at one instant, then nothing: 10 more than the bucket holds
+    assert busiest_window([5.0] * 50, [], 0, **BUCKET) == pytest.approx(10.0)
+    # spread over 2 s, the refill serves 20 of them meanwhile: 10 to spare
+    assert busiest_window([5.0] * 25 + [7.0] * 25, [], 0, **BUCKET) == pytest.approx(-10.0)
+
+
+def test_a_window_counts_every_call_in_it_however_long_it_is():
+    # Given 12 calls a second for 30 s (2 over the refill each second): the whole run is the busiest window, 60 over
+    # the refill and 20 over the bucket's 40
+    asks = [k / 12 for k in range(360)]
+    assert busiest_window(asks, [], 0, **BUCKET) == pytest.approx(360 - 40 - 10 * (359 / 12))
+
+
+def test_calls_at_each_start_add_to_the_window_they_fall_in():
+    # Given 30 calls at 0 s and three rollouts starting within it
+    asks = [0.0] * 30
+    assert busiest_window(asks, [0.0, 0.0, 0.0], 0, **BUCKET) == pytest.approx(-10.0)
+    # 2 calls each at their start make 36 of the 40, 4 each 42
+    assert busiest_window(asks, [0.0, 0.0, 0.0], 2, **BUCKET) == pytest.approx(-4.0)
+    assert busiest_window(asks, [0.0, 0.0, 0.0], 4, **BUCKET) == pytest.approx(2.0)
+    # a rollout starting after the refill has caught up changes nothing
+    assert busiest_window(asks, [60.0], 4, **BUCKET) == pytest.approx(-10.0)
+
+
+def test_nothing_asked_leaves_the_whole_bucket():
+    assert busiest_window([], [], 2, **BUCKET) == pytest.approx(-40.0)

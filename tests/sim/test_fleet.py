@@ -93,6 +93,10 @@ def test_the_controllers_gate_rolls_every_copy():
     assert result.requests == sum(r.requests for r in result.rollouts)
     assert all(0 <= r.started_at - 30 <= 10 for r in result.rollouts)
     assert result.describe_calls_by_caller.get("controller", 0) > 0 and "albgate" not in result.describe_calls_by_caller
+    # and every call of the controllers' is on the world's clock, within the run, for the busiest-window measure
+    asks = result.controller_asks
+    assert len(asks) == result.describe_calls_by_caller["controller"] and asks == sorted(asks)
+    assert all(0 <= t <= 30 + result.simulated_seconds for t in asks) and "controller_asks" not in result.to_json()
 
 
 def test_albgate_rolls_three_copies_at_once_without_a_drop():
