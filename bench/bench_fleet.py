@@ -14,8 +14,9 @@ its limit in its busiest window, and how far one or two more calls per rollout a
 load does not enter them; the wall time of each world is reported beside.
 
 Run: .venv/bin/python bench/bench_fleet.py [--scenario scenarios/seed-app-hardened.yaml] [--sizes 1 10 50]
-     [--within 10] [--alone 10] [--seed 1] [--out DIR] [--write-docs]
-Method: docs/benchmarks.md, "Concurrent rollouts in one account"; results: docs/results/fleet.md.
+     [--within 10] [--alone 10] [--seed 1 | --seeds 1 2 3 4 5] [--out DIR] [--write-docs]
+Method: docs/benchmarks.md, "Concurrent rollouts in one account"; results: docs/results/fleet.md, and seed by
+seed (``--seeds``, albgate with its default share only) docs/results/fleet-seeds.md.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ STRATEGIES = ("albgate", "readiness-gate")
 # albgate is run twice at N > 1: with the stack's default share of the bucket (adaptive: it steps back when its calls
 # are throttled) and with the same share fixed, side by side (lambdas/domain/budget.py).
 FIXED_SHARE = "albgate, fixed share"
+# The slowdown a rollout in a fleet of fifty should stay within, against the same rollout alone (docs/benchmarks.md,
+# "Concurrent rollouts in one account"): the rollouts over it are counted.
+SLOWDOWN_TARGET = 1.10
 
 
 def alone_sample(n: int, k: int) -> list[int]:
@@ -101,7 +105,8 @@ def busiest_window(asks: list[float], starts: list[float], per_start: int, capac
     return worst
 
 
-def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: int) -> dict[str, Any]:
+def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: int,
+        fixed_share: bool = True) -> dict[str, Any]:
     from albgate.sim import load_scenario
     from albgate.sim.scenario import MAX_REQUESTS
     from albgate.sim.albgate_strategy import register_strategy  # importing it registers the albgate strategy
@@ -124,7 +129,7 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
         scenario = base.with_changes(fleet={"deployments": n, "start_within_seconds": within if n > 1 else 0},
                                      traffic={"rate_per_second": rate})
         runs = [(s, s, None) for s in STRATEGIES]
-        if n > 1:
+        if n > 1 and fixed_share:
             runs.insert(1, (FIXED_SHARE, "albgate", BudgetSpec(adaptive=False)))
         for label, strategy, budget in runs:
             print(f"{scenario.name}: {n} rollout(s) with {label} ...", file=sys.stderr, flush=True)
@@ -145,6 +150,7 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
                 [r.started_at for r in result.rollouts], timed, controller_calls, base.alb.describe_bucket_capacity,
                 base.alb.describe_bucket_refill_per_second), 3)
             row["alone_wall_seconds"] = round(time.perf_counter() - t0, 3)
+            row["over_target"] = sum(x > SLOWDOWN_TARGET for x in result.slowdowns())
             if strategy == "readiness-gate" and n > 1:
                 starts = [r.started_at for r in result.rollouts]
                 row["busiest_window"] = {str(k): round(busiest_window(
@@ -230,13 +236,54 @@ def tables(payload: dict[str, Any]) -> str:
     return "\n".join(body)
 
 
+def seed_table(payload: dict[str, Any]) -> str:
+    """One line per seed and fleet size: albgate's slowdowns and the rollouts over the target, beside how full the
+    controller's-gate-alone world left the account's bucket and how often each world throttled the controllers."""
+    lines = []
+    for world in payload["worlds"]:
+        rows = {(r["deployments"], r["strategy"]): r for r in world["rows"]}
+        for n in world["sizes"]:
+            mine, theirs = rows.get((n, "albgate")), rows.get((n, "readiness-gate"))
+            if n < 2 or mine is None or theirs is None:
+                continue
+            slow = mine["slowdown"] or {}
+            over = theirs.get("busiest_window") or {}
+            lines.append([
+                n, world["seed"], f"{mine['failed_requests']} of {mine['requests']}", mine["failed_rollouts"],
+                " / ".join(fmt(slow.get(k), 2) for k in ("median", "p99", "worst")),
+                f"{mine['over_target']} of {len(mine['alone_seconds'])}",
+                f"{mine['throttled_calls_by_caller'].get('controller', 0)} / "
+                f"{theirs['throttled_calls_by_caller'].get('controller', 0)}",
+                " / ".join(f"{over[k]:+.0f}" for k in ("0", "1", str(CALLS_PER_GROUP))) if over else "-",
+            ])
+    return "\n".join([
+        f"Scenario `{payload['scenario']}`; each seed is its own world: the rollouts start at that seed's times within "
+        f"{payload['within_seconds']:g} s, and {payload['alone_sample']} of them are timed alone (every one up to "
+        f"N = {payload['alone_sample']}). Over {SLOWDOWN_TARGET:.2f}x: the rollouts timed alone whose time in the "
+        "fleet is more than that times their time alone. Controllers throttled: their throttled Describe* calls "
+        "in albgate's world and in the controller's-gate-alone world. Busiest window: as in fleet.md, in the "
+        "controller's-gate-alone world (tokens over the bucket; negative: to spare), with 0, 1 or 2 calls per "
+        "rollout at its start.",
+        "",
+        markdown_table(
+            ["N", "seed", "albgate: failed requests", "failed rollouts", "slowdown: median / p99 / worst",
+             f"over {SLOWDOWN_TARGET:.2f}x", "controllers throttled: albgate / own gate",
+             f"busiest window, tokens: + 0 / 1 / {CALLS_PER_GROUP} per rollout"],
+            lines, align="r" * 8),
+    ])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenario", type=Path, default=ROOT / "scenarios" / "seed-app-hardened.yaml")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
     ap.add_argument("--within", type=float, default=10.0, help="start window, seconds (default %(default)s)")
     ap.add_argument("--alone", type=int, default=10, help="rollouts per fleet timed alone (default %(default)s)")
-    ap.add_argument("--seed", type=int, default=1)
+    seeds = ap.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=1)
+    seeds.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="several worlds, one per seed: albgate (its default share) and the controller's gate "
+                            "alone at each size, summed up seed by seed in fleet-seeds.json/.md")
     ap.add_argument("--out", type=Path, default=None, help="directory for fleet.json (default out/bench)")
     add_write_docs(ap, "fleet")
     args = ap.parse_args()
@@ -244,13 +291,28 @@ def main() -> int:
         ap.error("--sizes: every size must be 1 or more")
     info = machine()
     key, _ = pinned_template()
+    sizes = ", ".join(map(str, args.sizes))
+    if args.seeds:
+        worlds = [run(args.scenario.resolve(), args.sizes, args.within, args.alone, s, fixed_share=False)
+                  for s in args.seeds]
+        payload = {"scenario": worlds[0]["scenario"], "within_seconds": args.within, "alone_sample": args.alone,
+                   "worlds": worlds, "machine": info}
+        write_result("fleet-seeds", payload, args.out)
+        text = seed_table(payload)
+        print(text)
+        if args.write_docs:
+            header = docs_header(info, sample=f"N = {sizes}, seeds {', '.join(map(str, args.seeds))}",
+                                 template_key=key)
+            write_docs(args.write_docs, "fleet-seeds", "Concurrent rollouts in one account, seed by seed", header,
+                       text)
+        return 0
     payload = run(args.scenario.resolve(), args.sizes, args.within, args.alone, args.seed)
     payload["machine"] = info
     write_result("fleet", payload, args.out)
     text = tables(payload)
     print(text)
     if args.write_docs:
-        header = docs_header(info, sample=f"N = {', '.join(map(str, args.sizes))}, seed {args.seed}", template_key=key)
+        header = docs_header(info, sample=f"N = {sizes}, seed {args.seed}", template_key=key)
         write_docs(args.write_docs, "fleet", "Concurrent rollouts in one account", header, text)
     return 0
 

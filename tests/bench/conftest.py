@@ -31,10 +31,12 @@ def run_script(script: str, *args: str, timeout: float = 600) -> str:
     return p.stdout
 
 
-def run_bench(script: str, *args: str, out: Path, timeout: float = 600) -> tuple[dict[str, Any], str]:
-    """Run bench/<script> with ``--out out`` in a child process; return its JSON result and its stdout."""
+def run_bench(script: str, *args: str, out: Path, timeout: float = 600,
+              name: str | None = None) -> tuple[dict[str, Any], str]:
+    """Run bench/<script> with ``--out out`` in a child process; return its JSON result (``name``.json, by default
+    the script's name without ``bench_``) and its stdout."""
     stdout = run_script(script, *args, "--out", str(out), timeout=timeout)
-    name = script.removeprefix("bench_").removesuffix(".py")
+    name = name or script.removeprefix("bench_").removesuffix(".py")
     return json.loads((out / f"{name}.json").read_text()), stdout
 
 

@@ -272,4 +272,22 @@ def test_fleet_times_each_rollout_alone_and_computes_the_start_turns(out):
     over = rows["readiness-gate"]["busiest_window"]
     assert sorted(over) == ["0", "1", "2"] and -40 <= over["0"] <= over["1"] <= over["2"]
     assert "busiest_window" not in albgate and "controller_asks" not in albgate
+    # And the rollouts over the slowdown target are counted: some exactly when the worst is over it
+    assert (albgate["over_target"] > 0) == (albgate["slowdown"]["worst"] > 1.10)
+    assert 0 <= albgate["over_target"] <= len(albgate["alone_seconds"])
     assert_docs_file(out / "docs" / "fleet.md", stdout, sample="N = 3, seed 1")
+
+
+def test_fleet_seed_by_seed_sums_up_each_world(out):
+    # Given two seeded worlds of three copies / When the fleet benchmark runs them seed by seed
+    result, stdout = run_bench("bench_fleet.py", "--sizes", "3", "--alone", "3", "--seeds", "1", "2",
+                               "--write-docs", str(out / "docs"), out=out, name="fleet-seeds")
+    # Then each world ran albgate with its default share and the controller's gate alone, nothing else
+    assert [w["seed"] for w in result["worlds"]] == [1, 2]
+    for world in result["worlds"]:
+        assert sorted(r["label"] for r in world["rows"]) == ["albgate", "readiness-gate"]
+    # And the table has one line per seed, counting the rollouts over the target among those timed alone
+    lines = [line for line in stdout.splitlines() if line.startswith("| 3 |")]
+    assert [line.split(" | ")[1] for line in lines] == ["1", "2"]
+    assert all(" of 3 |" in line for line in lines)
+    assert_docs_file(out / "docs" / "fleet-seeds.md", stdout, sample="N = 3, seeds 1, 2")
