@@ -268,7 +268,7 @@ def test_fleet_times_each_rollout_alone_and_computes_the_start_turns(out):
     assert sorted(albgate["start_turns"]) == ["1", "2"] and all(len(w) == 3 for w in albgate["start_turns"].values())
     assert "start_turns" not in rows["readiness-gate"]
     # And the controller's-gate-alone world says how full its bucket's busiest window is, with 0, 1 and 2 calls per
-    # rollout more: each call more fills it more
+    # rollout more: never less full for a call more
     over = rows["readiness-gate"]["busiest_window"]
     assert sorted(over) == ["0", "1", "2"] and -40 <= over["0"] <= over["1"] <= over["2"]
     assert "busiest_window" not in albgate and "controller_asks" not in albgate
