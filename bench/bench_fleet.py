@@ -166,6 +166,13 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
             "sizes": sizes, "within_seconds": within, "alone_sample": alone, "seed": seed, "rows": rows}
 
 
+def busiest_text(over: dict[str, float] | None) -> str:
+    """A row's busiest window with 0, 1 and 2 calls per rollout, signed tokens; "-" where it was not measured."""
+    if not over:
+        return "-"
+    return " / ".join(f"{over[k]:+.0f}" for k in ("0", "1", str(CALLS_PER_GROUP)))
+
+
 def tables(payload: dict[str, Any]) -> str:
     def spread(d: dict[str, Any] | None, digits: int = 1) -> str:
         if not d:
@@ -188,12 +195,6 @@ def tables(payload: dict[str, Any]) -> str:
             return f"{len(booked)}, last {fmt(max(booked), 1)} s" if booked else "none"
 
         return " / ".join(one(computed[k]) for k in (str(CALLS_PER_GROUP), "1"))
-
-    def busiest(row: dict[str, Any]) -> str:
-        over = row.get("busiest_window")
-        if not over:
-            return "-"
-        return " / ".join(f"{over[k]:+.0f}" for k in ("0", "1", str(CALLS_PER_GROUP)))
 
     def calls(row: dict[str, Any], caller: str) -> str:
         n = max(1, row["deployments"])
@@ -227,7 +228,7 @@ def tables(payload: dict[str, Any]) -> str:
               f"{calls(r, r['strategy']) if r['strategy'] == 'albgate' else '-'} / {calls(r, 'controller')}",
               pair(r["throttled_calls_by_caller"], r["strategy"]),
               turns(r),
-              busiest(r),
+              busiest_text(r.get("busiest_window")),
               fmt(r["wall_seconds"], 1)]
              for r in payload["rows"]],
             align="rl" + "r" * 11,
@@ -247,14 +248,13 @@ def seed_table(payload: dict[str, Any]) -> str:
             if n < 2 or mine is None or theirs is None:
                 continue
             slow = mine["slowdown"] or {}
-            over = theirs.get("busiest_window") or {}
             lines.append([
                 n, world["seed"], f"{mine['failed_requests']} of {mine['requests']}", mine["failed_rollouts"],
                 " / ".join(fmt(slow.get(k), 2) for k in ("median", "p99", "worst")),
                 f"{mine['over_target']} of {len(mine['alone_seconds'])}",
                 f"{mine['throttled_calls_by_caller'].get('controller', 0)} / "
                 f"{theirs['throttled_calls_by_caller'].get('controller', 0)}",
-                " / ".join(f"{over[k]:+.0f}" for k in ("0", "1", str(CALLS_PER_GROUP))) if over else "-",
+                busiest_text(theirs.get("busiest_window")),
             ])
     return "\n".join([
         f"Scenario `{payload['scenario']}`; each seed is its own world: the rollouts start at that seed's times within "
