@@ -42,6 +42,7 @@ from _common import (  # noqa: E402
     write_result,
 )
 from lambdas.domain.budget import BudgetSpec, admit  # noqa: E402
+from lambdas.domain.plan import step_targets  # noqa: E402
 from lambdas.domain.rollout.preflight import CALLS_PER_GROUP  # noqa: E402
 
 STRATEGIES = ("albgate", "readiness-gate")
@@ -60,12 +61,27 @@ def alone_sample(n: int, k: int) -> list[int]:
     return sorted({round(i * (n - 1) / max(1, k - 1)) for i in range(k)})
 
 
+def forced_controller_calls(steps: int) -> int:
+    """The fewest DescribeTargetHealth calls the Load Balancer Controller's rules let a gated rollout of ``steps``
+    steps cost, however its reconciles fall: 2 per step and 1 more.
+
+    A reconcile that is not skipped makes one call (albgate/sim/lbc.py, as the controller's source does: docs/
+    facts.md, "Load Balancer Controller: requeue and back-off by version"). A step's new pods are registered only
+    by a reconcile after they are ContainersReady, and written healthy only by a later one after their targets
+    passed their checks, which takes at least the registration; the next step's pods exist only once those are
+    Ready. The old pods a step releases are taken out by a reconcile after they terminate, which can be the
+    next step's registering one (both wait for a reconcile the controller may run late), but not for the last
+    step. Requeues while a gate waits, and reconciles on other events, come on top, and fewer of them come when the
+    controller is throttled and backs off: so this, not the calls of a rollout alone, is what any run needs."""
+    return 2 * steps + 1
+
+
 def physical_bound(starts: list[float], alone: dict[int, float], calls_per_rollout: float, capacity: float,
                    refill: float) -> float:
     """The shortest makespan the bucket and the rollouts themselves allow, from the first start: the latest end
     of a rollout timed alone (``alone``: copy -> its time alone in the same world, its own start and random draws;
     every copy, or a sample of them, which still bounds from below), or the time the bucket needs to serve the
-    minimum demand of every rollout (``calls_per_rollout``: its controller's calls alone) after its first
+    minimum demand of every rollout (``calls_per_rollout``: ``forced_controller_calls``) after its first
     ``capacity`` calls, whichever is longer."""
     first = min(starts)
     by_rollouts = max((starts[k] - first + seconds for k, seconds in alone.items()), default=0.0)
@@ -115,12 +131,14 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
     assert register_strategy
     base = load_scenario(scenario_path)
     rows: list[dict[str, Any]] = []
-    # The demand every gated rollout puts on the bucket whoever runs it: the controller's Describe* calls for one
-    # rollout alone under its own gate (it registers, health-checks and deregisters the targets every gate waits
-    # for). albgate's own looks are left out of the bound: they shrink with the share (lambdas/domain/budget.py), so
-    # they are no minimum.
+    # The demand every gated rollout puts on the bucket whoever runs it: the controller's forced calls for a rollout
+    # of the policy's steps (it registers, writes healthy and deregisters the targets every gate waits for).
+    # albgate's own calls are left out of the bound: no other tool needs them. The controller's calls for one
+    # rollout alone are reported beside it; they are no minimum (a throttled controller coalesces reconciles).
+    steps = len(step_targets(base.app.replicas, base.rollout.policy))
+    controller_calls = float(forced_controller_calls(steps))
     one = run_fleet(base.with_changes(fleet={"deployments": 1, "start_within_seconds": 0}), "readiness-gate", seed)
-    controller_calls = float(one.describe_calls_by_caller.get("controller", 0))
+    alone_calls = float(one.describe_calls_by_caller.get("controller", 0))
     for n in sizes:
         # A world simulates at most MAX_REQUESTS requests (albgate/sim/scenario.py): a large fleet's clients send
         # fewer requests per second each (recorded in the row), which changes no rollout's pace.
@@ -163,7 +181,8 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
             row.pop("rollouts")
             rows.append(row)
     return {"scenario": str(scenario_path.relative_to(ROOT) if scenario_path.is_absolute() else scenario_path),
-            "sizes": sizes, "within_seconds": within, "alone_sample": alone, "seed": seed, "rows": rows}
+            "sizes": sizes, "within_seconds": within, "alone_sample": alone, "seed": seed, "steps": steps,
+            "bound_calls_per_rollout": controller_calls, "controller_calls_alone": alone_calls, "rows": rows}
 
 
 def busiest_text(over: dict[str, float] | None) -> str:
@@ -204,8 +223,11 @@ def tables(payload: dict[str, Any]) -> str:
         f"Scenario `{payload['scenario']}`, seed {payload['seed']}; with N > 1 the rollouts start at seeded times "
         f"within {payload['within_seconds']:g} s; slowdown = time in the fleet / the same rollout alone, for "
         f"{payload['alone_sample']} rollouts spread over the fleet. Physical bound: the longer of (the latest end of "
-        "those rollouts timed alone, each from its own start) and (N x the controller's Describe* calls for one "
-        "rollout alone, minus the bucket's size, at its refill rate), from the first start (docs/benchmarks.md). "
+        "those rollouts timed alone, each from its own start) and (N x the fewest Describe* calls the controller's "
+        f"rules let a rollout of {payload['steps']} steps cost, 2 x {payload['steps']} + 1 = "
+        f"{payload['bound_calls_per_rollout']:g}, minus the bucket's size, at its refill rate), from the first "
+        "start (docs/benchmarks.md; the controller's calls for one rollout alone under its own gate, "
+        f"{payload['controller_calls_alone']:g} here, are no minimum: a throttled controller coalesces reconciles). "
         f"Preflight turns: how many Preflights albgate's share books for later, and the longest wait, computed from "
         f"the share's schedule over the rollouts' start times, each Preflight asking for its {CALLS_PER_GROUP} "
         "Describe* calls (as shipped) or for 1 (what if), at its start, the share at its full rate. Busiest "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench_fleet import busiest_window, physical_bound, start_turns
+from bench_fleet import busiest_window, forced_controller_calls, physical_bound, start_turns
 from lambdas.domain.budget import BudgetSpec
 
 BUCKET = dict(capacity=40.0, refill=10.0)
@@ -79,3 +79,8 @@ def test_calls_at_each_start_add_to_the_window_they_fall_in():
 
 def test_nothing_asked_leaves_the_whole_bucket():
     assert busiest_window([], [], 2, **BUCKET) == pytest.approx(-40.0)
+
+
+def test_a_gated_rollout_forces_two_controller_calls_a_step_and_one_more():
+    # register and write healthy per step, the last step's old pods taken out at the end
+    assert [forced_controller_calls(k) for k in (1, 3, 10)] == [3, 7, 21]
