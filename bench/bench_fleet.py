@@ -63,17 +63,18 @@ def alone_sample(n: int, k: int) -> list[int]:
 
 def forced_controller_calls(steps: int) -> int:
     """The fewest DescribeTargetHealth calls the Load Balancer Controller's rules let a gated rollout of ``steps``
-    steps cost, however its reconciles fall: 2 per step and 1 more.
+    steps cost, however its reconciles fall: 1 per step and 1 more.
 
-    A reconcile that is not skipped makes one call (albgate/sim/lbc.py, as the controller's source does: docs/
-    facts.md, "Load Balancer Controller: requeue and back-off by version"). A step's new pods are registered only
-    by a reconcile after they are ContainersReady, and written healthy only by a later one after their targets
-    passed their checks, which takes at least the registration; the next step's pods exist only once those are
-    Ready. The old pods a step releases are taken out by a reconcile after they terminate, which can be the
-    next step's registering one (both wait for a reconcile the controller may run late), but not for the last
-    step. Requeues while a gate waits, and reconciles on other events, come on top, and fewer of them come when the
-    controller is throttled and backs off: so this, not the calls of a rollout alone, is what any run needs."""
-    return 2 * steps + 1
+    The controller reads a target group through its targets cache (albgate/sim/lbc.py, as its source does: docs/
+    facts.md, "Load Balancer Controller: requeue and back-off by version"): the first reconcile of the rollout
+    fills it with one call (the rollout starts with no entry younger than the cache's 5 minutes), and a later one
+    calls only while some cached target is not `healthy`. A step's new pods are written healthy only by a
+    reconcile after their targets passed their checks, and the targets it registered have no health in the cache
+    until then, so that reconcile makes a call: one per step. Registering the next step's pods and deregistering
+    the old ones can share one reconcile that finds every cached target healthy and calls nothing. Requeues while
+    a gate waits, reconciles on other events and refills every 5 minutes come on top, and fewer of them come when
+    the controller is throttled and backs off: so this, not the calls of a rollout alone, is what any run needs."""
+    return steps + 1
 
 
 def physical_bound(starts: list[float], alone: dict[int, float], calls_per_rollout: float, capacity: float,
@@ -224,7 +225,7 @@ def tables(payload: dict[str, Any]) -> str:
         f"within {payload['within_seconds']:g} s; slowdown = time in the fleet / the same rollout alone, for "
         f"{payload['alone_sample']} rollouts spread over the fleet. Physical bound: the longer of (the latest end of "
         "those rollouts timed alone, each from its own start) and (N x the fewest Describe* calls the controller's "
-        f"rules let a rollout of {payload['steps']} steps cost, 2 x {payload['steps']} + 1 = "
+        f"rules let a rollout of {payload['steps']} steps cost, {payload['steps']} + 1 = "
         f"{payload['bound_calls_per_rollout']:g}, minus the bucket's size, at its refill rate), from the first "
         "start (docs/benchmarks.md; the controller's calls for one rollout alone under its own gate, "
         f"{payload['controller_calls_alone']:g} here, are no minimum: a throttled controller coalesces reconciles). "

@@ -7,7 +7,9 @@ timing" and "Load Balancer Controller: requeue and back-off by version"): docs/d
 (injection only at CREATE, only with the namespace label and an IP TargetGroupBinding whose Service selects
 the pod), pkg/backend/endpoint_resolver.go (which endpoints become targets, which are "potentially ready"),
 pkg/targetgroupbinding/resource_manager.go (register/deregister, gate True only when `healthy`, and which
-outcome requeues after a fixed duration and which through the workqueue's rate limiter), the reconciler's
+outcome requeues after a fixed duration and which through the workqueue's rate limiter),
+pkg/targetgroupbinding/targets_manager.go (the targets cache: ELB is asked only about targets not `healthy`,
+and about the whole group every 5 minutes), the reconciler's
 watches (Services, Endpoints or EndpointSlices, Nodes; gated pods from v3.4.0), controller-runtime's
 reconcileHandler (an error or a plain requeue goes through the rate limiter, RequeueAfter and success
 forget the item's failures) and client-go's per-item exponential limiter (5 ms x 2^failures, capped),
@@ -36,6 +38,7 @@ from lambdas.domain.ports import (
     LBC_GATE_PREFIX,
     Service,
     TargetGroupBinding,
+    TargetHealth,
 )
 from lambdas.domain.validators import version_numbers
 
@@ -54,6 +57,12 @@ CONTROLLER = "controller"
 # The requeue while a gate is pending: a constant until v3.2.0, the default of
 # --targetgroupbinding-requeue-duration since.
 DEFAULT_REQUEUE_SECONDS = 15.0
+# The controller's cache of a target group's targets (pkg/targetgroupbinding/targets_manager.go, every modelled
+# version): filled by one DescribeTargetHealth of the whole group and kept this long from then; in between, a
+# reconcile asks ELB only about the cached targets that are not `healthy` (one call, none when all are), and a
+# target it registers or deregisters itself is cached with no health until that call (docs/facts.md, "Load
+# Balancer Controller: requeue and back-off by version", "The targets cache").
+TARGETS_CACHE_TTL_SECONDS = 300.0
 # What the controller writes on the gate of a pod whose endpoint it registers in the same reconcile, before ELB has
 # answered for that target (v3.5.0 resource_manager.go, updateTargetHealthPodCondition; docs/facts.md, "Load Balancer
 # Controller: the target-health pod condition").
@@ -111,6 +120,15 @@ def rules_for(version: str) -> ControllerRules:
     )
 
 
+@dataclass
+class _TargetsCache:
+    """One target group's entry in the controller's targets cache: when a full DescribeTargetHealth filled it, and
+    each cached target's health (None: registered or deregistered by the controller since, not asked yet)."""
+
+    filled_at: float
+    targets: dict[str, "TargetHealth | None"]
+
+
 class _Binding:
     def __init__(self, tgb: TargetGroupBinding, tg: "TargetGroupSim", service: Service) -> None:
         self.tgb, self.tg, self.service = tgb, tg, service
@@ -146,6 +164,7 @@ class LoadBalancerController:
         self._index_keys: set[str] = set()
         self._unindexed: list[_Binding] = []
         self._forced: set[str] = set()  # namespaces whose bindings are all looked at again (services_changed)
+        self.targets_cache: dict[str, _TargetsCache] = {}  # target group ARN -> its cached targets
         # The informers: after every event, what the reconciler watches is compared with what it saw.
         sim.loop.observers.append(self._watch)
 
@@ -216,6 +235,7 @@ class LoadBalancerController:
         """A new leader: a new process, so a new workqueue (no delayed entries, no failures counted) and a full
         resync of every binding (the checkpoint lives in the binding's annotations and survives)."""
         self.up = True
+        self.targets_cache.clear()  # a new process starts with an empty cache
         self.sim.log("controller", "Load Balancer Controller leading again: full resync")
         for b in self.bindings:
             if b.waiting is not None:
@@ -333,6 +353,30 @@ class LoadBalancerController:
             b.waiting.cancel()
         b.waiting = self.loop.at(at, self._take, b, "waiting")
 
+    def _list_targets(self, b: _Binding) -> dict[str, TargetHealth | None]:
+        """The binding's target group's targets as the controller's cache gives them (cachedTargetsManager
+        .ListTargets): a full DescribeTargetHealth when the group is not cached or its entry is older than
+        TARGETS_CACHE_TTL_SECONDS; else one call about the cached targets that are not `healthy` (a healthy one is
+        not asked again: the controller can do nothing about it), none when every one is, a target ELB no longer
+        lists dropped. Raises ThrottledError (nothing cached changes then)."""
+        sim, arn, now = self.sim, b.tg.arn, self.sim.clock.t
+        cache = self.targets_cache.get(arn)
+        if cache is None or now >= cache.filled_at + TARGETS_CACHE_TTL_SECONDS:
+            health = sim.alb.describe_target_health(arn, caller=CONTROLLER)
+            cache = self.targets_cache[arn] = _TargetsCache(now, {h.target_id: h for h in health})
+            return dict(cache.targets)
+        asked = [ip for ip, h in cache.targets.items() if h is None or h.state != HEALTHY]
+        if asked:
+            # DescribeTargetHealth with Targets: only those, one call; a target not registered any more answers
+            # unused / Target.NotRegistered and leaves the cache (refreshUnhealthyTargets)
+            answer = {h.target_id: h for h in sim.alb.describe_target_health(arn, caller=CONTROLLER)}
+            for ip in asked:
+                if ip in answer:
+                    cache.targets[ip] = answer[ip]
+                else:
+                    del cache.targets[ip]
+        return dict(cache.targets)
+
     def _rate_limited(self, b: _Binding) -> float:
         """AddRateLimited: delay = min(5 ms x 2^failures, cap), then one more failure counted."""
         delay = min(BACKOFF_BASE_SECONDS * 2 ** b.failures, self.max_backoff_seconds)
@@ -380,20 +424,26 @@ class LoadBalancerController:
             return
         b.reconciles += 1
         try:
-            health = sim.alb.describe_target_health(b.tg.arn, caller=CONTROLLER)
+            listed = self._list_targets(b)
         except ThrottledError:
             failures = b.failures + 1
             delay = self._rate_limited(b)
             if failures in (1, 5, 10) or delay >= self.max_backoff_seconds:
                 sim.log("controller", f"{b.tgb.name}: DescribeTargetHealth throttled, retry in {delay:.3g} s")
             return
-        current = {h.target_id: h for h in health if h.state != DRAINING}
+        # a cached target with no health yet is not draining (TargetInfo.IsDraining)
+        current = {ip: h for ip, h in listed.items() if h is None or h.state != DRAINING}
         unmatched = [ip for ip in desired if ip not in current]
         gone = [ip for ip in current if ip not in desired]
-        for ip in unmatched:
-            sim.alb.register(b.tg, desired[ip])
+        cache = self.targets_cache.get(b.tg.arn)
         for ip in gone:
             sim.alb.deregister(b.tg, ip)
+            if cache is not None and ip in cache.targets:
+                cache.targets[ip] = None  # recordSuccessfulDeregisterTargetsOperation
+        for ip in unmatched:
+            sim.alb.register(b.tg, desired[ip])
+            if cache is not None:
+                cache.targets[ip] = None  # recordSuccessfulRegisterTargetsOperation
         pending = False
         for ip, pod in desired.items():
             if gate not in pod.readiness_gates:

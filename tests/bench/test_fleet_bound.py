@@ -81,6 +81,6 @@ def test_nothing_asked_leaves_the_whole_bucket():
     assert busiest_window([], [], 2, **BUCKET) == pytest.approx(-40.0)
 
 
-def test_a_gated_rollout_forces_two_controller_calls_a_step_and_one_more():
-    # register and write healthy per step, the last step's old pods taken out at the end
-    assert [forced_controller_calls(k) for k in (1, 3, 10)] == [3, 7, 21]
+def test_a_gated_rollout_forces_one_controller_call_a_step_and_one_more():
+    # the cache filled once, then one look at each step's registered targets to write them healthy
+    assert [forced_controller_calls(k) for k in (1, 3, 10)] == [2, 4, 11]

@@ -30,9 +30,9 @@ def alone_calls() -> int:
 
 @pytest.mark.parametrize("strategy", ["readiness-gate", "albgate"])
 def test_a_throttled_fleet_serves_the_controllers_at_least_the_forced_calls_and_fewer_than_alone(strategy):
-    # Given ten rollouts at once in an account whose bucket refills one call a second
+    # Given ten rollouts at once in an account whose bucket refills 0.7 calls a second
     world = BASE.with_changes(fleet={"deployments": 10, "start_within_seconds": 10},
-                              alb={"describe_bucket_refill_per_second": 1})
+                              alb={"describe_bucket_refill_per_second": 0.7})
     result = run_fleet(world, strategy, 1)
     # Then the controllers were throttled, every rollout succeeded, and they were served at least the forced calls
     assert result.throttled_calls_by_caller.get("controller", 0) > 0

@@ -180,3 +180,59 @@ def test_a_healthy_targets_condition_is_true_with_no_reason_or_message():
     d = sim.deployment()
     assert sim.run_until(sim.clock.t + 900, stop=lambda: sim.cluster.deployment_complete(d))
     assert writes.count(("True", "", "")) == 3 and all(w[0] == "False" for w in writes if w[1])
+
+
+def _controller_calls(sim: Simulation) -> int:
+    return sim.alb.describe_calls["controller"]
+
+
+def test_the_targets_cache_asks_only_about_targets_not_healthy_and_nothing_when_all_are():
+    # Given a labelled namespace whose controller has cached the group (one full call), every target healthy
+    sim = started(scenario(namespace={"inject_label": "before_pods"}))
+    binding = sim.lbc.bindings[0]
+    sim.lbc._reconcile(binding)
+    cache = sim.lbc.targets_cache[binding.tg.arn]
+    assert all(h is not None and h.state == HEALTHY for h in cache.targets.values())
+    calls = _controller_calls(sim)
+    # When it reconciles again with nothing to change / Then it calls nothing
+    binding.checkpoint = None  # not skipped as unchanged: the cache alone decides
+    sim.lbc._reconcile(binding)
+    assert _controller_calls(sim) == calls
+    # When a target it registered has no health yet / Then one call asks about it, and it is cached with its answer
+    ip = next(iter(cache.targets))
+    cache.targets[ip] = None
+    binding.checkpoint = None
+    sim.lbc._reconcile(binding)
+    assert _controller_calls(sim) == calls + 1 and cache.targets[ip] is not None
+
+
+def test_the_targets_cache_is_filled_again_after_five_minutes_and_drops_a_target_that_left():
+    sim = started(scenario(namespace={"inject_label": "before_pods"}))
+    binding = sim.lbc.bindings[0]
+    sim.lbc._reconcile(binding)
+    cache = sim.lbc.targets_cache[binding.tg.arn]
+    # Given a cached target that ELB no longer lists
+    cache.targets["10.9.9.9"] = None
+    calls = _controller_calls(sim)
+    binding.checkpoint = None
+    sim.lbc._reconcile(binding)
+    # Then the call about it drops it
+    assert "10.9.9.9" not in cache.targets and _controller_calls(sim) == calls + 1
+    # When five minutes have passed since the cache was filled / Then the next reconcile fills it again
+    filled = cache.filled_at
+    sim.advance(300)
+    binding.checkpoint = None
+    sim.lbc._reconcile(binding)
+    assert sim.lbc.targets_cache[binding.tg.arn].filled_at >= filled + 300
+    assert _controller_calls(sim) == calls + 2
+
+
+def test_a_rollout_costs_the_controller_fewer_calls_than_reconciles():
+    # Given a labelled namespace / When it rolls
+    sim = started(scenario(namespace={"inject_label": "before_pods"}))
+    _roll(sim)
+    d = sim.deployment()
+    assert sim.run_until(sim.clock.t + 900, stop=lambda: sim.cluster.deployment_complete(d))
+    # Then some reconciles found every cached target healthy and asked ELB nothing
+    reconciles = sum(b.reconciles for b in sim.lbc.bindings)
+    assert 0 < _controller_calls(sim) < reconciles
