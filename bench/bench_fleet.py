@@ -230,8 +230,10 @@ def tables(payload: dict[str, Any]) -> str:
         "start (docs/benchmarks.md; the controller's calls for one rollout alone under its own gate, "
         f"{payload['controller_calls_alone']:g} here, are no minimum: a throttled controller coalesces reconciles). "
         f"Preflight turns: how many Preflights albgate's share books for later, and the longest wait, computed from "
-        f"the share's schedule over the rollouts' start times, each Preflight asking for its {CALLS_PER_GROUP} "
-        "Describe* calls (as shipped) or for 1 (what if), at its start, the share at its full rate. Busiest "
+        f"the share's schedule over the rollouts' start times, each Preflight asking for {CALLS_PER_GROUP} "
+        "Describe* calls (each describing its own target group) or for 1 (each that waits reading its group's "
+        "settings from a describer, lambdas/domain/descriptions.py; the describers' own second calls left out), "
+        "at its start, the share at its full rate. Busiest "
         "window (the controller's gate alone): the most the account's bucket is over-asked in any window of the run "
         "(the controllers' calls, plus 0, 1 or 2 calls per rollout at its start, less the bucket's size and its "
         "refill over the window; negative: tokens to spare).",

@@ -31,7 +31,7 @@ from lambdas.domain.budget import BudgetSpec, admit
 class Call:
     t: float  # seconds after the rollout start
     caller: str  # "albgate" or "controller"
-    api: str  # DescribeTargetHealth | DescribeTargetGroups
+    api: str  # DescribeTargetHealth | DescribeTargetGroups | DescribeTargetGroupAttributes
     tokens: int
     source: str = ""  # albgate's calling function: Preflight | CheckTargetHealth | VerifyDrain ("" unknown)
     step_start: float | None = None  # when the step this call belongs to started (seconds after the rollout start)
@@ -143,8 +143,9 @@ def _phase(call: Call) -> tuple[str, float] | None:
 
 
 def _is_preflight(call: Call) -> bool:
-    """Preflight's call (DescribeTargetGroups + Attributes; a record without a source: by its API)."""
-    by_api = not call.source and call.api == "DescribeTargetGroups"
+    """Preflight's calls (DescribeTargetGroups, DescribeTargetGroupAttributes; a record without a source: by its
+    API)."""
+    by_api = not call.source and call.api in ("DescribeTargetGroups", "DescribeTargetGroupAttributes")
     return call.caller == "albgate" and (call.source == PREFLIGHT or by_api)
 
 

@@ -30,8 +30,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from lambdas.domain.descriptions import MAX_GROUPS_PER_CALL
 from lambdas.domain.errors import AlbgateError, NotFoundError, ThrottledError
-from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, UNHEALTHY, TargetGroup, TargetHealth
+from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, UNHEALTHY, TargetGroup, TargetGroupSettings, TargetHealth
 
 if TYPE_CHECKING:
     from albgate.sim.kube import PodObj
@@ -97,11 +98,14 @@ class TargetGroupSim:
         return self._pool
 
     def snapshot(self) -> TargetGroup:
-        return TargetGroup(
+        return self.settings().with_delay(self.delay)
+
+    def settings(self) -> TargetGroupSettings:
+        return TargetGroupSettings(
             arn=self.arn, target_type=self.target_type, protocol="HTTP", port=self.port,
             health_check_interval_seconds=self.interval, health_check_timeout_seconds=self.timeout,
             healthy_threshold=self.healthy_threshold, unhealthy_threshold=self.unhealthy_threshold,
-            load_balancer_arns=self.lb_arns, deregistration_delay_seconds=self.delay,
+            load_balancer_arns=self.lb_arns,
         )
 
 
@@ -351,6 +355,22 @@ class Alb:
         self._spend(caller, "DescribeTargetGroups", 2)
         return self.target_group(arn).snapshot()
 
+    def describe_target_group_settings(self, arns: list[str], caller: str) -> list[TargetGroupSettings]:
+        """DescribeTargetGroups naming ``arns``: one Describe* call. More than ``MAX_GROUPS_PER_CALL`` is refused
+        as ELB refuses it (docs/facts.md, "ELBv2 DescribeTargetGroups: 20 groups a call"), before the bucket is
+        asked; one group that does not exist fails the whole call (TargetGroupNotFound), after it."""
+        if len(arns) > MAX_GROUPS_PER_CALL:
+            raise ValueError(f"ValidationError: You cannot describe more than '{MAX_GROUPS_PER_CALL}' target groups "
+                             "at a time")
+        self.describe_tg_calls[caller] += 1
+        self._spend(caller, "DescribeTargetGroups")
+        return [self.target_group(arn).settings() for arn in dict.fromkeys(arns)]
+
+    def describe_deregistration_delay(self, arn: str, caller: str) -> int:
+        """DescribeTargetGroupAttributes: one Describe* call."""
+        self._spend(caller, "DescribeTargetGroupAttributes")
+        return self.target_group(arn).delay
+
     # --- target groups --------------------------------------------------------------------------------
     def create_target_group(self, name: str, port: int, target_type: str, hc: tuple[int, int, int, int],
                             delay: int) -> TargetGroupSim:
@@ -583,8 +603,9 @@ class SdkClient:
     What it does not model: AWS runs one client per warm Lambda container, each function's apart, with its own
     quota and rate limiter; here one client serves every call made through its port. Non-throttling errors
     botocore retries (5xx, connection errors) are not raised by the simulated ELB. Calls take no time of their
-    own beyond their waits. DescribeTargetGroups and DescribeTargetGroupAttributes are one simulated call of two
-    tokens (``Alb.describe_target_group``), retried together, where botocore retries each on its own.
+    own beyond their waits. Where a caller asks for a whole target group (``Alb.describe_target_group``: the gate
+    keeper, the report), DescribeTargetGroups and DescribeTargetGroupAttributes are one simulated call of two
+    tokens, retried together, where botocore retries each on its own; Preflight makes them as two calls.
     """
 
     def __init__(self, sim: "Simulation", retries: dict[str, str | int] | None, stream: str,

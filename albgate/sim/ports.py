@@ -24,6 +24,7 @@ from lambdas.domain.ports import (
     ReplicaSet,
     Service,
     TargetGroup,
+    TargetGroupSettings,
     TargetGroupBinding,
     TargetHealth,
 )
@@ -141,6 +142,12 @@ class SimElb:
 
     def describe_target_group(self, target_group_arn: str) -> TargetGroup:
         return self.client.call(lambda: self.sim.alb.describe_target_group(target_group_arn, self.caller))
+
+    def describe_target_group_settings(self, target_group_arns: list[str]) -> list[TargetGroupSettings]:
+        return self.client.call(lambda: self.sim.alb.describe_target_group_settings(target_group_arns, self.caller))
+
+    def describe_deregistration_delay(self, target_group_arn: str) -> int:
+        return self.client.call(lambda: self.sim.alb.describe_deregistration_delay(target_group_arn, self.caller))
 
     def deregister_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
         self.client.call(lambda: self.sim.alb.deregister_targets(target_group_arn, targets, self.caller))

@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lambdas.domain.budget import BudgetSpec, LocalBudget
+from lambdas.domain.descriptions import LocalDescriptions, NoDescriptions
 from lambdas.domain.looks import LocalLooks, NoLooks
 from lambdas.domain.models import RolloutRequest
 from lambdas.domain.ports import (DRAINING, INITIAL, INJECT_LABEL, LBC_GATE_PREFIX, PodTemplate, Ports, Service,
-                                  SharedLooks, TargetGroupBinding)
+                                  SharedDescriptions, SharedLooks, TargetGroupBinding)
 
 # The label that tells a fleet's copies apart (the Kubernetes recommended label for an app's instance).
 COPY_LABEL = "app.kubernetes.io/instance"
@@ -101,6 +102,8 @@ class Simulation:
         # DescribeTargetHealth answers shared between albgate's executions, as the budget table shares them
         # (``share_looks`` False: each execution calls for its own, as without the table)
         self.looks: SharedLooks = LocalLooks(self.clock) if share_looks else NoLooks()
+        # Target groups described for many Preflights, on the same table (lambdas/domain/descriptions.py)
+        self.descriptions: SharedDescriptions = LocalDescriptions() if share_looks else NoDescriptions()
         self._build()
 
     # --- plumbing -------------------------------------------------------------------------------------
@@ -125,7 +128,7 @@ class Simulation:
     @property
     def ports(self) -> Ports:
         return Ports(kube=self.kube, elb=self.elb, clock=self.clock, budget=self.budget, looks=self.looks,
-                     alarms=SimAlarms(self), metrics=SimMetrics(self))
+                     descriptions=self.descriptions, alarms=SimAlarms(self), metrics=SimMetrics(self))
 
     def add_observer(self, fn: Callable[[], None]) -> None:
         """fn() runs after every event, in zero virtual time (how the oracle reacts 'instantly')."""

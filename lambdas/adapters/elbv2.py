@@ -1,6 +1,6 @@
 """ELBv2 adapter: target health and target group settings, read through boto3 with adaptive retries.
 
-Job: implement ``ElbPort`` (DescribeTargetHealth, DescribeTargetGroups + DescribeTargetGroupAttributes,
+Job: implement ``ElbPort`` (DescribeTargetHealth, DescribeTargetGroups, DescribeTargetGroupAttributes,
 RegisterTargets, DeregisterTargets) and translate every AWS failure into the domain's error families
 (``map_aws_error``, shared with the EKS client factory).
 
@@ -28,7 +28,8 @@ from lambdas.domain.errors import (
     NotFoundError,
     ThrottledError,
 )
-from lambdas.domain.ports import TargetGroup, TargetHealth
+from lambdas.domain.descriptions import MAX_GROUPS_PER_CALL
+from lambdas.domain.ports import TargetGroup, TargetGroupSettings, TargetHealth
 
 # Attempts per call, first included. With botocore's backoff (base 1 s, doubling, jittered, capped at 20 s)
 # five attempts spend at most ~15 s, well inside a 60 s Lambda, before the state machine takes over.
@@ -161,29 +162,34 @@ class ElbAdapter:
         ]
 
     def describe_target_group(self, target_group_arn: str) -> TargetGroup:
+        (settings,) = self.describe_target_group_settings([target_group_arn])
+        return settings.with_delay(self.describe_deregistration_delay(target_group_arn))
+
+    def describe_target_group_settings(self, target_group_arns: list[str]) -> list[TargetGroupSettings]:
+        """One DescribeTargetGroups call naming the groups (at most ``MAX_GROUPS_PER_CALL``: ELB refuses more,
+        docs/facts.md; the answer for that many fits one page). A group ELB does not know fails the call
+        (NotFoundError), as ELB answers TargetGroupNotFound for all."""
+        arns = list(dict.fromkeys(target_group_arns))
+        if not 0 < len(arns) <= MAX_GROUPS_PER_CALL:
+            raise InvalidInputError(f"DescribeTargetGroups names 1 to {MAX_GROUPS_PER_CALL} target groups, "
+                                    f"not {len(arns)}")
         try:
-            groups = self._client.describe_target_groups(TargetGroupArns=[target_group_arn])["TargetGroups"]
+            groups = self._client.describe_target_groups(TargetGroupArns=arns)["TargetGroups"]
+        except (ClientError, BotoCoreError) as e:
+            raise map_aws_error(e, f"DescribeTargetGroups of {', '.join(arns)}") from e
+        found = {tg["TargetGroupArn"]: tg for tg in groups}
+        lost = [arn for arn in arns if arn not in found]
+        if lost:
+            raise NotFoundError(f"target group {lost[0]} was not returned by DescribeTargetGroups")
+        return [_settings(found[arn]) for arn in arns]
+
+    def describe_deregistration_delay(self, target_group_arn: str) -> int:
+        try:
             attributes = self._client.describe_target_group_attributes(TargetGroupArn=target_group_arn)["Attributes"]
         except (ClientError, BotoCoreError) as e:
-            raise map_aws_error(e, f"DescribeTargetGroups/Attributes of {target_group_arn}") from e
-        if not groups:
-            raise NotFoundError(f"target group {target_group_arn} was not returned by DescribeTargetGroups")
-        tg = groups[0]
+            raise map_aws_error(e, f"DescribeTargetGroupAttributes of {target_group_arn}") from e
         attrs = {a["Key"]: a.get("Value", "") for a in attributes}
-        delay = attrs.get("deregistration_delay.timeout_seconds") or DEFAULT_DEREGISTRATION_DELAY_SECONDS
-        health = {key: int(tg.get(key, default)) for key, default in _DEFAULT_HEALTH.items()}
-        return TargetGroup(
-            arn=tg["TargetGroupArn"],
-            target_type=tg.get("TargetType", ""),
-            protocol=tg.get("Protocol", ""),
-            port=int(tg.get("Port", 0)),
-            health_check_interval_seconds=health["HealthCheckIntervalSeconds"],
-            health_check_timeout_seconds=health["HealthCheckTimeoutSeconds"],
-            healthy_threshold=health["HealthyThresholdCount"],
-            unhealthy_threshold=health["UnhealthyThresholdCount"],
-            load_balancer_arns=tuple(tg.get("LoadBalancerArns", ())),
-            deregistration_delay_seconds=int(delay),
-        )
+        return int(attrs.get("deregistration_delay.timeout_seconds") or DEFAULT_DEREGISTRATION_DELAY_SECONDS)
 
     def deregister_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
         """Start the drain of each (IP, port) target that is registered; one that is not is no error.
@@ -228,3 +234,19 @@ class ElbAdapter:
             )
         except (ClientError, BotoCoreError) as e:
             raise map_aws_error(e, f"RegisterTargets {targets} in {target_group_arn}") from e
+
+
+def _settings(tg: dict[str, Any]) -> TargetGroupSettings:
+    """One target group of a DescribeTargetGroups answer."""
+    health = {key: int(tg.get(key, default)) for key, default in _DEFAULT_HEALTH.items()}
+    return TargetGroupSettings(
+        arn=tg["TargetGroupArn"],
+        target_type=tg.get("TargetType", ""),
+        protocol=tg.get("Protocol", ""),
+        port=int(tg.get("Port", 0)),
+        health_check_interval_seconds=health["HealthCheckIntervalSeconds"],
+        health_check_timeout_seconds=health["HealthCheckTimeoutSeconds"],
+        healthy_threshold=health["HealthyThresholdCount"],
+        unhealthy_threshold=health["UnhealthyThresholdCount"],
+        load_balancer_arns=tuple(tg.get("LoadBalancerArns", ())),
+    )

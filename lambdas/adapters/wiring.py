@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING
 import boto3
 
 from lambdas.adapters.dynamodb_budget import DynamoDbBudget
+from lambdas.adapters.dynamodb_descriptions import DynamoDbDescriptions
 from lambdas.adapters.dynamodb_looks import DynamoDbLooks
 from lambdas.adapters.ecr import EcrAdapter
 from lambdas.adapters.elbv2 import ElbAdapter
 from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND, BudgetSpec, UnlimitedBudget
+from lambdas.domain.descriptions import NoDescriptions
 from lambdas.domain.looks import NoLooks
 from lambdas.domain.ports import (
     DescribeBudget,
@@ -37,6 +39,7 @@ from lambdas.domain.ports import (
     Ports,
     ReplicaSet,
     Service,
+    SharedDescriptions,
     SharedLooks,
     TargetGroupBinding,
 )
@@ -133,9 +136,12 @@ def real_ports(
     clock = SystemClock()
     budget: DescribeBudget = UnlimitedBudget()
     looks: SharedLooks = NoLooks()
+    descriptions: SharedDescriptions = NoDescriptions()
     if budget_table:
-        # the executions that share the budget share their DescribeTargetHealth answers in the same table
+        # the executions that share the budget share their DescribeTargetHealth answers in the same table, and
+        # their Preflights the target groups' descriptions
         looks = DynamoDbLooks(budget_table, clock.now, session=session, region=region)
+        descriptions = DynamoDbDescriptions(budget_table, clock.now, session=session, region=region)
         budget = DynamoDbBudget(
             budget_table,
             BudgetSpec(budget_rate, budget_burst),
@@ -150,4 +156,5 @@ def real_ports(
         images=EcrAdapter(session),
         budget=budget,
         looks=looks,
+        descriptions=descriptions,
     )

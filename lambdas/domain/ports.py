@@ -9,10 +9,12 @@ changes something returns nothing and raises a domain error (``domain/errors.py`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lambdas.domain.budget import UnlimitedBudget
+from lambdas.domain.descriptions import Board, NoDescriptions
 from lambdas.domain.looks import GroupNews, Look, NoLooks
 
 # Condition type of albgate's own readiness gate. albgate adds it to the pod template of every Deployment it
@@ -260,6 +262,26 @@ class TargetHealth:
 
 
 @dataclass(frozen=True)
+class TargetGroupSettings:
+    """A target group as one DescribeTargetGroups call describes it (its attributes are another call)."""
+
+    arn: str
+    target_type: str  # ip | instance | lambda | alb
+    protocol: str
+    port: int
+    health_check_interval_seconds: int
+    health_check_timeout_seconds: int
+    healthy_threshold: int
+    unhealthy_threshold: int
+    load_balancer_arns: tuple[str, ...]
+
+    def with_delay(self, deregistration_delay_seconds: int) -> TargetGroup:
+        """The whole ``TargetGroup``, given the attribute DescribeTargetGroupAttributes answered."""
+        return TargetGroup(**{f: getattr(self, f) for f in self.__dataclass_fields__},
+                           deregistration_delay_seconds=deregistration_delay_seconds)
+
+
+@dataclass(frozen=True)
 class TargetGroup:
     arn: str
     target_type: str  # ip | instance | lambda | alb
@@ -272,13 +294,29 @@ class TargetGroup:
     load_balancer_arns: tuple[str, ...]
     deregistration_delay_seconds: int  # target group attribute deregistration_delay.timeout_seconds
 
+    def settings(self) -> TargetGroupSettings:
+        """What DescribeTargetGroups alone says of the group."""
+        return TargetGroupSettings(**{f: getattr(self, f) for f in TargetGroupSettings.__dataclass_fields__})
+
 
 class ElbPort(Protocol):
     """DescribeTargetHealth, DescribeTargetGroups(+Attributes), RegisterTargets and DeregisterTargets. Throttling
     raises ThrottledError."""
 
     def describe_target_health(self, target_group_arn: str) -> list[TargetHealth]: ...
-    def describe_target_group(self, target_group_arn: str) -> TargetGroup: ...
+    def describe_target_group(self, target_group_arn: str) -> TargetGroup:
+        """DescribeTargetGroups and DescribeTargetGroupAttributes of one group: two Describe* calls."""
+        ...
+
+    def describe_target_group_settings(self, target_group_arns: list[str]) -> list[TargetGroupSettings]:
+        """One DescribeTargetGroups call for at most ``descriptions.MAX_GROUPS_PER_CALL`` groups, in any order;
+        NotFoundError when any of them does not exist (ELB then answers for none)."""
+        ...
+
+    def describe_deregistration_delay(self, target_group_arn: str) -> int:
+        """One DescribeTargetGroupAttributes call: the group's deregistration_delay.timeout_seconds."""
+        ...
+
     def deregister_targets(self, target_group_arn: str, targets: list[tuple[str, int]]) -> None:
         """Start draining these (IP, port) targets. A target that is not registered (any more) is not an error:
         the call is idempotent, as the ELB API treats it."""
@@ -426,6 +464,28 @@ class SharedLooks(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Target groups described once for many Preflights (lambdas/domain/descriptions.py)
+# ---------------------------------------------------------------------------------------------------------
+class SharedDescriptions(Protocol):
+    def board(self) -> Board:
+        """What the Preflights share (an empty board when the store cannot answer: sharing is a saving, never a
+        reason for a rollout to stop)."""
+        ...
+
+    def want(self, arns: Sequence[str], at: float, describer_at: float | None = None) -> None:
+        """Ask for these groups to be described (kept with the first time asked); ``describer_at``: this
+        Preflight's booked turn, at which it describes what is wanted (kept when ``descriptions.
+        describer_turn_after`` says so). Failures ignored."""
+        ...
+
+    def offer(self, answers: Sequence[TargetGroupSettings], at: float, forget: Sequence[str] = ()) -> None:
+        """Put these answers, made at ``at``, on the board and take them off the wanted list; take ``forget``
+        (groups not answered here) off the board altogether; clear a describer's turn that has come (within
+        ``descriptions.DESCRIBER_SLACK_SECONDS`` of ``at``). Failures ignored."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Clock
 # ---------------------------------------------------------------------------------------------------------
 class Clock(Protocol):
@@ -444,6 +504,7 @@ class Ports:
     images: ImagePort | None = None  # None: tags are recorded as given (no registry to ask)
     budget: DescribeBudget = field(default_factory=UnlimitedBudget)  # albgate's share of the Describe* bucket
     looks: SharedLooks = field(default_factory=NoLooks)  # answers shared between executions watching one group
+    descriptions: SharedDescriptions = field(default_factory=NoDescriptions)  # groups described for many Preflights
     alarms: AlarmPort | None = None  # None: no CloudWatch; a policy that names alarms is refused
     metrics: MetricsPort | None = None  # None: no CloudWatch metrics; a policy that asks for analysis is refused
 

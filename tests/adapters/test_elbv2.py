@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from lambdas.adapters.elbv2 import ElbAdapter
-from lambdas.domain.errors import NotFoundError
+from lambdas.domain.errors import InvalidInputError, NotFoundError
 from lambdas.domain.ports import HEALTHY, TargetGroup, TargetHealth
 
 REGION = "eu-west-1"
@@ -96,6 +96,39 @@ def test_target_group_combines_settings_and_deregistration_delay(alb: Alb, elb: 
         load_balancer_arns=(alb.lb,),
         deregistration_delay_seconds=45,
     )
+
+
+def test_one_describe_call_answers_several_groups_in_the_order_asked(alb: Alb, elb: ElbAdapter) -> None:
+    # Given a second target group in the account, not behind any listener
+    other = boto3.client("elbv2", region_name=REGION).create_target_group(
+        Name="k8s-other-websvc", Protocol="HTTP", Port=8080, VpcId=alb.vpc, TargetType="ip",
+    )["TargetGroups"][0]["TargetGroupArn"]
+    client = boto3.client("elbv2", region_name=REGION)
+    adapter = ElbAdapter(client)
+    calls = []
+    client.meta.events.register("before-call", lambda model, **_: calls.append(model.name))
+    # When both are described in one call, the second first
+    got = adapter.describe_target_group_settings([other, alb.tg, other])
+    # Then one DescribeTargetGroups call answered both, in the order asked, each once
+    assert calls == ["DescribeTargetGroups"]
+    assert [s.arn for s in got] == [other, alb.tg]
+    assert got[1].with_delay(45) == elb.describe_target_group(alb.tg) and got[0].load_balancer_arns == ()
+    # and the delay is one DescribeTargetGroupAttributes call
+    assert adapter.describe_deregistration_delay(alb.tg) == 45 and calls[1:] == ["DescribeTargetGroupAttributes"]
+
+
+@pytest.mark.parametrize("count", [0, 21])
+def test_a_describe_call_names_one_to_twenty_groups(alb: Alb, elb: ElbAdapter, count: int) -> None:
+    # ELB refuses more than 20 (docs/facts.md, "ELBv2 DescribeTargetGroups: 20 groups a call"); moto does not,
+    # so the adapter refuses before calling
+    arns = [alb.tg[:-4] + f"{i:04x}" for i in range(count)]
+    with pytest.raises(InvalidInputError, match=f"1 to 20 target groups, not {count}"):
+        elb.describe_target_group_settings(arns)
+
+
+def test_one_missing_group_fails_the_whole_describe_call(alb: Alb, elb: ElbAdapter) -> None:
+    with pytest.raises(NotFoundError):
+        elb.describe_target_group_settings([alb.tg, alb.tg[:-4] + "ffff"])
 
 
 @pytest.mark.parametrize("call", ["describe_target_health", "describe_target_group"])

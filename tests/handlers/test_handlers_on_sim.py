@@ -29,6 +29,12 @@ class ThrottlingElb:
     def describe_target_group(self, arn):
         return self.elb.describe_target_group(arn)
 
+    def describe_target_group_settings(self, arns):
+        return self.elb.describe_target_group_settings(arns)
+
+    def describe_deregistration_delay(self, arn):
+        return self.elb.describe_deregistration_delay(arn)
+
     def describe_target_health(self, arn):
         if self.fail > 0:
             self.fail -= 1

@@ -32,6 +32,7 @@ from lambdas.domain.ports import (
     Service,
     ServicePort,
     TargetGroup,
+    TargetGroupSettings,
     TargetGroupBinding,
     TargetHealth,
 )
@@ -154,6 +155,12 @@ class Elb:
 
     def describe_target_group(self, arn: str) -> TargetGroup:
         return self.groups[arn]
+
+    def describe_target_group_settings(self, arns: list[str]) -> list[TargetGroupSettings]:
+        return [self.groups[arn].settings() for arn in arns]
+
+    def describe_deregistration_delay(self, arn: str) -> int:
+        return self.groups[arn].deregistration_delay_seconds
 
     def describe_target_health(self, arn: str) -> list[TargetHealth]:
         return list(self.health.get(arn, []))
@@ -718,10 +725,10 @@ def test_an_old_replica_set_scaled_to_zero_is_not_a_rollout_in_progress():
     assert isinstance(run(kube, elb), RolloutState)
 
 
-def test_preflight_books_two_describe_calls_per_target_group():
+def test_preflight_books_one_describe_call_for_its_groups_and_their_attributes_one_each():
     budget = Budget()
     run(*cluster(arns=(ARN_A, ARN_B)), budget=budget)
-    assert budget.asks == [(4, True)]
+    assert budget.asks == [(3, True)]
 
 
 def test_a_binding_to_instance_targets_is_refused_naming_its_namespace():
@@ -800,6 +807,7 @@ def test_a_waiting_preflight_dumps_as_json_and_reads_back():
     assert isinstance(waiting, PreflightWaiting)
     dumped = waiting.dump()
     assert dumped == {"preflight": "WAITING_FOR_DESCRIBE_TURN", "describe_slot_at": NOW + 2.5, "wait_seconds": 3,
-                      "turns": 1, "reason": "albgate's share of the account's Describe* calls is spent (other albgate "
-                      "rollouts are polling); Preflight's look at the target groups is booked in 3 s"}
+                      "turns": 1, "booked_calls": 2, "reason": "albgate's share of the account's Describe* calls is "
+                      "spent (other albgate rollouts are polling); Preflight's look at the target groups is booked in "
+                      "3 s"}
     assert PreflightWaiting.parse(dumped) == waiting

@@ -1,32 +1,37 @@
 """Preflight: validate the request against the Deployment, find its target groups, assess safety, size the run,
 and look at the CloudWatch alarms the policy names.
 
-Invariant: reads only, so a refused rollout changed nothing; returns the rollout's first state, or a waiting
-answer when its Describe* calls are booked for later.
+Invariant: reads only (but for the board of target group descriptions it shares with other Preflights, a cache
+of ELB's answers), so a refused rollout changed nothing; returns the rollout's first state, or a waiting answer
+when its Describe* calls are booked for later.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from lambdas.domain import descriptions, limits, safety
 from lambdas.domain import lbc_annotations as lbc
-from lambdas.domain import limits, safety
 from lambdas.domain.contract import PREFLIGHT_WAITING
 from lambdas.domain.errors import InvalidInputError, NotFoundError, ThrottledError, UnsafeConfigurationError
+from lambdas.domain.looks import BOOKED_EARLY_SECONDS
 from lambdas.domain.models import RolloutPolicy, RolloutRequest, parse_image
 from lambdas.domain.plan import step_problems, step_targets
-from lambdas.domain.ports import Deployment, Ports
+from lambdas.domain.poll import POD_START_POLL_SECONDS
+from lambdas.domain.ports import Deployment, Ports, TargetGroupBinding, TargetGroupSettings
 from lambdas.domain.rollout import alarms, analysis
-from lambdas.domain.rollout.observe import booked_wait
-from lambdas.domain.rollout.targets import describe_target_groups, target_group_bindings
+from lambdas.domain.rollout.observe import STALE_SLOT_SECONDS
+from lambdas.domain.rollout.targets import group_info, target_group_bindings
 from lambdas.domain.state import RolloutState, TargetGroupInfo, largest_state_bytes
 
 # Booked turns in a row after which Preflight gives up (ThrottledError, then the Retry and the Catch): a booked
 # turn always comes, so more than this means the bookings keep going stale.
 MAX_PREFLIGHT_TURNS = 10
-# Preflight's Describe* calls per target group: DescribeTargetGroups and DescribeTargetGroupAttributes.
+# Preflight's Describe* calls per target group when it describes its groups alone: DescribeTargetGroups and
+# DescribeTargetGroupAttributes (one DescribeTargetGroups call names up to 20 groups: describe_groups).
 CALLS_PER_GROUP = 2
 
 
@@ -40,6 +45,9 @@ class PreflightWaiting(BaseModel):
     wait_seconds: int
     turns: int
     reason: str
+    # The Describe* calls the booked turn covers (None: an answer from before they were counted, which booked
+    # CALLS_PER_GROUP a group).
+    booked_calls: int | None = None
 
     @classmethod
     def parse(cls, data: Any) -> PreflightWaiting | None:
@@ -86,20 +94,9 @@ def preflight(
         )
 
     bindings = target_group_bindings(ports, dep)
-    # DescribeTargetGroups + DescribeTargetGroupAttributes per group, in albgate's share of the bucket
-    slot, turns = (waited.describe_slot_at, waited.turns) if waited else (None, 0)
-    wait, slot = booked_wait(ports, slot, CALLS_PER_GROUP * len(bindings), ports.clock.now())
-    if wait:
-        if turns >= MAX_PREFLIGHT_TURNS:
-            raise ThrottledError(f"albgate's share of the account's Describe* calls: no turn after {turns} bookings")
-        return PreflightWaiting(
-            describe_slot_at=slot,
-            wait_seconds=wait,
-            turns=turns + 1,
-            reason=f"albgate's share of the account's Describe* calls is spent (other albgate rollouts are "
-            f"polling); Preflight's look at the target groups is booked in {wait} s",
-        )
-    groups = describe_target_groups(ports, dep.namespace, bindings)
+    groups = describe_groups(ports, dep.namespace, bindings, waited)
+    if isinstance(groups, PreflightWaiting):
+        return groups
     # Requests longer than declared, as the ALB saw them, size the drain (a note says so); the state carries the
     # request as sized, so Start Step's hardening and every later check use the same number.
     request, long_notes, long_calls = analysis.sized_for_long_requests(ports, request, groups, ports.clock.now())
@@ -154,6 +151,81 @@ def preflight(
         # A restart keeps the image: a new template annotation makes a new ReplicaSet (as kubectl does).
         state.hardening = {**hardening, "template_annotations": {"albgate.io/restarted-by": execution_name}}
     return state
+
+
+def describe_groups(
+    ports: Ports, ns: str, bindings: list[TargetGroupBinding], waited: PreflightWaiting | None
+) -> list[TargetGroupInfo] | PreflightWaiting:
+    """Each binding's target group as ELB describes it, its calls in turns of albgate's share of the account's
+    Describe* bucket: the settings of groups another Preflight described moments ago from the board, the others
+    with one DescribeTargetGroups call that also describes what the Preflights waiting for a turn want, and one
+    DescribeTargetGroupAttributes call a group (lambdas/domain/descriptions.py). Returns a waiting answer when
+    the calls are booked for later."""
+    now = ports.clock.now()
+    ordered = sorted(bindings, key=lambda b: b.name)
+    arns = list(dict.fromkeys(b.target_group_arn for b in ordered))
+    board = ports.descriptions.board()
+    known = descriptions.fresh(board, arns, now)
+    missing = [arn for arn in arns if arn not in known]
+    need = len(arns) + descriptions.calls_for(missing)
+    slot, turns, have = None, 0, 0
+    if waited is not None:
+        slot, turns = waited.describe_slot_at, waited.turns
+        have = waited.booked_calls if waited.booked_calls is not None else CALLS_PER_GROUP * len(arns)
+        if now > slot + STALE_SLOT_SECONDS:  # the turn went stale: book again
+            slot, have = None, 0
+        elif now + BOOKED_EARLY_SECONDS < slot:
+            return _waiting(slot, max(POD_START_POLL_SECONDS, math.ceil(slot - now)), turns, have,
+                            "Preflight's look at the target groups is booked")
+    # Two bookings at most: a Preflight that joined a describer and was let go at once (or whose describer went
+    # another way) books the DescribeTargetGroups call it then lacks.
+    while need > have:
+        join = have == 0 and descriptions.may_join(board, missing, now)
+        book = need - have - (descriptions.calls_for(missing) if join else 0)
+        wait = ports.budget.acquire(book, reserve=True)
+        have += book
+        if wait > 0:
+            slot = now + wait
+            if missing:
+                ports.descriptions.want(missing, now, None if join else slot)
+            return _waiting(slot, max(POD_START_POLL_SECONDS, math.ceil(wait)), turns, have,
+                            "albgate's share of the account's Describe* calls is spent (other albgate rollouts are "
+                            "polling); Preflight's look at the target groups is booked" +
+                            (", and another Preflight describes them before it" if join else ""))
+    described = {**known, **_describe_settings(ports, board, missing, now)}
+    delays = {arn: ports.elb.describe_deregistration_delay(arn) for arn in arns}
+    return [group_info(ns, b, described[b.target_group_arn].with_delay(delays[b.target_group_arn])) for b in ordered]
+
+
+def _describe_settings(ports: Ports, board: descriptions.Board, missing: list[str],
+                       now: float) -> dict[str, TargetGroupSettings]:
+    """DescribeTargetGroups for ``missing``, each call filled up with what other Preflights want, the answers put on
+    the board. A call ELB refuses because a group another Preflight wanted is gone (NotFoundError names none) is
+    made again with this Preflight's own groups only, and the others are taken off the wanted list."""
+    answers: dict[str, TargetGroupSettings] = {}
+    for batch in descriptions.batches(board, missing, now):
+        own = [arn for arn in batch if arn in missing]
+        try:
+            got = ports.elb.describe_target_group_settings(batch)
+        except NotFoundError:
+            if len(own) == len(batch):
+                raise
+            ports.descriptions.offer([], now, forget=[arn for arn in batch if arn not in own])
+            got = ports.elb.describe_target_group_settings(own)
+        answers.update((s.arn, s) for s in got)
+    if answers:
+        ports.descriptions.offer(list(answers.values()), now, forget=descriptions.done_with(board, now))
+    lost = [arn for arn in missing if arn not in answers]
+    if lost:
+        raise NotFoundError(f"target group {lost[0]} was not returned by DescribeTargetGroups")
+    return answers
+
+
+def _waiting(slot: float, wait: int, turns: int, booked: int, reason: str) -> PreflightWaiting:
+    if turns >= MAX_PREFLIGHT_TURNS:
+        raise ThrottledError(f"albgate's share of the account's Describe* calls: no turn after {turns} bookings")
+    return PreflightWaiting(describe_slot_at=slot, wait_seconds=wait, turns=turns + 1, booked_calls=booked,
+                            reason=f"{reason} in {wait} s")
 
 
 def check_request_against(request: RolloutRequest, dep: Deployment, *, running_image: str) -> None:

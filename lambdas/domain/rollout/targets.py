@@ -21,7 +21,7 @@ from lambdas.domain.gate import (
     targets_to_register,
 )
 from lambdas.domain.looks import Look, usable
-from lambdas.domain.ports import Deployment, Pod, Ports, Service, TargetGroupBinding, TargetHealth
+from lambdas.domain.ports import Deployment, Pod, Ports, Service, TargetGroup, TargetGroupBinding, TargetHealth
 from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo
 
 
@@ -53,32 +53,33 @@ def target_group_bindings(ports: Ports, dep: Deployment) -> list[TargetGroupBind
 
 def describe_target_groups(ports: Ports, ns: str, bindings: list[TargetGroupBinding]) -> list[TargetGroupInfo]:
     """Each binding's target group as ELB describes it (2 Describe* calls each); unsafe target types refused."""
-    groups: list[TargetGroupInfo] = []
-    for b in sorted(bindings, key=lambda b: b.name):
-        tg = ports.elb.describe_target_group(b.target_group_arn)
-        if b.target_type != "ip" or tg.target_type != "ip":
-            raise UnsafeConfigurationError(
-                f"TargetGroupBinding {ns}/{b.name} uses target type {tg.target_type}: only IP targets map one "
-                "pod to one target, so only they can be gated; set the Ingress annotation "
-                "alb.ingress.kubernetes.io/target-type: ip"
-            )
-        if not tg.load_balancer_arns:
-            raise UnsafeConfigurationError(
-                f"target group {tg.arn} is not attached to a load balancer listener, so no target in it can "
-                "ever become healthy (aws-load-balancer-controller#3753); check the Ingress rules"
-            )
-        groups.append(
-            TargetGroupInfo(
-                arn=tg.arn,
-                service=b.service_name,
-                health_check_interval_seconds=tg.health_check_interval_seconds,
-                healthy_threshold=tg.healthy_threshold,
-                deregistration_delay_seconds=tg.deregistration_delay_seconds,
-                load_balancer_arn=tg.load_balancer_arns[0],
-                binding=b.name,
-            )
+    return [group_info(ns, b, ports.elb.describe_target_group(b.target_group_arn))
+            for b in sorted(bindings, key=lambda b: b.name)]
+
+
+def group_info(ns: str, b: TargetGroupBinding, tg: TargetGroup) -> TargetGroupInfo:
+    """What a rollout keeps of the binding's target group, once it is known to be one albgate can gate: IP
+    targets, attached to a load balancer (UnsafeConfigurationError names what is not)."""
+    if b.target_type != "ip" or tg.target_type != "ip":
+        raise UnsafeConfigurationError(
+            f"TargetGroupBinding {ns}/{b.name} uses target type {tg.target_type}: only IP targets map one "
+            "pod to one target, so only they can be gated; set the Ingress annotation "
+            "alb.ingress.kubernetes.io/target-type: ip"
         )
-    return groups
+    if not tg.load_balancer_arns:
+        raise UnsafeConfigurationError(
+            f"target group {tg.arn} is not attached to a load balancer listener, so no target in it can "
+            "ever become healthy (aws-load-balancer-controller#3753); check the Ingress rules"
+        )
+    return TargetGroupInfo(
+        arn=tg.arn,
+        service=b.service_name,
+        health_check_interval_seconds=tg.health_check_interval_seconds,
+        healthy_threshold=tg.healthy_threshold,
+        deregistration_delay_seconds=tg.deregistration_delay_seconds,
+        load_balancer_arn=tg.load_balancer_arns[0],
+        binding=b.name,
+    )
 
 
 @dataclass(frozen=True)
