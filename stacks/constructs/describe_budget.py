@@ -2,9 +2,10 @@
 
 Job: one on-demand table holding the share's item (its theoretical arrival time and last cut) and one item per
 target group a rollout looked at (the newest DescribeTargetHealth answer, shared between executions:
-lambdas/domain/looks.py), and, for every function whose spec says ``describe_budget``, the table's name and the
-share's rate and burst in its environment plus dynamodb:GetItem/UpdateItem on this table only
-(lambdas/adapters/dynamodb_budget.py and dynamodb_looks.py use nothing else).
+lambdas/domain/looks.py) and the Preflights' board of target group descriptions (lambdas/domain/descriptions.py),
+and, for every function whose spec says ``describe_budget``, the table's name and the share's rate and burst in its
+environment plus dynamodb:GetItem/UpdateItem on this table only (lambdas/adapters/dynamodb_budget.py,
+dynamodb_looks.py and dynamodb_descriptions.py use nothing else).
 """
 
 from __future__ import annotations
