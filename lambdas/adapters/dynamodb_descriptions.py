@@ -2,10 +2,11 @@
 
 Job: implement ``SharedDescriptions`` (lambdas/domain/descriptions.py) on the item ``describe#board``: one
 attribute per group wanted (``w#<ARN>``: when it was first wanted), one per answer (``d#<ARN>``: the answer's time
-and the group's settings as compact JSON), and the describer's booked turn (``describer_at``). ``board`` reads it
-strongly consistent; ``want`` adds groups without moving an earlier time; ``offer`` writes answers and removes what
-they answer and what is stale in one UpdateItem; the describer's turn is set and cleared by conditional
-UpdateItems, so two Lambdas racing cannot put a later describer over one still to come.
+and the group's settings as compact JSON), the describer's booked turn (``describer_at``) and the room left in its
+call (``room``). ``board`` reads it strongly consistent; ``want`` adds groups without moving an earlier time, and a
+describer's turn with its room, or a join that takes room only if there is that much left (a conditional
+UpdateItem, so two Lambdas racing cannot overfill a call); ``offer`` writes answers and removes what they answer and
+what is stale in one UpdateItem, and clears a describer's turn that has come with a conditional one.
 
 Invariant: the board is a saving, never a reason for a rollout to stop or to be wrong. If DynamoDB cannot answer,
 ``board`` says there is nothing (the Preflight describes its own groups), and ``want`` and ``offer`` keep what they
@@ -25,13 +26,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.adapters.dynamodb_budget import KEY, BudgetTable
 from lambdas.adapters.dynamodb_looks import EXPIRE_AFTER_SECONDS, EXPIRES_AT
-from lambdas.domain.descriptions import DESCRIBER_SLACK_SECONDS, Board, Described
+from lambdas.domain.descriptions import DESCRIBER_SLACK_SECONDS, MAX_GROUPS_PER_CALL, Board, Described
 from lambdas.domain.ports import TargetGroupSettings
 
 BOARD_KEY = "describe#board"
 WANTED = "w#"
 DESCRIBED = "d#"
 DESCRIBER_AT = "describer_at"
+ROOM = "room"  # groups the describer's call still takes (lambdas/domain/descriptions.py, Board.room)
 # Stale entries removed in one write, beside up to 20 answers: keeps the UpdateItem's expression small.
 MAX_FORGET = 40
 
@@ -59,7 +61,7 @@ def board_from(item: dict[str, Any]) -> Board:
     """The board an item holds; attributes that cannot be read are left out (logged)."""
     wanted: dict[str, float] = {}
     described: dict[str, Described] = {}
-    describer_at = None
+    describer_at, room = None, 0
     for name, value in item.items():
         try:
             if name.startswith(WANTED):
@@ -68,9 +70,11 @@ def board_from(item: dict[str, Any]) -> Board:
                 described[name[len(DESCRIBED):]] = decode(name[len(DESCRIBED):], value["S"])
             elif name == DESCRIBER_AT:
                 describer_at = float(value["N"])
+            elif name == ROOM:
+                room = int(value["N"])
         except (KeyError, TypeError, ValueError) as e:
             log.warning("shared descriptions: attribute %s cannot be read (%s); left out", name, e)
-    return Board(wanted, describer_at, described)
+    return Board(wanted, describer_at, described, room)
 
 
 class DynamoDbDescriptions(BudgetTable):
@@ -87,21 +91,23 @@ class DynamoDbDescriptions(BudgetTable):
 
     def want(self, arns: Sequence[str], at: float, describer_at: float | None = None) -> None:
         arns = list(dict.fromkeys(arns))
-        if arns:
-            names = {f"#w{i}": WANTED + arn for i, arn in enumerate(arns)}
-            self._update("the wanted groups",
-                         UpdateExpression="SET " + ", ".join(f"{n} = if_not_exists({n}, :at)" for n in names)
-                         + ", #expires = :expires",
-                         ExpressionAttributeNames={**names, "#expires": EXPIRES_AT},
-                         ExpressionAttributeValues={":at": {"N": repr(at)}, ":expires": _expires(at)})
-        if describer_at is not None:
-            # kept unless a describer's turn is still to come (descriptions.describer_turn_after)
-            self._update("the describer's turn",
-                         UpdateExpression="SET #d = :d",
-                         ConditionExpression="attribute_not_exists(#d) OR #d < :before",
-                         ExpressionAttributeNames={"#d": DESCRIBER_AT},
-                         ExpressionAttributeValues={":d": {"N": repr(describer_at)},
-                                                    ":before": {"N": repr(at - DESCRIBER_SLACK_SECONDS)}})
+        names = {f"#w{i}": WANTED + arn for i, arn in enumerate(arns)}
+        sets = [f"{n} = if_not_exists({n}, :at)" for n in names] + ["#expires = :expires"]
+        values: dict[str, Any] = {":at": {"N": repr(at)}, ":expires": _expires(at)}
+        condition: dict[str, str] = {}
+        if describer_at is not None:  # a new describer: its turn and its call's room replace the board's
+            sets += ["#d = :d", "#room = :room"]
+            names["#d"] = DESCRIBER_AT
+            values[":d"] = {"N": repr(describer_at)}
+            values[":room"] = {"N": str(MAX_GROUPS_PER_CALL - len(arns))}
+        else:  # a join takes room in the describer's call, if it has that much left
+            sets.append("#room = #room - :k")
+            values[":k"] = {"N": str(len(arns))}
+            condition["ConditionExpression"] = "#room >= :k"
+        names["#room"] = ROOM
+        self._update("the wanted groups", UpdateExpression="SET " + ", ".join(sets),
+                     ExpressionAttributeNames={**names, "#expires": EXPIRES_AT}, ExpressionAttributeValues=values,
+                     **condition)
 
     def offer(self, answers: Sequence[TargetGroupSettings], at: float, forget: Sequence[str] = ()) -> None:
         answered = {s.arn: s for s in answers}
@@ -122,8 +128,8 @@ class DynamoDbDescriptions(BudgetTable):
                      ExpressionAttributeNames=names, ExpressionAttributeValues=values)
         # the describer's turn has come: clear it (a later describer's stays)
         self._update("the end of the describer's turn",
-                     UpdateExpression="REMOVE #d", ConditionExpression="#d <= :until",
-                     ExpressionAttributeNames={"#d": DESCRIBER_AT},
+                     UpdateExpression="REMOVE #d, #room", ConditionExpression="#d <= :until",
+                     ExpressionAttributeNames={"#d": DESCRIBER_AT, "#room": ROOM},
                      ExpressionAttributeValues={":until": {"N": repr(at + DESCRIBER_SLACK_SECONDS)}})
 
     def _update(self, what: str, **request: Any) -> None:

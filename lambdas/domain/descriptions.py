@@ -7,12 +7,15 @@ two Describe* calls a group, and when many rollouts start together their Preflig
 turn (docs/benchmarks.md section 3). The attributes call names one group, but one DescribeTargetGroups call
 describes up to ``MAX_GROUPS_PER_CALL`` (docs/facts.md, "ELBv2 DescribeTargetGroups: 20 groups a call"). So the
 Preflights that must wait share a board (a ``Board``, in the budget's table):
-- the groups they want described (``wanted``), and the turn of one Preflight that will describe them
-  (``describer_at``): the first to book a turn books one call more than its groups' attributes, and at its turn
+- the groups they want described (``wanted``), and the turn of the Preflight that will describe the next of them
+  (``describer_at``) with the room left in its call (``room``): a Preflight that must wait and finds no describer
+  to come with room books one call more than its groups' attributes and becomes the describer; at its turn it
   describes its own groups and the others wanted, oldest first, up to the call's limit;
 - the answers (``described``), which a Preflight reads instead of calling.
 A Preflight that must wait while a describer's turn is still to come and its call has room joins it: it books its
-attributes only. Turns are booked in order (lambdas/domain/budget.py), so the describer's comes first.
+attributes only, and takes room in the call. Turns are booked in order (lambdas/domain/budget.py), so the
+describer's comes before its joiners', and an earlier describer's before a later one's: the wanted groups are
+described in the order they were wanted.
 
 Rules:
 - An answer stands in for a call when it is at most ``FRESH_SECONDS`` old and shows a group Preflight accepts
@@ -61,6 +64,7 @@ class Board:
     wanted: dict[str, float] = field(default_factory=dict)
     describer_at: float | None = None
     described: dict[str, Described] = field(default_factory=dict)
+    room: int = 0  # groups the describer's call still takes for Preflights that join it
 
 
 def acceptable(settings: TargetGroupSettings) -> bool:
@@ -92,10 +96,10 @@ def still_wanted(board: Board, now: float) -> list[str]:
 
 def may_join(board: Board, missing: Sequence[str], now: float) -> bool:
     """Whether a Preflight that must wait for ``missing`` may leave their description to the describer whose turn
-    is on the board: that turn is still to come, and its call has room for them beside what is wanted."""
+    is on the board: that turn is still to come, and its call has room for them."""
     if not missing or board.describer_at is None or board.describer_at <= now:
         return False
-    return len(set(still_wanted(board, now)) | set(missing)) <= MAX_GROUPS_PER_CALL
+    return board.room >= len(set(missing))
 
 
 def batches(board: Board, missing: Sequence[str], now: float) -> list[list[str]]:
@@ -107,12 +111,6 @@ def batches(board: Board, missing: Sequence[str], now: float) -> list[list[str]]
         room = MAX_GROUPS_PER_CALL - len(calls[-1])
         calls[-1] += [arn for arn in still_wanted(board, now) if arn not in own][:room]
     return calls
-
-
-def describer_turn_after(board: Board, now: float) -> bool:
-    """Whether a Preflight booking a describer's turn at ``now`` puts it on the board: none is known, or the known
-    one has come and gone (a describer that delivers clears it). One still to come stays: it is earlier."""
-    return board.describer_at is None or board.describer_at + DESCRIBER_SLACK_SECONDS < now
 
 
 def done_with(board: Board, now: float) -> list[str]:
@@ -127,17 +125,23 @@ class LocalDescriptions:
     def __init__(self) -> None:
         self._wanted: dict[str, float] = {}
         self._describer_at: float | None = None
+        self._room = 0
         self._described: dict[str, Described] = {}
         self.offered = 0  # answers written
 
     def board(self) -> Board:
-        return Board(dict(self._wanted), self._describer_at, dict(self._described))
+        return Board(dict(self._wanted), self._describer_at, dict(self._described), self._room)
 
     def want(self, arns: Sequence[str], at: float, describer_at: float | None = None) -> None:
+        arns = list(dict.fromkeys(arns))
+        if describer_at is not None:  # a new describer: its turn and its call's room replace the board's
+            self._describer_at, self._room = describer_at, MAX_GROUPS_PER_CALL - len(arns)
+        elif self._room >= len(arns):  # a join takes room in the describer's call
+            self._room -= len(arns)
+        else:
+            return  # no room left: not wanted; the Preflight describes its groups at its own turn
         for arn in arns:
             self._wanted.setdefault(arn, at)
-        if describer_at is not None and describer_turn_after(self.board(), at):
-            self._describer_at = describer_at
 
     def offer(self, answers: Sequence[TargetGroupSettings], at: float, forget: Sequence[str] = ()) -> None:
         for s in answers:
@@ -149,7 +153,7 @@ class LocalDescriptions:
                 self._wanted.pop(arn, None)
                 self._described.pop(arn, None)
         if self._describer_at is not None and self._describer_at <= at + DESCRIBER_SLACK_SECONDS:
-            self._describer_at = None
+            self._describer_at, self._room = None, 0
 
 
 class NoDescriptions:

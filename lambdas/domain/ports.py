@@ -473,9 +473,11 @@ class SharedDescriptions(Protocol):
         ...
 
     def want(self, arns: Sequence[str], at: float, describer_at: float | None = None) -> None:
-        """Ask for these groups to be described (kept with the first time asked); ``describer_at``: this
-        Preflight's booked turn, at which it describes what is wanted (kept when ``descriptions.
-        describer_turn_after`` says so). Failures ignored."""
+        """Ask for these groups to be described, each kept with the first time asked. ``describer_at``: this
+        Preflight's booked turn, at which it describes what is wanted; it replaces the board's describer, with the
+        room its call has left. Without it the Preflight joins the board's describer and takes room in its call;
+        when there is none left, nothing is written (the Preflight describes its groups at its own turn).
+        Failures ignored."""
         ...
 
     def offer(self, answers: Sequence[TargetGroupSettings], at: float, forget: Sequence[str] = ()) -> None:

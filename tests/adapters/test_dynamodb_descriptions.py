@@ -23,7 +23,7 @@ from lambdas.adapters.dynamodb_descriptions import (
     encode,
 )
 from lambdas.adapters.dynamodb_looks import EXPIRES_AT
-from lambdas.domain.descriptions import DESCRIBER_SLACK_SECONDS, Board, Described, LocalDescriptions
+from lambdas.domain.descriptions import Board, Described, LocalDescriptions
 from lambdas.domain.ports import TargetGroupSettings
 from tests.adapters.conftest import BUDGET_REGION, BUDGET_TABLE
 
@@ -51,26 +51,29 @@ def dynamo(client: Any) -> DynamoDbDescriptions:
 
 # The same writes on both boards, each followed by the board both must show.
 SCRIPT = [
-    ("want", ([arn("web")], NOW, NOW + 4)),
-    ("want", ([arn("web"), arn("api")], NOW + 1, NOW + 6)),  # an earlier describer to come stays
+    ("want", ([arn("web")], NOW, NOW + 4)),  # a describer: its turn, room for 19 more
+    ("want", ([arn("web"), arn("api")], NOW + 1)),  # a join: room for 17
+    ("want", ([arn(f"j{i}") for i in range(18)], NOW + 1)),  # no room for 18: nothing written
     ("offer", ([settings("web")], NOW + 4, [arn("gone")])),  # its turn came: cleared
     ("want", ([arn("jobs")], NOW + 5, NOW + 9)),
     ("offer", ([settings("api", 10)], NOW + 6, [])),  # a later describer's turn stays
-    ("want", ([arn("cron")], NOW + 9 + DESCRIBER_SLACK_SECONDS + 1, NOW + 20)),  # it came and went: replaced
-    ("offer", ([], NOW + 100, [arn("web")])),  # forgotten: off the board
+    ("want", ([arn("cron")], NOW + 7)),
+    ("offer", ([], NOW + 100, [arn("web")])),  # forgotten: off the board; the describer's turn has come
 ]
 
 
 def test_the_dynamodb_board_keeps_what_the_memory_board_keeps(dynamodb: Any) -> None:
     remote, local = dynamo(dynamodb), LocalDescriptions()
+    boards = []
     for op, args in SCRIPT:
         for store in (remote, local):
             getattr(store, op)(*args)
         assert remote.board() == local.board(), (op, args)
-        if args[1] == NOW + 9 + DESCRIBER_SLACK_SECONDS + 1:
-            assert remote.board().describer_at == NOW + 20
-    assert remote.board().described == {arn("api"): Described(settings("api", 10), NOW + 6)}
-    assert remote.board().describer_at is None  # the last write came after the describer's turn
+        boards.append(remote.board())
+    assert boards[1].room == 17 and boards[2] == boards[1]
+    assert boards[6].describer_at == NOW + 9 and boards[6].room == 18 and arn("cron") in boards[6].wanted
+    assert boards[-1].described == {arn("api"): Described(settings("api", 10), NOW + 6)}
+    assert boards[-1].describer_at is None and boards[-1].room == 0
 
 
 def test_the_board_read_by_another_lambda_and_its_expiry(dynamodb: Any) -> None:
@@ -89,7 +92,7 @@ def test_an_answer_round_trips_through_its_json():
 def test_a_write_forgets_at_most_its_share_of_stale_entries(dynamodb: Any) -> None:
     store = dynamo(dynamodb)
     stale = [arn(f"old{i}") for i in range(MAX_FORGET + 5)]
-    store.want(stale, NOW)
+    store.want(stale, NOW, describer_at=NOW + 1)
     store.offer([settings("web")], NOW + 1, forget=stale)
     assert sorted(store.board().wanted) == sorted(stale[MAX_FORGET:])
 

@@ -16,7 +16,6 @@ from lambdas.domain.descriptions import (
     NoDescriptions,
     batches,
     calls_for,
-    describer_turn_after,
     done_with,
     fresh,
     may_join,
@@ -67,15 +66,11 @@ def test_still_wanted_is_oldest_first_without_answered_or_forgotten_groups():
     assert still_wanted(board, NOW) == [arn("early"), arn("tie-a"), arn("tie-b"), arn("late")]
 
 
-def _wanted(n: int) -> dict[str, float]:
-    return {arn(f"w{i}"): NOW - 1 for i in range(n)}
-
-
 JOIN_CASES = [
-    # id, describer's turn (seconds from now; None: none), groups already wanted, own missing, joins
+    # id, describer's turn (seconds from now; None: none), room left in its call, own missing, joins
     ("describer-to-come-with-room", 3.0, 5, 1, True),
-    ("call-exactly-full", 3.0, MAX_GROUPS_PER_CALL - 1, 1, True),
-    ("call-full", 3.0, MAX_GROUPS_PER_CALL, 1, False),
+    ("room-for-exactly-these", 3.0, 2, 2, True),
+    ("call-full", 3.0, 1, 2, False),
     ("no-describer", None, 5, 1, False),
     ("describer-turn-now", 0.0, 5, 1, False),
     ("describer-turn-past", -1.0, 5, 1, False),
@@ -83,16 +78,11 @@ JOIN_CASES = [
 ]
 
 
-@pytest.mark.parametrize("turn,wanted,missing,joins", [c[1:] for c in JOIN_CASES], ids=[c[0] for c in JOIN_CASES])
+@pytest.mark.parametrize("turn,room,missing,joins", [c[1:] for c in JOIN_CASES], ids=[c[0] for c in JOIN_CASES])
 def test_a_waiting_preflight_joins_a_describer_whose_turn_is_to_come_and_whose_call_has_room(
-        turn, wanted, missing, joins):
-    board = Board(wanted=_wanted(wanted), describer_at=None if turn is None else NOW + turn)
+        turn, room, missing, joins):
+    board = Board(describer_at=None if turn is None else NOW + turn, room=room)
     assert may_join(board, [arn(f"own{i}") for i in range(missing)], NOW) is joins
-
-
-def test_a_group_already_wanted_takes_no_more_room():
-    board = Board(wanted=_wanted(MAX_GROUPS_PER_CALL), describer_at=NOW + 3)
-    assert may_join(board, [arn("w0")], NOW)
 
 
 def test_the_describe_call_carries_own_groups_first_then_the_oldest_wanted_to_the_limit():
@@ -108,31 +98,39 @@ def test_more_own_groups_than_one_call_takes_are_split_and_the_last_call_filled(
     assert batches(Board(wanted={arn("other"): NOW - 1}), [], NOW) == []
 
 
-@pytest.mark.parametrize("known,now,replaces", [
-    (None, NOW, True),
-    (NOW + 5, NOW, False),  # a describer still to come (so earlier than any booked now) stays
-    (NOW, NOW + DESCRIBER_SLACK_SECONDS, False),
-    (NOW, NOW + DESCRIBER_SLACK_SECONDS + 0.1, True),  # it came and went without describing
-])
-def test_a_describer_replaces_only_one_whose_turn_came_and_went(known, now, replaces):
-    assert describer_turn_after(Board(describer_at=known), now) is replaces
-
-
 def test_done_with_names_answers_too_old_to_use():
     board = Board(described={arn("old"): Described(tg("old"), NOW - FRESH_SECONDS - 1),
                              arn("new"): Described(tg("new"), NOW - 1)})
     assert done_with(board, NOW) == [arn("old")]
 
 
-def test_the_local_board_keeps_the_first_time_wanted_and_the_earliest_describer_to_come():
+def test_a_describer_takes_the_board_with_its_calls_room_and_joiners_fill_it():
     store = LocalDescriptions()
     store.want([arn("a")], NOW, describer_at=NOW + 4)
-    store.want([arn("a"), arn("b")], NOW + 1, describer_at=NOW + 6)
+    assert store.board().describer_at == NOW + 4 and store.board().room == MAX_GROUPS_PER_CALL - 1
+    store.want([arn(f"j{i}") for i in range(MAX_GROUPS_PER_CALL - 3)], NOW + 1)
+    store.want([arn("a"), arn("last")], NOW + 2)  # a group already wanted keeps its first time
     board = store.board()
-    assert board.wanted == {arn("a"): NOW, arn("b"): NOW + 1} and board.describer_at == NOW + 4
-    # once that turn came and went without an answer, the next describer takes its place
-    store.want([arn("c")], NOW + 4 + DESCRIBER_SLACK_SECONDS + 1, describer_at=NOW + 12)
-    assert store.board().describer_at == NOW + 12
+    assert board.room == 0 and len(board.wanted) == MAX_GROUPS_PER_CALL - 1
+    assert board.wanted[arn("a")] == NOW and board.wanted[arn("last")] == NOW + 2
+
+
+def test_a_join_without_room_writes_nothing_and_a_new_describer_takes_the_board():
+    store = LocalDescriptions()
+    store.want([arn("a")], NOW, describer_at=NOW + 4)
+    store.want([arn(f"j{i}") for i in range(MAX_GROUPS_PER_CALL - 1)], NOW + 1)
+    store.want([arn("late")], NOW + 2)  # the call is full
+    assert arn("late") not in store.board().wanted and store.board().room == 0
+    store.want([arn("late")], NOW + 2, describer_at=NOW + 9)  # so it becomes the next describer
+    board = store.board()
+    assert board.describer_at == NOW + 9 and board.room == MAX_GROUPS_PER_CALL - 1
+    assert board.wanted[arn("late")] == NOW + 2
+
+
+def test_without_a_describer_nobody_joins():
+    store = LocalDescriptions()
+    store.want([arn("a")], NOW)
+    assert store.board() == Board()
 
 
 def test_answers_take_groups_off_the_wanted_list_and_end_the_describers_turn_that_came():

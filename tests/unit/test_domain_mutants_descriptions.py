@@ -35,7 +35,7 @@ def test_every_answer_offered_is_counted():
 def test_forgetting_drops_an_answer_whose_group_nobody_wants_any_more():
     store = LocalDescriptions()
     store.offer([tg("old")], NOW - FRESH_SECONDS - 1)
-    store.want([arn("b")], NOW)
+    store.want([arn("b")], NOW, describer_at=NOW + 30)
     store.offer([tg("c")], NOW, forget=[arn("old"), arn("b"), arn("never-seen")])
     board = store.board()
     assert set(board.described) == {arn("c")} and board.wanted == {}

@@ -147,7 +147,7 @@ def test_a_joiner_let_go_at_once_books_the_describe_call_too(world):
 def test_a_wanted_group_that_is_gone_does_not_fail_the_describer(world):
     # Given a group on the wanted list that no longer exists (its Preflight will fail on its own)
     gone = own_arn(world).replace("targetgroup/", "targetgroup/gone-")
-    world.ports.descriptions.want([gone], world.now)
+    world.ports.descriptions.want([gone], world.now, describer_at=world.now + 30)
     # When a Preflight describes its own group with it
     state = preflight(world.ports, world.request(), "t1")
     # Then the refused call is made again for its own group alone, and the gone group is off the list
