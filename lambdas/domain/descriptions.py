@@ -12,8 +12,8 @@ Preflights that must wait share a board (a ``Board``, in the budget's table):
   to come with room books one call more than its groups' attributes and becomes the describer; at its turn it
   describes its own groups and the others wanted, oldest first, up to the call's limit;
 - the answers (``described``), which a Preflight reads instead of calling.
-A Preflight that must wait while a describer's turn is still to come and its call has room joins it: it books its
-attributes only, and takes room in the call. Turns are booked in order (lambdas/domain/budget.py), so the
+A Preflight that must wait while a describer's turn is still to come and its call has room joins it, if its own
+turn would come within ``JOIN_WAIT_SECONDS``: it books its attributes only, and takes room in the call. Turns are booked in order (lambdas/domain/budget.py), so the
 describer's comes before its joiners', and an earlier describer's before a later one's: the wanted groups are
 described in the order they were wanted.
 
@@ -36,6 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lambdas.domain.budget import DEFAULT_BURST, DEFAULT_RATE_PER_SECOND
+
 if TYPE_CHECKING:  # the ports module hands NoDescriptions out as the default store
     from lambdas.domain.ports import TargetGroupSettings
 
@@ -48,6 +50,12 @@ FRESH_SECONDS = 60.0
 WANTED_SECONDS = 120.0
 # A describer's turn this far in the past that has not described is taken to have gone another way.
 DESCRIBER_SLACK_SECONDS = 2.0
+# A Preflight joins a describer only when its own turn would come within this many seconds: the time albgate's
+# default share takes to refill its burst. A longer queue is the share spacing out the starts of many rollouts, and
+# each start brings its controller's registrations; joining there brings the starts together, which measured with
+# a thousand rollouts at once made the last end much later and the controllers throttled more (docs/benchmarks.md
+# section 3).
+JOIN_WAIT_SECONDS = DEFAULT_BURST / DEFAULT_RATE_PER_SECOND
 
 
 @dataclass(frozen=True)

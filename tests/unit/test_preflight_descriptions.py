@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from lambdas.domain.descriptions import Board
+from lambdas.domain.descriptions import JOIN_WAIT_SECONDS, Board
 from lambdas.domain.errors import NotFoundError
 from lambdas.domain.rollout.preflight import PREFLIGHT_WAITING
 from tests.unit.test_rollout_budget import World, _world, preflight
@@ -94,13 +94,14 @@ def test_a_waiting_preflight_becomes_the_describer_and_describes_what_others_wan
 
 
 def test_a_preflight_that_must_wait_joins_a_describer_to_come_and_books_only_its_attributes(world):
-    # Given a describer whose turn is 5 s away, and a spent budget (this Preflight waits 6 s)
+    # Given a describer whose turn is 5 s away, and a spent budget (this Preflight waits 6 s, a short queue)
     world.ports.descriptions.want([other_group(world).arn], world.now, describer_at=world.now + 5)
-    world.budget.say(6.0)
+    world.budget.say(6.0, 6.0)
     # When Preflight runs
     waiting = preflight(world.ports, world.request(), "t1")
-    # Then it joined: one call booked, its group wanted, the describer's turn unchanged
-    assert world.budget.asks == [(1, True)] and waiting["booked_calls"] == 1
+    # Then it asked how long its two calls would wait, joined: one call booked, its group wanted, the describer's
+    # turn unchanged
+    assert world.budget.asks == [(2, False), (1, True)] and waiting["booked_calls"] == 1
     assert "another Preflight describes them" in waiting["reason"]
     start = world.now
     assert own_arn(world) in board(world).wanted and board(world).describer_at == pytest.approx(start + 5)
@@ -110,14 +111,35 @@ def test_a_preflight_that_must_wait_joins_a_describer_to_come_and_books_only_its
     world.sim.run_until(start + waiting["wait_seconds"])
     state = preflight(world.ports, world.request(), "t1", waiting)
     # Then it reads the answer and spends its one booked call on the attributes
-    assert world.budget.asks == [(1, True)] and world.group_calls == 0 and tokens(world) == 1
+    assert world.budget.asks == [(2, False), (1, True)] and world.group_calls == 0 and tokens(world) == 1
+    assert len(state["target_groups"]) == 1
+
+
+def test_a_preflight_in_a_long_queue_does_not_join_and_becomes_the_next_describer(world):
+    # Given a describer to come, and a budget whose queue is longer than the share's burst takes to refill
+    world.ports.descriptions.want([other_group(world).arn], world.now, describer_at=world.now + 5)
+    world.budget.say(JOIN_WAIT_SECONDS + 0.5, JOIN_WAIT_SECONDS + 0.5)
+    # When Preflight runs
+    waiting = preflight(world.ports, world.request(), "t1")
+    # Then it books both of its calls, as the share paces the starts of many rollouts, and describes at its turn
+    assert world.budget.asks == [(2, False), (2, True)] and waiting["booked_calls"] == 2
+    assert board(world).describer_at == pytest.approx(waiting["describe_slot_at"])
+
+
+def test_a_preflight_the_share_lets_go_at_once_calls_without_booking(world):
+    # Given a describer to come, and a budget that has room after all when asked
+    world.ports.descriptions.want([other_group(world).arn], world.now, describer_at=world.now + 5)
+    world.budget.say(0.0)
+    # When Preflight runs / Then its probe counted both calls, and it makes them now
+    state = preflight(world.ports, world.request(), "t1")
+    assert world.budget.asks == [(2, False)] and world.group_calls == 1 and tokens(world) == 2
     assert len(state["target_groups"]) == 1
 
 
 def test_a_joiner_whose_describer_went_another_way_books_the_call_it_lacks(world):
     # Given a Preflight that joined a describer (5 s away) that then never described
     world.ports.descriptions.want([other_group(world).arn], world.now, describer_at=world.now + 5)
-    world.budget.say(6.0)
+    world.budget.say(6.0, 6.0)
     waiting = preflight(world.ports, world.request(), "t1")
     # When it comes back at its turn to find no answer, with the budget spent for 3 s more
     world.sim.run_until(world.now + waiting["wait_seconds"])
@@ -136,11 +158,11 @@ def test_a_joiner_whose_describer_went_another_way_books_the_call_it_lacks(world
 def test_a_joiner_let_go_at_once_books_the_describe_call_too(world):
     # Given a describer to come, and a budget that lets the joiner's one call go now but not a second
     world.ports.descriptions.want([other_group(world).arn], world.now, describer_at=world.now + 5)
-    world.budget.say(0.0, 2.0)
+    world.budget.say(6.0, 0.0, 2.0)
     # When Preflight runs
     waiting = preflight(world.ports, world.request(), "t1")
     # Then it booked the call it lacks as well, and waits for it
-    assert world.budget.asks == [(1, True), (1, True)] and waiting["booked_calls"] == 2
+    assert world.budget.asks == [(2, False), (1, True), (1, True)] and waiting["booked_calls"] == 2
     assert tokens(world) == 0
 
 

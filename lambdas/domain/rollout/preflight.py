@@ -180,7 +180,13 @@ def describe_groups(
     # Two bookings at most: a Preflight that joined a describer and was let go at once (or whose describer went
     # another way) books the DescribeTargetGroups call it then lacks.
     while need > have:
-        join = have == 0 and descriptions.may_join(board, missing, now)
+        join = False
+        if have == 0 and descriptions.may_join(board, missing, now):
+            # only where the share's queue is short: a start-up crowd, not the share pacing many rollouts' starts
+            probe = ports.budget.acquire(need, reserve=False)
+            if probe <= 0:  # let go at once, all of its calls counted
+                break
+            join = probe <= descriptions.JOIN_WAIT_SECONDS
         book = need - have - (descriptions.calls_for(missing) if join else 0)
         wait = ports.budget.acquire(book, reserve=True)
         have += book
