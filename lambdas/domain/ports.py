@@ -277,26 +277,22 @@ class TargetGroupSettings:
 
     def with_delay(self, deregistration_delay_seconds: int) -> TargetGroup:
         """The whole ``TargetGroup``, given the attribute DescribeTargetGroupAttributes answered."""
-        return TargetGroup(**{f: getattr(self, f) for f in self.__dataclass_fields__},
-                           deregistration_delay_seconds=deregistration_delay_seconds)
+        return TargetGroup(**_fields_of(self), deregistration_delay_seconds=deregistration_delay_seconds)
 
 
 @dataclass(frozen=True)
-class TargetGroup:
-    arn: str
-    target_type: str  # ip | instance | lambda | alb
-    protocol: str
-    port: int
-    health_check_interval_seconds: int
-    health_check_timeout_seconds: int
-    healthy_threshold: int
-    unhealthy_threshold: int
-    load_balancer_arns: tuple[str, ...]
+class TargetGroup(TargetGroupSettings):
+    """The settings and the one attribute albgate reads (DescribeTargetGroupAttributes)."""
+
     deregistration_delay_seconds: int  # target group attribute deregistration_delay.timeout_seconds
 
     def settings(self) -> TargetGroupSettings:
         """What DescribeTargetGroups alone says of the group."""
-        return TargetGroupSettings(**{f: getattr(self, f) for f in TargetGroupSettings.__dataclass_fields__})
+        return TargetGroupSettings(**_fields_of(self))
+
+
+def _fields_of(group: TargetGroupSettings) -> dict[str, Any]:
+    return {f: getattr(group, f) for f in TargetGroupSettings.__dataclass_fields__}
 
 
 class ElbPort(Protocol):
