@@ -91,9 +91,11 @@ class DynamoDbDescriptions(BudgetTable):
 
     def want(self, arns: Sequence[str], at: float, describer_at: float | None = None) -> None:
         arns = list(dict.fromkeys(arns))
+        if not arns and describer_at is None:
+            return
         names = {f"#w{i}": WANTED + arn for i, arn in enumerate(arns)}
         sets = [f"{n} = if_not_exists({n}, :at)" for n in names] + ["#expires = :expires"]
-        values: dict[str, Any] = {":at": {"N": repr(at)}, ":expires": _expires(at)}
+        values: dict[str, Any] = {":expires": _expires(at), **({":at": {"N": repr(at)}} if arns else {})}
         condition: dict[str, str] = {}
         if describer_at is not None:  # a new describer: its turn and its call's room replace the board's
             sets += ["#d = :d", "#room = :room"]

@@ -13,9 +13,9 @@ Preflights that must wait share a board (a ``Board``, in the budget's table):
   describes its own groups and the others wanted, oldest first, up to the call's limit;
 - the answers (``described``), which a Preflight reads instead of calling.
 A Preflight that must wait while a describer's turn is still to come and its call has room joins it, if its own
-turn would come within ``JOIN_WAIT_SECONDS``: it books its attributes only, and takes room in the call. Turns are booked in order (lambdas/domain/budget.py), so the
-describer's comes before its joiners', and an earlier describer's before a later one's: the wanted groups are
-described in the order they were wanted.
+turn would come within ``JOIN_WAIT_SECONDS``: it books its attributes only, and takes room in the call. Turns are
+booked in order (lambdas/domain/budget.py), so the describer's comes before its joiners', and an earlier
+describer's before a later one's: the wanted groups are described in the order they were wanted.
 
 Rules:
 - An answer stands in for a call when it is at most ``FRESH_SECONDS`` old and shows a group Preflight accepts
@@ -48,7 +48,8 @@ MAX_GROUPS_PER_CALL = 20
 FRESH_SECONDS = 60.0
 # A group wanted this long ago without being described is dropped: its Preflight's turn has long come.
 WANTED_SECONDS = 120.0
-# A describer's turn this far in the past that has not described is taken to have gone another way.
+# Answers made up to this long before a describer's booked turn end that turn on the board (a turn may go a little
+# early: looks.BOOKED_EARLY_SECONDS); a turn that passed without answers stays until a new describer replaces it.
 DESCRIBER_SLACK_SECONDS = 2.0
 # A Preflight joins a describer only when its own turn would come within this many seconds: the time albgate's
 # default share takes to refill its burst. A longer queue is the share spacing out the starts of many rollouts, and

@@ -122,3 +122,11 @@ def test_dynamodb_not_answering_means_an_empty_board_and_a_warning(caplog: pytes
     assert "describing alone" in caplog.records[0].message
     assert "did not take the wanted groups" in caplog.records[1].message
     assert "did not take the answers" in caplog.records[2].message
+
+
+def test_a_describer_with_no_group_to_want_still_takes_the_board(dynamodb: Any) -> None:
+    remote, local = dynamo(dynamodb), LocalDescriptions()
+    for store in (remote, local):
+        store.want([], NOW, describer_at=NOW + 3)
+        store.want([], NOW)  # a join of nothing writes nothing
+    assert remote.board() == local.board() == Board(describer_at=NOW + 3, room=20)
