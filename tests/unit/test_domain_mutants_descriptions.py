@@ -46,3 +46,11 @@ def test_an_answer_at_the_end_of_the_slack_still_ends_the_describers_turn():
     store.want([arn("a")], NOW, describer_at=NOW + 5)
     store.offer([tg("a")], NOW + 5 - DESCRIBER_SLACK_SECONDS)
     assert store.board().describer_at is None
+
+
+def test_once_the_describers_turn_ended_nobody_joins_it():
+    store = LocalDescriptions()
+    store.want([arn("a")], NOW, describer_at=NOW + 5)
+    store.offer([tg("a")], NOW + 5)
+    store.want([arn("late")], NOW + 6)  # no describer to come: the join takes no room and writes nothing
+    assert store.board().wanted == {} and store.board().room == 0
