@@ -23,7 +23,8 @@ Rules:
   rests on the execution's own answer.
 - A Preflight whose turn comes with its groups still not described (the describer went another way) books the
   call it is missing: no call goes without a turn in the share.
-- A group wanted for longer than ``WANTED_SECONDS`` is forgotten (its Preflight ended another way).
+- A group wanted for longer than ``WANTED_SECONDS`` is no longer described for anyone (its Preflight ended another
+  way), and the next describer takes it off the board with the answers too old to use (``done_with``).
 What it does not claim: a shared answer is as new as the describer's call, seconds before the Preflight's own
 turn; settings changed in between are the gate's to meet, as they would be a second after an own call.
 Pure: the caller supplies the clock; the store is a port (``SharedDescriptions``: DynamoDB in Lambda, memory here).
@@ -123,8 +124,12 @@ def batches(board: Board, missing: Sequence[str], now: float) -> list[list[str]]
 
 
 def done_with(board: Board, now: float) -> list[str]:
-    """Answers on the board too old to be used: the next writer removes them."""
-    return [arn for arn, d in board.described.items() if now - d.at > FRESH_SECONDS]
+    """What the board holds that nobody will use: answers too old to stand in for a call, and groups wanted too
+    long ago to be described for anyone (their Preflight ended another way). The next writer removes them, so
+    the board stays the size of the Preflights of the last minutes."""
+    stale = {arn for arn, d in board.described.items() if now - d.at > FRESH_SECONDS}
+    stale |= {arn for arn, at in board.wanted.items() if now - at > WANTED_SECONDS}
+    return sorted(stale)
 
 
 class LocalDescriptions:
@@ -157,8 +162,9 @@ class LocalDescriptions:
             self._described[s.arn] = Described(s, at)
             self.offered += 1
             self._wanted.pop(s.arn, None)
+        answered = {s.arn for s in answers}
         for arn in forget:
-            if arn not in {s.arn for s in answers}:
+            if arn not in answered:
                 self._wanted.pop(arn, None)
                 self._described.pop(arn, None)
         if self._describer_at is not None and self._describer_at <= at + DESCRIBER_SLACK_SECONDS:

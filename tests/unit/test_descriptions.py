@@ -98,10 +98,11 @@ def test_more_own_groups_than_one_call_takes_are_split_and_the_last_call_filled(
     assert batches(Board(wanted={arn("other"): NOW - 1}), [], NOW) == []
 
 
-def test_done_with_names_answers_too_old_to_use():
+def test_done_with_names_answers_too_old_to_use_and_groups_wanted_too_long_ago():
     board = Board(described={arn("old"): Described(tg("old"), NOW - FRESH_SECONDS - 1),
-                             arn("new"): Described(tg("new"), NOW - 1)})
-    assert done_with(board, NOW) == [arn("old")]
+                             arn("new"): Described(tg("new"), NOW - 1)},
+                  wanted={arn("lost"): NOW - WANTED_SECONDS - 1, arn("waiting"): NOW - 5})
+    assert done_with(board, NOW) == sorted([arn("old"), arn("lost")])
 
 
 def test_a_describer_takes_the_board_with_its_calls_room_and_joiners_fill_it():

@@ -54,3 +54,7 @@ def test_once_the_describers_turn_ended_nobody_joins_it():
     store.offer([tg("a")], NOW + 5)
     store.want([arn("late")], NOW + 6)  # no describer to come: the join takes no room and writes nothing
     assert store.board().wanted == {} and store.board().room == 0
+
+
+def test_a_group_wanted_exactly_the_limit_ago_is_not_done_with():
+    assert done_with(Board(wanted={arn("a"): NOW - WANTED_SECONDS}), NOW) == []

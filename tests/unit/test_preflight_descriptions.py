@@ -194,3 +194,14 @@ def test_an_answer_from_before_the_count_booked_two_calls_a_group(world):
     state = preflight(world.ports, world.request(), "t1", waiting)
     # Then it calls without asking again
     assert world.budget.asks == [(2, True)] and len(state["target_groups"]) == 1
+
+
+def test_a_describer_takes_groups_wanted_too_long_ago_off_the_board(world):
+    # Given a group wanted long ago by a Preflight that ended another way
+    lost = other_group(world).arn
+    world.ports.descriptions.want([lost], world.now - 500, describer_at=world.now - 490)
+    # When a Preflight describes its own group
+    preflight(world.ports, world.request(), "t1")
+    # Then the lost group was neither described nor left on the board
+    b = board(world)
+    assert lost not in b.wanted and lost not in b.described and world.group_calls == 1
