@@ -4,8 +4,9 @@ Job: the simulation charges every Lambda task albgate's state machine runs ``LAM
 time, an assumption no AWS document fixes. Per scenario, over seeds 1..N, run albgate's state machine with each
 task taking each of ``--task-seconds`` (default 0, 0.15 and 0.3, the shipped value) and the ideal poller beside
 them, and report ``rollout_seconds / lower_bound_seconds`` (median, p90 and worst, nearest rank), the seeds over
-the 1.25x speed target, and the lag of the last drain: the seconds between the last old target leaving its group and
-the end of the execution, which albgate has to look at (the ideal poller sees it end for free).
+the 1.25x speed target, and the lag of the last drain: the seconds between the last old target getting no new
+requests (the load balancer's lag over) and the end of the execution, which albgate has to look at (the ideal poller
+sees it for free).
 Invariant: every variant is the ``albgate`` strategy's own run (``run_albgate``, same prepare, same state machine,
 same world and seed) with only the task time changed; the lower bound is the oracle on the same seed, which no
 task time touches. Ratios come from one invocation, in virtual seconds, so machine load does not enter them.
@@ -68,11 +69,12 @@ def register_latency_strategy(task_seconds: float) -> str:
 
 
 def last_drain_lag(timeline: list[tuple[float, str, str]]) -> float | None:
-    """Seconds from the last target leaving a group to the end of the rollout, from a run's timeline."""
+    """Seconds from the last released target getting no new requests (the load balancer's lag over: what the last
+    drain verifies; ELB shows it `draining` until its delay ends) to the end of the rollout, from a run's timeline."""
     end = next((t for t, kind, text in timeline if kind == "rollout" and text.startswith("rollout ended")), None)
     if end is None:
         return None
-    left = [t for t, kind, text in timeline if kind == "target" and " left " in text and t <= end]
+    left = [t for t, kind, text in timeline if kind == "target" and " gets no new requests " in text and t <= end]
     return end - max(left) if left else None
 
 
@@ -135,7 +137,8 @@ def render(result: dict[str, dict[str, Any]], task_seconds: list[float]) -> str:
     lag_rows = [[scenario] + [_lag_cell(e[k]) if k in e else "-" for k in keys] for scenario, e in result.items()]
     return (f"rollout_seconds / lower_bound_seconds: median / p90 / worst (seeds over {TARGET_RATIO}x)\n\n"
             + markdown_table(heads, rows)
-            + "\n\nLast drain: seconds from the last old target leaving to the end of the rollout (median / worst)\n\n"
+            + "\n\nLast drain: seconds from the last old target getting no new requests to the end of the rollout "
+              "(median / worst)\n\n"
             + markdown_table(heads, lag_rows))
 
 

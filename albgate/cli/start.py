@@ -191,7 +191,7 @@ def _add_request_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bake-seconds", type=int, metavar="N", help="wait after each passed step (default 0)")
     g.add_argument("--step-deadline-seconds", type=int, metavar="N", help="a step's gate deadline (default 900)")
     g.add_argument("--drain-deadline-seconds", type=int, metavar="N",
-                   help="old targets must have left by then (default: deregistration delay + 120)")
+                   help="old targets must be out of every target group's pool by then (default: deregistration delay + 120)")
     g.add_argument("--approval-before-steps", type=_int_list, metavar="2,3",
                    help="1-based steps that wait for a person's approval")
     g.add_argument("--harden", action="store_const", const=True, default=None,

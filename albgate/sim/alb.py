@@ -4,12 +4,14 @@ Describe* throttling bucket.
 Job: answer DescribeTargetHealth as ELBv2 would at every instant, and decide which targets a new request may
 reach. Sources (docs/facts.md, "ALB target health", "Deregistration and draining" and "ELB API throttling"):
 target states and reason codes; a new target needs one passing check, an unhealthy one HealthyThresholdCount;
-fail-open when nothing is healthy; draining for the deregistration delay or until idle; the Describe* bucket
+fail-open when nothing is healthy; a deregistering target drains until idle or the deregistration delay, and
+is reported ``draining`` for the whole delay either way; the Describe* bucket
 of 40 tokens refilled at 10/s shared per account and Region; the seconds in which the ALB still sends new
 requests to a target whose deregistration began (``deregistration_lag_seconds``, ~10 s per
 aws-load-balancer-controller#1719).
 Invariant: a target becomes ``healthy`` only in a health check that passed; a ``draining`` target receives
-new requests only during the lag, and leaves the group no later than the deregistration delay after it began;
+new requests only during the lag, and leaves the group exactly the deregistration delay after it began (ELB
+completes an idle target's deregistration sooner but shows it ``draining`` until then);
 the Describe* bucket serves calls in the order they arrive, whoever makes them, the scenario's other callers
 (``faults.describe_load``) included; a target is named by its Id and Port, as ELBv2 names it (docs/facts.md,
 "ELBv2 DeregisterTargets: Id, Port and absent targets"): a call naming an IP on another port than its target's
@@ -437,20 +439,22 @@ class Alb:
     def _lag_over(self, t: Target) -> None:
         t.routable = False
         t.tg._pool = None
-        now = self.sim.clock.t
         assert t.dereg_at is not None
-        end = min(t.dereg_at + t.tg.delay, max(now, t.last_end))
-        t.drain_event = self.loop.at(end, self._drained, t)
+        self.sim.log("target", f"target {t.ip} in {t.tg.name} gets no new requests "
+                               f"{self.sim.clock.t - t.dereg_at:.1f} s after its deregistration began")
+        # ELB completes the deregistration of a target with nothing in flight at once, but DescribeTargetHealth
+        # shows it `draining` until the delay has run out (docs/facts.md, "Deregistration and draining"): the
+        # requests it still serves end when they end (``drained``), and it leaves the group at the delay.
+        t.drain_event = self.loop.at(t.dereg_at + t.tg.delay, self._drained, t)
 
     def _drained(self, t: Target) -> None:
         tg = t.tg
         if tg.targets.get(t.ip) is not t:
             return
         assert t.dereg_at is not None
-        if self.sim.clock.t >= t.dereg_at + tg.delay:
-            # the deregistration delay ran out: the ALB closes what is still in flight (docs/facts.md,
-            # Deregistration and draining)
-            self.sim.traffic.drop_target_inflight(t, "deregistration_delay_expired")
+        # the deregistration delay ran out: the ALB closes what is still in flight (docs/facts.md, Deregistration
+        # and draining)
+        self.sim.traffic.drop_target_inflight(t, "deregistration_delay_expired")
         del tg.targets[t.ip]
         tg._pool = None
         self.transitions.append((self.sim.clock.t, tg.arn, t.ip, DRAINING, "(gone)", ""))

@@ -283,13 +283,19 @@ class Simulation:
         return c.image if c else ""
 
     def quiescent(self) -> bool:
-        """The rollout's effects on traffic are over: no pod terminating, no target draining or `initial`,
-        no target left behind by a gone pod, and every ContainersReady pod registered in its Service's groups."""
+        """The rollout's effects on traffic are over: no pod terminating, no target `initial` or still draining
+        requests (one ELB only shows `draining` until its delay runs out carries no traffic), no target left
+        behind by a gone pod, and every ContainersReady pod registered in its Service's groups."""
         if any(p.terminating and not p.exited for p in self.cluster.pods.values()):
             return False
+        now = self.clock.t
         for tg in self.alb.tgs.values():
             for t in tg.targets.values():
-                if t.state in (DRAINING, INITIAL) or t.pod.exited or t.pod.terminating:
+                if t.state == DRAINING:
+                    if t.routable or t.last_end > now:
+                        return False
+                    continue
+                if t.state == INITIAL or t.pod.exited or t.pod.terminating:
                     return False
         for b in self.lbc.bindings:
             targets = b.tg.targets

@@ -12,7 +12,8 @@ Job: drive one rollout on a ``Simulation`` and say how it ended. Built in:
   ``lambdas.domain.gate.evaluate_gate``); it deregisters a leaving pod's target the instant the pod is
   deleted (as albgate's drain check); it starts the next step the instant the step's old targets are all
   `draining` (albgate hands the rest of the drain over, and a later step does not wait for it), and ends the
-  last step (or a rollback) the instant every released target has left. Its duration is the ``lower_bound_seconds`` of a gated rollout: no poller
+  last step (or a rollback) the instant the load balancer sends no new request to any released target (each
+  gone, or draining past the lag). Its duration is the ``lower_bound_seconds`` of a gated rollout: no poller
   can be faster;
 - ``ideal-poller``: the oracle knowing health only through one look per health-check interval, and nothing
   else slowing it (``_IdealPoller``): the best a poller that obeys albgate's polling rule (docs/rollout.md,
@@ -207,6 +208,14 @@ class _Oracle:
             self.sim.alb.deregister_targets(seen.arn, [(seen.ip, self.sim.alb.tgs[seen.arn].port)], "oracle")
         return _Seen(seen.arn, seen.ip, DRAINING, seen.pod)
 
+    def _out_of_service(self, seen: _Seen) -> bool:
+        """A leaving target the load balancer no longer sends new requests to: gone, or draining once the lag is
+        over. What albgate's last drain verifies (lambdas.domain.rollout.drain), known here the instant it is so:
+        ELB shows the target `draining` until its deregistration delay ends whatever it still serves, so its
+        leaving the group says no more than the time."""
+        t = self.sim.alb.tgs[seen.arn].targets.get(seen.ip)
+        return t is None or (t.state == DRAINING and not t.routable)
+
     def _healthy_everywhere(self, ip: str | None, states: dict[str, dict[str, str]]) -> bool:
         """``states``: IP -> target group ARN -> state, as the strategy knows them."""
         mine = states.get(ip or "", {})
@@ -281,7 +290,7 @@ class _Oracle:
         old_spec = sum(rs.spec for rs in d.rss if rs is not new)
         old_active = sum(len(rs.active()) for rs in d.rss if rs is not new)
         hands_over = self.mode == "rollout" and self.step < len(self.plan) - 1
-        drained = all(t.state == DRAINING for t in leaving) if hands_over else not leaving
+        drained = all(t.state == DRAINING for t in leaving) if hands_over else all(map(self._out_of_service, leaving))
         if released >= target and old_spec <= d.replicas - target and old_active <= d.replicas - target and drained:
             self.steps_log.append((self.mode, target, sim.clock.t - self.step_started))
             self.step += 1
@@ -319,7 +328,7 @@ class _IdealPoller(_Oracle):
     It models the best a poller that obeys albgate's polling rule (no faster than the group can change) can hope for,
     and is generous everywhere else: no jitter, no task latency, no Lambda or Step Functions time, no
     Describe* cost or throttling; Kubernetes knowledge (pods, their IPs, their deletion) free and instant; and
-    the drain (a target turning `draining`, then leaving its group) seen the instant it happens, as if that
+    the drain (a target turning `draining`, then out of the data plane) seen the instant it happens, as if that
     cost no look. Its gap to the oracle is therefore only the price of learning health once per interval.
     """
 

@@ -25,9 +25,9 @@ class Verdict(str, Enum):
     PASSED = "PASSED"
     WAITING = "WAITING"
     FAILED = "FAILED"
-    # Drain only: every released target has left the pool (draining or gone) and more steps follow, so the
-    # step hands its drain over: deregistered by albgate itself, the targets are carried and the last drain sees
-    # them leave; seen leaving the pool, the next step's gate releases nothing until they have left.
+    # Drain only: every released target has left the pool (draining or gone), or albgate has just deregistered
+    # it, and more steps follow, so the step hands its drain over: deregistered unseen, the targets are carried and
+    # the last drain sees them out of the pool; seen, the next step's gate releases nothing until a look shows it.
     DRAINING = "DRAINING"
 
 

@@ -280,7 +280,12 @@ def evaluate_drain(
     now: float,
     deadline: float,
 ) -> DrainResult:
-    """Decide whether a step's old pods have gone: scaled down by Kubernetes and out of every target group.
+    """Decide whether a step's old pods have gone: scaled down by Kubernetes, and their targets out of every target
+    group's pool: `draining`, `unused` or gone. ELB completes the deregistration of a target with nothing in flight
+    at once but shows it `draining` until the deregistration delay has run out, and tells nothing of the requests it
+    still serves (docs/facts.md, "Deregistration and draining"), so a look can see no more than that: deregistration
+    has begun on every leaving target, and none is back in the pool. The requests they still serve are the pods'
+    to finish within their preStop and grace period.
 
     old_pods: pods of the other ReplicaSets (terminating ones included).
     expected_old: how many old pods may stay serving after this step (replicas minus the plan target).
@@ -317,16 +322,17 @@ def evaluate_drain(
             elif t.state != UNUSED:
                 routable += 1
     counts = dict(old_live=len(live), expected_old=expected_old, routable=routable, draining=draining)
-    if routable == 0 and draining == 0:
+    if routable == 0:
+        shown = f" ({draining} shown draining until their deregistration delay ends)" if draining else ""
         return DrainResult(
             Verdict.PASSED,
-            f"{len(leaving)} old target(s) left every target group",
+            f"{len(leaving)} old target(s) out of every target group's pool{shown}",
             leaving_ips=tuple(leaving),
             **counts,
         )
     result = DrainResult(
         Verdict.WAITING,
-        f"{routable} old target(s) still registered (deregistration not started), {draining} draining",
+        f"{routable} old target(s) still in the pool (deregistration not started), {draining} draining",
         leaving_ips=tuple(leaving),
         **counts,
     )
@@ -406,8 +412,9 @@ def targets_to_register(
     (docs/facts.md, "Load Balancer Controller: requeue and back-off by version", which not-ready pods become
     targets), but only when something it watches changes: a pod held by albgate's gate alone turning
     ContainersReady changes nothing it watches, so in a namespace without the controller's inject label nobody
-    registers it. Here a candidate that is ContainersReady with an IP and not terminating, and has no target at
-    all in a group (in whatever state: a draining one is left to leave first), is missing there. Once every look
+    registers it. Here a candidate that is ContainersReady with an IP and not terminating, and has no target in a
+    group but perhaps a `draining` one (an old pod's that held the IP before: ELB shows it so until its delay ends,
+    and the controller, too, registers over it), is missing there. Once every look
     for ``grace`` seconds has found a pod missing in a group (``since``: per group ARN, from the last look), the
     controller is not registering for that group, and every pod missing there now is registered on
     ``ports_by_group[arn]``, the port the group's targets use. The same rule as the controller's, so its next
@@ -421,7 +428,7 @@ def targets_to_register(
     unknown: list[str] = []
     started = sorted({p.ip for p in candidates if p.ip and p.containers_ready and not p.terminating})
     for arn, targets in health.items():
-        present = {t.target_id for t in targets}
+        present = {t.target_id for t in targets if t.state != DRAINING}
         missing = [ip for ip in started if ip not in present]
         if not missing:
             continue

@@ -128,7 +128,8 @@ class RolloutPolicy(_Strict):
         default=None,
         ge=30,
         le=7_200,
-        description="old targets must have left the target group by then; default: deregistration delay + 120 s",
+        description="old targets must be out of every target group's pool (draining or gone) by then; default: "
+                    "deregistration delay + 120 s",
     )
     approval_before_steps: Annotated[list[int], no_boolean_items("numbers")] = Field(
         default_factory=list,

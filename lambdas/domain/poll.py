@@ -25,23 +25,16 @@ JITTER = 0.2
 # While new pods are still starting, or the Deployment controller has yet to act, only the Kubernetes API is
 # read (no Describe* token is spent); the controller reacts within a second, pods start in seconds.
 POD_START_POLL_SECONDS = 3
-# A draining target leaves when its last in-flight request ends or the deregistration delay expires (docs/facts.md,
-# Deregistration and draining), not at a health check, so the drain is polled a few times per interval (at least
-# every 5 s apart).
+# A drain waits for its targets to leave the pool: a deregistration (the controller's, or albgate's once it names
+# them), not a health check, so the drain is polled a few times per interval (at least every 5 s apart).
 DRAIN_POLLS_PER_INTERVAL = 3
 MIN_DRAIN_POLL_SECONDS = 5
 # A target albgate has just deregistered keeps receiving new requests until the load balancer's data plane has
-# taken it out, about 10 s by users' reports (docs/facts.md, Deregistration and draining), so it cannot leave its
-# group before: the first look at a drain albgate started itself comes no sooner.
+# taken it out, about 10 s by users' reports (docs/facts.md, Deregistration and draining): the look that verifies a
+# drain albgate started itself comes no sooner, so an execution does not end while the old pods may still get new
+# requests. ELB shows the target `draining` from the call on and until its deregistration delay ends, so waiting
+# longer would show nothing more.
 DEREGISTRATION_LAG_SECONDS = 10
-# Once the lag is over, a draining target leaves as soon as the requests it still had then have ended: for short
-# requests, within a second or two. A look just after the lag that still finds it draining most often sees a drain
-# about to end, so for DRAIN_TAIL_SECONDS after the lag (counted from albgate's last change to the targets, its
-# deregistration) the drain looks every DRAIN_TAIL_POLL_SECONDS, at most twice; later looks at the drain's pace,
-# the time long requests take. No shorter than a pod-start wait, so the worst-case history count
-# (limits.max_looks) holds as it is.
-DRAIN_TAIL_SECONDS = 4
-DRAIN_TAIL_POLL_SECONDS = POD_START_POLL_SECONDS
 # A pod the scheduler cannot place (PodScheduled=False, Unschedulable) waits for room on a node, which a node
 # autoscaler adds in tens of seconds to minutes, not in the seconds a pod takes to start: while every starting
 # pod is unschedulable, look every 15 s, which delays such a pod's start by at most that and keeps a long
@@ -106,14 +99,6 @@ def drain_poll_seconds(interval_seconds: int, key: str, throttles: int = 0) -> i
 
 def deregistered_poll_seconds(key: str) -> int:
     return _jittered(DEREGISTRATION_LAG_SECONDS, key)
-
-
-def in_drain_tail(since_change: float | None) -> bool:
-    """Whether a drain look ``since_change`` seconds after albgate's last change to the targets (None: none yet)
-    comes in the seconds just after the lag, when a target still draining is about to leave (DRAIN_TAIL_*)."""
-    if since_change is None:
-        return False
-    return DEREGISTRATION_LAG_SECONDS <= since_change < DEREGISTRATION_LAG_SECONDS + DRAIN_TAIL_SECONDS
 
 
 def scale_down_poll_seconds(key: str, since_gate_passed: float | None) -> int:

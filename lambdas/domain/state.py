@@ -135,11 +135,12 @@ class RolloutState(_Model):
     drain_deadline: float = 0.0
     watched_ips: list[str] = Field(default_factory=list)
     # The step (1-based) whose Verify Drain handed its still-draining targets, seen on ELB, over to the next step's
-    # gate (Verdict.DRAINING); None once they have left, and when they were handed over unseen (``carried_ips``). watched_ips and drain_deadline are still that step's.
+    # gate (Verdict.DRAINING); None once a look saw them out of the pool, and when they were handed over unseen
+    # (``carried_ips``). watched_ips and drain_deadline are still that step's.
     pending_drain_step: int | None = None
     # Released targets of earlier steps that albgate deregistered itself and handed over unseen (Verdict.DRAINING
-    # without a look): known out of the pool, not yet seen gone. Every later drain watches them too, so the last
-    # one sees every released target leave; a gate's look that shows one still in the pool deregisters it again.
+    # without a look): known out of the pool, not yet seen so. Every later drain watches them too, so the last one
+    # sees every released target out of the pool; a gate's look that shows one still in it deregisters it again.
     carried_ips: list[str] = Field(default_factory=list)
 
     gate: GateResult = Field(default_factory=lambda: GateResult(Verdict.WAITING, "not started"))

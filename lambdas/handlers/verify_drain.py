@@ -1,4 +1,4 @@
-"""Lambda `Verify Drain`: check that the step's old targets went draining and left every target group.
+"""Lambda `Verify Drain`: check that the step's old targets left every target group's pool (draining or gone).
 
 Thin: the state in, one use case (lambdas.domain.rollout.drain.verify_drain), the new state out.
 """

@@ -63,7 +63,7 @@ def rollout_state(step: int, gate: str = "WAITING", drain: str = "WAITING", mode
     return {"step": step, "plan": [1, 2, 3], "mode": mode, "wait_seconds": 0, "bake_seconds": 0,
             "gate": {"status": gate, "reason": f"{healthy} of 1 new pod(s) healthy in every target group",
                      "healthy": healthy, "needed": 1},
-            "drain": {"status": drain, "reason": "old targets left every target group" if drain == "PASSED"
+            "drain": {"status": drain, "reason": "old targets out of every target group's pool" if drain == "PASSED"
                       else "old pods released"},
             "outcome": "in_progress", "failure_summary": "", **extra}
 

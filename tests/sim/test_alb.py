@@ -64,14 +64,15 @@ def test_unhealthy_target_needs_healthy_threshold_passes():
 
 
 DRAINS = [
-    # (case, request mean / max seconds, expected drain seconds, dropped by the delay?)
-    ("idle-ends-after-the-lag", 0.05, 0.1, 10.0, False),
-    ("busy-lasts-the-delay", 200.0, 1000.0, 30.0, True),
+    # (case, request mean / max seconds, seconds shown draining, dropped by the delay?)
+    ("idle-shown-draining-for-the-delay", 0.05, 0.1, 30.0, False),
+    ("busy-cut-at-the-delay", 200.0, 1000.0, 30.0, True),
 ]
 
 
 @pytest.mark.parametrize("case,mean,cap,expected,dropped", DRAINS, ids=[d[0] for d in DRAINS])
-def test_draining_lasts_the_deregistration_delay_or_ends_when_idle(case, mean, cap, expected, dropped):
+def test_a_target_is_shown_draining_for_the_whole_delay_and_what_still_runs_then_is_cut(case, mean, cap, expected,
+                                                                                        dropped):
     # Given a 30 s deregistration delay and requests of this length
     sim = started(scenario(
         ingress={"annotations": {"alb.ingress.kubernetes.io/target-type": "ip",
@@ -85,9 +86,29 @@ def test_draining_lasts_the_deregistration_delay_or_ends_when_idle(case, mean, c
     assert tg.targets[ip].state == DRAINING
     assert sim.elb.describe_target_health(tg.arn)[0].reason in ("Target.DeregistrationInProgress", "")
     sim.run_until(t0 + 100, stop=lambda: ip not in tg.targets)
-    # Then it left after the lag when idle, or exactly at the delay when requests were still in flight
+    # Then DescribeTargetHealth showed it draining until the delay ran out, idle or not (docs/facts.md,
+    # "Deregistration and draining"), and only requests still running then were cut
     assert sim.clock.t - t0 == pytest.approx(expected, abs=0.3)
     assert (sim.traffic.failed["deregistration_delay_expired"] > 0) == dropped
+
+
+def test_an_idle_draining_target_settles_after_the_lag_though_still_shown_draining():
+    # Given short requests and a 30 s delay
+    sim = started(scenario(
+        ingress={"annotations": {"alb.ingress.kubernetes.io/target-type": "ip",
+                                 "alb.ingress.kubernetes.io/target-group-attributes": "deregistration_delay.timeout_seconds=30"}},
+        traffic={"mean_duration_seconds": 0.05, "max_duration_seconds": 0.1, "rate_per_second": 5}))
+    tg = _tg(sim)
+    target = next(iter(tg.targets.values()))
+    for p in sim.cluster.pods.values():  # the pod goes, as a released one does
+        if p.ip == target.ip:
+            p.terminating = True
+    # When it is deregistered and the lag has passed
+    sim.alb.deregister(tg, target.ip)
+    sim.advance(10.5)
+    # Then it gets no request, ELB still shows it draining, and it carries no traffic the run must wait for
+    assert target not in tg.pool() and sim.elb.describe_target_health(tg.arn)
+    assert tg.targets[target.ip].state == DRAINING and not target.routable and target.last_end <= sim.clock.t
 
 
 def test_draining_target_gets_new_requests_only_during_the_lag():
@@ -122,7 +143,7 @@ def test_initial_targets_get_no_traffic():
     for ip in list(tg.targets):
         sim.alb.deregister(tg, ip)
     sim.advance(11)
-    assert not tg.targets and not tg.pool()
+    assert all(t.state == DRAINING for t in tg.targets.values()) and not tg.pool()
     before = sim.traffic.failed["no_routable_target"]
     sim.advance(1)
     assert sim.traffic.failed["no_routable_target"] > before

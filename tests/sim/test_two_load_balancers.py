@@ -24,9 +24,12 @@ def test_each_ingress_has_its_own_target_group_and_settings():
 def test_the_slow_group_holds_a_gated_rollout_until_its_targets_are_healthy():
     sim, run = run_strategy(load_scenario(SCENARIO), "hardened-readiness-gate")
     assert run.outcome == "succeeded" and sim.traffic.failed_requests == 0
-    # the new pods are healthy in both groups at the end, and each group got its share of the requests
+    # the new pods are healthy in both groups at the end (the old ones' targets shown draining until their delay
+    # ends), and each group got its share of the requests
+    new_ips = {p.ip for p in sim.cluster.pods.values() if not p.terminating and not p.exited}
     for tg in sim.alb.tgs.values():
-        assert {t.state for t in tg.targets.values()} == {"healthy"}
+        assert {t.state for ip, t in tg.targets.items() if ip in new_ips} == {"healthy"}
+        assert {t.state for ip, t in tg.targets.items() if ip not in new_ips} <= {"draining"}
 
 
 def test_ingress_names_must_differ():

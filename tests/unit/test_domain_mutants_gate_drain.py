@@ -30,8 +30,6 @@ from lambdas.domain.gate import (
 from lambdas.domain.models import RolloutPolicy, RolloutRequest
 from lambdas.domain.poll import (
     DEREGISTRATION_LAG_SECONDS,
-    DRAIN_TAIL_POLL_SECONDS,
-    DRAIN_TAIL_SECONDS,
     deregistered_poll_seconds,
     drain_poll_seconds,
     pod_poll_seconds,
@@ -236,7 +234,7 @@ def test_a_drain_counts_every_leaving_target_still_registered_or_draining_in_eve
         ARN2: [target("10.0.0.3", DRAINING), target("10.0.0.4", INITIAL), target("10.0.0.5", UNUSED)],
     }
     assert drain(old, 1, ["10.0.0.1", "10.0.0.3", "10.0.0.4", "10.0.0.5"], health) == DrainResult(
-        Verdict.WAITING, "2 old target(s) still registered (deregistration not started), 2 draining", old_live=1,
+        Verdict.WAITING, "2 old target(s) still in the pool (deregistration not started), 2 draining", old_live=1,
         expected_old=1, routable=2, draining=2, leaving_ips=("10.0.0.3", "10.0.0.4", "10.0.0.5"))
 
 
@@ -244,7 +242,7 @@ def test_a_drain_passes_once_the_leaving_targets_are_unused_or_gone():
     old = [old_pod("web-old-a", "10.0.0.1")]
     health = {ARN: [target("10.0.0.3", UNUSED), target("10.0.0.1", HEALTHY)], ARN2: []}
     assert drain(old, 1, ["10.0.0.1", "10.0.0.3"], health) == DrainResult(
-        Verdict.PASSED, "1 old target(s) left every target group", old_live=1, expected_old=1, routable=0,
+        Verdict.PASSED, "1 old target(s) out of every target group's pool", old_live=1, expected_old=1, routable=0,
         draining=0, leaving_ips=("10.0.0.3",))
 
 
@@ -533,15 +531,17 @@ def handed_over(**kw) -> RolloutState:
 
 
 def test_a_step_with_its_pods_released_still_waits_for_the_handed_over_drain():
+    # the handed-over target is back in the pool on this look (named on a port that was not its own)
     pods = [pod("web-new-a", "10.0.1.1", released=True), pod("web-new-b", "10.0.1.2", released=True),
             old_pod("web-old-c", "10.0.0.3")]
-    w = world(pods, {ARN: [target("10.0.0.1", DRAINING), target("10.0.1.1", HEALTHY), target("10.0.1.2", HEALTHY)]})
+    w = world(pods, {ARN: [target("10.0.0.1", HEALTHY), target("10.0.1.1", HEALTHY), target("10.0.1.2", HEALTHY)]})
     s = check_target_health(w.ports, handed_over(polls=17))
     assert s.gate.status is Verdict.WAITING
     assert s.gate.reason == (
-        "this step's pods are already released; waiting for step 1's old targets to leave (0 old target(s) still "
-        "registered (deregistration not started), 1 draining)")
+        "this step's pods are already released; waiting for step 1's old targets to leave the pool (1 old target(s) "
+        "still in the pool (deregistration not started), 0 draining)")
     assert (s.pending_drain_step, w.elb.health_reads) == (1, 1)
+    assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])]
     # And the 18th look's next comes at the drain's pace, jittered by a key naming what it waits for
     assert s.wait_seconds == drain_poll_seconds(INTERVAL, "exec-1/rollout/1/handed-over-drain/18") == 6
 
@@ -559,11 +559,21 @@ def test_the_handed_over_drain_waits_while_more_old_pods_serve_than_step_one_lea
 def test_a_handed_over_drain_past_its_deadline_fails_the_gate_and_releases_nothing():
     pods = [pod("web-new-a", "10.0.1.1", released=True), pod("web-new-b", "10.0.1.2"),
             old_pod("web-old-c", "10.0.0.3")]
-    w = world(pods, {ARN: [target("10.0.0.1", DRAINING), target("10.0.1.2", HEALTHY)]})
+    w = world(pods, {ARN: [target("10.0.0.1", HEALTHY), target("10.0.1.2", HEALTHY)]})
     s = check_target_health(w.ports, handed_over(drain_deadline=NOW - 10))
     assert (s.gate.status, s.gate.release) == (Verdict.FAILED, ())
-    assert s.gate.reason == ("step 1's old targets did not leave: drain deadline passed: 0 old target(s) still "
-                             "registered (deregistration not started), 1 draining")
+    assert s.gate.reason == ("step 1's old targets did not leave the pool: drain deadline passed: 1 old target(s) "
+                             "still in the pool (deregistration not started), 0 draining")
+
+
+def test_a_handed_over_drain_shown_draining_is_verified_and_the_gate_releases():
+    pods = [pod("web-new-a", "10.0.1.1", released=True), pod("web-new-b", "10.0.1.2"),
+            old_pod("web-old-c", "10.0.0.3")]
+    w = world(pods, {ARN: [target("10.0.0.1", DRAINING), target("10.0.1.2", HEALTHY)]})
+    s = check_target_health(w.ports, handed_over())
+    assert (s.gate.status, s.gate.release, s.pending_drain_step) == (Verdict.PASSED, ("web-new-b",), None)
+    step_1 = next(r for r in s.steps if r.step == 1)
+    assert (s.drain.status, s.drain.draining, step_1.drained_at) == (Verdict.PASSED, 1, NOW)
 
 
 def test_a_handed_over_target_nobody_deregistered_is_deregistered_by_the_gate():
@@ -632,7 +642,7 @@ def test_a_passed_drain_records_when_bakes_and_clears_the_throttles():
     pods = [old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")]
     w = world(pods, {ARN: [target("10.0.0.2", HEALTHY), target("10.0.0.3", HEALTHY)]})
     s = verify_drain(w.ports, rollout(polls=2, bake=60, throttles=2, watched=("10.0.0.1", "10.0.0.2", "10.0.0.3")))
-    assert s.drain == DrainResult(Verdict.PASSED, "1 old target(s) left every target group", old_live=2,
+    assert s.drain == DrainResult(Verdict.PASSED, "1 old target(s) out of every target group's pool", old_live=2,
                                   expected_old=2, routable=0, draining=0, leaving_ips=("10.0.0.1",))
     assert (s.steps[-1].polls, s.steps[-1].drained_at, s.bake_seconds, s.wait_seconds, s.throttles) == (
         3, NOW, 60, 0, 0)
@@ -656,32 +666,26 @@ def test_while_old_pods_still_serve_the_drain_neither_reads_nor_deregisters_and_
     assert s.wait_seconds == pod_poll_seconds("exec-1/rollout/0/scale-down/1")
 
 
-def test_the_last_steps_drain_waits_for_draining_targets_at_the_drain_pace():
+def test_the_last_steps_drain_passes_on_targets_shown_draining():
+    # ELB shows a deregistered target draining until its delay ends, whatever it serves: out of the pool is all a
+    # look can see
     w = world([], {ARN: [target("10.0.0.1", DRAINING)]})
     s = verify_drain(w.ports, rollout(step=1, more_steps=False, watched=("10.0.0.1",)))
-    assert (s.drain.status, s.drain.draining, s.pending_drain_step) == (Verdict.WAITING, 1, None)
+    assert (s.drain.status, s.drain.draining, s.drain.routable, s.pending_drain_step) == (Verdict.PASSED, 1, 0, None)
+    assert "1 shown draining until their deregistration delay ends" in s.drain.reason
+    assert (s.wait_seconds, s.steps[-1].drained_at, w.elb.health_reads) == (0, NOW, 1)
+
+
+def test_the_last_steps_drain_waits_at_the_drain_pace_for_a_target_still_in_the_pool():
+    w = world([], {ARN: [target("10.0.0.1", HEALTHY), target("10.0.0.2", DRAINING)]})
+    s = rollout(step=1, more_steps=False, watched=("10.0.0.1", "10.0.0.2"), groups=(group(port=8080),))
+    s.steps[-1].deregistered = [f"{ARN}|10.0.0.1", f"{ARN}|10.0.0.2"]  # named already: this look asks ELB
+    s = verify_drain(w.ports, s)
+    assert (s.drain.status, s.drain.routable, s.drain.draining) == (Verdict.WAITING, 1, 1)
     assert s.wait_seconds == drain_poll_seconds(INTERVAL, "exec-1/rollout/1/drain/1")
 
 
-@pytest.mark.parametrize(("since_change", "wait"), [
-    (None, "pace"),  # albgate changed nothing: no tail to time
-    (DEREGISTRATION_LAG_SECONDS - 0.5, "pace"),  # still in the lag: nothing leaves yet
-    (DEREGISTRATION_LAG_SECONDS, "tail"),
-    (DEREGISTRATION_LAG_SECONDS + DRAIN_TAIL_SECONDS - 0.5, "tail"),
-    (DEREGISTRATION_LAG_SECONDS + DRAIN_TAIL_SECONDS, "pace"),  # long requests: the drain's own pace
-])
-def test_a_drain_still_going_just_after_the_lag_looks_again_sooner(since_change, wait):
-    # Given the last step's released target still draining when the drain looks
-    w = world([], {ARN: [target("10.0.0.1", DRAINING)]})
-    s = rollout(step=1, more_steps=False, watched=("10.0.0.1",))
-    s.changed_at = None if since_change is None else NOW - since_change
-    s = verify_drain(w.ports, s)
-    assert (s.drain.status, s.drain.draining, w.elb.health_reads) == (Verdict.WAITING, 1, 1)
-    pace = drain_poll_seconds(INTERVAL, "exec-1/rollout/1/drain/1")
-    assert s.wait_seconds == (DRAIN_TAIL_POLL_SECONDS if wait == "tail" else pace) and pace > DRAIN_TAIL_POLL_SECONDS
-
-
-def test_a_throttled_look_in_the_drains_tail_backs_off_instead():
+def test_a_throttled_look_at_the_last_drain_backs_off():
     w = world([], throttled=True)
     s = rollout(step=1, more_steps=False, throttles=1, watched=("10.0.0.1",), groups=(group(port=8080),))
     s.steps[-1].deregistered = [f"{ARN}|10.0.0.1"]  # named already: this look asks ELB
@@ -707,10 +711,12 @@ def test_the_last_drain_deregisters_unseen_waits_the_lag_then_backs_off_per_thro
 
 
 def test_a_drain_left_only_to_wait_is_handed_over_to_the_next_steps_gate():
+    # the released target still in the pool on this look: albgate deregisters it on the port ELB shows, and the
+    # next gate sees it out of the pool
     pods = [old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")]
-    w = world(pods, {ARN: [target("10.0.0.1", DRAINING), target("10.0.0.2", HEALTHY)]})
+    w = world(pods, {ARN: [target("10.0.0.1", HEALTHY), target("10.0.0.2", HEALTHY)]})
     s = verify_drain(w.ports, rollout(bake=60, watched=("10.0.0.1", "10.0.0.2", "10.0.0.3")))
-    assert s.drain.status is Verdict.DRAINING
-    assert s.drain.reason == ("1 old target(s) out of the pool, draining; step 2's gate releases nothing until they "
-                              "have left every target group")
+    assert s.drain.status is Verdict.DRAINING and w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])]
+    assert s.drain.reason == ("1 old target(s) deregistered by albgate; step 2's gate releases nothing until a look "
+                              "shows them out of every target group's pool")
     assert (s.pending_drain_step, s.steps[-1].drained_at, s.bake_seconds, s.wait_seconds) == (1, None, 60, 0)

@@ -139,7 +139,8 @@ OLD1_GONE = pod("o1", "10.1.0.1", terminating=True)
 DRAIN_CASES = [
     ("controller-not-scaled-yet", [OLD1, OLD2], 1, None, Verdict.WAITING),
     ("still-registered", [OLD1_GONE, OLD2], 1, {TG_A: [th("10.1.0.1", "healthy")]}, Verdict.WAITING),
-    ("draining", [OLD1_GONE, OLD2], 1, {TG_A: [th("10.1.0.1", "draining")]}, Verdict.WAITING),
+    ("draining-is-out-of-the-pool", [OLD1_GONE, OLD2], 1, {TG_A: [th("10.1.0.1", "draining")]}, Verdict.PASSED),
+    ("initial-is-in-the-pool", [OLD1_GONE, OLD2], 1, {TG_A: [th("10.1.0.1", "initial")]}, Verdict.WAITING),
     ("left-the-group", [OLD1_GONE, OLD2], 1, {TG_A: [th("10.1.0.2", "healthy")]}, Verdict.PASSED),
     ("unused-counts-as-left", [OLD2], 1, {TG_A: [th("10.1.0.1", "unused")]}, Verdict.PASSED),
     (
@@ -147,6 +148,13 @@ DRAIN_CASES = [
         [OLD2],
         1,
         {TG_A: [], TG_B: [th("10.1.0.1", "draining")]},
+        Verdict.PASSED,
+    ),
+    (
+        "unhealthy-in-second-group",
+        [OLD2],
+        1,
+        {TG_A: [th("10.1.0.1", "draining")], TG_B: [th("10.1.0.1", "unhealthy")]},
         Verdict.WAITING,
     ),
 ]
@@ -159,7 +167,7 @@ def test_drain_decision(old, expected_old, health, status):
     result = evaluate_drain(
         old_pods=old, expected_old=expected_old, watched_ips=["10.1.0.1", "10.1.0.2"], health=health, now=0, deadline=9
     )
-    # Then it passes only once o1's target has left every group
+    # Then it passes only once o1's target is out of every group's pool (draining, unused or gone)
     assert result.status is status, result.reason
 
 
@@ -168,11 +176,11 @@ def test_drain_fails_after_deadline():
         old_pods=[OLD1_GONE],
         expected_old=0,
         watched_ips=["10.1.0.1"],
-        health={TG_A: [th("10.1.0.1", "draining")]},
+        health={TG_A: [th("10.1.0.1", "healthy")]},
         now=10,
         deadline=10,
     )
-    assert result.status is Verdict.FAILED and "draining" in result.reason
+    assert result.status is Verdict.FAILED and "still in the pool" in result.reason
 
 
 # --- albgate's own deregistration of released targets ----------------------------------------------------

@@ -56,9 +56,7 @@ KIND_CASES = [
     ("handed-over-drain", Pace("handed-over-drain"), 3, None,
      lambda s: poll.drain_poll_seconds(INTERVAL, poll_key(s, "handed-over-drain"))),
     ("drain-throttled", Pace("drain"), 1, None, lambda s: poll.drain_poll_seconds(INTERVAL, poll_key(s, "drain"), 1)),
-    ("drain-tail", Pace("drain", quick=True), 0, None, lambda s: poll.DRAIN_TAIL_POLL_SECONDS),
-    ("drain-tail-throttled", Pace("drain", quick=True), 1, None,
-     lambda s: poll.drain_poll_seconds(INTERVAL, poll_key(s, "drain"), 1)),
+    ("drain", Pace("drain"), 0, None, lambda s: poll.drain_poll_seconds(INTERVAL, poll_key(s, "drain"))),
 ]  # fmt: skip
 
 

@@ -103,11 +103,6 @@ def test_the_quick_waits_are_counted_as_the_seconds_they_save():
     assert worst.drain_looks == math.ceil((420 + 8) / 3) + 1
 
 
-def test_the_drains_tail_looks_wait_no_less_than_the_shortest_wait_the_worst_case_counts():
-    # so they need no seconds of their own in DRAIN_QUICK_SAVED_SECONDS
-    assert poll.DRAIN_TAIL_POLL_SECONDS >= limits.MIN_LOOK_WAIT_SECONDS
-
-
 def test_looks_at_the_shortest_waits_with_every_quick_one_stay_within_the_count():
     # A gate loop: its quick looks first (2 s apart), then 3 s apart, looking while the last look came before the
     # deadline

@@ -47,7 +47,10 @@ LONG_AGO, JUST_NOW = NOW - GRACE, NOW - GRACE + 1
 REGISTER_CASES = [
     # id, candidates, health, ports by group, since, expected registrations, expected since, unknown port
     ("registered-already", [pod(A)], {TG_A: [th(A, "initial")]}, {TG_A: 80}, {TG_A: LONG_AGO}, {}, {}, ()),
-    ("draining-counts-as-there", [pod(A)], {TG_A: [th(A, "draining")]}, {TG_A: 80}, {TG_A: LONG_AGO}, {}, {}, ()),
+    # an old pod's target on the same IP, shown draining until its delay ends: the new pod's is missing
+    ("draining-is-missing", [pod(A)], {TG_A: [th(A, "draining")]}, {TG_A: 80}, {TG_A: LONG_AGO}, {TG_A: [(A, 80)]}, {},
+     ()),
+    ("draining-first-seen", [pod(A)], {TG_A: [th(A, "draining")]}, {TG_A: 80}, {}, {}, {TG_A: NOW}, ()),
     ("first-seen-missing", [pod(A)], {TG_A: []}, {TG_A: 80}, {}, {}, {TG_A: NOW}, ()),
     ("missing-less-than-grace", [pod(A)], {TG_A: []}, {TG_A: 80}, {TG_A: JUST_NOW}, {}, {TG_A: JUST_NOW}, ()),
     ("missing-long-enough", [pod(A)], {TG_A: [th("10.0.9.9", "healthy", 8080)]}, {TG_A: 8080}, {TG_A: LONG_AGO},

@@ -239,12 +239,12 @@ def test_answers_from_before_the_executions_own_changes_are_useless_to_its_drain
     s = verify_drain(w.ports, s)
     assert w.elb.deregistered and s.changed_at == NOW + 1 and w.elb.health_reads == 0
     # When the drain looks next / Then it asks ELB itself: the recent answer shows the world before its change
-    w2 = sharing(world(pods, {ARN: [target("10.0.0.1", "draining")]}, now=NOW + 3), looks)
+    w2 = sharing(world(pods, {ARN: [target("10.0.0.1", HEALTHY)]}, now=NOW + 3), looks)
     s = verify_drain(w2.ports, s)
     assert w2.elb.health_reads == 1 and s.shared_looks == 0 and s.drain.status is Verdict.WAITING
     # and an answer another execution gets after that look stands in for the drain's next call
-    looks.share(ARN, look(NOW + 4))  # the target has left
-    w3 = sharing(world(pods, {ARN: [target("10.0.0.1", "draining")]}, now=NOW + 5), looks)
+    looks.share(ARN, look(NOW + 4, target("10.0.0.1", "draining")))
+    w3 = sharing(world(pods, {ARN: [target("10.0.0.1", HEALTHY)]}, now=NOW + 5), looks)
     s = verify_drain(w3.ports, s)
     assert w3.elb.health_reads == 0 and s.shared_looks == 1 and s.drain.status is Verdict.PASSED
 

@@ -100,8 +100,9 @@ SAMPLE_SEEDS = (7, 8)
 # late, three times per rollout, and the last drain up to 6 s late), nor where the gate reads the Load Balancer
 # Controller's conditions instead (up to one controller requeue late per step, while the oracle's instant write makes
 # the controller write at once; docs/benchmarks.md, section 2). So a single sampled seed is held to the measured
-# worst, with a margin, to catch regressions.
-TARGET_RATIO, SAMPLE_RATIO_BOUND = 1.25, 1.4
+# worst, with a margin, to catch regressions: 1.48 on long-requests (seeds 1-20), whose bound no longer waits for
+# its long requests to end (ELB cannot show that: docs/facts.md, "Deregistration and draining").
+TARGET_RATIO, SAMPLE_RATIO_BOUND = 1.25, 1.55
 RATIO_IS_LUCK = {
     # which calls a throttled bucket serves is luck, and the oracle's calls are not albgate's
     "throttled-account",

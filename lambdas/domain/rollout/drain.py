@@ -1,9 +1,12 @@
-"""Release Old Pods and Verify Drain: open the gates the step passed, then watch the old targets leave.
+"""Release Old Pods and Verify Drain: open the gates the step passed, then watch the old targets leave the pool.
 
 Invariant: before a later step releases an old pod, every target released earlier is out of the pool: seen
 `draining` or gone, or deregistered by albgate itself (once the old ReplicaSet is scaled down albgate deregisters
-every released target, never a live pod's); an execution ends only after a look saw every target it released
-leave every group (the last step's drain, or the rollback's). During a
+every released target, never a live pod's); an execution ends only after a look, made once the load balancer
+stops sending new requests to a target albgate deregistered, saw every target it released out of every group's
+pool (the last step's drain, or the rollback's): `draining` or gone. ELB shows a deregistered target `draining`
+for its whole deregistration delay, whatever it still serves (docs/facts.md, "Deregistration and draining"), so
+no look can tell more. During a
 rollout every look of the drain first reads the CloudWatch alarms the policy names (``alarms.during``): one failing
 fails the step.
 """
@@ -15,7 +18,6 @@ from dataclasses import replace
 from lambdas.domain import limits
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import DrainResult, Verdict, evaluate_drain
-from lambdas.domain.poll import in_drain_tail
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, UNUSED, Pod, Ports, TargetHealth
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
@@ -86,7 +88,7 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
         return DrainResult(
             Verdict.DRAINING,
             f"albgate deregistered the {len(s.carried_ips)} released target(s) itself: out of the pool, draining; "
-            "the last drain sees them leave every target group",
+            "the last drain sees them out of every target group's pool",
             old_live=s.drain.old_live, expected_old=expected_old, leaving_ips=leaving), NOW
     if scaled_down and len(record.deregistered) > named:
         # albgate has just started the drain: no target leaves before the load balancer stops sending it new
@@ -121,15 +123,14 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     if health is not None and _may_hand_over(s, drain, health, record):
         s.pending_drain_step = record.step
         return replace(drain, status=Verdict.DRAINING, reason=(
-            f"{len(drain.leaving_ips)} old target(s) out of the pool, draining; step {record.step + 1}'s "
-            "gate releases nothing until they have left every target group")), NOW
+            f"{len(drain.leaving_ips)} old target(s) deregistered by albgate; step {record.step + 1}'s "
+            "gate releases nothing until a look shows them out of every target group's pool")), NOW
     if booked:
         return drain, Pace("booked", booked)
     if not scaled_down:
         # waiting for Kubernetes: no Describe* call was made, so no throttling an earlier look met slows this one
         return drain, Pace("scale-down")
-    since_change = None if s.changed_at is None else now - s.changed_at
-    return drain, Pace("drain", quick=in_drain_tail(since_change))
+    return drain, Pace("drain")
 
 
 def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], others: list[Pod],
@@ -142,10 +143,10 @@ def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine:
     many rollouts make) but names each target itself, once, on its group's port (learnt from an earlier answer, or
     from the TargetGroupBinding and Service). DeregisterTargets' success makes a registered target `draining`, so
     the targets are known out of the pool without asking ELB. Only between two steps of a rollout may the step go
-    on from there (as ``_may_hand_over``). The next gate does not wait for them to leave: they receive no new
-    request, and their pods keep serving what they have for the preStop sleep. They are carried
-    (``carried_ips``): every later drain watches them, so the last one sees them leave, and a gate's look at ELB
-    that still shows one in the pool deregisters it again on the port ELB shows."""
+    on from there (as ``_may_hand_over``). The next gate does not wait for them: they receive no new request once
+    the load balancer has caught up, and their pods keep serving what they have for the preStop sleep. They are
+    carried (``carried_ips``): every later drain watches them, so the last one sees them out of the pool, and a
+    gate's look at ELB that still shows one in the pool deregisters it again on the port ELB shows."""
     # scaled down and not looked at: WAITING, with the leaving IPs (no deadline is read before a look)
     drain = evaluate_drain(old_pods=others, expected_old=s.replicas - s.plan[s.step], watched_ips=s.watched_ips,
                            health=None, now=now, deadline=s.drain_deadline)
@@ -167,10 +168,10 @@ def _may_hand_over(s: RolloutState, drain: DrainResult, health: dict[str, list[T
     """Whether a step may leave its drain to the next step's gate (``Verdict.DRAINING``) instead of waiting.
 
     Only between two steps of a rollout (a rollback and the last step wait here, so the execution ends with
-    the targets gone), and only once nothing of the drain is left to do but wait: Kubernetes has scaled the
-    old ReplicaSet down, and every released target is `draining` or gone in every target group, or albgate
-    has just deregistered it. Waiting for them to leave is then the same here or in the next step's gate,
-    which checks it on the DescribeTargetHealth calls it makes anyway while the next pods start.
+    the targets seen out of the pool), and only once nothing of the drain is left to do but look: Kubernetes has
+    scaled the old ReplicaSet down, and every released target is `draining` or gone in every target group, or
+    albgate has just deregistered it. Seeing that is then the same here or in the next step's gate, which checks
+    it on the DescribeTargetHealth calls it makes anyway while the next pods start.
     """
     if s.mode != "rollout" or not s.more_steps or drain.old_live > drain.expected_old:
         return False
@@ -189,7 +190,9 @@ def check_leaving(ports: Ports, s: RolloutState, health: dict[str, list[TargetHe
     """On a gate's look at ELB: a target still in the pool (`initial`, `healthy`, `unhealthy`) whose pod is going
     is deregistered on the port ELB shows: one carried (``carried_ips``: deregistered unseen, on a port that was
     not the target's), or a terminating pod's that Kubernetes removed by itself while its controller is down. A
-    carried one no group shows any more is no longer carried."""
+    carried one no group shows any more is no longer carried: one shown `draining` stays carried until its delay
+    ends, so that no later drain names it again (what a second DeregisterTargets does to a draining target is
+    not documented: docs/facts.md, "ELBv2 DeregisterTargets")."""
     leaving = set(s.carried_ips) | {p.ip for p in others if p.terminating and p.ip}
     if leaving:
         deregister_released(ports, s, tuple(sorted(leaving)), health, held=held_ips(mine, others), record=record)

@@ -252,11 +252,11 @@ def _follow_handed_over_drain(
 ) -> GateResult:
     """Check the targets the previous step handed over still draining (``verify_drain``), on the gate's look.
 
-    The step releases nothing until they have left every target group, so a step's drain is verified before
-    the next step lets any old pod go, as when Verify Drain waits for it, but on the same DescribeTargetHealth
-    calls as the gate and while the new pods start. Returns the gate once the drain is counted: FAILED when the
-    drain deadline passed, PASSED only when the gate passed and the targets have left, else WAITING (releasing
-    nothing). Released targets still in the pool are deregistered, as in Verify Drain.
+    The step releases nothing until a look shows them out of every target group's pool, so a step's drain is
+    verified before the next step lets any old pod go, as when Verify Drain waits for it, but on the same
+    DescribeTargetHealth calls as the gate and while the new pods start. Returns the gate once the drain is
+    counted: FAILED when the drain deadline passed, PASSED only when the gate passed and the targets are out of
+    the pool, else WAITING (releasing nothing). Released targets still in the pool are deregistered, as in Verify Drain.
     """
     step = s.pending_drain_step
     assert step is not None
@@ -271,7 +271,7 @@ def _follow_handed_over_drain(
     )
     s.drain = replace(drain, step=step)
     if drain.status is Verdict.FAILED:
-        return replace(gate, status=Verdict.FAILED, reason=f"step {step}'s old targets did not leave: {drain.reason}",
+        return replace(gate, status=Verdict.FAILED, reason=f"step {step}'s old targets did not leave the pool: {drain.reason}",
                        release=())
     if drain.status is Verdict.PASSED:
         record.drained_at = now
@@ -279,7 +279,7 @@ def _follow_handed_over_drain(
         return gate
     deregister_released(ports, s, drain.leaving_ips, health, held=held_ips(mine, others), record=record)
     if gate.status is Verdict.PASSED:
-        reason = f"{gate.reason}; waiting for step {step}'s old targets to leave ({drain.reason})"
+        reason = f"{gate.reason}; waiting for step {step}'s old targets to leave the pool ({drain.reason})"
         return replace(gate, status=Verdict.WAITING, reason=reason, release=())
     return gate
 

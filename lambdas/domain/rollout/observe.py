@@ -12,7 +12,6 @@ from typing import Literal
 
 from lambdas.domain.poll import (
     CONDITIONS_POLL_SECONDS,
-    DRAIN_TAIL_POLL_SECONDS,
     POD_START_POLL_SECONDS,
     deregistered_poll_seconds,
     drain_poll_seconds,
@@ -86,8 +85,7 @@ def budget_wait(ports: Ports, s: RolloutState, now: float, to_call: tuple[str, .
 #   targets       the new targets' next health check
 #   registering   the load balancer to finish registering every new target (since ``registering_since``)
 #   deregistered  targets albgate has just deregistered to stop receiving new requests (none leaves before)
-#   handed-over-drain / drain   draining targets to leave; ``quick``: a drain in its tail just after the lag
-#                 (poll.DRAIN_TAIL_*), looked at again every DRAIN_TAIL_POLL_SECONDS unless throttled
+#   handed-over-drain / drain   released targets still in the pool to leave it
 WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "conditions", "throttled", "targets", "registering",
                   "deregistered", "handed-over-drain", "drain"]
 
@@ -99,7 +97,7 @@ class Pace:
     wait_for: WaitFor
     seconds: int = 0  # booked: the wait for the booked turn
     unschedulable: bool = False  # pods: every starting pod waits for a node
-    quick: bool = False  # conditions: a quick look (poll.CONDITIONS_POLL_SECONDS); drain: in its tail
+    quick: bool = False  # conditions: a quick look (poll.CONDITIONS_POLL_SECONDS)
 
 
 NOW = Pace("now")
@@ -133,8 +131,6 @@ def next_look(s: RolloutState, pace: Pace, now: float) -> int:
     if what == "registering":
         since = s.steps[-1].registering_since
         return registration_poll_seconds(interval(s), now - (now if since is None else since), key)
-    if what == "drain" and pace.quick and not s.throttles:
-        return DRAIN_TAIL_POLL_SECONDS
     return drain_poll_seconds(interval(s), key, s.throttles if what == "drain" else 0)
 
 
