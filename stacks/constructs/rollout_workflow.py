@@ -89,8 +89,8 @@ PASSED, WAITING, FAILED, DRAINING = (v.value for v in (Verdict.PASSED, Verdict.W
 
 
 def _drained_or_handed_over() -> sfn.Condition:
-    """The step is done with its drain: its old targets left, or (between steps) they are all draining and the
-    next step's gate holds every release until they have left."""
+    """The step is done with its drain: a look saw its old targets out of the pool, or (between steps) albgate
+    deregistered them and the next step's gate holds every release until a look shows them so."""
     return sfn.Condition.or_(
         sfn.Condition.string_equals("$.drain.status", PASSED),
         sfn.Condition.string_equals("$.drain.status", DRAINING),
@@ -184,7 +184,8 @@ def catch_all(task: tasks.LambdaInvoke, handler: sfn.IChainable) -> None:
 def announce_step_passed(scope: Construct, bus: events.IEventBus) -> tasks.EventBridgePutEvents:
     """PutEvents ``Rollout Step Passed`` on albgate's bus, straight from the state machine (no Lambda): which
     execution, which Deployment, the step that passed (1-based, of how many, with how many new pods) and its
-    mode (a rollback's steps are announced too), whether its old targets have left or still drain, and the
+    mode (a rollback's steps are announced too), whether its old targets were seen out of the pool or are handed
+    over, and the
     execution's console link."""
     region = Stack.of(scope).region
     detail = {
@@ -205,8 +206,8 @@ def announce_step_passed(scope: Construct, bus: events.IEventBus) -> tasks.Event
         "step": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.step"), 1),
         "steps": sfn.JsonPath.array_length(sfn.JsonPath.list_at("$.plan")),
         "new_pods": sfn.JsonPath.array_get_item(sfn.JsonPath.list_at("$.plan"), sfn.JsonPath.number_at("$.step")),
-        # PASSED: the step's old targets have left; DRAINING: they are out of the pool, still draining, and the
-        # next step releases nothing until they have left
+        # PASSED: a look saw the step's old targets out of the pool (draining or gone); DRAINING: albgate deregistered
+        # them, and the next step releases nothing until a look shows them so
         "old_targets": sfn.JsonPath.string_at("$.drain.status"),
     }
     return tasks.EventBridgePutEvents(
@@ -283,9 +284,9 @@ class GatedSteps(sfn.StateMachineFragment):
             self,
             "Verify Drain",
             fn["VerifyDrain"],
-            "The old pods' targets must go `draining` (albgate deregisters any nobody did) and leave every target "
-            "group before the next step releases anything; between steps the next step's gate checks that they "
-            "left, on its own DescribeTargetHealth calls, while its pods start",
+            "The old pods' targets must leave every target group's pool (`draining` or gone; albgate deregisters any "
+            "nobody did) before the next step releases anything; between steps the next step's gate checks it, "
+            "on its own DescribeTargetHealth calls, while its pods start",
         )
         drained = sfn.Choice(
             self,

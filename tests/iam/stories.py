@@ -5,8 +5,8 @@ included: a two-step rollout whose first new pod nobody registers (no reconcile 
 so the gate registers it itself once the grace has passed; whose Load Balancer Controller is then down, so Verify
 Drain deregisters a released pod's target itself and hands the rest of its drain over unseen, and the next step's
 gate deregisters the target of an old pod Kubernetes removed by itself; DescribeTargetHealth throttled in the gate
-(albgate's share of the Describe* calls steps back); the last drain deregisters at once and sees its targets leave;
-the image tag pinned through ECR; the Describe* budget table; then
+(albgate's share of the Describe* calls steps back); the last drain deregisters at once and sees its targets out
+of the pool; the image tag pinned through ECR; the Describe* budget table; then
 the gate keeper, an approval, a roll-back decision. The rollout's policy watches two CloudWatch alarms, one by name
 and one by prefix: Preflight, Start Step, every look of the gate and of the drain read them, and after step 1's
 gate passed one of them goes to INSUFFICIENT_DATA and back, so step 2's Start Step reads its history. The ECR

@@ -91,8 +91,8 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             "the last drain sees them out of every target group's pool",
             old_live=s.drain.old_live, expected_old=expected_old, leaving_ips=leaving), NOW
     if scaled_down and len(record.deregistered) > named:
-        # albgate has just started the drain: no target leaves before the load balancer stops sending it new
-        # requests, so a look now would only see it draining (poll.DEREGISTRATION_LAG_SECONDS)
+        # albgate has just started the drain: the look that verifies it waits until the load balancer stops
+        # sending the targets new requests (poll.DEREGISTRATION_LAG_SECONDS)
         return s.drain, Pace("deregistered")
     if scaled_down:
         view = shared_health(ports, s, now)
