@@ -116,10 +116,13 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     )
     if drain.status is not Verdict.WAITING:
         return drain, NOW
+    named_again = False
     if drain.leaving_ips and health is not None:  # unseen, they were named once already (_started_by_albgate)
         s.drain = drain
+        before = s.changed_at
         deregister_released(ports, s, drain.leaving_ips, health, held=held_ips(mine, others), record=record)
         drain = s.drain
+        named_again = s.changed_at != before
     if health is not None and _may_hand_over(s, drain, health, record):
         s.pending_drain_step = record.step
         return replace(drain, status=Verdict.DRAINING, reason=(
@@ -130,6 +133,9 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     if not scaled_down:
         # waiting for Kubernetes: no Describe* call was made, so no throttling an earlier look met slows this one
         return drain, Pace("scale-down")
+    if named_again:
+        # this look deregistered a target still in the pool: the look that verifies it waits for the lag too
+        return drain, Pace("deregistered")
     return drain, Pace("drain")
 
 
