@@ -42,6 +42,7 @@ from lambdas.domain.ports import (
     INITIAL,
     REGISTRATION_IN_PROGRESS,
     UNHEALTHY,
+    UNAVAILABLE,
     UNUSED,
     Container,
     Deployment,
@@ -686,6 +687,19 @@ def test_a_last_drain_look_that_deregisters_a_target_still_in_the_pool_waits_the
     assert (s.drain.status, s.drain.routable, s.drain.draining) == (Verdict.WAITING, 1, 1)
     assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])] and s.changed_at == NOW
     assert s.wait_seconds == deregistered_poll_seconds("exec-1/rollout/1/deregistered/1") >= 10
+
+
+def test_a_last_drain_look_that_names_nothing_waits_at_the_drains_pace_though_albgate_changed_targets_before():
+    # Given the last step's released target `unavailable` (in no state albgate deregisters), albgate having
+    # deregistered targets earlier in the rollout
+    w = world([], {ARN: [target("10.0.0.1", UNAVAILABLE)]})
+    s = rollout(step=1, more_steps=False, watched=("10.0.0.1",), groups=(group(port=8080),))
+    s.steps[-1].deregistered = [f"{ARN}|10.0.0.1"]
+    s.changed_at = NOW - 30
+    s = verify_drain(w.ports, s)
+    # Then it waits for the target to leave the pool at the drain's pace: it named nothing, so no lag to wait for
+    assert (s.drain.status, s.drain.routable, w.elb.deregistered) == (Verdict.WAITING, 1, [])
+    assert s.wait_seconds == drain_poll_seconds(INTERVAL, "exec-1/rollout/1/drain/1")
 
 
 def test_a_throttled_look_at_the_last_drain_backs_off():
