@@ -2,7 +2,7 @@
 
 Job, per scenario over seeds 1..N (the ``albgate`` strategy: the synthesized state machine in moto on the
 simulation, with a timer around each handler call and a log of the account's Describe* calls):
-- DescribeTargetHealth calls (albgate's and the Load Balancer Controller's) and DescribeTargetGroups
+- DescribeTargetHealth calls (albgate's and the Load Balancer Controller's), DescribeTargetGroups and its attributes
   calls, Step Functions state transitions and Lambda invocations, per rollout and per step (a step = one
   ``Start Step`` or ``Rollback: Start Step`` entered);
 - Lambda GB-seconds, memory from the template's functions; duration (a) measured: the in-process wall time of
@@ -130,6 +130,7 @@ def cost_task(task: tuple[str, list[int]]) -> list[dict[str, Any]]:
             "step_deadline_seconds": sim.rollout_request().policy.step_deadline_seconds,
             "albgate_describe_target_health": n("albgate", "DescribeTargetHealth"),
             "albgate_describe_target_groups": n("albgate", "DescribeTargetGroups"),
+            "albgate_describe_target_group_attributes": n("albgate", "DescribeTargetGroupAttributes"),
             "controller_describe_target_health": n("controller", "DescribeTargetHealth"),
             "albgate_throttled": sum(1 for c in calls if c[1] == "albgate" and not c[4]),
             "controller_throttled": sum(1 for c in calls if c[1] == "controller" and not c[4]),
@@ -165,6 +166,7 @@ def per_scenario(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "albgate_describe_target_health": summary([r["albgate_describe_target_health"] for r in rs]),
             "albgate_describe_target_health_per_step": med("albgate_describe_target_health", True),
             "albgate_describe_target_groups": med("albgate_describe_target_groups"),
+            "albgate_describe_target_group_attributes": med("albgate_describe_target_group_attributes"),
             "controller_describe_target_health": med("controller_describe_target_health"),
             "state_transitions": summary([r["state_transitions"] for r in rs]),
             "state_transitions_per_step": med("state_transitions", True),
@@ -243,13 +245,15 @@ def render(per: dict[str, dict[str, Any]], conc: list[dict[str, Any]], at_n: lis
         rows.append([s, e["runs"], ", ".join(f"{k} {v}" for k, v in e["outcomes"].items()), fmt(e["steps"], 0),
                      f"{fmt(e['albgate_describe_target_health']['median'], 0)} ({fmt(e['albgate_describe_target_health']['max'], 0)})",
                      fmt(e["albgate_describe_target_health_per_step"], 1),
-                     fmt(e["albgate_describe_target_groups"], 0), fmt(e["controller_describe_target_health"], 0),
+                     f"{fmt(e['albgate_describe_target_groups'], 0)} / "
+                     f"{fmt(e['albgate_describe_target_group_attributes'], 0)}",
+                     fmt(e["controller_describe_target_health"], 0),
                      f"{fmt(e['state_transitions']['median'], 0)} ({fmt(e['state_transitions']['max'], 0)})",
                      fmt(e["state_transitions_per_step"], 1),
                      f"{fmt(e['invocations']['median'], 0)} ({fmt(e['invocations']['max'], 0)})",
                      fmt(e["invocations_per_step"], 1)])
     t1 = markdown_table(["scenario", "runs", "outcomes", "steps", "albgate DescribeTargetHealth (max)",
-                         "per step", "DescribeTargetGroups", "controller DescribeTargetHealth",
+                         "per step", "DescribeTargetGroups / Attributes", "controller DescribeTargetHealth",
                          "state transitions (max)", "per step", "Lambda invocations (max)", "per step"],
                         rows, "lrlrrrrrrrrr")
     rows = []

@@ -95,6 +95,8 @@ def test_cost_counts_and_replay_and_leaves_the_rollout_unchanged(cost, safety, o
     assert {"prices_usd", "prices_date", "assumed_invocation_seconds", "memory_mb_by_function"} <= set(result)
     (conc,) = result["concurrency"]
     assert {"largest_n_without_throttling", "largest_n_within_slowdown", "grid"} <= set(conc)
+    # Preflight's two calls for the app's one target group are counted apart: the group and its attributes
+    assert (per["albgate_describe_target_groups"], per["albgate_describe_target_group_attributes"]) == (1, 1)
     # the replay retries Preflight exactly as the synthesized state machine does, read from the template
     assert conc["preflight_retry"] == result["replay"]["preflight_retry"] == _template_preflight_retry()
     (at,) = result["at_n"]
