@@ -11,7 +11,8 @@ module only wires them to the simulated world and reads the outcome back from th
 The world is prepared as albgate's bootstrap leaves it (``bootstrap_hardened``): the running app already has
 the preStop drain and grace period albgate applies to workloads, because pods that are replaced without a
 preStop stop accepting connections at SIGTERM while the ALB still sends them requests, whatever gate the new
-pods pass (docs/simulation.md). The oracle runs in the same world, so the lower bound is comparable.
+pods pass (docs/simulation.md); and its Load Balancer Controller has the webhook failure policy and back-off cap
+the bootstrap's Helm values give it. The oracle runs in the same world, so the lower bound is comparable.
 """
 
 from __future__ import annotations

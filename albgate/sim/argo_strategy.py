@@ -30,7 +30,8 @@ What it models:
   ``kubectl argo rollouts status`` returns on Degraded.
 - The world is the app as albgate's bootstrap leaves it (``bootstrap_hardened``: preStop, grace period, 5 s health
   checks), as for ``albgate`` and ``hardened-readiness-gate``, so what differs between them is the rollout rule,
-  not the app. Argo Rollouts changes none of these itself. The namespace label is the scenario's.
+  not the app. Argo Rollouts changes none of these itself. The namespace label and the Load Balancer Controller
+  (its webhook's failure policy, its back-off cap) are the scenario's: an Argo user installs the controller.
 
 How it is expressed: the simulation has no Rollout resource, so the Deployment's ReplicaSets stand for the
 Rollout's. A step patches maxSurge to the step's count (maxUnavailable 0), lets the Deployment controller scale
@@ -276,7 +277,7 @@ def run_argo_rollouts(sim: "Simulation", elb: ElbPort | None = None) -> Strategy
 register_strategy(
     "argo-rollouts",
     run_argo_rollouts,
-    prepare=lambda scenario: bootstrap_hardened(scenario, label_namespace=False),
+    prepare=lambda scenario: bootstrap_hardened(scenario, label_namespace=False, controller=False),
     description="Argo Rollouts canary with --aws-verify-target-group: old pods go 30 s after every new pod is "
                 "registered, in any state",
 )

@@ -12,7 +12,7 @@ empty namespace to an app serving through the ALB, the way the API server and th
   named with the controller's scheme, health check and deregistration delay from the annotations;
 - the controller is "installed" when the scenario's world has it (the default) or once ``SimHelm`` ran
   ``upgrade --install``: its pods come up after ``startup_seconds`` and it then leads after the leader
-  election; its webhook failure policy is the one the Helm values asked for;
+  election; its webhook failure policy and its back-off cap are the ones the Helm values asked for;
 - ``dry_run_create_pod`` goes through the simulated webhook (``LoadBalancerController.admit``).
 
 Invariant: this module only wraps ``Simulation``; it never edits the files of ``albgate/sim`` and changes the
@@ -44,6 +44,7 @@ from lambdas.domain.bootstrap import (
 )
 from lambdas.domain.errors import InvalidInputError, NotFoundError, WebhookNotReadyError
 from lambdas.domain.manifests import ingress_backends, pre_stop_sleep_seconds
+from lambdas.domain.validators import go_duration_seconds
 from lambdas.domain.ports import (
     INJECT_LABEL,
     Container,
@@ -144,8 +145,13 @@ class SimBootstrapKubernetes(SimKubernetes):
         c.helm_release = HelmRelease("aws-load-balancer-controller", namespace, chart_version, "deployed",
                                      copy.deepcopy(values), revision=revision)
         c.generation += 1
-        self.sim.lbc.spec = self.sim.lbc.spec.model_copy(update={"webhook_failure_policy": policy})
-        self.sim.log("controller", f"helm upgrade --install: chart {chart_version}, webhook failurePolicy {policy}")
+        update: dict[str, Any] = {"webhook_failure_policy": policy}
+        backoff = values.get("targetgroupbindingMaxExponentialBackoffDelay")
+        if backoff:  # the flag's default (16m40s) otherwise, as the chart leaves it out
+            update["max_backoff_seconds"] = go_duration_seconds(backoff)
+        self.sim.lbc.spec = self.sim.lbc.spec.model_copy(update=update)
+        self.sim.log("controller", f"helm upgrade --install: chart {chart_version}, webhook failurePolicy {policy}"
+                     + (f", back-off cap {backoff}" if backoff else ""))
         self.sim.loop.after(c.startup_seconds, self._controller_pods_ready, was_up)
 
     def uninstall_controller(self) -> None:

@@ -8,7 +8,9 @@ exactly what the bootstrap would apply, by construction: there is no second copy
 Invariant: only what the simulation models travels each way: one container (its image, port and preStop
 sleep), the grace period, maxSurge/maxUnavailable, and the Ingress's annotations (target type, health check,
 target-group attributes; the app's own Ingress, not ``extra_ingresses``, which the bootstrap does not manage), and
-the namespace labelled for the controller's gate as the bootstrap leaves it. The
+the namespace labelled for the controller's gate as the bootstrap leaves it, and the Load Balancer Controller as
+the bootstrap installs it (``installed_controller``: its webhook's failure policy and its back-off cap, read from the
+Helm values the bootstrap writes) where the scenario runs the version albgate installs. The
 simulated Service carries no annotations, so hardening writes nothing there. An
 app whose Ingress asks for instance targets is hardened as the bootstrap hardens an app marked not gated (its
 target type kept); the bootstrap would refuse it as a gated app.
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from lambdas.domain.bootstrap import CONTROLLER_VERSION, ControllerSettings, helm_values
 from lambdas.domain.manifests import HardeningPolicy, Hardened, harden, pre_stop_sleep_seconds
 from lambdas.domain.lbc_annotations import TARGET_TYPE
+from lambdas.domain.validators import go_duration_seconds
 
 if TYPE_CHECKING:
     from albgate.sim.scenario import IngressSpec, Scenario
@@ -69,10 +73,28 @@ def hardened_manifests(scenario: "Scenario", ingress_spec: "IngressSpec | None" 
                   container=scenario.app.container)
 
 
-def bootstrap_hardened(scenario: "Scenario", *, label_namespace: bool = True) -> "Scenario":
+def installed_controller(scenario: "Scenario") -> dict[str, Any]:
+    """The scenario's controller settings as albgate's bootstrap installs the controller with its defaults: the
+    Helm values it writes (``helm_values``), the pod webhook's ``failurePolicy`` and the TargetGroupBinding
+    back-off cap ``targetgroupbindingMaxExponentialBackoffDelay``, in the simulation's terms. Empty where the
+    scenario names a controller version other than the one albgate installs: that controller is the user's own
+    (bootstrap input ``controller.install: false``), with the settings the scenario gives it."""
+    if scenario.controller.version != CONTROLLER_VERSION:
+        return {}
+    values = helm_values(scenario.cluster.name, ControllerSettings())
+    return {
+        "webhook_failure_policy": values["podMutatorWebhookConfig"]["failurePolicy"],
+        "max_backoff_seconds": go_duration_seconds(values["targetgroupbindingMaxExponentialBackoffDelay"]),
+    }
+
+
+def bootstrap_hardened(scenario: "Scenario", *, label_namespace: bool = True,
+                       controller: bool = True) -> "Scenario":
     """The scenario with its app as albgate's bootstrap leaves it: hardened (``hardened_manifests``) in a namespace
     labelled for the controller's readiness gate (``label_namespace`` False: the namespace as the scenario has it,
-    for a tool that does not rely on that gate)."""
+    for a tool that does not rely on that gate), behind the controller the bootstrap installed
+    (``installed_controller``; ``controller`` False: the controller as the scenario has it, for a tool whose users
+    install their own)."""
     hardened = hardened_manifests(scenario)
     spec = hardened.deployment["spec"]
     pod = spec["template"]["spec"]
@@ -91,4 +113,5 @@ def bootstrap_hardened(scenario: "Scenario", *, label_namespace: bool = True) ->
              "max_surge": rolling["maxSurge"], "max_unavailable": rolling["maxUnavailable"]},
         # The bootstrap hardens the app's own Ingress (an application names one); extra Ingresses stay as written
         ingress={"annotations": hardened.ingress["metadata"]["annotations"]},
+        controller=installed_controller(scenario) if controller else {},
     )

@@ -251,12 +251,21 @@ ControllerVersion = Annotated[str, AfterValidator(CONTROLLER_VERSION.check)]
 ChartVersion = Annotated[str, AfterValidator(CHART_VERSION.check)]
 
 # A Go duration as the controller's flags take it (time.ParseDuration): numbers with units, '60s', '1m30s'.
+_GO_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|ms|s|m|h)")
 GO_DURATION = Rule(
     "a Go duration",
     "write e.g. '60s' or '2m' (units ns, us, ms, s, m, h)",
-    _whole(re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|ms|s|m|h))+")),
+    _whole(re.compile(rf"(?:{_GO_DURATION_PART.pattern})+")),
 )
 GoDuration = Annotated[str, AfterValidator(GO_DURATION.check)]
+_GO_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration_seconds(text: str) -> float:
+    """The seconds of a Go duration as GO_DURATION accepts it ('1m30s' -> 90.0): what the controller reads from
+    the flag albgate writes. ValueError, naming the rule, for anything else."""
+    GO_DURATION.check(text)
+    return sum(float(n) * _GO_UNIT_SECONDS[unit] for n, unit in _GO_DURATION_PART.findall(text))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -147,14 +147,16 @@ def test_from_an_empty_namespace_to_the_seed_app_serving_then_a_rerun_changes_no
 
 def test_an_upgrade_is_an_ordinary_rerun(cluster) -> None:
     sim, kube, helm = cluster
-    # Given a controller installed by hand with an older chart and the default failure policy
+    # Given a controller installed by hand with an older chart, the default failure policy and back-off cap
     kube.controller.installed = True
     sim.lbc.up = True
+    assert sim.lbc.max_backoff_seconds == 1000
     # When the bootstrap runs
     state = run_bootstrap(sim, SEED_INPUT, "boot-up")
-    # Then helm upgraded it to the pinned chart with failurePolicy Fail
+    # Then helm upgraded it to the pinned chart with failurePolicy Fail and the back-off capped at 60 s
     assert state["controller"]["install"]["action"] == "upgrade"
     assert helm.runs and sim.lbc.spec.webhook_failure_policy == "Fail"
+    assert sim.lbc.max_backoff_seconds == 60
 
 
 def pending_world(status: str, revision: int, written_ago: float) -> tuple[Simulation, SimBootstrapKubernetes, SimHelm]:

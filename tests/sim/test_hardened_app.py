@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
+import albgate.sim.albgate_strategy  # noqa: F401 - registers the albgate strategy
+import albgate.sim.argo_strategy  # noqa: F401 - registers the argo-rollouts strategy
 from albgate.sim import load_scenario
 from albgate.sim.manifests import bootstrap_hardened, hardened_manifests, scenario_manifests
+from albgate.sim.strategies import get_strategy
 from lambdas.domain import safety
+from lambdas.domain.bootstrap import ControllerSettings, helm_values
 from lambdas.domain.health_check import HARDENED
 from lambdas.domain.lbc_annotations import HC_INTERVAL, HC_TIMEOUT, TARGET_TYPE
 from lambdas.domain.ports import Container, Deployment, PodTemplate
@@ -48,3 +52,30 @@ def test_an_instance_target_app_is_hardened_as_not_gated():
     instance = scenario.with_changes(ingress={"annotations": {TARGET_TYPE: "instance"}})
     hardened = bootstrap_hardened(instance)
     assert hardened.ingress.annotations[TARGET_TYPE] == "instance" and hardened.app.pre_stop_sleep_seconds == 30
+
+
+def test_the_world_albgate_runs_in_has_the_controller_its_bootstrap_installs():
+    # Given the example app, whose controller is the chart's as the scenario leaves it, and the Helm values the
+    # bootstrap writes for a default install
+    scenario = load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "seed-app.yaml")
+    assert (scenario.controller.webhook_failure_policy, scenario.controller.max_backoff_seconds) == ("Ignore", 1000)
+    values = helm_values(scenario.cluster.name, ControllerSettings())
+    # When it is brought to where the bootstrap leaves it
+    controller = bootstrap_hardened(scenario).controller
+    # Then its webhook refuses pods while it is down, and its back-off is capped, as those values say
+    assert controller.webhook_failure_policy == values["podMutatorWebhookConfig"]["failurePolicy"] == "Fail"
+    assert values["targetgroupbindingMaxExponentialBackoffDelay"] == "60s" and controller.max_backoff_seconds == 60
+    # and so does the world of every strategy that runs on the bootstrap's output, the oracle's bound included
+    for name in ("albgate", "hardened-readiness-gate"):
+        assert get_strategy(name).prepare(scenario).controller == controller
+
+
+def test_a_controller_that_is_not_albgates_keeps_its_own_settings():
+    # Given a world whose controller is another version (the user's own, installed without albgate), and the
+    # example app for a tool whose users install the controller themselves
+    scenario = load_scenario(Path(__file__).resolve().parents[2] / "scenarios" / "seed-app.yaml")
+    own = scenario.with_changes(controller={"version": "v2.7.1", "max_backoff_seconds": 300})
+    # When each is brought to where the bootstrap leaves the app / Then the controller is the scenario's
+    assert bootstrap_hardened(own).controller == own.controller
+    assert bootstrap_hardened(scenario, controller=False).controller == scenario.controller
+    assert get_strategy("argo-rollouts").prepare(scenario).controller == scenario.controller

@@ -130,6 +130,27 @@ def test_version_numbers(text: str, prefix: bool, numbers: tuple[int, int, int] 
     assert v.version_numbers(text, prefix=prefix) == numbers
 
 
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("60s", 60.0),
+    ("0s", 0.0),
+    ("1m30s", 90.0),
+    ("2m", 120.0),
+    ("1h2m3.5s", 3723.5),
+    ("1500ms", 1.5),
+    ("250us", 0.00025),
+    ("1h", 3600.0),
+    ("16m40s", 1000.0),
+])
+def test_a_go_duration_reads_as_the_seconds_the_controller_takes(text: str, seconds: float) -> None:
+    assert v.go_duration_seconds(text) == pytest.approx(seconds, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("text", ["60", "-1s", "1 m", "s", "1d", ""])
+def test_a_go_duration_that_the_rule_refuses_has_no_seconds(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a Go duration: write e.g. '60s'"):
+        v.go_duration_seconds(text)
+
+
 def test_json_bool_takes_a_json_boolean_only() -> None:
     adapter = TypeAdapter(v.JsonBool)
     assert adapter.validate_python(False) is False
