@@ -70,6 +70,12 @@ _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery rand.SafeEncode
 _CRASH_BACKOFF_START, _CRASH_BACKOFF_MAX = 10.0, 300.0
 # Workqueue default item backoff: 5 ms doubling to 1000 s (client-go DefaultControllerRateLimiter).
 _QUEUE_BACKOFF_START, _QUEUE_BACKOFF_MAX = 0.005, 1000.0
+# What the API server answers a pod create while the controller's pod webhook (failurePolicy Fail) is unreachable,
+# as users report it (docs/facts.md, "Kubernetes Deployment controller", ReplicaFailure): the ReplicaSet's
+# ReplicaFailure message.
+WEBHOOK_CREATE_ERROR = ('Internal error occurred: failed calling webhook "mpod.elbv2.k8s.aws": Post '
+                        '"https://aws-load-balancer-webhook-service.kube-system.svc:443/mutate-v1-pod?timeout=10s": '
+                        'no endpoints available for service "aws-load-balancer-webhook-service"')
 # After a readiness gate condition changes, the kubelet's pod worker syncs the pod once its runtime cache is newer
 # than its last sync: "max 2s" (docs/facts.md, "Kubelet and controllers: Ready after a gate, status writes").
 KUBELET_READY_SYNC_MAX_SECONDS = 2.0
@@ -180,6 +186,8 @@ class RSObj:
         self.spec = 0
         self.pods: list[PodObj] = []
         self.create_failures = 0
+        # ReplicaFailure=True (reason, message) while creating its pods fails (replicaset calculateStatus)
+        self.failure: tuple[str, str] | None = None
         self.sync_event: Any = None
         self.retry_event: Any = None
 
@@ -498,6 +506,13 @@ class Cluster:
         if d.paused:
             changed |= self._set_cond(d, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused")
         else:
+            # progress.go syncRolloutStatus: the new ReplicaSet's ReplicaFailure condition (else an old one's) is
+            # copied onto the Deployment, and removed once no ReplicaSet has one
+            failed = [rs.failure for rs in ([new] if new else []) + old if rs.failure is not None]
+            if failed:
+                changed |= self._set_cond(d, "ReplicaFailure", "True", failed[0][0], failed[0][1])
+            elif d.conditions.pop("ReplicaFailure", None) is not None:
+                changed = True
             complete = updated == d.replicas and replicas == d.replicas and available == d.replicas and new is not None
             progressed = (updated > prev[1] or old_replicas < prev[4] or ready > prev[2] or available > prev[3])
             if complete:
@@ -682,9 +697,15 @@ class Cluster:
                     rs.create_failures += 1
                     delay = min(_QUEUE_BACKOFF_START * 2 ** rs.create_failures, _QUEUE_BACKOFF_MAX)
                     rs.retry_event = self.loop.after(delay, self._retry_rs, rs)
+                    if rs.failure is None:  # set once, kept until a sync creates what it must
+                        rs.failure = ("FailedCreate", WEBHOOK_CREATE_ERROR)
+                        self.request_sync(rs.dep)
                     return
             rs.create_failures = 0
-        elif diff > 0:
+        if rs.failure is not None:
+            rs.failure = None
+            self.request_sync(rs.dep)
+        if diff > 0:
             now = self.now
 
             def rank(p: PodObj) -> tuple:  # controller.ActivePodsWithRanks: who goes first
@@ -707,7 +728,7 @@ class Cluster:
             ok, injected = self.sim.lbc.admit(d.namespace, labels)
             if not ok:
                 self.sim.log("pod", f"ReplicaSet {rs.name}: FailedCreate (webhook "
-                                    f"mspod.elbv2.k8s.aws unreachable, failurePolicy Fail)")
+                                    f"mpod.elbv2.k8s.aws unreachable, failurePolicy Fail)")
                 return None
             gates = gates + tuple(g for g in injected if g not in gates)
         else:

@@ -223,6 +223,23 @@ def test_with_the_controller_down_verify_drain_deregisters_the_released_pod_itse
     assert sim.alb.deregister_calls["albgate"] == 1
 
 
+def test_while_the_webhook_refuses_the_new_pods_the_gate_says_so_and_stops_saying_it_once_they_exist(sim):
+    # Given the controller albgate installs (its pod webhook fails closed) down when the step starts
+    sim.lbc.up = False
+    state = started(sim)
+    # When the gate looks while the webhook is down, the controllers of Kubernetes having had their second
+    sim.advance(3)
+    state = check_target_health.handler(state, None)
+    # Then it waits, and its reason says Kubernetes cannot create the pods and why
+    assert state["gate"]["status"] == "WAITING"
+    assert "Kubernetes reports ReplicaFailure FailedCreate" in state["gate"]["reason"]
+    assert "mpod.elbv2.k8s.aws" in state["gate"]["reason"]
+    # And once the controller is back and the pod exists, the gate passes without the note
+    sim.lbc.up = True
+    state = gate_polls(sim, state, 400)
+    assert state["gate"]["status"] == "PASSED" and "ReplicaFailure" not in state["gate"]["reason"]
+
+
 def test_a_target_the_controller_already_deregistered_stays_draining_and_the_drain_is_handed_over_unseen(sim):
     # Given a released pod whose target the controller has already put in draining
     state = gate_passed(sim)

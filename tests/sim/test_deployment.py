@@ -131,6 +131,25 @@ def test_progress_deadline_exceeded_is_reported_and_nothing_rolls_back():
     assert len([p for p in sim.cluster.pods.values() if p.version != V2]) == 3
 
 
+def test_pods_the_webhook_refuses_show_as_replica_failure_until_they_are_created():
+    # Given a labelled namespace whose controller (its pod webhook, failurePolicy Fail) is down for the first 60 s
+    sim = started(scenario(namespace={"inject_label": "before_pods"}, controller={"webhook_failure_policy": "Fail"},
+                           faults={"controller_outages": [{"at_seconds": 0, "duration_seconds": 60}]}))
+    d = sim.deployment()
+    # When a new version is rolled while the webhook is down
+    _set_image(sim)
+    sim.advance(5)
+    # Then no new pod exists, and the new ReplicaSet's ReplicaFailure is on the Deployment, naming the webhook
+    [new] = [rs for rs in d.rss if rs.template.containers[0].image == V2]
+    cond = d.snapshot().condition("ReplicaFailure")
+    assert not new.pods and new.failure is not None
+    assert (cond.status, cond.reason) == ("True", "FailedCreate") and '"mpod.elbv2.k8s.aws"' in cond.message
+    # And once the webhook is back and the ReplicaSet's back-off lets it create its pod, both are gone
+    sim.run_until(sim.clock.t + 1200, stop=lambda: bool(new.pods))
+    sim.advance(1)
+    assert new.pods and new.failure is None and d.snapshot().condition("ReplicaFailure") is None
+
+
 def test_progress_replaces_progress_deadline_exceeded():
     # Given a Deployment that timed out on a new version whose gate never opened
     sim = started(scenario(app={"max_unavailable": 0, "progress_deadline_seconds": 120}))

@@ -234,6 +234,41 @@ def test_progress_deadline_counts_only_when_raised_during_the_step(condition, ex
     assert _deadline_exceeded_during_step(condition, step_started_at=100.0) is expected
 
 
+# --- pods Kubernetes cannot create: the gate's reason quotes the Deployment's ReplicaFailure ----------------
+from lambdas.domain.ports import Deployment, PodTemplate  # noqa: E402
+from lambdas.domain.rollout.pods import MESSAGE_LIMIT, replica_failure  # noqa: E402
+
+REFUSED = 'Internal error occurred: failed calling webhook "mpod.elbv2.k8s.aws": ' + "x" * 400
+
+
+def _with(*conditions: DeploymentCondition) -> Deployment:
+    return Deployment(namespace="ns", name="app", uid="u", replicas=3, selector={"app": "a"},
+                      template=PodTemplate(containers=()), max_surge=1, max_unavailable=0, conditions=conditions)
+
+
+@pytest.mark.parametrize(
+    "conditions,expected",
+    [
+        ((), ""),
+        ((DeploymentCondition("Progressing", "True", "ReplicaSetUpdated"),), ""),
+        ((DeploymentCondition("ReplicaFailure", "False", "FailedCreate", "old"),), ""),
+        ((DeploymentCondition("ReplicaFailure", "True", "FailedCreate", "quota exceeded"),),
+         "Kubernetes reports ReplicaFailure FailedCreate: 'quota exceeded'"),
+        ((DeploymentCondition("ReplicaFailure", "True", "", "no reason given"),),
+         "Kubernetes reports ReplicaFailure True: 'no reason given'"),
+    ],
+    ids=["none", "other-condition", "false", "failed-create", "no-reason"],
+)
+def test_replica_failure_is_noted_only_while_true(conditions, expected):
+    assert replica_failure(_with(*conditions)) == expected
+
+
+def test_a_long_replica_failure_message_is_cut():
+    note = replica_failure(_with(DeploymentCondition("ReplicaFailure", "True", "FailedCreate", REFUSED)))
+    assert note.startswith("Kubernetes reports ReplicaFailure FailedCreate: 'Internal error occurred: failed calling")
+    assert note.endswith("…") and len(note) == len("Kubernetes reports ReplicaFailure FailedCreate: ") + MESSAGE_LIMIT
+
+
 # --- pods the scheduler cannot place: the WAITING reason says so (decisions unchanged) -------------------
 from dataclasses import replace  # noqa: E402
 

@@ -16,13 +16,13 @@ from dataclasses import replace
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.poll import CONDITIONS_QUICK_LOOKS, POD_START_POLL_SECONDS
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
-from lambdas.domain.ports import ALBGATE_GATE, DeploymentCondition, Pod, Ports, TargetHealth
+from lambdas.domain.ports import ALBGATE_GATE, Deployment, DeploymentCondition, Pod, Ports, TargetHealth
 from lambdas.domain.rollout.conditions import carries_controller_gates, health_from_conditions
 from lambdas.domain.rollout.drain import check_leaving
 from lambdas.domain.rollout.nudge import nudge_the_controller
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, STALE_OBSERVATION_INTERVALS, Pace, budget_wait, interval, next_look
-from lambdas.domain.rollout.pods import is_released, split_pods
+from lambdas.domain.rollout.pods import is_released, replica_failure, split_pods
 from lambdas.domain.rollout.targets import (
     deregister_released,
     describe_health,
@@ -56,11 +56,22 @@ def check_target_health(ports: Ports, s: RolloutState) -> RolloutState:
 
 
 def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[GateResult, Pace]:
-    """This look's gate (its verdict before the blind check) and what it waits for."""
+    """This look's gate (its verdict before the blind check) and what it waits for. A gate that has not passed
+    says so when Kubernetes cannot create the Deployment's pods (``replica_failure``): "waiting for the new pods"
+    alone would not tell a release engineer that none can be created."""
     watched = watch_failure(ports, s, f"during step {s.step + 1}'s gate", now)
     if watched:
         return GateResult(Verdict.FAILED, watched[1], error=watched[0]), NOW
     dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)  # one GET for pods and conditions
+    gate, pace = _look_at(ports, s, record, now, dep)
+    failing = replica_failure(dep)
+    if failing and gate.status is not Verdict.PASSED:
+        gate = replace(gate, reason=f"{gate.reason}; {failing}")
+    return gate, pace
+
+
+def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
+             dep: Deployment) -> tuple[GateResult, Pace]:
     target, mine, others = split_pods(ports, s, dep)
     if target is None:
         return _unseen(s, "waiting for the Deployment controller to create the new ReplicaSet",

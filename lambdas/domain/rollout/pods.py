@@ -6,11 +6,15 @@ a rollout; on a restart, carrying this execution's restart marker).
 
 from __future__ import annotations
 
+from lambdas.domain.documents import quote
 from lambdas.domain.ports import ALBGATE_GATE, Deployment, Pod, Ports, ReplicaSet
 from lambdas.domain.state import RolloutState
 
 
 POD_TEMPLATE_HASH = "pod-template-hash"
+# A ReplicaFailure message quoted in the gate's reason is cut to this many characters (an API server's refusal
+# names the webhook and its URL; the reason is shown in the console and kept in the execution's state).
+MESSAGE_LIMIT = 300
 
 
 # Marks a Deployment as being rolled by albgate until a deadline, so the gate keeper leaves its gates alone:
@@ -34,6 +38,19 @@ def _target_replica_set(
             continue
         matching.append(rs)
     return max(matching, key=lambda rs: rs.revision, default=None)
+
+
+def replica_failure(dep: Deployment) -> str:
+    """What Kubernetes says when it cannot create (or delete) the Deployment's pods, as a note for the gate's
+    reason: its ``ReplicaFailure`` condition, copied from a ReplicaSet whose last sync failed (reason
+    ``FailedCreate``, the API server's refusal as the message: an admission webhook that is down, a quota;
+    docs/facts.md, "Kubernetes Deployment controller", ReplicaFailure); empty while it is absent or not True. The
+    condition stays until a sync creates what it must, so a failure that has already healed may show until the
+    ReplicaSet's next sync. Pure."""
+    c = dep.condition("ReplicaFailure")
+    if c is None or c.status != "True":
+        return ""
+    return f"Kubernetes reports ReplicaFailure {c.reason or 'True'}: {quote(c.message, MESSAGE_LIMIT)}"
 
 
 def is_released(pod: Pod) -> bool:
