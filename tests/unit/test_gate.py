@@ -333,3 +333,28 @@ def test_the_gate_knows_when_every_target_it_waits_for_is_still_registering(case
 
 def test_pods_still_starting_are_not_registering():
     assert all_registering([pod("p1", None, ready=False)], {TG_A: []}) is False
+
+
+# --- the pods a step is about are the Deployment's, found by its selector --------------------------------------
+import dataclasses  # noqa: E402
+
+from lambdas.domain.rollout.pods import split_pods  # noqa: E402
+from tests.unit.test_domain_mutants_gate_drain import Kube, old_pod, rollout, world  # noqa: E402
+from tests.unit.test_domain_mutants_gate_drain import pod as new_pod  # noqa: E402
+
+
+class _SelectingKube(Kube):
+    """The fake API server, listing only the pods whose labels match the selector, as a label selector does."""
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list:
+        return [p for p in self.pods if all(p.labels.get(k) == v for k, v in selector.items())]
+
+
+def test_the_pods_of_a_step_are_the_deployments_not_every_pod_of_the_namespace():
+    # Given the Deployment's new and old pods, and another app's pod in the same namespace
+    stranger = dataclasses.replace(old_pod("cache-1", "10.0.9.9"), labels={"app": "cache", "pod-template-hash": "x"})
+    w = world([new_pod("web-new-a", "10.0.1.1"), old_pod("web-old-a", "10.0.0.1"), stranger])
+    kube = _SelectingKube(w.kube.pods, (), True)
+    # When the step's pods are split / Then the other app's pod is in neither list
+    _, mine, others = split_pods(dataclasses.replace(w.ports, kube=kube), rollout())
+    assert [p.name for p in mine] == ["web-new-a"] and [p.name for p in others] == ["web-old-a"]

@@ -307,3 +307,52 @@ def test_a_drain_follows_a_booked_call_as_the_gate_does():
     w = sharing(world(pods, {ARN: [target("10.0.0.1", "draining")]}), looks, CountingBudget(wait=30))
     s = verify_drain(w.ports, s)
     assert w.elb.health_reads == 0 and s.followed_at == NOW + 6 and s.wait_seconds == 6 + FOLLOW_SLACK_SECONDS
+
+
+# --- a look that follows another execution's booked call, where the controller's conditions could tell -------
+from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS  # noqa: E402
+from lambdas.domain.ports import PodCondition  # noqa: E402
+from lambdas.domain.rollout.gate import conditions_overdue_seconds  # noqa: E402
+from lambdas.domain.rollout.nudge import NUDGE_REASON  # noqa: E402
+from tests.unit.test_drain_carried import gated_group, lbc_pod  # noqa: E402
+
+
+def _following(pods, first_ready_before_overdue: float, **world_args):
+    """A step whose look would wait 300 s for its own turn and follows another execution's call booked in 40 s."""
+    looks = LocalLooks(MovableClock(world_args.get("now", NOW)))
+    looks.book(ARN, world_args.get("now", NOW) + 40)
+    s = rollout(groups=(gated_group(),), **({"step_deadline": world_args.pop("step_deadline")}
+                                            if "step_deadline" in world_args else {}))
+    s.steps[-1].first_ready_at = world_args.get("now", NOW) - conditions_overdue_seconds(s) + first_ready_before_overdue
+    w = sharing(world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, **world_args), looks, CountingBudget(wait=300))
+    return w, s
+
+
+def test_a_following_look_whose_conditions_may_still_come_reads_the_pods_a_requeue_later():
+    # Given a started pod with the controller's gate whose condition is not written yet, before it is overdue
+    p = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"), conditions=(PodCondition("ContainersReady", "True"),))
+    w, s = _following([p], first_ready_before_overdue=1)
+    # When the gate looks / Then it follows the other call, nudges nobody, and reads the pods a requeue later
+    s = check_target_health(w.ports, s)
+    assert "reads its answer in" in s.gate.reason and w.elb.health_reads == 0
+    assert w.kube.conditions_set == [] and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS
+
+
+def test_a_following_look_whose_conditions_are_overdue_nudges_the_controller():
+    # Given a pod whose controller condition is overdue
+    w, s = _following([lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")],
+                      first_ready_before_overdue=0)
+    # When the gate looks / Then it follows the other call, nudges the controller on that pod, and reads the pods
+    # again a requeue later
+    s = check_target_health(w.ports, s)
+    [(_, name, _, status, reason, _)] = w.kube.conditions_set
+    assert (name, status, reason) == ("web-new-a", "False", NUDGE_REASON)
+    assert "reads its answer in" in s.gate.reason and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS
+
+
+def test_a_following_look_past_the_step_deadline_fails_saying_what_it_waited_for():
+    w, s = _following([pod("web-new-a", "10.0.1.1")], first_ready_before_overdue=1, now=1500.0, step_deadline=1000.0)
+    s = check_target_health(w.ports, s)
+    assert s.gate.status is Verdict.FAILED
+    assert s.gate.reason.startswith(
+        "step deadline passed while albgate waited for another rollout's look at the same target group(s)")
