@@ -3,8 +3,8 @@
 Job, per scenario over seeds 1..N (the ``albgate`` strategy: the synthesized state machine in moto on the
 simulation, with a timer around each handler call and a log of the account's Describe* calls):
 - DescribeTargetHealth calls (albgate's and the Load Balancer Controller's), DescribeTargetGroups and
-  DescribeTargetGroupAttributes calls, Step Functions state transitions and Lambda invocations, per rollout and per step (a step = one
-  ``Start Step`` or ``Rollback: Start Step`` entered);
+  DescribeTargetGroupAttributes calls, Step Functions state transitions and Lambda invocations, per rollout and
+  per step (a step = one ``Start Step`` or ``Rollback: Start Step`` entered);
 - Lambda GB-seconds, memory from the template's functions; duration (a) measured: the in-process wall time of
   each handler call against the simulated ports (no network: a floor), (b) assumed: ``LAMBDA_SECONDS`` = 0.3 s
   per invocation, the figure the simulation charges to its clock; each invocation billed in 1 ms units;

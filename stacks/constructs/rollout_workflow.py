@@ -185,8 +185,7 @@ def announce_step_passed(scope: Construct, bus: events.IEventBus) -> tasks.Event
     """PutEvents ``Rollout Step Passed`` on albgate's bus, straight from the state machine (no Lambda): which
     execution, which Deployment, the step that passed (1-based, of how many, with how many new pods) and its
     mode (a rollback's steps are announced too), whether its old targets were seen out of the pool or are handed
-    over, and the
-    execution's console link."""
+    over, and the execution's console link."""
     region = Stack.of(scope).region
     detail = {
         "execution_name": sfn.JsonPath.string_at("$$.Execution.Name"),
@@ -206,8 +205,8 @@ def announce_step_passed(scope: Construct, bus: events.IEventBus) -> tasks.Event
         "step": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.step"), 1),
         "steps": sfn.JsonPath.array_length(sfn.JsonPath.list_at("$.plan")),
         "new_pods": sfn.JsonPath.array_get_item(sfn.JsonPath.list_at("$.plan"), sfn.JsonPath.number_at("$.step")),
-        # PASSED: a look saw the step's old targets out of the pool (draining or gone); DRAINING: albgate deregistered
-        # them, and the next step releases nothing until a look shows them so
+        # PASSED: a look saw the step's old targets out of the pool (draining or gone); DRAINING: albgate
+        # deregistered them, and the next step releases nothing until a look shows them so
         "old_targets": sfn.JsonPath.string_at("$.drain.status"),
     }
     return tasks.EventBridgePutEvents(

@@ -317,20 +317,22 @@ from lambdas.domain.rollout.nudge import NUDGE_REASON  # noqa: E402
 from tests.unit.test_drain_carried import gated_group, lbc_pod  # noqa: E402
 
 
-def _following(pods, first_ready_before_overdue: float, **world_args):
-    """A step whose look would wait 300 s for its own turn and follows another execution's call booked in 40 s."""
-    looks = LocalLooks(MovableClock(world_args.get("now", NOW)))
-    looks.book(ARN, world_args.get("now", NOW) + 40)
-    s = rollout(groups=(gated_group(),), **({"step_deadline": world_args.pop("step_deadline")}
-                                            if "step_deadline" in world_args else {}))
-    s.steps[-1].first_ready_at = world_args.get("now", NOW) - conditions_overdue_seconds(s) + first_ready_before_overdue
-    w = sharing(world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, **world_args), looks, CountingBudget(wait=300))
+def _following(pods, first_ready_before_overdue: float, now: float = NOW, **rollout_args):
+    """A step whose look would wait 300 s for its own turn and follows another execution's call booked in 40 s;
+    its first pod turned ContainersReady ``first_ready_before_overdue`` seconds short of the conditions' being
+    overdue."""
+    looks = LocalLooks(MovableClock(now))
+    looks.book(ARN, now + 40)
+    s = rollout(groups=(gated_group(),), **rollout_args)
+    s.steps[-1].first_ready_at = now - conditions_overdue_seconds(s) + first_ready_before_overdue
+    w = sharing(world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=now), looks, CountingBudget(wait=300))
     return w, s
 
 
 def test_a_following_look_whose_conditions_may_still_come_reads_the_pods_a_requeue_later():
     # Given a started pod with the controller's gate whose condition is not written yet, before it is overdue
-    p = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"), conditions=(PodCondition("ContainersReady", "True"),))
+    p = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"),
+                            conditions=(PodCondition("ContainersReady", "True"),))
     w, s = _following([p], first_ready_before_overdue=1)
     # When the gate looks / Then it follows the other call, nudges nobody, and reads the pods a requeue later
     s = check_target_health(w.ports, s)
