@@ -14,9 +14,14 @@ its limit in its busiest window, and how far one or two more calls per rollout a
 load does not enter them; the wall time of each world is reported beside.
 
 Run: .venv/bin/python bench/bench_fleet.py [--scenario scenarios/seed-app-hardened.yaml] [--sizes 1 10 50]
-     [--within 10] [--alone 10] [--seed 1 | --seeds 1 2 3 4 5] [--out DIR] [--write-docs]
+     [--within 10] [--alone 10] [--seed 1 | --seeds 1 2 3 4 5] [--bucket 200 50] [--share 22.5 150]
+     [--name fleet] [--out DIR] [--write-docs]
+``--bucket`` sets the account's Describe* bucket (size, refill per second) instead of the scenario's; ``--share``
+adds a row of albgate with that share of it (calls per second, burst) beside its default share; ``--name`` names
+the results files (default ``fleet``).
 Method: docs/benchmarks.md, "Concurrent rollouts in one account"; results: docs/results/fleet.md, and seed by
-seed (``--seeds``, albgate with its default share only) docs/results/fleet-seeds.md.
+seed (``--seeds``, albgate with its default share only) docs/results/fleet-seeds.md; in a bucket of 200 refilled
+at 50/s, docs/results/fleet-bucket-200.md.
 """
 
 from __future__ import annotations
@@ -123,7 +128,8 @@ def busiest_window(asks: list[float], starts: list[float], per_start: int, capac
 
 
 def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: int,
-        fixed_share: bool = True) -> dict[str, Any]:
+        fixed_share: bool = True, bucket: tuple[int, float] | None = None,
+        share: tuple[float, int] | None = None) -> dict[str, Any]:
     from albgate.sim import load_scenario
     from albgate.sim.scenario import MAX_REQUESTS
     from albgate.sim.albgate_strategy import register_strategy  # importing it registers the albgate strategy
@@ -131,6 +137,9 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
 
     assert register_strategy
     base = load_scenario(scenario_path)
+    if bucket is not None:
+        base = base.with_changes(alb={"describe_bucket_capacity": bucket[0],
+                                      "describe_bucket_refill_per_second": bucket[1]})
     rows: list[dict[str, Any]] = []
     # The demand every gated rollout puts on the bucket whoever runs it: the controller's forced calls for a rollout
     # of the policy's steps (it registers, writes healthy and deregisters the targets every gate waits for).
@@ -150,6 +159,9 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
         runs = [(s, s, None) for s in STRATEGIES]
         if n > 1 and fixed_share:
             runs.insert(1, (FIXED_SHARE, "albgate", BudgetSpec(adaptive=False)))
+        if n > 1 and share is not None:
+            runs.insert(1, (f"albgate, share {share[0]:g}/s, burst {share[1]}", "albgate",
+                            BudgetSpec(rate_per_second=share[0], burst=share[1])))
         for label, strategy, budget in runs:
             print(f"{scenario.name}: {n} rollout(s) with {label} ...", file=sys.stderr, flush=True)
             result = run_fleet(scenario, strategy, seed, progress=print_progress if n >= 10 else None, budget=budget)
@@ -183,6 +195,7 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
             rows.append(row)
     return {"scenario": str(scenario_path.relative_to(ROOT) if scenario_path.is_absolute() else scenario_path),
             "sizes": sizes, "within_seconds": within, "alone_sample": alone, "seed": seed, "steps": steps,
+            "bucket": [base.alb.describe_bucket_capacity, base.alb.describe_bucket_refill_per_second],
             "bound_calls_per_rollout": controller_calls, "controller_calls_alone": alone_calls, "rows": rows}
 
 
@@ -221,7 +234,9 @@ def tables(payload: dict[str, Any]) -> str:
         return fmt(row["describe_calls_by_caller"].get(caller, 0) / n, 1)
 
     body = [
-        f"Scenario `{payload['scenario']}`, seed {payload['seed']}; with N > 1 the rollouts start at seeded times "
+        f"Scenario `{payload['scenario']}`, seed {payload['seed']}, the account's Describe* bucket "
+        f"{payload['bucket'][0]:g} tokens refilled at {payload['bucket'][1]:g}/s; with N > 1 the rollouts start at "
+        "seeded times "
         f"within {payload['within_seconds']:g} s; slowdown = time in the fleet / the same rollout alone, for "
         f"{payload['alone_sample']} rollouts spread over the fleet. Physical bound: the longer of (the latest end of "
         "those rollouts timed alone, each from its own start) and (N x the fewest Describe* calls the controller's "
@@ -309,36 +324,49 @@ def main() -> int:
     seeds.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="several worlds, one per seed: albgate (its default share) and the controller's gate "
                             "alone at each size, summed up seed by seed in fleet-seeds.json/.md")
-    ap.add_argument("--out", type=Path, default=None, help="directory for fleet.json (default out/bench)")
-    add_write_docs(ap, "fleet")
+    ap.add_argument("--bucket", type=float, nargs=2, default=None, metavar=("SIZE", "REFILL"),
+                    help="the account's Describe* bucket: tokens and refill per second (default: the scenario's)")
+    ap.add_argument("--share", type=float, nargs=2, default=None, metavar=("RATE", "BURST"),
+                    help="also run albgate with this share of the bucket: calls per second and burst")
+    ap.add_argument("--name", default="fleet", help="name of the results files (default %(default)s)")
+    ap.add_argument("--out", type=Path, default=None, help="directory for NAME.json (default out/bench)")
+    add_write_docs(ap, "NAME")
     args = ap.parse_args()
     if any(n < 1 for n in args.sizes):
         ap.error("--sizes: every size must be 1 or more")
+    if args.bucket is not None and not (args.bucket[0] >= 1 and args.bucket[1] > 0):
+        ap.error("--bucket: the size must be 1 or more and the refill above 0")
+    if args.share is not None and not (args.share[0] > 0 and args.share[1] >= 1):
+        ap.error("--share: the rate must be above 0 and the burst 1 or more")
+    bucket = None if args.bucket is None else (int(args.bucket[0]), args.bucket[1])
+    share = None if args.share is None else (args.share[0], int(args.share[1]))
     info = machine()
     key, _ = pinned_template()
     sizes = ", ".join(map(str, args.sizes))
     if args.seeds:
-        worlds = [run(args.scenario.resolve(), args.sizes, args.within, args.alone, s, fixed_share=False)
-                  for s in args.seeds]
+        worlds = [run(args.scenario.resolve(), args.sizes, args.within, args.alone, s, fixed_share=False,
+                      bucket=bucket, share=share) for s in args.seeds]
         payload = {"scenario": worlds[0]["scenario"], "within_seconds": args.within, "alone_sample": args.alone,
                    "worlds": worlds, "machine": info}
-        write_result("fleet-seeds", payload, args.out)
+        seeds_name = f"{args.name}-seeds"
+        write_result(seeds_name, payload, args.out)
         text = seed_table(payload)
         print(text)
         if args.write_docs:
             header = docs_header(info, sample=f"N = {sizes}, seeds {', '.join(map(str, args.seeds))}",
                                  template_key=key)
-            write_docs(args.write_docs, "fleet-seeds", "Concurrent rollouts in one account, seed by seed", header,
+            write_docs(args.write_docs, seeds_name, "Concurrent rollouts in one account, seed by seed", header,
                        text)
         return 0
-    payload = run(args.scenario.resolve(), args.sizes, args.within, args.alone, args.seed)
+    payload = run(args.scenario.resolve(), args.sizes, args.within, args.alone, args.seed, bucket=bucket,
+                  share=share)
     payload["machine"] = info
-    write_result("fleet", payload, args.out)
+    write_result(args.name, payload, args.out)
     text = tables(payload)
     print(text)
     if args.write_docs:
         header = docs_header(info, sample=f"N = {sizes}, seed {args.seed}", template_key=key)
-        write_docs(args.write_docs, "fleet", "Concurrent rollouts in one account", header, text)
+        write_docs(args.write_docs, args.name, "Concurrent rollouts in one account", header, text)
     return 0
 
 

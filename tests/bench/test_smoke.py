@@ -280,6 +280,25 @@ def test_fleet_times_each_rollout_alone_and_computes_the_start_turns(out):
     assert_docs_file(out / "docs" / "fleet.md", stdout, sample="N = 3, seed 1")
 
 
+def test_fleet_in_another_bucket_runs_the_share_asked_beside_the_default_and_names_its_files(out):
+    # Given three copies in an account whose Describe* bucket is 200 refilled at 50/s, and a share sized for it
+    result, stdout = run_bench("bench_fleet.py", "--sizes", "3", "--alone", "3", "--bucket", "200", "50",
+                               "--share", "22.5", "150", "--name", "fleet-bucket-200",
+                               "--write-docs", str(out / "docs"), out=out, name="fleet-bucket-200")
+    # Then the world had that bucket, and albgate ran with that share beside its default one and the fixed one
+    assert result["bucket"] == [200, 50]
+    rows = {r["label"]: r for r in result["rows"]}
+    assert set(rows) == {"albgate", "albgate, share 22.5/s, burst 150", "albgate, fixed share", "readiness-gate"}
+    assert all(r["failed_rollouts"] == 0 for r in rows.values())
+    # And the physical bound is the larger bucket's: three rollouts' forced calls fit in its 200 tokens, so only the
+    # rollouts timed alone bound the makespan
+    shared = rows["albgate, share 22.5/s, burst 150"]
+    assert shared["physical_bound_seconds"] >= max(shared["alone_seconds"].values())
+    # And the table says which bucket, in a results file of its own name
+    assert "Describe* bucket 200 tokens refilled at 50/s" in stdout
+    assert_docs_file(out / "docs" / "fleet-bucket-200.md", stdout, sample="N = 3, seed 1")
+
+
 def test_fleet_seed_by_seed_sums_up_each_world(out):
     # Given two seeded worlds of three copies / When the fleet benchmark runs them seed by seed
     result, stdout = run_bench("bench_fleet.py", "--sizes", "3", "--alone", "3", "--seeds", "1", "2",

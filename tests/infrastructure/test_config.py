@@ -65,8 +65,10 @@ BAD_VALUES = [
     ("retention", "log_retention_days", 31, "log_retention_days", "30"),
     ("log-level", "log_level", "TRACE", "log_level", "'INFO'"),
     ("no-clusters", "clusters", [], "clusters", "at least 1"),
-    ("budget-over-the-refill", "describe_budget", {"rate_per_second": 12}, "describe_budget.rate_per_second",
-     "less than or equal to 10"),
+    ("budget-over-the-refill", "describe_budget", {"rate_per_second": 51}, "describe_budget.rate_per_second",
+     "less than or equal to 50"),
+    ("budget-over-the-bucket", "describe_budget", {"burst": 201}, "describe_budget.burst",
+     "less than or equal to 200"),
     ("budget-burst-zero", "describe_budget", {"burst": 0}, "describe_budget.burst", "greater than or equal to 1"),
     ("budget-unknown", "describe_budget", {"rate": 4}, "describe_budget.rate", "fix its spelling"),
     # booleans are JSON booleans: a lax parser would read "no" as false and 1 as true
@@ -107,6 +109,15 @@ def test_bad_value_names_field_and_fix(example_config, path, value, field, fix):
     message = str(err.value)
     assert f"{field}: " in message
     assert fix in message
+
+
+def test_a_share_sized_for_the_larger_describe_bucket_is_accepted_whole(example_config):
+    # Given a share for an account whose Describe* bucket is 200 refilled at 50/s, at the very limits allowed
+    config = parse_config(_with(example_config, "describe_budget", {"rate_per_second": 50, "burst": 200}))
+    # Then it is taken as written, and the default stays the share sized for the 40 and 10 of the page's example
+    assert (config.describe_budget.rate_per_second, config.describe_budget.burst) == (50, 200)
+    assert (parse_config(example_config).describe_budget.rate_per_second,
+            parse_config(example_config).describe_budget.burst) == (4.5, 30)
 
 
 @pytest.mark.parametrize("missing", ["vpc_id", "subnet_ids", "security_group_ids"])
