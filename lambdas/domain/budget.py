@@ -76,7 +76,8 @@ class BudgetSpec:
         if not 0 < self.decrease < 1:
             raise ValueError(f"describe budget decrease must be between 0 and 1, got {self.decrease!r}")
         if self.cooldown_seconds < 0 or not self.recovery_seconds > 0:
-            raise ValueError("describe budget cooldown_seconds must be >= 0 and recovery_seconds > 0")
+            raise ValueError("describe budget cooldown_seconds must be >= 0 and recovery_seconds > 0, got "
+                             f"{self.cooldown_seconds!r} and {self.recovery_seconds!r}")
 
     @property
     def floor(self) -> float:

@@ -248,5 +248,5 @@ def test_termination_sequence(case, pre_stop, grace, sigterm_after, gone_by):
     # Then it is out of the endpoints at once, gets SIGTERM after the preStop, and is gone by the grace end
     assert pod.terminating and pod.snapshot().terminating
     sim.advance(200)
-    assert pod.sigterm_at == pytest.approx(t0 + sigterm_after)
+    assert pod.sigterm_at == pytest.approx(t0 + sigterm_after, abs=1e-6)
     assert pod.exited_at is not None and pod.exited_at <= t0 + gone_by + 1e-9

@@ -79,7 +79,7 @@ def test_a_waiting_preflight_becomes_the_describer_and_describes_what_others_wan
     waiting = preflight(world.ports, world.request(), "t1")
     # Then it booked its attributes and one DescribeTargetGroups call, and its turn is the describer's
     assert world.budget.asks == [(2, True)] and waiting["booked_calls"] == 2
-    assert board(world).describer_at == pytest.approx(waiting["describe_slot_at"])
+    assert board(world).describer_at == pytest.approx(waiting["describe_slot_at"], abs=1e-6)
     assert own_arn(world) in board(world).wanted
     # When another Preflight, waiting for a later turn, asks for its group
     world.ports.descriptions.want([other.arn], world.now)
@@ -104,7 +104,7 @@ def test_a_preflight_that_must_wait_joins_a_describer_to_come_and_books_only_its
     assert world.budget.asks == [(2, False), (1, True)] and waiting["booked_calls"] == 1
     assert "another Preflight describes them" in waiting["reason"]
     start = world.now
-    assert own_arn(world) in board(world).wanted and board(world).describer_at == pytest.approx(start + 5)
+    assert own_arn(world) in board(world).wanted and board(world).describer_at == pytest.approx(start + 5, abs=1e-6)
     # When the describer describes it at its turn, and this Preflight comes back at its own
     world.sim.run_until(start + 5)
     world.ports.descriptions.offer([world.sim.alb.tgs[own_arn(world)].settings()], world.now)
@@ -123,7 +123,7 @@ def test_a_preflight_in_a_long_queue_does_not_join_and_becomes_the_next_describe
     waiting = preflight(world.ports, world.request(), "t1")
     # Then it books both of its calls, as the share paces the starts of many rollouts, and describes at its turn
     assert world.budget.asks == [(2, False), (2, True)] and waiting["booked_calls"] == 2
-    assert board(world).describer_at == pytest.approx(waiting["describe_slot_at"])
+    assert board(world).describer_at == pytest.approx(waiting["describe_slot_at"], abs=1e-6)
 
 
 def test_a_preflight_the_share_lets_go_at_once_calls_without_booking(world):

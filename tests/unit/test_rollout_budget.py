@@ -158,7 +158,7 @@ def test_preflight_books_its_turn_for_two_calls_per_target_group(world, wait, wa
     if wait_seconds:
         # and, told to wait, it answers when (the state machine's Wait brings it back) and calls nothing
         assert state["preflight"] == PREFLIGHT_WAITING and state["wait_seconds"] == wait_seconds
-        assert state["describe_slot_at"] == pytest.approx(now + wait) and state["turns"] == 1
+        assert state["describe_slot_at"] == pytest.approx(now + wait, abs=1e-6) and state["turns"] == 1
         assert SPENT in state["reason"]
         assert world.group_calls == 0 and world.health_calls == 0
     else:
