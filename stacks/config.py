@@ -244,9 +244,9 @@ class ApplicationConfig(_Strict):
     tag_pattern: TagGlob = Field(default="*", description="glob an image tag must match, e.g. 'v*'")
 
 
-# The largest Describe* bucket AWS documents per account and Region, as the Load Balancer Controller reads it since
-# v3.2.0: 200 tokens refilled at 50 a second (docs/facts.md, ELB API throttling). The default share is sized for the
-# 40 and 10 of the page's worked example; an account with the larger bucket may take a larger share, never more.
+# The Describe* bucket per account and Region as the Load Balancer Controller reads AWS's page since v3.2.0: 200
+# tokens refilled at 50 a second (docs/facts.md, ELB API throttling). The default share is sized for the 40 and 10
+# of the page's worked example; an account with the larger bucket may take a larger share, never more.
 MAX_BUDGET_RATE_PER_SECOND = 50
 MAX_BUDGET_BURST = 200
 
