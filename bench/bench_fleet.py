@@ -323,7 +323,7 @@ def main() -> int:
     seeds.add_argument("--seed", type=int, default=1)
     seeds.add_argument("--seeds", type=int, nargs="+", default=None,
                        help="several worlds, one per seed: albgate (its default share) and the controller's gate "
-                            "alone at each size, summed up seed by seed in fleet-seeds.json/.md")
+                            "alone at each size, summed up seed by seed in NAME-seeds.json/.md")
     ap.add_argument("--bucket", type=float, nargs=2, default=None, metavar=("SIZE", "REFILL"),
                     help="the account's Describe* bucket: tokens and refill per second (default: the scenario's)")
     ap.add_argument("--share", type=float, nargs=2, default=None, metavar=("RATE", "BURST"),
@@ -334,10 +334,12 @@ def main() -> int:
     args = ap.parse_args()
     if any(n < 1 for n in args.sizes):
         ap.error("--sizes: every size must be 1 or more")
-    if args.bucket is not None and not (args.bucket[0] >= 1 and args.bucket[1] > 0):
-        ap.error("--bucket: the size must be 1 or more and the refill above 0")
-    if args.share is not None and not (args.share[0] > 0 and args.share[1] >= 1):
-        ap.error("--share: the rate must be above 0 and the burst 1 or more")
+    if args.bucket is not None and not (args.bucket[0] >= 1 and args.bucket[0].is_integer() and args.bucket[1] > 0):
+        ap.error("--bucket: the size must be a whole number of tokens, 1 or more, and the refill above 0")
+    if args.share is not None and not (args.share[0] > 0 and args.share[1] >= 1 and args.share[1].is_integer()):
+        ap.error("--share: the rate must be above 0 and the burst a whole number of calls, 1 or more")
+    if args.share is not None and args.seeds:
+        ap.error("--share: with --seeds each world runs albgate with its default share only; run one seed with --seed")
     bucket = None if args.bucket is None else (int(args.bucket[0]), args.bucket[1])
     share = None if args.share is None else (args.share[0], int(args.share[1]))
     info = machine()

@@ -4,11 +4,13 @@ threshold on any duration; the scripts run in child processes, one worker, two s
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.bench.conftest import docs_tables, run_bench, run_script
+from tests.bench.conftest import ROOT, docs_tables, run_bench, run_script
 
 STRATEGIES = ["kubernetes-default", "readiness-gate", "hardened-readiness-gate", "argo-rollouts", "ideal-poller", "albgate"]
 
@@ -297,6 +299,19 @@ def test_fleet_in_another_bucket_runs_the_share_asked_beside_the_default_and_nam
     # And the table says which bucket, in a results file of its own name
     assert "Describe* bucket 200 tokens refilled at 50/s" in stdout
     assert_docs_file(out / "docs" / "fleet-bucket-200.md", stdout, sample="N = 3, seed 1")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("--bucket", "20.5", "3"), "--bucket: the size must be a whole number of tokens"),
+    (("--bucket", "40", "0"), "the refill above 0"),
+    (("--share", "4.5", "0"), "--share: the rate must be above 0 and the burst a whole number of calls"),
+    (("--seeds", "1", "2", "--share", "22.5", "150"), "with --seeds each world runs albgate with its default share"),
+], ids=["fractional-size", "no-refill", "no-burst", "share-with-seeds"])
+def test_fleet_refuses_a_bucket_or_share_it_cannot_run_naming_the_option(args, words):
+    # Given a bucket or share that cannot be run / When the fleet benchmark starts / Then it stops at once, saying why
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_fleet.py"), "--sizes", "3", *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 2 and words in p.stderr and not p.stdout
 
 
 def test_fleet_seed_by_seed_sums_up_each_world(out):
