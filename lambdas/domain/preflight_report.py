@@ -214,12 +214,13 @@ def deployment_risks(dep: Deployment, policy: RolloutPolicy) -> list[Risk]:
 
 
 def longest_request_risk(metrics: MetricsPort | None, tg: TargetGroup, policy: RolloutPolicy,
-                         now: float) -> tuple[RolloutPolicy, list[Risk]]:
+                         now: float | None) -> tuple[RolloutPolicy, list[Risk]]:
     """Requests the target group answered more slowly than the policy's ``max_request_seconds`` (TargetResponseTime
     Maximum over ``long_requests_window_minutes``, one GetMetricData call): a risk saying so, and the policy with that
-    length, by which the grace period and the deregistration delay are then checked. Unchanged without metrics."""
+    length, by which the grace period and the deregistration delay are then checked. Unchanged without metrics (or
+    without ``now``, the time the window ends)."""
     window = policy.long_requests_window_minutes
-    if metrics is None or window == 0 or not tg.load_balancer_arns:
+    if metrics is None or now is None or window == 0 or not tg.load_balancer_arns:
         return policy, []
     seen = longest_request(metrics.target_group_minutes(tg.arn, tg.load_balancer_arns[0], now - window * 60.0, now))
     if seen is None or seen <= policy.max_request_seconds:
@@ -236,10 +237,13 @@ def longest_request_risk(metrics: MetricsPort | None, tg: TargetGroup, policy: R
 
 def serving_risks(
     kube: BootstrapKubernetesPort, elb: ElbPort, dep: Deployment, policy: RolloutPolicy, labelled: bool,
-    metrics: MetricsPort | None = None, now: float = 0.0,
+    metrics: MetricsPort | None = None, now: float | None = None,
 ) -> list[Risk]:
     """Services, Ingresses, bindings, target groups and pods' gates of one Deployment; with ``metrics``, the longest
-    requests too (``longest_request_risk``: then the Deployment's grace period is checked again for them)."""
+    requests too, read up to ``now`` (``longest_request_risk``: then the Deployment's grace period is checked again
+    for them)."""
+    if metrics is not None and now is None:
+        raise ValueError("the longest requests are read up to a time: pass now with metrics")
     ns, subject = dep.namespace, f"Deployment {dep.namespace}/{dep.name}"
     labels = dep.template.labels or dep.selector
     services = [s for s in kube.list_services(ns)
@@ -312,7 +316,9 @@ def serving_risks(
 
 
 def preflight_report(kube: BootstrapKubernetesPort, elb: ElbPort, request: ReportRequest,
-                     metrics: MetricsPort | None = None, now: float = 0.0) -> Report:
+                     metrics: MetricsPort | None = None, now: float | None = None) -> Report:
+    """Every risk of the request's cluster, namespaces and Deployments; with ``metrics`` (and ``now``, the time its
+    window ends), the longest requests each target group answered too."""
     report = Report(cluster=request.cluster)
     if request.expect_controller:
         report.risks += controller_risks(kube, request.controller_namespace, request.minimum_controller_version)
