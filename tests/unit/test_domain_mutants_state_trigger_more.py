@@ -233,6 +233,17 @@ def test_metrics_without_the_time_their_window_ends_are_refused_before_any_read(
     assert metrics.asked == []
 
 
+def test_a_time_without_metrics_reads_nothing_and_finds_no_long_request():
+    # Given no metrics port (a report from the CLI, a wiring without CloudWatch) but the time / When checked
+    kube = healthy_cluster()
+    request_ = ReportRequest(cluster="prod", expect_controller=False,
+                             applications=[ReportApp(namespace="shop", deployment="web")])
+    report = preflight_report(kube, Elb({TG_ARN: target_group()}), request_, None, 1_767_225_600.0)
+    # Then no long-request risk is reported, and none of the checks needed a metric
+    assert "requests-longer-than-declared" not in report.codes()
+    assert report.codes() == preflight_report(kube, Elb({TG_ARN: target_group()}), request_).codes()
+
+
 def test_pods_of_other_deployments_in_the_namespace_are_not_judged_for_the_gate():
     # Given this Deployment's pod is gated, and another app's pod in the namespace is not
     kube = healthy_cluster()
