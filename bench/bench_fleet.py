@@ -347,7 +347,7 @@ def main() -> int:
     sizes = ", ".join(map(str, args.sizes))
     if args.seeds:
         worlds = [run(args.scenario.resolve(), args.sizes, args.within, args.alone, s, fixed_share=False,
-                      bucket=bucket, share=share) for s in args.seeds]
+                      bucket=bucket) for s in args.seeds]
         payload = {"scenario": worlds[0]["scenario"], "within_seconds": args.within, "alone_sample": args.alone,
                    "worlds": worlds, "machine": info}
         seeds_name = f"{args.name}-seeds"

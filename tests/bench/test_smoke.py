@@ -292,10 +292,9 @@ def test_fleet_in_another_bucket_runs_the_share_asked_beside_the_default_and_nam
     rows = {r["label"]: r for r in result["rows"]}
     assert set(rows) == {"albgate", "albgate, share 22.5/s, burst 150", "albgate, fixed share", "readiness-gate"}
     assert all(r["failed_rollouts"] == 0 for r in rows.values())
-    # And the physical bound is the larger bucket's: three rollouts' forced calls fit in its 200 tokens, so only the
-    # rollouts timed alone bound the makespan
-    shared = rows["albgate, share 22.5/s, burst 150"]
-    assert shared["physical_bound_seconds"] >= max(shared["alone_seconds"].values())
+    # And the controllers' busiest window is measured against that bucket: a few tokens short of its 200, far more
+    # to spare than the 40 of the scenario's own bucket could ever leave
+    assert -200 <= rows["readiness-gate"]["busiest_window"]["0"] < -40
     # And the table says which bucket, in a results file of its own name
     assert "Describe* bucket 200 tokens refilled at 50/s" in stdout
     assert_docs_file(out / "docs" / "fleet-bucket-200.md", stdout, sample="N = 3, seed 1")
