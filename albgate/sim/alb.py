@@ -117,7 +117,8 @@ _SLACK = 1e-6  # epoch-second floats lose ~1e-7 s: do not let that refuse a due 
 
 
 class TokenBucket:
-    """The account's Describe* bucket, spent by every caller in the order the calls arrive.
+    """An ELB API token bucket of the account (the Describe* one; RegisterTargets and DeregisterTargets have
+    another), spent by every caller in the order the calls arrive.
 
     What it models (docs/facts.md, "ELB API throttling"): one bucket per account and Region, shared by every
     caller with the account's credentials, holding at most ``capacity`` tokens and refilled continuously at
@@ -158,7 +159,8 @@ class TokenBucket:
     "ELB API throttling"): not whether the refill is continuous or added once a second, nor how calls
     arriving together are ordered, nor whether a throttled call costs anything. Here the refill is
     continuous, a background call at the same instant as another call goes first, and a throttled call is
-    free. The mutating APIs' own bucket is not modelled (``Alb.deregister_targets``)."""
+    free. RegisterTargets and DeregisterTargets have a bucket of their own, this class again without a
+    background (``Alb.mutating_bucket``)."""
 
     def __init__(self, capacity: int, refill: float, now: float, load: list[tuple[float, float, float]],
                  rng: random.Random | None = None) -> None:
@@ -269,6 +271,12 @@ class Alb:
                  w.rate_per_second) for w in sim.scenario.faults.describe_load]
         self.bucket = TokenBucket(spec.describe_bucket_capacity, spec.describe_bucket_refill_per_second,
                                   sim.clock.t, load, sim.rng("describe_load"))
+        # RegisterTargets and DeregisterTargets have a bucket of their own (docs/facts.md, "ELB API throttling"),
+        # served like the Describe* one; no background load is modelled on it.
+        self.mutating_bucket = TokenBucket(spec.mutating_bucket_capacity, spec.mutating_bucket_refill_per_second,
+                                           sim.clock.t, [])
+        self.mutating_calls: Counter[str] = Counter()  # RegisterTargets + DeregisterTargets asked, by caller
+        self.mutating_throttled: Counter[str] = Counter()  # of those, throttled (nothing changed), by caller
         self.lag = spec.deregistration_lag_seconds
         self.tgs: dict[str, TargetGroupSim] = {}
         self.describe_calls: Counter[str] = Counter()  # DescribeTargetHealth by caller
@@ -296,6 +304,14 @@ class Alb:
             self._throttled[caller] += 1
             raise ThrottledError(f"An error occurred (Throttling) when calling the {api} operation: Rate exceeded")
 
+    def spend_mutating(self, caller: str, api: str) -> None:
+        """One RegisterTargets or DeregisterTargets call of ``caller`` (the controller's reconcile or a client)
+        takes a token of the mutating bucket; a throttled one raises ThrottledError and must change nothing."""
+        self.mutating_calls[caller] += 1
+        if not self.mutating_bucket.take(self.sim.clock.t):
+            self.mutating_throttled[caller] += 1
+            raise ThrottledError(f"An error occurred (Throttling) when calling the {api} operation: Rate exceeded")
+
     def target_group(self, arn: str) -> TargetGroupSim:
         tg = self.tgs.get(arn)
         if tg is None:
@@ -310,15 +326,19 @@ class Alb:
                              DESCRIPTIONS.get(t.reason, "") if t.state != HEALTHY else "")
                 for t in tg.targets.values()]
 
-    def deregister_targets(self, arn: str, targets: list[tuple[str, int]], caller: str) -> None:
-        """DeregisterTargets as a client calls it. Not charged to the Describe* bucket (docs/facts.md, ELB API
-        throttling, gives the bucket for Describe* calls only; the mutating calls' own limit is not modelled).
+    def deregister_targets(self, arn: str, targets: list[tuple[str, int]], caller: str, *,
+                           charged: bool = True) -> None:
+        """DeregisterTargets as a client calls it: a token of the mutating bucket (``spend_mutating``; throttled,
+        it changes nothing), none of the Describe* one.
 
         A target is its Id and Port: only a registered (IP, port) starts draining. One that is not registered, on
         that port or at all, is no error and changes nothing, as ELBv2 answers (docs/facts.md, "ELBv2
         DeregisterTargets: Id, Port and absent targets"); an IP named on a port other than its target's leaves
-        that target serving. One already draining is left as it is."""
+        that target serving. One already draining is left as it is. ``charged`` False: a caller outside the
+        account's limits (the oracle, whose knowledge and actions are free)."""
         self.deregister_calls[caller] += 1
+        if charged:
+            self.spend_mutating(caller, "DeregisterTargets")
         tg = self.target_group(arn)
         for ip, port in targets:
             t = tg.targets.get(ip)
@@ -331,12 +351,13 @@ class Alb:
 
     def register_targets(self, arn: str, targets: list[tuple[str, int]], caller: str) -> None:
         """RegisterTargets as a client calls it, registering each (IP, port) as the controller's reconcile does
-        (``register``: a target already there stays as it is, a draining one is registered anew). Not charged to
-        the Describe* bucket, like ``deregister_targets``. A target is the pod holding the IP (its health checks
+        (``register``: a target already there stays as it is, a draining one is registered anew). A token of the
+        mutating bucket, like ``deregister_targets``. A target is the pod holding the IP (its health checks
         reach that pod, on the target's port: a port the pod does not serve fails them); an IP no live pod holds
         is not modelled and is left out, with a log line, and so is a second port for an IP registered on
         another one."""
         self.register_calls[caller] += 1
+        self.spend_mutating(caller, "RegisterTargets")
         tg = self.target_group(arn)
         for ip, port in targets:
             pod = next((p for p in self.sim.cluster.pods.values() if p.ip == ip and not p.exited), None)

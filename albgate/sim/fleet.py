@@ -70,6 +70,9 @@ class FleetResult:
     events: int
     wall_seconds: float
     alone_seconds: dict[str, float] = field(default_factory=dict)  # deployment -> its time alone (when measured)
+    # RegisterTargets + DeregisterTargets by caller (the controller's own included), and those throttled
+    mutating_calls_by_caller: dict[str, int] = field(default_factory=dict)
+    mutating_throttled_by_caller: dict[str, int] = field(default_factory=dict)
     # when the controllers asked for each Describe* token (seconds since t=0, as ``FleetRollout.started_at``),
     # throttled or not: the world's demand on the bucket over time (not in ``to_json``)
     controller_asks: list[float] = field(default_factory=list)
@@ -145,6 +148,8 @@ def run_fleet(scenario: Scenario, strategy: str = "albgate", seed: int | None = 
         throttled_calls_by_caller=dict(sorted(sim.alb.throttled.items())),
         simulated_seconds=round(sim.elapsed, 3), events=sim.loop.events_run,
         wall_seconds=round(time.perf_counter() - wall, 3),
+        mutating_calls_by_caller=dict(sorted(sim.alb.mutating_calls.items())),
+        mutating_throttled_by_caller=dict(sorted(sim.alb.mutating_throttled.items())),
         controller_asks=[t - EPOCH for t, caller, n in sim.alb.asked if caller == CONTROLLER for _ in range(n)],
     )
 

@@ -13,8 +13,10 @@ and about the whole group every 5 minutes), the reconciler's
 watches (Services, Endpoints or EndpointSlices, Nodes; gated pods from v3.4.0), controller-runtime's
 reconcileHandler (an error or a plain requeue goes through the rate limiter, RequeueAfter and success
 forget the item's failures) and client-go's per-item exponential limiter (5 ms x 2^failures, capped),
-failurePolicy Ignore (after v2.11.0) or Fail, the pause after a leader change, and EKS Auto Mode (no gate
-injection at all, aws/containers-roadmap#2511).
+failurePolicy Ignore (after v2.11.0) or Fail, the pause after a leader change, EKS Auto Mode (no gate
+injection at all, aws/containers-roadmap#2511), and pkg/aws/throttle (from v2.4.4 RegisterTargets/DeregisterTargets
+wait for a client-side token, 4 a second with bursts of 20; each call also takes one of the account's own bucket,
+``Alb.spend_mutating``).
 Invariant: a pod's readiness gates are decided once, when it is created; a gate is set True only from a
 DescribeTargetHealth answer that said `healthy`; while the controller is down nothing is registered,
 deregistered or set; a binding is reconciled only when a watched object changed, its delayed requeue is due,
@@ -72,6 +74,10 @@ REGISTERING_MESSAGE = "Target registration is in progress"
 # reconciler came with v2.0.0).
 INSTALLED_VERSION = CONTROLLER_VERSION
 OLDEST_VERSION = (2, 0, 0)
+# The client-side limit on RegisterTargets/DeregisterTargets, a default since v2.4.4: a call over it waits for its
+# token (docs/facts.md, "Load Balancer Controller: registration and timing", client-side throttles).
+MUTATING_CLIENT_RATE = 4.0
+MUTATING_CLIENT_BURST = 20
 
 Requeue = Literal["rate_limited", "after"]
 
@@ -94,6 +100,7 @@ class ControllerRules:
     requeue_flag: bool  # v3.2.0+: --targetgroupbinding-requeue-duration
     backoff_flag: bool  # v2.2.1+: --targetgroupbinding-max-exponential-backoff-delay
     registers_ungated_not_ready: bool  # v2.4.1+: a not-ready ContainersReady pod is a target without a gate too
+    mutating_client_limit: bool  # v2.4.4+: RegisterTargets/DeregisterTargets wait for a client-side token
     default_failure_policy: Literal["Ignore", "Fail"]  # the pod webhook's: Fail up to v2.11.0
 
 
@@ -116,6 +123,7 @@ def rules_for(version: str) -> ControllerRules:
         requeue_flag=v >= (3, 2, 0),
         backoff_flag=v >= (2, 2, 1),
         registers_ungated_not_ready=v >= (2, 4, 1),
+        mutating_client_limit=v >= (2, 4, 4),
         default_failure_policy="Ignore" if v > (2, 11, 0) else "Fail",
     )
 
@@ -129,6 +137,24 @@ class _TargetsCache:
     targets: dict[str, "TargetHealth | None"]
 
 
+class WaitLimiter:
+    """golang.org/x/time/rate's Limiter as ``Wait`` uses it: ``rate`` tokens a second into a bucket of ``burst``;
+    each call reserves one token at once, the bucket going negative for calls that must wait, and waits until its
+    token's time. So calls over the rate are served in order, one every 1 / ``rate`` seconds, none refused."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.last = float(burst), now
+
+    def reserve(self, now: float) -> float:
+        """Reserve one token at ``now``: the seconds to wait for it (0 when the bucket held one)."""
+        if now > self.last:
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+        self.tokens -= 1
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
 class _Binding:
     def __init__(self, tgb: TargetGroupBinding, tg: "TargetGroupSim", service: Service) -> None:
         self.tgb, self.tg, self.service = tgb, tg, service
@@ -139,6 +165,10 @@ class _Binding:
         self.checkpoint: frozenset[str] | None = None  # endpoints of the last reconcile that needed nothing more
         self.seen: tuple[frozenset[Any], frozenset[Any]] | None = None  # what the watches last saw
         self.selected: tuple[Any, list["PodObj"]] = ((), [])  # (cache key, the Service's pods)
+        # A reconcile waiting for the client-side token of its RegisterTargets/DeregisterTargets holds the binding
+        # (the workqueue never hands one item to two workers); what comes for it meanwhile runs once it is done.
+        self.busy = False
+        self.dirty = False
 
 
 def lbc_name(namespace: str, service: str, salt: str) -> str:
@@ -165,6 +195,8 @@ class LoadBalancerController:
         self._unindexed: list[_Binding] = []
         self._forced: set[str] = set()  # namespaces whose bindings are all looked at again (services_changed)
         self.targets_cache: dict[str, _TargetsCache] = {}  # target group ARN -> its cached targets
+        self.mutating_limiter = WaitLimiter(MUTATING_CLIENT_RATE, MUTATING_CLIENT_BURST, sim.clock.t)
+        self.process = 0  # counts the controller's processes: a reconcile waiting for a token dies with its own
         # The informers: after every event, what the reconciler watches is compared with what it saw.
         sim.loop.observers.append(self._watch)
 
@@ -224,6 +256,7 @@ class LoadBalancerController:
 
     def _go_down(self) -> None:
         self.up = False
+        self.process += 1
         self.sim.log("controller", "Load Balancer Controller down (webhook unreachable, no reconciles)")
 
     def _come_back(self) -> None:
@@ -236,11 +269,13 @@ class LoadBalancerController:
         resync of every binding (the checkpoint lives in the binding's annotations and survives)."""
         self.up = True
         self.targets_cache.clear()  # a new process starts with an empty cache
+        self.mutating_limiter = WaitLimiter(MUTATING_CLIENT_RATE, MUTATING_CLIENT_BURST, self.sim.clock.t)
         self.sim.log("controller", "Load Balancer Controller leading again: full resync")
         for b in self.bindings:
             if b.waiting is not None:
                 b.waiting.cancel()
             b.waiting, b.failures = None, 0
+            b.busy = b.dirty = False
             self._enqueue(b, self.sim.clock.t)
 
     def latency(self) -> float:
@@ -394,7 +429,9 @@ class LoadBalancerController:
             b.event = None
         else:
             b.waiting = None
-        if self.up:
+        if b.busy:
+            b.dirty = True  # processed again once the running reconcile is done
+        elif self.up:
             self._reconcile(b)
         # down: nothing runs; the new leader's full resync picks the binding up
 
@@ -435,15 +472,75 @@ class LoadBalancerController:
         current = {ip: h for ip, h in listed.items() if h is None or h.state != DRAINING}
         unmatched = [ip for ip in desired if ip not in current]
         gone = [ip for ip in current if ip not in desired]
+        calls = [(api, fn) for api, todo, fn in (
+            ("DeregisterTargets", gone, lambda: self._deregister(b, gone)),
+            ("RegisterTargets", unmatched, lambda: self._register(b, unmatched, desired))) if todo]
+        self._mutate(b, calls, lambda: self._finish(b, desired, current, unmatched, gone, potentially_ready))
+
+    def _deregister(self, b: _Binding, gone: list[str]) -> None:
         cache = self.targets_cache.get(b.tg.arn)
         for ip in gone:
-            sim.alb.deregister(b.tg, ip)
+            self.sim.alb.deregister(b.tg, ip)
             if cache is not None and ip in cache.targets:
                 cache.targets[ip] = None  # recordSuccessfulDeregisterTargetsOperation
+
+    def _register(self, b: _Binding, unmatched: list[str], desired: dict[str, "PodObj"]) -> None:
+        cache = self.targets_cache.get(b.tg.arn)
         for ip in unmatched:
-            sim.alb.register(b.tg, desired[ip])
+            pod = desired[ip]
+            if pod.exited:
+                continue  # its reconcile waited for the token while the pod went: ELB would fail its checks
+            self.sim.alb.register(b.tg, pod)
             if cache is not None:
                 cache.targets[ip] = None  # recordSuccessfulRegisterTargetsOperation
+
+    def _mutate(self, b: _Binding, calls: list[tuple[str, Any]], finish: Any, reserved: bool = False) -> None:
+        """The reconcile's RegisterTargets/DeregisterTargets calls in order, then ``finish``. From v2.4.4 each
+        first waits for its client-side token (``WaitLimiter``): the reconcile holds the binding meanwhile and
+        goes on at the token's time. A call the account's mutating bucket throttles ends the reconcile through
+        the rate limiter, as a throttled DescribeTargetHealth does (the SDK's own retries are not modelled
+        for either), with the calls before it done."""
+        sim = self.sim
+        for i, (api, effect) in enumerate(calls):
+            if not reserved and self.rules.mutating_client_limit:
+                wait = self.mutating_limiter.reserve(sim.clock.t)
+                if wait > 0:
+                    b.busy = True
+                    self.loop.after(wait, self._resume, b, calls[i:], finish, self.process)
+                    return
+            reserved = False
+            try:
+                sim.alb.spend_mutating(CONTROLLER, api)
+            except ThrottledError:
+                failures = b.failures + 1
+                delay = self._rate_limited(b)
+                if failures in (1, 5, 10) or delay >= self.max_backoff_seconds:
+                    sim.log("controller", f"{b.tgb.name}: {api} throttled, retry in {delay:.3g} s")
+                self._done(b)
+                return
+            effect()
+        finish()
+        self._done(b)
+
+    def _resume(self, b: _Binding, calls: list[tuple[str, Any]], finish: Any, process: int) -> None:
+        """A reconcile's token came: go on, unless the controller went down meanwhile (its process is gone; the new
+        leader resyncs every binding)."""
+        if process != self.process:
+            return
+        self._mutate(b, calls, finish, reserved=True)
+
+    def _done(self, b: _Binding) -> None:
+        b.busy = False
+        if b.dirty:
+            b.dirty = False
+            self._enqueue(b, self.sim.clock.t)
+
+    def _finish(self, b: _Binding, desired: dict[str, "PodObj"], current: dict[str, TargetHealth | None],
+                unmatched: list[str], gone: list[str], potentially_ready: bool) -> None:
+        """The rest of a reconcile once its RegisterTargets/DeregisterTargets calls went through: the gates are
+        written and the binding is requeued as the outcome says."""
+        sim, rules = self.sim, self.rules
+        gate = LBC_GATE_PREFIX + b.tgb.name
         pending = False
         for ip, pod in desired.items():
             if gate not in pod.readiness_gates:

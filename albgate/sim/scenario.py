@@ -299,6 +299,11 @@ class AlbSpec(_Strict):
     # docs/facts.md, ELB API throttling
     describe_bucket_capacity: int = Field(default=40, ge=1, le=100_000, description="Describe* token bucket")
     describe_bucket_refill_per_second: float = Field(default=10, ge=0.01, le=10_000, description="Describe* refill")
+    # docs/facts.md, ELB API throttling: RegisterTargets and DeregisterTargets share a bucket of their own
+    mutating_bucket_capacity: int = Field(default=20, ge=1, le=100_000,
+                                          description="RegisterTargets/DeregisterTargets token bucket")
+    mutating_bucket_refill_per_second: float = Field(default=4, ge=0.01, le=10_000,
+                                                     description="RegisterTargets/DeregisterTargets refill")
 
 
 class TrafficSpec(_Strict):

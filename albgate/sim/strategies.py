@@ -205,7 +205,8 @@ class _Oracle:
         key = (seen.arn, seen.ip, id(seen.pod))
         if key not in self.deregistered:
             self.deregistered.add(key)
-            self.sim.alb.deregister_targets(seen.arn, [(seen.ip, self.sim.alb.tgs[seen.arn].port)], "oracle")
+            self.sim.alb.deregister_targets(seen.arn, [(seen.ip, self.sim.alb.tgs[seen.arn].port)], "oracle",
+                                            charged=False)
         return _Seen(seen.arn, seen.ip, DRAINING, seen.pod)
 
     def _out_of_service(self, seen: _Seen) -> bool:
