@@ -110,7 +110,8 @@ def template_hash(t: PodTemplate) -> str:
 class PodObj:
     __slots__ = (
         "namespace", "name", "uid", "labels", "template", "rs", "ip", "created_at", "readiness_gates",
-        "conditions", "phase", "containers_ready", "ready", "ready_since", "listening", "broken", "crashes",
+        "conditions", "condition_times", "phase", "containers_ready", "ready", "ready_since", "listening", "broken",
+        "crashes",
         "terminating", "deletion_at", "sigtermed", "exited", "inflight", "restart_count", "waiting_reason",
         "probe_ok", "probe_fail", "timers", "kill_at", "rv", "version", "sigterm_at", "exited_at", "unschedulable",
         "alb_check_fails", "ready_sync", "error_rate", "latency_factor",
@@ -123,6 +124,8 @@ class PodObj:
         self.ip: str | None = None
         self.readiness_gates = gates
         self.conditions: dict[str, tuple[str, str, str]] = {}
+        # readiness gate -> its lastTransitionTime (when the status last changed, or the condition appeared)
+        self.condition_times: dict[str, float] = {}
         self.phase = "Pending"
         self.containers_ready = self.ready = False
         self.ready_since: float | None = None
@@ -165,7 +168,9 @@ class PodObj:
             reason = "ReadinessGatesNotReady" if self.containers_ready else "ContainersNotReady"
             conds.append(PodCondition("Ready", "False", reason))
         for t, (status, reason, message) in self.conditions.items():
-            conds.append(PodCondition(t, status, reason, message))
+            # the API keeps whole seconds (metav1.Time is serialized as RFC 3339 without fractions)
+            when = self.condition_times.get(t)
+            conds.append(PodCondition(t, status, reason, message, None if when is None else float(math.floor(when))))
         return Pod(
             namespace=self.namespace, name=self.name, uid=self.uid, ip=self.ip, labels=dict(self.labels),
             phase=self.phase, readiness_gates=self.readiness_gates, conditions=tuple(conds),
@@ -755,6 +760,7 @@ class Cluster:
             pod.listening = pod.containers_ready = True
             for g in gates:
                 pod.conditions[g] = ("True", "", "")
+                pod.condition_times[g] = created
             pod.ready, pod.ready_since = True, created
             return pod
         self.sim.log("pod", f"pod {pod.name} created" + (f" with gates {', '.join(gates)}" if gates else " (no readiness gates)"))
@@ -865,6 +871,8 @@ class Cluster:
         if cur == (status, reason, message):
             return  # a patch that changes nothing leaves the object (and its resourceVersion) as it was
         pod.conditions[type_] = (status, reason, message)
+        if cur is None or cur[0] != status:
+            pod.condition_times[type_] = self.sim.clock.t
         pod.rv = self._pod_changed(pod)
         if cur is not None and cur[0] == status:
             # the same status with another reason or message: a new resourceVersion and a watch event (the

@@ -307,7 +307,8 @@ def _pod(raw: dict[str, Any]) -> Pod:
         phase=status.get("phase", "Pending"),
         readiness_gates=tuple(g["conditionType"] for g in spec.get("readinessGates") or []),
         conditions=tuple(
-            PodCondition(c["type"], c["status"], c.get("reason") or "", c.get("message") or "")
+            PodCondition(c["type"], c["status"], c.get("reason") or "", c.get("message") or "",
+                         _epoch(c["lastTransitionTime"]) if c.get("lastTransitionTime") else None)
             for c in status.get("conditions") or []
         ),
         terminating=meta.get("deletionTimestamp") is not None,

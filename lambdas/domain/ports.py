@@ -110,6 +110,9 @@ class PodCondition:
     status: str  # True | False
     reason: str = ""
     message: str = ""
+    # lastTransitionTime (epoch seconds; the API writes whole seconds): when the status last changed, or the
+    # condition first appeared. None when the object does not say.
+    last_transition_time: float | None = None
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,11 @@ class StepRecord(_Model):
     first_ready_at: float | None = None
     # How many looks of this step waited on those conditions at the quick pace (``poll.CONDITIONS_*``).
     quick_looks: int = 0
+    # Whether the Load Balancer Controller's own conditions opened this step's gate (they said every new target
+    # healthy): its reconcile of the step's bindings went through just now, and rollout.drain leaves it the drain.
+    opened_by_controller: bool = False
+    # When the drain of this step was left to the controller (rollout.drain), so that it is left once.
+    left_at: float | None = None
     # Released pods whose targets albgate deregistered itself (at once when the old ReplicaSet is scaled down, or
     # when a look still showed them in the pool): "target group ARN|IP". Emptied once no drain reads it any more (RolloutState.dump).
     deregistered: list[str] = Field(default_factory=list)
@@ -142,6 +147,10 @@ class RolloutState(_Model):
     # without a look): known out of the pool, not yet seen so. Every later drain watches them too, so the last one
     # sees every released target out of the pool; a gate's look that shows one still in it deregisters it again.
     carried_ips: list[str] = Field(default_factory=list)
+    # When a step left its released targets to the Load Balancer Controller (rollout.drain), carried with the
+    # others, while nothing has shown the controller deregistered them: the next gate deregisters the carried
+    # targets itself unless the controller proves it went past them first (rollout.left.follow_left).
+    left_at: float | None = None
 
     gate: GateResult = Field(default_factory=lambda: GateResult(Verdict.WAITING, "not started"))
     drain: DrainResult = Field(default_factory=lambda: DrainResult(Verdict.WAITING, "not started"))
@@ -302,7 +311,8 @@ def largest_state(
                           deregistered=deregistered if keep else [],
                           deregistered_total=len(deregistered),
                           unregistered_since={g.arn: _TIMESTAMP for g in groups} if keep else {},
-                          registered_total=10**6, quick_looks=10**6, nudged_at=_TIMESTAMP, nudges=10**6)
+                          registered_total=10**6, quick_looks=10**6, nudged_at=_TIMESTAMP, nudges=10**6,
+                          opened_by_controller=True, left_at=_TIMESTAMP)
 
     steps = [record(i + 1, "rollout", t, keep=False) for i, t in enumerate(plan)]
     steps.append(record(1, "rollback", replicas, keep=True))
@@ -336,6 +346,7 @@ def largest_state(
         step_deadline=_TIMESTAMP,
         drain_deadline=_TIMESTAMP,
         watched_ips=old_ips,
+        left_at=_TIMESTAMP,
         pending_drain_step=len(plan),
         gate=GateResult(Verdict.FAILED, reason, needed=replicas, healthy=replicas, initial=replicas,
                         unhealthy=replicas, unregistered=replicas, starting=replicas, release=(pod,) * replicas,

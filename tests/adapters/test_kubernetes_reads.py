@@ -222,7 +222,10 @@ def test_pods_by_selector(apiserver: FakeApiServer, kube: KubernetesAdapter) -> 
     assert sorted(pods) == ["crashy", "new-1", "old-1"]
     new, old, crashy = pods["new-1"], pods["old-1"], pods["crashy"]
     assert (new.ip, new.readiness_gates, new.containers_ready, new.ready) == ("10.0.1.10", (k8s.LBC_GATE,), True, False)
-    assert new.conditions[-1] == PodCondition("Ready", "False", "ReadinessGatesNotReady")
+    # each condition with when its status last changed, in epoch seconds (2026-01-02T03:04:05Z), or None
+    assert new.conditions[-1] == PodCondition("Ready", "False", "ReadinessGatesNotReady", "", 1_767_323_045.0)
+    assert new.conditions[1].last_transition_time == 1_767_323_049.0
+    assert all(c.last_transition_time is None for c in old.conditions)
     assert (new.owner_replica_set, new.terminating, new.phase) == ("nginx-app-abc123", False, "Running")
     assert (old.terminating, old.ready, old.owner_replica_set) == (True, True, "nginx-app-old")
     assert (crashy.ip, crashy.restart_count, crashy.waiting_reason, crashy.phase) == (

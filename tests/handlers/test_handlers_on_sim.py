@@ -197,30 +197,74 @@ def released_target_states(sim, state: dict) -> list[str | None]:
     return [sim.alb.state_of(arn, ip) for ip in state["watched_ips"] if ip not in live]
 
 
-def test_with_the_controller_down_verify_drain_deregisters_the_released_pod_itself(sim):
-    # Given a step whose gate passed (the controller's own gate too), and then a Load Balancer Controller that
+def test_with_the_controller_down_after_opening_its_gate_the_next_gate_deregisters_the_released_pod_in_time(sim):
+    # Given a step whose gate the controller's own conditions opened, and then a Load Balancer Controller that
     # stopped reconciling, installed with the chart's webhook failurePolicy Ignore (with albgate's Fail no pod of
     # the next step would be created while it is down; with Ignore one is, without the controller's gate)
     state = gate_passed(sim)
     controller_gates_opened(sim)
+    assert state["steps"][-1]["opened_by_controller"]
     sim.lbc.up = False
     sim.lbc.spec = sim.lbc.spec.model_copy(update={"webhook_failure_policy": "Ignore"})
     # When albgate releases the old pod and checks the drain
+    released_at = sim.clock.t
     state = release_old_pods.handler(state, None)
     state = drain_polls(sim, state, 4)
-    # Then the released pod's target was deregistered by albgate, within seconds, long before its preStop ends,
-    # and with nothing left to do but wait, the step hands its drain over unseen, carrying the target
-    assert released_target_states(sim, state) == ["draining"]
-    assert sim.alb.deregister_calls["albgate"] == 1
+    # Then the step leaves the released target to the controller, which had just shown it keeps up, and hands its
+    # drain over unseen, carrying the target: no call of albgate's
+    assert sim.alb.deregister_calls["albgate"] == 0 and released_target_states(sim, state) == ["healthy"]
     assert state["drain"]["status"] == "DRAINING" and state["pending_drain_step"] is None
-    assert len(state["carried_ips"]) == 1
-    # And the drain then goes on without a second call: the next step's gate, which asks ELB while it waits for a
-    # new target nobody but albgate registers (the controller is still down), sees the target draining (as ELB
-    # shows it until its delay ends) and keeps it carried, so that nothing names it again
+    assert len(state["carried_ips"]) == 1 and state["left_at"] is not None
+    # When the next step's gate looks while the controller stays down: no reconcile of the controller's shows on the
+    # pods, so albgate deregisters the carried target itself once LEFT_TO_CONTROLLER_SECONDS have passed
+    (ip,) = state["carried_ips"]
     state = gate_polls(sim, start_step.handler(state, None), 12)
+    assert sim.alb.deregister_calls["albgate"] == 1 and state["left_at"] is None
+    drained_at = next(t for t, _, t_ip, _, to, _ in sim.alb.transitions if t_ip == ip and to == "draining")
+    # well within the old pod's 30 s preStop less the load balancer's 10 s lag
+    assert drained_at - released_at <= 20
+    # And the gate still passes on the target albgate registers (nobody else does while the controller is down),
+    # and the released one stays carried, draining, named once
     assert state["gate"]["status"] == "PASSED" and sim.alb.register_calls["albgate"] == 1
     assert released_target_states(sim, state) == ["draining"] and len(state["carried_ips"]) == 1
     assert sim.alb.deregister_calls["albgate"] == 1
+
+
+def test_with_the_controller_down_and_no_pod_to_look_for_the_deadline_alone_deregisters_in_time(sim):
+    # Given a step whose gate the controller's conditions opened, and then the controller down as albgate installs
+    # it: its webhook fails closed, so no pod of the next step is created and the next gate has nothing to ask
+    # ELB about
+    state = gate_passed(sim)
+    controller_gates_opened(sim)
+    sim.lbc.up = False
+    released_at = sim.clock.t
+    state = release_old_pods.handler(state, None)
+    state = drain_polls(sim, state, 4)
+    (ip,) = state["carried_ips"]
+    assert sim.alb.deregister_calls["albgate"] == 0 and state["left_at"] is not None
+    # When the next step's gate looks for a while
+    state = gate_polls(sim, start_step.handler(state, None), 12)
+    # Then albgate deregistered the released target itself, without a look, 20 s at most after the release
+    assert state["gate"]["status"] == "WAITING" and sim.alb.describe_calls["albgate"] == 0
+    assert sim.alb.deregister_calls["albgate"] == 1 and state["left_at"] is None
+    drained_at = next(t for t, _, t_ip, _, to, _ in sim.alb.transitions if t_ip == ip and to == "draining")
+    assert drained_at - released_at <= 20
+
+
+def test_with_the_controller_up_the_next_gate_sees_it_went_past_the_released_pod_and_calls_nothing(sim):
+    # Given a step whose gate the controller's conditions opened, with the controller up
+    state = gate_passed(sim)
+    controller_gates_opened(sim)
+    state = release_old_pods.handler(state, None)
+    state = drain_polls(sim, state, 4)
+    assert state["drain"]["status"] == "DRAINING" and state["left_at"] is not None
+    # When the next step's gate looks until it passes
+    state = gate_polls(sim, start_step.handler(state, None), 40)
+    # Then the controller's own write on the new pod proved it had deregistered the released target: albgate made
+    # no RegisterTargets/DeregisterTargets call, and the target is draining
+    assert state["gate"]["status"] == "PASSED" and state["left_at"] is None
+    assert sim.alb.mutating_calls["albgate"] == 0
+    assert released_target_states(sim, state) == ["draining"]
 
 
 def test_while_the_webhook_refuses_the_new_pods_the_gate_says_so_and_stops_saying_it_once_they_exist(sim):
@@ -240,8 +284,8 @@ def test_while_the_webhook_refuses_the_new_pods_the_gate_says_so_and_stops_sayin
     assert state["gate"]["status"] == "PASSED" and "ReplicaFailure" not in state["gate"]["reason"]
 
 
-def test_a_target_the_controller_already_deregistered_stays_draining_and_the_drain_is_handed_over_unseen(sim):
-    # Given a released pod whose target the controller has already put in draining
+def test_a_target_the_controller_deregistered_is_left_to_it_and_the_drain_is_handed_over_unseen(sim):
+    # Given a released pod whose target the controller, which opened the step's gate, has already put in draining
     state = gate_passed(sim)
     controller_gates_opened(sim)
     state = release_old_pods.handler(state, None)
@@ -250,21 +294,21 @@ def test_a_target_the_controller_already_deregistered_stays_draining_and_the_dra
     looks = sim.alb.describe_calls.get("albgate", 0)
     # When the drain is checked until it is handed over to the next step's gate
     state = drain_polls(sim, state, 10)
-    # Then albgate named the target once itself (no look told it the controller had), which leaves it draining,
-    # and handed the drain over without a DescribeTargetHealth call
+    # Then albgate left the target to the controller and handed the drain over without a call of any kind
     assert state["drain"]["status"] == "DRAINING"
     assert sim.alb.describe_calls.get("albgate", 0) == looks
-    assert sim.alb.deregister_calls["albgate"] == 1 and len(state["steps"][0]["deregistered"]) == 1
+    assert sim.alb.deregister_calls["albgate"] == 0 and state["steps"][0]["deregistered"] == []
     assert released_target_states(sim, state) == ["draining"]
     carried = state["carried_ips"]
     assert len(carried) == 1
-    # And the next step's gate does not wait for it (it reads the controller's conditions, no ELB call), while the
-    # next drain watches it with its own released targets
+    # And the next step's gate does not wait for it (it reads the controller's conditions, no ELB call), sees the
+    # controller went past it, while the next drain watches it with its own released targets
     state = gate_polls(sim, start_step.handler(state, None), 30)
     assert state["gate"]["status"] == "PASSED" and sim.alb.describe_calls.get("albgate", 0) == looks
+    assert state["left_at"] is None
     state = release_old_pods.handler(state, None)
     assert set(carried) <= set(state["watched_ips"])
-    assert sim.alb.deregister_calls["albgate"] == 1
+    assert sim.alb.deregister_calls["albgate"] == 0
 
 
 def test_rollback_with_no_previous_pod_serving_returns_behind_the_gate(sim):
@@ -310,12 +354,14 @@ def test_while_the_new_pods_cannot_be_scheduled_the_gate_looks_every_15_s(sim):
 # ---------------------------------------------------------------------------------------------------------
 def handed_over(sim) -> dict:
     """Step 1 released and its drain handed over to step 2, whose gate has started: seen handed over, because
-    ELB showed the group's targets on several ports (no port names them unseen), and with the controller
+    its gate counts as opened on ELB's answer (so the drain is not left to the controller), ELB showed the group's
+    targets on several ports (no port names them unseen), and with the controller
     stopped, the drain's look found the released target still in the pool and deregistered it itself. The
     controller runs the chart's webhook failurePolicy Ignore, so that the tests that stop it again still get step
     2's pods (albgate installs it with Fail: no pod is created while its webhook is down)."""
     state = gate_passed(sim)
     controller_gates_opened(sim)
+    state["steps"][-1]["opened_by_controller"] = False  # as if ELB's answer had opened it: the drain is albgate's
     sim.lbc.spec = sim.lbc.spec.model_copy(update={"webhook_failure_policy": "Ignore"})
     sim.lbc.up = False
     state = release_old_pods.handler(state, None)

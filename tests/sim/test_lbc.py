@@ -236,3 +236,32 @@ def test_a_rollout_costs_the_controller_fewer_calls_than_reconciles():
     # Then some reconciles found every cached target healthy and asked ELB nothing
     reconciles = sum(b.reconciles for b in sim.lbc.bindings)
     assert 0 < _controller_calls(sim) < reconciles
+
+
+def test_a_conditions_transition_time_is_when_its_status_changed_in_whole_seconds():
+    # Given a new pod behind the controller's gate
+    sim = started(scenario(namespace={"inject_label": "before_pods"}))
+    gate = sim.lbc_gate_names()[0]
+    _roll(sim)
+
+    def condition():
+        names = {p.name for p in _new_pods(sim)[:1]}
+        return next((c for p in sim.kube.list_pods("readiness", {"app": "nginx"}) if p.name in names
+                     for c in p.conditions if c.type == gate), None)
+
+    while condition() is None:
+        sim.advance(0.1)
+    first, written = condition(), sim.clock.t
+    # Then its first write carries the time it appeared, cut to the second as the API keeps it
+    assert first.status == "False" and first.last_transition_time == int(first.last_transition_time)
+    assert written - 1.1 < first.last_transition_time <= written
+    # And a write that changes only the reason keeps it (made here two seconds later, as the controller writes one)
+    sim.advance(2)
+    pod = _new_pods(sim)[0]
+    sim.cluster.set_pod_condition(pod.namespace, pod.name, gate, "False", "Elb.InitialHealthChecking", "checking")
+    assert condition().reason == "Elb.InitialHealthChecking"
+    assert condition().last_transition_time == first.last_transition_time
+    # And the write that turns it True moves it
+    while (c := condition()).status != "True":
+        sim.advance(0.5)
+    assert first.last_transition_time < c.last_transition_time == int(c.last_transition_time)

@@ -1,17 +1,23 @@
 """RegisterTargets and DeregisterTargets: the account's bucket of their own, the Load Balancer Controller's
 client-side limit that waits for a token inside a reconcile (docs/facts.md, "ELB API throttling" and "Load Balancer
-Controller: registration and timing")."""
+Controller: registration and timing"), and albgate leaving the deregistrations to a controller that keeps up."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from albgate.sim import Simulation
+import albgate.sim.albgate_strategy  # noqa: F401 - registers the albgate strategy
+from albgate.sim import Simulation, load_scenario
+from albgate.sim.fleet import run_fleet
 from albgate.sim.lbc import MUTATING_CLIENT_BURST, MUTATING_CLIENT_RATE, WaitLimiter, rules_for
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.ports import DeploymentPatch
 from tests.sim.conftest import scenario, started
 
+ROOT = Path(__file__).resolve().parents[2]
+HARDENED = load_scenario(ROOT / "scenarios" / "seed-app-hardened.yaml")
 V2 = "ikubernetes/myapp:v2"
 
 
@@ -131,3 +137,13 @@ def test_a_reconcile_waiting_for_its_token_dies_with_its_process():
     # And the new leader registers it after its resync
     sim.advance(60)
     assert new_ips <= set(tg.targets)
+
+
+def test_where_the_controller_opens_the_gates_albgate_leaves_it_every_deregistration():
+    # Given ten copies of the hardened app rolled within 10 s, the controller's gate on the pods
+    result = run_fleet(HARDENED.with_changes(fleet={"deployments": 10, "start_within_seconds": 10}), "albgate")
+    # Then every rollout succeeded without a drop, and albgate made no RegisterTargets/DeregisterTargets call: the
+    # controller, which opened every step's gate, deregistered every released target
+    assert result.failed_rollouts == 0 and result.failed_requests == 0
+    assert "albgate" not in result.mutating_calls_by_caller
+    assert result.mutating_calls_by_caller["controller"] >= 10 * 6 and result.mutating_throttled_by_caller == {}

@@ -326,12 +326,35 @@ def test_the_drain_check_waits_its_booked_time_without_calling_elb(world, booked
     assert state["describe_slot_at"] is None
 
 
+def test_a_scaled_down_drain_the_controller_keeps_up_with_is_left_to_it_and_handed_over(labelled_world):
+    # Given a step (not the last) whose old pod was released and is terminating, a gate that passed on the
+    # controller's conditions alone
+    world = labelled_world
+    state = release_old_pods(world.ports, gate_passed(world))
+    assert state["more_steps"] and state["steps"][-1]["opened_by_controller"]
+    world.sim.run_until(world.now + 60, stop=lambda: world.old_pods_live() <= 2)
+    before, looks = world.sim.alb.mutating_calls["albgate"], world.health_calls
+    # When the drain is checked
+    state = verify_drain(world.ports, state)
+    # Then albgate neither deregisters nor looks: it hands the drain over unseen, carrying the released target
+    assert world.sim.alb.mutating_calls["albgate"] == before and world.health_calls == looks
+    assert state["drain"]["status"] == "DRAINING" and len(state["carried_ips"]) == 1
+    assert state["drain"]["reason"].startswith("the Load Balancer Controller deregisters the 1 released target(s)")
+    # And the controller deregisters it in its next reconcile (a second after the pod's change): draining in the
+    # simulated ALB
+    world.sim.advance(3)
+    (arn,) = world.sim.alb.tgs
+    assert world.sim.alb.tgs[arn].targets[state["carried_ips"][0]].state == "draining"
+
+
 def test_a_scaled_down_drain_deregisters_on_the_binding_port_and_is_handed_over_without_a_look(labelled_world):
     # Given a step (not the last) whose old pod was released and is terminating, a gate that passed on the
-    # controller's conditions alone (albgate never saw a target on ELB, so it does not know the group's target port)
+    # controller's conditions alone (albgate never saw a target on ELB, so it does not know the group's target port),
+    # while the rollout's DescribeTargetHealth calls are being throttled (so the drain is not left to the controller)
     world = labelled_world
     state = release_old_pods(world.ports, gate_passed(world))
     assert state["more_steps"]
+    state["throttles"] = 1
     ports_seen = [g["target_port"] for g in state["target_groups"]]
     for g in state["target_groups"]:
         g["target_port"] = None
@@ -351,10 +374,12 @@ def test_a_scaled_down_drain_deregisters_on_the_binding_port_and_is_handed_over_
 
 
 def test_the_last_drain_throttled_deregisters_once_and_waits_to_see_the_targets_leave(labelled_world):
-    # Given the last step, its old pod released and terminating, and ELB throttling the drain's looks
+    # Given the last step, its old pod released and terminating, and ELB throttling the drain's looks as it throttled
+    # the rollout's last call (so the drain is not left to the controller)
     world = labelled_world
     state = release_old_pods(world.ports, gate_passed(world))
     state["more_steps"] = False
+    state["throttles"] = 1
     world.sim.run_until(world.now + 60, stop=lambda: world.old_pods_live() <= 2)
     before = world.sim.alb.deregister_calls["albgate"]
     # When the drain is checked, throttled

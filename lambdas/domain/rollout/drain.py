@@ -1,8 +1,10 @@
 """Release Old Pods and Verify Drain: open the gates the step passed, then watch the old targets leave the pool.
 
 Invariant: before a later step releases an old pod, every target released earlier is out of the pool: seen
-`draining` or gone, or deregistered by albgate itself (once the old ReplicaSet is scaled down albgate deregisters
-every released target, never a live pod's); an execution ends only after a look, made once the load balancer
+`draining` or gone, deregistered by albgate itself (once the old ReplicaSet is scaled down albgate deregisters
+every released target, never a live pod's), or left to a Load Balancer Controller that had just opened the step's
+gate, which the next gate sees prove it went past them or else deregisters them itself within
+``left.LEFT_TO_CONTROLLER_SECONDS``; an execution ends only after a look, made once the load balancer
 stops sending new requests to a target albgate deregistered, saw every target it released out of every group's
 pool (the last step's drain, or the rollback's): `draining` or gone. ELB shows a deregistered target `draining`
 for its whole deregistration delay, whatever it still serves (docs/facts.md, "Deregistration and draining"), so
@@ -82,7 +84,20 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     booked = 0
     scaled_down = sum(1 for p in others if not p.terminating) <= expected_old
     named = len(record.deregistered)
-    if scaled_down and _started_by_albgate(ports, s, record, mine, others, now):
+    if scaled_down and record.left_at is None and _left_to_the_controller(s, record, others, now):
+        record.left_at = now
+        if not s.more_steps:
+            # the last drain: its look comes once the load balancer would have stopped sending the targets new
+            # requests had the controller deregistered them at once, and deregisters any it still shows in the pool
+            return s.drain, Pace("deregistered")
+        s.carried_ips = sorted(set(s.drain.leaving_ips) - held_ips(mine, others))
+        s.left_at = now
+        return DrainResult(
+            Verdict.DRAINING,
+            f"the Load Balancer Controller deregisters the {len(s.carried_ips)} released target(s): its conditions "
+            "opened this step's gate on time; the last drain sees them out of every target group's pool",
+            old_live=s.drain.old_live, expected_old=expected_old, leaving_ips=s.drain.leaving_ips), NOW
+    if scaled_down and record.left_at is None and _started_by_albgate(ports, s, record, mine, others, now):
         leaving = s.drain.leaving_ips
         s.carried_ips = sorted(set(leaving) - held_ips(mine, others))
         return DrainResult(
@@ -139,6 +154,29 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     return drain, Pace("drain")
 
 
+def _left_to_the_controller(s: RolloutState, record: StepRecord, others: list[Pod], now: float) -> bool:
+    """Whether a scaled-down step of a rollout may leave its released targets to the Load Balancer Controller; True
+    sets ``s.drain`` to the unseen drain. Between two steps the drain is then handed over to the next gate without
+    a call (``Verdict.DRAINING``); the last step's look waits as after a deregistration of albgate's.
+
+    Only when the controller has just shown it keeps up: its
+    target-health conditions opened this step's gate (``StepRecord.opened_by_controller``: its reconcile of the
+    step's bindings went through), and no call of this rollout is being throttled (``s.throttles``). The controller deregisters a terminating pod's
+    target in its next reconcile, which the pod's change starts. albgate's own DeregisterTargets would take a token
+    from the account's RegisterTargets/DeregisterTargets bucket, 20 refilled at 4 a second, which the
+    controllers' registrations need (docs/facts.md, "ELB API throttling"), to do what the controller does anyway.
+    The targets are carried (``carried_ips``) as after albgate's own deregistration: a later gate's look at ELB
+    that still shows one in the pool deregisters it, and the last drain sees every one out of the pool."""
+    if s.mode != "rollout" or not record.opened_by_controller or s.throttles:
+        return False
+    drain = evaluate_drain(old_pods=others, expected_old=s.replicas - s.plan[s.step], watched_ips=s.watched_ips,
+                           health=None, now=now, deadline=s.drain_deadline)
+    if not drain.leaving_ips:
+        return False
+    s.drain = drain
+    return True
+
+
 def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], others: list[Pod],
                         now: float) -> bool:
     """Deregister every released target of a scaled-down step at once, without a look; True when the step may then
@@ -160,7 +198,8 @@ def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine:
     if not drain.leaving_ips:
         return False
     held = held_ips(mine, others)
-    carried = set(s.carried_ips)  # deregistered by an earlier step already
+    # deregistered by an earlier step already, unless a step left them to the controller without proof since
+    carried = set() if s.left_at is not None else set(s.carried_ips)
     deregister_released(ports, s, tuple(ip for ip in drain.leaving_ips if ip not in carried), None, held=held,
                         record=record)
     if s.mode != "rollout" or not s.more_steps:

@@ -19,6 +19,7 @@ from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, GateResult, Verdict,
 from lambdas.domain.ports import ALBGATE_GATE, Deployment, DeploymentCondition, Pod, Ports, TargetHealth
 from lambdas.domain.rollout.conditions import carries_controller_gates, health_from_conditions
 from lambdas.domain.rollout.drain import check_leaving
+from lambdas.domain.rollout.left import follow_left
 from lambdas.domain.rollout.nudge import nudge_the_controller
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, STALE_OBSERVATION_INTERVALS, Pace, budget_wait, interval, next_look
@@ -76,6 +77,7 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
     if target is None:
         return _unseen(s, "waiting for the Deployment controller to create the new ReplicaSet",
                        "before the new ReplicaSet appeared", now), Pace("rs")
+    follow_left(ports, s, mine, others, now)
     live = [p for p in mine if not p.terminating]
     progressing = dep.condition("Progressing")
     if _deadline_exceeded_during_step(progressing, record.started_at) and _pods_not_up(live, s.plan[s.step]):
@@ -145,6 +147,7 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
         record.observed_at = now
         if not handed_over:  # a handed-over drain is followed below, on the same answer
             check_leaving(ports, s, health, mine, others, record)
+            s.left_at = None  # the targets left to the controller are seen, and named if still in the pool
 
     gate = evaluate_gate(candidates=candidates, needed=needed, health=health, now=now, deadline=s.step_deadline)
     if health is None:
@@ -228,6 +231,8 @@ def _from_conditions(s: RolloutState, record: StepRecord, candidates: list[Pod],
                    reason=f"{gate.reason} (read from the Load Balancer Controller's target-health conditions)")
     record.observed_at = now
     record.registering_since = None
+    if gate.status is Verdict.PASSED:
+        record.opened_by_controller = True
     if gate.status is not Verdict.WAITING:
         return gate, NOW
     quick = quick_conditions_look(record, now)
