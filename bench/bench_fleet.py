@@ -82,17 +82,31 @@ def forced_controller_calls(steps: int) -> int:
     return steps + 1
 
 
+def forced_mutating_calls(steps: int) -> int:
+    """The fewest RegisterTargets/DeregisterTargets calls a gated rollout of ``steps`` steps can cost without a drop,
+    whoever makes them: 1 per step and 1 more. A step's new pods are created only once the previous step's gate
+    released its pods, and their targets must be registered before that gate can pass, so each step registers in a
+    call of its own; the released old targets must be deregistered by someone, in one call at the least (all of
+    them together, which is fewer than any safe schedule of the drains needs: a bound from below)."""
+    return steps + 1
+
+
 def physical_bound(starts: list[float], alone: dict[int, float], calls_per_rollout: float, capacity: float,
-                   refill: float) -> float:
-    """The shortest makespan the bucket and the rollouts themselves allow, from the first start: the latest end
+                   refill: float, mutating: tuple[float, float, float] | None = None) -> float:
+    """The shortest makespan the buckets and the rollouts themselves allow, from the first start: the latest end
     of a rollout timed alone (``alone``: copy -> its time alone in the same world, its own start and random draws;
-    every copy, or a sample of them, which still bounds from below), or the time the bucket needs to serve the
-    minimum demand of every rollout (``calls_per_rollout``: ``forced_controller_calls``) after its first
-    ``capacity`` calls, whichever is longer."""
+    every copy, or a sample of them, which still bounds from below), the time the Describe* bucket needs to serve
+    the minimum demand of every rollout (``calls_per_rollout``: ``forced_controller_calls``) after its first
+    ``capacity`` calls, or, with ``mutating`` (calls per rollout: ``forced_mutating_calls``, the bucket's size, its
+    refill), the same for the RegisterTargets/DeregisterTargets bucket: whichever is longest."""
     first = min(starts)
     by_rollouts = max((starts[k] - first + seconds for k, seconds in alone.items()), default=0.0)
     by_bucket = max(0.0, len(starts) * calls_per_rollout - capacity) / refill
-    return max(by_rollouts, by_bucket)
+    by_mutating = 0.0
+    if mutating is not None:
+        per_rollout, size, per_second = mutating
+        by_mutating = max(0.0, len(starts) * per_rollout - size) / per_second
+    return max(by_rollouts, by_bucket, by_mutating)
 
 
 def start_turns(starts: list[float], tokens: int, spec: BudgetSpec) -> list[float]:
@@ -179,7 +193,9 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
             row["rate_per_second"] = rate
             row["physical_bound_seconds"] = round(physical_bound(
                 [r.started_at for r in result.rollouts], timed, controller_calls, base.alb.describe_bucket_capacity,
-                base.alb.describe_bucket_refill_per_second), 3)
+                base.alb.describe_bucket_refill_per_second,
+                (forced_mutating_calls(steps), base.alb.mutating_bucket_capacity,
+                 base.alb.mutating_bucket_refill_per_second)), 3)
             row["alone_wall_seconds"] = round(time.perf_counter() - t0, 3)
             row["over_target"] = sum(x > SLOWDOWN_TARGET for x in result.slowdowns())
             if strategy == "readiness-gate" and n > 1:
@@ -196,6 +212,7 @@ def run(scenario_path: Path, sizes: list[int], within: float, alone: int, seed: 
     return {"scenario": str(scenario_path.relative_to(ROOT) if scenario_path.is_absolute() else scenario_path),
             "sizes": sizes, "within_seconds": within, "alone_sample": alone, "seed": seed, "steps": steps,
             "bucket": [base.alb.describe_bucket_capacity, base.alb.describe_bucket_refill_per_second],
+            "mutating_bucket": [base.alb.mutating_bucket_capacity, base.alb.mutating_bucket_refill_per_second],
             "bound_calls_per_rollout": controller_calls, "controller_calls_alone": alone_calls, "rows": rows}
 
 
@@ -217,6 +234,13 @@ def tables(payload: dict[str, Any]) -> str:
         if not b:
             return "-"
         return f"{fmt(b, 1)} ({fmt(m / b, 2)}x)" if m else fmt(b, 1)
+
+    def mutating(row: dict[str, Any]) -> str:
+        made, refused = row.get("mutating_calls_by_caller", {}), row.get("mutating_throttled_by_caller", {})
+        n = row["deployments"]
+        mine = "-" if row["strategy"] != "albgate" else f"{made.get('albgate', 0) / n:.1f}"
+        return (f"{mine} / {made.get('controller', 0) / n:.1f} "
+                f"({refused.get(row['strategy'], 0)} / {refused.get('controller', 0)})")
 
     def turns(row: dict[str, Any]) -> str:
         computed = row.get("start_turns")
@@ -241,7 +265,10 @@ def tables(payload: dict[str, Any]) -> str:
         f"{payload['alone_sample']} rollouts spread over the fleet. Physical bound: the longer of (the latest end of "
         "those rollouts timed alone, each from its own start) and (N x the fewest Describe* calls the controller's "
         f"rules let a rollout of {payload['steps']} steps cost, {payload['steps']} + 1 = "
-        f"{payload['bound_calls_per_rollout']:g}, minus the bucket's size, at its refill rate), from the first "
+        f"{payload['bound_calls_per_rollout']:g}, minus the bucket's size, at its refill rate) and (the same for the "
+        f"RegisterTargets/DeregisterTargets bucket, {payload['mutating_bucket'][0]:g} tokens refilled at "
+        f"{payload['mutating_bucket'][1]:g}/s, with the fewest such calls a rollout can make without a drop, "
+        f"{payload['steps']} + 1), from the first "
         "start (docs/benchmarks.md; the controller's calls for one rollout alone under its own gate, "
         f"{payload['controller_calls_alone']:g} here, are no minimum: a throttled controller coalesces reconciles). "
         f"Preflight turns: how many Preflights albgate's share books for later, and the longest wait, computed from "
@@ -257,7 +284,8 @@ def tables(payload: dict[str, Any]) -> str:
             ["N", "strategy", "failed requests", "failed rollouts", "rollout s: median / p99 / worst",
              "slowdown: median / p99 / worst", "makespan s", "physical bound s (makespan / bound)",
              "Describe* per rollout: strategy / controller",
-             "throttled: strategy / controller", f"Preflight turns: {CALLS_PER_GROUP} / 1 call(s) each",
+             "throttled: strategy / controller",
+             "Register/DeregisterTargets per rollout: strategy / controller (throttled)", f"Preflight turns: {CALLS_PER_GROUP} / 1 call(s) each",
              f"busiest window, tokens: + 0 / 1 / {CALLS_PER_GROUP} per rollout", "wall s"],
             [[r["deployments"], r.get("label", r["strategy"]),
               f"{r['failed_requests']} of {r['requests']}" + (f" ({r['rate_per_second']:g}/s each)"
@@ -267,11 +295,12 @@ def tables(payload: dict[str, Any]) -> str:
               bound(r),
               f"{calls(r, r['strategy']) if r['strategy'] == 'albgate' else '-'} / {calls(r, 'controller')}",
               pair(r["throttled_calls_by_caller"], r["strategy"]),
+              mutating(r),
               turns(r),
               busiest_text(r.get("busiest_window")),
               fmt(r["wall_seconds"], 1)]
              for r in payload["rows"]],
-            align="rl" + "r" * 11,
+            align="rl" + "r" * 12,
         ),
     ]
     return "\n".join(body)

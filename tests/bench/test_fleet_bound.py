@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench_fleet import busiest_window, forced_controller_calls, physical_bound, start_turns
+from bench_fleet import busiest_window, forced_controller_calls, forced_mutating_calls, physical_bound, start_turns
 from lambdas.domain.budget import BudgetSpec
 
 BUCKET = dict(capacity=40.0, refill=10.0)
@@ -32,6 +32,20 @@ def test_the_bucket_bounds_a_fleet_whose_controllers_need_more_calls_than_it_ref
     # Given 200 rollouts whose controllers need 16 calls each: 3,200 calls, 40 at hand, then 10 a second
     starts = [0.0] * 200
     assert physical_bound(starts, {0: 90.0}, calls_per_rollout=16.0, **BUCKET) == pytest.approx((3200 - 40) / 10)
+
+
+def test_the_mutating_bucket_bounds_a_fleet_when_its_forced_calls_take_longer():
+    # Given 1,000 rollouts of 3 steps: 4,000 Describe* calls at 10 a second (396 s), 4,000 RegisterTargets/
+    # DeregisterTargets calls at 4 a second (995 s)
+    starts = [0.0] * 1000
+    assert forced_mutating_calls(3) == 4 and [forced_mutating_calls(k) for k in (1, 10)] == [2, 11]
+    assert physical_bound(starts, {0: 90.0}, calls_per_rollout=4.0, **BUCKET,
+                          mutating=(4.0, 20.0, 4.0)) == pytest.approx((4000 - 20) / 4)
+    # And where the Describe* term is the longer one, it stays the bound
+    assert physical_bound(starts, {0: 90.0}, calls_per_rollout=16.0, **BUCKET,
+                          mutating=(4.0, 20.0, 4.0)) == pytest.approx((16000 - 40) / 10)
+    # And without the mutating bucket's term, the bound is as before
+    assert physical_bound(starts, {0: 90.0}, calls_per_rollout=4.0, **BUCKET) == pytest.approx((4000 - 40) / 10)
 
 
 def test_preflights_starting_together_queue_in_the_share_by_their_calls():

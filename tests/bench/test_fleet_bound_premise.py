@@ -1,6 +1,7 @@
 """The premise of bench/bench_fleet.py's physical bound, checked in the simulated world: however the controllers'
 reconciles fall, a gated rollout costs them at least ``forced_controller_calls`` served DescribeTargetHealth calls,
-while the calls of a rollout alone are no minimum (a throttled controller coalesces reconciles)."""
+while the calls of a rollout alone are no minimum (a throttled controller coalesces reconciles); and every gated
+rollout makes at least ``forced_mutating_calls`` RegisterTargets/DeregisterTargets calls, whoever makes them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import albgate.sim.albgate_strategy  # noqa: F401 - registers the albgate strategy
 from albgate.sim import load_scenario
 from albgate.sim.fleet import run_fleet
-from bench_fleet import forced_controller_calls
+from bench_fleet import forced_controller_calls, forced_mutating_calls
 from lambdas.domain.plan import step_targets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,3 +41,13 @@ def test_a_throttled_fleet_serves_the_controllers_at_least_the_forced_calls_and_
     assert served(result) >= 10 * forced_controller_calls(STEPS)
     # but fewer per rollout than a rollout alone makes: that number is no bound
     assert served(result) < 10 * alone_calls()
+
+
+@pytest.mark.parametrize("strategy", ["readiness-gate", "albgate"])
+def test_every_gated_rollout_makes_at_least_the_forced_register_and_deregister_calls(strategy):
+    # Given ten rollouts at once / Then RegisterTargets and DeregisterTargets went through at least the forced
+    # number of times per rollout, whoever made them
+    result = run_fleet(BASE.with_changes(fleet={"deployments": 10, "start_within_seconds": 10}), strategy, 1)
+    made = sum(result.mutating_calls_by_caller.values()) - sum(result.mutating_throttled_by_caller.values())
+    assert result.failed_rollouts == 0 and result.failed_requests == 0
+    assert made >= 10 * forced_mutating_calls(STEPS)

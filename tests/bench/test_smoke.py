@@ -279,6 +279,11 @@ def test_fleet_times_each_rollout_alone_and_computes_the_start_turns(out):
     # And the rollouts over the slowdown target are counted: some exactly when the worst is over it
     assert (albgate["over_target"] > 0) == (albgate["slowdown"]["worst"] > 1.10)
     assert 0 <= albgate["over_target"] <= len(albgate["alone_seconds"])
+    # And the RegisterTargets/DeregisterTargets calls are counted by caller: the controllers made at least the
+    # forced ones of every rollout, and the table says which bucket bounds them
+    assert result["mutating_bucket"] == [20, 4]
+    assert rows["readiness-gate"]["mutating_calls_by_caller"]["controller"] >= 3 * 4
+    assert "RegisterTargets/DeregisterTargets bucket, 20 tokens refilled at 4/s" in stdout
     assert_docs_file(out / "docs" / "fleet.md", stdout, sample="N = 3, seed 1")
 
 
