@@ -110,7 +110,7 @@ def template_hash(t: PodTemplate) -> str:
 class PodObj:
     __slots__ = (
         "namespace", "name", "uid", "labels", "template", "rs", "ip", "created_at", "readiness_gates",
-        "conditions", "condition_times", "phase", "containers_ready", "ready", "ready_since", "listening", "broken",
+        "conditions", "condition_times", "containers_ready_at", "phase", "containers_ready", "ready", "ready_since", "listening", "broken",
         "crashes",
         "terminating", "deletion_at", "sigtermed", "exited", "inflight", "restart_count", "waiting_reason",
         "probe_ok", "probe_fail", "timers", "kill_at", "rv", "version", "sigterm_at", "exited_at", "unschedulable",
@@ -124,6 +124,7 @@ class PodObj:
         self.ip: str | None = None
         self.readiness_gates = gates
         self.conditions: dict[str, tuple[str, str, str]] = {}
+        self.containers_ready_at: float | None = None  # ContainersReady's lastTransitionTime
         # readiness gate -> its lastTransitionTime (when the status last changed, or the condition appeared)
         self.condition_times: dict[str, float] = {}
         self.phase = "Pending"
@@ -160,8 +161,9 @@ class PodObj:
             conds = [PodCondition("PodScheduled", "False", "Unschedulable")]  # core/v1 PodReasonUnschedulable
         else:
             conds = [PodCondition("PodScheduled", "True" if self.ip else "False")]
+        ready_at = None if self.containers_ready_at is None else float(math.floor(self.containers_ready_at))
         conds.append(PodCondition("ContainersReady", "True" if self.containers_ready else "False",
-                                  "" if self.containers_ready else "ContainersNotReady"))
+                                  "" if self.containers_ready else "ContainersNotReady", "", ready_at))
         if self.ready:
             conds.append(PodCondition("Ready", "True"))
         else:
@@ -758,6 +760,7 @@ class Cluster:
             pod.ip = self._next_ip()
             pod.phase, pod.waiting_reason = "Running", ""
             pod.listening = pod.containers_ready = True
+            pod.containers_ready_at = created
             for g in gates:
                 pod.conditions[g] = ("True", "", "")
                 pod.condition_times[g] = created
@@ -854,6 +857,7 @@ class Cluster:
         if pod.containers_ready == value:
             return
         pod.containers_ready = value
+        pod.containers_ready_at = self.sim.clock.t
         pod.rv = self._pod_changed(pod)
         self.sim.log("pod", f"pod {pod.name} ContainersReady={value}")
         self._update_ready(pod)

@@ -22,7 +22,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.adapters.elbv2 import client_config
-from lambdas.domain.budget import BudgetSpec, Cut, admit, after_throttle, current_rate
+from lambdas.domain.budget import BudgetSpec, Cut, admit, after_throttle, current_rate, is_cut
 
 KEY = "budget_key"
 ITEM = "elbv2-describe"
@@ -98,6 +98,16 @@ class DynamoDbBudget(BudgetTable):
                     return
         except (ClientError, BotoCoreError) as e:
             log.warning("describe budget: DynamoDB %s did not answer (%s); the share is not cut", self._table, e)
+
+    def short(self) -> bool:
+        """Whether the share is cut now (``is_cut``); True when DynamoDB cannot say (albgate then acts as if the
+        bucket were short: it deregisters released targets itself)."""
+        try:
+            _, cut = self._read()
+        except (ClientError, BotoCoreError) as e:
+            log.warning("describe budget: DynamoDB %s did not answer (%s); taking the bucket as short", self._table, e)
+            return True
+        return is_cut(self.spec, cut, self._now())
 
     def _write_cut(self, old: Cut | None, new: Cut) -> bool:
         condition = "attribute_not_exists(#at)" if old is None else "#at = :old"

@@ -101,6 +101,12 @@ def current_rate(spec: BudgetSpec, cut: Cut | None, now: float) -> float:
     return min(spec.rate_per_second, max(spec.floor, cut.rate + climb))
 
 
+def is_cut(spec: BudgetSpec, cut: Cut | None, now: float) -> bool:
+    """Whether the share is still below its configured rate after the last cut: a call of albgate's was throttled
+    less than ``recovery_seconds`` (from the floor; less from a shallower cut) ago. A fixed share keeps no cut."""
+    return current_rate(spec, cut, now) < spec.rate_per_second
+
+
 def after_throttle(spec: BudgetSpec, cut: Cut | None, now: float) -> Cut | None:
     """The new cut once a call of albgate was throttled at ``now``; None when nothing changes (a fixed share, or
     the last cut was less than ``cooldown_seconds`` ago: the same shortage)."""
@@ -161,6 +167,9 @@ class LocalBudget:
         if cut is not None:
             self.cut, self.cuts = cut, self.cuts + 1
 
+    def short(self) -> bool:
+        return is_cut(self.spec, self.cut, self._clock.now())  # type: ignore[attr-defined]
+
 
 class UnlimitedBudget:
     """No budget: every call may go now (a deployment that turned the budget off; tests that do not care)."""
@@ -170,3 +179,7 @@ class UnlimitedBudget:
 
     def throttled(self) -> None:
         """Nothing to adapt."""
+
+    def short(self) -> bool:
+        """No share, so no memory of a shortage: only a rollout's own throttled calls tell."""
+        return False

@@ -64,6 +64,14 @@ CONDITIONS_QUICK_LOOKS = 10
 # registration has already taken, the less often the gate looks: after e seconds of it, every max(interval, e / 10)
 # seconds, capped at 30. A look then comes about a tenth of the time already spent registering (plus jitter) after
 # the targets could first have turned healthy, and a 4-minute registration costs about 25 looks instead of 45.
+# How long a step's released targets are left to the controller without proof before albgate deregisters them
+# itself (rollout.left). A controller that keeps up deregisters a terminating pod's target in the reconcile the pod's
+# change starts, within a second or two of its reconcile latency and its client-side limiter; the load balancer stops
+# sending a deregistered target new requests about 10 s later (DEREGISTRATION_LAG_SECONDS); albgate's default preStop
+# keeps an old pod serving 30 s after it began terminating (manifests.HardeningPolicy.pre_stop_seconds). So
+# deregistering by 10 s after the scale-down still leaves the pod 10 s of preStop once the lag is over. No wait of the
+# rollout runs past it while something is left (rollout.observe.next_look).
+LEFT_TO_CONTROLLER_SECONDS = 10
 REGISTRATION_POLL_FRACTION = 0.1
 REGISTRATION_POLL_CAP_SECONDS = 30
 

@@ -441,6 +441,12 @@ class DescribeBudget(Protocol):
         """ELB throttled a call of albgate: the account's bucket is short; cut the share (``budget.after_throttle``)."""
         ...
 
+    def short(self) -> bool:
+        """Whether the share is cut now (ELB throttled a call of some albgate execution within the share's
+        recovery time): the account's Describe* bucket is short, the controllers' calls are refused too. True when
+        the store cannot answer."""
+        ...
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Looks at target groups shared between albgate's executions (lambdas/domain/looks.py)

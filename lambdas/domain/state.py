@@ -99,6 +99,11 @@ class StepRecord(_Model):
     # Whether the Load Balancer Controller's own conditions opened this step's gate (they said every new target
     # healthy): its reconcile of the step's bindings went through just now, and rollout.drain leaves it the drain.
     opened_by_controller: bool = False
+    # How long the controller took, at most, to register this step's slowest pod once it was ContainersReady, as its
+    # first look at the pods' conditions bounded it (rollout.conditions.registration_lag); None until known. Its
+    # client-side limiter queues registrations and deregistrations alike, so a long wait says a drain left to it
+    # would wait as long.
+    registration_lag: float | None = None
     # When the drain of this step was left to the controller (rollout.drain), so that it is left once.
     left_at: float | None = None
     # Released pods whose targets albgate deregistered itself (at once when the old ReplicaSet is scaled down, or

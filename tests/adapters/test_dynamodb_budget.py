@@ -246,3 +246,30 @@ def test_dynamodb_not_answering_leaves_the_share_uncut_with_a_warning(dynamodb, 
         with caplog.at_level(logging.WARNING, logger=LOGGER):
             budget.throttled()
     assert "the share is not cut" in caplog.text
+
+
+def test_the_share_is_short_from_a_cut_until_it_has_grown_back_for_every_lambda(dynamodb):
+    # Given two Lambdas' budgets on one table, no throttled call yet
+    clock = FakeClock()
+    a = DynamoDbBudget(TABLE, SPEC, clock.now, client=dynamodb)
+    b = DynamoDbBudget(TABLE, SPEC, clock.now, client=dynamodb)
+    assert not a.short() and not b.short()
+    # When the first sees a throttled call / Then both know the share is short, as the in-memory budget does
+    a.throttled()
+    local = LocalBudget(clock, SPEC)
+    local.throttled()
+    assert a.short() and b.short() and local.short()
+    # until the share has climbed back to its rate (from half of 4/s to 4/s: 2 of the 3.5 the floor climbs in 30 s)
+    clock.t += 30 * 2 / 3.5 - 0.01
+    assert b.short() and local.short()
+    clock.t += 0.02
+    assert not b.short() and not local.short()
+
+
+def test_dynamodb_not_answering_takes_the_bucket_as_short_with_a_warning(dynamodb, caplog):
+    budget = DynamoDbBudget(TABLE, SPEC, FakeClock().now, client=dynamodb)
+    with Stubber(dynamodb) as stub:
+        stub.add_client_error("get_item", "ProvisionedThroughputExceededException")
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            assert budget.short()
+    assert "taking the bucket as short" in caplog.text

@@ -265,3 +265,15 @@ def test_a_conditions_transition_time_is_when_its_status_changed_in_whole_second
     while (c := condition()).status != "True":
         sim.advance(0.5)
     assert first.last_transition_time < c.last_transition_time == int(c.last_transition_time)
+
+
+def test_containers_ready_carries_when_it_turned_true_in_whole_seconds():
+    sim = started(scenario(namespace={"inject_label": "before_pods"}))
+    _roll(sim)
+    while not any(p.containers_ready for p in _new_pods(sim)):
+        sim.advance(0.1)
+    turned = sim.clock.t
+    (pod,) = [p for p in sim.kube.list_pods("readiness", {"app": "nginx"}) if p.name == _new_pods(sim)[0].name]
+    (ready,) = [c for c in pod.conditions if c.type == "ContainersReady"]
+    assert ready.status == "True" and ready.last_transition_time == int(ready.last_transition_time)
+    assert turned - 1.1 < ready.last_transition_time <= turned

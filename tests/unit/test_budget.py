@@ -25,6 +25,7 @@ from lambdas.domain.budget import (
     after_throttle,
     current_rate,
     admit,
+    is_cut,
 )
 
 NOW = 1_767_322_800.0  # 2026-01-02T03:00:00Z, an epoch time like the ones Lambda's clock gives
@@ -372,3 +373,15 @@ def test_cut_or_not_no_window_lets_more_than_burst_plus_the_share_times_its_leng
     # Then the bound of the fixed share still holds: a cut only spaces calls further apart
     a, b, calls = worst_window(spec, gone, spec.burst)
     assert calls <= spec.burst + spec.rate_per_second * (b - a) + SLACK_CALLS, (a - NOW, b - NOW, calls)
+
+
+def test_the_share_is_short_only_while_a_cut_has_not_grown_back():
+    spec = BudgetSpec(rate_per_second=4.0, burst=10)
+    assert not is_cut(spec, None, 100.0)
+    cut = after_throttle(spec, None, 100.0)
+    assert cut is not None and is_cut(spec, cut, 100.0) and is_cut(spec, cut, 117.0)
+    assert not is_cut(spec, cut, 117.2)
+    # A fixed share keeps no cut, so it never says short; no budget at all knows of no shortage
+    fixed = BudgetSpec(rate_per_second=4.0, burst=10, adaptive=False)
+    assert after_throttle(fixed, None, 100.0) is None and not is_cut(fixed, Cut(1.0, 100.0), 100.0)
+    assert UnlimitedBudget().short() is False

@@ -351,6 +351,9 @@ class Budget:
     def throttled(self) -> None:
         self.throttles += 1
 
+    def short(self) -> bool:
+        return bool(getattr(self, "is_short", False))
+
 
 @dataclass
 class World:

@@ -9,19 +9,24 @@ import dataclasses
 from lambdas.domain.gate import Verdict
 from lambdas.domain.poll import deregistered_poll_seconds
 from lambdas.domain.ports import DRAINING, HEALTHY, LBC_GATE_PREFIX, Pod, PodCondition
-from lambdas.domain.rollout.drain import verify_drain
+from lambdas.domain.rollout.drain import PROMPT_REGISTRATION_SECONDS, verify_drain
+from lambdas.domain.rollout.conditions import registration_lag
 from lambdas.domain.rollout.gate import check_target_health
+from lambdas.domain.rollout.observe import NOW as NOW_PACE
+from lambdas.domain.rollout.observe import Pace, next_look
 from lambdas.domain.rollout.left import LEFT_TO_CONTROLLER_SECONDS, controller_went_past, follow_left
 from lambdas.domain.state import RolloutState
-from tests.unit.test_domain_mutants_gate_drain import ARN, ARN2, NOW, group, old_pod, pod, rollout, target, world
+from tests.unit.test_domain_mutants_gate_drain import ARN, ARN2, INTERVAL, NOW, group, old_pod, pod, rollout, target, world
 from tests.unit.test_drain_carried import gated_group, lbc_pod
 
 OLD_PODS = [old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")]
 WATCHED = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
 
 
-def opened(s: RolloutState) -> RolloutState:
+def opened(s: RolloutState, lag: float | None = 1.0) -> RolloutState:
+    """The step's gate opened by the controller's conditions, its pods registered ``lag`` s after ContainersReady."""
     s.steps[-1].opened_by_controller = True
+    s.steps[-1].registration_lag = lag
     return s
 
 
@@ -75,13 +80,18 @@ def test_a_drain_not_scaled_down_yet_is_not_left_before_its_targets_are_known():
 
 
 def test_the_controller_not_keeping_up_leaves_the_drain_to_albgate():
-    # Given the gate passed on ELB's answer, or this rollout's calls are being throttled, or a rollback's drain
+    # Given the gate passed on ELB's answer, or this rollout's calls are being throttled, or a rollback's drain, or
+    # the controller registered the step's pods slowly or when albgate could not tell, or the share is cut
     not_opened = rollout(watched=WATCHED, groups=(group(port=8080),))
     throttled = opened(rollout(watched=WATCHED, groups=(group(port=8080),), throttles=1))
     rollback = opened(rollout(watched=WATCHED, groups=(group(port=8080),)))
     rollback.mode = "rollback"
-    for s in (not_opened, throttled, rollback):
+    slow = opened(rollout(watched=WATCHED, groups=(group(port=8080),)), lag=PROMPT_REGISTRATION_SECONDS + 1)
+    unknown = opened(rollout(watched=WATCHED, groups=(group(port=8080),)), lag=None)
+    cut = opened(rollout(watched=WATCHED, groups=(group(port=8080),)))
+    for s in (not_opened, throttled, rollback, slow, unknown, cut):
         w = world(OLD_PODS)
+        w.ports.budget.is_short = s is cut
         s = verify_drain(w.ports, s)
         # Then albgate deregisters the released target itself, as before
         assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])], s.mode
@@ -208,3 +218,52 @@ def test_a_gates_look_at_elb_settles_what_was_left():
     s = check_target_health(w.ports, s)
     # Then the look named the carried target it saw in the pool, and nothing is left to follow
     assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])] and s.left_at is None
+
+
+def test_a_registration_just_within_prompt_still_leaves_the_drain():
+    w = world(OLD_PODS)
+    s = verify_drain(w.ports, opened(rollout(watched=WATCHED, groups=(group(port=8080),)),
+                                     lag=PROMPT_REGISTRATION_SECONDS))
+    assert s.drain.status is Verdict.DRAINING and w.elb.deregistered == [] and s.left_at == NOW
+
+
+def test_no_wait_runs_past_the_deadline_of_what_was_left():
+    # Given targets left 4 s ago, and a look that would wait longer (the targets' interval)
+    s = left(at=NOW - 4)
+    assert next_look(s, Pace("targets"), NOW) == LEFT_TO_CONTROLLER_SECONDS - 4
+    # and at least a second, once the deadline is due; a look that goes now still goes now
+    assert next_look(left(at=NOW - 30), Pace("targets"), NOW) == 1
+    assert next_look(s, NOW_PACE, NOW) == 0
+    # Without anything left, the wait is the pace's
+    s.left_at = None
+    assert next_look(s, Pace("targets"), NOW) == INTERVAL
+
+
+def test_the_gate_bounds_the_controllers_registration_at_its_first_read_of_the_conditions():
+    # Given a step's pod ContainersReady at 90 s whose controller condition appeared at 93 s
+    ready = PodCondition("ContainersReady", "True", "", "", 90.0)
+    p = dataclasses.replace(written("web-new-a", "10.0.1.1", "False", 93.0), conditions=(
+        ready, PodCondition(LBC_GATE_PREFIX + "web-tgb", "False", "Elb.RegistrationInProgress", "", 93.0)))
+    w = world([p])
+    s = check_target_health(w.ports, rollout(groups=(gated(),)))
+    assert s.steps[-1].registration_lag == 3.0
+    # And a later look does not move it (a condition's time only grows)
+    later = dataclasses.replace(p, conditions=(ready, PodCondition(LBC_GATE_PREFIX + "web-tgb", "True", "", "", 99.0)))
+    s = check_target_health(world([later]).ports, s)
+    assert s.steps[-1].registration_lag == 3.0 and s.steps[-1].opened_by_controller
+
+
+def test_the_registration_bound_is_the_slowest_pods_and_none_until_every_pod_tells():
+    def pod_with(ip: str, ready_at: float | None, written_at: float | None) -> Pod:
+        conds = [PodCondition("ContainersReady", "True", "", "", ready_at)]
+        if written_at is not None or ready_at is None:
+            conds.append(PodCondition(LBC_GATE_PREFIX + "web-tgb", "False", "Elb.RegistrationInProgress", "",
+                                      written_at))
+        return dataclasses.replace(pod("p-" + ip, ip), readiness_gates=(LBC_GATE_PREFIX + "web-tgb",),
+                                   conditions=tuple(conds))
+    groups = [gated()]
+    assert registration_lag(groups, [pod_with("10.0.1.1", 90.0, 91.0), pod_with("10.0.1.2", 92.0, 96.0)]) == 4.0
+    assert registration_lag(groups, [pod_with("10.0.1.1", 90.0, 91.0), pod_with("10.0.1.2", 92.0, None)]) is None
+    assert registration_lag(groups, [pod_with("10.0.1.1", None, 91.0)]) is None
+    assert registration_lag([group()], [pod_with("10.0.1.1", 90.0, 91.0)]) is None  # no binding
+    assert registration_lag(groups, [pod("p", None)]) is None  # nobody ContainersReady with an IP

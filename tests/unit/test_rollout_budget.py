@@ -74,6 +74,9 @@ class ScriptedBudget:
     def throttled(self) -> None:
         self.throttles += 1
 
+    def short(self) -> bool:
+        return bool(getattr(self, "is_short", False))
+
 
 @dataclasses.dataclass
 class World:

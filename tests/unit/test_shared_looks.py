@@ -142,6 +142,9 @@ class CountingBudget:
     def throttled(self) -> None:
         self.throttles += 1
 
+    def short(self) -> bool:
+        return bool(getattr(self, "is_short", False))
+
 
 def sharing(w, looks: LocalLooks, budget: CountingBudget | None = None):
     w.ports = dataclasses.replace(w.ports, looks=looks, **({"budget": budget} if budget else {}))

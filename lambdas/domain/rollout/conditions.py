@@ -76,3 +76,26 @@ def health_from_conditions(groups: list[TargetGroupInfo], candidates: list[Pod])
             state, reason = said
             health[g.arn].append(TargetHealth(pod.ip, g.target_port or 0, state, reason))
     return health
+
+
+def registration_lag(groups: list[TargetGroupInfo], pods: list[Pod]) -> float | None:
+    """How long, at most, the controller took to act on the slowest of ``pods`` once it was ContainersReady: the
+    largest gap between a pod's ContainersReady and a condition of a group's binding gate, by their
+    lastTransitionTime. The controller writes a gated pod's condition first in the reconcile that registers its
+    endpoint, and a condition's time moves only with its status, later: so each gap bounds that pod's wait from
+    above, and is closest while the condition is still its first. None when some ContainersReady pod has no such
+    condition yet, or a time is missing."""
+    if not groups or any(not g.binding for g in groups):
+        return None
+    gaps = []
+    for pod in pods:
+        if not (pod.containers_ready and pod.ip):
+            continue
+        ready = next((c.last_transition_time for c in pod.conditions if c.type == "ContainersReady"), None)
+        for g in groups:
+            gate = LBC_GATE_PREFIX + g.binding
+            written = next((c.last_transition_time for c in pod.conditions if c.type == gate), None)
+            if ready is None or written is None:
+                return None
+            gaps.append(written - ready)
+    return max(gaps) if gaps else None

@@ -27,6 +27,13 @@ from lambdas.domain.rollout.pods import split_pods
 from lambdas.domain.rollout.targets import deregister_released, describe_health, held_ips, shared_health
 from lambdas.domain.state import RolloutState, StepRecord
 
+# The longest the controller may have taken to register a step's pods, once ContainersReady, for the step to leave
+# its drain to it: a reconcile a second or so after the pod's change, plus up to a second lost to the API's whole
+# seconds, plus a few seconds' queue in its client-side limiter for RegisterTargets/DeregisterTargets (4 a second:
+# docs/facts.md, "Load Balancer Controller: registration and timing"). Longer says the queue is long, and the
+# deregistration it would make waits in the same queue.
+PROMPT_REGISTRATION_SECONDS = 5
+
 
 def release_old_pods(ports: Ports, s: RolloutState) -> RolloutState:
     req = s.request
@@ -84,7 +91,7 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     booked = 0
     scaled_down = sum(1 for p in others if not p.terminating) <= expected_old
     named = len(record.deregistered)
-    if scaled_down and record.left_at is None and _left_to_the_controller(s, record, others, now):
+    if scaled_down and record.left_at is None and _left_to_the_controller(ports, s, record, others, now):
         record.left_at = now
         if not s.more_steps:
             # the last drain: its look comes once the load balancer would have stopped sending the targets new
@@ -154,20 +161,28 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     return drain, Pace("drain")
 
 
-def _left_to_the_controller(s: RolloutState, record: StepRecord, others: list[Pod], now: float) -> bool:
+def _left_to_the_controller(ports: Ports, s: RolloutState, record: StepRecord, others: list[Pod], now: float) -> bool:
     """Whether a scaled-down step of a rollout may leave its released targets to the Load Balancer Controller; True
     sets ``s.drain`` to the unseen drain. Between two steps the drain is then handed over to the next gate without
     a call (``Verdict.DRAINING``); the last step's look waits as after a deregistration of albgate's.
 
-    Only when the controller has just shown it keeps up: its
-    target-health conditions opened this step's gate (``StepRecord.opened_by_controller``: its reconcile of the
-    step's bindings went through), and no call of this rollout is being throttled (``s.throttles``). The controller deregisters a terminating pod's
+    Only when the controller has just shown it keeps up: its target-health conditions opened this step's gate
+    (``StepRecord.opened_by_controller``: its reconcile of the step's bindings went through); it registered the
+    step's pods promptly (``StepRecord.registration_lag`` at most ``PROMPT_REGISTRATION_SECONDS``: its client-side
+    queue of RegisterTargets/DeregisterTargets is short); and the account's Describe* bucket is not short, neither
+    for this rollout's calls (``s.throttles``) nor for any albgate execution's lately (``budget.short``): a
+    controller whose calls are throttled backs off, and its reconcile asks ELB about the targets it deregistered
+    before it deregisters the next. The controller deregisters a terminating pod's
     target in its next reconcile, which the pod's change starts. albgate's own DeregisterTargets would take a token
     from the account's RegisterTargets/DeregisterTargets bucket, 20 refilled at 4 a second, which the
     controllers' registrations need (docs/facts.md, "ELB API throttling"), to do what the controller does anyway.
     The targets are carried (``carried_ips``) as after albgate's own deregistration: a later gate's look at ELB
     that still shows one in the pool deregisters it, and the last drain sees every one out of the pool."""
     if s.mode != "rollout" or not record.opened_by_controller or s.throttles:
+        return False
+    if record.registration_lag is None or record.registration_lag > PROMPT_REGISTRATION_SECONDS:
+        return False
+    if ports.budget.short():
         return False
     drain = evaluate_drain(old_pods=others, expected_old=s.replicas - s.plan[s.step], watched_ips=s.watched_ips,
                            health=None, now=now, deadline=s.drain_deadline)

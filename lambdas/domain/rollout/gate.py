@@ -17,7 +17,7 @@ from lambdas.domain.errors import ThrottledError
 from lambdas.domain.poll import CONDITIONS_QUICK_LOOKS, POD_START_POLL_SECONDS
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
 from lambdas.domain.ports import ALBGATE_GATE, Deployment, DeploymentCondition, Pod, Ports, TargetHealth
-from lambdas.domain.rollout.conditions import carries_controller_gates, health_from_conditions
+from lambdas.domain.rollout.conditions import carries_controller_gates, health_from_conditions, registration_lag
 from lambdas.domain.rollout.drain import check_leaving
 from lambdas.domain.rollout.left import follow_left
 from lambdas.domain.rollout.nudge import nudge_the_controller
@@ -100,6 +100,8 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
         # The controller's own conditions on the pods, when they can tell (lambdas/domain/rollout/conditions.py):
         # no call of the account's Describe* bucket; ELB is asked only when they cannot.
         seen = health_from_conditions(s.target_groups, candidates)
+        if seen is not None and record.registration_lag is None:
+            record.registration_lag = registration_lag(s.target_groups, candidates)
         if seen is not None:
             gate = evaluate_gate(candidates=candidates, needed=needed, health=seen, now=now, deadline=s.step_deadline)
             ask_at = record.first_ready_at + conditions_overdue_seconds(s)

@@ -23,22 +23,16 @@ the left targets until one of two things:
 
 A look of the gate at ELB settles them too: it deregisters any carried target still in the pool, and any
 terminating pod's (``drain.check_leaving``).
-Invariant: pure; reads only the pods the gate read; at most one DeregisterTargets call per target group.
+Invariant: pure; reads only the pods the gate read; at most one DeregisterTargets call per target group. While
+something is left, no wait of the rollout runs past the deadline (``observe.next_look``).
 """
 
 from __future__ import annotations
 
+from lambdas.domain.poll import LEFT_TO_CONTROLLER_SECONDS
 from lambdas.domain.ports import LBC_GATE_PREFIX, Pod, Ports
 from lambdas.domain.rollout.targets import deregister_released, held_ips
 from lambdas.domain.state import RolloutState
-
-# How long a step's released targets are left to the controller without proof before albgate deregisters them
-# itself. A controller that keeps up deregisters a terminating pod's target in the reconcile the pod's change starts,
-# within a second or two of its reconcile latency and its client-side limiter; the load balancer stops sending a
-# deregistered target new requests about 10 s later (poll.DEREGISTRATION_LAG_SECONDS); albgate's default preStop
-# keeps an old pod serving 30 s after it began terminating (manifests.HardeningPolicy.pre_stop_seconds). So
-# deregistering by 10 s after the scale-down still leaves the pod 10 s of preStop once the lag is over.
-LEFT_TO_CONTROLLER_SECONDS = 10
 
 
 def controller_went_past(s: RolloutState, pods: list[Pod]) -> bool:

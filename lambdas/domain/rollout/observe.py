@@ -12,6 +12,7 @@ from typing import Literal
 
 from lambdas.domain.poll import (
     CONDITIONS_POLL_SECONDS,
+    LEFT_TO_CONTROLLER_SECONDS,
     POD_START_POLL_SECONDS,
     deregistered_poll_seconds,
     drain_poll_seconds,
@@ -110,6 +111,15 @@ def next_look(s: RolloutState, pace: Pace, now: float) -> int:
     what = pace.wait_for
     if what == "now":
         return 0
+    wait = _paced(s, pace, now)
+    if s.left_at is not None:
+        # targets left to the controller are settled at their deadline at the latest (rollout.left)
+        wait = min(wait, max(1, math.ceil(s.left_at + LEFT_TO_CONTROLLER_SECONDS - now)))
+    return wait
+
+
+def _paced(s: RolloutState, pace: Pace, now: float) -> int:
+    what = pace.wait_for
     if what == "booked":
         return pace.seconds
     key = poll_key(s, what)
