@@ -193,7 +193,8 @@ def test_without_proof_nothing_is_called_before_the_deadline_and_albgate_deregis
     due = world(pods)
     s = left(carried=("10.0.0.1", "10.0.1.2"), at=at)
     going = old_pod("web-old-c", "10.0.0.3", terminating=True)
-    follow_left(due.ports, s, pods, [going, old_pod("web-old-d", "10.0.0.4")], NOW)
+    no_ip = old_pod("web-old-e", None, terminating=True)  # gone from the network already: nothing to name
+    follow_left(due.ports, s, pods, [going, old_pod("web-old-d", "10.0.0.4"), no_ip], NOW)
     assert due.elb.deregistered == [(ARN, [("10.0.0.1", 8080), ("10.0.0.3", 8080)])]
     assert s.left_at is None and s.steps[-1].deregistered == [f"{ARN}|10.0.0.1", f"{ARN}|10.0.0.3"]
     follow_left(due.ports, s, pods, [going], NOW + 5)
@@ -267,3 +268,13 @@ def test_the_registration_bound_is_the_slowest_pods_and_none_until_every_pod_tel
     assert registration_lag(groups, [pod_with("10.0.1.1", None, 91.0)]) is None
     assert registration_lag([group()], [pod_with("10.0.1.1", 90.0, 91.0)]) is None  # no binding
     assert registration_lag(groups, [pod("p", None)]) is None  # nobody ContainersReady with an IP
+
+
+def test_what_albgate_deregisters_at_the_deadline_is_recorded_on_the_current_step():
+    # Given the third step of three, targets left by the second, past the deadline without proof
+    w = world([])
+    s = rollout(step=2, plan=(1, 2, 3), groups=(gated(port=8080),))
+    s.carried_ips, s.left_at = ["10.0.0.1"], NOW - LEFT_TO_CONTROLLER_SECONDS
+    follow_left(w.ports, s, [], [], NOW)
+    # Then the current step's record says what albgate deregistered, not an earlier one's
+    assert [r.deregistered for r in s.steps] == [[], [], [f"{ARN}|10.0.0.1"]]
