@@ -278,3 +278,18 @@ def test_what_albgate_deregisters_at_the_deadline_is_recorded_on_the_current_ste
     follow_left(w.ports, s, [], [], NOW)
     # Then the current step's record says what albgate deregistered, not an earlier one's
     assert [r.deregistered for r in s.steps] == [[], [], [f"{ARN}|10.0.0.1"]]
+
+
+def test_the_registration_bound_reads_every_started_pod_and_skips_the_others():
+    lbc = LBC_GATE_PREFIX + "web-tgb"
+
+    def with_conditions(name: str, ip: str | None, *conds: PodCondition) -> Pod:
+        return dataclasses.replace(pod(name, ip), readiness_gates=(lbc,), conditions=conds)
+
+    started = with_conditions("a", "10.0.1.1", PodCondition("ContainersReady", "True", "", "", 90.0),
+                              PodCondition(lbc, "False", "Elb.RegistrationInProgress", "", 94.0))
+    no_ip = with_conditions("b", None, PodCondition("ContainersReady", "True", "", "", 80.0))
+    not_ready = with_conditions("c", "10.0.1.3", PodCondition("ContainersReady", "False", "", "", 91.0))
+    # a pod without an IP or not ContainersReady says nothing, wherever it comes in the list
+    assert registration_lag([gated()], [no_ip, started]) == 4.0
+    assert registration_lag([gated()], [started, not_ready]) == 4.0
