@@ -22,13 +22,14 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.adapters.elbv2 import client_config
-from lambdas.domain.budget import BudgetSpec, Cut, admit, after_throttle, current_rate, is_cut
+from lambdas.domain.budget import BudgetSpec, Cut, admit, after_throttle, current_rate, is_cut, is_late
 
 KEY = "budget_key"
 ITEM = "elbv2-describe"
 TAT = "tat"
 CUT_RATE = "cut_rate"
 CUT_AT = "cut_at"
+LATE_AT = "controller_late_at"
 # Conflicting writers read again and decide again; past this many lost races, the call is let through.
 MAX_RACES = 5
 
@@ -63,15 +64,20 @@ class DynamoDbBudget(BudgetTable):
         self.spec = spec
 
     def _read(self) -> tuple[float | None, Cut | None]:
+        tat, cut, _ = self._read_all()
+        return tat, cut
+
+    def _read_all(self) -> tuple[float | None, Cut | None, float | None]:
         item = self._client.get_item(
             TableName=self._table, Key={KEY: {"S": ITEM}}, ConsistentRead=True,
-            ProjectionExpression="#tat, #rate, #at",
-            ExpressionAttributeNames={"#tat": TAT, "#rate": CUT_RATE, "#at": CUT_AT},
+            ProjectionExpression="#tat, #rate, #at, #late",
+            ExpressionAttributeNames={"#tat": TAT, "#rate": CUT_RATE, "#at": CUT_AT, "#late": LATE_AT},
         ).get("Item", {})
         tat = item.get(TAT, {}).get("N")
         rate, at = item.get(CUT_RATE, {}).get("N"), item.get(CUT_AT, {}).get("N")
         cut = Cut(float(rate), float(at)) if rate is not None and at is not None else None
-        return (float(tat) if tat is not None else None), cut
+        late = item.get(LATE_AT, {}).get("N")
+        return (float(tat) if tat is not None else None), cut, (float(late) if late is not None else None)
 
     def acquire(self, tokens: int, *, reserve: bool) -> float:
         try:
@@ -99,15 +105,28 @@ class DynamoDbBudget(BudgetTable):
         except (ClientError, BotoCoreError) as e:
             log.warning("describe budget: DynamoDB %s did not answer (%s); the share is not cut", self._table, e)
 
-    def short(self) -> bool:
-        """Whether the share is cut now (``is_cut``); True when DynamoDB cannot say (albgate then acts as if the
-        bucket were short: it deregisters released targets itself)."""
+    def controller_late(self) -> None:
+        """Write the time into the item, unless a later one is there; failures are logged and ignored (the next
+        drain left without proof says it again)."""
+        now = self._now()
         try:
-            _, cut = self._read()
+            self._update("SET #late = :now", "attribute_not_exists(#late) OR #late < :now", {"#late": LATE_AT},
+                         {":now": {"N": repr(now)}})
+        except (ClientError, BotoCoreError) as e:
+            log.warning("describe budget: DynamoDB %s did not answer (%s); the late controller is not noted",
+                        self._table, e)
+
+    def short(self) -> bool:
+        """Whether the share is cut now (``is_cut``) or a controller was late lately (``is_late``); True when
+        DynamoDB cannot say (albgate then acts as if the bucket were short: it deregisters released targets
+        itself)."""
+        try:
+            _, cut, late = self._read_all()
         except (ClientError, BotoCoreError) as e:
             log.warning("describe budget: DynamoDB %s did not answer (%s); taking the bucket as short", self._table, e)
             return True
-        return is_cut(self.spec, cut, self._now())
+        now = self._now()
+        return is_cut(self.spec, cut, now) or is_late(late, now)
 
     def _write_cut(self, old: Cut | None, new: Cut) -> bool:
         condition = "attribute_not_exists(#at)" if old is None else "#at = :old"

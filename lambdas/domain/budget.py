@@ -54,6 +54,11 @@ DEFAULT_FLOOR_RATE_PER_SECOND = 0.5
 DEFAULT_DECREASE = 0.5
 DEFAULT_COOLDOWN_SECONDS = 10.0
 DEFAULT_RECOVERY_SECONDS = 30.0
+# How long one drain left to a Load Balancer Controller that did not show in time that it went past the targets
+# (rollout.left) keeps every albgate execution in the account from leaving its drains: the controller's queue, or
+# its back-off from throttled calls, lasts while many rollouts run, minutes rather than seconds (docs/benchmarks.md,
+# "The RegisterTargets/DeregisterTargets bucket"). Each such drain starts it again.
+CONTROLLER_LATE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,11 @@ def is_cut(spec: BudgetSpec, cut: Cut | None, now: float) -> bool:
     return current_rate(spec, cut, now) < spec.rate_per_second
 
 
+def is_late(late_at: float | None, now: float) -> bool:
+    """Whether a drain left to a controller went without proof less than ``CONTROLLER_LATE_SECONDS`` ago."""
+    return late_at is not None and now - late_at < CONTROLLER_LATE_SECONDS
+
+
 def after_throttle(spec: BudgetSpec, cut: Cut | None, now: float) -> Cut | None:
     """The new cut once a call of albgate was throttled at ``now``; None when nothing changes (a fixed share, or
     the last cut was less than ``cooldown_seconds`` ago: the same shortage)."""
@@ -152,6 +162,7 @@ class LocalBudget:
         self.spec = spec or BudgetSpec()
         self.tat: float | None = None
         self.cut: Cut | None = None
+        self.late_at: float | None = None  # the last drain left to a controller that went without proof
         self.waits = 0  # requests told to wait
         self.cuts = 0  # times the share was cut
 
@@ -167,8 +178,12 @@ class LocalBudget:
         if cut is not None:
             self.cut, self.cuts = cut, self.cuts + 1
 
+    def controller_late(self) -> None:
+        self.late_at = self._clock.now()  # type: ignore[attr-defined]
+
     def short(self) -> bool:
-        return is_cut(self.spec, self.cut, self._clock.now())  # type: ignore[attr-defined]
+        now = self._clock.now()  # type: ignore[attr-defined]
+        return is_cut(self.spec, self.cut, now) or is_late(self.late_at, now)
 
 
 class UnlimitedBudget:
@@ -179,6 +194,9 @@ class UnlimitedBudget:
 
     def throttled(self) -> None:
         """Nothing to adapt."""
+
+    def controller_late(self) -> None:
+        """No memory to keep it in."""
 
     def short(self) -> bool:
         """No share, so no memory of a shortage: only a rollout's own throttled calls tell."""

@@ -441,10 +441,16 @@ class DescribeBudget(Protocol):
         """ELB throttled a call of albgate: the account's bucket is short; cut the share (``budget.after_throttle``)."""
         ...
 
+    def controller_late(self) -> None:
+        """A drain left to a Load Balancer Controller went without proof that it deregistered the targets in time
+        (rollout.left): say so to every execution for ``budget.CONTROLLER_LATE_SECONDS``."""
+        ...
+
     def short(self) -> bool:
-        """Whether the share is cut now (ELB throttled a call of some albgate execution within the share's
-        recovery time): the account's Describe* bucket is short, the controllers' calls are refused too. True when
-        the store cannot answer."""
+        """Whether the account is short for the controllers: the share is cut now (ELB throttled a call of some
+        albgate execution within the share's recovery time, so the controllers' calls are refused too), or a
+        drain left to a controller went without proof lately (``controller_late``). True when the store cannot
+        answer."""
         ...
 
 

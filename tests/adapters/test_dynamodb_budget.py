@@ -273,3 +273,29 @@ def test_dynamodb_not_answering_takes_the_bucket_as_short_with_a_warning(dynamod
         with caplog.at_level(logging.WARNING, logger=LOGGER):
             assert budget.short()
     assert "taking the bucket as short" in caplog.text
+
+
+def test_a_late_controller_is_noted_for_every_lambda_and_only_moves_forward(dynamodb):
+    clock = FakeClock()
+    a = DynamoDbBudget(TABLE, SPEC, clock.now, client=dynamodb)
+    b = DynamoDbBudget(TABLE, SPEC, clock.now, client=dynamodb)
+    a.controller_late()
+    assert b.short()
+    item = dynamodb.get_item(TableName=TABLE, Key={KEY: {"S": ITEM}})["Item"]
+    assert float(item["controller_late_at"]["N"]) == NOW
+    # an earlier time written late does not move it back
+    earlier = DynamoDbBudget(TABLE, SPEC, lambda: NOW - 30, client=dynamodb)
+    earlier.controller_late()
+    item = dynamodb.get_item(TableName=TABLE, Key={KEY: {"S": ITEM}})["Item"]
+    assert float(item["controller_late_at"]["N"]) == NOW
+    clock.t += 60
+    assert not b.short()
+
+
+def test_dynamodb_not_answering_leaves_the_late_controller_unnoted_with_a_warning(dynamodb, caplog):
+    budget = DynamoDbBudget(TABLE, SPEC, FakeClock().now, client=dynamodb)
+    with Stubber(dynamodb) as stub:
+        stub.add_client_error("update_item", "ProvisionedThroughputExceededException")
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            budget.controller_late()
+    assert "the late controller is not noted" in caplog.text

@@ -26,6 +26,8 @@ from lambdas.domain.budget import (
     current_rate,
     admit,
     is_cut,
+    is_late,
+    CONTROLLER_LATE_SECONDS,
 )
 
 NOW = 1_767_322_800.0  # 2026-01-02T03:00:00Z, an epoch time like the ones Lambda's clock gives
@@ -385,3 +387,14 @@ def test_the_share_is_short_only_while_a_cut_has_not_grown_back():
     fixed = BudgetSpec(rate_per_second=4.0, burst=10, adaptive=False)
     assert after_throttle(fixed, None, 100.0) is None and not is_cut(fixed, Cut(1.0, 100.0), 100.0)
     assert UnlimitedBudget().short() is False
+
+
+def test_a_late_controller_makes_the_account_short_for_a_minute():
+    clock = type("Clock", (), {"t": 100.0, "now": lambda self: self.t})()
+    budget = LocalBudget(clock, BudgetSpec(rate_per_second=4.0, burst=10))
+    assert not budget.short() and not is_late(None, 100.0)
+    budget.controller_late()
+    assert budget.short() and is_late(100.0, 100.0 + CONTROLLER_LATE_SECONDS - 0.01)
+    clock.t = 100.0 + CONTROLLER_LATE_SECONDS
+    assert not budget.short() and not is_late(100.0, clock.t)
+    UnlimitedBudget().controller_late()  # nothing to keep it in, and no error

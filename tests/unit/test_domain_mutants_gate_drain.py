@@ -354,6 +354,9 @@ class Budget:
     def short(self) -> bool:
         return bool(getattr(self, "is_short", False))
 
+    def controller_late(self) -> None:
+        self.lates = getattr(self, "lates", 0) + 1
+
 
 @dataclass
 class World:

@@ -180,6 +180,7 @@ def test_proof_settles_the_left_targets_without_a_call():
     s = left(at=NOW - 5)
     follow_left(w.ports, s, w.kube.pods, [], NOW)
     assert s.left_at is None and w.elb.deregistered == [] and s.carried_ips == ["10.0.0.1"]
+    assert getattr(w.ports.budget, "lates", 0) == 0
 
 
 def test_without_proof_nothing_is_called_before_the_deadline_and_albgate_deregisters_at_it():
@@ -197,6 +198,8 @@ def test_without_proof_nothing_is_called_before_the_deadline_and_albgate_deregis
     follow_left(due.ports, s, pods, [going, old_pod("web-old-d", "10.0.0.4"), no_ip], NOW)
     assert due.elb.deregistered == [(ARN, [("10.0.0.1", 8080), ("10.0.0.3", 8080)])]
     assert s.left_at is None and s.steps[-1].deregistered == [f"{ARN}|10.0.0.1", f"{ARN}|10.0.0.3"]
+    # and every execution is told the controller was late (none leaves a drain for a while); not before the deadline
+    assert getattr(due.ports.budget, "lates", 0) == 1 and getattr(early.ports.budget, "lates", 0) == 0
     follow_left(due.ports, s, pods, [going], NOW + 5)
     assert len(due.elb.deregistered) == 1
 

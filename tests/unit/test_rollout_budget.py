@@ -77,6 +77,9 @@ class ScriptedBudget:
     def short(self) -> bool:
         return bool(getattr(self, "is_short", False))
 
+    def controller_late(self) -> None:
+        self.lates = getattr(self, "lates", 0) + 1
+
 
 @dataclasses.dataclass
 class World:

@@ -145,6 +145,9 @@ class CountingBudget:
     def short(self) -> bool:
         return bool(getattr(self, "is_short", False))
 
+    def controller_late(self) -> None:
+        self.lates = getattr(self, "lates", 0) + 1
+
 
 def sharing(w, looks: LocalLooks, budget: CountingBudget | None = None):
     w.ports = dataclasses.replace(w.ports, looks=looks, **({"budget": budget} if budget else {}))

@@ -16,7 +16,8 @@ the left targets until one of two things:
   after the released pods were terminating, so it deregistered their targets in that group first. The API keeps
   whole seconds and truncates, which can only make a write look earlier than it was: a proof may be missed, never
   made up. Every group's binding must show one.
-- **Time.** Without that proof ``LEFT_TO_CONTROLLER_SECONDS`` after the step left the drain, albgate deregisters
+- **Time.** Without that proof ``LEFT_TO_CONTROLLER_SECONDS`` after the step left the drain, albgate says so to
+  every execution in the account (``budget.controller_late``: none leaves a drain for a minute) and deregisters
   itself, blind, as it would have at once: the carried targets and every terminating pod's (each live pod's IP
   apart). A rollback forgets the carried targets (its drain watches the failed version's pods), but the pods that
   matter are still terminating, their preStop not over: their IPs are in the API.
@@ -62,6 +63,7 @@ def follow_left(ports: Ports, s: RolloutState, mine: list[Pod], others: list[Pod
     if now < s.left_at + LEFT_TO_CONTROLLER_SECONDS:
         return
     s.left_at = None
+    ports.budget.controller_late()  # every execution deregisters itself for a while (budget.CONTROLLER_LATE_SECONDS)
     leaving = sorted(set(s.carried_ips) | {p.ip for p in mine + others if p.terminating and p.ip})
     deregister_released(ports, s, tuple(leaving), None, held=held_ips(mine, others), record=s.steps[-1])
 
