@@ -239,13 +239,24 @@ def test_a_cut_another_lambda_wrote_meanwhile_stands(dynamodb):
     assert float(item["cut_rate"]["N"]) == 2.0
 
 
-def test_dynamodb_not_answering_leaves_the_share_uncut_with_a_warning(dynamodb, caplog):
+NOT_ANSWERING = [
+    # (what albgate asks, the call DynamoDB refuses, what it then does, the warning)
+    ("throttled", "get_item", None, "the share is not cut"),
+    ("short", "get_item", True, "taking the bucket as short"),
+    ("controller_late", "update_item", None, "the late controller is not noted"),
+]
+
+
+@pytest.mark.parametrize("method,operation,answer,warning", NOT_ANSWERING, ids=[n[0] for n in NOT_ANSWERING])
+def test_dynamodb_not_answering_is_logged_and_errs_on_the_safe_side(dynamodb, caplog, method, operation, answer,
+                                                                     warning):
+    # the share stays uncut, the bucket counts as short (albgate deregisters itself), a late controller goes unnoted
     budget = DynamoDbBudget(TABLE, SPEC, FakeClock().now, client=dynamodb)
     with Stubber(dynamodb) as stub:
-        stub.add_client_error("get_item", "ProvisionedThroughputExceededException")
+        stub.add_client_error(operation, "ProvisionedThroughputExceededException")
         with caplog.at_level(logging.WARNING, logger=LOGGER):
-            budget.throttled()
-    assert "the share is not cut" in caplog.text
+            assert getattr(budget, method)() is answer
+    assert warning in caplog.text
 
 
 def test_the_share_is_short_from_a_cut_until_it_has_grown_back_for_every_lambda(dynamodb):
@@ -266,15 +277,6 @@ def test_the_share_is_short_from_a_cut_until_it_has_grown_back_for_every_lambda(
     assert not b.short() and not local.short()
 
 
-def test_dynamodb_not_answering_takes_the_bucket_as_short_with_a_warning(dynamodb, caplog):
-    budget = DynamoDbBudget(TABLE, SPEC, FakeClock().now, client=dynamodb)
-    with Stubber(dynamodb) as stub:
-        stub.add_client_error("get_item", "ProvisionedThroughputExceededException")
-        with caplog.at_level(logging.WARNING, logger=LOGGER):
-            assert budget.short()
-    assert "taking the bucket as short" in caplog.text
-
-
 def test_a_late_controller_is_noted_for_every_lambda_and_only_moves_forward(dynamodb):
     clock = FakeClock()
     a = DynamoDbBudget(TABLE, SPEC, clock.now, client=dynamodb)
@@ -290,12 +292,3 @@ def test_a_late_controller_is_noted_for_every_lambda_and_only_moves_forward(dyna
     assert float(item["controller_late_at"]["N"]) == NOW
     clock.t += 60
     assert not b.short()
-
-
-def test_dynamodb_not_answering_leaves_the_late_controller_unnoted_with_a_warning(dynamodb, caplog):
-    budget = DynamoDbBudget(TABLE, SPEC, FakeClock().now, client=dynamodb)
-    with Stubber(dynamodb) as stub:
-        stub.add_client_error("update_item", "ProvisionedThroughputExceededException")
-        with caplog.at_level(logging.WARNING, logger=LOGGER):
-            budget.controller_late()
-    assert "the late controller is not noted" in caplog.text
