@@ -172,10 +172,10 @@ def _left_to_the_controller(ports: Ports, s: RolloutState, record: StepRecord, o
     queue of RegisterTargets/DeregisterTargets is short); and the account's Describe* bucket is not short, neither
     for this rollout's calls (``s.throttles``) nor for any albgate execution's lately (``budget.short``): a
     controller whose calls are throttled backs off, and its reconcile asks ELB about the targets it deregistered
-    before it deregisters the next. The controller deregisters a terminating pod's
-    target in its next reconcile, which the pod's change starts. albgate's own DeregisterTargets would take a token
-    from the account's RegisterTargets/DeregisterTargets bucket, 20 refilled at 4 a second, which the
-    controllers' registrations need (docs/facts.md, "ELB API throttling"), to do what the controller does anyway.
+    before it deregisters the next. The controller deregisters a terminating pod's target in its next reconcile,
+    which the pod's change starts. albgate's own DeregisterTargets would take a token from the account's
+    RegisterTargets/DeregisterTargets bucket, 20 refilled at 4 a second, which the controllers' registrations need
+    (docs/facts.md, "ELB API throttling"), to do what the controller does anyway.
     The targets are carried (``carried_ips``) as after albgate's own deregistration: a later gate's look at ELB
     that still shows one in the pool deregisters it, and the last drain sees every one out of the pool."""
     if s.mode != "rollout" or not record.opened_by_controller or s.throttles:

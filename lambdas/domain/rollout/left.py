@@ -66,5 +66,3 @@ def follow_left(ports: Ports, s: RolloutState, mine: list[Pod], others: list[Pod
     ports.budget.controller_late()  # every execution deregisters itself for a while (budget.CONTROLLER_LATE_SECONDS)
     leaving = sorted(set(s.carried_ips) | {p.ip for p in mine + others if p.terminating and p.ip})
     deregister_released(ports, s, tuple(leaving), None, held=held_ips(mine, others), record=s.steps[-1])
-
-
