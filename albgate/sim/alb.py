@@ -229,6 +229,11 @@ class TokenBucket:
         return False
 
 
+def _rate_exceeded(api: str) -> ThrottledError:
+    """What ELB answers a throttled call, as botocore words it."""
+    return ThrottledError(f"An error occurred (Throttling) when calling the {api} operation: Rate exceeded")
+
+
 class Alb:
     """The ELBv2 API of the account's Application Load Balancers, and what they do with their targets.
 
@@ -302,7 +307,7 @@ class Alb:
         self.asked.append((self.sim.clock.t, caller, n))
         if not self.bucket.take(self.sim.clock.t, n):
             self._throttled[caller] += 1
-            raise ThrottledError(f"An error occurred (Throttling) when calling the {api} operation: Rate exceeded")
+            raise _rate_exceeded(api)
 
     def spend_mutating(self, caller: str, api: str) -> None:
         """One RegisterTargets or DeregisterTargets call of ``caller`` (the controller's reconcile or a client)
@@ -310,7 +315,7 @@ class Alb:
         self.mutating_calls[caller] += 1
         if not self.mutating_bucket.take(self.sim.clock.t):
             self.mutating_throttled[caller] += 1
-            raise ThrottledError(f"An error occurred (Throttling) when calling the {api} operation: Rate exceeded")
+            raise _rate_exceeded(api)
 
     def target_group(self, arn: str) -> TargetGroupSim:
         tg = self.tgs.get(arn)

@@ -110,8 +110,8 @@ def template_hash(t: PodTemplate) -> str:
 class PodObj:
     __slots__ = (
         "namespace", "name", "uid", "labels", "template", "rs", "ip", "created_at", "readiness_gates",
-        "conditions", "condition_times", "containers_ready_at", "phase", "containers_ready", "ready", "ready_since", "listening", "broken",
-        "crashes",
+        "conditions", "condition_times", "containers_ready_at", "phase", "containers_ready", "ready", "ready_since",
+        "listening", "broken", "crashes",
         "terminating", "deletion_at", "sigtermed", "exited", "inflight", "restart_count", "waiting_reason",
         "probe_ok", "probe_fail", "timers", "kill_at", "rv", "version", "sigterm_at", "exited_at", "unschedulable",
         "alb_check_fails", "ready_sync", "error_rate", "latency_factor",

@@ -58,12 +58,6 @@ SCALE_DOWN_QUICK_POLL_SECONDS = 1
 # spread them over); the others at the pods' pace. docs/benchmarks.md has what it costs and saves.
 CONDITIONS_POLL_SECONDS = 2
 CONDITIONS_QUICK_LOOKS = 10
-# While the load balancer is still registering every target a step waits for (`initial`,
-# Elb.RegistrationInProgress), no health check has run on them and none will until registration ends: seconds on
-# most ALBs, minutes on some (docs/facts.md, ALB target health: 3-5 min reported for NLB IP targets). So the longer
-# registration has already taken, the less often the gate looks: after e seconds of it, every max(interval, e / 10)
-# seconds, capped at 30. A look then comes about a tenth of the time already spent registering (plus jitter) after
-# the targets could first have turned healthy, and a 4-minute registration costs about 25 looks instead of 45.
 # How long a step's released targets are left to the controller without proof before albgate deregisters them
 # itself (rollout.left). A controller that keeps up deregisters a terminating pod's target in the reconcile the pod's
 # change starts, within a second or two of its reconcile latency and its client-side limiter; the load balancer stops
@@ -72,6 +66,12 @@ CONDITIONS_QUICK_LOOKS = 10
 # deregistering by 10 s after the scale-down still leaves the pod 10 s of preStop once the lag is over. No wait of the
 # rollout runs past it while something is left (rollout.observe.next_look).
 LEFT_TO_CONTROLLER_SECONDS = 10
+# While the load balancer is still registering every target a step waits for (`initial`,
+# Elb.RegistrationInProgress), no health check has run on them and none will until registration ends: seconds on
+# most ALBs, minutes on some (docs/facts.md, ALB target health: 3-5 min reported for NLB IP targets). So the longer
+# registration has already taken, the less often the gate looks: after e seconds of it, every max(interval, e / 10)
+# seconds, capped at 30. A look then comes about a tenth of the time already spent registering (plus jitter) after
+# the targets could first have turned healthy, and a 4-minute registration costs about 25 looks instead of 45.
 REGISTRATION_POLL_FRACTION = 0.1
 REGISTRATION_POLL_CAP_SECONDS = 30
 

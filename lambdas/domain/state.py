@@ -317,7 +317,7 @@ def largest_state(
                           deregistered_total=len(deregistered),
                           unregistered_since={g.arn: _TIMESTAMP for g in groups} if keep else {},
                           registered_total=10**6, quick_looks=10**6, nudged_at=_TIMESTAMP, nudges=10**6,
-                          opened_by_controller=True, left_at=_TIMESTAMP)
+                          opened_by_controller=True, registration_lag=_TIMESTAMP, left_at=_TIMESTAMP)
 
     steps = [record(i + 1, "rollout", t, keep=False) for i, t in enumerate(plan)]
     steps.append(record(1, "rollback", replicas, keep=True))
