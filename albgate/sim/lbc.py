@@ -25,7 +25,9 @@ or the controller (re)starts.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,6 +44,7 @@ from lambdas.domain.ports import (
     TargetGroupBinding,
     TargetHealth,
 )
+from lambdas.domain.rollout.checkpoint import endpoints_digest
 from lambdas.domain.validators import version_numbers
 
 if TYPE_CHECKING:
@@ -163,12 +166,25 @@ class _Binding:
         self.failures = 0  # the rate limiter's count for this binding; Forget sets it to 0
         self.reconciles = 0
         self.checkpoint: frozenset[str] | None = None  # endpoints of the last reconcile that needed nothing more
+        # The annotation elbv2.k8s.aws/checkpoint (v2.9.1+): cleared before a reconcile's first mutating call, the
+        # digest of its endpoints and spec once a reconcile completes. "" at the start, as after the controller's
+        # deferred reconciler reset it (targetgroupbinding_deferred_reconciler.go), like ``checkpoint``
+        self.annotation = ""
         self.seen: tuple[frozenset[Any], frozenset[Any]] | None = None  # what the watches last saw
         self.selected: tuple[Any, list["PodObj"]] = ((), [])  # (cache key, the Service's pods)
         # A reconcile waiting for the client-side token of its RegisterTargets/DeregisterTargets holds the binding
         # (the workqueue never hands one item to two workers); what comes for it meanwhile runs once it is done.
         self.busy = False
         self.dirty = False
+
+
+def checkpoint_annotation(b: _Binding, pods: Iterable["PodObj"]) -> str:
+    """What a completed reconcile writes in elbv2.k8s.aws/checkpoint (calculateTGBReconcileCheckpoint): the digest
+    of its endpoints (IP, the group's port, the pod's creation time as the API keeps it), "/", a digest of the
+    binding's spec (here of what the simulation's spec holds)."""
+    endpoints = endpoints_digest((p.ip, b.tg.port, p.created_at) for p in pods if p.ip)
+    spec = hashlib.sha256(f"{b.tgb.target_group_arn}|{b.tgb.service_name}|{b.tgb.service_port}".encode()).digest()
+    return f"{endpoints}/{base64.urlsafe_b64encode(spec).decode().rstrip('=')}"
 
 
 def lbc_name(namespace: str, service: str, salt: str) -> str:
@@ -231,6 +247,11 @@ class LoadBalancerController:
             rarest = min(items, key=lambda item: counts[item])
             self._by_label.setdefault(rarest, []).append(b)
             self._index_keys.add(rarest[1])
+
+    def checkpoint_of(self, namespace: str, name: str) -> str:
+        """The annotation elbv2.k8s.aws/checkpoint on a binding ("" when the controller never wrote it)."""
+        return next((b.annotation for b in self.bindings
+                     if b.tgb.namespace == namespace and b.tgb.name == name), "")
 
     def bindings_selecting(self, namespace: str, labels: dict[str, str]) -> list[_Binding]:
         """The bindings whose Service selects a pod with ``labels`` in ``namespace``, in binding order."""
@@ -475,6 +496,12 @@ class LoadBalancerController:
         calls = [(api, fn) for api, todo, fn in (
             ("DeregisterTargets", gone, lambda: self._deregister(b, gone)),
             ("RegisterTargets", unmatched, lambda: self._register(b, unmatched, desired))) if todo]
+        # updateTGBCheckPoint(ctx, tgb, "", oldCheckPoint) before any change, and while a gated target still needs a
+        # look (preflightNeedFurtherProbe) or, before v3.4.0, a pod is potentially ready
+        probe = any(gate in p.readiness_gates and (current[ip] is None or current[ip].state != HEALTHY)
+                    for ip, p in desired.items() if ip in current)
+        if rules.skips_unchanged and (calls or probe or (potentially_ready and rules.potentially_ready is not None)):
+            b.annotation = ""
         self._mutate(b, calls, lambda: self._finish(b, desired, current, unmatched, gone, potentially_ready))
 
     def _deregister(self, b: _Binding, gone: list[str]) -> None:
@@ -571,3 +598,5 @@ class LoadBalancerController:
         else:
             b.failures = 0  # success: Forget
             b.checkpoint = frozenset(desired)
+            if rules.skips_unchanged:
+                b.annotation = checkpoint_annotation(b, desired.values())

@@ -12,6 +12,7 @@ Invariant: nothing here changes the world except through what the real API would
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from lambdas.domain.errors import ConflictError, KubernetesUnavailableError, NotFoundError
@@ -113,7 +114,9 @@ class SimKubernetes:
     def list_target_group_bindings(self, namespace: str) -> list[TargetGroupBinding]:
         self._call("list_target_group_bindings")
         self._namespace_exists(namespace)
-        return [b for (ns, _), b in sorted(self.sim.cluster.tgbs.items()) if ns == namespace]
+        lbc = self.sim.lbc
+        return [replace(b, checkpoint=lbc.checkpoint_of(ns, b.name))
+                for (ns, _), b in sorted(self.sim.cluster.tgbs.items()) if ns == namespace]
 
     def _namespace_exists(self, namespace: str) -> None:
         if namespace not in self.sim.cluster.namespaces:

@@ -56,6 +56,7 @@ from lambdas.domain.errors import (
 from lambdas.domain import manifests
 from lambdas.domain.manifests import pre_stop_sleep_seconds  # one reading of a preStop, shared with hardening
 from lambdas.domain.ports import (
+    LBC_CHECKPOINT_ANNOTATION,
     REVISION_ANNOTATION,
     Container,
     Deployment,
@@ -367,6 +368,7 @@ def _target_group_binding(raw: dict[str, Any]) -> TargetGroupBinding:
         target_type=spec.get("targetType", ""),  # optional in v1beta1: "" when the binding leaves it to the TG
         service_name=ref.get("name", ""),
         service_port=ref.get("port", ""),
+        checkpoint=(meta.get("annotations") or {}).get(LBC_CHECKPOINT_ANNOTATION, ""),
     )
 
 

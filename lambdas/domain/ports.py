@@ -29,6 +29,9 @@ LBC_GATE_PREFIX = "target-health.elbv2.k8s.aws/"
 # Namespace label that makes the controller's webhook inject its gates (docs/facts.md, Load Balancer Controller:
 # readiness gate).
 INJECT_LABEL = "elbv2.k8s.aws/pod-readiness-gate-inject"
+# The controller's annotation on a TargetGroupBinding with the digest of its last completed reconcile (docs/facts.md,
+# Load Balancer Controller: the reconcile checkpoint).
+LBC_CHECKPOINT_ANNOTATION = "elbv2.k8s.aws/checkpoint"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 
 
@@ -182,6 +185,9 @@ class TargetGroupBinding:
     target_type: str  # ip | instance
     service_name: str
     service_port: int | str
+    # The controller's annotation elbv2.k8s.aws/checkpoint ("" when absent): a digest of the endpoints of its last
+    # completed reconcile, then of the binding's spec (lambdas/domain/rollout/checkpoint.py).
+    checkpoint: str = ""
 
 
 @dataclass(frozen=True)

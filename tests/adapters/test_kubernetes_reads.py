@@ -334,6 +334,22 @@ def test_target_group_bindings_come_from_the_crd(apiserver: FakeApiServer, kube:
     assert apiserver.requests[-1].path == f"/apis/elbv2.k8s.aws/v1beta1/namespaces/{NS}/targetgroupbindings"
 
 
+def test_a_bindings_checkpoint_annotation_is_read_as_the_controller_wrote_it(apiserver: FakeApiServer,
+                                                                             kube: KubernetesAdapter) -> None:
+    # Given a binding the controller has reconciled (its checkpoint and timestamp annotations) and one it has not
+    arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/k8s-readines-nginxsvc/0123456789abcdef"
+    done = k8s.target_group_binding(targetGroupARN=arn, targetType="ip", serviceRef={"name": "nginx-svc", "port": 80})
+    done["metadata"]["annotations"] = {"elbv2.k8s.aws/checkpoint": "wc742sJEKaWzavy-jbpJO78b_r5N5xp1oXhWKPaWaSI/spec",
+                                       "elbv2.k8s.aws/checkpoint-timestamp": "1767225601"}
+    apiserver.put("targetgroupbindings", done, "elbv2.k8s.aws")
+    apiserver.put("targetgroupbindings", k8s.target_group_binding(
+        name="fresh", targetGroupARN=arn, targetType="ip", serviceRef={"name": "nginx-svc", "port": 80}),
+        "elbv2.k8s.aws")
+    # When bindings are listed / Then the checkpoint is kept whole, and "" where there is none
+    got = {b.name: b.checkpoint for b in kube.list_target_group_bindings(NS)}
+    assert got == {"k8s-readines-nginxsvc-0123456789": "wc742sJEKaWzavy-jbpJO78b_r5N5xp1oXhWKPaWaSI/spec", "fresh": ""}
+
+
 def test_missing_crd_says_to_install_the_controller(apiserver: FakeApiServer, kube: KubernetesAdapter) -> None:
     # Given a cluster without the Load Balancer Controller's CRDs
     apiserver.crds_installed = False

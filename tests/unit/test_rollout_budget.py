@@ -495,12 +495,13 @@ class CountingBudget(LocalBudget):
         return wait
 
 
-def test_one_rollout_of_the_seed_app_never_waits_for_the_default_budget(template, monkeypatch):
+@pytest.mark.parametrize("path", [SEED_APP, SEED_APP.with_name("seed-app-elb-looks.yaml")], ids=lambda p: p.stem)
+def test_one_rollout_of_the_seed_app_never_waits_for_the_default_budget(template, monkeypatch, path):
     # Given albgate's synthesized state machine (this session's synth) and the simulation's default budget
     use_template(template)
     monkeypatch.setattr(simulation_module, "LocalBudget", CountingBudget)
-    # When it rolls the example app alone
-    sim, run = run_strategy(load_scenario(SEED_APP), "albgate")
+    # When it rolls the example app alone, its gate reading the controller's conditions or asking ELB
+    sim, run = run_strategy(load_scenario(path), "albgate")
     # Then it succeeds without ever being told to wait
     assert run.outcome == SUCCEEDED, run.detail
     budget = sim.budget
@@ -508,7 +509,9 @@ def test_one_rollout_of_the_seed_app_never_waits_for_the_default_budget(template
     # And every Describe* call it made was counted in the budget: two per target group in Preflight, one per
     # DescribeTargetHealth
     elb_calls = 2 * sim.alb.describe_tg_calls["albgate"] + sim.alb.describe_calls["albgate"]
-    assert sim.alb.describe_calls["albgate"] > 0 and budget.granted == elb_calls
+    assert sim.alb.describe_tg_calls["albgate"] > 0 and budget.granted == elb_calls
+    # (reading the conditions, the drains pass on the controller's checkpoint: no DescribeTargetHealth at all)
+    assert (sim.alb.describe_calls["albgate"] > 0) is (path != SEED_APP)
 
 
 class CrowdedBudget(CountingBudget):

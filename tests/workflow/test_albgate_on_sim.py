@@ -190,11 +190,14 @@ def test_a_rollback_reports_no_lower_bound():
 
 
 def test_describe_target_health_cost_is_bounded_by_the_poll_rule():
-    # Given the example app (one target group, 15 s health checks, three steps)
-    r = simulate(scenario("seed-app"), "albgate", lower_bound=False)
+    # Given the example app (one target group, 15 s health checks, three steps), its gate asking ELB
+    r = simulate(scenario("seed-app-elb-looks"), "albgate", lower_bound=False)
     # Then the calls are about one per interval while a gate waits, plus a few per drain: a handful per step
     assert 0 < r.describe_target_health_calls <= 3 * 8
     assert r.throttled_calls_by_caller.get("albgate", 0) == 0
+    # And reading the controller's conditions, with its checkpoint proving the drains, none at all (seed 1)
+    r = simulate(scenario("seed-app"), "albgate", lower_bound=False)
+    assert r.describe_target_health_calls == 0 and r.failed_requests == 0
 
 
 def test_a_negative_task_time_is_refused_before_anything_runs():

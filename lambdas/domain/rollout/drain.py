@@ -4,12 +4,12 @@ Invariant: before a later step releases an old pod, every target released earlie
 `draining` or gone, deregistered by albgate itself (once the old ReplicaSet is scaled down albgate deregisters
 every released target, never a live pod's), or left to a Load Balancer Controller that had just opened the step's
 gate, which the next gate sees prove it went past them or else deregisters them itself within
-``left.LEFT_TO_CONTROLLER_SECONDS``; an execution ends only after a look, made once the load balancer
-stops sending new requests to a target albgate deregistered, saw every target it released out of every group's
-pool (the last step's drain, or the rollback's): `draining` or gone. ELB shows a deregistered target `draining`
-for its whole deregistration delay, whatever it still serves (docs/facts.md, "Deregistration and draining"), so
-no look can tell more. During a
-rollout every look of the drain first reads the CloudWatch alarms the policy names (``alarms.during``): one failing
+``left.LEFT_TO_CONTROLLER_SECONDS``; an execution ends only after every target it released is known out of every
+group's pool (the last step's drain, or the rollback's): `draining` or gone, seen by a look made once the load
+balancer stops sending new requests to a target albgate deregistered, or proven by the controller's checkpoint on
+every binding (``checkpoint.drain_proven``, tried first on every look once the old ReplicaSet is scaled down). ELB
+shows a deregistered target `draining` for its whole deregistration delay, whatever it still serves (docs/facts.md,
+"Deregistration and draining"), so no look can tell more. During a rollout every look of the drain first reads the CloudWatch alarms the policy names (``alarms.during``): one failing
 fails the step.
 """
 
@@ -21,6 +21,7 @@ from lambdas.domain import limits
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import DrainResult, Verdict, evaluate_drain
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, UNUSED, Pod, Ports, TargetHealth
+from lambdas.domain.rollout.checkpoint import drain_proven
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
 from lambdas.domain.rollout.pods import split_pods
@@ -90,6 +91,14 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     health = None
     booked = 0
     scaled_down = sum(1 for p in others if not p.terminating) <= expected_old
+    if scaled_down and drain_proven(ports, s, mine + others):
+        # the controller's checkpoint shows a completed reconcile from today's endpoints: no look at ELB needed
+        drain = evaluate_drain(old_pods=others, expected_old=expected_old, watched_ips=s.watched_ips, health={},
+                               now=now, deadline=s.drain_deadline)
+        reason = (f"{len(drain.leaving_ips)} old target(s) out of every target group's pool: the Load Balancer "
+                  "Controller's last completed reconcile of every binding worked from the endpoints left (its "
+                  "checkpoint)")
+        return replace(drain, reason=reason), NOW
     named = len(record.deregistered)
     if scaled_down and record.left_at is None and _left_to_the_controller(ports, s, record, others, now):
         record.left_at = now
