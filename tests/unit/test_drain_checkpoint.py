@@ -9,7 +9,7 @@ import pytest
 
 from lambdas.domain.gate import Verdict
 from lambdas.domain.ports import DRAINING, HEALTHY, Service, ServicePort, TargetGroupBinding
-from lambdas.domain.rollout.checkpoint import endpoints_digest, reconciled, resolved_endpoints
+from lambdas.domain.rollout.checkpoint import drain_proven, endpoints_digest, reconciled, resolved_endpoints
 from lambdas.domain.rollout.drain import verify_drain
 from lambdas.domain.rollout.left import LEFT_TO_CONTROLLER_SECONDS, follow_left
 from tests.unit.test_domain_mutants_gate_drain import ARN, NS, group, old_pod, pod, rollout, target, world
@@ -174,3 +174,47 @@ def test_the_next_gate_takes_the_checkpoint_as_proof_of_targets_left_to_the_cont
     s.carried_ips, s.left_at = ["10.0.0.1"], w.now - LEFT_TO_CONTROLLER_SECONDS
     follow_left(w.ports, s, new, [RELEASED, *LIVE_OLD], w.now)
     assert s.left_at is None and w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])]
+
+
+def test_a_failed_or_finished_pod_is_no_endpoint():
+    failed = dataclasses.replace(pod("web-new-e", "10.0.1.5"), phase="Failed")
+    done = dataclasses.replace(pod("web-new-f", "10.0.1.6"), phase="Succeeded")
+    assert resolved_endpoints([failed, done], 8080) == []
+
+
+def test_without_a_known_port_nothing_is_proven_whatever_the_checkpoint():
+    # a checkpoint computed as if the port were written "None" still proves nothing without a port
+    pods = [NEW, *LIVE_OLD]
+    assert not reconciled(binding(checkpoint_of(pods, port=None)), pods, None)
+
+
+@pytest.mark.parametrize("case", ["no groups", "ports mixed", "no binding listed", "selector empty",
+                                  "no such service", "elb's port first"])
+def test_what_drain_proven_refuses(case):
+    # Given a checkpoint that would prove the drain on the Service's port (8080), and one thing wrong
+    pods = [NEW, RELEASED, *LIVE_OLD]
+    services = (SERVICE,)
+    groups = [gated(port=None)]
+    checkpoint = checkpoint_of([NEW, *LIVE_OLD])
+    w = a_world(pods, checkpoint)
+    if case == "no groups":
+        groups = []
+    elif case == "ports mixed":
+        groups[0].ports_mixed = True  # ELB showed targets on several ports: no port names them
+    elif case == "no binding listed":
+        w.kube.list_target_group_bindings = lambda namespace: []
+    elif case == "selector empty":
+        services = (dataclasses.replace(SERVICE, selector={}),)
+    elif case == "no such service":
+        services = (dataclasses.replace(SERVICE, name="other"),)
+    elif case == "elb's port first":
+        # ELB showed the targets on 9090: the Service's 8080 does not stand in for it
+        groups = [gated(port=9090)]
+    w.kube.list_services = lambda namespace: list(services)
+    s = rollout(watched=WATCHED)
+    s.target_groups = groups
+    assert drain_proven(w.ports, s, pods) is False
+    # (and the same world without the fault is proven, so the fault is what refused it)
+    fine = a_world(pods, checkpoint)
+    s = rollout(watched=WATCHED, groups=(gated(port=None),))
+    assert drain_proven(fine.ports, s, pods) is True
