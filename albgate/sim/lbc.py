@@ -248,6 +248,12 @@ class LoadBalancerController:
             self._by_label.setdefault(rarest, []).append(b)
             self._index_keys.add(rarest[1])
 
+    @property
+    def writes_checkpoint(self) -> bool:
+        """Whether the controller writes the reconcile checkpoint annotation: v2.9.1 and later. EKS Auto Mode's
+        managed controller does not document it, so its world has none (albgate then proves drains other ways)."""
+        return self.rules.skips_unchanged and not self.auto_mode
+
     def checkpoint_of(self, namespace: str, name: str) -> str:
         """The annotation elbv2.k8s.aws/checkpoint on a binding ("" when the controller never wrote it)."""
         return next((b.annotation for b in self.bindings
@@ -500,7 +506,7 @@ class LoadBalancerController:
         # look (preflightNeedFurtherProbe) or, before v3.4.0, a pod is potentially ready
         probe = any(gate in p.readiness_gates and (current[ip] is None or current[ip].state != HEALTHY)
                     for ip, p in desired.items() if ip in current)
-        if rules.skips_unchanged and (calls or probe or (potentially_ready and rules.potentially_ready is not None)):
+        if self.writes_checkpoint and (calls or probe or (potentially_ready and rules.potentially_ready is not None)):
             b.annotation = ""
         self._mutate(b, calls, lambda: self._finish(b, desired, current, unmatched, gone, potentially_ready))
 
@@ -598,5 +604,5 @@ class LoadBalancerController:
         else:
             b.failures = 0  # success: Forget
             b.checkpoint = frozenset(desired)
-            if rules.skips_unchanged:
+            if self.writes_checkpoint:
                 b.annotation = checkpoint_annotation(b, desired.values())

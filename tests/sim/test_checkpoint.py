@@ -73,3 +73,14 @@ def test_with_an_older_controller_the_drain_looks_at_elb_as_before():
     sim, run = run_strategy(sc, "albgate", 1)
     assert run.outcome == "succeeded" and sim.traffic.failed_requests == 0
     assert sim.alb.describe_calls["albgate"] >= 1
+
+
+def test_auto_modes_controller_writes_no_checkpoint_so_the_last_drain_looks():
+    # Given EKS Auto Mode, whose managed controller documents no checkpoint: the world writes none
+    sc = load_scenario(SCENARIOS / "auto-mode.yaml")
+    sim = started(sc, seed=1)
+    assert not sim.lbc.writes_checkpoint
+    # Then albgate's rollout proves its drains the other ways, and drops nothing
+    sim, run = run_strategy(sc, "albgate", 1)
+    assert run.outcome == "succeeded" and sim.traffic.failed_requests == 0
+    assert all(b.annotation == "" for b in sim.lbc.bindings)
