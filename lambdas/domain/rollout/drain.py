@@ -7,7 +7,8 @@ gate, which the next gate sees prove it went past them or else deregisters them 
 ``left.LEFT_TO_CONTROLLER_SECONDS``; an execution ends only after every target it released is known out of every
 group's pool (the last step's drain, or the rollback's): `draining` or gone, seen by a look made once the load
 balancer stops sending new requests to a target albgate deregistered, or proven by the controller's checkpoint on
-every binding (``checkpoint.drain_proven``, tried first on every look once the old ReplicaSet is scaled down). ELB
+every binding (``checkpoint.drain_proven``, tried before every look at ELB, after albgate's own decision to leave
+the drain or deregister). ELB
 shows a deregistered target `draining` for its whole deregistration delay, whatever it still serves (docs/facts.md,
 "Deregistration and draining"), so no look can tell more. During a rollout every look of the drain first reads the CloudWatch alarms the policy names (``alarms.during``): one failing
 fails the step.
@@ -91,14 +92,6 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     health = None
     booked = 0
     scaled_down = sum(1 for p in others if not p.terminating) <= expected_old
-    if scaled_down and drain_proven(ports, s, mine + others):
-        # the controller's checkpoint shows a completed reconcile from today's endpoints: no look at ELB needed
-        drain = evaluate_drain(old_pods=others, expected_old=expected_old, watched_ips=s.watched_ips, health={},
-                               now=now, deadline=s.drain_deadline)
-        reason = (f"{len(drain.leaving_ips)} old target(s) out of every target group's pool: the Load Balancer "
-                  "Controller's last completed reconcile of every binding worked from the endpoints left (its "
-                  "checkpoint)")
-        return replace(drain, reason=reason), NOW
     named = len(record.deregistered)
     if scaled_down and record.left_at is None and _left_to_the_controller(ports, s, record, others, now):
         record.left_at = now
@@ -125,6 +118,16 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
         # albgate has just started the drain: the look that verifies it waits until the load balancer stops
         # sending the targets new requests (poll.DEREGISTRATION_LAG_SECONDS)
         return s.drain, Pace("deregistered")
+    if scaled_down and drain_proven(ports, s, mine + others):
+        # instead of a look at ELB, the controller's checkpoint: a completed reconcile from today's endpoints. Only
+        # here, after albgate has left the drain or deregistered: read before that decision it changes who
+        # deregisters, and at two hundred rollouts at once that lost requests (docs/benchmarks.md)
+        drain = evaluate_drain(old_pods=others, expected_old=expected_old, watched_ips=s.watched_ips, health={},
+                               now=now, deadline=s.drain_deadline)
+        reason = (f"{len(drain.leaving_ips)} old target(s) out of every target group's pool: the Load Balancer "
+                  "Controller's last completed reconcile of every binding worked from the endpoints left (its "
+                  "checkpoint)")
+        return replace(drain, reason=reason), NOW
     if scaled_down:
         view = shared_health(ports, s, now)
         booked, _ = budget_wait(ports, s, now, view.to_call, view.booked_at)  # its own turn, or another's call

@@ -15,9 +15,8 @@ the left targets until one of two things:
   lastTransitionTime is no earlier than the moment the step left the drain was written by a reconcile that began
   after the released pods were terminating, so it deregistered their targets in that group first. The API keeps
   whole seconds and truncates, which can only make a write look earlier than it was: a proof may be missed, never
-  made up. Every group's binding must show one. Or the controller's checkpoint on every binding is the digest of
-  the endpoints the Service has now (``checkpoint.drain_proven``): its last completed reconcile saw none of the
-  released pods.
+  made up. Every group's binding must show one. (The controller's reconcile checkpoint would prove it too, often
+  sooner; taken as proof here it measured worse with two hundred rollouts at once: docs/benchmarks.md.)
 - **Time.** Without that proof ``LEFT_TO_CONTROLLER_SECONDS`` after the step left the drain, albgate says so to
   every execution in the account (``budget.controller_late``: none leaves a drain for a minute) and deregisters
   itself, blind, as it would have at once: the carried targets and every terminating pod's (each live pod's IP
@@ -34,7 +33,6 @@ from __future__ import annotations
 
 from lambdas.domain.poll import LEFT_TO_CONTROLLER_SECONDS
 from lambdas.domain.ports import LBC_GATE_PREFIX, Pod, Ports
-from lambdas.domain.rollout.checkpoint import drain_proven
 from lambdas.domain.rollout.targets import deregister_released, held_ips
 from lambdas.domain.state import RolloutState
 
@@ -56,11 +54,11 @@ def controller_went_past(s: RolloutState, pods: list[Pod]) -> bool:
 
 def follow_left(ports: Ports, s: RolloutState, mine: list[Pod], others: list[Pod], now: float) -> None:
     """Settle the targets a step left to the controller, if it did (``s.left_at``): proven deregistered by the
-    controller (its conditions, or its checkpoint), nothing to do; past ``LEFT_TO_CONTROLLER_SECONDS`` without
-    proof, albgate deregisters the carried targets itself (the drain's reason then says so)."""
+    controller, nothing to do; past ``LEFT_TO_CONTROLLER_SECONDS`` without proof, albgate deregisters the carried
+    targets itself (the drain's reason then says so)."""
     if s.left_at is None:
         return
-    if controller_went_past(s, mine + others) or drain_proven(ports, s, mine + others):
+    if controller_went_past(s, mine + others):
         s.left_at = None
         return
     if now < s.left_at + LEFT_TO_CONTROLLER_SECONDS:
