@@ -86,8 +86,9 @@ READ_RULES: list[dict] = [
 ]
 # What every function that reads needs beyond the view policy, in both modes.
 READ_EXTRA_RULES: list[dict] = [
-    # Preflight and the Gate Keeper: which target groups serve the Service (the LBC's TargetGroupBinding, a
-    # custom resource: no EKS access policy short of the admin ones covers it).
+    # Preflight and the Gate Keeper: which target groups serve the Service; Verify Drain: the controller's
+    # reconcile checkpoint on them (the LBC's TargetGroupBinding, a custom resource: no EKS access policy short of
+    # the admin ones covers it).
     {"apiGroups": ["elbv2.k8s.aws"], "resources": ["targetgroupbindings"], "verbs": ["get", "list", "watch"]},
     # Preflight: its own namespace. The Namespace object is cluster-scoped; bound by a RoleBinding, this rule
     # allows getting that one Namespace (the request's namespace is the name, docs/facts.md, "Kubernetes RBAC and
