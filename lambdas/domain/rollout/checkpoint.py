@@ -71,7 +71,7 @@ def drain_proven(ports: Ports, s: RolloutState, pods: list[Pod]) -> bool:
         return False  # albgate registered targets itself: the controller may never have seen them
     ns = s.request.namespace
     bindings = {b.name: b for b in ports.kube.list_target_group_bindings(ns)}
-    if any(not bindings.get(g.binding, _NONE).checkpoint for g in groups):
+    if any(g.binding not in bindings or not bindings[g.binding].checkpoint for g in groups):
         return False  # no completed reconcile to read (an older controller, or one mutating now)
     services = {v.name: v for v in ports.kube.list_services(ns)}
     for g in groups:
@@ -84,7 +84,3 @@ def drain_proven(ports: Ports, s: RolloutState, pods: list[Pod]) -> bool:
         if not reconciled(binding, selected, port):
             return False
     return True
-
-
-_NONE = TargetGroupBinding(namespace="", name="", target_group_arn="", target_type="", service_name="",
-                           service_port="")
