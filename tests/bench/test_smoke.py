@@ -104,7 +104,7 @@ def test_cost_counts_and_replay_and_leaves_the_rollout_unchanged(cost, safety, o
     (at,) = result["at_n"]
     assert [row["n"] for row in at["rows"]] == [28, 50, 75, 100, 150, 200]
     # every Describe* call albgate made is attributed to the function that made it (on the example app the gate reads
-    # the controller's conditions and the drains its checkpoint, so Preflight calls, and the others only when overdue)
+    # the controller's conditions and the last drain its checkpoint, so Preflight calls, the others only when overdue)
     calls = [c for r in result["runs"] for c in r["describe_calls"]]
     made_by = {c[5] for c in calls if c[1] == "albgate"}
     assert {"Preflight"} <= made_by <= {"Preflight", "CheckTargetHealth", "VerifyDrain"}

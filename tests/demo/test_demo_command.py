@@ -102,7 +102,7 @@ def test_json_holds_the_three_results_and_albgate_drops_nothing(json_run):
     assert results["albgate"]["failed_requests"] == 0
     assert results["albgate"]["outcome"] == "succeeded"
     assert results["albgate"]["state_transitions"] > 0
-    # (its gate read the controller's conditions and its drains the controller's checkpoint: no DescribeTargetHealth)
+    # (its gate read the controller's conditions, its last drain the controller's checkpoint: no DescribeTargetHealth)
     assert results["albgate"]["describe_target_health_calls"] == 0
     for r in results.values():
         assert r["failed_requests"] == sum(r["failed_by_cause"].values())

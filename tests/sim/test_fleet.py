@@ -107,7 +107,7 @@ def test_albgate_rolls_three_copies_at_once_without_a_drop():
     assert result.failed_requests == 0 and all(r.failed_requests == 0 for r in result.rollouts)
     # and they ran at the same time: the makespan is shorter than the rollouts one after another
     assert result.makespan_seconds < sum(r.seconds for r in result.rollouts) / 2
-    # and albgate's DescribeTargetHealth calls (its gates' overdue looks; the drains pass on the controllers'
+    # and albgate's DescribeTargetHealth calls (its gates' overdue looks; the last drains pass on the controllers'
     # checkpoints) are counted apart from the controllers', in one bucket
     calls = result.describe_calls_by_caller
     assert 0 < calls["albgate"] < calls["controller"]

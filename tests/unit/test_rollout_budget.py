@@ -510,7 +510,7 @@ def test_one_rollout_of_the_seed_app_never_waits_for_the_default_budget(template
     # DescribeTargetHealth
     elb_calls = 2 * sim.alb.describe_tg_calls["albgate"] + sim.alb.describe_calls["albgate"]
     assert sim.alb.describe_tg_calls["albgate"] > 0 and budget.granted == elb_calls
-    # (reading the conditions, the drains pass on the controller's checkpoint: no DescribeTargetHealth at all)
+    # (reading the conditions, the last drain passes on the controller's checkpoint: no DescribeTargetHealth at all)
     assert (sim.alb.describe_calls["albgate"] > 0) is (path != SEED_APP)
 
 

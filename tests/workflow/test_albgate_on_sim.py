@@ -195,7 +195,7 @@ def test_describe_target_health_cost_is_bounded_by_the_poll_rule():
     # Then the calls are about one per interval while a gate waits, plus a few per drain: a handful per step
     assert 0 < r.describe_target_health_calls <= 3 * 8
     assert r.throttled_calls_by_caller.get("albgate", 0) == 0
-    # And reading the controller's conditions, with its checkpoint proving the drains, none at all (seed 1)
+    # And reading the controller's conditions, with its checkpoint proving the last drain, none at all (seed 1)
     r = simulate(scenario("seed-app"), "albgate", lower_bound=False)
     assert r.describe_target_health_calls == 0 and r.failed_requests == 0
 
