@@ -43,7 +43,11 @@ from typing import TYPE_CHECKING, Any
 from lambdas.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from lambdas.domain.validators import percent
 from lambdas.domain.ports import (
+    IN_SERVICE,
+    OUT_OF_SERVICE,
+    OUT_OF_SERVICE_DELETION_COST,
     REVISION_ANNOTATION,
+    SERVING_LABEL,
     Container,
     Deployment,
     DeploymentCondition,
@@ -114,7 +118,7 @@ class PodObj:
         "listening", "broken", "crashes",
         "terminating", "deletion_at", "sigtermed", "exited", "inflight", "restart_count", "waiting_reason",
         "probe_ok", "probe_fail", "timers", "kill_at", "rv", "version", "sigterm_at", "exited_at", "unschedulable",
-        "alb_check_fails", "ready_sync", "error_rate", "latency_factor",
+        "alb_check_fails", "ready_sync", "error_rate", "latency_factor", "deletion_cost",
     )
 
     def __init__(self, namespace: str, name: str, uid: str, labels: dict[str, str], template: PodTemplate,
@@ -147,6 +151,7 @@ class PodObj:
         self.ready_sync: Any = None  # the kubelet's pending pod sync after a gate changed (Ready recomputed)
         self.error_rate = 0.0  # the share of the requests it answers that it answers 5xx (traffic.error_rate)
         self.latency_factor = 1.0  # its requests take this many times their drawn duration
+        self.deletion_cost = 0  # the annotation controller.kubernetes.io/pod-deletion-cost (absent: 0)
 
     @property
     def serving(self) -> bool:
@@ -715,8 +720,9 @@ class Cluster:
         if diff > 0:
             now = self.now
 
-            def rank(p: PodObj) -> tuple:  # controller.ActivePodsWithRanks: who goes first
-                return (p.ip is not None, {"Pending": 0, "Running": 2}.get(p.phase, 1), p.ready,
+            def rank(p: PodObj) -> tuple:  # controller.ActivePodsWithRanks: who goes first (no nodes modelled,
+                # so no rank by pods of the ReplicaSet on the same node)
+                return (p.ip is not None, {"Pending": 0, "Running": 2}.get(p.phase, 1), p.ready, p.deletion_cost,
                         -(p.ready_since or now) if p.ready else 0, -p.restart_count, -p.created_at)
 
             for p in sorted(active, key=rank)[:diff]:
@@ -862,6 +868,26 @@ class Cluster:
         self.sim.log("pod", f"pod {pod.name} ContainersReady={value}")
         self._update_ready(pod)
         self.sim.lbc.endpoints_changed(pod.namespace)
+
+    def set_pod_serving(self, namespace: str, name: str, serving: bool) -> None:
+        """The merge patch of ``set_pod_serving``: the serving label, and the deletion cost set or removed. A Service
+        that selected the pod by the label stops selecting it (or selects it again): its endpoints change, and the
+        controller's watch sees it as an EndpointSlice event."""
+        pod = self.pods.get((namespace, name))
+        if pod is None:
+            raise NotFoundError(f"pod {namespace}/{name} not found")
+        labels = {**pod.labels, SERVING_LABEL: IN_SERVICE if serving else OUT_OF_SERVICE}
+        cost = 0 if serving else OUT_OF_SERVICE_DELETION_COST
+        if labels == pod.labels and cost == pod.deletion_cost:
+            return  # a patch that changes nothing leaves the object as it was
+        before = dict(pod.labels)
+        self._unindex(pod)
+        pod.labels, pod.deletion_cost = labels, cost
+        self._index(pod)
+        pod.rv = self._pod_changed(pod)
+        self.sim.log("serving", f"pod {pod.name} {SERVING_LABEL}={labels[SERVING_LABEL]}")
+        self.sim.lbc.pod_relabelled(namespace, before)
+        self.sim.lbc.endpoints_changed(namespace)
 
     def set_pod_condition(self, namespace: str, name: str, type_: str, status: str, reason: str, message: str) -> None:
         pod = self.pods.get((namespace, name))

@@ -210,6 +210,7 @@ class LoadBalancerController:
         self._index_keys: set[str] = set()
         self._unindexed: list[_Binding] = []
         self._forced: set[str] = set()  # namespaces whose bindings are all looked at again (services_changed)
+        self._forced_bindings: dict[int, _Binding] = {}  # bindings looked at again (a pod they selected relabelled)
         self.targets_cache: dict[str, _TargetsCache] = {}  # target group ARN -> its cached targets
         self.mutating_limiter = WaitLimiter(MUTATING_CLIENT_RATE, MUTATING_CLIENT_BURST, sim.clock.t)
         self.process = 0  # counts the controller's processes: a reconcile waiting for a token dies with its own
@@ -336,6 +337,12 @@ class LoadBalancerController:
         """A pod of ``namespace`` changed now (kube calls this): look at the watched objects at once."""
         self._watch()
 
+    def pod_relabelled(self, namespace: str, labels_before: dict[str, str]) -> None:
+        """A pod's labels changed: the bindings whose Service selected it before are looked at again at the next
+        watch (those that select it now are found from the pod itself, like any changed pod's)."""
+        for b in self.bindings_selecting(namespace, labels_before):
+            self._forced_bindings[id(b)] = b
+
     def services_changed(self, namespace: str) -> None:
         """A Service or binding of ``namespace`` was created or replaced: every binding there is looked at again."""
         self._reindex()
@@ -362,8 +369,8 @@ class LoadBalancerController:
         return endpoints, watched
 
     def _service_pods(self, b: _Binding) -> list["PodObj"]:
-        """The pods b's Service selects. Labels never change, so the selection changes only when a pod is created
-        (a new uid) or leaves the API, or when the Service is replaced."""
+        """The pods b's Service selects. The selection changes when a pod is created (a new uid) or leaves the API,
+        when the Service is replaced, or when a pod's labels change (only albgate's serving label does here)."""
         if b.selected[0] != b.service:  # a pod the Service selects came or went: _watch resets the key
             b.selected = (b.service, self.sim.cluster.service_pods(b.service))
         return b.selected[1]
@@ -374,15 +381,17 @@ class LoadBalancerController:
         # checks). Only the bindings whose Service selects a changed pod are looked at again.
         cluster = self.sim.cluster
         changed = cluster.changed_pods
-        if not changed and not self._forced and len(self.bindings) == self._seen_bindings:
+        if not changed and not self._forced and not self._forced_bindings and len(self.bindings) == self._seen_bindings:
             return
         cluster.changed_pods = set()
+        forced, self._forced_bindings = self._forced_bindings, {}
         if len(self.bindings) != self._seen_bindings:
             self._seen_bindings = len(self.bindings)
             self._forced.clear()
             affected = list(self.bindings)
         else:
             hit: dict[int, _Binding] = {id(b): b for b in self.bindings if b.tgb.namespace in self._forced}
+            hit.update(forced)
             self._forced.clear()
             for pod in changed:
                 for b in self.bindings_selecting(pod.namespace, pod.labels):

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 KUBE_METHODS = (
     "get_namespace", "get_deployment", "patch_deployment", "rollback_deployment", "list_replica_sets",
-    "list_pods", "set_pod_condition", "list_services", "list_ingresses", "list_target_group_bindings",
+    "list_pods", "set_pod_condition", "set_pod_serving", "list_services", "list_ingresses", "list_target_group_bindings",
 )
 
 
@@ -100,6 +100,10 @@ class SimKubernetes:
         # the simulated pod keeps no condition times: same_status changes nothing here
         self._call("set_pod_condition")
         self.sim.cluster.set_pod_condition(namespace, pod, type_, status, reason, message)
+
+    def set_pod_serving(self, namespace: str, pod: str, serving: bool) -> None:
+        self._call("set_pod_serving")
+        self.sim.cluster.set_pod_serving(namespace, pod, serving)
 
     def list_services(self, namespace: str) -> list[Service]:
         self._call("list_services")

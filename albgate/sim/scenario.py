@@ -119,6 +119,10 @@ class StartupSpec(_Strict):
 class AppSpec(_Strict):
     deployment: KubernetesObjectName = "nginx-app"
     labels: dict[str, str] = Field(default_factory=lambda: {"app": "nginx"})
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="labels the pod template carries beyond `labels` (the Deployment's selector), e.g. the serving "
+                    "label the hardening adds (albgate.io/serving: \"true\"), which a Service may select")
     replicas: int = Field(default=3, ge=1, le=2000)
     container: KubernetesName = "nginx"
     image: str = "ikubernetes/myapp:v1"
@@ -152,6 +156,18 @@ class AppSpec(_Strict):
         if not v:
             raise ValueError("give the pods at least one label; the Service selects them by it")
         return v
+
+    @model_validator(mode="after")
+    def _pod_labels(self) -> "AppSpec":
+        both = sorted(set(self.labels) & set(self.pod_labels))
+        if both:
+            raise ValueError(f"pod_labels repeat the selector's label(s) {both}: give each label in one of them")
+        return self
+
+    @property
+    def template_labels(self) -> dict[str, str]:
+        """What every pod of the template carries: the selector's labels and ``pod_labels``."""
+        return {**self.labels, **self.pod_labels}
 
 
 class ServiceSpec(_Strict):
@@ -585,8 +601,9 @@ class Scenario(_Strict):
         if container != self.app.container:
             raise ValueError(f"rollout.container {container!r} is not the app's container {self.app.container!r}")
         selector = self.service.selector or self.app.labels
-        if any(self.app.labels.get(k) != v for k, v in selector.items()):
-            raise ValueError(f"service.selector {selector} does not select the app's labels {self.app.labels}")
+        if any(self.app.template_labels.get(k) != v for k, v in selector.items()):
+            raise ValueError(f"service.selector {selector} does not select the app's pod labels "
+                             f"{self.app.template_labels}")
         if self.fleet.per_service > self.fleet.deployments:
             raise ValueError(f"fleet.per_service {self.fleet.per_service} is more than fleet.deployments "
                              f"{self.fleet.deployments}: put at most every copy behind one Service")

@@ -215,7 +215,7 @@ class Simulation:
             containers=(ContainerSpec(app.container, app.image, app.pre_stop_sleep_seconds,
                                       app.readiness_probe is not None),),
             termination_grace_period_seconds=app.termination_grace_period_seconds,
-            labels=dict(app_labels),
+            labels={**app_labels, **app.pod_labels},
         )
         d = DepObj(ns, copy.deployment, self.cluster.uid(), app.replicas, dict(app_labels), template, app.max_surge,
                    app.max_unavailable, app.min_ready_seconds, app.progress_deadline_seconds,

@@ -13,7 +13,9 @@ TargetGroupBindings into the ports' frozen dataclasses, and make the three write
   in its ``deployment.kubernetes.io/revision-history`` annotation, where the adapter finds it again (and then
   has nothing to change), so a caller that retries after a 409 is not told the revision is gone;
 - ``set_pod_condition``: a strategic merge patch of ``pods/status``; ``status.conditions`` merge on ``type``
-  (patchMergeKey in types.go), so the kubelet's own conditions are untouched.
+  (patchMergeKey in types.go), so the kubelet's own conditions are untouched;
+- ``set_pod_serving``: a JSON merge patch (RFC 7386) of the pod's metadata: one label set, one annotation set or
+  removed (``null``), every other label and annotation untouched.
 
 Every request is a path, a query and a JSON body handed to a transport (``kube_http.KubeTransport``): the
 light ``kube_http.HttpTransport`` (urllib3 only), or ``kube_client.ApiClientTransport`` over the kubernetes
@@ -56,8 +58,13 @@ from lambdas.domain.errors import (
 from lambdas.domain import manifests
 from lambdas.domain.manifests import pre_stop_sleep_seconds  # one reading of a preStop, shared with hardening
 from lambdas.domain.ports import (
+    IN_SERVICE,
     LBC_CHECKPOINT_ANNOTATION,
+    OUT_OF_SERVICE,
+    OUT_OF_SERVICE_DELETION_COST,
+    POD_DELETION_COST,
     REVISION_ANNOTATION,
+    SERVING_LABEL,
     Container,
     Deployment,
     DeploymentCondition,
@@ -79,6 +86,7 @@ if TYPE_CHECKING:
 
 STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
 POD_TEMPLATE_HASH = "pod-template-hash"
 TGB_GROUP, TGB_VERSION, TGB_PLURAL = "elbv2.k8s.aws", "v1beta1", "targetgroupbindings"
 # Deployment annotations kubectl keeps from the Deployment (not copied from the ReplicaSet) on undo
@@ -693,6 +701,16 @@ class KubernetesAdapter:
             path = api_path(APPS_API, "deployments", name, namespace=namespace)
             raw = self._call("PATCH", path, body=ops, content_type=JSON_PATCH)
         return _deployment(raw)
+
+    def set_pod_serving(self, namespace: str, pod: str, serving: bool) -> None:
+        # A JSON merge patch of metadata: the label is set either way, the annotation set or removed (null).
+        cost = None if serving else str(OUT_OF_SERVICE_DELETION_COST)
+        body = {"metadata": {"labels": {SERVING_LABEL: IN_SERVICE if serving else OUT_OF_SERVICE},
+                             "annotations": {POD_DELETION_COST: cost}}}
+        what = "back into" if serving else "out of"
+        with _calling(f"take Pod {namespace}/{pod} {what} its Service's endpoints (label {SERVING_LABEL})"):
+            self._call("PATCH", api_path(CORE_API, "pods", pod, namespace=namespace), body=body,
+                       content_type=MERGE_PATCH)
 
     def set_pod_condition(self, namespace: str, pod: str, type_: str, status: str, reason: str, message: str, *,
                           same_status: bool = False) -> None:

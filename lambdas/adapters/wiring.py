@@ -108,6 +108,9 @@ class LazyKubernetes:
                           same_status: bool = False) -> None:
         self.adapter().set_pod_condition(namespace, pod, type_, status, reason, message, same_status=same_status)
 
+    def set_pod_serving(self, namespace: str, pod: str, serving: bool) -> None:
+        self.adapter().set_pod_serving(namespace, pod, serving)
+
     def list_services(self, namespace: str) -> list[Service]:
         return self.adapter().list_services(namespace)
 

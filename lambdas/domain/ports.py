@@ -33,6 +33,17 @@ INJECT_LABEL = "elbv2.k8s.aws/pod-readiness-gate-inject"
 # Load Balancer Controller: the reconcile checkpoint).
 LBC_CHECKPOINT_ANNOTATION = "elbv2.k8s.aws/checkpoint"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+# The pod label a hardened app's Service selects on beside the app's own labels, which its Deployment's selector does
+# not: albgate sets it to OUT_OF_SERVICE on an old pod to take that pod out of the Service's endpoints (the Load
+# Balancer Controller then deregisters its target) while the pod keeps running, before its replacement is released
+# (docs/rollout.md, "Out of service before release"). The pod template carries it as IN_SERVICE.
+SERVING_LABEL = "albgate.io/serving"
+IN_SERVICE, OUT_OF_SERVICE = "true", "false"
+# The annotation the ReplicaSet controller ranks pods by when it scales down, lowest first among pods alike in
+# scheduling, phase and readiness (docs/facts.md, "Kubernetes ReplicaSet: which pods a scale-down removes"); albgate
+# puts OUT_OF_SERVICE_DELETION_COST, the lowest value the API accepts, on a pod it takes out of service.
+POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+OUT_OF_SERVICE_DELETION_COST = -2147483648
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -238,6 +249,12 @@ class KubernetesPort(Protocol):
                           same_status: bool = False) -> None:
         """Patch pods/status so a readiness gate condition becomes True or False. ``same_status``: the condition
         already has this status and only its reason or message changes, so its lastTransitionTime stays."""
+        ...
+
+    def set_pod_serving(self, namespace: str, pod: str, serving: bool) -> None:
+        """Patch the pod's metadata: ``SERVING_LABEL`` to ``IN_SERVICE`` and no ``POD_DELETION_COST`` (serving
+        True), or ``SERVING_LABEL`` to ``OUT_OF_SERVICE`` and ``POD_DELETION_COST`` to
+        ``OUT_OF_SERVICE_DELETION_COST`` (False). Nothing else of the pod changes."""
         ...
 
     def list_services(self, namespace: str) -> list[Service]: ...

@@ -8,9 +8,10 @@ with what its ``HandlerSpec.kube`` names:
   the Kubernetes group ``albgate-read-extra``: the Load Balancer Controller's TargetGroupBindings (a custom
   resource, which no view policy covers) and the app's own Namespace object. With aws-auth the view part is the
   group ``albgate-read`` instead (``READ_RULES``).
-- ``rollout``: ``read``, plus the group ``albgate-rollout``: patch deployments and pods/status, nothing else. No
-  EKS managed access policy is that narrow: the next one up, ``AmazonEKSEditPolicy``, also lets a principal
-  create and delete most namespaced objects and read Secrets.
+- ``pods``: ``read``, plus the group ``albgate-pods``: patch pods and pods/status, nothing else.
+- ``rollout``: ``pods``, plus the group ``albgate-rollout``: patch deployments. No EKS managed access policy is that
+  narrow: the next one up, ``AmazonEKSEditPolicy``, also lets a principal create and delete most namespaced objects
+  and read Secrets.
 - ``none``: no access entry at all.
 
 Every group is bound by ``deploy/rbac.yaml`` (``render_rbac``) with a RoleBinding in each app namespace only, so
@@ -44,6 +45,7 @@ from stacks.constructs.lambda_function import AlbgateFunction
 READ_GROUP = "albgate-read"
 READ_EXTRA_GROUP = "albgate-read-extra"
 ROLLOUT_GROUP = "albgate-rollout"
+PODS_GROUP = "albgate-pods"
 VIEW_POLICY = "AmazonEKSViewPolicy"
 
 _READ = ["get", "list", "watch"]
@@ -95,15 +97,20 @@ READ_EXTRA_RULES: list[dict] = [
     # EKS access policies"), whatever a namespace-scoped access policy makes of it.
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
 ]
+# The pods' own writes: albgate's readiness-gate condition (pods/status: Release Old Pods and the Gate Keeper open it,
+# the gate's nudge writes it False with a note) and the serving label with its deletion cost (pods: the gate takes
+# an old pod out of its Service's endpoints; Start Step and Finish Rollout put back one that stayed).
+PODS_RULES: list[dict] = [
+    {"apiGroups": [""], "resources": ["pods", "pods/status"], "verbs": ["patch"]},
+]
 ROLLOUT_RULES: list[dict] = [
     # Start Step / Roll Back / Finish: maxSurge, image, albgate's readiness gate in the template, annotations.
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]},
-    # Release Old Pods, Gate Keeper: set albgate's readiness-gate condition True on healthy pods.
-    {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
 ]
 GROUP_RULES: dict[str, list[dict]] = {
     READ_GROUP: READ_RULES,
     READ_EXTRA_GROUP: READ_EXTRA_RULES,
+    PODS_GROUP: PODS_RULES,
     ROLLOUT_GROUP: ROLLOUT_RULES,
 }
 
@@ -128,6 +135,8 @@ def groups_for(spec: HandlerSpec, *, access_entry: bool) -> list[str]:
     if spec.kube == "none":
         return []
     groups = [READ_EXTRA_GROUP] if access_entry else [READ_GROUP, READ_EXTRA_GROUP]
+    if spec.kube in ("pods", "rollout"):
+        groups.append(PODS_GROUP)
     if spec.kube == "rollout":
         groups.append(ROLLOUT_GROUP)
     if spec.name in BOOTSTRAP_KUBE_ACCESS:

@@ -12,14 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-KubeAccess = Literal["none", "read", "rollout"]
+KubeAccess = Literal["none", "read", "pods", "rollout"]
 
 
 @dataclass(frozen=True)
 class HandlerSpec:
     name: str  # construct id and function name suffix, e.g. "CheckTargetHealth"
     module: str  # lambdas.handlers.<module>
-    kube: KubeAccess  # read: get/list/watch in app namespaces; rollout: + patch deployments and pods/status
+    # read: get/list/watch in app namespaces; pods: + patch pods and pods/status; rollout: + patch deployments too
+    kube: KubeAccess
     # One flag per ElbPort method (lambdas/domain/ports.py), each granting exactly the ELBv2 actions it calls:
     # elb_read: describe_target_group = DescribeTargetGroups + DescribeTargetGroupAttributes (a group's settings)
     elb_read: bool
@@ -102,7 +103,10 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
     HandlerSpec(
         "CheckTargetHealth",
         "check_target_health",
-        kube="read",
+        # writes pods only: albgate's gate condition False with a note when it nudges the controller
+        # (lambdas/domain/rollout/nudge.py), and the serving label of the old pods it takes out of service before
+        # their replacements are released (lambdas/domain/rollout/out_of_service.py)
+        kube="pods",
         elb_read=False,  # the target groups' settings come with the state (Preflight read them)
         elb_health=True,
         describe_budget=True,

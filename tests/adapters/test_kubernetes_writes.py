@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from lambdas.adapters.kubernetes import JSON_PATCH, STRATEGIC_MERGE, KubernetesAdapter
+from lambdas.adapters.kubernetes import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE, KubernetesAdapter
 from lambdas.domain.errors import ConflictError, InvalidInputError, NotFoundError
-from lambdas.domain.ports import ALBGATE_GATE, DeploymentPatch
+from lambdas.domain.ports import ALBGATE_GATE, POD_DELETION_COST, SERVING_LABEL, DeploymentPatch
 from tests.adapters import k8s_objects as k8s
 from tests.adapters.conftest import api_client_for
 from tests.adapters.fake_apiserver import FakeApiServer, Recorded
@@ -339,3 +339,33 @@ def test_pod_condition_failures(
     # Then the domain error says so
     with pytest.raises(error):
         kube.set_pod_condition(NS, pod, ALBGATE_GATE, status, "r", "m")
+
+
+# --- set_pod_serving ---------------------------------------------------------------------------------------
+def test_a_pod_is_taken_out_of_service_and_back_by_one_label_and_its_deletion_cost(
+        apiserver: FakeApiServer, kube: KubernetesAdapter) -> None:
+    # Given a serving pod with labels and an annotation of its own
+    pod = k8s.pod("old-1")
+    pod["metadata"]["labels"] = {"app": "nginx", SERVING_LABEL: "true"}
+    pod["metadata"]["annotations"] = {"team": "web"}
+    apiserver.put("pods", pod)
+    # When albgate takes it out of service
+    kube.set_pod_serving(NS, "old-1", False)
+    # Then a merge patch of the pod itself set the label to "false" and the lowest deletion cost, nothing else
+    sent = apiserver.writes()[-1]
+    assert (sent.path, sent.content_type) == (f"/api/v1/namespaces/{NS}/pods/old-1", MERGE_PATCH)
+    meta = apiserver.get("pods", NS, "old-1")["metadata"]
+    assert meta["labels"] == {"app": "nginx", SERVING_LABEL: "false"}
+    assert meta["annotations"] == {"team": "web", POD_DELETION_COST: "-2147483648"}
+    # When it is put back
+    kube.set_pod_serving(NS, "old-1", True)
+    # Then the label says "true" again and the deletion cost is gone
+    meta = apiserver.get("pods", NS, "old-1")["metadata"]
+    assert meta["labels"] == {"app": "nginx", SERVING_LABEL: "true"}
+    assert meta["annotations"] == {"team": "web"}
+
+
+def test_taking_a_gone_pod_out_of_service_says_it_is_gone(apiserver: FakeApiServer, kube: KubernetesAdapter) -> None:
+    # Given no such pod / When albgate takes it out of service / Then NotFoundError names it
+    with pytest.raises(NotFoundError, match="old-9"):
+        kube.set_pod_serving(NS, "old-9", False)

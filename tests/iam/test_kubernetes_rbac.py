@@ -31,6 +31,7 @@ from stacks.constructs.bootstrap_specs import (
 from stacks.constructs.cluster_access import READ_EXTRA_GROUP, VIEW_POLICY, VIEW_POLICY_RULES, render_rbac
 from stacks.constructs.handler_specs import ROLLOUT_HANDLERS, SCHEDULED_HANDLERS
 from stacks.constructs.specs import ALL_HANDLERS, TRIGGER
+from lambdas.adapters.kubernetes import MERGE_PATCH, STRATEGIC_MERGE
 from tests.adapters.fake_apiserver import APPLY_PATCH, Recorded
 from tests.iam.kube_rbac import (
     ALLOW_ALL_RULES,
@@ -161,8 +162,29 @@ def test_exactly_the_functions_with_cluster_access_talk_to_kubernetes(recording)
 
 
 def test_preflight_is_read_only_like_the_gate_the_drain_check_and_the_bootstraps_checks() -> None:
-    assert READ_ONLY == ["BootstrapCheckController", "BootstrapFindUngatedPods", "CheckTargetHealth", "Preflight",
-                         "PreflightReport", "VerifyDrain"]
+    assert READ_ONLY == ["BootstrapCheckController", "BootstrapFindUngatedPods", "Preflight", "PreflightReport",
+                         "VerifyDrain"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_gate_may_write_its_pods_and_nothing_else(recording, identities, mode) -> None:
+    ns, name = recording.config.applications[0].namespace, recording.config.applications[0].deployment
+    identity = identities[(mode, "CheckTargetHealth")]
+    # Given the gate's pod writes: the nudge (albgate's condition False with a note: pods/status) and taking an old
+    # pod out of its Service's endpoints (its serving label and deletion cost: a merge patch of the pod)
+    allowed = [request("PATCH", f"/api/v1/namespaces/{ns}/pods/web-1/status", content_type=STRATEGIC_MERGE),
+               request("PATCH", f"/api/v1/namespaces/{ns}/pods/web-1", content_type=MERGE_PATCH)]
+    # and writes it must not make: the Deployment, creating or deleting pods, the controller's bindings
+    forbidden = [
+        request("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
+        request("POST", f"/api/v1/namespaces/{ns}/pods", status=201),
+        request("DELETE", f"/api/v1/namespaces/{ns}/pods/web-1"),
+        request("PATCH", f"/apis/elbv2.k8s.aws/v1beta1/namespaces/{ns}/targetgroupbindings/tgb"),
+        request("PATCH", "/api/v1/namespaces/kube-system/pods/web-1", content_type=MERGE_PATCH),
+    ]
+    # Then the first are allowed and every other refused
+    assert refused(identity, allowed) == []
+    assert len(refused(identity, forbidden)) == len(forbidden), refused(identity, forbidden)
 
 
 @pytest.mark.parametrize("mode", MODES)

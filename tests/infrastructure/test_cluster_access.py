@@ -1,5 +1,5 @@
 """Kubernetes RBAC shipped with albgate: the checked-in manifest is the generated one, and it grants no more than
-the adapters use (read in the app namespaces; patch deployments and pods/status); the bootstrap labels only the
+the adapters use (read in the app namespaces; patch pods and pods/status; patch deployments); the bootstrap labels only the
 configured namespaces and creates none. tests/iam/test_kubernetes_rbac.py checks every recorded request against
 the same manifests."""
 
@@ -12,6 +12,7 @@ from stacks.config import parse_config
 from stacks.constructs.bootstrap_specs import BOOTSTRAP_GROUP, namespace_rules, render_bootstrap_rbac
 from stacks.constructs.cluster_access import (
     READ_EXTRA_GROUP,
+    PODS_GROUP,
     READ_GROUP,
     ROLLOUT_GROUP,
     groups_for,
@@ -35,7 +36,7 @@ def rbac_docs(example_config):
 
 def test_only_namespaced_bindings(rbac_docs):
     kinds = sorted(d["kind"] for d in rbac_docs)
-    assert kinds == ["ClusterRole"] * 3 + ["RoleBinding"] * 3
+    assert kinds == ["ClusterRole"] * 4 + ["RoleBinding"] * 4
     for d in rbac_docs:
         if d["kind"] == "RoleBinding":
             assert d["metadata"]["namespace"] == "readiness"
@@ -57,7 +58,7 @@ def test_read_roles_only_read(rbac_docs, group):
 def test_target_group_bindings_are_read_where_every_reading_function_reads_them(rbac_docs):
     # Given the LBC's custom resource, which the EKS view policy does not cover
     def readers(resource):
-        return [g for g in (READ_GROUP, READ_EXTRA_GROUP, ROLLOUT_GROUP)
+        return [g for g in (READ_GROUP, READ_EXTRA_GROUP, PODS_GROUP, ROLLOUT_GROUP)
                 if any(resource in r["resources"] for r in _rules(rbac_docs, g))]
 
     # Then it is in the group both modes give every function that reads, and nowhere else
@@ -65,16 +66,23 @@ def test_target_group_bindings_are_read_where_every_reading_function_reads_them(
     assert readers("namespaces") == [READ_EXTRA_GROUP]
 
 
-def test_rollout_role_writes_only_deployments_and_pod_status(rbac_docs):
-    writes = {
+def _writes(rbac_docs, role):
+    return {
         (group, resource, verb)
-        for rule in _rules(rbac_docs, ROLLOUT_GROUP)
+        for rule in _rules(rbac_docs, role)
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
         if verb not in READ_VERBS
     }
-    assert writes == {("apps", "deployments", "patch"), ("", "pods/status", "patch")}
+
+
+def test_pods_role_patches_only_pods_and_their_status(rbac_docs):
+    assert _writes(rbac_docs, PODS_GROUP) == {("", "pods", "patch"), ("", "pods/status", "patch")}
+
+
+def test_rollout_role_patches_only_deployments(rbac_docs):
+    assert _writes(rbac_docs, ROLLOUT_GROUP) == {("apps", "deployments", "patch")}
 
 
 def test_no_wildcards(rbac_docs):
@@ -93,12 +101,15 @@ def test_secrets_are_never_readable(rbac_docs):
     [
         ("none", True, []),
         ("read", True, [READ_EXTRA_GROUP]),
-        ("rollout", True, [READ_EXTRA_GROUP, ROLLOUT_GROUP]),
+        ("pods", True, [READ_EXTRA_GROUP, PODS_GROUP]),
+        ("rollout", True, [READ_EXTRA_GROUP, PODS_GROUP, ROLLOUT_GROUP]),
         ("none", False, []),
         ("read", False, [READ_GROUP, READ_EXTRA_GROUP]),
-        ("rollout", False, [READ_GROUP, READ_EXTRA_GROUP, ROLLOUT_GROUP]),
+        ("pods", False, [READ_GROUP, READ_EXTRA_GROUP, PODS_GROUP]),
+        ("rollout", False, [READ_GROUP, READ_EXTRA_GROUP, PODS_GROUP, ROLLOUT_GROUP]),
     ],
-    ids=["none-api", "read-api", "rollout-api", "none-aws-auth", "read-aws-auth", "rollout-aws-auth"],
+    ids=["none-api", "read-api", "pods-api", "rollout-api", "none-aws-auth", "read-aws-auth", "pods-aws-auth",
+         "rollout-aws-auth"],
 )
 def test_groups_per_access_kind(kube, access_entry, groups):
     spec = next(s for s in ROLLOUT_HANDLERS if s.kube == kube)

@@ -324,6 +324,7 @@ def test_config_map_cluster_gets_aws_auth_output_instead_of_access_entries(priva
     kube_specs = [s for s in ALL_HANDLERS if s.kube != "none"]
     assert text.count("- rolearn: ") == len(kube_specs)
     assert text.count("    - albgate-rollout") == sum(s.kube == "rollout" for s in kube_specs)
+    assert text.count("    - albgate-pods") == sum(s.kube in ("pods", "rollout") for s in kube_specs)
     assert text.count("    - albgate-read\\n") == len(kube_specs)
     assert text.count("    - albgate-read-extra") == len(kube_specs)
     assert "username: albgate:{{SessionName}}" in text
