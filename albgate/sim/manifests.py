@@ -6,7 +6,8 @@ function the bootstrap runs) and writes what it changed back into the scenario. 
 exactly what the bootstrap would apply, by construction: there is no second copy of the rules.
 
 Invariant: only what the simulation models travels each way: one container (its image, port and preStop
-sleep), the grace period, maxSurge/maxUnavailable, and the Ingress's annotations (target type, health check,
+sleep), the grace period, maxSurge/maxUnavailable, the pod template's labels beyond the selector and the Service's
+selector (the serving label), and the Ingress's annotations (target type, health check,
 target-group attributes; the app's own Ingress, not ``extra_ingresses``, which the bootstrap does not manage), and
 the namespace labelled for the controller's gate as the bootstrap leaves it, and the Load Balancer Controller as
 the bootstrap installs it (``installed_controller``: its webhook's failure policy and its back-off cap, read from the
@@ -44,7 +45,7 @@ def scenario_manifests(
             "selector": {"matchLabels": dict(app.labels)},
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxSurge": app.max_surge, "maxUnavailable": app.max_unavailable}},
-            "template": {"metadata": {"labels": dict(app.labels)},
+            "template": {"metadata": {"labels": app.template_labels},
                          "spec": {"terminationGracePeriodSeconds": app.termination_grace_period_seconds,
                                   "containers": [container]}},
         },
@@ -106,12 +107,28 @@ def bootstrap_hardened(scenario: "Scenario", *, label_namespace: bool = True,
     # turns ContainersReady, and albgate registers it itself after a grace: docs/facts.md, "Load Balancer
     # Controller: requeue and back-off by version"; tests/workflow/test_unlabelled_namespace.py.)
     labelled = {"inject_label": "before_pods"} if label_namespace and scenario.namespace.unlabelled else {}
+    selector = spec["selector"]["matchLabels"]
+    pod_labels = {k: v for k, v in spec["template"]["metadata"]["labels"].items() if k not in selector}
     return scenario.with_changes(
         namespace=labelled,
         app={"pre_stop_sleep_seconds": pre_stop_sleep_seconds(container),
              "termination_grace_period_seconds": pod["terminationGracePeriodSeconds"],
-             "max_surge": rolling["maxSurge"], "max_unavailable": rolling["maxUnavailable"]},
+             "max_surge": rolling["maxSurge"], "max_unavailable": rolling["maxUnavailable"],
+             "pod_labels": pod_labels},
+        service={"selector": dict(hardened.service["spec"]["selector"])},
         # The bootstrap hardens the app's own Ingress (an application names one); extra Ingresses stay as written
         ingress={"annotations": hardened.ingress["metadata"]["annotations"]},
         controller=installed_controller(scenario) if controller else {},
     )
+
+
+def without_serving_label(scenario: "Scenario") -> "Scenario":
+    """The scenario with its Service not selecting albgate's serving label and its pods not carrying it: an app
+    hardened before the label, or whose Service someone else owns. albgate then releases a step's new pods without
+    taking old ones out of service first (docs/rollout.md, "Out of service before release"), and its drains prove or
+    deregister the old targets after Kubernetes deleted their pods."""
+    from lambdas.domain.ports import SERVING_LABEL
+
+    selector = {k: v for k, v in (scenario.service.selector or scenario.app.labels).items() if k != SERVING_LABEL}
+    pod_labels = {k: v for k, v in scenario.app.pod_labels.items() if k != SERVING_LABEL}
+    return scenario.with_changes(service={"selector": selector}, app={"pod_labels": pod_labels})

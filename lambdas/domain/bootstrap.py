@@ -39,8 +39,10 @@ from lambdas.domain.lbc_annotations import HC_INTERVAL
 from lambdas.domain.manifests import HardeningPolicy, harden
 from lambdas.domain.models import RolloutPolicy, parse_image, validation_message
 from lambdas.domain.ports import (
+    IN_SERVICE,
     INJECT_LABEL,
     LBC_GATE_PREFIX,
+    SERVING_LABEL,
     Clock,
     Deployment,
     KubernetesPort,
@@ -801,7 +803,13 @@ def apply_services_and_ingresses(kube: BootstrapKubernetesPort, clock: Clock, ra
             kube.apply(manifest, dry_run=True)  # InvalidInputError (422/400) names the field; nothing applied
     state["applied"] = {}
     for app, hardened in apps:
-        for manifest in (hardened.service, hardened.ingress):
+        service, waiting = serving_selector_now(kube, app.namespace, hardened.service)
+        if waiting:
+            ref = f"Service/{app.namespace}/{service['metadata']['name']}"
+            _log(state, "Apply Services And Ingresses", "serving label deferred", ref,
+                 {"pods_without_label": waiting[:MAX_PODS_LISTED], "pod_count": len(waiting),
+                  "next": "run the bootstrap again once the Deployment has rolled: every pod then carries the label"})
+        for manifest in (service, hardened.ingress):
             result = kube.apply(manifest)
             _count_applied(state, result.action)
             if result.action != "unchanged":
@@ -811,6 +819,29 @@ def apply_services_and_ingresses(kube: BootstrapKubernetesPort, clock: Clock, ra
                               deadline=clock.now() + DEFAULT_BINDING_DEADLINE_SECONDS, polls=0)
     state["wait_seconds"] = 0
     return state
+
+
+def serving_selector_now(kube: BootstrapKubernetesPort, namespace: str,
+                         service: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The hardened Service to apply now, and the pods it would select that lack the serving label (sorted names).
+
+    The hardening adds ``SERVING_LABEL: IN_SERVICE`` to the pod template and to the Service's selector (lambdas/
+    domain/manifests.py). Services are applied before Deployments, so a Service of pods born before the label would
+    select none of them until the Deployment has rolled: every request would fail meanwhile. So while a pod the rest
+    of the selector selects has no serving label at all, the selector is applied without it; the Deployment then
+    rolls to the labelled template, and the next bootstrap adds it. A pod whose label albgate set to
+    ``OUT_OF_SERVICE`` (a step took it out) carries it, and does not hold the selector back."""
+    selector = (service.get("spec") or {}).get("selector") or {}
+    if selector.get(SERVING_LABEL) != IN_SERVICE:
+        return service, []
+    rest = {k: v for k, v in selector.items() if k != SERVING_LABEL}
+    waiting = sorted(p.name for p in kube.list_pods(namespace, rest)
+                     if not p.terminating and SERVING_LABEL not in p.labels)
+    if not waiting:
+        return service, []
+    deferred = copy.deepcopy(service)
+    deferred["spec"]["selector"] = rest
+    return deferred, waiting
 
 
 def probe_pod(namespace: str, deployment: dict[str, Any]) -> dict[str, Any]:
@@ -850,8 +881,13 @@ def check_bindings(kube: BootstrapKubernetesPort, clock: Clock, raw_state: Any) 
             )
         if not request.controller.require_gate_injection:
             continue
+        # the pod template as applied: the hardening's serving label is one the Service selects (native sleep or
+        # not changes no label)
+        applied = harden(app.manifests.deployment, app.manifests.service, app.manifests.ingress,
+                         _hardening_policy(request, app, native_sleep=True), namespace=app.namespace,
+                         container=app.container).deployment
         try:
-            pod = kube.dry_run_create_pod(app.namespace, probe_pod(app.namespace, app.manifests.deployment))
+            pod = kube.dry_run_create_pod(app.namespace, probe_pod(app.namespace, applied))
         except RetryableError as e:
             waiting.append(f"dry-run pod in {app.namespace}: {e}")
             continue

@@ -39,6 +39,7 @@ from lambdas.domain import lbc_annotations as lbc
 from lambdas.domain import safety
 from lambdas.domain.health_check import HARDENED, hardened_health_check
 from lambdas.domain.errors import InvalidInputError, UnsafeConfigurationError
+from lambdas.domain.ports import IN_SERVICE, SERVING_LABEL
 from lambdas.domain.lbc_annotations import (
     DEFAULT_DEREGISTRATION_DELAY_SECONDS,
     DEREGISTRATION_DELAY,
@@ -274,6 +275,14 @@ def _validate_deployment(dep: dict[str, Any], container: str | None) -> list[str
             "albgate does not support selectors made of matchExpressions alone"
         )
         match_labels = {}
+    expressions = selector.get("matchExpressions") if isinstance(selector, dict) else None
+    named = [e.get("key") for e in (expressions if isinstance(expressions, list) else []) if isinstance(e, dict)]
+    if SERVING_LABEL in match_labels or SERVING_LABEL in named:
+        p.append(
+            f"deployment.spec.selector: names {SERVING_LABEL}, the label albgate changes on a pod to take it out of "
+            "its Service's endpoints: a pod whose label changed would leave its ReplicaSet. Remove it from the "
+            "selector (the Service selects it)"
+        )
     template = spec.get("template")
     if not isinstance(template, dict):
         return p + ["deployment.spec.template: required (metadata.labels and spec.containers)"]
@@ -475,6 +484,25 @@ def harden(
                "maxSurge 0 with maxUnavailable 0 is refused by the API server; one extra pod at a time")
     if strategy.get("type") is None:
         strategy["type"] = "RollingUpdate"
+
+    # --- serving label: an old pod can leave its Service's endpoints and stay in its ReplicaSet ------------------
+    if policy.gated:
+        svc_id = f"Service/{_name(svc)}"
+        labels = spec["template"].setdefault("metadata", {}).setdefault("labels", {})
+        if labels.get(SERVING_LABEL) != IN_SERVICE:
+            before = labels.get(SERVING_LABEL)
+            labels[SERVING_LABEL] = IN_SERVICE
+            record(dep_id, f"spec.template.metadata.labels[{SERVING_LABEL}]", before, IN_SERVICE,
+                   "the Service selects the pods by it too, and the Deployment's selector does not: albgate sets it "
+                   "to \"false\" on the old pods a step removes, so they leave the load balancer before Kubernetes "
+                   "deletes them (docs/rollout.md, \"Out of service before release\")")
+        selector = svc["spec"].setdefault("selector", {})
+        if selector.get(SERVING_LABEL) != IN_SERVICE:
+            before = selector.get(SERVING_LABEL)
+            selector[SERVING_LABEL] = IN_SERVICE
+            record(svc_id, f"spec.selector[{SERVING_LABEL}]", before, IN_SERVICE,
+                   "a pod whose serving label albgate set to \"false\" leaves the endpoints, and the Load Balancer "
+                   "Controller deregisters its target while the pod runs on")
 
     # --- preStop drain on every container ---------------------------------------------------------------------
     pod = spec["template"]["spec"]

@@ -58,6 +58,12 @@ SCALE_DOWN_QUICK_POLL_SECONDS = 1
 # spread them over); the others at the pods' pace. docs/benchmarks.md has what it costs and saves.
 CONDITIONS_POLL_SECONDS = 2
 CONDITIONS_QUICK_LOOKS = 10
+# Once a gate has taken old pods out of their Service's endpoints (rollout.out_of_service), the controller reconciles
+# the binding within its informer's latency, a second or so, and deregisters their targets at once where its queue of
+# such calls is short: the looks for its checkpoint come OUT_OF_SERVICE_QUICK_POLL_SECONDS apart for this long, then
+# at the pods' pace (each look costs state transitions, not Describe* calls).
+OUT_OF_SERVICE_QUICK_SECONDS = 4
+OUT_OF_SERVICE_QUICK_POLL_SECONDS = 1
 # How long a step's released targets are left to the controller without proof before albgate deregisters them
 # itself (rollout.left). A controller that keeps up deregisters a terminating pod's target in the reconcile the pod's
 # change starts, within a second or two of its reconcile latency and its client-side limiter; the load balancer stops
@@ -114,6 +120,14 @@ def scale_down_poll_seconds(key: str, since_gate_passed: float | None) -> int:
     seconds after the step's gate passed (None: not known, the pods' pace)."""
     if since_gate_passed is not None and 0 <= since_gate_passed < SCALE_DOWN_QUICK_SECONDS:
         return SCALE_DOWN_QUICK_POLL_SECONDS
+    return pod_poll_seconds(key)
+
+
+def out_of_service_poll_seconds(key: str, since_out: float | None) -> int:
+    """The gate's wait for the controller to deregister old pods it took out of service ``since_out`` seconds ago
+    (None: not known): OUT_OF_SERVICE_QUICK_POLL_SECONDS for OUT_OF_SERVICE_QUICK_SECONDS, then the pods' pace."""
+    if since_out is not None and 0 <= since_out < OUT_OF_SERVICE_QUICK_SECONDS:
+        return OUT_OF_SERVICE_QUICK_POLL_SECONDS
     return pod_poll_seconds(key)
 
 

@@ -118,6 +118,14 @@ class StepRecord(_Model):
     # (rollout.nudge), and how many such writes the step made.
     nudged_at: float | None = None
     nudges: int = 0
+    # Old pods this step took out of their Service's endpoints before releasing its new ones
+    # (rollout.out_of_service): their names and IPs, the new pods its passing look named, when they went out, and
+    # when the controller's checkpoint showed them out of every pool (None: not yet, or never).
+    out_of_service: list[str] = Field(default_factory=list)
+    out_ips: list[str] = Field(default_factory=list)
+    out_release: list[str] = Field(default_factory=list)
+    out_at: float | None = None
+    out_proven_at: float | None = None
 
 
 class RolloutState(_Model):

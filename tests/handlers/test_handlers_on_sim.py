@@ -6,15 +6,18 @@ they react to throttling and to being invoked twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import albgate.sim.lbc
 from albgate.sim import Simulation, load_scenario
+from albgate.sim.manifests import without_serving_label
 from albgate.sim.strategies import bootstrap_hardened
 from lambdas.domain.errors import ThrottledError
-from lambdas.domain.ports import ALBGATE_GATE, LBC_GATE_PREFIX, Ports
+from lambdas.domain.ports import ALBGATE_GATE, LBC_GATE_PREFIX, OUT_OF_SERVICE, SERVING_LABEL, Ports
+from lambdas.domain.rollout.out_of_service import OUT_OF_SERVICE_PROOF_SECONDS
 from lambdas.handlers import _runtime
 from lambdas.handlers import check_target_health, preflight, release_old_pods, roll_back, start_step, verify_drain
 
@@ -43,13 +46,26 @@ class ThrottlingElb:
         return self.elb.describe_target_health(arn)
 
 
-@pytest.fixture()
-def sim():
-    s = Simulation(bootstrap_hardened(load_scenario(SEED_APP)))
+def _installed(scenario) -> Iterator[Simulation]:
+    s = Simulation(scenario)
     s.run_until(s.rollout_start)
     _runtime.use_ports(lambda cluster: s.ports)
     yield s
     _runtime.use_ports(None)
+
+
+@pytest.fixture()
+def sim():
+    """The seed app hardened, its Service not selecting the serving label: the drains below are those that prove or
+    deregister old targets after Kubernetes deleted their pods (with the label, a step's old pods leave the pool
+    before their release: the ``served`` tests)."""
+    yield from _installed(without_serving_label(bootstrap_hardened(load_scenario(SEED_APP))))
+
+
+@pytest.fixture()
+def served():
+    """The seed app as the bootstrap leaves it: its Service selects the serving label its pods carry."""
+    yield from _installed(bootstrap_hardened(load_scenario(SEED_APP)))
 
 
 @pytest.fixture()
@@ -504,3 +520,76 @@ def test_while_the_alb_registers_for_minutes_the_gate_looks_less_often():
     assert max(paced[:5]) <= 6 and max(paced) >= 20
     # And once the target was registered (here: healthy at the next look) the step forgot the registration
     assert state["steps"][-1]["registering_since"] is None
+
+
+# --- old pods out of service before release (lambdas/domain/rollout/out_of_service.py) ----------------------------
+def out_of_service_pods(sim) -> list:
+    return [p for p in sim.cluster.all_pods if p.labels.get(SERVING_LABEL) == OUT_OF_SERVICE]
+
+
+def test_each_step_takes_its_old_pod_out_of_service_and_releases_once_the_controller_deregistered_it(served):
+    sim = served
+    deleted: dict[str, float] = {}
+    state = started(sim)
+    for step in range(3):
+        if step:
+            state = start_step.handler(state, None)
+        # When the step's gate looks until it passes
+        state = gate_polls(sim, state, 60)
+        # Then it passed only after one old pod left the Service (its label "false"), and the controller's
+        # checkpoint showed its target out of the pool: draining before Kubernetes deletes the pod
+        record = state["steps"][-1]
+        assert state["gate"]["status"] == "PASSED" and record["out_proven_at"] is not None
+        (name,) = record["out_of_service"]
+        (ip,) = record["out_ips"]
+        assert sim.alb.state_of(state["target_groups"][0]["arn"], ip) == "draining"
+        assert not next(p for p in sim.cluster.all_pods if p.name == name).terminating
+        # When the step releases its new pod / Then Kubernetes removes that very pod, and the drain passes on it
+        # without a call
+        looks = sim.alb.describe_calls.get("albgate", 0)
+        state = drain_polls(sim, release_old_pods.handler(state, None), 40)
+        gone = next(p for p in sim.cluster.all_pods if p.name == name)
+        assert gone.terminating and state["drain"]["status"] == "PASSED"
+        assert "taken out of service" in state["drain"]["reason"]
+        assert sim.alb.describe_calls.get("albgate", 0) == looks
+        deleted[ip] = gone.deletion_at
+    # And albgate itself made no RegisterTargets/DeregisterTargets call: the controller deregistered every old
+    # target, each before its pod began terminating
+    assert sim.alb.mutating_calls["albgate"] == 0
+    drained = {ip: t for t, _, ip, _, to, _ in sim.alb.transitions if to == "draining" and ip in deleted}
+    assert all(drained[ip] < deleted[ip] for ip in deleted), (drained, deleted)
+
+
+def test_without_the_controllers_proof_the_gate_releases_at_the_bound_and_the_drain_does_the_rest(served):
+    sim = served
+    state = started(sim)
+    for _ in range(60):
+        state = check_target_health.handler(state, None)
+        if state["steps"][-1]["out_at"] is not None:
+            break
+        sim.advance(state["wait_seconds"])
+    # Given the controller down just as the gate took an old pod out of service: it deregisters nothing
+    sim.lbc.up = False
+    out_at = state["steps"][-1]["out_at"]
+    # When the gate looks on / Then it waits for the proof, and releases once OUT_OF_SERVICE_PROOF_SECONDS passed
+    state = gate_polls(sim, state, 200)
+    assert state["gate"]["status"] == "PASSED" and "released anyway" in state["gate"]["reason"]
+    assert state["steps"][-1]["out_proven_at"] is None
+    assert sim.clock.t - out_at >= OUT_OF_SERVICE_PROOF_SECONDS
+
+
+def test_a_rollback_puts_the_pod_out_of_service_back(served):
+    sim = served
+    state = gate_polls(sim, started(sim), 60)
+    # Given step 1's gate took an old pod out of service, and a step then failed before its release
+    assert len(out_of_service_pods(sim)) == 1
+    state["failure"] = {"Error": "TargetsNotHealthy", "Cause": "step 2 failed"}
+    state = roll_back.handler(state, None)
+    # When the rollback's first step starts / Then the old pod serves again: the Service selects it, and the
+    # controller registers its target
+    state = start_step.handler(state, None)
+    assert out_of_service_pods(sim) == []
+    sim.advance(30)
+    arn = state["target_groups"][0]["arn"]
+    assert all(sim.alb.state_of(arn, p.ip) == "healthy" for p in sim.cluster.all_pods
+               if not p.terminating and p.ip and p.version != "ikubernetes/myapp:v2")

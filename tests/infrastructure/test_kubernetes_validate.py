@@ -161,6 +161,9 @@ class RecordingApiServer:
     def server_version(self) -> tuple[int, int]:
         return self.version
 
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list:
+        return []  # a new application: no pod yet
+
     def apply(self, manifest: dict[str, Any], *, dry_run: bool = False) -> AppliedObject:
         if not dry_run:
             self.sent.append(copy.deepcopy(manifest))

@@ -18,7 +18,7 @@ from lambdas.domain import bootstrap as b
 from lambdas.domain.bootstrap import AppliedObject, HelmRelease, MutatingWebhook, WebhookEntry
 from lambdas.domain.errors import ConflictError, NotFoundError, ThrottledError, UnsafeConfigurationError
 from lambdas.domain.ports import (
-    LBC_GATE_PREFIX, Container, Deployment, Pod, PodTemplate, TargetGroupBinding,
+    LBC_GATE_PREFIX, SERVING_LABEL, Container, Deployment, Pod, PodTemplate, TargetGroupBinding,
 )
 from tests.bootstrap.conftest import app_request
 
@@ -88,6 +88,12 @@ class Cluster:
 
     def list_target_group_bindings(self, namespace: str) -> list[TargetGroupBinding]:
         return [t for t in self.bindings if t.namespace == namespace]
+
+    pods: list[Pod] = field(default_factory=list)  # the pods in the API (none: a new application)
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Pod]:
+        return [p for p in self.pods
+                if p.namespace == namespace and all(p.labels.get(k) == v for k, v in selector.items())]
 
     def dry_run_create_pod(self, namespace: str, manifest: dict[str, Any]) -> Pod:
         self.probes.append((namespace, manifest))
@@ -441,12 +447,14 @@ def test_a_bound_service_whose_probe_pod_gets_the_gate_passes():
     kube = Cluster(bindings=[bound()], injected=("other/gate", GATE))
     # When Check Bindings runs (second poll)
     out = checked(kube, deadline=NOW + 50, polls=1)
-    # Then it passes, records the gates the probe pod came back with, and probed with the Deployment's labels
+    # Then it passes, records the gates the probe pod came back with, and probed with the labels of the Deployment
+    # as hardened (the serving label is one the Service selects)
     assert out["bindings"] == {"status": "PASSED",
                                "reason": "every Service is bound to an IP target group; the webhook injects the gates",
                                "deadline": NOW + 50, "polls": 2, "gates": {"shop/web": ["other/gate", GATE]}}
     assert out["wait_seconds"] == 0
-    assert kube.probes == [("shop", b.probe_pod("shop", app_request()["applications"][0]["manifests"]["deployment"]))]
+    (probe,) = kube.probes
+    assert probe[1]["metadata"]["labels"] == {"app": "web", SERVING_LABEL: "true"}
 
 
 def test_a_probe_pod_without_the_gate_waits_naming_the_missing_gate():

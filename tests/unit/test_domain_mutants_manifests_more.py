@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from lambdas.domain.errors import InvalidInputError, UnsafeConfigurationError
+from lambdas.domain.ports import IN_SERVICE, SERVING_LABEL
 from lambdas.domain.manifests import (
     Change, Hardened, HardeningPolicy, harden, ingress_backends, pre_stop_sleep_seconds, target_type, validate,
 )
@@ -28,6 +29,7 @@ HEALTHY = PREFIX + "healthy-threshold-count"
 ATTRIBUTES = PREFIX + "target-group-attributes"
 IP = {TARGET_TYPE: "ip"}
 HARDENED_CHECK = {INTERVAL: "5", TIMEOUT: "4"}
+SERVING = {SERVING_LABEL: IN_SERVICE}
 
 IP_REASON = ("the controller's default is instance; only IP targets map one pod to one target, which the readiness "
              "gates need")
@@ -43,8 +45,10 @@ def a_deployment(name: str = "web", *, containers: list[Any] | None = None, stra
                                   "lifecycle": {"preStop": {"sleep": {"seconds": 30}}}}],
                            "terminationGracePeriodSeconds": 60}
     pod.update(spec.pop("pod", {}))
+    # the pods already carry the serving label, and the Service selects it (the hardening's own change for it is
+    # tested on its own: test_the_serving_label_*)
     body: dict[str, Any] = {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-                            "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod}}
+                            "template": {"metadata": {"labels": {"app": "web", **SERVING}}, "spec": pod}}
     body["strategy"] = strategy if strategy is not None else {"rollingUpdate": {"maxUnavailable": 0}}
     body.update(spec)
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": body}
@@ -55,7 +59,7 @@ def a_service(name: str = "web", *, ports: list[Any] | None = None, annotations:
     meta: dict[str, Any] = {"name": name}
     if annotations is not None:
         meta["annotations"] = annotations
-    body = {"selector": {"app": "web"}, "ports": ports if ports is not None else [{"port": 80}], **spec}
+    body = {"selector": {"app": "web", **SERVING}, "ports": ports if ports is not None else [{"port": 80}], **spec}
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": body}
 
 
@@ -593,3 +597,52 @@ def test_without_hardening_the_manifests_come_back_unchanged_in_the_namespace_wi
         ("Ingress/web", f"metadata.annotations[{INTERVAL}]", None, "5", INTERVAL_REASON),
         ("Ingress/web", f"metadata.annotations[{TIMEOUT}]", None, "4", TIMEOUT_REASON),
     ]
+
+
+# --- the serving label -------------------------------------------------------------------------------------------
+def _without_serving(deployment: dict, service: dict) -> tuple[dict, dict]:
+    deployment["spec"]["template"]["metadata"]["labels"].pop(SERVING_LABEL)
+    service["spec"]["selector"].pop(SERVING_LABEL)
+    return deployment, service
+
+
+def test_the_serving_label_joins_the_pod_template_and_the_services_selector_not_the_deployments():
+    dep, svc = _without_serving(a_deployment(), a_service())
+    result = hardened(dep, svc, safe_ingress())
+    assert result.deployment["spec"]["template"]["metadata"]["labels"] == {"app": "web", SERVING_LABEL: "true"}
+    assert result.deployment["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    assert result.service["spec"]["selector"] == {"app": "web", SERVING_LABEL: "true"}
+    assert [(c.object, c.field, c.before, c.after) for c in result.changes] == [
+        ("Deployment/web", f"spec.template.metadata.labels[{SERVING_LABEL}]", None, "true"),
+        ("Service/web", f"spec.selector[{SERVING_LABEL}]", None, "true"),
+    ]
+    assert "before Kubernetes deletes them" in result.changes[0].reason
+
+
+def test_a_serving_label_set_otherwise_is_set_to_true_and_said_so():
+    dep, svc = a_deployment(), a_service()
+    dep["spec"]["template"]["metadata"]["labels"][SERVING_LABEL] = "false"
+    svc["spec"]["selector"].pop(SERVING_LABEL)
+    result = hardened(dep, svc, safe_ingress())
+    assert [(c.field, c.before, c.after) for c in result.changes] == [
+        (f"spec.template.metadata.labels[{SERVING_LABEL}]", "false", "true"),
+        (f"spec.selector[{SERVING_LABEL}]", None, "true")]
+
+
+def test_an_app_that_is_not_gated_gets_no_serving_label():
+    dep, svc = _without_serving(a_deployment(), a_service())
+    result = hardened(dep, svc, safe_ingress(annotations={TARGET_TYPE: "instance", **HARDENED_CHECK}), gated=False)
+    assert SERVING_LABEL not in result.deployment["spec"]["template"]["metadata"]["labels"]
+    assert SERVING_LABEL not in result.service["spec"]["selector"] and result.changes == []
+
+
+@pytest.mark.parametrize("selector", [
+    {"matchLabels": {"app": "web", SERVING_LABEL: "true"}},
+    {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": SERVING_LABEL, "operator": "Exists"}]},
+], ids=["match-labels", "match-expressions"])
+def test_a_deployment_selector_that_names_the_serving_label_is_refused(selector):
+    problems = problems_of(deployment=a_deployment(selector=selector))
+    assert problems == [
+        f"deployment.spec.selector: names {SERVING_LABEL}, the label albgate changes on a pod to take it out of its "
+        "Service's endpoints: a pod whose label changed would leave its ReplicaSet. Remove it from the selector (the "
+        "Service selects it)"]

@@ -220,7 +220,7 @@ def test_manifests_that_name_the_apps_own_namespace_are_taken():
     raw = app_request()
     for manifest in raw["applications"][0]["manifests"].values():
         manifest["metadata"]["namespace"] = "shop"
-    assert b.validate_input(raw, "boot-1", NOW)["plans"] == [{"app": "shop/web", "changes": 5, "findings": 0}]
+    assert b.validate_input(raw, "boot-1", NOW)["plans"] == [{"app": "shop/web", "changes": 7, "findings": 0}]
 
 
 def test_an_app_container_missing_from_its_manifest_is_refused_at_validation():

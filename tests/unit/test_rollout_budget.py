@@ -19,6 +19,7 @@ import albgate.sim.albgate_strategy  # noqa: F401  registers the "albgate" strat
 from albgate.sim import Simulation, load_scenario
 from albgate.sim import simulation as simulation_module
 from albgate.sim.runner import run_strategy
+from albgate.sim.manifests import without_serving_label
 from albgate.sim.strategies import SUCCEEDED, bootstrap_hardened
 from albgate.template import use_template
 from lambdas.domain.budget import LocalBudget
@@ -118,7 +119,11 @@ class World:
 
 
 def _world(label_namespace: bool) -> World:
-    sim = Simulation(bootstrap_hardened(load_scenario(SEED_APP), label_namespace=label_namespace))
+    # The drains looked at, budgeted and deregistered here are those of an app whose Service does not select the
+    # serving label: with it, a step's old pods leave the pool before their release and its drain has nothing to ask
+    # (tests/unit/test_out_of_service.py, tests/handlers/test_handlers_on_sim.py)
+    sim = Simulation(without_serving_label(bootstrap_hardened(load_scenario(SEED_APP),
+                                                              label_namespace=label_namespace)))
     sim.run_until(sim.rollout_start)
     budget = ScriptedBudget()
     return World(sim, budget, dataclasses.replace(sim.ports, budget=budget))

@@ -60,8 +60,10 @@ def test_every_passed_step_is_announced_with_the_execution_and_its_console_link(
     details = sorted((e["detail"] for e in received), key=lambda d: d["step"])
     assert [(d["step"], d["steps"], d["new_pods"], d["mode"]) for d in details] == [
         (1, 3, 1, "rollout"), (2, 3, 2, "rollout"), (3, 3, 3, "rollout")]
-    # between steps the old targets are announced draining (the next gate waits for them); the last step's left
-    assert [d["old_targets"] for d in details] == ["DRAINING", "DRAINING", "PASSED"]
+    # every step's old targets are announced out of the pool: each gate took its old pods out of service and saw
+    # the controller deregister them before it released the new pods (docs/rollout.md, "Out of service before
+    # release")
+    assert [d["old_targets"] for d in details] == ["PASSED", "PASSED", "PASSED"]
     d = details[0]
     assert (d["namespace"], d["deployment"], d["image"]) == ("readiness", "nginx-app", "ikubernetes/myapp:v2")
     assert d["execution_name"] == "step-events-1" and d["execution_arn"].endswith(":step-events-1")

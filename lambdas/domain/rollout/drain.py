@@ -26,6 +26,7 @@ from lambdas.domain.rollout.checkpoint import drain_proven
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
 from lambdas.domain.rollout.pods import split_pods
+from lambdas.domain.rollout.out_of_service import proven_out
 from lambdas.domain.rollout.targets import deregister_released, describe_health, held_ips, shared_health
 from lambdas.domain.state import RolloutState, StepRecord
 
@@ -93,6 +94,18 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     booked = 0
     scaled_down = sum(1 for p in others if not p.terminating) <= expected_old
     named = len(record.deregistered)
+    if scaled_down and record.out_proven_at is not None:
+        # the step took its old pods out of service and the controller showed them out of the pool before they were
+        # released (rollout.out_of_service): if they are the ones Kubernetes removed, nothing is left to prove
+        probe = evaluate_drain(old_pods=others, expected_old=expected_old, watched_ips=s.watched_ips, health=None,
+                               now=now, deadline=s.drain_deadline)
+        if probe.leaving_ips and set(probe.leaving_ips) <= proven_out(s):
+            drain = evaluate_drain(old_pods=others, expected_old=expected_old, watched_ips=s.watched_ips,
+                                   health={}, now=now, deadline=s.drain_deadline)
+            return replace(drain, reason=(
+                f"{len(drain.leaving_ips)} old target(s) out of every target group's pool: taken out of service "
+                "and deregistered by the Load Balancer Controller before their pods were released (its "
+                "checkpoint)")), NOW
     if scaled_down and record.left_at is None and _left_to_the_controller(ports, s, record, others, now):
         record.left_at = now
         if not s.more_steps:

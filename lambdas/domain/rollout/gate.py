@@ -20,6 +20,7 @@ from lambdas.domain.ports import ALBGATE_GATE, Deployment, DeploymentCondition, 
 from lambdas.domain.rollout.conditions import carries_controller_gates, health_from_conditions, registration_lag
 from lambdas.domain.rollout.drain import check_leaving
 from lambdas.domain.rollout.left import follow_left
+from lambdas.domain.rollout import out_of_service
 from lambdas.domain.rollout.nudge import nudge_the_controller
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, STALE_OBSERVATION_INTERVALS, Pace, budget_wait, interval, next_look
@@ -46,7 +47,13 @@ def check_target_health(ports: Ports, s: RolloutState) -> RolloutState:
     now = ports.clock.now()
     record = s.steps[-1]
     record.polls += 1
-    gate, pace = _look(ports, s, record, now)
+    if record.out_at is not None:
+        gate, pace = _settle_out_of_service(ports, s, record, now)
+    else:
+        gate, pace = _look(ports, s, record, now)
+        if gate.status is Verdict.PASSED:
+            _, _, others = split_pods(ports, s)
+            gate, pace = out_of_service.take_out(ports, s, record, gate, others, now)
     if gate.status is Verdict.FAILED:
         gate = _failed(s, gate, now)
     elif gate.status is Verdict.PASSED:
@@ -54,6 +61,17 @@ def check_target_health(ports: Ports, s: RolloutState) -> RolloutState:
     s.gate = gate
     s.wait_seconds = next_look(s, pace, now) if gate.status is Verdict.WAITING else 0
     return s
+
+
+def _settle_out_of_service(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[GateResult, Pace]:
+    """A look after the step's gate took old pods out of service (rollout.out_of_service): the policy's alarms and
+    metrics as on every look, then whether the controller has shown them out of the pool."""
+    watched = watch_failure(ports, s, f"during step {s.step + 1}'s gate", now)
+    if watched:
+        return GateResult(Verdict.FAILED, watched[1], error=watched[0]), NOW
+    dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)
+    _, mine, others = split_pods(ports, s, dep)
+    return out_of_service.settle(ports, s, record, mine, others, dep, now)
 
 
 def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[GateResult, Pace]:

@@ -16,6 +16,7 @@ from lambdas.domain.poll import (
     POD_START_POLL_SECONDS,
     deregistered_poll_seconds,
     drain_poll_seconds,
+    out_of_service_poll_seconds,
     pod_poll_seconds,
     registration_poll_seconds,
     scale_down_poll_seconds,
@@ -87,8 +88,9 @@ def budget_wait(ports: Ports, s: RolloutState, now: float, to_call: tuple[str, .
 #   registering   the load balancer to finish registering every new target (since ``registering_since``)
 #   deregistered  targets albgate has just deregistered to stop receiving new requests (none leaves before)
 #   handed-over-drain / drain   released targets still in the pool to leave it
+#   out-of-service  the controller to deregister the old pods a step took out of service (rollout.out_of_service)
 WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "conditions", "throttled", "targets", "registering",
-                  "deregistered", "handed-over-drain", "drain"]
+                  "deregistered", "handed-over-drain", "drain", "out-of-service"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,9 @@ def _paced(s: RolloutState, pace: Pace, now: float) -> int:
         return target_poll_seconds(interval(s), key)
     if what == "deregistered":
         return deregistered_poll_seconds(key)
+    if what == "out-of-service":
+        out_at = s.steps[-1].out_at if s.steps else None
+        return out_of_service_poll_seconds(key, None if out_at is None else now - out_at)
     if what == "registering":
         since = s.steps[-1].registering_since
         return registration_poll_seconds(interval(s), now - (now if since is None else since), key)

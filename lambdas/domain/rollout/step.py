@@ -18,6 +18,7 @@ from lambdas.domain.errors import ConflictError, InvalidInputError, UnsafeConfig
 from lambdas.domain.gate import DrainResult, GateResult, Verdict
 from lambdas.domain.ports import ALBGATE_GATE, Deployment, DeploymentPatch, Ports
 from lambdas.domain.rollout import alarms, analysis
+from lambdas.domain.rollout.out_of_service import put_back
 from lambdas.domain.rollout.pods import ROLLOUT_ANNOTATION
 from lambdas.domain.state import RolloutState, StepRecord
 
@@ -60,6 +61,11 @@ def start_step(ports: Ports, s: RolloutState) -> RolloutState:
         # Deployment would roll forward without the approval.
         hold_until += limits.APPROVAL_TIMEOUT_SECONDS
     marker = {ROLLOUT_ANNOTATION: f"{s.execution_name}@{int(hold_until)}"}
+    if i == 0:
+        # pods out of service serve again: on a rollback, those the failed steps took out and Kubernetes left
+        # running; on a rollout, any an execution that ended early left so (rollout.out_of_service)
+        dep = ports.kube.get_deployment(req.namespace, req.deployment)
+        put_back(ports, s, ports.kube.list_pods(req.namespace, dep.selector))
     for attempt in range(1, GUARDED_WRITE_ATTEMPTS + 1):
         # Read, check that nobody else changed the Deployment, and write on condition of that very read's
         # resourceVersion: a write that lands in between (even a status update) makes it 409, and the loop reads

@@ -21,7 +21,17 @@ from lambdas.domain.gate import (
     targets_to_register,
 )
 from lambdas.domain.looks import Look, usable
-from lambdas.domain.ports import Deployment, Pod, Ports, Service, TargetGroup, TargetGroupBinding, TargetHealth
+from lambdas.domain.ports import (
+    IN_SERVICE,
+    SERVING_LABEL,
+    Deployment,
+    Pod,
+    Ports,
+    Service,
+    TargetGroup,
+    TargetGroupBinding,
+    TargetHealth,
+)
 from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo
 
 
@@ -30,11 +40,17 @@ def target_group_bindings(ports: Ports, dep: Deployment) -> list[TargetGroupBind
     per target group that serves them."""
     kube, ns = ports.kube, dep.namespace
     pod_labels = dep.template.labels or dep.selector
-    services = [
-        s
-        for s in kube.list_services(ns)
-        if s.selector and all(pod_labels.get(k) == v for k, v in s.selector.items())
-    ]
+    found = kube.list_services(ns)
+    services = [s for s in found if s.selector and all(pod_labels.get(k) == v for k, v in s.selector.items())]
+    unlabelled = [s.name for s in found if s.selector.get(SERVING_LABEL) and
+                  all(pod_labels.get(k) == v for k, v in s.selector.items() if k != SERVING_LABEL)]
+    if not services and unlabelled:
+        raise UnsafeConfigurationError(
+            f"Service(s) {', '.join(sorted(unlabelled))} in {ns} select {SERVING_LABEL}: "
+            f"{IN_SERVICE!r}, which the pod template of Deployment {dep.name} does not carry: its "
+            f"pods would never serve. Add {SERVING_LABEL}: {IN_SERVICE!r} to spec.template.metadata.labels (the "
+            "bootstrap's hardening does), or take it out of the Services' selector"
+        )
     if not services:
         raise NotFoundError(
             f"no Service in {ns} selects the pods of Deployment {dep.name} (labels {pod_labels}); "

@@ -1,0 +1,200 @@
+"""Out of service before release: the old pods a step will remove leave the load balancer before Kubernetes deletes
+them.
+
+Job: once a step's gate has seen its new targets healthy, and before albgate opens their gates (which lets the
+Deployment controller remove as many old pods), take that many old pods out of their Service's endpoints, wait
+until the Load Balancer Controller has deregistered their targets, and only then let the gate pass. Kubernetes then
+deletes pods whose targets are already `draining`: however long the controller's queue of RegisterTargets and
+DeregisterTargets calls, no old pod's process ends while its target still takes new requests. Without it, the
+old pods go first and the controller deregisters them within their preStop sleep, or they lose requests (docs/
+benchmarks.md, "The RegisterTargets/DeregisterTargets bucket").
+
+How, with what Kubernetes and the controller already do (docs/facts.md):
+- **Out of the endpoints.** A hardened app's Service selects ``SERVING_LABEL: IN_SERVICE`` beside the app's labels,
+  and its pod template carries that label; the Deployment's selector does not name it. albgate sets the label to
+  ``OUT_OF_SERVICE`` on a pod (``KubernetesPort.set_pod_serving``): the pod stays in its ReplicaSet, Running and
+  Ready, but the Service selects it no more, so the controller's next reconcile deregisters its target ("Load
+  Balancer Controller: registration and timing": it registers every ContainersReady endpoint, so nothing short of
+  leaving the endpoints keeps a running pod out of the pool).
+- **The pods Kubernetes will delete.** The same patch gives the pod the lowest ``controller.kubernetes.io/
+  pod-deletion-cost``: among old pods alike in scheduling, phase and readiness the ReplicaSet removes the lowest
+  cost first ("Kubernetes ReplicaSet: which pods a scale-down removes"). A pod that is not Ready goes before any
+  Ready one whatever its cost, so those count first, and are out of the pool already.
+- **Proof without a Describe\\* call.** The controller's reconcile checkpoint (``rollout.checkpoint``): once its last
+  completed reconcile of every binding worked from the Service's endpoints without those pods, their targets are
+  `draining` or gone. Only where the controller writes the checkpoint: where a binding has none when the gate
+  passes (an older controller, EKS Auto Mode, or a reconcile under way), or where albgate registered targets
+  itself, the step releases at once as without this.
+- **Bounded.** A proof that has not come ``OUT_OF_SERVICE_PROOF_SECONDS`` after the pods went out releases the
+  step anyway, as without this: the drain then proves or deregisters the targets as it always did.
+- **Put back.** A pod out of service that is still running when it is no longer to go (a rollback, an execution
+  that ended between the two, a scale-down Kubernetes made another way) is put back (``put_back``) by the next
+  Start Step of a rollback, the first of a rollout, and Finish Rollout.
+
+Invariant: the gate passes only with every pod it took out proven out of every group's pool, or past the bound;
+no pod is taken out unless the gate has seen the step's new targets healthy (the pool never holds fewer serving
+targets than the Deployment's replicas), and no more than the step removes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from lambdas.domain.errors import NotFoundError
+from lambdas.domain.gate import GateResult, Verdict
+from lambdas.domain.poll import DEREGISTRATION_LAG_SECONDS
+from lambdas.domain.ports import IN_SERVICE, OUT_OF_SERVICE, SERVING_LABEL, Deployment, Pod, Ports
+from lambdas.domain.rollout.checkpoint import drain_proven
+from lambdas.domain.rollout.observe import NOW, Pace
+from lambdas.domain.state import RolloutState, StepRecord
+
+# How long a step waits for the controller's proof that the pods it took out of service are out of the pool before
+# it releases the step as if it had not taken them out. A controller that keeps up deregisters them within its
+# reconcile latency, a second or two; one whose RegisterTargets/DeregisterTargets calls queue in its client-side
+# limiter (4 a second per controller, docs/facts.md, "ELB API throttling") takes as long as its queue, which two
+# hundred rollouts at once make minutes long. Waiting costs the rollout time; releasing without the proof may cost
+# requests. Three minutes covers the longest queue measured at two hundred rollouts at once (docs/benchmarks.md).
+OUT_OF_SERVICE_PROOF_SECONDS = 180
+
+
+def serving_label_selected(ports: Ports, s: RolloutState) -> bool:
+    """Whether the Service of every target group's binding selects ``SERVING_LABEL: IN_SERVICE`` (the hardening's
+    selector), so that a pod without it leaves the endpoints. Reads the bindings and the Services."""
+    if not s.target_groups or any(not g.binding for g in s.target_groups):
+        return False
+    ns = s.request.namespace
+    bindings = {b.name: b for b in ports.kube.list_target_group_bindings(ns)}
+    services = {v.name: v for v in ports.kube.list_services(ns)}
+    for g in s.target_groups:
+        binding = bindings.get(g.binding)
+        service = services.get(binding.service_name) if binding else None
+        if service is None or service.selector.get(SERVING_LABEL) != IN_SERVICE:
+            return False
+    return True
+
+
+def _checkpointed(ports: Ports, s: RolloutState) -> bool:
+    """Whether the controller has written its reconcile checkpoint on every binding of the rollout now."""
+    bindings = {b.name: b for b in ports.kube.list_target_group_bindings(s.request.namespace)}
+    return all(g.binding in bindings and bindings[g.binding].checkpoint for g in s.target_groups)
+
+
+def in_service(pod: Pod) -> bool:
+    """Whether the pod carries the serving label as the Service selects it (a pod without it serves nothing)."""
+    return pod.labels.get(SERVING_LABEL) == IN_SERVICE
+
+
+def choose_pods(old: list[Pod], count: int) -> list[Pod]:
+    """The ``count`` old pods a step takes out: those serving nothing already (out of service, or not Ready: the
+    ReplicaSet removes a pod that is not Ready before any Ready one), then the Ready ones the ReplicaSet would remove
+    first by itself (Ready for less time: here the newer). Pure."""
+    live = [p for p in old if not p.terminating]
+    idle = [p for p in live if not in_service(p) or not p.ready]
+    serving = sorted((p for p in live if in_service(p) and p.ready), key=lambda p: (-p.created_at, p.name))
+    return (idle + serving)[:max(0, count)]
+
+
+def take_out(ports: Ports, s: RolloutState, record: StepRecord, gate: GateResult, others: list[Pod],
+             now: float) -> tuple[GateResult, Pace]:
+    """The gate once it has PASSED on the new targets: PASSED as it is where nothing is to be taken out; else the
+    old pods the step removes taken out of service now, and the gate WAITING for the proof (``settle``)."""
+    if s.mode != "rollout" or not gate.release or record.out_at is not None:
+        return gate, NOW
+    count = sum(1 for p in others if not p.terminating) - (s.replicas - s.plan[s.step])
+    if count <= 0 or any(r.registered_total for r in s.steps) or not serving_label_selected(ports, s):
+        return gate, NOW
+    if not _checkpointed(ports, s):
+        return gate, NOW  # no proof could come: an older controller, Auto Mode, or a reconcile under way
+    chosen = choose_pods(others, count)
+    for pod in chosen:
+        if in_service(pod):
+            try:
+                ports.kube.set_pod_serving(s.request.namespace, pod.name, False)
+            except NotFoundError:
+                continue  # gone since the look: Kubernetes removes it anyway
+    record.out_of_service = [p.name for p in chosen]
+    record.out_ips = sorted(p.ip for p in chosen if p.ip)
+    record.out_release = list(gate.release)
+    record.out_at = now
+    s.changed_at = now
+    return _waiting(gate, f"took {len(chosen)} old pod(s) out of their Service's endpoints before releasing the new "
+                    "ones: waiting for the Load Balancer Controller to deregister their targets"), \
+        Pace("out-of-service")
+
+
+def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], others: list[Pod], dep: Deployment,
+           now: float) -> tuple[GateResult, Pace]:
+    """A look of a gate that took old pods out of service (``record.out_at``): PASSED, releasing the pods its
+    passing look named, once the controller's checkpoint proves them out of every pool (and the load balancer's lag
+    their preStop does not cover is over), or once ``OUT_OF_SERVICE_PROOF_SECONDS`` passed without it; WAITING
+    until then. It asks ELB nothing: the new targets were healthy, and the drain of the next steps watches them."""
+    assert record.out_at is not None
+    passed = replace(s.gate, status=Verdict.PASSED, release=tuple(record.out_release),
+                     reason=f"the step's {len(record.out_release)} new pod(s) were healthy in every target group")
+    n = len(record.out_of_service)
+    if record.out_proven_at is None:
+        if drain_proven(ports, s, _selected(ports, s, mine + others)):
+            record.out_proven_at = now
+        elif now - record.out_at >= OUT_OF_SERVICE_PROOF_SECONDS:
+            return replace(passed, reason=(
+                f"{passed.reason}; the Load Balancer Controller has not shown the {n} old pod(s) taken out of "
+                f"service out of the pool within {OUT_OF_SERVICE_PROOF_SECONDS} s: released anyway, the drain "
+                "verifies them")), NOW
+        else:
+            return _waiting(passed, f"{n} old pod(s) out of their Service's endpoints for "
+                            f"{math.floor(now - record.out_at)} s: waiting for the Load Balancer Controller to "
+                            "deregister their targets (its reconcile checkpoint)"), Pace("out-of-service")
+    hold = record.out_proven_at + _lag_uncovered(dep, s.request.container) - now
+    if hold > 0:
+        return _waiting(passed, f"{n} old pod(s) out of the pool; their preStop sleep is shorter than the load "
+                        "balancer's lag, so the release waits for the rest of it"), Pace("booked", math.ceil(hold))
+    return replace(passed, reason=f"{passed.reason}; {n} old pod(s) taken out of service first: out of every "
+                   "target group's pool before their pods go (the controller's checkpoint)"), NOW
+
+
+def _selected(ports: Ports, s: RolloutState, pods: list[Pod]) -> list[Pod]:
+    """``pods`` and every other pod the rollout's Services select now: a Service may select the pods of other
+    Deployments too (several behind one Service), and the controller's endpoints are all of them."""
+    ns = s.request.namespace
+    bindings = {b.name: b for b in ports.kube.list_target_group_bindings(ns)}
+    wanted = {bindings[g.binding].service_name for g in s.target_groups if g.binding in bindings}
+    seen = {p.name: p for p in pods}
+    for service in ports.kube.list_services(ns):
+        if service.name in wanted and service.selector:
+            for p in ports.kube.list_pods(ns, service.selector):
+                seen.setdefault(p.name, p)
+    return list(seen.values())
+
+
+def _waiting(gate: GateResult, note: str) -> GateResult:
+    return replace(gate, status=Verdict.WAITING, release=(), reason=f"{gate.reason}; {note}")
+
+
+def _lag_uncovered(dep: Deployment, container: str) -> int:
+    """The part of the load balancer's lag (``poll.DEREGISTRATION_LAG_SECONDS``: new requests still come that long
+    after a deregistration) that the old pods' preStop sleep does not cover once Kubernetes deletes them."""
+    c = dep.template.container(container)
+    sleep = c.pre_stop_sleep_seconds if c is not None and c.pre_stop_sleep_seconds is not None else 0
+    return max(0, DEREGISTRATION_LAG_SECONDS - sleep)
+
+
+def proven_out(s: RolloutState) -> set[str]:
+    """The IPs of the pods the rollout's steps took out of service and saw proven out of every pool."""
+    return {ip for r in s.steps if r.out_proven_at is not None for ip in r.out_ips}
+
+
+def put_back(ports: Ports, s: RolloutState, pods: list[Pod]) -> int:
+    """Put every running pod that is out of service back into its Service's endpoints; returns how many. Only albgate
+    writes ``OUT_OF_SERVICE``, and one rollout runs per Deployment, so such a pod is one albgate took out for a step
+    that did not remove it."""
+    back = 0
+    for pod in pods:
+        if pod.terminating or pod.labels.get(SERVING_LABEL) != OUT_OF_SERVICE:
+            continue
+        try:
+            ports.kube.set_pod_serving(s.request.namespace, pod.name, True)
+            back += 1
+        except NotFoundError:
+            continue
+    return back

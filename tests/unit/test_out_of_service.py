@@ -1,0 +1,232 @@
+"""Old pods taken out of service before a step releases its new ones (lambdas/domain/rollout/out_of_service.py), on
+the fakes of test_domain_mutants_gate_drain: which pods, when, the proof by the controller's checkpoint, the bound,
+the lag a short preStop leaves, and pods put back."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lambdas.domain.errors import NotFoundError, UnsafeConfigurationError
+from lambdas.domain.gate import GateResult, Verdict
+from lambdas.domain.ports import (
+    IN_SERVICE,
+    OUT_OF_SERVICE,
+    SERVING_LABEL,
+    Container,
+    PodCondition,
+    Service,
+    ServicePort,
+    TargetGroupBinding,
+)
+from lambdas.domain.rollout import out_of_service as oos
+from lambdas.domain.rollout.drain import verify_drain
+from lambdas.domain.rollout.gate import check_target_health
+from lambdas.domain.rollout.observe import next_look
+from lambdas.domain.rollout.targets import target_group_bindings
+from tests.unit.test_domain_mutants_gate_drain import ARN, NOW, NS, group, old_pod, pod, rollout, world
+from tests.unit.test_drain_carried import BINDING
+from tests.unit.test_drain_checkpoint import checkpoint_of
+
+SERVED = {"app": "web", SERVING_LABEL: IN_SERVICE}
+SERVICE = Service(NS, "web", dict(SERVED), (ServicePort(80, 8080),))
+
+
+def served(p, value: str | None = IN_SERVICE):
+    labels = {k: v for k, v in p.labels.items() if k != SERVING_LABEL}
+    if value is not None:
+        labels[SERVING_LABEL] = value
+    return dataclasses.replace(p, labels=labels)
+
+
+def ready_old(name: str, ip: str, created_at: float):
+    p = old_pod(name, ip)
+    return served(dataclasses.replace(p, conditions=(*p.conditions, PodCondition("Ready", "True")),
+                                      created_at=created_at))
+
+
+NEW = served(pod("web-new-a", "10.0.1.1", created_at=1767225600.0))
+OLD = [ready_old(f"web-old-{c}", f"10.0.0.{i}", 1767225500.0 + i) for i, c in enumerate("abc", start=1)]
+
+
+def gated():
+    g = group(port=8080)
+    g.binding = BINDING
+    return g
+
+
+def a_world(pods, checkpoint: str = "x/y", *, service=SERVICE, now: float = NOW):
+    w = world(pods, now=now)
+    w.kube.serving = []
+    w.kube.list_target_group_bindings = lambda namespace: [
+        TargetGroupBinding(NS, BINDING, ARN, "ip", service.name, 80, checkpoint=checkpoint)]
+    w.kube.list_services = lambda namespace: [service]
+
+    def set_pod_serving(namespace, name, serving):
+        if not any(p.name == name for p in w.kube.pods):
+            raise NotFoundError(f"pod {name} not found")
+        w.kube.serving.append((name, serving))
+        w.kube.pods = [served(p, IN_SERVICE if serving else OUT_OF_SERVICE) if p.name == name else p
+                       for p in w.kube.pods]
+    w.kube.set_pod_serving = set_pod_serving
+    return w
+
+
+def passed(names=("web-new-a",)) -> GateResult:
+    return GateResult(Verdict.PASSED, "every new target healthy", release=tuple(names))
+
+
+def state(step: int = 0, plan=(1, 3)):
+    return rollout(step=step, plan=plan, groups=(gated(),))
+
+
+# --- choose_pods ---------------------------------------------------------------------------------------------
+def test_pods_serving_nothing_count_first_then_the_newest_ready_ones():
+    out = served(OLD[0], OUT_OF_SERVICE)
+    unready = dataclasses.replace(OLD[1], conditions=())  # not Ready: the ReplicaSet removes it first anyway
+    gone = dataclasses.replace(OLD[2], terminating=True)
+    newest = ready_old("web-old-d", "10.0.0.4", 1767225600.0)
+    older = ready_old("web-old-e", "10.0.0.5", 1767225400.0)
+    assert [p.name for p in oos.choose_pods([older, newest, out, unready, gone], 3)] == [
+        "web-old-a", "web-old-b", "web-old-d"]
+    assert oos.choose_pods([older, newest], 0) == [] and oos.choose_pods([older], -1) == []
+
+
+# --- take_out --------------------------------------------------------------------------------------------------
+def test_a_passing_gate_takes_out_as_many_old_pods_as_the_step_removes_and_waits():
+    w = a_world([NEW, *OLD])
+    s = state()
+    record = s.steps[-1]
+    gate, pace = oos.take_out(w.ports, s, record, passed(), OLD, NOW)
+    # Step 1 of (1, 3) leaves 2 of 3 old pods: the newest goes out, with the release held
+    assert w.kube.serving == [("web-old-c", False)]
+    assert (gate.status, gate.release, pace.wait_for) == (Verdict.WAITING, (), "out-of-service")
+    assert (record.out_of_service, record.out_ips, record.out_release, record.out_at) == (
+        ["web-old-c"], ["10.0.0.3"], ["web-new-a"], NOW)
+    assert "took 1 old pod(s) out" in gate.reason
+
+
+@pytest.mark.parametrize("case", ["rollback", "nothing-released", "none-to-remove", "registered-by-albgate",
+                                  "service-without-label", "no-checkpoint", "already-out"])
+def test_a_gate_passes_as_it_is_where_nothing_is_taken_out(case):
+    s = state()
+    record = s.steps[-1]
+    gate, pods, service, checkpoint = passed(), [NEW, *OLD], SERVICE, "x/y"
+    if case == "rollback":
+        s.mode = "rollback"
+    elif case == "nothing-released":
+        gate = passed(())
+    elif case == "none-to-remove":
+        pods = [NEW, *OLD[:2]]  # 2 old pods left, 2 may stay
+    elif case == "registered-by-albgate":
+        record.registered_total = 1  # the controller never saw that target: its checkpoint proves nothing
+    elif case == "service-without-label":
+        service = Service(NS, "web", {"app": "web"}, (ServicePort(80, 8080),))
+    elif case == "no-checkpoint":
+        checkpoint = ""  # an older controller, Auto Mode, or a reconcile under way
+    elif case == "already-out":
+        record.out_at = NOW - 5
+    w = a_world(pods, checkpoint, service=service)
+    got, pace = oos.take_out(w.ports, s, record, gate, [p for p in pods if p.name.startswith("web-old")], NOW)
+    assert (got, pace.wait_for, w.kube.serving) == (gate, "now", [])
+
+
+def test_a_pod_gone_since_the_look_is_not_an_error():
+    w = a_world([NEW, *OLD[:2]])  # web-old-c left the API after the look that saw it
+    s = state()
+    gate, _ = oos.take_out(w.ports, s, s.steps[-1], passed(), OLD, NOW)
+    assert gate.status is Verdict.WAITING and s.steps[-1].out_of_service == ["web-old-c"]
+
+
+# --- settle ------------------------------------------------------------------------------------------------------
+def settle_world(checkpoint_pods, *, now: float, pre_stop: int | None = 30):
+    pods = [NEW, *OLD[:2], served(OLD[2], OUT_OF_SERVICE)]
+    w = a_world(pods, checkpoint_of(checkpoint_pods), now=now)
+    w.kube.deployment = dataclasses.replace(w.kube.deployment, template=dataclasses.replace(
+        w.kube.deployment.template, containers=(Container("web", "img", pre_stop_sleep_seconds=pre_stop),)))
+    s = state()
+    record = s.steps[-1]
+    record.out_of_service, record.out_ips, record.out_release, record.out_at = (
+        ["web-old-c"], ["10.0.0.3"], ["web-new-a"], NOW)
+    return w, s, record, pods
+
+
+def test_the_gate_passes_once_the_checkpoint_leaves_the_pods_out_releasing_the_pods_its_look_named():
+    # Given the controller's last completed reconcile worked from the endpoints without web-old-c
+    w, s, record, pods = settle_world([NEW, *OLD[:2]], now=NOW + 3)
+    gate, pace = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3)
+    assert (gate.status, gate.release, pace.wait_for) == (Verdict.PASSED, ("web-new-a",), "now")
+    assert record.out_proven_at == NOW + 3 and "taken out of service first" in gate.reason
+    assert oos.proven_out(s) == {"10.0.0.3"}
+
+
+def test_the_gate_waits_while_the_checkpoint_still_has_them_and_releases_past_the_bound():
+    w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 3)
+    gate, pace = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3)
+    assert (gate.status, gate.release, pace.wait_for) == (Verdict.WAITING, (), "out-of-service")
+    assert next_look(s, pace, NOW + 3) == 1  # quick at first
+    assert next_look(s, pace, NOW + 30) >= 3  # then at the pods' pace
+    late = NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, late)
+    assert (gate.status, gate.release) == (Verdict.PASSED, ("web-new-a",))
+    assert record.out_proven_at is None and "released anyway" in gate.reason and oos.proven_out(s) == set()
+
+
+def test_a_pre_stop_shorter_than_the_load_balancers_lag_holds_the_release_for_the_rest_of_it():
+    w, s, record, pods = settle_world([NEW, *OLD[:2]], now=NOW + 3, pre_stop=4)
+    gate, pace = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3)
+    assert (gate.status, pace.wait_for, pace.seconds) == (Verdict.WAITING, "booked", 6)  # 10 s lag - 4 s
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 9)
+    assert gate.status is Verdict.PASSED
+
+
+# --- the gate and the drain ----------------------------------------------------------------------------------------
+def test_check_target_health_settles_without_a_look_at_elb_once_pods_are_out():
+    w, s, record, pods = settle_world([NEW, *OLD[:2]], now=NOW + 3)
+    s = check_target_health(w.ports, s)
+    assert s.gate.status is Verdict.PASSED and s.gate.release == ("web-new-a",)
+    assert w.elb.health_reads == 0 and s.steps[-1].gate_passed_at == NOW + 3
+
+
+def test_the_drain_of_pods_proven_out_before_release_passes_without_a_call():
+    # Given step 1 took web-old-c out, proven, and Kubernetes then removed that very pod
+    gone = dataclasses.replace(served(OLD[2], OUT_OF_SERVICE), terminating=True)
+    w = a_world([served(NEW), *OLD[:2], gone], "")
+    s = rollout(step=0, plan=(1, 3), groups=(gated(),), watched=("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+    r = s.steps[-1]
+    r.out_of_service, r.out_ips, r.out_at, r.out_proven_at = ["web-old-c"], ["10.0.0.3"], NOW - 9, NOW - 5
+    s = verify_drain(w.ports, s)
+    assert s.drain.status is Verdict.PASSED and "taken out of service" in s.drain.reason
+    assert (w.elb.health_reads, w.elb.deregistered) == (0, [])
+
+
+def test_the_drain_of_another_pod_than_the_one_taken_out_is_verified_as_usual():
+    # Given Kubernetes removed web-old-b, not web-old-c which the gate took out
+    w = a_world([served(NEW), OLD[0], dataclasses.replace(OLD[1], terminating=True),
+                 served(OLD[2], OUT_OF_SERVICE)], "")
+    s = rollout(step=0, plan=(1, 3), groups=(gated(),), watched=("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+    r = s.steps[-1]
+    r.out_of_service, r.out_ips, r.out_at, r.out_proven_at = ["web-old-c"], ["10.0.0.3"], NOW - 9, NOW - 5
+    s = verify_drain(w.ports, s)
+    assert "taken out of service" not in s.drain.reason
+
+
+# --- put_back -----------------------------------------------------------------------------------------------------
+def test_pods_left_out_of_service_are_put_back_and_no_other():
+    out, gone_out = served(OLD[0], OUT_OF_SERVICE), dataclasses.replace(served(OLD[1], OUT_OF_SERVICE),
+                                                                       terminating=True)
+    unlabelled = served(OLD[2], None)
+    w = a_world([out, gone_out, unlabelled, NEW])
+    assert oos.put_back(w.ports, state(), [out, gone_out, unlabelled, NEW,
+                                           served(pod("web-vanished", "10.0.9.9"), OUT_OF_SERVICE)]) == 1
+    assert w.kube.serving == [("web-old-a", True)]
+
+
+# --- a Service selecting a label the template lacks ------------------------------------------------------------------
+def test_a_service_that_selects_the_serving_label_the_template_lacks_is_refused_by_name():
+    w = a_world([NEW])
+    dep = w.kube.deployment
+    dep = dataclasses.replace(dep, template=dataclasses.replace(dep.template, labels={"app": "web"}))
+    with pytest.raises(UnsafeConfigurationError, match=f"web in {NS} select {SERVING_LABEL}: 'true'.*never serve"):
+        target_group_bindings(w.ports, dep)
