@@ -230,3 +230,108 @@ def test_a_service_that_selects_the_serving_label_the_template_lacks_is_refused_
     dep = dataclasses.replace(dep, template=dataclasses.replace(dep.template, labels={"app": "web"}))
     with pytest.raises(UnsafeConfigurationError, match=f"web in {NS} select {SERVING_LABEL}: 'true'.*never serve"):
         target_group_bindings(w.ports, dep)
+
+
+# --- what each answer says, and the edges of its arithmetic ----------------------------------------------------------
+def test_the_reasons_name_the_pods_and_the_seconds():
+    w = a_world([NEW, *OLD])
+    s = state()
+    gate, _ = oos.take_out(w.ports, s, s.steps[-1], passed(), OLD, NOW)
+    assert gate.reason == ("every new target healthy; took 1 old pod(s) out of their Service's endpoints before "
+                           "releasing the new ones: waiting for the Load Balancer Controller to deregister their "
+                           "targets")
+    assert s.changed_at == NOW  # an answer from before the take-out shows them serving
+    w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 7.6)
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 7.6)
+    assert gate.reason.endswith("; 1 old pod(s) out of their Service's endpoints for 7 s: waiting for the Load "
+                                "Balancer Controller to deregister their targets (its reconcile checkpoint)")
+    late = NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, late)
+    assert gate.reason == (
+        "the step's 1 new pod(s) were healthy in every target group; the Load Balancer Controller has not shown the "
+        "1 old pod(s) taken out of service out of the pool within 180 s: released anyway, the drain verifies them")
+    w, s, record, pods = settle_world([NEW, *OLD[:2]], now=NOW + 3)
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3)
+    assert gate.reason == ("the step's 1 new pod(s) were healthy in every target group; 1 old pod(s) taken out of "
+                           "service first: out of every target group's pool before their pods go (the controller's "
+                           "checkpoint)")
+
+
+@pytest.mark.parametrize("pre_stop,at,waits", [
+    (9, 0.5, 1),  # 1 s of the lag uncovered: half a second left is still a wait
+    (None, 9.5, 1),  # no preStop: the whole lag
+    (10, 0.0, 0),  # a preStop as long as the lag covers it
+])
+def test_the_release_waits_for_the_lag_its_pre_stop_leaves(pre_stop, at, waits):
+    w, s, record, pods = settle_world([NEW, *OLD[:2]], now=NOW + 3, pre_stop=pre_stop)
+    record.out_proven_at = NOW + 3
+    gate, pace = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3 + at)
+    if waits:
+        assert (gate.status, pace.wait_for, pace.seconds) == (Verdict.WAITING, "booked", waits)
+        assert gate.reason.endswith("their preStop sleep is shorter than the load balancer's lag, so the release "
+                                    "waits for the rest of it")
+    else:
+        assert gate.status is Verdict.PASSED
+
+
+def test_a_template_without_the_rollouts_container_leaves_the_whole_lag_to_wait():
+    w, s, record, pods = settle_world([NEW, *OLD[:2]], now=NOW + 3)
+    s.request = s.request.model_copy(update={"container": "not-there"})
+    gate, pace = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3)
+    assert (gate.status, pace.seconds) == (Verdict.WAITING, 10)
+
+
+def test_the_proof_counts_the_pods_of_other_deployments_the_service_selects():
+    # Given a Service that selects this Deployment's pods and another's (several behind one Service), and a
+    # checkpoint made from all of them but the pod taken out
+    other = served(dataclasses.replace(pod("shop-new-x", "10.0.5.5", created_at=1767225700.0),
+                                       labels={"app": "shop"}))
+    shared = Service(NS, "web", {SERVING_LABEL: IN_SERVICE}, (ServicePort(80, 8080),))
+    unrelated = Service(NS, "other", {"app": "shop", SERVING_LABEL: IN_SERVICE}, (ServicePort(80, 8080),))
+    w, s, record, pods = settle_world([NEW, *OLD[:2], other], now=NOW + 3)
+    listed = []
+
+    def list_pods(namespace, selector):
+        listed.append((namespace, dict(selector)))
+        return [p for p in [*w.kube.pods, other] if all(p.labels.get(k) == v for k, v in selector.items())]
+    w.kube.list_pods = list_pods
+    w.kube.list_services = lambda namespace: [unrelated, shared]
+    # When the gate settles with only its own pods in hand / Then the other Deployment's pod is counted: proven
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3)
+    assert gate.status is Verdict.PASSED and record.out_proven_at == NOW + 3
+    assert listed == [(NS, {SERVING_LABEL: IN_SERVICE})]  # only the binding's Service, in the rollout's namespace
+
+
+def test_a_group_whose_binding_or_service_is_missing_takes_nothing_out():
+    s = state()
+    w = a_world([NEW, *OLD])
+    w.kube.list_target_group_bindings = lambda namespace: []
+    assert oos.serving_label_selected(w.ports, s) is False
+    w = a_world([NEW, *OLD])
+    w.kube.list_services = lambda namespace: [Service(NS, "another", dict(SERVED), (ServicePort(80, 8080),))]
+    assert oos.serving_label_selected(w.ports, s) is False
+    s.target_groups[0].binding = ""
+    assert oos.serving_label_selected(a_world([NEW, *OLD]).ports, s) is False
+
+
+def test_a_pod_gone_before_another_is_taken_out_does_not_stop_the_others():
+    # Given step 1 of (2, 3), which removes 2 old pods, and web-old-c, the first chosen, gone since the look
+    w = a_world([NEW, *OLD[:2]])
+    s = state(plan=(2, 3))
+    oos.take_out(w.ports, s, s.steps[-1], passed(("web-new-a", "web-new-b")), OLD, NOW)
+    # Then the next one is taken out all the same
+    assert w.kube.serving == [("web-old-b", False)]
+    assert s.steps[-1].out_of_service == ["web-old-c", "web-old-b"]
+
+
+def test_a_ready_pod_out_of_service_is_chosen_once():
+    out = served(OLD[0], OUT_OF_SERVICE)
+    assert [p.name for p in oos.choose_pods([out, OLD[1]], 3)] == ["web-old-a", "web-old-b"]
+
+
+def test_every_pod_out_of_service_is_counted_back_past_a_vanished_one():
+    first, second = served(OLD[0], OUT_OF_SERVICE), served(OLD[1], OUT_OF_SERVICE)
+    w = a_world([first, second])
+    gone = served(pod("web-vanished", "10.0.9.9"), OUT_OF_SERVICE)
+    assert oos.put_back(w.ports, state(), [gone, first, second]) == 2
+    assert w.kube.serving == [("web-old-a", True), ("web-old-b", True)]
