@@ -5,7 +5,9 @@ and, only when a look can change the answer, the target groups, then returns the
 and the wait before the next look (``observe.next_look``). A step's gate passes only once the drain the previous
 step handed over has ended too. On the same looks, a new pod's target that nobody registered is registered
 (``targets.register_missing``): no Describe* call is added for it. During a rollout every look first reads the
-CloudWatch alarms the policy names (``alarms.during``): one failing fails the step.
+CloudWatch alarms the policy names (``alarms.during``): one failing fails the step. A gate that passes on its new
+targets first takes the old pods the step removes out of service and passes again only once the controller has
+deregistered them (``rollout.out_of_service``); its looks meanwhile ask ELB nothing.
 """
 
 from __future__ import annotations
