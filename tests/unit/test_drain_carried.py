@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from lambdas.domain.contract import ALB_METRICS_REGRESSED
+from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, Verdict
 from lambdas.domain.poll import POD_START_POLL_SECONDS, deregistered_poll_seconds, pod_poll_seconds
 from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, LBC_GATE_PREFIX, UNHEALTHY, PodCondition, Ports
@@ -55,6 +56,30 @@ def test_a_scaled_down_step_hands_over_unseen_and_carries_what_it_deregistered()
     assert s.drain.reason == ("albgate deregistered the 1 released target(s) itself: out of the pool, draining; "
                               "the last drain sees them out of every target group's pool")
     assert (s.drain.old_live, s.drain.expected_old, s.drain.leaving_ips) == (2, 2, ("10.0.0.1",))
+
+
+def test_a_throttled_deregistration_records_nothing_fails_nothing_and_is_asked_again():
+    # Given step 1 of 2 scaled down, and the account's RegisterTargets/DeregisterTargets bucket empty
+    w = world([old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")],
+              {ARN: [target("10.0.0.1", HEALTHY), target("10.0.0.2", HEALTHY), target("10.0.0.3", HEALTHY)]})
+    s = rollout(watched=("10.0.0.1", "10.0.0.2", "10.0.0.3"), groups=(group(port=8080),))
+    asked = []
+
+    def refused(arn, targets):
+        asked.append((arn, list(targets)))
+        raise ThrottledError("Rate exceeded")
+    w.elb.deregister_targets = refused
+    # When the drain is checked
+    s = verify_drain(w.ports, s)
+    # Then the step goes on (no error): the blind call and the one on the look's answer were both refused, nothing is
+    # recorded as deregistered, nothing is handed over unseen, and the reason says the call was throttled
+    assert asked == [(ARN, [("10.0.0.1", 8080)])] * 2 and s.steps[-1].deregistered == []
+    assert s.drain.status is Verdict.WAITING and s.carried_ips == []
+    assert "DeregisterTargets throttled for 1 released target(s): the next look asks again" in s.drain.reason
+    # When the bucket has room again and the drain looks again / Then the target is named and recorded
+    w.elb.deregister_targets = lambda arn, targets: w.elb.deregistered.append((arn, list(targets)))
+    s = verify_drain(w.ports, s)
+    assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])] and s.steps[-1].deregistered == [f"{ARN}|10.0.0.1"]
 
 
 def test_a_scaled_down_step_with_nothing_leaving_looks_and_passes():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from lambdas.domain.errors import NotFoundError, UnsafeConfigurationError
+from lambdas.domain.errors import NotFoundError, ThrottledError, UnsafeConfigurationError
 from lambdas.domain.gate import (
     REGISTRATION_GRACE_SECONDS,
     GroupCounts,
@@ -196,7 +196,9 @@ def deregister_released(
 
     ``record``: the step that released them (its ``deregistered`` list keeps a blind deregistration to once).
     A blind one needs each group's target port: one the gate never saw on ELB (it read the controller's conditions)
-    is learnt from the group's TargetGroupBinding and Service first (Kubernetes reads only)."""
+    is learnt from the group's TargetGroupBinding and Service first (Kubernetes reads only). A call the account's
+    bucket throttles (ThrottledError, after the client's own retries) records nothing and says so in the drain's
+    reason: the next look names those targets again, and the step does not fail for it."""
     if health is None:
         unknown = tuple(g.arn for g in s.target_groups if g.target_port is None)
         if unknown:
@@ -208,14 +210,25 @@ def deregister_released(
         blind_ports={g.arn: g.target_port for g in s.target_groups if g.target_port is not None},
         already=set(record.deregistered),
     )
+    done, refused = 0, 0
     for arn, targets in todo.items():
-        ports.elb.deregister_targets(arn, targets)
+        try:
+            ports.elb.deregister_targets(arn, targets)
+        except ThrottledError:
+            # the account's RegisterTargets/DeregisterTargets bucket is empty (the client's own retries included):
+            # nothing was deregistered, so nothing is recorded, and the next look names them again; the controller,
+            # whose queue is the same bucket, may get there first. Not a failure of the step.
+            refused += len(targets)
+            continue
         s.changed_at = ports.clock.now()
+        done += len(targets)
         record.deregistered.extend(f"{arn}|{ip}" for ip, _ in targets if f"{arn}|{ip}" not in record.deregistered)
-    if todo:
-        n = sum(len(t) for t in todo.values())
-        s.drain = replace(s.drain, reason=f"{s.drain.reason}; albgate started the drain of {n} released target(s) "
+    if done:
+        s.drain = replace(s.drain, reason=f"{s.drain.reason}; albgate started the drain of {done} released target(s) "
                           "the Load Balancer Controller had not deregistered yet")
+    if refused:
+        s.drain = replace(s.drain, reason=f"{s.drain.reason}; DeregisterTargets throttled for {refused} released "
+                          "target(s): the next look asks again")
 
 
 def binding_target_port(binding: TargetGroupBinding, services: list[Service]) -> int | None:
