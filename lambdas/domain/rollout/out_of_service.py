@@ -44,7 +44,7 @@ from dataclasses import replace
 from lambdas.domain.errors import NotFoundError
 from lambdas.domain.gate import GateResult, Verdict
 from lambdas.domain.poll import DEREGISTRATION_LAG_SECONDS
-from lambdas.domain.ports import IN_SERVICE, OUT_OF_SERVICE, SERVING_LABEL, Deployment, Pod, Ports
+from lambdas.domain.ports import IN_SERVICE, OUT_OF_SERVICE, SERVING_LABEL, Deployment, Pod, Ports, TargetGroupBinding
 from lambdas.domain.rollout.checkpoint import drain_proven
 from lambdas.domain.rollout.observe import NOW, Pace
 from lambdas.domain.state import RolloutState, StepRecord
@@ -58,13 +58,15 @@ from lambdas.domain.state import RolloutState, StepRecord
 OUT_OF_SERVICE_PROOF_SECONDS = 180
 
 
-def serving_label_selected(ports: Ports, s: RolloutState) -> bool:
+def serving_label_selected(ports: Ports, s: RolloutState,
+                           bindings: dict[str, TargetGroupBinding] | None = None) -> bool:
     """Whether the Service of every target group's binding selects ``SERVING_LABEL: IN_SERVICE`` (the hardening's
-    selector), so that a pod without it leaves the endpoints. Reads the bindings and the Services."""
+    selector), so that a pod without it leaves the endpoints. Reads the Services, and the bindings unless given."""
     if not s.target_groups or any(not g.binding for g in s.target_groups):
         return False
     ns = s.request.namespace
-    bindings = {b.name: b for b in ports.kube.list_target_group_bindings(ns)}
+    if bindings is None:
+        bindings = {b.name: b for b in ports.kube.list_target_group_bindings(ns)}
     services = {v.name: v for v in ports.kube.list_services(ns)}
     for g in s.target_groups:
         binding = bindings.get(g.binding)
@@ -74,9 +76,8 @@ def serving_label_selected(ports: Ports, s: RolloutState) -> bool:
     return True
 
 
-def _checkpointed(ports: Ports, s: RolloutState) -> bool:
-    """Whether the controller has written its reconcile checkpoint on every binding of the rollout now."""
-    bindings = {b.name: b for b in ports.kube.list_target_group_bindings(s.request.namespace)}
+def _checkpointed(s: RolloutState, bindings: dict[str, TargetGroupBinding]) -> bool:
+    """Whether the controller has written its reconcile checkpoint on every binding of the rollout. Pure."""
     return all(g.binding in bindings and bindings[g.binding].checkpoint for g in s.target_groups)
 
 
@@ -102,9 +103,12 @@ def take_out(ports: Ports, s: RolloutState, record: StepRecord, gate: GateResult
     if s.mode != "rollout" or not gate.release or record.out_at is not None:
         return gate, NOW
     count = sum(1 for p in others if not p.terminating) - (s.replicas - s.plan[s.step])
-    if count <= 0 or any(r.registered_total for r in s.steps) or not serving_label_selected(ports, s):
+    if count <= 0 or any(r.registered_total for r in s.steps):
         return gate, NOW
-    if not _checkpointed(ports, s):
+    bindings = {b.name: b for b in ports.kube.list_target_group_bindings(s.request.namespace)}  # read once for both
+    if not serving_label_selected(ports, s, bindings):
+        return gate, NOW
+    if not _checkpointed(s, bindings):
         return gate, NOW  # no proof could come: an older controller, Auto Mode, or a reconcile under way
     chosen = choose_pods(others, count)
     for pod in chosen:
