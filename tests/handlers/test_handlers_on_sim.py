@@ -560,7 +560,7 @@ def test_each_step_takes_its_old_pod_out_of_service_and_releases_once_the_contro
     assert all(drained[ip] < deleted[ip] for ip in deleted), (drained, deleted)
 
 
-def test_without_the_controllers_proof_the_gate_releases_at_the_bound_and_the_drain_does_the_rest(served):
+def test_without_the_controllers_proof_albgate_deregisters_the_pods_taken_out_itself_at_the_bound(served):
     sim = served
     state = started(sim)
     for _ in range(60):
@@ -571,11 +571,54 @@ def test_without_the_controllers_proof_the_gate_releases_at_the_bound_and_the_dr
     # Given the controller down just as the gate took an old pod out of service: it deregisters nothing
     sim.lbc.up = False
     out_at = state["steps"][-1]["out_at"]
-    # When the gate looks on / Then it waits for the proof, and releases once OUT_OF_SERVICE_PROOF_SECONDS passed
+    (ip,) = state["steps"][-1]["out_ips"]
+    (name,) = state["steps"][-1]["out_of_service"]
+    arn = state["target_groups"][0]["arn"]
+    # When the gate looks on / Then it waits for the proof, and once OUT_OF_SERVICE_PROOF_SECONDS passed albgate
+    # deregisters the target itself (one call) and the gate passes with the pod still running
     state = gate_polls(sim, state, 200)
-    assert state["gate"]["status"] == "PASSED" and "released anyway" in state["gate"]["reason"]
-    assert state["steps"][-1]["out_proven_at"] is None
+    assert state["gate"]["status"] == "PASSED" and "albgate deregistered their targets itself" in state["gate"]["reason"]
     assert sim.clock.t - out_at >= OUT_OF_SERVICE_PROOF_SECONDS
+    assert sim.alb.mutating_calls["albgate"] == 1 and sim.alb.state_of(arn, ip) == "draining"
+    assert not next(p for p in sim.cluster.all_pods if p.name == name).terminating
+    # And the drain of the pod Kubernetes then removes passes on that, with no further call
+    looks = sim.alb.describe_calls.get("albgate", 0)
+    state = drain_polls(sim, release_old_pods.handler(state, None), 40)
+    assert next(p for p in sim.cluster.all_pods if p.name == name).terminating
+    assert state["drain"]["status"] == "PASSED" and "taken out of service" in state["drain"]["reason"]
+    assert sim.alb.describe_calls.get("albgate", 0) == looks and sim.alb.mutating_calls["albgate"] == 1
+
+
+def test_a_gated_rollback_takes_the_failed_versions_pods_out_of_service_before_it_releases(served):
+    sim = served
+    state = gate_polls(sim, started(sim), 60)
+    while True:
+        state = drain_polls(sim, release_old_pods.handler(state, None), 40)
+        if not state["more_steps"]:
+            break
+        state = gate_polls(sim, start_step.handler(state, None), 60)
+    # Given a rollout whose three steps all passed, rolled back: the previous image comes back behind albgate's
+    # gate (no pod of the previous revision is left to undo to)
+    failed = [p for p in sim.cluster.all_pods if not p.terminating and p.version == "ikubernetes/myapp:v2"]
+    assert len(failed) == 3
+    state["failure"] = {"Error": "TargetsNotHealthy", "Cause": "late failure"}
+    state = start_step.handler(roll_back.handler(state, None), None)
+    # When the rollback's gate looks until it passes
+    state = gate_polls(sim, state, 80)
+    # Then every pod of the failed version left the Service first, its target draining while the pod still runs
+    record = state["steps"][-1]
+    assert record["mode"] == "rollback" and state["gate"]["status"] == "PASSED"
+    assert sorted(record["out_of_service"]) == sorted(p.name for p in failed)
+    arn = state["target_groups"][0]["arn"]
+    assert all(sim.alb.state_of(arn, p.ip) == "draining" and not p.terminating for p in failed)
+    # And its drain passes once Kubernetes removed them, naming none of them to ELB again and asking ELB nothing
+    # (the rollout's last released pod is among those it watches: the controller's checkpoint proves them all)
+    looks = sim.alb.describe_calls.get("albgate", 0)
+    state = drain_polls(sim, release_old_pods.handler(state, None), 60)
+    assert state["drain"]["status"] == "PASSED" and "checkpoint" in state["drain"]["reason"]
+    assert all(p.terminating for p in failed) and sim.alb.describe_calls.get("albgate", 0) == looks
+    named = [text for _, kind, text in sim.timeline if kind == "target" and text.startswith("albgate deregisters")]
+    assert not [text for text in named for p in failed if f" {p.ip}:" in text], named
 
 
 def test_a_rollback_puts_the_pod_out_of_service_back(served):

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from lambdas.domain.errors import NotFoundError, UnsafeConfigurationError
+from lambdas.domain.errors import NotFoundError, ThrottledError, UnsafeConfigurationError
 from lambdas.domain.gate import GateResult, Verdict
 from lambdas.domain.ports import (
     IN_SERVICE,
@@ -70,6 +70,9 @@ def a_world(pods, checkpoint: str = "x/y", *, service=SERVICE, now: float = NOW)
         w.kube.pods = [served(p, IN_SERVICE if serving else OUT_OF_SERVICE) if p.name == name else p
                        for p in w.kube.pods]
     w.kube.set_pod_serving = set_pod_serving
+    # a label selector as the API server applies it (the shared fake lists every pod)
+    w.kube.list_pods = lambda namespace, selector: [
+        p for p in w.kube.pods if all(p.labels.get(k) == v for k, v in selector.items())]
     return w
 
 
@@ -107,15 +110,13 @@ def test_a_passing_gate_takes_out_as_many_old_pods_as_the_step_removes_and_waits
     assert "took 1 old pod(s) out" in gate.reason
 
 
-@pytest.mark.parametrize("case", ["rollback", "nothing-released", "none-to-remove", "registered-by-albgate",
+@pytest.mark.parametrize("case", ["nothing-released", "none-to-remove", "registered-by-albgate",
                                   "service-without-label", "no-checkpoint", "already-out"])
 def test_a_gate_passes_as_it_is_where_nothing_is_taken_out(case):
     s = state()
     record = s.steps[-1]
     gate, pods, service, checkpoint = passed(), [NEW, *OLD], SERVICE, "x/y"
-    if case == "rollback":
-        s.mode = "rollback"
-    elif case == "nothing-released":
+    if case == "nothing-released":
         gate = passed(())
     elif case == "none-to-remove":
         pods = [NEW, *OLD[:2]]  # 2 old pods left, 2 may stay
@@ -130,6 +131,33 @@ def test_a_gate_passes_as_it_is_where_nothing_is_taken_out(case):
     w = a_world(pods, checkpoint, service=service)
     got, pace = oos.take_out(w.ports, s, record, gate, [p for p in pods if p.name.startswith("web-old")], NOW)
     assert (got, pace.wait_for, w.kube.serving) == (gate, "now", [])
+
+
+def test_a_rollbacks_gate_takes_out_every_pod_of_the_failed_version():
+    # Given a rollback (one step back to all 3 replicas of the version it brings back) whose gate passed, and 2 pods
+    # of the failed version still running
+    w = a_world([NEW, *OLD])
+    s = rollout(step=0, plan=(3,), groups=(gated(),))
+    s.mode = s.steps[-1].mode = "rollback"
+    gate, pace = oos.take_out(w.ports, s, s.steps[-1], passed(), OLD[1:], NOW)
+    # Then both leave the Service before any is released
+    assert sorted(w.kube.serving) == [("web-old-b", False), ("web-old-c", False)]
+    assert (gate.status, pace.wait_for) == (Verdict.WAITING, "out-of-service")
+
+
+def test_a_rollbacks_drain_trusts_its_own_proof_and_no_earlier_steps():
+    # Given a rollout step that proved 10.0.0.3 out, then a rollback that proved 10.0.0.9 out, and the pod of the
+    # failed version that Kubernetes removed holds 10.0.0.3 again
+    w = a_world([served(NEW), dataclasses.replace(served(OLD[2]), terminating=True)], "")
+    s = rollout(step=0, plan=(3,), groups=(gated(),), watched=("10.0.0.3",))
+    earlier = s.steps[-1].model_copy(update={"out_ips": ["10.0.0.3"], "out_proven_at": NOW - 60})
+    s.mode = s.steps[-1].mode = "rollback"
+    s.steps[-1].out_ips, s.steps[-1].out_at, s.steps[-1].out_proven_at = ["10.0.0.9"], NOW - 9, NOW - 5
+    s.steps.insert(0, earlier)
+    # Then the rollout step's proof is not the rollback's, and the drain does not pass on it
+    assert oos.proven_out(s) == {"10.0.0.9"}
+    s = verify_drain(w.ports, s)
+    assert "taken out of service" not in s.drain.reason
 
 
 def test_a_pod_gone_since_the_look_is_not_an_error():
@@ -167,10 +195,43 @@ def test_the_gate_waits_while_the_checkpoint_still_has_them_and_releases_past_th
     assert (gate.status, gate.release, pace.wait_for) == (Verdict.WAITING, (), "out-of-service")
     assert next_look(s, pace, NOW + 3) == 1  # quick at first
     assert next_look(s, pace, NOW + 30) >= 3  # then at the pods' pace
+    late = NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS - 0.5
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, late)
+    assert gate.status is Verdict.WAITING and w.elb.deregistered == []
+    # When the bound passes / Then albgate deregisters the targets itself (the port from the group), and the
+    # release waits only for the lag the preStop leaves (none here)
+    late = NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, late)
+    assert w.elb.deregistered == [(ARN, [("10.0.0.3", 8080)])]
+    assert (gate.status, gate.release) == (Verdict.PASSED, ("web-new-a",))
+    assert record.out_proven_at == late and oos.proven_out(s) == {"10.0.0.3"}
+    assert (record.deregistered, record.deregistered_total) == ([f"{ARN}|10.0.0.3"], 1)
+    assert "albgate deregistered their targets itself" in gate.reason
+
+
+@pytest.mark.parametrize("why", ["throttled", "named-port"])
+def test_past_the_bound_a_deregistration_albgate_cannot_make_releases_anyway(why):
+    w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 3)
+    if why == "throttled":
+        w.elb.deregister_targets = lambda arn, targets: (_ for _ in ()).throw(ThrottledError("Rate exceeded"))
+    else:
+        s.target_groups[0].target_port = None  # the binding's Service port names a container port
+        w.kube.list_services = lambda namespace: [Service(NS, "web", dict(SERVED), (ServicePort(80, "http"),))]
     late = NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS
     gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, late)
     assert (gate.status, gate.release) == (Verdict.PASSED, ("web-new-a",))
     assert record.out_proven_at is None and "released anyway" in gate.reason and oos.proven_out(s) == set()
+    assert record.deregistered == [] and record.deregistered_total == 0
+
+
+def test_past_the_bound_an_ip_a_serving_pod_holds_again_is_left_alone():
+    # Given the pod taken out gone, and its IP held by a pod the Service selects now
+    w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 3)
+    reused = served(pod("web-new-b", "10.0.0.3", created_at=1767225700.0))
+    w.kube.pods = [*w.kube.pods, reused]
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment,
+                         NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS)
+    assert w.elb.deregistered == [] and gate.status is Verdict.PASSED
 
 
 def test_a_pre_stop_shorter_than_the_load_balancers_lag_holds_the_release_for_the_rest_of_it():
@@ -248,8 +309,16 @@ def test_the_reasons_name_the_pods_and_the_seconds():
     late = NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS
     gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, late)
     assert gate.reason == (
+        "the step's 1 new pod(s) were healthy in every target group; 1 old pod(s) taken out of service first: out "
+        "of every target group's pool before their pods go (albgate deregistered their targets itself, the Load "
+        "Balancer Controller not having done so within 60 s)")
+    w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 3)
+    w.elb.deregister_targets = lambda arn, targets: (_ for _ in ()).throw(ThrottledError("Rate exceeded"))
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, late)
+    assert gate.reason == (
         "the step's 1 new pod(s) were healthy in every target group; the Load Balancer Controller has not shown the "
-        "1 old pod(s) taken out of service out of the pool within 180 s: released anyway, the drain verifies them")
+        "1 old pod(s) taken out of service out of the pool within 60 s, and albgate could not deregister them "
+        "itself (DeregisterTargets throttled by the account's bucket): released anyway, the drain verifies them")
     w, s, record, pods = settle_world([NEW, *OLD[:2]], now=NOW + 3)
     gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3)
     assert gate.reason == ("the step's 1 new pod(s) were healthy in every target group; 1 old pod(s) taken out of "

@@ -238,14 +238,16 @@ def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine:
     if not drain.leaving_ips:
         return False
     held = held_ips(mine, others)
-    # deregistered by an earlier step already, unless a step left them to the controller without proof since
+    # deregistered by an earlier step already, unless a step left them to the controller without proof since; or
+    # taken out of service and proven out of the pool before their release (rollout.out_of_service)
     carried = set() if s.left_at is not None else set(s.carried_ips)
-    deregister_released(ports, s, tuple(ip for ip in drain.leaving_ips if ip not in carried), None, held=held,
-                        record=record)
+    out = proven_out(s)
+    deregister_released(ports, s, tuple(ip for ip in drain.leaving_ips if ip not in carried and ip not in out), None,
+                        held=held, record=record)
     if s.mode != "rollout" or not s.more_steps:
         return False
     done = set(record.deregistered)
-    return all(ip in held or ip in carried or f"{g.arn}|{ip}" in done
+    return all(ip in held or ip in carried or ip in out or f"{g.arn}|{ip}" in done
                for g in s.target_groups for ip in drain.leaving_ips)
 
 

@@ -25,11 +25,17 @@ How, with what Kubernetes and the controller already do (docs/facts.md):
   `draining` or gone. Only where the controller writes the checkpoint: where a binding has none when the gate
   passes (an older controller, EKS Auto Mode, or a reconcile under way), or where albgate registered targets
   itself, the step releases at once as without this.
-- **Bounded.** A proof that has not come ``OUT_OF_SERVICE_PROOF_SECONDS`` after the pods went out releases the
-  step anyway, as without this: the drain then proves or deregisters the targets as it always did.
+- **Bounded.** A proof that has not come ``OUT_OF_SERVICE_PROOF_SECONDS`` after the pods went out (a controller
+  down, or queued behind many rollouts' calls) is made by albgate itself: it deregisters their targets (one
+  DeregisterTargets call per target group; the pods are out of the endpoints, so the controller never registers
+  them back), and the step goes on as if the controller had. Where that call cannot be made (the account's bucket
+  throttles it, or a group's target port is one albgate cannot know) the step is released anyway, as without this:
+  the drain then proves or deregisters the targets as it always did.
 - **Put back.** A pod out of service that is still running when it is no longer to go (a rollback, an execution
   that ended between the two, a scale-down Kubernetes made another way) is put back (``put_back``) by the next
   Start Step of a rollback, the first of a rollout, and Finish Rollout.
+- **On a rollback too.** Its one step removes every pod of the failed version once the version it brings back is
+  healthy: those are taken out of service first, like a rollout step's old pods.
 
 Invariant: the gate passes only with every pod it took out proven out of every group's pool, or past the bound;
 no pod is taken out unless the gate has seen the step's new targets healthy (the pool never holds fewer serving
@@ -41,21 +47,23 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from lambdas.domain.errors import NotFoundError
-from lambdas.domain.gate import GateResult, Verdict
+from lambdas.domain.errors import NotFoundError, ThrottledError
+from lambdas.domain.gate import GateResult, Verdict, targets_to_deregister
 from lambdas.domain.poll import DEREGISTRATION_LAG_SECONDS
 from lambdas.domain.ports import IN_SERVICE, OUT_OF_SERVICE, SERVING_LABEL, Deployment, Pod, Ports, TargetGroupBinding
 from lambdas.domain.rollout.checkpoint import drain_proven
 from lambdas.domain.rollout.observe import NOW, Pace
+from lambdas.domain.rollout.targets import learn_target_ports
 from lambdas.domain.state import RolloutState, StepRecord
 
 # How long a step waits for the controller's proof that the pods it took out of service are out of the pool before
-# it releases the step as if it had not taken them out. A controller that keeps up deregisters them within its
-# reconcile latency, a second or two; one whose RegisterTargets/DeregisterTargets calls queue in its client-side
-# limiter (4 a second per controller, docs/facts.md, "ELB API throttling") takes as long as its queue, which two
-# hundred rollouts at once make minutes long. Waiting costs the rollout time; releasing without the proof may cost
-# requests. Three minutes covers the longest queue measured at two hundred rollouts at once (docs/benchmarks.md).
-OUT_OF_SERVICE_PROOF_SECONDS = 180
+# albgate deregisters their targets itself. A controller that keeps up deregisters them within its reconcile
+# latency, a second or two; one whose RegisterTargets/DeregisterTargets calls queue in its client-side limiter
+# (docs/facts.md, "ELB API throttling") takes as long as its queue, which a thousand rollouts at once make minutes
+# long for a few steps (docs/benchmarks.md: 20.9 s at the 90th percentile, 108.5 s at the 99th). Waiting costs
+# the rollout time; deregistering costs a call of the account's RegisterTargets/DeregisterTargets bucket, which the
+# controllers share. A minute leaves the call to the slowest few steps in a hundred.
+OUT_OF_SERVICE_PROOF_SECONDS = 60
 
 
 def serving_label_selected(ports: Ports, s: RolloutState,
@@ -100,7 +108,7 @@ def take_out(ports: Ports, s: RolloutState, record: StepRecord, gate: GateResult
              now: float) -> tuple[GateResult, Pace]:
     """The gate once it has PASSED on the new targets: PASSED as it is where nothing is to be taken out; else the
     old pods the step removes taken out of service now, and the gate WAITING for the proof (``settle``)."""
-    if s.mode != "rollout" or not gate.release or record.out_at is not None:
+    if not gate.release or record.out_at is not None:
         return gate, NOW
     count = sum(1 for p in others if not p.terminating) - (s.replicas - s.plan[s.step])
     if count <= 0 or any(r.registered_total for r in s.steps):
@@ -131,8 +139,10 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
            now: float) -> tuple[GateResult, Pace]:
     """A look of a gate that took old pods out of service (``record.out_at``): PASSED, releasing the pods its
     passing look named, once the controller's checkpoint proves them out of every pool (and the load balancer's lag
-    their preStop does not cover is over), or once ``OUT_OF_SERVICE_PROOF_SECONDS`` passed without it; WAITING
-    until then. It asks ELB nothing: the new targets were healthy, and the drain of the next steps watches them."""
+    their preStop does not cover is over); once ``OUT_OF_SERVICE_PROOF_SECONDS`` passed without it, as soon as
+    albgate deregistered their targets itself (``deregister_out``: then the lag too), or at once where it could not;
+    WAITING until then. It asks ELB for no health: the new targets were healthy, and the drain of the next steps
+    watches them."""
     assert record.out_at is not None
     passed = replace(s.gate, status=Verdict.PASSED, release=tuple(record.out_release),
                      reason=f"the step's {len(record.out_release)} new pod(s) were healthy in every target group")
@@ -141,10 +151,13 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
         if drain_proven(ports, s, _selected(ports, s, mine + others)):
             record.out_proven_at = now
         elif now - record.out_at >= OUT_OF_SERVICE_PROOF_SECONDS:
-            return replace(passed, reason=(
-                f"{passed.reason}; the Load Balancer Controller has not shown the {n} old pod(s) taken out of "
-                f"service out of the pool within {OUT_OF_SERVICE_PROOF_SECONDS} s: released anyway, the drain "
-                "verifies them")), NOW
+            late = (f"the Load Balancer Controller has not shown the {n} old pod(s) taken out of service out of the "
+                    f"pool within {OUT_OF_SERVICE_PROOF_SECONDS} s")
+            refused = deregister_out(ports, s, record)
+            if refused:
+                return replace(passed, reason=f"{passed.reason}; {late}, and albgate could not deregister them "
+                               f"itself ({refused}): released anyway, the drain verifies them"), NOW
+            record.out_proven_at = now
         else:
             return _waiting(passed, f"{n} old pod(s) out of their Service's endpoints for "
                             f"{math.floor(now - record.out_at)} s: waiting for the Load Balancer Controller to "
@@ -153,8 +166,36 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
     if hold > 0:
         return _waiting(passed, f"{n} old pod(s) out of the pool; their preStop sleep is shorter than the load "
                         "balancer's lag, so the release waits for the rest of it"), Pace("booked", math.ceil(hold))
+    how = (f"albgate deregistered their targets itself, the Load Balancer Controller not having done so within "
+           f"{OUT_OF_SERVICE_PROOF_SECONDS} s" if record.deregistered_total else "the controller's checkpoint")
     return replace(passed, reason=f"{passed.reason}; {n} old pod(s) taken out of service first: out of every "
-                   "target group's pool before their pods go (the controller's checkpoint)"), NOW
+                   f"target group's pool before their pods go ({how})"), NOW
+
+
+def deregister_out(ports: Ports, s: RolloutState, record: StepRecord) -> str:
+    """albgate's own DeregisterTargets for the targets of the pods ``record`` took out of service, in every target
+    group, on the port the group's targets use (learnt from its binding and Service where no look saw it). An IP a
+    pod the Services select holds again is left alone. Returns "" once every group's call went through, else why
+    not (a call throttled by the account's bucket, a port albgate cannot know); each call that went through is
+    recorded in ``record.deregistered``, so the drain does not make it again."""
+    unknown = tuple(g.arn for g in s.target_groups if g.target_port is None)
+    if unknown:
+        learn_target_ports(ports, s, unknown)
+    if any(g.target_port is None for g in s.target_groups):
+        return "a target group's target port names a container port"
+    held = {p.ip for p in _selected(ports, s, []) if p.ip and not p.terminating}
+    todo = targets_to_deregister(leaving_ips=record.out_ips, held_ips=held, health=None,
+                                 blind_ports={g.arn: g.target_port for g in s.target_groups},
+                                 already=set(record.deregistered))
+    for arn, targets in todo.items():
+        try:
+            ports.elb.deregister_targets(arn, targets)
+        except ThrottledError:
+            return "DeregisterTargets throttled by the account's bucket"
+        record.deregistered.extend(f"{arn}|{ip}" for ip, _ in targets)
+        record.deregistered_total += len(targets)
+        s.changed_at = ports.clock.now()
+    return ""
 
 
 def _selected(ports: Ports, s: RolloutState, pods: list[Pod]) -> list[Pod]:
@@ -184,8 +225,10 @@ def _lag_uncovered(dep: Deployment, container: str) -> int:
 
 
 def proven_out(s: RolloutState) -> set[str]:
-    """The IPs of the pods the rollout's steps took out of service and saw proven out of every pool."""
-    return {ip for r in s.steps if r.out_proven_at is not None for ip in r.out_ips}
+    """The IPs of the pods the steps of the execution's present mode took out of service and saw proven out of every
+    pool: a rollback's own, never those of the steps before it (their pods are gone, and a pod of the failed version
+    may hold one of their IPs again)."""
+    return {ip for r in s.steps if r.mode == s.mode and r.out_proven_at is not None for ip in r.out_ips}
 
 
 def put_back(ports: Ports, s: RolloutState, pods: list[Pod]) -> int:
