@@ -234,6 +234,16 @@ def test_past_the_bound_an_ip_a_serving_pod_holds_again_is_left_alone():
     assert w.elb.deregistered == [] and gate.status is Verdict.PASSED
 
 
+def test_a_carried_target_a_look_deregistered_in_the_step_is_not_called_the_pods_taken_out():
+    # Given the step's gate deregistered a carried target of an earlier step, and the checkpoint then proved the pod
+    # taken out out of the pool
+    w, s, record, pods = settle_world([NEW, *OLD[:2]], now=NOW + 3)
+    record.deregistered, record.deregistered_total = [f"{ARN}|10.0.0.7"], 1
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3)
+    # Then the reason names the controller's checkpoint, not albgate
+    assert gate.status is Verdict.PASSED and gate.reason.endswith("(the controller's checkpoint)")
+
+
 def test_a_pre_stop_shorter_than_the_load_balancers_lag_holds_the_release_for_the_rest_of_it():
     w, s, record, pods = settle_world([NEW, *OLD[:2]], now=NOW + 3, pre_stop=4)
     gate, pace = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3)

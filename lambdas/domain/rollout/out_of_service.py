@@ -34,8 +34,10 @@ How, with what Kubernetes and the controller already do (docs/facts.md):
 - **Put back.** A pod out of service that is still running when it is no longer to go (a rollback, an execution
   that ended between the two, a scale-down Kubernetes made another way) is put back (``put_back``) by the next
   Start Step of a rollback, the first of a rollout, and Finish Rollout.
-- **On a rollback too.** Its one step removes every pod of the failed version once the version it brings back is
-  healthy: those are taken out of service first, like a rollout step's old pods.
+- **On a rollback too,** where its returning pods wait behind albgate's gate (the previous image patched back
+  gated, or a previous template that carries the gate): its one step removes every pod of the failed version once
+  they are healthy, and those are taken out of service first, like a rollout step's old pods. An undo to an ungated
+  template holds nothing: its pods turn Ready, and let Kubernetes remove the failed ones, by themselves.
 
 Invariant: the gate passes only with every pod it took out proven out of every group's pool, or past the bound;
 no pod is taken out unless the gate has seen the step's new targets healthy (the pool never holds fewer serving
@@ -166,8 +168,9 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
     if hold > 0:
         return _waiting(passed, f"{n} old pod(s) out of the pool; their preStop sleep is shorter than the load "
                         "balancer's lag, so the release waits for the rest of it"), Pace("booked", math.ceil(hold))
+    named = {entry.rpartition("|")[2] for entry in record.deregistered}  # a gate's look may name carried ones too
     how = (f"albgate deregistered their targets itself, the Load Balancer Controller not having done so within "
-           f"{OUT_OF_SERVICE_PROOF_SECONDS} s" if record.deregistered_total else "the controller's checkpoint")
+           f"{OUT_OF_SERVICE_PROOF_SECONDS} s" if named & set(record.out_ips) else "the controller's checkpoint")
     return replace(passed, reason=f"{passed.reason}; {n} old pod(s) taken out of service first: out of every "
                    f"target group's pool before their pods go ({how})"), NOW
 
