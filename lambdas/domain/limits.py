@@ -34,6 +34,8 @@ from lambdas.domain.poll import (
     CONDITIONS_QUICK_LOOKS,
     JITTER,
     MIN_DRAIN_POLL_SECONDS,
+    OUT_OF_SERVICE_QUICK_POLL_SECONDS,
+    OUT_OF_SERVICE_QUICK_SECONDS,
     POD_START_POLL_SECONDS,
     SCALE_DOWN_QUICK_POLL_SECONDS,
     SCALE_DOWN_QUICK_SECONDS,
@@ -203,12 +205,16 @@ def rollout_events(
 # drain poll, at least 5 s; after a throttle, twice the interval).
 MIN_LOOK_WAIT_SECONDS = min(POD_START_POLL_SECONDS, MIN_DRAIN_POLL_SECONDS, ALB_MIN_HEALTH_CHECK_INTERVAL_SECONDS)
 # A few waits of a loop are shorter than that: a drain's first waits after its gate passed (a second each, for
-# poll.SCALE_DOWN_QUICK_SECONDS) and a gate's quick looks at the controller's conditions (poll.CONDITIONS_*). The
+# poll.SCALE_DOWN_QUICK_SECONDS), a gate's quick looks at the controller's conditions (poll.CONDITIONS_*) and its
+# first looks once it took old pods out of service (poll.OUT_OF_SERVICE_QUICK_*; that wait ends by the step's
+# deadline, lambdas/domain/rollout/out_of_service.py, so its looks are the gate's). The
 # k-th look still comes at least (k - 1) shortest waits after the first, less what those quick waits saved, so a
 # loop's looks are counted over its deadline plus these seconds.
 DRAIN_QUICK_SAVED_SECONDS = (math.ceil(SCALE_DOWN_QUICK_SECONDS / SCALE_DOWN_QUICK_POLL_SECONDS)
                              * (MIN_LOOK_WAIT_SECONDS - SCALE_DOWN_QUICK_POLL_SECONDS))
-GATE_QUICK_SAVED_SECONDS = CONDITIONS_QUICK_LOOKS * (MIN_LOOK_WAIT_SECONDS - CONDITIONS_POLL_SECONDS)
+GATE_QUICK_SAVED_SECONDS = (CONDITIONS_QUICK_LOOKS * (MIN_LOOK_WAIT_SECONDS - CONDITIONS_POLL_SECONDS)
+                            + math.ceil(OUT_OF_SERVICE_QUICK_SECONDS / OUT_OF_SERVICE_QUICK_POLL_SECONDS)
+                            * (MIN_LOOK_WAIT_SECONDS - OUT_OF_SERVICE_QUICK_POLL_SECONDS))
 # How far a loop can run past its deadline: its longest wait (the throttle cap, jittered) before the look that
 # sees the deadline passed.
 LOOK_OVERSHOOT_SECONDS = THROTTLE_CAP_SECONDS + math.ceil(THROTTLE_CAP_SECONDS * JITTER)

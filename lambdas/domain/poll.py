@@ -64,6 +64,20 @@ CONDITIONS_QUICK_LOOKS = 10
 # at the pods' pace (each look costs state transitions, not Describe* calls).
 OUT_OF_SERVICE_QUICK_SECONDS = 4
 OUT_OF_SERVICE_QUICK_POLL_SECONDS = 1
+# How long a gate waits for the controller's proof before albgate deregisters the pods it took out of service itself,
+# and how long at most before it releases the step without any proof. A controller that keeps up deregisters them
+# within its reconcile latency, a second or two; one whose RegisterTargets/DeregisterTargets calls queue in its
+# client-side limiter (docs/facts.md, "ELB API throttling") takes as long as its queue, which a thousand rollouts at
+# once make minutes long for a few steps (docs/benchmarks.md: 20.7 s at the 90th percentile, 108.5 s at the 99th,
+# 457.5 s at the most). albgate's own call then comes after OUT_OF_SERVICE_PROOF_SECONDS, and, while the account's
+# bucket refuses it, again after twice as long each time (120 s, 240 s) and a last time at
+# OUT_OF_SERVICE_RELEASE_SECONDS, when the step is released anyway (the drain then proves or deregisters the
+# targets as it always did); the step's deadline, which bounds the gate's looks, bounds this wait too. Waiting costs the step time while the old pods out of service serve nothing, which the
+# new ones healthy make up for; releasing without the proof may cost requests. Past the proof's wait the gate looks
+# every OUT_OF_SERVICE_SLOW_POLL_SECONDS: the controller's queue drains in minutes, not seconds.
+OUT_OF_SERVICE_PROOF_SECONDS = 60
+OUT_OF_SERVICE_RELEASE_SECONDS = 8 * OUT_OF_SERVICE_PROOF_SECONDS
+OUT_OF_SERVICE_SLOW_POLL_SECONDS = 15
 # How long a step's released targets are left to the controller without proof before albgate deregisters them
 # itself (rollout.left). A controller that keeps up deregisters a terminating pod's target in the reconcile the pod's
 # change starts, within a second or two of its reconcile latency and its client-side limiter; the load balancer stops
@@ -125,9 +139,12 @@ def scale_down_poll_seconds(key: str, since_gate_passed: float | None) -> int:
 
 def out_of_service_poll_seconds(key: str, since_out: float | None) -> int:
     """The gate's wait for the controller to deregister old pods it took out of service ``since_out`` seconds ago
-    (None: not known): OUT_OF_SERVICE_QUICK_POLL_SECONDS for OUT_OF_SERVICE_QUICK_SECONDS, then the pods' pace."""
+    (None: not known): OUT_OF_SERVICE_QUICK_POLL_SECONDS for OUT_OF_SERVICE_QUICK_SECONDS, then the pods' pace
+    until OUT_OF_SERVICE_PROOF_SECONDS, then OUT_OF_SERVICE_SLOW_POLL_SECONDS (no later than the bound)."""
     if since_out is not None and 0 <= since_out < OUT_OF_SERVICE_QUICK_SECONDS:
         return OUT_OF_SERVICE_QUICK_POLL_SECONDS
+    if since_out is not None and OUT_OF_SERVICE_PROOF_SECONDS <= since_out < OUT_OF_SERVICE_RELEASE_SECONDS:
+        return max(1, min(OUT_OF_SERVICE_SLOW_POLL_SECONDS, math.ceil(OUT_OF_SERVICE_RELEASE_SECONDS - since_out)))
     return pod_poll_seconds(key)
 
 

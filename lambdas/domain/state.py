@@ -126,6 +126,8 @@ class StepRecord(_Model):
     out_release: list[str] = Field(default_factory=list)
     out_at: float | None = None
     out_proven_at: float | None = None
+    # How many of albgate's own DeregisterTargets calls for them the account's bucket refused (or could not be made).
+    out_deregister_tries: int = 0
 
 
 class RolloutState(_Model):

@@ -386,7 +386,7 @@ def test_every_deployment_still_rolling_is_named_while_waiting_and_at_the_deadli
 # ---------------------------------------------------------------------------------------------------------
 # One step under this policy, with a 3600 s drain and four booked Preflight turns, records exactly the history
 # budget without the bus's announcements, and five events more (the rollback's one announcement) with them.
-EXACT = RolloutPolicy(step_deadline_seconds=276)
+EXACT = RolloutPolicy(step_deadline_seconds=268)
 
 
 def test_the_worst_case_counts_the_preflight_turns_and_the_announcements_by_default():
@@ -413,26 +413,26 @@ def test_a_one_step_worst_case_five_events_over_the_budget_fits_none():
 
 
 def test_a_worst_case_of_exactly_the_budget_keeps_its_step_count():
-    policy = RolloutPolicy(step_deadline_seconds=126)
+    policy = RolloutPolicy(step_deadline_seconds=118)
     assert worst_case(policy, 15, 330, preflight_turns=3).events == limits.HISTORY_BUDGET_EVENTS
     assert most_steps_within_history(policy, 330, preflight_turns=3) == 15
 
 
 def test_an_approval_before_the_second_step_can_leave_room_for_one_step_only():
-    policy = RolloutPolicy(step_deadline_seconds=2241, steps=[1, "100%"], approval_before_steps=[2])
+    policy = RolloutPolicy(step_deadline_seconds=2233, steps=[1, "100%"], approval_before_steps=[2])
     assert worst_case(policy, 2, 330, preflight_turns=5).events == limits.HISTORY_BUDGET_EVENTS + 1
     assert most_steps_within_history(policy, 330, preflight_turns=5) == 1
 
 
 def test_an_approval_before_the_last_fitting_step_costs_exactly_that_step():
     # Without the approval nine steps fit; with one before step 9 they are three events over, eight fit
-    policy = RolloutPolicy(step_deadline_seconds=150, steps=[1, 2, 3, 4, 5, 6, 7, 8, "100%"], approval_before_steps=[9])
+    policy = RolloutPolicy(step_deadline_seconds=142, steps=[1, 2, 3, 4, 5, 6, 7, 8, "100%"], approval_before_steps=[9])
     assert worst_case(policy, 9, 600, preflight_turns=0).events == limits.HISTORY_BUDGET_EVENTS + 3
     assert most_steps_within_history(policy, 600, preflight_turns=0) == 8
 
 
 def test_without_the_bus_the_steps_are_counted_without_their_announcements():
-    policy = RolloutPolicy(step_deadline_seconds=99)
+    policy = RolloutPolicy(step_deadline_seconds=91)
     assert worst_case(policy, 16, 330, preflight_turns=0, announce=False).events == 23_482
     assert most_steps_within_history(policy, 330, preflight_turns=0, announce=False) == 16
 

@@ -649,7 +649,7 @@ def test_a_state_one_byte_over_the_budget_counting_findings_and_hardening_is_ref
 def test_the_longest_deregistration_delay_sizes_the_drain_deadline():
     req = request(step_deadline_seconds=60)
     check_limits(req, [1, 3], [group(delay=1000)], previous_image=OLD, hardening={}, findings=[])
-    with pytest.raises(InvalidInputError, match=r"^policy: this rollout has 2 steps and could record 34,421 history"):
+    with pytest.raises(InvalidInputError, match=r"^policy: this rollout has 2 steps and could record 34,475 history"):
         check_limits(req, [1, 3], [group(delay=30), group(ARN_B, delay=3600)], previous_image=OLD, hardening={},
                      findings=[])
 

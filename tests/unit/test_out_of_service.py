@@ -194,7 +194,10 @@ def test_the_gate_waits_while_the_checkpoint_still_has_them_and_releases_past_th
     gate, pace = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3)
     assert (gate.status, gate.release, pace.wait_for) == (Verdict.WAITING, (), "out-of-service")
     assert next_look(s, pace, NOW + 3) == 1  # quick at first
-    assert next_look(s, pace, NOW + 30) >= 3  # then at the pods' pace
+    assert 3 <= next_look(s, pace, NOW + 30) <= 4  # then at the pods' pace
+    assert next_look(s, pace, NOW + 61) == 15  # then slowly once albgate's own call is due
+    assert next_look(s, pace, NOW + oos.OUT_OF_SERVICE_RELEASE_SECONDS - 4) == 4  # never past the bound
+    assert 3 <= next_look(s, pace, NOW + oos.OUT_OF_SERVICE_RELEASE_SECONDS + 1) <= 4
     late = NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS - 0.5
     gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, late)
     assert gate.status is Verdict.WAITING and w.elb.deregistered == []
@@ -209,19 +212,65 @@ def test_the_gate_waits_while_the_checkpoint_still_has_them_and_releases_past_th
     assert "albgate deregistered their targets itself" in gate.reason
 
 
-@pytest.mark.parametrize("why", ["throttled", "named-port"])
-def test_past_the_bound_a_deregistration_albgate_cannot_make_releases_anyway(why):
-    w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 3)
+def refusing(w, s, why: str) -> list:
+    """albgate's own DeregisterTargets refused: throttled by the account's bucket, or a port albgate cannot know."""
+    calls = []
     if why == "throttled":
-        w.elb.deregister_targets = lambda arn, targets: (_ for _ in ()).throw(ThrottledError("Rate exceeded"))
+        def throttled(arn, targets):
+            calls.append(arn)
+            raise ThrottledError("Rate exceeded")
+        w.elb.deregister_targets = throttled
     else:
         s.target_groups[0].target_port = None  # the binding's Service port names a container port
         w.kube.list_services = lambda namespace: [Service(NS, "web", dict(SERVED), (ServicePort(80, "http"),))]
-    late = NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS
-    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, late)
+    return calls
+
+
+@pytest.mark.parametrize("why", ["throttled", "named-port"])
+def test_a_refused_deregistration_is_asked_again_after_twice_as_long_and_the_step_released_at_the_bound(why):
+    w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 3)
+    calls = refusing(w, s, why)
+
+    def look(since: float):
+        return oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + since)
+    # When albgate's own call is refused at 60 s / Then the gate waits on, and says when it asks again
+    gate, pace = look(oos.OUT_OF_SERVICE_PROOF_SECONDS)
+    assert (gate.status, pace.wait_for, record.out_deregister_tries) == (Verdict.WAITING, "out-of-service", 1)
+    assert gate.reason.endswith(("(DeregisterTargets throttled by the account's bucket)" if why == "throttled" else
+                                 "(a target group's target port names a container port)") + " and asks again in 60 s")
+    # And it asks again at 120 s and 240 s, not in between
+    for since, tries in ((119, 1), (120, 2), (239, 2), (240, 3), (479, 3)):
+        gate, _ = look(since)
+        assert (gate.status, record.out_deregister_tries) == (Verdict.WAITING, tries), since
+    assert len(calls) == (3 if why == "throttled" else 0)
+    # When the bound comes without the proof / Then a last refusal releases the step anyway
+    gate, _ = look(oos.OUT_OF_SERVICE_RELEASE_SECONDS)
     assert (gate.status, gate.release) == (Verdict.PASSED, ("web-new-a",))
     assert record.out_proven_at is None and "released anyway" in gate.reason and oos.proven_out(s) == set()
-    assert record.deregistered == [] and record.deregistered_total == 0
+    assert record.deregistered == [] and record.deregistered_total == 0 and record.out_deregister_tries == 4
+
+
+def test_the_steps_deadline_ends_the_wait_for_the_proof_before_the_bound():
+    # Given a step whose deadline comes 90 s after its pods went out, and albgate's own call throttled
+    w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 3)
+    s.step_deadline = NOW + 90
+    calls = refusing(w, s, "throttled")
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 89)
+    assert gate.status is Verdict.WAITING and len(calls) == 1  # the try at 60 s
+    # When the deadline comes / Then one last try, refused, and the step is released anyway
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 90)
+    assert gate.status is Verdict.PASSED and "within 90 s" in gate.reason and len(calls) == 2
+
+
+def test_a_call_that_goes_through_on_a_later_try_proves_the_pods_out():
+    w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 3)
+    refusing(w, s, "throttled")
+    oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 60)
+    # When the bucket has room again at the next try
+    w.elb.deregister_targets = lambda arn, targets: w.elb.deregistered.append((arn, list(targets)))
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 120)
+    assert gate.status is Verdict.PASSED and record.out_proven_at == NOW + 120
+    assert w.elb.deregistered == [(ARN, [("10.0.0.3", 8080)])] and "albgate deregistered" in gate.reason
 
 
 def test_past_the_bound_an_ip_a_serving_pod_holds_again_is_left_alone():
@@ -232,6 +281,27 @@ def test_past_the_bound_an_ip_a_serving_pod_holds_again_is_left_alone():
     gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment,
                          NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS)
     assert w.elb.deregistered == [] and gate.status is Verdict.PASSED
+
+
+def test_past_the_bound_an_ip_a_terminating_pod_holds_is_deregistered():
+    # Given the IP of the pod taken out held by a pod the Service still selects but that is terminating
+    w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 3)
+    going = dataclasses.replace(served(pod("web-new-b", "10.0.0.3", created_at=1767225700.0)), terminating=True)
+    w.kube.pods = [*w.kube.pods, going]
+    oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS)
+    assert w.elb.deregistered == [(ARN, [("10.0.0.3", 8080)])]
+
+
+def test_the_gate_reads_the_bindings_once_when_it_takes_pods_out_and_in_the_rollouts_namespace():
+    w = a_world([NEW, *OLD])
+    listed = []
+    bindings = w.kube.list_target_group_bindings
+    w.kube.list_target_group_bindings = lambda namespace: listed.append(namespace) or bindings(namespace)
+    s = state()
+    oos.take_out(w.ports, s, s.steps[-1], passed(), OLD, NOW)
+    assert listed == [NS]
+    listed.clear()
+    assert oos.serving_label_selected(w.ports, s) is True and listed == [NS]
 
 
 def test_a_carried_target_a_look_deregistered_in_the_step_is_not_called_the_pods_taken_out():
@@ -323,11 +393,18 @@ def test_the_reasons_name_the_pods_and_the_seconds():
         "of every target group's pool before their pods go (albgate deregistered their targets itself, the Load "
         "Balancer Controller not having done so within 60 s)")
     w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 3)
-    w.elb.deregister_targets = lambda arn, targets: (_ for _ in ()).throw(ThrottledError("Rate exceeded"))
+    refusing(w, s, "throttled")
     gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, late)
     assert gate.reason == (
+        "the step's 1 new pod(s) were healthy in every target group; 1 old pod(s) out of their Service's endpoints "
+        "for 60 s: waiting for the Load Balancer Controller to deregister their targets (its reconcile checkpoint); "
+        "albgate could not deregister them itself (DeregisterTargets throttled by the account's bucket) and asks "
+        "again in 60 s")
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment,
+                         NOW + oos.OUT_OF_SERVICE_RELEASE_SECONDS + 0.7)
+    assert gate.reason == (
         "the step's 1 new pod(s) were healthy in every target group; the Load Balancer Controller has not shown the "
-        "1 old pod(s) taken out of service out of the pool within 60 s, and albgate could not deregister them "
+        "1 old pod(s) taken out of service out of the pool within 480 s, and albgate could not deregister them "
         "itself (DeregisterTargets throttled by the account's bucket): released anyway, the drain verifies them")
     w, s, record, pods = settle_world([NEW, *OLD[:2]], now=NOW + 3)
     gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 3)

@@ -96,10 +96,11 @@ def test_the_gate_counts_its_quick_looks_and_paces_by_them():
 # The worst case
 # ---------------------------------------------------------------------------------------------------------
 def test_the_quick_waits_are_counted_as_the_seconds_they_save():
-    assert limits.GATE_QUICK_SAVED_SECONDS == 10 * (3 - 2)
+    # the quick looks at the controller's conditions, and those once old pods are out of service
+    assert limits.GATE_QUICK_SAVED_SECONDS == 10 * (3 - 2) + 4 * (3 - 1)
     assert limits.DRAIN_QUICK_SAVED_SECONDS == 4 * (3 - 1)
     worst = limits.worst_case(RolloutPolicy(step_deadline_seconds=600), 2, 420, preflight_turns=0)
-    assert worst.gate_looks == math.ceil((600 + 10) / 3) + 1
+    assert worst.gate_looks == math.ceil((600 + 18) / 3) + 1
     assert worst.drain_looks == math.ceil((420 + 8) / 3) + 1
 
 

@@ -29,8 +29,10 @@ How, with what Kubernetes and the controller already do (docs/facts.md):
   down, or queued behind many rollouts' calls) is made by albgate itself: it deregisters their targets (one
   DeregisterTargets call per target group; the pods are out of the endpoints, so the controller never registers
   them back), and the step goes on as if the controller had. Where that call cannot be made (the account's bucket
-  throttles it, or a group's target port is one albgate cannot know) the step is released anyway, as without this:
-  the drain then proves or deregisters the targets as it always did.
+  throttles it, or a group's target port is one albgate cannot know) the gate keeps waiting for the checkpoint and
+  asks again after twice as long each time; at ``OUT_OF_SERVICE_RELEASE_SECONDS``, or at the step's deadline if
+  that comes first (it bounds the gate, this wait included), the step is released anyway, as without this: the
+  drain then proves or deregisters the targets as it always did (poll.py has the figures).
 - **Put back.** A pod out of service that is still running when it is no longer to go (a rollback, an execution
   that ended between the two, a scale-down Kubernetes made another way) is put back (``put_back``) by the next
   Start Step of a rollback, the first of a rollout, and Finish Rollout.
@@ -51,21 +53,16 @@ from dataclasses import replace
 
 from lambdas.domain.errors import NotFoundError, ThrottledError
 from lambdas.domain.gate import GateResult, Verdict, targets_to_deregister
-from lambdas.domain.poll import DEREGISTRATION_LAG_SECONDS
+from lambdas.domain.poll import (
+    DEREGISTRATION_LAG_SECONDS,
+    OUT_OF_SERVICE_PROOF_SECONDS,
+    OUT_OF_SERVICE_RELEASE_SECONDS,
+)
 from lambdas.domain.ports import IN_SERVICE, OUT_OF_SERVICE, SERVING_LABEL, Deployment, Pod, Ports, TargetGroupBinding
 from lambdas.domain.rollout.checkpoint import drain_proven
 from lambdas.domain.rollout.observe import NOW, Pace
 from lambdas.domain.rollout.targets import learn_target_ports
 from lambdas.domain.state import RolloutState, StepRecord
-
-# How long a step waits for the controller's proof that the pods it took out of service are out of the pool before
-# albgate deregisters their targets itself. A controller that keeps up deregisters them within its reconcile
-# latency, a second or two; one whose RegisterTargets/DeregisterTargets calls queue in its client-side limiter
-# (docs/facts.md, "ELB API throttling") takes as long as its queue, which a thousand rollouts at once make minutes
-# long for a few steps (docs/benchmarks.md: 20.9 s at the 90th percentile, 108.5 s at the 99th). Waiting costs
-# the rollout time; deregistering costs a call of the account's RegisterTargets/DeregisterTargets bucket, which the
-# controllers share. A minute leaves the call to the slowest few steps in a hundred.
-OUT_OF_SERVICE_PROOF_SECONDS = 60
 
 
 def serving_label_selected(ports: Ports, s: RolloutState,
@@ -142,8 +139,9 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
     """A look of a gate that took old pods out of service (``record.out_at``): PASSED, releasing the pods its
     passing look named, once the controller's checkpoint proves them out of every pool (and the load balancer's lag
     their preStop does not cover is over); once ``OUT_OF_SERVICE_PROOF_SECONDS`` passed without it, as soon as
-    albgate deregistered their targets itself (``deregister_out``: then the lag too), or at once where it could not;
-    WAITING until then. It asks ELB for no health: the new targets were healthy, and the drain of the next steps
+    albgate deregistered their targets itself (``deregister_out``: then the lag too; a refused call is made again
+    after twice as long each time); and at ``OUT_OF_SERVICE_RELEASE_SECONDS`` (or the step's deadline) without
+    either; WAITING until then. It asks ELB for no health: the new targets were healthy, and the drain of the next steps
     watches them."""
     assert record.out_at is not None
     passed = replace(s.gate, status=Verdict.PASSED, release=tuple(record.out_release),
@@ -152,18 +150,28 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
     if record.out_proven_at is None:
         if drain_proven(ports, s, _selected(ports, s, mine + others)):
             record.out_proven_at = now
-        elif now - record.out_at >= OUT_OF_SERVICE_PROOF_SECONDS:
-            late = (f"the Load Balancer Controller has not shown the {n} old pod(s) taken out of service out of the "
-                    f"pool within {OUT_OF_SERVICE_PROOF_SECONDS} s")
-            refused = deregister_out(ports, s, record)
-            if refused:
-                return replace(passed, reason=f"{passed.reason}; {late}, and albgate could not deregister them "
-                               f"itself ({refused}): released anyway, the drain verifies them"), NOW
-            record.out_proven_at = now
         else:
-            return _waiting(passed, f"{n} old pod(s) out of their Service's endpoints for "
-                            f"{math.floor(now - record.out_at)} s: waiting for the Load Balancer Controller to "
-                            "deregister their targets (its reconcile checkpoint)"), Pace("out-of-service")
+            since = now - record.out_at
+            waiting = (f"{n} old pod(s) out of their Service's endpoints for {math.floor(since)} s: waiting for the "
+                       "Load Balancer Controller to deregister their targets (its reconcile checkpoint)")
+            # the last moment: the bound, or the step's deadline (which bounds a gate, its wait for the proof too)
+            last = since >= OUT_OF_SERVICE_RELEASE_SECONDS or now >= s.step_deadline
+            if since < OUT_OF_SERVICE_PROOF_SECONDS * 2 ** record.out_deregister_tries and not last:
+                return _waiting(passed, waiting), Pace("out-of-service")
+            refused = deregister_out(ports, s, record)
+            if not refused:
+                record.out_proven_at = now
+            else:
+                record.out_deregister_tries += 1
+                if last:
+                    return replace(passed, reason=(
+                        f"{passed.reason}; the Load Balancer Controller has not shown the {n} old pod(s) taken out "
+                        f"of service out of the pool within {math.floor(since)} s, and albgate could not deregister "
+                        f"them itself ({refused}): released anyway, the drain verifies them")), NOW
+                again = min(OUT_OF_SERVICE_PROOF_SECONDS * 2 ** record.out_deregister_tries,
+                            OUT_OF_SERVICE_RELEASE_SECONDS) - since
+                return _waiting(passed, f"{waiting}; albgate could not deregister them itself ({refused}) and asks "
+                                f"again in {math.ceil(again)} s"), Pace("out-of-service")
     hold = record.out_proven_at + _lag_uncovered(dep, s.request.container) - now
     if hold > 0:
         return _waiting(passed, f"{n} old pod(s) out of the pool; their preStop sleep is shorter than the load "
