@@ -210,6 +210,15 @@ def test_the_gate_waits_while_the_checkpoint_still_has_them_and_releases_past_th
     assert record.out_proven_at == late and oos.proven_out(s) == {"10.0.0.3"}
     assert (record.deregistered, record.deregistered_total) == ([f"{ARN}|10.0.0.3"], 1)
     assert "albgate deregistered their targets itself" in gate.reason
+    assert s.changed_at == w.ports.clock.now()  # an answer from before the call shows them serving
+
+
+def test_albgates_own_deregistration_adds_to_what_the_step_deregistered_before():
+    # Given the step's gate deregistered a carried target of an earlier step already
+    w, s, record, pods = settle_world([NEW, *OLD], now=NOW + 3)
+    record.deregistered, record.deregistered_total = [f"{ARN}|10.0.0.7"], 1
+    oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS)
+    assert (record.deregistered, record.deregistered_total) == ([f"{ARN}|10.0.0.7", f"{ARN}|10.0.0.3"], 2)
 
 
 def refusing(w, s, why: str) -> list:
@@ -242,6 +251,8 @@ def test_a_refused_deregistration_is_asked_again_after_twice_as_long_and_the_ste
     for since, tries in ((119, 1), (120, 2), (239, 2), (240, 3), (479, 3)):
         gate, _ = look(since)
         assert (gate.status, record.out_deregister_tries) == (Verdict.WAITING, tries), since
+        if since == 240:
+            assert gate.reason.endswith("and asks again in 240 s")  # at the bound, twice as long again
     assert len(calls) == (3 if why == "throttled" else 0)
     # When the bound comes without the proof / Then a last refusal releases the step anyway
     gate, _ = look(oos.OUT_OF_SERVICE_RELEASE_SECONDS)
