@@ -72,9 +72,10 @@ OUT_OF_SERVICE_QUICK_POLL_SECONDS = 1
 # 457.5 s at the most). albgate's own call then comes after OUT_OF_SERVICE_PROOF_SECONDS, and, while the account's
 # bucket refuses it, again after twice as long each time (120 s, 240 s) and a last time at
 # OUT_OF_SERVICE_RELEASE_SECONDS, when the step is released anyway (the drain then proves or deregisters the
-# targets as it always did); the step's deadline, which bounds the gate's looks, bounds this wait too. Waiting costs the step time while the old pods out of service serve nothing, which the
-# new ones healthy make up for; releasing without the proof may cost requests. Past the proof's wait the gate looks
-# every OUT_OF_SERVICE_SLOW_POLL_SECONDS: the controller's queue drains in minutes, not seconds.
+# targets as it always did); the step's deadline, which bounds the gate's looks, bounds this wait too. Waiting
+# costs the step time while the old pods out of service serve nothing, which the new ones healthy make up for;
+# releasing without the proof may cost requests. Past the proof's wait the gate looks every
+# OUT_OF_SERVICE_SLOW_POLL_SECONDS: the controller's queue drains in minutes, not seconds.
 OUT_OF_SERVICE_PROOF_SECONDS = 60
 OUT_OF_SERVICE_RELEASE_SECONDS = 8 * OUT_OF_SERVICE_PROOF_SECONDS
 OUT_OF_SERVICE_SLOW_POLL_SECONDS = 15

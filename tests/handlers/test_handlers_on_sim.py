@@ -577,7 +577,8 @@ def test_without_the_controllers_proof_albgate_deregisters_the_pods_taken_out_it
     # When the gate looks on / Then it waits for the proof, and once OUT_OF_SERVICE_PROOF_SECONDS passed albgate
     # deregisters the target itself (one call) and the gate passes with the pod still running
     state = gate_polls(sim, state, 200)
-    assert state["gate"]["status"] == "PASSED" and "albgate deregistered their targets itself" in state["gate"]["reason"]
+    assert state["gate"]["status"] == "PASSED"
+    assert "albgate deregistered their targets itself" in state["gate"]["reason"]
     assert sim.clock.t - out_at >= OUT_OF_SERVICE_PROOF_SECONDS
     assert sim.alb.mutating_calls["albgate"] == 1 and sim.alb.state_of(arn, ip) == "draining"
     assert not next(p for p in sim.cluster.all_pods if p.name == name).terminating

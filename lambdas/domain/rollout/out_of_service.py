@@ -141,8 +141,8 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
     their preStop does not cover is over); once ``OUT_OF_SERVICE_PROOF_SECONDS`` passed without it, as soon as
     albgate deregistered their targets itself (``deregister_out``: then the lag too; a refused call is made again
     after twice as long each time); and at ``OUT_OF_SERVICE_RELEASE_SECONDS`` (or the step's deadline) without
-    either; WAITING until then. It asks ELB for no health: the new targets were healthy, and the drain of the next steps
-    watches them."""
+    either; WAITING until then. It asks ELB for no health: the new targets were healthy, and the drain of the next
+    steps watches them."""
     assert record.out_at is not None
     passed = replace(s.gate, status=Verdict.PASSED, release=tuple(record.out_release),
                      reason=f"the step's {len(record.out_release)} new pod(s) were healthy in every target group")
