@@ -111,7 +111,9 @@ ROLLOUT_HANDLERS: tuple[HandlerSpec, ...] = (
         elb_health=True,
         describe_budget=True,
         # the drain Verify Drain handed over (Verdict.DRAINING) is followed on the gate's looks, and a released
-        # target still in the pool is deregistered there (lambdas/domain/rollout/gate.py, _follow_handed_over_drain)
+        # target still in the pool is deregistered there (lambdas/domain/rollout/gate.py, _follow_handed_over_drain);
+        # and the old pods it took out of service, once the controller has not deregistered them within a minute
+        # (lambdas/domain/rollout/out_of_service.py, deregister_out)
         elb_deregister=True,
         # a new pod's target nobody registered within the grace is registered on the gate's look
         # (lambdas/domain/rollout/targets.py, register_missing)

@@ -188,7 +188,8 @@ def test_the_budget_table_deletes_expired_shared_looks(synth):
 
 def test_only_the_drain_paths_may_deregister_and_only_the_clusters_target_groups(synth):
     # Given the rollout functions / Then the two that drain may deregister targets: Verify Drain, and Check
-    # Target Health, which follows a drain Verify Drain handed over while the controller is down or throttled
+    # Target Health, which follows a drain Verify Drain handed over while the controller is down or throttled, and
+    # deregisters the old pods it took out of service when the controller is late
     specs = [s for s in ALL_HANDLERS if s.elb_deregister]
     assert sorted(s.name for s in specs) == ["CheckTargetHealth", "VerifyDrain"]
     for spec in specs:
