@@ -68,8 +68,8 @@ OUT_OF_SERVICE_QUICK_POLL_SECONDS = 1
 # and how long at most before it releases the step without any proof. A controller that keeps up deregisters them
 # within its reconcile latency, a second or two; one whose RegisterTargets/DeregisterTargets calls queue in its
 # client-side limiter (docs/facts.md, "ELB API throttling") takes as long as its queue, which a thousand rollouts at
-# once make minutes long for a few steps (docs/benchmarks.md: 20.7 s at the 90th percentile, 108.5 s at the 99th,
-# 457.5 s at the most). albgate's own call then comes after OUT_OF_SERVICE_PROOF_SECONDS, and, while the account's
+# once make minutes long for a few steps (docs/benchmarks.md, a thousand at once: about 21 s at the 90th percentile,
+# 87-162 s at the 99th, up to 463.5 s). albgate's own call then comes after OUT_OF_SERVICE_PROOF_SECONDS, and, while the account's
 # bucket refuses it, again after twice as long each time (120 s, 240 s) and a last time at
 # OUT_OF_SERVICE_RELEASE_SECONDS, when the step is released anyway (the drain then proves or deregisters the
 # targets as it always did); the step's deadline, which bounds the gate's looks, bounds this wait too. Waiting
