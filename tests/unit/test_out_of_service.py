@@ -253,6 +253,9 @@ def test_a_refused_deregistration_is_asked_again_after_twice_as_long_and_the_ste
         assert (gate.status, record.out_deregister_tries) == (Verdict.WAITING, tries), since
         if since == 240:
             assert gate.reason.endswith("and asks again in 240 s")  # at the bound, twice as long again
+        if since == 119:  # a look between two tries says how it stands
+            assert gate.reason.endswith("(its reconcile checkpoint); albgate's own DeregisterTargets refused 1 "
+                                        "time(s), asked again in 1 s")
     assert len(calls) == (3 if why == "throttled" else 0)
     # When the bound comes without the proof / Then a last refusal releases the step anyway
     gate, _ = look(oos.OUT_OF_SERVICE_RELEASE_SECONDS)

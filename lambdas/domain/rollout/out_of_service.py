@@ -156,7 +156,11 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
                        "Load Balancer Controller to deregister their targets (its reconcile checkpoint)")
             # the last moment: the bound, or the step's deadline (which bounds a gate, its wait for the proof too)
             last = since >= OUT_OF_SERVICE_RELEASE_SECONDS or now >= s.step_deadline
-            if since < OUT_OF_SERVICE_PROOF_SECONDS * 2 ** record.out_deregister_tries and not last:
+            due = _next_try(record.out_deregister_tries)
+            if since < due and not last:
+                if record.out_deregister_tries:
+                    waiting = (f"{waiting}; albgate's own DeregisterTargets refused {record.out_deregister_tries} "
+                               f"time(s), asked again in {math.ceil(due - since)} s")
                 return _waiting(passed, waiting), Pace("out-of-service")
             refused = deregister_out(ports, s, record)
             if not refused:
@@ -168,8 +172,7 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
                         f"{passed.reason}; the Load Balancer Controller has not shown the {n} old pod(s) taken out "
                         f"of service out of the pool within {math.floor(since)} s, and albgate could not deregister "
                         f"them itself ({refused}): released anyway, the drain verifies them")), NOW
-                again = min(OUT_OF_SERVICE_PROOF_SECONDS * 2 ** record.out_deregister_tries,
-                            OUT_OF_SERVICE_RELEASE_SECONDS) - since
+                again = _next_try(record.out_deregister_tries) - since
                 return _waiting(passed, f"{waiting}; albgate could not deregister them itself ({refused}) and asks "
                                 f"again in {math.ceil(again)} s"), Pace("out-of-service")
     hold = record.out_proven_at + _lag_uncovered(dep, s.request.container) - now
@@ -181,6 +184,12 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
            f"{OUT_OF_SERVICE_PROOF_SECONDS} s" if named & set(record.out_ips) else "the controller's checkpoint")
     return replace(passed, reason=f"{passed.reason}; {n} old pod(s) taken out of service first: out of every "
                    f"target group's pool before their pods go ({how})"), NOW
+
+
+def _next_try(refused: int) -> float:
+    """Seconds after the pods went out when albgate's own DeregisterTargets is due, after ``refused`` refusals:
+    OUT_OF_SERVICE_PROOF_SECONDS, then twice as long each time, OUT_OF_SERVICE_RELEASE_SECONDS at the latest."""
+    return min(OUT_OF_SERVICE_PROOF_SECONDS * 2 ** refused, OUT_OF_SERVICE_RELEASE_SECONDS)
 
 
 def deregister_out(ports: Ports, s: RolloutState, record: StepRecord) -> str:
