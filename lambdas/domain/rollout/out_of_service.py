@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from lambdas.domain.errors import NotFoundError, ThrottledError
+from lambdas.domain.errors import NotFoundError
 from lambdas.domain.gate import GateResult, Verdict, targets_to_deregister
 from lambdas.domain.poll import (
     DEREGISTRATION_LAG_SECONDS,
@@ -61,7 +61,7 @@ from lambdas.domain.poll import (
 from lambdas.domain.ports import IN_SERVICE, OUT_OF_SERVICE, SERVING_LABEL, Deployment, Pod, Ports, TargetGroupBinding
 from lambdas.domain.rollout.checkpoint import drain_proven
 from lambdas.domain.rollout.observe import NOW, Pace
-from lambdas.domain.rollout.targets import learn_target_ports
+from lambdas.domain.rollout.targets import deregister_each, learn_target_ports
 from lambdas.domain.state import RolloutState, StepRecord
 
 
@@ -207,15 +207,9 @@ def deregister_out(ports: Ports, s: RolloutState, record: StepRecord) -> str:
     todo = targets_to_deregister(leaving_ips=record.out_ips, held_ips=held, health=None,
                                  blind_ports={g.arn: g.target_port for g in s.target_groups},
                                  already=set(record.deregistered))
-    for arn, targets in todo.items():
-        try:
-            ports.elb.deregister_targets(arn, targets)
-        except ThrottledError:
-            return "DeregisterTargets throttled by the account's bucket"
-        record.deregistered.extend(f"{arn}|{ip}" for ip, _ in targets)
-        record.deregistered_total += len(targets)
-        s.changed_at = ports.clock.now()
-    return ""
+    done, refused = deregister_each(ports, s, record, todo)
+    record.deregistered_total += done
+    return "DeregisterTargets throttled by the account's bucket" if refused else ""
 
 
 def _selected(ports: Ports, s: RolloutState, pods: list[Pod]) -> list[Pod]:

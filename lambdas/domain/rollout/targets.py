@@ -210,25 +210,33 @@ def deregister_released(
         blind_ports={g.arn: g.target_port for g in s.target_groups if g.target_port is not None},
         already=set(record.deregistered),
     )
-    done, refused = 0, 0
-    for arn, targets in todo.items():
-        try:
-            ports.elb.deregister_targets(arn, targets)
-        except ThrottledError:
-            # the account's RegisterTargets/DeregisterTargets bucket is empty (the client's own retries included):
-            # nothing was deregistered, so nothing is recorded, and the next look names them again; the controller,
-            # whose queue is the same bucket, may get there first. Not a failure of the step.
-            refused += len(targets)
-            continue
-        s.changed_at = ports.clock.now()
-        done += len(targets)
-        record.deregistered.extend(f"{arn}|{ip}" for ip, _ in targets if f"{arn}|{ip}" not in record.deregistered)
+    done, refused = deregister_each(ports, s, record, todo)
     if done:
         s.drain = replace(s.drain, reason=f"{s.drain.reason}; albgate started the drain of {done} released target(s) "
                           "the Load Balancer Controller had not deregistered yet")
     if refused:
         s.drain = replace(s.drain, reason=f"{s.drain.reason}; DeregisterTargets throttled for {refused} released "
                           "target(s): the next look asks again")
+
+
+def deregister_each(ports: Ports, s: RolloutState, record: StepRecord,
+                    todo: dict[str, list[tuple[str, int]]]) -> tuple[int, int]:
+    """One DeregisterTargets call per target group of ``todo``; each that goes through is recorded in
+    ``record.deregistered`` (and moves ``s.changed_at``). Returns how many targets were deregistered and how many
+    the account's bucket refused: a throttled call (ThrottledError, after the client's own retries) deregistered
+    nothing, so nothing is recorded and the next look names them again; the controller, whose queue is the same
+    bucket, may get there first. Not a failure of the step."""
+    done, refused = 0, 0
+    for arn, targets in todo.items():
+        try:
+            ports.elb.deregister_targets(arn, targets)
+        except ThrottledError:
+            refused += len(targets)
+            continue
+        s.changed_at = ports.clock.now()
+        done += len(targets)
+        record.deregistered.extend(f"{arn}|{ip}" for ip, _ in targets if f"{arn}|{ip}" not in record.deregistered)
+    return done, refused
 
 
 def binding_target_port(binding: TargetGroupBinding, services: list[Service]) -> int | None:
