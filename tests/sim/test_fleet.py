@@ -107,10 +107,10 @@ def test_albgate_rolls_three_copies_at_once_without_a_drop():
     assert result.failed_requests == 0 and all(r.failed_requests == 0 for r in result.rollouts)
     # and they ran at the same time: the makespan is shorter than the rollouts one after another
     assert result.makespan_seconds < sum(r.seconds for r in result.rollouts) / 2
-    # and albgate's DescribeTargetHealth calls (its gates' overdue looks; the last drains pass on the controllers'
-    # checkpoints) are counted apart from the controllers', in one bucket
+    # and albgate asks ELB next to nothing: its gates read the controllers' conditions and nudge them once overdue,
+    # its last drains pass on the controllers' checkpoints; the controllers' calls are counted apart, in one bucket
     calls = result.describe_calls_by_caller
-    assert 0 < calls["albgate"] < calls["controller"]
+    assert calls.get("albgate", 0) <= len(result.rollouts) and calls["controller"] >= 3 * 3
 
 
 def test_a_fleet_rollout_that_did_not_succeed_says_how_it_ended():

@@ -30,8 +30,11 @@ def test_a_drain_waiting_for_the_scale_down_keeps_the_pods_pace_after_throttled_
 
 
 def overdue_rollout(**kwargs: object):
+    """A step whose conditions are overdue and whose first overdue look nudged the controller a requeue ago, to no
+    avail: the look asks ELB now."""
     s = rollout(groups=(gated_group(),), **kwargs)
-    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s) - CONTROLLER_REQUEUE_SECONDS
+    s.steps[-1].nudged_at = NOW - CONTROLLER_REQUEUE_SECONDS
     return s
 
 
@@ -79,10 +82,32 @@ def test_a_throttled_gate_that_cannot_read_the_conditions_waits_the_whole_back_o
     assert w2.elb.health_reads == 0 and s.wait_seconds == round(s.elb_after - NOW - 2 + 0.49)
 
 
-def test_a_booked_look_whose_pods_carry_the_controllers_gate_unwritten_reads_them_each_requeue():
-    # Given a started pod with the controller's gate, its condition not written yet, not overdue, share spent
-    p = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"),
-                            conditions=(PodCondition("ContainersReady", "True"),))
+def unwritten_pod():
+    """A started pod with the controller's gate whose condition the controller has not written yet."""
+    return dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"),
+                               conditions=(PodCondition("ContainersReady", "True"),))
+
+
+def test_a_pod_whose_controller_condition_is_unwritten_reads_as_not_registered_until_overdue():
+    # Given a started pod with the controller's gate, its condition not written yet, not overdue
+    s = rollout(groups=(gated_group(),))
+    w = world([unwritten_pod()], {})
+    s = check_target_health(w.ports, s)
+    # Then ELB is not asked (nothing booked either): the target is read as not registered yet, from the pods
+    assert w.elb.health_reads == 0 and s.describe_slot_at is None and s.gate.status is Verdict.WAITING
+    assert s.gate.groups[0].unregistered == 1 and "target-health conditions" in s.gate.reason
+    assert w.kube.conditions_set == []  # too early to nudge
+    # When it is still unwritten once overdue, after the nudge's requeue / Then ELB is asked
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s) - CONTROLLER_REQUEUE_SECONDS
+    s.steps[-1].nudged_at = NOW - CONTROLLER_REQUEUE_SECONDS
+    w2 = world([unwritten_pod()], {ARN: [target("10.0.1.1", HEALTHY)]})
+    check_target_health(w2.ports, s)
+    assert w2.elb.health_reads == 1
+
+
+def test_a_booked_look_whose_pods_carry_the_controllers_gate_reads_them_each_requeue():
+    # Given a started pod with the controller's gate whose condition cannot tell (Unknown), not overdue, share spent
+    p = lbc_pod("web-new-a", "10.0.1.1", "Unknown")
     s = rollout(groups=(gated_group(),))
     w = world([p], {}, budget=300)
     s = check_target_health(w.ports, s)
@@ -126,24 +151,15 @@ def test_a_look_within_the_back_off_past_the_step_deadline_fails_saying_so():
 
 
 def test_readable_conditions_bring_the_look_back_a_requeue_later_even_without_a_nudge():
-    # Given overdue conditions, but a nudge made a moment ago (none is due)
-    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
-    s = overdue_rollout(throttles=3)
-    s.steps[-1].nudged_at = NOW - 1
+    # Given a condition that cannot tell (Unknown) before the conditions are overdue (no nudge is due), and ELB
+    # throttling the gate's call
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "Unknown")]
+    s = rollout(groups=(gated_group(),), throttles=3)
     w = world(pods, throttled=True)
     s = check_target_health(w.ports, s)
+    assert w.elb.health_reads == 1 and s.throttles == 4
     assert w.kube.conditions_set == [] and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS
     # and within the back-off too
     w2 = world(pods, {}, now=NOW + 2)
     s = check_target_health(w2.ports, s)
     assert w2.kube.conditions_set == [] and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS
-
-
-def test_a_nudge_brings_a_look_the_conditions_cannot_answer_back_a_requeue_later():
-    # Given one started pod with the controller's gate, overdue, and one without it (the conditions cannot answer
-    # for the step), albgate's share spent for 300 s
-    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking"), pod("web-new-b", "10.0.1.2")]
-    s = overdue_rollout(plan=(2, 3))
-    w = world(pods, {}, budget=300)
-    s = check_target_health(w.ports, s)
-    assert [c[1] for c in w.kube.conditions_set] == ["web-new-a"] and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS

@@ -65,3 +65,24 @@ def test_one_condition_that_cannot_tell_or_a_group_without_its_binding_sends_the
     assert health_from_conditions([WEB, API], [a, unanswered]) is None
     assert health_from_conditions([WEB, API.model_copy(update={"binding": ""})], [a]) is None
     assert health_from_conditions([], [a]) is None
+
+
+def test_read_with_unwritten_a_condition_not_there_yet_is_a_target_not_registered_in_that_group_only():
+    # Given a pod whose api condition the controller has not written yet (its web one says healthy)
+    a = pod("a", "10.0.0.7", PodCondition(GATE_WEB, "True"), PodCondition(GATE_API, "True"))
+    unanswered = pod("b", "10.0.0.8", PodCondition(GATE_WEB, "True"))
+    # Then its target is left out of the api group (as ELB lists no target not registered), kept in the web one
+    assert health_from_conditions([WEB, API], [a, unanswered], unwritten=True) == {
+        "arn:tg/web": [TargetHealth("10.0.0.7", 8080, HEALTHY), TargetHealth("10.0.0.8", 8080, HEALTHY)],
+        "arn:tg/api": [TargetHealth("10.0.0.7", 0, HEALTHY)],
+    }
+
+
+def test_read_with_unwritten_a_condition_that_cannot_tell_or_a_missing_gate_still_sends_the_gate_to_elb():
+    a = pod("a", "10.0.0.7", PodCondition(GATE_WEB, "True"), PodCondition(GATE_API, "True"))
+    unknown = pod("b", "10.0.0.8", PodCondition(GATE_WEB, "True"), PodCondition(GATE_API, "Unknown"))
+    assert health_from_conditions([WEB, API], [a, unknown], unwritten=True) is None
+    # a pod without the controller's gate for a group has no condition of it to wait for: the controller never
+    # writes one there
+    ungated = pod("c", "10.0.0.9", PodCondition(GATE_WEB, "True"), gates=(GATE_WEB,))
+    assert health_from_conditions([WEB, API], [a, ungated], unwritten=True) is None

@@ -200,10 +200,24 @@ def test_the_gate_reads_only_the_conditions_until_they_are_overdue_then_asks_elb
     w2 = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=overdue - 1)
     s = check_target_health(w2.ports, s)
     assert w2.elb.health_reads == 0 and s.wait_seconds == 1
-    # When they are overdue / Then ELB is asked, and its `unhealthy` answer fails the step at once
-    w3 = world(pods, {ARN: [target("10.0.1.1", UNHEALTHY, "Target.ResponseCodeMismatch")]}, now=overdue)
+    # When they are overdue / Then the controller is nudged instead (its own look answers), still no call, and the
+    # gate comes back no later than a requeue after the nudge
+    w3 = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=overdue)
     s = check_target_health(w3.ports, s)
-    assert w3.elb.health_reads == 1 and s.gate.status is Verdict.FAILED
+    assert w3.elb.health_reads == 0 and s.gate.status is Verdict.WAITING
+    assert [c[1] for c in w3.kube.conditions_set] == ["web-new-a"] and s.steps[-1].nudged_at == overdue
+    assert "nudged the Load Balancer Controller about 1 pod(s) whose condition is overdue" in s.gate.reason
+    assert s.wait_seconds <= CONTROLLER_REQUEUE_SECONDS
+    # When a look comes just before that requeue ends / Then still no call
+    w4 = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=overdue + CONTROLLER_REQUEUE_SECONDS - 1)
+    s = check_target_health(w4.ports, s)
+    assert w4.elb.health_reads == 0 and s.wait_seconds == 1
+    # When the conditions still do not tell a requeue after the nudge / Then ELB is asked, and its `unhealthy`
+    # answer fails the step at once
+    w5 = world(pods, {ARN: [target("10.0.1.1", UNHEALTHY, "Target.ResponseCodeMismatch")]},
+               now=overdue + CONTROLLER_REQUEUE_SECONDS)
+    s = check_target_health(w5.ports, s)
+    assert w5.elb.health_reads == 1 and s.gate.status is Verdict.FAILED
 
 
 def test_a_gates_look_at_elb_names_a_removed_old_pods_target_still_in_the_pool():
@@ -260,10 +274,12 @@ def test_told_not_to_read_the_conditions_the_gate_asks_elb_at_once_and_releases_
 
 
 def test_healthy_on_elb_but_not_yet_on_the_controllers_gate_waits_for_the_controller_and_trusts_it_again():
-    # Given a pod whose controller condition is overdue (a throttled controller), its target healthy on ELB
+    # Given a pod whose controller condition is overdue (a throttled controller), still a requeue after the first
+    # overdue look nudged the controller, its target healthy on ELB
     pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
     s = rollout(groups=(gated_group(),))
-    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s) - CONTROLLER_REQUEUE_SECONDS
+    s.steps[-1].nudged_at = NOW - CONTROLLER_REQUEUE_SECONDS
     w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
     s = check_target_health(w.ports, s)
     # Then the gate releases nothing (the controller's gate holds the pod out of Ready anyway), says why, and

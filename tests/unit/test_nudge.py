@@ -8,7 +8,7 @@ import dataclasses
 from lambdas.domain.errors import NotFoundError
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, Verdict
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, HEALTHY, INITIAL, LBC_GATE_PREFIX, PodCondition
-from lambdas.domain.rollout.gate import check_target_health, conditions_overdue_seconds
+from lambdas.domain.rollout.gate import check_target_health, conditions_overdue_seconds, elb_asked_at
 from lambdas.domain.rollout.nudge import NUDGE_REASON, late_for_the_controller, nudge_due, nudge_the_controller
 from lambdas.domain.state import StepRecord
 from tests.unit.test_domain_mutants_gate_drain import ARN, ARN2, NOW, pod, rollout, target, world
@@ -120,10 +120,45 @@ def test_a_pod_gone_since_the_look_is_skipped_and_nothing_counts():
 # ---------------------------------------------------------------------------------------------------------
 # In the gate
 # ---------------------------------------------------------------------------------------------------------
-def test_a_gate_waiting_for_a_target_nobody_registered_nudges_the_controller():
-    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.RegistrationInProgress")]
+def overdue_after_a_nudge(s):
+    """The step's conditions overdue, and its first overdue look's nudge a requeue ago, to no avail: the gate asks
+    ELB now."""
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s) - CONTROLLER_REQUEUE_SECONDS
+    s.steps[-1].nudged_at = NOW - CONTROLLER_REQUEUE_SECONDS
+    return s
+
+
+def test_elb_is_asked_once_the_conditions_are_overdue_and_a_requeue_after_the_last_nudge():
+    s = rollout(groups=(gated_group(),))
+    rec = s.steps[-1]
+    rec.first_ready_at = NOW
+    overdue = NOW + conditions_overdue_seconds(s)
+    assert elb_asked_at(s, rec) == overdue
+    rec.nudged_at = overdue - CONTROLLER_REQUEUE_SECONDS  # a nudge a requeue before: no later
+    assert elb_asked_at(s, rec) == overdue
+    rec.nudged_at = overdue  # the first overdue look's nudge: a requeue later
+    assert elb_asked_at(s, rec) == overdue + CONTROLLER_REQUEUE_SECONDS
+
+
+def test_the_first_overdue_look_nudges_instead_of_asking_elb_unless_no_nudge_goes_through():
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
     s = rollout(groups=(gated_group(),))
     s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    # Given the pod gone by the time the nudge is written
+    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
+
+    def gone(*_args: object, **_kwargs: object) -> None:
+        raise NotFoundError("pods \"web-new-a\" not found")
+
+    w.kube.set_pod_condition = gone
+    s = check_target_health(w.ports, s)
+    # Then nothing was nudged, so ELB is asked in the same look
+    assert s.steps[-1].nudged_at is None and w.elb.health_reads == 1
+
+
+def test_a_gate_waiting_for_a_target_nobody_registered_nudges_the_controller():
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.RegistrationInProgress")]
+    s = overdue_after_a_nudge(rollout(groups=(gated_group(),)))
     w = world(pods, {ARN: []})
     s = check_target_health(w.ports, s)
     assert s.gate.status is Verdict.WAITING and w.kube.conditions_set[0][1] == "web-new-a"
@@ -169,10 +204,9 @@ def test_overdue_conditions_are_named_without_an_elb_answer():
 
 
 def test_while_its_elb_look_is_booked_an_overdue_step_nudges_and_reads_the_pods_each_requeue():
-    # Given a pod whose controller condition is overdue and albgate's share spent for 300 s
+    # Given a pod whose controller condition is overdue a requeue after a nudge, and albgate's share spent for 300 s
     pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
-    s = rollout(groups=(gated_group(),))
-    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    s = overdue_after_a_nudge(rollout(groups=(gated_group(),)))
     w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, budget=300)
     # When the gate looks / Then no ELB call; the controller is nudged, and the pods read again a requeue later
     s = check_target_health(w.ports, s)
@@ -184,9 +218,8 @@ def test_while_its_elb_look_is_booked_an_overdue_step_nudges_and_reads_the_pods_
 
 
 def test_a_booked_look_before_the_conditions_are_overdue_does_not_nudge():
-    # Given a started pod whose controller condition is not written yet (the look goes to ELB, and is booked)
-    p = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"),
-                            conditions=(PodCondition("ContainersReady", "True"),))
+    # Given a started pod whose controller condition cannot tell (Unknown: the look goes to ELB, and is booked)
+    p = lbc_pod("web-new-a", "10.0.1.1", "Unknown")
     s = rollout(groups=(gated_group(),))
     s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s) + 1
     w = world([p], {}, budget=300)
@@ -216,8 +249,7 @@ def test_a_condition_not_written_at_all_is_nudged_and_read_again_a_requeue_later
 
 def test_a_throttled_look_nudges_an_overdue_controller():
     pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
-    s = rollout(groups=(gated_group(),))
-    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    s = overdue_after_a_nudge(rollout(groups=(gated_group(),)))
     w = world(pods, {}, throttled=True)
     s = check_target_health(w.ports, s)
     assert "throttled" in s.gate.reason and [c[1] for c in w.kube.conditions_set] == ["web-new-a"]

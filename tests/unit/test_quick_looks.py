@@ -122,10 +122,12 @@ def test_looks_at_the_shortest_waits_with_every_quick_one_stay_within_the_count(
 # A booked look at ELB, where the controller's conditions can still tell
 # ---------------------------------------------------------------------------------------------------------
 def test_while_its_elb_look_waits_for_a_turn_the_gate_reads_the_conditions_each_controller_requeue():
-    # Given a gated pod whose conditions are overdue, and albgate's share of the Describe* calls spent for 300 s
+    # Given a gated pod whose conditions are overdue a requeue after the nudge that made the first overdue look, and
+    # albgate's share of the Describe* calls spent for 300 s
     pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
     s = rollout(groups=(gated_group(),))
-    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s) - CONTROLLER_REQUEUE_SECONDS
+    s.steps[-1].nudged_at = NOW - CONTROLLER_REQUEUE_SECONDS
     w = world(pods, {ARN: [target("10.0.1.1", "healthy")]}, budget=300)
     # When the gate looks / Then its ELB look is booked, and it comes back one controller requeue later, not 300 s
     s = check_target_health(w.ports, s)

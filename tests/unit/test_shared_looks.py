@@ -323,23 +323,24 @@ from lambdas.domain.rollout.nudge import NUDGE_REASON  # noqa: E402
 from tests.unit.test_drain_carried import gated_group, lbc_pod  # noqa: E402
 
 
-def _following(pods, first_ready_before_overdue: float, now: float = NOW, **rollout_args):
+def _following(pods, first_ready_before_overdue: float, now: float = NOW, nudged: bool = False, **rollout_args):
     """A step whose look would wait 300 s for its own turn and follows another execution's call booked in 40 s;
     its first pod turned ContainersReady ``first_ready_before_overdue`` seconds short of the conditions' being
-    overdue."""
+    overdue; ``nudged``: overdue a requeue longer, the first overdue look's nudge a requeue ago."""
     looks = LocalLooks(MovableClock(now))
     looks.book(ARN, now + 40)
     s = rollout(groups=(gated_group(),), **rollout_args)
     s.steps[-1].first_ready_at = now - conditions_overdue_seconds(s) + first_ready_before_overdue
+    if nudged:
+        s.steps[-1].first_ready_at -= CONTROLLER_REQUEUE_SECONDS
+        s.steps[-1].nudged_at = now - CONTROLLER_REQUEUE_SECONDS
     w = sharing(world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=now), looks, CountingBudget(wait=300))
     return w, s
 
 
 def test_a_following_look_whose_conditions_may_still_come_reads_the_pods_a_requeue_later():
-    # Given a started pod with the controller's gate whose condition is not written yet, before it is overdue
-    p = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"),
-                            conditions=(PodCondition("ContainersReady", "True"),))
-    w, s = _following([p], first_ready_before_overdue=1)
+    # Given a started pod with the controller's gate whose condition cannot tell (Unknown), before it is overdue
+    w, s = _following([lbc_pod("web-new-a", "10.0.1.1", "Unknown")], first_ready_before_overdue=1)
     # When the gate looks / Then it follows the other call, nudges nobody, and reads the pods a requeue later
     s = check_target_health(w.ports, s)
     assert "reads its answer in" in s.gate.reason and w.elb.health_reads == 0
@@ -347,9 +348,9 @@ def test_a_following_look_whose_conditions_may_still_come_reads_the_pods_a_reque
 
 
 def test_a_following_look_whose_conditions_are_overdue_nudges_the_controller():
-    # Given a pod whose controller condition is overdue
+    # Given a pod whose controller condition is overdue, a requeue after the first overdue look's nudge
     w, s = _following([lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")],
-                      first_ready_before_overdue=0)
+                      first_ready_before_overdue=0, nudged=True)
     # When the gate looks / Then it follows the other call, nudges the controller on that pod, and reads the pods
     # again a requeue later
     s = check_target_health(w.ports, s)

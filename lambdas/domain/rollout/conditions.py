@@ -59,10 +59,15 @@ def carries_controller_gates(groups: list[TargetGroupInfo], candidates: list[Pod
     return all(LBC_GATE_PREFIX + g.binding in p.readiness_gates for p in started for g in groups)
 
 
-def health_from_conditions(groups: list[TargetGroupInfo], candidates: list[Pod]) -> dict[str, list[TargetHealth]] | None:
+def health_from_conditions(groups: list[TargetGroupInfo], candidates: list[Pod], *,
+                           unwritten: bool = False) -> dict[str, list[TargetHealth]] | None:
     """DescribeTargetHealth's view of the candidates' targets, per target group ARN, read from their conditions; None
     when some ContainersReady candidate's condition cannot say (then the gate asks ELB). Candidates still starting
-    have no target yet and are left out, as ELB would."""
+    have no target yet and are left out, as ELB would. ``unwritten``: a candidate that carries the controller's gate
+    for a group but no condition of it yet is left out of that group too, as not registered: a reconcile registers
+    the new endpoints and then writes their pods' conditions (docs/facts.md, "Load Balancer Controller: the
+    target-health pod condition"), so no reconcile has finished with this target yet; it is not registered, or
+    only just, and no gate passes on it."""
     if not groups or any(not g.binding for g in groups):
         return None
     health: dict[str, list[TargetHealth]] = {g.arn: [] for g in groups}
@@ -70,7 +75,10 @@ def health_from_conditions(groups: list[TargetGroupInfo], candidates: list[Pod])
         if not (pod.containers_ready and pod.ip):
             continue
         for g in groups:
-            said = target_state(pod, LBC_GATE_PREFIX + g.binding)
+            gate = LBC_GATE_PREFIX + g.binding
+            if unwritten and gate in pod.readiness_gates and all(c.type != gate for c in pod.conditions):
+                continue
+            said = target_state(pod, gate)
             if said is None:
                 return None
             state, reason = said

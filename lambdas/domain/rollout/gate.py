@@ -119,16 +119,23 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
     if started and s.request.policy.read_controller_conditions:
         # The controller's own conditions on the pods, when they can tell (lambdas/domain/rollout/conditions.py):
         # no call of the account's Describe* bucket; ELB is asked only when they cannot.
-        seen = health_from_conditions(s.target_groups, candidates)
+        ask_at = elb_asked_at(s, record)
+        # until they are overdue, a condition the controller has not written yet is a target not registered yet
+        seen = health_from_conditions(s.target_groups, candidates, unwritten=now < ask_at)
         if seen is not None and record.registration_lag is None:
             record.registration_lag = registration_lag(s.target_groups, candidates)
         if seen is not None:
             gate = evaluate_gate(candidates=candidates, needed=needed, health=seen, now=now, deadline=s.step_deadline)
-            ask_at = record.first_ready_at + conditions_overdue_seconds(s)
+            if gate.status is Verdict.WAITING and now >= ask_at and record.nudged_at is None:
+                # overdue for the first time this step: the controller's own look, nudged, answers for albgate's
+                nudged = nudge_the_controller(ports, s, record, candidates, None, now)
+                if nudged:
+                    gate = replace(gate, reason=f"{gate.reason}; {nudged}")
+                    ask_at = elb_asked_at(s, record)
             if gate.status is not Verdict.WAITING or now < ask_at:
                 return _from_conditions(s, record, candidates, gate, seen, now, ask_at)
-            # overdue: a healthy target's condition would be True by now; ELB tells why not (an `unhealthy` target
-            # fails the step at once, where the controller may back off before it writes so)
+            # overdue even after a nudge: a healthy target's condition would be True by now; ELB tells why not (an
+            # `unhealthy` target fails the step at once, where the controller may back off before it writes so)
     if pods_needing_targets(candidates, needed) or (handed_over and needed <= 0):
         # whether the controller's conditions tell, or may come to tell, while no call can be made
         readable = seen is not None or (started and s.request.policy.read_controller_conditions
@@ -230,6 +237,20 @@ def _held_by_the_controllers_gate(record: StepRecord, gate: GateResult, now: flo
     return replace(gate, status=Verdict.WAITING, release=(), reason=(
         f"{gate.reason}; the Load Balancer Controller has not written them healthy on the pods yet, and its gate "
         "holds them until it does"))
+
+
+def elb_asked_at(s: RolloutState, record: StepRecord) -> float:
+    """When the gate of a step whose pods carry the controller's gate asks ELB, if the conditions have not told by
+    then: once they are overdue (``conditions_overdue_seconds`` after the step's first pod was seen ContainersReady),
+    and no sooner than one controller requeue after the step's last nudge. The first look that finds them overdue
+    nudges the controller instead (rollout.nudge): a v3.4+ controller then reconciles at once and writes what its
+    own DescribeTargetHealth answered, healthy or the reason it is not, so albgate's call would only repeat it. An
+    older controller, or one that is down, does not answer a nudge: ELB is asked a requeue later."""
+    assert record.first_ready_at is not None
+    ask_at = record.first_ready_at + conditions_overdue_seconds(s)
+    if record.nudged_at is not None:
+        ask_at = max(ask_at, record.nudged_at + CONTROLLER_REQUEUE_SECONDS)
+    return ask_at
 
 
 def conditions_overdue_seconds(s: RolloutState) -> int:
