@@ -97,6 +97,12 @@ def test_a_pod_whose_controller_condition_is_unwritten_reads_as_not_registered_u
     assert w.elb.health_reads == 0 and s.describe_slot_at is None and s.gate.status is Verdict.WAITING
     assert s.gate.groups[0].unregistered == 1 and "target-health conditions" in s.gate.reason
     assert w.kube.conditions_set == []  # too early to nudge
+    # and the group is counted as missing the target from now, for albgate's own registration after the grace
+    assert s.steps[-1].unregistered_since == {ARN: NOW}
+    # When a later look still finds it unwritten / Then the first sighting stands
+    w1 = world([unwritten_pod()], {}, now=NOW + 4)
+    s = check_target_health(w1.ports, s)
+    assert s.steps[-1].unregistered_since == {ARN: NOW} and w1.elb.health_reads == 0
     # When it is still unwritten once overdue, after the nudge's requeue / Then ELB is asked
     s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s) - CONTROLLER_REQUEUE_SECONDS
     s.steps[-1].nudged_at = NOW - CONTROLLER_REQUEUE_SECONDS
@@ -163,3 +169,14 @@ def test_readable_conditions_bring_the_look_back_a_requeue_later_even_without_a_
     w2 = world(pods, {}, now=NOW + 2)
     s = check_target_health(w2.ports, s)
     assert w2.kube.conditions_set == [] and s.wait_seconds == CONTROLLER_REQUEUE_SECONDS
+
+
+def test_a_condition_written_since_ends_the_count_of_a_missing_target():
+    # Given a group counted missing since an earlier look, and the controller's condition on the pod written now
+    s = rollout(groups=(gated_group(),))
+    s.steps[-1].first_ready_at = NOW - 4
+    s.steps[-1].unregistered_since = {ARN: NOW - 4}
+    w = world([lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.RegistrationInProgress")], {})
+    s = check_target_health(w.ports, s)
+    # Then nothing is missing any more, and ELB is not asked
+    assert s.steps[-1].unregistered_since == {} and w.elb.health_reads == 0

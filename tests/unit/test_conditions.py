@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambdas.domain.ports import HEALTHY, INITIAL, UNHEALTHY, Pod, PodCondition, TargetHealth
-from lambdas.domain.rollout.conditions import health_from_conditions, target_state
+from lambdas.domain.rollout.conditions import health_from_conditions, target_state, unwritten_groups
 from lambdas.domain.state import TargetGroupInfo
 
 WEB = TargetGroupInfo(arn="arn:tg/web", service="web", health_check_interval_seconds=10, healthy_threshold=2,
@@ -86,3 +86,16 @@ def test_read_with_unwritten_a_condition_that_cannot_tell_or_a_missing_gate_stil
     # writes one there
     ungated = pod("c", "10.0.0.9", PodCondition(GATE_WEB, "True"), gates=(GATE_WEB,))
     assert health_from_conditions([WEB, API], [a, ungated], unwritten=True) is None
+
+
+def test_the_groups_missing_a_target_are_those_where_a_started_pod_carries_the_gate_but_no_condition():
+    written = pod("a", "10.0.0.7", PodCondition(GATE_WEB, "True"), PodCondition(GATE_API, "False", "Elb.X"))
+    no_api = pod("b", "10.0.0.8", PodCondition(GATE_WEB, "True"))
+    starting = pod("c", None, ready=False)  # nothing started, nothing missing
+    not_ready = pod("d", "10.0.0.9", ready=False)
+    assert unwritten_groups([WEB, API], [written, starting, not_ready]) == []
+    assert unwritten_groups([WEB, API], [written, no_api]) == ["arn:tg/api"]
+    assert unwritten_groups([WEB, API], [pod("e", "10.0.1.1")]) == ["arn:tg/web", "arn:tg/api"]
+    # a pod without the gate for a group waits for no condition there; a group without a binding has no gate
+    assert unwritten_groups([WEB, API], [pod("f", "10.0.1.2", PodCondition(GATE_WEB, "True"), gates=(GATE_WEB,))]) == []
+    assert unwritten_groups([WEB, API.model_copy(update={"binding": ""})], [no_api]) == []

@@ -86,6 +86,16 @@ def health_from_conditions(groups: list[TargetGroupInfo], candidates: list[Pod],
     return health
 
 
+def unwritten_groups(groups: list[TargetGroupInfo], candidates: list[Pod]) -> list[str]:
+    """The ARNs of the groups where some started candidate carries the controller's gate but no condition of it yet:
+    no reconcile has registered its target there (``health_from_conditions``, ``unwritten``). Pure; in the groups'
+    order."""
+    started = [p for p in candidates if p.containers_ready and p.ip]
+    return [g.arn for g in groups if g.binding and any(
+        LBC_GATE_PREFIX + g.binding in p.readiness_gates
+        and all(c.type != LBC_GATE_PREFIX + g.binding for c in p.conditions) for p in started)]
+
+
 def registration_lag(groups: list[TargetGroupInfo], pods: list[Pod]) -> float | None:
     """How long, at most, the controller took to act on the slowest of ``pods`` once it was ContainersReady: the
     largest gap between a pod's ContainersReady and a condition of a group's binding gate, by their

@@ -19,7 +19,12 @@ from lambdas.domain.errors import ThrottledError
 from lambdas.domain.poll import CONDITIONS_QUICK_LOOKS, POD_START_POLL_SECONDS
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
 from lambdas.domain.ports import ALBGATE_GATE, Deployment, DeploymentCondition, Pod, Ports, TargetHealth
-from lambdas.domain.rollout.conditions import carries_controller_gates, health_from_conditions, registration_lag
+from lambdas.domain.rollout.conditions import (
+    carries_controller_gates,
+    health_from_conditions,
+    registration_lag,
+    unwritten_groups,
+)
 from lambdas.domain.rollout.drain import check_leaving
 from lambdas.domain.rollout.left import follow_left
 from lambdas.domain.rollout import out_of_service
@@ -122,6 +127,11 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
         ask_at = elb_asked_at(s, record)
         # until they are overdue, a condition the controller has not written yet is a target not registered yet
         seen = health_from_conditions(s.target_groups, candidates, unwritten=now < ask_at)
+        if seen is not None and now < ask_at:
+            # the groups where a target is missing so, since when: the first look at ELB registers the targets
+            # nobody registered once the grace has passed since then (rollout.targets.register_missing)
+            missing = unwritten_groups(s.target_groups, candidates)
+            record.unregistered_since = {arn: min(record.unregistered_since.get(arn, now), now) for arn in missing}
         if seen is not None and record.registration_lag is None:
             record.registration_lag = registration_lag(s.target_groups, candidates)
         if seen is not None:
