@@ -99,3 +99,11 @@ def test_the_groups_missing_a_target_are_those_where_a_started_pod_carries_the_g
     # a pod without the gate for a group waits for no condition there; a group without a binding has no gate
     assert unwritten_groups([WEB, API], [pod("f", "10.0.1.2", PodCondition(GATE_WEB, "True"), gates=(GATE_WEB,))]) == []
     assert unwritten_groups([WEB, API.model_copy(update={"binding": ""})], [no_api]) == []
+
+
+def test_read_with_unwritten_a_pod_missing_in_one_group_still_counts_in_the_next():
+    # Given a pod whose web condition is not written yet and whose api condition says healthy
+    a = pod("a", "10.0.0.7", PodCondition(GATE_API, "True"))
+    # Then it is left out of web only
+    assert health_from_conditions([WEB, API], [a], unwritten=True) == {
+        "arn:tg/web": [], "arn:tg/api": [TargetHealth("10.0.0.7", 0, HEALTHY)]}

@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from lambdas.domain.contract import ALB_METRICS_REGRESSED
 from lambdas.domain.errors import NotFoundError, ThrottledError, UnsafeConfigurationError
 from lambdas.domain.gate import GateResult, Verdict
 from lambdas.domain.ports import (
@@ -26,7 +27,9 @@ from lambdas.domain.rollout.gate import check_target_health
 from lambdas.domain.rollout.observe import next_look
 from lambdas.domain.rollout.targets import target_group_bindings
 from tests.unit.test_domain_mutants_gate_drain import ARN, NOW, NS, group, old_pod, pod, rollout, world
-from tests.unit.test_drain_carried import BINDING
+from tests.unit.test_analysis_looks import START
+from tests.unit.test_analysis_looks import state as analysis_state
+from tests.unit.test_drain_carried import BINDING, analysis_ports
 from tests.unit.test_drain_checkpoint import checkpoint_of
 
 SERVED = {"app": "web", SERVING_LABEL: IN_SERVICE}
@@ -342,6 +345,19 @@ def test_check_target_health_settles_without_a_look_at_elb_once_pods_are_out():
     s = check_target_health(w.ports, s)
     assert s.gate.status is Verdict.PASSED and s.gate.release == ("web-new-a",)
     assert w.elb.health_reads == 0 and s.steps[-1].gate_passed_at == NOW + 3
+    assert w.kube.deployment_reads == 1  # one GET for the pods and the template's preStop
+
+
+def test_a_look_while_pods_are_out_fails_first_on_what_the_policy_watches_with_its_error():
+    # Given step 1 waiting for the controller to show its old pods out, and ALB metrics that regressed since
+    s = analysis_state(analysis={})
+    record = s.steps[-1]
+    record.out_of_service, record.out_ips, record.out_release, record.out_at = (
+        ["web-old-c"], ["10.0.0.3"], ["web-new-a"], START + 400)
+    # When the gate looks / Then it fails on that before reading anything else (the ports have nothing else)
+    s = check_target_health(analysis_ports(START + 500), s)
+    assert s.gate.status is Verdict.FAILED and s.gate.error == ALB_METRICS_REGRESSED and s.gate.release == ()
+    assert "during step 1's gate" in s.gate.reason and s.wait_seconds == 0
 
 
 def test_the_drain_of_pods_proven_out_before_release_passes_without_a_call():

@@ -127,9 +127,10 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
         ask_at = elb_asked_at(s, record)
         # until they are overdue, a condition the controller has not written yet is a target not registered yet
         seen = health_from_conditions(s.target_groups, candidates, unwritten=now < ask_at)
-        if seen is not None and now < ask_at:
-            # the groups where a target is missing so, since when: the first look at ELB registers the targets
-            # nobody registered once the grace has passed since then (rollout.targets.register_missing)
+        if seen is not None:
+            # the groups where a target is missing so (none once they are overdue: an unwritten condition then
+            # sends the look to ELB), since when: the first look at ELB registers the targets nobody registered
+            # once the grace has passed since then (rollout.targets.register_missing)
             missing = unwritten_groups(s.target_groups, candidates)
             record.unregistered_since = {arn: min(record.unregistered_since.get(arn, now), now) for arn in missing}
         if seen is not None and record.registration_lag is None:
