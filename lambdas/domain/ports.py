@@ -276,6 +276,8 @@ INITIAL, HEALTHY, UNHEALTHY, UNUSED, DRAINING, UNAVAILABLE = (
 )
 # The reason of an `initial` target the load balancer is still registering: no health check has run yet.
 REGISTRATION_IN_PROGRESS = "Elb.RegistrationInProgress"
+# The reason of an `initial` target the load balancer has registered and is health-checking.
+INITIAL_HEALTH_CHECKING = "Elb.InitialHealthChecking"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import dataclasses
 from lambdas.domain.errors import NotFoundError
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, Verdict
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, HEALTHY, INITIAL, LBC_GATE_PREFIX, PodCondition
-from lambdas.domain.rollout.gate import check_target_health, conditions_overdue_seconds, elb_asked_at
+from lambdas.domain.rollout.gate import check_target_health, conditions_overdue_seconds, elb_asked_at, health_checked
 from lambdas.domain.rollout.nudge import NUDGE_REASON, late_for_the_controller, nudge_due, nudge_the_controller
 from lambdas.domain.state import StepRecord
 from tests.unit.test_domain_mutants_gate_drain import ARN, ARN2, NOW, pod, rollout, target, world
@@ -138,6 +138,33 @@ def test_elb_is_asked_once_the_conditions_are_overdue_and_a_requeue_after_the_la
     assert elb_asked_at(s, rec) == overdue
     rec.nudged_at = overdue  # the first overdue look's nudge: a requeue later
     assert elb_asked_at(s, rec) == overdue + CONTROLLER_REQUEUE_SECONDS
+
+
+def test_an_overdue_look_whose_conditions_say_still_registering_asks_elb_rather_than_nudge():
+    # Given a pod whose controller condition, overdue, still says its target is being registered: the controller
+    # has not looked since (throttled, backing off) or the load balancer registers slowly
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.RegistrationInProgress")]
+    s = rollout(groups=(gated_group(),))
+    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
+    w = world(pods, {ARN: [target("10.0.1.1", INITIAL, "Elb.InitialHealthChecking")]})
+    s = check_target_health(w.ports, s)
+    # Then albgate looks itself, and nudges nobody: ELB shows the target checked, not healthy
+    assert w.elb.health_reads == 1 and w.kube.conditions_set == [] and s.steps[-1].nudged_at is None
+
+
+def test_conditions_say_health_checked_when_every_started_target_is_checked_or_healthy_in_every_group():
+    g1, g2 = gated_group(), gated_group().model_copy(update={"arn": ARN2})
+    a, b = pod("a", "10.0.1.1"), pod("b", "10.0.1.2")
+    starting = pod("c", None, ready=False)
+    checked = "Elb.InitialHealthChecking"
+    seen = {ARN: [target("10.0.1.1", HEALTHY), target("10.0.1.2", INITIAL, checked)],
+            ARN2: [target("10.0.1.1", INITIAL, checked), target("10.0.1.2", HEALTHY)]}
+    assert health_checked([g1, g2], [a, b, starting], seen)
+    registering = {**seen, ARN2: [target("10.0.1.1", INITIAL, "Elb.RegistrationInProgress"),
+                                  target("10.0.1.2", HEALTHY)]}
+    assert not health_checked([g1, g2], [a, b], registering)
+    missing = {**seen, ARN2: [target("10.0.1.2", HEALTHY)]}  # a's condition there not written yet
+    assert not health_checked([g1, g2], [a, b], missing)
 
 
 def test_the_first_overdue_look_nudges_instead_of_asking_elb_unless_no_nudge_goes_through():

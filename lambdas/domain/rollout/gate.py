@@ -18,7 +18,16 @@ from dataclasses import replace
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.poll import CONDITIONS_QUICK_LOOKS, POD_START_POLL_SECONDS
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
-from lambdas.domain.ports import ALBGATE_GATE, Deployment, DeploymentCondition, Pod, Ports, TargetHealth
+from lambdas.domain.ports import (
+    ALBGATE_GATE,
+    HEALTHY,
+    INITIAL_HEALTH_CHECKING,
+    Deployment,
+    DeploymentCondition,
+    Pod,
+    Ports,
+    TargetHealth,
+)
 from lambdas.domain.rollout.conditions import (
     carries_controller_gates,
     health_from_conditions,
@@ -40,7 +49,7 @@ from lambdas.domain.rollout.targets import (
     register_missing,
     shared_health,
 )
-from lambdas.domain.state import RolloutState, StepRecord
+from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo
 
 Health = dict[str, list[TargetHealth]]
 
@@ -137,8 +146,10 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
             record.registration_lag = registration_lag(s.target_groups, candidates)
         if seen is not None:
             gate = evaluate_gate(candidates=candidates, needed=needed, health=seen, now=now, deadline=s.step_deadline)
-            if gate.status is Verdict.WAITING and now >= ask_at and record.nudged_at is None:
-                # overdue for the first time this step: the controller's own look, nudged, answers for albgate's
+            if (gate.status is Verdict.WAITING and now >= ask_at and record.nudged_at is None
+                    and health_checked(s.target_groups, candidates, seen)):
+                # overdue for the first time this step, the controller having written that ELB health-checks every
+                # target it waits for: the controller's own look, nudged, answers for albgate's
                 nudged = nudge_the_controller(ports, s, record, candidates, None, now)
                 if nudged:
                     gate = replace(gate, reason=f"{gate.reason}; {nudged}")
@@ -250,13 +261,31 @@ def _held_by_the_controllers_gate(record: StepRecord, gate: GateResult, now: flo
         "holds them until it does"))
 
 
+def health_checked(groups: list[TargetGroupInfo], candidates: list[Pod], seen: Health) -> bool:
+    """Whether the conditions say that every started candidate's target in every group is registered and either
+    healthy or in its initial health checks (``Elb.InitialHealthChecking``): the controller has reconciled since it
+    registered them, and ELB has them, so a nudge gets the flip written by the controller's own look. A target the
+    conditions still call ``Elb.RegistrationInProgress`` was not looked at since its registration, by a controller
+    that backs off (throttled) or a load balancer still registering: there albgate's own look, in its share of the
+    bucket, tells more than a nudge would cost the controller's."""
+    started = [p.ip for p in candidates if p.containers_ready and p.ip]
+    for g in groups:
+        states = {t.target_id: t for t in seen.get(g.arn, [])}
+        for ip in started:
+            t = states.get(ip)
+            if t is None or (t.state != HEALTHY and t.reason != INITIAL_HEALTH_CHECKING):
+                return False
+    return True
+
+
 def elb_asked_at(s: RolloutState, record: StepRecord) -> float:
     """When the gate of a step whose pods carry the controller's gate asks ELB, if the conditions have not told by
     then: once they are overdue (``conditions_overdue_seconds`` after the step's first pod was seen ContainersReady),
     and no sooner than one controller requeue after the step's last nudge. The first look that finds them overdue
-    nudges the controller instead (rollout.nudge): a v3.4+ controller then reconciles at once and writes what its
-    own DescribeTargetHealth answered, healthy or the reason it is not, so albgate's call would only repeat it. An
-    older controller, or one that is down, does not answer a nudge: ELB is asked a requeue later."""
+    while they say ELB health-checks every target (``health_checked``) nudges the controller instead
+    (rollout.nudge): a v3.4+ controller then reconciles at once and writes what its own DescribeTargetHealth
+    answered, healthy or the reason it is not, so albgate's call would only repeat it. An older controller, or one
+    that is down, does not answer a nudge: ELB is asked a requeue later."""
     assert record.first_ready_at is not None
     ask_at = record.first_ready_at + conditions_overdue_seconds(s)
     if record.nudged_at is not None:
