@@ -165,24 +165,6 @@ def test_conditions_say_health_checked_when_every_started_target_is_checked_or_h
     assert not health_checked([g1, g2], [a, b], registering)
     missing = {**seen, ARN2: [target("10.0.1.2", HEALTHY)]}  # a's condition there not written yet
     assert not health_checked([g1, g2], [a, b], missing)
-    # a pod with an IP that is not ContainersReady has no target yet; a group the conditions say nothing of has
-    # nothing checked
-    with_ip = pod("d", "10.0.1.4", ready=False)
-    assert health_checked([g1, g2], [a, b, with_ip], seen)
-    assert not health_checked([g1, g2], [a, b], {ARN: seen[ARN]})
-
-
-def test_at_the_overdue_time_an_unwritten_condition_sends_the_look_to_elb_which_may_release_the_pod():
-    # Given a pod with the controller's gate whose condition is still not written when the conditions fall due
-    p = dataclasses.replace(lbc_pod("web-new-a", "10.0.1.1", "False"),
-                            conditions=(PodCondition("ContainersReady", "True"),))
-    s = rollout(groups=(gated_group(),))
-    s.steps[-1].first_ready_at = NOW - conditions_overdue_seconds(s)
-    # When ELB calls its target healthy / Then the gate passes on that answer (its release is the write the
-    # controller sees), not held for a condition nobody wrote
-    w = world([p], {ARN: [target("10.0.1.1", HEALTHY)]})
-    s = check_target_health(w.ports, s)
-    assert w.elb.health_reads == 1 and s.gate.status is Verdict.PASSED and s.gate.release == ("web-new-a",)
 
 
 def test_the_first_overdue_look_nudges_instead_of_asking_elb_unless_no_nudge_goes_through():
