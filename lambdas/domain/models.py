@@ -179,8 +179,8 @@ class RolloutPolicy(_Strict):
     read_controller_conditions: JsonBool = Field(
         default=True,
         description="where the Load Balancer Controller's readiness gate is on the new pods, read their targets' "
-        "health from its conditions on the pods and ask ELB only once those are overdue and a nudge did not help: "
-        "no Describe* call while "
+        "health from its conditions on the pods and ask ELB only once those are overdue (where they say ELB checks "
+        "the targets, after a nudge of the controller): no Describe* call while "
         "the controller can tell, each step later by up to one of its requeues (15 s). false: ask ELB every "
         "health-check interval once a target could be healthy, and release on its answer (docs/rollout.md, Polling "
         "and cost)",

@@ -92,8 +92,8 @@ class StepRecord(_Model):
     # it; None when not (domain/poll.py paces the looks by it).
     registering_since: float | None = None
     # When a look of this step first saw one of its pods ContainersReady: the controller's conditions are trusted
-    # alone until they are overdue (``rollout.gate.conditions_overdue_seconds``), then the controller is nudged and
-    # ELB asked a requeue later (``rollout.gate.elb_asked_at``).
+    # alone until they are overdue (``rollout.gate.conditions_overdue_seconds``), then ELB is asked, or first the
+    # controller nudged (``rollout.gate.elb_asked_at``).
     first_ready_at: float | None = None
     # How many looks of this step waited on those conditions at the quick pace (``poll.CONDITIONS_*``).
     quick_looks: int = 0

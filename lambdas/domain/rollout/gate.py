@@ -267,7 +267,7 @@ def health_checked(groups: list[TargetGroupInfo], candidates: list[Pod], seen: H
     registered them, and ELB has them, so a nudge gets the flip written by the controller's own look. A target the
     conditions still call ``Elb.RegistrationInProgress`` was not looked at since its registration, by a controller
     that backs off (throttled) or a load balancer still registering: there albgate's own look, in its share of the
-    bucket, tells more than a nudge would cost the controller's."""
+    bucket, tells more, and adds no call to a controller whose calls may be refused."""
     started = [p.ip for p in candidates if p.containers_ready and p.ip]
     for g in groups:
         states = {t.target_id: t for t in seen.get(g.arn, [])}

@@ -12,7 +12,8 @@ gate's condition on that pod again: still False, its message saying what ELB sho
 watch event; the controller reconciles within its latency and writes the condition, or registers the target. A
 look that cannot ask ELB (its turn in albgate's share is booked, its call was throttled, or it still backs off
 after one) nudges too once the conditions are overdue: the controller's own DescribeTargetHealth then answers for
-the look albgate cannot make.
+the look albgate cannot make. And the first look that finds them overdue while they say ELB health-checks every
+target nudges instead of asking ELB at all (``rollout.gate.health_checked``, ``rollout.gate.elb_asked_at``).
 
 Invariant: albgate's gate stays closed (the pod stays out of Ready), and nothing but the message changes on a pod
 that already carries the False condition. At most one nudge per step every ``CONTROLLER_REQUEUE_SECONDS``, and none
