@@ -76,7 +76,7 @@ def health_from_conditions(groups: list[TargetGroupInfo], candidates: list[Pod],
             continue
         for g in groups:
             gate = LBC_GATE_PREFIX + g.binding
-            if unwritten and gate in pod.readiness_gates and all(c.type != gate for c in pod.conditions):
+            if unwritten and not_written(pod, gate):
                 continue
             said = target_state(pod, gate)
             if said is None:
@@ -86,14 +86,17 @@ def health_from_conditions(groups: list[TargetGroupInfo], candidates: list[Pod],
     return health
 
 
+def not_written(pod: Pod, gate: str) -> bool:
+    """Whether ``pod`` carries the readiness gate ``gate`` but no condition of it yet."""
+    return gate in pod.readiness_gates and all(c.type != gate for c in pod.conditions)
+
+
 def unwritten_groups(groups: list[TargetGroupInfo], candidates: list[Pod]) -> list[str]:
     """The ARNs of the groups where some started candidate carries the controller's gate but no condition of it yet:
     no reconcile has registered its target there (``health_from_conditions``, ``unwritten``). Pure; in the groups'
     order."""
     started = [p for p in candidates if p.containers_ready and p.ip]
-    return [g.arn for g in groups if g.binding and any(
-        LBC_GATE_PREFIX + g.binding in p.readiness_gates
-        and all(c.type != LBC_GATE_PREFIX + g.binding for c in p.conditions) for p in started)]
+    return [g.arn for g in groups if g.binding and any(not_written(p, LBC_GATE_PREFIX + g.binding) for p in started)]
 
 
 def registration_lag(groups: list[TargetGroupInfo], pods: list[Pod]) -> float | None:
