@@ -142,9 +142,8 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
             # once the grace has passed since then (rollout.targets.register_missing)
             missing = unwritten_groups(s.target_groups, candidates)
             record.unregistered_since = {arn: min(record.unregistered_since.get(arn, now), now) for arn in missing}
-        if seen is not None and record.registration_lag is None:
-            record.registration_lag = registration_lag(s.target_groups, candidates)
-        if seen is not None:
+            if record.registration_lag is None:
+                record.registration_lag = registration_lag(s.target_groups, candidates)
             gate = evaluate_gate(candidates=candidates, needed=needed, health=seen, now=now, deadline=s.step_deadline)
             if (gate.status is Verdict.WAITING and now >= ask_at and record.nudged_at is None
                     and health_checked(s.target_groups, candidates, seen)):
