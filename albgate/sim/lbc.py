@@ -12,7 +12,9 @@ pkg/targetgroupbinding/targets_manager.go (the targets cache: ELB is asked only 
 and about the whole group every 5 minutes), the reconciler's
 watches (Services, Endpoints or EndpointSlices, Nodes; gated pods from v3.4.0), controller-runtime's
 reconcileHandler (an error or a plain requeue goes through the rate limiter, RequeueAfter and success
-forget the item's failures) and client-go's per-item exponential limiter (5 ms x 2^failures, capped),
+forget the item's failures), client-go's workqueue (a change that reaches an idle binding is a reconcile of its
+own; one that comes while the binding is reconciled runs once after it) and its per-item exponential limiter
+(5 ms x 2^failures, capped),
 failurePolicy Ignore (after v2.11.0) or Fail, the pause after a leader change, EKS Auto Mode (no gate
 injection at all, aws/containers-roadmap#2511), and pkg/aws/throttle (from v2.4.4 RegisterTargets/DeregisterTargets
 wait for a client-side token, 4 a second with bursts of 20; each call also takes one of the account's own bucket,
@@ -161,7 +163,10 @@ class WaitLimiter:
 class _Binding:
     def __init__(self, tgb: TargetGroupBinding, tg: "TargetGroupSim", service: Service) -> None:
         self.tgb, self.tg, self.service = tgb, tg, service
-        self.event: Any = None  # the binding taken from the queue after a watched change (or a resync)
+        # watch events on their way to the queue, by arrival time: each arrives by itself (one at the same instant
+        # as another is the same entry); an arrival while the binding sits in the queue or is being reconciled
+        # joins that entry (the workqueue's dirty set), so it costs no reconcile of its own
+        self.arrivals: dict[float, Any] = {}
         self.waiting: Any = None  # the workqueue's delayed entry (AddAfter / AddRateLimited): the earliest one
         self.failures = 0  # the rate limiter's count for this binding; Forget sets it to 0
         self.reconciles = 0
@@ -176,6 +181,7 @@ class _Binding:
         # (the workqueue never hands one item to two workers); what comes for it meanwhile runs once it is done.
         self.busy = False
         self.dirty = False
+        self.requests = 0  # the running reconcile's requests so far (ELB calls, pod condition patches)
 
 
 def checkpoint_annotation(b: _Binding, pods: Iterable["PodObj"]) -> str:
@@ -304,6 +310,7 @@ class LoadBalancerController:
                 b.waiting.cancel()
             b.waiting, b.failures = None, 0
             b.busy = b.dirty = False
+            b.requests = 0
             self._enqueue(b, self.sim.clock.t)
 
     def latency(self) -> float:
@@ -409,11 +416,12 @@ class LoadBalancerController:
     # --- the workqueue --------------------------------------------------------------------------------
     def _enqueue(self, b: _Binding, at: float) -> None:
         """The binding is added to the queue at ``at`` (a watch event, after the propagation latency)."""
-        if b.event is not None and b.event.alive:
-            if b.event.time <= at:
-                return
-            b.event.cancel()
-        b.event = self.loop.at(at, self._take, b, "event")
+        if at not in b.arrivals:
+            b.arrivals[at] = self.loop.at(at, self._arrive, b, at)
+
+    def _arrive(self, b: _Binding, at: float) -> None:
+        del b.arrivals[at]
+        self._take(b, "event")
 
     def _add_after(self, b: _Binding, delay: float) -> None:
         """workqueue AddAfter: a delayed entry; an entry already waiting keeps the earlier of the two times."""
@@ -433,6 +441,7 @@ class LoadBalancerController:
         sim, arn, now = self.sim, b.tg.arn, self.sim.clock.t
         cache = self.targets_cache.get(arn)
         if cache is None or now >= cache.filled_at + TARGETS_CACHE_TTL_SECONDS:
+            b.requests += 1
             health = sim.alb.describe_target_health(arn, caller=CONTROLLER)
             cache = self.targets_cache[arn] = _TargetsCache(now, {h.target_id: h for h in health})
             return dict(cache.targets)
@@ -440,6 +449,7 @@ class LoadBalancerController:
         if asked:
             # DescribeTargetHealth with Targets: only those, one call; a target not registered any more answers
             # unused / Target.NotRegistered and leaves the cache (refreshUnhealthyTargets)
+            b.requests += 1
             answer = {h.target_id: h for h in sim.alb.describe_target_health(arn, caller=CONTROLLER)}
             for ip in asked:
                 if ip in answer:
@@ -461,9 +471,7 @@ class LoadBalancerController:
         self._add_after(b, seconds)
 
     def _take(self, b: _Binding, which: str) -> None:
-        if which == "event":
-            b.event = None
-        else:
+        if which == "waiting":
             b.waiting = None
         if b.busy:
             b.dirty = True  # processed again once the running reconcile is done
@@ -503,6 +511,7 @@ class LoadBalancerController:
             delay = self._rate_limited(b)
             if failures in (1, 5, 10) or delay >= self.max_backoff_seconds:
                 sim.log("controller", f"{b.tgb.name}: DescribeTargetHealth throttled, retry in {delay:.3g} s")
+            self._done(b)
             return
         # a cached target with no health yet is not draining (TargetInfo.IsDraining)
         current = {ip: h for ip, h in listed.items() if h is None or h.state != DRAINING}
@@ -551,6 +560,7 @@ class LoadBalancerController:
                     self.loop.after(wait, self._resume, b, calls[i:], finish, self.process)
                     return
             reserved = False
+            b.requests += 1
             try:
                 sim.alb.spend_mutating(CONTROLLER, api)
             except ThrottledError:
@@ -572,6 +582,18 @@ class LoadBalancerController:
         self._mutate(b, calls, finish, reserved=True)
 
     def _done(self, b: _Binding) -> None:
+        """The reconcile's work is done: the binding stays held for the time its requests took (their effects were
+        applied as they were made), then a change kept for it meanwhile runs."""
+        held, b.requests = b.requests * self.spec.request_seconds, 0
+        if held > 0:
+            b.busy = True
+            self.loop.after(held, self._release, b, self.process)
+            return
+        self._release(b, self.process)
+
+    def _release(self, b: _Binding, process: int) -> None:
+        if process != self.process:
+            return  # the controller restarted meanwhile: the new leader's workqueue starts empty
         b.busy = False
         if b.dirty:
             b.dirty = False
@@ -596,6 +618,7 @@ class LoadBalancerController:
             reason, message = (h.reason, h.description) if h else (REGISTERING_REASON, REGISTERING_MESSAGE)
             if pod.conditions.get(gate) != (status, reason, message):
                 self.gate_updates += 1
+                b.requests += 1
                 sim.cluster.set_pod_condition(pod.namespace, pod.name, gate, status, reason, message)
             pending |= not healthy
         b.checkpoint = None if unmatched or gone else b.checkpoint

@@ -254,6 +254,12 @@ class ControllerSpec(_Strict):
     reconcile_latency_seconds: Seconds = Field(
         default=1.0, description="pod change -> EndpointSlice -> controller watch -> reconcile (assumption)"
     )
+    request_seconds: float = Field(
+        default=0.02, ge=0, le=10,
+        description="each request a reconcile makes (DescribeTargetHealth, RegisterTargets or DeregisterTargets, a "
+        "pod's condition patch) holds the binding this long (assumption: tens of milliseconds, docs/facts.md, Load "
+        "Balancer Controller: requeue and back-off by version)",
+    )
     leader_election_seconds: Seconds = Field(
         default=15, description="pause after the controller comes back (docs/facts.md, Load Balancer Controller: "
         "registration and timing: 15 s to 2 min)"

@@ -244,7 +244,7 @@ def test_sensitivity_varies_one_assumption_at_a_time_and_says_where_it_does_not_
     gate = "readiness-gate seed-app"
     assert one("requeue", 2.0, gate)["rollout_seconds"] > one(None, 1.0, gate)["rollout_seconds"]
     assert all(r["failed_requests"] == 0 for r in result["results"] if r["job"].startswith("albgate"))
-    # and the calibration's controllers (v2.2.4, v2.7.1) have no requeue flag: their figures are n/a
+    # and the calibration's controllers (v2.1.3, v2.2.4, v2.7.1) have no requeue flag: their figures are n/a
     assert all(v is None for v in one("requeue", 0.5, "reports")["reports"].values())
     assert one(None, 1.0, "reports")["reports"]["2287 typical"]["ratio"] > 0
     # while the interval changes the app as written, not albgate's (its bootstrap sets 5 s): no albgate run for it

@@ -277,3 +277,47 @@ def test_containers_ready_carries_when_it_turned_true_in_whole_seconds():
     (ready,) = [c for c in pod.conditions if c.type == "ContainersReady"]
     assert ready.status == "True" and ready.last_transition_time == int(ready.last_transition_time)
     assert turned - 1.1 < ready.last_transition_time <= turned
+
+
+def test_each_watched_change_reaches_the_queue_by_itself_and_counts_a_failure_while_pods_start():
+    # Given a v2.2.4 controller (a gated pod still starting requeues through the rate limiter) and a rolling
+    # Deployment whose new pods take a minute to start
+    sim = started(scenario(namespace={"inject_label": "before_pods"}, controller={"version": "v2.2.4"},
+                           app={"max_surge": 1, "max_unavailable": 0,
+                                "startup": {"container_start_seconds": [60, 60]}}))
+    _roll(sim)
+    sim.advance(15)
+    b = sim.lbc.bindings[0]
+    assert not any(p.containers_ready for p in _new_pods(sim)) and b.waiting is not None
+    reconciles, failures, waiting_at = b.reconciles, b.failures, b.waiting.time
+    # When two changes reach the queue 0.3 s apart, and a third at the same instant as the second
+    now = sim.clock.t
+    for at in (now + 0.1, now + 0.4, now + 0.4):
+        sim.lbc._enqueue(b, at)
+    sim.advance(1)
+    # Then each distinct arrival is a reconcile of its own (the workqueue dedupes an item only while it waits in
+    # the queue), and each one's "potentially ready" requeue doubles the back-off; the delayed entry keeps its time
+    assert b.reconciles == reconciles + 2 and b.failures == failures + 2
+    assert b.waiting.time == waiting_at
+
+
+def test_a_reconcile_holds_its_binding_for_its_requests_time_and_what_comes_meanwhile_runs_once_after():
+    # Given a controller whose requests take a second each, and a rollout whose first new pod is registered
+    sim = started(scenario(namespace={"inject_label": "before_pods"}, controller={"request_seconds": 1.0},
+                           app={"max_surge": 1, "max_unavailable": 0}))
+    _roll(sim)
+    b = sim.lbc.bindings[0]
+    tg = next(iter(sim.alb.tgs.values()))
+    while not [p for p in _new_pods(sim) if p.ip in tg.targets]:
+        sim.advance(0.01)
+    # When its reconcile has made its requests (the RegisterTargets and the pod's condition; every cached target
+    # was healthy, so no DescribeTargetHealth): it holds the binding for 2 s
+    assert b.busy and not b.dirty and sim.alb.mutating_calls["controller"] == 1
+    reconciles = b.reconciles
+    # Then changes that come within those 2 s wait, and run as one reconcile once they have passed
+    sim.lbc._enqueue(b, sim.clock.t + 0.5)
+    sim.lbc._enqueue(b, sim.clock.t + 1.5)
+    sim.advance(1.9)
+    assert b.busy and b.dirty and b.reconciles == reconciles
+    sim.advance(0.2)
+    assert b.reconciles == reconciles + 1 and not b.dirty

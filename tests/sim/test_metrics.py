@@ -203,7 +203,7 @@ def test_a_bad_answer_or_metrics_field_is_refused_by_name(sections, field):
     ("seed-app", "readiness-gate", 3059, 167),
     ("seed-app", "oracle", 4554, 157),
     ("broken-image", "kubernetes-default", 2075, 1272),
-    ("heavy-tailed-requests", "kubernetes-default", 2181, 126),
+    ("heavy-tailed-requests", "kubernetes-default", 2168, 121),
     ("two-load-balancers", "kubernetes-default", 2599, 599),
 ])
 def test_scenarios_without_error_rates_run_as_before(file, strategy, requests, failed):
