@@ -120,9 +120,6 @@ ASSUMPTIONS = {a.name: a for a in (
                _deregistration_lag, lambda sc: _seconds(sc.alb.deregistration_lag_seconds)),
 )}
 
-# The calibration's figures, as albgate.sim.calibration.measure_reports names them
-REPORT_KEYS = ("2287 typical", "2287 slow", "1960 longest", "3622 longest", "3622 typical")
-
 # What each task measures: the controller's gate on the example app, albgate on it and on Auto Mode, the reports
 JOBS = ("readiness-gate seed-app", "albgate seed-app", "albgate auto-mode", "reports")
 
@@ -217,6 +214,8 @@ def _cell(payload: dict[str, Any], name: str | None, job: str, get: Callable[[di
 
 
 def tables(payload: dict[str, Any]) -> str:
+    from albgate.sim.calibration import REPORT_KEYS
+
     names: list[str] = payload["assumptions"]
     seeds = payload["seeds"]
     rows_of = [None, *names]
@@ -236,9 +235,8 @@ def tables(payload: dict[str, Any]) -> str:
         return cells
 
     def reports(n: str | None) -> list[str]:
-        keys = REPORT_KEYS
         return [label(n), *(_cell(payload, n, "reports",
-                                  lambda r, k=k: (r["reports"][k] or {}).get("ratio"), 2) for k in keys)]
+                                  lambda r, k=k: (r["reports"][k] or {}).get("ratio"), 2) for k in REPORT_KEYS)]
 
     measured = next(r for r in payload["results"] if r["assumption"] is None and r["job"] == "reports")["reports"]
     what = "; ".join(f"{k}: {v['what']}" for k, v in measured.items() if v)

@@ -29,6 +29,8 @@ V2 = "ikubernetes/myapp:v2"
 
 # Each seed is one deploy; the typical one is the median, the slow one the slowest.
 DEPLOYS = range(1, 21)
+# The figures measure_reports gives, by name
+REPORT_KEYS = ("2287 typical", "2287 slow", "1960 longest", "3622 longest", "3622 typical")
 # #1960's "100-150 pods", and its "2-4 pods"
 LARGE_REPLICAS = (100, 150)
 SMALL_REPLICAS = 3
@@ -155,5 +157,4 @@ def measure_reports(change: Callable[[Scenario], Scenario | None] = lambda sc: s
     minutes = minutes_report(old) if old is not None else None
     newer = change(load_scenario(GATED_100_V2_7))
     longest, median = stuck_reports(longest_waits(newer)) if newer is not None else (None, None)
-    return {"2287 typical": typical, "2287 slow": slow, "1960 longest": minutes, "3622 longest": longest,
-            "3622 typical": median}
+    return dict(zip(REPORT_KEYS, (typical, slow, minutes, longest, median), strict=True))
