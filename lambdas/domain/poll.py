@@ -95,6 +95,11 @@ LEFT_TO_CONTROLLER_SECONDS = 10
 # the targets could first have turned healthy, and a 4-minute registration costs about 25 looks instead of 45.
 REGISTRATION_POLL_FRACTION = 0.1
 REGISTRATION_POLL_CAP_SECONDS = 30
+# Where no controller's gate is on a step's pods, the gate asks ELB first no sooner after they turned
+# ContainersReady than an earlier step of the rollout took at least to turn healthy (rollout.gate.expected_turn_at),
+# less this fraction of it: registrations of one kind vary by a fraction of their length (180-300 s where they are
+# slow, docs/facts.md, "ALB target health"). docs/benchmarks.md, section 3, has what it saves and costs.
+EXPECTED_TURN_EARLY_FRACTION = 0.2
 
 
 def jitter_fraction(key: str) -> float:

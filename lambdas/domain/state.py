@@ -97,6 +97,11 @@ class StepRecord(_Model):
     first_ready_at: float | None = None
     # How many looks of this step waited on those conditions at the quick pace (``poll.CONDITIONS_*``).
     quick_looks: int = 0
+    # Seconds from the step's pods' ContainersReady (rollout.gate.started_at) to the last look at ELB that did not yet
+    # find every new target healthy, when the gate passed on ELB's answer: the targets turned no sooner (None: the
+    # gate passed on the controller's conditions, or not yet). Later steps of the same mode ask ELB no sooner after
+    # their own pods, less a margin (rollout.gate.expected_turn_at).
+    turned_after: float | None = None
     # Whether the Load Balancer Controller's own conditions opened this step's gate (they said every new target
     # healthy): its reconcile of the step's bindings went through just now, and rollout.drain leaves it the drain.
     opened_by_controller: bool = False

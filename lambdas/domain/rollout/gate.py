@@ -16,12 +16,17 @@ import math
 from dataclasses import replace
 
 from lambdas.domain.errors import ThrottledError
-from lambdas.domain.poll import CONDITIONS_QUICK_LOOKS, POD_START_POLL_SECONDS
+from lambdas.domain.poll import (
+    CONDITIONS_QUICK_LOOKS,
+    EXPECTED_TURN_EARLY_FRACTION,
+    POD_START_POLL_SECONDS,
+)
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, GateResult, Verdict, all_registering, evaluate_drain, evaluate_gate, pods_needing_targets
 from lambdas.domain.ports import (
     ALBGATE_GATE,
     HEALTHY,
     INITIAL_HEALTH_CHECKING,
+    LBC_GATE_PREFIX,
     Deployment,
     DeploymentCondition,
     Pod,
@@ -126,6 +131,7 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
 
     health: Health | None = None
     seen: Health | None = None
+    previous_look: float | None = None
     # the step's own pods are up and what they wait for is their targets (not the previous step's drain alone)
     started = not handed_over and pods_needing_targets(candidates, needed)
     if started and record.first_ready_at is None:
@@ -161,6 +167,17 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
         # whether the controller's conditions tell, or may come to tell, while no call can be made
         readable = seen is not None or (started and s.request.policy.read_controller_conditions
                                         and carries_controller_gates(s.target_groups, candidates))
+        look_at = expected_turn_at(s, record, candidates)
+        if started and seen is None and look_at is not None and now + 0.5 < look_at:
+            # earlier steps' targets needed this long after their pods started: a look sooner would spend a
+            # Describe* token on an answer that cannot pass the gate yet
+            gate = evaluate_gate(candidates=candidates, needed=needed, health=None, now=now, deadline=s.step_deadline)
+            if gate.status is Verdict.WAITING:
+                wait = max(1, math.ceil(look_at - now))
+                return replace(gate, reason=(
+                    f"the new pods started; an earlier step's targets took {_quickest_turn(s, record):.0f} s or more to "
+                    f"turn healthy after theirs, so ELB is asked in {wait} s")), Pace("turn", seconds=wait)
+            return gate, NOW
         # other executions' recent answers for the same groups stand in for calls (lambdas/domain/looks.py)
         view = shared_health(ports, s, now)
         if view.to_call and s.elb_after is not None and now + 0.5 < s.elb_after:
@@ -194,7 +211,7 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
         if view.to_call:  # a call went through: the bucket has room again
             s.throttles = 0
             s.elb_after = None
-        record.observed_at = now
+        previous_look, record.observed_at = record.observed_at, now
         if not handed_over:  # a handed-over drain is followed below, on the same answer
             check_leaving(ports, s, health, mine, others, record)
             s.left_at = None  # the targets left to the controller are seen, and named if still in the pool
@@ -213,6 +230,12 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
             if note:
                 gate = replace(gate, reason=f"{gate.reason}; {note}")
     targets_healthy = gate.status is Verdict.PASSED
+    if targets_healthy and seen is None and record.turned_after is None:
+        anchor = started_at(candidates, record)
+        if anchor is not None:
+            # the flip came after the look before this one (or, without one, after the pods started)
+            before = previous_look if previous_look is not None and previous_look > anchor else anchor
+            record.turned_after = round(before - anchor, 3)
     if handed_over and gate.status is not Verdict.FAILED:
         gate = _follow_handed_over_drain(ports, s, gate, mine, others, health, now)
     if all_registering(candidates, health):
@@ -275,6 +298,47 @@ def health_checked(groups: list[TargetGroupInfo], candidates: list[Pod], seen: H
             if t is None or (t.state != HEALTHY and t.reason != INITIAL_HEALTH_CHECKING):
                 return False
     return True
+
+
+def expected_turn_at(s: RolloutState, record: StepRecord, candidates: list[Pod]) -> float | None:
+    """When this step's gate first asks ELB, where no controller's gate is on its pods (EKS Auto Mode, a namespace
+    not labelled): as long after its pods turned ContainersReady (``started_at``) as the quickest earlier step of the
+    same mode took at least until its targets turned healthy (``StepRecord.turned_after``, the look before the one
+    that saw them healthy), less a fifth of that (poll.EXPECTED_TURN_EARLY_FRACTION). None when no earlier step
+    tells (the first step, steps that passed on the controller's conditions) or the pods carry the controller's gate
+    (its conditions pace those looks, and ``policy.read_controller_conditions: false`` asks ELB every interval on
+    purpose): the gate then looks as soon as its pods start, and once per interval after.
+
+    A load balancer registers and health-checks one Deployment's pods alike from one step to the next (the same
+    target group, health check and pods), and AWS documents no bound on registration (docs/facts.md, "ALB target
+    health"), so the earlier steps are the one measure of it; registrations of one kind still vary by a fraction of
+    their length (3-5 minutes where they are slow), hence the margin. A look sooner finds the targets still
+    `initial` and spends a token of the account's Describe* bucket for nothing; a target that turns sooner still is
+    seen that much later, and one that turns later at the next interval, as before (docs/benchmarks.md, section 3,
+    has what it saves and costs)."""
+    if any(gate.startswith(LBC_GATE_PREFIX) for p in candidates for gate in p.readiness_gates):
+        return None
+    anchor = started_at(candidates, record)
+    quickest = _quickest_turn(s, record)
+    if anchor is None or quickest is None:
+        return None
+    return anchor + quickest * (1 - EXPECTED_TURN_EARLY_FRACTION)
+
+
+def started_at(candidates: list[Pod], record: StepRecord) -> float | None:
+    """When the step's started candidates were all ContainersReady: the latest lastTransitionTime of their
+    ContainersReady condition (whole seconds, as the API writes it), or the look that first saw them so
+    (``first_ready_at``) where a pod does not say; None before either is known."""
+    times = [next((c.last_transition_time for c in p.conditions if c.type == "ContainersReady"), None)
+             for p in candidates if p.containers_ready and p.ip]
+    if times and all(t is not None for t in times):
+        return max(t for t in times if t is not None)
+    return record.first_ready_at
+
+
+def _quickest_turn(s: RolloutState, record: StepRecord) -> float | None:
+    turns = [r.turned_after for r in s.steps if r is not record and r.mode == record.mode and r.turned_after is not None]
+    return min(turns) if turns else None
 
 
 def elb_asked_at(s: RolloutState, record: StepRecord) -> float:

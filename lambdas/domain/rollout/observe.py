@@ -85,11 +85,13 @@ def budget_wait(ports: Ports, s: RolloutState, now: float, to_call: tuple[str, .
 #                 ELB is asked, ``seconds`` from now
 #   throttled     DescribeTargetHealth was throttled: back off
 #   targets       the new targets' next health check
+#   turn          the time after the step's pods started that earlier steps' targets took to turn healthy
+#                 (``seconds``; rollout.gate.expected_turn_at), read no more than an interval apart meanwhile
 #   registering   the load balancer to finish registering every new target (since ``registering_since``)
 #   deregistered  targets albgate has just deregistered to stop receiving new requests (none leaves before)
 #   handed-over-drain / drain   released targets still in the pool to leave it
 #   out-of-service  the controller to deregister the old pods a step took out of service (rollout.out_of_service)
-WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "conditions", "throttled", "targets", "registering",
+WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "conditions", "throttled", "targets", "turn", "registering",
                   "deregistered", "handed-over-drain", "drain", "out-of-service"]
 
 
@@ -98,7 +100,7 @@ class Pace:
     """What a look waits for (``WaitFor``), with what its wait depends on."""
 
     wait_for: WaitFor
-    seconds: int = 0  # booked: the wait for the booked turn
+    seconds: int = 0  # booked: the wait for the booked turn; turn: until the expected turn
     unschedulable: bool = False  # pods: every starting pod waits for a node
     quick: bool = False  # conditions: a quick look (poll.CONDITIONS_POLL_SECONDS)
 
@@ -138,6 +140,8 @@ def _paced(s: RolloutState, pace: Pace, now: float) -> int:
         return target_poll_seconds(interval(s), key, s.throttles)
     if what == "targets":
         return target_poll_seconds(interval(s), key)
+    if what == "turn":
+        return max(1, min(pace.seconds, interval(s)))
     if what == "deregistered":
         return deregistered_poll_seconds(key)
     if what == "out-of-service":
