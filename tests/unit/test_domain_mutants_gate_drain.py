@@ -381,6 +381,12 @@ def group(arn: str = ARN, delay: int = 30, port: int | None = None) -> TargetGro
                            deregistration_delay_seconds=delay, target_port=port)
 
 
+def mixed_ports() -> TargetGroupInfo:
+    """A group whose targets ELB showed on several ports: no blind DeregisterTargets proves a drain there, a look does
+    (rollout.drain)."""
+    return group().model_copy(update={"ports_mixed": True})
+
+
 def rollout(*, step: int = 0, plan: tuple[int, ...] = (1, 3), polls: int = 0, step_deadline: float = 1000.0,
             drain_deadline: float = 1000.0, pending: int | None = None, more_steps: bool = True, bake: int = 0,
             throttles: int = 0, observed_at: float | None = None, watched: tuple[str, ...] = (),
@@ -699,7 +705,7 @@ def test_a_last_drain_look_that_names_nothing_waits_at_the_drains_pace_though_al
     # Given the last step's released target `unavailable` (in no state albgate deregisters), albgate having
     # deregistered targets earlier in the rollout
     w = world([], {ARN: [target("10.0.0.1", UNAVAILABLE)]})
-    s = rollout(step=1, more_steps=False, watched=("10.0.0.1",), groups=(group(port=8080),))
+    s = rollout(step=1, more_steps=False, watched=("10.0.0.1",), groups=(mixed_ports(),))
     s.steps[-1].deregistered = [f"{ARN}|10.0.0.1"]
     s.changed_at = NOW - 30
     s = verify_drain(w.ports, s)
@@ -710,8 +716,8 @@ def test_a_last_drain_look_that_names_nothing_waits_at_the_drains_pace_though_al
 
 def test_a_throttled_look_at_the_last_drain_backs_off():
     w = world([], throttled=True)
-    s = rollout(step=1, more_steps=False, throttles=1, watched=("10.0.0.1",), groups=(group(port=8080),))
-    s.steps[-1].deregistered = [f"{ARN}|10.0.0.1"]  # named already: this look asks ELB
+    s = rollout(step=1, more_steps=False, throttles=1, watched=("10.0.0.1",), groups=(mixed_ports(),))
+    s.steps[-1].deregistered = [f"{ARN}|10.0.0.1"]  # named already, but the group's ports are mixed: this look asks ELB
     s.changed_at = NOW - DEREGISTRATION_LAG_SECONDS - 1
     s = verify_drain(w.ports, s)
     assert s.throttles == 2 and s.wait_seconds == drain_poll_seconds(INTERVAL, "exec-1/rollout/1/drain/1", 2)

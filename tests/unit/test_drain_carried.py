@@ -9,7 +9,7 @@ import dataclasses
 from lambdas.domain.contract import ALB_METRICS_REGRESSED
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, Verdict
-from lambdas.domain.poll import POD_START_POLL_SECONDS, deregistered_poll_seconds, pod_poll_seconds
+from lambdas.domain.poll import DEREGISTRATION_LAG_SECONDS, POD_START_POLL_SECONDS, deregistered_poll_seconds, pod_poll_seconds
 from lambdas.domain.ports import DRAINING, HEALTHY, INITIAL, LBC_GATE_PREFIX, UNHEALTHY, PodCondition, Ports
 from lambdas.domain.rollout.drain import check_leaving, release_old_pods, verify_drain
 from lambdas.domain.rollout.gate import check_target_health, conditions_overdue_seconds
@@ -121,13 +121,53 @@ def test_without_a_port_for_every_group_the_drain_looks_before_it_hands_over():
     assert s.drain.status is Verdict.DRAINING and s.pending_drain_step == 1 and s.carried_ips == []
 
 
-def test_the_last_drain_names_its_targets_then_waits_the_lag_before_its_first_look():
+def test_the_last_drain_names_its_targets_waits_the_lag_exactly_and_passes_without_a_look():
+    # Given the last step scaled down, its released target not named yet, on a group of one known port
     w = world([old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")])
     s = rollout(more_steps=False, watched=("10.0.0.1", "10.0.0.2", "10.0.0.3"), groups=(group(port=8080),))
+    # When the drain is checked / Then it names the target, does not look, and waits exactly the load balancer's lag
     s = verify_drain(w.ports, s)
     assert w.elb.deregistered == [(ARN, [("10.0.0.1", 8080)])] and w.elb.health_reads == 0
     assert s.drain.status is Verdict.WAITING and s.pending_drain_step is None and s.carried_ips == []
-    assert s.wait_seconds == deregistered_poll_seconds("exec-1/rollout/0/deregistered/1") >= 10
+    assert s.wait_seconds == DEREGISTRATION_LAG_SECONDS == 10
+    # When it is checked a second early / Then it looks (the lag is not over), naming nothing again
+    early = world([old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")],
+                  {ARN: [target("10.0.0.1", DRAINING)]}, now=NOW + 9)
+    verify_drain(early.ports, s.model_copy(deep=True))
+    assert early.elb.health_reads == 1 and early.elb.deregistered == []
+    # When it is checked once the lag is over / Then the call's success proves the drain: no look
+    later = world([old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")], now=NOW + 10)
+    s = verify_drain(later.ports, s)
+    assert (s.drain.status, later.elb.health_reads, later.elb.deregistered) == (Verdict.PASSED, 0, [])
+    assert s.drain.leaving_ips == ("10.0.0.1",)
+    assert s.drain.reason == ("1 old target(s) out of every target group's pool: albgate's own DeregisterTargets made "
+                              "them `draining`, and the load balancer has stopped sending them new requests since")
+
+
+def test_the_last_drain_looks_where_the_call_alone_proves_nothing():
+    # A target carried from an earlier step that this step's gate never saw on ELB, a rollback, a target left to the
+    # controller, a group of mixed ports: each ends on a look (or the controller's checkpoint)
+    def checked(**change):
+        w = world([old_pod("web-old-b", "10.0.0.2"), old_pod("web-old-c", "10.0.0.3")], now=NOW + 10)
+        s = rollout(more_steps=False, watched=("10.0.0.1", "10.0.0.9"), groups=(group(port=8080),))
+        s.steps[-1].deregistered = [f"{ARN}|10.0.0.1"]
+        s.changed_at = NOW
+        s.carried_ips = ["10.0.0.9"]
+        s.steps[-1].observed_at = NOW - 20  # the gate looked at ELB this step
+        for key, value in change.items():
+            target_obj = s.steps[-1] if key in ("observed_at", "deregistered") else s
+            setattr(target_obj, key, value)
+        verify_drain(w.ports, s)
+        return w.elb.health_reads
+
+    assert checked() == 0
+    assert checked(observed_at=None) == 1
+    assert checked(mode="rollback") == 1  # a rollback ends on what ELB shows
+    # left to the controller unseen: named again by this step already, it still needs a look
+    assert checked(left_at=NOW - 5, deregistered=[f"{ARN}|10.0.0.1", f"{ARN}|10.0.0.9"]) == 1
+    assert checked(changed_at=NOW + 1) == 1
+    assert checked(target_groups=[group().model_copy(update={"ports_mixed": True})]) == 1
+    assert checked(target_groups=[group(port=None)]) == 1
 
 
 def test_the_last_drain_passes_only_once_every_carried_target_is_out_of_the_pool():

@@ -12,7 +12,7 @@ from lambdas.domain import poll
 from lambdas.domain.gate import Verdict
 from lambdas.domain.ports import HEALTHY, INITIAL, REGISTRATION_IN_PROGRESS, PodCondition
 from lambdas.domain.rollout.gate import check_target_health, expected_turn_at, started_at
-from lambdas.domain.rollout.observe import Pace, next_look
+from lambdas.domain.rollout.observe import Pace, next_look, turn_wait_seconds
 from lambdas.domain.state import StepRecord
 from tests.unit.test_domain_mutants_gate_drain import ARN, INTERVAL, NOW, pod, rollout, target, world
 from tests.unit.test_drain_carried import lbc_pod
@@ -96,7 +96,20 @@ def test_the_wait_ends_at_the_expected_turn_when_that_is_sooner_than_an_interval
     s = check_target_health(w.ports, second_step(10.0))
     assert (w.elb.health_reads, s.wait_seconds) == (0, 4)
     assert next_look(s, Pace("turn", seconds=30), NOW) == INTERVAL
-    assert next_look(s, Pace("turn", seconds=0), NOW) == 1
+
+
+@pytest.mark.parametrize(("until", "waits"), [
+    (30, [10, 10, 10]), (12, [9, 3]), (11, [8, 3]), (13, [10, 3]), (4, [4]), (3, [3]), (1, [3]), (0, [3])])
+def test_the_waits_before_the_turn_are_an_interval_at_most_and_never_shorter_than_the_pods_pace(until, waits):
+    # the history's worst case counts no loop faster than the pods' pace (observe.booked_wait)
+    assert poll.POD_START_POLL_SECONDS == 3
+    got, left = [], until
+    while True:
+        got.append(turn_wait_seconds(left, INTERVAL))
+        left -= got[-1]
+        if left <= 0:
+            break
+    assert got == waits
 
 
 @pytest.mark.parametrize("after", [5.6, 5.0, 0.0])

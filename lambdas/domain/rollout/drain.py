@@ -6,8 +6,9 @@ every released target, never a live pod's), or left to a Load Balancer Controlle
 gate, which the next gate sees prove it went past them or else deregisters them itself within
 ``left.LEFT_TO_CONTROLLER_SECONDS``; an execution ends only after every target it released is known out of every
 group's pool (the last step's drain, or the rollback's): `draining` or gone, seen by a look made once the load
-balancer stops sending new requests to a target albgate deregistered, or proven by the controller's checkpoint on
-every binding (``checkpoint.drain_proven``, tried before every look at ELB, after albgate's own decision to leave
+balancer stops sending new requests to a target albgate deregistered, known so from albgate's own DeregisterTargets
+that went through once that lag has passed (``_deregistered_by_albgate``: a rollout's last drain only), or proven by
+the controller's checkpoint on every binding (``checkpoint.drain_proven``, tried before every look at ELB, after albgate's own decision to leave
 the drain or deregister). ELB shows a deregistered target `draining` for its whole deregistration delay, whatever it
 still serves (docs/facts.md, "Deregistration and draining"), so no look can tell more. During a rollout every look
 of the drain first reads the CloudWatch alarms the policy names (``alarms.during``): one failing
@@ -16,9 +17,11 @@ fails the step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from lambdas.domain import limits
+from lambdas.domain.poll import DEREGISTRATION_LAG_SECONDS
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import DrainResult, Verdict, evaluate_drain
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, UNUSED, Pod, Ports, TargetHealth
@@ -129,8 +132,21 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
             old_live=s.drain.old_live, expected_old=expected_old, leaving_ips=leaving), NOW
     if scaled_down and len(record.deregistered) > named:
         # albgate has just started the drain: the look that verifies it waits until the load balancer stops
-        # sending the targets new requests (poll.DEREGISTRATION_LAG_SECONDS)
+        # sending the targets new requests (poll.DEREGISTRATION_LAG_SECONDS); where no look will be needed then,
+        # exactly that long (no call to spread out)
+        lag_over = (s.changed_at or now) + DEREGISTRATION_LAG_SECONDS
+        if _deregistered_by_albgate(s, record, others, held_ips(mine, others), lag_over):
+            return s.drain, Pace("lag", seconds=math.ceil(lag_over - now))
         return s.drain, Pace("deregistered")
+    if scaled_down and _deregistered_by_albgate(s, record, others, held_ips(mine, others), now):
+        # the last drain, every released target deregistered by albgate's own call that went through, the load
+        # balancer's lag ago: ELB could show no more than that
+        drain = evaluate_drain(old_pods=others, expected_old=expected_old, watched_ips=s.watched_ips, health={},
+                               now=now, deadline=s.drain_deadline)
+        return replace(drain, reason=(
+            f"{len(drain.leaving_ips)} old target(s) out of every target group's pool: albgate's own "
+            "DeregisterTargets made them `draining`, and the load balancer has stopped sending them new requests "
+            "since")), NOW
     if scaled_down and drain_proven(ports, s, mine + others):
         # instead of a look at ELB, the controller's checkpoint: a completed reconcile from today's endpoints. Only
         # here, after albgate has left the drain or deregistered: read before that decision it changes who
@@ -248,6 +264,33 @@ def _started_by_albgate(ports: Ports, s: RolloutState, record: StepRecord, mine:
         return False
     done = set(record.deregistered)
     return all(ip in held or ip in carried or ip in out or f"{g.arn}|{ip}" in done
+               for g in s.target_groups for ip in drain.leaving_ips)
+
+
+def _deregistered_by_albgate(s: RolloutState, record: StepRecord, others: list[Pod], held: set[str],
+                             now: float) -> bool:
+    """Whether the last drain of a rollout is over without a look at ELB: every target it releases in every group
+    was deregistered by albgate's own DeregisterTargets call that went through (``record.deregistered``; a throttled
+    call records nothing), on the group's one port (``target_port``, which a look would have shown mixed), or was
+    carried from an earlier step and this step's gate has looked at ELB since (a look deregisters again any carried
+    target it still shows in the pool, into ``record.deregistered``); and the load balancer's lag has passed since
+    the last such call (poll.DEREGISTRATION_LAG_SECONDS, from ``s.changed_at``).
+
+    DeregisterTargets' success puts a registered target into `draining` at once, and ELB shows it so until its
+    deregistration delay ends whatever it still serves (docs/facts.md, "Deregistration and draining"), so a look
+    would show only what the call already said. A target left to the controller (``s.left_at``), or a step whose
+    gate never looked at ELB, still ends on a look or on the controller's checkpoint."""
+    if s.mode != "rollout" or s.more_steps or s.left_at is not None or not record.deregistered:
+        return False
+    if any(g.ports_mixed or g.target_port is None for g in s.target_groups):
+        return False
+    if s.changed_at is None or now < s.changed_at + DEREGISTRATION_LAG_SECONDS:
+        return False
+    drain = evaluate_drain(old_pods=others, expected_old=s.replicas - s.plan[s.step], watched_ips=s.watched_ips,
+                           health=None, now=now, deadline=s.drain_deadline)
+    carried = set(s.carried_ips) if record.observed_at is not None else set()
+    done = set(record.deregistered)
+    return all(ip in held or ip in carried or f"{g.arn}|{ip}" in done
                for g in s.target_groups for ip in drain.leaving_ips)
 
 

@@ -89,10 +89,12 @@ def budget_wait(ports: Ports, s: RolloutState, now: float, to_call: tuple[str, .
 #                 (``seconds``; rollout.gate.expected_turn_at), read no more than an interval apart meanwhile
 #   registering   the load balancer to finish registering every new target (since ``registering_since``)
 #   deregistered  targets albgate has just deregistered to stop receiving new requests (none leaves before)
+#   lag           the same, where no look follows (rollout.drain: the last drain, every target deregistered by
+#                 albgate's own call): exactly until then (``seconds``), without jitter, as nothing is called
 #   handed-over-drain / drain   released targets still in the pool to leave it
 #   out-of-service  the controller to deregister the old pods a step took out of service (rollout.out_of_service)
 WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "conditions", "throttled", "targets", "turn", "registering",
-                  "deregistered", "handed-over-drain", "drain", "out-of-service"]
+                  "deregistered", "lag", "handed-over-drain", "drain", "out-of-service"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Pace:
     """What a look waits for (``WaitFor``), with what its wait depends on."""
 
     wait_for: WaitFor
-    seconds: int = 0  # booked: the wait for the booked turn; turn: until the expected turn
+    seconds: int = 0  # booked: the wait for the booked turn; turn: until the expected turn; lag: until its end
     unschedulable: bool = False  # pods: every starting pod waits for a node
     quick: bool = False  # conditions: a quick look (poll.CONDITIONS_POLL_SECONDS)
 
@@ -141,7 +143,9 @@ def _paced(s: RolloutState, pace: Pace, now: float) -> int:
     if what == "targets":
         return target_poll_seconds(interval(s), key)
     if what == "turn":
-        return max(1, min(pace.seconds, interval(s)))
+        return turn_wait_seconds(pace.seconds, interval(s))
+    if what == "lag":
+        return max(POD_START_POLL_SECONDS, pace.seconds)
     if what == "deregistered":
         return deregistered_poll_seconds(key)
     if what == "out-of-service":
@@ -151,6 +155,17 @@ def _paced(s: RolloutState, pace: Pace, now: float) -> int:
         since = s.steps[-1].registering_since
         return registration_poll_seconds(interval(s), now - (now if since is None else since), key)
     return drain_poll_seconds(interval(s), key, s.throttles if what == "drain" else 0)
+
+
+def turn_wait_seconds(until_turn: int, interval_seconds: int) -> int:
+    """The wait of a gate holding its first look at ELB back for ``until_turn`` seconds (rollout.gate.expected_turn_at):
+    no more than an interval (the pods and the alarms are read meanwhile), and never shorter than the pods' pace, so
+    that a loop turns no faster than the history's worst case counts (``booked_wait``): the last two waits before
+    the turn split what is left rather than leave a second or two."""
+    wait = min(interval_seconds, until_turn)
+    if 0 < until_turn - wait < POD_START_POLL_SECONDS:
+        wait = until_turn - POD_START_POLL_SECONDS
+    return max(POD_START_POLL_SECONDS, wait)
 
 
 def poll_key(s: RolloutState, what: str) -> str:
