@@ -70,11 +70,13 @@ def register_latency_strategy(task_seconds: float) -> str:
 
 def last_drain_lag(timeline: list[tuple[float, str, str]]) -> float | None:
     """Seconds from the last released target getting no new requests (the load balancer's lag over: what the last
-    drain verifies; ELB shows it `draining` until its delay ends) to the end of the rollout, from a run's timeline."""
+    drain verifies; ELB shows it `draining` until its delay ends) to the end of the rollout, from a run's timeline.
+    Negative where the rollout ended before that lag was over: the last step's old pods were proven out of the pool
+    by the controller's checkpoint before their release, and their pods serve what still comes in their preStop."""
     end = next((t for t, kind, text in timeline if kind == "rollout" and text.startswith("rollout ended")), None)
     if end is None:
         return None
-    left = [t for t, kind, text in timeline if kind == "target" and " gets no new requests " in text and t <= end]
+    left = [t for t, kind, text in timeline if kind == "target" and " gets no new requests " in text]
     return end - max(left) if left else None
 
 
@@ -138,7 +140,8 @@ def render(result: dict[str, dict[str, Any]], task_seconds: list[float]) -> str:
     return (f"rollout_seconds / lower_bound_seconds: median / p90 / worst (seeds over {TARGET_RATIO}x)\n\n"
             + markdown_table(heads, rows)
             + "\n\nLast drain: seconds from the last old target getting no new requests to the end of the rollout "
-              "(median / worst)\n\n"
+              "(median / worst; negative: the rollout ended that much before, its last old targets proven out of "
+              "the pool by the controller's checkpoint)\n\n"
             + markdown_table(heads, lag_rows))
 
 

@@ -1,5 +1,6 @@
-"""The pure functions of bench/_common.py and bench/bench_startup.py: statistics, tables and the -X importtime
-parser; and what a run's header counts as uncommitted (git in a temporary checkout). Fast: no simulation."""
+"""The pure functions of bench/_common.py, bench/bench_startup.py and bench/bench_latency.py: statistics, tables,
+the -X importtime parser and the last drain's lag; and what a run's header counts as uncommitted (git in a temporary
+checkout). Fast: no simulation."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import pytest
 
 import _common as c
+import bench_latency
 import bench_startup
 
 PERCENTILES = [
@@ -90,3 +92,17 @@ def test_a_run_is_dirty_for_uncommitted_code_not_for_the_results_the_benchmarks_
     monkeypatch.setattr(c, "DOCS_RESULTS", results)
     # Then only the source file makes the run dirty
     assert c.machine()["git_dirty_files"] == ["M poll.py"]
+
+
+def _timeline(end: float, *lag_ends: float) -> list[tuple[float, str, str]]:
+    events = [(t, "target", f"target 10.0.0.{i} in tg gets no new requests 10.0 s after its deregistration began")
+              for i, t in enumerate(lag_ends)]
+    return sorted([*events, (5.0, "pod", "pod web-a gone"), (end, "rollout", "rollout ended: succeeded after 80 s")])
+
+
+def test_the_last_drains_lag_counts_from_the_last_old_target_even_past_the_end():
+    # a drain that waited for the lag ends after it; one the checkpoint proved may end before it (negative)
+    assert bench_latency.last_drain_lag(_timeline(100.0, 60.0, 98.5)) == 1.5
+    assert bench_latency.last_drain_lag(_timeline(100.0, 60.0, 104.0)) == -4.0
+    assert bench_latency.last_drain_lag(_timeline(100.0)) is None
+    assert bench_latency.last_drain_lag([(3.0, "target", "target x gets no new requests 10.0 s after")]) is None
