@@ -89,7 +89,8 @@ class StepRecord(_Model):
     polls: int = 0
     observed_at: float | None = None  # when a DescribeTargetHealth last answered during this step
     # Since when every target the gate waits for has been `initial` (Elb.RegistrationInProgress), as the gate saw
-    # it; None when not (domain/poll.py paces the looks by it).
+    # it (from the pods' start where the step held its first look back for the turn: rollout.gate.expected_turn_at);
+    # None when not (domain/poll.py paces the looks by it).
     registering_since: float | None = None
     # When a look of this step first saw one of its pods ContainersReady: the controller's conditions are trusted
     # alone until they are overdue (``rollout.gate.conditions_overdue_seconds``), then ELB is asked, or first the

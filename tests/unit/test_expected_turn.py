@@ -12,7 +12,7 @@ from lambdas.domain import poll
 from lambdas.domain.gate import Verdict
 from lambdas.domain.ports import HEALTHY, INITIAL, REGISTRATION_IN_PROGRESS, PodCondition
 from lambdas.domain.rollout.gate import check_target_health, expected_turn_at, started_at
-from lambdas.domain.rollout.observe import Pace, next_look, turn_wait_seconds
+from lambdas.domain.rollout.observe import Pace, next_look, poll_key, turn_wait_seconds
 from lambdas.domain.state import StepRecord
 from tests.unit.test_domain_mutants_gate_drain import ARN, INTERVAL, NOW, pod, rollout, target, world
 from tests.unit.test_drain_carried import lbc_pod
@@ -98,6 +98,15 @@ def test_the_wait_ends_at_the_expected_turn_when_that_is_sooner_than_an_interval
     assert next_look(s, Pace("turn", seconds=30), NOW) == INTERVAL
 
 
+def test_a_long_hold_back_reads_the_pods_as_seldom_as_a_long_registration_is_looked_at():
+    # Given pods seen started 200 s ago and the turn 100 s away: the wait of a registration that old, not an interval
+    s = second_step(300.0)
+    s.steps[-1].first_ready_at = NOW - 200
+    wait = next_look(s, Pace("turn", seconds=100), NOW)
+    assert wait == poll.registration_poll_seconds(INTERVAL, 200, poll_key(s, "turn")) >= 20
+    assert next_look(s, Pace("turn", seconds=12), NOW) == 12
+
+
 @pytest.mark.parametrize(("until", "waits"), [
     (30, [10, 10, 10]), (12, [9, 3]), (11, [8, 3]), (13, [10, 3]), (4, [4]), (3, [3]), (1, [3]), (0, [3])])
 def test_the_waits_before_the_turn_are_an_interval_at_most_and_never_shorter_than_the_pods_pace(until, waits):
@@ -164,3 +173,17 @@ def test_a_gate_the_controllers_conditions_opened_records_no_elb_measure():
     s = check_target_health(w.ports, s)
     assert (s.gate.status, w.elb.health_reads) == (Verdict.PASSED, 0)
     assert s.steps[-1].turned_after is None
+
+
+def test_a_held_back_step_that_finds_its_targets_registering_counts_their_registration_from_its_pods_start():
+    # Given step 2 whose first look at ELB came at its turn and finds the target still registering
+    s = second_step(2.0)
+    w = world(step_pods(), {ARN: [target("10.0.1.2", INITIAL, REGISTRATION_IN_PROGRESS)]})
+    s = check_target_health(w.ports, s)
+    # Then the registration pace counts from the pods' start (unseen, but registering at least that long)
+    assert (w.elb.health_reads, s.steps[-1].registering_since) == (1, STARTED)
+    # And a step with no turn to wait for counts from its first look, as the gate saw it
+    first = rollout()
+    first = check_target_health(world([started(pod("web-new-a", "10.0.1.1"))],
+                                      {ARN: [target("10.0.1.1", INITIAL, REGISTRATION_IN_PROGRESS)]}).ports, first)
+    assert first.steps[-1].registering_since == NOW

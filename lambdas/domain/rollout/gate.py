@@ -132,6 +132,7 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
     health: Health | None = None
     seen: Health | None = None
     previous_look: float | None = None
+    look_at: float | None = None
     # the step's own pods are up and what they wait for is their targets (not the previous step's drain alone)
     started = not handed_over and pods_needing_targets(candidates, needed)
     if started and record.first_ready_at is None:
@@ -240,7 +241,10 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
         gate = _follow_handed_over_drain(ports, s, gate, mine, others, health, now)
     if all_registering(candidates, health):
         if record.registering_since is None:
-            record.registering_since = now
+            # a step that held its first look back for the turn (expected_turn_at) has had its targets registering
+            # since its pods started, unseen: its looks go on at the pace of that age, not from the start again
+            held_back = look_at is not None and started and seen is None
+            record.registering_since = min(now, started_at(candidates, record) or now) if held_back else now
         registering = True
     else:
         record.registering_since = None

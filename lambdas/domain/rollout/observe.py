@@ -143,7 +143,10 @@ def _paced(s: RolloutState, pace: Pace, now: float) -> int:
     if what == "targets":
         return target_poll_seconds(interval(s), key)
     if what == "turn":
-        return turn_wait_seconds(pace.seconds, interval(s))
+        # no longer than the gate would wait between looks at targets still registering that long (poll.py)
+        since = s.steps[-1].first_ready_at if s.steps else None
+        longest = registration_poll_seconds(interval(s), now - (now if since is None else since), key)
+        return turn_wait_seconds(pace.seconds, longest)
     if what == "lag":
         return max(POD_START_POLL_SECONDS, pace.seconds)
     if what == "deregistered":
@@ -157,12 +160,13 @@ def _paced(s: RolloutState, pace: Pace, now: float) -> int:
     return drain_poll_seconds(interval(s), key, s.throttles if what == "drain" else 0)
 
 
-def turn_wait_seconds(until_turn: int, interval_seconds: int) -> int:
+def turn_wait_seconds(until_turn: int, longest: int) -> int:
     """The wait of a gate holding its first look at ELB back for ``until_turn`` seconds (rollout.gate.expected_turn_at):
-    no more than an interval (the pods and the alarms are read meanwhile), and never shorter than the pods' pace, so
-    that a loop turns no faster than the history's worst case counts (``booked_wait``): the last two waits before
-    the turn split what is left rather than leave a second or two."""
-    wait = min(interval_seconds, until_turn)
+    no more than ``longest`` (the pods and the alarms are read meanwhile, as often as while targets register: an
+    interval, longer once registration has taken long), and never shorter than the pods' pace, so that a loop turns
+    no faster than the history's worst case counts (``booked_wait``): the last two waits before the turn split what
+    is left rather than leave a second or two."""
+    wait = min(longest, until_turn)
     if 0 < until_turn - wait < POD_START_POLL_SECONDS:
         wait = until_turn - POD_START_POLL_SECONDS
     return max(POD_START_POLL_SECONDS, wait)
