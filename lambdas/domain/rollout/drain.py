@@ -7,9 +7,9 @@ gate, which the next gate sees prove it went past them or else deregisters them 
 ``left.LEFT_TO_CONTROLLER_SECONDS``; an execution ends only after every target it released is known out of every
 group's pool (the last step's drain, or the rollback's): `draining` or gone, seen by a look made once the load
 balancer stops sending new requests to a target albgate deregistered, known so from albgate's own DeregisterTargets
-that went through once that lag has passed (``_deregistered_by_albgate``: a rollout's last drain only), or proven by
-the controller's checkpoint on every binding (``checkpoint.drain_proven``, tried before every look at ELB, after albgate's own decision to leave
-the drain or deregister). ELB shows a deregistered target `draining` for its whole deregistration delay, whatever it
+that went through once that lag has passed (``_deregistered_by_albgate``: a rollout's last drain only), or proven
+by the controller's checkpoint on every binding (``checkpoint.drain_proven``, tried before every look at ELB, after
+albgate's own decision to leave the drain or deregister). ELB shows a deregistered target `draining` for its whole deregistration delay, whatever it
 still serves (docs/facts.md, "Deregistration and draining"), so no look can tell more. During a rollout every look
 of the drain first reads the CloudWatch alarms the policy names (``alarms.during``): one failing
 fails the step.

@@ -175,9 +175,10 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
             gate = evaluate_gate(candidates=candidates, needed=needed, health=None, now=now, deadline=s.step_deadline)
             if gate.status is Verdict.WAITING:
                 wait = max(1, math.ceil(look_at - now))
+                turned = _quickest_turn(s, record)
                 return replace(gate, reason=(
-                    f"the new pods started; an earlier step's targets took {_quickest_turn(s, record):.0f} s or more to "
-                    f"turn healthy after theirs, so ELB is asked in {wait} s")), Pace("turn", seconds=wait)
+                    f"the new pods started; an earlier step's targets took {turned:.0f} s or more to turn healthy "
+                    f"after theirs, so ELB is asked in {wait} s")), Pace("turn", seconds=wait)
             return gate, NOW
         # other executions' recent answers for the same groups stand in for calls (lambdas/domain/looks.py)
         view = shared_health(ports, s, now)
@@ -341,7 +342,8 @@ def started_at(candidates: list[Pod], record: StepRecord) -> float | None:
 
 
 def _quickest_turn(s: RolloutState, record: StepRecord) -> float | None:
-    turns = [r.turned_after for r in s.steps if r is not record and r.mode == record.mode and r.turned_after is not None]
+    turns = [r.turned_after for r in s.steps
+             if r is not record and r.mode == record.mode and r.turned_after is not None]
     return min(turns) if turns else None
 
 

@@ -86,15 +86,15 @@ def budget_wait(ports: Ports, s: RolloutState, now: float, to_call: tuple[str, .
 #   throttled     DescribeTargetHealth was throttled: back off
 #   targets       the new targets' next health check
 #   turn          the time after the step's pods started that earlier steps' targets took to turn healthy
-#                 (``seconds``; rollout.gate.expected_turn_at), read no more than an interval apart meanwhile
+#                 (``seconds``; rollout.gate.expected_turn_at), the pods read meanwhile at the registration pace
 #   registering   the load balancer to finish registering every new target (since ``registering_since``)
 #   deregistered  targets albgate has just deregistered to stop receiving new requests (none leaves before)
 #   lag           the same, where no look follows (rollout.drain: the last drain, every target deregistered by
 #                 albgate's own call): exactly until then (``seconds``), without jitter, as nothing is called
 #   handed-over-drain / drain   released targets still in the pool to leave it
 #   out-of-service  the controller to deregister the old pods a step took out of service (rollout.out_of_service)
-WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "conditions", "throttled", "targets", "turn", "registering",
-                  "deregistered", "lag", "handed-over-drain", "drain", "out-of-service"]
+WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "conditions", "throttled", "targets", "turn",
+                  "registering", "deregistered", "lag", "handed-over-drain", "drain", "out-of-service"]
 
 
 @dataclass(frozen=True)
