@@ -149,6 +149,10 @@ class Pod:
         c = next((c for c in self.conditions if c.type == type_), None)
         return c.status if c else "False"
 
+    def transitioned_at(self, type_: str) -> float | None:
+        """The condition's lastTransitionTime; None when the pod has no such condition or it does not say."""
+        return next((c.last_transition_time for c in self.conditions if c.type == type_), None)
+
     @property
     def containers_ready(self) -> bool:
         return self.condition("ContainersReady") == "True"

@@ -112,10 +112,9 @@ def registration_lag(groups: list[TargetGroupInfo], pods: list[Pod]) -> float | 
     for pod in pods:
         if not (pod.containers_ready and pod.ip):
             continue
-        ready = next((c.last_transition_time for c in pod.conditions if c.type == "ContainersReady"), None)
+        ready = pod.transitioned_at("ContainersReady")
         for g in groups:
-            gate = LBC_GATE_PREFIX + g.binding
-            written = next((c.last_transition_time for c in pod.conditions if c.type == gate), None)
+            written = pod.transitioned_at(LBC_GATE_PREFIX + g.binding)
             if ready is None or written is None:
                 return None
             gaps.append(written - ready)

@@ -334,8 +334,7 @@ def started_at(candidates: list[Pod], record: StepRecord) -> float | None:
     """When the step's started candidates were all ContainersReady: the latest lastTransitionTime of their
     ContainersReady condition (whole seconds, as the API writes it), or the look that first saw them so
     (``first_ready_at``) where a pod does not say; None before either is known."""
-    times = [next((c.last_transition_time for c in p.conditions if c.type == "ContainersReady"), None)
-             for p in candidates if p.containers_ready and p.ip]
+    times = [p.transitioned_at("ContainersReady") for p in candidates if p.containers_ready and p.ip]
     if times and all(t is not None for t in times):
         return max(t for t in times if t is not None)
     return record.first_ready_at
