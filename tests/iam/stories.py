@@ -5,8 +5,8 @@ included: a two-step rollout whose first new pod nobody registers (no reconcile 
 so the gate registers it itself once the grace has passed; whose Load Balancer Controller is then down, so Verify
 Drain deregisters a released pod's target itself and hands the rest of its drain over unseen, and the next step's
 gate deregisters the target of an old pod Kubernetes removed by itself; DescribeTargetHealth throttled in the gate
-(albgate's share of the Describe* calls steps back); the last drain deregisters at once and sees its targets out
-of the pool; the image tag pinned through ECR; the Describe* budget table; then
+(albgate's share of the Describe* calls steps back); the last drain deregisters at once and ends on that call, and
+a rollback's last drain sees its targets out of the pool; the image tag pinned through ECR; the Describe* budget table; then
 the gate keeper, an approval, a roll-back decision. The rollout's policy watches two CloudWatch alarms, one by name
 and one by prefix: Preflight, Start Step, every look of the gate and of the drain read them, and after step 1's
 gate passed one of them goes to INSUFFICIENT_DATA and back, so step 2's Start Step reads its history. The ECR
@@ -256,10 +256,17 @@ def rollout_story(world: World) -> None:
     world.advance(60)  # past the lag it waits, and a minute since the gate's read: the look reads the ALB metrics
     done = step("verify-drain-step-2", "VerifyDrain", at_once, lambda out, calls: _all(
         (out["drain"]["status"] == "PASSED", f"drain {out['drain']}"),
+        (not called(calls, DESCRIBE_HEALTH), "looked at targets albgate's own call had made draining"),
         _metrics_read(calls),
         _watched(calls)))
     step("finish-rollout", "FinishRollout", done, lambda out, calls: _all(
         (out["outcome"] == "succeeded", f"outcome {out['outcome']}")))
+    # The rollout's last drain ended on albgate's own DeregisterTargets (its success is what a look would show); a
+    # rollback's last drain still ends on a look at ELB, in albgate's share of the Describe* calls
+    back = {**at_once, "mode": "rollback", "steps": [{**r, "mode": "rollback"} for r in at_once["steps"]]}
+    step("verify-drain-of-a-rollback-looks", "VerifyDrain", back, lambda out, calls: _all(
+        (bool(called(calls, DESCRIBE_HEALTH)), "a rollback's last drain did not look at ELB"),
+        (out["drain"]["status"] == "PASSED", f"drain {out['drain']}")))
 
     # A scale-up after the rollout: a new pod behind albgate's gate, healthy, opened by the gate keeper.
     w.new_pod("new-d", "10.0.1.33")
