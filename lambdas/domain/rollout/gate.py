@@ -242,10 +242,10 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
         gate = _follow_handed_over_drain(ports, s, gate, mine, others, health, now)
     if all_registering(candidates, health):
         if record.registering_since is None:
-            # a step that held its first look back for the turn (expected_turn_at) has had its targets registering
-            # since its pods started, unseen: its looks go on at the pace of that age, not from the start again
-            held_back = look_at is not None and started and seen is None
-            record.registering_since = min(now, started_at(candidates, record) or now) if held_back else now
+            # a step whose first look waited for the turn (expected_turn_at) has had its targets registering since
+            # its pods started, unseen meanwhile: its looks go on at the pace of that age, not from the start again
+            waited_for_turn = look_at is not None and started and seen is None
+            record.registering_since = min(now, started_at(candidates, record) or now) if waited_for_turn else now
         registering = True
     else:
         record.registering_since = None
