@@ -79,6 +79,13 @@ OUT_OF_SERVICE_QUICK_POLL_SECONDS = 1
 OUT_OF_SERVICE_PROOF_SECONDS = 60
 OUT_OF_SERVICE_RELEASE_SECONDS = 8 * OUT_OF_SERVICE_PROOF_SECONDS
 OUT_OF_SERVICE_SLOW_POLL_SECONDS = 15
+# Where no controller writes its reconcile checkpoint (EKS Auto Mode's managed controller, an older one), the proof
+# that old pods taken out of service left the pool is a look at ELB (rollout.out_of_service): the first comes
+# OUT_OF_SERVICE_FIRST_LOOK_SECONDS after they went out, when a controller that keeps up has reconciled the binding
+# and deregistered them (its informer's latency and one call); each later one twice as long after they went out as
+# the one before, no more than OUT_OF_SERVICE_SLOW_POLL_SECONDS apart, so that a controller whose calls queue costs
+# a handful of Describe* tokens, not one every few seconds, until albgate's own call at OUT_OF_SERVICE_PROOF_SECONDS.
+OUT_OF_SERVICE_FIRST_LOOK_SECONDS = 2
 # How long a step's released targets are left to the controller without proof before albgate deregisters them
 # itself (rollout.left). A controller that keeps up deregisters a terminating pod's target in the reconcile the pod's
 # change starts, within a second or two of its reconcile latency and its client-side limiter; the load balancer stops
@@ -152,6 +159,17 @@ def out_of_service_poll_seconds(key: str, since_out: float | None) -> int:
     if since_out is not None and OUT_OF_SERVICE_PROOF_SECONDS <= since_out < OUT_OF_SERVICE_RELEASE_SECONDS:
         return max(1, min(OUT_OF_SERVICE_SLOW_POLL_SECONDS, math.ceil(OUT_OF_SERVICE_RELEASE_SECONDS - since_out)))
     return pod_poll_seconds(key)
+
+
+def out_of_service_look_due(out_at: float, looked_at: float | None) -> float:
+    """When the next look at ELB for the proof that old pods taken out of service at ``out_at`` left the pool is
+    due, the last look since then having been at ``looked_at`` (None: none yet): OUT_OF_SERVICE_FIRST_LOOK_SECONDS
+    after they went out, then twice as long after as the look before, no more than OUT_OF_SERVICE_SLOW_POLL_SECONDS
+    after it."""
+    if looked_at is None or looked_at < out_at:
+        return out_at + OUT_OF_SERVICE_FIRST_LOOK_SECONDS
+    since = looked_at - out_at
+    return looked_at + min(OUT_OF_SERVICE_SLOW_POLL_SECONDS, max(OUT_OF_SERVICE_FIRST_LOOK_SECONDS, since))
 
 
 def pod_poll_seconds(key: str, *, unschedulable: bool = False) -> int:

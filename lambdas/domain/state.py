@@ -127,12 +127,14 @@ class StepRecord(_Model):
     nudges: int = 0
     # Old pods this step took out of their Service's endpoints before releasing its new ones
     # (rollout.out_of_service): their names and IPs, the new pods its passing look named, when they went out, and
-    # when the controller's checkpoint showed them out of every pool (None: not yet, or never).
+    # when they were shown out of every pool (None: not yet, or never), and whether a look at ELB shows it rather
+    # than the controller's checkpoint (a binding of the rollout carried none when they went out).
     out_of_service: list[str] = Field(default_factory=list)
     out_ips: list[str] = Field(default_factory=list)
     out_release: list[str] = Field(default_factory=list)
     out_at: float | None = None
     out_proven_at: float | None = None
+    out_by_look: bool = False
     # How many of albgate's own DeregisterTargets calls for them the account's bucket refused (or could not be made).
     out_deregister_tries: int = 0
 

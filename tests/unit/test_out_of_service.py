@@ -1,6 +1,6 @@
 """Old pods taken out of service before a step releases its new ones (lambdas/domain/rollout/out_of_service.py), on
-the fakes of test_domain_mutants_gate_drain: which pods, when, the proof by the controller's checkpoint, the bound,
-the lag a short preStop leaves, and pods put back."""
+the fakes of test_domain_mutants_gate_drain: which pods, when, the proof by the controller's checkpoint or, where
+none is written, by a look at ELB, the bound, the lag a short preStop leaves, and pods put back."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ import pytest
 from lambdas.domain.contract import ALB_METRICS_REGRESSED
 from lambdas.domain.errors import NotFoundError, ThrottledError, UnsafeConfigurationError
 from lambdas.domain.gate import GateResult, Verdict
+from lambdas.domain.looks import LocalLooks, Look
+from lambdas.domain.poll import out_of_service_look_due
 from lambdas.domain.ports import (
+    DRAINING,
+    HEALTHY,
     IN_SERVICE,
     OUT_OF_SERVICE,
     SERVING_LABEL,
+    UNUSED,
     Container,
     PodCondition,
     Service,
@@ -26,7 +31,7 @@ from lambdas.domain.rollout.drain import verify_drain
 from lambdas.domain.rollout.gate import check_target_health
 from lambdas.domain.rollout.observe import next_look
 from lambdas.domain.rollout.targets import target_group_bindings
-from tests.unit.test_domain_mutants_gate_drain import ARN, NOW, NS, group, old_pod, pod, rollout, world
+from tests.unit.test_domain_mutants_gate_drain import ARN, NOW, NS, group, old_pod, pod, rollout, target, world
 from tests.unit.test_analysis_looks import START
 from tests.unit.test_analysis_looks import state as analysis_state
 from tests.unit.test_drain_carried import BINDING, analysis_ports
@@ -113,8 +118,7 @@ def test_a_passing_gate_takes_out_as_many_old_pods_as_the_step_removes_and_waits
     assert "took 1 old pod(s) out" in gate.reason
 
 
-@pytest.mark.parametrize("case", ["nothing-released", "none-to-remove", "registered-by-albgate",
-                                  "service-without-label", "no-checkpoint", "already-out"])
+@pytest.mark.parametrize("case", ["nothing-released", "none-to-remove", "service-without-label", "already-out"])
 def test_a_gate_passes_as_it_is_where_nothing_is_taken_out(case):
     s = state()
     record = s.steps[-1]
@@ -123,12 +127,8 @@ def test_a_gate_passes_as_it_is_where_nothing_is_taken_out(case):
         gate = passed(())
     elif case == "none-to-remove":
         pods = [NEW, *OLD[:2]]  # 2 old pods left, 2 may stay
-    elif case == "registered-by-albgate":
-        record.registered_total = 1  # the controller never saw that target: its checkpoint proves nothing
     elif case == "service-without-label":
         service = Service(NS, "web", {"app": "web"}, (ServicePort(80, 8080),))
-    elif case == "no-checkpoint":
-        checkpoint = ""  # an older controller, Auto Mode, or a reconcile under way
     elif case == "already-out":
         record.out_at = NOW - 5
     w = a_world(pods, checkpoint, service=service)
@@ -521,3 +521,178 @@ def test_every_pod_out_of_service_is_counted_back_past_a_vanished_one():
     gone = served(pod("web-vanished", "10.0.9.9"), OUT_OF_SERVICE)
     assert oos.put_back(w.ports, state(), [gone, first, second]) == 2
     assert w.kube.serving == [("web-old-a", True), ("web-old-b", True)]
+
+
+# --- the proof by a look at ELB, where no checkpoint is written (EKS Auto Mode, an older controller) --------------
+def look_world(states: dict[str, str], *, now: float, budget: float = 0.0, throttled: bool = False):
+    """A step that took web-old-c (10.0.0.3) out of service at NOW with no checkpoint on its binding; ELB shows
+    the targets in ``states`` (IP -> state)."""
+    pods = [NEW, *OLD[:2], served(OLD[2], OUT_OF_SERVICE)]
+    w = a_world(pods, "", now=now)
+    w.elb.health = {ARN: [target(ip, state) for ip, state in states.items()]}
+    w.elb.throttled = throttled
+    w.ports.budget.wait = budget
+    w.kube.deployment = dataclasses.replace(w.kube.deployment, template=dataclasses.replace(
+        w.kube.deployment.template, containers=(Container("web", "img", pre_stop_sleep_seconds=30),)))
+    s = state()
+    record = s.steps[-1]
+    record.out_of_service, record.out_ips, record.out_release, record.out_at, record.out_by_look = (
+        ["web-old-c"], ["10.0.0.3"], ["web-new-a"], NOW, True)
+    s.looked_at = s.changed_at = NOW
+    return w, s, record, pods
+
+
+def settle_at(w, s, record, pods, at: float):
+    w.ports = dataclasses.replace(w.ports, clock=type(w.ports.clock)(at))
+    return oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, at)
+
+
+@pytest.mark.parametrize("checkpoint,by_look", [("", True), ("x/y", False)])
+def test_the_pods_go_out_of_service_with_or_without_a_checkpoint_and_the_record_says_how_they_are_proven(
+        checkpoint, by_look):
+    w = a_world([NEW, *OLD], checkpoint)
+    s = state()
+    gate, pace = oos.take_out(w.ports, s, s.steps[-1], passed(), OLD, NOW)
+    assert (gate.status, pace.wait_for, w.kube.serving) == (Verdict.WAITING, "out-of-service", [("web-old-c", False)])
+    assert s.steps[-1].out_by_look is by_look
+
+
+def test_no_look_before_it_is_due_and_the_gate_comes_back_when_it_is():
+    w, s, record, pods = look_world({"10.0.0.3": DRAINING}, now=NOW + 1)
+    gate, pace = settle_at(w, s, record, pods, NOW + 1)
+    assert (gate.status, w.elb.health_reads) == (Verdict.WAITING, 0)
+    assert gate.reason.endswith("waiting for the Load Balancer Controller to deregister their targets (a look at "
+                                "ELB shows them `draining`)")
+    assert (pace.wait_for, next_look(s, pace, NOW + 1)) == ("out-of-service", 1)
+
+
+@pytest.mark.parametrize("states", [{"10.0.0.3": DRAINING, "10.0.1.1": HEALTHY}, {"10.0.0.3": UNUSED},
+                                    {"10.0.1.1": HEALTHY}])
+def test_a_look_that_shows_every_pod_out_draining_or_gone_proves_them_out(states):
+    w, s, record, pods = look_world(states, now=NOW + 2)
+    gate, pace = settle_at(w, s, record, pods, NOW + 2)
+    assert (gate.status, gate.release, pace.wait_for) == (Verdict.PASSED, ("web-new-a",), "now")
+    assert (w.elb.health_reads, s.describe_target_health_calls, s.looked_at) == (1, 1, NOW + 2)
+    assert record.out_proven_at == NOW + 2 and oos.proven_out(s) == {"10.0.0.3"}
+    assert gate.reason.endswith("out of every target group's pool before their pods go (a look at ELB)")
+    assert w.elb.deregistered == []
+
+
+def test_a_look_that_still_shows_one_serving_waits_twice_as_long_each_time_and_then_15_s_at_most():
+    w, s, record, pods = look_world({"10.0.0.3": HEALTHY}, now=NOW + 2)
+    looks = []
+    at = NOW + 2
+    while at < NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS:
+        before = w.elb.health_reads
+        gate, pace = settle_at(w, s, record, pods, at)
+        assert gate.status is Verdict.WAITING and record.out_proven_at is None
+        if w.elb.health_reads > before:
+            looks.append(at - NOW)
+            assert gate.reason.endswith("(a look at ELB shows them `draining`; the last look still shows 1 in the "
+                                        "pool)")
+        at += next_look(s, pace, at)
+    assert looks == [2, 4, 8, 16, 31, 46]
+    # Then at the bound albgate deregisters them itself, as where the checkpoint never came
+    gate, _ = settle_at(w, s, record, pods, NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS)
+    assert w.elb.deregistered == [(ARN, [("10.0.0.3", 8080)])] and gate.status is Verdict.PASSED
+    assert "albgate deregistered their targets itself" in gate.reason
+
+
+def test_a_look_waits_for_its_turn_in_albgates_share_without_a_call():
+    w, s, record, pods = look_world({"10.0.0.3": DRAINING}, now=NOW + 2, budget=7.0)
+    gate, pace = settle_at(w, s, record, pods, NOW + 2)
+    assert (gate.status, w.elb.health_reads, pace.wait_for, pace.seconds) == (Verdict.WAITING, 0, "booked", 7)
+    assert "its look is booked in 7 s in albgate's share" in gate.reason
+
+
+def test_a_throttled_look_backs_off_and_tells_the_share():
+    w, s, record, pods = look_world({"10.0.0.3": DRAINING}, now=NOW + 2, throttled=True)
+    gate, pace = settle_at(w, s, record, pods, NOW + 2)
+    assert (gate.status, w.elb.health_reads, s.throttles, w.ports.budget.throttles) == (Verdict.WAITING, 1, 1, 1)
+    assert pace.wait_for == "booked" and s.elb_after == NOW + 2 + pace.seconds and pace.seconds >= 5
+    assert "DescribeTargetHealth throttled (1x), backing off" in gate.reason
+    # And no call until the back-off is over, even when a look is due
+    gate, pace = settle_at(w, s, record, pods, NOW + 4)
+    assert w.elb.health_reads == 1 and gate.status is Verdict.WAITING and pace.wait_for == "out-of-service"
+    # When the bucket has room again after it / Then the look proves them, and the throttles are forgotten
+    w.elb.throttled = False
+    gate, _ = settle_at(w, s, record, pods, s.elb_after)
+    assert gate.status is Verdict.PASSED and (s.throttles, s.elb_after) == (0, None)
+
+
+def test_another_executions_answer_given_after_the_pods_went_out_stands_in_for_the_call():
+    w, s, record, pods = look_world({"10.0.0.3": HEALTHY}, now=NOW + 2)
+    shared = LocalLooks(w.ports.clock)
+    w.ports = dataclasses.replace(w.ports, looks=shared)
+    # an answer from before the pods went out proves nothing: a call is made
+    shared.share(ARN, Look(NOW - 1, (target("10.0.0.3", DRAINING),)))
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 2)
+    assert (gate.status, w.elb.health_reads) == (Verdict.WAITING, 1)
+    # one given since this execution's own look stands in for the next
+    shared.share(ARN, Look(NOW + 3, (target("10.0.0.3", DRAINING),)))
+    gate, _ = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 4)
+    assert (gate.status, w.elb.health_reads, s.shared_looks) == (Verdict.PASSED, 1, 1)
+
+
+def test_the_drain_of_pods_a_look_proved_out_names_the_look():
+    gone = dataclasses.replace(served(OLD[2], OUT_OF_SERVICE), terminating=True)
+    w = a_world([served(NEW), *OLD[:2], gone], "")
+    s = rollout(step=0, plan=(1, 3), groups=(gated(),), watched=("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+    r = s.steps[-1]
+    r.out_of_service, r.out_ips, r.out_at, r.out_proven_at, r.out_by_look = (
+        ["web-old-c"], ["10.0.0.3"], NOW - 9, NOW - 5, True)
+    s = verify_drain(w.ports, s)
+    assert s.drain.status is Verdict.PASSED and s.drain.reason.endswith("before their pods were released (a look "
+                                                                        "at ELB)")
+    assert (w.elb.health_reads, w.elb.deregistered) == (0, [])
+
+
+@pytest.mark.parametrize("looked,due", [(None, 2), (-5, 2), (2, 4), (4, 8), (8, 16), (16, 31), (46, 61)])
+def test_the_looks_for_the_proof_come_twice_as_long_after_the_pods_went_out_and_15_s_apart_at_most(looked, due):
+    out_at = 1000.0
+    assert out_of_service_look_due(out_at, None if looked is None else out_at + looked) == out_at + due
+
+
+def with_pre_stop(w, seconds: int = 30):
+    w.kube.deployment = dataclasses.replace(w.kube.deployment, template=dataclasses.replace(
+        w.kube.deployment.template, containers=(Container("web", "img", pre_stop_sleep_seconds=seconds),)))
+    return w
+
+
+@pytest.mark.parametrize("step,registered_in,old,out", [(0, 0, OLD, "c"), (1, 0, OLD[:2], "b"), (1, 1, OLD[:2], "b")])
+def test_after_albgate_registered_targets_itself_it_deregisters_the_pods_out_at_once(step, registered_in, old, out):
+    # Given albgate registered a target itself in this step or an earlier one (the controller down or late): its
+    # checkpoint, which is there, says nothing of that target
+    w = with_pre_stop(a_world([NEW, *old]))
+    s = rollout(step=step, plan=(1, 2, 3), groups=(gated(),))
+    s.steps[registered_in].registered_total = 1
+    record = s.steps[-1]
+    # When the gate passes / Then the pods go out, to be proven by a look
+    gate, _ = oos.take_out(w.ports, s, record, passed(), old, NOW)
+    assert gate.status is Verdict.WAITING and record.out_by_look and record.out_of_service == [f"web-old-{out}"]
+    # and at the next look albgate deregisters them itself, without waiting for the controller or a look
+    gate, _ = oos.settle(w.ports, s, record, [NEW], old, w.kube.deployment, NOW + 1)
+    ip = record.out_ips[0]
+    assert w.elb.deregistered == [(ARN, [(ip, 8080)])] and w.elb.health_reads == 0
+    assert (gate.status, record.out_proven_at) == (Verdict.PASSED, NOW + 1)
+    assert gate.reason.endswith("(albgate deregistered their targets itself, as it had registered targets the Load "
+                                "Balancer Controller had not in time)")
+
+
+def test_after_albgate_registered_targets_a_refused_call_is_asked_again_from_60_s_on_and_a_look_may_prove_first():
+    w = with_pre_stop(a_world([NEW, *OLD]))
+    s = state()
+    record = s.steps[-1]
+    record.registered_total = 1
+    oos.take_out(w.ports, s, record, passed(), OLD, NOW)
+    calls = refusing(w, s, "throttled")
+    gate, pace = oos.settle(w.ports, s, record, [NEW], OLD, w.kube.deployment, NOW + 1)
+    assert (gate.status, len(calls), record.out_deregister_tries) == (Verdict.WAITING, 1, 1)
+    assert gate.reason.endswith("albgate could not deregister them itself (DeregisterTargets throttled by the "
+                                "account's bucket) and asks again in 59 s")
+    assert next_look(s, pace, NOW + 1) == 1  # the look that may prove them is due at 2 s
+    # When the controller deregisters them meanwhile / Then that look proves them out
+    w.elb.health = {ARN: [target("10.0.0.3", DRAINING)]}
+    gate, _ = oos.settle(w.ports, s, record, [NEW], OLD, w.kube.deployment, NOW + 2)
+    assert (gate.status, w.elb.health_reads, len(calls)) == (Verdict.PASSED, 1, 1)
+    assert gate.reason.endswith("(a look at ELB)")

@@ -29,7 +29,7 @@ from lambdas.domain.rollout.checkpoint import drain_proven
 from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
 from lambdas.domain.rollout.pods import split_pods
-from lambdas.domain.rollout.out_of_service import proven_out
+from lambdas.domain.rollout.out_of_service import proof_name, proven_out
 from lambdas.domain.rollout.targets import deregister_released, describe_health, held_ips, shared_health
 from lambdas.domain.state import RolloutState, StepRecord
 
@@ -107,8 +107,8 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
                                    health={}, now=now, deadline=s.drain_deadline)
             return replace(drain, reason=(
                 f"{len(drain.leaving_ips)} old target(s) out of every target group's pool: taken out of service "
-                "and deregistered by the Load Balancer Controller before their pods were released (its "
-                "checkpoint)")), NOW
+                "and deregistered by the Load Balancer Controller before their pods were released "
+                f"({proof_name(record)})")), NOW
     if scaled_down and record.left_at is None and _left_to_the_controller(ports, s, record, others, now):
         record.left_at = now
         if not s.more_steps:

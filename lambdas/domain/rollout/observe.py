@@ -92,7 +92,8 @@ def budget_wait(ports: Ports, s: RolloutState, now: float, to_call: tuple[str, .
 #   lag           the same, where no look follows (rollout.drain: the last drain, every target deregistered by
 #                 albgate's own call): exactly until then (``seconds``), without jitter, as nothing is called
 #   handed-over-drain / drain   released targets still in the pool to leave it
-#   out-of-service  the controller to deregister the old pods a step took out of service (rollout.out_of_service)
+#   out-of-service  the controller to deregister the old pods a step took out of service (rollout.out_of_service);
+#                 where a look at ELB proves it, no later than that look is due (``seconds``)
 WaitFor = Literal["now", "rs", "pods", "scale-down", "booked", "conditions", "throttled", "targets", "turn",
                   "registering", "deregistered", "lag", "handed-over-drain", "drain", "out-of-service"]
 
@@ -102,7 +103,9 @@ class Pace:
     """What a look waits for (``WaitFor``), with what its wait depends on."""
 
     wait_for: WaitFor
-    seconds: int = 0  # booked: the wait for the booked turn; turn: until the expected turn; lag: until its end
+    # booked: the wait for the booked turn; turn: until the expected turn; lag: until its end; out-of-service: until
+    # the look at ELB that proves the old pods out is due (0: none is), no later than its pace
+    seconds: int = 0
     unschedulable: bool = False  # pods: every starting pod waits for a node
     quick: bool = False  # conditions: a quick look (poll.CONDITIONS_POLL_SECONDS)
 
@@ -153,7 +156,8 @@ def _paced(s: RolloutState, pace: Pace, now: float) -> int:
         return deregistered_poll_seconds(key)
     if what == "out-of-service":
         out_at = s.steps[-1].out_at if s.steps else None
-        return out_of_service_poll_seconds(key, None if out_at is None else now - out_at)
+        wait = out_of_service_poll_seconds(key, None if out_at is None else now - out_at)
+        return max(1, min(wait, pace.seconds)) if pace.seconds else wait
     if what == "registering":
         since = s.steps[-1].registering_since
         return registration_poll_seconds(interval(s), now - (now if since is None else since), key)

@@ -22,9 +22,18 @@ How, with what Kubernetes and the controller already do (docs/facts.md):
   Ready one whatever its cost, so those count first, and are out of the pool already.
 - **Proof without a Describe\\* call.** The controller's reconcile checkpoint (``rollout.checkpoint``): once its last
   completed reconcile of every binding worked from the Service's endpoints without those pods, their targets are
-  `draining` or gone. Only where the controller writes the checkpoint: where a binding has none when the gate
-  passes (an older controller, EKS Auto Mode, or a reconcile under way), or where albgate registered targets
-  itself, the step releases at once as without this.
+  `draining` or gone.
+- **Else by a look at ELB.** Where a binding of the rollout has no checkpoint when the gate passes (EKS Auto Mode's
+  managed controller writes none, nor does an older one; or a reconcile is under way), a DescribeTargetHealth look
+  in albgate's share of the account's bucket proves them: every target of those pods `draining` or gone in every
+  group. The first comes ``poll.OUT_OF_SERVICE_FIRST_LOOK_SECONDS`` after they went out, when a controller that keeps
+  up has deregistered them; later ones further apart each time (``poll.out_of_service_look_due``). A look costs a
+  token of the Describe* bucket, which albgate paces, where releasing the pods unproven costs requests whenever the
+  controller's RegisterTargets/DeregisterTargets calls queue (docs/benchmarks.md, two hundred rollouts in pairs on
+  Auto Mode); albgate's own DeregisterTargets would spend the bucket those calls queue for. Where albgate registered
+  targets itself in the execution (the controller down or late: ``rollout.targets.register_missing``), the
+  checkpoint says nothing of those, and the controller is not waited for: albgate deregisters the pods' targets
+  itself at once, and a look proves them out if that call is refused.
 - **Bounded.** A proof that has not come ``OUT_OF_SERVICE_PROOF_SECONDS`` after the pods went out (a controller
   down, or queued behind many rollouts' calls) is made by albgate itself: it deregisters their targets (one
   DeregisterTargets call per target group; the pods are out of the endpoints, so the controller never registers
@@ -49,19 +58,30 @@ targets than the Deployment's replicas), and no more than the step removes.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from lambdas.domain.errors import NotFoundError
+from lambdas.domain.errors import NotFoundError, ThrottledError
 from lambdas.domain.gate import GateResult, Verdict, targets_to_deregister
 from lambdas.domain.poll import (
     DEREGISTRATION_LAG_SECONDS,
     OUT_OF_SERVICE_PROOF_SECONDS,
     OUT_OF_SERVICE_RELEASE_SECONDS,
+    out_of_service_look_due,
 )
-from lambdas.domain.ports import IN_SERVICE, OUT_OF_SERVICE, SERVING_LABEL, Deployment, Pod, Ports, TargetGroupBinding
+from lambdas.domain.ports import (
+    DRAINING,
+    IN_SERVICE,
+    OUT_OF_SERVICE,
+    SERVING_LABEL,
+    UNUSED,
+    Deployment,
+    Pod,
+    Ports,
+    TargetGroupBinding,
+)
 from lambdas.domain.rollout.checkpoint import drain_proven
-from lambdas.domain.rollout.observe import NOW, Pace
-from lambdas.domain.rollout.targets import deregister_each, learn_target_ports
+from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
+from lambdas.domain.rollout.targets import deregister_each, describe_health, learn_target_ports, shared_health
 from lambdas.domain.state import RolloutState, StepRecord
 
 
@@ -110,13 +130,11 @@ def take_out(ports: Ports, s: RolloutState, record: StepRecord, gate: GateResult
     if not gate.release or record.out_at is not None:
         return gate, NOW
     count = sum(1 for p in others if not p.terminating) - (s.replicas - s.plan[s.step])
-    if count <= 0 or any(r.registered_total for r in s.steps):
+    if count <= 0:
         return gate, NOW
     bindings = {b.name: b for b in ports.kube.list_target_group_bindings(s.request.namespace)}  # read once for both
     if not serving_label_selected(ports, s, bindings):
         return gate, NOW
-    if not _checkpointed(s, bindings):
-        return gate, NOW  # no proof could come: an older controller, Auto Mode, or a reconcile under way
     chosen = choose_pods(others, count)
     for pod in chosen:
         if in_service(pod):
@@ -128,6 +146,9 @@ def take_out(ports: Ports, s: RolloutState, record: StepRecord, gate: GateResult
     record.out_ips = sorted(p.ip for p in chosen if p.ip)
     record.out_release = list(gate.release)
     record.out_at = now
+    # no checkpoint to read (Auto Mode, an older controller, a reconcile under way), or one that says nothing of the
+    # targets albgate registered itself: a look at ELB proves them out
+    record.out_by_look = _lagging(s) or not _checkpointed(s, bindings)
     s.changed_at = now
     return _waiting(gate, f"took {len(chosen)} old pod(s) out of their Service's endpoints before releasing the new "
                     "ones: waiting for the Load Balancer Controller to deregister their targets"), \
@@ -141,27 +162,35 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
     their preStop does not cover is over); once ``OUT_OF_SERVICE_PROOF_SECONDS`` passed without it, as soon as
     albgate deregistered their targets itself (``deregister_out``: then the lag too; a refused call is made again
     after twice as long each time); and at ``OUT_OF_SERVICE_RELEASE_SECONDS`` (or the step's deadline) without
-    either; WAITING until then. It asks ELB for no health: the new targets were healthy, and the drain of the next
-    steps watches them."""
+    either; WAITING until then. Where the pods went out with no checkpoint to read (``record.out_by_look``), a look
+    at ELB when one is due (``_look_out``) is the proof instead. It asks ELB for no new target's health: they were
+    healthy, and the drain of the next steps watches them."""
     assert record.out_at is not None
     passed = replace(s.gate, status=Verdict.PASSED, release=tuple(record.out_release),
                      reason=f"the step's {len(record.out_release)} new pod(s) were healthy in every target group")
     n = len(record.out_of_service)
     if record.out_proven_at is None:
-        if drain_proven(ports, s, _selected(ports, s, mine + others)):
+        look: LookOut | None = None
+        if record.out_by_look:
+            look = _look_out(ports, s, record, now)
+            proven = look.proven
+        else:
+            proven = drain_proven(ports, s, _selected(ports, s, mine + others))
+        if proven:
             record.out_proven_at = now
         else:
             since = now - record.out_at
             waiting = (f"{n} old pod(s) out of their Service's endpoints for {math.floor(since)} s: waiting for the "
-                       "Load Balancer Controller to deregister their targets (its reconcile checkpoint)")
+                       "Load Balancer Controller to deregister their targets ("
+                       f"{look.note if look is not None else 'its reconcile checkpoint'})")
             # the last moment: the bound, or the step's deadline (which bounds a gate, its wait for the proof too)
             last = since >= OUT_OF_SERVICE_RELEASE_SECONDS or now >= s.step_deadline
-            due = _next_try(record.out_deregister_tries)
+            due = _next_try(record.out_deregister_tries, at_once=_lagging(s))
             if since < due and not last:
                 if record.out_deregister_tries:
                     waiting = (f"{waiting}; albgate's own DeregisterTargets refused {record.out_deregister_tries} "
                                f"time(s), asked again in {math.ceil(due - since)} s")
-                return _waiting(passed, waiting), Pace("out-of-service")
+                return _waiting(passed, waiting), _until_look(look, due - since)
             refused = deregister_out(ports, s, record)
             if not refused:
                 record.out_proven_at = now
@@ -172,23 +201,105 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
                         f"{passed.reason}; the Load Balancer Controller has not shown the {n} old pod(s) taken out "
                         f"of service out of the pool within {math.floor(since)} s, and albgate could not deregister "
                         f"them itself ({refused}): released anyway, the drain verifies them")), NOW
-                again = _next_try(record.out_deregister_tries) - since
+                again = _next_try(record.out_deregister_tries, at_once=_lagging(s)) - since
                 return _waiting(passed, f"{waiting}; albgate could not deregister them itself ({refused}) and asks "
-                                f"again in {math.ceil(again)} s"), Pace("out-of-service")
+                                f"again in {math.ceil(again)} s"), _until_look(look, again)
     hold = record.out_proven_at + _lag_uncovered(dep, s.request.container) - now
     if hold > 0:
         return _waiting(passed, f"{n} old pod(s) out of the pool; their preStop sleep is shorter than the load "
                         "balancer's lag, so the release waits for the rest of it"), Pace("booked", math.ceil(hold))
     named = {entry.rpartition("|")[2] for entry in record.deregistered}  # a gate's look may name carried ones too
-    how = (f"albgate deregistered their targets itself, the Load Balancer Controller not having done so within "
-           f"{OUT_OF_SERVICE_PROOF_SECONDS} s" if named & set(record.out_ips) else "the controller's checkpoint")
+    if not named & set(record.out_ips):
+        how = proof_name(record)
+    elif _lagging(s) and record.out_proven_at - record.out_at < OUT_OF_SERVICE_PROOF_SECONDS:
+        how = ("albgate deregistered their targets itself, as it had registered targets the Load Balancer Controller "
+               "had not in time")
+    else:
+        how = (f"albgate deregistered their targets itself, the Load Balancer Controller not having done so within "
+               f"{OUT_OF_SERVICE_PROOF_SECONDS} s")
     return replace(passed, reason=f"{passed.reason}; {n} old pod(s) taken out of service first: out of every "
                    f"target group's pool before their pods go ({how})"), NOW
 
 
-def _next_try(refused: int) -> float:
+def proof_name(record: StepRecord) -> str:
+    """How the controller's deregistration of the pods ``record`` took out of service is proven."""
+    return "a look at ELB" if record.out_by_look else "the controller's checkpoint"
+
+
+@dataclass(frozen=True)
+class LookOut:
+    """What ``_look_out`` found: whether the pods are proven out, what the gate waits for meanwhile, and when (seconds
+    from now) its next look at ELB is due (None: no sooner than the out-of-service pace)."""
+
+    proven: bool
+    note: str
+    due_in: float | None = None
+    pace: Pace | None = None  # a wait of its own: albgate's turn in its share, or a throttled call's back-off
+
+
+def _look_out(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> LookOut:
+    """The proof, where no checkpoint can give it, that the pods taken out of service left every target group's
+    pool: a look at ELB once one is due (``poll.out_of_service_look_due``) and albgate's share of the account's
+    Describe* bucket has a turn (another execution's answer for the same group, given since the pods went out,
+    stands in for a call), showing none of their IPs as a target that is not `draining` or `unused`; a group that
+    lists an IP no more has deregistered it past its delay."""
+    assert record.out_at is not None
+    waiting = "a look at ELB shows them `draining`"
+    looked = s.looked_at if s.looked_at is not None and s.looked_at >= record.out_at else None
+    due = out_of_service_look_due(record.out_at, looked)
+    if now + 0.5 < due:
+        return LookOut(False, waiting, due_in=due - now)
+    view = shared_health(ports, s, now)
+    if view.to_call and s.elb_after is not None and now + 0.5 < s.elb_after:
+        return LookOut(False, f"{waiting}; DescribeTargetHealth throttled ({s.throttles}x), backing off",
+                       due_in=s.elb_after - now)
+    booked, _ = budget_wait(ports, s, now, view.to_call, view.booked_at)
+    if booked:
+        return LookOut(False, f"{waiting}; its look is booked in {booked} s in albgate's share of the account's "
+                       "Describe* calls", pace=Pace("booked", booked))
+    try:
+        health = describe_health(ports, s, now, view.health)
+    except ThrottledError:
+        s.throttles += 1
+        ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
+        back_off = next_look(s, Pace("throttled"), now)
+        s.elb_after = now + back_off
+        return LookOut(False, f"{waiting}; DescribeTargetHealth throttled ({s.throttles}x), backing off",
+                       pace=Pace("booked", back_off))
+    if view.to_call:  # a call went through: the bucket has room again
+        s.throttles = 0
+        s.elb_after = None
+    out = set(record.out_ips)
+    serving = sorted({t.target_id for targets in health.values() for t in targets
+                      if t.target_id in out and t.state not in (DRAINING, UNUSED)})
+    if serving:
+        return LookOut(False, f"{waiting}; the last look still shows {len(serving)} in the pool",
+                       due_in=out_of_service_look_due(record.out_at, now) - now)
+    return LookOut(True, "")
+
+
+def _until_look(look: LookOut | None, until_try: float) -> Pace:
+    """The gate's wait while the pods out of service are not proven out: the out-of-service pace, no later than
+    albgate's own call is due (``until_try`` seconds from now) nor, where a look proves them, than the next look."""
+    if look is not None and look.pace is not None:
+        return look.pace
+    bound = until_try if look is None or look.due_in is None else min(until_try, look.due_in)
+    return Pace("out-of-service", seconds=max(1, math.ceil(bound))) if look is not None else Pace("out-of-service")
+
+
+def _lagging(s: RolloutState) -> bool:
+    """Whether albgate registered targets itself in the execution: the controller was down or late (rollout.targets,
+    ``register_missing``), so its checkpoint says nothing of those targets, and it is not waited for."""
+    return any(r.registered_total for r in s.steps)
+
+
+def _next_try(refused: int, *, at_once: bool = False) -> float:
     """Seconds after the pods went out when albgate's own DeregisterTargets is due, after ``refused`` refusals:
-    OUT_OF_SERVICE_PROOF_SECONDS, then twice as long each time, OUT_OF_SERVICE_RELEASE_SECONDS at the latest."""
+    OUT_OF_SERVICE_PROOF_SECONDS, then twice as long each time, OUT_OF_SERVICE_RELEASE_SECONDS at the latest;
+    ``at_once`` (a controller known to lag: ``_lagging``), at once, then from OUT_OF_SERVICE_PROOF_SECONDS on."""
+    if at_once:
+        return 0.0 if refused == 0 else min(OUT_OF_SERVICE_PROOF_SECONDS * 2 ** (refused - 1),
+                                            OUT_OF_SERVICE_RELEASE_SECONDS)
     return min(OUT_OF_SERVICE_PROOF_SECONDS * 2 ** refused, OUT_OF_SERVICE_RELEASE_SECONDS)
 
 
