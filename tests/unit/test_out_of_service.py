@@ -31,7 +31,18 @@ from lambdas.domain.rollout.drain import verify_drain
 from lambdas.domain.rollout.gate import check_target_health
 from lambdas.domain.rollout.observe import next_look
 from lambdas.domain.rollout.targets import target_group_bindings
-from tests.unit.test_domain_mutants_gate_drain import ARN, NOW, NS, group, old_pod, pod, rollout, target, world
+from tests.unit.test_domain_mutants_gate_drain import (
+    ARN,
+    INTERVAL,
+    NOW,
+    NS,
+    group,
+    old_pod,
+    pod,
+    rollout,
+    target,
+    world,
+)
 from tests.unit.test_analysis_looks import START
 from tests.unit.test_analysis_looks import state as analysis_state
 from tests.unit.test_drain_carried import BINDING, analysis_ports
@@ -602,22 +613,55 @@ def test_a_look_waits_for_its_turn_in_albgates_share_without_a_call():
     w, s, record, pods = look_world({"10.0.0.3": DRAINING}, now=NOW + 2, budget=7.0)
     gate, pace = settle_at(w, s, record, pods, NOW + 2)
     assert (gate.status, w.elb.health_reads, pace.wait_for, pace.seconds) == (Verdict.WAITING, 0, "booked", 7)
-    assert "its look is booked in 7 s in albgate's share" in gate.reason
+    assert gate.reason.endswith("(a look at ELB shows them `draining`; its look is booked in 7 s in albgate's share "
+                                "of the account's Describe* calls)")
 
 
 def test_a_throttled_look_backs_off_and_tells_the_share():
     w, s, record, pods = look_world({"10.0.0.3": DRAINING}, now=NOW + 2, throttled=True)
     gate, pace = settle_at(w, s, record, pods, NOW + 2)
     assert (gate.status, w.elb.health_reads, s.throttles, w.ports.budget.throttles) == (Verdict.WAITING, 1, 1, 1)
-    assert pace.wait_for == "booked" and s.elb_after == NOW + 2 + pace.seconds and pace.seconds >= 5
-    assert "DescribeTargetHealth throttled (1x), backing off" in gate.reason
-    # And no call until the back-off is over, even when a look is due
-    gate, pace = settle_at(w, s, record, pods, NOW + 4)
-    assert w.elb.health_reads == 1 and gate.status is Verdict.WAITING and pace.wait_for == "out-of-service"
-    # When the bucket has room again after it / Then the look proves them, and the throttles are forgotten
+    assert gate.reason.endswith("(a look at ELB shows them `draining`; DescribeTargetHealth throttled (1x), backing "
+                                "off)")
+    back_off = s.elb_after - (NOW + 2)
+    assert 2 * INTERVAL <= back_off <= 2 * INTERVAL * 1.2 + 1  # the interval doubled per throttle, jittered
+    # the pods and the alarms are read on at the out-of-service pace meanwhile
+    assert (pace.wait_for, pace.seconds, next_look(s, pace, NOW + 2)) == ("out-of-service", back_off, 1)
+    # And no call until the back-off is over, even when a look is due; the gate wakes no later than its end
+    gate, pace = settle_at(w, s, record, pods, s.elb_after - 1)
+    assert (w.elb.health_reads, gate.status, pace.wait_for) == (1, Verdict.WAITING, "out-of-service")
+    assert gate.reason.endswith("DescribeTargetHealth throttled (1x), backing off)")
+    assert next_look(s, pace, s.elb_after - 1) == 1
+    # When the back-off is all but over / Then it calls again; throttled again, it backs off twice as long
+    gate, _ = settle_at(w, s, record, pods, s.elb_after - 0.5)
+    assert (w.elb.health_reads, s.throttles) == (2, 2) and "throttled (2x)" in gate.reason
+    assert 4 * INTERVAL <= s.elb_after - (NOW + back_off + 1.5) <= 4 * INTERVAL * 1.2 + 1
+    # When the bucket has room again / Then the look proves them, and the throttles are forgotten
     w.elb.throttled = False
     gate, _ = settle_at(w, s, record, pods, s.elb_after)
     assert gate.status is Verdict.PASSED and (s.throttles, s.elb_after) == (0, None)
+
+
+def test_a_look_is_made_from_half_a_second_before_it_is_due():
+    w, s, record, pods = look_world({"10.0.0.3": DRAINING}, now=NOW + 1.5)
+    gate, _ = settle_at(w, s, record, pods, NOW + 1.4)
+    assert (gate.status, w.elb.health_reads) == (Verdict.WAITING, 0)
+    gate, _ = settle_at(w, s, record, pods, NOW + 1.5)
+    assert (gate.status, w.elb.health_reads) == (Verdict.PASSED, 1)
+
+
+def test_a_look_follows_another_executions_call_booked_sooner_than_its_own_turn():
+    # Given albgate's share has a turn in 7 s, and another rollout of the same group a call booked in 3 s
+    w, s, record, pods = look_world({"10.0.0.3": DRAINING}, now=NOW + 2, budget=7.0)
+    shared = LocalLooks(w.ports.clock)
+    shared.book(ARN, NOW + 5)
+    w.ports = dataclasses.replace(w.ports, looks=shared)
+    gate, pace = oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, NOW + 2)
+    # Then it waits to read that answer, not for its own turn
+    assert (gate.status, w.elb.health_reads, s.followed_at) == (Verdict.WAITING, 0, NOW + 5)
+    assert pace.wait_for == "booked" and pace.seconds < 7
+    assert gate.reason.endswith(f"its look is booked in {pace.seconds} s in albgate's share of the account's "
+                                "Describe* calls)")
 
 
 def test_another_executions_answer_given_after_the_pods_went_out_stands_in_for_the_call():
@@ -670,11 +714,12 @@ def test_after_albgate_registered_targets_itself_it_deregisters_the_pods_out_at_
     # When the gate passes / Then the pods go out, to be proven by a look
     gate, _ = oos.take_out(w.ports, s, record, passed(), old, NOW)
     assert gate.status is Verdict.WAITING and record.out_by_look and record.out_of_service == [f"web-old-{out}"]
-    # and at the next look albgate deregisters them itself, without waiting for the controller or a look
-    gate, _ = oos.settle(w.ports, s, record, [NEW], old, w.kube.deployment, NOW + 1)
+    # and at the next look, however soon, albgate deregisters them itself, without waiting for the controller or a
+    # look
+    gate, _ = oos.settle(w.ports, s, record, [NEW], old, w.kube.deployment, NOW + 0.5)
     ip = record.out_ips[0]
     assert w.elb.deregistered == [(ARN, [(ip, 8080)])] and w.elb.health_reads == 0
-    assert (gate.status, record.out_proven_at) == (Verdict.PASSED, NOW + 1)
+    assert (gate.status, record.out_proven_at) == (Verdict.PASSED, NOW + 0.5)
     assert gate.reason.endswith("(albgate deregistered their targets itself, as it had registered targets the Load "
                                 "Balancer Controller had not in time)")
 
@@ -696,3 +741,46 @@ def test_after_albgate_registered_targets_a_refused_call_is_asked_again_from_60_
     gate, _ = oos.settle(w.ports, s, record, [NEW], OLD, w.kube.deployment, NOW + 2)
     assert (gate.status, w.elb.health_reads, len(calls)) == (Verdict.PASSED, 1, 1)
     assert gate.reason.endswith("(a look at ELB)")
+
+
+def test_after_albgate_registered_targets_refused_calls_are_asked_again_at_60_120_and_240_s():
+    w, s, record, pods = look_world({"10.0.0.3": HEALTHY}, now=NOW + 0.5)
+    s.steps[-1].registered_total = 1
+    calls = refusing(w, s, "throttled")
+    made = []
+    at = NOW + 0.5
+    while at < NOW + 300:
+        before = len(calls)
+        _, pace = settle_at(w, s, record, pods, at)
+        if len(calls) > before:
+            made.append(at - NOW)
+        at += next_look(s, pace, at)
+    assert made == [0.5, 60.5, 120.5, 240.5]  # the first look at or after each time due
+
+
+def test_past_albgates_refused_call_the_looks_go_on_15_s_apart_and_the_next_call_comes_on_time():
+    # Given the controller never deregisters the pod taken out, and albgate's own call throttled
+    w, s, record, pods = look_world({"10.0.0.3": HEALTHY}, now=NOW + 2)
+    calls = refusing(w, s, "throttled")
+    looks, made = [], []
+    at = NOW + 2
+    while at <= NOW + 130:
+        reads, before = w.elb.health_reads, len(calls)
+        _, pace = settle_at(w, s, record, pods, at)
+        if w.elb.health_reads > reads:
+            looks.append(at - NOW)
+        if len(calls) > before:
+            made.append(at - NOW)
+        at += next_look(s, pace, at)
+    # Then a look comes the second after the call refused at 60 s, as due, and albgate asks again at 120 s sharp
+    assert looks == [2, 4, 8, 16, 31, 46, 61, 76, 91, 106, 121]
+    assert made == [60, 120]
+
+
+def test_a_step_deadline_before_the_proofs_wait_ends_with_albgates_own_call_and_says_when():
+    w, s, record, pods = look_world({"10.0.0.3": HEALTHY}, now=NOW + 2)
+    s.step_deadline = NOW + 30
+    gate, _ = settle_at(w, s, record, pods, NOW + 30)
+    assert w.elb.deregistered == [(ARN, [("10.0.0.3", 8080)])] and gate.status is Verdict.PASSED
+    assert gate.reason.endswith("(albgate deregistered their targets itself, the Load Balancer Controller not "
+                                "having done so within 30 s)")

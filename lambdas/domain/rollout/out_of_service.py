@@ -67,6 +67,7 @@ from lambdas.domain.poll import (
     OUT_OF_SERVICE_PROOF_SECONDS,
     OUT_OF_SERVICE_RELEASE_SECONDS,
     out_of_service_look_due,
+    target_poll_seconds,
 )
 from lambdas.domain.ports import (
     DRAINING,
@@ -80,7 +81,7 @@ from lambdas.domain.ports import (
     TargetGroupBinding,
 )
 from lambdas.domain.rollout.checkpoint import drain_proven
-from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
+from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, interval, poll_key
 from lambdas.domain.rollout.targets import deregister_each, describe_health, learn_target_ports, shared_health
 from lambdas.domain.state import RolloutState, StepRecord
 
@@ -170,10 +171,10 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
                      reason=f"the step's {len(record.out_release)} new pod(s) were healthy in every target group")
     n = len(record.out_of_service)
     if record.out_proven_at is None:
-        look: LookOut | None = None
+        unproven: Unproven | None = None
         if record.out_by_look:
-            look = _look_out(ports, s, record, now)
-            proven = look.proven
+            unproven = _look_out(ports, s, record, now)
+            proven = unproven is None
         else:
             proven = drain_proven(ports, s, _selected(ports, s, mine + others))
         if proven:
@@ -182,7 +183,7 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
             since = now - record.out_at
             waiting = (f"{n} old pod(s) out of their Service's endpoints for {math.floor(since)} s: waiting for the "
                        "Load Balancer Controller to deregister their targets ("
-                       f"{look.note if look is not None else 'its reconcile checkpoint'})")
+                       f"{unproven.note if unproven is not None else 'its reconcile checkpoint'})")
             # the last moment: the bound, or the step's deadline (which bounds a gate, its wait for the proof too)
             last = since >= OUT_OF_SERVICE_RELEASE_SECONDS or now >= s.step_deadline
             due = _next_try(record.out_deregister_tries, at_once=_lagging(s))
@@ -190,7 +191,7 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
                 if record.out_deregister_tries:
                     waiting = (f"{waiting}; albgate's own DeregisterTargets refused {record.out_deregister_tries} "
                                f"time(s), asked again in {math.ceil(due - since)} s")
-                return _waiting(passed, waiting), _until_look(look, due - since)
+                return _waiting(passed, waiting), _until(unproven, due - since)
             refused = deregister_out(ports, s, record)
             if not refused:
                 record.out_proven_at = now
@@ -203,7 +204,7 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
                         f"them itself ({refused}): released anyway, the drain verifies them")), NOW
                 again = _next_try(record.out_deregister_tries, at_once=_lagging(s)) - since
                 return _waiting(passed, f"{waiting}; albgate could not deregister them itself ({refused}) and asks "
-                                f"again in {math.ceil(again)} s"), _until_look(look, again)
+                                f"again in {math.ceil(again)} s"), _until(unproven, again)
     hold = record.out_proven_at + _lag_uncovered(dep, s.request.container) - now
     if hold > 0:
         return _waiting(passed, f"{n} old pod(s) out of the pool; their preStop sleep is shorter than the load "
@@ -211,12 +212,12 @@ def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], o
     named = {entry.rpartition("|")[2] for entry in record.deregistered}  # a gate's look may name carried ones too
     if not named & set(record.out_ips):
         how = proof_name(record)
-    elif _lagging(s) and record.out_proven_at - record.out_at < OUT_OF_SERVICE_PROOF_SECONDS:
+    elif _lagging(s):
         how = ("albgate deregistered their targets itself, as it had registered targets the Load Balancer Controller "
                "had not in time")
     else:
         how = (f"albgate deregistered their targets itself, the Load Balancer Controller not having done so within "
-               f"{OUT_OF_SERVICE_PROOF_SECONDS} s")
+               f"{math.floor(record.out_proven_at - record.out_at)} s")
     return replace(passed, reason=f"{passed.reason}; {n} old pod(s) taken out of service first: out of every "
                    f"target group's pool before their pods go ({how})"), NOW
 
@@ -227,45 +228,42 @@ def proof_name(record: StepRecord) -> str:
 
 
 @dataclass(frozen=True)
-class LookOut:
-    """What ``_look_out`` found: whether the pods are proven out, what the gate waits for meanwhile, and when (seconds
-    from now) its next look at ELB is due (None: no sooner than the out-of-service pace)."""
+class Unproven:
+    """Why ``_look_out`` has not proven the pods out yet, and what the gate waits for meanwhile."""
 
-    proven: bool
     note: str
-    due_in: float | None = None
-    pace: Pace | None = None  # a wait of its own: albgate's turn in its share, or a throttled call's back-off
+    pace: Pace
 
 
-def _look_out(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> LookOut:
+def _look_out(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> Unproven | None:
     """The proof, where no checkpoint can give it, that the pods taken out of service left every target group's
-    pool: a look at ELB once one is due (``poll.out_of_service_look_due``) and albgate's share of the account's
-    Describe* bucket has a turn (another execution's answer for the same group, given since the pods went out,
-    stands in for a call), showing none of their IPs as a target that is not `draining` or `unused`; a group that
-    lists an IP no more has deregistered it past its delay."""
+    pool (None once it is made): a look at ELB once one is due (``poll.out_of_service_look_due``) and albgate's
+    share of the account's Describe* bucket has a turn (another execution's answer for the same group, given since
+    the pods went out, stands in for a call), showing none of their IPs as a target that is not `draining` or
+    `unused`; a group that lists an IP no more has deregistered it past its delay. Until a look is due, the gate
+    waits at the out-of-service pace, no later than when it is."""
     assert record.out_at is not None
     waiting = "a look at ELB shows them `draining`"
-    looked = s.looked_at if s.looked_at is not None and s.looked_at >= record.out_at else None
-    due = out_of_service_look_due(record.out_at, looked)
+    due = out_of_service_look_due(record.out_at, s.looked_at)
     if now + 0.5 < due:
-        return LookOut(False, waiting, due_in=due - now)
+        return Unproven(waiting, _no_later(due - now))
     view = shared_health(ports, s, now)
     if view.to_call and s.elb_after is not None and now + 0.5 < s.elb_after:
-        return LookOut(False, f"{waiting}; DescribeTargetHealth throttled ({s.throttles}x), backing off",
-                       due_in=s.elb_after - now)
+        return Unproven(f"{waiting}; DescribeTargetHealth throttled ({s.throttles}x), backing off",
+                        _no_later(s.elb_after - now))
     booked, _ = budget_wait(ports, s, now, view.to_call, view.booked_at)
     if booked:
-        return LookOut(False, f"{waiting}; its look is booked in {booked} s in albgate's share of the account's "
-                       "Describe* calls", pace=Pace("booked", booked))
+        return Unproven(f"{waiting}; its look is booked in {booked} s in albgate's share of the account's Describe* "
+                        "calls", Pace("booked", booked))
     try:
         health = describe_health(ports, s, now, view.health)
     except ThrottledError:
         s.throttles += 1
         ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
-        back_off = next_look(s, Pace("throttled"), now)
+        back_off = target_poll_seconds(interval(s), poll_key(s, "throttled"), s.throttles)
         s.elb_after = now + back_off
-        return LookOut(False, f"{waiting}; DescribeTargetHealth throttled ({s.throttles}x), backing off",
-                       pace=Pace("booked", back_off))
+        return Unproven(f"{waiting}; DescribeTargetHealth throttled ({s.throttles}x), backing off",
+                        _no_later(back_off))
     if view.to_call:  # a call went through: the bucket has room again
         s.throttles = 0
         s.elb_after = None
@@ -273,18 +271,24 @@ def _look_out(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> 
     serving = sorted({t.target_id for targets in health.values() for t in targets
                       if t.target_id in out and t.state not in (DRAINING, UNUSED)})
     if serving:
-        return LookOut(False, f"{waiting}; the last look still shows {len(serving)} in the pool",
-                       due_in=out_of_service_look_due(record.out_at, now) - now)
-    return LookOut(True, "")
+        return Unproven(f"{waiting}; the last look still shows {len(serving)} in the pool",
+                        _no_later(out_of_service_look_due(record.out_at, now) - now))
+    return None
 
 
-def _until_look(look: LookOut | None, until_try: float) -> Pace:
-    """The gate's wait while the pods out of service are not proven out: the out-of-service pace, no later than
-    albgate's own call is due (``until_try`` seconds from now) nor, where a look proves them, than the next look."""
-    if look is not None and look.pace is not None:
-        return look.pace
-    bound = until_try if look is None or look.due_in is None else min(until_try, look.due_in)
-    return Pace("out-of-service", seconds=max(1, math.ceil(bound))) if look is not None else Pace("out-of-service")
+def _no_later(seconds: float) -> Pace:
+    """The out-of-service pace, no later than ``seconds`` from now (at least a second)."""
+    return Pace("out-of-service", seconds=max(1, math.ceil(seconds)))
+
+
+def _until(unproven: Unproven | None, until_try: float) -> Pace:
+    """The gate's wait while the pods out of service are not proven out: what ``_look_out`` waits for where a look
+    proves them (else the out-of-service pace), no later than albgate's own call is due, ``until_try`` seconds from
+    now; a turn booked in albgate's share is kept."""
+    pace = unproven.pace if unproven is not None else Pace("out-of-service")
+    if pace.wait_for == "booked":
+        return pace
+    return _no_later(min(until_try, pace.seconds)) if pace.seconds else pace
 
 
 def _lagging(s: RolloutState) -> bool:
@@ -293,7 +297,7 @@ def _lagging(s: RolloutState) -> bool:
     return any(r.registered_total for r in s.steps)
 
 
-def _next_try(refused: int, *, at_once: bool = False) -> float:
+def _next_try(refused: int, *, at_once: bool) -> float:
     """Seconds after the pods went out when albgate's own DeregisterTargets is due, after ``refused`` refusals:
     OUT_OF_SERVICE_PROOF_SECONDS, then twice as long each time, OUT_OF_SERVICE_RELEASE_SECONDS at the latest;
     ``at_once`` (a controller known to lag: ``_lagging``), at once, then from OUT_OF_SERVICE_PROOF_SECONDS on."""
