@@ -29,7 +29,7 @@ from lambdas.domain.ports import (
 from lambdas.domain.rollout import out_of_service as oos
 from lambdas.domain.rollout.drain import verify_drain
 from lambdas.domain.rollout.gate import check_target_health
-from lambdas.domain.rollout.observe import next_look
+from lambdas.domain.rollout.observe import Pace, next_look
 from lambdas.domain.rollout.targets import target_group_bindings
 from tests.unit.test_domain_mutants_gate_drain import (
     ARN,
@@ -625,6 +625,7 @@ def test_a_throttled_look_backs_off_and_tells_the_share():
                                 "off)")
     back_off = s.elb_after - (NOW + 2)
     assert 2 * INTERVAL <= back_off <= 2 * INTERVAL * 1.2 + 1  # the interval doubled per throttle, jittered
+    assert back_off == next_look(s, Pace("throttled"), NOW + 2)  # as long as the gate's own, same jitter
     # the pods and the alarms are read on at the out-of-service pace meanwhile
     assert (pace.wait_for, pace.seconds, next_look(s, pace, NOW + 2)) == ("out-of-service", back_off, 1)
     # And no call until the back-off is over, even when a look is due; the gate wakes no later than its end

@@ -271,8 +271,8 @@ def _look_out(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> 
     serving = sorted({t.target_id for targets in health.values() for t in targets
                       if t.target_id in out and t.state not in (DRAINING, UNUSED)})
     if serving:
-        return Unproven(f"{waiting}; the last look still shows {len(serving)} in the pool",
-                        _no_later(out_of_service_look_due(record.out_at, now) - now))
+        # the next pass finds the next look not due yet, and waits no later than it is
+        return Unproven(f"{waiting}; the last look still shows {len(serving)} in the pool", Pace("out-of-service"))
     return None
 
 
@@ -282,13 +282,15 @@ def _no_later(seconds: float) -> Pace:
 
 
 def _until(unproven: Unproven | None, until_try: float) -> Pace:
-    """The gate's wait while the pods out of service are not proven out: what ``_look_out`` waits for where a look
-    proves them (else the out-of-service pace), no later than albgate's own call is due, ``until_try`` seconds from
-    now; a turn booked in albgate's share is kept."""
-    pace = unproven.pace if unproven is not None else Pace("out-of-service")
+    """The gate's wait while the pods out of service are not proven out: where a look proves them, what
+    ``_look_out`` waits for, no later than albgate's own call is due, ``until_try`` seconds from now (a turn booked
+    in albgate's share is kept); where the checkpoint does, the out-of-service pace."""
+    if unproven is None:
+        return Pace("out-of-service")
+    pace = unproven.pace
     if pace.wait_for == "booked":
         return pace
-    return _no_later(min(until_try, pace.seconds)) if pace.seconds else pace
+    return _no_later(min(until_try, pace.seconds) if pace.seconds else until_try)
 
 
 def _lagging(s: RolloutState) -> bool:
