@@ -591,11 +591,12 @@ def test_a_look_that_shows_every_pod_out_draining_or_gone_proves_them_out(states
 
 def test_a_look_that_still_shows_one_serving_waits_twice_as_long_each_time_and_then_15_s_at_most():
     w, s, record, pods = look_world({"10.0.0.3": HEALTHY}, now=NOW + 2)
-    looks = []
+    looks, passes = [], []
     at = NOW + 2
     while at < NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS:
         before = w.elb.health_reads
         gate, pace = settle_at(w, s, record, pods, at)
+        passes.append(at - NOW)
         assert gate.status is Verdict.WAITING and record.out_proven_at is None
         if w.elb.health_reads > before:
             looks.append(at - NOW)
@@ -603,6 +604,8 @@ def test_a_look_that_still_shows_one_serving_waits_twice_as_long_each_time_and_t
                                         "pool)")
         at += next_look(s, pace, at)
     assert looks == [2, 4, 8, 16, 31, 46]
+    # and between looks the gate reads the pods at their pace (every second at first), no more often
+    assert passes[:3] == [2, 3, 4] and all(3 <= b - a <= 4 for a, b in zip(passes[3:], passes[4:]) if b not in looks)
     # Then at the bound albgate deregisters them itself, as where the checkpoint never came
     gate, _ = settle_at(w, s, record, pods, NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS)
     assert w.elb.deregistered == [(ARN, [("10.0.0.3", 8080)])] and gate.status is Verdict.PASSED
