@@ -150,11 +150,12 @@ def scale_down_poll_seconds(key: str, since_gate_passed: float | None) -> int:
     return pod_poll_seconds(key)
 
 
-def out_of_service_poll_seconds(key: str, since_out: float | None) -> int:
+def out_of_service_poll_seconds(key: str, since_out: float | None, *, quick: bool = True) -> int:
     """The gate's wait for the controller to deregister old pods it took out of service ``since_out`` seconds ago
-    (None: not known): OUT_OF_SERVICE_QUICK_POLL_SECONDS for OUT_OF_SERVICE_QUICK_SECONDS, then the pods' pace
-    until OUT_OF_SERVICE_PROOF_SECONDS, then OUT_OF_SERVICE_SLOW_POLL_SECONDS (no later than the bound)."""
-    if since_out is not None and 0 <= since_out < OUT_OF_SERVICE_QUICK_SECONDS:
+    (None: not known): OUT_OF_SERVICE_QUICK_POLL_SECONDS for OUT_OF_SERVICE_QUICK_SECONDS (``quick``: where the
+    proof is the controller's checkpoint, read from the Kubernetes API), then the pods' pace until
+    OUT_OF_SERVICE_PROOF_SECONDS, then OUT_OF_SERVICE_SLOW_POLL_SECONDS (no later than the bound)."""
+    if quick and since_out is not None and 0 <= since_out < OUT_OF_SERVICE_QUICK_SECONDS:
         return OUT_OF_SERVICE_QUICK_POLL_SECONDS
     if since_out is not None and OUT_OF_SERVICE_PROOF_SECONDS <= since_out < OUT_OF_SERVICE_RELEASE_SECONDS:
         return max(1, min(OUT_OF_SERVICE_SLOW_POLL_SECONDS, math.ceil(OUT_OF_SERVICE_RELEASE_SECONDS - since_out)))

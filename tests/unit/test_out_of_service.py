@@ -558,14 +558,19 @@ def settle_at(w, s, record, pods, at: float):
     return oos.settle(w.ports, s, record, pods[:1], pods[1:], w.kube.deployment, at)
 
 
-@pytest.mark.parametrize("checkpoint,by_look", [("", True), ("x/y", False)])
+@pytest.mark.parametrize("checkpoint,by_look,registered,back_in", [
+    ("", True, 0, 2),  # no checkpoint: the first look, 2 s later
+    ("x/y", False, 0, 1),  # the checkpoint: read every second at first
+    ("x/y", True, 1, 1),  # albgate registered a target: its own call, at once
+])
 def test_the_pods_go_out_of_service_with_or_without_a_checkpoint_and_the_record_says_how_they_are_proven(
-        checkpoint, by_look):
+        checkpoint, by_look, registered, back_in):
     w = a_world([NEW, *OLD], checkpoint)
     s = state()
+    s.steps[-1].registered_total = registered
     gate, pace = oos.take_out(w.ports, s, s.steps[-1], passed(), OLD, NOW)
     assert (gate.status, pace.wait_for, w.kube.serving) == (Verdict.WAITING, "out-of-service", [("web-old-c", False)])
-    assert s.steps[-1].out_by_look is by_look
+    assert s.steps[-1].out_by_look is by_look and next_look(s, pace, NOW) == back_in
 
 
 def test_no_look_before_it_is_due_and_the_gate_comes_back_when_it_is():
@@ -604,8 +609,8 @@ def test_a_look_that_still_shows_one_serving_waits_twice_as_long_each_time_and_t
                                         "pool)")
         at += next_look(s, pace, at)
     assert looks == [2, 4, 8, 16, 31, 46]
-    # and between looks the gate reads the pods at their pace (every second at first), no more often
-    assert passes[:3] == [2, 3, 4] and all(3 <= b - a <= 4 for a, b in zip(passes[3:], passes[4:]) if b not in looks)
+    # and between looks the gate reads the pods at their pace, no more often (nothing proves them out sooner)
+    assert passes[:3] == [2, 4, 7] and all(3 <= b - a <= 4 for a, b in zip(passes, passes[1:]) if b not in looks)
     # Then at the bound albgate deregisters them itself, as where the checkpoint never came
     gate, _ = settle_at(w, s, record, pods, NOW + oos.OUT_OF_SERVICE_PROOF_SECONDS)
     assert w.elb.deregistered == [(ARN, [("10.0.0.3", 8080)])] and gate.status is Verdict.PASSED
@@ -629,8 +634,8 @@ def test_a_throttled_look_backs_off_and_tells_the_share():
     back_off = s.elb_after - (NOW + 2)
     assert 2 * INTERVAL <= back_off <= 2 * INTERVAL * 1.2 + 1  # the interval doubled per throttle, jittered
     assert back_off == next_look(s, Pace("throttled"), NOW + 2)  # as long as the gate's own, same jitter
-    # the pods and the alarms are read on at the out-of-service pace meanwhile
-    assert (pace.wait_for, pace.seconds, next_look(s, pace, NOW + 2)) == ("out-of-service", back_off, 1)
+    # the pods and the alarms are read on at the pods' pace meanwhile
+    assert (pace.wait_for, pace.seconds) == ("out-of-service", back_off) and 3 <= next_look(s, pace, NOW + 2) <= 4
     # And no call until the back-off is over, even when a look is due; the gate wakes no later than its end
     gate, pace = settle_at(w, s, record, pods, s.elb_after - 1)
     assert (w.elb.health_reads, gate.status, pace.wait_for) == (1, Verdict.WAITING, "out-of-service")

@@ -156,8 +156,10 @@ def _paced(s: RolloutState, pace: Pace, now: float) -> int:
         return deregistered_poll_seconds(key)
     if what == "out-of-service":
         out_at = s.steps[-1].out_at if s.steps else None
-        wait = out_of_service_poll_seconds(key, None if out_at is None else now - out_at)
-        return max(1, min(wait, pace.seconds)) if pace.seconds else wait
+        since = None if out_at is None else now - out_at
+        if pace.seconds:  # a look at ELB is the proof (when it is due): nothing to read every second meanwhile
+            return max(1, min(out_of_service_poll_seconds(key, since, quick=False), pace.seconds))
+        return out_of_service_poll_seconds(key, since)
     if what == "registering":
         since = s.steps[-1].registering_since
         return registration_poll_seconds(interval(s), now - (now if since is None else since), key)

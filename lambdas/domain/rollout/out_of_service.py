@@ -64,6 +64,7 @@ from lambdas.domain.errors import NotFoundError, ThrottledError
 from lambdas.domain.gate import GateResult, Verdict, targets_to_deregister
 from lambdas.domain.poll import (
     DEREGISTRATION_LAG_SECONDS,
+    OUT_OF_SERVICE_FIRST_LOOK_SECONDS,
     OUT_OF_SERVICE_PROOF_SECONDS,
     OUT_OF_SERVICE_RELEASE_SECONDS,
     out_of_service_look_due,
@@ -151,9 +152,11 @@ def take_out(ports: Ports, s: RolloutState, record: StepRecord, gate: GateResult
     # targets albgate registered itself: a look at ELB proves them out
     record.out_by_look = _lagging(s) or not _checkpointed(s, bindings)
     s.changed_at = now
+    # where a look is the proof, the gate comes back when it is due (or at once for albgate's own call)
+    first = (1 if _lagging(s) else OUT_OF_SERVICE_FIRST_LOOK_SECONDS) if record.out_by_look else 0
     return _waiting(gate, f"took {len(chosen)} old pod(s) out of their Service's endpoints before releasing the new "
                     "ones: waiting for the Load Balancer Controller to deregister their targets"), \
-        Pace("out-of-service")
+        Pace("out-of-service", seconds=first)
 
 
 def settle(ports: Ports, s: RolloutState, record: StepRecord, mine: list[Pod], others: list[Pod], dep: Deployment,
@@ -271,8 +274,8 @@ def _look_out(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> 
     serving = sorted({t.target_id for targets in health.values() for t in targets
                       if t.target_id in out and t.state not in (DRAINING, UNUSED)})
     if serving:
-        # the next pass finds the next look not due yet, and waits no later than it is
-        return Unproven(f"{waiting}; the last look still shows {len(serving)} in the pool", Pace("out-of-service"))
+        return Unproven(f"{waiting}; the last look still shows {len(serving)} in the pool",
+                        _no_later(out_of_service_look_due(record.out_at, now) - now))
     return None
 
 
