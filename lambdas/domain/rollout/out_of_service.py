@@ -293,7 +293,7 @@ def _until(unproven: Unproven | None, until_try: float) -> Pace:
     pace = unproven.pace
     if pace.wait_for == "booked":
         return pace
-    return _no_later(min(until_try, pace.seconds) if pace.seconds else until_try)
+    return _no_later(min(until_try, pace.seconds))
 
 
 def _lagging(s: RolloutState) -> bool:
