@@ -12,6 +12,7 @@ import albgate.sim.albgate_strategy  # noqa: F401 - registers the albgate strate
 from albgate.sim import Simulation, load_scenario
 from albgate.sim.fleet import run_fleet
 from albgate.sim.lbc import MUTATING_CLIENT_BURST, MUTATING_CLIENT_RATE, WaitLimiter, rules_for
+from albgate.sim.runner import run_strategy
 from lambdas.domain.errors import ThrottledError
 from lambdas.domain.ports import DeploymentPatch
 from tests.sim.conftest import scenario, started
@@ -149,3 +150,17 @@ def test_where_the_controller_opens_the_gates_albgate_leaves_it_every_deregistra
     assert result.failed_rollouts == 0 and result.failed_requests == 0
     assert "albgate" not in result.mutating_calls_by_caller
     assert result.mutating_calls_by_caller["controller"] >= 10 * 6 and result.mutating_throttled_by_caller == {}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_on_auto_mode_with_the_register_bucket_all_but_empty_no_old_pod_goes_while_its_target_takes_requests(seed):
+    # Given EKS Auto Mode (no checkpoint on the bindings) and an account whose RegisterTargets/DeregisterTargets
+    # bucket holds 1 token, refilled every 50 s: the managed controller's calls wait minutes, and albgate registers
+    # a target itself in seed 1
+    sc = load_scenario(ROOT / "scenarios" / "auto-mode.yaml").with_changes(
+        alb={"mutating_bucket_capacity": 1, "mutating_bucket_refill_per_second": 0.02})
+    sim, run = run_strategy(sc, "albgate", seed)
+    # Then every step's old pods left the pool before their release, proven by a look or albgate's own call: the
+    # rollout succeeds slowly and drops nothing (before, 168 and 191 requests were lost)
+    assert run.outcome == "succeeded" and sim.traffic.failed_requests == 0
+    assert sim.alb.mutating_throttled["controller"] > 20
