@@ -528,7 +528,13 @@ def out_of_service_pods(sim) -> list:
     return [p for p in sim.cluster.all_pods if p.labels.get(SERVING_LABEL) == OUT_OF_SERVICE]
 
 
-def test_each_step_takes_its_old_pod_out_of_service_and_releases_once_the_controller_deregistered_it(served):
+@pytest.mark.parametrize("checkpoint", [True, False])
+def test_each_step_takes_its_old_pod_out_of_service_and_releases_once_the_controller_deregistered_it(
+        served, monkeypatch, checkpoint):
+    if not checkpoint:
+        # a controller that writes no reconcile checkpoint (EKS Auto Mode's managed one, an older one)
+        monkeypatch.setattr(albgate.sim.lbc, "checkpoint_annotation", lambda b, pods: "")
+    proof = "(the controller's checkpoint)" if checkpoint else "(a look at ELB)"
     sim = served
     deleted: dict[str, float] = {}
     state = started(sim)
@@ -536,11 +542,17 @@ def test_each_step_takes_its_old_pod_out_of_service_and_releases_once_the_contro
         if step:
             state = start_step.handler(state, None)
         # When the step's gate looks until it passes
+        before = sim.alb.describe_calls.get("albgate", 0)
         state = gate_polls(sim, state, 60)
         # Then it passed only after one old pod left the Service (its label "false"), and the controller's
-        # checkpoint showed its target out of the pool: draining before Kubernetes deletes the pod
+        # checkpoint, or without one a look at ELB, showed its target out of the pool: draining before Kubernetes
+        # deletes the pod
         record = state["steps"][-1]
         assert state["gate"]["status"] == "PASSED" and record["out_proven_at"] is not None
+        assert state["gate"]["reason"].endswith(proof) and record["out_by_look"] is not checkpoint
+        if not checkpoint:
+            assert record["out_proven_at"] - record["out_at"] >= OUT_OF_SERVICE_FIRST_LOOK_SECONDS
+            assert sim.alb.describe_calls.get("albgate", 0) > before
         (name,) = record["out_of_service"]
         (ip,) = record["out_ips"]
         assert sim.alb.state_of(state["target_groups"][0]["arn"], ip) == "draining"
@@ -551,48 +563,11 @@ def test_each_step_takes_its_old_pod_out_of_service_and_releases_once_the_contro
         state = drain_polls(sim, release_old_pods.handler(state, None), 40)
         gone = next(p for p in sim.cluster.all_pods if p.name == name)
         assert gone.terminating and state["drain"]["status"] == "PASSED"
-        assert "taken out of service" in state["drain"]["reason"]
+        assert "taken out of service" in state["drain"]["reason"] and state["drain"]["reason"].endswith(proof)
         assert sim.alb.describe_calls.get("albgate", 0) == looks
         deleted[ip] = gone.deletion_at
     # And albgate itself made no RegisterTargets/DeregisterTargets call: the controller deregistered every old
     # target, each before its pod began terminating
-    assert sim.alb.mutating_calls["albgate"] == 0
-    drained = {ip: t for t, _, ip, _, to, _ in sim.alb.transitions if to == "draining" and ip in deleted}
-    assert all(drained[ip] < deleted[ip] for ip in deleted), (drained, deleted)
-
-
-def test_without_a_checkpoint_each_step_takes_its_old_pod_out_and_a_look_at_elb_proves_it_out(served, monkeypatch):
-    # Given a controller that writes no reconcile checkpoint (EKS Auto Mode's managed one, an older one)
-    monkeypatch.setattr(albgate.sim.lbc, "checkpoint_annotation", lambda b, pods: "")
-    sim = served
-    deleted: dict[str, float] = {}
-    state = started(sim)
-    for step in range(3):
-        if step:
-            state = start_step.handler(state, None)
-        # When the step's gate looks until it passes
-        before = sim.alb.describe_calls.get("albgate", 0)
-        state = gate_polls(sim, state, 60)
-        # Then it took one old pod out of service, and passed once a look at ELB showed its target draining
-        record = state["steps"][-1]
-        assert state["gate"]["status"] == "PASSED" and record["out_by_look"] and record["out_proven_at"] is not None
-        assert state["gate"]["reason"].endswith("(a look at ELB)")
-        assert record["out_proven_at"] - record["out_at"] >= OUT_OF_SERVICE_FIRST_LOOK_SECONDS
-        (name,) = record["out_of_service"]
-        (ip,) = record["out_ips"]
-        assert sim.alb.state_of(state["target_groups"][0]["arn"], ip) == "draining"
-        assert not next(p for p in sim.cluster.all_pods if p.name == name).terminating
-        assert sim.alb.describe_calls.get("albgate", 0) > before
-        # When the step releases its new pod / Then Kubernetes removes that very pod, and the drain passes on it
-        # without another call
-        looks = sim.alb.describe_calls.get("albgate", 0)
-        state = drain_polls(sim, release_old_pods.handler(state, None), 40)
-        gone = next(p for p in sim.cluster.all_pods if p.name == name)
-        assert gone.terminating and state["drain"]["status"] == "PASSED"
-        assert state["drain"]["reason"].endswith("(a look at ELB)")
-        assert sim.alb.describe_calls.get("albgate", 0) == looks
-        deleted[ip] = gone.deletion_at
-    # And the controller deregistered every old target, each before its pod began terminating, albgate none
     assert sim.alb.mutating_calls["albgate"] == 0
     drained = {ip: t for t, _, ip, _, to, _ in sim.alb.transitions if to == "draining" and ip in deleted}
     assert all(drained[ip] < deleted[ip] for ip in deleted), (drained, deleted)
