@@ -141,7 +141,8 @@ def render(result: dict[str, dict[str, Any]], task_seconds: list[float]) -> str:
             + markdown_table(heads, rows)
             + "\n\nLast drain: seconds from the last old target getting no new requests to the end of the rollout "
               "(median / worst; negative: the rollout ended that much before, its last old targets proven out of "
-              "the pool by the controller's checkpoint)\n\n"
+              "the pool before their pods were released, by the controller's checkpoint or, on Auto Mode, a look at "
+              "ELB)\n\n"
             + markdown_table(heads, lag_rows))
 
 
