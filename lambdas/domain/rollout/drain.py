@@ -22,7 +22,6 @@ from dataclasses import replace
 
 from lambdas.domain import limits
 from lambdas.domain.poll import DEREGISTRATION_LAG_SECONDS
-from lambdas.domain.errors import ThrottledError
 from lambdas.domain.gate import DrainResult, Verdict, evaluate_drain
 from lambdas.domain.ports import ALBGATE_GATE, DRAINING, UNUSED, Pod, Ports, TargetHealth
 from lambdas.domain.rollout.checkpoint import drain_proven
@@ -30,7 +29,7 @@ from lambdas.domain.rollout.watched import watch_failure
 from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, next_look
 from lambdas.domain.rollout.pods import split_pods
 from lambdas.domain.rollout.out_of_service import proof_name, proven_out
-from lambdas.domain.rollout.targets import deregister_released, describe_health, held_ips, shared_health
+from lambdas.domain.rollout.targets import deregister_released, held_ips, look_or_throttled, shared_health
 from lambdas.domain.state import RolloutState, StepRecord
 
 # The longest the controller may have taken to register a step's pods, once ContainersReady, for the step to leave
@@ -160,15 +159,8 @@ def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tupl
     if scaled_down:
         view = shared_health(ports, s, now)
         booked, _ = budget_wait(ports, s, now, view.to_call, view.booked_at)  # its own turn, or another's call
-        try:
-            if not booked:
-                health = describe_health(ports, s, now, view.health)
-                if view.to_call:  # a call went through: the bucket has room again
-                    s.throttles = 0
-                    s.elb_after = None
-        except ThrottledError:
-            s.throttles += 1
-            ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
+        if not booked:
+            health = look_or_throttled(ports, s, now, view.health)
     drain = evaluate_drain(
         old_pods=others,
         expected_old=expected_old,

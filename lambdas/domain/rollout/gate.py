@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from lambdas.domain.errors import ThrottledError
 from lambdas.domain.poll import (
     CONDITIONS_QUICK_LOOKS,
     EXPECTED_TURN_EARLY_FRACTION,
@@ -44,13 +43,21 @@ from lambdas.domain.rollout.left import follow_left
 from lambdas.domain.rollout import out_of_service
 from lambdas.domain.rollout.nudge import nudge_the_controller
 from lambdas.domain.rollout.watched import watch_failure
-from lambdas.domain.rollout.observe import NOW, STALE_OBSERVATION_INTERVALS, Pace, budget_wait, interval, next_look
+from lambdas.domain.rollout.observe import (
+    NOW,
+    STALE_OBSERVATION_INTERVALS,
+    Pace,
+    budget_wait,
+    interval,
+    next_look,
+    throttled_back_off,
+)
 from lambdas.domain.rollout.pods import is_released, replica_failure, split_pods
 from lambdas.domain.rollout.targets import (
     deregister_released,
-    describe_health,
     group_summary,
     held_ips,
+    look_or_throttled,
     register_missing,
     shared_health,
 )
@@ -200,19 +207,12 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
                            f"are polling); this look is booked in {booked} s",
                            "while albgate waited for its share of the Describe* calls", now)
             return _meanwhile(ports, s, record, candidates, gate, booked, readable, now)
-        try:
-            health = describe_health(ports, s, now, view.health)
-        except ThrottledError:
-            s.throttles += 1
-            ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
+        health = look_or_throttled(ports, s, now, view.health)
+        if health is None:
             gate = _unseen(s, f"DescribeTargetHealth throttled ({s.throttles}x); backing off",
                            "while DescribeTargetHealth was throttled", now)
-            back_off = next_look(s, Pace("throttled"), now)
-            s.elb_after = now + back_off
+            back_off = throttled_back_off(s, now)
             return _meanwhile(ports, s, record, candidates, gate, back_off, readable, now)
-        if view.to_call:  # a call went through: the bucket has room again
-            s.throttles = 0
-            s.elb_after = None
         previous_look, record.observed_at = record.observed_at, now
         if not handed_over:  # a handed-over drain is followed below, on the same answer
             check_leaving(ports, s, health, mine, others, record)

@@ -166,6 +166,14 @@ def _paced(s: RolloutState, pace: Pace, now: float) -> int:
     return drain_poll_seconds(interval(s), key, s.throttles if what == "drain" else 0)
 
 
+def throttled_back_off(s: RolloutState, now: float) -> int:
+    """After a throttled look at ELB: the whole seconds until the next call may go (the throttled wait, longer with
+    each throttle in a row), kept in ``s.elb_after`` so that every look until then makes none."""
+    wait = next_look(s, Pace("throttled"), now)
+    s.elb_after = now + wait
+    return wait
+
+
 def turn_wait_seconds(until_turn: int, longest: int) -> int:
     """The wait of a gate holding its first look at ELB back for ``until_turn`` seconds (rollout.gate.expected_turn_at):
     no more than ``longest`` (the pods and the alarms are read meanwhile, as often as while targets register: an

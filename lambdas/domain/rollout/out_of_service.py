@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from lambdas.domain.errors import NotFoundError, ThrottledError
+from lambdas.domain.errors import NotFoundError
 from lambdas.domain.gate import GateResult, Verdict, targets_to_deregister
 from lambdas.domain.poll import (
     DEREGISTRATION_LAG_SECONDS,
@@ -68,7 +68,6 @@ from lambdas.domain.poll import (
     OUT_OF_SERVICE_PROOF_SECONDS,
     OUT_OF_SERVICE_RELEASE_SECONDS,
     out_of_service_look_due,
-    target_poll_seconds,
 )
 from lambdas.domain.ports import (
     DRAINING,
@@ -82,8 +81,8 @@ from lambdas.domain.ports import (
     TargetGroupBinding,
 )
 from lambdas.domain.rollout.checkpoint import drain_proven
-from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, interval, poll_key
-from lambdas.domain.rollout.targets import deregister_each, describe_health, learn_target_ports, shared_health
+from lambdas.domain.rollout.observe import NOW, Pace, budget_wait, throttled_back_off
+from lambdas.domain.rollout.targets import deregister_each, learn_target_ports, look_or_throttled, shared_health
 from lambdas.domain.state import RolloutState, StepRecord
 
 
@@ -258,18 +257,10 @@ def _look_out(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> 
     if booked:
         return Unproven(f"{waiting}; its look is booked in {booked} s in albgate's share of the account's Describe* "
                         "calls", Pace("booked", booked))
-    try:
-        health = describe_health(ports, s, now, view.health)
-    except ThrottledError:
-        s.throttles += 1
-        ports.budget.throttled()  # the bucket is short: albgate's share steps back (lambdas/domain/budget.py)
-        back_off = target_poll_seconds(interval(s), poll_key(s, "throttled"), s.throttles)
-        s.elb_after = now + back_off
+    health = look_or_throttled(ports, s, now, view.health)
+    if health is None:
         return Unproven(f"{waiting}; DescribeTargetHealth throttled ({s.throttles}x), backing off",
-                        _no_later(back_off))
-    if view.to_call:  # a call went through: the bucket has room again
-        s.throttles = 0
-        s.elb_after = None
+                        _no_later(throttled_back_off(s, now)))
     out = set(record.out_ips)
     serving = sorted({t.target_id for targets in health.values() for t in targets
                       if t.target_id in out and t.state not in (DRAINING, UNUSED)})

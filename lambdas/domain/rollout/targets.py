@@ -155,6 +155,23 @@ def describe_health(ports: Ports, s: RolloutState, now: float,
     return health
 
 
+def look_or_throttled(ports: Ports, s: RolloutState, now: float,
+                      shared: dict[str, list[TargetHealth]] | None = None) -> dict[str, list[TargetHealth]] | None:
+    """``describe_health``, or None where the account's bucket throttled a call: counted in ``s.throttles`` (the
+    next waits back off by it) and told to albgate's share, which steps back (lambdas/domain/budget.py). A look
+    whose calls went through clears both the count and any back-off (``s.elb_after``): the bucket has room again."""
+    try:
+        health = describe_health(ports, s, now, shared)
+    except ThrottledError:
+        s.throttles += 1
+        ports.budget.throttled()
+        return None
+    if shared is None or any(g.arn not in shared for g in s.target_groups):  # a call went through
+        s.throttles = 0
+        s.elb_after = None
+    return health
+
+
 def group_summary(
     groups: list[TargetGroupInfo], candidates: list[Pod], health: dict[str, list[TargetHealth]]
 ) -> tuple[GroupCounts, ...]:
