@@ -107,6 +107,15 @@ def test_a_long_hold_back_reads_the_pods_as_seldom_as_a_long_registration_is_loo
     assert next_look(s, Pace("turn", seconds=12), NOW) == 12
 
 
+def test_the_hold_back_counts_the_pods_of_the_step_it_holds_back_not_an_earlier_steps():
+    # Given step 3 whose pods were seen started 200 s ago, step 2's a moment ago
+    s = rollout(step=2, plan=(1, 2, 3))
+    s.steps[1].first_ready_at, s.steps[2].first_ready_at = NOW, NOW - 200
+    # Then the wait is that of a registration 200 s old
+    wait = next_look(s, Pace("turn", seconds=100), NOW)
+    assert wait == poll.registration_poll_seconds(INTERVAL, 200, poll_key(s, "turn")) >= 20
+
+
 @pytest.mark.parametrize(("until", "waits"), [
     (30, [10, 10, 10]), (12, [9, 3]), (11, [8, 3]), (13, [10, 3]), (4, [4]), (3, [3]), (1, [3]), (0, [3])])
 def test_the_waits_before_the_turn_are_an_interval_at_most_and_never_shorter_than_the_pods_pace(until, waits):

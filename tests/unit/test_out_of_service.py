@@ -30,7 +30,7 @@ from lambdas.domain.rollout import out_of_service as oos
 from lambdas.domain.rollout.drain import verify_drain
 from lambdas.domain.rollout.gate import check_target_health
 from lambdas.domain.rollout.observe import Pace, next_look
-from lambdas.domain.rollout.targets import target_group_bindings
+from lambdas.domain.rollout.targets import deregister_each, target_group_bindings
 from tests.unit.test_domain_mutants_gate_drain import (
     ARN,
     INTERVAL,
@@ -408,10 +408,15 @@ def test_pods_left_out_of_service_are_put_back_and_no_other():
 # --- a Service selecting a label the template lacks ------------------------------------------------------------------
 def test_a_service_that_selects_the_serving_label_the_template_lacks_is_refused_by_name():
     w = a_world([NEW])
+    w.kube.list_services = lambda namespace: [SERVICE, dataclasses.replace(SERVICE, name="api")]
     dep = w.kube.deployment
     dep = dataclasses.replace(dep, template=dataclasses.replace(dep.template, labels={"app": "web"}))
-    with pytest.raises(UnsafeConfigurationError, match=f"web in {NS} select {SERVING_LABEL}: 'true'.*never serve"):
+    with pytest.raises(UnsafeConfigurationError) as refused:
         target_group_bindings(w.ports, dep)
+    assert str(refused.value) == (
+        f"Service(s) api, web in {NS} select {SERVING_LABEL}: 'true', which the pod template of Deployment "
+        f"{dep.name} does not carry: its pods would never serve. Add {SERVING_LABEL}: 'true' to "
+        "spec.template.metadata.labels (the bootstrap's hardening does), or take it out of the Services' selector")
 
 
 # --- what each answer says, and the edges of its arithmetic ----------------------------------------------------------
@@ -793,3 +798,44 @@ def test_a_step_deadline_before_the_proofs_wait_ends_with_albgates_own_call_and_
     assert w.elb.deregistered == [(ARN, [("10.0.0.3", 8080)])] and gate.status is Verdict.PASSED
     assert gate.reason.endswith("(albgate deregistered their targets itself, the Load Balancer Controller not "
                                 "having done so within 30 s)")
+
+
+def test_each_group_gets_its_own_deregistration_and_a_refused_one_stops_none_of_the_others():
+    # Given three target groups, the account's bucket refusing the first and the third
+    w = a_world([NEW, *OLD])
+    s = state()
+    record = s.steps[-1]
+    refused = {"arn:a", "arn:c"}
+
+    def deregister(arn, targets):
+        if arn in refused:
+            raise ThrottledError("Rate exceeded")
+        w.elb.deregistered.append((arn, list(targets)))
+    w.elb.deregister_targets = deregister
+    todo = {"arn:a": [("10.0.0.1", 80), ("10.0.0.2", 80)], "arn:b": [("10.0.0.3", 80), ("10.0.0.4", 80),
+                                                                      ("10.0.0.5", 80)], "arn:c": [("10.0.0.6", 80)]}
+    # Then the second group's call goes through, and the counts add up over the groups
+    assert deregister_each(w.ports, s, record, todo) == (3, 3)
+    assert w.elb.deregistered == [("arn:b", todo["arn:b"])]
+    assert record.deregistered == ["arn:b|10.0.0.3", "arn:b|10.0.0.4", "arn:b|10.0.0.5"]
+
+
+def test_a_throttled_look_backs_off_no_later_than_the_targets_left_to_the_controller_are_due():
+    # Given targets a drain left to the controller 6 s ago (settled 10 s after: rollout.left)
+    w, s, record, pods = look_world({"10.0.0.3": DRAINING}, now=NOW + 2, throttled=True)
+    s.left_at = NOW - 4
+    settle_at(w, s, record, pods, NOW + 2)
+    # Then the back-off ends when they are due, not an interval doubled later
+    assert s.elb_after == NOW + 6
+
+
+def test_past_the_first_minute_the_gate_wakes_for_its_looks_and_its_calls_only():
+    w, s, record, pods = look_world({"10.0.0.3": HEALTHY}, now=NOW + 2)
+    refusing(w, s, "throttled")
+    passes = []
+    at = NOW + 2
+    while at <= NOW + 130:
+        _, pace = settle_at(w, s, record, pods, at)
+        passes.append(at - NOW)
+        at += next_look(s, pace, at)
+    assert [p for p in passes if p >= 60] == [60, 61, 76, 91, 106, 120, 121]
