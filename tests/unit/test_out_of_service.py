@@ -801,7 +801,7 @@ def test_a_step_deadline_before_the_proofs_wait_ends_with_albgates_own_call_and_
 
 
 def test_each_group_gets_its_own_deregistration_and_a_refused_one_stops_none_of_the_others():
-    # Given three target groups, the account's bucket refusing the first and the third
+    # Given four target groups, the account's bucket refusing the first and the third
     w = a_world([NEW, *OLD])
     s = state()
     record = s.steps[-1]
@@ -813,11 +813,12 @@ def test_each_group_gets_its_own_deregistration_and_a_refused_one_stops_none_of_
         w.elb.deregistered.append((arn, list(targets)))
     w.elb.deregister_targets = deregister
     todo = {"arn:a": [("10.0.0.1", 80), ("10.0.0.2", 80)], "arn:b": [("10.0.0.3", 80), ("10.0.0.4", 80),
-                                                                      ("10.0.0.5", 80)], "arn:c": [("10.0.0.6", 80)]}
-    # Then the second group's call goes through, and the counts add up over the groups
-    assert deregister_each(w.ports, s, record, todo) == (3, 3)
-    assert w.elb.deregistered == [("arn:b", todo["arn:b"])]
-    assert record.deregistered == ["arn:b|10.0.0.3", "arn:b|10.0.0.4", "arn:b|10.0.0.5"]
+                                                                      ("10.0.0.5", 80)],
+            "arn:c": [("10.0.0.6", 80)], "arn:d": [("10.0.0.7", 80)]}
+    # Then the second and the fourth group's calls go through, and the counts add up over the groups
+    assert deregister_each(w.ports, s, record, todo) == (4, 3)
+    assert w.elb.deregistered == [("arn:b", todo["arn:b"]), ("arn:d", todo["arn:d"])]
+    assert record.deregistered == ["arn:b|10.0.0.3", "arn:b|10.0.0.4", "arn:b|10.0.0.5", "arn:d|10.0.0.7"]
 
 
 def test_a_throttled_look_backs_off_no_later_than_the_targets_left_to_the_controller_are_due():
