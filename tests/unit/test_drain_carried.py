@@ -225,9 +225,11 @@ def test_conditions_are_overdue_after_the_checks_a_requeue_and_an_interval_of_sl
 
 
 def test_the_gate_reads_only_the_conditions_until_they_are_overdue_then_asks_elb():
-    # Given a new pod whose controller condition says its target is still checked
+    # Given a new pod whose controller condition says its target is still registered (until the overdue look, where
+    # it says ELB checks it: that look nudges at once, tests/unit/test_checked_nudge.py has the sooner nudge)
+    registering = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.RegistrationInProgress")]
     pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
-    w = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]})
+    w = world(registering, {ARN: [target("10.0.1.1", HEALTHY)]})
     s = rollout(groups=(gated_group(),))
     # When the gate looks first / Then no ELB call, and the next look comes at the pods' pace
     s = check_target_health(w.ports, s)
@@ -237,7 +239,7 @@ def test_the_gate_reads_only_the_conditions_until_they_are_overdue_then_asks_elb
     assert s.wait_seconds == pod_poll_seconds("exec-1/rollout/0/conditions/1")
     # When it looks just before they are overdue / Then still none, and it comes back no later than then
     overdue = NOW + conditions_overdue_seconds(s)
-    w2 = world(pods, {ARN: [target("10.0.1.1", HEALTHY)]}, now=overdue - 1)
+    w2 = world(registering, {ARN: [target("10.0.1.1", HEALTHY)]}, now=overdue - 1)
     s = check_target_health(w2.ports, s)
     assert w2.elb.health_reads == 0 and s.wait_seconds == 1
     # When they are overdue / Then the controller is nudged instead (its own look answers), still no call, and the

@@ -77,8 +77,9 @@ def test_a_quick_look_waits_two_seconds_but_never_past_the_overdue_look():
 
 
 def test_the_gate_counts_its_quick_looks_and_paces_by_them():
-    # Given a gated pod whose controller condition still says its target is being checked
-    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.InitialHealthChecking")]
+    # Given a gated pod whose controller condition still says its target is being registered (one that says ELB checks
+    # it is nudged an interval later: tests/unit/test_checked_nudge.py)
+    pods = [lbc_pod("web-new-a", "10.0.1.1", "False", "Elb.RegistrationInProgress")]
     s = rollout(groups=(gated_group(),))
     # When the gate first looks / Then at the pods' pace, nothing counted
     s = check_target_health(world(pods, {ARN: [target("10.0.1.1", "healthy")]}).ports, s)

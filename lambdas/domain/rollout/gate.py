@@ -159,16 +159,23 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
             if record.registration_lag is None:
                 record.registration_lag = registration_lag(s.target_groups, candidates)
             gate = evaluate_gate(candidates=candidates, needed=needed, health=seen, now=now, deadline=s.step_deadline)
-            if (gate.status is Verdict.WAITING and now >= ask_at and record.nudged_at is None
-                    and health_checked(s.target_groups, candidates, seen)):
-                # overdue for the first time this step, the controller having written that ELB health-checks every
-                # target it waits for: the controller's own look, nudged, answers for albgate's
-                nudged = nudge_the_controller(ports, s, record, candidates, None, now)
-                if nudged:
-                    gate = replace(gate, reason=f"{gate.reason}; {nudged}")
-                    ask_at = elb_asked_at(s, record)
+            nudge_at = ask_at
+            checked = health_checked(s.target_groups, candidates, seen)
+            if not checked:
+                record.checked_at = None  # a target still registering (or a new pod's) has had no check yet
+            if gate.status is Verdict.WAITING and record.nudged_at is None and checked:
+                # the controller has written that ELB health-checks every target the gate waits for: once each has
+                # had its one check, or once they are overdue, the controller's own look, nudged, answers for
+                # albgate's
+                nudge_at = checked_nudge_at(s, record, now, ask_at)
+                if now >= nudge_at:
+                    nudged = nudge_the_controller(ports, s, record, candidates, None, now, checked=now < ask_at)
+                    if nudged:
+                        gate = replace(gate, reason=f"{gate.reason}; {nudged}")
+                        ask_at = elb_asked_at(s, record)
+                    nudge_at = ask_at
             if gate.status is not Verdict.WAITING or now < ask_at:
-                return _from_conditions(s, record, candidates, gate, seen, now, ask_at)
+                return _from_conditions(s, record, candidates, gate, seen, now, min(ask_at, max(nudge_at, now)))
             # overdue even after a nudge: a healthy target's condition would be True by now; ELB tells why not (an
             # `unhealthy` target fails the step at once, where the controller may back off before it writes so)
     if pods_needing_targets(candidates, needed) or (handed_over and needed <= 0):
@@ -305,6 +312,21 @@ def health_checked(groups: list[TargetGroupInfo], candidates: list[Pod], seen: H
     return True
 
 
+def checked_nudge_at(s: RolloutState, record: StepRecord, now: float, ask_at: float) -> float:
+    """When a step whose conditions say ELB health-checks every target it waits for (``health_checked``) nudges the
+    controller: one health-check interval after a look first read them so (``StepRecord.checked_at``, set here), and
+    no later than once they are overdue (``ask_at``). The controller wrote `Elb.InitialHealthChecking` after a
+    DescribeTargetHealth that found each target registered, and a registered target needs one passing check to be
+    healthy, each check an interval apart (docs/facts.md, "ALB target health"): a target that passes is healthy by
+    then, while the controller would look again only one requeue (15 s) after its last look."""
+    if record.checked_at is None:
+        record.checked_at = now
+    due = record.checked_at + interval(s)
+    if record.first_ready_at is not None:  # no nudge sooner than one requeue after the step's pods started
+        due = max(due, record.first_ready_at + CONTROLLER_REQUEUE_SECONDS)
+    return min(ask_at, due)
+
+
 def expected_turn_at(s: RolloutState, record: StepRecord, candidates: list[Pod]) -> float | None:
     """When this step's gate first asks ELB, where no controller's gate is on its pods (EKS Auto Mode, a namespace
     not labelled): as long after its pods turned ContainersReady (``started_at``) as the quickest earlier step of the
@@ -349,9 +371,9 @@ def _quickest_turn(s: RolloutState, record: StepRecord) -> float | None:
 def elb_asked_at(s: RolloutState, record: StepRecord) -> float:
     """When the gate of a step whose pods carry the controller's gate asks ELB, if the conditions have not told by
     then: once they are overdue (``conditions_overdue_seconds`` after the step's first pod was seen ContainersReady),
-    and no sooner than one controller requeue after the step's last nudge. The first look that finds them overdue
-    while they say ELB health-checks every target (``health_checked``) nudges the controller instead
-    (rollout.nudge): a v3.4+ controller then reconciles at once and writes what its own DescribeTargetHealth
+    and no sooner than one controller requeue after the step's last nudge. Where they say ELB health-checks every
+    target (``health_checked``), the gate nudges the controller instead (rollout.nudge), an interval after it first
+    read them so or at the first overdue look, whichever comes first (``checked_nudge_at``): a v3.4+ controller then reconciles at once and writes what its own DescribeTargetHealth
     answered, healthy or the reason it is not, so albgate's call would only repeat it. An older controller, or one
     that is down, does not answer a nudge: ELB is asked a requeue later."""
     assert record.first_ready_at is not None

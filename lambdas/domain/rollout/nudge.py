@@ -12,8 +12,11 @@ gate's condition on that pod again: still False, its message saying what ELB sho
 watch event; the controller reconciles within its latency and writes the condition, or registers the target. A
 look that cannot ask ELB (its turn in albgate's share is booked, its call was throttled, or it still backs off
 after one) nudges too once the conditions are overdue: the controller's own DescribeTargetHealth then answers for
-the look albgate cannot make. And the first look that finds them overdue while they say ELB health-checks every
-target nudges instead of asking ELB at all (``rollout.gate.health_checked``, ``rollout.gate.elb_asked_at``).
+the look albgate cannot make. And where they say ELB health-checks every target the step waits for, the gate nudges
+instead of asking ELB at all: one health-check interval after a look first read them so (a registered target needs
+one passing check, and the controller, which wrote that after a look of its own, would look again only a requeue
+later), or at the first look that finds them overdue if that comes sooner (``rollout.gate.health_checked``,
+``rollout.gate.checked_nudge_at``, ``rollout.gate.elb_asked_at``).
 
 Invariant: albgate's gate stays closed (the pod stays out of Ready), and nothing but the message changes on a pod
 that already carries the False condition. At most one nudge per step every ``CONTROLLER_REQUEUE_SECONDS``, and none
@@ -34,13 +37,15 @@ NUDGE_REASON = "WaitingForLoadBalancerController"
 
 
 def late_for_the_controller(
-    groups: list[TargetGroupInfo], candidates: list[Pod], health: dict[str, list[TargetHealth]] | None
+    groups: list[TargetGroupInfo], candidates: list[Pod], health: dict[str, list[TargetHealth]] | None,
+    *, checked: bool = False,
 ) -> list[tuple[Pod, str]]:
     """The candidates whose controller condition lags, each with what shows it: a started pod carrying the
     controller's gate for a group whose condition is not True while ELB calls its target there healthy, or does not
     list it (nobody registered it). ``health`` None: no ELB answer this look, and the caller knows the conditions
-    are overdue (``rollout.gate.conditions_overdue_seconds``): every such pod whose condition is not True. Pods
-    without that gate are not the controller's to write. Pure; in the candidates' order."""
+    are overdue (``rollout.gate.conditions_overdue_seconds``), or ``checked``: that they said ELB health-checks
+    every target one health-check interval ago (``rollout.gate.checked_nudge_at``): every such pod whose condition
+    is not True. Pods without that gate are not the controller's to write. Pure; in the candidates' order."""
     late = []
     for pod in candidates:
         if not (pod.containers_ready and pod.ip):
@@ -53,7 +58,8 @@ def late_for_the_controller(
             if gate not in pod.readiness_gates or pod.condition(gate) == "True":
                 continue
             if health is None:
-                seen.append(f"not written healthy in {group_name(g.arn)}, overdue")
+                why = "checked by ELB since the controller last looked" if checked else "overdue"
+                seen.append(f"not written healthy in {group_name(g.arn)}, {why}")
                 continue
             states = {t.state for t in health.get(g.arn, []) if t.target_id == pod.ip}
             if HEALTHY in states:
@@ -81,14 +87,14 @@ def nudge_due(record: StepRecord, now: float) -> bool:
 
 def nudge_the_controller(
     ports: Ports, s: RolloutState, record: StepRecord, candidates: list[Pod],
-    health: dict[str, list[TargetHealth]] | None, now: float,
+    health: dict[str, list[TargetHealth]] | None, now: float, *, checked: bool = False,
 ) -> str:
     """Nudge the controller about the candidates it is late for (``late_for_the_controller``; ``health`` None when
-    this look could not ask ELB and the conditions are overdue) when one is due; returns what was done, for the
-    gate's reason ("" when nothing was)."""
+    this look could not ask ELB and the conditions are overdue, or ``checked``: they said ELB health-checks every
+    target an interval ago) when one is due; returns what was done, for the gate's reason ("" when nothing was)."""
     if not nudge_due(record, now):
         return ""
-    late = late_for_the_controller(s.target_groups, candidates, health)
+    late = late_for_the_controller(s.target_groups, candidates, health, checked=checked)
     nudged = 0
     for pod, seen in late:
         shows = f"ELB shows this pod's target {seen}" if health is not None else f"its target {seen}"
@@ -104,6 +110,12 @@ def nudge_the_controller(
         return ""
     record.nudged_at = now
     record.nudges += nudged
-    lag = "whose target ELB shows ahead of its condition" if health is not None else "whose condition is overdue"
+    if health is not None:
+        lag = "whose target ELB shows ahead of its condition"
+    elif checked:
+        lag = ("whose target has had its one health check since the controller last looked: one health-check "
+               "interval after its condition said ELB checks it")
+    else:
+        lag = "whose condition is overdue"
     return (f"nudged the Load Balancer Controller about {nudged} pod(s) {lag} (a write on the pod makes it look "
             "again at once)")
