@@ -44,6 +44,8 @@ def test_one_interval_after_that_look_the_gate_nudges_the_controller_and_asks_el
     assert w.kube.conditions_set == [] and s.steps[-1].nudged_at is None  # a second early: not yet
     s, w = look(s, CHECKED, NOW + INTERVAL)
     assert [(c[1], c[4]) for c in w.kube.conditions_set] == [("web-new-a", NUDGE_REASON)]
+    assert "its target not written healthy in web, checked by ELB since the controller last looked" in \
+        w.kube.conditions_set[0][5]
     assert w.elb.health_reads == 0 and s.steps[-1].nudged_at == NOW + INTERVAL and s.steps[-1].nudges == 1
     assert "whose condition is overdue" not in s.gate.reason and "one health-check interval" in s.gate.reason
     # Then ELB is asked only a controller requeue after the nudge (or once overdue, if later), as after any nudge
