@@ -10,7 +10,7 @@ from lambdas.domain.ports import HEALTHY, INITIAL
 from lambdas.domain.rollout.gate import check_target_health, checked_nudge_at, conditions_overdue_seconds
 from lambdas.domain.rollout.nudge import NUDGE_REASON
 from lambdas.domain.state import RolloutState
-from tests.unit.test_domain_mutants_gate_drain import ARN, INTERVAL, NOW, rollout, target, world
+from tests.unit.test_domain_mutants_gate_drain import ARN, ARN2, INTERVAL, NOW, rollout, target, world
 from tests.unit.test_drain_carried import gated_group, lbc_pod
 
 CHECKED = "Elb.InitialHealthChecking"
@@ -98,3 +98,12 @@ def test_checked_nudge_at_is_an_interval_after_the_mark_no_sooner_than_a_requeue
     assert checked_nudge_at(s, rec, NOW, ask_at=NOW + 1000) == NOW + CONTROLLER_REQUEUE_SECONDS
     rec.first_ready_at = None  # no start known: the interval alone
     assert checked_nudge_at(s, rec, NOW, ask_at=NOW + 1000) == NOW + INTERVAL
+
+
+def test_with_several_groups_the_nudge_comes_after_the_shortest_interval():
+    # the groups that check that often are written at the nudge; the others keep the controller's own requeue
+    slow = gated_group().model_copy(update={"arn": ARN2, "health_check_interval_seconds": 3 * INTERVAL})
+    for groups in ((gated_group(), slow), (slow, gated_group())):
+        s = rollout(groups=groups)
+        s.steps[-1].first_ready_at = NOW - 100
+        assert checked_nudge_at(s, s.steps[-1], NOW, ask_at=NOW + 1000) == NOW + INTERVAL

@@ -317,8 +317,11 @@ def checked_nudge_at(s: RolloutState, record: StepRecord, now: float, ask_at: fl
     controller: one health-check interval after a look first read them so (``StepRecord.checked_at``, set here), and
     no later than once they are overdue (``ask_at``). The controller wrote `Elb.InitialHealthChecking` after a
     DescribeTargetHealth that found each target registered, and a registered target needs one passing check to be
-    healthy, each check an interval apart (docs/facts.md, "ALB target health"): a target that passes is healthy by
-    then, while the controller would look again only one requeue (15 s) after its last look."""
+    healthy, each check about an interval apart (docs/facts.md, "ALB target health"): a target that passes is healthy
+    by then, while the controller would look again only one requeue (15 s) after its last look. With several groups,
+    the shortest of their intervals: the nudge has the controller look at every binding of the pod, so the groups
+    that check that often are written then and the others keep their own requeue (two load balancers, one checking
+    every 15 s: 1.080 -> 1.066 of the lower bound at the median, where the longest interval gains nothing)."""
     if record.checked_at is None:
         record.checked_at = now
     due = record.checked_at + interval(s)
@@ -373,8 +376,9 @@ def elb_asked_at(s: RolloutState, record: StepRecord) -> float:
     then: once they are overdue (``conditions_overdue_seconds`` after the step's first pod was seen ContainersReady),
     and no sooner than one controller requeue after the step's last nudge. Where they say ELB health-checks every
     target (``health_checked``), the gate nudges the controller instead (rollout.nudge), an interval after it first
-    read them so or at the first overdue look, whichever comes first (``checked_nudge_at``): a v3.4+ controller then reconciles at once and writes what its own DescribeTargetHealth
-    answered, healthy or the reason it is not, so albgate's call would only repeat it. An older controller, or one
+    read them so or at the first overdue look, whichever comes first (``checked_nudge_at``): a v3.4+ controller
+    then reconciles at once and writes what its own DescribeTargetHealth answered, healthy or the reason it is not,
+    so albgate's call would only repeat it. An older controller, or one
     that is down, does not answer a nudge: ELB is asked a requeue later."""
     assert record.first_ready_at is not None
     ask_at = record.first_ready_at + conditions_overdue_seconds(s)
