@@ -126,8 +126,8 @@ class StepRecord(_Model):
     nudged_at: float | None = None
     nudges: int = 0
     # When a look of this step first read the controller's conditions saying ELB health-checks every target the gate
-    # waits for (rollout.gate.health_checked): one health-check interval later each of them has had its one check
-    # (rollout.gate.checked_nudge_at).
+    # waits for (rollout.gate.health_checked): about one health-check interval later each has had the one check a
+    # registered target needs, and the gate nudges the controller (rollout.gate.checked_nudge_at). None: not so.
     checked_at: float | None = None
     # Old pods this step took out of their Service's endpoints before releasing its new ones
     # (rollout.out_of_service): their names and IPs, the new pods its passing look named, when they went out, and
@@ -339,7 +339,8 @@ def largest_state(
                           deregistered=deregistered if keep else [],
                           deregistered_total=len(deregistered),
                           unregistered_since={g.arn: _TIMESTAMP for g in groups} if keep else {},
-                          registered_total=10**6, quick_looks=10**6, nudged_at=_TIMESTAMP, nudges=10**6, checked_at=_TIMESTAMP,
+                          registered_total=10**6, quick_looks=10**6, nudged_at=_TIMESTAMP, nudges=10**6,
+                          checked_at=_TIMESTAMP,
                           opened_by_controller=True, registration_lag=_TIMESTAMP, left_at=_TIMESTAMP)
 
     steps = [record(i + 1, "rollout", t, keep=False) for i, t in enumerate(plan)]
