@@ -159,7 +159,7 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
             if record.registration_lag is None:
                 record.registration_lag = registration_lag(s.target_groups, candidates)
             gate = evaluate_gate(candidates=candidates, needed=needed, health=seen, now=now, deadline=s.step_deadline)
-            nudge_at = ask_at
+            nudge_at = ask_at  # the next deadline of this look's pace: the nudge, or ELB asked; never after ask_at
             checked = health_checked(s.target_groups, candidates, seen)
             if not checked:
                 record.checked_at = None  # a target still registering (or a new pod's) has had no check yet
@@ -175,7 +175,7 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
                         ask_at = elb_asked_at(s, record)
                     nudge_at = ask_at
             if gate.status is not Verdict.WAITING or now < ask_at:
-                return _from_conditions(s, record, candidates, gate, seen, now, min(ask_at, max(nudge_at, now)))
+                return _from_conditions(s, record, candidates, gate, seen, now, nudge_at)
             # overdue even after a nudge: a healthy target's condition would be True by now; ELB tells why not (an
             # `unhealthy` target fails the step at once, where the controller may back off before it writes so)
     if pods_needing_targets(candidates, needed) or (handed_over and needed <= 0):
@@ -398,12 +398,13 @@ def conditions_overdue_seconds(s: RolloutState) -> int:
 
 
 def _from_conditions(s: RolloutState, record: StepRecord, candidates: list[Pod], gate: GateResult, seen: Health,
-                     now: float, ask_at: float) -> tuple[GateResult, Pace]:
+                     now: float, due_at: float) -> tuple[GateResult, Pace]:
     """The gate on the health the controller's conditions gave: released, failed fast, or waiting on the pods'
-    pace (reading pods costs no Describe* call, and the controller writes a change as soon as it sees it). ELB is
-    not asked before ``ask_at``: the controller already asks it for the very targets the gate waits for, and a
-    look at ELB would only learn a change up to one requeue sooner (docs/facts.md, "Load Balancer Controller: the
-    target-health pod condition")."""
+    pace (reading pods costs no Describe* call, and the controller writes a change as soon as it sees it), and no
+    later than ``due_at``: the step's nudge (``checked_nudge_at``) or its first look at ELB (``elb_asked_at``),
+    whichever comes first. ELB is not asked sooner: the controller already asks it for the very targets the gate
+    waits for, and a look at ELB would only learn a change up to one requeue sooner (docs/facts.md, "Load Balancer
+    Controller: the target-health pod condition")."""
     gate = replace(gate, groups=group_summary(s.target_groups, candidates, seen),
                    reason=f"{gate.reason} (read from the Load Balancer Controller's target-health conditions)")
     record.observed_at = now
@@ -415,7 +416,7 @@ def _from_conditions(s: RolloutState, record: StepRecord, candidates: list[Pod],
     quick = quick_conditions_look(record, now)
     if quick:
         record.quick_looks += 1
-    return gate, Pace("conditions", seconds=max(1, math.ceil(ask_at - now)), quick=quick)
+    return gate, Pace("conditions", seconds=max(1, math.ceil(due_at - now)), quick=quick)
 
 
 def quick_conditions_look(record: StepRecord, now: float) -> bool:
