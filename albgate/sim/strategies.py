@@ -12,8 +12,8 @@ Job: drive one rollout on a ``Simulation`` and say how it ended. Built in:
   ``lambdas.domain.gate.evaluate_gate``); it deregisters a leaving pod's target the instant the pod is
   deleted (as albgate's drain check); it starts the next step the instant the step's old targets are all
   `draining` (albgate hands the rest of the drain over, and a later step does not wait for it), and ends the
-  last step (or a rollback) the instant the load balancer sends no new request to any released target (each
-  gone, or draining past the lag). Its duration is the ``lower_bound_seconds`` of a gated rollout: no poller
+  last step (or a rollback) the instant albgate's last drain could pass: every released target gone, or
+  `draining` with the load balancer's lag over or covered by its pod's preStop sleep. Its duration is the ``lower_bound_seconds`` of a gated rollout: no poller
   can be faster;
 - ``ideal-poller``: the oracle knowing health only through one look per health-check interval, and nothing
   else slowing it (``_IdealPoller``): the best a poller that obeys albgate's polling rule (docs/rollout.md,
@@ -210,12 +210,21 @@ class _Oracle:
         return _Seen(seen.arn, seen.ip, DRAINING, seen.pod)
 
     def _out_of_service(self, seen: _Seen) -> bool:
-        """A leaving target the load balancer no longer sends new requests to: gone, or draining once the lag is
-        over. What albgate's last drain verifies (lambdas.domain.rollout.drain), known here the instant it is so:
-        ELB shows the target `draining` until its deregistration delay ends whatever it still serves, so its
-        leaving the group says no more than the time."""
-        t = self.sim.alb.tgs[seen.arn].targets.get(seen.ip)
-        return t is None or (t.state == DRAINING and not t.routable)
+        """A leaving target done with, as albgate's last drain counts it, known here the instant it is so: gone, or
+        `draining` with the load balancer's lag either over or covered by its pod, which still takes requests (its
+        preStop sleep, within the grace period) until the load balancer stops sending them. albgate ends on that:
+        its drain passes once every released target is `draining` (rollout.drain, rollout.out_of_service), and
+        its gate waits before release for the part of the lag the preStop sleep does not cover
+        (``out_of_service._lag_uncovered``)."""
+        tg = self.sim.alb.tgs[seen.arn]
+        t = tg.targets.get(seen.ip)
+        if t is None or (t.state == DRAINING and not t.routable):
+            return True
+        if t.state != DRAINING or not seen.pod.terminating or t.dereg_at is None:
+            return False
+        tpl = seen.pod.template
+        sleep = min(tpl.containers[0].pre_stop_sleep_seconds or 0, tpl.termination_grace_period_seconds)
+        return seen.pod.deletion_at + sleep >= t.dereg_at + min(self.sim.alb.lag, tg.delay)
 
     def _healthy_everywhere(self, ip: str | None, states: dict[str, dict[str, str]]) -> bool:
         """``states``: IP -> target group ARN -> state, as the strategy knows them."""

@@ -206,3 +206,18 @@ def test_a_lower_bound_is_given_only_for_a_rollout_that_ended_the_way_the_oracle
     r = simulate(throttled, "readiness-gate", 1)
     # Then there is no bound: the oracle's rollback says nothing about a rollout that failed (or succeeded)
     assert r.outcome == "failed" and r.lower_bound_seconds is None
+
+
+@pytest.mark.parametrize("lag", [10, 40])
+def test_the_oracle_ends_its_last_step_where_albgates_last_drain_can_pass(lag):
+    from albgate.sim.runner import run_strategy
+
+    # Given the example app, its released pods sleeping 30 s in preStop, behind a load balancer that still sends a
+    # deregistered target new requests for `lag` seconds
+    sc = labelled(strategies.bootstrap_hardened(SEED_APP)).with_changes(alb={"deregistration_lag_seconds": lag})
+    sim, run = run_strategy(sc, "oracle", 1)
+    last = max(t for t, _, _, _, to, _ in sim.alb.transitions if to == "draining")
+    # Then where the preStop covers the lag it ends as the last old target turns draining, as albgate's last drain
+    # passes once every released target is draining; where it does not, once the lag is over
+    assert run.outcome == SUCCEEDED
+    assert run.finished_at == pytest.approx(last if lag <= 30 else last + lag)
