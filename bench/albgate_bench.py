@@ -18,7 +18,8 @@ BENCH_ALBGATE = "albgate-bench"  # the albgate strategy with read-only hooks (se
 
 
 def albgate_bench_run(sim: Any) -> Any:
-    """The ``albgate`` strategy plus read-only hooks: the in-process wall time of every Lambda handler call,
+    """The ``albgate`` strategy plus read-only hooks: the in-process wall time of every Lambda handler call and the
+    virtual time it waited inside (a watch of the cluster, a throttled call's back-off), which Lambda bills too,
     the error class of every handler call that raised (what a Retry or Catch then saw), and every Describe*
     call the account's token bucket saw (any caller, from the rollout start to the end of settling), as
     (seconds after the rollout start, caller, API, tokens, allowed, calling function, start of its step).
@@ -42,7 +43,7 @@ def albgate_bench_run(sim: Any) -> Any:
         calls.append((t, caller, api, n, True, source, now["step_start"]))
 
     sim.alb._spend = logged_spend  # stays for the settling that follows the rollout (the same list grows)
-    timings: list[tuple[str, float]] = []
+    timings: list[tuple[str, float, float]] = []  # (function, wall seconds, virtual seconds waited inside)
     errors: list[tuple[float, str, str]] = []
 
     def timed(fid: str, handler: str, event: Any, deliver: Callable[[], Any]) -> Any:
@@ -50,14 +51,14 @@ def albgate_bench_run(sim: Any) -> Any:
         if role == "StartStep":
             now["step_start"] = sim.clock.t - sim.rollout_start  # the clock start_step reads for its deadline
         now["role"] = role
-        t0 = time.perf_counter()
+        t0, v0 = time.perf_counter(), sim.clock.t
         try:
             return deliver()
         except Exception as e:
             errors.append((sim.clock.t - sim.rollout_start, role, type(e).__name__))
             raise
         finally:
-            timings.append((fid, time.perf_counter() - t0))
+            timings.append((fid, time.perf_counter() - t0, sim.clock.t - v0))
             now["role"] = ""
 
     run = run_albgate(sim, fault=timed)

@@ -7,7 +7,8 @@ simulation, with a timer around each handler call and a log of the account's Des
   per step (a step = one ``Start Step`` or ``Rollback: Start Step`` entered);
 - Lambda GB-seconds, memory from the template's functions; duration (a) measured: the in-process wall time of
   each handler call against the simulated ports (no network: a floor), (b) assumed: ``LAMBDA_SECONDS`` = 0.3 s
-  per invocation, the figure the simulation charges to its clock; each invocation billed in 1 ms units;
+  per invocation, the figure the simulation charges to its clock; to each, the virtual time the handler waited
+  inside (a watch of the cluster, a throttled call's back-off); each invocation billed in 1 ms units;
 - dollars per rollout at public prices (PRICES below; ELB Describe calls are free);
 - concurrency: N rollouts sharing the account's Describe* bucket (40 tokens, 10/s). Recorded call schedules
   (both callers, each albgate call with the function that made it and its step) of the replay scenario are
@@ -109,8 +110,11 @@ def cost_task(task: tuple[str, list[int]]) -> list[dict[str, Any]]:
         errors = run.extra["handler_errors"]
         visited = Counter(run.extra["visited"])
         steps = sum(n for name, n in visited.items() if name.endswith("Start Step"))
-        gbs_measured = sum(memory.get(fid, 256) / 1024 * math.ceil(sec * 1000) / 1000 for fid, sec in timings)
-        gbs_assumed = sum(memory.get(fid, 256) / 1024 * ASSUMED_INVOCATION_SECONDS for fid, _ in timings)
+        # billed: the handler's own time and what it waited inside (a watch, a back-off), in 1 ms units
+        gbs_measured = sum(memory.get(fid, 256) / 1024 * math.ceil((sec + waited) * 1000) / 1000
+                           for fid, sec, waited in timings)
+        gbs_assumed = sum(memory.get(fid, 256) / 1024 * (ASSUMED_INVOCATION_SECONDS + waited)
+                          for fid, _, waited in timings)
         n_inv = run.extra["invocations"]
         usd = {
             "step_functions": run.state_transitions * PRICES["step_functions_standard_per_state_transition"],
@@ -135,11 +139,12 @@ def cost_task(task: tuple[str, list[int]]) -> list[dict[str, Any]]:
             "albgate_throttled": sum(1 for c in calls if c[1] == "albgate" and not c[4]),
             "controller_throttled": sum(1 for c in calls if c[1] == "controller" and not c[4]),
             "state_transitions": run.state_transitions, "invocations": n_inv,
-            "invocations_by_function": dict(Counter(fid for fid, _ in timings).most_common()),
+            "invocations_by_function": dict(Counter(fid for fid, _, _ in timings).most_common()),
             # handler errors by class: ThrottledError ones went to the Retry for throttling (jittered in moto)
             "handler_errors": dict(Counter(f"{role}:{err}" for _t, role, err in errors).most_common()),
-            "handler_seconds_total": sum(s for _, s in timings),
-            "handler_seconds_max": max((s for _, s in timings), default=0.0),
+            "handler_seconds_total": sum(s for _, s, _ in timings),
+            "handler_seconds_max": max((s for _, s, _ in timings), default=0.0),
+            "handler_waited_seconds_total": sum(w for _, _, w in timings),
             "gb_seconds_measured": gbs_measured, "gb_seconds_assumed": gbs_assumed, "usd": usd,
             "failed_requests": sim.traffic.failed_requests,
             # (t, caller, API, tokens, allowed, calling function, start of its step): see albgate_bench.albgate_bench_run

@@ -187,6 +187,7 @@ def _albgate_executions(sim: Simulation, progress: Progress | None, task_seconds
 
     def charged(clock: TurnClock):  # noqa: ANN202 - the runner's Invoke
         sim.elb.client.sleep = clock.sleep  # a throttled call's back-off, too, lets the other executions run
+        sim.kube.sleep = clock.sleep  # and a task watching the cluster
         def invoke(logical_id: str, handler: str, event: Any) -> Any:
             clock.sleep(task_seconds)  # the Lambda's own time, during which the other executions go on
             return machine.invoke_handler(logical_id, handler, event)
@@ -209,6 +210,7 @@ def _albgate_executions(sim: Simulation, progress: Progress | None, task_seconds
     finally:
         _runtime.use_ports(None)
         sim.elb.client.sleep = sim.advance
+        sim.kube.sleep = sim.advance
     by_name = {r.name: r for r in results}
     runs = []
     for start in starts:

@@ -2,7 +2,8 @@
 
 Job: let the real use cases and handlers run unchanged against the simulation: the same methods, the same
 frozen snapshots, the same domain errors. Calls take zero virtual time (except an ELB call the client retries
-after a throttle: its back-off passes on the world's clock, ``SimElb``), are counted per method (Kubernetes)
+after a throttle: its back-off passes on the world's clock, ``SimElb``; and a watch, which lasts until a change or
+its seconds, ``SimKubernetes.wait_for_pods``), are counted per method (Kubernetes)
 and per caller (DescribeTargetHealth, RegisterTargets, DeregisterTargets), and can fail as the scenario's faults
 say (Kubernetes 409 / 5xx as ``ConflictError`` / ``KubernetesUnavailableError``; the shared Describe* bucket as
 ``ThrottledError``).
@@ -12,6 +13,7 @@ Invariant: nothing here changes the world except through what the real API would
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -37,7 +39,12 @@ if TYPE_CHECKING:
 KUBE_METHODS = (
     "get_namespace", "get_deployment", "patch_deployment", "rollback_deployment", "list_replica_sets",
     "list_pods", "set_pod_condition", "set_pod_serving", "list_services", "list_ingresses", "list_target_group_bindings",
+    "wait_for_pods", "wait_for_bindings",
 )
+# How often a watch (``wait_for_pods``, ``wait_for_bindings``) compares the objects with what they were: an event
+# here reaches the watcher up to this late. A real watch sends it as the API server commits the change (docs/facts.md,
+# "Kubernetes watches"), so the model is if anything slower than the world.
+WATCH_STEP_SECONDS = 0.25
 
 
 class SimKubernetes:
@@ -55,6 +62,9 @@ class SimKubernetes:
         self.calls: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self._rng = sim.rng("kube-api")
+        # How a watch lets virtual time pass: the simulation's own ``advance``; a runner that interleaves several
+        # executions on one world sets its clock's ``sleep``, so the others go on meanwhile.
+        self.sleep: Callable[[float], None] = sim.advance
 
     def _call(self, method: str) -> None:
         self.calls[method] += 1
@@ -121,6 +131,31 @@ class SimKubernetes:
         lbc = self.sim.lbc
         return [replace(b, checkpoint=lbc.checkpoint_of(ns, b.name))
                 for (ns, _), b in sorted(self.sim.cluster.tgbs.items()) if ns == namespace]
+
+    def wait_for_pods(self, namespace: str, selector: dict[str, str], seconds: int) -> bool:
+        """A watch of the selected pods: any pod added, removed or written (each write moves its resourceVersion)."""
+        self._call("wait_for_pods")
+        cluster = self.sim.cluster
+        return self._watch(lambda: sorted((p.name, p.rv) for p in cluster.pods_selected(namespace, selector)), seconds)
+
+    def wait_for_bindings(self, namespace: str, seconds: int) -> bool:
+        """A watch of the namespace's TargetGroupBindings: in this model only the controller's checkpoint
+        annotation changes on them."""
+        self._call("wait_for_bindings")
+        self._namespace_exists(namespace)
+        lbc = self.sim.lbc
+        return self._watch(lambda: [(name, lbc.checkpoint_of(ns, name))
+                                    for ns, name in sorted(self.sim.cluster.tgbs) if ns == namespace], seconds)
+
+    def _watch(self, seen: Callable[[], object], seconds: int) -> bool:
+        if seconds < 1:
+            raise ValueError(f"a watch lasts at least 1 s, not {seconds}")
+        before, end = seen(), self.sim.clock.t + seconds
+        while self.sim.clock.t < end - 1e-9:
+            self.sleep(min(WATCH_STEP_SECONDS, end - self.sim.clock.t))
+            if seen() != before:
+                return True
+        return False
 
     def _namespace_exists(self, namespace: str) -> None:
         if namespace not in self.sim.cluster.namespaces:

@@ -346,15 +346,17 @@ class World:
 
     @contextmanager
     def backoff_on(self, sleep: Any) -> Iterator[None]:
-        """A throttled ELB call backs off on ``sleep`` (the interleaver's clock) instead of its world's own
-        ``advance``, which would move that world alone."""
+        """A throttled ELB call backs off, and a watch of the cluster waits, on ``sleep`` (the interleaver's clock)
+        instead of its world's own ``advance``, which would move that world alone."""
         for sim in self.sims.values():
             sim.elb.client.sleep = sleep
+            sim.kube.sleep = sleep  # a task watching the cluster, too
         try:
             yield
         finally:
             for sim in self.sims.values():
                 sim.elb.client.sleep = sim.advance
+                sim.kube.sleep = sim.advance
 
 
 # --- the children -------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from lambdas.adapters.kube_http import (
     KubeTransport,
     RefreshingToken,
     Timeout,
+    first_line,
 )
 
 __all__ = ["REFRESH_MARGIN_SECONDS", "USER_AGENT", "ApiClientTransport", "KubeClientFactory"]
@@ -163,3 +164,19 @@ class ApiClientTransport(KubeTransport):
             _request_timeout=timeout,
         )
         return json.loads(response.data or b"null")
+
+    def first_event(self, path: str, *, query: Sequence[tuple[str, str]], timeout: Timeout) -> Any:
+        response = self.api_client.call_api(
+            path,
+            "GET",
+            query_params=list(query),
+            header_params={"Accept": "application/json"},
+            auth_settings=[_API_KEY],
+            _preload_content=False,
+            _request_timeout=timeout,
+        )
+        try:
+            return first_line(response.stream(4096))
+        finally:
+            response.close()  # mid-stream: the connection cannot serve another request
+            response.release_conn()

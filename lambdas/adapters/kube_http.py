@@ -30,7 +30,7 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -94,6 +94,25 @@ class KubeTransport(ABC):
     ) -> Any: ...
 
 
+    @abstractmethod
+    def first_event(self, path: str, *, query: Sequence[tuple[str, str]], timeout: Timeout) -> Any:
+        """GET a watch (``query`` carries ``watch=true``) and return its first event, parsed, as soon as the server
+        sends it; None when the server ended the stream without one (its ``timeoutSeconds`` passed). The
+        connection is closed after it, never reused mid-stream. Errors as for ``request``."""
+
+
+def first_line(chunks: Iterable[bytes]) -> Any:
+    """The first newline-ended JSON document of a watch's byte stream (one event per line), or None when the
+    stream ended without any; a last line without its newline counts."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        line, newline, _ = pending.partition(b"\n")
+        if newline:
+            return json.loads(line)
+    return json.loads(pending) if pending.strip() else None
+
+
 def urllib3_timeout(timeout: Timeout) -> urllib3.Timeout:
     """A pair is (connect, read) seconds, a number bounds the whole request (the kubernetes client's reading)."""
     if isinstance(timeout, tuple):
@@ -150,6 +169,20 @@ class HttpTransport(KubeTransport):
         if not 200 <= response.status <= 299:
             raise ApiStatusError(response.status, response.reason or "", response.data)
         return json.loads(response.data or b"null")
+
+    def first_event(self, path: str, *, query: Sequence[tuple[str, str]], timeout: Timeout) -> Any:
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token()}"
+        response = self._pool.request("GET", f"{self.host}{path}?{urlencode(list(query))}", headers=headers,
+                                      timeout=urllib3_timeout(timeout), redirect=False, preload_content=False)
+        try:
+            if not 200 <= response.status <= 299:
+                raise ApiStatusError(response.status, response.reason or "", response.read())
+            return first_line(response.stream(4096))
+        finally:
+            response.close()  # mid-stream: the connection cannot serve another request
+            response.release_conn()
 
 
 class RefreshingToken:

@@ -17,6 +17,10 @@ TargetGroupBindings into the ports' frozen dataclasses, and make the three write
 - ``set_pod_serving``: a JSON merge patch (RFC 7386) of the pod's metadata: one label set, one annotation set or
   removed (``null``), every other label and annotation untouched.
 
+It also watches: ``wait_for_pods`` and ``wait_for_bindings`` list one item to read the collection's
+resourceVersion, then watch from it with the server's ``timeoutSeconds`` and return at the first event (the
+transport's ``first_event``; docs/facts.md, "Kubernetes watches").
+
 Every request is a path, a query and a JSON body handed to a transport (``kube_http.KubeTransport``): the
 light ``kube_http.HttpTransport`` (urllib3 only), or ``kube_client.ApiClientTransport`` over the kubernetes
 client when the adapter is given an ``ApiClient``. This module does not import the kubernetes client, so the
@@ -508,6 +512,13 @@ def undo_patch(
 # The adapter
 # ---------------------------------------------------------------------------------------------------------
 CORE_API, APPS_API, NETWORKING_API = "/api/v1", "/apis/apps/v1", "/apis/networking.k8s.io/v1"
+# A watch's read may wait this much longer than the timeoutSeconds the server ends it after (its clock, the network).
+WATCH_READ_MARGIN_SECONDS = 10
+
+
+def _connect_seconds(timeout: Timeout) -> float:
+    """The connect part of a request timeout (a pair is (connect, read); a number bounds the whole request)."""
+    return timeout[0] if isinstance(timeout, tuple) else timeout
 TGB_API = f"/apis/{TGB_GROUP}/{TGB_VERSION}"
 
 
@@ -642,6 +653,33 @@ class KubernetesAdapter:
                     "does not exist on this cluster; install the AWS Load Balancer Controller (and its CRDs) first"
                 ) from e
         return [_target_group_binding(t) for t in answer.get("items") or []]
+
+    # --- watches -------------------------------------------------------------------------------------------
+    def wait_for_pods(self, namespace: str, selector: dict[str, str], seconds: int) -> bool:
+        query = label_selector(selector)
+        return self._watch(api_path(CORE_API, "pods", namespace=namespace), [("labelSelector", query)], seconds,
+                           f"watch Pods in {namespace} matching {query or 'everything'}")
+
+    def wait_for_bindings(self, namespace: str, seconds: int) -> bool:
+        return self._watch(api_path(TGB_API, TGB_PLURAL, namespace=namespace), [], seconds,
+                           f"watch TargetGroupBindings in {namespace}")
+
+    def _watch(self, path: str, query: list[tuple[str, str]], seconds: int, action: str) -> bool:
+        """A watch from the collection's current resourceVersion (a one-item list reads it), ended by the server
+        after ``seconds`` (timeoutSeconds): True at its first event. Any event counts, an ERROR one too (e.g. 410
+        Gone): the caller looks again either way (docs/facts.md, "Kubernetes watches")."""
+        if seconds < 1:
+            raise ValueError(f"a watch lasts at least 1 s, not {seconds}")
+        with _calling(action):
+            listed = self._call("GET", path, query=[*query, ("limit", "1")])
+            since = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+            event = self._transport.first_event(
+                path,
+                query=[*query, ("watch", "true"), ("resourceVersion", since), ("timeoutSeconds", str(int(seconds))),
+                       ("allowWatchBookmarks", "false")],
+                timeout=(_connect_seconds(self._timeout), int(seconds) + WATCH_READ_MARGIN_SECONDS),
+            )
+        return event is not None
 
     # --- writes --------------------------------------------------------------------------------------------
     def _supports_native_sleep(self) -> bool:

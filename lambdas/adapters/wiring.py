@@ -120,6 +120,12 @@ class LazyKubernetes:
     def list_target_group_bindings(self, namespace: str) -> list[TargetGroupBinding]:
         return self.adapter().list_target_group_bindings(namespace)
 
+    def wait_for_pods(self, namespace: str, selector: dict[str, str], seconds: int) -> bool:
+        return self.adapter().wait_for_pods(namespace, selector, seconds)
+
+    def wait_for_bindings(self, namespace: str, seconds: int) -> bool:
+        return self.adapter().wait_for_bindings(namespace, seconds)
+
 
 def _kube_port(port: LazyKubernetes) -> KubernetesPort:
     return port  # checked by mypy/pyright: LazyKubernetes satisfies the Protocol

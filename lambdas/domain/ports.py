@@ -265,6 +265,17 @@ class KubernetesPort(Protocol):
     def list_ingresses(self, namespace: str) -> list[Ingress]: ...
     def list_target_group_bindings(self, namespace: str) -> list[TargetGroupBinding]: ...
 
+    def wait_for_pods(self, namespace: str, selector: dict[str, str], seconds: int) -> bool:
+        """Watch the pods ``selector`` matches from now for up to ``seconds`` (whole, at least 1): True as soon as
+        one is added, changed or deleted, False when the time passed without a change. A change made just before
+        the call may go unseen; the caller's look after ``seconds`` sees it."""
+        ...
+
+    def wait_for_bindings(self, namespace: str, seconds: int) -> bool:
+        """``wait_for_pods`` for the namespace's TargetGroupBindings (the controller's checkpoint annotation is
+        written on them)."""
+        ...
+
 
 # ---------------------------------------------------------------------------------------------------------
 # ELBv2

@@ -1,12 +1,14 @@
 """Lambda `Verify Drain`: check that the step's old targets left every target group's pool (draining or gone).
 
-Thin: the state in, one use case (lambdas.domain.rollout.drain.verify_drain), the new state out.
+Thin: the state in, one use case (lambdas.domain.rollout.drain.verify_drain, watching the pods between its looks for
+up to poll.WATCH_IN_TASK_SECONDS), the new state out.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from lambdas.domain.poll import WATCH_IN_TASK_SECONDS
 from lambdas.domain.rollout import drain
 from lambdas.domain.state import RolloutState
 from lambdas.handlers._runtime import cluster_of, ports_for, task
@@ -14,5 +16,6 @@ from lambdas.handlers._runtime import cluster_of, ports_for, task
 
 @task("Verify Drain")
 def handler(event: dict, context: Any) -> dict:
-    state = drain.verify_drain(ports_for(cluster_of(event)), RolloutState.model_validate(event)).dump()
+    rollout = RolloutState.model_validate(event)
+    state = drain.verify_drain(ports_for(cluster_of(event)), rollout, watch_seconds=WATCH_IN_TASK_SECONDS).dump()
     return state

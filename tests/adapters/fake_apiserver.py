@@ -51,9 +51,15 @@ Known gaps (what the real API server does and this fake does not), each with its
 - Validation: only the few rules in ``validate``; no admission webhooks (the controller's pod webhook is not
   called on creates), no immutable-field checks beyond what tests set up. Risk: a request the real server
   refuses with 422 passes here.
-- No watch, no field selectors, no pagination (``limit``/``continue``), no ``resourceVersion`` semantics on
-  reads; deletes are immediate (no finalizers, no graceful deletion). Risk: a client that pages large lists or
-  relies on a terminating object being readable is not exercised.
+- A watch (``watch=true`` on a list) answers the first change of the collection after its ``resourceVersion``
+  (``ADDED``, ``MODIFIED`` or ``DELETED``, the object as stored, ``labelSelector`` applied to it), as one line of a
+  chunked stream, and then ends the stream; with no change it ends it after ``timeoutSeconds``. A real server
+  keeps streaming every later event, sends ``BOOKMARK`` events when asked and answers a resourceVersion older than
+  its history with a 410 ``ERROR`` event. Risk: a client that needs a second event from one stream is not
+  exercised.
+- No field selectors, no pagination (``limit`` is ignored, ``continue`` unknown), no ``resourceVersion``
+  semantics on reads; deletes are immediate (no finalizers, no graceful deletion). Risk: a client that pages
+  large lists or relies on a terminating object being readable is not exercised.
 - Every request is answered at once; no request latency, timeouts, throttling (APF 429) or watch cache lag
   unless injected with ``fail_next``. Risk: a read right after a write here always sees it.
 
@@ -223,6 +229,8 @@ class FakeApiServer:
         self._after_hooks: list[_Hook] = []
         self._rv = 1000
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._events: list[tuple[int, str, tuple[str, str, str, str], dict[str, Any]]] = []  # rv, type, key, object
         self._serving = threading.local()  # the request being served on this thread (its status is set on answer)
         self._httpd: ThreadingHTTPServer | None = None
 
@@ -263,7 +271,9 @@ class FakeApiServer:
             meta.setdefault("uid", f"uid-{plural}-{meta.get('namespace', '')}-{meta['name']}")
             meta.setdefault("creationTimestamp", "2026-01-02T03:04:05Z")
             meta.setdefault("generation", 1)
-            self._objects[(group, plural, meta.get("namespace", ""), meta["name"])] = stored
+            key = (group, plural, meta.get("namespace", ""), meta["name"])
+            self._note("MODIFIED" if key in self._objects else "ADDED", key, stored)
+            self._objects[key] = stored
             if (group, plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
                 self._register_crd(stored)
             return copy.deepcopy(stored)
@@ -290,7 +300,9 @@ class FakeApiServer:
     def touch(self, plural: str, namespace: str, name: str, group: str = "") -> None:
         """Another writer changed the object: its resourceVersion moves on."""
         with self._lock:
-            self._objects[(group, plural, namespace, name)]["metadata"]["resourceVersion"] = self._next_rv()
+            key = (group, plural, namespace, name)
+            self._objects[key]["metadata"]["resourceVersion"] = self._next_rv()
+            self._note("MODIFIED", key, self._objects[key])
 
     def update(self, plural: str, namespace: str, name: str, change: Callable[[dict[str, Any]], None],
                group: str = "") -> dict[str, Any]:
@@ -304,6 +316,7 @@ class FakeApiServer:
             if obj.get("spec") != spec:
                 obj["metadata"]["generation"] = int(obj["metadata"].get("generation", 1)) + 1
             obj["metadata"]["resourceVersion"] = self._next_rv()
+            self._note("MODIFIED", (group, plural, namespace, name), obj)
             return copy.deepcopy(obj)
 
     def establish_crds(self) -> None:
@@ -479,6 +492,8 @@ class FakeApiServer:
         dry_run = query.get("dryRun") == ["All"]
         strict = query.get("fieldValidation") == ["Strict"]
         manager = query.get("fieldManager", [""])[0] or _manager_from(headers.get("user-agent", ""))
+        if name is None and method == "GET" and query.get("watch", [""])[0] in _TRUE:
+            return 200, _WatchStream(lambda: self.watch(group, plural, ns or "", query))
         with self._lock:
             if name is None:
                 if method == "GET":
@@ -546,10 +561,34 @@ class FakeApiServer:
         validate(kind, obj, key[3])
         meta = obj.setdefault("metadata", {})
         meta["resourceVersion"] = self._next_rv()
+        self._note("MODIFIED" if key in self._objects else "ADDED", key, obj)
         self._objects[key] = obj
         if key[:2] == ("apiextensions.k8s.io", "customresourcedefinitions"):
             self._register_crd(obj)
         return copy.deepcopy(obj)
+
+    def _note(self, kind: str, key: tuple[str, str, str, str], obj: dict[str, Any]) -> None:
+        """A change for the watches: at the current resourceVersion (a deletion takes a new one)."""
+        self._events.append((self._rv, kind, key, copy.deepcopy(obj)))
+        self._changed.notify_all()
+
+    def watch(self, group: str, plural: str, ns: str, query: dict[str, list[str]]) -> dict[str, Any] | None:
+        """The first event of the collection after the watch's resourceVersion that its labelSelector selects,
+        waiting up to its timeoutSeconds; None when none came (called without the lock held)."""
+        since = int(query.get("resourceVersion", ["0"])[0] or 0)
+        selector = parse_selector(query.get("labelSelector", [""])[0])
+        timeout = float(query.get("timeoutSeconds", ["30"])[0])
+
+        def first() -> dict[str, Any] | None:
+            for rv, kind, (g, p, n, _), obj in self._events:
+                if rv > since and g == group and p == plural and (not ns or n == ns) and matches(
+                        selector, (obj.get("metadata") or {}).get("labels") or {}):
+                    return {"type": kind, "object": obj}
+            return None
+
+        with self._changed:
+            self._changed.wait_for(lambda: first() is not None, timeout)
+            return first()
 
     def _create(
         self, group: str, plural: str, kind: str, api_version: str, ns: str, namespaced: bool, body: Any,
@@ -614,6 +653,8 @@ class FakeApiServer:
     def _delete(self, key: tuple[str, str, str, str]) -> dict[str, Any]:
         gone = self._objects.pop(key)
         self._owners.pop(key, None)
+        self._next_rv()
+        self._note("DELETED", key, gone)
         if key[:2] == ("apiextensions.k8s.io", "customresourcedefinitions"):
             spec = gone.get("spec") or {}
             for v in spec.get("versions") or []:
@@ -955,6 +996,9 @@ class _Handler(BaseHTTPRequestHandler):
         recorded = getattr(self.fake._serving, "recorded", None)
         if recorded is not None:
             recorded.status, self.fake._serving.recorded = code, None
+        if isinstance(payload, _WatchStream):
+            self._stream(payload)
+            return
         data = json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -962,7 +1006,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _stream(self, watch: _WatchStream) -> None:
+        """A watch's answer: chunked, one JSON event per line; the stream ends after the first (or with none)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        event = watch.first()
+        if event is not None:
+            line = json.dumps(event).encode() + b"\n"
+            self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.close_connection = True
+
     do_GET = do_PATCH = do_POST = do_PUT = do_DELETE = _serve
+
+
+@dataclass(frozen=True)
+class _WatchStream:
+    """A watch request's answer, streamed by the handler once the headers are out: ``first`` waits for the event."""
+
+    first: Callable[[], dict[str, Any] | None]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from albgate.sim import Simulation, load_scenario
 from albgate.sim.manifests import without_serving_label
 from albgate.sim.strategies import bootstrap_hardened
 from lambdas.domain.errors import ThrottledError
-from lambdas.domain.poll import OUT_OF_SERVICE_FIRST_LOOK_SECONDS
+from lambdas.domain.poll import OUT_OF_SERVICE_FIRST_LOOK_SECONDS, WATCH_IN_TASK_SECONDS
 from lambdas.domain.ports import ALBGATE_GATE, LBC_GATE_PREFIX, OUT_OF_SERVICE, SERVING_LABEL, Ports
 from lambdas.domain.rollout.out_of_service import OUT_OF_SERVICE_PROOF_SECONDS
 from lambdas.handlers import _runtime
@@ -573,16 +573,50 @@ def test_each_step_takes_its_old_pod_out_of_service_and_releases_once_the_contro
     assert all(drained[ip] < deleted[ip] for ip in deleted), (drained, deleted)
 
 
+def test_a_gate_task_watches_the_pods_then_the_bindings_and_passes_at_the_controllers_writes(served):
+    sim = served
+    state = started(sim)
+    # Given the step's new pod starting: Check Target Health tasks until the gate passes
+    tasks, watched = 0, []
+    for kind in ("wait_for_pods", "wait_for_bindings"):
+        sim.kube.calls[kind] = 0
+    while state["gate"]["status"] == "WAITING" and tasks < 30:
+        before = sim.clock.t
+        state = check_target_health.handler(state, None)
+        tasks += 1
+        watched.append(sim.clock.t - before)
+        if state["gate"]["status"] == "WAITING":
+            sim.advance(state["wait_seconds"])
+    # Then the gate passed with its old pod out of the pool, in few tasks: they watched the pods (the controller's
+    # conditions) and then the bindings (its checkpoint) between looks, none for longer than its seconds
+    record = state["steps"][-1]
+    assert state["gate"]["status"] == "PASSED" and record["out_proven_at"] is not None
+    assert sim.kube.calls["wait_for_pods"] >= 1 and sim.kube.calls["wait_for_bindings"] >= 1
+    assert record["polls"] > tasks and all(t <= WATCH_IN_TASK_SECONDS + 1 for t in watched)
+    # And the look after the proof came within a watch's step of the controller's checkpoint: the step released
+    # its pod no later than a second after the controller deregistered its old target
+    (ip,) = record["out_ips"]
+    drained = next(t for t, _, tip, _, to, _ in sim.alb.transitions if to == "draining" and tip == ip)
+    assert drained <= record["out_proven_at"] <= drained + 1
+
+
 def test_without_the_controllers_proof_albgate_deregisters_the_pods_taken_out_itself_at_the_bound(served):
     sim = served
+    # Given the controller down just as the gate took an old pod out of service: it deregisters nothing
+    take_out = sim.kube.set_pod_serving
+
+    def down_as_taken_out(namespace: str, pod: str, serving: bool) -> None:
+        take_out(namespace, pod, serving)
+        sim.lbc.up = serving
+
+    sim.kube.set_pod_serving = down_as_taken_out
     state = started(sim)
     for _ in range(60):
         state = check_target_health.handler(state, None)
         if state["steps"][-1]["out_at"] is not None:
             break
         sim.advance(state["wait_seconds"])
-    # Given the controller down just as the gate took an old pod out of service: it deregisters nothing
-    sim.lbc.up = False
+    assert not sim.lbc.up
     out_at = state["steps"][-1]["out_at"]
     (ip,) = state["steps"][-1]["out_ips"]
     (name,) = state["steps"][-1]["out_of_service"]

@@ -17,6 +17,7 @@ from albgate.sim import load_scenario
 from albgate.sim.runner import run_strategy, simulate
 from albgate.sim.strategies import register_strategy
 from albgate.template import use_template
+from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -138,14 +139,20 @@ def test_after_a_throttled_stretch_the_rollout_goes_on_as_soon_as_the_controller
 
 
 def test_reading_the_controllers_conditions_trades_rollout_time_for_describe_calls():
-    # Given the example app in the same world and seed, its gate reading the controller's conditions (the default)
+    # Given the example app in the same worlds (seeds 1-5), its gate reading the controller's conditions (the default)
     # or asking ELB
-    cheap, fast = (simulate(scenario(name), "albgate") for name in ("seed-app", "seed-app-elb-looks"))
-    assert cheap.lower_bound_seconds == fast.lower_bound_seconds
-    # Then the conditions cost the account's Describe* bucket at most 2 calls, against one per interval and step
-    assert cheap.describe_target_health_calls <= 2 < 6 <= fast.describe_target_health_calls
-    # And time: up to one controller requeue per step, within the sampled bound
-    assert fast.rollout_seconds < cheap.rollout_seconds <= SAMPLE_RATIO_BOUND * cheap.lower_bound_seconds
+    runs = {name: [simulate(scenario(name), "albgate", seed) for seed in range(1, 6)]
+            for name in ("seed-app", "seed-app-elb-looks")}
+    cheap, fast = runs["seed-app"], runs["seed-app-elb-looks"]
+    assert [r.lower_bound_seconds for r in cheap] == [r.lower_bound_seconds for r in fast]
+    # Then the conditions cost the account's Describe* bucket at most 2 calls a rollout, against one per interval and
+    # step
+    assert all(c.describe_target_health_calls <= 2 < 6 <= f.describe_target_health_calls for c, f in zip(cheap, fast))
+    # And time: the controller writes up to one requeue (15 s) after ELB said healthy, each of the 3 steps; taken
+    # together the conditions are slower, and every rollout is within the sampled bound
+    assert sum(r.rollout_seconds for r in fast) < sum(r.rollout_seconds for r in cheap)
+    assert all(c.rollout_seconds <= f.rollout_seconds + 3 * CONTROLLER_REQUEUE_SECONDS for c, f in zip(cheap, fast))
+    assert all(r.rollout_seconds <= SAMPLE_RATIO_BOUND * r.lower_bound_seconds for r in cheap + fast)
 
 
 @pytest.mark.parametrize("seed", SAMPLE_SEEDS)

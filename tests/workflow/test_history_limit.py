@@ -107,7 +107,8 @@ CASES = [
     # scenario, policy, expected status
     pytest.param("seed-app", {"approval_before_steps": [2]}, "SUCCEEDED", id="succeeds-with-an-approval"),
     pytest.param("broken-image", {}, "FAILED", id="rolls-back"),
-    # new pods that take 10 minutes to start: the gate looks at its shortest wait until its deadline, and
+    # new pods that take 10 minutes to start, on EKS Auto Mode: the gate looks at its shortest wait until its
+    # deadline (no controller's gate on the pods, so the task does not watch them: each look is a state visit), and
     # without a rollback the execution ends in `Rollout Failed`
     pytest.param("slow-start", {"step_deadline_seconds": 60, "rollback_on_failure": False}, "FAILED",
                  id="gate-runs-into-its-deadline"),
@@ -117,9 +118,10 @@ MODELLED = [c for c in CASES if c.id != "gate-runs-into-its-deadline"]
 
 
 def slow_start() -> Simulation:
-    """The example app, whose containers take 10 minutes to start (a large image pulled on a cold node)."""
+    """The example app on EKS Auto Mode, whose containers take 10 minutes to start (a large image pulled on a cold
+    node)."""
     return Simulation(bootstrap_hardened(parse_scenario({
-        "name": "slow-start", "seed": 6, "traffic": {"rate_per_second": 0},
+        "name": "slow-start", "seed": 6, "traffic": {"rate_per_second": 0}, "cluster": {"auto_mode": True},
         "app": {"startup": {"container_start_seconds": [600, 600]}},
         "rollout": {"image": "ikubernetes/myapp:v2"}})))
 

@@ -69,7 +69,24 @@ def release_old_pods(ports: Ports, s: RolloutState) -> RolloutState:
     return s
 
 
-def verify_drain(ports: Ports, s: RolloutState) -> RolloutState:
+def verify_drain(ports: Ports, s: RolloutState, *, watch_seconds: int = 0) -> RolloutState:
+    """One look of the drain, and, with ``watch_seconds`` (the task's: ``poll.WATCH_IN_TASK_SECONDS``), the looks
+    that follow while it waits for Kubernetes to scale the old ReplicaSet down and the wait ends within that many
+    seconds of the task: between them the task watches the Deployment's pods, and looks again as soon as one
+    changes or the wait is over (as the gate does: ``gate.check_target_health``). Waits for ELB or for a time are
+    the Wait state's."""
+    until = ports.clock.now() + watch_seconds
+    selector: dict[str, str] | None = None
+    while True:
+        pace = _verify(ports, s)
+        if pace.wait_for != "scale-down" or s.wait_seconds <= 0 or ports.clock.now() + s.wait_seconds > until:
+            return s
+        if selector is None:
+            selector = ports.kube.get_deployment(s.request.namespace, s.request.deployment).selector
+        ports.kube.wait_for_pods(s.request.namespace, selector, s.wait_seconds)
+
+
+def _verify(ports: Ports, s: RolloutState) -> Pace:
     now = ports.clock.now()
     record = s.steps[-1]
     record.polls += 1
@@ -81,7 +98,7 @@ def verify_drain(ports: Ports, s: RolloutState) -> RolloutState:
         s.bake_seconds = s.request.policy.bake_seconds if (s.more_steps and s.mode == "rollout") else 0
     s.drain = drain
     s.wait_seconds = next_look(s, pace, now) if drain.status is Verdict.WAITING else 0
-    return s
+    return pace
 
 
 def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[DrainResult, Pace]:

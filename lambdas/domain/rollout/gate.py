@@ -13,7 +13,7 @@ deregistered them (``rollout.out_of_service``); its looks meanwhile ask ELB noth
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from lambdas.domain.poll import (
     CONDITIONS_QUICK_LOOKS,
@@ -66,19 +66,55 @@ from lambdas.domain.state import RolloutState, StepRecord, TargetGroupInfo
 Health = dict[str, list[TargetHealth]]
 
 
-def check_target_health(ports: Ports, s: RolloutState) -> RolloutState:
+def check_target_health(ports: Ports, s: RolloutState, *, watch_seconds: int = 0) -> RolloutState:
+    """One look of the gate, and, with ``watch_seconds`` (the task's: ``poll.WATCH_IN_TASK_SECONDS``), the looks
+    that follow while the gate waits for something only the cluster shows and the wait ends within that many
+    seconds of the task: between them the task watches those objects (``Watched``), and looks again as soon as
+    one changes or the wait is over. It returns when the gate passed or failed, or its wait is for ELB, for a
+    time, or longer than the task has left: the Wait state then waits ``s.wait_seconds`` as it always did."""
+    until = ports.clock.now() + watch_seconds
+    while True:
+        watched = _check(ports, s)
+        if watched is None or ports.clock.now() + s.wait_seconds > until:
+            return s
+        if watched.bindings:
+            ports.kube.wait_for_bindings(s.request.namespace, s.wait_seconds)
+        else:
+            ports.kube.wait_for_pods(s.request.namespace, watched.selector, s.wait_seconds)
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What a gate's wait is for, where the cluster shows it: the Deployment's pods (``selector``: the new pods
+    starting, the controller's conditions on them), or the namespace's TargetGroupBindings (``bindings``: the
+    controller's checkpoint once old pods went out of service)."""
+
+    selector: dict[str, str]
+    bindings: bool = False
+
+
+# What a gate's pace waits for (``observe.Pace.wait_for``) that a change in the cluster ends; the rest are waits
+# for ELB (an answer, a turn of the account's bucket) or for a time, which no watch can end sooner. Pods starting
+# are watched only where the look that finds them up reads the controller's conditions (``Pace.elb_next``): else
+# that look asks ELB, and coming sooner would only spend its Describe* token sooner.
+_PODS_WAITS = frozenset({"rs", "pods", "conditions"})
+_BINDINGS_WAITS = frozenset({"out-of-service"})
+
+
+def _check(ports: Ports, s: RolloutState) -> Watched | None:
+    """One look (sets ``s.gate`` and ``s.wait_seconds``); what the wait that follows may be watched on, or None."""
     if s.gate.status is Verdict.FAILED:
         # Start Step found an alarm since the previous step's gate and wrote nothing: there is nothing to look at,
         # and `Targets Healthy?` takes the failure to the rollback decision.
         s.wait_seconds = 0
-        return s
+        return None
     now = ports.clock.now()
     record = s.steps[-1]
     record.polls += 1
     if record.out_at is not None:
-        gate, pace = _settle_out_of_service(ports, s, record, now)
+        gate, pace, selector = _settle_out_of_service(ports, s, record, now)
     else:
-        gate, pace = _look(ports, s, record, now)
+        gate, pace, selector = _look(ports, s, record, now)
         if gate.status is Verdict.PASSED:
             _, _, others = split_pods(ports, s)
             gate, pace = out_of_service.take_out(ports, s, record, gate, others, now)
@@ -88,33 +124,53 @@ def check_target_health(ports: Ports, s: RolloutState) -> RolloutState:
         record.gate_passed_at = now
     s.gate = gate
     s.wait_seconds = next_look(s, pace, now) if gate.status is Verdict.WAITING else 0
-    return s
+    if s.wait_seconds <= 0 or selector is None:
+        return None
+    if pace.wait_for in _PODS_WAITS and not pace.elb_next:
+        return Watched(selector)
+    if pace.wait_for in _BINDINGS_WAITS and record.out_at is not None:
+        return Watched(selector, bindings=True)
+    return None
 
 
-def _settle_out_of_service(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[GateResult, Pace]:
+def _conditions_to_come(s: RolloutState, candidates: list[Pod]) -> bool:
+    """Whether the look that finds the step's pods up will read the controller's conditions rather than ask ELB: the
+    policy reads them, every group's binding is known, and every candidate carries the controller's gate for each
+    (the webhook injects it when the pod is created, so pods still starting carry it too)."""
+    groups = s.target_groups
+    return (s.request.policy.read_controller_conditions and bool(groups) and bool(candidates)
+            and all(g.binding for g in groups)
+            and all(LBC_GATE_PREFIX + g.binding in p.readiness_gates for p in candidates for g in groups))
+
+
+def _settle_out_of_service(ports: Ports, s: RolloutState, record: StepRecord,
+                           now: float) -> tuple[GateResult, Pace, dict[str, str] | None]:
     """A look after the step's gate took old pods out of service (rollout.out_of_service): the policy's alarms and
-    metrics as on every look, then whether the controller has shown them out of the pool."""
+    metrics as on every look, then whether the controller has shown them out of the pool. Also the Deployment's
+    pod selector, once read."""
     watched = watch_failure(ports, s, f"during step {s.step + 1}'s gate", now)
     if watched:
-        return GateResult(Verdict.FAILED, watched[1], error=watched[0]), NOW
+        return GateResult(Verdict.FAILED, watched[1], error=watched[0]), NOW, None
     dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)
     _, mine, others = split_pods(ports, s, dep)
-    return out_of_service.settle(ports, s, record, mine, others, dep, now)
+    return *out_of_service.settle(ports, s, record, mine, others, dep, now), dep.selector
 
 
-def _look(ports: Ports, s: RolloutState, record: StepRecord, now: float) -> tuple[GateResult, Pace]:
-    """This look's gate (its verdict before the blind check) and what it waits for. A gate that has not passed
-    says so when Kubernetes cannot create the Deployment's pods (``replica_failure``): "waiting for the new pods"
-    alone would not tell a release engineer that none can be created."""
+def _look(ports: Ports, s: RolloutState, record: StepRecord,
+          now: float) -> tuple[GateResult, Pace, dict[str, str] | None]:
+    """This look's gate (its verdict before the blind check), what it waits for, and the Deployment's pod selector
+    once read. A gate that has not passed says so when Kubernetes cannot create the Deployment's pods
+    (``replica_failure``): "waiting for the new pods" alone would not tell a release engineer that none can be
+    created."""
     watched = watch_failure(ports, s, f"during step {s.step + 1}'s gate", now)
     if watched:
-        return GateResult(Verdict.FAILED, watched[1], error=watched[0]), NOW
+        return GateResult(Verdict.FAILED, watched[1], error=watched[0]), NOW, None
     dep = ports.kube.get_deployment(s.request.namespace, s.request.deployment)  # one GET for pods and conditions
     gate, pace = _look_at(ports, s, record, now, dep)
     failing = replica_failure(dep)
     if failing and gate.status is not Verdict.PASSED:
         gate = replace(gate, reason=f"{gate.reason}; {failing}")
-    return gate, pace
+    return gate, pace, dep.selector
 
 
 def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
@@ -228,7 +284,7 @@ def _look_at(ports: Ports, s: RolloutState, record: StepRecord, now: float,
     gate = evaluate_gate(candidates=candidates, needed=needed, health=health, now=now, deadline=s.step_deadline)
     if health is None:
         stuck = gate.starting > 0 and gate.unschedulable == gate.starting  # every starting pod waits for a node
-        return gate, Pace("pods", unschedulable=stuck)
+        return gate, Pace("pods", unschedulable=stuck, elb_next=not _conditions_to_come(s, candidates))
     gate = replace(gate, groups=group_summary(s.target_groups, candidates, health))
     if gate.status is not Verdict.FAILED:  # nothing is added to a step that fails
         registered = register_missing(ports, s, candidates, health, record, now)

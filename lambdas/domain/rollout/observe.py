@@ -108,6 +108,9 @@ class Pace:
     seconds: int = 0
     unschedulable: bool = False  # pods: every starting pod waits for a node
     quick: bool = False  # conditions: a quick look (poll.CONDITIONS_POLL_SECONDS)
+    # pods: the look that finds them up may ask ELB (no controller's conditions to read), so a task does not watch
+    # the pods to make it sooner (rollout.gate.check_target_health)
+    elb_next: bool = False
 
 
 NOW = Pace("now")
