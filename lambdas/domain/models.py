@@ -29,6 +29,7 @@ from pydantic import (
 from lambdas.domain.documents import quote
 from lambdas.domain.errors import InvalidInputError
 from lambdas.domain.image_reference import ImageReference, ImageReferenceError
+from lambdas.domain.poll import MAX_WATCH_IN_TASK_SECONDS, WATCH_IN_TASK_SECONDS
 from lambdas.domain.validators import (
     AlarmSelector,
     ClusterName,
@@ -184,6 +185,15 @@ class RolloutPolicy(_Strict):
         "the controller can tell, each step later by up to one of its requeues (15 s). false: ask ELB every "
         "health-check interval once a target could be healthy, and release on its answer (docs/rollout.md, Polling "
         "and cost)",
+    )
+    watch_seconds: int = Field(
+        default=WATCH_IN_TASK_SECONDS,
+        ge=0,
+        le=MAX_WATCH_IN_TASK_SECONDS,
+        description="longest a Check Target Health or Verify Drain task watches the pods (or the bindings) between "
+        "its looks instead of returning to a Wait state, so it sees the controller's writes at once and saves the "
+        "looks' state transitions; Lambda bills the time and a watching task is one more function running at once "
+        "(docs/rollout.md, Watching instead of waiting). 0: every wait is a Wait state",
     )
     analysis: AnalysisPolicy | None = Field(
         default=None,

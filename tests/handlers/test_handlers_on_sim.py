@@ -600,6 +600,21 @@ def test_a_gate_task_watches_the_pods_then_the_bindings_and_passes_at_the_contro
     assert drained <= record["out_proven_at"] <= drained + 1
 
 
+def test_a_policy_that_watches_for_0_seconds_leaves_every_wait_to_the_wait_state(served):
+    sim = served
+    state = started(sim)
+    state["request"]["policy"]["watch_seconds"] = 0
+    for kind in ("wait_for_pods", "wait_for_bindings"):
+        sim.kube.calls[kind] = 0
+    # When the gate looks until it passes / Then no task watched: each returned at once with its wait
+    before = sim.clock.t
+    state = check_target_health.handler(state, None)
+    assert sim.clock.t == before and state["wait_seconds"] >= 1
+    state = gate_polls(sim, state, 60)
+    assert state["gate"]["status"] == "PASSED"
+    assert sim.kube.calls["wait_for_pods"] == sim.kube.calls["wait_for_bindings"] == 0
+
+
 def test_without_the_controllers_proof_albgate_deregisters_the_pods_taken_out_itself_at_the_bound(served):
     sim = served
     # Given the controller down just as the gate took an old pod out of service: it deregisters nothing

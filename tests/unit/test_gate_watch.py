@@ -5,9 +5,13 @@ wait back to the state machine's Wait state."""
 from __future__ import annotations
 
 import dataclasses
+
+import pytest
+from pydantic import ValidationError
 from dataclasses import dataclass, field
 
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, Verdict
+from lambdas.domain.models import RolloutPolicy
 from lambdas.domain.ports import HEALTHY, LBC_GATE_PREFIX, PodCondition, Ports
 from lambdas.domain.rollout.drain import verify_drain
 from lambdas.domain.rollout.gate import check_target_health
@@ -163,3 +167,10 @@ def test_pods_starting_are_watched_only_where_the_look_that_finds_them_up_reads_
                                 rollout(groups=groups), watch_seconds=20)
         assert s.gate.status is Verdict.WAITING and s.gate.starting == 1
         assert bool(kube.waits) is watched, (p.readiness_gates, groups)
+
+
+def test_a_policy_watches_for_0_to_30_seconds():
+    assert RolloutPolicy().watch_seconds == 20 and RolloutPolicy(watch_seconds=0).watch_seconds == 0
+    for bad in (-1, 31):
+        with pytest.raises(ValidationError, match="watch_seconds"):
+            RolloutPolicy(watch_seconds=bad)

@@ -70,7 +70,7 @@ def release_old_pods(ports: Ports, s: RolloutState) -> RolloutState:
 
 
 def verify_drain(ports: Ports, s: RolloutState, *, watch_seconds: int = 0) -> RolloutState:
-    """One look of the drain, and, with ``watch_seconds`` (the task's: ``poll.WATCH_IN_TASK_SECONDS``), the looks
+    """One look of the drain, and, with ``watch_seconds`` (the policy's ``watch_seconds``), the looks
     that follow while it waits for Kubernetes to scale the old ReplicaSet down and the wait ends within that many
     seconds of the task: between them the task watches the Deployment's pods, and looks again as soon as one
     changes or the wait is over (as the gate does: ``gate.check_target_health``). Waits for ELB or for a time are

@@ -67,7 +67,7 @@ Health = dict[str, list[TargetHealth]]
 
 
 def check_target_health(ports: Ports, s: RolloutState, *, watch_seconds: int = 0) -> RolloutState:
-    """One look of the gate, and, with ``watch_seconds`` (the task's: ``poll.WATCH_IN_TASK_SECONDS``), the looks
+    """One look of the gate, and, with ``watch_seconds`` (the policy's ``watch_seconds``), the looks
     that follow while the gate waits for something only the cluster shows and the wait ends within that many
     seconds of the task: between them the task watches those objects (``Watched``), and looks again as soon as
     one changes or the wait is over. It returns when the gate passed or failed, or its wait is for ELB, for a
