@@ -5,8 +5,8 @@ time, an assumption no AWS document fixes. Per scenario, over seeds 1..N, run al
 task taking each of ``--task-seconds`` (default 0, 0.15 and 0.3, the shipped value) and the ideal poller beside
 them, and report ``rollout_seconds / lower_bound_seconds`` (median, p90 and worst, nearest rank), the seeds over
 the 1.25x speed target, and the lag of the last drain: the seconds between the last old target getting no new
-requests (the load balancer's lag over) and the end of the execution, which albgate has to look at (the ideal poller
-sees it for free).
+requests (the load balancer's lag over) and the end of the execution (negative: it ended that much before; the ideal
+poller ends as the oracle does, as its last old target turns draining behind a preStop longer than the lag).
 Invariant: every variant is the ``albgate`` strategy's own run (``run_albgate``, same prepare, same state machine,
 same world and seed) with only the task time changed; the lower bound is the oracle on the same seed, which no
 task time touches. Ratios come from one invocation, in virtual seconds, so machine load does not enter them.
