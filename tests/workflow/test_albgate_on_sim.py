@@ -96,14 +96,14 @@ def test_albgate_drops_nothing_and_ends_right(name, outcome, image):
 
 # A sample of the seeded variations; bench/bench_safety.py runs seeds 1-200 of every scenario (docs/benchmarks.md).
 SAMPLE_SEEDS = (7, 8)
-# albgate's speed target is at most 1.25x the oracle. That holds for the example app with a gate that asks ELB, but
-# not for every seed of the short scenarios (the gate sees a target turn healthy up to one health-check interval
-# late, three times per rollout, and the last drain up to 6 s late), nor where the gate reads the Load Balancer
-# Controller's conditions instead (up to one controller requeue late per step, while the oracle's instant write makes
-# the controller write at once; docs/benchmarks.md, section 2). So a single sampled seed is held to the measured
-# worst, with a margin, to catch regressions: 1.48 on long-requests (seeds 1-20), whose bound no longer waits for
-# its long requests to end (ELB cannot show that: docs/facts.md, "Deregistration and draining").
-TARGET_RATIO, SAMPLE_RATIO_BOUND = 1.25, 1.55
+# albgate's speed target is at most 1.25x the oracle. That holds for the example app with a gate that asks ELB on
+# most seeds, but not for every seed of the short scenarios (the gate sees a target turn healthy up to one
+# health-check interval late, three times per rollout), nor where the gate reads the Load Balancer Controller's
+# conditions instead (up to one controller requeue late per step, while the oracle's instant write makes the
+# controller write at once; docs/benchmarks.md, section 2). So a single sampled seed is held to the measured worst,
+# with a margin, to catch regressions: 1.39 on the example app (seeds 1-20, against the bound that ends where
+# albgate's last drain can pass).
+TARGET_RATIO, SAMPLE_RATIO_BOUND = 1.25, 1.45
 RATIO_IS_LUCK = {
     # which calls a throttled bucket serves is luck, and the oracle's calls are not albgate's
     "throttled-account",
