@@ -155,9 +155,7 @@ class HttpTransport(KubeTransport):
         content_type: str | None = None,
         timeout: Timeout = DEFAULT_TIMEOUT,
     ) -> Any:
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        if self._token is not None:
-            headers["Authorization"] = f"Bearer {self._token()}"
+        headers = self._headers()
         data = None
         if body is not None:
             data = json.dumps(body).encode("utf-8")
@@ -170,11 +168,14 @@ class HttpTransport(KubeTransport):
             raise ApiStatusError(response.status, response.reason or "", response.data)
         return json.loads(response.data or b"null")
 
-    def first_event(self, path: str, *, query: Sequence[tuple[str, str]], timeout: Timeout) -> Any:
+    def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token()}"
-        response = self._pool.request("GET", f"{self.host}{path}?{urlencode(list(query))}", headers=headers,
+        return headers
+
+    def first_event(self, path: str, *, query: Sequence[tuple[str, str]], timeout: Timeout) -> Any:
+        response = self._pool.request("GET", f"{self.host}{path}?{urlencode(list(query))}", headers=self._headers(),
                                       timeout=urllib3_timeout(timeout), redirect=False, preload_content=False)
         try:
             if not 200 <= response.status <= 299:

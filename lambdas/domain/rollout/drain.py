@@ -12,7 +12,8 @@ by the controller's checkpoint on every binding (``checkpoint.drain_proven``, tr
 albgate's own decision to leave the drain or deregister). ELB shows a deregistered target `draining` for its whole deregistration delay, whatever it
 still serves (docs/facts.md, "Deregistration and draining"), so no look can tell more. During a rollout every look
 of the drain first reads the CloudWatch alarms the policy names (``alarms.during``): one failing
-fails the step.
+fails the step. A wait for the old ReplicaSet's scale-down is watched inside the task, up to the policy's
+``watch_seconds`` (``verify_drain``).
 """
 
 from __future__ import annotations

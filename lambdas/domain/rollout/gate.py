@@ -7,7 +7,8 @@ step handed over has ended too. On the same looks, a new pod's target that nobod
 (``targets.register_missing``): no Describe* call is added for it. During a rollout every look first reads the
 CloudWatch alarms the policy names (``alarms.during``): one failing fails the step. A gate that passes on its new
 targets first takes the old pods the step removes out of service and passes again only once the controller has
-deregistered them (``rollout.out_of_service``); its looks meanwhile ask ELB nothing.
+deregistered them (``rollout.out_of_service``); its looks meanwhile ask ELB nothing. Between looks, a wait for
+what only the cluster shows is watched inside the task, up to the policy's ``watch_seconds`` (``Watched``).
 """
 
 from __future__ import annotations
