@@ -150,6 +150,8 @@ def test_a_drain_waiting_for_the_scale_down_watches_the_pods_and_looks_at_their_
     # went on at once (its targets deregistered by albgate, handed over), within the one task
     s, kube = drain(20, [(NOW + 1.5, scaled_down)])
     assert kube.waits == [("pods", {"app": "web"}, unwatched.wait_seconds, NOW)]
+    # (a wait past the task's seconds is the Wait state's)
+    assert drain(unwatched.wait_seconds - 1, [(NOW + 1.5, scaled_down)])[1].waits == []
     assert s.steps[-1].polls == 2 and s.drain.status is Verdict.DRAINING and kube.clock.at == NOW + 1.5
     assert s.drain.old_live == 2
 
@@ -158,13 +160,16 @@ def test_pods_starting_are_watched_only_where_the_look_that_finds_them_up_reads_
     starting = pod("web-new-a", "10.0.1.1", ready=False)
     with_lbc_gate = dataclasses.replace(starting, readiness_gates=(*starting.readiness_gates,
                                                                    LBC_GATE_PREFIX + BINDING))
-    for p, groups, watched in ((with_lbc_gate, (gated_group(),), True),
-                               (starting, (gated_group(),), False),  # the webhook missed it: ELB will be asked
-                               (with_lbc_gate, (group(),), False)):  # no binding known: ELB will be asked
+    for p, groups, reads, watched in ((with_lbc_gate, (gated_group(),), True, True),
+                                      (starting, (gated_group(),), True, False),  # the webhook missed it
+                                      (with_lbc_gate, (group(),), True, False),  # no binding known
+                                      (with_lbc_gate, (gated_group(),), False, False)):  # the policy asks ELB
         clock = Clock(NOW)
         kube = WatchedKube([p], clock)
-        s = check_target_health(Ports(kube=kube, elb=Elb({}, False), clock=clock, budget=Budget()),
-                                rollout(groups=groups), watch_seconds=20)
+        s = rollout(groups=groups)
+        s.request = s.request.model_copy(update={"policy": RolloutPolicy(read_controller_conditions=reads)})
+        s = check_target_health(Ports(kube=kube, elb=Elb({}, False), clock=clock, budget=Budget()), s,
+                                watch_seconds=20)
         assert s.gate.status is Verdict.WAITING and s.gate.starting == 1
         assert bool(kube.waits) is watched, (p.readiness_gates, groups)
 
@@ -174,3 +179,11 @@ def test_a_policy_watches_for_0_to_30_seconds():
     for bad in (-1, 31):
         with pytest.raises(ValidationError, match="watch_seconds"):
             RolloutPolicy(watch_seconds=bad)
+
+
+def test_a_watch_may_end_exactly_at_the_tasks_seconds_and_no_later():
+    planned = task(watch_seconds=0)[0].wait_seconds
+    _, kube = task(watch_seconds=planned)
+    assert [w[2] for w in kube.waits][:1] == [planned]
+    _, kube = task(watch_seconds=planned - 1)
+    assert kube.waits == []
