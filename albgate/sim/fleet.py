@@ -186,8 +186,7 @@ def _albgate_executions(sim: Simulation, progress: Progress | None, task_seconds
         token.succeed({})  # a simulated release engineer approves every step at once
 
     def charged(clock: TurnClock):  # noqa: ANN202 - the runner's Invoke
-        sim.elb.client.sleep = clock.sleep  # a throttled call's back-off, too, lets the other executions run
-        sim.kube.sleep = clock.sleep  # and a task watching the cluster
+        sim.handlers_sleep_on(clock.sleep)  # a throttled call's back-off, or a watch, lets the others run too
         def invoke(logical_id: str, handler: str, event: Any) -> Any:
             clock.sleep(task_seconds)  # the Lambda's own time, during which the other executions go on
             return machine.invoke_handler(logical_id, handler, event)
@@ -209,8 +208,7 @@ def _albgate_executions(sim: Simulation, progress: Progress | None, task_seconds
                                   real_timeout_seconds=300).run(starts)
     finally:
         _runtime.use_ports(None)
-        sim.elb.client.sleep = sim.advance
-        sim.kube.sleep = sim.advance
+        sim.handlers_sleep_on(None)
     by_name = {r.name: r for r in results}
     runs = []
     for start in starts:

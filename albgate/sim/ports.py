@@ -63,7 +63,7 @@ class SimKubernetes:
         self.errors: Counter[str] = Counter()
         self._rng = sim.rng("kube-api")
         # How a watch lets virtual time pass: the simulation's own ``advance``; a runner that interleaves several
-        # executions on one world sets its clock's ``sleep``, so the others go on meanwhile.
+        # executions on one world sets its clock's ``sleep`` (``Simulation.handlers_sleep_on``), so the others go on.
         self.sleep: Callable[[float], None] = sim.advance
 
     def _call(self, method: str) -> None:
@@ -144,8 +144,8 @@ class SimKubernetes:
         self._call("wait_for_bindings")
         self._namespace_exists(namespace)
         lbc = self.sim.lbc
-        return self._watch(lambda: [(name, lbc.checkpoint_of(ns, name))
-                                    for ns, name in sorted(self.sim.cluster.tgbs) if ns == namespace], seconds)
+        return self._watch(lambda: sorted((b.tgb.name, b.annotation) for b in lbc.bindings
+                                          if b.tgb.namespace == namespace), seconds)
 
     def _watch(self, seen: Callable[[], object], seconds: int) -> bool:
         if seconds < 1:
@@ -170,7 +170,8 @@ class SimElb:
     for callers that retry in their own code (the Load Balancer Controller's model, Argo Rollouts'). Otherwise a
     botocore ``Config(retries=...)`` (``albgate.sim.alb.ALBGATE_ELB_RETRIES`` is the adapter's): a throttled
     request is retried as that client retries it, so a call may return later, the world having gone on while it
-    backed off (``client.sleep``: the simulation's ``advance``; a runner interleaving executions sets its own).
+    backed off (``client.sleep``: the simulation's ``advance``; a runner interleaving executions sets its own,
+    ``Simulation.handlers_sleep_on``).
     """
 
     def __init__(self, sim: "Simulation", caller: str, retries: dict[str, str | int] | None = None) -> None:

@@ -349,14 +349,12 @@ class World:
         """A throttled ELB call backs off, and a watch of the cluster waits, on ``sleep`` (the interleaver's clock)
         instead of its world's own ``advance``, which would move that world alone."""
         for sim in self.sims.values():
-            sim.elb.client.sleep = sleep
-            sim.kube.sleep = sleep  # a task watching the cluster, too
+            sim.handlers_sleep_on(sleep)
         try:
             yield
         finally:
             for sim in self.sims.values():
-                sim.elb.client.sleep = sim.advance
-                sim.kube.sleep = sim.advance
+                sim.handlers_sleep_on(None)
 
 
 # --- the children -------------------------------------------------------------------------------------------

@@ -141,6 +141,12 @@ class Simulation:
     def advance(self, seconds: float) -> None:
         self.run_until(self.clock.t + seconds)
 
+    def handlers_sleep_on(self, sleep: Callable[[float], None] | None) -> None:
+        """What passes virtual time inside a handler (a throttled ELB call's back-off, a watch of the cluster):
+        ``sleep`` (a runner interleaving several executions passes its clock's, so the others go on meanwhile), or
+        with None this world's own ``advance`` again."""
+        self.elb.client.sleep = self.kube.sleep = sleep or self.advance
+
     def run_until(self, t: float, stop: Callable[[], bool] | None = None) -> bool:
         """Process events up to virtual epoch time ``t``; with ``stop``, return True as soon as it holds."""
         return self.loop.run_until(t, stop)

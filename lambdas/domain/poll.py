@@ -58,13 +58,13 @@ SCALE_DOWN_QUICK_POLL_SECONDS = 1
 # spread them over); the others at the pods' pace. docs/benchmarks.md has what it costs and saves.
 CONDITIONS_POLL_SECONDS = 2
 CONDITIONS_QUICK_LOOKS = 10
-# A gate's wait for something only the cluster shows (the controller's conditions on the pods, pods starting, its
-# checkpoint on a binding) is spent inside the Check Target Health task, watching those objects (a Kubernetes watch,
-# whose events come as the API server commits each change: docs/facts.md, "Kubernetes watches"), for up to
-# WATCH_IN_TASK_SECONDS of the task (``policy.watch_seconds``): its next look comes at the change, not up to a wait later, and the looks in
-# between cost no state transitions. A wait that would end past that time, or one for ELB, is a Wait state as before.
-# 20 s of watching (the default of ``policy.watch_seconds``) leaves the task's looks the rest of the function's 60 s
-# timeout; 30 s is the most a policy may ask.
+# A wait for something only the cluster shows (the controller's conditions on the pods, pods starting, its
+# checkpoint on a binding, the old ReplicaSet's scale-down) is spent inside the Check Target Health or Verify Drain
+# task, watching those objects (a Kubernetes watch, whose events come as the API server commits each change:
+# docs/facts.md, "Kubernetes watches"), for up to ``policy.watch_seconds`` of the task: its next look comes at the
+# change, not up to a wait later, and the looks in between cost no state transitions. A wait that would end past that
+# time, or one for ELB, is a Wait state as before. The default, 20 s, leaves the task's looks the rest of the
+# function's 60 s timeout; 30 s is the most a policy may ask.
 WATCH_IN_TASK_SECONDS = 20
 MAX_WATCH_IN_TASK_SECONDS = 30
 # Once a gate has taken old pods out of their Service's endpoints (rollout.out_of_service), the controller reconciles

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 from pydantic import ValidationError
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lambdas.domain.gate import CONTROLLER_REQUEUE_SECONDS, Verdict
 from lambdas.domain.models import RolloutPolicy
@@ -30,15 +30,11 @@ class Clock:
         return self.at
 
 
-@dataclass
 class WatchedKube(Kube):
     """The gate's fake cluster, watchable: ``changes`` are (time, change) pairs applied to its pods when the clock
     reaches them; a watch advances the clock to the first change due within its seconds (True) or by its seconds
-    (False), as a watch answered by the API server at the change or at its timeoutSeconds."""
-
-    clock: Clock = field(default_factory=lambda: Clock(NOW))
-    changes: list = field(default_factory=list)
-    waits: list = field(default_factory=list)  # (what, selector or None, seconds, at)
+    (False), as a watch answered by the API server at the change or at its timeoutSeconds. ``waits`` records each
+    watch: (what, selector or None, seconds, at)."""
 
     def __init__(self, pods, clock: Clock, changes=()) -> None:
         super().__init__(pods, (), True)
